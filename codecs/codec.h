@@ -1,0 +1,42 @@
+#pragma once
+// Codec: how a vector of floats (a gradient, or parameters on the way down) travels on the wire.
+//
+// Contract
+//   encode(values)              -> Payload. May keep state between calls (error feedback keeps a
+//                                  residual, random-k a step counter), so a Codec instance belongs
+//                                  to one sender.
+//   decode_add(p, acc, weight)     acc += weight * decode(p). Never reads or writes out of bounds:
+//                                  a payload whose size does not match acc or its own header is
+//                                  refused with ProtocolError, because payloads come from peers.
+//   decode(p, out)              -> out = decode(p); the default zeroes out and calls decode_add.
+//
+// Threading: one thread at a time per instance. Codecs see flat float spans only, never torch.
+// Build codecs with make_codec() (codecs/factory.h); there is no self-registration.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace psgd {
+
+// An encoded vector: the element count it decodes to and the codec-specific bytes.
+struct Payload {
+  std::uint64_t num_elements = 0;
+  std::vector<std::uint8_t> bytes;
+};
+
+class Codec {
+ public:
+  virtual ~Codec() = default;
+
+  virtual std::string_view name() const = 0;
+
+  virtual Payload encode(std::span<const float> values) = 0;
+
+  virtual void decode_add(const Payload& payload, std::span<float> acc, float weight) const = 0;
+
+  virtual void decode(const Payload& payload, std::span<float> out) const;
+};
+
+}  // namespace psgd

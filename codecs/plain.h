@@ -1,0 +1,15 @@
+#pragma once
+// plain: IEEE-754 fp32, little-endian, exact. The baseline every other codec is compared to.
+#include "codecs/codec.h"
+
+namespace psgd {
+
+class PlainCodec final : public Codec {
+ public:
+  std::string_view name() const override { return "plain"; }
+  Payload encode(std::span<const float> values) override;
+  void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
+  void decode(const Payload& payload, std::span<float> out) const override;
+};
+
+}  // namespace psgd

@@ -1,0 +1,44 @@
+#pragma once
+// The one bridge between the algorithms and the neural-net engine (DESIGN.md "Layers").
+//
+// Strategies and codecs work on flat float vectors; a Learner owns a model whose parameters and
+// gradients ARE flat vectors (the model's tensors are views into them), so nothing is copied
+// between the engine and the wire. nn::Trainer is the libtorch implementation; tests use small
+// hand-written learners (a quadratic, say) that need no torch.
+//
+// Threading: a Learner is used by one thread at a time.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace psgd {
+
+struct StepStats {
+  double loss = 0.0;         // mean loss over the batch
+  std::int64_t samples = 0;  // batch size actually used
+};
+
+struct EvalStats {
+  double loss = 0.0;
+  double accuracy = 0.0;  // fraction in [0, 1]
+  std::int64_t samples = 0;
+};
+
+class Learner {
+ public:
+  virtual ~Learner() = default;
+
+  // The model's parameters, flat and contiguous; writing them changes the model.
+  virtual std::span<float> parameters() = 0;
+
+  // The gradient of the last compute_gradient() call, same layout as parameters().
+  virtual std::span<const float> gradients() const = 0;
+
+  // Forward and backward on the next batch of this learner's own training data.
+  virtual StepStats compute_gradient() = 0;
+
+  // Loss and accuracy of the current parameters on the held-out test set.
+  virtual EvalStats evaluate() = 0;
+};
+
+}  // namespace psgd

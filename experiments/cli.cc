@@ -1,0 +1,176 @@
+#include "experiments/cli.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <iostream>
+
+#include "core/error.h"
+
+namespace psgd {
+namespace {
+
+std::string choices(const std::vector<std::string>& v) {
+  return fmt::format("{}", fmt::join(v, "|"));
+}
+
+// --config is read before the other flags are bound, so that the file's values become the
+// defaults and flags given on the command line override them.
+std::string find_config_arg(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) return argv[i + 1];
+    if (a.rfind("--config=", 0) == 0) return a.substr(9);
+  }
+  return {};
+}
+
+JobSpec load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("--config {}: cannot open the file", path));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(fmt::format("--config {}: not valid JSON: {}", path, e.what()));
+  }
+  JobSpec spec;
+  try {
+    from_json(j, spec);
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("--config {}: {}", path, e.what()));
+  }
+  return spec;
+}
+
+void report(const CLI::App& app, const CLI::ParseError& e) {
+  // One clear line for the error, then where to look for help.
+  std::cerr << app.get_name() << ": " << e.what() << "\n"
+            << "Run '" << app.get_name() << " --help' to see every option and its default.\n";
+}
+
+}  // namespace
+
+std::string join_command_line(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) {
+    if (i) s += ' ';
+    s += argv[i];
+  }
+  return s;
+}
+
+int parse_server_args(int argc, char** argv, ServerOptions& out) {
+  out.command_line = join_command_line(argc, argv);
+  const std::string config = find_config_arg(argc, argv);
+  if (!config.empty()) {
+    try {
+      out.spec = load_config(config);
+    } catch (const ConfigError& e) {
+      std::cerr << "init_server: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  JobSpec& s = out.spec;
+  CLI::App app{
+      "psgd parameter server and orchestrator.\n"
+      "Waits for --node_count workers ('client --ip HOST --port PORT'), sends each its job and\n"
+      "data blocks, trains, evaluates on the test set every epoch and writes a run directory\n"
+      "(config.json, metrics.csv, workers.csv, summary.json, model.pt, state_dict.pt).",
+      "init_server"};
+  app.option_defaults()->always_capture_default();
+  app.get_formatter()->column_width(34);
+
+  app.add_option("--config", out.config_file,
+                 "JSON file with any of these options as keys; flags given too win");
+  app.add_option("--node_count", s.node_count, "Number of workers (client processes) to wait for")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--batch_size", s.batch_size,
+                 "Samples per worker per iteration (the global batch is node_count x batch_size)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--redundancy", s.redundancy,
+                 "Workers holding each data block (1: a plain split; r>1: one block per r-subset)");
+  app.add_option("--codec", s.codec,
+                 "Gradient codec, worker to server: " + choices(known_codecs()));
+  app.add_option("--psgd", s.psgd, "Synchronisation strategy: " + choices(known_strategies()));
+  app.add_option("--learn_rate", s.learn_rate, "SGD learning rate of the server's optimiser");
+  app.add_option("--epochs", s.epochs, "Passes over the training set");
+  app.add_option("--working_ports", s.working_ports,
+                 "TCP port(s) to listen on; 0 picks a free port (see --port_file)")
+      ->delimiter(',');
+  app.add_option(
+      "--block_assignment", s.block_assignment,
+      "How training samples are split into blocks: " + choices(known_block_assignments()));
+  app.add_option(
+      "--model", s.model,
+      "Model: " + choices(known_models()) + " (mlp 784-256-10; cnn: two conv+pool, two dense)");
+  app.add_option("--dataset", s.dataset,
+                 "fashion-mnist (Debian's dataset-fashion-mnist) | mnist:DIR | idx:DIR "
+                 "(a directory of the four IDX files, .gz or raw)");
+  app.add_option("--momentum", s.momentum, "SGD momentum (torch.optim.SGD semantics)");
+  app.add_option("--weight_decay", s.weight_decay, "L2 weight decay");
+  app.add_flag("--nesterov", s.nesterov, "Nesterov momentum");
+  app.add_option("--train_samples", s.train_samples,
+                 "Use only the first N training samples (0: all); for quick experiments");
+  app.add_option("--test_samples", s.test_samples, "Evaluate on the first N test samples (0: all)");
+  app.add_option("--seed", s.seed, "Seed of model initialisation, data placement and batch order");
+  app.add_option("--device", s.device, "auto | cpu | cuda; auto uses CUDA when available");
+  app.add_option("--output", s.output,
+                 "Run directory (default: runs/<timestamp>-<psgd>-<codec>-n<nodes>)");
+  app.add_option("--threads", s.threads,
+                 "Torch threads per worker (0: that host's cores / psgd processes on it)");
+  app.add_option("--join_timeout", s.join_timeout,
+                 "Seconds to wait for all workers to join and load their data");
+  app.add_option("--io_timeout", s.io_timeout,
+                 "Seconds any single wait for a peer may last before the peer counts as dead");
+  app.add_option("--bind", out.bind, "Address to listen on (0.0.0.0: every interface)");
+  app.add_option("--port_file", out.port_file,
+                 "Write the port actually listened on to this file (useful with port 0)");
+  try {
+    app.parse(argc, argv);
+    s.validate();
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    report(app, e);
+    return 2;
+  } catch (const ConfigError& e) {
+    std::cerr << "init_server: " << e.what() << "\n";
+    return 2;
+  }
+  return kContinue;
+}
+
+int parse_client_args(int argc, char** argv, ClientOptions& out) {
+  out.command_line = join_command_line(argc, argv);
+  CLI::App app{
+      "psgd worker. Connects to init_server, receives the job and its data blocks, and trains\n"
+      "until the server says the job is over. Exits 0 when the job completed.",
+      "client"};
+  app.option_defaults()->always_capture_default();
+  app.get_formatter()->column_width(34);
+  app.add_option("--ip", out.ip, "Address or host name of init_server");
+  app.add_option("--port", out.port, "Port init_server listens on (its --working_ports)")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--threads", out.threads,
+                 "Torch threads (0: the server's suggestion, cores / psgd processes on this host)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--dataset", out.dataset,
+                 "Read the data from here instead of the job's --dataset (same format)");
+  app.add_option("--connect_timeout", out.connect_timeout,
+                 "Seconds to keep retrying while the server is not reachable")
+      ->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    report(app, e);
+    return 2;
+  }
+  return kContinue;
+}
+
+}  // namespace psgd

@@ -1,0 +1,36 @@
+#pragma once
+// Command-line front ends of init_server and client (CLI11). Flag names are a public contract:
+// sweep scripts use them. Every option's help states its meaning and default.
+#include <string>
+#include <vector>
+
+#include "core/job_spec.h"
+
+namespace psgd {
+
+struct ServerOptions {
+  JobSpec spec;
+  std::string config_file;  // --config: JSON with JobSpec keys; flags given as well win
+  std::string bind = "0.0.0.0";
+  std::string port_file;  // write the listening port here once bound (for scripts and tests)
+  std::string command_line;
+};
+
+struct ClientOptions {
+  std::string ip = "127.0.0.1";
+  int port = 55555;
+  int threads = 0;              // 0: what the server suggests (cores / processes on this host)
+  std::string dataset;          // override the job's dataset location on this machine
+  double connect_timeout = 30;  // seconds to keep retrying the connection
+  std::string command_line;
+};
+
+// Parse argv. Returns kContinue to go on, or the code to exit with at once (help printed: 0; bad
+// flags: 2, after one clear line on stderr).
+inline constexpr int kContinue = -1;
+int parse_server_args(int argc, char** argv, ServerOptions& out);
+int parse_client_args(int argc, char** argv, ClientOptions& out);
+
+std::string join_command_line(int argc, char** argv);
+
+}  // namespace psgd

@@ -1,0 +1,246 @@
+#include "experiments/client.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+#include <asio.hpp>
+
+#include <csignal>
+#include <memory>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "experiments/format.h"
+#include "experiments/provenance.h"
+#include "network/tcp/connection.h"
+#include "nn/data_source.h"
+#include "nn/threads.h"
+#include "nn/trainer.h"
+#include "nn/version.h"
+#include "psgd/factory.h"
+
+namespace psgd {
+namespace {
+
+// Before the job says how big the model is, frames up to this size are accepted (a Job carries
+// the worker's sample indices: 8 bytes per sample).
+constexpr std::uint64_t kJobFrameLimit = 256ull << 20;
+constexpr double kJobWaitSeconds = 3600;  // the server's --join_timeout bounds this in practice
+
+class Client {
+ public:
+  explicit Client(const ClientOptions& options) : opts_(options), signals_(io_, SIGINT, SIGTERM) {}
+
+  int run();
+
+ private:
+  void on_frame(Message&& message);
+  void on_error(const std::string& why);
+  void on_job(const Job& job);
+  void on_finish(const Finish& finish);
+  void send(const Outbox& out);
+  void give_up(const std::string& why, bool tell_server);
+  void say(const std::string& line);
+
+  ClientOptions opts_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  std::shared_ptr<net::Connection> conn_;
+  JobSpec spec_;
+  int worker_ = -1;
+  std::shared_ptr<const nn::DataSplit> data_;
+  std::unique_ptr<nn::Trainer> trainer_;
+  std::unique_ptr<WorkerRole> role_;
+  SteadyClock clock_;
+  double start_ = 0;
+  bool done_ = false;
+  int exit_code_ = 1;
+};
+
+void Client::say(const std::string& line) {
+  if (worker_ >= 0) {
+    fmt::print("client[{}]: {}\n", worker_, line);
+  } else {
+    fmt::print("client: {}\n", line);
+  }
+  std::fflush(stdout);
+}
+
+int Client::run() {
+  say(fmt::format("connecting to {}:{}", opts_.ip, opts_.port));
+  asio::ip::tcp::socket socket = net::dial(io_, opts_.ip, opts_.port, opts_.connect_timeout);
+  conn_ = std::make_shared<net::Connection>(
+      std::move(socket),
+      net::ConnectionOptions{.max_body_bytes = kJobFrameLimit, .read_timeout_s = kJobWaitSeconds});
+  conn_->start([this](Message&& m, std::size_t) { on_frame(std::move(m)); },
+               [this](const std::string& why) { on_error(why); });
+  signals_.async_wait([this](std::error_code ec, int sig) {
+    if (ec) return;
+    exit_code_ = 128 + sig;
+    give_up(fmt::format("interrupted by signal {}", sig), true);
+  });
+  conn_->send(Hello{.protocol = kProtocolVersion,
+                    .host = host_name(),
+                    .pid = static_cast<std::int32_t>(getpid()),
+                    .cores = static_cast<std::int32_t>(std::thread::hardware_concurrency()),
+                    .threads = opts_.threads,
+                    .version = psgd_revision()});
+  say("connected; waiting for the job (training starts when every worker has joined)");
+  io_.run();
+  return exit_code_;
+}
+
+void Client::on_frame(Message&& message) {
+  if (done_) return;
+  if (const auto* err = std::get_if<ErrorMessage>(&message)) {
+    give_up(fmt::format("the server refused this worker: {}", err->text), false);
+    return;
+  }
+  if (const auto* job = std::get_if<Job>(&message)) {
+    on_job(*job);
+    return;
+  }
+  if (const auto* finish = std::get_if<Finish>(&message)) {
+    on_finish(*finish);
+    return;
+  }
+  if (!role_) {
+    give_up(fmt::format("the server sent {} before the job", type_name(type_of(message))), true);
+    return;
+  }
+  try {
+    Outbox out;
+    WorkerAction action = role_->on_message(message, out);
+    send(out);
+    while (action.compute) {
+      out.clear();
+      action = role_->compute_step(out);
+      send(out);
+    }
+  } catch (const Error& e) {
+    give_up(e.what(), true);
+  }
+}
+
+void Client::on_job(const Job& job) {
+  if (role_) {
+    give_up("the server sent a second job", true);
+    return;
+  }
+  try {
+    from_json(nlohmann::json::parse(job.spec_json), spec_);
+  } catch (const std::exception& e) {
+    give_up(fmt::format("cannot read the job the server sent: {}", e.what()), true);
+    return;
+  }
+  worker_ = job.worker_id;
+  if (!opts_.dataset.empty()) spec_.dataset = opts_.dataset;
+  const int threads = opts_.threads > 0 ? opts_.threads : std::max(1, job.threads);
+  try {
+    nn::set_compute_threads(threads);
+    // Workers do not evaluate: load the test split's first sample only.
+    data_ = std::make_shared<const nn::DataSplit>(
+        nn::load_dataset(spec_.dataset, spec_.train_samples, 1));
+    for (std::int64_t i : job.samples) {
+      if (i < 0 || static_cast<std::size_t>(i) >= data_->train.size()) {
+        throw ConfigError(fmt::format(
+            "the server assigned sample {} but this machine's copy of {} has {} training samples",
+            i, spec_.dataset, data_->train.size()));
+      }
+    }
+    trainer_ = std::make_unique<nn::Trainer>(
+        nn::TrainerOptions{.model = spec_.model,
+                           .batch_size = spec_.batch_size,
+                           .seed = spec_.seed,
+                           .device = spec_.device,
+                           .batch_stream = 1000 + static_cast<std::uint64_t>(worker_)},
+        data_, job.samples);
+    if (trainer_->num_parameters() != job.num_parameters) {
+      throw ConfigError(fmt::format(
+          "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
+          "version everywhere",
+          spec_.model, trainer_->num_parameters(), job.num_parameters));
+    }
+    role_ = make_worker_role(spec_, WorkerContext{.learner = trainer_.get(),
+                                                  .uplink = CodecSpec{.name = spec_.codec},
+                                                  .downlink = CodecSpec{.name = "plain"},
+                                                  .clock = &clock_});
+  } catch (const Error& e) {
+    give_up(e.what(), true);
+    return;
+  }
+  conn_->set_max_body_bytes(8 * static_cast<std::uint64_t>(trainer_->num_parameters()) + (1 << 20));
+  conn_->set_read_timeout(std::max(spec_.io_timeout, spec_.join_timeout));
+  say(fmt::format("worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}", worker_,
+                  spec_.node_count, fmt_count(static_cast<double>(job.samples.size())),
+                  spec_.dataset, trainer_->describe(), threads, spec_.psgd, spec_.codec));
+  conn_->send(Ready{.worker_id = worker_,
+                    .num_parameters = trainer_->num_parameters(),
+                    .samples = static_cast<std::int64_t>(job.samples.size()),
+                    .threads = threads,
+                    .detail = nn::blas_description()});
+  start_ = clock_.now();
+}
+
+void Client::on_finish(const Finish& finish) {
+  done_ = true;
+  exit_code_ = finish.ok ? 0 : 1;
+  const std::int64_t iterations = role_ ? role_->iterations_done() : 0;
+  if (finish.ok) {
+    say(fmt::format("done: {} ({} iterations in {})", finish.status, iterations,
+                    fmt_duration(clock_.now() - start_)));
+  } else {
+    fmt::print(stderr, "client[{}]: the job ended without completing: {}\n", worker_,
+               finish.status);
+  }
+  signals_.cancel();
+  conn_->close();
+}
+
+void Client::on_error(const std::string& why) {
+  if (done_) return;
+  give_up(fmt::format("lost the connection to the server: {}", why), false);
+}
+
+void Client::send(const Outbox& out) {
+  for (const Envelope& env : out) {
+    PSGD_CHECK_EQ(env.to, kServer, "peer-to-peer messages need a peer transport");
+    conn_->send(*env.message);
+  }
+}
+
+void Client::give_up(const std::string& why, bool tell_server) {
+  if (done_) return;
+  done_ = true;
+  if (exit_code_ == 0) exit_code_ = 1;
+  if (worker_ >= 0) {
+    fmt::print(stderr, "client[{}]: {}\n", worker_, why);
+  } else {
+    fmt::print(stderr, "client: {}\n", why);
+  }
+  signals_.cancel();
+  if (tell_server && conn_ && conn_->is_open()) {
+    conn_->send(ErrorMessage{why});
+    conn_->close_after_writes();
+  } else if (conn_) {
+    conn_->close();
+  }
+}
+
+}  // namespace
+
+int run_client(const ClientOptions& options) {
+  try {
+    Client client(options);
+    return client.run();
+  } catch (const ConfigError& e) {
+    fmt::print(stderr, "client: {}\n", e.what());
+    return 2;
+  } catch (const Error& e) {
+    fmt::print(stderr, "client: {}\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace psgd

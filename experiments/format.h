@@ -1,0 +1,36 @@
+#pragma once
+// Small helpers for what the programs print.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <string>
+
+namespace psgd {
+
+// 12345.6 -> "12,346"
+inline std::string fmt_count(double value) {
+  auto n = static_cast<long long>(std::llround(value));
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+// 75.3 -> "1:15", 3725 -> "1:02:05"
+inline std::string fmt_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  auto s = static_cast<long long>(std::llround(seconds));
+  if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+  return fmt::format("{}:{:02}", s / 60, s % 60);
+}
+
+inline std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
+
+}  // namespace psgd

@@ -1,0 +1,15 @@
+// init_server: see experiments/server.h, or run `init_server --help`.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "experiments/cli.h"
+#include "experiments/server.h"
+
+int main(int argc, char** argv) {
+  psgd::ServerOptions options;
+  if (int rc = psgd::parse_server_args(argc, argv, options); rc != psgd::kContinue) return rc;
+  // Warnings (refused connections and the like) go to stderr, prefixed like every other line.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("init_server"));
+  spdlog::set_pattern("%n: %l: %v");
+  return psgd::run_server(options);
+}

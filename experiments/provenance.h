@@ -1,0 +1,13 @@
+#pragma once
+// What a run records about where and how it ran, so that a number can be traced to its build.
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace psgd {
+
+std::string host_name();
+std::string psgd_revision();  // git revision the binary was built from
+nlohmann::json provenance(const std::string& command_line);
+
+}  // namespace psgd

@@ -1,0 +1,88 @@
+#include "experiments/run_dir.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace psgd {
+namespace fs = std::filesystem;
+
+std::string default_run_dir(const JobSpec& spec) {
+  const auto now = std::chrono::system_clock::now();
+  const auto t = std::chrono::system_clock::to_time_t(now);
+  return fmt::format("runs/{:%Y%m%d-%H%M%S}-{}", fmt::gmtime(t), spec.short_name());
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw IoError(fmt::format("cannot write {}", tmp));
+    out << text;
+    out.flush();
+    if (!out) throw IoError(fmt::format("writing {} failed (disk full?)", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw IoError(fmt::format("cannot rename {} to {}: {}", tmp, path, ec.message()));
+}
+
+RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
+  std::error_code ec;
+  fs::create_directories(path_, ec);
+  if (ec) {
+    throw ConfigError(
+        fmt::format("--output {}: cannot create the run directory: {}", path_, ec.message()));
+  }
+  if (fs::exists(file("summary.json"))) {
+    throw ConfigError(fmt::format(
+        "--output {}: holds a finished run (summary.json); choose another directory", path_));
+  }
+  metrics_.open(file("metrics.csv"), std::ios::trunc);
+  workers_.open(file("workers.csv"), std::ios::trunc);
+  if (!metrics_ || !workers_) {
+    throw ConfigError(fmt::format("--output {}: cannot write files there", path_));
+  }
+  metrics_ << "epoch,iteration,wall_s,virtual_s,train_loss,test_loss,test_accuracy,bytes_up,"
+              "bytes_down,samples\n";
+  workers_ << "epoch,worker,host,iterations,samples,compute_s,encode_s,wait_s,transfer_s,"
+              "decode_s,apply_s,held_s,bytes_up,bytes_down\n";
+  metrics_.flush();
+  workers_.flush();
+}
+
+std::string RunDirectory::file(const std::string& name) const {
+  return (fs::path(path_) / name).string();
+}
+
+void RunDirectory::write_config(const nlohmann::json& config) {
+  write_file_atomic(file("config.json"), config.dump(2) + "\n");
+}
+
+void RunDirectory::write_summary(const nlohmann::json& summary) {
+  write_file_atomic(file("summary.json"), summary.dump(2) + "\n");
+}
+
+void RunDirectory::append_metrics(const MetricsRow& r) {
+  auto opt = [](const std::optional<double>& v) {
+    return v ? fmt::format("{:.6g}", *v) : std::string();
+  };
+  metrics_ << fmt::format("{},{},{:.4f},{},{},{:.6g},{:.6f},{},{},{}\n", r.epoch, r.iteration,
+                          r.wall_s, opt(r.virtual_s), opt(r.train_loss), r.test_loss,
+                          r.test_accuracy, r.bytes_up, r.bytes_down, r.samples);
+  metrics_.flush();
+}
+
+void RunDirectory::append_worker(const WorkerRow& r) {
+  workers_ << fmt::format("{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{}\n",
+                          r.epoch, r.worker, r.host, r.iterations, r.samples, r.times.compute_s,
+                          r.times.encode_s, r.times.wait_s, r.transfer_s, r.times.decode_s,
+                          r.times.apply_s, r.held_s, r.bytes_up, r.bytes_down);
+  workers_.flush();
+}
+
+}  // namespace psgd

@@ -1,0 +1,77 @@
+#pragma once
+// The run directory (DESIGN.md "Run directory contract"): what every run leaves behind and what
+// tests and report tools read.
+//
+//   config.json   the JobSpec, provenance (git revision, host, versions, command line) and workers
+//   metrics.csv   one row per evaluation (epoch 0 is the initial model), cumulative bytes
+//   workers.csv   per worker and epoch: phase times, bytes, iterations
+//   summary.json  the outcome: accuracy, time, bytes, status
+//   model.pt, state_dict.pt   written by the Trainer
+//
+// Files are written as the run goes (metrics rows flushed per epoch) so a crashed run still
+// leaves what it had.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "core/job_spec.h"
+#include "core/metrics.h"
+
+namespace psgd {
+
+struct MetricsRow {
+  int epoch = 0;
+  std::int64_t iteration = 0;
+  double wall_s = 0;
+  std::optional<double> virtual_s;
+  std::optional<double> train_loss;  // none for epoch 0
+  double test_loss = 0;
+  double test_accuracy = 0;
+  std::uint64_t bytes_up = 0;
+  std::uint64_t bytes_down = 0;
+  std::int64_t samples = 0;  // training samples processed so far, all workers
+};
+
+struct WorkerRow {
+  int epoch = 0;
+  int worker = 0;
+  std::string host;
+  std::int64_t iterations = 0;
+  std::int64_t samples = 0;
+  PhaseTimes times;
+  double held_s = 0;      // server time between this worker's gradients arriving and the reply
+  double transfer_s = 0;  // wait_s - held_s: network and framing both ways (estimate)
+  std::uint64_t bytes_up = 0;
+  std::uint64_t bytes_down = 0;
+};
+
+// "runs/<UTC timestamp>-<psgd>-<codec>-n<nodes>" relative to the working directory.
+std::string default_run_dir(const JobSpec& spec);
+
+class RunDirectory {
+ public:
+  // Creates the directory (and parents). Throws ConfigError if it exists and holds a
+  // summary.json (never overwrite a finished run) or cannot be created.
+  explicit RunDirectory(std::string path);
+
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const;
+
+  void write_config(const nlohmann::json& config);
+  void append_metrics(const MetricsRow& row);
+  void append_worker(const WorkerRow& row);
+  void write_summary(const nlohmann::json& summary);
+
+ private:
+  std::string path_;
+  std::ofstream metrics_;
+  std::ofstream workers_;
+};
+
+// Writes `text` to `path` atomically (temporary file, then rename).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace psgd

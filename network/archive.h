@@ -1,0 +1,110 @@
+#pragma once
+// Cereal archives over a byte buffer for the wire protocol.
+//
+// Cereal's stock BinaryInputArchive resizes a vector to whatever count the peer wrote before it
+// reads a single element, so a 20-byte frame claiming 2^60 elements is an allocation bomb. These
+// archives use the same binary layout (little-endian, 64-bit size tags) but the input side checks
+// every count against the bytes actually left in the frame before anything is allocated, and
+// throws ProtocolError on any short read. The output side appends straight to a std::vector.
+#include <cereal/cereal.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "core/error.h"
+
+namespace psgd::wire {
+
+class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit OutputArchive(std::vector<std::uint8_t>& out)
+      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
+
+  void saveBinary(const void* data, std::size_t size) {
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    out_.insert(out_.end(), p, p + size);
+  }
+
+ private:
+  std::vector<std::uint8_t>& out_;
+};
+
+class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit InputArchive(std::span<const std::uint8_t> data)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), data_(data) {}
+
+  void loadBinary(void* out, std::size_t size) {
+    if (size > remaining()) {
+      throw ProtocolError(
+          fmt::format("message body ends early: {} more bytes needed, {} left", size, remaining()));
+    }
+    if (size) std::memcpy(out, data_.data() + pos_, size);
+    pos_ += size;
+  }
+
+  std::size_t remaining() const { return data_.size() - pos_; }
+
+ private:
+  std::span<const std::uint8_t> data_;
+  std::size_t pos_ = 0;
+};
+
+// --- arithmetic values
+template <class T>
+requires std::is_arithmetic_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const T& t) {
+  ar.saveBinary(&t, sizeof(T));
+}
+template <class T>
+requires std::is_arithmetic_v<T>
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
+  ar.loadBinary(&t, sizeof(T));
+}
+
+// --- name-value pairs carry no names in a binary archive
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(OutputArchive& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(InputArchive& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+
+// --- size tags: the input side refuses a count larger than the bytes left (every element takes
+// at least one byte), which bounds every allocation by the frame's length.
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::SizeTag<T>& t) {
+  const std::uint64_t size = t.size;
+  ar.saveBinary(&size, sizeof(size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::SizeTag<T>& t) {
+  std::uint64_t size = 0;
+  ar.loadBinary(&size, sizeof(size));
+  if (size > ar.remaining()) {
+    throw ProtocolError(
+        fmt::format("message claims {} elements but only {} bytes remain", size, ar.remaining()));
+  }
+  t.size = static_cast<std::remove_reference_t<T>>(size);
+}
+
+// --- contiguous binary blocks (vectors of arithmetic types)
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::BinaryData<T>& bd) {
+  ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+}  // namespace psgd::wire
+
+CEREAL_REGISTER_ARCHIVE(psgd::wire::OutputArchive)
+CEREAL_REGISTER_ARCHIVE(psgd::wire::InputArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(psgd::wire::InputArchive, psgd::wire::OutputArchive)

@@ -1,0 +1,99 @@
+#include "network/frame.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace psgd {
+namespace {
+
+template <class T>
+void put_le(std::uint8_t* out, T value) {
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    out[i] = static_cast<std::uint8_t>(value >> (8 * i));
+}
+
+template <class T>
+T get_le(const std::uint8_t* in) {
+  T value = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    value |= static_cast<T>(in[i]) << (8 * i);
+  return value;
+}
+
+bool known_type(std::uint16_t t) {
+  switch (static_cast<MessageType>(t)) {
+    case MessageType::kError:
+    case MessageType::kHello:
+    case MessageType::kJob:
+    case MessageType::kReady:
+    case MessageType::kFinish:
+    case MessageType::kParams:
+    case MessageType::kGradient:
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::array<std::uint8_t, kFrameHeaderBytes> encode_header(const FrameHeader& header) {
+  std::array<std::uint8_t, kFrameHeaderBytes> out{};
+  put_le<std::uint32_t>(out.data(), kFrameMagic);
+  put_le<std::uint16_t>(out.data() + 4, header.version);
+  put_le<std::uint16_t>(out.data() + 6, static_cast<std::uint16_t>(header.type));
+  put_le<std::uint64_t>(out.data() + 8, header.body_bytes);
+  return out;
+}
+
+FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes,
+                          std::uint64_t max_body_bytes) {
+  const auto magic = get_le<std::uint32_t>(bytes.data());
+  if (magic != kFrameMagic) {
+    throw ProtocolError(fmt::format(
+        "not a psgd peer: frame starts with 0x{:08x} instead of the \"PSGD\" magic", magic));
+  }
+  FrameHeader h;
+  h.version = get_le<std::uint16_t>(bytes.data() + 4);
+  const auto type = get_le<std::uint16_t>(bytes.data() + 6);
+  h.body_bytes = get_le<std::uint64_t>(bytes.data() + 8);
+  const bool is_error = type == static_cast<std::uint16_t>(MessageType::kError);
+  if (h.version != kProtocolVersion && !is_error) {
+    throw ProtocolError(fmt::format(
+        "protocol version mismatch: the peer speaks psgd protocol v{} but this build speaks v{}; "
+        "run the same psgd version on the server and every client",
+        h.version, kProtocolVersion));
+  }
+  if (!known_type(type)) throw ProtocolError(fmt::format("unknown message type {}", type));
+  h.type = static_cast<MessageType>(type);
+  if (h.body_bytes > max_body_bytes) {
+    throw ProtocolError(fmt::format("{} frame of {} bytes exceeds the limit of {} bytes",
+                                    type_name(h.type), h.body_bytes, max_body_bytes));
+  }
+  return h;
+}
+
+std::vector<std::uint8_t> encode_frame(const Message& message) {
+  std::vector<std::uint8_t> frame(kFrameHeaderBytes);
+  append_body(message, frame);
+  const auto header = encode_header({.version = kProtocolVersion,
+                                     .type = type_of(message),
+                                     .body_bytes = frame.size() - kFrameHeaderBytes});
+  std::memcpy(frame.data(), header.data(), header.size());
+  return frame;
+}
+
+Message decode_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_body_bytes) {
+  if (bytes.size() < kFrameHeaderBytes) {
+    throw ProtocolError(fmt::format("frame of {} bytes is shorter than its {}-byte header",
+                                    bytes.size(), kFrameHeaderBytes));
+  }
+  const FrameHeader h = decode_header(bytes.first<kFrameHeaderBytes>(), max_body_bytes);
+  if (bytes.size() - kFrameHeaderBytes != h.body_bytes) {
+    throw ProtocolError(fmt::format("frame header announces {} body bytes but {} are present",
+                                    h.body_bytes, bytes.size() - kFrameHeaderBytes));
+  }
+  return decode_body(h.type, bytes.subspan(kFrameHeaderBytes));
+}
+
+}  // namespace psgd

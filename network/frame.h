@@ -1,0 +1,46 @@
+#pragma once
+// Frames: how messages are delimited on a byte stream.
+//
+//   offset  size  field
+//   0       4     magic "PSGD" (0x50 0x53 0x47 0x44)
+//   4       2     protocol version (little-endian)
+//   6       2     message type (MessageType)
+//   8       8     body length in bytes (little-endian)
+//   16      n     body
+//
+// The header is checked before the body is read or any memory is allocated for it: a wrong magic
+// means the peer is not psgd, a different version is refused with a message naming both versions,
+// and a body longer than the receiver's limit (derived from the job's model size) is refused.
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "network/messages.h"
+
+namespace psgd {
+
+inline constexpr std::size_t kFrameHeaderBytes = 16;
+inline constexpr std::uint32_t kFrameMagic = 0x44475350;  // "PSGD" read as little-endian
+
+struct FrameHeader {
+  std::uint16_t version = kProtocolVersion;
+  MessageType type = MessageType::kError;
+  std::uint64_t body_bytes = 0;
+};
+
+std::array<std::uint8_t, kFrameHeaderBytes> encode_header(const FrameHeader& header);
+
+// Throws ProtocolError (bad magic, other version, unknown type, body over max_body_bytes).
+// An ErrorMessage of another version is accepted so that its text can be shown.
+FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes,
+                          std::uint64_t max_body_bytes);
+
+// Header + body of one message, ready to write.
+std::vector<std::uint8_t> encode_frame(const Message& message);
+
+// Decodes one complete frame held in memory (used by tests and fuzzers); `bytes` must hold exactly
+// one frame.
+Message decode_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_body_bytes);
+
+}  // namespace psgd

@@ -1,0 +1,133 @@
+#include "network/messages.h"
+
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "core/error.h"
+#include "network/archive.h"
+
+namespace psgd {
+
+template <class Archive>
+void serialize(Archive& ar, Payload& p) {
+  ar(p.num_elements, p.bytes);
+}
+template <class Archive>
+void serialize(Archive& ar, PhaseTimes& t) {
+  ar(t.compute_s, t.encode_s, t.wait_s, t.decode_s, t.apply_s);
+}
+template <class Archive>
+void serialize(Archive& ar, Hello& m) {
+  ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version);
+}
+template <class Archive>
+void serialize(Archive& ar, Job& m) {
+  ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters);
+}
+template <class Archive>
+void serialize(Archive& ar, Ready& m) {
+  ar(m.worker_id, m.num_parameters, m.samples, m.threads, m.detail);
+}
+template <class Archive>
+void serialize(Archive& ar, Finish& m) {
+  ar(m.status, m.ok);
+}
+template <class Archive>
+void serialize(Archive& ar, Params& m) {
+  ar(m.iteration, m.values);
+}
+template <class Archive>
+void serialize(Archive& ar, Gradient& m) {
+  ar(m.iteration, m.values, m.loss, m.samples, m.times);
+}
+
+namespace {
+
+template <class T>
+Message decode_as(std::span<const std::uint8_t> body) {
+  wire::InputArchive ar(body);
+  T value;
+  ar(value);
+  if (ar.remaining() != 0) {
+    throw ProtocolError(fmt::format("{} trailing bytes after a {} message", ar.remaining(),
+                                    type_name(type_of(Message(T{})))));
+  }
+  return value;
+}
+
+}  // namespace
+
+MessageType type_of(const Message& message) {
+  struct Visitor {
+    MessageType operator()(const ErrorMessage&) const { return MessageType::kError; }
+    MessageType operator()(const Hello&) const { return MessageType::kHello; }
+    MessageType operator()(const Job&) const { return MessageType::kJob; }
+    MessageType operator()(const Ready&) const { return MessageType::kReady; }
+    MessageType operator()(const Finish&) const { return MessageType::kFinish; }
+    MessageType operator()(const Params&) const { return MessageType::kParams; }
+    MessageType operator()(const Gradient&) const { return MessageType::kGradient; }
+  };
+  return std::visit(Visitor{}, message);
+}
+
+const char* type_name(MessageType type) {
+  switch (type) {
+    case MessageType::kError:
+      return "Error";
+    case MessageType::kHello:
+      return "Hello";
+    case MessageType::kJob:
+      return "Job";
+    case MessageType::kReady:
+      return "Ready";
+    case MessageType::kFinish:
+      return "Finish";
+    case MessageType::kParams:
+      return "Params";
+    case MessageType::kGradient:
+      return "Gradient";
+  }
+  return "unknown";
+}
+
+std::vector<std::uint8_t> encode_body(const Message& message) {
+  std::vector<std::uint8_t> out;
+  append_body(message, out);
+  return out;
+}
+
+void append_body(const Message& message, std::vector<std::uint8_t>& out) {
+  if (const auto* err = std::get_if<ErrorMessage>(&message)) {
+    out.insert(out.end(), err->text.begin(), err->text.end());
+    return;
+  }
+  wire::OutputArchive ar(out);
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (!std::is_same_v<T, ErrorMessage>) ar(const_cast<T&>(m));
+      },
+      message);
+}
+
+Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
+  switch (type) {
+    case MessageType::kError:
+      return ErrorMessage{std::string(body.begin(), body.end())};
+    case MessageType::kHello:
+      return decode_as<Hello>(body);
+    case MessageType::kJob:
+      return decode_as<Job>(body);
+    case MessageType::kReady:
+      return decode_as<Ready>(body);
+    case MessageType::kFinish:
+      return decode_as<Finish>(body);
+    case MessageType::kParams:
+      return decode_as<Params>(body);
+    case MessageType::kGradient:
+      return decode_as<Gradient>(body);
+  }
+  throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
+}
+
+}  // namespace psgd

@@ -1,0 +1,102 @@
+#pragma once
+// The messages psgd processes exchange, and their wire encoding.
+//
+// Every message travels in one frame (network/frame.h): a 16-byte header naming its type and
+// length, then the Cereal-serialised body. ErrorMessage is the exception: its body is raw UTF-8 so
+// that a peer of ANY protocol version can read why it was refused.
+//
+// Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+// Strategy traffic (psgd/ roles): Params (server -> worker), Gradient (worker -> server).
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "codecs/codec.h"
+#include "core/metrics.h"
+
+namespace psgd {
+
+// Bump whenever a message layout or the frame header changes.
+inline constexpr std::uint16_t kProtocolVersion = 1;
+
+enum class MessageType : std::uint16_t {
+  kError = 1,
+  kHello = 2,
+  kJob = 3,
+  kReady = 4,
+  kFinish = 5,
+  kParams = 16,
+  kGradient = 17,
+};
+
+struct ErrorMessage {
+  std::string text;
+};
+
+// worker -> server, first frame on a connection.
+struct Hello {
+  std::uint32_t protocol = kProtocolVersion;
+  std::string host;          // the worker's host name
+  std::int32_t pid = 0;      // the worker's process id, for logs
+  std::int32_t cores = 0;    // hardware threads on the worker's host
+  std::int32_t threads = 0;  // torch threads asked for on the client's command line (0: auto)
+  std::string version;       // psgd build (git revision), for the run's provenance
+};
+
+// server -> worker: the job and this worker's share of the data.
+struct Job {
+  std::int32_t worker_id = 0;
+  std::string spec_json;              // the JobSpec, as in config.json
+  std::vector<std::int64_t> samples;  // indices into the training set this worker holds
+  std::int32_t threads = 1;           // torch threads the worker should use
+  std::uint64_t num_parameters = 0;   // the model size the server built, checked by the worker
+};
+
+// worker -> server: data loaded, model built, ready to train.
+struct Ready {
+  std::int32_t worker_id = 0;
+  std::uint64_t num_parameters = 0;
+  std::int64_t samples = 0;
+  std::int32_t threads = 0;
+  std::string detail;  // e.g. the BLAS in use, shown in the server's log
+};
+
+// server -> worker: the job is over (status "completed" or why not).
+struct Finish {
+  std::string status;
+  bool ok = true;
+};
+
+// server -> worker: the model to compute the next gradient on.
+struct Params {
+  std::int64_t iteration = 0;
+  Payload values;
+};
+
+// worker -> server: the gradient of one batch, computed on Params of `iteration`.
+struct Gradient {
+  std::int64_t iteration = 0;
+  Payload values;
+  double loss = 0;
+  std::int64_t samples = 0;
+  PhaseTimes times;  // this iteration's compute/encode/decode and the wait before it
+};
+
+using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient>;
+
+MessageType type_of(const Message& message);
+const char* type_name(MessageType type);
+
+// Serialises the body only (no frame header).
+std::vector<std::uint8_t> encode_body(const Message& message);
+// Appends the body to `out` (lets the framer write the header in front without a copy).
+void append_body(const Message& message, std::vector<std::uint8_t>& out);
+
+// Parses a body of the given type. Throws ProtocolError for an unknown type, a truncated or
+// oversized field, or trailing bytes.
+Message decode_body(MessageType type, std::span<const std::uint8_t> body);
+
+}  // namespace psgd

@@ -1,0 +1,200 @@
+#include "network/tcp/connection.h"
+
+#include <chrono>
+#include <thread>
+
+#include "core/error.h"
+
+namespace psgd::net {
+namespace {
+
+std::chrono::steady_clock::duration to_duration(double seconds) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(seconds));
+}
+
+std::string endpoint_name(const asio::ip::tcp::socket& socket) {
+  std::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
+}  // namespace
+
+Connection::Connection(asio::ip::tcp::socket socket, ConnectionOptions options)
+    : socket_(std::move(socket)),
+      deadline_(socket_.get_executor()),
+      options_(options),
+      peer_(endpoint_name(socket_)) {
+  std::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+void Connection::start(FrameHandler on_frame, ErrorHandler on_error) {
+  on_frame_ = std::move(on_frame);
+  on_error_ = std::move(on_error);
+  read_header();
+}
+
+void Connection::arm_deadline() {
+  deadline_.expires_after(to_duration(options_.read_timeout_s));
+  deadline_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (ec || self->closed_) return;  // cancelled: the read completed
+    // A timer that expired just as the read completed may still run: only act on a deadline that
+    // is really in the past (the pattern of Asio's timeouts examples).
+    if (self->deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
+    self->fail(fmt::format("no data from {} for {:.0f} s (timeout)", self->peer_,
+                           self->options_.read_timeout_s));
+  });
+}
+
+void Connection::read_header() {
+  if (closed_) return;
+  arm_deadline();
+  asio::async_read(
+      socket_, asio::buffer(header_), [self = shared_from_this()](std::error_code ec, std::size_t) {
+        if (self->closed_) return;
+        if (ec) {
+          self->fail(ec == asio::error::eof
+                         ? fmt::format("{} closed the connection", self->peer_)
+                         : fmt::format("reading from {}: {}", self->peer_, ec.message()));
+          return;
+        }
+        FrameHeader h;
+        try {
+          h = decode_header(self->header_, self->options_.max_body_bytes);
+        } catch (const Error& e) {
+          self->fail(fmt::format("bad frame from {}: {}", self->peer_, e.what()));
+          return;
+        }
+        self->read_body(h);
+      });
+}
+
+void Connection::read_body(const FrameHeader& header) {
+  body_.resize(header.body_bytes);
+  asio::async_read(socket_, asio::buffer(body_),
+                   [self = shared_from_this(), header](std::error_code ec, std::size_t) {
+                     if (self->closed_) return;
+                     self->deadline_.cancel();
+                     if (ec) {
+                       self->fail(fmt::format("{} stopped in the middle of a {} frame: {}",
+                                              self->peer_, type_name(header.type), ec.message()));
+                       return;
+                     }
+                     const std::size_t frame_bytes = kFrameHeaderBytes + self->body_.size();
+                     self->bytes_received_ += frame_bytes;
+                     try {
+                       Message m = decode_body(header.type, self->body_);
+                       self->on_frame_(std::move(m), frame_bytes);
+                     } catch (const ProtocolError& e) {
+                       self->fail(fmt::format("bad {} message from {}: {}", type_name(header.type),
+                                              self->peer_, e.what()));
+                       return;
+                     } catch (const Error& e) {
+                       self->fail(e.what());
+                       return;
+                     }
+                     self->read_header();
+                   });
+}
+
+void Connection::send(const Message& message) {
+  send_frame(std::make_shared<const std::vector<std::uint8_t>>(encode_frame(message)));
+}
+
+void Connection::send_frame(std::shared_ptr<const std::vector<std::uint8_t>> frame) {
+  if (closed_ || closing_) return;
+  writes_.push_back(std::move(frame));
+  if (!writing_) write_next();
+}
+
+void Connection::write_next() {
+  if (writes_.empty()) {
+    writing_ = false;
+    if (closing_) close();
+    return;
+  }
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(*writes_.front()),
+                    [self = shared_from_this()](std::error_code ec, std::size_t n) {
+                      if (self->closed_) return;
+                      if (ec) {
+                        self->fail(fmt::format("writing to {}: {}", self->peer_, ec.message()));
+                        return;
+                      }
+                      self->bytes_sent_ += n;
+                      self->writes_.pop_front();
+                      self->write_next();
+                    });
+}
+
+void Connection::close_after_writes() {
+  closing_ = true;
+  if (!writing_) close();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  std::error_code ec;
+  deadline_.cancel();
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  writes_.clear();
+}
+
+void Connection::fail(const std::string& why) {
+  if (closed_) return;
+  close();
+  if (on_error_) {
+    auto handler = std::move(on_error_);
+    on_error_ = nullptr;
+    handler(why);
+  }
+}
+
+asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int port,
+                           double timeout_s) {
+  using clock = std::chrono::steady_clock;
+  const auto give_up = clock::now() + to_duration(timeout_s);
+  std::string last_error = "no attempt made";
+  asio::ip::tcp::resolver resolver(io);
+  while (true) {
+    std::error_code ec;
+    auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+    if (ec) {
+      throw IoError(fmt::format("cannot resolve \"{}\": {}", host, ec.message()));
+    }
+    asio::ip::tcp::socket socket(io);
+    bool done = false;
+    std::error_code connect_ec;
+    asio::async_connect(socket, endpoints, [&](std::error_code e, const asio::ip::tcp::endpoint&) {
+      connect_ec = e;
+      done = true;
+    });
+    io.restart();
+    // run_one_until, not run_for: other work on `io` (a listener in the same process, say) must
+    // not keep us here once the connect has completed.
+    while (!done && clock::now() < give_up)
+      io.run_one_until(give_up);
+    if (!done) {
+      socket.close();
+      while (!done)
+        io.run_one_for(std::chrono::milliseconds(100));
+      last_error = "connection attempt timed out";
+    } else if (!connect_ec) {
+      io.restart();
+      return socket;
+    } else {
+      last_error = connect_ec.message();
+    }
+    if (clock::now() + std::chrono::milliseconds(200) >= give_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  throw IoError(fmt::format("cannot connect to {}:{} within {:.0f} s: {}", host, port, timeout_s,
+                            last_error));
+}
+
+}  // namespace psgd::net

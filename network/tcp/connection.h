@@ -1,0 +1,92 @@
+#pragma once
+// One framed TCP link to a peer, after Asio's connection pattern (STYLE.md §6): the Connection
+// owns its socket, lives in a shared_ptr, and every handler holds `self` so it outlives its I/O.
+//
+// Threading: everything runs on the io_context's single thread. send() and close() must be called
+// on that thread too (post() to it from elsewhere).
+//
+// Reading: after start(), frames are read one after another and handed to the FrameHandler. Every
+// read has a deadline (read_timeout): a peer that goes silent mid-frame or between frames longer
+// than that is dropped with an error. A header is validated before its body is read, against
+// max_body_bytes, so an oversized or garbage frame never causes an allocation.
+//
+// Errors: the ErrorHandler is called at most once, with a sentence saying what happened (peer
+// closed, timeout, malformed frame); the socket is then closed. A handler that throws
+// psgd::Error makes the connection report that error and close.
+#include <asio.hpp>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "network/frame.h"
+#include "network/messages.h"
+
+namespace psgd::net {
+
+struct ConnectionOptions {
+  std::uint64_t max_body_bytes = 1 << 20;  // until the job says how big a model is
+  double read_timeout_s = 120;             // longest silence tolerated while expecting a frame
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using FrameHandler = std::function<void(Message&& message, std::size_t frame_bytes)>;
+  using ErrorHandler = std::function<void(const std::string& why)>;
+
+  Connection(asio::ip::tcp::socket socket, ConnectionOptions options);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start(FrameHandler on_frame, ErrorHandler on_error);
+
+  // Queues one frame; frames go out in the order queued. A shared frame can be queued on many
+  // connections without copying (a broadcast).
+  void send(const Message& message);
+  void send_frame(std::shared_ptr<const std::vector<std::uint8_t>> frame);
+
+  // Closes once every queued frame has been written (or at once if none are queued).
+  void close_after_writes();
+  // Closes now; pending writes are dropped. No handler is called afterwards.
+  void close();
+
+  void set_max_body_bytes(std::uint64_t n) { options_.max_body_bytes = n; }
+  void set_read_timeout(double seconds) { options_.read_timeout_s = seconds; }
+
+  bool is_open() const { return socket_.is_open() && !closed_; }
+  const std::string& peer() const { return peer_; }
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::uint64_t bytes_received() const { return bytes_received_; }
+
+ private:
+  void read_header();
+  void read_body(const FrameHeader& header);
+  void arm_deadline();
+  void write_next();
+  void fail(const std::string& why);
+
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer deadline_;
+  ConnectionOptions options_;
+  std::string peer_;
+  FrameHandler on_frame_;
+  ErrorHandler on_error_;
+  std::array<std::uint8_t, kFrameHeaderBytes> header_{};
+  std::vector<std::uint8_t> body_;
+  std::deque<std::shared_ptr<const std::vector<std::uint8_t>>> writes_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  std::uint64_t bytes_sent_ = 0;
+  std::uint64_t bytes_received_ = 0;
+};
+
+// Connects to host:port, retrying refused or unreachable attempts every 200 ms until `timeout_s`
+// has passed (the server may still be starting). Runs `io` until connected; throws IoError saying
+// where it tried and what the last failure was.
+asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int port,
+                           double timeout_s);
+
+}  // namespace psgd::net

@@ -1,0 +1,20 @@
+#pragma once
+// Private to nn/: the model zoo, built by name. Includes torch, so only nn/*.cc (and nn tests)
+// may include this header.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace psgd::nn {
+
+// Builds the named model for channels x height x width inputs:
+//   mlp  Flatten, Linear(C*H*W, 256), ReLU, Linear(256, classes)
+//   cnn  Conv2d(C, 16, 5, pad 2), ReLU, MaxPool2d(2), Conv2d(16, 32, 5, pad 2), ReLU,
+//        MaxPool2d(2), Flatten, Linear(32*(H/4)*(W/4), 128), ReLU, Linear(128, classes)
+// Parameter names match the equivalent Python nn.Sequential ("1.weight", ...), so a saved state
+// dict loads into it. Throws ConfigError for an unknown name or unusable shape.
+torch::nn::Sequential make_model(const std::string& name, std::int64_t channels,
+                                 std::int64_t height, std::int64_t width, int num_classes);
+
+}  // namespace psgd::nn

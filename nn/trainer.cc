@@ -1,0 +1,265 @@
+#include "nn/trainer.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "nn/models_impl.h"
+#include "nn/trainer_impl.h"
+
+namespace psgd::nn {
+namespace {
+
+constexpr std::uint64_t kBatchOrderStream = 0x6261746368;  // "batch"
+constexpr std::int64_t kEvalChunk = 1000;
+
+torch::Device pick_device(const std::string& name) {
+  if (name == "cpu" || name == "auto") return torch::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) {
+      throw ConfigError("device cuda requested but CUDA is not available (use --device cpu)");
+    }
+    throw ConfigError("cuda not supported yet by the flat-parameter path (use --device cpu)");
+  }
+  throw ConfigError(fmt::format("unknown device '{}': expected auto, cpu or cuda", name));
+}
+
+std::string group_thousands(std::size_t value) {
+  std::string digits = std::to_string(value);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// A read-only tensor view of a Dataset's samples [first, first + count); the dataset outlives it.
+std::pair<torch::Tensor, torch::Tensor> view_of(const Dataset& d, std::int64_t first,
+                                                std::int64_t count) {
+  auto* images = const_cast<float*>(d.images.data()) + first * d.sample_numel();
+  auto* labels = const_cast<std::int64_t*>(d.labels.data()) + first;
+  return {torch::from_blob(images, {count, d.channels, d.height, d.width}, torch::kFloat),
+          torch::from_blob(labels, {count}, torch::kInt64)};
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainerOptions options;
+  std::shared_ptr<const DataSplit> data;
+  torch::Device device = torch::kCPU;
+  torch::nn::Sequential model{nullptr};
+  torch::Tensor flat_params;
+  torch::Tensor flat_grads;
+
+  // This worker's training samples, gathered once.
+  torch::Tensor train_x;  // N x C x H x W
+  torch::Tensor train_y;  // N
+  std::int64_t num_train = 0;
+  std::int64_t batch = 0;  // min(batch_size, num_train)
+
+  // Batch order: a permutation of 0..N-1 per local pass, consumed batch by batch.
+  std::vector<std::int64_t> order;
+  std::size_t cursor = 0;
+  std::uint64_t pass = 0;
+  torch::Tensor batch_index;  // batch (int64), filled from `order`
+  torch::Tensor batch_x;
+  torch::Tensor batch_y;
+
+  void build_model() {
+    const Dataset& t = data->train.size() > 0 ? data->train : data->test;
+    const int classes = std::max(data->train.num_classes, data->test.num_classes);
+    torch::manual_seed(options.seed);
+    model = make_model(options.model, t.channels, t.height, t.width, classes);
+    model->to(device);
+
+    torch::NoGradGuard no_grad;
+    auto params = model->parameters();
+    std::int64_t total = 0;
+    for (const auto& p : params)
+      total += p.numel();
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
+    flat_params = torch::empty({total}, opts);
+    flat_grads = torch::zeros({total}, opts);
+    std::int64_t offset = 0;
+    for (auto& p : params) {
+      const std::int64_t n = p.numel();
+      auto view = flat_params.narrow(0, offset, n).view(p.sizes());
+      view.copy_(p.detach());
+      p.set_data(view);
+      p.mutable_grad() = flat_grads.narrow(0, offset, n).view(p.sizes());
+      offset += n;
+    }
+  }
+
+  void gather_train(const std::vector<std::int64_t>& indices) {
+    const Dataset& t = data->train;
+    num_train = static_cast<std::int64_t>(indices.size());
+    const std::int64_t numel = t.sample_numel();
+    train_x = torch::empty({num_train, t.channels, t.height, t.width}, torch::kFloat);
+    train_y = torch::empty({num_train}, torch::kInt64);
+    float* x = train_x.data_ptr<float>();
+    std::int64_t* y = train_y.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < num_train; ++i) {
+      const std::int64_t s = indices[i];
+      if (s < 0 || s >= static_cast<std::int64_t>(t.size())) {
+        throw ConfigError(fmt::format("training sample index {} outside {} ({} samples)", s,
+                                      t.name.empty() ? "the training set" : t.name, t.size()));
+      }
+      std::memcpy(x + i * numel, t.images.data() + s * numel, sizeof(float) * numel);
+      y[i] = t.labels[s];
+    }
+    batch = std::min<std::int64_t>(options.batch_size, num_train);
+    order.resize(static_cast<std::size_t>(num_train));
+    cursor = order.size();  // the first batch starts pass 0
+    batch_index = torch::empty({batch}, torch::kInt64);
+    batch_x = torch::empty({batch, t.channels, t.height, t.width}, torch::kFloat);
+    batch_y = torch::empty({batch}, torch::kInt64);
+  }
+
+  void next_pass() {
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    Rng rng(derive_seed(derive_seed(options.seed, kBatchOrderStream + options.batch_stream), pass));
+    shuffle(std::span<std::int64_t>(order), rng);
+    ++pass;
+    cursor = 0;
+  }
+
+  // Fills batch_x / batch_y with the next `batch` samples of the batch order.
+  void next_batch() {
+    auto* idx = batch_index.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < batch; ++i) {
+      if (cursor == order.size()) next_pass();
+      idx[i] = order[cursor++];
+    }
+    torch::index_select_out(batch_x, train_x, 0, batch_index);
+    torch::index_select_out(batch_y, train_y, 0, batch_index);
+  }
+};
+
+Trainer::Trainer(TrainerOptions options, std::shared_ptr<const DataSplit> data,
+                 std::vector<std::int64_t> train_indices)
+    : impl_(std::make_unique<Impl>()) {
+  if (!data) throw ConfigError("Trainer needs a dataset");
+  if (options.batch_size < 1) {
+    throw ConfigError(fmt::format("batch size must be at least 1, got {}", options.batch_size));
+  }
+  if (data->train.size() == 0 && data->test.size() == 0) {
+    throw ConfigError("Trainer needs a dataset with training or test samples");
+  }
+  impl_->options = std::move(options);
+  impl_->data = std::move(data);
+  impl_->device = pick_device(impl_->options.device);
+  impl_->build_model();
+  impl_->gather_train(train_indices);
+  impl_->model->train();
+}
+
+Trainer::~Trainer() = default;
+
+std::span<float> Trainer::parameters() {
+  return {impl_->flat_params.data_ptr<float>(),
+          static_cast<std::size_t>(impl_->flat_params.numel())};
+}
+
+std::span<const float> Trainer::gradients() const {
+  return {impl_->flat_grads.data_ptr<float>(), static_cast<std::size_t>(impl_->flat_grads.numel())};
+}
+
+StepStats Trainer::compute_gradient() {
+  Impl& m = *impl_;
+  if (m.num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
+  torch::Tensor x = m.train_x;
+  torch::Tensor y = m.train_y;
+  if (m.batch < m.num_train) {
+    m.next_batch();
+    x = m.batch_x;
+    y = m.batch_y;
+  }
+  m.model->train();
+  m.flat_grads.zero_();
+  auto loss = torch::nn::functional::cross_entropy(m.model->forward(x), y);
+  loss.backward();
+  return {loss.item<double>(), m.batch};
+}
+
+EvalStats Trainer::evaluate() {
+  Impl& m = *impl_;
+  const Dataset& test = m.data->test;
+  const auto n = static_cast<std::int64_t>(test.size());
+  if (n == 0) return {};
+  torch::NoGradGuard no_grad;
+  m.model->eval();
+  double loss_sum = 0.0;
+  std::int64_t correct = 0;
+  for (std::int64_t first = 0; first < n; first += kEvalChunk) {
+    const std::int64_t count = std::min(kEvalChunk, n - first);
+    auto [x, y] = view_of(test, first, count);
+    auto logits = m.model->forward(x);
+    loss_sum +=
+        torch::nn::functional::cross_entropy(
+            logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .item<double>();
+    correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+  }
+  m.model->train();
+  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n),
+          n};
+}
+
+torch::nn::Sequential TrainerAccess::module(Trainer& trainer) {
+  return trainer.impl_->model;
+}
+
+std::size_t Trainer::num_parameters() const {
+  return static_cast<std::size_t>(impl_->flat_params.numel());
+}
+
+std::size_t Trainer::num_train_samples() const {
+  return static_cast<std::size_t>(impl_->num_train);
+}
+
+std::string Trainer::describe() const {
+  return fmt::format("{}: {} parameters", impl_->options.model, group_thousands(num_parameters()));
+}
+
+void Trainer::save(const std::string& dir) const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(fmt::format("cannot create {}: {}", dir, ec.message()));
+  const fs::path model_path = fs::path(dir) / "model.pt";
+  const fs::path dict_path = fs::path(dir) / "state_dict.pt";
+  try {
+    torch::save(impl_->model, model_path.string());
+  } catch (const c10::Error& e) {
+    throw IoError(
+        fmt::format("cannot write {}: {}", model_path.string(), e.what_without_backtrace()));
+  }
+
+  c10::Dict<std::string, at::Tensor> dict;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& item : impl_->model->named_parameters()) {
+      dict.insert(item.key(), item.value().detach().clone().cpu());
+    }
+    for (const auto& item : impl_->model->named_buffers()) {
+      dict.insert(item.key(), item.value().detach().clone().cpu());
+    }
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  std::ofstream out(dict_path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) throw IoError(fmt::format("cannot write {}", dict_path.string()));
+}
+
+}  // namespace psgd::nn

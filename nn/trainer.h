@@ -1,0 +1,82 @@
+#pragma once
+// nn::Trainer: the libtorch implementation of psgd::Learner (core/learner.h).
+//
+// Flat parameters. All model parameters live in ONE contiguous float tensor and all gradients in
+// another: every module parameter is a view into the flat parameter tensor and its .grad() a view
+// into the flat gradient tensor, so backward accumulates straight into the flat gradient and a
+// write through parameters() is a write into the model. Nothing is copied between the engine and
+// codecs or strategies. Layout: module.parameters() order, each tensor row-major.
+//
+// Data. The worker's training samples (train_indices into data->train) are gathered once, at
+// construction, into contiguous tensors. compute_gradient() takes full batches of batch_size
+// along a permutation of the local samples that is reshuffled for every local pass with
+// Rng(derive_seed(...)) of (seed, batch_stream, pass); a pass that ends mid-batch continues into
+// the next pass's permutation. With fewer local samples than batch_size every batch is the whole
+// set.
+//
+// Seeds. The initial parameters depend only on `seed` (torch::manual_seed right before the model
+// is built), so workers of one job pass the same seed to start from the same model, and a
+// different `batch_stream` (their rank, say) to draw different batch orders.
+//
+// Device. Only CPU is supported for now: "auto" and "cpu" run on the CPU; "cuda" throws
+// ConfigError (not available, or not yet supported by the flat-parameter path, whose spans
+// must point to host memory). "auto" therefore uses the CPU even on a CUDA machine.
+//
+// Threading: one thread at a time, like every Learner. The torch thread count is per process,
+// see nn/threads.h.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/learner.h"
+#include "nn/dataset.h"
+
+namespace psgd::nn {
+
+struct TrainerOptions {
+  std::string model = "mlp";  // "mlp" or "cnn", see nn/models_impl.h
+  int batch_size = 128;
+  std::uint64_t seed = 1;          // initial parameters and batch order
+  std::string device = "auto";     // "auto", "cpu" or "cuda"
+  std::uint64_t batch_stream = 0;  // mixed into the batch-order seed only
+};
+
+class Trainer final : public Learner {
+ public:
+  // train_indices are this worker's samples of data->train (may be empty for a trainer that only
+  // evaluates). Throws ConfigError for an unknown model or device, a batch size < 1 or an index
+  // outside the training set.
+  Trainer(TrainerOptions options, std::shared_ptr<const DataSplit> data,
+          std::vector<std::int64_t> train_indices);
+  ~Trainer() override;
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  std::span<float> parameters() override;
+  std::span<const float> gradients() const override;
+  // Throws psgd::Error when the trainer has no training samples.
+  StepStats compute_gradient() override;
+  // Mean cross-entropy and accuracy on data->test in chunks of 1000; zeros if the test set is
+  // empty.
+  EvalStats evaluate() override;
+
+  std::size_t num_parameters() const;
+  std::size_t num_train_samples() const;
+  std::string describe() const;  // e.g. "mlp: 203,530 parameters"
+
+  // Writes dir/model.pt (libtorch archive of the module, torch::load-able from C++) and
+  // dir/state_dict.pt (a pickled dict of parameter and buffer tensors that Python's torch.load
+  // reads as a state dict of the equivalent nn.Sequential). Creates dir if needed; IoError on
+  // failure.
+  void save(const std::string& dir) const;
+
+ private:
+  friend struct TrainerAccess;  // nn/trainer_impl.h: the torch module, for nn/ and its tests
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace psgd::nn

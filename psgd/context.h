@@ -1,0 +1,42 @@
+#pragma once
+// What a role is given by its driver: the model it works on, its codecs and its clock. Plain
+// structs (STYLE.md §3) so that tests can build roles around a toy Learner and a fake clock.
+#include <cstdint>
+#include <span>
+
+#include "codecs/factory.h"
+#include "core/clock.h"
+#include "core/learner.h"
+#include "core/sgd.h"
+#include "psgd/strategy.h"
+
+namespace psgd {
+
+struct ServerContext {
+  std::span<float> parameters;  // the global model, updated in place
+  SgdOptions sgd;               // the server's optimiser
+  CodecSpec uplink;             // how workers encode gradients
+  CodecSpec downlink;           // how the server encodes parameters
+  const Clock* clock = nullptr;
+  ServerObserver* observer = nullptr;  // may be null
+};
+
+struct WorkerContext {
+  Learner* learner = nullptr;
+  CodecSpec uplink;
+  CodecSpec downlink;
+  const Clock* clock = nullptr;
+};
+
+// The schedule every strategy shares: an epoch is one pass over the training set by all workers
+// together, ceil(train_samples / (node_count * batch_size)) iterations (as DistributedSampler).
+struct Schedule {
+  int node_count = 1;
+  std::int64_t iterations_per_epoch = 1;
+  int epochs = 1;
+  std::int64_t total_iterations() const { return iterations_per_epoch * epochs; }
+};
+
+Schedule make_schedule(std::int64_t train_samples, int node_count, int batch_size, int epochs);
+
+}  // namespace psgd

@@ -1,0 +1,86 @@
+#pragma once
+// Strategies as event-driven roles (DESIGN.md "The one seam that makes simulation possible").
+//
+// A strategy is a pair of roles that never touch threads, sockets or the system clock. A driver
+// owns time and delivery: the TCP driver (experiments/) feeds them messages as frames arrive, the
+// simulator feeds them in virtual-time order, and unit tests feed them by hand. Roles answer by
+// appending Envelopes to an Outbox; the driver sends them.
+//
+// Ordering: a driver delivers the messages of one sender to a role in the order they were sent,
+// and calls a role from one thread at a time.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "network/messages.h"
+
+namespace psgd {
+
+using NodeId = std::int32_t;
+inline constexpr NodeId kServer = -1;
+
+// One message to one node. Broadcasts share the message (a driver encodes it once).
+struct Envelope {
+  NodeId to = kServer;
+  std::shared_ptr<const Message> message;
+};
+using Outbox = std::vector<Envelope>;
+
+// What the server role reports to whoever drives and records the run.
+struct RoundStats {
+  std::int64_t iteration = 0;  // iterations completed after this round
+  int gradients = 0;           // gradients that went into this update
+  double train_loss = 0;       // mean of the workers' batch losses in this round
+  std::int64_t samples = 0;    // samples that went into this update
+  double decode_s = 0;         // server time spent decoding this round's gradients
+  double apply_s = 0;          // server time spent in the optimiser step
+};
+
+// One worker's contribution to one round, as the server saw it.
+struct WorkerReport {
+  std::int64_t iteration = 0;
+  double loss = 0;
+  std::int64_t samples = 0;
+  PhaseTimes times;                 // as reported by the worker
+  double held_s = 0;                // server time from this gradient's arrival to the reply
+  std::uint64_t payload_bytes = 0;  // encoded size of the gradient
+};
+
+class ServerObserver {
+ public:
+  virtual ~ServerObserver() = default;
+  // After each global update, once per worker that contributed, then once for the round.
+  virtual void on_worker(NodeId worker, const WorkerReport& report) = 0;
+  virtual void on_round(const RoundStats& stats) = 0;
+};
+
+class ServerRole {
+ public:
+  virtual ~ServerRole() = default;
+  // Every worker has joined and is ready: send the first messages.
+  virtual void on_start(Outbox& out) = 0;
+  // A strategy message from a worker. Throws ProtocolError for a message that breaks the
+  // strategy's protocol (wrong iteration, a duplicate); the driver then drops that worker.
+  virtual void on_message(NodeId from, const Message& message, Outbox& out) = 0;
+  // Iterations applied to the global model so far.
+  virtual std::int64_t iteration() const = 0;
+  // True once the role has applied its last update and expects nothing more.
+  virtual bool finished() const = 0;
+};
+
+// What a worker role asks of its driver after handling an event.
+struct WorkerAction {
+  bool compute = false;  // call compute_step() next (the driver times it, or models its time)
+};
+
+class WorkerRole {
+ public:
+  virtual ~WorkerRole() = default;
+  virtual WorkerAction on_message(const Message& message, Outbox& out) = 0;
+  // One local computation (forward/backward, encode) requested by the last action.
+  virtual WorkerAction compute_step(Outbox& out) = 0;
+  virtual std::int64_t iterations_done() const = 0;
+};
+
+}  // namespace psgd

@@ -1,0 +1,66 @@
+#include "codecs/plain.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <vector>
+
+#include "codecs/factory.h"
+#include "core/error.h"
+
+namespace psgd {
+namespace {
+
+TEST(PlainCodec, RoundTripIsBitExact) {
+  std::vector<float> g{0.0f, -1.5f, 3.25e-20f, std::numeric_limits<float>::max(), -0.0f, 1e30f};
+  PlainCodec codec;
+  Payload p = codec.encode(g);
+  EXPECT_EQ(p.num_elements, g.size());
+  EXPECT_EQ(p.bytes.size(), g.size() * 4);
+  std::vector<float> out(g.size(), 123.0f);
+  codec.decode(p, out);
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    EXPECT_EQ(std::bit_cast<std::uint32_t>(out[i]), std::bit_cast<std::uint32_t>(g[i]));
+  }
+}
+
+TEST(PlainCodec, DecodeAddAccumulatesWithWeight) {
+  PlainCodec codec;
+  std::vector<float> a{1, 2, 3}, acc{10, 10, 10};
+  codec.decode_add(codec.encode(a), acc, 0.5f);
+  EXPECT_EQ(acc, (std::vector<float>{10.5f, 11.0f, 11.5f}));
+}
+
+TEST(PlainCodec, EmptyVector) {
+  PlainCodec codec;
+  std::vector<float> none;
+  Payload p = codec.encode(none);
+  EXPECT_NO_THROW(codec.decode(p, none));
+}
+
+TEST(PlainCodec, MalformedPayloadsAreRefused) {
+  PlainCodec codec;
+  std::vector<float> a{1, 2, 3}, acc(3);
+  Payload p = codec.encode(a);
+  std::vector<float> wrong(4);
+  EXPECT_THROW(codec.decode_add(p, wrong, 1.0f), ProtocolError);  // wrong element count
+  p.bytes.pop_back();
+  EXPECT_THROW(codec.decode_add(p, acc, 1.0f), ProtocolError);  // truncated bytes
+  Payload lying = codec.encode(a);
+  lying.num_elements = 1000;
+  std::vector<float> big(1000);
+  EXPECT_THROW(codec.decode(lying, big), ProtocolError);  // header says more than the bytes hold
+}
+
+TEST(CodecFactory, KnowsPlainAndRefusesUnknown) {
+  EXPECT_EQ(make_codec({.name = "plain"})->name(), "plain");
+  try {
+    make_codec({.name = "zip"});
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("plain"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace psgd

@@ -1,0 +1,93 @@
+// Bad input to init_server and client: one clear line on stderr, a non-zero exit, no hang.
+#include <gtest/gtest.h>
+
+#include "tests/integration/process.h"
+
+namespace psgd {
+namespace {
+
+using testing::count_lines;
+using testing::run;
+using testing::TempDir;
+
+TEST(Cli, HelpDescribesFlagsAndDefaults) {
+  TempDir dir;
+  auto r = run(PSGD_INIT_SERVER, {"--help"}, dir);
+  EXPECT_EQ(r.code, 0);
+  for (const char* flag : {"--node_count", "--batch_size", "--redundancy", "--codec", "--psgd",
+                           "--learn_rate", "--epochs", "--working_ports", "--block_assignment",
+                           "--model", "--dataset", "--output", "--seed", "--threads", "--config"}) {
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_NE(r.out.find("per worker"), std::string::npos);
+  auto c = run(PSGD_CLIENT, {"--help"}, dir);
+  EXPECT_EQ(c.code, 0);
+  EXPECT_NE(c.out.find("--ip"), std::string::npos);
+}
+
+struct BadCase {
+  std::vector<std::string> args;
+  std::string expected;  // a fragment of the error line
+};
+
+class BadServerInput : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadServerInput, OneClearLineAndNonZeroExit) {
+  TempDir dir;
+  auto args = GetParam().args;
+  args.insert(args.end(), {"--output", dir.file("run"), "--working_ports", "0"});
+  auto r = run(PSGD_INIT_SERVER, args, dir, 30);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.code, -1) << "hung";
+  EXPECT_LT(r.code, 128) << "crashed: " << r.err;
+  EXPECT_NE(r.err.find(GetParam().expected), std::string::npos) << r.err;
+  EXPECT_LE(count_lines(r.err), 2) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("run/summary.json")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadServerInput,
+    ::testing::Values(BadCase{{"--no_such_flag", "1"}, "no_such_flag"},
+                      BadCase{{"--node_count", "0"}, "node_count"},
+                      BadCase{{"--codec", "zip"}, "--codec zip"},
+                      BadCase{{"--psgd", "magic"}, "--psgd magic"},
+                      BadCase{{"--redundancy", "9"}, "--redundancy 9"},
+                      BadCase{{"--epochs", "abc"}, "epochs"},
+                      BadCase{{"--dataset", "mnist:/no/such/dir"}, "/no/such/dir"},
+                      BadCase{{"--config", "/no/such/file.json"}, "/no/such/file.json"}));
+
+TEST(Cli, ConfigFileValuesAndFlagsWin) {
+  TempDir dir;
+  { std::ofstream(dir.file("job.json")) << R"({"node_count": 3, "codec": "zip"})"; }
+  // The file's bad codec is overridden by the flag; the file's node_count is then refused by a
+  // flag-given redundancy that is too large for it.
+  auto r = run(PSGD_INIT_SERVER,
+               {"--config", dir.file("job.json"), "--codec", "plain", "--redundancy", "4",
+                "--working_ports", "0"},
+               dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--redundancy 4 with --node_count 3"), std::string::npos) << r.err;
+  { std::ofstream(dir.file("typo.json")) << R"({"node_cuont": 3})"; }
+  r = run(PSGD_INIT_SERVER, {"--config", dir.file("typo.json")}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("node_cuont"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ClientToAClosedPortFailsClearly) {
+  TempDir dir;
+  auto r =
+      run(PSGD_CLIENT, {"--ip", "127.0.0.1", "--port", "1", "--connect_timeout", "1"}, dir, 30);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("cannot connect to 127.0.0.1:1"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST(Cli, ClientUnknownFlag) {
+  TempDir dir;
+  auto r = run(PSGD_CLIENT, {"--nope"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--nope"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace psgd

@@ -1,0 +1,140 @@
+#include "network/tcp/connection.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/error.h"
+
+namespace psgd::net {
+namespace {
+
+using asio::ip::tcp;
+
+// A listener on a free loopback port and the accepted server-side socket.
+struct Loopback {
+  asio::io_context io;
+  tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  int port() const { return acceptor.local_endpoint().port(); }
+};
+
+TEST(Connection, ExchangesFramesInOrder) {
+  Loopback lo;
+  std::shared_ptr<Connection> server;
+  std::vector<std::int64_t> received;
+  lo.acceptor.async_accept([&](std::error_code ec, tcp::socket s) {
+    ASSERT_FALSE(ec);
+    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{});
+    server->start(
+        [&](Message&& m, std::size_t) {
+          received.push_back(std::get<Params>(m).iteration);
+          if (received.size() == 3) lo.io.stop();
+        },
+        [&](const std::string& why) { ADD_FAILURE() << why; });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  auto client = std::make_shared<Connection>(std::move(socket), ConnectionOptions{});
+  client->start([](Message&&, std::size_t) {}, [](const std::string&) {});
+  for (int i = 1; i <= 3; ++i)
+    client->send(Params{.iteration = i});
+  lo.io.run_for(std::chrono::seconds(5));
+  EXPECT_EQ(received, (std::vector<std::int64_t>{1, 2, 3}));
+}
+
+TEST(Connection, GarbageIsDroppedWithAClearReason) {
+  Loopback lo;
+  std::string error;
+  std::shared_ptr<Connection> server;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{});
+    server->start([&](Message&&, std::size_t) { ADD_FAILURE() << "garbage decoded"; },
+                  [&](const std::string& why) {
+                    error = why;
+                    lo.io.stop();
+                  });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(socket, asio::buffer(junk));
+  lo.io.run_for(std::chrono::seconds(5));
+  EXPECT_NE(error.find("not a psgd peer"), std::string::npos) << error;
+}
+
+TEST(Connection, OversizedFrameIsRefusedWithoutReadingIt) {
+  Loopback lo;
+  std::string error;
+  std::shared_ptr<Connection> server;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{.max_body_bytes = 1024});
+    server->start([&](Message&&, std::size_t) { ADD_FAILURE(); },
+                  [&](const std::string& why) {
+                    error = why;
+                    lo.io.stop();
+                  });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  const auto h = encode_header({.type = MessageType::kGradient, .body_bytes = 0xFFFFFFFFull});
+  asio::write(socket, asio::buffer(h));
+  lo.io.run_for(std::chrono::seconds(5));
+  EXPECT_NE(error.find("exceeds the limit"), std::string::npos) << error;
+}
+
+TEST(Connection, SilentPeerTimesOut) {
+  Loopback lo;
+  std::string error;
+  std::shared_ptr<Connection> server;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{.read_timeout_s = 0.2});
+    server->start([&](Message&&, std::size_t) {},
+                  [&](const std::string& why) {
+                    error = why;
+                    lo.io.stop();
+                  });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  // Half a header, then silence.
+  const auto h = encode_header({.type = MessageType::kHello, .body_bytes = 4});
+  asio::write(socket, asio::buffer(h.data(), 8));
+  lo.io.run_for(std::chrono::seconds(5));
+  EXPECT_NE(error.find("timeout"), std::string::npos) << error;
+}
+
+TEST(Connection, PeerClosingIsReported) {
+  Loopback lo;
+  std::string error;
+  std::shared_ptr<Connection> server;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{});
+    server->start([&](Message&&, std::size_t) {},
+                  [&](const std::string& why) {
+                    error = why;
+                    lo.io.stop();
+                  });
+  });
+  {
+    auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+    lo.io.run_for(std::chrono::milliseconds(100));
+  }
+  lo.io.run_for(std::chrono::seconds(2));
+  EXPECT_NE(error.find("closed the connection"), std::string::npos) << error;
+}
+
+TEST(Dial, ClosedPortFailsWithinTheTimeout) {
+  asio::io_context io;
+  int port;
+  {
+    tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = a.local_endpoint().port();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    dial(io, "127.0.0.1", port, 0.5);
+    FAIL() << "connected to a closed port";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace psgd::net

@@ -1,0 +1,150 @@
+#include "network/frame.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "core/error.h"
+
+namespace psgd {
+namespace {
+
+constexpr std::uint64_t kLimit = 1 << 20;
+
+Gradient sample_gradient() {
+  Gradient g;
+  g.iteration = 42;
+  g.values.num_elements = 3;
+  g.values.bytes = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  g.loss = 0.75;
+  g.samples = 128;
+  g.times.compute_s = 0.5;
+  g.times.wait_s = 0.25;
+  return g;
+}
+
+TEST(Frame, RoundTripEveryMessageType) {
+  std::vector<Message> messages{
+      ErrorMessage{"nope"},
+      Hello{.protocol = kProtocolVersion,
+            .host = "h",
+            .pid = 7,
+            .cores = 2,
+            .threads = 1,
+            .version = "abc"},
+      Job{.worker_id = 3,
+          .spec_json = "{}",
+          .samples = {5, 1, 9},
+          .threads = 2,
+          .num_parameters = 10},
+      Ready{.worker_id = 3, .num_parameters = 10, .samples = 3, .threads = 2, .detail = "d"},
+      Finish{.status = "completed", .ok = true},
+      Params{.iteration = 9, .values = {.num_elements = 1, .bytes = {0, 0, 128, 63}}},
+      sample_gradient(),
+  };
+  for (const Message& m : messages) {
+    const auto frame = encode_frame(m);
+    const Message back = decode_frame(frame, kLimit);
+    EXPECT_EQ(type_of(back), type_of(m));
+    // Re-encoding the decoded message gives the same bytes: nothing was lost.
+    EXPECT_EQ(encode_frame(back), frame) << type_name(type_of(m));
+  }
+  const auto g = std::get<Gradient>(decode_frame(encode_frame(sample_gradient()), kLimit));
+  EXPECT_EQ(g.iteration, 42);
+  EXPECT_EQ(g.values.bytes.size(), 12u);
+  EXPECT_DOUBLE_EQ(g.times.wait_s, 0.25);
+}
+
+TEST(Frame, HeaderLayoutIsStable) {
+  const auto h = encode_header({.version = 1, .type = MessageType::kGradient, .body_bytes = 258});
+  const std::array<std::uint8_t, 16> expected{'P', 'S', 'G', 'D', 1, 0, 17, 0,
+                                              2,   1,   0,   0,   0, 0, 0,  0};
+  EXPECT_EQ(h, expected);
+}
+
+TEST(Frame, OversizedLengthIsRefusedFromTheHeaderAlone) {
+  auto h = encode_header({.type = MessageType::kGradient, .body_bytes = 0xFFFFFFFFull});
+  try {
+    decode_header(h, kLimit);
+    FAIL();
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("exceeds the limit"), std::string::npos);
+  }
+}
+
+TEST(Frame, WrongMagicAndVersionAreNamed) {
+  auto h = encode_header({.type = MessageType::kHello, .body_bytes = 1});
+  h[0] = 'X';
+  EXPECT_THROW(decode_header(h, kLimit), ProtocolError);
+  auto v = encode_header({.version = kProtocolVersion + 1, .type = MessageType::kHello});
+  try {
+    decode_header(v, kLimit);
+    FAIL();
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("protocol version"), std::string::npos);
+  }
+  // An error message of another version is still readable.
+  auto e = encode_header({.version = kProtocolVersion + 1, .type = MessageType::kError});
+  EXPECT_NO_THROW(decode_header(e, kLimit));
+}
+
+TEST(Frame, TruncatedAndTrailingBodiesAreRefused) {
+  auto frame = encode_frame(sample_gradient());
+  auto shorter = frame;
+  shorter.pop_back();
+  EXPECT_THROW(decode_frame(shorter, kLimit), ProtocolError);
+  // Fix up the header's length so only the body is short.
+  const auto body = std::span<const std::uint8_t>(frame).subspan(kFrameHeaderBytes);
+  EXPECT_THROW(decode_body(MessageType::kGradient, body.first(body.size() - 1)), ProtocolError);
+  std::vector<std::uint8_t> longer(body.begin(), body.end());
+  longer.push_back(0);
+  EXPECT_THROW(decode_body(MessageType::kGradient, longer), ProtocolError);
+}
+
+TEST(Frame, ElementCountLargerThanTheFrameIsRefusedBeforeAllocating) {
+  // A Job whose sample vector claims 2^60 entries in a 40-byte body.
+  std::vector<std::uint8_t> body;
+  auto put64 = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i)
+      body.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  };
+  body.insert(body.end(), {0, 0, 0, 0});  // worker_id
+  put64(2);                               // spec_json length
+  body.insert(body.end(), {'{', '}'});
+  put64(1ull << 60);  // samples count
+  put64(0);
+  try {
+    decode_body(MessageType::kJob, body);
+    FAIL();
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("elements"), std::string::npos);
+  }
+}
+
+TEST(Frame, RandomBytesNeverCrash) {
+  std::mt19937 rng(1234);
+  int refused = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<std::uint8_t> bytes(rng() % 64);
+    for (auto& b : bytes)
+      b = static_cast<std::uint8_t>(rng());
+    // Half the time give it a valid header so the body decoders see garbage too.
+    if (i % 2 && bytes.size() >= kFrameHeaderBytes) {
+      const auto types =
+          std::array{MessageType::kHello,  MessageType::kJob,    MessageType::kReady,
+                     MessageType::kFinish, MessageType::kParams, MessageType::kGradient};
+      const auto h = encode_header(
+          {.type = types[rng() % types.size()], .body_bytes = bytes.size() - kFrameHeaderBytes});
+      std::copy(h.begin(), h.end(), bytes.begin());
+    }
+    try {
+      decode_frame(bytes, kLimit);
+    } catch (const ProtocolError&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 10000);
+}
+
+}  // namespace
+}  // namespace psgd

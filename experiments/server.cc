@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
+#include "experiments/recorder.h"
 #include "experiments/run_dir.h"
 #include "network/tcp/connection.h"
 #include "nn/data_source.h"
@@ -44,11 +45,9 @@ struct WorkerSlot {
   Hello hello;
   bool ready = false;
   std::string host;  // host name as the worker reported it
-  WorkerRow epoch;   // accumulates over the current epoch
-  std::uint64_t up_mark = 0, down_mark = 0;
 };
 
-class Server final : public ServerObserver {
+class Server {
  public:
   explicit Server(const ServerOptions& options)
       : opts_(options),
@@ -60,9 +59,6 @@ class Server final : public ServerObserver {
         workers_(static_cast<std::size_t>(spec_.node_count)) {}
 
   int run();
-
-  void on_worker(NodeId worker, const WorkerReport& report) override;
-  void on_round(const RoundStats& stats) override;
 
  private:
   void prepare();
@@ -76,17 +72,12 @@ class Server final : public ServerObserver {
   void start_training();
   void on_training_message(int worker, const Message& message);
   void dispatch(const Outbox& out);
-  void end_epoch();
-  void print_progress();
   void arm_progress_timer();
   void fail(const std::string& why, int exit_code = 1);
   void finish(const std::string& status, bool ok);
   int worker_of(const net::Connection* conn) const;
   int joined() const;
-  std::uint64_t bytes_up() const;
-  std::uint64_t bytes_down() const;
   nlohmann::json config_json() const;
-  void write_summary();
 
   ServerOptions opts_;
   JobSpec& spec_;
@@ -109,19 +100,8 @@ class Server final : public ServerObserver {
   std::unique_ptr<RunDirectory> run_;
   std::vector<int> ports_;
 
+  std::unique_ptr<RunRecorder> recorder_;
   SteadyClock clock_;
-  double train_start_ = 0;
-  double epoch_start_ = 0;
-  double last_progress_print_ = 0;
-  std::uint64_t up_at_start_ = 0, down_at_start_ = 0;
-  int epoch_ = 0;
-  double epoch_loss_sum_ = 0;
-  std::int64_t epoch_rounds_ = 0;
-  std::int64_t samples_total_ = 0;
-  std::int64_t samples_at_epoch_start_ = 0;
-  std::vector<MetricsRow> history_;
-  std::string status_ = "not started";
-  bool ok_ = false;
   int exit_code_ = 1;
 };
 
@@ -172,6 +152,16 @@ void Server::prepare() {
   // Created only once the data and the model are known to work, so a bad flag leaves no debris.
   const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
   run_ = std::make_unique<RunDirectory>(dir);
+  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
+      .spec = &spec_,
+      .schedule = schedule_,
+      .dir = run_.get(),
+      .model = model_.get(),
+      .wall = &clock_,
+      .traffic = [this](int w) {
+        const auto& c = workers_[static_cast<std::size_t>(w)].conn;
+        return c ? Traffic{.up = c->bytes_received(), .down = c->bytes_sent()} : Traffic{};
+      }});
   run_->write_config(config_json());
 }
 
@@ -376,24 +366,13 @@ void Server::start_training() {
                                          .uplink = CodecSpec{.name = spec_.codec},
                                          .downlink = CodecSpec{.name = "plain"},
                                          .clock = &clock_,
-                                         .observer = this});
-  const EvalStats initial = model_->evaluate();
-  MetricsRow row{.epoch = 0, .test_loss = initial.loss, .test_accuracy = initial.accuracy};
-  run_->append_metrics(row);
-  history_.push_back(row);
-  fmt::print("init_server: training for {} epochs; initial test accuracy {:.2f}%\n", spec_.epochs,
-             100 * initial.accuracy);
-  std::fflush(stdout);
-
+                                         .observer = recorder_.get()});
+  std::vector<std::string> hosts;
+  for (const auto& slot : workers_)
+    hosts.push_back(slot.host);
+  recorder_->set_worker_hosts(std::move(hosts));
+  recorder_->start();
   phase_ = Phase::kTraining;
-  status_ = "training";
-  up_at_start_ = bytes_up();
-  down_at_start_ = bytes_down();
-  for (auto& slot : workers_) {
-    slot.up_mark = slot.conn->bytes_received();
-    slot.down_mark = slot.conn->bytes_sent();
-  }
-  train_start_ = epoch_start_ = last_progress_print_ = clock_.now();
   arm_progress_timer();
   Outbox out;
   role_->on_start(out);
@@ -409,11 +388,8 @@ void Server::on_training_message(int w, const Message& message) {
     return;
   }
   dispatch(out);
-  while (phase_ == Phase::kTraining &&
-         role_->iteration() >= (epoch_ + 1) * schedule_.iterations_per_epoch) {
-    end_epoch();
-  }
-  if (phase_ == Phase::kTraining && role_->finished()) finish("completed", true);
+  recorder_->after_dispatch(role_->iteration());
+  if (role_->finished()) finish("completed", true);
 }
 
 void Server::dispatch(const Outbox& out) {
@@ -429,84 +405,16 @@ void Server::dispatch(const Outbox& out) {
   }
 }
 
-void Server::on_worker(NodeId w, const WorkerReport& report) {
-  WorkerRow& row = workers_[static_cast<std::size_t>(w)].epoch;
-  row.iterations += 1;
-  row.samples += report.samples;
-  row.times += report.times;
-  row.held_s += report.held_s;
-}
-
-void Server::on_round(const RoundStats& stats) {
-  epoch_loss_sum_ += stats.train_loss;
-  epoch_rounds_ += 1;
-  samples_total_ += stats.samples;
-}
-
-void Server::end_epoch() {
-  ++epoch_;
-  const double now = clock_.now();
-  const double epoch_s = now - epoch_start_;
-  const EvalStats eval = model_->evaluate();
-  MetricsRow row{.epoch = epoch_,
-                 .iteration = role_->iteration(),
-                 .wall_s = clock_.now() - train_start_,
-                 .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
-                 .test_loss = eval.loss,
-                 .test_accuracy = eval.accuracy,
-                 .bytes_up = bytes_up() - up_at_start_,
-                 .bytes_down = bytes_down() - down_at_start_,
-                 .samples = samples_total_};
-  run_->append_metrics(row);
-  history_.push_back(row);
-  for (std::size_t w = 0; w < workers_.size(); ++w) {
-    auto& slot = workers_[w];
-    WorkerRow& r = slot.epoch;
-    r.epoch = epoch_;
-    r.worker = static_cast<int>(w);
-    r.host = slot.host;
-    r.transfer_s = std::max(0.0, r.times.wait_s - r.held_s);
-    r.bytes_up = slot.conn->bytes_received() - slot.up_mark;
-    r.bytes_down = slot.conn->bytes_sent() - slot.down_mark;
-    slot.up_mark = slot.conn->bytes_received();
-    slot.down_mark = slot.conn->bytes_sent();
-    run_->append_worker(r);
-    r = WorkerRow{};
-  }
-  const double rate = (samples_total_ - samples_at_epoch_start_) / std::max(epoch_s, 1e-9);
-  const double elapsed = row.wall_s;
-  const double eta = elapsed / epoch_ * (spec_.epochs - epoch_);
-  fmt::print(
-      "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:6.2f}%  "
-      "{:>8} samples/s  elapsed {}  ETA {}\n",
-      epoch_, spec_.epochs, row.iteration, *row.train_loss, row.test_loss, 100 * row.test_accuracy,
-      fmt_count(rate), fmt_duration(elapsed), fmt_duration(eta));
-  std::fflush(stdout);
-  epoch_loss_sum_ = 0;
-  epoch_rounds_ = 0;
-  samples_at_epoch_start_ = samples_total_;
-  epoch_start_ = last_progress_print_ = clock_.now();
-}
-
 void Server::arm_progress_timer() {
   progress_timer_.expires_after(std::chrono::seconds(10));
   progress_timer_.async_wait([this](std::error_code ec) {
     if (ec || phase_ != Phase::kTraining) return;
-    print_progress();
+    if (auto line = recorder_->progress(role_->iteration()); !line.empty()) {
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    }
     arm_progress_timer();
   });
-}
-
-void Server::print_progress() {
-  const double now = clock_.now();
-  if (now - last_progress_print_ < 9.5) return;
-  last_progress_print_ = now;
-  const std::int64_t in_epoch = role_->iteration() - epoch_ * schedule_.iterations_per_epoch;
-  const double rate =
-      (samples_total_ - samples_at_epoch_start_) / std::max(now - epoch_start_, 1e-9);
-  fmt::print("  epoch {}/{}: {}/{} iterations, {} samples/s\n", epoch_ + 1, spec_.epochs, in_epoch,
-             schedule_.iterations_per_epoch, fmt_count(rate));
-  std::fflush(stdout);
 }
 
 void Server::fail(const std::string& why, int exit_code) {
@@ -520,8 +428,6 @@ void Server::finish(const std::string& status, bool ok) {
   if (phase_ == Phase::kDone) return;
   const bool trained = phase_ == Phase::kTraining;
   phase_ = Phase::kDone;
-  status_ = status;
-  ok_ = ok;
   if (ok) exit_code_ = 0;
   for (auto& slot : workers_) {
     if (!slot.conn) continue;
@@ -540,19 +446,21 @@ void Server::finish(const std::string& status, bool ok) {
   signals_.cancel();
   try {
     if (trained) model_->save(run_->path());
-    write_summary();
+    if (recorder_) recorder_->finish(status, ok, role_ ? role_->iteration() : 0);
   } catch (const Error& e) {
     fmt::print(stderr, "init_server: could not complete the run directory: {}\n", e.what());
     if (exit_code_ == 0) exit_code_ = 1;
   }
   if (ok) {
-    const auto& last = history_.back();
+    const auto& last = recorder_->history().back();
     fmt::print("init_server: {} after {} epochs ({} iterations) in {}: test accuracy {:.2f}%\n",
-               status, epoch_, role_->iteration(), fmt_duration(last.wall_s),
+               status, recorder_->epochs_done(), role_->iteration(), fmt_duration(last.wall_s),
                100 * last.test_accuracy);
   }
-  fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
-             run_->path());
+  if (run_) {
+    fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
+               run_->path());
+  }
   std::fflush(stdout);
   // Workers get a few seconds to read Finish; then whatever is left is closed.
   shutdown_timer_.expires_after(std::chrono::seconds(5));
@@ -564,35 +472,10 @@ void Server::finish(const std::string& status, bool ok) {
   });
 }
 
-std::uint64_t Server::bytes_up() const {
-  std::uint64_t n = 0;
-  for (const auto& s : workers_) {
-    if (s.conn) n += s.conn->bytes_received();
-  }
-  return n;
-}
-
-std::uint64_t Server::bytes_down() const {
-  std::uint64_t n = 0;
-  for (const auto& s : workers_) {
-    if (s.conn) n += s.conn->bytes_sent();
-  }
-  return n;
-}
-
 nlohmann::json Server::config_json() const {
-  nlohmann::json j;
-  j["job"] = spec_;
-  j["job"]["output"] = run_->path();
-  j["provenance"] = provenance(opts_.command_line);
-  j["model"] = {{"name", spec_.model}, {"parameters", model_->num_parameters()}};
-  j["data"] = {{"dataset", spec_.dataset},
-               {"train_samples", data_->train.size()},
-               {"test_samples", data_->test.size()},
-               {"blocks", blocks_.size()}};
-  j["schedule"] = {{"iterations_per_epoch", schedule_.iterations_per_epoch},
-                   {"total_iterations", schedule_.total_iterations()},
-                   {"global_batch", spec_.node_count * spec_.batch_size}};
+  nlohmann::json j =
+      make_config(spec_, opts_.command_line, model_->num_parameters(), data_->train.size(),
+                  data_->test.size(), blocks_.size(), schedule_, run_->path());
   nlohmann::json workers = nlohmann::json::array();
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     const auto& s = workers_[w];
@@ -603,45 +486,7 @@ nlohmann::json Server::config_json() const {
                        {"blocks", placement_.blocks_of_worker[w]}});
   }
   j["workers"] = workers;
-  j["seed"] = spec_.seed;
   return j;
-}
-
-void Server::write_summary() {
-  nlohmann::json s;
-  double best = 0;
-  for (const auto& r : history_)
-    best = std::max(best, r.test_accuracy);
-  const MetricsRow* last = history_.empty() ? nullptr : &history_.back();
-  const double wall = phase_ == Phase::kDone && train_start_ > 0 ? clock_.now() - train_start_ : 0;
-  s["status"] = status_;
-  s["ok"] = ok_;
-  s["final_test_accuracy"] = last ? nlohmann::json(last->test_accuracy) : nlohmann::json(nullptr);
-  s["final_test_loss"] = last ? nlohmann::json(last->test_loss) : nlohmann::json(nullptr);
-  s["final_train_loss"] =
-      last && last->train_loss ? nlohmann::json(*last->train_loss) : nlohmann::json(nullptr);
-  s["best_test_accuracy"] = history_.empty() ? nlohmann::json(nullptr) : nlohmann::json(best);
-  s["epochs"] = epoch_;
-  s["iterations"] = role_ ? role_->iteration() : 0;
-  s["wall_seconds"] = last ? last->wall_s : wall;
-  s["virtual_seconds"] = nullptr;
-  s["samples"] = samples_total_;
-  s["samples_per_second"] = last && last->wall_s > 0 ? samples_total_ / last->wall_s : 0.0;
-  s["bytes_up"] = last ? last->bytes_up : 0;
-  s["bytes_down"] = last ? last->bytes_down : 0;
-  s["nodes"] = spec_.node_count;
-  s["psgd"] = spec_.psgd;
-  s["codec"] = spec_.codec;
-  s["redundancy"] = spec_.redundancy;
-  s["block_assignment"] = spec_.block_assignment;
-  s["model"] = spec_.model;
-  s["dataset"] = spec_.dataset;
-  s["batch_size"] = spec_.batch_size;
-  s["learn_rate"] = spec_.learn_rate;
-  s["seed"] = spec_.seed;
-  s["parameters"] = model_ ? model_->num_parameters() : 0;
-  s["run_dir"] = run_->path();
-  run_->write_summary(s);
 }
 
 }  // namespace

@@ -1,0 +1,194 @@
+#include "experiments/recorder.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "experiments/format.h"
+#include "experiments/provenance.h"
+
+namespace psgd {
+
+RunRecorder::RunRecorder(RecorderSetup setup)
+    : s_(std::move(setup)),
+      spec_(*s_.spec),
+      hosts_(static_cast<std::size_t>(spec_.node_count)),
+      rows_(static_cast<std::size_t>(spec_.node_count)),
+      marks_(static_cast<std::size_t>(spec_.node_count)) {
+  PSGD_CHECK(s_.spec && s_.dir && s_.model && s_.wall && s_.traffic, "incomplete recorder setup");
+}
+
+double RunRecorder::wall_since_start() const {
+  return s_.wall->now() - wall_start_;
+}
+
+std::optional<double> RunRecorder::virtual_since_start() const {
+  if (!s_.virtual_clock) return std::nullopt;
+  return s_.virtual_clock->now() - virtual_start_;
+}
+
+void RunRecorder::start() {
+  const EvalStats initial = s_.model->evaluate();
+  MetricsRow row{.epoch = 0,
+                 .virtual_s = s_.virtual_clock ? std::optional<double>(0.0) : std::nullopt,
+                 .test_loss = initial.loss,
+                 .test_accuracy = initial.accuracy};
+  s_.dir->append_metrics(row);
+  history_.push_back(row);
+  fmt::print("{}: training for {} epochs; initial test accuracy {:.2f}%\n", s_.log_prefix,
+             spec_.epochs, 100 * initial.accuracy);
+  std::fflush(stdout);
+  for (int w = 0; w < spec_.node_count; ++w) {
+    marks_[w] = s_.traffic(w);
+    at_start_.up += marks_[w].up;
+    at_start_.down += marks_[w].down;
+  }
+  wall_start_ = epoch_wall_start_ = s_.wall->now();
+  if (s_.virtual_clock) virtual_start_ = s_.virtual_clock->now();
+  started_ = true;
+}
+
+int RunRecorder::after_dispatch(std::int64_t iteration) {
+  while (started_ && epoch_ < spec_.epochs &&
+         iteration >= (epoch_ + 1) * s_.schedule.iterations_per_epoch) {
+    end_epoch(iteration);
+  }
+  return epoch_;
+}
+
+void RunRecorder::on_worker(NodeId w, const WorkerReport& report) {
+  WorkerRow& row = rows_.at(static_cast<std::size_t>(w));
+  row.iterations += 1;
+  row.samples += report.samples;
+  row.times += report.times;
+  row.held_s += report.held_s;
+}
+
+void RunRecorder::on_round(const RoundStats& stats) {
+  epoch_loss_sum_ += stats.train_loss;
+  epoch_rounds_ += 1;
+  samples_total_ += stats.samples;
+}
+
+void RunRecorder::end_epoch(std::int64_t iteration) {
+  ++epoch_;
+  const double epoch_s = s_.wall->now() - epoch_wall_start_;
+  const EvalStats eval = s_.model->evaluate();
+  Traffic total;
+  std::vector<Traffic> now(rows_.size());
+  for (int w = 0; w < spec_.node_count; ++w) {
+    now[w] = s_.traffic(w);
+    total.up += now[w].up;
+    total.down += now[w].down;
+  }
+  MetricsRow row{.epoch = epoch_,
+                 .iteration = iteration,
+                 .wall_s = wall_since_start(),
+                 .virtual_s = virtual_since_start(),
+                 .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
+                 .test_loss = eval.loss,
+                 .test_accuracy = eval.accuracy,
+                 .bytes_up = total.up - at_start_.up,
+                 .bytes_down = total.down - at_start_.down,
+                 .samples = samples_total_};
+  s_.dir->append_metrics(row);
+  history_.push_back(row);
+  for (std::size_t w = 0; w < rows_.size(); ++w) {
+    WorkerRow& r = rows_[w];
+    r.epoch = epoch_;
+    r.worker = static_cast<int>(w);
+    r.host = hosts_[w];
+    r.transfer_s = std::max(0.0, r.times.wait_s - r.held_s);
+    r.bytes_up = now[w].up - marks_[w].up;
+    r.bytes_down = now[w].down - marks_[w].down;
+    marks_[w] = now[w];
+    s_.dir->append_worker(r);
+    r = WorkerRow{};
+  }
+  const double rate = (samples_total_ - samples_at_epoch_start_) / std::max(epoch_s, 1e-9);
+  const double elapsed = row.wall_s;
+  const double eta = elapsed / epoch_ * (spec_.epochs - epoch_);
+  std::string vtime;
+  if (row.virtual_s) vtime = fmt::format("  virtual {:.2f} s", *row.virtual_s);
+  fmt::print(
+      "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:6.2f}%  "
+      "{:>8} samples/s  elapsed {}  ETA {}{}\n",
+      epoch_, spec_.epochs, row.iteration, *row.train_loss, row.test_loss, 100 * row.test_accuracy,
+      fmt_count(rate), fmt_duration(elapsed), fmt_duration(eta), vtime);
+  std::fflush(stdout);
+  epoch_loss_sum_ = 0;
+  epoch_rounds_ = 0;
+  samples_at_epoch_start_ = samples_total_;
+  epoch_wall_start_ = s_.wall->now();
+}
+
+std::string RunRecorder::progress(std::int64_t iteration) const {
+  if (!started_ || epoch_ >= spec_.epochs) return "";
+  const std::int64_t in_epoch = iteration - epoch_ * s_.schedule.iterations_per_epoch;
+  const double rate = (samples_total_ - samples_at_epoch_start_) /
+                      std::max(s_.wall->now() - epoch_wall_start_, 1e-9);
+  return fmt::format("  epoch {}/{}: {}/{} iterations, {} samples/s", epoch_ + 1, spec_.epochs,
+                     in_epoch, s_.schedule.iterations_per_epoch, fmt_count(rate));
+}
+
+void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterations) {
+  nlohmann::json s;
+  double best = 0;
+  for (const auto& r : history_)
+    best = std::max(best, r.test_accuracy);
+  const MetricsRow* last = history_.empty() ? nullptr : &history_.back();
+  auto or_null = [](bool has, auto v) { return has ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  s["status"] = status;
+  s["ok"] = ok;
+  s["final_test_accuracy"] = or_null(last, last ? last->test_accuracy : 0);
+  s["final_test_loss"] = or_null(last, last ? last->test_loss : 0);
+  s["final_train_loss"] =
+      or_null(last && last->train_loss, last && last->train_loss ? *last->train_loss : 0);
+  s["best_test_accuracy"] = or_null(last, best);
+  s["epochs"] = epoch_;
+  s["iterations"] = iterations;
+  const double wall = last && epoch_ > 0 ? last->wall_s : (started_ ? wall_since_start() : 0.0);
+  s["wall_seconds"] = wall;
+  const auto vs = last && epoch_ > 0 ? last->virtual_s : virtual_since_start();
+  s["virtual_seconds"] = or_null(vs.has_value(), vs.value_or(0));
+  s["samples"] = samples_total_;
+  s["samples_per_second"] = wall > 0 ? samples_total_ / wall : 0.0;
+  s["bytes_up"] = last ? last->bytes_up : 0;
+  s["bytes_down"] = last ? last->bytes_down : 0;
+  s["nodes"] = spec_.node_count;
+  s["psgd"] = spec_.psgd;
+  s["codec"] = spec_.codec;
+  s["redundancy"] = spec_.redundancy;
+  s["block_assignment"] = spec_.block_assignment;
+  s["model"] = spec_.model;
+  s["dataset"] = spec_.dataset;
+  s["batch_size"] = spec_.batch_size;
+  s["learn_rate"] = spec_.learn_rate;
+  s["seed"] = spec_.seed;
+  s["parameters"] = s_.model->parameters().size();
+  s["run_dir"] = s_.dir->path();
+  s_.dir->write_summary(s);
+}
+
+nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
+                           std::size_t num_parameters, std::size_t train_samples,
+                           std::size_t test_samples, std::size_t blocks, const Schedule& schedule,
+                           const std::string& run_dir) {
+  nlohmann::json j;
+  j["job"] = spec;
+  j["job"]["output"] = run_dir;
+  j["provenance"] = provenance(command_line);
+  j["model"] = {{"name", spec.model}, {"parameters", num_parameters}};
+  j["data"] = {{"dataset", spec.dataset},
+               {"train_samples", train_samples},
+               {"test_samples", test_samples},
+               {"blocks", blocks}};
+  j["schedule"] = {{"iterations_per_epoch", schedule.iterations_per_epoch},
+                   {"total_iterations", schedule.total_iterations()},
+                   {"global_batch", spec.node_count * spec.batch_size}};
+  j["seed"] = spec.seed;
+  return j;
+}
+
+}  // namespace psgd

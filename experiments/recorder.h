@@ -1,0 +1,91 @@
+#pragma once
+// RunRecorder: turns what a server role reports into the run directory and the progress lines.
+//
+// It is the ServerObserver of the run and knows nothing of sockets or event queues, so the TCP
+// server and the simulator record runs identically. The driver calls start() once the workers
+// are ready, after_dispatch() after every batch of role output (the recorder evaluates the model
+// on the test set whenever an epoch has ended), and finish() once.
+//
+// Time: `wall` is real time; `virtual_clock` is the simulator's clock, or null in a real run (then
+// virtual_s stays empty and summary.json says virtual_seconds: null).
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/job_spec.h"
+#include "core/learner.h"
+#include "experiments/run_dir.h"
+#include "psgd/context.h"
+
+namespace psgd {
+
+// Cumulative bytes a worker has sent to (up) and received from (down) the server.
+struct Traffic {
+  std::uint64_t up = 0;
+  std::uint64_t down = 0;
+};
+
+struct RecorderSetup {
+  const JobSpec* spec = nullptr;
+  Schedule schedule;
+  RunDirectory* dir = nullptr;
+  Learner* model = nullptr;  // evaluated at every epoch end; its parameters are the global model
+  const Clock* wall = nullptr;
+  const Clock* virtual_clock = nullptr;
+  std::function<Traffic(int worker)> traffic;  // cumulative, as the driver counts it
+  std::string log_prefix = "init_server";
+};
+
+class RunRecorder final : public ServerObserver {
+ public:
+  explicit RunRecorder(RecorderSetup setup);
+
+  void set_worker_hosts(std::vector<std::string> hosts) { hosts_ = std::move(hosts); }
+
+  // Evaluates the initial model (epoch 0) and starts the clocks.
+  void start();
+  // Records every epoch that has ended by `iteration`; returns the number of epochs completed.
+  int after_dispatch(std::int64_t iteration);
+  // Writes summary.json (and nothing else); safe to call once, whatever happened before.
+  void finish(const std::string& status, bool ok, std::int64_t iterations);
+  // A short progress line for the current epoch, or "" when nothing is under way.
+  std::string progress(std::int64_t iteration) const;
+
+  void on_worker(NodeId worker, const WorkerReport& report) override;
+  void on_round(const RoundStats& stats) override;
+
+  int epochs_done() const { return epoch_; }
+  bool started() const { return started_; }
+  const std::vector<MetricsRow>& history() const { return history_; }
+
+ private:
+  void end_epoch(std::int64_t iteration);
+  double wall_since_start() const;
+  std::optional<double> virtual_since_start() const;
+
+  RecorderSetup s_;
+  const JobSpec& spec_;
+  std::vector<std::string> hosts_;
+  std::vector<WorkerRow> rows_;
+  std::vector<Traffic> marks_;
+  Traffic at_start_;
+  bool started_ = false;
+  double wall_start_ = 0, virtual_start_ = 0;
+  double epoch_wall_start_ = 0;
+  int epoch_ = 0;
+  double epoch_loss_sum_ = 0;
+  std::int64_t epoch_rounds_ = 0;
+  std::int64_t samples_total_ = 0;
+  std::int64_t samples_at_epoch_start_ = 0;
+  std::vector<MetricsRow> history_;
+};
+
+// config.json: the job, provenance, model, data and schedule; the driver adds "workers".
+nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
+                           std::size_t num_parameters, std::size_t train_samples,
+                           std::size_t test_samples, std::size_t blocks, const Schedule& schedule,
+                           const std::string& run_dir);
+
+}  // namespace psgd

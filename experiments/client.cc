@@ -206,7 +206,7 @@ void Client::on_error(const std::string& why) {
 void Client::send(const Outbox& out) {
   for (const Envelope& env : out) {
     PSGD_CHECK_EQ(env.to, kServer, "peer-to-peer messages need a peer transport");
-    conn_->send(*env.message);
+    conn_->send(env.message);
   }
 }
 

@@ -394,10 +394,10 @@ void Server::on_training_message(int w, const Message& message) {
 
 void Server::dispatch(const Outbox& out) {
   const Message* last = nullptr;
-  std::shared_ptr<const std::vector<std::uint8_t>> frame;
+  std::shared_ptr<const EncodedFrame> frame;
   for (const Envelope& env : out) {
     if (env.message.get() != last) {
-      frame = std::make_shared<const std::vector<std::uint8_t>>(encode_frame(*env.message));
+      frame = std::make_shared<const EncodedFrame>(env.message);
       last = env.message.get();
     }
     PSGD_CHECK(env.to >= 0 && env.to < spec_.node_count, "role addressed node {}", env.to);

@@ -18,18 +18,41 @@
 
 namespace psgd::wire {
 
+// A contiguous block the output archive did not copy: it belongs in the stream at `offset` of
+// the inline bytes, and points into the message being serialised (which must outlive its use).
+struct Blob {
+  std::size_t offset = 0;
+  std::span<const std::uint8_t> bytes;
+};
+
 class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision> {
  public:
-  explicit OutputArchive(std::vector<std::uint8_t>& out)
-      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
+  // Blocks of at least this many bytes are referenced, not copied, when `blobs` is given.
+  static constexpr std::size_t kBlobThreshold = 64 * 1024;
+
+  explicit OutputArchive(std::vector<std::uint8_t>& out, std::vector<Blob>* blobs = nullptr)
+      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this),
+        out_(out),
+        blobs_(blobs) {}
 
   void saveBinary(const void* data, std::size_t size) {
     const auto* p = static_cast<const std::uint8_t*>(data);
     out_.insert(out_.end(), p, p + size);
   }
 
+  // A large array (a gradient, parameters) is not copied into the frame: the frame is written
+  // with a gather write from the inline bytes and the message's own buffers.
+  void saveBlock(const void* data, std::size_t size) {
+    if (blobs_ == nullptr || size < kBlobThreshold) {
+      saveBinary(data, size);
+      return;
+    }
+    blobs_->push_back({out_.size(), {static_cast<const std::uint8_t*>(data), size}});
+  }
+
  private:
   std::vector<std::uint8_t>& out_;
+  std::vector<Blob>* blobs_;
 };
 
 class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
@@ -96,7 +119,7 @@ void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::SizeTag<T>& t) {
 // --- contiguous binary blocks (vectors of arithmetic types)
 template <class T>
 void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::BinaryData<T>& bd) {
-  ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
+  ar.saveBlock(bd.data, static_cast<std::size_t>(bd.size));
 }
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::BinaryData<T>& bd) {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "network/archive.h"
 
 namespace psgd {
 namespace {
@@ -81,6 +82,36 @@ std::vector<std::uint8_t> encode_frame(const Message& message) {
                                      .body_bytes = frame.size() - kFrameHeaderBytes});
   std::memcpy(frame.data(), header.data(), header.size());
   return frame;
+}
+
+EncodedFrame::EncodedFrame(std::shared_ptr<const Message> message)
+    : message_(std::move(message)), inline_(kFrameHeaderBytes) {
+  std::vector<wire::Blob> blobs;
+  append_body(*message_, inline_, &blobs);
+  std::size_t blob_bytes = 0;
+  for (const auto& b : blobs)
+    blob_bytes += b.bytes.size();
+  size_ = inline_.size() + blob_bytes;
+  const auto header = encode_header({.version = kProtocolVersion,
+                                     .type = type_of(*message_),
+                                     .body_bytes = size_ - kFrameHeaderBytes});
+  std::memcpy(inline_.data(), header.data(), header.size());
+  std::size_t at = 0;
+  const std::span<const std::uint8_t> all(inline_);
+  for (const auto& b : blobs) {
+    if (b.offset > at) segments_.push_back(all.subspan(at, b.offset - at));
+    segments_.push_back(b.bytes);
+    at = b.offset;
+  }
+  if (at < inline_.size()) segments_.push_back(all.subspan(at));
+}
+
+std::vector<std::uint8_t> EncodedFrame::flatten() const {
+  std::vector<std::uint8_t> out;
+  out.reserve(size_);
+  for (const auto& s : segments_)
+    out.insert(out.end(), s.begin(), s.end());
+  return out;
 }
 
 Message decode_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_body_bytes) {

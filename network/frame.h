@@ -13,6 +13,7 @@
 // and a body longer than the receiver's limit (derived from the job's model size) is refused.
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -38,6 +39,23 @@ FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes
 
 // Header + body of one message, ready to write.
 std::vector<std::uint8_t> encode_frame(const Message& message);
+
+// The same bytes as encode_frame(), as a list of segments that reference the message's large
+// arrays instead of copying them: written with one gather write. Holds the message alive.
+class EncodedFrame {
+ public:
+  explicit EncodedFrame(std::shared_ptr<const Message> message);
+
+  std::size_t size() const { return size_; }
+  const std::vector<std::span<const std::uint8_t>>& segments() const { return segments_; }
+  std::vector<std::uint8_t> flatten() const;
+
+ private:
+  std::shared_ptr<const Message> message_;
+  std::vector<std::uint8_t> inline_;
+  std::vector<std::span<const std::uint8_t>> segments_;
+  std::size_t size_ = 0;
+};
 
 // Decodes one complete frame held in memory (used by tests and fuzzers); `bytes` must hold exactly
 // one frame.

@@ -96,12 +96,13 @@ std::vector<std::uint8_t> encode_body(const Message& message) {
   return out;
 }
 
-void append_body(const Message& message, std::vector<std::uint8_t>& out) {
+void append_body(const Message& message, std::vector<std::uint8_t>& out,
+                 std::vector<wire::Blob>* blobs) {
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
     out.insert(out.end(), err->text.begin(), err->text.end());
     return;
   }
-  wire::OutputArchive ar(out);
+  wire::OutputArchive ar(out, blobs);
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;

@@ -92,8 +92,13 @@ const char* type_name(MessageType type);
 
 // Serialises the body only (no frame header).
 std::vector<std::uint8_t> encode_body(const Message& message);
-// Appends the body to `out` (lets the framer write the header in front without a copy).
-void append_body(const Message& message, std::vector<std::uint8_t>& out);
+// Appends the body to `out` (lets the framer write the header in front without a copy). With
+// `blobs`, large arrays are not copied but listed there (see wire::Blob in network/archive.h).
+namespace wire {
+struct Blob;
+}
+void append_body(const Message& message, std::vector<std::uint8_t>& out,
+                 std::vector<wire::Blob>* blobs = nullptr);
 
 // Parses a body of the given type. Throws ProtocolError for an unknown type, a truncated or
 // oversized field, or trailing bytes.

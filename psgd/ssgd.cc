@@ -57,13 +57,11 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
         "ssgd server: worker {} sent a second gradient for iteration {}", from, iteration_));
   }
   Stopwatch sw(*ctx_.clock);
-  const float weight = 1.0f / static_cast<float>(schedule_.node_count);
   // Each worker's gradient is decoded into its own slot and the slots are summed in worker order
   // when the round closes: float addition is not associative, and summing in arrival order would
   // make two runs with the same seed differ in the last bits.
-  std::vector<float>& slot = slots_[static_cast<std::size_t>(from)];
-  std::fill(slot.begin(), slot.end(), 0.0f);
-  uplink_[static_cast<std::size_t>(from)]->decode_add(g->values, slot, weight);
+  uplink_[static_cast<std::size_t>(from)]->decode(g->values,
+                                                  slots_[static_cast<std::size_t>(from)]);
   decode_s_ += sw.seconds();
   p.received = true;
   p.arrival = ctx_.clock->now();
@@ -76,16 +74,25 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
   if (++received_ == schedule_.node_count) close_round(out);
 }
 
-void SsgdServer::close_round(Outbox& out) {
-  Stopwatch sw(*ctx_.clock);
+std::span<const float> SsgdServer::mean_gradient() {
+  if (slots_.size() == 1) return slots_[0];
+  const float inv = 1.0f / static_cast<float>(slots_.size());
+  float* sum = sum_.data();
+  const std::size_t n = sum_.size();
   std::copy(slots_[0].begin(), slots_[0].end(), sum_.begin());
   for (std::size_t w = 1; w < slots_.size(); ++w) {
     const float* src = slots_[w].data();
-    float* dst = sum_.data();
-    for (std::size_t i = 0; i < sum_.size(); ++i)
-      dst[i] += src[i];
+    for (std::size_t i = 0; i < n; ++i)
+      sum[i] += src[i];
   }
-  optimiser_.step(ctx_.parameters, sum_);
+  for (std::size_t i = 0; i < n; ++i)
+    sum[i] *= inv;
+  return sum_;
+}
+
+void SsgdServer::close_round(Outbox& out) {
+  Stopwatch sw(*ctx_.clock);
+  optimiser_.step(ctx_.parameters, mean_gradient());
   const double apply_s = sw.seconds();
   ++iteration_;
 

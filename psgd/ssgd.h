@@ -25,6 +25,7 @@ class SsgdServer final : public ServerRole {
 
  private:
   void close_round(Outbox& out);
+  std::span<const float> mean_gradient();  // of the slots, summed in worker order
   void broadcast_parameters(Outbox& out);
 
   struct Pending {

@@ -101,10 +101,14 @@ void Connection::read_body(const FrameHeader& header) {
 }
 
 void Connection::send(const Message& message) {
-  send_frame(std::make_shared<const std::vector<std::uint8_t>>(encode_frame(message)));
+  send(std::make_shared<const Message>(message));
 }
 
-void Connection::send_frame(std::shared_ptr<const std::vector<std::uint8_t>> frame) {
+void Connection::send(std::shared_ptr<const Message> message) {
+  send_frame(std::make_shared<const EncodedFrame>(std::move(message)));
+}
+
+void Connection::send_frame(std::shared_ptr<const EncodedFrame> frame) {
   if (closed_ || closing_) return;
   writes_.push_back(std::move(frame));
   if (!writing_) write_next();
@@ -117,7 +121,11 @@ void Connection::write_next() {
     return;
   }
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(*writes_.front()),
+  gather_.clear();
+  for (const auto& segment : writes_.front()->segments()) {
+    gather_.emplace_back(segment.data(), segment.size());
+  }
+  asio::async_write(socket_, gather_,
                     [self = shared_from_this()](std::error_code ec, std::size_t n) {
                       if (self->closed_) return;
                       if (ec) {

@@ -42,10 +42,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start(FrameHandler on_frame, ErrorHandler on_error);
 
-  // Queues one frame; frames go out in the order queued. A shared frame can be queued on many
-  // connections without copying (a broadcast).
+  // Queues one frame; frames go out in the order queued, each with one gather write that reads
+  // large arrays straight from the message. A shared frame can be queued on many connections
+  // without copying (a broadcast).
   void send(const Message& message);
-  void send_frame(std::shared_ptr<const std::vector<std::uint8_t>> frame);
+  void send(std::shared_ptr<const Message> message);
+  void send_frame(std::shared_ptr<const EncodedFrame> frame);
 
   // Closes once every queued frame has been written (or at once if none are queued).
   void close_after_writes();
@@ -75,7 +77,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ErrorHandler on_error_;
   std::array<std::uint8_t, kFrameHeaderBytes> header_{};
   std::vector<std::uint8_t> body_;
-  std::deque<std::shared_ptr<const std::vector<std::uint8_t>>> writes_;
+  std::deque<std::shared_ptr<const EncodedFrame>> writes_;
+  std::vector<asio::const_buffer> gather_;
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;

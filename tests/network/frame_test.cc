@@ -148,3 +148,33 @@ TEST(Frame, RandomBytesNeverCrash) {
 
 }  // namespace
 }  // namespace psgd
+
+namespace psgd {
+namespace {
+
+TEST(EncodedFrame, GatherSegmentsEqualTheContiguousFrame) {
+  Gradient g;
+  g.iteration = 3;
+  g.values.num_elements = 100000;
+  g.values.bytes.resize(400000);
+  for (std::size_t i = 0; i < g.values.bytes.size(); ++i)
+    g.values.bytes[i] = i * 7 % 251;
+  g.loss = 1.5;
+  auto message = std::make_shared<const Message>(g);
+  EncodedFrame frame(message);
+  EXPECT_GE(frame.segments().size(), 3u);  // head, the gradient (not copied), tail
+  bool references_payload = false;
+  for (const auto& s : frame.segments()) {
+    references_payload |= s.data() == std::get<Gradient>(*message).values.bytes.data();
+  }
+  EXPECT_TRUE(references_payload);
+  EXPECT_EQ(frame.flatten(), encode_frame(*message));
+  EXPECT_EQ(frame.size(), encode_frame(*message).size());
+  // Small messages stay in one piece.
+  EncodedFrame small(std::make_shared<const Message>(Finish{.status = "x"}));
+  EXPECT_EQ(small.segments().size(), 1u);
+  EXPECT_EQ(small.flatten(), encode_frame(Finish{.status = "x"}));
+}
+
+}  // namespace
+}  // namespace psgd

@@ -1,0 +1,177 @@
+// ssgd_vs_plain: samples/s of a 1-worker psgd ssgd run against a plain libtorch training loop on
+// the same model, batch and data, measured in one run so the figure is a ratio.
+//
+//   build/bench/ssgd_vs_plain [--epochs 3] [--batch_size 128] [--model mlp] [--repeats 3]
+//
+// Both sides: one torch thread, SGD (lr 0.05, momentum 0.9), Fashion-MNIST, one evaluation on the
+// test set per epoch; samples/s = training samples / wall time from the first step to the last
+// evaluation. psgd's figure is summary.json's samples_per_second of `init_server --node_count 1`
+// with one `client`, each run as its own process (the psgd side pays for its TCP round trip and
+// the server's optimiser step: that is what is measured).
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "nn/data_source.h"
+#include "nn/threads.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int epochs = 3;
+  int batch_size = 128;
+  std::string model = "mlp";
+  int repeats = 3;
+  std::string bin_dir = PSGD_BIN_DIR;
+};
+
+torch::nn::Sequential build(const std::string& name) {
+  namespace tnn = torch::nn;
+  if (name == "mlp") {
+    return tnn::Sequential(tnn::Flatten(), tnn::Linear(784, 256), tnn::ReLU(), tnn::Linear(256, 10));
+  }
+  return tnn::Sequential(tnn::Conv2d(tnn::Conv2dOptions(1, 16, 5).padding(2)), tnn::ReLU(),
+                         tnn::MaxPool2d(2), tnn::Conv2d(tnn::Conv2dOptions(16, 32, 5).padding(2)),
+                         tnn::ReLU(), tnn::MaxPool2d(2), tnn::Flatten(), tnn::Linear(32 * 7 * 7, 128),
+                         tnn::ReLU(), tnn::Linear(128, 10));
+}
+
+// The yardstick: the loop a libtorch user writes by hand.
+double plain_loop(const Options& o, const psgd::nn::DataSplit& data, double* accuracy) {
+  torch::manual_seed(1);
+  auto model = build(o.model);
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+  const auto n = static_cast<std::int64_t>(data.train.size());
+  auto x = torch::from_blob(const_cast<float*>(data.train.images.data()), {n, 1, 28, 28}).clone();
+  auto y = torch::from_blob(const_cast<std::int64_t*>(data.train.labels.data()), {n}, torch::kInt64)
+               .clone();
+  const auto nt = static_cast<std::int64_t>(data.test.size());
+  auto tx = torch::from_blob(const_cast<float*>(data.test.images.data()), {nt, 1, 28, 28}).clone();
+  auto ty = torch::from_blob(const_cast<std::int64_t*>(data.test.labels.data()), {nt}, torch::kInt64)
+                .clone();
+  std::int64_t samples = 0;
+  const auto start = Clock::now();
+  for (int e = 0; e < o.epochs; ++e) {
+    auto perm = torch::randperm(n, torch::kInt64);
+    for (std::int64_t i = 0; i + o.batch_size <= n; i += o.batch_size) {
+      auto idx = perm.narrow(0, i, o.batch_size);
+      opt.zero_grad();
+      auto loss = torch::nn::functional::cross_entropy(model->forward(x.index_select(0, idx)),
+                                                       y.index_select(0, idx));
+      loss.backward();
+      opt.step();
+      samples += o.batch_size;
+    }
+    torch::NoGradGuard guard;
+    *accuracy = model->forward(tx).argmax(1).eq(ty).to(torch::kFloat).mean().item<double>();
+  }
+  return samples / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+pid_t spawn(const std::string& program, std::vector<std::string> args, const std::string& log) {
+  args.insert(args.begin(), program);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, program.c_str(), &fa, nullptr, argv.data(), environ) != 0) {
+    throw std::runtime_error("cannot start " + program);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+double psgd_run(const Options& o, const fs::path& dir, double* accuracy) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string port_file = (dir / "port").string();
+  pid_t server = spawn(o.bin_dir + "/init_server",
+                       {"--node_count", "1", "--epochs", std::to_string(o.epochs), "--batch_size",
+                        std::to_string(o.batch_size), "--model", o.model, "--learn_rate", "0.05",
+                        "--momentum", "0.9", "--working_ports", "0", "--bind", "127.0.0.1",
+                        "--port_file", port_file, "--output", (dir / "run").string()},
+                       (dir / "server.log").string());
+  std::string port;
+  for (int i = 0; i < 600 && port.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(port_file);
+    std::getline(in, port);
+  }
+  if (port.empty()) throw std::runtime_error("init_server did not start; see " + dir.string());
+  pid_t client = spawn(o.bin_dir + "/client", {"--port", port, "--threads", "1"},
+                       (dir / "client.log").string());
+  if (wait_exit(server) != 0 || wait_exit(client) != 0) {
+    throw std::runtime_error("psgd run failed; see " + dir.string());
+  }
+  std::ifstream in(dir / "run" / "summary.json");
+  auto s = nlohmann::json::parse(in);
+  *accuracy = s["final_test_accuracy"];
+  return s["samples_per_second"];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"1-worker psgd ssgd against a plain libtorch loop (samples/s ratio)"};
+  app.add_option("--epochs", o.epochs, "Epochs per run")->capture_default_str();
+  app.add_option("--batch_size", o.batch_size, "Batch size")->capture_default_str();
+  app.add_option("--model", o.model, "mlp or cnn")->capture_default_str();
+  app.add_option("--repeats", o.repeats, "Runs of each side; the median is reported")
+      ->capture_default_str();
+  app.add_option("--bin_dir", o.bin_dir, "Where init_server and client are")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  psgd::nn::set_compute_threads(1);
+  const auto data = psgd::nn::load_dataset("fashion-mnist");
+  const fs::path tmp = fs::temp_directory_path() / ("psgd-bench-" + std::to_string(getpid()));
+  std::vector<double> plain, ours;
+  double plain_acc = 0, ours_acc = 0;
+  // Interleaved so that drift in the machine's speed affects both sides alike.
+  for (int r = 0; r < o.repeats; ++r) {
+    plain.push_back(plain_loop(o, data, &plain_acc));
+    ours.push_back(psgd_run(o, tmp / std::to_string(r), &ours_acc));
+    std::printf("repeat %d: plain %.0f samples/s, psgd ssgd 1 worker %.0f samples/s\n", r + 1,
+                plain.back(), ours.back());
+    std::fflush(stdout);
+  }
+  fs::remove_all(tmp);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double p = median(plain), s = median(ours);
+  std::printf("\n%-28s %12s %10s\n", "", "samples/s", "accuracy");
+  std::printf("%-28s %12.0f %9.2f%%\n", "plain libtorch loop", p, 100 * plain_acc);
+  std::printf("%-28s %12.0f %9.2f%%\n", "psgd ssgd, 1 worker (TCP)", s, 100 * ours_acc);
+  std::printf("ratio psgd / plain: %.3f   (model %s, batch %d, %d epochs, median of %d)\n", s / p,
+              o.model.c_str(), o.batch_size, o.epochs, o.repeats);
+  return 0;
+}

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/process.h"
@@ -111,6 +112,37 @@ TEST(Training, TwoWorkersLearnFashionMnistAndWriteTheRunDirectory) {
   EXPECT_EQ(testing::count_lines(workers), 5) << workers;  // header, 2 epochs x 2 workers
   EXPECT_GT(std::filesystem::file_size(run + "/model.pt"), 1000u);
   EXPECT_GT(std::filesystem::file_size(run + "/state_dict.pt"), 1000u);
+}
+
+// metrics.csv without the wall_s column (the only one that depends on the machine's speed).
+std::string metrics_without_wall_time(const std::string& run) {
+  std::istringstream in(read_file(run + "/metrics.csv"));
+  std::string line, out;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::string cell;
+    std::istringstream row(line);
+    while (std::getline(row, cell, ',')) cells.push_back(cell);
+    if (cells.size() > 2) cells.erase(cells.begin() + 2);
+    for (const auto& c : cells) out += c + ",";
+    out += "\n";
+  }
+  return out;
+}
+
+TEST(Training, TheSameSeedGivesTheSameRun) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  std::vector<std::string> metrics;
+  for (int run = 0; run < 2; ++run) {
+    Cluster c;
+    ASSERT_NO_FATAL_FAILURE(c.start(3, {"--train_samples", "3000", "--test_samples", "1000",
+                                        "--epochs", "2", "--batch_size", "16", "--seed", "11"}));
+    auto code = c.server->wait(120s);
+    ASSERT_TRUE(code.has_value()) << c.logs();
+    ASSERT_EQ(*code, 0) << c.logs();
+    metrics.push_back(metrics_without_wall_time(c.dir.file("run")));
+  }
+  EXPECT_EQ(metrics[0], metrics[1]) << "bit-identical losses and accuracies for one seed";
 }
 
 TEST(Training, ADeadWorkerEndsTheRunWithAClearStatusInsteadOfAHang) {

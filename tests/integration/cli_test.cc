@@ -26,9 +26,11 @@ TEST(Cli, HelpDescribesFlagsAndDefaults) {
 }
 
 struct BadCase {
+  std::string name;
   std::vector<std::string> args;
   std::string expected;  // a fragment of the error line
 };
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 class BadServerInput : public ::testing::TestWithParam<BadCase> {};
 
@@ -47,14 +49,16 @@ TEST_P(BadServerInput, OneClearLineAndNonZeroExit) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, BadServerInput,
-    ::testing::Values(BadCase{{"--no_such_flag", "1"}, "no_such_flag"},
-                      BadCase{{"--node_count", "0"}, "node_count"},
-                      BadCase{{"--codec", "zip"}, "--codec zip"},
-                      BadCase{{"--psgd", "magic"}, "--psgd magic"},
-                      BadCase{{"--redundancy", "9"}, "--redundancy 9"},
-                      BadCase{{"--epochs", "abc"}, "epochs"},
-                      BadCase{{"--dataset", "mnist:/no/such/dir"}, "/no/such/dir"},
-                      BadCase{{"--config", "/no/such/file.json"}, "/no/such/file.json"}));
+    ::testing::Values(
+        BadCase{"UnknownFlag", {"--no_such_flag", "1"}, "no_such_flag"},
+        BadCase{"ZeroNodes", {"--node_count", "0"}, "node_count"},
+        BadCase{"UnknownCodec", {"--codec", "zip"}, "--codec zip"},
+        BadCase{"UnknownStrategy", {"--psgd", "magic"}, "--psgd magic"},
+        BadCase{"RedundancyAboveNodes", {"--redundancy", "9"}, "--redundancy 9"},
+        BadCase{"NotANumber", {"--epochs", "abc"}, "epochs"},
+        BadCase{"MissingDatasetDir", {"--dataset", "mnist:/no/such/dir"}, "/no/such/dir"},
+        BadCase{"MissingConfigFile", {"--config", "/no/such/file.json"}, "/no/such/file.json"}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(Cli, ConfigFileValuesAndFlagsWin) {
   TempDir dir;

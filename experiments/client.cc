@@ -68,7 +68,8 @@ void Client::say(const std::string& line) {
 }
 
 int Client::run() {
-  say(fmt::format("connecting to {}:{}", opts_.ip, opts_.port));
+  say(fmt::format("connecting to {}:{} (retrying for up to {:.0f} s while the server starts)",
+                  opts_.ip, opts_.port, opts_.connect_timeout));
   asio::ip::tcp::socket socket = net::dial(io_, opts_.ip, opts_.port, opts_.connect_timeout);
   conn_ = std::make_shared<net::Connection>(
       std::move(socket),

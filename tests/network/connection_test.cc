@@ -15,7 +15,25 @@ using asio::ip::tcp;
 struct Loopback {
   asio::io_context io;
   tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::shared_ptr<Connection> server;
+  std::string error;  // what the server side reported, if anything
+
   int port() const { return acceptor.local_endpoint().port(); }
+
+  // Accepts one connection and reads frames from it; the first error stops the loop.
+  void expect_one(ConnectionOptions options, bool frames_allowed) {
+    acceptor.async_accept([this, options, frames_allowed](std::error_code, tcp::socket s) {
+      server = std::make_shared<Connection>(std::move(s), options);
+      server->start(
+          [frames_allowed](Message&&, std::size_t) {
+            if (!frames_allowed) ADD_FAILURE() << "a bad frame was decoded";
+          },
+          [this](const std::string& why) {
+            error = why;
+            io.stop();
+          });
+    });
+  }
 };
 
 TEST(Connection, ExchangesFramesInOrder) {
@@ -43,80 +61,44 @@ TEST(Connection, ExchangesFramesInOrder) {
 
 TEST(Connection, GarbageIsDroppedWithAClearReason) {
   Loopback lo;
-  std::string error;
-  std::shared_ptr<Connection> server;
-  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
-    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{});
-    server->start([&](Message&&, std::size_t) { ADD_FAILURE() << "garbage decoded"; },
-                  [&](const std::string& why) {
-                    error = why;
-                    lo.io.stop();
-                  });
-  });
+  lo.expect_one(ConnectionOptions{}, /*frames_allowed=*/false);
   auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
   const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   asio::write(socket, asio::buffer(junk));
   lo.io.run_for(std::chrono::seconds(5));
-  EXPECT_NE(error.find("not a psgd peer"), std::string::npos) << error;
+  EXPECT_NE(lo.error.find("not a psgd peer"), std::string::npos) << lo.error;
 }
 
 TEST(Connection, OversizedFrameIsRefusedWithoutReadingIt) {
   Loopback lo;
-  std::string error;
-  std::shared_ptr<Connection> server;
-  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
-    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{.max_body_bytes = 1024});
-    server->start([&](Message&&, std::size_t) { ADD_FAILURE(); },
-                  [&](const std::string& why) {
-                    error = why;
-                    lo.io.stop();
-                  });
-  });
+  lo.expect_one(ConnectionOptions{.max_body_bytes = 1024}, /*frames_allowed=*/false);
   auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
   const auto h = encode_header({.type = MessageType::kGradient, .body_bytes = 0xFFFFFFFFull});
   asio::write(socket, asio::buffer(h));
   lo.io.run_for(std::chrono::seconds(5));
-  EXPECT_NE(error.find("exceeds the limit"), std::string::npos) << error;
+  EXPECT_NE(lo.error.find("exceeds the limit"), std::string::npos) << lo.error;
 }
 
 TEST(Connection, SilentPeerTimesOut) {
   Loopback lo;
-  std::string error;
-  std::shared_ptr<Connection> server;
-  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
-    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{.read_timeout_s = 0.2});
-    server->start([&](Message&&, std::size_t) {},
-                  [&](const std::string& why) {
-                    error = why;
-                    lo.io.stop();
-                  });
-  });
+  lo.expect_one(ConnectionOptions{.read_timeout_s = 0.2}, /*frames_allowed=*/true);
   auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
   // Half a header, then silence.
   const auto h = encode_header({.type = MessageType::kHello, .body_bytes = 4});
   asio::write(socket, asio::buffer(h.data(), 8));
   lo.io.run_for(std::chrono::seconds(5));
-  EXPECT_NE(error.find("timeout"), std::string::npos) << error;
+  EXPECT_NE(lo.error.find("timeout"), std::string::npos) << lo.error;
 }
 
 TEST(Connection, PeerClosingIsReported) {
   Loopback lo;
-  std::string error;
-  std::shared_ptr<Connection> server;
-  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
-    server = std::make_shared<Connection>(std::move(s), ConnectionOptions{});
-    server->start([&](Message&&, std::size_t) {},
-                  [&](const std::string& why) {
-                    error = why;
-                    lo.io.stop();
-                  });
-  });
+  lo.expect_one(ConnectionOptions{}, /*frames_allowed=*/true);
   {
     auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
     lo.io.run_for(std::chrono::milliseconds(100));
   }
   lo.io.run_for(std::chrono::seconds(2));
-  EXPECT_NE(error.find("closed the connection"), std::string::npos) << error;
+  EXPECT_NE(lo.error.find("closed the connection"), std::string::npos) << lo.error;
 }
 
 TEST(Dial, ClosedPortFailsWithinTheTimeout) {

@@ -166,16 +166,18 @@ void SimCluster::post(NodeId from, Outbox&& out) {
       bytes = encode_frame(*env.message).size();
       last = env.message.get();
     }
-    // Counted when sent, as the TCP server counts what it queues on a socket.
-    if (from == kServer) down_[static_cast<std::size_t>(env.to)] += bytes;
-    if (env.to == kServer) up_[static_cast<std::size_t>(from)] += bytes;
     legs.push_back({env.to, std::move(env.message), bytes});
   }
   queue_.schedule(depart, [this, from, legs = std::move(legs)] {
     for (const Leg& leg : legs) {
+      // Counted as the TCP server counts them: bytes down once they have left the server (not
+      // while queued in it), bytes up once they have arrived.
+      if (from == kServer) down_[static_cast<std::size_t>(leg.to)] += leg.bytes;
       const sim::Transmission tx = net_.send(from, leg.to, queue_.now(), leg.bytes);
-      queue_.schedule(tx.delivery,
-                      [this, from, to = leg.to, m = leg.message] { deliver(from, to, m); });
+      queue_.schedule(tx.delivery, [this, from, to = leg.to, m = leg.message, b = leg.bytes] {
+        if (to == kServer) up_[static_cast<std::size_t>(from)] += b;
+        deliver(from, to, m);
+      });
     }
   });
 }

@@ -80,7 +80,8 @@ class SimCluster {
   SimResult run(ServerRole& server, std::span<WorkerRole* const> workers,
                 const std::function<void()>& after_server_event = {});
 
-  // Frame bytes worker `worker` has sent to / received from the server so far.
+  // Frame bytes the server has received from / sent to worker `worker` so far (a message to a
+  // worker counts once it leaves the server, one from a worker once it has arrived).
   std::uint64_t bytes_up(int worker) const { return up_.at(static_cast<std::size_t>(worker)); }
   std::uint64_t bytes_down(int worker) const { return down_.at(static_cast<std::size_t>(worker)); }
 

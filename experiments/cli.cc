@@ -51,6 +51,31 @@ void report(const CLI::App& app, const CLI::ParseError& e) {
             << "Run '" << app.get_name() << " --help' to see every option and its default.\n";
 }
 
+// init_server --simulate: every flag but --simulate needs --simulate.
+void add_simulation_flags(CLI::App& app, SimOptions& sim) {
+  const std::string group = "Simulation (every node in this process, on a virtual clock)";
+  auto* simulate =
+      app.add_flag("--simulate", sim.enabled,
+                   "Run the server and node_count workers in this process on a virtual clock "
+                   "with a network model instead of waiting for clients")
+          ->group(group);
+  auto add = [&](const char* name, std::string& value, const std::string& help) {
+    app.add_option(name, value, help)->group(group)->needs(simulate);
+  };
+  add("--sim_compute", sim.compute,
+      "Time of a worker step: measured (thread CPU time of the real step) or fixed:SECONDS "
+      "(modelled; the real step still runs)");
+  add("--net_bandwidth", sim.net_bandwidth, "Bandwidth of every worker's link: bps|Kbps|Mbps|Gbps");
+  add("--net_latency", sim.net_latency, "One-way latency per message: s|ms|us|ns");
+  add("--net_jitter", sim.net_jitter, "Extra one-way delay, uniform in [0, jitter), seeded");
+  add("--server_bandwidth", sim.server_bandwidth,
+      "Bandwidth of the server's NIC, shared by all workers (default: --net_bandwidth)");
+  add("--stragglers", sim.stragglers, "Slow workers: WORKER:xFACTOR,... e.g. \"2:x4,5:x2\"");
+  add("--straggler_dist", sim.straggler_dist,
+      "Extra delay of every step of every worker: exp:MEAN (seconds, seeded)");
+  add("--fail", sim.fail, "Failing workers: WORKER@SECONDS,... e.g. \"3@12.5\" (virtual time)");
+}
+
 }  // namespace
 
 std::string join_command_line(int argc, char** argv) {
@@ -128,9 +153,11 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   app.add_option("--bind", out.bind, "Address to listen on (0.0.0.0: every interface)");
   app.add_option("--port_file", out.port_file,
                  "Write the port actually listened on to this file (useful with port 0)");
+  add_simulation_flags(app, out.sim);
   try {
     app.parse(argc, argv);
     s.validate();
+    if (out.sim.enabled) cluster_options(out.sim, s.node_count, s.seed);  // checks the flags
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/job_spec.h"
+#include "experiments/sim_options.h"
 
 namespace psgd {
 
@@ -14,6 +15,7 @@ struct ServerOptions {
   std::string bind = "0.0.0.0";
   std::string port_file;  // write the listening port here once bound (for scripts and tests)
   std::string command_line;
+  SimOptions sim;  // --simulate and its flags: run every node in this process (simulate.h)
 };
 
 struct ClientOptions {

@@ -1,9 +1,11 @@
-// init_server: see experiments/server.h, or run `init_server --help`.
+// init_server: see experiments/server.h (TCP) and experiments/simulate.h (--simulate), or run
+// `init_server --help`.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "experiments/cli.h"
 #include "experiments/server.h"
+#include "experiments/simulate.h"
 
 int main(int argc, char** argv) {
   psgd::ServerOptions options;
@@ -11,5 +13,6 @@ int main(int argc, char** argv) {
   // Warnings (refused connections and the like) go to stderr, prefixed like every other line.
   spdlog::set_default_logger(spdlog::stderr_color_mt("init_server"));
   spdlog::set_pattern("%n: %l: %v");
+  if (options.sim.enabled) return psgd::run_simulation(options);
   return psgd::run_server(options);
 }

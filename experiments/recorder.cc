@@ -34,7 +34,7 @@ void RunRecorder::start() {
                  .virtual_s = s_.virtual_clock ? std::optional<double>(0.0) : std::nullopt,
                  .test_loss = initial.loss,
                  .test_accuracy = initial.accuracy};
-  s_.dir->append_metrics(row);
+  s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   fmt::print("{}: training for {} epochs; initial test accuracy {:.2f}%\n", s_.log_prefix,
              spec_.epochs, 100 * initial.accuracy);
@@ -92,7 +92,7 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
                  .bytes_up = total.up - at_start_.up,
                  .bytes_down = total.down - at_start_.down,
                  .samples = samples_total_};
-  s_.dir->append_metrics(row);
+  s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   for (std::size_t w = 0; w < rows_.size(); ++w) {
     WorkerRow& r = rows_[w];
@@ -132,7 +132,8 @@ std::string RunRecorder::progress(std::int64_t iteration) const {
                      in_epoch, s_.schedule.iterations_per_epoch, fmt_count(rate));
 }
 
-void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterations) {
+void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterations,
+                         const nlohmann::json& extra) {
   nlohmann::json s;
   double best = 0;
   for (const auto& r : history_)
@@ -168,6 +169,8 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["seed"] = spec_.seed;
   s["parameters"] = s_.model->parameters().size();
   s["run_dir"] = s_.dir->path();
+  for (const auto& [key, value] : extra.items())
+    s[key] = value;
   s_.dir->write_summary(s);
 }
 

@@ -7,7 +7,9 @@
 // on the test set whenever an epoch has ended), and finish() once.
 //
 // Time: `wall` is real time; `virtual_clock` is the simulator's clock, or null in a real run (then
-// virtual_s stays empty and summary.json says virtual_seconds: null).
+// virtual_s stays empty and summary.json says virtual_seconds: null). A simulator sets
+// metrics_wall = false: metrics.csv's wall_s is then left empty so that two runs of one seed give
+// byte-identical files; summary.json's wall_seconds still holds the real time.
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,6 +38,7 @@ struct RecorderSetup {
   const Clock* virtual_clock = nullptr;
   std::function<Traffic(int worker)> traffic;  // cumulative, as the driver counts it
   std::string log_prefix = "init_server";
+  bool metrics_wall = true;  // write wall_s into metrics.csv
 };
 
 class RunRecorder final : public ServerObserver {
@@ -49,7 +52,9 @@ class RunRecorder final : public ServerObserver {
   // Records every epoch that has ended by `iteration`; returns the number of epochs completed.
   int after_dispatch(std::int64_t iteration);
   // Writes summary.json (and nothing else); safe to call once, whatever happened before.
-  void finish(const std::string& status, bool ok, std::int64_t iterations);
+  // `extra` is merged into summary.json (a driver's own figures).
+  void finish(const std::string& status, bool ok, std::int64_t iterations,
+              const nlohmann::json& extra = nlohmann::json::object());
   // A short progress line for the current epoch, or "" when nothing is under way.
   std::string progress(std::int64_t iteration) const;
 

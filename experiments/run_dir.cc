@@ -67,13 +67,14 @@ void RunDirectory::write_summary(const nlohmann::json& summary) {
   write_file_atomic(file("summary.json"), summary.dump(2) + "\n");
 }
 
-void RunDirectory::append_metrics(const MetricsRow& r) {
+void RunDirectory::append_metrics(const MetricsRow& r, bool with_wall) {
   auto opt = [](const std::optional<double>& v) {
     return v ? fmt::format("{:.6g}", *v) : std::string();
   };
-  metrics_ << fmt::format("{},{},{:.4f},{},{},{:.6g},{:.6f},{},{},{}\n", r.epoch, r.iteration,
-                          r.wall_s, opt(r.virtual_s), opt(r.train_loss), r.test_loss,
-                          r.test_accuracy, r.bytes_up, r.bytes_down, r.samples);
+  const std::string wall = with_wall ? fmt::format("{:.4f}", r.wall_s) : std::string();
+  metrics_ << fmt::format("{},{},{},{},{},{:.6g},{:.6f},{},{},{}\n", r.epoch, r.iteration, wall,
+                          opt(r.virtual_s), opt(r.train_loss), r.test_loss, r.test_accuracy,
+                          r.bytes_up, r.bytes_down, r.samples);
   metrics_.flush();
 }
 

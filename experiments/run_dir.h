@@ -61,7 +61,9 @@ class RunDirectory {
   std::string file(const std::string& name) const;
 
   void write_config(const nlohmann::json& config);
-  void append_metrics(const MetricsRow& row);
+  // with_wall = false leaves wall_s empty (simulated runs: metrics.csv then depends only on the
+  // job and its seed; the real time is in summary.json).
+  void append_metrics(const MetricsRow& row, bool with_wall = true);
   void append_worker(const WorkerRow& row);
   void write_summary(const nlohmann::json& summary);
 

@@ -67,6 +67,15 @@ class ServerRole {
   virtual std::int64_t iteration() const = 0;
   // True once the role has applied its last update and expects nothing more.
   virtual bool finished() const = 0;
+  // The strategy's fault policy: `worker` is gone for good (its process died, or the simulator
+  // failed it) and will neither send nor receive again. Return true to carry on without it (and
+  // send what that requires), false if the run cannot continue; the driver then ends the run with
+  // a failed status. The default is false: a synchronous strategy needs every worker.
+  virtual bool on_worker_lost(NodeId worker, Outbox& out) {
+    (void)worker;
+    (void)out;
+    return false;
+  }
 };
 
 // What a worker role asks of its driver after handling an event.

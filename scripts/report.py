@@ -30,7 +30,9 @@ def plot(run, metrics):
     except ImportError:
         return []
     epochs = [int(r["epoch"]) for r in metrics]
-    wall = [float(r["wall_s"]) for r in metrics]
+    # Simulated runs leave wall_s empty (metrics.csv is then repeatable); their time is virtual_s.
+    wall = [num(r["wall_s"]) if num(r["wall_s"]) is not None else num(r.get("virtual_s", "")) or 0.0
+            for r in metrics]
     acc = [100 * float(r["test_accuracy"]) for r in metrics]
     test_loss = [float(r["test_loss"]) for r in metrics]
     train = [(int(r["epoch"]), num(r["train_loss"])) for r in metrics if num(r["train_loss"]) is not None]
@@ -107,7 +109,7 @@ def main():
     for r in metrics:
         tl = num(r["train_loss"])
         lines.append(
-            f"| {r['epoch']} | {r['iteration']} | {float(r['wall_s']):.2f} | "
+            f"| {r['epoch']} | {r['iteration']} | {num(r['wall_s']) or num(r.get('virtual_s', '')) or 0.0:.2f} | "
             f"{'' if tl is None else f'{tl:.4f}'} | {float(r['test_loss']):.4f} | "
             f"{100 * float(r['test_accuracy']):.2f} % |"
         )

@@ -1,0 +1,256 @@
+#include "experiments/sim_cluster.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "network/frame.h"
+
+namespace psgd {
+
+static_assert(kServer == sim::kServerNode, "the network model and the roles name the server alike");
+
+// A Learner whose compute_gradient() moves its node's clock by the modelled step time.
+class SimCluster::Timed final : public Learner {
+ public:
+  Timed(Learner* inner, sim::NodeClock* clock, const ComputeModel& compute, double slowdown,
+        double extra_mean_s, std::uint64_t seed)
+      : inner_(inner),
+        clock_(clock),
+        compute_(compute),
+        slowdown_(slowdown),
+        extra_mean_s_(extra_mean_s),
+        rng_(seed) {}
+
+  std::span<float> parameters() override { return inner_->parameters(); }
+  std::span<const float> gradients() const override { return inner_->gradients(); }
+  EvalStats evaluate() override { return inner_->evaluate(); }
+  StepStats compute_gradient() override {
+    const StepStats stats = inner_->compute_gradient();
+    // Measured time is already on the clock (its CPU time, scaled by the slowdown).
+    if (!compute_.measured) clock_->advance(compute_.fixed_s * slowdown_);
+    if (extra_mean_s_ > 0) {
+      const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // [0, 1)
+      clock_->advance(-extra_mean_s_ * std::log1p(-u));
+    }
+    return stats;
+  }
+
+ private:
+  Learner* inner_;
+  sim::NodeClock* clock_;
+  ComputeModel compute_;
+  double slowdown_;
+  double extra_mean_s_;
+  Rng rng_;
+};
+
+SimCluster::SimCluster(SimClusterOptions options)
+    : opts_(std::move(options)),
+      net_(opts_.node_count, opts_.network),
+      server_clock_(opts_.compute.measured, 1.0),
+      free_at_(static_cast<std::size_t>(opts_.node_count) + 1, 0.0),
+      up_(static_cast<std::size_t>(opts_.node_count), 0),
+      down_(static_cast<std::size_t>(opts_.node_count), 0) {
+  const auto n = static_cast<std::size_t>(opts_.node_count);
+  if (opts_.slowdown.empty()) opts_.slowdown.assign(n, 1.0);
+  if (opts_.fail_at.empty()) opts_.fail_at.assign(n, kNever);
+  PSGD_CHECK(opts_.slowdown.size() == n && opts_.fail_at.size() == n,
+             "slowdown and fail_at need one entry per worker");
+  for (std::size_t w = 0; w < n; ++w) {
+    PSGD_CHECK(opts_.slowdown[w] > 0, "worker {} slowdown {}", w, opts_.slowdown[w]);
+    worker_clocks_.push_back(
+        std::make_unique<sim::NodeClock>(opts_.compute.measured, opts_.slowdown[w]));
+  }
+  timed_.resize(n);
+}
+
+SimCluster::~SimCluster() = default;
+
+const Clock& SimCluster::worker_clock(int worker) const {
+  return *worker_clocks_.at(static_cast<std::size_t>(worker));
+}
+
+sim::NodeClock& SimCluster::clock_of(NodeId node) {
+  return node == kServer ? server_clock_ : *worker_clocks_.at(static_cast<std::size_t>(node));
+}
+
+Learner* SimCluster::timed_learner(int worker, Learner* learner) {
+  const auto w = static_cast<std::size_t>(worker);
+  timed_.at(w) = std::make_unique<Timed>(learner, worker_clocks_.at(w).get(), opts_.compute,
+                                         opts_.slowdown[w], opts_.extra_delay_mean_s,
+                                         derive_seed(opts_.seed, 0x7374726167 + w));  // "strag"
+  return timed_[w].get();
+}
+
+bool SimCluster::failed(NodeId node, double t) const {
+  return node != kServer && t >= opts_.fail_at[static_cast<std::size_t>(node)];
+}
+
+void SimCluster::end(bool ok, std::string status) {
+  if (done_) return;
+  done_ = true;
+  result_.ok = ok;
+  result_.status = ok ? std::move(status) : "failed: " + status;
+}
+
+SimResult SimCluster::run(ServerRole& server, std::span<WorkerRole* const> workers,
+                          const std::function<void()>& after_server_event) {
+  PSGD_CHECK_EQ(workers.size(), static_cast<std::size_t>(opts_.node_count),
+                "one worker role per worker");
+  PSGD_CHECK(server_ == nullptr, "SimCluster::run() runs once");
+  server_ = &server;
+  workers_.assign(workers.begin(), workers.end());
+  after_server_event_ = after_server_event;
+
+  for (int w = 0; w < opts_.node_count; ++w) {
+    const double t = opts_.fail_at[static_cast<std::size_t>(w)];
+    if (t != kNever) queue_.schedule(t, [this, w] { worker_lost(w); });
+  }
+  queue_.schedule(0, [this] {
+    at_node(kServer, [this] {
+      Outbox out;
+      server_clock_.begin(queue_.now());
+      server_->on_start(out);
+      server_clock_.end();
+      free_at(kServer) = server_clock_.now();
+      post(kServer, std::move(out));
+      after_server();
+    });
+  });
+  while (!done_ && queue_.step()) {
+  }
+  if (!done_) {
+    end(false, fmt::format("the simulation stalled at {:.6g} s after {} iterations: nothing in "
+                           "flight and nothing to compute, but the strategy has not finished",
+                           queue_.now(), server_->iteration()));
+  }
+  result_.virtual_s = queue_.now();
+  result_.events = queue_.scheduled();
+  return result_;
+}
+
+void SimCluster::at_node(NodeId node, std::function<void()> handle) {
+  if (done_) return;
+  const double t = queue_.now();
+  if (failed(node, t)) return;  // a failed worker does nothing more
+  if (free_at(node) > t) {
+    // Busy: wait in line. Events re-queued for one node keep their order (sequence numbers).
+    queue_.schedule(free_at(node),
+                    [this, node, h = std::move(handle)]() mutable { at_node(node, std::move(h)); });
+    return;
+  }
+  handle();
+}
+
+void SimCluster::post(NodeId from, Outbox&& out) {
+  if (out.empty()) return;
+  const double depart = clock_of(from).now();
+  if (failed(from, depart)) return;  // it failed before the handler returned: nothing leaves
+  struct Leg {
+    NodeId to;
+    MessagePtr message;
+    std::uint64_t bytes;
+  };
+  std::vector<Leg> legs;
+  legs.reserve(out.size());
+  const Message* last = nullptr;
+  std::uint64_t bytes = 0;
+  for (Envelope& env : out) {
+    PSGD_CHECK(env.to >= kServer && env.to < opts_.node_count && env.to != from,
+               "node {} addressed node {}", from, env.to);
+    PSGD_CHECK(env.message != nullptr, "node {} sent an empty envelope", from);
+    if (env.message.get() != last) {  // a broadcast shares one message: size it once
+      bytes = encode_frame(*env.message).size();
+      last = env.message.get();
+    }
+    legs.push_back({env.to, std::move(env.message), bytes});
+  }
+  queue_.schedule(depart, [this, from, legs = std::move(legs)] {
+    for (const Leg& leg : legs) {
+      // Counted as the TCP server counts them: bytes down once they have left the server (not
+      // while queued in it), bytes up once they have arrived.
+      if (from == kServer) down_[static_cast<std::size_t>(leg.to)] += leg.bytes;
+      const sim::Transmission tx = net_.send(from, leg.to, queue_.now(), leg.bytes);
+      queue_.schedule(tx.delivery, [this, from, to = leg.to, m = leg.message, b = leg.bytes] {
+        if (to == kServer) up_[static_cast<std::size_t>(from)] += b;
+        deliver(from, to, m);
+      });
+    }
+  });
+}
+
+void SimCluster::deliver(NodeId from, NodeId to, MessagePtr message) {
+  at_node(to, [this, from, to, message] {
+    Outbox out;
+    sim::NodeClock& clock = clock_of(to);
+    clock.begin(queue_.now());
+    WorkerAction action;
+    try {
+      if (to == kServer) {
+        server_->on_message(from, *message, out);
+      } else {
+        action = workers_[static_cast<std::size_t>(to)]->on_message(*message, out);
+      }
+    } catch (const ProtocolError& e) {
+      clock.end();
+      end(false, to == kServer ? fmt::format("worker {} broke the protocol: {}", from, e.what())
+                               : fmt::format("worker {}: {}", to, e.what()));
+      return;
+    }
+    clock.end();
+    free_at(to) = clock.now();
+    post(to, std::move(out));
+    if (to == kServer) {
+      after_server();
+    } else if (action.compute) {
+      queue_.schedule(free_at(to), [this, to] { compute(to); });
+    }
+  });
+}
+
+void SimCluster::compute(NodeId worker) {
+  at_node(worker, [this, worker] {
+    Outbox out;
+    sim::NodeClock& clock = clock_of(worker);
+    clock.begin(queue_.now());
+    WorkerAction action;
+    try {
+      action = workers_[static_cast<std::size_t>(worker)]->compute_step(out);
+    } catch (const ProtocolError& e) {
+      clock.end();
+      end(false, fmt::format("worker {}: {}", worker, e.what()));
+      return;
+    }
+    clock.end();
+    free_at(worker) = clock.now();
+    post(worker, std::move(out));
+    if (action.compute) queue_.schedule(free_at(worker), [this, worker] { compute(worker); });
+  });
+}
+
+void SimCluster::worker_lost(NodeId worker) {
+  const double t = queue_.now();
+  at_node(kServer, [this, worker, t] {
+    Outbox out;
+    server_clock_.begin(queue_.now());
+    const bool go_on = server_->on_worker_lost(worker, out);
+    server_clock_.end();
+    free_at(kServer) = server_clock_.now();
+    if (!go_on) {
+      end(false, fmt::format("worker {} failed at {:g} s (simulated)", worker, t));
+      return;
+    }
+    post(kServer, std::move(out));
+    after_server();
+  });
+}
+
+void SimCluster::after_server() {
+  if (after_server_event_) after_server_event_();
+  if (server_->finished()) end(true, "completed");
+}
+
+}  // namespace psgd

@@ -1,0 +1,42 @@
+#pragma once
+// The flags of a simulated run (`init_server --simulate ...`), as typed, and what they mean for
+// the SimCluster (experiments/sim_cluster.h). They are recorded in config.json under
+// "simulation", beside the job: the job is the same whether it runs for real or simulated.
+//
+//   --sim_compute      measured | fixed:SECONDS   time of one worker compute step
+//   --net_bandwidth    1Gbps                      every worker's link (bps, Kbps, Mbps, Gbps)
+//   --net_latency      100us                      one-way latency per message (s, ms, us, ns)
+//   --net_jitter       0                          extra one-way delay, uniform in [0, jitter)
+//   --server_bandwidth (= --net_bandwidth)        the server's NIC, shared by all workers
+//   --stragglers       "2:x4,5:x2"                worker 2 four times slower, worker 5 twice
+//   --straggler_dist   exp:MEAN                   every step of every worker gets an extra delay
+//                                                 drawn from an exponential of mean MEAN
+//   --fail             "3@12.5"                   worker 3 fails at virtual time 12.5 s
+// Times without a unit are seconds.
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "experiments/sim_cluster.h"
+
+namespace psgd {
+
+struct SimOptions {
+  bool enabled = false;
+  std::string compute = "measured";
+  std::string net_bandwidth = "1Gbps";
+  std::string net_latency = "100us";
+  std::string net_jitter = "0";
+  std::string server_bandwidth;  // empty: same as net_bandwidth
+  std::string stragglers;
+  std::string straggler_dist;
+  std::string fail;
+};
+
+// Parses and checks the flags; throws ConfigError naming the flag.
+SimClusterOptions cluster_options(const SimOptions& sim, int node_count, std::uint64_t seed);
+
+// The flags as given and as understood, for config.json.
+nlohmann::json sim_config_json(const SimOptions& sim, int node_count, std::uint64_t seed);
+
+}  // namespace psgd

@@ -1,0 +1,110 @@
+// init_server --simulate as a process: it learns, and its ssgd model equals the TCP run's.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/process.h"
+
+namespace psgd {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Process;
+using testing::read_file;
+using testing::TempDir;
+
+bool have_fashion_mnist() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+const std::vector<std::string> kJob{
+    "--node_count", "2",  "--train_samples", "3000", "--test_samples", "1000", "--epochs",  "2",
+    "--batch_size", "32", "--learn_rate",    "0.05", "--seed",         "9",    "--threads", "1"};
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Column `col` of every row of a CSV file (header skipped).
+std::vector<std::string> column(const std::string& csv, int col) {
+  std::vector<std::string> out;
+  std::istringstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string cell;
+    for (int i = 0; i <= col && std::getline(row, cell, ','); ++i) {
+    }
+    out.push_back(cell);
+  }
+  return out;
+}
+
+TEST(Simulate, LearnsAndWritesTheRunDirectoryWithVirtualTime) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  auto r =
+      testing::run(PSGD_INIT_SERVER,
+                   with(kJob, {"--simulate", "--output", dir.file("sim"), "--net_bandwidth",
+                               "100Mbps", "--net_latency", "1ms", "--sim_compute", "fixed:5ms"}),
+                   dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto summary = nlohmann::json::parse(read_file(dir.file("sim") + "/summary.json"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["iterations"], 2 * 47);  // ceil(3000 / (2 * 32)) per epoch
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << "chance is 0.1";
+  EXPECT_GT(summary["virtual_seconds"].get<double>(), 0.0);
+  const std::string metrics = read_file(dir.file("sim") + "/metrics.csv");
+  const auto wall = column(metrics, 2), virt = column(metrics, 3);
+  ASSERT_EQ(virt.size(), 3u) << metrics;
+  EXPECT_EQ(wall, (std::vector<std::string>{"", "", ""})) << "real time is in summary.json only";
+  EXPECT_EQ(virt[0], "0");
+  EXPECT_GT(std::stod(virt[2]), std::stod(virt[1]));
+  EXPECT_EQ(testing::count_lines(read_file(dir.file("sim") + "/workers.csv")), 5);
+}
+
+TEST(Simulate, SsgdEndsWithTheSameModelAsTheTcpRunOfTheSameSeed) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  Process server(PSGD_INIT_SERVER,
+                 with(kJob, {"--working_ports", "0", "--port_file", dir.file("port"), "--output",
+                             dir.file("tcp"), "--bind", "127.0.0.1", "--join_timeout", "60"}),
+                 dir.file("server.out"), dir.file("server.err"));
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0 && server.running(); ++i) {
+    const std::string s = read_file(dir.file("port"));
+    if (!s.empty() && s.back() == '\n') port = std::stoi(s);
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GT(port, 0) << server.out() << server.err();
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<Process>(
+        PSGD_CLIENT, std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port)},
+        dir.file("c" + std::to_string(i) + ".out"), dir.file("c" + std::to_string(i) + ".err")));
+  }
+  auto code = server.wait(120s);
+  ASSERT_TRUE(code.has_value()) << server.out() << server.err();
+  ASSERT_EQ(*code, 0) << server.out() << server.err();
+
+  auto r = testing::run(PSGD_INIT_SERVER,
+                        with(kJob, {"--simulate", "--output", dir.file("sim"), "--sim_compute",
+                                    "measured", "--stragglers", "1:x3"}),
+                        dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const std::string tcp = read_file(dir.file("tcp") + "/state_dict.pt");
+  ASSERT_GT(tcp.size(), 1000u);
+  EXPECT_TRUE(tcp == read_file(dir.file("sim") + "/state_dict.pt")) << "models differ";
+  const std::string mt = read_file(dir.file("tcp") + "/metrics.csv");
+  const std::string ms = read_file(dir.file("sim") + "/metrics.csv");
+  for (int col : {4, 5, 6, 7, 8, 9}) {  // train_loss .. samples, bytes included
+    EXPECT_EQ(column(mt, col), column(ms, col)) << "column " << col << "\n" << mt << ms;
+  }
+}
+
+}  // namespace
+}  // namespace psgd

@@ -1,0 +1,98 @@
+// init_server --simulate in-process on a small Fashion-MNIST subset: repeatable to the byte.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "experiments/cli.h"
+#include "experiments/simulate.h"
+
+namespace psgd {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool have_fashion_mnist() {
+  return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct TempRoot {
+  TempRoot() : path(fs::temp_directory_path() / ("psgd-sim-" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+  }
+  ~TempRoot() { fs::remove_all(path); }
+  fs::path path;
+};
+
+ServerOptions small_job(const fs::path& out, const std::string& compute) {
+  ServerOptions o;
+  o.spec.node_count = 4;
+  o.spec.batch_size = 32;
+  o.spec.epochs = 2;
+  o.spec.train_samples = 2000;
+  o.spec.test_samples = 500;
+  o.spec.seed = 5;
+  o.spec.output = out.string();
+  o.sim.enabled = true;
+  o.sim.compute = compute;
+  o.sim.net_bandwidth = "100Mbps";
+  o.sim.net_jitter = "50us";
+  o.sim.stragglers = "1:x3";
+  o.sim.straggler_dist = "exp:1ms";
+  return o;
+}
+
+TEST(Simulate, TwoRunsWithModelledComputeWriteByteIdenticalMetrics) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempRoot tmp;
+  ASSERT_EQ(run_simulation(small_job(tmp.path / "a", "fixed:2ms")), 0);
+  ASSERT_EQ(run_simulation(small_job(tmp.path / "b", "fixed:2ms")), 0);
+  const std::string a = slurp(tmp.path / "a" / "metrics.csv");
+  EXPECT_EQ(std::count(a.begin(), a.end(), '\n'), 4) << a;  // header, epochs 0..2
+  EXPECT_EQ(a, slurp(tmp.path / "b" / "metrics.csv"));
+  EXPECT_EQ(slurp(tmp.path / "a" / "workers.csv"), slurp(tmp.path / "b" / "workers.csv"));
+  EXPECT_EQ(slurp(tmp.path / "a" / "state_dict.pt"), slurp(tmp.path / "b" / "state_dict.pt"));
+
+  auto summary = nlohmann::json::parse(slurp(tmp.path / "a" / "summary.json"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_GT(summary["virtual_seconds"].get<double>(), 0);
+  EXPECT_GT(summary["wall_seconds"].get<double>(), 0);
+  EXPECT_GT(summary["simulation"]["peak_rss_bytes"].get<double>(), 0);
+  auto config = nlohmann::json::parse(slurp(tmp.path / "a" / "config.json"));
+  EXPECT_EQ(config["simulation"]["straggler_factors"]["1"], 3.0);
+  EXPECT_EQ(config["simulation"]["bandwidth_bps"], 1e8);
+  EXPECT_EQ(config["simulation"]["straggler_extra_delay"]["mean_s"], 1e-3);
+}
+
+TEST(Simulate, MeasuredComputeKeepsTheSsgdTrajectory) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempRoot tmp;
+  ASSERT_EQ(run_simulation(small_job(tmp.path / "m", "measured")), 0);
+  ASSERT_EQ(run_simulation(small_job(tmp.path / "f", "fixed:1ms")), 0);
+  EXPECT_EQ(slurp(tmp.path / "m" / "state_dict.pt"), slurp(tmp.path / "f" / "state_dict.pt"));
+}
+
+TEST(Simulate, AFailedWorkerEndsSsgdWithAClearStatus) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempRoot tmp;
+  ServerOptions o = small_job(tmp.path / "f", "fixed:10ms");
+  o.sim.fail = "3@0.5";
+  EXPECT_EQ(run_simulation(o), 1);
+  auto summary = nlohmann::json::parse(slurp(tmp.path / "f" / "summary.json"));
+  EXPECT_EQ(summary["status"], "failed: worker 3 failed at 0.5 s (simulated)");
+  EXPECT_EQ(summary["ok"], false);
+  auto config = nlohmann::json::parse(slurp(tmp.path / "f" / "config.json"));
+  EXPECT_EQ(config["simulation"]["failures_at_s"]["3"], 0.5);
+}
+
+}  // namespace
+}  // namespace psgd

@@ -135,16 +135,15 @@ TEST(SimCluster, SsgdModelAfterKIterationsEqualsTheDirectComputationBitForBit) {
   std::vector<ToyLearner> ref;
   for (int w = 0; w < kWorkers; ++w)
     ref.emplace_back(target_of(w), kSize);
-  const float weight = 1.0f / kWorkers;
+  const float inv = 1.0f / kWorkers;
   for (int k = 0; k < kIterations; ++k) {
     std::vector<float> mean(kSize, 0.0f);
     for (int w = 0; w < kWorkers; ++w) {
       const auto g = ref[w].gradient_at(p, k + 1);
-      for (std::size_t i = 0; i < kSize; ++i) {
-        const float slot = 0.0f + weight * g[i];  // as the server decodes into a zeroed slot
-        mean[i] = w == 0 ? slot : mean[i] + slot;
-      }
+      for (std::size_t i = 0; i < kSize; ++i) mean[i] = w == 0 ? g[i] : mean[i] + g[i];
     }
+    // As the server does: the sum in worker order, then one multiplication by 1/n.
+    for (auto& m : mean) m *= inv;
     opt.step(p, mean);
   }
   EXPECT_EQ(sim.params, p);

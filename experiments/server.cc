@@ -373,8 +373,8 @@ void Server::start_training() {
   role_ = make_server_role(spec_, schedule_,
                            ServerContext{.parameters = model_->parameters(),
                                          .sgd = sgd_options(spec_),
-                                         .uplink = CodecSpec{.name = spec_.codec},
-                                         .downlink = CodecSpec{.name = "plain"},
+                                         .uplink = uplink_codec_spec(spec_, 0),
+                                         .downlink = downlink_codec_spec(spec_),
                                          .clock = &clock_,
                                          .observer = this});
   const EvalStats initial = model_->evaluate();
@@ -435,6 +435,7 @@ void Server::on_worker(NodeId w, const WorkerReport& report) {
   row.samples += report.samples;
   row.times += report.times;
   row.held_s += report.held_s;
+  row.add_compression_error(report.compression_error);
 }
 
 void Server::on_round(const RoundStats& stats) {

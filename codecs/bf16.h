@@ -16,7 +16,8 @@ inline std::uint16_t float_to_bf16_bits(float f) {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
   const std::uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
   const bool nan = (x & 0x7fffffffu) > 0x7f800000u;
-  return static_cast<std::uint16_t>(nan ? ((x >> 16) | 0x40u) : rounded);
+  const std::uint32_t m = 0u - static_cast<std::uint32_t>(nan);  // branch-free for the vectoriser
+  return static_cast<std::uint16_t>((((x >> 16) | 0x40u) & m) | (rounded & ~m));
 }
 
 inline float bf16_bits_to_float(std::uint16_t h) {

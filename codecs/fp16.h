@@ -16,6 +16,15 @@
 
 namespace psgd {
 
+namespace half_detail {
+// Branch-free select: the vectoriser turns masks into blends where it would keep `c ? a : b` as
+// control flow.
+inline std::uint32_t select(bool c, std::uint32_t a, std::uint32_t b) {
+  const std::uint32_t m = 0u - static_cast<std::uint32_t>(c);
+  return (a & m) | (b & ~m);
+}
+}  // namespace half_detail
+
 // fp32 -> binary16 bits, round to nearest even.
 inline std::uint16_t float_to_half_bits(float f) {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
@@ -28,8 +37,9 @@ inline std::uint16_t float_to_half_bits(float f) {
   // the bottom of the fp32 mantissa, and the FPU's own round-to-nearest-even does the rounding.
   const std::uint32_t sub = std::bit_cast<std::uint32_t>(std::bit_cast<float>(a) + 0.5f) -
                             std::bit_cast<std::uint32_t>(0.5f);
-  const std::uint32_t special = a > 0x7f800000u ? 0x7e00u : 0x7c00u;  // NaN : inf (or overflow)
-  const std::uint32_t r = a >= 0x47800000u ? special : (a < 0x38800000u ? sub : normal);
+  const std::uint32_t special = 0x7c00u | ((a > 0x7f800000u) << 9);  // inf (or overflow), NaN
+  const std::uint32_t r = half_detail::select(a >= 0x47800000u, special,
+                                              half_detail::select(a < 0x38800000u, sub, normal));
   return static_cast<std::uint16_t>(sign | r);
 }
 
@@ -43,7 +53,8 @@ inline float half_bits_to_float(std::uint16_t h) {
   // Subnormal and zero: em * 2^-24 is exact in fp32.
   const std::uint32_t sub =
       std::bit_cast<std::uint32_t>(static_cast<float>(static_cast<std::int32_t>(em)) * 0x1p-24f);
-  const std::uint32_t r = exp == 0x7c00u ? special : (exp == 0 ? sub : normal);
+  const std::uint32_t r =
+      half_detail::select(exp == 0x7c00u, special, half_detail::select(exp == 0, sub, normal));
   return std::bit_cast<float>(sign | r);
 }
 

@@ -39,7 +39,7 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
     codec = std::make_unique<QsgdCodec>(
         QsgdOptions{.levels = spec.levels, .bucket = spec.bucket, .seed = spec.seed});
   } else if (spec.name == "sign") {
-    codec = std::make_unique<SignCodec>();
+    codec = std::make_unique<SignCodec>(spec.bucket);
   } else if (spec.name == "topk") {
     codec = std::make_unique<TopkCodec>(spec.ratio);
   } else if (spec.name == "randk") {

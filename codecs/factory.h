@@ -14,7 +14,7 @@ struct CodecSpec {
   std::string name = "plain";
   int levels = 8;                       // qsgd: quantisation levels s
   double ratio = 0.01;                  // topk / randk: fraction of coordinates kept
-  std::uint64_t bucket = 0;             // qsgd: elements per norm (0: the whole vector)
+  std::uint64_t bucket = 512;           // qsgd, sign: elements per norm / scale (0: whole vector)
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
   std::uint64_t seed = 1;               // qsgd's rounding, randk's index draws
 };

@@ -7,7 +7,8 @@
 // Q_s is unbiased, E[Q_s(v)] = v, with E‖Q_s(v) − v‖² ≤ min(d/s², √d/s) ‖v‖² (Lemma 3.1).
 //
 // Options: levels s (1..32767, --codec_levels, default 8: 5 bits per element on the wire) and
-// bucket d (--codec_bucket; 0 = one norm for the whole vector). Randomness: every encode draws a
+// bucket d (--codec_bucket, default 512 as in the paper's experiments; 0 = one norm for the
+// whole vector). Randomness: every encode draws a
 // 64-bit key from a psgd::Rng seeded with the codec seed, and element i's uniform is a
 // counter-based hash of (key, i), so the encoder is deterministic for a seed and its hot loop
 // vectorises.
@@ -30,7 +31,7 @@ namespace psgd {
 
 struct QsgdOptions {
   int levels = 8;
-  std::uint64_t bucket = 0;  // elements per norm; 0: one norm for the whole vector
+  std::uint64_t bucket = 0;  // elements per norm; 0: one norm for the whole vector (jobs: 512)
   std::uint64_t seed = 1;
 };
 

@@ -99,8 +99,9 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   app.add_option(
       "--codec_ratio", s.codec_ratio,
       "topk / randk: fraction of coordinates kept, in (0, 1]; k = max(1, round(ratio n))");
-  app.add_option("--codec_bucket", s.codec_bucket,
-                 "qsgd: elements sharing one norm (0: one norm for the whole gradient)");
+  app.add_option(
+      "--codec_bucket", s.codec_bucket,
+      "qsgd, sign: elements sharing one norm / scale, as QSGD's buckets (0: the whole gradient)");
   app.add_option("--error_feedback", s.error_feedback,
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
   app.add_option("--server_codec", s.server_codec,

@@ -132,6 +132,7 @@ TEST(MalformedQsgd, LevelsAboveSAndBadHeadersAreRefused) {
   std::memset(zero_levels.bytes.data(), 0, 4);
   EXPECT_THROW(qsgd->decode_add(zero_levels, acc, 1.0f), ProtocolError);
   Payload other_bucket = p;
+  std::memset(other_bucket.bytes.data() + 4, 0, 8);
   other_bucket.bytes[4] = 1;  // bucket 1: four norms expected
   EXPECT_THROW(qsgd->decode_add(other_bucket, acc, 1.0f), ProtocolError);
 }

@@ -27,7 +27,7 @@ TEST(Sign, OneBitPerElementPlusScaleEqualToMeanAbs) {
   std::vector<float> g{1.0f, -2.0f, 3.0f, -0.0f, 0.0f, -6.0f, 7.0f, 8.0f, -1.0f, 2.0f, 0.5f};
   SignCodec codec;
   Payload p = codec.encode(g);
-  EXPECT_EQ(p.bytes.size(), 4u + 2u);
+  EXPECT_EQ(p.bytes.size(), 8u + 4u + 2u);  // bucket size, one scale, 11 bits
   std::vector<float> out(g.size());
   codec.decode(p, out);
   double mean_abs = 0;
@@ -44,16 +44,32 @@ TEST(Sign, OneBitPerElementPlusScaleEqualToMeanAbs) {
 }
 
 TEST(Sign, LengthsAroundByteBoundaries) {
-  SignCodec codec;
+  SignCodec codec(0);
   for (std::size_t n : {0, 1, 7, 8, 9, 32768, 32769}) {
     auto g = gaussian(n, static_cast<std::uint32_t>(n));
     std::vector<float> out(n);
     Payload p = codec.encode(g);
-    EXPECT_EQ(p.bytes.size(), 4 + (n + 7) / 8);
+    EXPECT_EQ(p.bytes.size(), 8 + (n ? 4 : 0) + (n + 7) / 8);
     codec.decode(p, out);
     for (std::size_t i = 0; i < n; ++i)
       EXPECT_EQ(std::signbit(out[i]), std::signbit(g[i]));
   }
+}
+
+TEST(Sign, EachBucketHasItsOwnScale) {
+  std::vector<float> g(30);
+  for (std::size_t i = 0; i < g.size(); ++i)
+    g[i] = (i < 10 ? 1.0f : i < 20 ? 100.0f : 0.01f) * (i % 2 ? -1.0f : 1.0f);
+  SignCodec codec(10);
+  Payload p = codec.encode(g);
+  EXPECT_EQ(p.bytes.size(), 8u + 3 * 4u + 4u);
+  std::vector<float> out(g.size());
+  codec.decode(p, out);
+  EXPECT_EQ(out, g);  // |g| is constant within each bucket
+  SignCodec odd(7);   // buckets that do not end on byte boundaries
+  odd.decode(odd.encode(g), out);
+  for (std::size_t i = 0; i < g.size(); ++i)
+    EXPECT_EQ(std::signbit(out[i]), std::signbit(g[i]));
 }
 
 // EF invariant: g + e_old = D(C(g + e_old)) + e_new, step after step.

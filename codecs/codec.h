@@ -9,6 +9,9 @@
 //                                  a payload whose size does not match acc or its own header is
 //                                  refused with ProtocolError, because payloads come from peers.
 //   decode(p, out)              -> out = decode(p); the default zeroes out and calls decode_add.
+//   last_stats()                -> what the codec measured about its last encode for free (the
+//                                  error-feedback decorator knows its compression error); fields
+//                                  it did not measure stay negative.
 //
 // Threading: one thread at a time per instance. Codecs see flat float spans only, never torch.
 // Build codecs with make_codec() (codecs/factory.h); there is no self-registration.
@@ -26,6 +29,11 @@ struct Payload {
   std::vector<std::uint8_t> bytes;
 };
 
+// Measurements of the last encode(). Negative means "not measured".
+struct CodecStats {
+  double compression_error = -1;  // ‖g − D(C(g))‖ / ‖g‖ of the vector handed to encode()
+};
+
 class Codec {
  public:
   virtual ~Codec() = default;
@@ -37,6 +45,8 @@ class Codec {
   virtual void decode_add(const Payload& payload, std::span<float> acc, float weight) const = 0;
 
   virtual void decode(const Payload& payload, std::span<float> out) const;
+
+  virtual CodecStats last_stats() const { return {}; }
 };
 
 }  // namespace psgd

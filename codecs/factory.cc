@@ -3,16 +3,66 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "codecs/bf16.h"
+#include "codecs/error_feedback.h"
+#include "codecs/fp16.h"
 #include "codecs/plain.h"
+#include "codecs/qsgd.h"
+#include "codecs/randk.h"
+#include "codecs/sign.h"
+#include "codecs/topk.h"
 #include "core/error.h"
 #include "core/job_spec.h"
+#include "core/rng.h"
 
 namespace psgd {
 
+bool uses_error_feedback(const CodecSpec& spec) {
+  if (spec.error_feedback == "on") return true;
+  if (spec.error_feedback == "off") return false;
+  if (spec.error_feedback == "auto") {
+    return spec.name == "sign" || spec.name == "topk" || spec.name == "randk";
+  }
+  throw ConfigError(
+      fmt::format("--error_feedback {}: choose auto, on or off", spec.error_feedback));
+}
+
 std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
-  if (spec.name == "plain") return std::make_unique<PlainCodec>();
-  throw ConfigError(fmt::format("--codec {}: unknown codec; choose one of: {}", spec.name,
-                                fmt::join(known_codecs(), ", ")));
+  std::unique_ptr<Codec> codec;
+  if (spec.name == "plain") {
+    codec = std::make_unique<PlainCodec>();
+  } else if (spec.name == "fp16") {
+    codec = std::make_unique<Fp16Codec>();
+  } else if (spec.name == "bf16") {
+    codec = std::make_unique<Bf16Codec>();
+  } else if (spec.name == "qsgd") {
+    codec = std::make_unique<QsgdCodec>(
+        QsgdOptions{.levels = spec.levels, .bucket = spec.bucket, .seed = spec.seed});
+  } else if (spec.name == "sign") {
+    codec = std::make_unique<SignCodec>(spec.bucket);
+  } else if (spec.name == "topk") {
+    codec = std::make_unique<TopkCodec>(spec.ratio);
+  } else if (spec.name == "randk") {
+    codec = std::make_unique<RandkCodec>(spec.ratio, spec.seed);
+  } else {
+    throw ConfigError(fmt::format("--codec {}: unknown codec; choose one of: {}", spec.name,
+                                  fmt::join(known_codecs(), ", ")));
+  }
+  if (uses_error_feedback(spec)) codec = std::make_unique<ErrorFeedbackCodec>(std::move(codec));
+  return codec;
+}
+
+CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender) {
+  return CodecSpec{.name = job.codec,
+                   .levels = job.codec_levels,
+                   .ratio = job.codec_ratio,
+                   .bucket = static_cast<std::uint64_t>(job.codec_bucket),
+                   .error_feedback = job.error_feedback,
+                   .seed = derive_seed(job.seed, 0xC0DEC000ULL + sender)};
+}
+
+CodecSpec downlink_codec_spec(const JobSpec& job) {
+  return CodecSpec{.name = job.server_codec, .error_feedback = "off"};
 }
 
 }  // namespace psgd

@@ -1,5 +1,6 @@
 #pragma once
 // The explicit codec factory (no static self-registration, STYLE.md "Avoid").
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -7,11 +8,26 @@
 
 namespace psgd {
 
+struct JobSpec;
+
 struct CodecSpec {
   std::string name = "plain";
+  int levels = 8;                       // qsgd: quantisation levels s
+  double ratio = 0.01;                  // topk / randk: fraction of coordinates kept
+  std::uint64_t bucket = 512;           // qsgd, sign: elements per norm / scale (0: whole vector)
+  std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
+  std::uint64_t seed = 1;               // qsgd's rounding, randk's index draws
 };
 
-// Throws ConfigError for an unknown name, listing the known ones.
+// Throws ConfigError for an unknown name (listing the known ones) or a bad option.
 std::unique_ptr<Codec> make_codec(const CodecSpec& spec);
+
+// Whether make_codec wraps the codec in ErrorFeedbackCodec.
+bool uses_error_feedback(const CodecSpec& spec);
+
+// The specs a job asks for: worker -> server (--codec and its options; `sender` picks the seed
+// stream, e.g. the worker id) and server -> worker (--server_codec, never with error feedback).
+CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender);
+CodecSpec downlink_codec_spec(const JobSpec& job);
 
 }  // namespace psgd

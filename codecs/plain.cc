@@ -28,8 +28,9 @@ void check_payload(const Payload& payload, std::size_t expected) {
 Payload PlainCodec::encode(std::span<const float> values) {
   Payload p;
   p.num_elements = values.size();
-  p.bytes.resize(values.size_bytes());
-  if (!values.empty()) std::memcpy(p.bytes.data(), values.data(), values.size_bytes());
+  // assign() from a byte range copies once; resize() + memcpy would also zero-fill first.
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(values.data());
+  p.bytes.assign(bytes, bytes + values.size_bytes());
   return p;
 }
 

@@ -30,7 +30,11 @@ const std::vector<std::string>& known_strategies() {
   return v;
 }
 const std::vector<std::string>& known_codecs() {
-  static const std::vector<std::string> v{"plain"};
+  static const std::vector<std::string> v{"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
+  return v;
+}
+const std::vector<std::string>& known_server_codecs() {
+  static const std::vector<std::string> v{"plain", "fp16", "bf16"};
   return v;
 }
 const std::vector<std::string>& known_models() {
@@ -61,6 +65,19 @@ void JobSpec::validate() const {
   }
   require_one_of("psgd", psgd, known_strategies());
   require_one_of("codec", codec, known_codecs());
+  require_one_of("server_codec", server_codec, known_server_codecs());
+  require_one_of("error_feedback", error_feedback, {"auto", "on", "off"});
+  if (codec_levels < 1 || codec_levels > 32767) {
+    throw ConfigError(
+        fmt::format("--codec_levels {}: qsgd needs between 1 and 32767 levels", codec_levels));
+  }
+  if (!(codec_ratio > 0.0 && codec_ratio <= 1.0)) {
+    throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", codec_ratio));
+  }
+  if (codec_bucket < 0) {
+    throw ConfigError(fmt::format(
+        "--codec_bucket {}: must not be negative (0: one norm per vector)", codec_bucket));
+  }
   require_one_of("model", model, known_models());
   require_one_of("block_assignment", block_assignment, known_block_assignments());
   if (!(learn_rate > 0.0)) {
@@ -98,12 +115,13 @@ std::string JobSpec::short_name() const {
   return fmt::format("{}-{}-n{}", psgd, codec, node_count);
 }
 
-#define PSGD_JOB_FIELDS(X)                                                                        \
-  X(node_count)                                                                                   \
-  X(batch_size) X(redundancy) X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports)           \
-      X(block_assignment) X(model) X(dataset) X(momentum) X(weight_decay) X(nesterov)             \
-          X(train_samples) X(test_samples) X(seed) X(device) X(output) X(threads) X(join_timeout) \
-              X(io_timeout)
+#define PSGD_JOB_FIELDS(X)                                                                         \
+  X(node_count)                                                                                    \
+  X(batch_size)                                                                                    \
+  X(redundancy) X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports) X(block_assignment)      \
+      X(model) X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) \
+          X(seed) X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(codec_levels)     \
+              X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec)
 
 void to_json(nlohmann::json& j, const JobSpec& spec) {
   j = nlohmann::json::object();

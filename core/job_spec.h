@@ -33,6 +33,13 @@ struct JobSpec {
   std::uint64_t seed = 1;          // model init, data placement, batch order
   std::string device = "auto";     // auto | cpu | cuda (workers and server evaluation)
 
+  // --- codec options (codecs/factory.h) ---
+  int codec_levels = 8;                 // qsgd: quantisation levels s (1..32767)
+  double codec_ratio = 0.01;            // topk / randk: fraction of coordinates kept, in (0, 1]
+  std::int64_t codec_bucket = 512;      // qsgd, sign: elements per norm / scale (0: whole vector)
+  std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
+  std::string server_codec = "plain";   // parameters, server -> worker: plain | fp16 | bf16
+
   // --- run management ---
   std::string output;         // run directory (empty: runs/<timestamp>-<psgd>-<codec>-n<nodes>)
   int threads = 0;            // torch threads per worker (0: cores / processes on that host)
@@ -53,6 +60,9 @@ void from_json(const nlohmann::json& j, JobSpec& spec);
 // The strategies and codecs this build knows, for validation and help text.
 const std::vector<std::string>& known_strategies();
 const std::vector<std::string>& known_codecs();
+// Codecs the parameters may travel in (the worker replaces its model with what it decodes, so
+// only the dense casts make sense).
+const std::vector<std::string>& known_server_codecs();
 const std::vector<std::string>& known_models();
 const std::vector<std::string>& known_block_assignments();
 

@@ -119,6 +119,18 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Workers holding each data block (1: a plain split; r>1: one block per r-subset)");
   app.add_option("--codec", s.codec,
                  "Gradient codec, worker to server: " + choices(known_codecs()));
+  app.add_option("--codec_levels", s.codec_levels,
+                 "qsgd: quantisation levels s (1..32767; b = ceil(log2(s+1))+1 bits per element)");
+  app.add_option(
+      "--codec_ratio", s.codec_ratio,
+      "topk / randk: fraction of coordinates kept, in (0, 1]; k = max(1, round(ratio n))");
+  app.add_option(
+      "--codec_bucket", s.codec_bucket,
+      "qsgd, sign: elements sharing one norm / scale, as QSGD's buckets (0: the whole gradient)");
+  app.add_option("--error_feedback", s.error_feedback,
+                 "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
+  app.add_option("--server_codec", s.server_codec,
+                 "Codec of the parameters, server to worker: " + choices(known_server_codecs()));
   app.add_option("--psgd", s.psgd, "Synchronisation strategy: " + choices(known_strategies()));
   app.add_option("--learn_rate", s.learn_rate, "SGD learning rate of the server's optimiser");
   app.add_option("--epochs", s.epochs, "Passes over the training set");

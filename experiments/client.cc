@@ -164,8 +164,9 @@ void Client::on_job(const Job& job) {
           spec_.model, trainer_->num_parameters(), job.num_parameters));
     }
     role_ = make_worker_role(spec_, WorkerContext{.learner = trainer_.get(),
-                                                  .uplink = CodecSpec{.name = spec_.codec},
-                                                  .downlink = CodecSpec{.name = "plain"},
+                                                  .uplink = uplink_codec_spec(
+                                                      spec_, static_cast<std::uint64_t>(worker_)),
+                                                  .downlink = downlink_codec_spec(spec_),
                                                   .clock = &clock_});
   } catch (const Error& e) {
     give_up(e.what(), true);

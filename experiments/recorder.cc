@@ -63,6 +63,7 @@ void RunRecorder::on_worker(NodeId w, const WorkerReport& report) {
   row.samples += report.samples;
   row.times += report.times;
   row.held_s += report.held_s;
+  row.add_compression_error(report.compression_error);
 }
 
 void RunRecorder::on_round(const RoundStats& stats) {

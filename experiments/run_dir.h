@@ -46,6 +46,17 @@ struct WorkerRow {
   double transfer_s = 0;  // wait_s - held_s: network and framing both ways (estimate)
   std::uint64_t bytes_up = 0;
   std::uint64_t bytes_down = 0;
+  // Relative compression error ‖g − D(C(g))‖ / ‖g‖ over the iterations the worker measured it;
+  // workers.csv shows the mean (empty when none was measured).
+  double compression_error_sum = 0;
+  std::int64_t compression_error_count = 0;
+
+  void add_compression_error(double e) {
+    if (e >= 0) {
+      compression_error_sum += e;
+      ++compression_error_count;
+    }
+  }
 };
 
 // "runs/<UTC timestamp>-<psgd>-<codec>-n<nodes>" relative to the working directory.

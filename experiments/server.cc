@@ -363,8 +363,8 @@ void Server::start_training() {
   role_ = make_server_role(spec_, schedule_,
                            ServerContext{.parameters = model_->parameters(),
                                          .sgd = sgd_options(spec_),
-                                         .uplink = CodecSpec{.name = spec_.codec},
-                                         .downlink = CodecSpec{.name = "plain"},
+                                         .uplink = uplink_codec_spec(spec_, 0),
+                                         .downlink = downlink_codec_spec(spec_),
                                          .clock = &clock_,
                                          .observer = recorder_.get()});
   std::vector<std::string> hosts;

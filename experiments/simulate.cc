@@ -82,8 +82,8 @@ int simulate(const ServerOptions& options) {
         data, nn::worker_samples(placement, blocks, w)));
     roles.push_back(make_worker_role(
         spec, WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),
-                            .uplink = CodecSpec{.name = spec.codec},
-                            .downlink = CodecSpec{.name = "plain"},
+                            .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
+                            .downlink = downlink_codec_spec(spec),
                             .clock = &cluster.worker_clock(w)}));
     role_ptrs.push_back(roles.back().get());
   }
@@ -121,8 +121,8 @@ int simulate(const ServerOptions& options) {
   auto server = make_server_role(spec, schedule,
                                  ServerContext{.parameters = model.parameters(),
                                                .sgd = sgd_options(spec),
-                                               .uplink = CodecSpec{.name = spec.codec},
-                                               .downlink = CodecSpec{.name = "plain"},
+                                               .uplink = uplink_codec_spec(spec, 0),
+                                               .downlink = downlink_codec_spec(spec),
                                                .clock = &cluster.server_clock(),
                                                .observer = &recorder});
   recorder.start();

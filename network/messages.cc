@@ -38,7 +38,7 @@ void serialize(Archive& ar, Params& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Gradient& m) {
-  ar(m.iteration, m.values, m.loss, m.samples, m.times);
+  ar(m.iteration, m.values, m.loss, m.samples, m.times, m.compression_error);
 }
 
 namespace {

@@ -20,7 +20,7 @@
 namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
-inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::uint16_t kProtocolVersion = 2;  // 2: Gradient.compression_error
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -83,6 +83,9 @@ struct Gradient {
   double loss = 0;
   std::int64_t samples = 0;
   PhaseTimes times;  // this iteration's compute/encode/decode and the wait before it
+  // ‖g − D(C(g))‖ / ‖g‖ of this gradient, negative when not measured this iteration (see
+  // SsgdWorker: every iteration when the codec knows it for free, else every 10th).
+  double compression_error = -1;
 };
 
 using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient>;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "codecs/payload_io.h"
 #include "core/error.h"
 
 namespace psgd {
@@ -70,7 +71,8 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
                           .samples = g->samples,
                           .times = g->times,
                           .held_s = 0,
-                          .payload_bytes = g->values.bytes.size()};
+                          .payload_bytes = g->values.bytes.size(),
+                          .compression_error = g->compression_error};
   if (++received_ == schedule_.node_count) close_round(out);
 }
 
@@ -146,11 +148,22 @@ WorkerAction SsgdWorker::compute_step(Outbox& out) {
   sw.restart();
   Payload payload = uplink_->encode(ctx_.learner->gradients());
   times_.encode_s = sw.seconds();
-  out.push_back({kServer, std::make_shared<const Message>(Gradient{.iteration = iteration_,
-                                                                   .values = std::move(payload),
-                                                                   .loss = step.loss,
-                                                                   .samples = step.samples,
-                                                                   .times = times_})});
+  // The compression error comes free from codecs that know it (plain, error feedback); measuring
+  // it otherwise costs a decode and two norms, about one more encode, so it is sampled every
+  // kErrorSampleEvery iterations and left negative ("not measured") in between.
+  double compression_error = uplink_->last_stats().compression_error;
+  if (compression_error < 0 && done_ % kErrorSampleEvery == 0) {
+    scratch_.resize(ctx_.learner->gradients().size());
+    uplink_->decode(payload, scratch_);
+    compression_error = relative_error(ctx_.learner->gradients(), scratch_);
+  }
+  out.push_back(
+      {kServer, std::make_shared<const Message>(Gradient{.iteration = iteration_,
+                                                         .values = std::move(payload),
+                                                         .loss = step.loss,
+                                                         .samples = step.samples,
+                                                         .times = times_,
+                                                         .compression_error = compression_error})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   ++done_;

@@ -59,8 +59,10 @@ class SsgdWorker final : public WorkerRole {
   std::unique_ptr<Codec> uplink_;
   std::unique_ptr<Codec> downlink_;
   std::int64_t iteration_ = -1;  // iteration of the parameters last received
+  static constexpr std::int64_t kErrorSampleEvery = 10;
   std::int64_t done_ = 0;
   double waiting_since_ = -1;
+  std::vector<float> scratch_;  // decoded gradient when measuring the compression error
   PhaseTimes times_;
 };
 

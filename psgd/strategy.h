@@ -45,6 +45,7 @@ struct WorkerReport {
   PhaseTimes times;                 // as reported by the worker
   double held_s = 0;                // server time from this gradient's arrival to the reply
   std::uint64_t payload_bytes = 0;  // encoded size of the gradient
+  double compression_error = -1;  // ‖g − D(C(g))‖ / ‖g‖ as the worker measured it; < 0: not
 };
 
 class ServerObserver {

@@ -52,15 +52,5 @@ TEST(PlainCodec, MalformedPayloadsAreRefused) {
   EXPECT_THROW(codec.decode(lying, big), ProtocolError);  // header says more than the bytes hold
 }
 
-TEST(CodecFactory, KnowsPlainAndRefusesUnknown) {
-  EXPECT_EQ(make_codec({.name = "plain"})->name(), "plain");
-  try {
-    make_codec({.name = "zip"});
-    FAIL() << "expected ConfigError";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("plain"), std::string::npos);
-  }
-}
-
 }  // namespace
 }  // namespace psgd

@@ -1,0 +1,56 @@
+#pragma once
+// qsgd: stochastic quantisation of QSGD (Alistarh et al. 2017, "QSGD: Communication-Efficient SGD
+// via Gradient Quantization and Encoding", §3.1), without the Elias coding of §3.2.
+//
+// With s levels and a bucket v of d elements, Q_s(v_i) = ‖v‖₂ · sign(v_i) · ξ_i(v, s) where
+// ξ_i = (l + 1)/s with probability |v_i|/‖v‖₂ · s − l and l/s otherwise, l = ⌊|v_i|/‖v‖₂ · s⌋.
+// Q_s is unbiased, E[Q_s(v)] = v, with E‖Q_s(v) − v‖² ≤ min(d/s², √d/s) ‖v‖² (Lemma 3.1).
+//
+// Options: levels s (1..32767, --codec_levels, default 8: 5 bits per element on the wire) and
+// bucket d (--codec_bucket, default 512 as in the paper's experiments; 0 = one norm for the
+// whole vector). Randomness: every encode draws a
+// 64-bit key from a psgd::Rng seeded with the codec seed, and element i's uniform is a
+// counter-based hash of (key, i), so the encoder is deterministic for a seed and its hot loop
+// vectorises.
+//
+// Wire format (Payload.bytes), little-endian:
+//   uint32  s                    number of levels
+//   uint64  d                    bucket size (0: the whole vector is one bucket)
+//   float32 norm[B]              ‖bucket‖₂, B = ceil(num_elements / d) (d = 0: B = 1, or 0 when
+//                                there are no elements)
+//   packed codes                 ceil(num_elements · b / 8) bytes, b = ceil(log2(s + 1)) + 1:
+//                                an LSB-first bit stream, element i in bits [i·b, (i+1)·b); the
+//                                low b−1 bits are the level l ∈ [0, s], the top bit the sign
+//                                (1 = negative). Decoded value: ±norm · l / s.
+#include <cstdint>
+
+#include "codecs/codec.h"
+#include "core/rng.h"
+
+namespace psgd {
+
+struct QsgdOptions {
+  int levels = 8;
+  std::uint64_t bucket = 0;  // elements per norm; 0: one norm for the whole vector (jobs: 512)
+  std::uint64_t seed = 1;
+};
+
+class QsgdCodec final : public Codec {
+ public:
+  static constexpr int kMaxLevels = 32767;  // level + sign fit 16 bits
+
+  explicit QsgdCodec(QsgdOptions options);
+  std::string_view name() const override { return "qsgd"; }
+  Payload encode(std::span<const float> values) override;
+  void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
+  void decode(const Payload& payload, std::span<float> out) const override;
+
+ private:
+  template <bool kAdd>
+  void decode_impl(const Payload& payload, std::span<float> acc, float weight) const;
+
+  QsgdOptions options_;
+  Rng rng_;
+};
+
+}  // namespace psgd

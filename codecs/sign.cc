@@ -1,0 +1,117 @@
+#include "codecs/sign.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "codecs/kernels.h"
+#include "codecs/payload_io.h"
+
+namespace psgd {
+namespace {
+
+std::uint8_t sign_bits8(const float* p) {
+  std::uint32_t byte = 0;
+  for (int j = 0; j < 8; ++j)
+    byte |= (std::bit_cast<std::uint32_t>(p[j]) >> 31) << j;
+  return static_cast<std::uint8_t>(byte);
+}
+
+std::uint64_t bucket_count(std::uint64_t n, std::uint64_t bucket) {
+  if (n == 0) return 0;
+  if (bucket == 0 || bucket >= n) return 1;
+  return n / bucket + (n % bucket != 0);
+}
+
+template <bool kAdd>
+inline void put(float* dst, std::size_t i, std::uint32_t scale_bits, std::uint32_t bit) {
+  const float v = std::bit_cast<float>(scale_bits ^ (bit << 31));
+  if constexpr (kAdd) {
+    dst[i] += v;
+  } else {
+    dst[i] = v;
+  }
+}
+
+// dst[i] (+)= ±scale for i in [lo, hi); the sign bit is flipped rather than multiplied.
+template <bool kAdd>
+void apply(float* dst, const std::uint8_t* bits, std::size_t lo, std::size_t hi, float scale) {
+  const std::uint32_t s = std::bit_cast<std::uint32_t>(scale);
+  std::size_t i = lo;
+  for (; i < hi && i % 8 != 0; ++i)
+    put<kAdd>(dst, i, s, (bits[i / 8] >> (i % 8)) & 1u);
+  for (; i + 8 <= hi; i += 8) {
+    const std::uint32_t byte = bits[i / 8];
+    for (std::size_t j = 0; j < 8; ++j)
+      put<kAdd>(dst, i + j, s, (byte >> j) & 1u);
+  }
+  for (; i < hi; ++i)
+    put<kAdd>(dst, i, s, (bits[i / 8] >> (i % 8)) & 1u);
+}
+
+}  // namespace
+
+Payload SignCodec::encode(std::span<const float> values) {
+  const std::size_t n = values.size();
+  const std::uint64_t buckets = bucket_count(n, bucket_);
+  const std::uint64_t d = (bucket_ == 0 || bucket_ >= n) ? n : bucket_;
+  Payload p;
+  p.num_elements = n;
+  p.bytes.reserve(8 + 4 * buckets + (n + 7) / 8);
+  append_value(p.bytes, bucket_);
+  for (std::uint64_t k = 0; k < buckets; ++k) {
+    const std::size_t lo = k * d, len = std::min<std::uint64_t>(d, n - lo);
+    append_value(p.bytes, static_cast<float>(kernels::sum_abs(values.subspan(lo, len)) /
+                                             static_cast<double>(len)));
+  }
+  constexpr std::size_t kChunk = 4096;  // bytes, i.e. 8 * kChunk elements
+  std::uint8_t buf[kChunk];
+  const std::size_t whole = n / 8;
+  const float* src = values.data();
+  for (std::size_t b = 0; b < whole; b += kChunk) {
+    const std::size_t m = std::min(kChunk, whole - b);
+    for (std::size_t j = 0; j < m; ++j)
+      buf[j] = sign_bits8(src + 8 * (b + j));
+    append_bytes(p.bytes, buf, m);
+  }
+  if (n % 8 != 0) {
+    float tail[8] = {};
+    std::copy(src + whole * 8, src + n, tail);
+    p.bytes.push_back(sign_bits8(tail));
+  }
+  return p;
+}
+
+template <bool kAdd>
+void SignCodec::decode_impl(const Payload& payload, std::span<float> acc, float weight) const {
+  const std::uint64_t n = acc.size();
+  check_element_count(payload, n, "sign");
+  PayloadReader in(payload.bytes, "sign");
+  const auto bucket = in.read<std::uint64_t>();
+  const std::uint64_t buckets = bucket_count(n, bucket);
+  const std::uint64_t d = (bucket == 0 || bucket >= n) ? n : bucket;
+  const std::uint64_t nbytes = (n + 7) / 8;
+  if (in.remaining() != 4 * buckets + nbytes) {
+    in.fail(fmt::format("{} elements in buckets of {} need {} bytes after the header, {} present",
+                        n, d, 4 * buckets + nbytes, in.remaining()));
+  }
+  const auto scales = in.take(4 * buckets);
+  const auto bits = in.take(nbytes);
+  if (n % 8 != 0 && (bits.back() >> (n % 8)) != 0) in.fail("padding bits are set");
+  for (std::uint64_t k = 0; k < buckets; ++k) {
+    float scale;
+    std::memcpy(&scale, scales.data() + 4 * k, 4);
+    apply<kAdd>(acc.data(), bits.data(), k * d, std::min<std::uint64_t>(n, (k + 1) * d),
+                weight * scale);
+  }
+}
+
+void SignCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {
+  decode_impl<true>(payload, acc, weight);
+}
+
+void SignCodec::decode(const Payload& payload, std::span<float> out) const {
+  decode_impl<false>(payload, out, 1.0f);
+}
+
+}  // namespace psgd

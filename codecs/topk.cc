@@ -1,0 +1,100 @@
+#include "codecs/topk.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <functional>
+
+#include "codecs/sparse.h"
+#include "core/error.h"
+
+namespace psgd {
+namespace {
+
+inline std::uint32_t magnitude_key(float v) {
+  return std::bit_cast<std::uint32_t>(v) & 0x7fffffffu;  // orders |v|, NaN above inf
+}
+
+}  // namespace
+
+std::uint64_t sparse_k(std::uint64_t n, double ratio) {
+  if (n == 0) return 0;
+  const auto k = static_cast<std::uint64_t>(std::llround(ratio * static_cast<double>(n)));
+  return std::clamp<std::uint64_t>(k, 1, n);
+}
+
+void select_topk(std::span<const float> x, std::uint64_t k, std::vector<std::uint64_t>& indices,
+                 std::vector<std::uint64_t>& scratch) {
+  const std::uint64_t n = x.size();
+  indices.clear();
+  if (k >= n) {
+    for (std::uint64_t i = 0; i < n; ++i)
+      indices.push_back(i);
+    return;
+  }
+  if (k == 0) return;
+  if (n >= (std::uint64_t{1} << 32)) {
+    throw Error(fmt::format("topk: {} elements; vectors of 2^32 or more are not supported", n));
+  }
+  // Candidates are (key << 32 | ~index): larger is better, and equal magnitudes prefer the lower
+  // index, so plain integer order is the selection order.
+  auto pack = [](std::uint32_t key, std::uint64_t i) {
+    return (static_cast<std::uint64_t>(key) << 32) | (0xffffffffu - static_cast<std::uint32_t>(i));
+  };
+
+  // Estimate the k-th largest key from a strided sample.
+  const std::uint64_t m = std::min<std::uint64_t>(n, 8192);
+  const std::uint64_t stride = n / m;
+  scratch.resize(m);
+  for (std::uint64_t j = 0; j < m; ++j)
+    scratch[j] = magnitude_key(x[j * stride + stride / 2]);
+  // Rank in the sample, with headroom so that one pass usually finds at least k candidates.
+  double want = static_cast<double>(k) * static_cast<double>(m) / static_cast<double>(n);
+  std::uint64_t rank = static_cast<std::uint64_t>(want * 1.3 + 3.0 * std::sqrt(want) + 8);
+  const float* p = x.data();
+  for (;;) {
+    std::uint32_t threshold = 0;
+    if (rank < m) {
+      std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(rank),
+                       scratch.begin() + static_cast<std::ptrdiff_t>(m), std::greater<>());
+      threshold = static_cast<std::uint32_t>(scratch[rank]);
+    }
+    indices.clear();
+    indices.reserve(static_cast<std::size_t>(static_cast<double>(rank) * n / m) + 64);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint32_t key = magnitude_key(p[i]);
+      if (key >= threshold) [[unlikely]]
+        indices.push_back(pack(key, i));
+    }
+    if (indices.size() >= k) break;
+    rank = rank * 4;  // the sample overestimated the threshold: lower it (0 keeps everything)
+    for (std::uint64_t j = 0; j < m; ++j)
+      scratch[j] = magnitude_key(x[j * stride + stride / 2]);
+  }
+  std::nth_element(indices.begin(), indices.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                   indices.end(), std::greater<>());
+  indices.resize(k);
+  for (auto& c : indices)
+    c = 0xffffffffu - (c & 0xffffffffu);
+  std::sort(indices.begin(), indices.end());
+}
+
+TopkCodec::TopkCodec(double ratio) : ratio_(ratio) {
+  if (!(ratio > 0.0 && ratio <= 1.0)) {
+    throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", ratio));
+  }
+}
+
+Payload TopkCodec::encode(std::span<const float> values) {
+  select_topk(values, sparse_k(values.size(), ratio_), indices_, scratch_);
+  values_.resize(indices_.size());
+  for (std::size_t j = 0; j < indices_.size(); ++j)
+    values_[j] = values[indices_[j]];
+  return sparse::encode(values.size(), indices_, values_);
+}
+
+void TopkCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {
+  sparse::decode_add(payload, acc, weight, "topk");
+}
+
+}  // namespace psgd

@@ -1,0 +1,62 @@
+#include "codecs/factory.h"
+
+#include <gtest/gtest.h>
+
+#include "codecs/error_feedback.h"
+#include "core/error.h"
+#include "core/job_spec.h"
+
+namespace psgd {
+namespace {
+
+TEST(CodecFactory, BuildsEveryKnownCodecAndRefusesUnknown) {
+  for (const std::string& name : known_codecs()) {
+    auto codec = make_codec({.name = name});
+    ASSERT_NE(codec, nullptr);
+    EXPECT_EQ(codec->name(), name);
+    std::vector<float> g{1.0f, -2.0f, 3.0f}, out(3);
+    codec->decode(codec->encode(g), out);
+  }
+  try {
+    make_codec({.name = "zip"});
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("topk"), std::string::npos);
+  }
+  EXPECT_THROW(make_codec({.name = "topk", .ratio = 0}), ConfigError);
+  EXPECT_THROW(make_codec({.name = "randk", .ratio = 1.5}), ConfigError);
+  EXPECT_THROW(make_codec({.name = "qsgd", .levels = 0}), ConfigError);
+  EXPECT_THROW(make_codec({.name = "sign", .error_feedback = "maybe"}), ConfigError);
+}
+
+TEST(CodecFactory, AutoErrorFeedbackIsOnForSignTopkRandkOnly) {
+  for (const std::string& name : known_codecs()) {
+    const bool want = name == "sign" || name == "topk" || name == "randk";
+    auto codec = make_codec({.name = name});
+    EXPECT_EQ(dynamic_cast<ErrorFeedbackCodec*>(codec.get()) != nullptr, want) << name;
+    EXPECT_NE(
+        dynamic_cast<ErrorFeedbackCodec*>(make_codec({.name = name, .error_feedback = "on"}).get()),
+        nullptr);
+    EXPECT_EQ(dynamic_cast<ErrorFeedbackCodec*>(
+                  make_codec({.name = name, .error_feedback = "off"}).get()),
+              nullptr);
+  }
+}
+
+TEST(CodecFactory, JobSpecOptionsReachTheCodec) {
+  JobSpec job;
+  job.codec = "topk";
+  job.codec_ratio = 0.5;
+  job.error_feedback = "off";
+  job.server_codec = "fp16";
+  const CodecSpec up = uplink_codec_spec(job, 3);
+  EXPECT_EQ(up.name, "topk");
+  EXPECT_EQ(up.ratio, 0.5);
+  EXPECT_NE(up.seed, uplink_codec_spec(job, 4).seed);
+  std::vector<float> g{1, 2, 3, 4};
+  EXPECT_EQ(make_codec(up)->encode(g).bytes.size(), 1 + 8 + 2 * 4 + 1);  // k = 2, bitmap
+  EXPECT_EQ(downlink_codec_spec(job).name, "fp16");
+}
+
+}  // namespace
+}  // namespace psgd

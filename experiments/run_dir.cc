@@ -50,7 +50,8 @@ RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
   metrics_ << "epoch,iteration,wall_s,virtual_s,train_loss,test_loss,test_accuracy,bytes_up,"
               "bytes_down,samples\n";
   workers_ << "epoch,worker,host,iterations,samples,compute_s,encode_s,wait_s,transfer_s,"
-              "decode_s,apply_s,held_s,bytes_up,bytes_down\n";
+              "decode_s,apply_s,held_s,bytes_up,bytes_down,local_steps,dropped,staleness_mean,"
+              "staleness_max\n";
   metrics_.flush();
   workers_.flush();
 }
@@ -78,10 +79,11 @@ void RunDirectory::append_metrics(const MetricsRow& r) {
 }
 
 void RunDirectory::append_worker(const WorkerRow& r) {
-  workers_ << fmt::format("{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{}\n",
-                          r.epoch, r.worker, r.host, r.iterations, r.samples, r.times.compute_s,
-                          r.times.encode_s, r.times.wait_s, r.transfer_s, r.times.decode_s,
-                          r.times.apply_s, r.held_s, r.bytes_up, r.bytes_down);
+  workers_ << fmt::format(
+      "{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{},{},{},{:.4f},{}\n",
+      r.epoch, r.worker, r.host, r.iterations, r.samples, r.times.compute_s, r.times.encode_s,
+      r.times.wait_s, r.transfer_s, r.times.decode_s, r.times.apply_s, r.held_s, r.bytes_up,
+      r.bytes_down, r.local_steps, r.dropped, r.staleness_mean(), r.staleness_max);
   workers_.flush();
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/straggler.h"
 
 namespace psgd {
 namespace {
@@ -26,7 +27,7 @@ void require_one_of(const char* flag, const std::string& value,
 }  // namespace
 
 const std::vector<std::string>& known_strategies() {
-  static const std::vector<std::string> v{"ssgd"};
+  static const std::vector<std::string> v{"ssgd", "asgd", "ssp", "local_sgd"};
   return v;
 }
 const std::vector<std::string>& known_codecs() {
@@ -42,7 +43,7 @@ const std::vector<std::string>& known_models() {
   return v;
 }
 const std::vector<std::string>& known_block_assignments() {
-  static const std::vector<std::string> v{"iid"};
+  static const std::vector<std::string> v{"iid", "non-iid"};
   return v;
 }
 
@@ -109,19 +110,82 @@ void JobSpec::validate() const {
   if (!(join_timeout > 0.0) || !(io_timeout > 0.0)) {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
   }
+  validate_strategy_options();
+}
+
+void JobSpec::validate_strategy_options() const {
+  auto only_with = [&](bool given, const char* flag, const char* strategy) {
+    if (given && psgd != strategy) {
+      throw ConfigError(
+          fmt::format("--{} applies to --psgd {} only, not --psgd {}", flag, strategy, psgd));
+    }
+  };
+  if (wait_for < 0 || wait_for > node_count) {
+    throw ConfigError(fmt::format(
+        "--wait_for {} with --node_count {}: a round closes with between 1 and node_count "
+        "gradients (0: all)",
+        wait_for, node_count));
+  }
+  only_with(wait_for > 0, "wait_for", "ssgd");
+  if (staleness < -1) throw ConfigError(fmt::format("--staleness {}: must be >= 0", staleness));
+  only_with(staleness >= 0, "staleness", "ssp");
+  if (staleness_lr && psgd != "asgd" && psgd != "ssp") {
+    throw ConfigError(
+        fmt::format("--staleness_lr applies to --psgd asgd or ssp only, not --psgd {}", psgd));
+  }
+  if (sync_period < 0) {
+    throw ConfigError(fmt::format("--sync_period {}: must be at least 1", sync_period));
+  }
+  only_with(sync_period > 0, "sync_period", "local_sgd");
+  if (local_after_epochs < 0) {
+    throw ConfigError(
+        fmt::format("--local_after_epochs {}: must not be negative", local_after_epochs));
+  }
+  only_with(local_after_epochs > 0, "local_after_epochs", "local_sgd");
+  DelayModel::parse(delay);  // throws ConfigError naming --delay
+  if (dirichlet_alpha < 0) {
+    throw ConfigError(fmt::format("--dirichlet_alpha {}: must be positive", dirichlet_alpha));
+  }
+  if (shards_per_node < 0) {
+    throw ConfigError(fmt::format("--shards_per_node {}: must be positive", shards_per_node));
+  }
+  const bool skew = dirichlet_alpha > 0 || shards_per_node > 0;
+  if (block_assignment == "non-iid") {
+    if (dirichlet_alpha > 0 && shards_per_node > 0) {
+      throw ConfigError(
+          "--dirichlet_alpha and --shards_per_node are two kinds of non-iid split; give one");
+    }
+    if (!skew) {
+      throw ConfigError(
+          "--block_assignment non-iid needs --dirichlet_alpha A (label proportions) or "
+          "--shards_per_node S (label-sorted shards)");
+    }
+  } else if (skew) {
+    throw ConfigError(
+        fmt::format("--{} applies to --block_assignment non-iid only, not --block_assignment {}",
+                    dirichlet_alpha > 0 ? "dirichlet_alpha" : "shards_per_node", block_assignment));
+  }
 }
 
 std::string JobSpec::short_name() const {
   return fmt::format("{}-{}-n{}", psgd, codec, node_count);
 }
 
-#define PSGD_JOB_FIELDS(X)                                                                         \
-  X(node_count)                                                                                    \
-  X(batch_size)                                                                                    \
-  X(redundancy) X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports) X(block_assignment)      \
-      X(model) X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) \
-          X(seed) X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(codec_levels)     \
-              X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec)
+#define PSGD_STRATEGY_FIELDS(X)                                                    \
+  X(wait_for)                                                                      \
+  X(staleness)                                                                     \
+  X(staleness_lr) X(sync_period) X(local_after_epochs) X(delay) X(dirichlet_alpha) \
+      X(shards_per_node)
+
+#define PSGD_JOB_FIELDS(X)                                                                        \
+  X(node_count)                                                                                   \
+  X(batch_size)                                                                                   \
+  X(redundancy)                                                                                   \
+  X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports) X(block_assignment) X(model)          \
+      X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) X(seed) \
+          X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(codec_levels)            \
+              X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec)                    \
+                  PSGD_STRATEGY_FIELDS(X)
 
 void to_json(nlohmann::json& j, const JobSpec& spec) {
   j = nlohmann::json::object();

@@ -46,8 +46,23 @@ struct JobSpec {
   double join_timeout = 300;  // seconds the server waits for all workers to join and load data
   double io_timeout = 120;    // seconds any single wait for a peer may last
 
+  // --- strategies, stragglers, data skew (0 / -1 / "none": not given) ---
+  int wait_for = 0;            // ssgd: close each round with the first k gradients (0: all)
+  int staleness = -1;          // ssp: clocks a worker may run ahead of the slowest (-1: 2)
+  bool staleness_lr = false;   // asgd, ssp: divide each gradient's weight by its staleness
+  int sync_period = 0;         // local_sgd: local steps between model averages (0: 4)
+  int local_after_epochs = 0;  // local_sgd: epochs of ssgd-equivalent H = 1 first
+  std::string delay = "none";  // per-iteration delay on every worker: fixed:S | exp:MEAN | ...
+  double dirichlet_alpha = 0;  // non-iid: Dirichlet(alpha) label proportions per block
+  int shards_per_node = 0;     // non-iid: label-sorted shards per block
+
+  // Effective values of the options above for the strategy in use.
+  int ssp_staleness() const { return staleness < 0 ? 2 : staleness; }
+  int local_sync_period() const { return sync_period > 0 ? sync_period : 4; }
+
   // Throws ConfigError naming the offending flag(s) when the job cannot run.
   void validate() const;
+  void validate_strategy_options() const;  // the part of validate() for the options above
 
   // A short name for logs and default run directories, e.g. "ssgd-plain-n4".
   std::string short_name() const;

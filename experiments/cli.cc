@@ -131,7 +131,10 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
   app.add_option("--server_codec", s.server_codec,
                  "Codec of the parameters, server to worker: " + choices(known_server_codecs()));
-  app.add_option("--psgd", s.psgd, "Synchronisation strategy: " + choices(known_strategies()));
+  app.add_option("--psgd", s.psgd,
+                 "Synchronisation strategy: " + choices(known_strategies()) +
+                     " (ssgd: synchronous rounds; asgd: asynchronous; ssp: bounded staleness; "
+                     "local_sgd: model averaging every --sync_period steps)");
   app.add_option("--learn_rate", s.learn_rate, "SGD learning rate of the server's optimiser");
   app.add_option("--epochs", s.epochs, "Passes over the training set");
   app.add_option("--working_ports", s.working_ports,
@@ -139,7 +142,8 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
       ->delimiter(',');
   app.add_option(
       "--block_assignment", s.block_assignment,
-      "How training samples are split into blocks: " + choices(known_block_assignments()));
+      "How training samples are split into blocks: " + choices(known_block_assignments()) +
+          " (non-iid needs --dirichlet_alpha or --shards_per_node)");
   app.add_option(
       "--model", s.model,
       "Model: " + choices(known_models()) + " (mlp 784-256-10; cnn: two conv+pool, two dense)");
@@ -162,6 +166,29 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Seconds to wait for all workers to join and load their data");
   app.add_option("--io_timeout", s.io_timeout,
                  "Seconds any single wait for a peer may last before the peer counts as dead");
+  app.add_option("--wait_for", s.wait_for,
+                 "ssgd: close each round with the first k gradients (backup workers, Chen et al. "
+                 "2016); late ones are dropped and their worker resynchronised (0: all workers)");
+  app.add_option("--staleness", s.staleness,
+                 "ssp: iterations a worker may run ahead of the slowest before it waits "
+                 "(-1: the default, 2; 0 is lock-step like ssgd)");
+  app.add_flag("--staleness_lr", s.staleness_lr,
+               "asgd, ssp: divide each gradient's weight by its staleness (Zhang et al. 2016)");
+  app.add_option("--sync_period", s.sync_period,
+                 "local_sgd: local optimiser steps between model averages, H (0: the default, "
+                 "4; 1 is ssgd's trajectory)");
+  app.add_option("--local_after_epochs", s.local_after_epochs,
+                 "local_sgd: run the first E epochs with H = 1, then H = --sync_period "
+                 "(post-local SGD, Lin et al. 2020)");
+  app.add_option("--delay", s.delay,
+                 "Extra time each worker pauses after every batch, seeded per worker: none | "
+                 "fixed:SECONDS | exp:MEAN_SECONDS | uniform:LOW:HIGH");
+  app.add_option("--dirichlet_alpha", s.dirichlet_alpha,
+                 "non-iid: per-class Dirichlet(alpha) proportions over blocks (0.1: few classes "
+                 "per worker; 100: nearly iid; 0: not used)");
+  app.add_option("--shards_per_node", s.shards_per_node,
+                 "non-iid: deal label-sorted shards, S per block (per worker with --redundancy "
+                 "1; 0: not used)");
   app.add_option("--bind", out.bind, "Address to listen on (0.0.0.0: every interface)");
   app.add_option("--port_file", out.port_file,
                  "Write the port actually listened on to this file (useful with port 0)");
@@ -201,6 +228,11 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
   app.add_option("--connect_timeout", out.connect_timeout,
                  "Seconds to keep retrying while the server is not reachable")
       ->check(CLI::PositiveNumber);
+  app.add_option("--slowdown", out.slowdown,
+                 "Make this worker a straggler: after each batch it pauses (F-1) x the measured "
+                 "compute time, so its compute takes F times as long (1: no slowdown; recorded "
+                 "in the run's config.json)")
+      ->check(CLI::Range(1.0, 1000.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

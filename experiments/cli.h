@@ -24,6 +24,7 @@ struct ClientOptions {
   int threads = 0;              // 0: what the server suggests (cores / processes on this host)
   std::string dataset;          // override the job's dataset location on this machine
   double connect_timeout = 30;  // seconds to keep retrying the connection
+  double slowdown = 1;          // stretch this worker's compute time F-fold (straggler studies)
   std::string command_line;
 };
 

@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/straggler.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 #include "network/tcp/connection.h"
@@ -51,6 +52,7 @@ class Client {
   int worker_ = -1;
   std::shared_ptr<const nn::DataSplit> data_;
   std::unique_ptr<nn::Trainer> trainer_;
+  std::unique_ptr<StragglerLearner> straggler_;  // wraps trainer_ when slowness is injected
   std::unique_ptr<WorkerRole> role_;
   SteadyClock clock_;
   double start_ = 0;
@@ -86,7 +88,8 @@ int Client::run() {
                     .pid = static_cast<std::int32_t>(getpid()),
                     .cores = static_cast<std::int32_t>(std::thread::hardware_concurrency()),
                     .threads = opts_.threads,
-                    .version = psgd_revision()});
+                    .version = psgd_revision(),
+                    .slowdown = opts_.slowdown});
   say("connected; waiting for the job (training starts when every worker has joined)");
   io_.run();
   return exit_code_;
@@ -163,20 +166,36 @@ void Client::on_job(const Job& job) {
           "version everywhere",
           spec_.model, trainer_->num_parameters(), job.num_parameters));
     }
-    role_ = make_worker_role(spec_, WorkerContext{.learner = trainer_.get(),
-                                                  .uplink = uplink_codec_spec(
-                                                      spec_, static_cast<std::uint64_t>(worker_)),
-                                                  .downlink = downlink_codec_spec(spec_),
-                                                  .clock = &clock_});
+    Learner* learner = trainer_.get();
+    const DelayModel delay = DelayModel::parse(spec_.delay);
+    if (opts_.slowdown > 1.0 || !delay.none()) {
+      straggler_ = std::make_unique<StragglerLearner>(
+          *trainer_,
+          StragglerOptions{
+              .slowdown = opts_.slowdown,
+              .delay = delay,
+              .seed = derive_seed(spec_.seed, 2000 + static_cast<std::uint64_t>(worker_))},
+          clock_, [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); });
+      learner = straggler_.get();
+    }
+    const Schedule schedule = make_schedule(spec_, static_cast<std::int64_t>(data_->train.size()));
+    role_ = make_worker_role(
+        spec_, schedule,
+        WorkerContext{.learner = learner,
+                      .uplink = uplink_codec_spec(spec_, static_cast<std::uint64_t>(worker_)),
+                      .downlink = downlink_codec_spec(spec_),
+                      .clock = &clock_});
   } catch (const Error& e) {
     give_up(e.what(), true);
     return;
   }
   conn_->set_max_body_bytes(8 * static_cast<std::uint64_t>(trainer_->num_parameters()) + (1 << 20));
   conn_->set_read_timeout(std::max(spec_.io_timeout, spec_.join_timeout));
-  say(fmt::format("worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}", worker_,
-                  spec_.node_count, fmt_count(static_cast<double>(job.samples.size())),
-                  spec_.dataset, trainer_->describe(), threads, spec_.psgd, spec_.codec));
+  say(fmt::format(
+      "worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_, spec_.node_count,
+      fmt_count(static_cast<double>(job.samples.size())), spec_.dataset, trainer_->describe(),
+      threads, spec_.psgd, spec_.codec,
+      straggler_ ? fmt::format(", slowdown {} delay {}", opts_.slowdown, spec_.delay) : ""));
   conn_->send(Ready{.worker_id = worker_,
                     .num_parameters = trainer_->num_parameters(),
                     .samples = static_cast<std::int64_t>(job.samples.size()),

@@ -15,6 +15,8 @@ RunRecorder::RunRecorder(RecorderSetup setup)
       spec_(*s_.spec),
       hosts_(static_cast<std::size_t>(spec_.node_count)),
       rows_(static_cast<std::size_t>(spec_.node_count)),
+      totals_(static_cast<std::size_t>(spec_.node_count)),
+      staleness_histogram_(static_cast<std::size_t>(spec_.node_count)),
       marks_(static_cast<std::size_t>(spec_.node_count)) {
   PSGD_CHECK(s_.spec && s_.dir && s_.model && s_.wall && s_.traffic, "incomplete recorder setup");
 }
@@ -57,16 +59,42 @@ int RunRecorder::after_dispatch(std::int64_t iteration) {
   return epoch_;
 }
 
-void RunRecorder::on_worker(NodeId w, const WorkerReport& report) {
-  WorkerRow& row = rows_.at(static_cast<std::size_t>(w));
-  row.iterations += 1;
-  row.samples += report.samples;
+namespace {
+
+constexpr std::size_t kStalenessBins = 64;
+
+void add_report(WorkerRow& row, const WorkerReport& report) {
   row.times += report.times;
   row.held_s += report.held_s;
+  row.local_steps += report.local_steps;
+  if (report.dropped) {
+    row.dropped += 1;
+    return;
+  }
+  row.iterations += 1;
+  row.samples += report.samples;
+  row.staleness_sum += report.staleness;
+  row.staleness_max = std::max(row.staleness_max, report.staleness);
   row.add_compression_error(report.compression_error);
 }
 
+}  // namespace
+
+void RunRecorder::on_worker(NodeId w, const WorkerReport& report) {
+  const auto i = static_cast<std::size_t>(w);
+  add_report(rows_.at(i), report);
+  add_report(totals_.at(i), report);
+  if (!report.dropped) {
+    auto& h = staleness_histogram_[i];
+    const auto bin = std::min<std::size_t>(
+        static_cast<std::size_t>(std::max<std::int64_t>(0, report.staleness)), kStalenessBins - 1);
+    if (h.size() <= bin) h.resize(bin + 1, 0);
+    ++h[bin];
+  }
+}
+
 void RunRecorder::on_round(const RoundStats& stats) {
+  if (stats.missing > 0) ++rounds_short_;
   epoch_loss_sum_ += stats.train_loss;
   epoch_rounds_ += 1;
   samples_total_ += stats.samples;
@@ -169,6 +197,33 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["learn_rate"] = spec_.learn_rate;
   s["seed"] = spec_.seed;
   s["parameters"] = s_.model->parameters().size();
+  // Straggler and staleness accounting over the whole run (per epoch: workers.csv).
+  std::int64_t dropped = 0, applied = 0, staleness_sum = 0, staleness_max = 0;
+  nlohmann::json workers = nlohmann::json::array();
+  for (std::size_t w = 0; w < totals_.size(); ++w) {
+    const WorkerRow& t = totals_[w];
+    dropped += t.dropped;
+    applied += t.iterations;
+    staleness_sum += t.staleness_sum;
+    staleness_max = std::max(staleness_max, t.staleness_max);
+    workers.push_back({{"worker", w},
+                       {"host", hosts_[w]},
+                       {"contributions", t.iterations},
+                       {"dropped", t.dropped},
+                       {"local_steps", t.local_steps},
+                       {"samples", t.samples},
+                       {"compute_s", t.times.compute_s},
+                       {"wait_s", t.times.wait_s},
+                       {"held_s", t.held_s},
+                       {"staleness_mean", t.staleness_mean()},
+                       {"staleness_max", t.staleness_max},
+                       {"staleness_histogram", staleness_histogram_[w]}});
+  }
+  s["rounds_short"] = rounds_short_;
+  s["dropped_gradients"] = dropped;
+  s["staleness_mean"] = applied ? double(staleness_sum) / applied : 0.0;
+  s["staleness_max"] = staleness_max;
+  s["workers"] = workers;
   s["run_dir"] = s_.dir->path();
   for (const auto& [key, value] : extra.items())
     s[key] = value;

@@ -73,7 +73,10 @@ class RunRecorder final : public ServerObserver {
   RecorderSetup s_;
   const JobSpec& spec_;
   std::vector<std::string> hosts_;
-  std::vector<WorkerRow> rows_;
+  std::vector<WorkerRow> rows_;                                 // this epoch
+  std::vector<WorkerRow> totals_;                               // the whole run
+  std::vector<std::vector<std::int64_t>> staleness_histogram_;  // per worker, last bin: ">="
+  std::int64_t rounds_short_ = 0;
   std::vector<Traffic> marks_;
   Traffic at_start_;
   bool started_ = false;

@@ -50,7 +50,8 @@ RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
   metrics_ << "epoch,iteration,wall_s,virtual_s,train_loss,test_loss,test_accuracy,bytes_up,"
               "bytes_down,samples\n";
   workers_ << "epoch,worker,host,iterations,samples,compute_s,encode_s,wait_s,transfer_s,"
-              "decode_s,apply_s,held_s,bytes_up,bytes_down,compression_error\n";
+              "decode_s,apply_s,held_s,bytes_up,bytes_down,compression_error,local_steps,dropped,"
+              "staleness_mean,staleness_max\n";
   metrics_.flush();
   workers_.flush();
 }
@@ -84,10 +85,10 @@ void RunDirectory::append_worker(const WorkerRow& r) {
           ? fmt::format("{:.6g}", r.compression_error_sum / r.compression_error_count)
           : std::string();
   workers_ << fmt::format(
-      "{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{},{}\n", r.epoch,
-      r.worker, r.host, r.iterations, r.samples, r.times.compute_s, r.times.encode_s,
+      "{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{},{},{},{},{:.4f},{}\n",
+      r.epoch, r.worker, r.host, r.iterations, r.samples, r.times.compute_s, r.times.encode_s,
       r.times.wait_s, r.transfer_s, r.times.decode_s, r.times.apply_s, r.held_s, r.bytes_up,
-      r.bytes_down, error);
+      r.bytes_down, error, r.local_steps, r.dropped, r.staleness_mean(), r.staleness_max);
   workers_.flush();
 }
 

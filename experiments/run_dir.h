@@ -39,7 +39,7 @@ struct WorkerRow {
   int epoch = 0;
   int worker = 0;
   std::string host;
-  std::int64_t iterations = 0;
+  std::int64_t iterations = 0;  // contributions that went into the global model
   std::int64_t samples = 0;
   PhaseTimes times;
   double held_s = 0;      // server time between this worker's gradients arriving and the reply
@@ -57,6 +57,11 @@ struct WorkerRow {
       ++compression_error_count;
     }
   }
+  std::int64_t local_steps = 0;    // batches computed for the contributions (local_sgd: H each)
+  std::int64_t dropped = 0;        // contributions discarded as too late (--wait_for)
+  std::int64_t staleness_sum = 0;  // over the contributions applied (asgd, ssp)
+  std::int64_t staleness_max = 0;
+  double staleness_mean() const { return iterations ? double(staleness_sum) / iterations : 0.0; }
 };
 
 // "runs/<UTC timestamp>-<psgd>-<codec>-n<nodes>" relative to the working directory.

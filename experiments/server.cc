@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "experiments/format.h"
+#include "experiments/placement.h"
 #include "experiments/provenance.h"
 #include "experiments/recorder.h"
 #include "experiments/run_dir.h"
@@ -139,12 +140,10 @@ void Server::prepare() {
                                                             .seed = spec_.seed,
                                                             .device = spec_.device},
                                          data_, std::vector<std::int64_t>{});
-  placement_ = nn::place_blocks(spec_.node_count, spec_.redundancy);
-  blocks_ = nn::iid_blocks(static_cast<std::int64_t>(data_->train.size()),
-                           static_cast<int>(placement_.workers_of_block.size()),
-                           derive_seed(spec_.seed, 1));
-  schedule_ = make_schedule(static_cast<std::int64_t>(data_->train.size()), spec_.node_count,
-                            spec_.batch_size, spec_.epochs);
+  DataPlacement placed = place_data(spec_, data_->train);
+  placement_ = std::move(placed.placement);
+  blocks_ = std::move(placed.blocks);
+  schedule_ = make_schedule(spec_, static_cast<std::int64_t>(data_->train.size()));
   fmt::print(
       "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
       model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
@@ -305,8 +304,10 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
   free_slot->hello = hello;
   free_slot->host = hello.host;
   const int w = static_cast<int>(free_slot - workers_.begin());
-  fmt::print("init_server: worker {} joined from {} ({}, pid {}) [{}/{}]\n", w, hello.host,
-             conn->peer(), hello.pid, joined(), spec_.node_count);
+  fmt::print("init_server: worker {} joined from {} ({}, pid {}{}) [{}/{}]\n", w, hello.host,
+             conn->peer(), hello.pid,
+             hello.slowdown != 1.0 ? fmt::format(", slowdown {}", hello.slowdown) : "", joined(),
+             spec_.node_count);
   std::fflush(stdout);
   if (joined() == spec_.node_count) send_jobs();
 }
@@ -479,11 +480,16 @@ nlohmann::json Server::config_json() const {
   nlohmann::json workers = nlohmann::json::array();
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     const auto& s = workers_[w];
+    const auto samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w));
     workers.push_back({{"worker", w},
                        {"host", s.host},
                        {"pid", s.hello.pid},
                        {"psgd_revision", s.hello.version},
-                       {"blocks", placement_.blocks_of_worker[w]}});
+                       {"slowdown", s.hello.slowdown},
+                       {"blocks", placement_.blocks_of_worker[w]},
+                       {"samples", samples.size()},
+                       {"label_histogram", nn::label_histogram(data_->train.labels, samples,
+                                                               data_->train.num_classes)}});
   }
   j["workers"] = workers;
   return j;

@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "experiments/placement.h"
 #include "experiments/recorder.h"
 #include "experiments/run_dir.h"
 #include "experiments/sim_cluster.h"
@@ -54,11 +55,10 @@ int simulate(const ServerOptions& options) {
                                        .seed = spec.seed,
                                        .device = spec.device},
                     data, std::vector<std::int64_t>{});
-  const nn::Placement placement = nn::place_blocks(n, spec.redundancy);
-  const auto blocks = nn::iid_blocks(static_cast<std::int64_t>(data->train.size()),
-                                     placement.num_blocks(), derive_seed(spec.seed, 1));
-  const Schedule schedule =
-      make_schedule(static_cast<std::int64_t>(data->train.size()), n, spec.batch_size, spec.epochs);
+  const DataPlacement placed = place_data(spec, data->train);
+  const nn::Placement& placement = placed.placement;
+  const auto& blocks = placed.blocks;
+  const Schedule schedule = make_schedule(spec, static_cast<std::int64_t>(data->train.size()));
   fmt::print(
       "init_server: simulating {} workers: {}; {} {} with codec {}, batch {}, {} iterations per "
       "epoch; network {} / {} latency, compute {}\n",
@@ -81,10 +81,11 @@ int simulate(const ServerOptions& options) {
                            .batch_stream = 1000 + static_cast<std::uint64_t>(w)},  // as client.cc
         data, nn::worker_samples(placement, blocks, w)));
     roles.push_back(make_worker_role(
-        spec, WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),
-                            .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
-                            .downlink = downlink_codec_spec(spec),
-                            .clock = &cluster.worker_clock(w)}));
+        spec, schedule,
+        WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),
+                      .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
+                      .downlink = downlink_codec_spec(spec),
+                      .clock = &cluster.worker_clock(w)}));
     role_ptrs.push_back(roles.back().get());
   }
 

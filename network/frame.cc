@@ -31,6 +31,7 @@ bool known_type(std::uint16_t t) {
     case MessageType::kFinish:
     case MessageType::kParams:
     case MessageType::kGradient:
+    case MessageType::kModelDelta:
       return true;
   }
   return false;

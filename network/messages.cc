@@ -18,7 +18,7 @@ void serialize(Archive& ar, PhaseTimes& t) {
 }
 template <class Archive>
 void serialize(Archive& ar, Hello& m) {
-  ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version);
+  ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version, m.slowdown);
 }
 template <class Archive>
 void serialize(Archive& ar, Job& m) {
@@ -39,6 +39,10 @@ void serialize(Archive& ar, Params& m) {
 template <class Archive>
 void serialize(Archive& ar, Gradient& m) {
   ar(m.iteration, m.values, m.loss, m.samples, m.times, m.compression_error);
+}
+template <class Archive>
+void serialize(Archive& ar, ModelDelta& m) {
+  ar(m.iteration, m.values, m.loss, m.samples, m.local_steps, m.times);
 }
 
 namespace {
@@ -66,6 +70,7 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const Finish&) const { return MessageType::kFinish; }
     MessageType operator()(const Params&) const { return MessageType::kParams; }
     MessageType operator()(const Gradient&) const { return MessageType::kGradient; }
+    MessageType operator()(const ModelDelta&) const { return MessageType::kModelDelta; }
   };
   return std::visit(Visitor{}, message);
 }
@@ -86,6 +91,8 @@ const char* type_name(MessageType type) {
       return "Params";
     case MessageType::kGradient:
       return "Gradient";
+    case MessageType::kModelDelta:
+      return "ModelDelta";
   }
   return "unknown";
 }
@@ -127,6 +134,8 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
       return decode_as<Params>(body);
     case MessageType::kGradient:
       return decode_as<Gradient>(body);
+    case MessageType::kModelDelta:
+      return decode_as<ModelDelta>(body);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

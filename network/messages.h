@@ -6,7 +6,8 @@
 // that a peer of ANY protocol version can read why it was refused.
 //
 // Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
-// Strategy traffic (psgd/ roles): Params (server -> worker), Gradient (worker -> server).
+// Strategy traffic (psgd/ roles): Params (server -> worker), Gradient or ModelDelta
+// (worker -> server).
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -20,7 +21,7 @@
 namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
-inline constexpr std::uint16_t kProtocolVersion = 2;  // 2: Gradient.compression_error
+inline constexpr std::uint16_t kProtocolVersion = 3;  // 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -30,6 +31,7 @@ enum class MessageType : std::uint16_t {
   kFinish = 5,
   kParams = 16,
   kGradient = 17,
+  kModelDelta = 18,
 };
 
 struct ErrorMessage {
@@ -44,6 +46,7 @@ struct Hello {
   std::int32_t cores = 0;    // hardware threads on the worker's host
   std::int32_t threads = 0;  // torch threads asked for on the client's command line (0: auto)
   std::string version;       // psgd build (git revision), for the run's provenance
+  double slowdown = 1;       // the client's --slowdown (injected compute slowness), for the record
 };
 
 // server -> worker: the job and this worker's share of the data.
@@ -88,7 +91,18 @@ struct Gradient {
   double compression_error = -1;
 };
 
-using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient>;
+// worker -> server (local_sgd): how far `local_steps` local optimiser steps moved the model from
+// the Params of `iteration`: values = params(iteration) - local params, encoded like a gradient.
+struct ModelDelta {
+  std::int64_t iteration = 0;
+  Payload values;
+  double loss = 0;               // mean batch loss over the local steps
+  std::int64_t samples = 0;      // samples of all local steps
+  std::int64_t local_steps = 0;  // local optimiser steps taken
+  PhaseTimes times;              // summed over the local steps
+};
+
+using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

@@ -17,6 +17,30 @@ namespace psgd::nn {
 std::vector<std::vector<std::int64_t>> iid_blocks(std::int64_t num_samples, int num_blocks,
                                                   std::uint64_t seed);
 
+// Non-iid (label-skewed) partitions, for federated-style experiments. Both cover every index of
+// `labels` exactly once, are deterministic for a seed on every platform, and sort each block.
+//
+// dirichlet_blocks (Hsu et al. 2019): for every class, proportions p ~ Dirichlet(alpha, ...,
+// alpha) over the blocks; the class's shuffled samples are cut in those proportions. Small alpha
+// (0.1) gives each block a few dominant classes, large alpha (100) approaches iid. Draws are
+// repeated (from the same stream) until no block is empty; ConfigError if that keeps failing.
+std::vector<std::vector<std::int64_t>> dirichlet_blocks(const std::vector<std::int64_t>& labels,
+                                                        int num_classes, int num_blocks,
+                                                        double alpha, std::uint64_t seed);
+
+// shard_blocks (McMahan et al. 2017): samples sorted by label (ties in a seeded random order) are
+// cut into num_blocks * shards_per_block equal shards, which are dealt to blocks in a seeded
+// random order, shards_per_block each. With shards no larger than a class, a block holds at most
+// about 2 * shards_per_block labels.
+std::vector<std::vector<std::int64_t>> shard_blocks(const std::vector<std::int64_t>& labels,
+                                                    int num_blocks, int shards_per_block,
+                                                    std::uint64_t seed);
+
+// How many of `indices` carry each label 0..num_classes-1.
+std::vector<std::int64_t> label_histogram(const std::vector<std::int64_t>& labels,
+                                          const std::vector<std::int64_t>& indices,
+                                          int num_classes);
+
 struct Placement {
   int num_workers = 0;
   int redundancy = 1;

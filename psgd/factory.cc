@@ -1,9 +1,24 @@
 #include "psgd/factory.h"
 
 #include "core/error.h"
+#include "psgd/asgd.h"
+#include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
+#include "psgd/ssp.h"
 
 namespace psgd {
+namespace {
+
+bool per_worker_updates(const JobSpec& spec) {
+  return spec.psgd == "asgd" || spec.psgd == "ssp";
+}
+
+LocalSgdOptions local_sgd_options(const JobSpec& spec) {
+  return LocalSgdOptions{.sync_period = spec.local_sync_period(),
+                         .local_after_epochs = spec.local_after_epochs};
+}
+
+}  // namespace
 
 SgdOptions sgd_options(const JobSpec& spec) {
   return SgdOptions{.learning_rate = static_cast<float>(spec.learn_rate),
@@ -12,14 +27,41 @@ SgdOptions sgd_options(const JobSpec& spec) {
                     .nesterov = spec.nesterov};
 }
 
+Schedule make_schedule(const JobSpec& spec, std::int64_t train_samples) {
+  Schedule s = make_schedule(train_samples, spec.node_count, spec.batch_size, spec.epochs);
+  if (per_worker_updates(spec)) s.iterations_per_epoch *= spec.node_count;
+  return s;
+}
+
 std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule& schedule,
                                              ServerContext context) {
-  if (spec.psgd == "ssgd") return std::make_unique<SsgdServer>(schedule, context);
+  if (spec.psgd == "ssgd") {
+    return std::make_unique<SsgdServer>(schedule, context, SsgdOptions{.wait_for = spec.wait_for});
+  }
+  if (spec.psgd == "asgd") {
+    return std::make_unique<AsgdServer>(schedule, context,
+                                        AsgdOptions{.staleness_lr = spec.staleness_lr});
+  }
+  if (spec.psgd == "ssp") {
+    return std::make_unique<SspServer>(
+        schedule, context,
+        SspOptions{.staleness = spec.ssp_staleness(), .staleness_lr = spec.staleness_lr});
+  }
+  if (spec.psgd == "local_sgd") {
+    return std::make_unique<LocalSgdServer>(schedule, context, local_sgd_options(spec));
+  }
   throw ConfigError(fmt::format("--psgd {}: no server role for this strategy", spec.psgd));
 }
 
-std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, WorkerContext context) {
-  if (spec.psgd == "ssgd") return std::make_unique<SsgdWorker>(context);
+std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule& schedule,
+                                             WorkerContext context) {
+  if (spec.psgd == "ssgd" || per_worker_updates(spec)) {
+    return std::make_unique<GradientWorker>(context);
+  }
+  if (spec.psgd == "local_sgd") {
+    return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(spec),
+                                            sgd_options(spec));
+  }
   throw ConfigError(fmt::format("--psgd {}: no worker role for this strategy", spec.psgd));
 }
 

@@ -7,26 +7,39 @@
 // optimiser and sends the new parameters to every worker, so all workers start the next
 // iteration from the same model. With n workers of batch B this is one SGD step on a batch of
 // n*B samples: the server's update equals a single-process step on the mean gradient.
+//
+// Backup workers (Chen et al. 2016, "Revisiting distributed synchronous SGD"): with
+// wait_for = k < n the server closes each round with the first k gradients of that iteration,
+// averages those k, and replies to those k workers only. A gradient that arrives after its round
+// closed is dropped (reported with dropped = true) and its sender is sent the current parameters
+// at once, so a straggler always computes on the newest model instead of working through a queue
+// of stale broadcasts.
 #include <memory>
 #include <vector>
 
 #include "core/sgd.h"
 #include "psgd/context.h"
+#include "psgd/gradient_worker.h"
 
 namespace psgd {
 
+struct SsgdOptions {
+  int wait_for = 0;  // gradients that close a round; 0 means all node_count
+};
+
 class SsgdServer final : public ServerRole {
  public:
-  SsgdServer(Schedule schedule, ServerContext context);
+  SsgdServer(Schedule schedule, ServerContext context, SsgdOptions options = {});
   void on_start(Outbox& out) override;
   void on_message(NodeId from, const Message& message, Outbox& out) override;
   std::int64_t iteration() const override { return iteration_; }
   bool finished() const override { return iteration_ >= schedule_.total_iterations(); }
 
+  int wait_for() const { return wait_for_; }
+
  private:
   void close_round(Outbox& out);
-  std::span<const float> mean_gradient();  // of the slots, summed in worker order
-  void broadcast_parameters(Outbox& out);
+  void drop_late(NodeId from, const Gradient& g, Outbox& out);
 
   struct Pending {
     bool received = false;
@@ -36,34 +49,21 @@ class SsgdServer final : public ServerRole {
 
   Schedule schedule_;
   ServerContext ctx_;
+  int wait_for_;
   FlatSgd optimiser_;
   std::unique_ptr<Codec> downlink_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> sum_;                      // the mean gradient of the round
   std::vector<std::vector<float>> slots_;       // each worker's decoded, weighted gradient
   std::vector<Pending> pending_;
+  std::vector<bool> received_mask_;
+  std::vector<std::int64_t> last_sent_;  // iteration of the parameters each worker computes on
   int received_ = 0;
   double decode_s_ = 0;
   std::int64_t iteration_ = 0;
 };
 
-class SsgdWorker final : public WorkerRole {
- public:
-  explicit SsgdWorker(WorkerContext context);
-  WorkerAction on_message(const Message& message, Outbox& out) override;
-  WorkerAction compute_step(Outbox& out) override;
-  std::int64_t iterations_done() const override { return done_; }
-
- private:
-  WorkerContext ctx_;
-  std::unique_ptr<Codec> uplink_;
-  std::unique_ptr<Codec> downlink_;
-  std::int64_t iteration_ = -1;  // iteration of the parameters last received
-  static constexpr std::int64_t kErrorSampleEvery = 10;
-  std::int64_t done_ = 0;
-  double waiting_since_ = -1;
-  std::vector<float> scratch_;  // decoded gradient when measuring the compression error
-  PhaseTimes times_;
-};
+// The ssgd worker is the generic gradient worker.
+using SsgdWorker = GradientWorker;
 
 }  // namespace psgd

@@ -35,6 +35,7 @@ struct RoundStats {
   std::int64_t samples = 0;    // samples that went into this update
   double decode_s = 0;         // server time spent decoding this round's gradients
   double apply_s = 0;          // server time spent in the optimiser step
+  int missing = 0;             // workers the round closed without (--wait_for k < n)
 };
 
 // One worker's contribution to one round, as the server saw it.
@@ -46,12 +47,16 @@ struct WorkerReport {
   double held_s = 0;                // server time from this gradient's arrival to the reply
   std::uint64_t payload_bytes = 0;  // encoded size of the gradient
   double compression_error = -1;  // ‖g − D(C(g))‖ / ‖g‖ as the worker measured it; < 0: not
+  std::int64_t staleness = 0;     // server updates between the worker's read and this update
+  std::int64_t local_steps = 1;  // optimiser steps the worker took for this contribution
+  bool dropped = false;          // arrived too late for its round and was discarded
 };
 
 class ServerObserver {
  public:
   virtual ~ServerObserver() = default;
-  // After each global update, once per worker that contributed, then once for the round.
+  // After each global update, once per worker that contributed, then once for the round. A
+  // contribution that was discarded (report.dropped) is reported on its own, with no round.
   virtual void on_worker(NodeId worker, const WorkerReport& report) = 0;
   virtual void on_round(const RoundStats& stats) = 0;
 };

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run one psgd job on this machine: init_server plus --node_count local clients.
 #
-#   scripts/run_local.sh [init_server flags...]
+#   scripts/run_local.sh [--slow_worker F] [init_server flags...]
 #
-# Every flag is passed to init_server (see build/experiments/init_server --help); the script reads
+# --slow_worker F starts the last client with --slowdown F (a straggler whose compute takes F
+# times as long); it is the script's own flag. Every other flag is passed to init_server (see build/experiments/init_server --help); the script reads
 # --node_count (default 4) to know how many clients to start, listens on a free port unless
 # --working_ports is given, and writes the server's and the clients' logs to <run dir>/logs/.
 # Ctrl-C stops every process it started.
@@ -15,8 +16,15 @@ BIN=${BUILD_DIR:-build}/experiments
   exit 1
 }
 
-nodes=4 psgd=ssgd codec=plain output="" port=""
-args=("$@")
+nodes=4 psgd=ssgd codec=plain output="" port="" slow=1
+args=()
+while (($#)); do
+  case "$1" in
+    --slow_worker) slow=${2:-}; shift 2 ;;
+    --slow_worker=*) slow=${1#*=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
     --node_count) nodes=${args[i + 1]:-} ;;
@@ -67,7 +75,9 @@ if [[ ! -s $port_file ]]; then
 fi
 port=$(cat "$port_file")
 for ((w = 0; w < nodes; w++)); do
-  "$BIN/client" --ip 127.0.0.1 --port "$port" > "$output/logs/client-$w.log" 2>&1 &
+  client_args=(--ip 127.0.0.1 --port "$port")
+  ((w == nodes - 1)) && client_args+=(--slowdown "$slow")
+  "$BIN/client" "${client_args[@]}" > "$output/logs/client-$w.log" 2>&1 &
   pids+=("$!")
 done
 rc=0

@@ -66,5 +66,53 @@ TEST(JobSpec, ImpossibleValuesNameTheFlag) {
   EXPECT_NE(message_of(s).find("--learn_rate"), std::string::npos);
 }
 
+TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
+  auto message_of = [](JobSpec s) {
+    try {
+      s.validate();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  JobSpec s;
+  s.staleness = 3;
+  EXPECT_NE(message_of(s).find("--staleness applies to --psgd ssp only, not --psgd ssgd"),
+            std::string::npos);
+  s.psgd = "ssp";
+  EXPECT_EQ(message_of(s), "no error");
+  s = JobSpec{};
+  s.sync_period = 4;
+  EXPECT_NE(message_of(s).find("--sync_period"), std::string::npos);
+  s.psgd = "local_sgd";
+  EXPECT_EQ(message_of(s), "no error");
+  s = JobSpec{};
+  s.wait_for = 5;
+  EXPECT_NE(message_of(s).find("--wait_for 5 with --node_count 4"), std::string::npos);
+  s.wait_for = 3;
+  EXPECT_EQ(message_of(s), "no error");
+  s.psgd = "asgd";
+  EXPECT_NE(message_of(s).find("--wait_for applies to --psgd ssgd"), std::string::npos);
+  s = JobSpec{};
+  s.staleness_lr = true;
+  EXPECT_NE(message_of(s).find("--staleness_lr"), std::string::npos);
+  s = JobSpec{};
+  s.delay = "exp:x";
+  EXPECT_NE(message_of(s).find("--delay"), std::string::npos);
+  s = JobSpec{};
+  s.block_assignment = "non-iid";
+  EXPECT_NE(message_of(s).find("--dirichlet_alpha"), std::string::npos);
+  s.dirichlet_alpha = 0.1;
+  EXPECT_EQ(message_of(s), "no error");
+  s.shards_per_node = 2;
+  EXPECT_NE(message_of(s).find("give one"), std::string::npos);
+  s = JobSpec{};
+  s.shards_per_node = 2;
+  EXPECT_NE(message_of(s).find("--shards_per_node applies to --block_assignment non-iid"),
+            std::string::npos);
+  EXPECT_EQ(JobSpec{}.ssp_staleness(), 2);
+  EXPECT_EQ(JobSpec{}.local_sync_period(), 4);
+}
+
 }  // namespace
 }  // namespace psgd

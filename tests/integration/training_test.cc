@@ -5,68 +5,15 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/integration/process.h"
+#include "tests/integration/cluster.h"
 
 namespace psgd {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::Process;
+using testing::Cluster;
+using testing::have_fashion_mnist;
 using testing::read_file;
-using testing::TempDir;
-
-bool have_fashion_mnist() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
-
-// Waits until the server has written its port file; returns the port or 0.
-int wait_for_port(const std::string& port_file, Process& server) {
-  for (int i = 0; i < 600; ++i) {
-    const std::string s = read_file(port_file);
-    if (!s.empty() && s.back() == '\n') return std::stoi(s);
-    if (!server.running()) return 0;  // exited early
-    std::this_thread::sleep_for(50ms);
-  }
-  return 0;
-}
-
-struct Cluster {
-  TempDir dir;
-  std::unique_ptr<Process> server;
-  std::vector<std::unique_ptr<Process>> clients;
-  int port = 0;
-
-  void start(int nodes, std::vector<std::string> extra) {
-    std::vector<std::string> args{"--node_count",    std::to_string(nodes),
-                                  "--working_ports", "0",
-                                  "--port_file",     dir.file("port"),
-                                  "--output",        dir.file("run"),
-                                  "--bind",          "127.0.0.1",
-                                  "--join_timeout",  "60",
-                                  "--io_timeout",    "30"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    server = std::make_unique<Process>(PSGD_INIT_SERVER, args, dir.file("server.out"),
-                                       dir.file("server.err"));
-    port = wait_for_port(dir.file("port"), *server);
-    ASSERT_GT(port, 0) << server->out() << server->err();
-    for (int i = 0; i < nodes; ++i) {
-      clients.push_back(std::make_unique<Process>(
-          PSGD_CLIENT,
-          std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port),
-                                   "--connect_timeout", "10"},
-          dir.file("client" + std::to_string(i) + ".out"),
-          dir.file("client" + std::to_string(i) + ".err")));
-    }
-  }
-
-  std::string logs() const {
-    std::string s = "--- server\n" + server->out() + server->err();
-    for (std::size_t i = 0; i < clients.size(); ++i) {
-      s += "--- client " + std::to_string(i) + "\n" + clients[i]->out() + clients[i]->err();
-    }
-    return s;
-  }
-};
 
 TEST(Training, TwoWorkersLearnFashionMnistAndWriteTheRunDirectory) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";

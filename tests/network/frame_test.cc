@@ -31,7 +31,8 @@ TEST(Frame, RoundTripEveryMessageType) {
             .pid = 7,
             .cores = 2,
             .threads = 1,
-            .version = "abc"},
+            .version = "abc",
+            .slowdown = 4},
       Job{.worker_id = 3,
           .spec_json = "{}",
           .samples = {5, 1, 9},
@@ -41,6 +42,12 @@ TEST(Frame, RoundTripEveryMessageType) {
       Finish{.status = "completed", .ok = true},
       Params{.iteration = 9, .values = {.num_elements = 1, .bytes = {0, 0, 128, 63}}},
       sample_gradient(),
+      ModelDelta{.iteration = 8,
+                 .values = {.num_elements = 1, .bytes = {0, 0, 128, 63}},
+                 .loss = 0.5,
+                 .samples = 512,
+                 .local_steps = 4,
+                 .times = {.compute_s = 1}},
   };
   for (const Message& m : messages) {
     const auto frame = encode_frame(m);
@@ -131,8 +138,9 @@ TEST(Frame, RandomBytesNeverCrash) {
     // Half the time give it a valid header so the body decoders see garbage too.
     if (i % 2 && bytes.size() >= kFrameHeaderBytes) {
       const auto types =
-          std::array{MessageType::kHello,  MessageType::kJob,    MessageType::kReady,
-                     MessageType::kFinish, MessageType::kParams, MessageType::kGradient};
+          std::array{MessageType::kHello,     MessageType::kJob,    MessageType::kReady,
+                     MessageType::kFinish,    MessageType::kParams, MessageType::kGradient,
+                     MessageType::kModelDelta};
       const auto h = encode_header(
           {.type = types[rng() % types.size()], .body_bytes = bytes.size() - kFrameHeaderBytes});
       std::copy(h.begin(), h.end(), bytes.begin());

@@ -117,5 +117,80 @@ TEST(WorkerSamples, ConcatenatesTheWorkersBlocks) {
   EXPECT_THROW(worker_samples(p, iid_blocks(9, 2, 3), 0), ConfigError);
 }
 
+// 10 classes of 300 samples each, interleaved.
+std::vector<std::int64_t> ten_classes(int per_class = 300) {
+  std::vector<std::int64_t> labels;
+  for (int i = 0; i < 10 * per_class; ++i)
+    labels.push_back(i % 10);
+  return labels;
+}
+
+void expect_exact_cover(const std::vector<std::vector<std::int64_t>>& blocks, std::size_t n) {
+  std::vector<std::int64_t> all;
+  for (const auto& b : blocks) {
+    EXPECT_TRUE(std::is_sorted(b.begin(), b.end()));
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), n);
+  for (std::size_t i = 0; i < n; ++i)
+    ASSERT_EQ(all[i], static_cast<std::int64_t>(i));
+}
+
+// Mean over blocks of the largest class share in the block.
+double mean_dominant_share(const std::vector<std::int64_t>& labels,
+                           const std::vector<std::vector<std::int64_t>>& blocks) {
+  double sum = 0;
+  for (const auto& b : blocks) {
+    const auto h = label_histogram(labels, b, 10);
+    sum += static_cast<double>(*std::max_element(h.begin(), h.end())) / b.size();
+  }
+  return sum / blocks.size();
+}
+
+TEST(DirichletBlocks, CoverEverySampleOnceAndFollowAlpha) {
+  const auto labels = ten_classes();
+  const auto skewed = dirichlet_blocks(labels, 10, 8, 0.1, 3);
+  const auto mild = dirichlet_blocks(labels, 10, 8, 1000.0, 3);
+  expect_exact_cover(skewed, labels.size());
+  expect_exact_cover(mild, labels.size());
+  for (const auto& b : skewed)
+    EXPECT_FALSE(b.empty());
+  // alpha = 0.1: a few classes dominate each block; alpha = 1000: nearly uniform.
+  EXPECT_GT(mean_dominant_share(labels, skewed), 0.35);  // iid: about 0.1
+  EXPECT_LT(mean_dominant_share(labels, mild), 0.15);
+  EXPECT_EQ(dirichlet_blocks(labels, 10, 8, 0.1, 3), skewed);  // deterministic per seed
+  EXPECT_NE(dirichlet_blocks(labels, 10, 8, 0.1, 4), skewed);
+  EXPECT_THROW(dirichlet_blocks(labels, 10, 8, 0.0, 3), ConfigError);
+  EXPECT_THROW(dirichlet_blocks({0, 11}, 10, 2, 1.0, 3), ConfigError);
+}
+
+TEST(ShardBlocks, EachBlockHoldsAtMostItsShardsLabels) {
+  const auto labels = ten_classes(100);
+  // 5 blocks x 2 shards of 100 samples: each shard is exactly one class.
+  const auto blocks = shard_blocks(labels, 5, 2, 9);
+  expect_exact_cover(blocks, labels.size());
+  for (const auto& b : blocks) {
+    const auto h = label_histogram(labels, b, 10);
+    EXPECT_LE(std::count_if(h.begin(), h.end(), [](auto c) { return c > 0; }), 2);
+    EXPECT_EQ(b.size(), 200u);
+  }
+  EXPECT_EQ(shard_blocks(labels, 5, 2, 9), blocks);
+  // Uneven sizes still cover exactly once.
+  expect_exact_cover(shard_blocks(ten_classes(37), 3, 4, 1), 370);
+}
+
+TEST(NonIid, WithRedundancyEveryBlockIsHeldByRWorkers) {
+  const auto labels = ten_classes();
+  const Placement p = place_blocks(4, 2);
+  const auto blocks = dirichlet_blocks(labels, 10, p.num_blocks(), 0.5, 1);
+  std::vector<int> held(labels.size(), 0);
+  for (int w = 0; w < 4; ++w) {
+    for (auto s : worker_samples(p, blocks, w))
+      ++held[s];
+  }
+  EXPECT_TRUE(std::all_of(held.begin(), held.end(), [](int c) { return c == 2; }));
+}
+
 }  // namespace
 }  // namespace psgd::nn

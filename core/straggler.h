@@ -1,0 +1,62 @@
+#pragma once
+// Injected slowness for straggler experiments, as a Learner decorator.
+//
+// StragglerLearner wraps the worker's Learner: after each compute_gradient() it adds
+// (slowdown - 1) x the measured compute time, plus a delay drawn from a seeded distribution, and
+// passes that time to an injected `pause` function. A real client pauses by sleeping; a simulator
+// can advance its virtual clock instead, so the same slowness model runs in both. The decorator
+// measures with the Clock it is given and never reads the system clock itself.
+//
+// Delay specifications (the job's --delay): "none", "fixed:S" (S seconds every iteration),
+// "exp:M" (exponentially distributed with mean M seconds), "uniform:A:B" (uniform in [A, B]).
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/clock.h"
+#include "core/learner.h"
+#include "core/rng.h"
+
+namespace psgd {
+
+struct DelayModel {
+  enum class Kind { kNone, kFixed, kExponential, kUniform };
+  Kind kind = Kind::kNone;
+  double a = 0;  // fixed: seconds; exp: mean; uniform: low
+  double b = 0;  // uniform: high
+
+  // Throws ConfigError naming --delay for a malformed specification.
+  static DelayModel parse(const std::string& spec);
+  // One delay in seconds; portable for a seed (psgd::Rng, no std:: distributions).
+  double sample(Rng& rng) const;
+  bool none() const { return kind == Kind::kNone; }
+};
+
+struct StragglerOptions {
+  double slowdown = 1.0;  // compute time is stretched to slowdown x measured (>= 1)
+  DelayModel delay;
+  std::uint64_t seed = 0;  // seeds the delay draws
+};
+
+class StragglerLearner final : public Learner {
+ public:
+  StragglerLearner(Learner& inner, StragglerOptions options, const Clock& clock,
+                   std::function<void(double seconds)> pause);
+
+  std::span<float> parameters() override { return inner_.parameters(); }
+  std::span<const float> gradients() const override { return inner_.gradients(); }
+  StepStats compute_gradient() override;
+  EvalStats evaluate() override { return inner_.evaluate(); }
+
+  double injected_seconds() const { return injected_; }
+
+ private:
+  Learner& inner_;
+  StragglerOptions options_;
+  const Clock& clock_;
+  std::function<void(double)> pause_;
+  Rng rng_;
+  double injected_ = 0;
+};
+
+}  // namespace psgd

@@ -1,0 +1,25 @@
+#pragma once
+// Where the training data goes: which samples form each block (--block_assignment) and which
+// workers hold each block (--redundancy). The TCP server and the simulator share this so that the
+// same job places the same samples on the same workers in both.
+#include <cstdint>
+#include <vector>
+
+#include "core/job_spec.h"
+#include "nn/dataset.h"
+#include "nn/partition.h"
+
+namespace psgd {
+
+struct DataPlacement {
+  nn::Placement placement;                        // blocks of each worker, workers of each block
+  std::vector<std::vector<std::int64_t>> blocks;  // sample indices of each block
+
+  std::vector<std::int64_t> samples_of(int worker) const {
+    return nn::worker_samples(placement, blocks, worker);
+  }
+};
+
+DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train);
+
+}  // namespace psgd

@@ -1,0 +1,41 @@
+#pragma once
+// asgd: asynchronous SGD through a parameter server (Downpour SGD, Dean et al. 2012; the
+// delayed-gradient analysis of Agarwal & Duchi 2011 and Lian et al. 2015).
+//
+// The server applies each gradient the moment it arrives (psgd/async_update.h for the weighting
+// and the optional staleness-aware rate) and answers that worker alone with the current
+// parameters; nobody waits for anybody. Each update's staleness is the number of updates other
+// workers made between this worker's read and its write.
+//
+// Iterations. One iteration is one server update, i.e. one worker's batch; the schedule counts
+// node_count times ssgd's iterations per epoch (make_schedule in psgd/factory.h), so an epoch
+// processes as many samples as an ssgd epoch: one pass over the training set. Gradients that
+// arrive after the last update are discarded and reported as dropped.
+#include "psgd/async_update.h"
+#include "psgd/gradient_worker.h"
+
+namespace psgd {
+
+struct AsgdOptions {
+  bool staleness_lr = false;  // divide each gradient's weight by its staleness
+};
+
+class AsgdServer final : public ServerRole {
+ public:
+  AsgdServer(Schedule schedule, ServerContext context, AsgdOptions options = {});
+  void on_start(Outbox& out) override;
+  void on_message(NodeId from, const Message& message, Outbox& out) override;
+  std::int64_t iteration() const override { return update_.version(); }
+  bool finished() const override { return iteration() >= schedule_.total_iterations(); }
+
+ private:
+  Schedule schedule_;
+  ServerContext ctx_;
+  AsyncUpdate update_;
+  std::unique_ptr<Codec> downlink_;
+  std::vector<std::int64_t> last_sent_;
+};
+
+using AsgdWorker = GradientWorker;
+
+}  // namespace psgd

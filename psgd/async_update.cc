@@ -1,0 +1,57 @@
+#include "psgd/async_update.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "psgd/common.h"
+
+namespace psgd {
+namespace {
+
+SgdOptions per_update(SgdOptions sgd, int node_count) {
+  sgd.weight_decay /= static_cast<float>(node_count);
+  return sgd;
+}
+
+}  // namespace
+
+AsyncUpdate::AsyncUpdate(int node_count, const ServerContext& context, bool staleness_lr)
+    : node_count_(node_count),
+      ctx_(context),
+      staleness_lr_(staleness_lr),
+      optimiser_(per_update(ctx_.sgd, node_count), ctx_.parameters.size()),
+      scratch_(ctx_.parameters.size(), 0.0f) {
+  PSGD_CHECK(ctx_.clock != nullptr, "async server needs a clock");
+  for (int w = 0; w < node_count_; ++w)
+    uplink_.push_back(make_codec(ctx_.uplink));
+}
+
+WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stats) {
+  const double arrival = ctx_.clock->now();
+  PSGD_CHECK(g.iteration <= version_, "gradient of iteration {} from the future (version {})",
+             g.iteration, version_);
+  WorkerReport report = report_of(g);
+  report.staleness = version_ - g.iteration;
+  float weight = 1.0f / static_cast<float>(node_count_);
+  if (staleness_lr_) weight /= static_cast<float>(std::max<std::int64_t>(1, report.staleness));
+
+  Stopwatch sw(*ctx_.clock);
+  std::fill(scratch_.begin(), scratch_.end(), 0.0f);
+  uplink_[static_cast<std::size_t>(from)]->decode_add(g.values, scratch_, weight);
+  const double decode_s = sw.seconds();
+  sw.restart();
+  optimiser_.step(ctx_.parameters, scratch_);
+  const double apply_s = sw.seconds();
+  ++version_;
+
+  stats = RoundStats{.iteration = version_,
+                     .gradients = 1,
+                     .train_loss = g.loss,
+                     .samples = g.samples,
+                     .decode_s = decode_s,
+                     .apply_s = apply_s};
+  report.held_s = ctx_.clock->now() - arrival;
+  return report;
+}
+
+}  // namespace psgd

@@ -1,0 +1,67 @@
+#include "psgd/common.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace psgd {
+
+const Gradient& expect_gradient(const char* strategy, NodeId from, int node_count,
+                                const Message& message) {
+  const auto* g = std::get_if<Gradient>(&message);
+  if (g == nullptr) {
+    throw ProtocolError(fmt::format("{} server: unexpected {} message from worker {}", strategy,
+                                    type_name(type_of(message)), from));
+  }
+  if (from < 0 || from >= node_count) {
+    throw ProtocolError(fmt::format("{} server: gradient from unknown worker {}", strategy, from));
+  }
+  return *g;
+}
+
+std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
+                                              std::span<const float> values) {
+  return std::make_shared<const Message>(
+      Params{.iteration = iteration, .values = codec.encode(values)});
+}
+
+void broadcast(const std::shared_ptr<const Message>& message, int node_count, Outbox& out) {
+  for (NodeId w = 0; w < node_count; ++w)
+    out.push_back({w, message});
+}
+
+WorkerReport report_of(const Gradient& g) {
+  return WorkerReport{.iteration = g.iteration,
+                      .loss = g.loss,
+                      .samples = g.samples,
+                      .times = g.times,
+                      .held_s = 0,
+                      .payload_bytes = g.values.bytes.size()};
+}
+
+std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
+                                     const std::vector<bool>& use, std::span<float> scratch) {
+  std::size_t count = 0, first = slots.size();
+  for (std::size_t w = 0; w < slots.size(); ++w) {
+    if (!use[w]) continue;
+    PSGD_CHECK_EQ(slots[w].size(), scratch.size(), "slot {} has the wrong size", w);
+    if (count++ == 0) first = w;
+  }
+  PSGD_CHECK(count > 0, "mean of no slots");
+  if (count == 1) return slots[first];
+  float* dst = scratch.data();
+  const std::size_t n = scratch.size();
+  std::copy(slots[first].begin(), slots[first].end(), scratch.begin());
+  for (std::size_t w = first + 1; w < slots.size(); ++w) {
+    if (!use[w]) continue;
+    const float* src = slots[w].data();
+    for (std::size_t i = 0; i < n; ++i)
+      dst[i] += src[i];
+  }
+  const float inv = 1.0f / static_cast<float>(count);
+  for (std::size_t i = 0; i < n; ++i)
+    dst[i] *= inv;
+  return scratch;
+}
+
+}  // namespace psgd

@@ -1,0 +1,36 @@
+#pragma once
+// Small pieces the strategy roles share, so that each role file holds only what makes its
+// strategy different: checking an incoming worker message, building a parameter broadcast, and
+// the WorkerReport a gradient turns into.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "codecs/codec.h"
+#include "psgd/strategy.h"
+
+namespace psgd {
+
+// The Gradient in `message`, after checking that it is one and that `from` is a worker of a job
+// with `node_count` workers. Throws ProtocolError naming `strategy` otherwise.
+const Gradient& expect_gradient(const char* strategy, NodeId from, int node_count,
+                                const Message& message);
+
+// A Params message of `iteration` holding `values` encoded with `codec`.
+std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
+                                              std::span<const float> values);
+
+// Sends `message` to every one of `node_count` workers (one shared message, encoded once).
+void broadcast(const std::shared_ptr<const Message>& message, int node_count, Outbox& out);
+
+// What the server records of a gradient as it arrives (held_s and staleness are filled later).
+WorkerReport report_of(const Gradient& gradient);
+
+// The mean of the used slots: summed in slot order (deterministic whatever the arrival order),
+// then scaled once by 1/count. With one used slot that slot itself is returned (no copy);
+// otherwise the result is written to `scratch` and returned.
+std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
+                                     const std::vector<bool>& use, std::span<float> scratch);
+
+}  // namespace psgd

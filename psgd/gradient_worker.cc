@@ -1,0 +1,61 @@
+#include "psgd/gradient_worker.h"
+
+#include "codecs/payload_io.h"
+#include "core/error.h"
+
+namespace psgd {
+
+GradientWorker::GradientWorker(WorkerContext context)
+    : ctx_(context), uplink_(make_codec(ctx_.uplink)), downlink_(make_codec(ctx_.downlink)) {
+  PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
+             "gradient worker needs a learner and a clock");
+}
+
+WorkerAction GradientWorker::on_message(const Message& message, Outbox&) {
+  const auto* p = std::get_if<Params>(&message);
+  if (p == nullptr) {
+    throw ProtocolError(fmt::format("worker: unexpected {} message", type_name(type_of(message))));
+  }
+  if (p->iteration <= iteration_) {
+    throw ProtocolError(fmt::format("worker: parameters of iteration {} arrived after {}",
+                                    p->iteration, iteration_));
+  }
+  if (waiting_since_ >= 0) times_.wait_s = ctx_.clock->now() - waiting_since_;
+  Stopwatch sw(*ctx_.clock);
+  downlink_->decode(p->values, ctx_.learner->parameters());
+  times_.decode_s = sw.seconds();
+  iteration_ = p->iteration;
+  return {.compute = true};
+}
+
+WorkerAction GradientWorker::compute_step(Outbox& out) {
+  PSGD_CHECK(iteration_ >= 0, "worker asked to compute before any parameters arrived");
+  Stopwatch sw(*ctx_.clock);
+  const StepStats step = ctx_.learner->compute_gradient();
+  times_.compute_s = sw.seconds();
+  sw.restart();
+  Payload payload = uplink_->encode(ctx_.learner->gradients());
+  times_.encode_s = sw.seconds();
+  // The compression error comes free from codecs that know it (plain, error feedback); measuring
+  // it otherwise costs a decode and two norms, about one more encode, so it is sampled every
+  // kErrorSampleEvery iterations and left negative ("not measured") in between.
+  double compression_error = uplink_->last_stats().compression_error;
+  if (compression_error < 0 && done_ % kErrorSampleEvery == 0) {
+    scratch_.resize(ctx_.learner->gradients().size());
+    uplink_->decode(payload, scratch_);
+    compression_error = relative_error(ctx_.learner->gradients(), scratch_);
+  }
+  out.push_back(
+      {kServer, std::make_shared<const Message>(Gradient{.iteration = iteration_,
+                                                         .values = std::move(payload),
+                                                         .loss = step.loss,
+                                                         .samples = step.samples,
+                                                         .times = times_,
+                                                         .compression_error = compression_error})});
+  times_ = PhaseTimes{};
+  waiting_since_ = ctx_.clock->now();
+  ++done_;
+  return {.compute = false};
+}
+
+}  // namespace psgd

@@ -1,0 +1,188 @@
+#include "psgd/local_sgd.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "psgd/common.h"
+
+namespace psgd {
+
+std::int64_t local_steps_at(const Schedule& schedule, const LocalSgdOptions& options,
+                            std::int64_t iteration) {
+  const std::int64_t ipe = schedule.iterations_per_epoch;
+  const std::int64_t to_epoch_end = (iteration / ipe + 1) * ipe - iteration;
+  const std::int64_t h =
+      iteration < options.local_after_epochs * ipe ? 1 : std::max(1, options.sync_period);
+  return std::min(h, to_epoch_end);
+}
+
+LocalSgdServer::LocalSgdServer(Schedule schedule, ServerContext context, LocalSgdOptions options)
+    : schedule_(schedule),
+      ctx_(context),
+      options_(options),
+      downlink_(make_codec(ctx_.downlink)),
+      slots_(static_cast<std::size_t>(schedule.node_count),
+             std::vector<float>(ctx_.parameters.size(), 0.0f)),
+      pending_(static_cast<std::size_t>(schedule.node_count)),
+      average_(ctx_.parameters.size(), 0.0f) {
+  PSGD_CHECK(ctx_.clock != nullptr, "local_sgd server needs a clock");
+  for (int w = 0; w < schedule_.node_count; ++w)
+    uplink_.push_back(make_codec(ctx_.uplink));
+}
+
+void LocalSgdServer::on_start(Outbox& out) {
+  broadcast(params_message(iteration_, *downlink_, ctx_.parameters), schedule_.node_count, out);
+}
+
+void LocalSgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
+  const auto* m = std::get_if<ModelDelta>(&message);
+  if (m == nullptr) {
+    throw ProtocolError(fmt::format("local_sgd server: unexpected {} message from worker {}",
+                                    type_name(type_of(message)), from));
+  }
+  if (from < 0 || from >= schedule_.node_count) {
+    throw ProtocolError(fmt::format("local_sgd server: model from unknown worker {}", from));
+  }
+  if (finished() || m->iteration != iteration_) {
+    throw ProtocolError(
+        fmt::format("local_sgd server: worker {} sent a model for iteration {} during iteration {}",
+                    from, m->iteration, iteration_));
+  }
+  const std::int64_t steps = local_steps_at(schedule_, options_, iteration_);
+  if (m->local_steps != steps) {
+    throw ProtocolError(
+        fmt::format("local_sgd server: worker {} took {} local steps where the round has {}", from,
+                    m->local_steps, steps));
+  }
+  Pending& p = pending_[static_cast<std::size_t>(from)];
+  if (p.received) {
+    throw ProtocolError(fmt::format(
+        "local_sgd server: worker {} sent a second model for iteration {}", from, iteration_));
+  }
+  Stopwatch sw(*ctx_.clock);
+  std::vector<float>& slot = slots_[static_cast<std::size_t>(from)];
+  std::fill(slot.begin(), slot.end(), 0.0f);
+  uplink_[static_cast<std::size_t>(from)]->decode_add(m->values, slot, 1.0f);
+  decode_s_ += sw.seconds();
+  p.received = true;
+  p.arrival = ctx_.clock->now();
+  p.report = WorkerReport{.iteration = m->iteration,
+                          .loss = m->loss,
+                          .samples = m->samples,
+                          .times = m->times,
+                          .payload_bytes = m->values.bytes.size(),
+                          .local_steps = m->local_steps};
+  if (++received_ == schedule_.node_count) close_round(out);
+}
+
+void LocalSgdServer::close_round(Outbox& out) {
+  Stopwatch sw(*ctx_.clock);
+  std::int64_t samples = 0;
+  for (const Pending& p : pending_)
+    samples += p.report.samples;
+  // FedAvg: weight each model by the samples behind it; summed in worker order (deterministic).
+  std::fill(average_.begin(), average_.end(), 0.0f);
+  for (std::size_t w = 0; w < slots_.size(); ++w) {
+    const float weight = samples > 0 ? static_cast<float>(pending_[w].report.samples) / samples
+                                     : 1.0f / static_cast<float>(slots_.size());
+    const float* src = slots_[w].data();
+    for (std::size_t i = 0; i < average_.size(); ++i)
+      average_[i] += weight * src[i];
+  }
+  for (std::size_t i = 0; i < average_.size(); ++i)
+    ctx_.parameters[i] -= average_[i];
+  const double apply_s = sw.seconds();
+  iteration_ += local_steps_at(schedule_, options_, iteration_);
+
+  RoundStats stats{.iteration = iteration_,
+                   .gradients = received_,
+                   .samples = samples,
+                   .decode_s = decode_s_,
+                   .apply_s = apply_s};
+  if (!finished()) {
+    broadcast(params_message(iteration_, *downlink_, ctx_.parameters), schedule_.node_count, out);
+  }
+  const double now = ctx_.clock->now();
+  for (std::size_t w = 0; w < pending_.size(); ++w) {
+    Pending& p = pending_[w];
+    stats.train_loss += p.report.loss / received_;
+    p.report.held_s = now - p.arrival;
+    if (ctx_.observer) ctx_.observer->on_worker(static_cast<NodeId>(w), p.report);
+    p = Pending{};
+  }
+  if (ctx_.observer) ctx_.observer->on_round(stats);
+  received_ = 0;
+  decode_s_ = 0;
+}
+
+LocalSgdWorker::LocalSgdWorker(WorkerContext context, Schedule schedule, LocalSgdOptions options,
+                               SgdOptions sgd)
+    : ctx_(context),
+      schedule_(schedule),
+      options_(options),
+      optimiser_(sgd, context.learner ? context.learner->parameters().size() : 0),
+      uplink_(make_codec(ctx_.uplink)),
+      downlink_(make_codec(ctx_.downlink)) {
+  PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
+             "local_sgd worker needs a learner and a clock");
+  start_.resize(ctx_.learner->parameters().size());
+  delta_.resize(start_.size());
+}
+
+WorkerAction LocalSgdWorker::on_message(const Message& message, Outbox&) {
+  const auto* p = std::get_if<Params>(&message);
+  if (p == nullptr) {
+    throw ProtocolError(
+        fmt::format("local_sgd worker: unexpected {} message", type_name(type_of(message))));
+  }
+  if (p->iteration <= iteration_) {
+    throw ProtocolError(fmt::format("local_sgd worker: parameters of iteration {} arrived after {}",
+                                    p->iteration, iteration_));
+  }
+  if (waiting_since_ >= 0) times_.wait_s = ctx_.clock->now() - waiting_since_;
+  Stopwatch sw(*ctx_.clock);
+  std::span<float> params = ctx_.learner->parameters();
+  downlink_->decode(p->values, params);
+  std::copy(params.begin(), params.end(), start_.begin());
+  times_.decode_s = sw.seconds();
+  iteration_ = p->iteration;
+  steps_ = local_steps_at(schedule_, options_, iteration_);
+  taken_ = 0;
+  loss_sum_ = 0;
+  samples_ = 0;
+  return {.compute = true};
+}
+
+WorkerAction LocalSgdWorker::compute_step(Outbox& out) {
+  PSGD_CHECK(iteration_ >= 0 && taken_ < steps_,
+             "local_sgd worker asked to compute outside a round");
+  Stopwatch sw(*ctx_.clock);
+  const StepStats step = ctx_.learner->compute_gradient();
+  times_.compute_s += sw.seconds();
+  sw.restart();
+  optimiser_.step(ctx_.learner->parameters(), ctx_.learner->gradients());
+  times_.apply_s += sw.seconds();
+  loss_sum_ += step.loss;
+  samples_ += step.samples;
+  ++done_;
+  if (++taken_ < steps_) return {.compute = true};
+
+  sw.restart();
+  const std::span<const float> local = ctx_.learner->parameters();
+  for (std::size_t i = 0; i < delta_.size(); ++i)
+    delta_[i] = start_[i] - local[i];
+  Payload payload = uplink_->encode(delta_);
+  times_.encode_s = sw.seconds();
+  out.push_back({kServer, std::make_shared<const Message>(
+                              ModelDelta{.iteration = iteration_,
+                                         .values = std::move(payload),
+                                         .loss = loss_sum_ / static_cast<double>(taken_),
+                                         .samples = samples_,
+                                         .local_steps = taken_,
+                                         .times = times_})});
+  times_ = PhaseTimes{};
+  waiting_since_ = ctx_.clock->now();
+  return {.compute = false};
+}
+
+}  // namespace psgd

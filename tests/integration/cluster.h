@@ -1,0 +1,75 @@
+#pragma once
+// A server and its clients on loopback for integration tests.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/process.h"
+
+namespace psgd::testing {
+
+using namespace std::chrono_literals;
+
+inline bool have_fashion_mnist() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+// Waits until the server has written its port file; returns the port or 0.
+inline int wait_for_port(const std::string& port_file, Process& server) {
+  for (int i = 0; i < 600; ++i) {
+    const std::string s = read_file(port_file);
+    if (!s.empty() && s.back() == '\n') return std::stoi(s);
+    if (!server.running()) return 0;  // exited early
+    std::this_thread::sleep_for(50ms);
+  }
+  return 0;
+}
+
+struct Cluster {
+  TempDir dir;
+  std::unique_ptr<Process> server;
+  std::vector<std::unique_ptr<Process>> clients;
+  int port = 0;
+
+  // Starts init_server with `extra` flags and `nodes` clients; client i also gets
+  // client_extra[i] when given.
+  void start(int nodes, std::vector<std::string> extra,
+             std::vector<std::vector<std::string>> client_extra = {}) {
+    std::vector<std::string> args{"--node_count",    std::to_string(nodes),
+                                  "--working_ports", "0",
+                                  "--port_file",     dir.file("port"),
+                                  "--output",        dir.file("run"),
+                                  "--bind",          "127.0.0.1",
+                                  "--join_timeout",  "60",
+                                  "--io_timeout",    "30"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    server = std::make_unique<Process>(PSGD_INIT_SERVER, args, dir.file("server.out"),
+                                       dir.file("server.err"));
+    port = wait_for_port(dir.file("port"), *server);
+    ASSERT_GT(port, 0) << server->out() << server->err();
+    for (int i = 0; i < nodes; ++i) {
+      std::vector<std::string> args{
+          "--ip", "127.0.0.1", "--port", std::to_string(port), "--connect_timeout", "10"};
+      if (static_cast<std::size_t>(i) < client_extra.size()) {
+        args.insert(args.end(), client_extra[i].begin(), client_extra[i].end());
+      }
+      clients.push_back(std::make_unique<Process>(PSGD_CLIENT, args,
+                                                  dir.file("client" + std::to_string(i) + ".out"),
+                                                  dir.file("client" + std::to_string(i) + ".err")));
+    }
+  }
+
+  std::string logs() const {
+    std::string s = "--- server\n" + server->out() + server->err();
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      s += "--- client " + std::to_string(i) + "\n" + clients[i]->out() + clients[i]->err();
+    }
+    return s;
+  }
+};
+
+}  // namespace psgd::testing

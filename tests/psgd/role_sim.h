@@ -1,0 +1,131 @@
+#pragma once
+// A tiny discrete-event driver for strategy roles in tests: n ToyLearner workers and a server,
+// with every delivery and every computation an event that the test (or a seeded RNG) orders.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <random>
+
+#include "psgd/factory.h"
+#include "tests/psgd/toy_learner.h"
+
+namespace psgd::testing {
+
+struct Reports final : ServerObserver {
+  void on_worker(NodeId w, const WorkerReport& r) override { workers.emplace_back(w, r); }
+  void on_round(const RoundStats& s) override { rounds.push_back(s); }
+  std::vector<std::pair<NodeId, WorkerReport>> workers;
+  std::vector<RoundStats> rounds;
+};
+
+struct RoleSim {
+  static constexpr std::size_t kSize = 5;
+
+  RoleSim(const JobSpec& spec, Schedule schedule) : schedule(schedule), params(kSize) {
+    for (std::size_t i = 0; i < kSize; ++i)
+      params[i] = 0.1f * i - 0.2f;
+    initial = params;
+    server = make_server_role(
+        spec, schedule,
+        ServerContext{
+            .parameters = params, .sgd = sgd_options(spec), .clock = &clock, .observer = &reports});
+    for (int w = 0; w < schedule.node_count; ++w) {
+      std::vector<float> target(kSize);
+      for (std::size_t i = 0; i < kSize; ++i)
+        target[i] = static_cast<float>(w + 1) * (i + 1);
+      learners.push_back(std::make_unique<ToyLearner>(target, kSize));
+      workers.push_back(make_worker_role(
+          spec, schedule, WorkerContext{.learner = learners.back().get(), .clock = &clock}));
+    }
+    to_worker.resize(workers.size());
+    to_server.resize(workers.size());
+    computing.resize(workers.size(), false);
+    sent.resize(workers.size(), 0);
+  }
+
+  void start() {
+    Outbox out;
+    server->on_start(out);
+    route_from_server(out);
+  }
+
+  void route_from_server(const Outbox& out) {
+    for (const auto& e : out)
+      to_worker.at(static_cast<std::size_t>(e.to)).push_back(e.message);
+  }
+
+  // Event kinds: 0 deliver to the server from w, 1 deliver to worker w, 2 worker w computes.
+  struct Event {
+    int kind;
+    int worker;
+  };
+  std::vector<Event> events() const {
+    std::vector<Event> ev;
+    for (std::size_t w = 0; w < workers.size(); ++w) {
+      if (!to_server[w].empty()) ev.push_back({0, static_cast<int>(w)});
+      if (!to_worker[w].empty() && !computing[w]) ev.push_back({1, static_cast<int>(w)});
+      if (computing[w]) ev.push_back({2, static_cast<int>(w)});
+    }
+    return ev;
+  }
+
+  void run(const Event& e) {
+    const auto w = static_cast<std::size_t>(e.worker);
+    Outbox out;
+    if (e.kind == 0) {
+      auto m = to_server[w].front();
+      to_server[w].pop_front();
+      server->on_message(e.worker, *m, out);
+      route_from_server(out);
+    } else if (e.kind == 1) {
+      auto m = to_worker[w].front();
+      to_worker[w].pop_front();
+      computing[w] = workers[w]->on_message(*m, out).compute;
+      if (computing[w] && on_compute_start) on_compute_start(e.worker);
+    } else {
+      computing[w] = workers[w]->compute_step(out).compute;
+      for (const auto& env : out) {
+        to_server[w].push_back(env.message);
+        ++sent[w];
+      }
+    }
+  }
+
+  // Runs random events until the server is finished; false if nothing can happen any more.
+  bool run_random(std::uint64_t seed, int max_events = 100000) {
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < max_events && !server->finished(); ++i) {
+      const auto ev = events();
+      if (ev.empty()) return false;
+      run(ev[rng() % ev.size()]);
+    }
+    return server->finished();
+  }
+
+  Schedule schedule;
+  ManualClock clock;
+  Reports reports;
+  std::vector<float> params, initial;
+  std::unique_ptr<ServerRole> server;
+  std::vector<std::unique_ptr<ToyLearner>> learners;
+  std::vector<std::unique_ptr<WorkerRole>> workers;
+  std::vector<std::deque<std::shared_ptr<const Message>>> to_worker, to_server;
+  std::vector<bool> computing;
+  std::vector<std::int64_t> sent;  // messages each worker has sent to the server
+  std::function<void(int worker)> on_compute_start;
+};
+
+inline JobSpec job(const std::string& psgd, int n, double lr, double momentum = 0,
+                   double weight_decay = 0) {
+  JobSpec s;
+  s.psgd = psgd;
+  s.node_count = n;
+  s.learn_rate = lr;
+  s.momentum = momentum;
+  s.weight_decay = weight_decay;
+  return s;
+}
+
+}  // namespace psgd::testing

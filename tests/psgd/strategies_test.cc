@@ -1,0 +1,369 @@
+// asgd, ssp, local_sgd and ssgd --wait_for, driven message by message (tests/psgd/role_sim.h).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/straggler.h"
+#include "psgd/local_sgd.h"
+#include "psgd/ssp.h"
+#include "tests/psgd/role_sim.h"
+
+namespace psgd {
+namespace {
+
+using testing::job;
+using testing::RoleSim;
+
+void expect_near(const std::vector<float>& a, const std::vector<float>& b, float tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_NEAR(a[i], b[i], tol) << i;
+}
+
+// Lets every worker that has parameters compute once (deliver, compute), without the server.
+void all_workers_compute(RoleSim& sim) {
+  for (std::size_t w = 0; w < sim.workers.size(); ++w) {
+    sim.run({1, static_cast<int>(w)});
+    sim.run({2, static_cast<int>(w)});
+  }
+}
+
+// --- asgd
+
+TEST(Asgd, AppliesEachGradientOnArrivalInArrivalOrderAndRecordsStaleness) {
+  const int n = 3;
+  const float lr = 0.3f;
+  RoleSim sim(job("asgd", n, lr), {.node_count = n, .iterations_per_epoch = 30, .epochs = 1});
+  sim.start();
+  all_workers_compute(sim);  // all three computed on version 0
+
+  // Reference: the gradients at the initial parameters, applied in arrival order 2, 0, 1 with
+  // weight 1/n each.
+  std::vector<float> ref = sim.initial;
+  const std::vector<int> order{2, 0, 1};
+  for (int w : order) {
+    const auto g = sim.learners[w]->gradient_at(sim.initial, 1);
+    for (std::size_t i = 0; i < ref.size(); ++i)
+      ref[i] -= lr / n * g[i];
+  }
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    sim.run({0, order[k]});
+    EXPECT_EQ(sim.server->iteration(), static_cast<std::int64_t>(k + 1));
+    // The reply goes to the sender alone, with the current version.
+    ASSERT_EQ(sim.to_worker[order[k]].size(), 1u);
+    EXPECT_EQ(std::get<Params>(*sim.to_worker[order[k]].front()).iteration,
+              static_cast<std::int64_t>(k + 1));
+  }
+  expect_near(sim.params, ref, 1e-6f);
+  ASSERT_EQ(sim.reports.workers.size(), 3u);
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    EXPECT_EQ(sim.reports.workers[k].first, order[k]);
+    EXPECT_EQ(sim.reports.workers[k].second.staleness, static_cast<std::int64_t>(k));
+  }
+  EXPECT_EQ(sim.reports.rounds.size(), 3u);
+
+  // Worker 2 computes on version 1 and arrives at version 3: staleness 2.
+  sim.run({1, 2});
+  sim.run({2, 2});
+  sim.run({0, 2});
+  EXPECT_EQ(sim.reports.workers.back().second.staleness, 2);
+}
+
+TEST(Asgd, StalenessAwareRateDividesTheWeight) {
+  const int n = 3;
+  const float lr = 0.5f;
+  JobSpec spec = job("asgd", n, lr);
+  spec.staleness_lr = true;
+  RoleSim sim(spec, {.node_count = n, .iterations_per_epoch = 10, .epochs = 1});
+  sim.start();
+  all_workers_compute(sim);  // all on version 0
+  sim.run({0, 0});           // staleness 0: weight 1/n
+  sim.run({0, 1});           // staleness 1: weight 1/n
+  const std::vector<float> before = sim.params;
+  sim.run({0, 2});  // staleness 2: weight 1/(2n)
+  EXPECT_EQ(sim.reports.workers.back().second.staleness, 2);
+  const auto g = sim.learners[2]->gradient_at(sim.initial, 1);
+  for (std::size_t i = 0; i < before.size(); ++i)
+    EXPECT_NEAR(sim.params[i], before[i] - lr / (2 * n) * g[i], 1e-6f) << i;
+}
+
+TEST(Asgd, RandomArrivalOrdersFinishAndCountEveryUpdate) {
+  RoleSim sim(job("asgd", 4, 0.05, 0.9),
+              {.node_count = 4, .iterations_per_epoch = 20, .epochs = 2});
+  sim.start();
+  ASSERT_TRUE(sim.run_random(7));
+  EXPECT_EQ(sim.server->iteration(), 40);
+  EXPECT_EQ(sim.reports.rounds.size(), 40u);
+  std::int64_t max_staleness = 0;
+  for (const auto& [w, r] : sim.reports.workers)
+    max_staleness = std::max(max_staleness, r.staleness);
+  EXPECT_GT(max_staleness, 0);
+}
+
+// --- ssp
+
+TEST(Ssp, NoWorkerEverRunsMoreThanStalenessAheadOfTheSlowest) {
+  for (int s : {0, 1, 3}) {
+    for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+      JobSpec spec = job("ssp", 4, 0.05);
+      spec.staleness = s;
+      RoleSim sim(spec, {.node_count = 4, .iterations_per_epoch = 40, .epochs = 1});
+      int violations = 0;
+      std::int64_t max_gap = 0;
+      sim.on_compute_start = [&](int w) {
+        // The worker starts a gradient for its clock `sent[w]` (gradients completed so far).
+        const std::int64_t slowest = *std::min_element(sim.sent.begin(), sim.sent.end());
+        max_gap = std::max(max_gap, sim.sent[w] - slowest);
+        if (sim.sent[w] - slowest > s) ++violations;
+      };
+      sim.start();
+      // A biased order makes worker 3 a straggler: its events are rarely chosen.
+      std::mt19937_64 rng(seed);
+      int steps = 0;
+      while (!sim.server->finished() && steps++ < 100000) {
+        auto ev = sim.events();
+        ASSERT_FALSE(ev.empty()) << "deadlock with s=" << s << " seed " << seed;
+        std::vector<RoleSim::Event> fast;
+        for (auto& e : ev)
+          if (e.worker != 3) fast.push_back(e);
+        const auto& pool = (!fast.empty() && rng() % 5 != 0) ? fast : ev;
+        sim.run(pool[rng() % pool.size()]);
+      }
+      ASSERT_TRUE(sim.server->finished());
+      EXPECT_EQ(violations, 0) << "s=" << s << " seed " << seed;
+      EXPECT_EQ(max_gap, s) << "the bound is reached, so the test does exercise it";
+    }
+  }
+}
+
+TEST(Ssp, StalenessZeroFollowsSsgdsTrajectory) {
+  const int n = 3;
+  const Schedule ssgd_schedule{.node_count = n, .iterations_per_epoch = 4, .epochs = 2};
+  RoleSim ssgd(job("ssgd", n, 0.05, 0.0, 0.0), ssgd_schedule);
+  ssgd.start();
+  ASSERT_TRUE(ssgd.run_random(3));
+
+  JobSpec spec = job("ssp", n, 0.05, 0.0, 0.0);
+  spec.staleness = 0;
+  RoleSim ssp(spec, {.node_count = n, .iterations_per_epoch = 4 * n, .epochs = 2});
+  ssp.start();
+  ASSERT_TRUE(ssp.run_random(11));
+  expect_near(ssp.params, ssgd.params, 1e-5f);
+  EXPECT_NE(ssp.params, ssp.initial);
+}
+
+TEST(Ssp, LargeStalenessNeverHoldsAWorker) {
+  JobSpec spec = job("ssp", 3, 0.05);
+  spec.staleness = 1000;
+  RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 30, .epochs = 1});
+  sim.start();
+  // Worker 0 alone runs 20 gradients: as in asgd it always gets an immediate reply.
+  for (int k = 0; k < 20; ++k) {
+    sim.run({1, 0});
+    sim.run({2, 0});
+    sim.run({0, 0});
+    ASSERT_EQ(sim.to_worker[0].size(), 1u) << k;
+  }
+  for (const auto& [w, r] : sim.reports.workers)
+    EXPECT_EQ(r.held_s, 0.0);
+}
+
+// --- local_sgd
+
+TEST(LocalSgd, OneLocalStepEqualsSsgdStepForStepWithMomentum) {
+  const int n = 3;
+  const Schedule schedule{.node_count = n, .iterations_per_epoch = 3, .epochs = 2};
+  JobSpec s = job("ssgd", n, 0.02, 0.9, 0.01);
+  RoleSim ssgd(s, schedule);
+  s.psgd = "local_sgd";
+  s.sync_period = 1;
+  RoleSim local(s, schedule);
+  ssgd.start();
+  local.start();
+  // Round by round: every worker computes, then the server hears them all.
+  for (int round = 0; round < 6; ++round) {
+    for (RoleSim* sim : {&ssgd, &local}) {
+      all_workers_compute(*sim);
+      for (int w = n - 1; w >= 0; --w)
+        sim->run({0, w});
+    }
+    expect_near(local.params, ssgd.params, 1e-5f);
+  }
+  EXPECT_TRUE(local.server->finished());
+  EXPECT_TRUE(ssgd.server->finished());
+}
+
+TEST(LocalSgd, TakesHLocalStepsAndNeverCrossesAnEpochEnd) {
+  const int n = 2;
+  JobSpec s = job("local_sgd", n, 0.1);
+  s.sync_period = 3;
+  const Schedule schedule{.node_count = n, .iterations_per_epoch = 4, .epochs = 2};
+  RoleSim sim(s, schedule);
+  sim.start();
+  std::vector<std::int64_t> iterations;
+  while (!sim.server->finished()) {
+    for (int w = 0; w < n; ++w) {
+      sim.run({1, w});
+      int computes = 0;
+      while (sim.computing[w]) {
+        sim.run({2, w});
+        ++computes;
+      }
+      EXPECT_EQ(computes, local_steps_at(schedule, {.sync_period = 3}, sim.server->iteration()));
+    }
+    for (int w = 0; w < n; ++w)
+      sim.run({0, w});
+    iterations.push_back(sim.server->iteration());
+  }
+  EXPECT_EQ(iterations, (std::vector<std::int64_t>{3, 4, 7, 8}));
+  for (const auto& [w, r] : sim.reports.workers)
+    EXPECT_EQ(r.local_steps == 3 || r.local_steps == 1, true);
+
+  // The average is the sample-weighted mean of the local models: with one worker's data alone
+  // (worker 0's learner), the model moves toward its target.
+  EXPECT_NE(sim.params, sim.initial);
+}
+
+TEST(LocalSgd, PostLocalUsesOneStepForTheFirstEpochs) {
+  const Schedule schedule{.node_count = 2, .iterations_per_epoch = 5, .epochs = 3};
+  const LocalSgdOptions o{.sync_period = 4, .local_after_epochs = 1};
+  EXPECT_EQ(local_steps_at(schedule, o, 0), 1);
+  EXPECT_EQ(local_steps_at(schedule, o, 4), 1);
+  EXPECT_EQ(local_steps_at(schedule, o, 5), 4);
+  EXPECT_EQ(local_steps_at(schedule, o, 9), 1);  // epoch end
+  EXPECT_EQ(local_steps_at(schedule, o, 10), 4);
+}
+
+// --- ssgd --wait_for
+
+TEST(WaitFor, RoundsCloseWithExactlyKGradientsAndLateOnesAreDroppedAndResynchronised) {
+  const int n = 4;
+  const float lr = 0.1f;
+  JobSpec spec = job("ssgd", n, lr);
+  spec.wait_for = 2;
+  RoleSim sim(spec, {.node_count = n, .iterations_per_epoch = 10, .epochs = 1});
+  sim.start();
+  all_workers_compute(sim);
+  sim.run({0, 1});
+  EXPECT_EQ(sim.server->iteration(), 0);
+  sim.run({0, 3});
+  EXPECT_EQ(sim.server->iteration(), 1);  // closed with the first two
+  ASSERT_EQ(sim.reports.rounds.size(), 1u);
+  EXPECT_EQ(sim.reports.rounds[0].gradients, 2);
+  EXPECT_EQ(sim.reports.rounds[0].missing, 2);
+  // The mean of the two, not of four.
+  std::vector<float> ref = sim.initial;
+  for (int w : {1, 3}) {
+    const auto g = sim.learners[w]->gradient_at(sim.initial, 1);
+    for (std::size_t i = 0; i < ref.size(); ++i)
+      ref[i] -= lr * g[i] / 2;
+  }
+  expect_near(sim.params, ref, 1e-6f);
+  // Only the contributors were answered.
+  EXPECT_EQ(sim.to_worker[1].size(), 1u);
+  EXPECT_EQ(sim.to_worker[3].size(), 1u);
+  EXPECT_TRUE(sim.to_worker[0].empty());
+  EXPECT_TRUE(sim.to_worker[2].empty());
+
+  // Worker 0's gradient of iteration 0 is late: dropped, and worker 0 gets the current model.
+  const std::vector<float> before = sim.params;
+  sim.run({0, 0});
+  EXPECT_EQ(sim.params, before) << "a late gradient must not touch the model";
+  EXPECT_TRUE(sim.reports.workers.back().second.dropped);
+  EXPECT_EQ(sim.reports.workers.back().first, 0);
+  ASSERT_EQ(sim.to_worker[0].size(), 1u);
+  EXPECT_EQ(std::get<Params>(*sim.to_worker[0].front()).iteration, 1);
+  // Resynchronised, its next gradient counts in round 1.
+  sim.run({1, 0});
+  sim.run({2, 0});
+  sim.run({0, 0});
+  sim.run({1, 1});
+  sim.run({2, 1});
+  sim.run({0, 1});
+  EXPECT_EQ(sim.server->iteration(), 2);
+  EXPECT_EQ(sim.reports.rounds.back().gradients, 2);
+}
+
+TEST(WaitFor, RandomOrdersNeverStallAndEveryRoundHasExactlyK) {
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    JobSpec spec = job("ssgd", 5, 0.05, 0.9);
+    spec.wait_for = 3;
+    RoleSim sim(spec, {.node_count = 5, .iterations_per_epoch = 15, .epochs = 2});
+    sim.start();
+    ASSERT_TRUE(sim.run_random(seed)) << "stalled, seed " << seed;
+    EXPECT_EQ(sim.reports.rounds.size(), 30u);
+    for (const auto& r : sim.reports.rounds) {
+      EXPECT_EQ(r.gradients, 3);
+      EXPECT_EQ(r.missing, 2);
+    }
+  }
+}
+
+TEST(WaitFor, WithoutBackupWorkersAStaleGradientIsStillAProtocolError) {
+  RoleSim sim(job("ssgd", 2, 0.1), {.node_count = 2, .iterations_per_epoch = 5, .epochs = 1});
+  sim.start();
+  all_workers_compute(sim);
+  auto g = std::get<Gradient>(*sim.to_server[0].front());
+  g.iteration = 3;
+  Outbox out;
+  EXPECT_THROW(sim.server->on_message(0, g, out), ProtocolError);
+}
+
+// --- injected slowness
+
+struct TickingLearner final : Learner {
+  explicit TickingLearner(testing::ManualClock& c) : clock(c) {}
+  std::span<float> parameters() override { return p; }
+  std::span<const float> gradients() const override { return p; }
+  StepStats compute_gradient() override {
+    clock.t += 0.5;
+    return {.loss = 1, .samples = 2};
+  }
+  EvalStats evaluate() override { return {}; }
+  testing::ManualClock& clock;
+  std::vector<float> p{1, 2};
+};
+
+TEST(Straggler, SlowdownPausesFMinusOneTimesTheComputeTime) {
+  testing::ManualClock clock;
+  TickingLearner inner(clock);
+  std::vector<double> pauses;
+  StragglerLearner slow(inner, {.slowdown = 4}, clock, [&](double s) {
+    pauses.push_back(s);
+    clock.t += s;  // a simulator advances virtual time instead of sleeping
+  });
+  EXPECT_EQ(slow.compute_gradient().samples, 2);
+  EXPECT_EQ(pauses, std::vector<double>{1.5});
+  EXPECT_DOUBLE_EQ(clock.t, 2.0);  // 4 x 0.5 s
+}
+
+TEST(Straggler, DelayDistributionsAreSeededAndParsed) {
+  EXPECT_TRUE(DelayModel::parse("none").none());
+  EXPECT_DOUBLE_EQ(DelayModel::parse("fixed:0.005").a, 0.005);
+  EXPECT_THROW(DelayModel::parse("exp:-1"), ConfigError);
+  EXPECT_THROW(DelayModel::parse("gauss:1"), ConfigError);
+  EXPECT_THROW(DelayModel::parse("uniform:2:1"), ConfigError);
+  const DelayModel exp = DelayModel::parse("exp:0.01");
+  Rng a(5), b(5);
+  double sum = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const double x = exp.sample(a);
+    EXPECT_EQ(x, exp.sample(b));
+    EXPECT_GE(x, 0);
+    sum += x;
+  }
+  EXPECT_NEAR(sum / 20000, 0.01, 0.0005);
+
+  testing::ManualClock clock;
+  TickingLearner inner(clock);
+  double paused = 0;
+  StragglerLearner delayed(inner, {.delay = DelayModel::parse("fixed:0.25")}, clock,
+                           [&](double s) { paused += s; });
+  delayed.compute_gradient();
+  delayed.compute_gradient();
+  EXPECT_DOUBLE_EQ(paused, 0.5);
+}
+
+}  // namespace
+}  // namespace psgd

@@ -294,6 +294,7 @@ def plots(out_dir, runs, scaling, target):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker  # noqa: F401
     except ImportError:
         print("report: matplotlib not available (apt-get install python3-matplotlib); tables only",
               file=sys.stderr)
@@ -340,6 +341,7 @@ def plots(out_dir, runs, scaling, target):
         axes[1].set(xlabel="epoch", ylabel="cross-entropy loss", title="loss (solid: test, dashed: train)")
         for a in axes:
             a.grid(alpha=0.3)
+            a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         finish(fig, axes, "accuracy_loss_epochs.png", "Accuracy and loss against epochs")
 
         # Accuracy against wall time (and virtual time when simulated).
@@ -369,13 +371,15 @@ def plots(out_dir, runs, scaling, target):
             total = [((u or 0) + (d or 0)) / 1e6 for u, d in zip(up, down)]
             axes[0].plot(total[1:], [100 * v for v in r.series("test_accuracy")][1:], label=label(r), **style[r.name])
         axes[0].set(xlabel="bytes on the wire, up + down (MB, cumulative)", ylabel="test accuracy (%)")
-        if any(r.summary.get("bytes_up") for r in done):
+        totals = [(r.summary.get("bytes_up") or 0) + (r.summary.get("bytes_down") or 0) for r in done]
+        if min(totals) > 0 and max(totals) / min(totals) > 20:  # codecs differ by orders of magnitude
             axes[0].set_xscale("log")
+            axes[0].get_xaxis().set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.6g}"))
         axes[0].grid(alpha=0.3, which="both")
         finish(fig, axes, "accuracy_bytes.png", "Accuracy against communication")
 
         # Time split per run (mean per worker).
-        fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(done)))
+        fig, ax = plt.subplots(figsize=(9, 1.6 + 0.45 * len(done)))
         names, parts = [], []
         for r in done:
             totals = list(r.worker_totals().values())
@@ -394,9 +398,9 @@ def plots(out_dir, runs, scaling, target):
             ax.set_xlabel("seconds per worker (mean over workers, all epochs)")
             ax.invert_yaxis()
             ax.grid(alpha=0.3, axis="x")
-            ax.legend(fontsize=8, loc="lower right")
+            ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
             fig.suptitle("Where the workers' time went")
-            fig.tight_layout()
+            fig.tight_layout(rect=(0, 0, 1, 0.97))
             fig.savefig(os.path.join(out_dir, "time_split.png"), dpi=110)
             made.append(("time_split.png", "Where the workers' time went"))
         plt.close(fig)

@@ -24,8 +24,9 @@ runs would distort each other's timings) through scripts/run_local.sh, or init_s
 alone when "simulate" is true (that needs the simulator feature of init_server; without it those
 runs fail with init_server's "unknown option" message).
 
-Resumable: a run whose summary.json says "completed" is skipped; any other existing run
-directory is moved to SWEEP_DIR/.attempts/ and the run starts again. A run that fails (an unknown
+Resumable: a run whose summary.json says "completed" is skipped (unless its sweep_run.json shows
+other flags than the manifest now gives); any other existing run directory is moved to
+SWEEP_DIR/.attempts/ and the run starts again. A run that fails (an unknown
 codec or strategy, a crash, a timeout) is recorded as failed and the sweep continues; the exit
 code is 1 when any run failed. SWEEP_DIR/sweep.json records the manifest, each run's status and
 the sweep's provenance (git revision, host, Python and library versions, command line, seeds);
@@ -134,12 +135,16 @@ def expand(manifest):
     return runs
 
 
-def read_summary(run_dir):
+def read_json_file(path):
     try:
-        with open(os.path.join(run_dir, "summary.json")) as f:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def read_summary(run_dir):
+    return read_json_file(os.path.join(run_dir, "summary.json"))
 
 
 def is_completed(run_dir):
@@ -148,11 +153,15 @@ def is_completed(run_dir):
 
 
 def plan(manifest, sweep_dir):
-    """Each run with its state: 'completed' (skipped), 'retry' (a previous attempt) or 'new'."""
+    """Each run with its state: 'completed' (skipped), 'retry' (a previous attempt, or a completed
+    run whose recorded flags differ from the manifest's now) or 'new'."""
     out = []
     for run in expand(manifest):
         d = os.path.join(sweep_dir, run["name"])
         state = "completed" if is_completed(d) else ("retry" if os.path.exists(d) else "new")
+        recorded = read_json_file(os.path.join(d, "sweep_run.json"))
+        if state == "completed" and recorded and recorded.get("params") != run["params"]:
+            state = "retry"
         out.append(dict(run, dir=d, state=state))
     return out
 

@@ -72,6 +72,11 @@ class Resume(unittest.TestCase):
             self.assertEqual(states["ssgd-plain-n2-r1-iid-s1"], "retry")
             self.assertEqual(states["ssgd-plain-n4-r1-iid-s1"], "new")
             self.assertEqual(sum(s == "completed" for s in states.values()), 1)
+            # A completed run recorded with other flags than the manifest gives now is run again.
+            with open(os.path.join(d, "ssgd-plain-n1-r1-iid-s1", "sweep_run.json"), "w") as f:
+                json.dump({"params": {"epochs": 99}}, f)
+            states = {r["name"]: r["state"] for r in sweep.plan(MANIFEST, d)}
+            self.assertEqual(states["ssgd-plain-n1-r1-iid-s1"], "retry")
 
     def test_a_failing_run_is_recorded_and_the_sweep_continues(self):
         # A fake run_local.sh stands in for the real one: it "completes" plain runs and fails

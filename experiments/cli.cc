@@ -192,6 +192,12 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   app.add_option("--bind", out.bind, "Address to listen on (0.0.0.0: every interface)");
   app.add_option("--port_file", out.port_file,
                  "Write the port actually listened on to this file (useful with port 0)");
+  app.add_flag("--timeline", out.timeline,
+               "Write timeline.json (Chrome trace of per-worker phases and server rounds) to "
+               "the run directory");
+  app.add_flag("--tensorboard", out.tensorboard,
+               "Write TensorBoard scalars (loss, accuracy, bytes, time split per epoch) under "
+               "<run dir>/tensorboard/");
   add_simulation_flags(app, out.sim);
   try {
     app.parse(argc, argv);

@@ -13,7 +13,9 @@ struct ServerOptions {
   JobSpec spec;
   std::string config_file;  // --config: JSON with JobSpec keys; flags given as well win
   std::string bind = "0.0.0.0";
-  std::string port_file;  // write the listening port here once bound (for scripts and tests)
+  std::string port_file;     // write the listening port here once bound (for scripts and tests)
+  bool timeline = false;     // --timeline: <run>/timeline.json (Chrome trace)
+  bool tensorboard = false;  // --tensorboard: <run>/tensorboard/events.out.tfevents.*
   std::string command_line;
   SimOptions sim;  // --simulate and its flags: run every node in this process (simulate.h)
 };

@@ -38,6 +38,7 @@ void RunRecorder::start() {
                  .test_accuracy = initial.accuracy};
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
+  if (on_epoch_) on_epoch_(row, {});
   fmt::print("{}: training for {} epochs; initial test accuracy {:.2f}%\n", s_.log_prefix,
              spec_.epochs, 100 * initial.accuracy);
   std::fflush(stdout);
@@ -123,6 +124,7 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
                  .samples = samples_total_};
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
+  std::vector<WorkerRow> epoch_rows;
   for (std::size_t w = 0; w < rows_.size(); ++w) {
     WorkerRow& r = rows_[w];
     r.epoch = epoch_;
@@ -133,8 +135,10 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
     r.bytes_down = now[w].down - marks_[w].down;
     marks_[w] = now[w];
     s_.dir->append_worker(r);
+    if (on_epoch_) epoch_rows.push_back(r);
     r = WorkerRow{};
   }
+  if (on_epoch_) on_epoch_(row, epoch_rows);
   const double rate = (samples_total_ - samples_at_epoch_start_) / std::max(epoch_s, 1e-9);
   const double elapsed = row.wall_s;
   const double eta = elapsed / epoch_ * (spec_.epochs - epoch_);

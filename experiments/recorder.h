@@ -47,6 +47,12 @@ class RunRecorder final : public ServerObserver {
 
   void set_worker_hosts(std::vector<std::string> hosts) { hosts_ = std::move(hosts); }
 
+  // Called after every evaluation with its metrics row and that epoch's worker rows (none for
+  // the initial evaluation, epoch 0): TensorBoard scalars and the like.
+  using EpochListener =
+      std::function<void(const MetricsRow& row, const std::vector<WorkerRow>& workers)>;
+  void set_epoch_listener(EpochListener listener) { on_epoch_ = std::move(listener); }
+
   // Evaluates the initial model (epoch 0) and starts the clocks.
   void start();
   // Records every epoch that has ended by `iteration`; returns the number of epochs completed.
@@ -88,6 +94,7 @@ class RunRecorder final : public ServerObserver {
   std::int64_t samples_total_ = 0;
   std::int64_t samples_at_epoch_start_ = 0;
   std::vector<MetricsRow> history_;
+  EpochListener on_epoch_;
 };
 
 // config.json: the job, provenance, model, data and schedule; the driver adds "workers".

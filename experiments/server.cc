@@ -20,6 +20,8 @@
 #include "experiments/provenance.h"
 #include "experiments/recorder.h"
 #include "experiments/run_dir.h"
+#include "experiments/tensorboard.h"
+#include "experiments/timeline.h"
 #include "network/tcp/connection.h"
 #include "nn/data_source.h"
 #include "nn/partition.h"
@@ -102,6 +104,9 @@ class Server {
   std::vector<int> ports_;
 
   std::unique_ptr<RunRecorder> recorder_;
+  std::unique_ptr<TimelineRecorder> timeline_;      // --timeline
+  std::unique_ptr<ObserverFanout> observers_;       // recorder + timeline
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // --tensorboard
   SteadyClock clock_;
   int exit_code_ = 1;
 };
@@ -161,6 +166,13 @@ void Server::prepare() {
         const auto& c = workers_[static_cast<std::size_t>(w)].conn;
         return c ? Traffic{.up = c->bytes_received(), .down = c->bytes_sent()} : Traffic{};
       }});
+  if (opts_.tensorboard) {
+    tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
+    recorder_->set_epoch_listener(
+        [this](const MetricsRow& row, const std::vector<WorkerRow>& workers) {
+          tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
+        });
+  }
   run_->write_config(config_json());
 }
 
@@ -361,18 +373,30 @@ void Server::start_training() {
   join_timer_.cancel();
   for (auto& slot : workers_)
     slot.conn->set_read_timeout(spec_.io_timeout);
+  ServerObserver* observer = recorder_.get();
+  if (opts_.timeline) {
+    timeline_ = std::make_unique<TimelineRecorder>(
+        TimelineOptions{.node_count = spec_.node_count,
+                        .total_iterations = schedule_.total_iterations()},
+        &clock_);
+    observers_ = std::make_unique<ObserverFanout>(
+        std::vector<ServerObserver*>{recorder_.get(), timeline_.get()});
+    observer = observers_.get();
+  }
   role_ = make_server_role(spec_, schedule_,
                            ServerContext{.parameters = model_->parameters(),
                                          .sgd = sgd_options(spec_),
                                          .uplink = uplink_codec_spec(spec_, 0),
                                          .downlink = downlink_codec_spec(spec_),
                                          .clock = &clock_,
-                                         .observer = recorder_.get()});
+                                         .observer = observer});
   std::vector<std::string> hosts;
   for (const auto& slot : workers_)
     hosts.push_back(slot.host);
+  if (timeline_) timeline_->set_worker_hosts(hosts);
   recorder_->set_worker_hosts(std::move(hosts));
   recorder_->start();
+  if (timeline_) timeline_->start();
   phase_ = Phase::kTraining;
   arm_progress_timer();
   Outbox out;
@@ -447,6 +471,7 @@ void Server::finish(const std::string& status, bool ok) {
   signals_.cancel();
   try {
     if (trained) model_->save(run_->path());
+    if (timeline_) timeline_->write(run_->file("timeline.json"));
     if (recorder_) recorder_->finish(status, ok, role_ ? role_->iteration() : 0);
   } catch (const Error& e) {
     fmt::print(stderr, "init_server: could not complete the run directory: {}\n", e.what());

@@ -262,4 +262,42 @@ void Trainer::save(const std::string& dir) const {
   if (!out) throw IoError(fmt::format("cannot write {}", dict_path.string()));
 }
 
+void Trainer::load(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path model_path = fs::path(dir) / "model.pt";
+  if (!fs::exists(model_path)) {
+    throw IoError(fmt::format("{}: no such file (a run writes it when training completes)",
+                              model_path.string()));
+  }
+  // Loaded into a fresh module, then copied: torch::load replaces a parameter's storage, and
+  // this trainer's parameters must stay views into its flat parameter tensor.
+  const Dataset& t = impl_->data->train.size() > 0 ? impl_->data->train : impl_->data->test;
+  const int classes = std::max(impl_->data->train.num_classes, impl_->data->test.num_classes);
+  torch::nn::Sequential saved =
+      make_model(impl_->options.model, t.channels, t.height, t.width, classes);
+  try {
+    torch::load(saved, model_path.string());
+  } catch (const c10::Error& e) {
+    throw IoError(fmt::format("cannot read {} as a {} model: {}", model_path.string(),
+                              impl_->options.model, e.what_without_backtrace()));
+  }
+  torch::NoGradGuard no_grad;
+  auto copy = [&](const auto& from, const auto& to, const char* what) {
+    if (from.size() != to.size()) {
+      throw ConfigError(fmt::format("{} holds {} {} but model {} has {}", model_path.string(),
+                                    from.size(), what, impl_->options.model, to.size()));
+    }
+    for (const auto& item : to) {
+      const torch::Tensor* src = from.find(item.key());
+      if (src == nullptr || !src->sizes().equals(item.value().sizes())) {
+        throw ConfigError(fmt::format("{}: {} {} is missing or has another shape",
+                                      model_path.string(), what, item.key()));
+      }
+      item.value().copy_(*src);
+    }
+  };
+  copy(saved->named_parameters(), impl_->model->named_parameters(), "parameters");
+  copy(saved->named_buffers(), impl_->model->named_buffers(), "buffers");
+}
+
 }  // namespace psgd::nn

@@ -72,6 +72,10 @@ class Trainer final : public Learner {
   // reads as a state dict of the equivalent nn.Sequential). Creates dir if needed; IoError on
   // failure.
   void save(const std::string& dir) const;
+  // Reads dir/model.pt (as written by save(), for the same model and data shape) into this
+  // trainer's parameters and buffers. IoError when the file is missing or unreadable,
+  // ConfigError when it holds a different model.
+  void load(const std::string& dir);
 
  private:
   friend struct TrainerAccess;  // nn/trainer_impl.h: the torch module, for nn/ and its tests

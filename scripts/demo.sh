@@ -10,5 +10,5 @@ out="runs/$(date -u +%Y%m%d-%H%M%S)-demo"
 scripts/run_local.sh --node_count 4 --output "$out" "$@"
 report=$(/usr/bin/python3 scripts/report.py "$out")
 echo
-echo "demo: report: $report (plots beside it); raw results in $out/"
+echo "demo: report: $report (report.md and plots beside it); raw results in $out/"
 echo "demo: next: scripts/run_local.sh --help for every option, or try --model cnn / --node_count 8"

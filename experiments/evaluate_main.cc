@@ -1,0 +1,95 @@
+// evaluate: load a finished run's trained model and print its test accuracy.
+//
+//   evaluate RUN_DIR [--dataset SPEC] [--test_samples N] [--json]
+//
+// The model, dataset, test-set size and seed come from RUN_DIR/config.json ("job"); the weights
+// from RUN_DIR/model.pt. With the run's own settings the accuracy equals summary.json's
+// final_test_accuracy (the same evaluation code on the same samples).
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "core/error.h"
+#include "nn/data_source.h"
+#include "nn/threads.h"
+#include "nn/trainer.h"
+
+namespace {
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in)
+    throw psgd::IoError(
+        fmt::format("{}: cannot open (is this a psgd run directory?)", path.string()));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw psgd::IoError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string run_dir, dataset;
+  std::int64_t test_samples = -1;
+  bool json = false;
+  CLI::App app{
+      "Load a psgd run's trained model (RUN_DIR/model.pt) and print its test accuracy.\n"
+      "Model, dataset and test-set size are read from RUN_DIR/config.json.",
+      "evaluate"};
+  app.add_option("run_dir", run_dir, "A finished run directory")->required();
+  app.add_option("--dataset", dataset, "Read the test set from here instead of the run's dataset");
+  app.add_option("--test_samples", test_samples,
+                 "Evaluate on the first N test samples (0: all; default: as the run did)");
+  app.add_flag("--json", json, "Print one JSON object instead of a sentence");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    namespace fs = std::filesystem;
+    const nlohmann::json config = read_json(fs::path(run_dir) / "config.json");
+    const nlohmann::json& job = config.at("job");
+    const std::string model = job.at("model").get<std::string>();
+    if (dataset.empty()) dataset = job.at("dataset").get<std::string>();
+    if (test_samples < 0) test_samples = job.value("test_samples", std::int64_t{0});
+    psgd::nn::set_compute_threads(1);
+    // The training set as the run loaded it: the model's class count is the larger of the two
+    // sets' (nn/data_source.h), so a smaller subset could build a different model.
+    auto data = std::make_shared<const psgd::nn::DataSplit>(
+        psgd::nn::load_dataset(dataset, job.value("train_samples", std::int64_t{0}), test_samples));
+    psgd::nn::Trainer trainer(
+        psgd::nn::TrainerOptions{.model = model,
+                                 .batch_size = job.value("batch_size", 128),
+                                 .seed = job.value("seed", std::uint64_t{1}),
+                                 .device = job.value("device", std::string("auto"))},
+        data, {});
+    trainer.load(run_dir);
+    const psgd::EvalStats eval = trainer.evaluate();
+    if (json) {
+      std::cout << nlohmann::json{{"run_dir", run_dir},     {"model", model},
+                                  {"dataset", dataset},     {"test_samples", eval.samples},
+                                  {"test_loss", eval.loss}, {"test_accuracy", eval.accuracy}}
+                       .dump()
+                << "\n";
+    } else {
+      fmt::print(
+          "evaluate: {} on {} ({} test samples): test accuracy {:.4f} ({:.2f}%), loss {:.4f}\n",
+          model, dataset, eval.samples, eval.accuracy, 100 * eval.accuracy, eval.loss);
+    }
+    return 0;
+  } catch (const psgd::ConfigError& e) {
+    fmt::print(stderr, "evaluate: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "evaluate: {}\n", e.what());
+    return 1;
+  }
+}

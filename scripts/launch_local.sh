@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# A local sweep over node counts, as the original platform's: one init_server per node count, each
+# on its own port (--base_port + index), with its clients, on this machine.
+#
+#   scripts/launch_local.sh --nodes 1,2,4 [--base_port 55555] [--out DIR] [--parallel] [--dry_run]
+#                           [-- init_server flags...]
+#
+# Runs go one after another (timings stay honest on a small machine) unless --parallel starts every
+# server and its clients at once. Run directories: DIR/n<nodes> (default runs/<time>-local-sweep),
+# each with its logs in logs/. Flags after -- go to every init_server (not --node_count,
+# --working_ports or --output: the script sets those). Exit status: 0 when every run completed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BUILD_DIR:-build}/experiments
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "launch_local: $*" >&2; exit 2; }
+
+nodes="" base_port=55555 out="" parallel=0 dry=0
+while (($#)); do
+  case "$1" in
+    --nodes) nodes=${2:-}; shift 2 ;;
+    --base_port) base_port=${2:-}; shift 2 ;;
+    --out) out=${2:-}; shift 2 ;;
+    --parallel) parallel=1; shift ;;
+    --dry_run) dry=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) die "unknown argument '$1' (init_server flags go after --; see --help)" ;;
+  esac
+done
+flags=("$@")
+[[ -n $nodes ]] || die "--nodes is required, e.g. --nodes 1,2,4"
+IFS=, read -r -a counts <<< "$nodes"
+for n in "${counts[@]}"; do
+  [[ $n =~ ^[0-9]+$ && $n -ge 1 ]] || die "--nodes: '$n' is not a positive number"
+done
+[[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $((base_port + ${#counts[@]})) -le 65535 ]] ||
+  die "--base_port $base_port: need 1024..$((65535 - ${#counts[@]}))"
+for f in "${flags[@]}"; do
+  case "$f" in
+    --node_count* | --working_ports* | --output* | --port_file*) die "$f is set by this script" ;;
+  esac
+done
+[[ -n $out ]] || out="runs/$(date -u +%Y%m%d-%H%M%S)-local-sweep"
+if ((!dry)); then
+  [[ -x $BIN/init_server && -x $BIN/client ]] || die "$BIN/init_server not built; run scripts/build.sh"
+fi
+
+server_cmd() { # nodes port
+  echo "$BIN/init_server --node_count $1 --working_ports $2 --output $out/n$1 ${flags[*]}"
+}
+echo "launch_local: ${#counts[@]} run(s) in $out, $([[ $parallel == 1 ]] && echo "all at once" || echo "one after another"):"
+for i in "${!counts[@]}"; do
+  n=${counts[i]} port=$((base_port + i))
+  echo "  n=$n: $(server_cmd "$n" "$port")"
+  echo "        + $n x $BIN/client --ip 127.0.0.1 --port $port"
+done
+((dry)) && exit 0
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_one() { # index; sets server_pid
+  local n=${counts[$1]} port=$((base_port + $1)) dir="$out/n${counts[$1]}"
+  if [[ -f $dir/summary.json ]]; then
+    echo "launch_local: $dir already holds a finished run; skipping n=$n" >&2
+    server_pid=""
+    return
+  fi
+  mkdir -p "$dir/logs"
+  "$BIN/init_server" --node_count "$n" --working_ports "$port" --output "$dir" "${flags[@]}" \
+    > "$dir/logs/server.log" 2> "$dir/logs/server.err" &
+  server_pid=$!
+  pids+=("$server_pid")
+  for ((w = 0; w < n; w++)); do
+    "$BIN/client" --ip 127.0.0.1 --port "$port" > "$dir/logs/client-$w.log" 2>&1 &
+    pids+=("$!")
+  done
+}
+
+failed=0
+servers=()
+for i in "${!counts[@]}"; do
+  start_one "$i"
+  [[ -z $server_pid ]] && continue
+  if ((parallel)); then
+    servers+=("$server_pid:${counts[i]}")
+  else
+    rc=0; wait "$server_pid" || rc=$?
+    echo "launch_local: n=${counts[i]} finished with exit code $rc ($(tail -n 1 "$out/n${counts[i]}/logs/server.log"))"
+    ((rc == 0)) || failed=$((failed + 1))
+  fi
+done
+for s in "${servers[@]}"; do
+  rc=0; wait "${s%%:*}" || rc=$?
+  echo "launch_local: n=${s##*:} finished with exit code $rc"
+  ((rc == 0)) || failed=$((failed + 1))
+done
+wait || true
+pids=()
+echo "launch_local: $failed run(s) failed; report with: scripts/report.py $out"
+((failed == 0))

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One psgd job under Slurm or mpirun: every process runs this script and reads its rank from the
+# launcher's environment (SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK; the size from
+# SLURM_NTASKS, OMPI_COMM_WORLD_SIZE or PMI_SIZE). Rank 0 runs init_server with
+# --node_count = size - 1; every other rank runs a client that connects to rank 0's host.
+#
+#   srun -N 3 -n 5 scripts/launch_slurm.sh [options] [-- init_server flags...]
+#   mpirun -np 5 --host a,b,c scripts/launch_slurm.sh --server a [options] [-- flags...]
+#
+# Options:
+#   --server HOST  rank 0's host name or address (default under Slurm: the first host of
+#                  SLURM_JOB_NODELIST, which srun gives rank 0; required under mpirun)
+#   --port P       init_server's port (default 55555)
+#   --dry_run      print what this rank would start, start nothing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BUILD_DIR:-build}/experiments
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "launch_slurm: $*" >&2; exit 2; }
+
+server="" port=55555 dry=0
+while (($#)); do
+  case "$1" in
+    --server) server=${2:-}; shift 2 ;;
+    --port) port=${2:-}; shift 2 ;;
+    --dry_run) dry=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) die "unknown argument '$1' (init_server flags go after --; see --help)" ;;
+  esac
+done
+flags=("$@")
+rank=${SLURM_PROCID:-${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-}}}
+size=${SLURM_NTASKS:-${OMPI_COMM_WORLD_SIZE:-${PMI_SIZE:-}}}
+[[ -n $rank && -n $size ]] ||
+  die "no rank in the environment (SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK); start with srun or mpirun"
+[[ $rank =~ ^[0-9]+$ && $size =~ ^[0-9]+$ ]] || die "rank '$rank' / size '$size' are not numbers"
+((size >= 2)) || die "need at least 2 processes (a server and a worker), got $size"
+((rank < size)) || die "rank $rank is not below size $size"
+[[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || die "--port $port: not a port"
+for f in "${flags[@]}"; do
+  case "$f" in --node_count* | --working_ports*) die "$f is set by this script" ;; esac
+done
+if [[ -z $server && -n ${SLURM_JOB_NODELIST:-} ]]; then
+  server=$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1 || true)
+  [[ -n $server ]] || server=${SLURM_JOB_NODELIST%%,*}
+fi
+[[ -n $server ]] || die "--server HOST is required outside Slurm (rank 0's host)"
+
+if ((rank == 0)); then
+  cmd=("$BIN/init_server" --node_count $((size - 1)) --working_ports "$port" "${flags[@]}")
+else
+  cmd=("$BIN/client" --ip "$server" --port "$port" --connect_timeout 120)
+fi
+echo "launch_slurm: rank $rank of $size on $(hostname): ${cmd[*]}" >&2
+((dry)) && exit 0
+[[ -x ${cmd[0]} ]] || die "${cmd[0]} not built on $(hostname); run scripts/build.sh"
+exec "${cmd[@]}"

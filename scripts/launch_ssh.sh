@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# One psgd job over ssh: init_server here (or on --server), clients on a list of hosts.
+#
+#   scripts/launch_ssh.sh --hosts h1,h2,... [options] [-- init_server flags...]
+#   scripts/launch_ssh.sh --host_prefix 192.168.1. --first 10 --last 17 [options] [-- flags...]
+#
+# Options:
+#   --per_host K      clients per host (default 1); --node_count is hosts x K
+#   --server HOST     run init_server on HOST over ssh (default: on this machine)
+#   --server_ip IP    the address clients connect to (default: --server, or this machine's first
+#                     address from `hostname -I`)
+#   --port P          the server's port (default 55555)
+#   --repo DIR        the psgd checkout on every host (default: this one's path)
+#   --ssh CMD         the ssh command (default: "ssh -o BatchMode=yes")
+#   --dry_run         print every command and start nothing
+# Every host needs the same build in --repo and the dataset; clients retry connecting for 30 s, so
+# start order does not matter. Client logs: <run dir>/logs/ssh-<host>-<k>.log on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "launch_ssh: $*" >&2; exit 2; }
+
+hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
+ssh_cmd="ssh -o BatchMode=yes" dry=0
+while (($#)); do
+  case "$1" in
+    --hosts) hosts=${2:-}; shift 2 ;;
+    --host_prefix) prefix=${2:-}; shift 2 ;;
+    --first) first=${2:-}; shift 2 ;;
+    --last) last=${2:-}; shift 2 ;;
+    --per_host) per_host=${2:-}; shift 2 ;;
+    --server) server=${2:-}; shift 2 ;;
+    --server_ip) server_ip=${2:-}; shift 2 ;;
+    --port) port=${2:-}; shift 2 ;;
+    --repo) repo=${2:-}; shift 2 ;;
+    --ssh) ssh_cmd=${2:-}; shift 2 ;;
+    --dry_run) dry=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) die "unknown argument '$1' (init_server flags go after --; see --help)" ;;
+  esac
+done
+flags=("$@")
+list=()
+if [[ -n $hosts && -n $prefix ]]; then die "give --hosts or --host_prefix/--first/--last, not both"; fi
+if [[ -n $hosts ]]; then
+  IFS=, read -r -a list <<< "$hosts"
+elif [[ -n $prefix ]]; then
+  [[ $first =~ ^[0-9]+$ && $last =~ ^[0-9]+$ ]] || die "--host_prefix needs numeric --first and --last"
+  ((first <= last)) || die "--first $first is after --last $last"
+  for ((i = first; i <= last; i++)); do list+=("$prefix$i"); done
+else
+  die "give the worker hosts: --hosts h1,h2 or --host_prefix P --first A --last B"
+fi
+for h in "${list[@]}"; do [[ -n $h && $h != *" "* ]] || die "empty or malformed host in the list"; done
+[[ $per_host =~ ^[0-9]+$ && $per_host -ge 1 ]] || die "--per_host must be a positive number"
+[[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || die "--port $port: not a port"
+for f in "${flags[@]}"; do
+  case "$f" in --node_count* | --working_ports*) die "$f is set by this script" ;; esac
+done
+nodes=$((${#list[@]} * per_host))
+if [[ -z $server_ip ]]; then
+  if [[ -n $server ]]; then server_ip=$server; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
+  [[ -n $server_ip ]] || die "cannot tell this machine's address; give --server_ip"
+fi
+out="runs/$(date -u +%Y%m%d-%H%M%S)-ssh-n$nodes"
+for ((i = 0; i < ${#flags[@]}; i++)); do [[ ${flags[i]} == --output ]] && out=${flags[i + 1]:-$out}; done
+has_output=0
+for f in "${flags[@]}"; do [[ $f == --output* ]] && has_output=1; done
+((has_output)) || flags+=(--output "$out")
+
+q() { printf '%q ' "$@"; }
+server_line="cd $(q "$repo") && build/experiments/init_server --node_count $nodes --working_ports $port $(q "${flags[@]}")"
+echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host; server ${server:-this machine} ($server_ip:$port); run directory $out"
+if [[ -n $server ]]; then echo "  server: $ssh_cmd $server '$server_line'"; else echo "  server: $server_line"; fi
+for h in "${list[@]}"; do
+  for ((k = 0; k < per_host; k++)); do
+    echo "  client: $ssh_cmd $h 'cd $(q "$repo") && build/experiments/client --ip $server_ip --port $port'"
+  done
+done
+((dry)) && exit 0
+
+mkdir -p "$out/logs"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [[ -n $server ]]; then
+  $ssh_cmd "$server" "$server_line" > "$out/logs/server.log" 2>&1 &
+else
+  bash -c "$server_line" > "$out/logs/server.log" 2>&1 &
+fi
+server_pid=$!
+pids+=("$server_pid")
+for h in "${list[@]}"; do
+  for ((k = 0; k < per_host; k++)); do
+    $ssh_cmd "$h" "cd $(q "$repo") && build/experiments/client --ip $server_ip --port $port" \
+      > "$out/logs/ssh-$h-$k.log" 2>&1 &
+    pids+=("$!")
+  done
+done
+rc=0
+wait "$server_pid" || rc=$?
+tail -n 2 "$out/logs/server.log"
+for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null || true; done
+pids=()
+exit $rc

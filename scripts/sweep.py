@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""Run a sweep manifest: the cross product of its grid, one run directory per point.
+
+    scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run] [--list] [--only TEXT]
+                                   [--timeout_s S]
+
+A manifest (experiments/manifests/*.json) is a JSON object:
+
+    {
+      "name": "scaling",                     # default sweep directory: runs/sweeps/<name>
+      "description": "...",
+      "grid":  {"node_count": [1, 2, 4], "psgd": ["ssgd"], "codec": ["plain", "topk"],
+                "redundancy": [1], "block_assignment": ["iid"], "seed": [1, 2]},
+      "fixed": {"epochs": 3, "batch_size": 64},  # the same for every run
+      "flags": ["--timeline"],                  # raw extra init_server flags (optional)
+      "simulate": false,                        # true: init_server --simulate, no clients
+      "timeout_s": 900                          # per run (optional)
+    }
+
+Every grid and fixed key is an init_server flag (`--key value`; true adds `--key`, false omits it).
+Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>, plus
+-<key><value> for any other grid key, and run one after another (2-core machines: concurrent
+runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
+alone when "simulate" is true (that needs the simulator feature of init_server; without it those
+runs fail with init_server's "unknown option" message).
+
+Resumable: a run whose summary.json says "completed" is skipped (unless its sweep_run.json shows
+other flags than the manifest now gives); any other existing run directory is moved to
+SWEEP_DIR/.attempts/ and the run starts again. A run that fails (an unknown
+codec or strategy, a crash, a timeout) is recorded as failed and the sweep continues; the exit
+code is 1 when any run failed. SWEEP_DIR/sweep.json records the manifest, each run's status and
+the sweep's provenance (git revision, host, Python and library versions, command line, seeds);
+each run directory gets sweep_run.json (its command, exit code, status, duration).
+"""
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The axes every run name spells out, in this order, with their init_server defaults.
+AXES = [("psgd", "ssgd", ""), ("codec", "plain", ""), ("node_count", 4, "n"), ("redundancy", 1, "r"),
+        ("block_assignment", "iid", ""), ("seed", 1, "s")]
+MANIFEST_KEYS = {"name", "description", "grid", "fixed", "flags", "simulate", "timeout_s"}
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def load_manifest(path):
+    try:
+        with open(path) as f:
+            m = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{path}: {e}")
+    validate(m, path)
+    return m
+
+
+def validate(m, where="manifest"):
+    if not isinstance(m, dict):
+        raise ManifestError(f"{where}: expected a JSON object")
+    unknown = set(m) - MANIFEST_KEYS
+    if unknown:
+        raise ManifestError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(MANIFEST_KEYS)}")
+    if not isinstance(m.get("name"), str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", m["name"]):
+        raise ManifestError(f"{where}: 'name' must be a plain name (letters, digits, _ . -)")
+    grid = m.get("grid", {})
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ManifestError(f"{where}: 'grid' must map flag names to non-empty lists")
+    if not isinstance(m.get("fixed", {}), dict):
+        raise ManifestError(f"{where}: 'fixed' must be an object of flag values")
+    both = set(grid) & set(m.get("fixed", {}))
+    if both:
+        raise ManifestError(f"{where}: {sorted(both)} in both 'grid' and 'fixed'")
+    reserved = {"output", "working_ports", "port_file", "config"} & (set(grid) | set(m.get("fixed", {})))
+    if reserved:
+        raise ManifestError(f"{where}: {sorted(reserved)} are set by the sweep itself")
+    if not isinstance(m.get("flags", []), list):
+        raise ManifestError(f"{where}: 'flags' must be a list of strings")
+
+
+def flag_args(params):
+    args = []
+    for key, value in params.items():
+        if value is True:
+            args.append(f"--{key}")
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list):
+            args += [f"--{key}", ",".join(str(v) for v in value)]
+        else:
+            args += [f"--{key}", str(value)]
+    return args
+
+
+def run_name(params, extra_axes):
+    parts = []
+    for key, default, prefix in AXES:
+        parts.append(f"{prefix}{params.get(key, default)}")
+    for key in extra_axes:
+        parts.append(f"{key}{params[key]}")
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
+
+
+def expand(manifest):
+    """The runs of a manifest: a list of {"name", "params", "args"} in a stable order."""
+    grid = manifest.get("grid", {})
+    fixed = manifest.get("fixed", {})
+    known = [k for k, _, _ in AXES]
+    order = [k for k in known if k in grid] + sorted(k for k in grid if k not in known)
+    extra_axes = [k for k in order if k not in known]
+    runs = []
+    for values in itertools.product(*(grid[k] for k in order)):
+        params = dict(fixed)
+        params.update(zip(order, values))
+        args = flag_args(params) + list(manifest.get("flags", []))
+        if manifest.get("simulate"):
+            args.append("--simulate")
+        runs.append({"name": run_name(params, extra_axes), "params": params, "args": args})
+    names = [r["name"] for r in runs]
+    if len(set(names)) != len(names):
+        raise ManifestError("two runs get the same name; give grid values that differ")
+    return runs
+
+
+def read_json_file(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_summary(run_dir):
+    return read_json_file(os.path.join(run_dir, "summary.json"))
+
+
+def is_completed(run_dir):
+    s = read_summary(run_dir)
+    return bool(s) and s.get("status") == "completed"
+
+
+def plan(manifest, sweep_dir):
+    """Each run with its state: 'completed' (skipped), 'retry' (a previous attempt, or a completed
+    run whose recorded flags differ from the manifest's now) or 'new'."""
+    out = []
+    for run in expand(manifest):
+        d = os.path.join(sweep_dir, run["name"])
+        state = "completed" if is_completed(d) else ("retry" if os.path.exists(d) else "new")
+        recorded = read_json_file(os.path.join(d, "sweep_run.json"))
+        if state == "completed" and recorded and recorded.get("params") != run["params"]:
+            state = "retry"
+        out.append(dict(run, dir=d, state=state))
+    return out
+
+
+def git_revision():
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(argv):
+    libs = {"python": platform.python_version()}
+    try:
+        import matplotlib
+
+        libs["matplotlib"] = matplotlib.__version__
+    except ImportError:
+        pass
+    return {
+        "psgd_revision": git_revision(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cores": os.cpu_count(),
+        "command_line": " ".join(shlex.quote(a) for a in argv),
+        "cwd": os.getcwd(),
+        "libraries": libs,
+        "started_utc": utc_now(),
+    }
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def command_for(run, simulate):
+    build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+    if simulate:
+        return [os.path.join(build, "experiments", "init_server")] + run["args"] + ["--output", run["dir"]]
+    return ["bash", os.path.join(ROOT, "scripts", "run_local.sh")] + run["args"] + ["--output", run["dir"]]
+
+
+def last_error_line(run_dir, output):
+    for name in ("logs/server.err", "logs/sweep.log"):
+        try:
+            with open(os.path.join(run_dir, name)) as f:
+                lines = [l.strip() for l in f if l.strip()]
+        except OSError:
+            continue
+        for line in reversed(lines):
+            if "init_server" in line or "error" in line.lower() or "unknown" in line.lower():
+                return line
+        if lines:
+            return lines[-1]
+    lines = [l for l in output.splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
+def execute(run, simulate, timeout_s):
+    """Runs one point; returns (exit code, status)."""
+    os.makedirs(os.path.join(run["dir"], "logs"), exist_ok=True)
+    cmd = command_for(run, simulate)
+    log_path = os.path.join(run["dir"], "logs", "sweep.log")
+    start = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            # Our own child's process group: run_local.sh, its init_server and clients.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+            timed_out = True
+    seconds = time.time() - start
+    summary = read_summary(run["dir"])
+    if timed_out:
+        status = f"failed: timed out after {timeout_s:.0f} s"
+    elif summary and summary.get("status"):
+        status = summary["status"]
+    else:
+        with open(log_path) as f:
+            status = f"failed: exit {rc}: {last_error_line(run['dir'], f.read())}"
+    if status == "completed" and rc != 0:
+        status = f"failed: exit {rc} after a completed summary"
+    write_json(os.path.join(run["dir"], "sweep_run.json"),
+               {"name": run["name"], "params": run["params"], "command": cmd, "exit_code": rc,
+                "status": status, "seconds": round(seconds, 3), "finished_utc": utc_now()})
+    return rc, status, seconds
+
+
+def main(argv=None):
+    argv = sys.argv if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 epilog="See the module docstring (head -40 scripts/sweep.py) for the manifest format.")
+    ap.add_argument("manifest")
+    ap.add_argument("--out", help="sweep directory (default runs/sweeps/<manifest name>)")
+    ap.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
+    ap.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    ap.add_argument("--only", help="run only the runs whose name contains this text")
+    ap.add_argument("--timeout_s", type=float, help="per-run timeout (default: the manifest's, else 3600)")
+    args = ap.parse_args(argv[1:])
+    try:
+        manifest = load_manifest(args.manifest)
+        sweep_dir = os.path.abspath(args.out or os.path.join("runs", "sweeps", manifest["name"]))
+        runs = plan(manifest, sweep_dir)
+    except ManifestError as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return 2
+    if args.only:
+        runs = [r for r in runs if args.only in r["name"]]
+    simulate = bool(manifest.get("simulate"))
+    timeout_s = args.timeout_s or manifest.get("timeout_s") or 3600
+    todo = [r for r in runs if r["state"] != "completed"]
+    print(f"sweep: {manifest['name']}: {len(runs)} runs in {sweep_dir} "
+          f"({len(runs) - len(todo)} already completed, {len(todo)} to run"
+          f"{', simulated' if simulate else ''})")
+    if args.list or args.dry_run:
+        for r in runs:
+            line = f"  {r['state']:>9}  {r['name']}"
+            if args.dry_run and r["state"] != "completed":
+                line += "\n             " + " ".join(shlex.quote(a) for a in command_for(r, simulate))
+            print(line)
+        return 0
+
+    os.makedirs(sweep_dir, exist_ok=True)
+    shutil.copyfile(args.manifest, os.path.join(sweep_dir, "manifest.json"))
+    record_path = os.path.join(sweep_dir, "sweep.json")
+    record = {"name": manifest["name"], "description": manifest.get("description", ""),
+              "manifest_path": os.path.abspath(args.manifest), "manifest": manifest,
+              "simulate": simulate, "provenance": provenance(argv),
+              "seeds": sorted({r["params"].get("seed", 1) for r in runs}),
+              "runs": [{"name": r["name"], "params": r["params"],
+                        "status": "completed" if r["state"] == "completed" else "pending"} for r in runs]}
+    write_json(record_path, record)
+    failed = 0
+    for i, r in enumerate(runs):
+        entry = record["runs"][i]
+        if r["state"] == "completed":
+            entry["skipped"] = True
+            continue
+        if r["state"] == "retry":
+            attempts = os.path.join(sweep_dir, ".attempts")
+            os.makedirs(attempts, exist_ok=True)
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            os.replace(r["dir"], os.path.join(attempts, f"{r['name']}-{stamp}"))
+        print(f"sweep: [{i + 1}/{len(runs)}] {r['name']}: "
+              + " ".join(shlex.quote(a) for a in command_for(r, simulate)), flush=True)
+        rc, status, seconds = execute(r, simulate, timeout_s)
+        entry.update(status=status, exit_code=rc, seconds=round(seconds, 3))
+        if status != "completed":
+            failed += 1
+        summary = read_summary(r["dir"]) or {}
+        acc = summary.get("final_test_accuracy")
+        print(f"sweep: [{i + 1}/{len(runs)}] {r['name']}: {status}"
+              + (f", test accuracy {100 * acc:.2f}%" if acc is not None and status == "completed" else "")
+              + f" ({seconds:.1f} s)", flush=True)
+        write_json(record_path, record)
+    record["provenance"]["finished_utc"] = utc_now()
+    write_json(record_path, record)
+    done = sum(1 for e in record["runs"] if e["status"] == "completed")
+    print(f"sweep: {done}/{len(runs)} runs completed, {failed} failed; "
+          f"report with: scripts/report.py {sweep_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

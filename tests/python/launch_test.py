@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""The launch scripts: argument checks, --dry_run plans, ranks from the launcher's environment,
+and one real local sweep over node counts {1, 2} when the binaries are built (BUILD_DIR)."""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(ROOT, "scripts")
+CLEAN_ENV = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SLURM_", "OMPI_", "PMI_"))}
+
+
+def run(script, *args, env=None, timeout=30):
+    e = dict(CLEAN_ENV, **(env or {}))
+    return subprocess.run(["bash", os.path.join(SCRIPTS, script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+class LaunchLocal(unittest.TestCase):
+    def test_dry_run_plans_a_server_per_node_count_on_its_own_port(self):
+        out = run("launch_local.sh", "--nodes", "1,2,4", "--base_port", "40000", "--out", "/tmp/x", "--dry_run",
+                  "--", "--epochs", "1")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for n, port in ((1, 40000), (2, 40001), (4, 40002)):
+            self.assertIn(f"--node_count {n} --working_ports {port} --output /tmp/x/n{n} --epochs 1", out.stdout)
+            self.assertIn(f"+ {n} x ", out.stdout)
+
+    def test_bad_arguments(self):
+        for args in (["--dry_run"], ["--nodes", "1,0", "--dry_run"], ["--nodes", "2", "--base_port", "80"],
+                     ["--nodes", "2", "--bogus"], ["--nodes", "2", "--dry_run", "--", "--node_count", "3"]):
+            out = run("launch_local.sh", *args)
+            self.assertEqual(out.returncode, 2, args)
+            self.assertTrue(out.stderr.startswith("launch_local: "), out.stderr)
+
+    @unittest.skipUnless(os.path.exists(os.path.join(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")),
+                                                     "experiments", "init_server"))
+                         and os.path.exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+                         "init_server not built or Fashion-MNIST missing")
+    def test_a_real_local_sweep(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = run("launch_local.sh", "--nodes", "1,2", "--base_port", str(41000 + os.getpid() % 1000 * 8),
+                      "--out", d, "--", "--train_samples", "1200", "--test_samples", "300", "--epochs", "1",
+                      "--batch_size", "32", "--bind", "127.0.0.1", "--join_timeout", "60", timeout=180)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            for n in (1, 2):
+                summary = json.load(open(os.path.join(d, f"n{n}", "summary.json")))
+                self.assertEqual(summary["status"], "completed")
+                self.assertEqual(summary["nodes"], n)
+
+
+class LaunchSsh(unittest.TestCase):
+    def test_prefix_first_last_addressing(self):
+        out = run("launch_ssh.sh", "--host_prefix", "192.168.1.", "--first", "10", "--last", "17", "--per_host", "2",
+                  "--server_ip", "10.0.0.1", "--dry_run", "--", "--epochs", "2")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("16 workers on 8 host(s) x 2", out.stdout)
+        self.assertIn("--node_count 16 --working_ports 55555", out.stdout)
+        self.assertEqual(out.stdout.count("ssh -o BatchMode=yes 192.168.1.17 "), 2)
+        self.assertIn("client --ip 10.0.0.1 --port 55555", out.stdout)
+
+    def test_host_list_and_remote_server(self):
+        out = run("launch_ssh.sh", "--hosts", "a,b", "--server", "s", "--port", "6000", "--dry_run")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("server: ssh -o BatchMode=yes s ", out.stdout)
+        self.assertIn("client --ip s --port 6000", out.stdout)
+
+    def test_bad_arguments(self):
+        for args in ([], ["--hosts", "a", "--host_prefix", "x"], ["--host_prefix", "h", "--first", "5", "--last", "2"],
+                     ["--host_prefix", "h", "--first", "a", "--last", "2"], ["--hosts", "a", "--port", "0"],
+                     ["--hosts", "a", "--per_host", "0"], ["--hosts", "a", "--", "--working_ports", "1"]):
+            out = run("launch_ssh.sh", *args, "--dry_run")
+            self.assertEqual(out.returncode, 2, args)
+
+
+class LaunchSlurm(unittest.TestCase):
+    def test_rank_zero_is_the_server(self):
+        for env in ({"SLURM_PROCID": "0", "SLURM_NTASKS": "5", "SLURM_JOB_NODELIST": "n1"},
+                    {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "5"},
+                    {"PMI_RANK": "0", "PMI_SIZE": "5"}):
+            out = run("launch_slurm.sh", "--server", "n1", "--dry_run", "--", "--epochs", "3", env=env)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("rank 0 of 5", out.stderr)
+            self.assertIn("init_server --node_count 4 --working_ports 55555 --epochs 3", out.stderr)
+
+    def test_other_ranks_are_clients_of_the_first_slurm_host(self):
+        out = run("launch_slurm.sh", "--port", "7000", "--dry_run",
+                  env={"SLURM_PROCID": "3", "SLURM_NTASKS": "5", "SLURM_JOB_NODELIST": "nodeA"})
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("rank 3 of 5", out.stderr)
+        self.assertIn("client --ip nodeA --port 7000", out.stderr)
+
+    def test_bad_environments(self):
+        cases = [({}, ["--server", "a"]), ({"PMI_RANK": "0", "PMI_SIZE": "1"}, ["--server", "a"]),
+                 ({"PMI_RANK": "1", "PMI_SIZE": "3"}, []), ({"PMI_RANK": "x", "PMI_SIZE": "3"}, ["--server", "a"])]
+        for env, args in cases:
+            out = run("launch_slurm.sh", *args, "--dry_run", env=env)
+            self.assertEqual(out.returncode, 2, env)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Manifest expansion, run names, resume and failure handling of scripts/sweep.py."""
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, HERE)
+import sweep  # noqa: E402
+from fixtures import make_run  # noqa: E402
+
+MANIFEST = {"name": "t", "grid": {"node_count": [1, 2, 4], "codec": ["plain", "topk"], "seed": [1, 2]},
+            "fixed": {"epochs": 2, "nesterov": False, "train_samples": 600}, "flags": ["--timeline"]}
+
+
+class Expansion(unittest.TestCase):
+    def test_counts_and_names(self):
+        runs = sweep.expand(MANIFEST)
+        self.assertEqual(len(runs), 12)
+        names = [r["name"] for r in runs]
+        self.assertEqual(len(set(names)), 12)
+        self.assertIn("ssgd-plain-n1-r1-iid-s1", names)
+        self.assertIn("ssgd-topk-n4-r1-iid-s2", names)
+        run = next(r for r in runs if r["name"] == "ssgd-topk-n2-r1-iid-s2")
+        args = run["args"]
+        self.assertEqual(args[args.index("--node_count") + 1], "2")
+        self.assertEqual(args[args.index("--codec") + 1], "topk")
+        self.assertEqual(args[args.index("--epochs") + 1], "2")
+        self.assertNotIn("--nesterov", args)  # false flags are omitted
+        self.assertIn("--timeline", args)
+        self.assertNotIn("--simulate", args)
+
+    def test_every_shipped_manifest_expands(self):
+        counts = {}
+        for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "manifests", "*.json"))):
+            m = sweep.load_manifest(path)
+            counts[m["name"]] = len(sweep.expand(m))
+        self.assertEqual(counts["scaling"], 6)  # {1, 2, 4} x {plain, topk}
+        self.assertGreaterEqual(len(counts), 5)
+
+    def test_simulate_and_extra_axes(self):
+        m = dict(MANIFEST, simulate=True, grid={"node_count": [8], "learn_rate": [0.1, 0.01]})
+        runs = sweep.expand(m)
+        self.assertEqual([r["name"] for r in runs],
+                         ["ssgd-plain-n8-r1-iid-s1-learn_rate0.1", "ssgd-plain-n8-r1-iid-s1-learn_rate0.01"])
+        self.assertTrue(all(r["args"][-1] == "--simulate" for r in runs))
+        cmd = sweep.command_for(dict(runs[0], dir="/x"), simulate=True)
+        self.assertTrue(cmd[0].endswith("experiments/init_server"))
+
+    def test_bad_manifests_are_refused(self):
+        for bad in ({"name": "x", "grid": {"codec": []}}, {"name": "x y"}, {"name": "x", "gird": {}},
+                    {"name": "x", "grid": {"codec": ["a"]}, "fixed": {"codec": "b"}},
+                    {"name": "x", "fixed": {"output": "/tmp"}}):
+            with self.assertRaises(sweep.ManifestError, msg=str(bad)):
+                sweep.validate(bad)
+                sweep.expand(bad)
+
+
+class Resume(unittest.TestCase):
+    def test_completed_runs_are_skipped_others_retried(self):
+        with tempfile.TemporaryDirectory() as d:
+            make_run(os.path.join(d, "ssgd-plain-n1-r1-iid-s1"), nodes=1)
+            make_run(os.path.join(d, "ssgd-plain-n2-r1-iid-s1"), nodes=2, status="failed: lost worker 1")
+            states = {r["name"]: r["state"] for r in sweep.plan(MANIFEST, d)}
+            self.assertEqual(states["ssgd-plain-n1-r1-iid-s1"], "completed")
+            self.assertEqual(states["ssgd-plain-n2-r1-iid-s1"], "retry")
+            self.assertEqual(states["ssgd-plain-n4-r1-iid-s1"], "new")
+            self.assertEqual(sum(s == "completed" for s in states.values()), 1)
+            # A completed run recorded with other flags than the manifest gives now is run again.
+            with open(os.path.join(d, "ssgd-plain-n1-r1-iid-s1", "sweep_run.json"), "w") as f:
+                json.dump({"params": {"epochs": 99}}, f)
+            states = {r["name"]: r["state"] for r in sweep.plan(MANIFEST, d)}
+            self.assertEqual(states["ssgd-plain-n1-r1-iid-s1"], "retry")
+
+    def test_a_failing_run_is_recorded_and_the_sweep_continues(self):
+        # A fake run_local.sh stands in for the real one: it "completes" plain runs and fails
+        # others the way init_server refuses an unknown codec (exit 2 and one line on stderr).
+        with tempfile.TemporaryDirectory() as d:
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "fake", "grid": {"node_count": [1, 2], "codec": ["plain", "nosuch"]}}, f)
+            make_run(os.path.join(d, "sweep", "ssgd-plain-n1-r1-iid-s1"), nodes=1)  # already done
+            fake = os.path.join(d, "fake_run_local.py")
+            with open(fake, "w") as f:
+                f.write(FAKE_LAUNCHER.format(fixtures=HERE))
+            old = sweep.command_for
+            sweep.command_for = lambda run, simulate: [sys.executable, fake] + run["args"] + ["--output", run["dir"]]
+            try:
+                rc = sweep.main(["sweep.py", manifest, "--out", os.path.join(d, "sweep")])
+            finally:
+                sweep.command_for = old
+            self.assertEqual(rc, 1)
+            record = json.load(open(os.path.join(d, "sweep", "sweep.json")))
+            status = {r["name"]: r["status"] for r in record["runs"]}
+            self.assertEqual(status["ssgd-plain-n1-r1-iid-s1"], "completed")
+            self.assertTrue(record["runs"][0].get("skipped"))
+            self.assertEqual(status["ssgd-plain-n2-r1-iid-s1"], "completed")
+            self.assertTrue(status["ssgd-nosuch-n1-r1-iid-s1"].startswith("failed: exit 2"))
+            self.assertIn("unknown value", status["ssgd-nosuch-n2-r1-iid-s1"])
+            for key in ("psgd_revision", "host", "command_line", "libraries"):
+                self.assertIn(key, record["provenance"])
+            self.assertIn("finished_utc", record["provenance"])
+            self.assertEqual(record["seeds"], [1])
+            run_record = json.load(open(os.path.join(d, "sweep", "ssgd-nosuch-n2-r1-iid-s1", "sweep_run.json")))
+            self.assertEqual(run_record["exit_code"], 2)
+
+
+FAKE_LAUNCHER = """
+import os, sys
+sys.path.insert(0, {fixtures!r})
+from fixtures import make_run
+args = sys.argv[1:]
+get = lambda k: args[args.index(k) + 1]
+out = get("--output")
+if get("--codec") != "plain":
+    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    msg = "init_server: --codec " + get("--codec") + ": unknown value; choose one of: plain"
+    open(os.path.join(out, "logs", "server.err"), "w").write(msg + "\\n")
+    print(msg, file=sys.stderr)
+    sys.exit(2)
+make_run(out, nodes=int(get("--node_count")), codec="plain")
+"""
+
+
+class CommandLine(unittest.TestCase):
+    def test_dry_run_lists_commands_and_runs_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "sweep.py"),
+                                  os.path.join(ROOT, "experiments", "manifests", "scaling.json"), "--dry_run",
+                                  "--out", os.path.join(d, "s")], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("6 runs", out.stdout)
+            self.assertIn("run_local.sh", out.stdout)
+            self.assertFalse(os.path.exists(os.path.join(d, "s")))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -34,7 +34,15 @@ const std::vector<std::string>& known_codecs() {
   return v;
 }
 const std::vector<std::string>& known_models() {
-  static const std::vector<std::string> v{"mlp", "cnn"};
+  static const std::vector<std::string> v{"mlp", "cnn", "resnet8", "autoencoder"};
+  return v;
+}
+const std::vector<std::string>& known_normalizers() {
+  static const std::vector<std::string> v{"none", "scale", "minmax", "zscore"};
+  return v;
+}
+const std::vector<std::string>& known_targets() {
+  static const std::vector<std::string> v{"xy", "xx"};
   return v;
 }
 const std::vector<std::string>& known_block_assignments() {
@@ -88,6 +96,14 @@ void JobSpec::validate() const {
   if (device != "auto" && device != "cpu" && device != "cuda") {
     throw ConfigError(fmt::format("--device {}: choose auto, cpu or cuda", device));
   }
+  require_one_of("normalize", normalize, known_normalizers());
+  require_one_of("target", target, known_targets());
+  if (model == "autoencoder" && target != "xx") {
+    throw ConfigError("--model autoencoder reconstructs its input: it needs --target xx");
+  }
+  if (!(validation_split >= 0.0 && validation_split < 1.0)) {
+    throw ConfigError(fmt::format("--validation_split {}: must be in [0, 1)", validation_split));
+  }
   if (threads < 0) throw ConfigError(fmt::format("--threads {}: must not be negative", threads));
   if (!(join_timeout > 0.0) || !(io_timeout > 0.0)) {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
@@ -98,12 +114,13 @@ std::string JobSpec::short_name() const {
   return fmt::format("{}-{}-n{}", psgd, codec, node_count);
 }
 
-#define PSGD_JOB_FIELDS(X)                                                                        \
-  X(node_count)                                                                                   \
-  X(batch_size) X(redundancy) X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports)           \
-      X(block_assignment) X(model) X(dataset) X(momentum) X(weight_decay) X(nesterov)             \
-          X(train_samples) X(test_samples) X(seed) X(device) X(output) X(threads) X(join_timeout) \
-              X(io_timeout)
+#define PSGD_JOB_FIELDS(X)                                                                         \
+  X(node_count)                                                                                    \
+  X(batch_size)                                                                                    \
+  X(redundancy) X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports) X(block_assignment)      \
+      X(model) X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) \
+          X(seed) X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(normalize)        \
+              X(target) X(validation_split) X(label_column) X(ship_data)
 
 void to_json(nlohmann::json& j, const JobSpec& spec) {
   j = nlohmann::json::object();

@@ -43,6 +43,12 @@ class RunRecorder final : public ServerObserver {
   explicit RunRecorder(RecorderSetup setup);
 
   void set_worker_hosts(std::vector<std::string> hosts) { hosts_ = std::move(hosts); }
+  // Bytes and seconds spent shipping data to workers (--ship_data), kept apart from training
+  // traffic: summary.json data_bytes, data_seconds.
+  void set_data_traffic(std::uint64_t bytes, double seconds) {
+    data_bytes_ = bytes;
+    data_seconds_ = seconds;
+  }
 
   // Evaluates the initial model (epoch 0) and starts the clocks.
   void start();
@@ -80,6 +86,8 @@ class RunRecorder final : public ServerObserver {
   std::int64_t samples_total_ = 0;
   std::int64_t samples_at_epoch_start_ = 0;
   std::vector<MetricsRow> history_;
+  std::uint64_t data_bytes_ = 0;
+  double data_seconds_ = 0;
 };
 
 // config.json: the job, provenance, model, data and schedule; the driver adds "workers".

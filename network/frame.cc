@@ -31,6 +31,8 @@ bool known_type(std::uint16_t t) {
     case MessageType::kFinish:
     case MessageType::kParams:
     case MessageType::kGradient:
+    case MessageType::kDataOffer:
+    case MessageType::kDataChunk:
       return true;
   }
   return false;

@@ -122,9 +122,11 @@ std::string metrics_without_wall_time(const std::string& run) {
     std::vector<std::string> cells;
     std::string cell;
     std::istringstream row(line);
-    while (std::getline(row, cell, ',')) cells.push_back(cell);
+    while (std::getline(row, cell, ','))
+      cells.push_back(cell);
     if (cells.size() > 2) cells.erase(cells.begin() + 2);
-    for (const auto& c : cells) out += c + ",";
+    for (const auto& c : cells)
+      out += c + ",";
     out += "\n";
   }
   return out;

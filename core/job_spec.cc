@@ -39,7 +39,15 @@ const std::vector<std::string>& known_server_codecs() {
   return v;
 }
 const std::vector<std::string>& known_models() {
-  static const std::vector<std::string> v{"mlp", "cnn"};
+  static const std::vector<std::string> v{"mlp", "cnn", "resnet8", "autoencoder"};
+  return v;
+}
+const std::vector<std::string>& known_normalizers() {
+  static const std::vector<std::string> v{"none", "scale", "minmax", "zscore"};
+  return v;
+}
+const std::vector<std::string>& known_targets() {
+  static const std::vector<std::string> v{"xy", "xx"};
   return v;
 }
 const std::vector<std::string>& known_block_assignments() {
@@ -105,6 +113,14 @@ void JobSpec::validate() const {
   }
   if (device != "auto" && device != "cpu" && device != "cuda") {
     throw ConfigError(fmt::format("--device {}: choose auto, cpu or cuda", device));
+  }
+  require_one_of("normalize", normalize, known_normalizers());
+  require_one_of("target", target, known_targets());
+  if (model == "autoencoder" && target != "xx") {
+    throw ConfigError("--model autoencoder reconstructs its input: it needs --target xx");
+  }
+  if (!(validation_split >= 0.0 && validation_split < 1.0)) {
+    throw ConfigError(fmt::format("--validation_split {}: must be in [0, 1)", validation_split));
   }
   if (threads < 0) throw ConfigError(fmt::format("--threads {}: must not be negative", threads));
   if (!(join_timeout > 0.0) || !(io_timeout > 0.0)) {
@@ -185,7 +201,8 @@ std::string JobSpec::short_name() const {
       X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) X(seed) \
           X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(codec_levels)            \
               X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec)                    \
-                  PSGD_STRATEGY_FIELDS(X)
+                  PSGD_STRATEGY_FIELDS(X) X(normalize) X(target) X(validation_split)        \
+                      X(label_column) X(ship_data)
 
 void to_json(nlohmann::json& j, const JobSpec& spec) {
   j = nlohmann::json::object();

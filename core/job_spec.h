@@ -23,8 +23,9 @@ struct JobSpec {
   std::string block_assignment = "iid";   // how samples are split into blocks
 
   // --- model, data, optimiser ---
-  std::string model = "mlp";              // mlp | cnn
-  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist:DIR | idx:DIR
+  std::string model = "mlp";              // mlp | cnn | resnet8 | autoencoder
+  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist:DIR | idx:DIR | cifar10:DIR |
+                                          // csv:.. | npy:.. | npz:FILE
   double momentum = 0.9;
   double weight_decay = 0.0;
   bool nesterov = false;
@@ -32,6 +33,11 @@ struct JobSpec {
   std::int64_t test_samples = 0;   // evaluate on the first N test samples (0: all)
   std::uint64_t seed = 1;          // model init, data placement, batch order
   std::string device = "auto";     // auto | cpu | cuda (workers and server evaluation)
+  std::string normalize = "none";  // none | scale | minmax | zscore (statistics: training set)
+  std::string target = "xy";       // xy: classification; xx: reconstruction (MSE)
+  double validation_split = 0.0;   // fraction of the training set held out for validation
+  std::string label_column;        // csv: label column name or 0-based index ("": the last)
+  bool ship_data = false;          // the server sends each worker its samples
 
   // --- codec options (codecs/factory.h) ---
   int codec_levels = 8;                 // qsgd: quantisation levels s (1..32767)
@@ -80,5 +86,7 @@ const std::vector<std::string>& known_codecs();
 const std::vector<std::string>& known_server_codecs();
 const std::vector<std::string>& known_models();
 const std::vector<std::string>& known_block_assignments();
+const std::vector<std::string>& known_normalizers();
+const std::vector<std::string>& known_targets();
 
 }  // namespace psgd

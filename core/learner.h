@@ -9,6 +9,7 @@
 // Threading: a Learner is used by one thread at a time.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 namespace psgd {
@@ -20,8 +21,11 @@ struct StepStats {
 
 struct EvalStats {
   double loss = 0.0;
-  double accuracy = 0.0;  // fraction in [0, 1]
+  double accuracy = 0.0;  // fraction in [0, 1]; NaN where it does not apply (reconstruction)
   std::int64_t samples = 0;
+  // The same two figures on the validation split (--validation_split), when there is one.
+  std::optional<double> validation_loss;
+  std::optional<double> validation_accuracy;
 };
 
 class Learner {
@@ -37,7 +41,8 @@ class Learner {
   // Forward and backward on the next batch of this learner's own training data.
   virtual StepStats compute_gradient() = 0;
 
-  // Loss and accuracy of the current parameters on the held-out test set.
+  // Loss and accuracy of the current parameters on the held-out test set (and on the validation
+  // split, if the learner has one).
   virtual EvalStats evaluate() = 0;
 };
 

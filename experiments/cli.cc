@@ -146,10 +146,29 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
           " (non-iid needs --dirichlet_alpha or --shards_per_node)");
   app.add_option(
       "--model", s.model,
-      "Model: " + choices(known_models()) + " (mlp 784-256-10; cnn: two conv+pool, two dense)");
+      "Model: " + choices(known_models()) +
+          " (mlp: C*H*W-256-classes; cnn: two conv+pool, two dense; resnet8: a small residual "
+          "network for 3x32x32; autoencoder: MLP 128-32-128, needs --target xx)");
   app.add_option("--dataset", s.dataset,
                  "fashion-mnist (Debian's dataset-fashion-mnist) | mnist:DIR | idx:DIR "
-                 "(a directory of the four IDX files, .gz or raw)");
+                 "(a directory of the four IDX files, .gz or raw) | cifar10:DIR (binary batches) "
+                 "| csv:FILE | csv:X.csv,Y.csv | npy:X.npy,Y.npy | npz:FILE (x, y[, x_test, "
+                 "y_test]); without a test set every 5th sample is held out as one");
+  app.add_option("--label_column", s.label_column,
+                 "csv:FILE: the label column, by header name or 0-based index (default: the last; "
+                 "none: no labels)");
+  app.add_option(
+      "--normalize", s.normalize,
+      "Feature normaliser, statistics from the training set only: " + choices(known_normalizers()) +
+          " (none keeps values as read; 8-bit images are read as pixel/255)");
+  app.add_option("--target", s.target,
+                 "xy: classify (cross-entropy, accuracy); xx: reconstruct the input (mean "
+                 "squared error; accuracy is n/a)");
+  app.add_option("--validation_split", s.validation_split,
+                 "Fraction of the training set held out (per seed) and evaluated every epoch");
+  app.add_flag("--ship_data", s.ship_data,
+               "Send each worker its samples (compressed, chunked, checksummed) instead of "
+               "having it read the dataset; skipped for a worker holding the same data");
   app.add_option("--momentum", s.momentum, "SGD momentum (torch.optim.SGD semantics)");
   app.add_option("--weight_decay", s.weight_decay, "L2 weight decay");
   app.add_flag("--nesterov", s.nesterov, "Nesterov momentum");

@@ -6,16 +6,20 @@
 
 #include <csignal>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/straggler.h"
+#include "experiments/data_shipping.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 #include "network/tcp/connection.h"
+#include "nn/data_pack.h"
 #include "nn/data_source.h"
+#include "nn/normalize.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
 #include "nn/version.h"
@@ -39,6 +43,9 @@ class Client {
   void on_frame(Message&& message);
   void on_error(const std::string& why);
   void on_job(const Job& job);
+  void on_data_chunk(const DataChunk& chunk);
+  // Normalises this worker's samples (raw, in Job order), builds the trainer and says Ready.
+  void start_with(nn::Dataset samples);
   void on_finish(const Finish& finish);
   void send(const Outbox& out);
   void give_up(const std::string& why, bool tell_server);
@@ -51,6 +58,11 @@ class Client {
   JobSpec spec_;
   int worker_ = -1;
   std::shared_ptr<const nn::DataSplit> data_;
+  Job job_;                                 // the job, kept while data is being shipped
+  std::optional<nn::Dataset> local_train_;  // --ship_data: this machine's copy, if it matches
+  ChunkAssembler assembler_;
+  double ship_start_ = 0;
+  int threads_ = 1;
   std::unique_ptr<nn::Trainer> trainer_;
   std::unique_ptr<StragglerLearner> straggler_;  // wraps trainer_ when slowness is injected
   std::unique_ptr<WorkerRole> role_;
@@ -105,6 +117,14 @@ void Client::on_frame(Message&& message) {
     on_job(*job);
     return;
   }
+  if (const auto* chunk = std::get_if<DataChunk>(&message)) {
+    try {
+      on_data_chunk(*chunk);
+    } catch (const Error& e) {
+      give_up(e.what(), true);
+    }
+    return;
+  }
   if (const auto* finish = std::get_if<Finish>(&message)) {
     on_finish(*finish);
     return;
@@ -128,7 +148,7 @@ void Client::on_frame(Message&& message) {
 }
 
 void Client::on_job(const Job& job) {
-  if (role_) {
+  if (role_ || worker_ >= 0) {
     give_up("the server sent a second job", true);
     return;
   }
@@ -140,31 +160,107 @@ void Client::on_job(const Job& job) {
   }
   worker_ = job.worker_id;
   if (!opts_.dataset.empty()) spec_.dataset = opts_.dataset;
-  const int threads = opts_.threads > 0 ? opts_.threads : std::max(1, job.threads);
+  threads_ = opts_.threads > 0 ? opts_.threads : std::max(1, job.threads);
+  job_ = job;
   try {
-    nn::set_compute_threads(threads);
+    nn::set_compute_threads(threads_);
     // Workers do not evaluate: load the test split's first sample only.
-    data_ = std::make_shared<const nn::DataSplit>(
-        nn::load_dataset(spec_.dataset, spec_.train_samples, 1));
+    std::optional<nn::DataSplit> local;
+    std::string why_not;
+    try {
+      local = nn::load_dataset(spec_.dataset, spec_.train_samples, 1,
+                               {.label_column = spec_.label_column});
+    } catch (const ConfigError& e) {
+      if (!spec_.ship_data) throw;
+      why_not = e.what();
+    }
+    if (spec_.ship_data) {
+      std::string hash;
+      if (local) {
+        hash = nn::content_hash(local->train);
+        if (hash == job.data_hash) {
+          local_train_ = std::move(local->train);
+        } else {
+          why_not =
+              fmt::format("this machine's {} differs from the server's (sha256 {}... vs {}...)",
+                          spec_.dataset, hash.substr(0, 12), job.data_hash.substr(0, 12));
+          hash.clear();
+        }
+      }
+      say(local_train_ ? "holds the server's training set; asking it not to ship"
+                       : fmt::format("no usable local data ({}); the server ships this worker's "
+                                     "samples",
+                                     why_not));
+      ship_start_ = clock_.now();
+      conn_->send(DataOffer{.hash = hash});
+      return;
+    }
     for (std::int64_t i : job.samples) {
-      if (i < 0 || static_cast<std::size_t>(i) >= data_->train.size()) {
+      if (i < 0 || static_cast<std::size_t>(i) >= local->train.size()) {
         throw ConfigError(fmt::format(
             "the server assigned sample {} but this machine's copy of {} has {} training samples",
-            i, spec_.dataset, data_->train.size()));
+            i, spec_.dataset, local->train.size()));
       }
     }
+    start_with(nn::subset(local->train, job.samples, local->train.name));
+  } catch (const Error& e) {
+    give_up(e.what(), true);
+  }
+}
+
+void Client::on_data_chunk(const DataChunk& chunk) {
+  if (!spec_.ship_data || role_) {
+    throw ProtocolError("the server sent DataChunk without --ship_data or after the data");
+  }
+  if (chunk.count == 0) {
+    if (!local_train_)
+      throw ProtocolError("the server skipped shipping but this worker has no data");
+    say("the server confirmed this machine's copy of the data; nothing shipped");
+    auto samples = nn::subset(*local_train_, job_.samples, local_train_->name);
+    local_train_.reset();
+    start_with(std::move(samples));
+    return;
+  }
+  assembler_.add(chunk);
+  if (!assembler_.complete()) return;
+  auto samples = nn::unpack_dataset(assembler_.bytes(), spec_.dataset + " shipped");
+  if (samples.size() != job_.samples.size()) {
+    throw ProtocolError(fmt::format("the server shipped {} samples but assigned {}", samples.size(),
+                                    job_.samples.size()));
+  }
+  say(fmt::format("received {} samples: {} in {} chunk(s), {:.1f} KiB compressed, in {}",
+                  samples.size(), assembler_.bytes().size(), chunk.count,
+                  static_cast<double>(assembler_.compressed_bytes()) / 1024,
+                  fmt_duration(clock_.now() - ship_start_)));
+  assembler_ = ChunkAssembler{};
+  start_with(std::move(samples));
+}
+
+void Client::start_with(nn::Dataset samples) {
+  try {
+    nn::Normalizer norm{
+        .kind = spec_.normalize, .shift = job_.norm_shift, .scale = job_.norm_scale};
+    norm.apply(samples);
+    const auto count = static_cast<std::int64_t>(samples.size());
+    auto split = std::make_shared<nn::DataSplit>();
+    split->train = std::move(samples);
+    data_ = split;
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i)
+      rows[static_cast<std::size_t>(i)] = i;
     trainer_ = std::make_unique<nn::Trainer>(
         nn::TrainerOptions{.model = spec_.model,
+                           .target = spec_.target,
                            .batch_size = spec_.batch_size,
                            .seed = spec_.seed,
                            .device = spec_.device,
                            .batch_stream = 1000 + static_cast<std::uint64_t>(worker_)},
-        data_, job.samples);
-    if (trainer_->num_parameters() != job.num_parameters) {
+        data_, std::move(rows));
+    if (trainer_->num_parameters() != job_.num_parameters) {
       throw ConfigError(fmt::format(
           "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
           "version everywhere",
-          spec_.model, trainer_->num_parameters(), job.num_parameters));
+          spec_.model, trainer_->num_parameters(), job_.num_parameters));
     }
     Learner* learner = trainer_.get();
     const DelayModel delay = DelayModel::parse(spec_.delay);
@@ -178,7 +274,8 @@ void Client::on_job(const Job& job) {
           clock_, [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); });
       learner = straggler_.get();
     }
-    const Schedule schedule = make_schedule(spec_, static_cast<std::int64_t>(data_->train.size()));
+    // The schedule is the job's, over the whole training set, not this worker's share of it.
+    const Schedule schedule = make_schedule(spec_, job_.train_size);
     role_ = make_worker_role(
         spec_, schedule,
         WorkerContext{.learner = learner,
@@ -193,14 +290,15 @@ void Client::on_job(const Job& job) {
   conn_->set_read_timeout(std::max(spec_.io_timeout, spec_.join_timeout));
   say(fmt::format(
       "worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_, spec_.node_count,
-      fmt_count(static_cast<double>(job.samples.size())), spec_.dataset, trainer_->describe(),
-      threads, spec_.psgd, spec_.codec,
+      fmt_count(static_cast<double>(job_.samples.size())), spec_.dataset, trainer_->describe(),
+      threads_, spec_.psgd, spec_.codec,
       straggler_ ? fmt::format(", slowdown {} delay {}", opts_.slowdown, spec_.delay) : ""));
   conn_->send(Ready{.worker_id = worker_,
                     .num_parameters = trainer_->num_parameters(),
-                    .samples = static_cast<std::int64_t>(job.samples.size()),
-                    .threads = threads,
+                    .samples = static_cast<std::int64_t>(job_.samples.size()),
+                    .threads = threads_,
                     .detail = nn::blas_description()});
+  job_.samples = {};
   start_ = clock_.now();
 }
 

@@ -4,18 +4,36 @@
 
 namespace psgd {
 
-DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train) {
+DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,
+                         const std::vector<std::int64_t>& rows) {
   DataPlacement d;
+  const bool all = rows.empty();
+  const auto count =
+      all ? static_cast<std::int64_t>(train.size()) : static_cast<std::int64_t>(rows.size());
+  std::vector<std::int64_t> labels;
+  if (spec.block_assignment == "non-iid") {
+    labels.reserve(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) {
+      labels.push_back(
+          train.labels[static_cast<std::size_t>(all ? i : rows[static_cast<std::size_t>(i)])]);
+    }
+  }
   d.placement = nn::place_blocks(spec.node_count, spec.redundancy);
   const int num_blocks = d.placement.num_blocks();
   const std::uint64_t seed = derive_seed(spec.seed, 1);
   if (spec.block_assignment == "non-iid" && spec.dirichlet_alpha > 0) {
-    d.blocks = nn::dirichlet_blocks(train.labels, train.num_classes, num_blocks,
-                                    spec.dirichlet_alpha, seed);
+    d.blocks =
+        nn::dirichlet_blocks(labels, train.num_classes, num_blocks, spec.dirichlet_alpha, seed);
   } else if (spec.block_assignment == "non-iid") {
-    d.blocks = nn::shard_blocks(train.labels, num_blocks, spec.shards_per_node, seed);
+    d.blocks = nn::shard_blocks(labels, num_blocks, spec.shards_per_node, seed);
   } else {
-    d.blocks = nn::iid_blocks(static_cast<std::int64_t>(train.size()), num_blocks, seed);
+    d.blocks = nn::iid_blocks(count, num_blocks, seed);
+  }
+  if (!all) {  // positions among the placed rows -> rows of the training set
+    for (auto& block : d.blocks) {
+      for (auto& i : block)
+        i = rows[static_cast<std::size_t>(i)];
+    }
   }
   return d;
 }

@@ -20,6 +20,9 @@ struct DataPlacement {
   }
 };
 
-DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train);
+// `rows` are the training rows to place (the rest is held out for validation); empty: all rows.
+// Block indices are rows of `train`.
+DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,
+                         const std::vector<std::int64_t>& rows = {});
 
 }  // namespace psgd

@@ -3,12 +3,21 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 
 namespace psgd {
+namespace {
+
+// "85.21%", or "n/a" for a reconstruction target.
+std::string percent(double accuracy) {
+  return std::isnan(accuracy) ? std::string("n/a") : fmt::format("{:.2f}%", 100 * accuracy);
+}
+
+}  // namespace
 
 RunRecorder::RunRecorder(RecorderSetup setup)
     : s_(std::move(setup)),
@@ -35,12 +44,14 @@ void RunRecorder::start() {
   MetricsRow row{.epoch = 0,
                  .virtual_s = s_.virtual_clock ? std::optional<double>(0.0) : std::nullopt,
                  .test_loss = initial.loss,
-                 .test_accuracy = initial.accuracy};
+                 .test_accuracy = initial.accuracy,
+                 .validation_loss = initial.validation_loss,
+                 .validation_accuracy = initial.validation_accuracy};
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   if (on_epoch_) on_epoch_(row, {});
-  fmt::print("{}: training for {} epochs; initial test accuracy {:.2f}%\n", s_.log_prefix,
-             spec_.epochs, 100 * initial.accuracy);
+  fmt::print("{}: training for {} epochs; initial test loss {:.4f}, accuracy {}\n", s_.log_prefix,
+             spec_.epochs, initial.loss, percent(initial.accuracy));
   std::fflush(stdout);
   for (int w = 0; w < spec_.node_count; ++w) {
     marks_[w] = s_.traffic(w);
@@ -121,7 +132,9 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
                  .test_accuracy = eval.accuracy,
                  .bytes_up = total.up - at_start_.up,
                  .bytes_down = total.down - at_start_.down,
-                 .samples = samples_total_};
+                 .samples = samples_total_,
+                 .validation_loss = eval.validation_loss,
+                 .validation_accuracy = eval.validation_accuracy};
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   std::vector<WorkerRow> epoch_rows;
@@ -144,11 +157,17 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
   const double eta = elapsed / epoch_ * (spec_.epochs - epoch_);
   std::string vtime;
   if (row.virtual_s) vtime = fmt::format("  virtual {:.2f} s", *row.virtual_s);
+  std::string validation;
+  if (row.validation_loss) {
+    validation = fmt::format("  val_loss {:.4f}  val_acc {}", *row.validation_loss,
+                             percent(row.validation_accuracy.value_or(NAN)));
+  }
   fmt::print(
-      "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:6.2f}%  "
+      "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:>7}{}  "
       "{:>8} samples/s  elapsed {}  ETA {}{}\n",
-      epoch_, spec_.epochs, row.iteration, *row.train_loss, row.test_loss, 100 * row.test_accuracy,
-      fmt_count(rate), fmt_duration(elapsed), fmt_duration(eta), vtime);
+      epoch_, spec_.epochs, row.iteration, *row.train_loss, row.test_loss,
+      percent(row.test_accuracy), validation, fmt_count(rate), fmt_duration(elapsed),
+      fmt_duration(eta), vtime);
   std::fflush(stdout);
   epoch_loss_sum_ = 0;
   epoch_rounds_ = 0;
@@ -170,16 +189,24 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   nlohmann::json s;
   double best = 0;
   for (const auto& r : history_)
-    best = std::max(best, r.test_accuracy);
+    if (!std::isnan(r.test_accuracy)) best = std::max(best, r.test_accuracy);
   const MetricsRow* last = history_.empty() ? nullptr : &history_.back();
+  // Accuracy does not apply to reconstruction (NaN): null in JSON.
+  const bool has_accuracy = last && !std::isnan(last->test_accuracy);
   auto or_null = [](bool has, auto v) { return has ? nlohmann::json(v) : nlohmann::json(nullptr); };
   s["status"] = status;
   s["ok"] = ok;
-  s["final_test_accuracy"] = or_null(last, last ? last->test_accuracy : 0);
+  s["final_test_accuracy"] = or_null(has_accuracy, has_accuracy ? last->test_accuracy : 0);
   s["final_test_loss"] = or_null(last, last ? last->test_loss : 0);
   s["final_train_loss"] =
       or_null(last && last->train_loss, last && last->train_loss ? *last->train_loss : 0);
-  s["best_test_accuracy"] = or_null(last, best);
+  s["best_test_accuracy"] = or_null(has_accuracy, best);
+  const bool has_validation = last && last->validation_loss;
+  s["final_validation_loss"] = or_null(has_validation, has_validation ? *last->validation_loss : 0);
+  const bool has_val_accuracy =
+      has_validation && last->validation_accuracy && !std::isnan(*last->validation_accuracy);
+  s["final_validation_accuracy"] =
+      or_null(has_val_accuracy, has_val_accuracy ? *last->validation_accuracy : 0);
   s["epochs"] = epoch_;
   s["iterations"] = iterations;
   const double wall = last && epoch_ > 0 ? last->wall_s : (started_ ? wall_since_start() : 0.0);
@@ -190,6 +217,10 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["samples_per_second"] = wall > 0 ? samples_total_ / wall : 0.0;
   s["bytes_up"] = last ? last->bytes_up : 0;
   s["bytes_down"] = last ? last->bytes_down : 0;
+  s["data_bytes"] = data_bytes_;  // --ship_data: sent before training, not in bytes_down
+  s["data_seconds"] = data_seconds_;
+  s["target"] = spec_.target;
+  s["normalize"] = spec_.normalize;
   s["nodes"] = spec_.node_count;
   s["psgd"] = spec_.psgd;
   s["codec"] = spec_.codec;

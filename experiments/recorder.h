@@ -46,6 +46,12 @@ class RunRecorder final : public ServerObserver {
   explicit RunRecorder(RecorderSetup setup);
 
   void set_worker_hosts(std::vector<std::string> hosts) { hosts_ = std::move(hosts); }
+  // Bytes and seconds spent shipping data to workers (--ship_data), kept apart from training
+  // traffic: summary.json data_bytes, data_seconds.
+  void set_data_traffic(std::uint64_t bytes, double seconds) {
+    data_bytes_ = bytes;
+    data_seconds_ = seconds;
+  }
 
   // Called after every evaluation with its metrics row and that epoch's worker rows (none for
   // the initial evaluation, epoch 0): TensorBoard scalars and the like.
@@ -95,6 +101,8 @@ class RunRecorder final : public ServerObserver {
   std::int64_t samples_at_epoch_start_ = 0;
   std::vector<MetricsRow> history_;
   EpochListener on_epoch_;
+  std::uint64_t data_bytes_ = 0;
+  double data_seconds_ = 0;
 };
 
 // config.json: the job, provenance, model, data and schedule; the driver adds "workers".

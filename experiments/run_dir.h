@@ -3,7 +3,9 @@
 // tests and report tools read.
 //
 //   config.json   the JobSpec, provenance (git revision, host, versions, command line) and workers
-//   metrics.csv   one row per evaluation (epoch 0 is the initial model), cumulative bytes
+//   metrics.csv   one row per evaluation (epoch 0 is the initial model), cumulative bytes;
+//                 accuracies are "nan" where they do not apply (--target xx), validation
+//                 columns empty without --validation_split
 //   workers.csv   per worker and epoch: phase times, bytes, iterations
 //   summary.json  the outcome: accuracy, time, bytes, status
 //   model.pt, state_dict.pt   written by the Trainer
@@ -32,7 +34,9 @@ struct MetricsRow {
   double test_accuracy = 0;
   std::uint64_t bytes_up = 0;
   std::uint64_t bytes_down = 0;
-  std::int64_t samples = 0;  // training samples processed so far, all workers
+  std::int64_t samples = 0;               // training samples processed so far, all workers
+  std::optional<double> validation_loss;  // with --validation_split; the last columns
+  std::optional<double> validation_accuracy;
 };
 
 struct WorkerRow {

@@ -6,6 +6,7 @@
 #include <asio.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -15,6 +16,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "experiments/data_shipping.h"
 #include "experiments/format.h"
 #include "experiments/placement.h"
 #include "experiments/provenance.h"
@@ -23,7 +25,9 @@
 #include "experiments/tensorboard.h"
 #include "experiments/timeline.h"
 #include "network/tcp/connection.h"
+#include "nn/data_pack.h"
 #include "nn/data_source.h"
+#include "nn/normalize.h"
 #include "nn/partition.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
@@ -41,13 +45,20 @@ std::uint64_t training_frame_limit(std::size_t num_parameters) {
   return 8 * static_cast<std::uint64_t>(num_parameters) + (1 << 20);
 }
 
+std::string fmt_bytes(double bytes) {
+  return bytes >= 1 << 20 ? fmt::format("{:.1f} MiB", bytes / (1 << 20))
+                          : fmt::format("{:.1f} KiB", bytes / 1024);
+}
+
 enum class Phase { kJoining, kLoading, kTraining, kDone };
 
 struct WorkerSlot {
   std::shared_ptr<net::Connection> conn;
   Hello hello;
   bool ready = false;
-  std::string host;  // host name as the worker reported it
+  std::string host;                   // host name as the worker reported it
+  std::vector<std::int64_t> samples;  // indices into the training set as loaded
+  bool offered = false;               // --ship_data: its DataOffer has arrived
 };
 
 class Server {
@@ -72,6 +83,7 @@ class Server {
   void on_hello(const std::shared_ptr<net::Connection>& conn, const Hello& hello);
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
+  void on_data_offer(int worker, const DataOffer& offer);
   void start_training();
   void on_training_message(int worker, const Message& message);
   void dispatch(const Outbox& out);
@@ -94,7 +106,14 @@ class Server {
   std::vector<WorkerSlot> workers_;
   Phase phase_ = Phase::kJoining;
 
-  std::shared_ptr<const nn::DataSplit> data_;
+  std::shared_ptr<const nn::DataSplit> data_;     // test and validation sets, normalised
+  std::shared_ptr<const nn::Dataset> raw_train_;  // the training set as read (shipped from here)
+  nn::HoldOut holdout_;                           // training rows and validation rows
+  nn::Normalizer normalizer_;
+  std::string data_hash_;
+  std::uint64_t data_bytes_ = 0;
+  double ship_start_ = -1;
+  double data_seconds_ = 0;
   std::unique_ptr<nn::Trainer> model_;
   nn::Placement placement_;
   std::vector<std::vector<std::int64_t>> blocks_;
@@ -136,19 +155,39 @@ int Server::run() {
 
 void Server::prepare() {
   nn::set_compute_threads(1);
-  data_ = std::make_shared<const nn::DataSplit>(
-      nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples));
-  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(data_->train),
-             nn::describe(data_->test));
+  nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
+                                          {.label_column = spec_.label_column});
+  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(loaded.train),
+             nn::describe(loaded.test));
+  // Validation rows are held out per seed; the normaliser sees the remaining training rows only.
+  holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
+                          derive_seed(spec_.seed, 3));
+  normalizer_ = nn::fit_normalizer(spec_.normalize, loaded.train, holdout_.train);
+  if (spec_.ship_data) data_hash_ = nn::content_hash(loaded.train);
+  auto split = std::make_shared<nn::DataSplit>();
+  if (!holdout_.validation.empty()) {
+    split->validation =
+        nn::subset(loaded.train, holdout_.validation,
+                   loaded.train.name.substr(0, loaded.train.name.rfind(' ')) + " validation");
+    normalizer_.apply(split->validation);
+    fmt::print("init_server: {} (held out of the training set)\n", nn::describe(split->validation));
+  }
+  split->test = std::move(loaded.test);
+  normalizer_.apply(split->test);
+  raw_train_ = std::make_shared<const nn::Dataset>(std::move(loaded.train));
+  data_ = split;
   model_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
+                                                            .target = spec_.target,
                                                             .batch_size = spec_.batch_size,
                                                             .seed = spec_.seed,
                                                             .device = spec_.device},
                                          data_, std::vector<std::int64_t>{});
-  DataPlacement placed = place_data(spec_, data_->train);
+  // Blocks are placed over the training rows left after the validation hold-out.
+  const auto train_rows = static_cast<std::int64_t>(holdout_.train.size());
+  DataPlacement placed = place_data(spec_, *raw_train_, holdout_.train);
   placement_ = std::move(placed.placement);
   blocks_ = std::move(placed.blocks);
-  schedule_ = make_schedule(spec_, static_cast<std::int64_t>(data_->train.size()));
+  schedule_ = make_schedule(spec_, train_rows);
   fmt::print(
       "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
       model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
@@ -265,6 +304,10 @@ void Server::on_frame(const std::shared_ptr<net::Connection>& conn, Message&& me
     on_ready(w, *ready);
     return;
   }
+  if (const auto* offer = std::get_if<DataOffer>(&message)) {
+    on_data_offer(w, *offer);
+    return;
+  }
   if (phase_ != Phase::kTraining) {
     fail(fmt::format("worker {} sent {} before training started", w, type_name(type_of(message))));
     return;
@@ -334,11 +377,16 @@ void Server::send_jobs() {
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     auto& slot = workers_[w];
     const int cores = std::max(1, slot.hello.cores);
+    slot.samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w));
     Job job{.worker_id = static_cast<std::int32_t>(w),
             .spec_json = spec_json,
-            .samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w)),
+            .samples = slot.samples,
             .threads = spec_.threads > 0 ? spec_.threads : std::max(1, cores / per_host[slot.host]),
-            .num_parameters = params};
+            .num_parameters = params,
+            .data_hash = data_hash_,
+            .norm_shift = normalizer_.shift,
+            .norm_scale = normalizer_.scale,
+            .train_size = static_cast<std::int64_t>(holdout_.train.size())};
     slot.conn->set_max_body_bytes(training_frame_limit(params));
     slot.conn->set_read_timeout(spec_.join_timeout);
     slot.conn->send(job);
@@ -346,6 +394,40 @@ void Server::send_jobs() {
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
   run_->write_config(config_json());
+}
+
+void Server::on_data_offer(int w, const DataOffer& offer) {
+  auto& slot = workers_[static_cast<std::size_t>(w)];
+  if (phase_ != Phase::kLoading || !spec_.ship_data || slot.offered) {
+    fail(fmt::format("worker {} sent DataOffer out of turn", w));
+    return;
+  }
+  slot.offered = true;
+  if (ship_start_ < 0) ship_start_ = clock_.now();
+  if (!offer.hash.empty() && offer.hash == data_hash_) {
+    fmt::print("init_server: worker {} holds the same training set (sha256 {}...); not shipping\n",
+               w, data_hash_.substr(0, 12));
+    slot.conn->send(DataChunk{});
+    return;
+  }
+  const double t0 = clock_.now();
+  const auto pack = nn::pack_dataset(nn::subset(*raw_train_, slot.samples, ""));
+  std::uint64_t bytes = 0;
+  std::size_t chunks = 0;
+  for (auto& chunk : make_chunks(pack)) {
+    auto frame =
+        std::make_shared<const EncodedFrame>(std::make_shared<const Message>(std::move(chunk)));
+    bytes += frame->size();
+    ++chunks;
+    slot.conn->send_frame(frame);
+  }
+  data_bytes_ += bytes;
+  fmt::print(
+      "init_server: shipping worker {} its {} samples: {} in {} chunk(s), {} compressed "
+      "(packed in {})\n",
+      w, slot.samples.size(), fmt_bytes(static_cast<double>(pack.size())), chunks,
+      fmt_bytes(static_cast<double>(bytes)), fmt_duration(clock_.now() - t0));
+  std::fflush(stdout);
 }
 
 void Server::on_ready(int w, const Ready& ready) {
@@ -361,6 +443,9 @@ void Server::on_ready(int w, const Ready& ready) {
     return;
   }
   workers_[w].ready = true;
+  if (spec_.ship_data && ship_start_ >= 0) {
+    data_seconds_ = std::max(data_seconds_, clock_.now() - ship_start_);
+  }
   fmt::print("init_server: worker {} ready: {} samples, {} thread(s), BLAS: {}\n", w,
              fmt_count(static_cast<double>(ready.samples)), ready.threads, ready.detail);
   std::fflush(stdout);
@@ -395,6 +480,7 @@ void Server::start_training() {
     hosts.push_back(slot.host);
   if (timeline_) timeline_->set_worker_hosts(hosts);
   recorder_->set_worker_hosts(std::move(hosts));
+  recorder_->set_data_traffic(data_bytes_, data_seconds_);
   recorder_->start();
   if (timeline_) timeline_->start();
   phase_ = Phase::kTraining;
@@ -479,9 +565,12 @@ void Server::finish(const std::string& status, bool ok) {
   }
   if (ok) {
     const auto& last = recorder_->history().back();
-    fmt::print("init_server: {} after {} epochs ({} iterations) in {}: test accuracy {:.2f}%\n",
+    fmt::print("init_server: {} after {} epochs ({} iterations) in {}: test loss {:.4f}{}\n",
                status, recorder_->epochs_done(), role_->iteration(), fmt_duration(last.wall_s),
-               100 * last.test_accuracy);
+               last.test_loss,
+               std::isnan(last.test_accuracy)
+                   ? std::string()
+                   : fmt::format(", accuracy {:.2f}%", 100 * last.test_accuracy));
   }
   if (run_) {
     fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
@@ -500,8 +589,16 @@ void Server::finish(const std::string& status, bool ok) {
 
 nlohmann::json Server::config_json() const {
   nlohmann::json j =
-      make_config(spec_, opts_.command_line, model_->num_parameters(), data_->train.size(),
+      make_config(spec_, opts_.command_line, model_->num_parameters(), holdout_.train.size(),
                   data_->test.size(), blocks_.size(), schedule_, run_->path());
+  j["data"]["validation_samples"] = holdout_.validation.size();
+  j["data"]["shape"] = {raw_train_->channels, raw_train_->height, raw_train_->width};
+  j["data"]["classes"] = raw_train_->num_classes;
+  j["data"]["target"] = spec_.target;
+  if (spec_.ship_data) j["data"]["sha256"] = data_hash_;
+  // The statistics every process applies (x - shift) * scale; per feature.
+  j["data"]["normalizer"] = {
+      {"kind", normalizer_.kind}, {"shift", normalizer_.shift}, {"scale", normalizer_.scale}};
   nlohmann::json workers = nlohmann::json::array();
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     const auto& s = workers_[w];
@@ -513,8 +610,8 @@ nlohmann::json Server::config_json() const {
                        {"slowdown", s.hello.slowdown},
                        {"blocks", placement_.blocks_of_worker[w]},
                        {"samples", samples.size()},
-                       {"label_histogram", nn::label_histogram(data_->train.labels, samples,
-                                                               data_->train.num_classes)}});
+                       {"label_histogram", nn::label_histogram(raw_train_->labels, samples,
+                                                               raw_train_->num_classes)}});
   }
   j["workers"] = workers;
   return j;

@@ -51,6 +51,7 @@ int simulate(const ServerOptions& options) {
   fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(data->train),
              nn::describe(data->test));
   nn::Trainer model(nn::TrainerOptions{.model = spec.model,
+                                       .target = spec.target,
                                        .batch_size = spec.batch_size,
                                        .seed = spec.seed,
                                        .device = spec.device},
@@ -75,6 +76,7 @@ int simulate(const ServerOptions& options) {
   for (int w = 0; w < n; ++w) {
     trainers.push_back(std::make_unique<nn::Trainer>(
         nn::TrainerOptions{.model = spec.model,
+                           .target = spec.target,
                            .batch_size = spec.batch_size,
                            .seed = spec.seed,
                            .device = spec.device,

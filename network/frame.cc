@@ -32,6 +32,8 @@ bool known_type(std::uint16_t t) {
     case MessageType::kParams:
     case MessageType::kGradient:
     case MessageType::kModelDelta:
+    case MessageType::kDataOffer:
+    case MessageType::kDataChunk:
       return true;
   }
   return false;

@@ -22,7 +22,8 @@ void serialize(Archive& ar, Hello& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Job& m) {
-  ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters);
+  ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters, m.data_hash, m.norm_shift,
+     m.norm_scale, m.train_size);
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {
@@ -31,6 +32,14 @@ void serialize(Archive& ar, Ready& m) {
 template <class Archive>
 void serialize(Archive& ar, Finish& m) {
   ar(m.status, m.ok);
+}
+template <class Archive>
+void serialize(Archive& ar, DataOffer& m) {
+  ar(m.hash);
+}
+template <class Archive>
+void serialize(Archive& ar, DataChunk& m) {
+  ar(m.index, m.count, m.total_bytes, m.total_sha256, m.raw_bytes, m.sha256, m.compressed);
 }
 template <class Archive>
 void serialize(Archive& ar, Params& m) {
@@ -71,6 +80,8 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const Params&) const { return MessageType::kParams; }
     MessageType operator()(const Gradient&) const { return MessageType::kGradient; }
     MessageType operator()(const ModelDelta&) const { return MessageType::kModelDelta; }
+    MessageType operator()(const DataOffer&) const { return MessageType::kDataOffer; }
+    MessageType operator()(const DataChunk&) const { return MessageType::kDataChunk; }
   };
   return std::visit(Visitor{}, message);
 }
@@ -93,6 +104,10 @@ const char* type_name(MessageType type) {
       return "Gradient";
     case MessageType::kModelDelta:
       return "ModelDelta";
+    case MessageType::kDataOffer:
+      return "DataOffer";
+    case MessageType::kDataChunk:
+      return "DataChunk";
   }
   return "unknown";
 }
@@ -136,6 +151,10 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
       return decode_as<Gradient>(body);
     case MessageType::kModelDelta:
       return decode_as<ModelDelta>(body);
+    case MessageType::kDataOffer:
+      return decode_as<DataOffer>(body);
+    case MessageType::kDataChunk:
+      return decode_as<DataChunk>(body);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

@@ -6,6 +6,7 @@
 // that a peer of ANY protocol version can read why it was refused.
 //
 // Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+// With --ship_data:               Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 // Strategy traffic (psgd/ roles): Params (server -> worker), Gradient or ModelDelta
 // (worker -> server).
 #include <cstdint>
@@ -21,7 +22,8 @@
 namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
-inline constexpr std::uint16_t kProtocolVersion = 3;  // 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown
+// 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk
+inline constexpr std::uint16_t kProtocolVersion = 4;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -29,6 +31,8 @@ enum class MessageType : std::uint16_t {
   kJob = 3,
   kReady = 4,
   kFinish = 5,
+  kDataOffer = 6,
+  kDataChunk = 7,
   kParams = 16,
   kGradient = 17,
   kModelDelta = 18,
@@ -56,6 +60,28 @@ struct Job {
   std::vector<std::int64_t> samples;  // indices into the training set this worker holds
   std::int32_t threads = 1;           // torch threads the worker should use
   std::uint64_t num_parameters = 0;   // the model size the server built, checked by the worker
+  std::string data_hash;              // nn::content_hash of the server's training set
+  std::vector<float> norm_shift;      // the normaliser's statistics (nn/normalize.h), computed
+  std::vector<float> norm_scale;      // by the server on its training rows; empty for "none"
+  std::int64_t train_size = 0;        // samples in the whole training set (for the schedule)
+};
+
+// worker -> server, after a Job with ship_data: the content hash of the training set this
+// worker holds itself (empty: none, or not the job's). Equal to Job::data_hash: no transfer.
+struct DataOffer {
+  std::string hash;
+};
+
+// server -> worker: one piece of the worker's data pack (nn/data_pack.h), zlib-compressed.
+// count == 0 means "your own copy matches, nothing is shipped".
+struct DataChunk {
+  std::uint32_t index = 0;               // 0 .. count-1, sent in order
+  std::uint32_t count = 0;               // chunks in the pack
+  std::uint64_t total_bytes = 0;         // uncompressed size of the whole pack
+  std::string total_sha256;              // of the whole pack
+  std::uint64_t raw_bytes = 0;           // uncompressed size of this chunk
+  std::string sha256;                    // of this chunk, uncompressed
+  std::vector<std::uint8_t> compressed;  // zlib stream of this chunk
 };
 
 // worker -> server: data loaded, model built, ready to train.
@@ -102,7 +128,8 @@ struct ModelDelta {
   PhaseTimes times;              // summed over the local steps
 };
 
-using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta>;
+using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
+                             DataOffer, DataChunk>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

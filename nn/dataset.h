@@ -1,9 +1,11 @@
 #pragma once
 // In-memory image classification data, as every dataset reader in nn/ produces it.
 //
-// Images are stored sample-major (N x C x H x W), already scaled to [0, 1], so a batch is a
-// contiguous slice and the Trainer can wrap it without conversion. Torch-free on purpose: the
-// partitioner and the experiment drivers include this header.
+// Samples are stored sample-major (N x C x H x W) so a batch is a contiguous slice and the Trainer
+// can wrap it without conversion. 8-bit image sources (IDX, CIFAR-10, uint8 NumPy arrays) are
+// read as pixel / 255 in [0, 1]; tabular sources (CSV, other NumPy dtypes) keep their values and
+// appear as 1 x 1 x F. A normaliser (nn/normalize.h) may transform them further. Torch-free on
+// purpose: the partitioner and the experiment drivers include this header.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,7 +14,7 @@
 namespace psgd::nn {
 
 struct Dataset {
-  std::vector<float> images;         // size() * sample_numel() values in [0, 1]
+  std::vector<float> images;         // size() * sample_numel() values
   std::vector<std::int64_t> labels;  // size() values in [0, num_classes)
   std::int64_t channels = 1;
   std::int64_t height = 0;
@@ -27,6 +29,7 @@ struct Dataset {
 struct DataSplit {
   Dataset train;
   Dataset test;
+  Dataset validation;  // held out of the training set by --validation_split; often empty
 };
 
 }  // namespace psgd::nn

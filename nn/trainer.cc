@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -76,7 +77,9 @@ struct Trainer::Impl {
 
   void build_model() {
     const Dataset& t = data->train.size() > 0 ? data->train : data->test;
-    const int classes = std::max(data->train.num_classes, data->test.num_classes);
+    const int classes = options.target == "xx"
+                            ? static_cast<int>(t.sample_numel())
+                            : std::max(data->train.num_classes, data->test.num_classes);
     torch::manual_seed(options.seed);
     model = make_model(options.model, t.channels, t.height, t.width, classes);
     model->to(device);
@@ -125,6 +128,38 @@ struct Trainer::Impl {
     batch_y = torch::empty({batch}, torch::kInt64);
   }
 
+  // Mean loss of a batch; `reduction` sum for evaluation.
+  torch::Tensor loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y,
+                     bool sum) const {
+    namespace F = torch::nn::functional;
+    if (options.target == "xx") {
+      const auto target = x.reshape({x.size(0), -1});
+      return sum ? F::mse_loss(out, target, F::MSELossFuncOptions().reduction(torch::kSum)) /
+                       static_cast<double>(target.size(1))
+                 : F::mse_loss(out, target);
+    }
+    return sum ? F::cross_entropy(out, y, F::CrossEntropyFuncOptions().reduction(torch::kSum))
+               : F::cross_entropy(out, y);
+  }
+
+  // Mean loss and accuracy over a whole dataset, in chunks.
+  std::pair<double, double> evaluate(const Dataset& d) {
+    const auto n = static_cast<std::int64_t>(d.size());
+    double loss_sum = 0.0;
+    std::int64_t correct = 0;
+    for (std::int64_t first = 0; first < n; first += kEvalChunk) {
+      const std::int64_t count = std::min(kEvalChunk, n - first);
+      auto [x, y] = view_of(d, first, count);
+      auto out = model->forward(x);
+      loss_sum += loss(out, x, y, true).item<double>();
+      if (options.target != "xx") correct += out.argmax(1).eq(y).sum().item<std::int64_t>();
+    }
+    const double accuracy = options.target == "xx"
+                                ? std::numeric_limits<double>::quiet_NaN()
+                                : static_cast<double>(correct) / static_cast<double>(n);
+    return {loss_sum / static_cast<double>(n), accuracy};
+  }
+
   void next_pass() {
     std::iota(order.begin(), order.end(), std::int64_t{0});
     Rng rng(derive_seed(derive_seed(options.seed, kBatchOrderStream + options.batch_stream), pass));
@@ -157,6 +192,9 @@ Trainer::Trainer(TrainerOptions options, std::shared_ptr<const DataSplit> data,
   }
   impl_->options = std::move(options);
   impl_->data = std::move(data);
+  if (impl_->options.target != "xy" && impl_->options.target != "xx") {
+    throw ConfigError(fmt::format("unknown target '{}': expected xy or xx", impl_->options.target));
+  }
   impl_->device = pick_device(impl_->options.device);
   impl_->build_model();
   impl_->gather_train(train_indices);
@@ -186,7 +224,7 @@ StepStats Trainer::compute_gradient() {
   }
   m.model->train();
   m.flat_grads.zero_();
-  auto loss = torch::nn::functional::cross_entropy(m.model->forward(x), y);
+  auto loss = m.loss(m.model->forward(x), x, y, false);
   loss.backward();
   return {loss.item<double>(), m.batch};
 }
@@ -194,25 +232,22 @@ StepStats Trainer::compute_gradient() {
 EvalStats Trainer::evaluate() {
   Impl& m = *impl_;
   const Dataset& test = m.data->test;
-  const auto n = static_cast<std::int64_t>(test.size());
-  if (n == 0) return {};
+  const Dataset& validation = m.data->validation;
+  EvalStats stats;
+  if (test.size() == 0 && validation.size() == 0) return stats;
   torch::NoGradGuard no_grad;
   m.model->eval();
-  double loss_sum = 0.0;
-  std::int64_t correct = 0;
-  for (std::int64_t first = 0; first < n; first += kEvalChunk) {
-    const std::int64_t count = std::min(kEvalChunk, n - first);
-    auto [x, y] = view_of(test, first, count);
-    auto logits = m.model->forward(x);
-    loss_sum +=
-        torch::nn::functional::cross_entropy(
-            logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-            .item<double>();
-    correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+  if (test.size() > 0) {
+    std::tie(stats.loss, stats.accuracy) = m.evaluate(test);
+    stats.samples = static_cast<std::int64_t>(test.size());
+  }
+  if (validation.size() > 0) {
+    auto [loss, accuracy] = m.evaluate(validation);
+    stats.validation_loss = loss;
+    stats.validation_accuracy = accuracy;
   }
   m.model->train();
-  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n),
-          n};
+  return stats;
 }
 
 torch::nn::Sequential TrainerAccess::module(Trainer& trainer) {

@@ -37,7 +37,8 @@
 namespace psgd::nn {
 
 struct TrainerOptions {
-  std::string model = "mlp";  // "mlp" or "cnn", see nn/models_impl.h
+  std::string model = "mlp";  // mlp, cnn, resnet8 or autoencoder, see nn/models_impl.h
+  std::string target = "xy";  // xy: classify (cross-entropy); xx: reconstruct the input (MSE)
   int batch_size = 128;
   std::uint64_t seed = 1;          // initial parameters and batch order
   std::string device = "auto";     // "auto", "cpu" or "cuda"
@@ -59,8 +60,9 @@ class Trainer final : public Learner {
   std::span<const float> gradients() const override;
   // Throws psgd::Error when the trainer has no training samples.
   StepStats compute_gradient() override;
-  // Mean cross-entropy and accuracy on data->test in chunks of 1000; zeros if the test set is
-  // empty.
+  // Mean loss and accuracy on data->test in chunks of 1000 (zeros if the test set is empty), and
+  // on data->validation when it is not empty. The loss is the training loss: cross-entropy for
+  // target xy, mean squared error per value for xx (accuracy is then NaN).
   EvalStats evaluate() override;
 
   std::size_t num_parameters() const;

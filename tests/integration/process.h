@@ -49,9 +49,10 @@ inline std::string read_file(const std::string& path) {
 
 class Process {
  public:
-  // Runs `program args...` with stdout to out_file and stderr to err_file.
+  // Runs `program args...` with stdout to out_file and stderr to err_file, in working directory
+  // `cwd` (empty: this process's).
   Process(const std::string& program, const std::vector<std::string>& args,
-          const std::string& out_file, const std::string& err_file)
+          const std::string& out_file, const std::string& err_file, const std::string& cwd = "")
       : out_file_(out_file), err_file_(err_file) {
     std::vector<std::string> all{program};
     all.insert(all.end(), args.begin(), args.end());
@@ -63,6 +64,7 @@ class Process {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
     if (posix_spawn(&pid_, program.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&fa);
   }

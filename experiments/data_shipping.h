@@ -1,0 +1,44 @@
+#pragma once
+// --ship_data: a worker's data pack (nn/data_pack.h) cut into chunks for the wire, and put back
+// together on the other side.
+//
+// Each chunk carries at most kShipChunkBytes of the pack, zlib-compressed, with the SHA-256 of its
+// uncompressed bytes; the first chunk's header fields (count, total size, SHA-256 of the whole
+// pack) are repeated in every chunk and must not change. The assembler checks every field before
+// it allocates or copies anything, so a corrupt or hostile chunk is a ProtocolError, never an
+// overflow.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "network/messages.h"
+
+namespace psgd {
+
+inline constexpr std::size_t kShipChunkBytes = 1 << 20;
+// Refuse packs announced larger than this (a worker's share of any dataset psgd handles).
+inline constexpr std::uint64_t kMaxShippedBytes = 64ull << 30;
+
+std::vector<DataChunk> make_chunks(std::span<const std::uint8_t> pack,
+                                   std::size_t chunk_bytes = kShipChunkBytes);
+
+class ChunkAssembler {
+ public:
+  // Adds the next chunk (they arrive in order). Throws ProtocolError on any inconsistency: wrong
+  // index, changed totals, a chunk that does not inflate to its size, or a checksum mismatch.
+  void add(const DataChunk& chunk);
+  bool complete() const { return count_ > 0 && next_ == count_; }
+  std::uint64_t compressed_bytes() const { return compressed_; }
+  // The whole pack, once complete() (its SHA-256 verified).
+  const std::vector<std::uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  std::uint32_t count_ = 0;
+  std::uint32_t next_ = 0;
+  std::uint64_t total_ = 0;
+  std::uint64_t compressed_ = 0;
+  std::string total_sha256_;
+  std::vector<std::uint8_t> bytes_;
+};
+
+}  // namespace psgd

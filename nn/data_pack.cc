@@ -1,0 +1,134 @@
+#include "nn/data_pack.h"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+
+namespace psgd::nn {
+namespace {
+
+constexpr char kMagic[8] = {'P', 'S', 'G', 'D', 'P', 'A', 'C', 'K'};
+constexpr std::uint32_t kVersion = 1;
+constexpr std::size_t kHeader = 8 + 4 + 3 * 8 + 4 + 8;
+
+template <class T>
+void put(std::vector<std::uint8_t>& out, T v) {
+  const auto* p = reinterpret_cast<const std::uint8_t*>(&v);
+  out.insert(out.end(), p, p + sizeof(T));
+}
+
+template <class T>
+T get(std::span<const std::uint8_t> b, std::size_t offset) {
+  T v;
+  std::memcpy(&v, b.data() + offset, sizeof(T));
+  return v;
+}
+
+std::vector<std::uint8_t> header_of(const Dataset& d) {
+  std::vector<std::uint8_t> h(kMagic, kMagic + 8);
+  put(h, kVersion);
+  put(h, d.channels);
+  put(h, d.height);
+  put(h, d.width);
+  put(h, static_cast<std::int32_t>(d.num_classes));
+  put(h, static_cast<std::uint64_t>(d.size()));
+  return h;
+}
+
+struct MdFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
+      throw Error("OpenSSL: cannot initialise SHA-256");
+    }
+  }
+  void add(const void* p, std::size_t n) {
+    if (n > 0 && EVP_DigestUpdate(ctx_.get(), p, n) != 1) throw Error("OpenSSL: SHA-256 failed");
+  }
+  std::string hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(ctx_.get(), md, &len) != 1) throw Error("OpenSSL: SHA-256 failed");
+    std::string s;
+    for (unsigned i = 0; i < len; ++i)
+      s += fmt::format("{:02x}", md[i]);
+    return s;
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, MdFree> ctx_;
+};
+
+}  // namespace
+
+std::vector<std::uint8_t> pack_dataset(const Dataset& d) {
+  std::vector<std::uint8_t> out = header_of(d);
+  const std::size_t labels = d.labels.size() * sizeof(std::int64_t);
+  const std::size_t values = d.images.size() * sizeof(float);
+  out.resize(kHeader + labels + values);
+  std::memcpy(out.data() + kHeader, d.labels.data(), labels);
+  std::memcpy(out.data() + kHeader + labels, d.images.data(), values);
+  return out;
+}
+
+Dataset unpack_dataset(std::span<const std::uint8_t> b, std::string name) {
+  if (b.size() < kHeader || std::memcmp(b.data(), kMagic, 8) != 0) {
+    throw ConfigError("shipped data is not a psgd data pack");
+  }
+  if (get<std::uint32_t>(b, 8) != kVersion) {
+    throw ConfigError(fmt::format("shipped data pack has version {}, expected {}",
+                                  get<std::uint32_t>(b, 8), kVersion));
+  }
+  Dataset d;
+  d.channels = get<std::int64_t>(b, 12);
+  d.height = get<std::int64_t>(b, 20);
+  d.width = get<std::int64_t>(b, 28);
+  d.num_classes = get<std::int32_t>(b, 36);
+  const auto count = get<std::uint64_t>(b, 40);
+  const auto side_ok = [](std::int64_t v) { return v >= 1 && v <= (1 << 16); };
+  if (!side_ok(d.channels) || !side_ok(d.height) || !side_ok(d.width) || d.num_classes < 0) {
+    throw ConfigError("shipped data pack has an implausible shape");
+  }
+  const auto numel = static_cast<std::uint64_t>(d.sample_numel());
+  const std::uint64_t per_sample = sizeof(std::int64_t) + numel * sizeof(float);
+  if (count > (b.size() - kHeader) / per_sample || kHeader + count * per_sample != b.size()) {
+    throw ConfigError(fmt::format("shipped data pack of {} bytes does not hold {} samples of {}",
+                                  b.size(), count, numel));
+  }
+  d.labels.resize(count);
+  d.images.resize(count * numel);
+  std::memcpy(d.labels.data(), b.data() + kHeader, count * sizeof(std::int64_t));
+  std::memcpy(d.images.data(), b.data() + kHeader + count * sizeof(std::int64_t),
+              d.images.size() * sizeof(float));
+  for (auto l : d.labels) {
+    if (l < 0 || l >= d.num_classes)
+      throw ConfigError("shipped data pack has a label out of range");
+  }
+  d.name = std::move(name);
+  return d;
+}
+
+std::string content_hash(const Dataset& d) {
+  Sha256 h;
+  const auto header = header_of(d);
+  h.add(header.data(), header.size());
+  h.add(d.labels.data(), d.labels.size() * sizeof(std::int64_t));
+  h.add(d.images.data(), d.images.size() * sizeof(float));
+  return h.hex();
+}
+
+std::string sha256_hex(std::span<const std::uint8_t> bytes) {
+  Sha256 h;
+  h.add(bytes.data(), bytes.size());
+  return h.hex();
+}
+
+}  // namespace psgd::nn

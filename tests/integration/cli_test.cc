@@ -30,7 +30,9 @@ struct BadCase {
   std::vector<std::string> args;
   std::string expected;  // a fragment of the error line
 };
-void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const BadCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class BadServerInput : public ::testing::TestWithParam<BadCase> {};
 

@@ -6,29 +6,18 @@
 
 #include <thread>
 
+#include "tests/integration/cluster.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::have_fashion_mnist;
 using testing::Process;
 using testing::read_file;
 using testing::TempDir;
-
-bool have_fashion_mnist() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
-
-int wait_for_port(const std::string& port_file, Process& server) {
-  for (int i = 0; i < 600; ++i) {
-    const std::string s = read_file(port_file);
-    if (!s.empty() && s.back() == '\n') return std::stoi(s);
-    if (!server.running()) return 0;
-    std::this_thread::sleep_for(50ms);
-  }
-  return 0;
-}
+using testing::wait_for_port;
 
 struct CodecCase {
   std::string codec;

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/integration/cluster.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
@@ -18,6 +19,7 @@ using namespace std::chrono_literals;
 using testing::Process;
 using testing::read_file;
 using testing::TempDir;
+using testing::wait_for_port;
 
 void write_text(const std::string& path, const std::string& s) {
   std::ofstream out(path);
@@ -38,16 +40,6 @@ std::string blobs_csv(int n, std::uint32_t seed) {
         << "\n";
   }
   return out.str();
-}
-
-int wait_for_port(const std::string& port_file, Process& server) {
-  for (int i = 0; i < 600; ++i) {
-    const std::string s = read_file(port_file);
-    if (!s.empty() && s.back() == '\n') return std::stoi(s);
-    if (!server.running()) return 0;
-    std::this_thread::sleep_for(50ms);
-  }
-  return 0;
 }
 
 struct DataRun {

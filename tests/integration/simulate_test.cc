@@ -5,19 +5,17 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/integration/cluster.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::have_fashion_mnist;
 using testing::Process;
 using testing::read_file;
 using testing::TempDir;
-
-bool have_fashion_mnist() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
 
 const std::vector<std::string> kJob{
     "--node_count", "2",  "--train_samples", "3000", "--test_samples", "1000", "--epochs",  "2",

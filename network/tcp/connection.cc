@@ -1,5 +1,6 @@
 #include "network/tcp/connection.h"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -7,6 +8,8 @@
 
 namespace psgd::net {
 namespace {
+
+constexpr double kDrainSeconds = 5.0;
 
 std::chrono::steady_clock::duration to_duration(double seconds) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -117,7 +120,7 @@ void Connection::send_frame(std::shared_ptr<const EncodedFrame> frame) {
 void Connection::write_next() {
   if (writes_.empty()) {
     writing_ = false;
-    if (closing_) close();
+    if (closing_) drain();
     return;
   }
   writing_ = true;
@@ -139,8 +142,25 @@ void Connection::write_next() {
 }
 
 void Connection::close_after_writes() {
+  if (closing_) return;
   closing_ = true;
-  if (!writing_) close();
+  if (!writing_) drain();
+}
+
+void Connection::drain() {
+  if (closed_ || draining_) return;
+  draining_ = true;
+  on_frame_ = nullptr;
+  on_error_ = nullptr;
+  std::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) {
+    close();
+    return;
+  }
+  // A peer gets a few seconds to notice and close; the pending read then ends the connection.
+  options_.read_timeout_s = std::min(options_.read_timeout_s, kDrainSeconds);
+  arm_deadline();
 }
 
 void Connection::close() {

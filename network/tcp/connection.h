@@ -49,7 +49,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send(std::shared_ptr<const Message> message);
   void send_frame(std::shared_ptr<const EncodedFrame> frame);
 
-  // Closes once every queued frame has been written (or at once if none are queued).
+  // Ends the link gracefully: once every queued frame is written, shuts down the sending side and
+  // reads (and drops) whatever the peer still sends until it closes, so that a peer that was
+  // writing at that moment reads our last frame instead of a broken pipe. The read deadline, or
+  // close(), ends the wait. No handler is called afterwards.
   void close_after_writes();
   // Closes now; pending writes are dropped. No handler is called afterwards.
   void close();
@@ -67,6 +70,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read_body(const FrameHeader& header);
   void arm_deadline();
   void write_next();
+  void drain();
   void fail(const std::string& why);
 
   asio::ip::tcp::socket socket_;
@@ -81,6 +85,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<asio::const_buffer> gather_;
   bool writing_ = false;
   bool closing_ = false;
+  bool draining_ = false;  // our side is shut down; reading until the peer closes
   bool closed_ = false;
   std::uint64_t bytes_sent_ = 0;
   std::uint64_t bytes_received_ = 0;

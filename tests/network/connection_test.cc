@@ -120,3 +120,56 @@ TEST(Dial, ClosedPortFailsWithinTheTimeout) {
 
 }  // namespace
 }  // namespace psgd::net
+
+namespace psgd::net {
+namespace {
+
+// The end of a job: the server sends its last frame and closes while a worker is busy and then
+// sends more. The worker must still read that last frame, not die of a broken pipe.
+TEST(Connection, APeerStillWritingReadsTheLastFrameOfAClosingLink) {
+  asio::io_context server_io;
+  tcp::acceptor acceptor(server_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::shared_ptr<Connection> server;
+  acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    server =
+        std::make_shared<Connection>(std::move(s), ConnectionOptions{.max_body_bytes = 1 << 24});
+    server->start([](Message&&, std::size_t) {}, [](const std::string&) {});
+    server->send(Params{.iteration = 1});
+    server->send(Finish{.status = "completed"});
+    server->close_after_writes();
+  });
+  std::thread server_thread([&] { server_io.run_for(std::chrono::seconds(10)); });
+
+  asio::io_context io;
+  auto client = std::make_shared<Connection>(
+      dial(io, "127.0.0.1", acceptor.local_endpoint().port(), 5), ConnectionOptions{});
+  std::string got, error;
+  client->start(
+      [&](Message&& m, std::size_t) {
+        if (std::holds_alternative<Params>(m)) {
+          // The worker computes; meanwhile the server finishes and closes its side. Then the
+          // worker sends its gradient, from inside this handler as the client does.
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          Gradient g;
+          g.values.num_elements = 1 << 20;
+          g.values.bytes.resize(4 << 20);
+          for (int i = 0; i < 4; ++i)
+            client->send(g);  // 16 MB the server will not use
+          return;
+        }
+        got = std::get<Finish>(m).status;
+        io.stop();
+      },
+      [&](const std::string& why) {
+        error = why;
+        io.stop();
+      });
+  io.run_for(std::chrono::seconds(10));
+  client->close();
+  server_io.stop();
+  server_thread.join();
+  EXPECT_EQ(got, "completed") << error;
+}
+
+}  // namespace
+}  // namespace psgd::net

@@ -90,7 +90,7 @@ void Connection::read_body(const FrameHeader& header) {
                      self->bytes_received_ += frame_bytes;
                      try {
                        Message m = decode_body(header.type, self->body_);
-                       self->on_frame_(std::move(m), frame_bytes);
+                       if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                      } catch (const ProtocolError& e) {
                        self->fail(fmt::format("bad {} message from {}: {}", type_name(header.type),
                                               self->peer_, e.what()));
@@ -149,9 +149,8 @@ void Connection::close_after_writes() {
 
 void Connection::drain() {
   if (closed_ || draining_) return;
+  // The handlers stay (one of them may be running right now) but are no longer called.
   draining_ = true;
-  on_frame_ = nullptr;
-  on_error_ = nullptr;
   std::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   if (ec) {
@@ -176,7 +175,7 @@ void Connection::close() {
 void Connection::fail(const std::string& why) {
   if (closed_) return;
   close();
-  if (on_error_) {
+  if (on_error_ && !draining_) {
     auto handler = std::move(on_error_);
     on_error_ = nullptr;
     handler(why);

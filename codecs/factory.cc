@@ -6,6 +6,7 @@
 #include "codecs/bf16.h"
 #include "codecs/error_feedback.h"
 #include "codecs/fp16.h"
+#include "codecs/momentum.h"
 #include "codecs/plain.h"
 #include "codecs/qsgd.h"
 #include "codecs/randk.h"
@@ -44,21 +45,44 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
     codec = std::make_unique<TopkCodec>(spec.ratio);
   } else if (spec.name == "randk") {
     codec = std::make_unique<RandkCodec>(spec.ratio, spec.seed);
+  } else if (spec.name == "gc" || spec.name == "ndc") {
+    throw ConfigError(fmt::format(
+        "codec {}: gradient coding is done by the ssgd roles (psgd/gc.h), which send plain fp32",
+        spec.name));
   } else {
     throw ConfigError(fmt::format("--codec {}: unknown codec; choose one of: {}", spec.name,
                                   fmt::join(known_codecs(), ", ")));
   }
   if (uses_error_feedback(spec)) codec = std::make_unique<ErrorFeedbackCodec>(std::move(codec));
+  if (spec.momentum > 0.0f) {
+    codec =
+        std::make_unique<MomentumCorrectionCodec>(std::move(codec), spec.momentum, spec.nesterov);
+  }
   return codec;
 }
 
+bool momentum_at_worker(const JobSpec& job) {
+  if (job.momentum_at == "worker") return true;
+  if (job.momentum_at == "server") return false;
+  if (job.momentum_at != "auto") {
+    throw ConfigError(
+        fmt::format("--momentum_at {}: choose auto, worker or server", job.momentum_at));
+  }
+  if (job.psgd == "local_sgd" || job.codec == "gc" || job.codec == "ndc") return false;
+  return uses_error_feedback(CodecSpec{.name = job.codec, .error_feedback = job.error_feedback});
+}
+
 CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender) {
+  // gc and ndc (psgd/gc.h) code in what they sum, and send it as exact fp32.
+  if (job.codec == "gc" || job.codec == "ndc") return CodecSpec{.error_feedback = "off"};
   return CodecSpec{.name = job.codec,
                    .levels = job.codec_levels,
                    .ratio = job.codec_ratio,
                    .bucket = static_cast<std::uint64_t>(job.codec_bucket),
                    .error_feedback = job.error_feedback,
-                   .seed = derive_seed(job.seed, 0xC0DEC000ULL + sender)};
+                   .seed = derive_seed(job.seed, 0xC0DEC000ULL + sender),
+                   .momentum = momentum_at_worker(job) ? static_cast<float>(job.momentum) : 0.0f,
+                   .nesterov = job.nesterov};
 }
 
 CodecSpec downlink_codec_spec(const JobSpec& job) {

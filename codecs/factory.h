@@ -17,6 +17,10 @@ struct CodecSpec {
   std::uint64_t bucket = 512;           // qsgd, sign: elements per norm / scale (0: whole vector)
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
   std::uint64_t seed = 1;               // qsgd's rounding, randk's index draws
+  // Sender-side momentum applied before the codec (and before error feedback):
+  // MomentumCorrectionCodec. 0: none, the receiver's optimiser owns the momentum.
+  float momentum = 0.0f;
+  bool nesterov = false;
 };
 
 // Throws ConfigError for an unknown name (listing the known ones) or a bad option.
@@ -24,6 +28,11 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec);
 
 // Whether make_codec wraps the codec in ErrorFeedbackCodec.
 bool uses_error_feedback(const CodecSpec& spec);
+
+// Whether the job applies --momentum on the workers, before compression (--momentum_at worker,
+// or auto with error feedback on and a gradient-pushing strategy), so that the server's SGD runs
+// without momentum. See codecs/momentum.h for why error feedback wants it there.
+bool momentum_at_worker(const JobSpec& job);
 
 // The specs a job asks for: worker -> server (--codec and its options; `sender` picks the seed
 // stream, e.g. the worker id) and server -> worker (--server_codec, never with error feedback).

@@ -31,7 +31,8 @@ const std::vector<std::string>& known_strategies() {
   return v;
 }
 const std::vector<std::string>& known_codecs() {
-  static const std::vector<std::string> v{"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
+  static const std::vector<std::string> v{"plain", "fp16",  "bf16", "qsgd", "sign",
+                                          "topk",  "randk", "gc",   "ndc"};
   return v;
 }
 const std::vector<std::string>& known_server_codecs() {
@@ -76,6 +77,13 @@ void JobSpec::validate() const {
   require_one_of("codec", codec, known_codecs());
   require_one_of("server_codec", server_codec, known_server_codecs());
   require_one_of("error_feedback", error_feedback, {"auto", "on", "off"});
+  require_one_of("momentum_at", momentum_at, {"auto", "worker", "server"});
+  if (codec == "gc" || codec == "ndc") validate_gradient_coding();
+  if (momentum_at == "worker" && psgd == "local_sgd") {
+    throw ConfigError(
+        "--momentum_at worker with --psgd local_sgd: local SGD workers already run their own "
+        "optimiser; use --momentum_at server or auto");
+  }
   if (codec_levels < 1 || codec_levels > 32767) {
     throw ConfigError(
         fmt::format("--codec_levels {}: qsgd needs between 1 and 32767 levels", codec_levels));
@@ -127,6 +135,39 @@ void JobSpec::validate() const {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
   }
   validate_strategy_options();
+}
+
+void JobSpec::validate_gradient_coding() const {
+  if (psgd != "ssgd") {
+    throw ConfigError(fmt::format(
+        "--codec {} with --psgd {}: gradient coding decodes one synchronous round at a time; "
+        "use --psgd ssgd",
+        codec, psgd));
+  }
+  if (codec == "gc" && redundancy < 2) {
+    throw ConfigError(fmt::format(
+        "--codec gc with --redundancy {}: gradient coding needs every block on at least 2 "
+        "workers (--redundancy 2..node_count)",
+        redundancy));
+  }
+  if (node_count % redundancy != 0) {
+    throw ConfigError(fmt::format(
+        "--codec {} with --redundancy {} and --node_count {}: the fractional-repetition layout "
+        "needs the redundancy to divide node_count",
+        codec, redundancy, node_count));
+  }
+  if (wait_for > 0) {
+    throw ConfigError(fmt::format(
+        "--codec {} with --wait_for {}: the {} server closes a round as soon as every group of "
+        "--redundancy workers has answered; drop --wait_for",
+        codec, wait_for, codec));
+  }
+  if (error_feedback == "on" || momentum_at == "worker") {
+    throw ConfigError(
+        fmt::format("--codec {} sends exact fp32 sums: it takes neither --error_feedback on nor "
+                    "--momentum_at worker",
+                    codec));
+  }
 }
 
 void JobSpec::validate_strategy_options() const {
@@ -200,7 +241,7 @@ std::string JobSpec::short_name() const {
   X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports) X(block_assignment) X(model)          \
       X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) X(seed) \
           X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(codec_levels)            \
-              X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec)                    \
+              X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec) X(momentum_at)     \
                   PSGD_STRATEGY_FIELDS(X) X(normalize) X(target) X(validation_split)        \
                       X(label_column) X(ship_data)
 

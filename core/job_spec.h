@@ -45,6 +45,10 @@ struct JobSpec {
   std::int64_t codec_bucket = 512;      // qsgd, sign: elements per norm / scale (0: whole vector)
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
   std::string server_codec = "plain";   // parameters, server -> worker: plain | fp16 | bf16
+  // Where --momentum is applied: server (the server's SGD) | worker (momentum correction before
+  // compression, server SGD without momentum) | auto (worker when error feedback is on with a
+  // gradient-pushing strategy, server otherwise); codecs/factory.h momentum_at_worker().
+  std::string momentum_at = "auto";
 
   // --- run management ---
   std::string output;         // run directory (empty: runs/<timestamp>-<psgd>-<codec>-n<nodes>)
@@ -69,6 +73,7 @@ struct JobSpec {
   // Throws ConfigError naming the offending flag(s) when the job cannot run.
   void validate() const;
   void validate_strategy_options() const;  // the part of validate() for the options above
+  void validate_gradient_coding() const;   // the part for --codec gc / ndc
 
   // A short name for logs and default run directories, e.g. "ssgd-plain-n4".
   std::string short_name() const;

@@ -129,6 +129,10 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
       "qsgd, sign: elements sharing one norm / scale, as QSGD's buckets (0: the whole gradient)");
   app.add_option("--error_feedback", s.error_feedback,
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
+  app.add_option("--momentum_at", s.momentum_at,
+                 "Where --momentum applies: server (its SGD) | worker (momentum correction before "
+                 "the codec, as DGC; server SGD without momentum) | auto (worker when error "
+                 "feedback is on, except local_sgd)");
   app.add_option("--server_codec", s.server_codec,
                  "Codec of the parameters, server to worker: " + choices(known_server_codecs()));
   app.add_option("--psgd", s.psgd,

@@ -254,7 +254,9 @@ void Client::start_with(nn::Dataset samples) {
                            .batch_size = spec_.batch_size,
                            .seed = spec_.seed,
                            .device = spec_.device,
-                           .batch_stream = 1000 + static_cast<std::uint64_t>(worker_)},
+                           .batch_stream = 1000 + static_cast<std::uint64_t>(worker_),
+                           .block_ids = job_.block_ids,
+                           .block_sizes = job_.block_sizes},
         data_, std::move(rows));
     if (trainer_->num_parameters() != job_.num_parameters) {
       throw ConfigError(fmt::format(

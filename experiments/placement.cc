@@ -18,7 +18,9 @@ DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,
           train.labels[static_cast<std::size_t>(all ? i : rows[static_cast<std::size_t>(i)])]);
     }
   }
-  d.placement = nn::place_blocks(spec.node_count, spec.redundancy);
+  d.placement = uses_gradient_coding(spec)
+                    ? nn::place_fractional_repetition(spec.node_count, spec.redundancy)
+                    : nn::place_blocks(spec.node_count, spec.redundancy);
   const int num_blocks = d.placement.num_blocks();
   const std::uint64_t seed = derive_seed(spec.seed, 1);
   if (spec.block_assignment == "non-iid" && spec.dirichlet_alpha > 0) {

@@ -20,6 +20,13 @@ struct DataPlacement {
   }
 };
 
+// Whether the job spends its redundancy on gradient coding (--codec gc, or its naive-duplication
+// baseline ndc): their blocks follow the fractional-repetition layout and every worker computes
+// one batch per block it holds (psgd/gc.h).
+inline bool uses_gradient_coding(const JobSpec& spec) {
+  return spec.codec == "gc" || spec.codec == "ndc";
+}
+
 // `rows` are the training rows to place (the rest is held out for validation); empty: all rows.
 // Block indices are rows of `train`.
 DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,

@@ -387,6 +387,13 @@ void Server::send_jobs() {
             .norm_shift = normalizer_.shift,
             .norm_scale = normalizer_.scale,
             .train_size = static_cast<std::int64_t>(holdout_.train.size())};
+    if (uses_gradient_coding(spec_)) {
+      for (int b : placement_.blocks_of_worker[w]) {
+        job.block_ids.push_back(b);
+        job.block_sizes.push_back(
+            static_cast<std::int64_t>(blocks_[static_cast<std::size_t>(b)].size()));
+      }
+    }
     slot.conn->set_max_body_bytes(training_frame_limit(params));
     slot.conn->set_read_timeout(spec_.join_timeout);
     slot.conn->send(job);

@@ -74,14 +74,21 @@ int simulate(const ServerOptions& options) {
   std::vector<std::unique_ptr<WorkerRole>> roles;
   std::vector<WorkerRole*> role_ptrs;
   for (int w = 0; w < n; ++w) {
-    trainers.push_back(std::make_unique<nn::Trainer>(
-        nn::TrainerOptions{.model = spec.model,
-                           .target = spec.target,
-                           .batch_size = spec.batch_size,
-                           .seed = spec.seed,
-                           .device = spec.device,
-                           .batch_stream = 1000 + static_cast<std::uint64_t>(w)},  // as client.cc
-        data, nn::worker_samples(placement, blocks, w)));
+    nn::TrainerOptions topts{.model = spec.model,
+                             .target = spec.target,
+                             .batch_size = spec.batch_size,
+                             .seed = spec.seed,
+                             .device = spec.device,
+                             .batch_stream = 1000 + static_cast<std::uint64_t>(w)};  // as client.cc
+    if (uses_gradient_coding(spec)) {  // as the Job the TCP server sends
+      for (int b : placement.blocks_of_worker[static_cast<std::size_t>(w)]) {
+        topts.block_ids.push_back(b);
+        topts.block_sizes.push_back(
+            static_cast<std::int64_t>(blocks[static_cast<std::size_t>(b)].size()));
+      }
+    }
+    trainers.push_back(std::make_unique<nn::Trainer>(std::move(topts), data,
+                                                     nn::worker_samples(placement, blocks, w)));
     roles.push_back(make_worker_role(
         spec, schedule,
         WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),

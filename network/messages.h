@@ -23,7 +23,7 @@ namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
 // 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk
-inline constexpr std::uint16_t kProtocolVersion = 4;
+inline constexpr std::uint16_t kProtocolVersion = 5;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -64,6 +64,10 @@ struct Job {
   std::vector<float> norm_shift;      // the normaliser's statistics (nn/normalize.h), computed
   std::vector<float> norm_scale;      // by the server on its training rows; empty for "none"
   std::int64_t train_size = 0;        // samples in the whole training set (for the schedule)
+  // --codec gc / ndc: the blocks `samples` is the concatenation of, and their sizes, so the
+  // worker can draw one batch per block with a batch order every replica of a block agrees on.
+  std::vector<std::int64_t> block_ids;
+  std::vector<std::int64_t> block_sizes;
 };
 
 // worker -> server, after a Job with ship_data: the content hash of the training set this

@@ -234,6 +234,29 @@ Placement place_blocks(int num_workers, int redundancy) {
   return p;
 }
 
+Placement place_fractional_repetition(int num_workers, int redundancy) {
+  if (num_workers < 1 || redundancy < 1 || redundancy > num_workers ||
+      num_workers % redundancy != 0) {
+    throw ConfigError(fmt::format(
+        "--redundancy {} with --node_count {}: the fractional-repetition layout needs a "
+        "redundancy between 1 and node_count that divides node_count",
+        redundancy, num_workers));
+  }
+  Placement p;
+  p.num_workers = num_workers;
+  p.redundancy = redundancy;
+  p.blocks_of_worker.resize(static_cast<std::size_t>(num_workers));
+  p.workers_of_block.resize(static_cast<std::size_t>(num_workers));
+  for (int w = 0; w < num_workers; ++w) {
+    const int first = (w / redundancy) * redundancy;  // the group's first worker and block
+    for (int k = 0; k < redundancy; ++k) {
+      p.blocks_of_worker[static_cast<std::size_t>(w)].push_back(first + k);
+      p.workers_of_block[static_cast<std::size_t>(w)].push_back(first + k);
+    }
+  }
+  return p;
+}
+
 std::vector<std::int64_t> worker_samples(const Placement& placement,
                                          const std::vector<std::vector<std::int64_t>>& blocks,
                                          int worker) {

@@ -54,6 +54,13 @@ struct Placement {
 // or C(num_workers, redundancy) > 1,000,000.
 Placement place_blocks(int num_workers, int redundancy);
 
+// Fractional repetition (Tandon et al. 2017, "Gradient Coding", §3): num_workers blocks; the
+// workers form num_workers / r groups of r consecutive workers, and every worker of group j
+// holds the same r blocks j·r .. j·r + r − 1. Any num_workers − r + 1 workers include one worker
+// of every group, so their group sums add up to the sum of all blocks. Throws ConfigError naming
+// --redundancy and --node_count unless 1 <= r <= num_workers and r divides num_workers.
+Placement place_fractional_repetition(int num_workers, int redundancy);
+
 // The sample indices of every block the worker holds, concatenated in block order.
 std::vector<std::int64_t> worker_samples(const Placement& placement,
                                          const std::vector<std::vector<std::int64_t>>& blocks,

@@ -18,7 +18,8 @@
 namespace psgd::nn {
 namespace {
 
-constexpr std::uint64_t kBatchOrderStream = 0x6261746368;  // "batch"
+constexpr std::uint64_t kBatchOrderStream = 0x6261746368;        // "batch"
+constexpr std::uint64_t kBlockOrderStream = 0x626c6f636b000000;  // "block", then the block id
 constexpr std::int64_t kEvalChunk = 1000;
 
 torch::Device pick_device(const std::string& name) {
@@ -67,10 +68,19 @@ struct Trainer::Impl {
   std::int64_t num_train = 0;
   std::int64_t batch = 0;  // min(batch_size, num_train)
 
-  // Batch order: a permutation of 0..N-1 per local pass, consumed batch by batch.
-  std::vector<std::int64_t> order;
-  std::size_t cursor = 0;
-  std::uint64_t pass = 0;
+  // Batch order: one stream per block with per-block batches, else one over all local samples.
+  // Each stream is a permutation of its samples per pass, consumed batch by batch.
+  struct Stream {
+    std::int64_t offset = 0;  // first local sample of the stream
+    std::int64_t size = 0;
+    std::int64_t batch = 0;  // min(batch_size, size)
+    std::uint64_t seed = 0;  // of the stream; each pass derives its own
+    std::vector<std::int64_t> order;
+    std::size_t cursor = 0;
+    std::uint64_t pass = 0;
+  };
+  std::vector<Stream> streams;
+  std::size_t next_stream = 0;
   torch::Tensor batch_index;  // batch (int64), filled from `order`
   torch::Tensor batch_x;
   torch::Tensor batch_y;
@@ -121,8 +131,7 @@ struct Trainer::Impl {
       y[i] = t.labels[s];
     }
     batch = std::min<std::int64_t>(options.batch_size, num_train);
-    order.resize(static_cast<std::size_t>(num_train));
-    cursor = order.size();  // the first batch starts pass 0
+    make_streams();
     batch_index = torch::empty({batch}, torch::kInt64);
     batch_x = torch::empty({batch, t.channels, t.height, t.width}, torch::kFloat);
     batch_y = torch::empty({batch}, torch::kInt64);
@@ -160,23 +169,69 @@ struct Trainer::Impl {
     return {loss_sum / static_cast<double>(n), accuracy};
   }
 
-  void next_pass() {
-    std::iota(order.begin(), order.end(), std::int64_t{0});
-    Rng rng(derive_seed(derive_seed(options.seed, kBatchOrderStream + options.batch_stream), pass));
-    shuffle(std::span<std::int64_t>(order), rng);
-    ++pass;
-    cursor = 0;
+  void make_streams() {
+    auto add = [&](std::int64_t offset, std::int64_t size, std::uint64_t seed) {
+      Stream st{.offset = offset,
+                .size = size,
+                .batch = std::min<std::int64_t>(options.batch_size, size),
+                .seed = seed};
+      st.order.resize(static_cast<std::size_t>(size));
+      st.cursor = st.order.size();  // the first batch starts pass 0
+      streams.push_back(std::move(st));
+    };
+    if (options.block_ids.empty() && options.block_sizes.empty()) {
+      add(0, num_train, derive_seed(options.seed, kBatchOrderStream + options.batch_stream));
+      return;
+    }
+    if (options.block_ids.size() != options.block_sizes.size()) {
+      throw ConfigError(fmt::format("{} block ids but {} block sizes", options.block_ids.size(),
+                                    options.block_sizes.size()));
+    }
+    std::int64_t offset = 0;
+    for (std::size_t b = 0; b < options.block_ids.size(); ++b) {
+      const std::int64_t size = options.block_sizes[b];
+      if (size < 1) {
+        throw ConfigError(fmt::format("block {} has no samples", options.block_ids[b]));
+      }
+      add(offset, size,
+          derive_seed(options.seed,
+                      kBlockOrderStream + static_cast<std::uint64_t>(options.block_ids[b])));
+      offset += size;
+    }
+    if (offset != num_train) {
+      throw ConfigError(fmt::format("the blocks hold {} samples but the trainer was given {}",
+                                    offset, num_train));
+    }
   }
 
-  // Fills batch_x / batch_y with the next `batch` samples of the batch order.
-  void next_batch() {
+  static void next_pass(Stream& st) {
+    std::iota(st.order.begin(), st.order.end(), st.offset);
+    Rng rng(derive_seed(st.seed, st.pass));
+    shuffle(std::span<std::int64_t>(st.order), rng);
+    ++st.pass;
+    st.cursor = 0;
+  }
+
+  // The next batch of `st`: the whole stream when it is no larger than a batch, else batch_x /
+  // batch_y filled with the next st.batch samples of its batch order.
+  std::pair<torch::Tensor, torch::Tensor> next_batch(Stream& st) {
+    if (st.batch == st.size) {
+      return {train_x.narrow(0, st.offset, st.size), train_y.narrow(0, st.offset, st.size)};
+    }
+    if (batch_index.size(0) != st.batch) {
+      batch_index = torch::empty({st.batch}, torch::kInt64);
+      batch_x = torch::empty({st.batch, train_x.size(1), train_x.size(2), train_x.size(3)},
+                             torch::kFloat);
+      batch_y = torch::empty({st.batch}, torch::kInt64);
+    }
     auto* idx = batch_index.data_ptr<std::int64_t>();
-    for (std::int64_t i = 0; i < batch; ++i) {
-      if (cursor == order.size()) next_pass();
-      idx[i] = order[cursor++];
+    for (std::int64_t i = 0; i < st.batch; ++i) {
+      if (st.cursor == st.order.size()) next_pass(st);
+      idx[i] = st.order[st.cursor++];
     }
     torch::index_select_out(batch_x, train_x, 0, batch_index);
     torch::index_select_out(batch_y, train_y, 0, batch_index);
+    return {batch_x, batch_y};
   }
 };
 
@@ -215,18 +270,14 @@ std::span<const float> Trainer::gradients() const {
 StepStats Trainer::compute_gradient() {
   Impl& m = *impl_;
   if (m.num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
-  torch::Tensor x = m.train_x;
-  torch::Tensor y = m.train_y;
-  if (m.batch < m.num_train) {
-    m.next_batch();
-    x = m.batch_x;
-    y = m.batch_y;
-  }
+  Impl::Stream& st = m.streams[m.next_stream];
+  m.next_stream = (m.next_stream + 1) % m.streams.size();
+  auto [x, y] = m.next_batch(st);
   m.model->train();
   m.flat_grads.zero_();
   auto loss = m.loss(m.model->forward(x), x, y, false);
   loss.backward();
-  return {loss.item<double>(), m.batch};
+  return {loss.item<double>(), st.batch};
 }
 
 EvalStats Trainer::evaluate() {

@@ -36,7 +36,8 @@ WorkerReport report_of(const Gradient& g) {
                       .samples = g.samples,
                       .times = g.times,
                       .held_s = 0,
-                      .payload_bytes = g.values.bytes.size()};
+                      .payload_bytes = g.values.bytes.size(),
+                      .compression_error = g.compression_error};
 }
 
 std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
@@ -61,6 +62,24 @@ std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
   const float inv = 1.0f / static_cast<float>(count);
   for (std::size_t i = 0; i < n; ++i)
     dst[i] *= inv;
+  return scratch;
+}
+
+std::span<const float> scaled_sum_of_slots(std::span<const std::vector<float>> slots,
+                                           const std::vector<bool>& use, float scale,
+                                           std::span<float> scratch) {
+  std::fill(scratch.begin(), scratch.end(), 0.0f);
+  float* dst = scratch.data();
+  const std::size_t n = scratch.size();
+  for (std::size_t s = 0; s < slots.size(); ++s) {
+    if (!use[s]) continue;
+    PSGD_CHECK_EQ(slots[s].size(), n, "slot {} has the wrong size", s);
+    const float* src = slots[s].data();
+    for (std::size_t i = 0; i < n; ++i)
+      dst[i] += src[i];
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    dst[i] *= scale;
   return scratch;
 }
 

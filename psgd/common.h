@@ -33,4 +33,10 @@ WorkerReport report_of(const Gradient& gradient);
 std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
                                      const std::vector<bool>& use, std::span<float> scratch);
 
+// scale · Σ of the used slots, summed in slot order (deterministic whatever the arrival order)
+// into `scratch`, which is returned.
+std::span<const float> scaled_sum_of_slots(std::span<const std::vector<float>> slots,
+                                           const std::vector<bool>& use, float scale,
+                                           std::span<float> scratch);
+
 }  // namespace psgd

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "psgd/asgd.h"
+#include "psgd/gc.h"
 #include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
 #include "psgd/ssp.h"
@@ -13,6 +14,14 @@ bool per_worker_updates(const JobSpec& spec) {
   return spec.psgd == "asgd" || spec.psgd == "ssp";
 }
 
+bool is_coded_codec(const std::string& codec) {
+  return codec == "gc" || codec == "ndc";
+}
+
+GcOptions gc_options(const JobSpec& spec) {
+  return GcOptions{.redundancy = spec.redundancy, .naive = spec.codec == "ndc"};
+}
+
 LocalSgdOptions local_sgd_options(const JobSpec& spec) {
   return LocalSgdOptions{.sync_period = spec.local_sync_period(),
                          .local_after_epochs = spec.local_after_epochs};
@@ -21,10 +30,12 @@ LocalSgdOptions local_sgd_options(const JobSpec& spec) {
 }  // namespace
 
 SgdOptions sgd_options(const JobSpec& spec) {
+  // With momentum correction on the workers (codecs/momentum.h) the server's SGD has none.
+  const bool on_server = !momentum_at_worker(spec);
   return SgdOptions{.learning_rate = static_cast<float>(spec.learn_rate),
-                    .momentum = static_cast<float>(spec.momentum),
+                    .momentum = on_server ? static_cast<float>(spec.momentum) : 0.0f,
                     .weight_decay = static_cast<float>(spec.weight_decay),
-                    .nesterov = spec.nesterov};
+                    .nesterov = on_server && spec.nesterov};
 }
 
 Schedule make_schedule(const JobSpec& spec, std::int64_t train_samples) {
@@ -35,6 +46,9 @@ Schedule make_schedule(const JobSpec& spec, std::int64_t train_samples) {
 
 std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule& schedule,
                                              ServerContext context) {
+  if (spec.psgd == "ssgd" && is_coded_codec(spec.codec)) {
+    return std::make_unique<GcServer>(schedule, context, gc_options(spec));
+  }
   if (spec.psgd == "ssgd") {
     return std::make_unique<SsgdServer>(schedule, context, SsgdOptions{.wait_for = spec.wait_for});
   }
@@ -55,6 +69,9 @@ std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule
 
 std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule& schedule,
                                              WorkerContext context) {
+  if (spec.psgd == "ssgd" && is_coded_codec(spec.codec)) {
+    return std::make_unique<GcWorker>(context, gc_options(spec));
+  }
   if (spec.psgd == "ssgd" || per_worker_updates(spec)) {
     return std::make_unique<GradientWorker>(context);
   }

@@ -23,6 +23,7 @@ struct CodecCase {
   std::string codec;
   double min_accuracy;     // chance is 0.1
   double max_bytes_ratio;  // bytes_up relative to fp32 (upper bound, incl. framing)
+  std::vector<std::string> flags = {};
 };
 
 class CodecTraining : public ::testing::TestWithParam<CodecCase> {};
@@ -46,6 +47,7 @@ TEST_P(CodecTraining, TwoWorkersLearn) {
                                 "--seed",          "3",
                                 "--codec",         c.codec,
                                 "--threads",       "1"};
+  args.insert(args.end(), c.flags.begin(), c.flags.end());
   Process server(PSGD_INIT_SERVER, args, dir.file("server.out"), dir.file("server.err"));
   const int port = wait_for_port(dir.file("port"), server);
   ASSERT_GT(port, 0) << server.out() << server.err();
@@ -88,7 +90,11 @@ INSTANTIATE_TEST_SUITE_P(
     Codecs, CodecTraining,
     ::testing::Values(CodecCase{"fp16", 0.6, 0.51}, CodecCase{"bf16", 0.6, 0.51},
                       CodecCase{"qsgd", 0.6, 0.17}, CodecCase{"sign", 0.5, 0.04},
-                      CodecCase{"topk", 0.5, 0.03}, CodecCase{"randk", 0.3, 0.02}),
+                      CodecCase{"topk", 0.5, 0.03}, CodecCase{"randk", 0.3, 0.02},
+                      // Gradient coding: both workers hold both blocks; gc sends one fp32 sum
+                      // per worker and iteration, ndc both block gradients.
+                      CodecCase{"gc", 0.6, 1.01, {"--redundancy", "2"}},
+                      CodecCase{"ndc", 0.6, 2.02, {"--redundancy", "2"}}),
     [](const auto& info) { return info.param.codec; });
 
 }  // namespace

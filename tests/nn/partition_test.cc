@@ -97,6 +97,25 @@ TEST(PlaceBlocks, RejectsBadArguments) {
   EXPECT_NO_THROW(place_blocks(1000, 1));
 }
 
+TEST(PlaceFractionalRepetition, GroupsOfRShareRBlocks) {
+  const Placement p = place_fractional_repetition(6, 3);
+  ASSERT_EQ(p.num_blocks(), 6);
+  for (int w = 0; w < 6; ++w) {
+    const int first = w < 3 ? 0 : 3;
+    EXPECT_EQ(p.blocks_of_worker[w], (std::vector<int>{first, first + 1, first + 2}));
+    EXPECT_EQ(p.workers_of_block[w], (std::vector<int>{first, first + 1, first + 2}));
+  }
+  EXPECT_EQ(place_fractional_repetition(4, 1).blocks_of_worker[2], std::vector<int>{2});
+  try {
+    place_fractional_repetition(6, 4);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--redundancy 4 with --node_count 6"), std::string::npos);
+  }
+  EXPECT_THROW(place_fractional_repetition(4, 5), ConfigError);
+  EXPECT_THROW(place_fractional_repetition(4, 0), ConfigError);
+}
+
 TEST(WorkerSamples, ConcatenatesTheWorkersBlocks) {
   const Placement p = place_blocks(3, 2);  // blocks {0,1}, {0,2}, {1,2}
   const auto blocks = iid_blocks(9, p.num_blocks(), 3);

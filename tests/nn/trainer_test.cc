@@ -187,6 +187,28 @@ TEST(Trainer, BatchOrderIsDeterministicPerSeed) {
   EXPECT_NE(la, losses(c, 12));
 }
 
+TEST(Trainer, BlockStreamsAgreeAcrossReplicasOfABlock) {
+  // Worker a holds blocks 3 and 7 (samples 0..9, 10..19), worker b block 7 alone with another
+  // batch stream: a's batches alternate between its blocks, and its batches of block 7 are b's.
+  auto data = separable_split(20, 10);
+  std::vector<std::int64_t> a_idx(20), b_idx(10);
+  std::iota(a_idx.begin(), a_idx.end(), 0);
+  std::iota(b_idx.begin(), b_idx.end(), 10);
+  Trainer a(
+      {.batch_size = 4, .seed = 4, .batch_stream = 1, .block_ids = {3, 7}, .block_sizes = {10, 10}},
+      data, a_idx);
+  Trainer b({.batch_size = 4, .seed = 4, .batch_stream = 2, .block_ids = {7}, .block_sizes = {10}},
+            data, b_idx);
+  for (int step = 0; step < 6; ++step) {  // passes of block 7 end mid-batch
+    EXPECT_EQ(a.compute_gradient().samples, 4);
+    a.compute_gradient();
+    b.compute_gradient();
+    EXPECT_EQ(copy_of(a.gradients()), copy_of(b.gradients())) << step;
+  }
+  EXPECT_THROW(Trainer({.block_ids = {1}, .block_sizes = {3}}, data, a_idx), ConfigError);
+  EXPECT_THROW(Trainer({.block_ids = {1, 2}, .block_sizes = {20}}, data, a_idx), ConfigError);
+}
+
 TEST(Trainer, FewSamplesUseTheWholeSet) {
   auto data = separable_split(5, 10);
   Trainer t({.batch_size = 128}, data, {0, 2, 4});

@@ -27,17 +27,22 @@ struct RoleSim {
     for (std::size_t i = 0; i < kSize; ++i)
       params[i] = 0.1f * i - 0.2f;
     initial = params;
-    server = make_server_role(
-        spec, schedule,
-        ServerContext{
-            .parameters = params, .sgd = sgd_options(spec), .clock = &clock, .observer = &reports});
+    server = make_server_role(spec, schedule,
+                              ServerContext{.parameters = params,
+                                            .sgd = sgd_options(spec),
+                                            .uplink = uplink_codec_spec(spec, 0),
+                                            .clock = &clock,
+                                            .observer = &reports});
     for (int w = 0; w < schedule.node_count; ++w) {
       std::vector<float> target(kSize);
       for (std::size_t i = 0; i < kSize; ++i)
         target[i] = static_cast<float>(w + 1) * (i + 1);
       learners.push_back(std::make_unique<ToyLearner>(target, kSize));
       workers.push_back(make_worker_role(
-          spec, schedule, WorkerContext{.learner = learners.back().get(), .clock = &clock}));
+          spec, schedule,
+          WorkerContext{.learner = learners.back().get(),
+                        .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
+                        .clock = &clock}));
     }
     to_worker.resize(workers.size());
     to_server.resize(workers.size());

@@ -1,0 +1,53 @@
+#include "codecs/momentum.h"
+
+#include "codecs/payload_io.h"
+#include "core/error.h"
+
+namespace psgd {
+
+MomentumCorrectionCodec::MomentumCorrectionCodec(std::unique_ptr<Codec> inner, float momentum,
+                                                 bool nesterov)
+    : inner_(std::move(inner)), momentum_(momentum), nesterov_(nesterov) {
+  PSGD_CHECK(inner_ != nullptr, "momentum correction needs an inner codec");
+  PSGD_CHECK(momentum_ >= 0.0f && momentum_ < 1.0f, "momentum {} outside [0, 1)", momentum_);
+}
+
+Payload MomentumCorrectionCodec::encode(std::span<const float> values) {
+  const std::size_t n = values.size();
+  const float m = momentum_;
+  if (buffer_.size() != n) {
+    buffer_.assign(values.begin(), values.end());
+  } else {
+    float* u = buffer_.data();
+    for (std::size_t i = 0; i < n; ++i)
+      u[i] = m * u[i] + values[i];
+  }
+  std::span<const float> direction = buffer_;
+  if (nesterov_) {
+    direction_.resize(n);
+    for (std::size_t i = 0; i < n; ++i)
+      direction_[i] = values[i] + m * buffer_[i];
+    direction = direction_;
+  }
+  Payload payload = inner_->encode(direction);
+  stats_ = inner_->last_stats();
+  // The sender's generic fallback would compare g with D(C(u)); measure against u here instead.
+  if (stats_.compression_error < 0 && encodes_ % kErrorSampleEvery == 0) {
+    scratch_.resize(n);
+    inner_->decode(payload, scratch_);
+    stats_.compression_error = relative_error(direction, scratch_);
+  }
+  ++encodes_;
+  return payload;
+}
+
+void MomentumCorrectionCodec::decode_add(const Payload& payload, std::span<float> acc,
+                                         float weight) const {
+  inner_->decode_add(payload, acc, weight);
+}
+
+void MomentumCorrectionCodec::decode(const Payload& payload, std::span<float> out) const {
+  inner_->decode(payload, out);
+}
+
+}  // namespace psgd

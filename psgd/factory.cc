@@ -1,6 +1,7 @@
 #include "psgd/factory.h"
 
 #include "core/error.h"
+#include "psgd/allreduce.h"
 #include "psgd/asgd.h"
 #include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
@@ -50,6 +51,7 @@ std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdServer>(schedule, context, local_sgd_options(spec));
   }
+  if (spec.psgd == "allreduce") return std::make_unique<AllreduceServer>(schedule, context);
   throw ConfigError(fmt::format("--psgd {}: no server role for this strategy", spec.psgd));
 }
 
@@ -61,6 +63,9 @@ std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(spec),
                                             sgd_options(spec));
+  }
+  if (spec.psgd == "allreduce") {
+    return std::make_unique<AllreduceWorker>(context, schedule, sgd_options(spec));
   }
   throw ConfigError(fmt::format("--psgd {}: no worker role for this strategy", spec.psgd));
 }

@@ -37,7 +37,8 @@ struct RoleSim {
         target[i] = static_cast<float>(w + 1) * (i + 1);
       learners.push_back(std::make_unique<ToyLearner>(target, kSize));
       workers.push_back(make_worker_role(
-          spec, schedule, WorkerContext{.learner = learners.back().get(), .clock = &clock}));
+          spec, schedule,
+          WorkerContext{.learner = learners.back().get(), .clock = &clock, .id = w}));
     }
     to_worker.resize(workers.size());
     to_server.resize(workers.size());
@@ -84,15 +85,24 @@ struct RoleSim {
       to_worker[w].pop_front();
       computing[w] = workers[w]->on_message(*m, out).compute;
       if (computing[w] && on_compute_start) on_compute_start(e.worker);
+      route_from_worker(w, out);
     } else {
       computing[w] = workers[w]->compute_step(out).compute;
-      for (const auto& env : out) {
-        to_server[w].push_back(env.message);
-        ++sent[w];
-      }
+      route_from_worker(w, out);
     }
   }
 
+  // Worker-to-worker messages (peer-to-peer strategies) go straight into the peer's queue.
+  void route_from_worker(std::size_t w, const Outbox& out) {
+    for (const auto& env : out) {
+      if (env.to == kServer) {
+        to_server[w].push_back(env.message);
+        ++sent[w];
+      } else {
+        to_worker.at(static_cast<std::size_t>(env.to)).push_back(env.message);
+      }
+    }
+  }
   // Runs random events until the server is finished; false if nothing can happen any more.
   bool run_random(std::uint64_t seed, int max_events = 100000) {
     std::mt19937_64 rng(seed);

@@ -39,6 +39,7 @@ bool known_type(std::uint16_t t) {
     case MessageType::kPeersUp:
     case MessageType::kRingChunk:
     case MessageType::kAllreduceReport:
+    case MessageType::kPeerGradient:
       return true;
   }
   return false;

@@ -62,6 +62,10 @@ void serialize(Archive& ar, AllreduceReport& m) {
   ar(m.iteration, m.loss, m.samples, m.times, m.peer_bytes, m.param_hash, m.params);
 }
 template <class Archive>
+void serialize(Archive& ar, PeerGradient& m) {
+  ar(m.from, m.iteration, m.values);
+}
+template <class Archive>
 void serialize(Archive& ar, Params& m) {
   ar(m.iteration, m.values);
 }
@@ -107,6 +111,7 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const PeersUp&) const { return MessageType::kPeersUp; }
     MessageType operator()(const RingChunk&) const { return MessageType::kRingChunk; }
     MessageType operator()(const AllreduceReport&) const { return MessageType::kAllreduceReport; }
+    MessageType operator()(const PeerGradient&) const { return MessageType::kPeerGradient; }
   };
   return std::visit(Visitor{}, message);
 }
@@ -143,6 +148,8 @@ const char* type_name(MessageType type) {
       return "RingChunk";
     case MessageType::kAllreduceReport:
       return "AllreduceReport";
+    case MessageType::kPeerGradient:
+      return "PeerGradient";
   }
   return "unknown";
 }
@@ -200,6 +207,8 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
       return decode_as<RingChunk>(body);
     case MessageType::kAllreduceReport:
       return decode_as<AllreduceReport>(body);
+    case MessageType::kPeerGradient:
+      return decode_as<PeerGradient>(body);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

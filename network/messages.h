@@ -26,7 +26,7 @@ namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
 // 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk;
-// 5: Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport
+// 5: Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient
 inline constexpr std::uint16_t kProtocolVersion = 5;
 
 enum class MessageType : std::uint16_t {
@@ -45,6 +45,7 @@ enum class MessageType : std::uint16_t {
   kModelDelta = 18,
   kRingChunk = 19,
   kAllreduceReport = 20,
+  kPeerGradient = 21,
 };
 
 struct ErrorMessage {
@@ -179,9 +180,16 @@ struct AllreduceReport {
   std::vector<float> params;     // worker 0 at epoch ends; empty otherwise
 };
 
-using Message =
-    std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta, DataOffer,
-                 DataChunk, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport>;
+// worker -> every other worker (broadcast): the encoded gradient of one batch.
+struct PeerGradient {
+  std::int32_t from = 0;
+  std::int64_t iteration = 0;  // iterations done before this gradient's
+  Payload values;
+};
+
+using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
+                             DataOffer, DataChunk, PeerTable, PeerHello, PeersUp, RingChunk,
+                             AllreduceReport, PeerGradient>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "psgd/allreduce.h"
 #include "psgd/asgd.h"
+#include "psgd/broadcast.h"
 #include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
 #include "psgd/ssp.h"
@@ -51,7 +52,9 @@ std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdServer>(schedule, context, local_sgd_options(spec));
   }
-  if (spec.psgd == "allreduce") return std::make_unique<AllreduceServer>(schedule, context);
+  if (spec.psgd == "allreduce" || spec.psgd == "broadcast") {
+    return std::make_unique<AllreduceServer>(schedule, context);
+  }
   throw ConfigError(fmt::format("--psgd {}: no server role for this strategy", spec.psgd));
 }
 
@@ -63,6 +66,9 @@ std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(spec),
                                             sgd_options(spec));
+  }
+  if (spec.psgd == "broadcast") {
+    return std::make_unique<BroadcastWorker>(context, schedule, sgd_options(spec));
   }
   if (spec.psgd == "allreduce") {
     return std::make_unique<AllreduceWorker>(context, schedule, sgd_options(spec));

@@ -215,6 +215,25 @@ TEST(AllreduceRoles, WorkersStayIdenticalAndMatchSsgd) {
   }
 }
 
+TEST(BroadcastRoles, WorkersStayIdenticalAndMatchSsgd) {
+  const int n = 4;
+  const Schedule schedule{.node_count = n, .iterations_per_epoch = 3, .epochs = 2};
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    testing::RoleSim bc(testing::job("broadcast", n, 0.1, 0.9), schedule);
+    bc.start();
+    ASSERT_TRUE(bc.run_random(seed));
+    testing::RoleSim ps(testing::job("ssgd", n, 0.1, 0.9), schedule);
+    ps.start();
+    ASSERT_TRUE(ps.run_random(seed));
+    for (int w = 0; w < n; ++w) {
+      const auto p = bc.learners[static_cast<std::size_t>(w)]->parameters();
+      EXPECT_EQ(std::vector<float>(p.begin(), p.end()), bc.params) << "worker " << w;
+    }
+    // Same slots summed in the same order as the ssgd server: the very same bits.
+    EXPECT_EQ(bc.params, ps.params);
+  }
+}
+
 TEST(AllreduceRoles, DivergedModelsFailTheRun) {
   const Schedule schedule{.node_count = 2, .iterations_per_epoch = 2, .epochs = 1};
   std::vector<float> params(4, 0.0f);

@@ -61,6 +61,12 @@ void PeerMesh::connect(const std::vector<PeerAddress>& addresses, std::function<
     while (true) {
       asio::connect(socket, endpoints, ec);
       if (!ec) break;
+      // Every listener is open before the addresses are handed out: a refusal means the peer
+      // has gone (or closed its mesh after a failure), not that it is still starting.
+      if (ec == asio::error::connection_refused) {
+        throw IoError(fmt::format("worker {}: peer {} at {}:{} refused the connection; it has gone",
+                                  rank_, peer, a.host, a.port));
+      }
       if (std::chrono::steady_clock::now() >= give_up) {
         throw IoError(
             fmt::format("worker {}: cannot connect to peer {} at {}:{} within {:.0f} s: {}", rank_,

@@ -6,7 +6,9 @@
 // orchestrates (the server's PeerTable; a test's shared vector). connect() then dials every lower
 // rank — its listener already exists, so a blocking connect completes at once — and accepts the
 // higher ranks. The first frame on a link is PeerHello, naming the caller; when all n-1 links are
-// identified, on_ready runs.
+// identified, on_ready runs. Because listeners open before addresses are handed out, a refused
+// connection means the peer has gone and fails at once; other failures are retried until
+// connect_timeout_s.
 //
 // Threading: everything runs on the io_context's thread; send() and close() must be called there.
 // Errors: on_error(peer, why) is called for the first failure of a link (peer closed, timeout,

@@ -160,7 +160,11 @@ TEST(RingOverTcp, PeerThatDisconnectsFailsTheOthersWithinTheTimeout) {
     try {
       std::rethrow_exception(errors[static_cast<std::size_t>(r)]);
     } catch (const IoError& e) {
-      EXPECT_NE(std::string(e.what()).find("lost peer"), std::string::npos) << e.what();
+      // Rank 1 may still be linking when rank 0 gives up and closes: then rank 0 refuses it.
+      const std::string what = e.what();
+      EXPECT_TRUE(what.find("lost peer") != std::string::npos ||
+                  what.find("refused") != std::string::npos)
+          << what;
     }
   }
 }

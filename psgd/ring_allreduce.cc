@@ -59,7 +59,7 @@ void RingAllreduce::start(std::int64_t round, std::span<float> data, Outbox& out
   early.swap(early_);
   for (auto& chunk : early) {
     if (chunk.round == round_) {
-      apply(chunk, out);
+      apply(std::move(chunk), out);
     } else {
       early_.push_back(std::move(chunk));
     }
@@ -71,28 +71,36 @@ void RingAllreduce::send(int step, int chunk, Outbox& out) {
   const int segment = mod(rank_ - step, world_);
   const Range r = chunk_range(segment, chunk);
   const auto values = data_.subspan(r.begin, r.size);
-  bytes_sent_ += values.size_bytes();
+  forward(RingChunk{.round = round_,
+                    .step = step,
+                    .chunk = chunk,
+                    .values = std::vector<float>(values.begin(), values.end())},
+          out);
+}
+
+void RingAllreduce::forward(RingChunk&& chunk, Outbox& out) {
+  bytes_sent_ += chunk.values.size() * sizeof(float);
   ++sent_;
-  out.push_back({next_, std::make_shared<const Message>(RingChunk{
-                            .round = round_,
-                            .step = step,
-                            .chunk = chunk,
-                            .values = std::vector<float>(values.begin(), values.end())})});
+  out.push_back({next_, std::make_shared<const Message>(std::move(chunk))});
 }
 
 void RingAllreduce::on_chunk(const RingChunk& chunk, Outbox& out) {
+  on_chunk(RingChunk(chunk), out);
+}
+
+void RingAllreduce::on_chunk(RingChunk&& chunk, Outbox& out) {
   if (chunk.round < round_ || (chunk.round == round_ && !active_)) {
     throw ProtocolError(fmt::format("ring rank {}: a chunk of round {} arrived during round {}",
                                     rank_, chunk.round, round_));
   }
   if (chunk.round > round_ || !active_) {
-    early_.push_back(chunk);
+    early_.push_back(std::move(chunk));
     return;
   }
-  apply(chunk, out);
+  apply(std::move(chunk), out);
 }
 
-void RingAllreduce::apply(const RingChunk& chunk, Outbox& out) {
+void RingAllreduce::apply(RingChunk&& chunk, Outbox& out) {
   const int last_step = 2 * (world_ - 1) - 1;
   if (chunk.step < 0 || chunk.step > last_step || chunk.chunk < 0 || chunk.chunk >= chunks_) {
     throw ProtocolError(
@@ -107,15 +115,23 @@ void RingAllreduce::apply(const RingChunk& chunk, Outbox& out) {
         rank_, chunk.chunk, chunk.step, chunk.values.size(), r.size));
   }
   float* dst = data_.data() + r.begin;
+  float* v = chunk.values.data();
   if (chunk.step < world_ - 1) {
+    // Reduce-scatter: the partial sum travels on in the received buffer. This rank's copy of the
+    // segment is needed again only once it is complete (the last reduce-scatter step); until
+    // then the all-gather overwrites it anyway.
     for (std::size_t i = 0; i < r.size; ++i)
-      dst[i] += chunk.values[i];
+      v[i] += dst[i];
+    if (chunk.step == world_ - 2) std::copy(v, v + r.size, dst);
   } else {
-    std::copy(chunk.values.begin(), chunk.values.end(), dst);
+    std::copy(v, v + r.size, dst);
   }
   ++received_;
   PSGD_CHECK(received_ <= expected_, "ring rank {}: more chunks than the round has", rank_);
-  if (chunk.step < last_step) send(chunk.step + 1, chunk.chunk, out);
+  if (chunk.step < last_step) {
+    ++chunk.step;
+    forward(std::move(chunk), out);
+  }
 }
 
 }  // namespace psgd

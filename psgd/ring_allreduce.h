@@ -45,6 +45,8 @@ class RingAllreduce {
   // A RingChunk from the previous rank. Throws ProtocolError for a chunk that does not belong
   // (an old round, a step or chunk out of range, a wrong length).
   void on_chunk(const RingChunk& chunk, Outbox& out);
+  // The same, reusing the chunk's buffer for the chunk it forwards (no copy, no allocation).
+  void on_chunk(RingChunk&& chunk, Outbox& out);
   // True once `data` holds the element-wise sum over all ranks.
   bool done() const { return active_ && received_ == expected_; }
   // True while this rank still has chunks of the current round to send to the next rank.
@@ -63,7 +65,8 @@ class RingAllreduce {
   Range chunk_range(int segment, int chunk) const;
   int segment_received_at(int step) const;
   void send(int step, int chunk, Outbox& out);
-  void apply(const RingChunk& chunk, Outbox& out);
+  void forward(RingChunk&& chunk, Outbox& out);
+  void apply(RingChunk&& chunk, Outbox& out);
 
   int rank_;
   int world_;

@@ -43,14 +43,14 @@ void TcpRing::connect(const std::vector<net::PeerAddress>& addresses) {
       addresses, [this] { linked_ = true; },
       [this](int from, Message&& m) {
         if (!error_.empty()) return;
-        const auto* chunk = std::get_if<RingChunk>(&m);
+        auto* chunk = std::get_if<RingChunk>(&m);
         try {
           if (chunk == nullptr || from != (rank_ + world_ - 1) % world_) {
             throw ProtocolError(
                 fmt::format("peer {} sent {} out of turn", from, type_name(type_of(m))));
           }
           Outbox out;
-          ring_.on_chunk(*chunk, out);
+          ring_.on_chunk(std::move(*chunk), out);
           dispatch(out);
         } catch (const Error& e) {
           error_ = e.what();

@@ -27,7 +27,8 @@ void require_one_of(const char* flag, const std::string& value,
 }  // namespace
 
 const std::vector<std::string>& known_strategies() {
-  static const std::vector<std::string> v{"ssgd", "asgd", "ssp", "local_sgd"};
+  static const std::vector<std::string> v{"ssgd",      "asgd",      "ssp",
+                                          "local_sgd", "allreduce", "broadcast"};
   return v;
 }
 const std::vector<std::string>& known_codecs() {
@@ -199,6 +200,17 @@ void JobSpec::validate_strategy_options() const {
         fmt::format("--local_after_epochs {}: must not be negative", local_after_epochs));
   }
   only_with(local_after_epochs > 0, "local_after_epochs", "local_sgd");
+  if (allreduce_backend != "ring" && allreduce_backend != "gloo") {
+    throw ConfigError(
+        fmt::format("--allreduce_backend {}: known backends are ring and gloo", allreduce_backend));
+  }
+  only_with(allreduce_backend != "ring", "allreduce_backend", "allreduce");
+  if (psgd == "allreduce" && codec != "plain") {
+    throw ConfigError(fmt::format(
+        "--psgd allreduce with --codec {}: an allreduce sums fp32 gradients at every hop, so it "
+        "carries --codec plain only",
+        codec));
+  }
   DelayModel::parse(delay);  // throws ConfigError naming --delay
   if (dirichlet_alpha < 0) {
     throw ConfigError(fmt::format("--dirichlet_alpha {}: must be positive", dirichlet_alpha));
@@ -228,11 +240,12 @@ std::string JobSpec::short_name() const {
   return fmt::format("{}-{}-n{}", psgd, codec, node_count);
 }
 
-#define PSGD_STRATEGY_FIELDS(X)                                                    \
-  X(wait_for)                                                                      \
-  X(staleness)                                                                     \
-  X(staleness_lr) X(sync_period) X(local_after_epochs) X(delay) X(dirichlet_alpha) \
-      X(shards_per_node)
+#define PSGD_STRATEGY_FIELDS(X) \
+  X(wait_for)                   \
+  X(staleness)                  \
+  X(staleness_lr)               \
+  X(sync_period)                \
+  X(local_after_epochs) X(delay) X(dirichlet_alpha) X(shards_per_node) X(allreduce_backend)
 
 #define PSGD_JOB_FIELDS(X)                                                                        \
   X(node_count)                                                                                   \

@@ -65,6 +65,7 @@ struct JobSpec {
   std::string delay = "none";  // per-iteration delay on every worker: fixed:S | exp:MEAN | ...
   double dirichlet_alpha = 0;  // non-iid: Dirichlet(alpha) label proportions per block
   int shards_per_node = 0;     // non-iid: label-sorted shards per block
+  std::string allreduce_backend = "ring";  // allreduce: ring (ours, peer TCP links) | gloo (c10d)
 
   // Effective values of the options above for the strategy in use.
   int ssp_staleness() const { return staleness < 0 ? 2 : staleness; }

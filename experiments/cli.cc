@@ -135,10 +135,15 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "feedback is on, except local_sgd)");
   app.add_option("--server_codec", s.server_codec,
                  "Codec of the parameters, server to worker: " + choices(known_server_codecs()));
-  app.add_option("--psgd", s.psgd,
-                 "Synchronisation strategy: " + choices(known_strategies()) +
-                     " (ssgd: synchronous rounds; asgd: asynchronous; ssp: bounded staleness; "
-                     "local_sgd: model averaging every --sync_period steps)");
+  app.add_option(
+      "--psgd", s.psgd,
+      "Synchronisation strategy: " + choices(known_strategies()) +
+          " (ssgd: synchronous rounds; asgd: asynchronous; ssp: bounded staleness; "
+          "local_sgd: model averaging every --sync_period steps; allreduce: workers average "
+          "gradients among themselves, no parameter server; broadcast: every worker sends its "
+          "encoded gradient to every other)");
+  app.add_option("--allreduce_backend", s.allreduce_backend,
+                 "allreduce: ring (ours, over peer TCP links) | gloo (c10d ProcessGroupGloo)");
   app.add_option("--learn_rate", s.learn_rate, "SGD learning rate of the server's optimiser");
   app.add_option("--epochs", s.epochs, "Passes over the training set");
   app.add_option("--working_ports", s.working_ports,

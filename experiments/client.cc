@@ -17,8 +17,10 @@
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 #include "network/tcp/connection.h"
+#include "network/tcp/peer_mesh.h"
 #include "nn/data_pack.h"
 #include "nn/data_source.h"
+#include "nn/gloo_allreduce.h"
 #include "nn/normalize.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
@@ -32,6 +34,19 @@ namespace {
 // the worker's sample indices: 8 bytes per sample).
 constexpr std::uint64_t kJobFrameLimit = 256ull << 20;
 constexpr double kJobWaitSeconds = 3600;  // the server's --join_timeout bounds this in practice
+
+// The allreduce role is built before the Gloo group exists (the group forms after the peer
+// table): it holds this, which forwards to the group once it is joined.
+class GlooCollective final : public Collective {
+ public:
+  void allreduce_sum(std::span<float> data) override {
+    PSGD_CHECK(group != nullptr, "gloo allreduce before the group was joined");
+    group->allreduce_sum(data);
+  }
+  std::string name() const override { return "gloo"; }
+  std::unique_ptr<nn::GlooStoreHost> store;  // worker 0
+  std::unique_ptr<nn::GlooAllreduce> group;
+};
 
 class Client {
  public:
@@ -47,6 +62,11 @@ class Client {
   // Normalises this worker's samples (raw, in Job order), builds the trainer and says Ready.
   void start_with(nn::Dataset samples);
   void on_finish(const Finish& finish);
+  // A strategy message from the server or a peer: hand it to the role, compute while it asks.
+  void deliver(const Message& message);
+  // Peer-to-peer strategies: link up with the other workers, then tell the server.
+  void on_peer_table(const PeerTable& table);
+  void on_peer_error(int peer, const std::string& why);
   void send(const Outbox& out);
   void give_up(const std::string& why, bool tell_server);
   void say(const std::string& line);
@@ -63,9 +83,13 @@ class Client {
   ChunkAssembler assembler_;
   double ship_start_ = 0;
   int threads_ = 1;
+  int peer_port_ = 0;
   std::unique_ptr<nn::Trainer> trainer_;
   std::unique_ptr<StragglerLearner> straggler_;  // wraps trainer_ when slowness is injected
   std::unique_ptr<WorkerRole> role_;
+  Schedule schedule_;
+  std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
+  std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
   SteadyClock clock_;
   double start_ = 0;
   bool done_ = false;
@@ -129,10 +153,19 @@ void Client::on_frame(Message&& message) {
     on_finish(*finish);
     return;
   }
+  if (const auto* table = std::get_if<PeerTable>(&message)) {
+    on_peer_table(*table);
+    return;
+  }
   if (!role_) {
     give_up(fmt::format("the server sent {} before the job", type_name(type_of(message))), true);
     return;
   }
+  deliver(message);
+}
+
+void Client::deliver(const Message& message) {
+  if (done_) return;
   try {
     Outbox out;
     WorkerAction action = role_->on_message(message, out);
@@ -277,13 +310,31 @@ void Client::start_with(nn::Dataset samples) {
       learner = straggler_.get();
     }
     // The schedule is the job's, over the whole training set, not this worker's share of it.
-    const Schedule schedule = make_schedule(spec_, job_.train_size);
+    schedule_ = make_schedule(spec_, job_.train_size);
+    if (spec_.psgd == "allreduce" && spec_.allreduce_backend == "gloo") {
+      gloo_ = std::make_unique<GlooCollective>();
+      if (worker_ == 0) {
+        gloo_->store = std::make_unique<nn::GlooStoreHost>(spec_.node_count, 0, spec_.io_timeout);
+        peer_port_ = gloo_->store->port();
+      }
+    }
     role_ = make_worker_role(
-        spec_, schedule,
+        spec_, schedule_,
         WorkerContext{.learner = learner,
                       .uplink = uplink_codec_spec(spec_, static_cast<std::uint64_t>(worker_)),
                       .downlink = downlink_codec_spec(spec_),
-                      .clock = &clock_});
+                      .clock = &clock_,
+                      .id = worker_,
+                      .collective = gloo_.get()});
+    if ((spec_.psgd == "allreduce" && !gloo_) || spec_.psgd == "broadcast") {
+      mesh_ = std::make_unique<net::PeerMesh>(
+          io_, worker_, spec_.node_count,
+          net::ConnectionOptions{
+              .max_body_bytes =
+                  8 * static_cast<std::uint64_t>(trainer_->num_parameters()) + (1 << 20),
+              .read_timeout_s = spec_.io_timeout});
+      peer_port_ = mesh_->listen("0.0.0.0");
+    }
   } catch (const Error& e) {
     give_up(e.what(), true);
     return;
@@ -299,7 +350,8 @@ void Client::start_with(nn::Dataset samples) {
                     .num_parameters = trainer_->num_parameters(),
                     .samples = static_cast<std::int64_t>(job_.samples.size()),
                     .threads = threads_,
-                    .detail = nn::blas_description()});
+                    .detail = nn::blas_description(),
+                    .peer_port = peer_port_});
   job_.samples = {};
   start_ = clock_.now();
 }
@@ -316,7 +368,60 @@ void Client::on_finish(const Finish& finish) {
                finish.status);
   }
   signals_.cancel();
+  if (mesh_) mesh_->close();
   conn_->close();
+}
+
+void Client::on_peer_table(const PeerTable& table) {
+  if (gloo_ && table.hosts.size() == static_cast<std::size_t>(spec_.node_count) &&
+      table.ports.size() == table.hosts.size()) {
+    try {
+      const double t0 = clock_.now();
+      gloo_->group = std::make_unique<nn::GlooAllreduce>(
+          nn::GlooOptions{.rank = worker_,
+                          .world = spec_.node_count,
+                          .store_host = table.hosts[0],
+                          .store_port = table.ports[0],
+                          .bind_host = table.hosts[static_cast<std::size_t>(worker_)],
+                          .timeout_s = spec_.io_timeout},
+          gloo_->store.get());
+      say(fmt::format("joined the gloo group of {} in {}", spec_.node_count,
+                      fmt_duration(clock_.now() - t0)));
+      conn_->send(PeersUp{.links = spec_.node_count - 1});
+    } catch (const Error& e) {
+      give_up(e.what(), true);
+    }
+    return;
+  }
+  if (!mesh_ || table.hosts.size() != static_cast<std::size_t>(spec_.node_count) ||
+      table.ports.size() != table.hosts.size()) {
+    give_up("the server sent a peer table this job does not need or of the wrong size", true);
+    return;
+  }
+  std::vector<net::PeerAddress> peers;
+  for (std::size_t w = 0; w < table.hosts.size(); ++w)
+    peers.push_back({table.hosts[w], table.ports[w]});
+  try {
+    mesh_->connect(
+        peers,
+        [this] {
+          say(fmt::format("linked with its {} peers", spec_.node_count - 1));
+          conn_->send(PeersUp{.links = spec_.node_count - 1});
+        },
+        [this](int, Message&& m) { deliver(m); },
+        [this](int peer, const std::string& why) { on_peer_error(peer, why); }, spec_.io_timeout);
+  } catch (const Error& e) {
+    give_up(e.what(), true);
+  }
+}
+
+void Client::on_peer_error(int peer, const std::string& why) {
+  if (done_) return;
+  // Once this worker has done its last iteration, peers that finish first close their links.
+  if (role_ && role_->iterations_done() >= schedule_.total_iterations()) return;
+  give_up(peer >= 0 ? fmt::format("lost peer worker {}: {}", peer, why)
+                    : fmt::format("peer links: {}", why),
+          true);
 }
 
 void Client::on_error(const std::string& why) {
@@ -325,9 +430,19 @@ void Client::on_error(const std::string& why) {
 }
 
 void Client::send(const Outbox& out) {
+  const Message* last = nullptr;
+  std::shared_ptr<const EncodedFrame> frame;
   for (const Envelope& env : out) {
-    PSGD_CHECK_EQ(env.to, kServer, "peer-to-peer messages need a peer transport");
-    conn_->send(env.message);
+    if (env.to == kServer) {
+      conn_->send(env.message);
+      continue;
+    }
+    PSGD_CHECK(mesh_ != nullptr, "peer-to-peer messages need a peer transport");
+    if (env.message.get() != last) {
+      frame = std::make_shared<const EncodedFrame>(env.message);
+      last = env.message.get();
+    }
+    mesh_->send(env.to, frame);
   }
 }
 
@@ -341,6 +456,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
     fmt::print(stderr, "client: {}\n", why);
   }
   signals_.cancel();
+  if (mesh_) mesh_->close();
   if (tell_server && conn_ && conn_->is_open()) {
     conn_->send(ErrorMessage{why});
     conn_->close_after_writes();

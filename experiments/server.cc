@@ -59,6 +59,9 @@ struct WorkerSlot {
   std::string host;                   // host name as the worker reported it
   std::vector<std::int64_t> samples;  // indices into the training set as loaded
   bool offered = false;               // --ship_data: its DataOffer has arrived
+  std::string address;                // IP address the worker connected from
+  int peer_port = 0;                  // peer-to-peer strategies: where it accepts peer links
+  bool peers_up = false;              // peer-to-peer strategies: its PeersUp has arrived
 };
 
 class Server {
@@ -84,6 +87,9 @@ class Server {
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
   void on_data_offer(int worker, const DataOffer& offer);
+  bool needs_peers() const { return spec_.psgd == "allreduce" || spec_.psgd == "broadcast"; }
+  void send_peer_table();
+  void on_peers_up(int worker);
   void start_training();
   void on_training_message(int worker, const Message& message);
   void dispatch(const Outbox& out);
@@ -308,6 +314,10 @@ void Server::on_frame(const std::shared_ptr<net::Connection>& conn, Message&& me
     on_data_offer(w, *offer);
     return;
   }
+  if (std::holds_alternative<PeersUp>(message)) {
+    on_peers_up(w);
+    return;
+  }
   if (phase_ != Phase::kTraining) {
     fail(fmt::format("worker {} sent {} before training started", w, type_name(type_of(message))));
     return;
@@ -358,6 +368,7 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
   free_slot->conn = conn;
   free_slot->hello = hello;
   free_slot->host = hello.host;
+  free_slot->address = conn->peer().substr(0, conn->peer().rfind(':'));
   const int w = static_cast<int>(free_slot - workers_.begin());
   fmt::print("init_server: worker {} joined from {} ({}, pid {}{}) [{}/{}]\n", w, hello.host,
              conn->peer(), hello.pid,
@@ -450,6 +461,11 @@ void Server::on_ready(int w, const Ready& ready) {
     return;
   }
   workers_[w].ready = true;
+  workers_[w].peer_port = ready.peer_port;
+  if (needs_peers() && ready.peer_port <= 0 && (w == 0 || spec_.allreduce_backend == "ring")) {
+    fail(fmt::format("worker {} opened no port for its peers; --psgd {} needs one", w, spec_.psgd));
+    return;
+  }
   if (spec_.ship_data && ship_start_ >= 0) {
     data_seconds_ = std::max(data_seconds_, clock_.now() - ship_start_);
   }
@@ -457,6 +473,41 @@ void Server::on_ready(int w, const Ready& ready) {
              fmt_count(static_cast<double>(ready.samples)), ready.threads, ready.detail);
   std::fflush(stdout);
   if (std::all_of(workers_.begin(), workers_.end(), [](const auto& s) { return s.ready; })) {
+    if (needs_peers()) {
+      send_peer_table();
+    } else {
+      start_training();
+    }
+  }
+}
+
+// Peer-to-peer strategies: every worker learns where the others listen (for the gloo backend
+// only worker 0's rendezvous store matters), links up, and says PeersUp; training starts when all
+// have. The join timeout still runs, so a mesh that cannot form ends the run.
+void Server::send_peer_table() {
+  auto table = std::make_shared<const Message>([&] {
+    PeerTable t;
+    for (const auto& slot : workers_) {
+      t.hosts.push_back(slot.address);
+      t.ports.push_back(slot.peer_port);
+    }
+    return t;
+  }());
+  for (auto& slot : workers_)
+    slot.conn->send(table);
+  fmt::print("init_server: workers are linking up with each other ({} allreduce)\n",
+             spec_.allreduce_backend);
+  std::fflush(stdout);
+}
+
+void Server::on_peers_up(int w) {
+  auto& slot = workers_[static_cast<std::size_t>(w)];
+  if (phase_ != Phase::kLoading || !needs_peers() || slot.peers_up || !slot.ready) {
+    fail(fmt::format("worker {} sent PeersUp out of turn", w));
+    return;
+  }
+  slot.peers_up = true;
+  if (std::all_of(workers_.begin(), workers_.end(), [](const auto& s) { return s.peers_up; })) {
     start_training();
   }
 }

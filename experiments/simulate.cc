@@ -41,6 +41,12 @@ namespace {
 int simulate(const ServerOptions& options) {
   const JobSpec& spec = options.spec;
   const int n = spec.node_count;
+  if (spec.psgd == "allreduce" && spec.allreduce_backend != "ring") {
+    throw ConfigError(fmt::format(
+        "--simulate with --allreduce_backend {}: the simulator models our ring only (Gloo moves "
+        "its own bytes)",
+        spec.allreduce_backend));
+  }
   SimClusterOptions cluster_opts = cluster_options(options.sim, n, spec.seed);
   SteadyClock wall;
   // Measured compute reads this thread's CPU time, which only covers torch's work on one thread.
@@ -94,7 +100,8 @@ int simulate(const ServerOptions& options) {
         WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),
                       .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
                       .downlink = downlink_codec_spec(spec),
-                      .clock = &cluster.worker_clock(w)}));
+                      .clock = &cluster.worker_clock(w),
+                      .id = w}));
     role_ptrs.push_back(roles.back().get());
   }
 

@@ -34,6 +34,12 @@ bool known_type(std::uint16_t t) {
     case MessageType::kModelDelta:
     case MessageType::kDataOffer:
     case MessageType::kDataChunk:
+    case MessageType::kPeerTable:
+    case MessageType::kPeerHello:
+    case MessageType::kPeersUp:
+    case MessageType::kRingChunk:
+    case MessageType::kAllreduceReport:
+    case MessageType::kPeerGradient:
       return true;
   }
   return false;

@@ -27,7 +27,7 @@ void serialize(Archive& ar, Job& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {
-  ar(m.worker_id, m.num_parameters, m.samples, m.threads, m.detail);
+  ar(m.worker_id, m.num_parameters, m.samples, m.threads, m.detail, m.peer_port);
 }
 template <class Archive>
 void serialize(Archive& ar, Finish& m) {
@@ -40,6 +40,30 @@ void serialize(Archive& ar, DataOffer& m) {
 template <class Archive>
 void serialize(Archive& ar, DataChunk& m) {
   ar(m.index, m.count, m.total_bytes, m.total_sha256, m.raw_bytes, m.sha256, m.compressed);
+}
+template <class Archive>
+void serialize(Archive& ar, PeerTable& m) {
+  ar(m.hosts, m.ports);
+}
+template <class Archive>
+void serialize(Archive& ar, PeerHello& m) {
+  ar(m.worker, m.node_count);
+}
+template <class Archive>
+void serialize(Archive& ar, PeersUp& m) {
+  ar(m.links);
+}
+template <class Archive>
+void serialize(Archive& ar, RingChunk& m) {
+  ar(m.round, m.step, m.chunk, m.values);
+}
+template <class Archive>
+void serialize(Archive& ar, AllreduceReport& m) {
+  ar(m.iteration, m.loss, m.samples, m.times, m.peer_bytes, m.param_hash, m.params);
+}
+template <class Archive>
+void serialize(Archive& ar, PeerGradient& m) {
+  ar(m.from, m.iteration, m.values);
 }
 template <class Archive>
 void serialize(Archive& ar, Params& m) {
@@ -82,6 +106,12 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const ModelDelta&) const { return MessageType::kModelDelta; }
     MessageType operator()(const DataOffer&) const { return MessageType::kDataOffer; }
     MessageType operator()(const DataChunk&) const { return MessageType::kDataChunk; }
+    MessageType operator()(const PeerTable&) const { return MessageType::kPeerTable; }
+    MessageType operator()(const PeerHello&) const { return MessageType::kPeerHello; }
+    MessageType operator()(const PeersUp&) const { return MessageType::kPeersUp; }
+    MessageType operator()(const RingChunk&) const { return MessageType::kRingChunk; }
+    MessageType operator()(const AllreduceReport&) const { return MessageType::kAllreduceReport; }
+    MessageType operator()(const PeerGradient&) const { return MessageType::kPeerGradient; }
   };
   return std::visit(Visitor{}, message);
 }
@@ -108,6 +138,18 @@ const char* type_name(MessageType type) {
       return "DataOffer";
     case MessageType::kDataChunk:
       return "DataChunk";
+    case MessageType::kPeerTable:
+      return "PeerTable";
+    case MessageType::kPeerHello:
+      return "PeerHello";
+    case MessageType::kPeersUp:
+      return "PeersUp";
+    case MessageType::kRingChunk:
+      return "RingChunk";
+    case MessageType::kAllreduceReport:
+      return "AllreduceReport";
+    case MessageType::kPeerGradient:
+      return "PeerGradient";
   }
   return "unknown";
 }
@@ -155,6 +197,18 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
       return decode_as<DataOffer>(body);
     case MessageType::kDataChunk:
       return decode_as<DataChunk>(body);
+    case MessageType::kPeerTable:
+      return decode_as<PeerTable>(body);
+    case MessageType::kPeerHello:
+      return decode_as<PeerHello>(body);
+    case MessageType::kPeersUp:
+      return decode_as<PeersUp>(body);
+    case MessageType::kRingChunk:
+      return decode_as<RingChunk>(body);
+    case MessageType::kAllreduceReport:
+      return decode_as<AllreduceReport>(body);
+    case MessageType::kPeerGradient:
+      return decode_as<PeerGradient>(body);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

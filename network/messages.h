@@ -9,6 +9,9 @@
 // With --ship_data:               Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 // Strategy traffic (psgd/ roles): Params (server -> worker), Gradient or ModelDelta
 // (worker -> server).
+// Peer-to-peer strategies (allreduce): ... Ready -> PeerTable -> workers link up (PeerHello on
+// each worker-to-worker connection) -> PeersUp -> Params; then RingChunk between workers and
+// AllreduceReport worker -> server.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -22,8 +25,10 @@
 namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
-// 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk
-inline constexpr std::uint16_t kProtocolVersion = 5;
+// 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk;
+// 5: Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient
+// 6: Job.block_ids, Job.block_sizes (gc, ndc)
+inline constexpr std::uint16_t kProtocolVersion = 6;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -33,9 +38,15 @@ enum class MessageType : std::uint16_t {
   kFinish = 5,
   kDataOffer = 6,
   kDataChunk = 7,
+  kPeerTable = 8,
+  kPeerHello = 9,
+  kPeersUp = 10,
   kParams = 16,
   kGradient = 17,
   kModelDelta = 18,
+  kRingChunk = 19,
+  kAllreduceReport = 20,
+  kPeerGradient = 21,
 };
 
 struct ErrorMessage {
@@ -95,6 +106,27 @@ struct Ready {
   std::int64_t samples = 0;
   std::int32_t threads = 0;
   std::string detail;  // e.g. the BLAS in use, shown in the server's log
+  // Peer-to-peer strategies: the port this worker accepts peer links on (its mesh listener; for
+  // the gloo backend worker 0's rendezvous store). 0: none.
+  std::int32_t peer_port = 0;
+};
+
+// server -> worker (peer-to-peer strategies, once every worker is Ready): where each worker
+// listens, indexed by worker id.
+struct PeerTable {
+  std::vector<std::string> hosts;
+  std::vector<std::int32_t> ports;
+};
+
+// worker -> worker, first frame on a peer link: who is calling.
+struct PeerHello {
+  std::int32_t worker = 0;
+  std::int32_t node_count = 0;
+};
+
+// worker -> server: every peer link of this worker is up.
+struct PeersUp {
+  std::int32_t links = 0;
 };
 
 // server -> worker: the job is over (status "completed" or why not).
@@ -132,8 +164,37 @@ struct ModelDelta {
   PhaseTimes times;              // summed over the local steps
 };
 
+// worker -> next worker in the ring (psgd/ring_allreduce.h): one chunk of one step of the ring
+// allreduce of round `round`.
+struct RingChunk {
+  std::int64_t round = 0;
+  std::int32_t step = 0;   // 0 .. 2(n-1)-1: reduce-scatter, then all-gather
+  std::int32_t chunk = 0;  // chunk within the step's segment
+  std::vector<float> values;
+};
+
+// worker -> server (allreduce): one worker's part of a finished iteration. At epoch ends every
+// worker sends the hash of its parameters (they must be equal) and worker 0 the parameters.
+struct AllreduceReport {
+  std::int64_t iteration = 0;  // iterations done after this one
+  double loss = 0;
+  std::int64_t samples = 0;
+  PhaseTimes times;              // wait_s: time spent in the allreduce
+  std::uint64_t peer_bytes = 0;  // bytes this worker sent to peers in this iteration
+  std::uint64_t param_hash = 0;  // 0: not an epoch end
+  std::vector<float> params;     // worker 0 at epoch ends; empty otherwise
+};
+
+// worker -> every other worker (broadcast): the encoded gradient of one batch.
+struct PeerGradient {
+  std::int32_t from = 0;
+  std::int64_t iteration = 0;  // iterations done before this gradient's
+  Payload values;
+};
+
 using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
-                             DataOffer, DataChunk>;
+                             DataOffer, DataChunk, PeerTable, PeerHello, PeersUp, RingChunk,
+                             AllreduceReport, PeerGradient>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

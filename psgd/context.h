@@ -21,11 +21,15 @@ struct ServerContext {
   ServerObserver* observer = nullptr;  // may be null
 };
 
+class Collective;
+
 struct WorkerContext {
   Learner* learner = nullptr;
   CodecSpec uplink;
   CodecSpec downlink;
   const Clock* clock = nullptr;
+  NodeId id = 0;                     // this worker (peer-to-peer strategies address each other)
+  Collective* collective = nullptr;  // allreduce: a blocking engine; null: the ring over messages
 };
 
 // The schedule every strategy shares: an epoch is one pass over the training set by all workers

@@ -1,7 +1,9 @@
 #include "psgd/factory.h"
 
 #include "core/error.h"
+#include "psgd/allreduce.h"
 #include "psgd/asgd.h"
+#include "psgd/broadcast.h"
 #include "psgd/gc.h"
 #include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
@@ -64,6 +66,9 @@ std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdServer>(schedule, context, local_sgd_options(spec));
   }
+  if (spec.psgd == "allreduce" || spec.psgd == "broadcast") {
+    return std::make_unique<AllreduceServer>(schedule, context);
+  }
   throw ConfigError(fmt::format("--psgd {}: no server role for this strategy", spec.psgd));
 }
 
@@ -78,6 +83,12 @@ std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(spec),
                                             sgd_options(spec));
+  }
+  if (spec.psgd == "broadcast") {
+    return std::make_unique<BroadcastWorker>(context, schedule, sgd_options(spec));
+  }
+  if (spec.psgd == "allreduce") {
+    return std::make_unique<AllreduceWorker>(context, schedule, sgd_options(spec));
   }
   throw ConfigError(fmt::format("--psgd {}: no worker role for this strategy", spec.psgd));
 }

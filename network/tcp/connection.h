@@ -61,6 +61,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void set_read_timeout(double seconds) { options_.read_timeout_s = seconds; }
 
   bool is_open() const { return socket_.is_open() && !closed_; }
+  // Frames queued or being written.
+  bool writes_pending() const { return writing_ || !writes_.empty(); }
   const std::string& peer() const { return peer_; }
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   std::uint64_t bytes_received() const { return bytes_received_; }

@@ -106,3 +106,25 @@ TEST(Simulate, SsgdEndsWithTheSameModelAsTheTcpRunOfTheSameSeed) {
 
 }  // namespace
 }  // namespace psgd
+
+namespace psgd {
+namespace {
+
+// The ring allreduce's peer messages go through the simulated network: it learns, in virtual time.
+TEST(Simulate, AllreduceRingLearns) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  auto r = testing::run(PSGD_INIT_SERVER,
+                        with(kJob, {"--simulate", "--psgd", "allreduce", "--output",
+                                    dir.file("sim"), "--sim_compute", "fixed:5ms"}),
+                        dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto summary = nlohmann::json::parse(read_file(dir.file("sim") + "/summary.json"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["iterations"], 2 * 47);
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << "chance is 0.1";
+  EXPECT_GT(summary["virtual_seconds"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace psgd

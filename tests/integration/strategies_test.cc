@@ -65,6 +65,10 @@ TEST_P(StrategyLearns, AboveChanceWithItsAccounting) {
     EXPECT_EQ(summary["workers"][0]["local_steps"], 2 * 63);
     EXPECT_LT(summary["workers"][0]["contributions"].get<int>(), 2 * 63 / 3);
   }
+  if (psgd == "allreduce" ||
+      psgd == "broadcast") {  // the server checked the workers' parameter hashes each epoch
+    EXPECT_EQ(summary["iterations"], 2 * 63);
+  }
   if (psgd == "ssgd") {  // --wait_for 1 with a slow worker: it is dropped now and then
     EXPECT_EQ(summary["rounds_short"], 2 * 63);
     EXPECT_GT(summary["dropped_gradients"].get<int>(), 0);
@@ -77,14 +81,17 @@ TEST_P(StrategyLearns, AboveChanceWithItsAccounting) {
 
 INSTANTIATE_TEST_SUITE_P(
     Strategies, StrategyLearns,
-    ::testing::Values(Case{"asgd", {"--psgd", "asgd", "--learn_rate", "0.05"}, {}},
-                      Case{"ssp", {"--psgd", "ssp", "--staleness", "1"}, {{}, {"--slowdown", "2"}}},
-                      Case{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "4"}, {}},
-                      Case{"local_sgd_noniid",
-                           {"--psgd", "local_sgd", "--block_assignment", "non-iid",
-                            "--shards_per_node", "5"},
-                           {}},
-                      Case{"ssgd_wait_for", {"--wait_for", "1"}, {{}, {"--slowdown", "3"}}}),
+    ::testing::Values(
+        Case{"asgd", {"--psgd", "asgd", "--learn_rate", "0.05"}, {}},
+        Case{"ssp", {"--psgd", "ssp", "--staleness", "1"}, {{}, {"--slowdown", "2"}}},
+        Case{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "4"}, {}},
+        Case{"local_sgd_noniid",
+             {"--psgd", "local_sgd", "--block_assignment", "non-iid", "--shards_per_node", "5"},
+             {}},
+        Case{"ssgd_wait_for", {"--wait_for", "1"}, {{}, {"--slowdown", "3"}}},
+        Case{"allreduce_ring", {"--psgd", "allreduce"}, {}},
+        Case{"allreduce_gloo", {"--psgd", "allreduce", "--allreduce_backend", "gloo"}, {}},
+        Case{"broadcast_topk", {"--psgd", "broadcast", "--codec", "topk"}, {}}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

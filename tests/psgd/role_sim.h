@@ -42,7 +42,8 @@ struct RoleSim {
           spec, schedule,
           WorkerContext{.learner = learners.back().get(),
                         .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
-                        .clock = &clock}));
+                        .clock = &clock,
+                        .id = w}));
     }
     to_worker.resize(workers.size());
     to_server.resize(workers.size());
@@ -89,15 +90,24 @@ struct RoleSim {
       to_worker[w].pop_front();
       computing[w] = workers[w]->on_message(*m, out).compute;
       if (computing[w] && on_compute_start) on_compute_start(e.worker);
+      route_from_worker(w, out);
     } else {
       computing[w] = workers[w]->compute_step(out).compute;
-      for (const auto& env : out) {
-        to_server[w].push_back(env.message);
-        ++sent[w];
-      }
+      route_from_worker(w, out);
     }
   }
 
+  // Worker-to-worker messages (peer-to-peer strategies) go straight into the peer's queue.
+  void route_from_worker(std::size_t w, const Outbox& out) {
+    for (const auto& env : out) {
+      if (env.to == kServer) {
+        to_server[w].push_back(env.message);
+        ++sent[w];
+      } else {
+        to_worker.at(static_cast<std::size_t>(env.to)).push_back(env.message);
+      }
+    }
+  }
   // Runs random events until the server is finished; false if nothing can happen any more.
   bool run_random(std::uint64_t seed, int max_events = 100000) {
     std::mt19937_64 rng(seed);

@@ -1,0 +1,21 @@
+#pragma once
+// A blocking collective over the workers of a job: the seam between the allreduce strategy and an
+// engine that runs the exchange itself (Gloo through c10d in nn/gloo_allreduce.h; TcpRing here).
+//
+// Contract: every rank calls allreduce_sum() with a buffer of the same length, in the same order;
+// on return each rank's buffer holds the element-wise sum over the ranks (identical bits on every
+// rank). A rank that fails or disappears makes the others throw psgd::Error, not hang. One thread
+// at a time.
+#include <span>
+#include <string>
+
+namespace psgd {
+
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual void allreduce_sum(std::span<float> data) = 0;
+  virtual std::string name() const = 0;
+};
+
+}  // namespace psgd

@@ -1,0 +1,189 @@
+#include "psgd/allreduce.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "codecs/payload_io.h"
+#include "core/collective.h"
+#include "core/error.h"
+#include "psgd/common.h"
+
+namespace psgd {
+
+std::uint64_t parameter_hash(std::span<const float> parameters) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  const auto bytes = std::as_bytes(parameters);
+  for (std::byte b : bytes) {
+    h ^= static_cast<std::uint8_t>(b);
+    h *= 0x100000001b3ull;
+  }
+  return h == 0 ? 1 : h;
+}
+
+AllreduceServer::AllreduceServer(Schedule schedule, ServerContext context)
+    : schedule_(schedule), ctx_(context), last_(static_cast<std::size_t>(schedule.node_count), 0) {
+  PSGD_CHECK(ctx_.clock != nullptr, "allreduce server needs a clock");
+}
+
+void AllreduceServer::on_start(Outbox& out) {
+  auto codec = make_codec(ctx_.downlink);
+  broadcast(params_message(0, *codec, ctx_.parameters), schedule_.node_count, out);
+}
+
+void AllreduceServer::on_message(NodeId from, const Message& message, Outbox&) {
+  if (from < 0 || from >= schedule_.node_count) {
+    throw ProtocolError(fmt::format("allreduce server: message from unknown node {}", from));
+  }
+  const auto* r = std::get_if<AllreduceReport>(&message);
+  if (r == nullptr) {
+    throw ProtocolError(fmt::format("allreduce server: worker {} sent {}, not AllreduceReport",
+                                    from, type_name(type_of(message))));
+  }
+  const auto w = static_cast<std::size_t>(from);
+  if (r->iteration != last_[w] + 1 || r->iteration > schedule_.total_iterations()) {
+    throw ProtocolError(fmt::format("allreduce server: worker {} reported iteration {} after {}",
+                                    from, r->iteration, last_[w]));
+  }
+  last_[w] = r->iteration;
+  const bool epoch_end = r->iteration % schedule_.iterations_per_epoch == 0 ||
+                         r->iteration == schedule_.total_iterations();
+  if (epoch_end && r->param_hash == 0) {
+    throw ProtocolError(
+        fmt::format("allreduce server: worker {} sent no parameter hash at the end of iteration {}",
+                    from, r->iteration));
+  }
+  Round& round = rounds_[r->iteration];
+  if (round.workers.empty()) {
+    round.workers.resize(w + 1 > last_.size() ? w + 1 : last_.size());
+    round.hashes.assign(last_.size(), 0);
+  }
+  round.workers[w] = WorkerReport{.iteration = r->iteration - 1,
+                                  .loss = r->loss,
+                                  .samples = r->samples,
+                                  .times = r->times,
+                                  .payload_bytes = r->peer_bytes};
+  round.hashes[w] = r->param_hash;
+  if (!r->params.empty()) {
+    if (r->params.size() != ctx_.parameters.size()) {
+      throw ProtocolError(fmt::format("allreduce server: worker {} sent {} parameters, not {}",
+                                      from, r->params.size(), ctx_.parameters.size()));
+    }
+    round.params = r->params;
+  }
+  if (++round.reports < schedule_.node_count) return;
+  // Rounds complete in order: a worker reports iteration i+1 only after iteration i.
+  PSGD_CHECK_EQ(r->iteration, iteration_ + 1, "allreduce server: rounds out of order");
+  close_round(round);
+  rounds_.erase(r->iteration);
+}
+
+void AllreduceServer::close_round(Round& round) {
+  const std::int64_t it = iteration_ + 1;
+  if (round.hashes[0] != 0) {
+    for (std::size_t w = 1; w < round.hashes.size(); ++w) {
+      if (round.hashes[w] != round.hashes[0]) {
+        throw ProtocolError(fmt::format(
+            "allreduce: the models diverged: after iteration {} worker 0's parameters hash to "
+            "{:016x} but worker {}'s to {:016x}",
+            it, round.hashes[0], w, round.hashes[w]));
+      }
+    }
+    if (round.params.empty()) {
+      throw ProtocolError(fmt::format(
+          "allreduce server: worker 0 sent no parameters at the end of iteration {}", it));
+    }
+    std::copy(round.params.begin(), round.params.end(), ctx_.parameters.begin());
+  }
+  iteration_ = it;
+  RoundStats stats{.iteration = it, .gradients = schedule_.node_count};
+  for (std::size_t w = 0; w < round.workers.size(); ++w) {
+    stats.train_loss += round.workers[w].loss / schedule_.node_count;
+    stats.samples += round.workers[w].samples;
+    if (ctx_.observer) ctx_.observer->on_worker(static_cast<NodeId>(w), round.workers[w]);
+  }
+  if (ctx_.observer) ctx_.observer->on_round(stats);
+}
+
+AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule, SgdOptions sgd,
+                                 RingOptions ring)
+    : ctx_(context),
+      schedule_(schedule),
+      optimiser_(sgd, context.learner ? context.learner->parameters().size() : 0),
+      ring_(context.id, schedule.node_count, ring) {
+  PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
+             "allreduce worker needs a learner and a clock");
+}
+
+bool AllreduceWorker::epoch_end(std::int64_t iteration) const {
+  return iteration % schedule_.iterations_per_epoch == 0 ||
+         iteration == schedule_.total_iterations();
+}
+
+WorkerAction AllreduceWorker::on_message(const Message& message, Outbox& out) {
+  if (const auto* p = std::get_if<Params>(&message)) {
+    if (started_ || p->iteration != 0) {
+      throw ProtocolError("allreduce worker: the server sent parameters a second time");
+    }
+    make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
+    started_ = true;
+    return {.compute = schedule_.total_iterations() > 0};
+  }
+  const auto* chunk = std::get_if<RingChunk>(&message);
+  if (chunk == nullptr || ctx_.collective != nullptr) {
+    throw ProtocolError(fmt::format("allreduce worker {}: unexpected {} message", ctx_.id,
+                                    type_name(type_of(message))));
+  }
+  ring_.on_chunk(*chunk, out);
+  if (reducing_ && ring_.done()) return finish_iteration(out);
+  return {};
+}
+
+WorkerAction AllreduceWorker::compute_step(Outbox& out) {
+  PSGD_CHECK(started_ && !reducing_, "allreduce worker asked to compute out of turn");
+  Stopwatch sw(*ctx_.clock);
+  step_ = ctx_.learner->compute_gradient();
+  times_.compute_s = sw.seconds();
+  const auto g = ctx_.learner->gradients();
+  sum_.assign(g.begin(), g.end());
+  reduce_start_ = ctx_.clock->now();
+  reducing_ = true;
+  if (ctx_.collective != nullptr) {
+    ctx_.collective->allreduce_sum(sum_);
+    return finish_iteration(out);
+  }
+  ring_.start(iteration_, sum_, out);
+  if (ring_.done()) return finish_iteration(out);
+  return {};
+}
+
+WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
+  reducing_ = false;
+  times_.wait_s = ctx_.clock->now() - reduce_start_;
+  Stopwatch sw(*ctx_.clock);
+  const float scale = 1.0f / static_cast<float>(schedule_.node_count);
+  for (float& x : sum_)
+    x *= scale;
+  auto params = ctx_.learner->parameters();
+  optimiser_.step(params, sum_);
+  times_.apply_s = sw.seconds();
+  ++iteration_;
+  AllreduceReport report{.iteration = iteration_,
+                         .loss = step_.loss,
+                         .samples = step_.samples,
+                         .times = times_,
+                         .peer_bytes = ctx_.collective ? 0 : ring_.bytes_sent()};
+  if (ctx_.collective) {
+    // Gloo's ring moves 2(n-1)/n of the buffer per rank, as ours.
+    const auto n = static_cast<std::uint64_t>(schedule_.node_count);
+    report.peer_bytes = 2 * (n - 1) * sum_.size() * sizeof(float) / n;
+  }
+  if (epoch_end(iteration_)) {
+    report.param_hash = parameter_hash(params);
+    if (ctx_.id == 0) report.params.assign(params.begin(), params.end());
+  }
+  out.push_back({kServer, std::make_shared<const Message>(std::move(report))});
+  times_ = PhaseTimes{};
+  return {.compute = iteration_ < schedule_.total_iterations()};
+}
+
+}  // namespace psgd

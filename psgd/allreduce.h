@@ -1,0 +1,82 @@
+#pragma once
+// allreduce: synchronous data parallelism without a parameter server (the exchange of Horovod,
+// Sergeev and Del Balso 2018, and of PyTorch DDP).
+//
+// Every iteration each worker computes the gradient of its next batch, the workers sum their
+// gradients with an allreduce, divide by n, and each applies the same mean gradient with its own
+// FlatSgd (same options as the server's would be). All workers start from the parameters the
+// server sends once, and the sum is bit-identical everywhere, so the models stay identical; the
+// server checks that with a hash of the parameters at every epoch end and fails the run if they
+// differ.
+//
+// The server is only the orchestrator: it sends the initial Params, collects each worker's
+// AllreduceReport per iteration (loss, samples, times), and at epoch ends takes worker 0's
+// parameters into the global model so that the recorder evaluates and saves what the workers
+// trained.
+//
+// Backends: with WorkerContext::collective null the worker runs RingAllreduce itself, as
+// RingChunk messages to the next worker (the TCP client routes them over peer links, the
+// simulator over its network model); otherwise compute_step() calls the blocking collective
+// (Gloo) and the role sends no peer messages.
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "core/sgd.h"
+#include "psgd/context.h"
+#include "psgd/ring_allreduce.h"
+
+namespace psgd {
+
+// FNV-1a over the bytes of the parameters: equal models have equal hashes (0 is never returned).
+std::uint64_t parameter_hash(std::span<const float> parameters);
+
+class AllreduceServer final : public ServerRole {
+ public:
+  AllreduceServer(Schedule schedule, ServerContext context);
+  void on_start(Outbox& out) override;
+  void on_message(NodeId from, const Message& message, Outbox& out) override;
+  std::int64_t iteration() const override { return iteration_; }
+  bool finished() const override { return iteration_ >= schedule_.total_iterations(); }
+
+ private:
+  struct Round {
+    int reports = 0;
+    std::vector<WorkerReport> workers;
+    std::vector<std::uint64_t> hashes;
+    std::vector<float> params;
+  };
+  void close_round(Round& round);
+
+  Schedule schedule_;
+  ServerContext ctx_;
+  std::vector<std::int64_t> last_;  // last iteration each worker reported
+  std::map<std::int64_t, Round> rounds_;
+  std::int64_t iteration_ = 0;
+};
+
+class AllreduceWorker final : public WorkerRole {
+ public:
+  AllreduceWorker(WorkerContext context, Schedule schedule, SgdOptions sgd, RingOptions ring = {});
+  WorkerAction on_message(const Message& message, Outbox& out) override;
+  WorkerAction compute_step(Outbox& out) override;
+  std::int64_t iterations_done() const override { return iteration_; }
+
+ private:
+  WorkerAction finish_iteration(Outbox& out);
+  bool epoch_end(std::int64_t iteration) const;
+
+  WorkerContext ctx_;
+  Schedule schedule_;
+  FlatSgd optimiser_;
+  RingAllreduce ring_;
+  bool started_ = false;
+  bool reducing_ = false;
+  std::int64_t iteration_ = 0;  // iterations completed
+  std::vector<float> sum_;      // this iteration's gradient, then the sum over the workers
+  StepStats step_;
+  PhaseTimes times_;
+  double reduce_start_ = 0;
+};
+
+}  // namespace psgd

@@ -1,0 +1,86 @@
+#pragma once
+// Ring allreduce as an event-driven state machine: the bandwidth-optimal reduce-scatter followed
+// by an all-gather (Patarasuk and Yuan 2009, "Bandwidth optimal all-reduce algorithms for clusters
+// of workstations"; the algorithm of Baidu's ring allreduce and of Horovod/NCCL rings).
+//
+// n ranks in a ring; rank r sends only to r+1 and receives only from r-1. The buffer is cut into
+// n segments. In step s = 0 .. n-2 (reduce-scatter) rank r sends segment (r-s) mod n and adds the
+// segment (r-1-s) mod n it receives into its own copy; after n-1 steps rank r holds the complete
+// sum of segment (r+1) mod n. Steps n-1 .. 2n-3 (all-gather) pass the complete segments around
+// the ring, each rank copying what it receives. Every rank sends and receives 2(n-1)/n of the
+// buffer, independent of n.
+//
+// Pipelining: each segment is further cut into chunks, and a chunk is forwarded as soon as it has
+// been reduced, so a chunk of step s+1 is on the wire while the next chunk of step s is being
+// added. The driver's asynchronous sends overlap with the reduction of the following chunk.
+//
+// Determinism: each segment's sum is computed once, by one rank, in ring order, and then copied
+// to the others, so every rank ends with bit-identical results.
+//
+// Like a strategy role, this class never touches sockets or threads: start() and on_chunk()
+// append RingChunk envelopes addressed to the next rank to an Outbox; a driver delivers them
+// (TCP: psgd/tcp_ring.h, the client; or the simulator). Chunks that arrive before start() for
+// their round are kept and replayed. One thread at a time; chunks from the previous rank must be
+// delivered in the order they were sent.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "psgd/strategy.h"
+
+namespace psgd {
+
+struct RingOptions {
+  std::size_t chunk_elements = 64 * 1024;  // floats per message (a segment is cut into chunks)
+};
+
+class RingAllreduce {
+ public:
+  RingAllreduce(int rank, int world, RingOptions options = {});
+
+  // Starts summing `data` in place across the ring for `round` (rounds increase by one per
+  // call). `data` must stay valid and the same length on every rank until done().
+  void start(std::int64_t round, std::span<float> data, Outbox& out);
+  // A RingChunk from the previous rank. Throws ProtocolError for a chunk that does not belong
+  // (an old round, a step or chunk out of range, a wrong length).
+  void on_chunk(const RingChunk& chunk, Outbox& out);
+  // The same, reusing the chunk's buffer for the chunk it forwards (no copy, no allocation).
+  void on_chunk(RingChunk&& chunk, Outbox& out);
+  // True once `data` holds the element-wise sum over all ranks.
+  bool done() const { return active_ && received_ == expected_; }
+  // True while this rank still has chunks of the current round to send to the next rank.
+  bool sends_remaining() const { return active_ && sent_ < expected_; }
+  // Bytes of values sent in the current round.
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+
+ private:
+  struct Range {
+    std::size_t begin = 0;
+    std::size_t size = 0;
+  };
+  Range chunk_range(int segment, int chunk) const;
+  int segment_received_at(int step) const;
+  void send(int step, int chunk, Outbox& out);
+  void forward(RingChunk&& chunk, Outbox& out);
+  void apply(RingChunk&& chunk, Outbox& out);
+
+  int rank_;
+  int world_;
+  RingOptions options_;
+  NodeId next_;
+  std::int64_t round_ = -1;
+  bool active_ = false;
+  std::span<float> data_;
+  int chunks_ = 1;  // chunks per segment
+  std::int64_t expected_ = 0;
+  std::int64_t received_ = 0;
+  std::int64_t sent_ = 0;  // every rank sends as many chunks as it receives
+  std::uint64_t bytes_sent_ = 0;
+  std::vector<RingChunk> early_;  // chunks of a round not started yet
+};
+
+}  // namespace psgd

@@ -1,0 +1,258 @@
+// Ring allreduce: the state machine alone (in-memory delivery), then ranks as threads over
+// loopback TCP, then a peer that disappears; and the allreduce strategy driven as roles.
+#include "psgd/ring_allreduce.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <exception>
+#include <future>
+#include <thread>
+
+#include "core/error.h"
+#include "psgd/allreduce.h"
+#include "psgd/tcp_ring.h"
+#include "tests/psgd/role_sim.h"
+
+namespace psgd {
+namespace {
+
+// Integer-valued inputs: every partial sum is exact, so the result must equal the sum exactly.
+std::vector<float> input(int rank, std::size_t length, int round = 0) {
+  std::vector<float> v(length);
+  for (std::size_t i = 0; i < length; ++i)
+    v[i] = static_cast<float>((rank + 1) * 1000 + static_cast<int>(i % 997) - 3 * round);
+  return v;
+}
+
+std::vector<float> expected_sum(int world, std::size_t length, int round = 0) {
+  std::vector<float> sum(length, 0.0f);
+  for (int r = 0; r < world; ++r) {
+    const auto v = input(r, length, round);
+    for (std::size_t i = 0; i < length; ++i)
+      sum[i] += v[i];
+  }
+  return sum;
+}
+
+class RingInMemory : public ::testing::TestWithParam<std::tuple<int, std::size_t>> {};
+
+TEST_P(RingInMemory, EqualsElementwiseSum) {
+  const auto [world, length] = GetParam();
+  std::vector<RingAllreduce> ranks;
+  std::vector<std::vector<float>> data;
+  std::vector<std::deque<std::shared_ptr<const Message>>> inbox(static_cast<std::size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back(r, world, RingOptions{.chunk_elements = 3});
+    data.push_back(input(r, length));
+  }
+  auto post = [&](const Outbox& out) {
+    for (const auto& e : out)
+      inbox.at(static_cast<std::size_t>(e.to)).push_back(e.message);
+  };
+  // Rank 0 starts last: its predecessor's chunks arrive before it is ready and are replayed.
+  for (int r = world - 1; r >= 0; --r) {
+    Outbox out;
+    ranks[static_cast<std::size_t>(r)].start(0, data[static_cast<std::size_t>(r)], out);
+    post(out);
+  }
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (int r = 0; r < world; ++r) {
+      auto& q = inbox[static_cast<std::size_t>(r)];
+      if (q.empty()) continue;
+      Outbox out;
+      ranks[static_cast<std::size_t>(r)].on_chunk(std::get<RingChunk>(*q.front()), out);
+      q.pop_front();
+      post(out);
+      moved = true;
+    }
+  }
+  const auto want = expected_sum(world, length);
+  for (int r = 0; r < world; ++r) {
+    EXPECT_TRUE(ranks[static_cast<std::size_t>(r)].done()) << "rank " << r;
+    EXPECT_EQ(data[static_cast<std::size_t>(r)], want) << "rank " << r;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldsAndLengths, RingInMemory,
+                         ::testing::Combine(::testing::Values(1, 2, 3, 4, 5, 6),
+                                            ::testing::Values(std::size_t{0}, std::size_t{1},
+                                                              std::size_t{5}, std::size_t{17},
+                                                              std::size_t{1001})));
+
+// Runs `body(rank, ring)` on `world` threads, each with a TcpRing linked to the others; returns
+// each rank's exception (null if none).
+std::vector<std::exception_ptr> run_ranks(int world, const std::function<void(int, TcpRing&)>& body,
+                                          TcpRingOptions options) {
+  std::vector<std::unique_ptr<TcpRing>> rings;
+  std::vector<net::PeerAddress> addresses;
+  for (int r = 0; r < world; ++r) {
+    rings.push_back(std::make_unique<TcpRing>(r, world, options));
+    addresses.push_back({"127.0.0.1", rings.back()->listen()});
+  }
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto& ring = *rings[static_cast<std::size_t>(r)];
+        ring.connect(addresses);
+        body(r, ring);
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+      rings[static_cast<std::size_t>(r)].reset();
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  return errors;
+}
+
+class RingOverTcp : public ::testing::TestWithParam<int> {};
+
+TEST_P(RingOverTcp, EqualsElementwiseSumForUnevenLengths) {
+  const int world = GetParam();
+  const std::vector<std::size_t> lengths{1, 7, 1001, 100003};
+  std::vector<std::vector<std::vector<float>>> results(static_cast<std::size_t>(world));
+  const auto errors = run_ranks(
+      world,
+      [&](int r, TcpRing& ring) {
+        int round = 0;
+        for (std::size_t length : lengths) {
+          auto data = input(r, length, round++);
+          ring.allreduce(data);
+          results[static_cast<std::size_t>(r)].push_back(std::move(data));
+        }
+      },
+      TcpRingOptions{.ring = {.chunk_elements = 4096}, .timeout_s = 10});
+  for (int r = 0; r < world; ++r) {
+    if (errors[static_cast<std::size_t>(r)])
+      std::rethrow_exception(errors[static_cast<std::size_t>(r)]);
+    for (std::size_t k = 0; k < lengths.size(); ++k) {
+      EXPECT_EQ(results[static_cast<std::size_t>(r)][k],
+                expected_sum(world, lengths[k], static_cast<int>(k)))
+          << "rank " << r << " length " << lengths[k];
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Worlds, RingOverTcp, ::testing::Values(1, 2, 3, 4, 5, 6));
+
+TEST(RingOverTcp, PeerThatDisconnectsFailsTheOthersWithinTheTimeout) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto errors = run_ranks(
+      3,
+      [](int r, TcpRing& ring) {
+        if (r == 2) return;  // links up, then leaves without taking part
+        auto data = input(r, 1000);
+        ring.allreduce(data);
+      },
+      TcpRingOptions{.timeout_s = 5});
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(took, 5.0);
+  EXPECT_FALSE(errors[2]);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_TRUE(errors[static_cast<std::size_t>(r)]) << "rank " << r << " did not fail";
+    try {
+      std::rethrow_exception(errors[static_cast<std::size_t>(r)]);
+    } catch (const IoError& e) {
+      // Rank 1 may still be linking when rank 0 gives up and closes: then rank 0 refuses it.
+      const std::string what = e.what();
+      EXPECT_TRUE(what.find("lost peer") != std::string::npos ||
+                  what.find("refused") != std::string::npos)
+          << what;
+    }
+  }
+}
+
+TEST(RingOverTcp, SilentPeerTimesOut) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto errors = run_ranks(
+      2,
+      [](int r, TcpRing& ring) {
+        if (r == 1) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+          return;
+        }
+        auto data = input(r, 10);
+        ring.allreduce(data);
+      },
+      TcpRingOptions{.timeout_s = 1});
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(errors[0]);
+  EXPECT_LT(took, 4.0);
+  try {
+    std::rethrow_exception(errors[0]);
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("timeout"), std::string::npos) << e.what();
+  }
+}
+
+// The strategy as roles, in random event orders: every worker ends with the same parameters, the
+// server holds them, and the trajectory is ssgd's (same optimiser on the same mean gradient, up to
+// the order of the float additions).
+TEST(AllreduceRoles, WorkersStayIdenticalAndMatchSsgd) {
+  const int n = 3;
+  const Schedule schedule{.node_count = n, .iterations_per_epoch = 4, .epochs = 2};
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    testing::RoleSim ar(testing::job("allreduce", n, 0.1, 0.9), schedule);
+    ar.start();
+    ASSERT_TRUE(ar.run_random(seed));
+    testing::RoleSim ps(testing::job("ssgd", n, 0.1, 0.9), schedule);
+    ps.start();
+    ASSERT_TRUE(ps.run_random(seed));
+    EXPECT_EQ(ar.server->iteration(), schedule.total_iterations());
+    EXPECT_EQ(ar.reports.rounds.size(), static_cast<std::size_t>(schedule.total_iterations()));
+    for (int w = 0; w < n; ++w) {
+      const auto p = ar.learners[static_cast<std::size_t>(w)]->parameters();
+      EXPECT_EQ(std::vector<float>(p.begin(), p.end()), ar.params) << "worker " << w;
+      EXPECT_EQ(ar.workers[static_cast<std::size_t>(w)]->iterations_done(),
+                schedule.total_iterations());
+    }
+    for (std::size_t i = 0; i < ar.params.size(); ++i)
+      EXPECT_NEAR(ar.params[i], ps.params[i], 1e-4) << i;
+  }
+}
+
+TEST(BroadcastRoles, WorkersStayIdenticalAndMatchSsgd) {
+  const int n = 4;
+  const Schedule schedule{.node_count = n, .iterations_per_epoch = 3, .epochs = 2};
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    testing::RoleSim bc(testing::job("broadcast", n, 0.1, 0.9), schedule);
+    bc.start();
+    ASSERT_TRUE(bc.run_random(seed));
+    testing::RoleSim ps(testing::job("ssgd", n, 0.1, 0.9), schedule);
+    ps.start();
+    ASSERT_TRUE(ps.run_random(seed));
+    for (int w = 0; w < n; ++w) {
+      const auto p = bc.learners[static_cast<std::size_t>(w)]->parameters();
+      EXPECT_EQ(std::vector<float>(p.begin(), p.end()), bc.params) << "worker " << w;
+    }
+    // Same slots summed in the same order as the ssgd server: the very same bits.
+    EXPECT_EQ(bc.params, ps.params);
+  }
+}
+
+TEST(AllreduceRoles, DivergedModelsFailTheRun) {
+  const Schedule schedule{.node_count = 2, .iterations_per_epoch = 2, .epochs = 1};
+  std::vector<float> params(4, 0.0f);
+  testing::ManualClock clock;
+  AllreduceServer server(schedule, ServerContext{.parameters = params, .clock = &clock});
+  Outbox out;
+  server.on_start(out);
+  server.on_message(0, AllreduceReport{.iteration = 1}, out);
+  server.on_message(1, AllreduceReport{.iteration = 1}, out);
+  server.on_message(
+      0, AllreduceReport{.iteration = 2, .param_hash = 7, .params = std::vector<float>(4, 1.0f)},
+      out);
+  EXPECT_THROW(server.on_message(1, AllreduceReport{.iteration = 2, .param_hash = 8}, out),
+               ProtocolError);
+}
+
+}  // namespace
+}  // namespace psgd

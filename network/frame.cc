@@ -34,6 +34,11 @@ bool known_type(std::uint16_t t) {
     case MessageType::kModelDelta:
     case MessageType::kDataOffer:
     case MessageType::kDataChunk:
+    case MessageType::kAuthHello:
+    case MessageType::kAuthChallenge:
+    case MessageType::kAuthProof:
+    case MessageType::kHeartbeat:
+    case MessageType::kAuthOk:
       return true;
   }
   return false;

@@ -5,7 +5,9 @@
 // length, then the Cereal-serialised body. ErrorMessage is the exception: its body is raw UTF-8 so
 // that a peer of ANY protocol version can read why it was refused.
 //
-// Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+// Authentication (network/auth.h): AuthHello -> AuthChallenge -> AuthProof -> AuthOk, first.
+// Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time;
+// Heartbeat both ways on an idle link once the handshake is done.
 // With --ship_data:               Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 // Strategy traffic (psgd/ roles): Params (server -> worker), Gradient or ModelDelta
 // (worker -> server).
@@ -22,8 +24,9 @@
 namespace psgd {
 
 // Bump whenever a message layout or the frame header changes.
-// 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk
-inline constexpr std::uint16_t kProtocolVersion = 4;
+// 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk;
+// 5: AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat
+inline constexpr std::uint16_t kProtocolVersion = 5;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -33,6 +36,11 @@ enum class MessageType : std::uint16_t {
   kFinish = 5,
   kDataOffer = 6,
   kDataChunk = 7,
+  kAuthHello = 8,
+  kAuthChallenge = 9,
+  kAuthProof = 10,
+  kHeartbeat = 11,
+  kAuthOk = 12,
   kParams = 16,
   kGradient = 17,
   kModelDelta = 18,
@@ -42,7 +50,34 @@ struct ErrorMessage {
   std::string text;
 };
 
-// worker -> server, first frame on a connection.
+// worker -> server, first frame on a connection: the worker's nonce and who it says it is.
+struct AuthHello {
+  std::uint32_t protocol = kProtocolVersion;
+  std::vector<std::uint8_t> nonce;  // kAuthNonceBytes random bytes
+  std::string identity;             // "host:pid"; Hello must say the same
+  bool has_key = false;             // the worker was given a passphrase
+};
+
+// server -> worker: the server's nonce and, with a passphrase, its proof (network/auth.h).
+struct AuthChallenge {
+  std::vector<std::uint8_t> nonce;
+  std::vector<std::uint8_t> proof;  // empty when the server has no passphrase
+  bool required = false;            // the server has a passphrase
+};
+
+// worker -> server: the worker's proof; Hello follows at once.
+struct AuthProof {
+  std::vector<std::uint8_t> proof;  // empty when neither side has a passphrase
+};
+
+// server -> worker: the proof checked out; the worker may say Hello. (The worker waits for it,
+// so a refused worker has nothing unread on the server's side and reads the refusal intact.)
+struct AuthOk {};
+
+// Either way, on a link that has carried nothing for --heartbeat_interval seconds.
+struct Heartbeat {};
+
+// worker -> server, after authentication.
 struct Hello {
   std::uint32_t protocol = kProtocolVersion;
   std::string host;          // the worker's host name
@@ -128,8 +163,9 @@ struct ModelDelta {
   PhaseTimes times;              // summed over the local steps
 };
 
-using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
-                             DataOffer, DataChunk>;
+using Message =
+    std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta, DataOffer,
+                 DataChunk, AuthHello, AuthChallenge, AuthProof, Heartbeat, AuthOk>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

@@ -154,6 +154,31 @@ TEST(Faults, GarbageAndIdleConnectionsLeaveTrainingUnharmed) {
     EXPECT_EQ(c->wait(30s).value_or(-1), 0) << cluster.logs();
 }
 
+TEST(Faults, ClientsRetryADeadServerThenExitClearly) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  std::vector<std::string> flags{"--train_samples", "2000",      "--test_samples", "300",
+                                 "--epochs",        "3",         "--batch_size",   "32",
+                                 "--delay",         "fixed:0.05"};
+  ASSERT_NO_FATAL_FAILURE(cluster.start(1, flags));
+  const auto start = std::chrono::steady_clock::now();
+  while (cluster.server->out().find(" ready: ") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 60s) << cluster.logs();
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(500ms);
+  cluster.server->kill();
+  const auto killed = std::chrono::steady_clock::now();
+  auto code = cluster.clients[0]->wait(30s);
+  ASSERT_TRUE(code.has_value()) << "client hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 1);
+  // It redialled for its --connect_timeout (10 s) and said why it stopped.
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 20s);
+  const std::string err = cluster.clients[0]->err();
+  EXPECT_NE(err.find("reconnecting"), std::string::npos) << err;
+  EXPECT_NE(err.find("the server did not come back"), std::string::npos) << err;
+}
+
 struct LossCase {
   std::string psgd;
   bool hang;  // SIGSTOP (silent, found by heartbeats) instead of SIGKILL (the socket closes)

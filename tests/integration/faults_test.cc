@@ -160,7 +160,12 @@ TEST(Faults, ClientsRetryADeadServerThenExitClearly) {
   std::vector<std::string> flags{"--train_samples", "2000",      "--test_samples", "300",
                                  "--epochs",        "3",         "--batch_size",   "32",
                                  "--delay",         "fixed:0.05"};
-  ASSERT_NO_FATAL_FAILURE(cluster.start(1, flags));
+  // With a passphrase (inherited through the environment), so that a redial that reaches another
+  // test's server on the freed port is refused by this client instead of joining that job.
+  ::setenv("PSGD_PASSPHRASE", "dead server test", 1);
+  cluster.start(1, flags);
+  ::unsetenv("PSGD_PASSPHRASE");
+  ASSERT_GT(cluster.port, 0);
   const auto start = std::chrono::steady_clock::now();
   while (cluster.server->out().find(" ready: ") == std::string::npos) {
     ASSERT_LT(std::chrono::steady_clock::now() - start, 60s) << cluster.logs();
@@ -176,7 +181,9 @@ TEST(Faults, ClientsRetryADeadServerThenExitClearly) {
   EXPECT_LT(std::chrono::steady_clock::now() - killed, 20s);
   const std::string err = cluster.clients[0]->err();
   EXPECT_NE(err.find("reconnecting"), std::string::npos) << err;
-  EXPECT_NE(err.find("the server did not come back"), std::string::npos) << err;
+  EXPECT_TRUE(err.find("the server did not come back") != std::string::npos ||
+              err.find("the server has none") != std::string::npos)
+      << err;
 }
 
 struct LossCase {

@@ -217,7 +217,19 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   app.add_option("--shards_per_node", s.shards_per_node,
                  "non-iid: deal label-sorted shards, S per block (per worker with --redundancy "
                  "1; 0: not used)");
-  app.add_option("--bind", out.bind, "Address to listen on (0.0.0.0: every interface)");
+  app.add_option("--bind", out.bind,
+                 "Address to listen on (0.0.0.0: every interface; default 127.0.0.1 without a "
+                 "passphrase, 0.0.0.0 with one)");
+  app.add_option("--passphrase_file", out.passphrase_file,
+                 "Authenticate workers with the passphrase on this file's first line (else "
+                 "$PSGD_PASSPHRASE; never printed or sent)");
+  app.add_option("--heartbeat_interval", out.heartbeat_interval,
+                 "Send a heartbeat on a link idle for this many seconds")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dead_after", out.dead_after,
+                 "A training worker silent this many seconds is lost; the strategy decides "
+                 "whether the run goes on")
+      ->check(CLI::PositiveNumber);
   app.add_option("--port_file", out.port_file,
                  "Write the port actually listened on to this file (useful with port 0)");
   app.add_flag("--timeline", out.timeline,
@@ -267,6 +279,16 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "compute time, so its compute takes F times as long (1: no slowdown; recorded "
                  "in the run's config.json)")
       ->check(CLI::Range(1.0, 1000.0));
+  app.add_option("--passphrase_file", out.passphrase_file,
+                 "Prove the job's passphrase, from this file's first line (else $PSGD_PASSPHRASE; "
+                 "never printed or sent)");
+  app.add_option("--heartbeat_interval", out.heartbeat_interval,
+                 "Send a heartbeat on a link idle for this many seconds")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dead_after", out.dead_after,
+                 "Once training, the server silent this many seconds is lost (the client then "
+                 "retries the connection until --connect_timeout)")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

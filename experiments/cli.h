@@ -12,7 +12,12 @@ namespace psgd {
 struct ServerOptions {
   JobSpec spec;
   std::string config_file;  // --config: JSON with JobSpec keys; flags given as well win
-  std::string bind = "0.0.0.0";
+  // Empty: 127.0.0.1 without a passphrase, 0.0.0.0 with one (--bind overrides; a non-loopback
+  // address without a passphrase is warned about).
+  std::string bind;
+  std::string passphrase_file;    // else $PSGD_PASSPHRASE; else no authentication (network/auth.h)
+  double heartbeat_interval = 2;  // seconds of idle link before a Heartbeat is sent
+  double dead_after = 10;         // seconds of silence after which a training worker is lost
   std::string port_file;     // write the listening port here once bound (for scripts and tests)
   bool timeline = false;     // --timeline: <run>/timeline.json (Chrome trace)
   bool tensorboard = false;  // --tensorboard: <run>/tensorboard/events.out.tfevents.*
@@ -27,6 +32,9 @@ struct ClientOptions {
   std::string dataset;          // override the job's dataset location on this machine
   double connect_timeout = 30;  // seconds to keep retrying the connection
   double slowdown = 1;          // stretch this worker's compute time F-fold (straggler studies)
+  std::string passphrase_file;  // else $PSGD_PASSPHRASE; else no authentication
+  double heartbeat_interval = 2;
+  double dead_after = 10;  // seconds of silence from the server, once training, before giving up
   std::string command_line;
 };
 

@@ -16,6 +16,7 @@
 #include "experiments/data_shipping.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
+#include "network/auth.h"
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
 #include "nn/data_pack.h"
@@ -34,6 +35,12 @@ namespace {
 // the worker's sample indices: 8 bytes per sample).
 constexpr std::uint64_t kJobFrameLimit = 256ull << 20;
 constexpr double kJobWaitSeconds = 3600;  // the server's --join_timeout bounds this in practice
+constexpr double kAuthSeconds = 30;       // for the server's AuthChallenge
+// Frames the server may send before it has proved the passphrase: its challenge, or why it
+// refuses this worker.
+constexpr std::uint64_t kAuthReplyLimit = 4096;
+// Times a client that lost its server mid-job dials it again before giving up.
+constexpr int kMaxReconnects = 3;
 
 // The allreduce role is built before the Gloo group exists (the group forms after the peer
 // table): it holds this, which forwards to the group once it is joined.
@@ -53,9 +60,13 @@ class Client {
   explicit Client(const ClientOptions& options) : opts_(options), signals_(io_, SIGINT, SIGTERM) {}
 
   int run();
+  // The connection to the server broke before the job ended (not a refusal, not Finish).
+  bool lost_server() const { return lost_server_; }
 
  private:
   void on_frame(Message&& message);
+  void on_challenge(const AuthChallenge& challenge);
+  void on_auth_ok();
   void on_error(const std::string& why);
   void on_job(const Job& job);
   void on_data_chunk(const DataChunk& chunk);
@@ -93,6 +104,13 @@ class Client {
   SteadyClock clock_;
   double start_ = 0;
   bool done_ = false;
+  bool challenged_ = false;
+  bool authenticated_ = false;
+  bool training_ = false;
+  bool lost_server_ = false;
+  std::optional<net::AuthKey> key_;
+  std::vector<std::uint8_t> nonce_;
+  std::string identity_;
   int exit_code_ = 1;
 };
 
@@ -106,12 +124,16 @@ void Client::say(const std::string& line) {
 }
 
 int Client::run() {
+  key_ = net::load_key(opts_.passphrase_file);
   say(fmt::format("connecting to {}:{} (retrying for up to {:.0f} s while the server starts)",
                   opts_.ip, opts_.port, opts_.connect_timeout));
   asio::ip::tcp::socket socket = net::dial(io_, opts_.ip, opts_.port, opts_.connect_timeout);
   conn_ = std::make_shared<net::Connection>(
       std::move(socket),
-      net::ConnectionOptions{.max_body_bytes = kJobFrameLimit, .read_timeout_s = kJobWaitSeconds});
+      net::ConnectionOptions{.max_body_bytes = kAuthReplyLimit, .read_timeout_s = kAuthSeconds});
+  // Until the server has proved the passphrase only its challenge or its refusal is read.
+  conn_->set_type_filter(
+      [](MessageType t) { return t == MessageType::kAuthChallenge || t == MessageType::kError; });
   conn_->start([this](Message&& m, std::size_t) { on_frame(std::move(m)); },
                [this](const std::string& why) { on_error(why); });
   signals_.async_wait([this](std::error_code ec, int sig) {
@@ -119,6 +141,66 @@ int Client::run() {
     exit_code_ = 128 + sig;
     give_up(fmt::format("interrupted by signal {}", sig), true);
   });
+  nonce_ = net::make_nonce();
+  identity_ = fmt::format("{}:{}", host_name(), getpid());
+  conn_->send(AuthHello{.protocol = kProtocolVersion,
+                        .nonce = nonce_,
+                        .identity = identity_,
+                        .has_key = key_.has_value()});
+  io_.run();
+  return exit_code_;
+}
+
+void Client::on_challenge(const AuthChallenge& challenge) {
+  if (challenged_) {
+    give_up("the server sent a second AuthChallenge", false);
+    return;
+  }
+  if (key_ && !challenge.required) {
+    give_up(
+        "this client has a passphrase but the server has none; refusing to join a server "
+        "that cannot prove it knows the passphrase",
+        false);
+    return;
+  }
+  if (!key_ && challenge.required) {
+    give_up(fmt::format("the server requires a passphrase: give --passphrase_file FILE or ${}",
+                        net::kPassphraseEnv),
+            false);
+    return;
+  }
+  if (key_ && !net::check_proof(*key_, net::AuthRole::kServer, kProtocolVersion, nonce_,
+                                challenge.nonce, identity_, challenge.proof)) {
+    // Tell the server (an empty proof) so that it can say so too; prove nothing to a server
+    // that has not proved itself.
+    conn_->send(AuthProof{});
+    give_up(
+        "authentication failed: the server could not prove the passphrase (wrong passphrase "
+        "on one side, or not the psgd server you meant)",
+        false);
+    return;
+  }
+  AuthProof proof;
+  if (key_) {
+    proof.proof = net::auth_proof(*key_, net::AuthRole::kWorker, kProtocolVersion, nonce_,
+                                  challenge.nonce, identity_);
+  }
+  challenged_ = true;
+  conn_->set_type_filter(
+      [](MessageType t) { return t == MessageType::kAuthOk || t == MessageType::kError; });
+  conn_->send(proof);
+}
+
+void Client::on_auth_ok() {
+  if (!challenged_ || authenticated_) {
+    give_up("the server sent AuthOk out of turn", false);
+    return;
+  }
+  authenticated_ = true;
+  conn_->set_type_filter(
+      [](MessageType t) { return t != MessageType::kAuthChallenge && t != MessageType::kAuthOk; });
+  conn_->set_max_body_bytes(kJobFrameLimit);
+  conn_->set_read_timeout(kJobWaitSeconds);
   conn_->send(Hello{.protocol = kProtocolVersion,
                     .host = host_name(),
                     .pid = static_cast<std::int32_t>(getpid()),
@@ -126,15 +208,29 @@ int Client::run() {
                     .threads = opts_.threads,
                     .version = psgd_revision(),
                     .slowdown = opts_.slowdown});
-  say("connected; waiting for the job (training starts when every worker has joined)");
-  io_.run();
-  return exit_code_;
+  say(
+      fmt::format("connected{}; waiting for the job (training starts when every worker has "
+                  "joined)",
+                  key_ ? " and authenticated (the server proved the passphrase)" : ""));
 }
 
 void Client::on_frame(Message&& message) {
   if (done_) return;
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
     give_up(fmt::format("the server refused this worker: {}", err->text), false);
+    return;
+  }
+  if (const auto* challenge = std::get_if<AuthChallenge>(&message)) {
+    on_challenge(*challenge);
+    return;
+  }
+  if (std::holds_alternative<AuthOk>(message)) {
+    on_auth_ok();
+    return;
+  }
+  if (!authenticated_) {
+    give_up(fmt::format("the server sent {} before authenticating", type_name(type_of(message))),
+            false);
     return;
   }
   if (const auto* job = std::get_if<Job>(&message)) {
@@ -160,6 +256,11 @@ void Client::on_frame(Message&& message) {
   if (!role_) {
     give_up(fmt::format("the server sent {} before the job", type_name(type_of(message))), true);
     return;
+  }
+  if (!training_) {
+    // The server sends heartbeats from now on: silence means it is gone.
+    training_ = true;
+    conn_->set_read_timeout(opts_.dead_after);
   }
   deliver(message);
 }
@@ -352,6 +453,7 @@ void Client::start_with(nn::Dataset samples) {
                     .threads = threads_,
                     .detail = nn::blas_description(),
                     .peer_port = peer_port_});
+  conn_->start_heartbeats(opts_.heartbeat_interval);
   job_.samples = {};
   start_ = clock_.now();
 }
@@ -426,6 +528,7 @@ void Client::on_peer_error(int peer, const std::string& why) {
 
 void Client::on_error(const std::string& why) {
   if (done_) return;
+  lost_server_ = worker_ >= 0;  // it had joined a job
   give_up(fmt::format("lost the connection to the server: {}", why), false);
 }
 
@@ -461,7 +564,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
     conn_->send(ErrorMessage{why});
     conn_->close_after_writes();
   } else if (conn_) {
-    conn_->close();
+    conn_->close_after_writes();  // at once, unless a last frame (a refusal) is queued
   }
 }
 
@@ -469,8 +572,26 @@ void Client::give_up(const std::string& why, bool tell_server) {
 
 int run_client(const ClientOptions& options) {
   try {
-    Client client(options);
-    return client.run();
+    for (int attempt = 0;; ++attempt) {
+      Client client(options);
+      int code = 1;
+      try {
+        code = client.run();
+      } catch (const IoError& e) {
+        if (attempt == 0) throw;
+        fmt::print(stderr, "client: the server did not come back: {}\n", e.what());
+        return 1;
+      }
+      if (!client.lost_server() || code >= 128) return code;
+      if (attempt == kMaxReconnects) {
+        fmt::print(stderr, "client: lost the server {} times; giving up\n", attempt + 1);
+        return code;
+      }
+      // The server died or the link broke: dial again (with backoff, for --connect_timeout) in
+      // case it comes back, and join as a new worker.
+      fmt::print(stderr, "client: reconnecting to {}:{} (retrying for up to {:.0f} s)\n",
+                 options.ip, options.port, options.connect_timeout);
+    }
   } catch (const ConfigError& e) {
     fmt::print(stderr, "client: {}\n", e.what());
     return 2;

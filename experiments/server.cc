@@ -24,6 +24,7 @@
 #include "experiments/run_dir.h"
 #include "experiments/tensorboard.h"
 #include "experiments/timeline.h"
+#include "network/auth.h"
 #include "network/tcp/connection.h"
 #include "nn/data_pack.h"
 #include "nn/data_source.h"
@@ -41,6 +42,10 @@ using asio::ip::tcp;
 // Limits for frames a worker may send: small until the job is known, then the largest gradient a
 // codec may produce for this model (twice fp32 plus headroom).
 constexpr std::uint64_t kHandshakeFrameLimit = 64 * 1024;
+// A peer must finish authenticating within this time, and at most this many may be trying at
+// once (more are closed at once), so idle or hostile connections cannot pile up.
+constexpr double kAuthSeconds = 10;
+constexpr std::size_t kMaxPending = 256;
 std::uint64_t training_frame_limit(std::size_t num_parameters) {
   return 8 * static_cast<std::uint64_t>(num_parameters) + (1 << 20);
 }
@@ -52,8 +57,17 @@ std::string fmt_bytes(double bytes) {
 
 enum class Phase { kJoining, kLoading, kTraining, kDone };
 
+// A connection that has not completed the handshake (network/auth.h) and its Hello.
+struct Handshake {
+  enum class Stage { kAuthHello, kAuthProof, kHello } stage = Stage::kAuthHello;
+  std::vector<std::uint8_t> worker_nonce;
+  std::vector<std::uint8_t> server_nonce;
+  std::string identity;
+};
+
 struct WorkerSlot {
   std::shared_ptr<net::Connection> conn;
+  bool lost = false;  // died during training; the strategy carried on without it
   Hello hello;
   bool ready = false;
   std::string host;                   // host name as the worker reported it
@@ -83,7 +97,11 @@ class Server {
   void accept(tcp::acceptor& acceptor);
   void on_frame(const std::shared_ptr<net::Connection>& conn, Message&& message);
   void on_connection_error(const std::shared_ptr<net::Connection>& conn, const std::string& why);
+  void on_handshake(const std::shared_ptr<net::Connection>& conn, Handshake& hs,
+                    const Message& message);
   void on_hello(const std::shared_ptr<net::Connection>& conn, const Hello& hello);
+  void on_worker_lost(int worker, const std::string& why);
+  void record_lost(int worker, const std::string& why, bool carried_on);
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
   void on_data_offer(int worker, const DataOffer& offer);
@@ -108,7 +126,9 @@ class Server {
   asio::steady_timer progress_timer_;
   asio::steady_timer shutdown_timer_;
   asio::signal_set signals_;
-  std::set<std::shared_ptr<net::Connection>> pending_;  // connected, no Hello yet
+  std::optional<net::AuthKey> key_;  // --passphrase_file / $PSGD_PASSPHRASE
+  // Connected, no Hello yet; each Handshake is shared with its connection's type filter.
+  std::map<std::shared_ptr<net::Connection>, std::shared_ptr<Handshake>> pending_;
   std::vector<WorkerSlot> workers_;
   Phase phase_ = Phase::kJoining;
 
@@ -133,10 +153,12 @@ class Server {
   std::unique_ptr<ObserverFanout> observers_;       // recorder + timeline
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // --tensorboard
   SteadyClock clock_;
+  nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers
   int exit_code_ = 1;
 };
 
 int Server::run() {
+  key_ = net::load_key(opts_.passphrase_file);
   prepare();
   listen();
   signals_.async_wait([this](std::error_code ec, int sig) {
@@ -222,7 +244,17 @@ void Server::prepare() {
 }
 
 void Server::listen() {
-  const auto address = asio::ip::make_address(opts_.bind);
+  if (opts_.bind.empty()) opts_.bind = key_ ? "0.0.0.0" : "127.0.0.1";
+  std::error_code bad_address;
+  const auto address = asio::ip::make_address(opts_.bind, bad_address);
+  if (bad_address) throw ConfigError(fmt::format("--bind {}: not an IP address", opts_.bind));
+  if (!key_ && !address.is_loopback()) {
+    fmt::print(stderr,
+               "init_server: WARNING: listening on {} without a passphrase: anyone who can reach "
+               "this port can join the job or send it data; give --passphrase_file or "
+               "${}\n",
+               opts_.bind, net::kPassphraseEnv);
+  }
   for (int port : spec_.working_ports) {
     auto acceptor = std::make_unique<tcp::acceptor>(io_);
     std::error_code ec;
@@ -244,9 +276,11 @@ void Server::listen() {
     accept(*a);
   if (!opts_.port_file.empty()) write_file_atomic(opts_.port_file, fmt::format("{}\n", ports_[0]));
   fmt::print(
-      "init_server: listening on {}:{}; waiting for {} workers (start each with: client "
+      "init_server: listening on {}:{}{}; waiting for {} workers (start each with: client "
       "--ip <this host> --port {})\n",
-      opts_.bind, fmt::join(ports_, ","), spec_.node_count, ports_.front());
+      opts_.bind, fmt::join(ports_, ","),
+      key_ ? " (workers must prove the passphrase)" : " (no passphrase)", spec_.node_count,
+      ports_.front());
   std::fflush(stdout);
 }
 
@@ -260,10 +294,32 @@ void Server::accept(tcp::acceptor& acceptor) {
       return;
     }
     if (phase_ == Phase::kDone) return;
+    if (pending_.size() >= kMaxPending) {
+      spdlog::warn("{} connections are already authenticating; closing a new one", pending_.size());
+      std::error_code ignored;
+      socket.close(ignored);
+      accept(acceptor);
+      return;
+    }
     auto conn = std::make_shared<net::Connection>(
-        std::move(socket), net::ConnectionOptions{.max_body_bytes = kHandshakeFrameLimit,
-                                                  .read_timeout_s = spec_.join_timeout});
-    pending_.insert(conn);
+        std::move(socket),
+        net::ConnectionOptions{.max_body_bytes = net::kAuthFrameLimit,
+                               .read_timeout_s = std::min(kAuthSeconds, spec_.join_timeout)});
+    auto hs = std::make_shared<Handshake>();
+    pending_.emplace(conn, hs);
+    // Until the handshake is done only its next frame is read; anything else closes the link
+    // before its body is read.
+    conn->set_type_filter([hs](MessageType t) {
+      switch (hs->stage) {
+        case Handshake::Stage::kAuthHello:
+          return t == MessageType::kAuthHello;
+        case Handshake::Stage::kAuthProof:
+          return t == MessageType::kAuthProof;
+        case Handshake::Stage::kHello:
+          return t == MessageType::kHello;
+      }
+      return false;
+    });
     std::weak_ptr<net::Connection> weak = conn;
     conn->start(
         [this, weak](Message&& m, std::size_t) {
@@ -290,18 +346,13 @@ int Server::joined() const {
 
 void Server::on_frame(const std::shared_ptr<net::Connection>& conn, Message&& message) {
   if (phase_ == Phase::kDone) return;
-  const int w = worker_of(conn.get());
-  if (w < 0) {
-    if (const auto* hello = std::get_if<Hello>(&message)) {
-      on_hello(conn, *hello);
-    } else {
-      spdlog::warn("{} sent {} before Hello; disconnecting it", conn->peer(),
-                   type_name(type_of(message)));
-      pending_.erase(conn);
-      conn->close();
-    }
+  if (auto it = pending_.find(conn); it != pending_.end()) {
+    auto hs = it->second;  // on_handshake may erase the entry
+    on_handshake(conn, *hs, message);
     return;
   }
+  const int w = worker_of(conn.get());
+  if (w < 0) return;
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
     fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].host, err->text));
     return;
@@ -328,7 +379,7 @@ void Server::on_frame(const std::shared_ptr<net::Connection>& conn, Message&& me
 void Server::on_connection_error(const std::shared_ptr<net::Connection>& conn,
                                  const std::string& why) {
   if (pending_.erase(conn)) {
-    spdlog::warn("dropped a connection before it said Hello: {}", why);
+    spdlog::warn("dropped a connection before it authenticated and said Hello: {}", why);
     return;
   }
   const int w = worker_of(conn.get());
@@ -338,7 +389,120 @@ void Server::on_connection_error(const std::shared_ptr<net::Connection>& conn,
     workers_[w] = WorkerSlot{};
     return;
   }
+  if (phase_ == Phase::kTraining) {
+    on_worker_lost(w, why);
+    return;
+  }
   fail(fmt::format("lost worker {} ({}): {}", w, workers_[w].host, why));
+}
+
+void Server::on_worker_lost(int w, const std::string& why) {
+  auto& slot = workers_[static_cast<std::size_t>(w)];
+  const std::string what = fmt::format("lost worker {} ({}): {}", w, slot.host, why);
+  Outbox out;
+  if (!role_->on_worker_lost(w, out)) {
+    record_lost(w, why, false);
+    fail(fmt::format("{}; {} cannot continue without it{}", what, spec_.psgd,
+                     spec_.psgd == "ssgd" ? " (--wait_for k < node_count lets ssgd carry on "
+                                            "with the survivors)"
+                                          : ""));
+    return;
+  }
+  fmt::print(stderr, "init_server: {}; {} carries on with the other workers\n", what, spec_.psgd);
+  std::fflush(stderr);
+  record_lost(w, why, true);
+  slot.conn.reset();
+  slot.lost = true;
+  dispatch(out);
+  if (std::all_of(workers_.begin(), workers_.end(), [](const auto& s) { return s.lost; })) {
+    fail("every worker was lost");
+    return;
+  }
+  if (role_->finished()) finish("completed", true);
+}
+
+void Server::record_lost(int w, const std::string& why, bool carried_on) {
+  events_.push_back({{"event", "worker_lost"},
+                     {"worker", w},
+                     {"host", workers_[static_cast<std::size_t>(w)].host},
+                     {"iteration", role_->iteration()},
+                     {"wall_s", clock_.now()},
+                     {"why", why},
+                     {"carried_on", carried_on}});
+}
+
+void Server::on_handshake(const std::shared_ptr<net::Connection>& conn, Handshake& hs,
+                          const Message& message) {
+  auto refuse = [&](const std::string& why) {
+    spdlog::warn("refused {}{}: {}", conn->peer(),
+                 hs.identity.empty() ? "" : fmt::format(" ({})", hs.identity), why);
+    pending_.erase(conn);
+    conn->send(ErrorMessage{why});
+    conn->close_after_writes();
+  };
+  if (const auto* a = std::get_if<AuthHello>(&message)) {
+    if (a->protocol != kProtocolVersion) {
+      refuse(
+          fmt::format("this server speaks psgd protocol v{}, the client v{}; run the same psgd "
+                      "version everywhere",
+                      kProtocolVersion, a->protocol));
+      return;
+    }
+    if (a->nonce.size() != net::kAuthNonceBytes) {
+      refuse(fmt::format("AuthHello nonce of {} bytes", a->nonce.size()));
+      return;
+    }
+    hs.identity = a->identity;
+    if (key_ && !a->has_key) {
+      refuse(
+          fmt::format("this server requires a passphrase: start the client with "
+                      "--passphrase_file FILE or ${}",
+                      net::kPassphraseEnv));
+      return;
+    }
+    hs.worker_nonce = a->nonce;
+    hs.server_nonce = net::make_nonce();
+    AuthChallenge challenge{.nonce = hs.server_nonce, .required = key_.has_value()};
+    if (key_) {
+      challenge.proof = net::auth_proof(*key_, net::AuthRole::kServer, kProtocolVersion,
+                                        hs.worker_nonce, hs.server_nonce, hs.identity);
+    }
+    hs.stage = Handshake::Stage::kAuthProof;
+    conn->send(challenge);
+    return;
+  }
+  if (const auto* p = std::get_if<AuthProof>(&message)) {
+    const bool ok = key_ ? net::check_proof(*key_, net::AuthRole::kWorker, kProtocolVersion,
+                                            hs.worker_nonce, hs.server_nonce, hs.identity, p->proof)
+                         : p->proof.empty();
+    if (!ok) {
+      refuse(key_ && p->proof.empty()
+                 ? "authentication failed: wrong passphrase (the worker found this server's "
+                   "proof wrong)"
+                 : "authentication failed: wrong passphrase (the worker could not prove this "
+                   "server's passphrase)");
+      return;
+    }
+    hs.stage = Handshake::Stage::kHello;
+    conn->set_max_body_bytes(kHandshakeFrameLimit);
+    conn->send(AuthOk{});
+    return;
+  }
+  if (const auto* hello = std::get_if<Hello>(&message)) {
+    if (fmt::format("{}:{}", hello->host, hello->pid) != hs.identity) {
+      refuse(fmt::format("Hello from {}:{} after authenticating as {}", hello->host, hello->pid,
+                         hs.identity));
+      return;
+    }
+    // Authenticated: from now on anything but the handshake's frames.
+    conn->set_type_filter([](MessageType t) {
+      return t != MessageType::kAuthHello && t != MessageType::kAuthProof &&
+             t != MessageType::kHello;
+    });
+    on_hello(conn, *hello);
+    return;
+  }
+  refuse(fmt::format("{} during the handshake", type_name(type_of(message))));
 }
 
 void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello& hello) {
@@ -514,8 +678,11 @@ void Server::on_peers_up(int w) {
 
 void Server::start_training() {
   join_timer_.cancel();
-  for (auto& slot : workers_)
-    slot.conn->set_read_timeout(spec_.io_timeout);
+  // From here on both sides send heartbeats on an idle link, so silence means a dead peer.
+  for (auto& slot : workers_) {
+    slot.conn->set_read_timeout(opts_.dead_after);
+    slot.conn->start_heartbeats(opts_.heartbeat_interval);
+  }
   ServerObserver* observer = recorder_.get();
   if (opts_.timeline) {
     timeline_ = std::make_unique<TimelineRecorder>(
@@ -570,7 +737,8 @@ void Server::dispatch(const Outbox& out) {
       last = env.message.get();
     }
     PSGD_CHECK(env.to >= 0 && env.to < spec_.node_count, "role addressed node {}", env.to);
-    workers_[static_cast<std::size_t>(env.to)].conn->send_frame(frame);
+    auto& slot = workers_[static_cast<std::size_t>(env.to)];
+    if (slot.conn) slot.conn->send_frame(frame);  // a lost worker's messages go nowhere
   }
 }
 
@@ -603,7 +771,7 @@ void Server::finish(const std::string& status, bool ok) {
     slot.conn->send(Finish{.status = status, .ok = ok});
     slot.conn->close_after_writes();
   }
-  for (const auto& c : pending_)
+  for (const auto& [c, hs] : pending_)
     c->close();
   pending_.clear();
   for (auto& a : acceptors_) {
@@ -616,7 +784,13 @@ void Server::finish(const std::string& status, bool ok) {
   try {
     if (trained) model_->save(run_->path());
     if (timeline_) timeline_->write(run_->file("timeline.json"));
-    if (recorder_) recorder_->finish(status, ok, role_ ? role_->iteration() : 0);
+    if (recorder_) {
+      nlohmann::json lost = nlohmann::json::array();
+      for (std::size_t w = 0; w < workers_.size(); ++w)
+        if (workers_[w].lost) lost.push_back(w);
+      recorder_->finish(status, ok, role_ ? role_->iteration() : 0,
+                        {{"events", events_}, {"lost_workers", lost}});
+    }
   } catch (const Error& e) {
     fmt::print(stderr, "init_server: could not complete the run directory: {}\n", e.what());
     if (exit_code_ == 0) exit_code_ = 1;

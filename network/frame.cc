@@ -40,6 +40,11 @@ bool known_type(std::uint16_t t) {
     case MessageType::kRingChunk:
     case MessageType::kAllreduceReport:
     case MessageType::kPeerGradient:
+    case MessageType::kAuthHello:
+    case MessageType::kAuthChallenge:
+    case MessageType::kAuthProof:
+    case MessageType::kHeartbeat:
+    case MessageType::kAuthOk:
       return true;
   }
   return false;

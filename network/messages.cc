@@ -17,6 +17,22 @@ void serialize(Archive& ar, PhaseTimes& t) {
   ar(t.compute_s, t.encode_s, t.wait_s, t.decode_s, t.apply_s);
 }
 template <class Archive>
+void serialize(Archive& ar, AuthHello& m) {
+  ar(m.protocol, m.nonce, m.identity, m.has_key);
+}
+template <class Archive>
+void serialize(Archive& ar, AuthChallenge& m) {
+  ar(m.nonce, m.proof, m.required);
+}
+template <class Archive>
+void serialize(Archive& ar, AuthProof& m) {
+  ar(m.proof);
+}
+template <class Archive>
+void serialize(Archive&, Heartbeat&) {}
+template <class Archive>
+void serialize(Archive&, AuthOk&) {}
+template <class Archive>
 void serialize(Archive& ar, Hello& m) {
   ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version, m.slowdown);
 }
@@ -112,6 +128,11 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const RingChunk&) const { return MessageType::kRingChunk; }
     MessageType operator()(const AllreduceReport&) const { return MessageType::kAllreduceReport; }
     MessageType operator()(const PeerGradient&) const { return MessageType::kPeerGradient; }
+    MessageType operator()(const AuthHello&) const { return MessageType::kAuthHello; }
+    MessageType operator()(const AuthChallenge&) const { return MessageType::kAuthChallenge; }
+    MessageType operator()(const AuthProof&) const { return MessageType::kAuthProof; }
+    MessageType operator()(const Heartbeat&) const { return MessageType::kHeartbeat; }
+    MessageType operator()(const AuthOk&) const { return MessageType::kAuthOk; }
   };
   return std::visit(Visitor{}, message);
 }
@@ -150,6 +171,16 @@ const char* type_name(MessageType type) {
       return "AllreduceReport";
     case MessageType::kPeerGradient:
       return "PeerGradient";
+    case MessageType::kAuthHello:
+      return "AuthHello";
+    case MessageType::kAuthChallenge:
+      return "AuthChallenge";
+    case MessageType::kAuthProof:
+      return "AuthProof";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kAuthOk:
+      return "AuthOk";
   }
   return "unknown";
 }
@@ -209,6 +240,16 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
       return decode_as<AllreduceReport>(body);
     case MessageType::kPeerGradient:
       return decode_as<PeerGradient>(body);
+    case MessageType::kAuthHello:
+      return decode_as<AuthHello>(body);
+    case MessageType::kAuthChallenge:
+      return decode_as<AuthChallenge>(body);
+    case MessageType::kAuthProof:
+      return decode_as<AuthProof>(body);
+    case MessageType::kHeartbeat:
+      return decode_as<Heartbeat>(body);
+    case MessageType::kAuthOk:
+      return decode_as<AuthOk>(body);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

@@ -5,7 +5,9 @@
 // length, then the Cereal-serialised body. ErrorMessage is the exception: its body is raw UTF-8 so
 // that a peer of ANY protocol version can read why it was refused.
 //
-// Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+// Authentication (network/auth.h): AuthHello -> AuthChallenge -> AuthProof -> AuthOk, first.
+// Orchestration (experiments/):  Hello -> Job -> Ready ... Finish, ErrorMessage at any time;
+// Heartbeat both ways on an idle link once the handshake is done.
 // With --ship_data:               Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 // Strategy traffic (psgd/ roles): Params (server -> worker), Gradient or ModelDelta
 // (worker -> server).
@@ -28,7 +30,8 @@ namespace psgd {
 // 2: Gradient.compression_error; 3: ModelDelta, Hello.slowdown; 4: DataOffer, DataChunk;
 // 5: Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient
 // 6: Job.block_ids, Job.block_sizes (gc, ndc)
-inline constexpr std::uint16_t kProtocolVersion = 6;
+// 7: AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat
+inline constexpr std::uint16_t kProtocolVersion = 7;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -41,6 +44,11 @@ enum class MessageType : std::uint16_t {
   kPeerTable = 8,
   kPeerHello = 9,
   kPeersUp = 10,
+  kAuthHello = 11,
+  kAuthChallenge = 12,
+  kAuthProof = 13,
+  kHeartbeat = 14,
+  kAuthOk = 15,
   kParams = 16,
   kGradient = 17,
   kModelDelta = 18,
@@ -53,7 +61,34 @@ struct ErrorMessage {
   std::string text;
 };
 
-// worker -> server, first frame on a connection.
+// worker -> server, first frame on a connection: the worker's nonce and who it says it is.
+struct AuthHello {
+  std::uint32_t protocol = kProtocolVersion;
+  std::vector<std::uint8_t> nonce;  // kAuthNonceBytes random bytes
+  std::string identity;             // "host:pid"; Hello must say the same
+  bool has_key = false;             // the worker was given a passphrase
+};
+
+// server -> worker: the server's nonce and, with a passphrase, its proof (network/auth.h).
+struct AuthChallenge {
+  std::vector<std::uint8_t> nonce;
+  std::vector<std::uint8_t> proof;  // empty when the server has no passphrase
+  bool required = false;            // the server has a passphrase
+};
+
+// worker -> server: the worker's proof; Hello follows at once.
+struct AuthProof {
+  std::vector<std::uint8_t> proof;  // empty when neither side has a passphrase
+};
+
+// server -> worker: the proof checked out; the worker may say Hello. (The worker waits for it,
+// so a refused worker has nothing unread on the server's side and reads the refusal intact.)
+struct AuthOk {};
+
+// Either way, on a link that has carried nothing for --heartbeat_interval seconds.
+struct Heartbeat {};
+
+// worker -> server, after authentication.
 struct Hello {
   std::uint32_t protocol = kProtocolVersion;
   std::string host;          // the worker's host name
@@ -194,7 +229,8 @@ struct PeerGradient {
 
 using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
                              DataOffer, DataChunk, PeerTable, PeerHello, PeersUp, RingChunk,
-                             AllreduceReport, PeerGradient>;
+                             AllreduceReport, PeerGradient, AuthHello, AuthChallenge, AuthProof,
+                             Heartbeat, AuthOk>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

@@ -27,6 +27,8 @@ class AsgdServer final : public ServerRole {
   void on_message(NodeId from, const Message& message, Outbox& out) override;
   std::int64_t iteration() const override { return update_.version(); }
   bool finished() const override { return iteration() >= schedule_.total_iterations(); }
+  // Nobody waits for anybody: the others carry on (the driver ends the run if none is left).
+  bool on_worker_lost(NodeId, Outbox&) override { return true; }
 
  private:
   Schedule schedule_;

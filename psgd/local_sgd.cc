@@ -28,6 +28,23 @@ LocalSgdServer::LocalSgdServer(Schedule schedule, ServerContext context, LocalSg
   PSGD_CHECK(ctx_.clock != nullptr, "local_sgd server needs a clock");
   for (int w = 0; w < schedule_.node_count; ++w)
     uplink_.push_back(make_codec(ctx_.uplink));
+  alive_.assign(static_cast<std::size_t>(schedule_.node_count), true);
+  alive_count_ = schedule_.node_count;
+}
+
+bool LocalSgdServer::on_worker_lost(NodeId worker, Outbox& out) {
+  if (worker < 0 || worker >= schedule_.node_count) return true;
+  const auto w = static_cast<std::size_t>(worker);
+  if (!alive_[w]) return true;
+  alive_[w] = false;
+  --alive_count_;
+  if (pending_[w].received) {
+    pending_[w] = Pending{};
+    --received_;
+  }
+  if (alive_count_ == 0) return false;
+  if (!finished() && received_ > 0 && received_ == alive_count_) close_round(out);
+  return true;
 }
 
 void LocalSgdServer::on_start(Outbox& out) {
@@ -72,19 +89,23 @@ void LocalSgdServer::on_message(NodeId from, const Message& message, Outbox& out
                           .times = m->times,
                           .payload_bytes = m->values.bytes.size(),
                           .local_steps = m->local_steps};
-  if (++received_ == schedule_.node_count) close_round(out);
+  if (!alive_[static_cast<std::size_t>(from)]) {
+    throw ProtocolError(fmt::format("local_sgd server: model from lost worker {}", from));
+  }
+  if (++received_ == alive_count_) close_round(out);
 }
 
 void LocalSgdServer::close_round(Outbox& out) {
   Stopwatch sw(*ctx_.clock);
   std::int64_t samples = 0;
   for (const Pending& p : pending_)
-    samples += p.report.samples;
+    samples += p.received ? p.report.samples : 0;
   // FedAvg: weight each model by the samples behind it; summed in worker order (deterministic).
   std::fill(average_.begin(), average_.end(), 0.0f);
   for (std::size_t w = 0; w < slots_.size(); ++w) {
+    if (!pending_[w].received) continue;  // lost
     const float weight = samples > 0 ? static_cast<float>(pending_[w].report.samples) / samples
-                                     : 1.0f / static_cast<float>(slots_.size());
+                                     : 1.0f / static_cast<float>(received_);
     const float* src = slots_[w].data();
     for (std::size_t i = 0; i < average_.size(); ++i)
       average_[i] += weight * src[i];
@@ -105,6 +126,7 @@ void LocalSgdServer::close_round(Outbox& out) {
   const double now = ctx_.clock->now();
   for (std::size_t w = 0; w < pending_.size(); ++w) {
     Pending& p = pending_[w];
+    if (!p.received) continue;
     stats.train_loss += p.report.loss / received_;
     p.report.held_s = now - p.arrival;
     if (ctx_.observer) ctx_.observer->on_worker(static_cast<NodeId>(w), p.report);

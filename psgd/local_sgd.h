@@ -43,6 +43,9 @@ class LocalSgdServer final : public ServerRole {
   void on_message(NodeId from, const Message& message, Outbox& out) override;
   std::int64_t iteration() const override { return iteration_; }
   bool finished() const override { return iteration_ >= schedule_.total_iterations(); }
+  // Rounds average the remaining workers' models from then on; a round waiting only for the
+  // lost worker closes at once. Its model in the open round, if already sent, is discarded.
+  bool on_worker_lost(NodeId worker, Outbox& out) override;
 
  private:
   void close_round(Outbox& out);
@@ -62,6 +65,8 @@ class LocalSgdServer final : public ServerRole {
   std::vector<Pending> pending_;
   std::vector<float> average_;
   int received_ = 0;
+  std::vector<bool> alive_;
+  int alive_count_ = 0;
   double decode_s_ = 0;
   std::int64_t iteration_ = 0;
 };

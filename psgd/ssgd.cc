@@ -25,6 +25,15 @@ SsgdServer::SsgdServer(Schedule schedule, ServerContext context, SsgdOptions opt
              "ssgd: wait_for {} with {} workers", wait_for_, schedule_.node_count);
   for (int w = 0; w < schedule_.node_count; ++w)
     uplink_.push_back(make_codec(ctx_.uplink));
+  alive_ = schedule_.node_count;
+}
+
+bool SsgdServer::on_worker_lost(NodeId worker, Outbox& out) {
+  (void)out;
+  if (worker < 0 || worker >= schedule_.node_count) return true;
+  // A gradient it already sent for the open round still counts; the survivors fill the rest.
+  --alive_;
+  return wait_for_ < schedule_.node_count && alive_ >= wait_for_;
 }
 
 void SsgdServer::on_start(Outbox& out) {
@@ -83,7 +92,6 @@ void SsgdServer::drop_late(NodeId from, const Gradient& g, Outbox& out) {
   last_sent_[static_cast<std::size_t>(from)] = iteration_;
   out.push_back({from, params_message(iteration_, *downlink_, ctx_.parameters)});
 }
-
 
 void SsgdServer::close_round(Outbox& out) {
   Stopwatch sw(*ctx_.clock);

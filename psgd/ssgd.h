@@ -36,6 +36,9 @@ class SsgdServer final : public ServerRole {
   bool finished() const override { return iteration_ >= schedule_.total_iterations(); }
 
   int wait_for() const { return wait_for_; }
+  // With wait_for < node_count the rounds close without the lost worker as long as at least
+  // wait_for workers remain; with wait_for == node_count no round could close again: false.
+  bool on_worker_lost(NodeId worker, Outbox& out) override;
 
  private:
   void close_round(Outbox& out);
@@ -59,6 +62,7 @@ class SsgdServer final : public ServerRole {
   std::vector<bool> received_mask_;
   std::vector<std::int64_t> last_sent_;  // iteration of the parameters each worker computes on
   int received_ = 0;
+  int alive_ = 0;  // workers not lost
   double decode_s_ = 0;
   std::int64_t iteration_ = 0;
 };

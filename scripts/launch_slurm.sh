@@ -49,6 +49,10 @@ fi
 
 if ((rank == 0)); then
   cmd=("$BIN/init_server" --node_count $((size - 1)) --working_ports "$port" "${flags[@]}")
+  # Clients on other nodes: without a passphrase init_server would listen on loopback only.
+  has_bind=0
+  for f in "${flags[@]}"; do [[ $f == --bind* || $f == --passphrase_file* ]] && has_bind=1; done
+  ((has_bind)) || cmd+=(--bind 0.0.0.0)
 else
   cmd=("$BIN/client" --ip "$server" --port "$port" --connect_timeout 120)
 fi

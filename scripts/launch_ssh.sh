@@ -68,6 +68,10 @@ for ((i = 0; i < ${#flags[@]}; i++)); do [[ ${flags[i]} == --output ]] && out=${
 has_output=0
 for f in "${flags[@]}"; do [[ $f == --output* ]] && has_output=1; done
 ((has_output)) || flags+=(--output "$out")
+# Clients on other hosts: without a passphrase init_server would listen on loopback only.
+has_bind=0
+for f in "${flags[@]}"; do [[ $f == --bind* || $f == --passphrase_file* ]] && has_bind=1; done
+((has_bind)) || flags+=(--bind 0.0.0.0)
 
 q() { printf '%q ' "$@"; }
 server_line="cd $(q "$repo") && build/experiments/init_server --node_count $nodes --working_ports $port $(q "${flags[@]}")"

@@ -9,7 +9,6 @@
 namespace psgd::net {
 namespace {
 
-constexpr double kDrainSeconds = 5.0;
 
 std::chrono::steady_clock::duration to_duration(double seconds) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -28,6 +27,7 @@ std::string endpoint_name(const asio::ip::tcp::socket& socket) {
 Connection::Connection(asio::ip::tcp::socket socket, ConnectionOptions options)
     : socket_(std::move(socket)),
       deadline_(socket_.get_executor()),
+      heartbeat_(socket_.get_executor()),
       options_(options),
       peer_(endpoint_name(socket_)) {
   std::error_code ec;
@@ -47,6 +47,12 @@ void Connection::arm_deadline() {
     // A timer that expired just as the read completed may still run: only act on a deadline that
     // is really in the past (the pattern of Asio's timeouts examples).
     if (self->deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
+    // Bytes waiting unread: this process was busy, the peer was not silent.
+    std::error_code available_ec;
+    if (self->socket_.available(available_ec) > 0 && !available_ec) {
+      self->arm_deadline();
+      return;
+    }
     self->fail(fmt::format("no data from {} for {:.0f} s (timeout)", self->peer_,
                            self->options_.read_timeout_s));
   });
@@ -67,6 +73,9 @@ void Connection::read_header() {
         FrameHeader h;
         try {
           h = decode_header(self->header_, self->options_.max_body_bytes);
+          if (self->filter_ && !self->filter_(h.type)) {
+            throw ProtocolError(fmt::format("a {} frame is not allowed here", type_name(h.type)));
+          }
         } catch (const Error& e) {
           self->fail(fmt::format("bad frame from {}: {}", self->peer_, e.what()));
           return;
@@ -88,7 +97,16 @@ void Connection::read_body(const FrameHeader& header) {
                      }
                      const std::size_t frame_bytes = kFrameHeaderBytes + self->body_.size();
                      self->bytes_received_ += frame_bytes;
+                     if (self->draining_) {  // closing: read to the peer's end, deliver nothing
+                       self->read_header();
+                       return;
+                     }
                      try {
+                       if (header.type == MessageType::kHeartbeat) {
+                         if (!self->body_.empty()) throw ProtocolError("Heartbeat with a body");
+                         self->read_header();
+                         return;
+                       }
                        Message m = decode_body(header.type, self->body_);
                        if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                      } catch (const ProtocolError& e) {
@@ -136,9 +154,29 @@ void Connection::write_next() {
                         return;
                       }
                       self->bytes_sent_ += n;
+                      self->last_write_ = std::chrono::steady_clock::now();
                       self->writes_.pop_front();
                       self->write_next();
                     });
+}
+
+void Connection::start_heartbeats(double interval_s) {
+  heartbeat_s_ = interval_s;
+  if (heartbeat_s_ > 0) arm_heartbeat();
+}
+
+void Connection::arm_heartbeat() {
+  heartbeat_.expires_after(to_duration(heartbeat_s_));
+  heartbeat_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (ec || self->closed_ || self->closing_) return;
+    const auto idle = std::chrono::steady_clock::now() - self->last_write_;
+    if (!self->writing_ && idle >= to_duration(self->heartbeat_s_ * 0.9)) {
+      static const auto frame =
+          std::make_shared<const EncodedFrame>(std::make_shared<const Message>(Heartbeat{}));
+      self->send_frame(frame);
+    }
+    self->arm_heartbeat();
+  });
 }
 
 void Connection::close_after_writes() {
@@ -149,15 +187,17 @@ void Connection::close_after_writes() {
 
 void Connection::drain() {
   if (closed_ || draining_) return;
-  // The handlers stay (one of them may be running right now) but are no longer called.
+  // Half-close: the peer reads everything sent (a Finish, a refusal) and then our end-of-stream.
+  // Closing outright could make the kernel answer the peer's next bytes (a heartbeat, a frame in
+  // flight) with a reset that destroys what it has not read yet.
   draining_ = true;
+  heartbeat_.cancel();
   std::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   if (ec) {
     close();
     return;
   }
-  // A peer gets a few seconds to notice and close; the pending read then ends the connection.
   options_.read_timeout_s = std::min(options_.read_timeout_s, kDrainSeconds);
   arm_deadline();
 }
@@ -167,6 +207,7 @@ void Connection::close() {
   closed_ = true;
   std::error_code ec;
   deadline_.cancel();
+  heartbeat_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   writes_.clear();
@@ -174,6 +215,10 @@ void Connection::close() {
 
 void Connection::fail(const std::string& why) {
   if (closed_) return;
+  if (draining_) {  // the peer's end-of-stream (or silence) is what a drain waits for
+    close();
+    return;
+  }
   close();
   if (on_error_ && !draining_) {
     auto handler = std::move(on_error_);
@@ -187,6 +232,7 @@ asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int po
   using clock = std::chrono::steady_clock;
   const auto give_up = clock::now() + to_duration(timeout_s);
   std::string last_error = "no attempt made";
+  std::chrono::milliseconds backoff(100);
   asio::ip::tcp::resolver resolver(io);
   while (true) {
     std::error_code ec;
@@ -217,8 +263,10 @@ asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int po
     } else {
       last_error = connect_ec.message();
     }
-    if (clock::now() + std::chrono::milliseconds(200) >= give_up) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Capped exponential backoff: quick while a server starts, gentle on one that is gone.
+    if (clock::now() + backoff >= give_up) break;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
   }
   throw IoError(fmt::format("cannot connect to {}:{} within {:.0f} s: {}", host, port, timeout_s,
                             last_error));

@@ -10,11 +10,21 @@
 // than that is dropped with an error. A header is validated before its body is read, against
 // max_body_bytes, so an oversized or garbage frame never causes an allocation.
 //
+// Filtering: with set_type_filter(), a frame whose header names a type the filter refuses is an
+// error before its body is read, so nothing an unauthenticated peer sends beyond the handshake
+// is ever decoded.
+//
+// Liveness: after start_heartbeats(interval), a Heartbeat frame goes out whenever nothing else
+// has been written for `interval` seconds; received Heartbeats are consumed here (they only
+// refresh the read deadline). A deadline that expires while bytes wait unread in the socket
+// (this process was busy, not the peer silent) is extended instead of failing.
+//
 // Errors: the ErrorHandler is called at most once, with a sentence saying what happened (peer
 // closed, timeout, malformed frame); the socket is then closed. A handler that throws
 // psgd::Error makes the connection report that error and close.
 #include <asio.hpp>
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -49,16 +59,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send(std::shared_ptr<const Message> message);
   void send_frame(std::shared_ptr<const EncodedFrame> frame);
 
-  // Ends the link gracefully: once every queued frame is written, shuts down the sending side and
-  // reads (and drops) whatever the peer still sends until it closes, so that a peer that was
-  // writing at that moment reads our last frame instead of a broken pipe. The read deadline, or
-  // close(), ends the wait. No handler is called afterwards.
+  // Once every queued frame has been written: half-closes (the peer reads them all, then
+  // end-of-stream), discards what the peer still sends until it closes, at most kDrainSeconds,
+  // then closes. No handler is called once draining.
   void close_after_writes();
+  static constexpr double kDrainSeconds = 5;
   // Closes now; pending writes are dropped. No handler is called afterwards.
   void close();
 
   void set_max_body_bytes(std::uint64_t n) { options_.max_body_bytes = n; }
   void set_read_timeout(double seconds) { options_.read_timeout_s = seconds; }
+  using TypeFilter = std::function<bool(MessageType)>;
+  void set_type_filter(TypeFilter filter) { filter_ = std::move(filter); }
+  void start_heartbeats(double interval_s);
 
   bool is_open() const { return socket_.is_open() && !closed_; }
   // Frames queued or being written.
@@ -74,9 +87,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_next();
   void drain();
   void fail(const std::string& why);
+  void arm_heartbeat();
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer deadline_;
+  asio::steady_timer heartbeat_;
+  double heartbeat_s_ = 0;
+  std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+  TypeFilter filter_;
   ConnectionOptions options_;
   std::string peer_;
   FrameHandler on_frame_;
@@ -87,13 +105,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<asio::const_buffer> gather_;
   bool writing_ = false;
   bool closing_ = false;
-  bool draining_ = false;  // our side is shut down; reading until the peer closes
+  bool draining_ = false;
   bool closed_ = false;
   std::uint64_t bytes_sent_ = 0;
   std::uint64_t bytes_received_ = 0;
 };
 
-// Connects to host:port, retrying refused or unreachable attempts every 200 ms until `timeout_s`
+// Connects to host:port, retrying refused or unreachable attempts with a backoff that doubles from
+// 100 ms up to 2 s until `timeout_s`
 // has passed (the server may still be starting). Runs `io` until connected; throws IoError saying
 // where it tried and what the last failure was.
 asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int port,

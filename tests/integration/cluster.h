@@ -35,10 +35,11 @@ struct Cluster {
   std::vector<std::unique_ptr<Process>> clients;
   int port = 0;
 
-  // Starts init_server with `extra` flags and `nodes` clients; client i also gets
-  // client_extra[i] when given.
+  // Starts init_server with `extra` flags and `nodes` clients (the first `start_clients` of them
+  // when given; add_client() starts the others); client i also gets client_extra[i] when given.
   void start(int nodes, std::vector<std::string> extra,
-             std::vector<std::vector<std::string>> client_extra = {}) {
+             std::vector<std::vector<std::string>> client_extra = {}, int start_clients = -1) {
+    client_extra_ = client_extra;
     std::vector<std::string> args{"--node_count",    std::to_string(nodes),
                                   "--working_ports", "0",
                                   "--port_file",     dir.file("port"),
@@ -51,17 +52,24 @@ struct Cluster {
                                        dir.file("server.err"));
     port = wait_for_port(dir.file("port"), *server);
     ASSERT_GT(port, 0) << server->out() << server->err();
-    for (int i = 0; i < nodes; ++i) {
-      std::vector<std::string> args{
-          "--ip", "127.0.0.1", "--port", std::to_string(port), "--connect_timeout", "10"};
-      if (static_cast<std::size_t>(i) < client_extra.size()) {
-        args.insert(args.end(), client_extra[i].begin(), client_extra[i].end());
-      }
-      clients.push_back(std::make_unique<Process>(PSGD_CLIENT, args,
-                                                  dir.file("client" + std::to_string(i) + ".out"),
-                                                  dir.file("client" + std::to_string(i) + ".err")));
-    }
+    for (int i = 0; i < (start_clients < 0 ? nodes : start_clients); ++i)
+      add_client();
   }
+
+  // Starts the next client.
+  void add_client() {
+    const std::size_t i = clients.size();
+    std::vector<std::string> args{
+        "--ip", "127.0.0.1", "--port", std::to_string(port), "--connect_timeout", "10"};
+    if (i < client_extra_.size()) {
+      args.insert(args.end(), client_extra_[i].begin(), client_extra_[i].end());
+    }
+    clients.push_back(std::make_unique<Process>(PSGD_CLIENT, args,
+                                                dir.file("client" + std::to_string(i) + ".out"),
+                                                dir.file("client" + std::to_string(i) + ".err")));
+  }
+
+  std::vector<std::vector<std::string>> client_extra_;
 
   std::string logs() const {
     std::string s = "--- server\n" + server->out() + server->err();

@@ -73,6 +73,11 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // Sends `sig` (SIGSTOP, SIGKILL, ...) without reaping: running() and wait() see the outcome.
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
 
   // True while the process runs; reaps it (keeping its exit code) once it has exited.
   bool running() {

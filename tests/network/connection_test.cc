@@ -101,6 +101,44 @@ TEST(Connection, PeerClosingIsReported) {
   EXPECT_NE(lo.error.find("closed the connection"), std::string::npos) << lo.error;
 }
 
+TEST(Connection, TypeFilterRefusesAFrameBeforeItsBodyIsRead) {
+  Loopback lo;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    lo.server = std::make_shared<Connection>(std::move(s), ConnectionOptions{});
+    lo.server->set_type_filter([](MessageType t) { return t == MessageType::kAuthHello; });
+    lo.server->start([](Message&&, std::size_t) { ADD_FAILURE() << "a refused frame decoded"; },
+                     [&](const std::string& why) {
+                       lo.error = why;
+                       lo.io.stop();
+                     });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  // A Gradient header whose body never comes: refused on the header alone.
+  const auto h = encode_header({.type = MessageType::kGradient, .body_bytes = 64});
+  asio::write(socket, asio::buffer(h));
+  lo.io.run_for(std::chrono::seconds(5));
+  EXPECT_NE(lo.error.find("not allowed"), std::string::npos) << lo.error;
+}
+
+TEST(Connection, HeartbeatsKeepAnIdleLinkAliveAndAreNotDelivered) {
+  Loopback lo;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    lo.server =
+        std::make_shared<Connection>(std::move(s), ConnectionOptions{.read_timeout_s = 0.5});
+    lo.server->start([](Message&&, std::size_t) { ADD_FAILURE() << "a heartbeat was delivered"; },
+                     [&](const std::string& why) { lo.error = why; });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  auto client = std::make_shared<Connection>(std::move(socket), ConnectionOptions{});
+  client->start([](Message&&, std::size_t) {}, [](const std::string&) {});
+  client->start_heartbeats(0.1);
+  lo.io.run_for(std::chrono::milliseconds(1500));  // three read timeouts
+  EXPECT_EQ(lo.error, "");
+  client->close();  // silence from now on
+  lo.io.run_for(std::chrono::seconds(2));
+  EXPECT_NE(lo.error, "");
+}
+
 TEST(Dial, ClosedPortFailsWithinTheTimeout) {
   asio::io_context io;
   int port;

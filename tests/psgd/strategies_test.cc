@@ -365,5 +365,73 @@ TEST(Straggler, DelayDistributionsAreSeededAndParsed) {
   EXPECT_DOUBLE_EQ(paused, 0.5);
 }
 
+// --- lost workers (ServerRole::on_worker_lost)
+
+// Forgets everything of worker `lost`, tells the server, and runs the others (random order) to
+// the end; returns whether the server carried on and finished.
+bool lose_and_finish(RoleSim& sim, int lost, std::uint64_t seed) {
+  const auto w = static_cast<std::size_t>(lost);
+  sim.to_server[w].clear();
+  sim.to_worker[w].clear();
+  sim.computing[w] = false;
+  Outbox out;
+  if (!sim.server->on_worker_lost(lost, out)) return false;
+  sim.route_from_server(out);
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 100000 && !sim.server->finished(); ++i) {
+    sim.to_worker[w].clear();  // what the server still sends it goes nowhere
+    std::vector<RoleSim::Event> ev;
+    for (const auto& e : sim.events())
+      if (e.worker != lost) ev.push_back(e);
+    if (ev.empty()) return false;
+    sim.run(ev[rng() % ev.size()]);
+  }
+  return sim.server->finished();
+}
+
+TEST(WorkerLost, AsgdAndLocalSgdCarryOnWithTheOthers) {
+  for (const std::string psgd : {"asgd", "local_sgd"}) {
+    for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+      JobSpec spec = job(psgd, 3, 0.1);
+      spec.sync_period = 2;
+      RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 6, .epochs = 2});
+      sim.start();
+      (void)sim.run_random(seed, 7);  // a few events: someone may be mid-round
+      if (sim.server->finished()) continue;
+      EXPECT_TRUE(lose_and_finish(sim, 2, seed)) << psgd << " seed " << seed;
+    }
+  }
+}
+
+TEST(WorkerLost, LocalSgdClosesARoundThatWaitedOnlyForTheLostWorker) {
+  JobSpec spec = job("local_sgd", 3, 0.1);
+  spec.sync_period = 1;
+  RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 4, .epochs = 1});
+  sim.start();
+  all_workers_compute(sim);
+  sim.run({0, 0});
+  sim.run({0, 1});
+  EXPECT_EQ(sim.server->iteration(), 0);
+  Outbox out;
+  ASSERT_TRUE(sim.server->on_worker_lost(2, out));
+  EXPECT_EQ(sim.server->iteration(), 1) << "closed with workers 0 and 1";
+  ASSERT_EQ(sim.reports.rounds.size(), 1u);
+  EXPECT_EQ(sim.reports.rounds[0].gradients, 2);
+}
+
+TEST(WorkerLost, SsgdGoesOnOnlyWhileWaitForWorkersRemain) {
+  RoleSim all(job("ssgd", 3, 0.1), {.node_count = 3, .iterations_per_epoch = 4, .epochs = 1});
+  all.start();
+  Outbox out;
+  EXPECT_FALSE(all.server->on_worker_lost(1, out)) << "every round needs every worker";
+
+  JobSpec spec = job("ssgd", 3, 0.1);
+  spec.wait_for = 2;
+  RoleSim backup(spec, {.node_count = 3, .iterations_per_epoch = 4, .epochs = 2});
+  backup.start();
+  EXPECT_TRUE(lose_and_finish(backup, 2, 3));
+  EXPECT_FALSE(backup.server->on_worker_lost(1, out)) << "one worker left, rounds need two";
+}
+
 }  // namespace
 }  // namespace psgd

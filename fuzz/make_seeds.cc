@@ -1,0 +1,87 @@
+// Writes seed corpora for the fuzz targets: a valid frame (fuzz_frame), a type byte + body
+// (fuzz_message) of every message type, and encoded payloads (fuzz_payload).
+//   make_seeds OUT_DIR   ->  OUT_DIR/{fuzz_frame,fuzz_message,fuzz_payload}/seed-*
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "codecs/factory.h"
+#include "network/frame.h"
+#include "network/messages.h"
+
+namespace {
+
+void write(const std::filesystem::path& dir, int i, const std::vector<std::uint8_t>& bytes) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / ("seed-" + std::to_string(i)), std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) return 2;
+  const std::filesystem::path out = argv[1];
+  std::vector<float> grad(40);
+  for (std::size_t i = 0; i < grad.size(); ++i)
+    grad[i] = static_cast<float>(i) * 0.25f - 3.0f;
+  const auto payload = psgd::make_codec({.name = "plain"})->encode(grad);
+  const std::vector<psgd::Message> messages{
+      psgd::ErrorMessage{"refused"},
+      psgd::AuthHello{
+          .nonce = std::vector<std::uint8_t>(32, 7), .identity = "host:42", .has_key = true},
+      psgd::AuthChallenge{.nonce = std::vector<std::uint8_t>(32, 9),
+                          .proof = std::vector<std::uint8_t>(32, 1),
+                          .required = true},
+      psgd::AuthProof{.proof = std::vector<std::uint8_t>(32, 2)},
+      psgd::Heartbeat{},
+      psgd::AuthOk{},
+      psgd::Hello{.host = "host", .pid = 42, .cores = 2, .version = "abc"},
+      psgd::Job{.worker_id = 1,
+                .spec_json = "{}",
+                .samples = {1, 2, 3},
+                .num_parameters = 40,
+                .norm_shift = {0.5f},
+                .norm_scale = {2.0f},
+                .train_size = 100},
+      psgd::Ready{.worker_id = 1, .num_parameters = 40, .samples = 3, .detail = "blas"},
+      psgd::Finish{.status = "completed"},
+      psgd::DataOffer{.hash = "abcd"},
+      psgd::DataChunk{
+          .index = 0, .count = 1, .total_bytes = 3, .raw_bytes = 3, .compressed = {1, 2, 3}},
+      psgd::Params{.iteration = 3, .values = payload},
+      psgd::Gradient{.iteration = 3, .values = payload, .loss = 0.5, .samples = 32},
+      psgd::ModelDelta{.iteration = 3, .values = payload, .local_steps = 4}};
+  int i = 0;
+  for (const auto& m : messages) {
+    write(out / "fuzz_frame", i, psgd::encode_frame(m));
+    auto body = psgd::encode_body(m);
+    // fuzz_message's selector: the index of the type in its table, in this same order.
+    static const psgd::MessageType order[] = {
+        psgd::MessageType::kError,         psgd::MessageType::kHello,
+        psgd::MessageType::kJob,           psgd::MessageType::kReady,
+        psgd::MessageType::kFinish,        psgd::MessageType::kDataOffer,
+        psgd::MessageType::kDataChunk,     psgd::MessageType::kAuthHello,
+        psgd::MessageType::kAuthChallenge, psgd::MessageType::kAuthProof,
+        psgd::MessageType::kHeartbeat,     psgd::MessageType::kParams,
+        psgd::MessageType::kGradient,      psgd::MessageType::kModelDelta,
+        psgd::MessageType::kAuthOk};
+    std::uint8_t selector = 0;
+    for (std::uint8_t k = 0; k < std::size(order); ++k)
+      if (order[k] == psgd::type_of(m)) selector = k;
+    body.insert(body.begin(), selector);
+    write(out / "fuzz_message", i, body);
+    ++i;
+  }
+  const char* names[] = {"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
+  for (std::uint8_t k = 0; k < std::size(names); ++k) {
+    psgd::CodecSpec spec{
+        .name = names[k], .levels = 4, .ratio = 0.25, .bucket = 16, .error_feedback = "off"};
+    const auto p = psgd::make_codec(spec)->encode(grad);
+    std::vector<std::uint8_t> seed{k, static_cast<std::uint8_t>(grad.size())};
+    seed.insert(seed.end(), p.bytes.begin(), p.bytes.end());
+    write(out / "fuzz_payload", k, seed);
+  }
+  return 0;
+}

@@ -1,0 +1,78 @@
+// The challenge-response primitives of network/auth.h.
+#include "network/auth.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "core/error.h"
+#include "network/messages.h"
+
+namespace psgd::net {
+namespace {
+
+struct Exchange {
+  std::vector<std::uint8_t> worker_nonce = make_nonce();
+  std::vector<std::uint8_t> server_nonce = make_nonce();
+  std::string identity = "node7:1234";
+};
+
+TEST(Auth, KeyIsDerivedDeterministicallyAndDependsOnThePassphrase) {
+  EXPECT_EQ(derive_key("secret"), derive_key("secret"));
+  EXPECT_NE(derive_key("secret"), derive_key("Secret"));
+  EXPECT_THROW(derive_key(""), ConfigError);
+}
+
+TEST(Auth, NoncesAreFreshAndOfTheRightSize) {
+  const auto a = make_nonce(), b = make_nonce();
+  EXPECT_EQ(a.size(), kAuthNonceBytes);
+  EXPECT_NE(a, b);
+}
+
+TEST(Auth, ProofChecksOnlyWithTheSameKeyRoleNoncesAndIdentity) {
+  const AuthKey key = derive_key("correct horse"), other = derive_key("wrong horse");
+  const Exchange x;
+  const auto proof = auth_proof(key, AuthRole::kWorker, kProtocolVersion, x.worker_nonce,
+                                x.server_nonce, x.identity);
+  EXPECT_EQ(proof.size(), kAuthProofBytes);
+  EXPECT_TRUE(check_proof(key, AuthRole::kWorker, kProtocolVersion, x.worker_nonce, x.server_nonce,
+                          x.identity, proof));
+  EXPECT_FALSE(check_proof(other, AuthRole::kWorker, kProtocolVersion, x.worker_nonce,
+                           x.server_nonce, x.identity, proof))
+      << "wrong passphrase";
+  EXPECT_FALSE(check_proof(key, AuthRole::kServer, kProtocolVersion, x.worker_nonce, x.server_nonce,
+                           x.identity, proof))
+      << "a worker's proof reflected as the server's";
+  const Exchange replay;  // a recorded proof against a new server nonce
+  EXPECT_FALSE(check_proof(key, AuthRole::kWorker, kProtocolVersion, x.worker_nonce,
+                           replay.server_nonce, x.identity, proof));
+  EXPECT_FALSE(check_proof(key, AuthRole::kWorker, kProtocolVersion, x.worker_nonce, x.server_nonce,
+                           "node8:1234", proof));
+  EXPECT_FALSE(check_proof(key, AuthRole::kWorker, kProtocolVersion - 1, x.worker_nonce,
+                           x.server_nonce, x.identity, proof));
+  auto truncated = proof;
+  truncated.pop_back();
+  EXPECT_FALSE(check_proof(key, AuthRole::kWorker, kProtocolVersion, x.worker_nonce, x.server_nonce,
+                           x.identity, truncated));
+  EXPECT_FALSE(check_proof(key, AuthRole::kWorker, kProtocolVersion, x.worker_nonce, x.server_nonce,
+                           x.identity, {}));
+}
+
+TEST(Auth, PassphraseComesFromTheFileThenTheEnvironment) {
+  const std::string file = ::testing::TempDir() + "/psgd_passphrase";
+  std::ofstream(file) << "from file\nsecond line ignored\n";
+  ::unsetenv(kPassphraseEnv);
+  EXPECT_FALSE(load_key("").has_value());
+  EXPECT_EQ(load_key(file), derive_key("from file"));
+  ::setenv(kPassphraseEnv, "from env", 1);
+  EXPECT_EQ(load_key(""), derive_key("from env"));
+  EXPECT_EQ(load_key(file), derive_key("from file")) << "the file wins";
+  ::unsetenv(kPassphraseEnv);
+  std::ofstream(file) << "\n";
+  EXPECT_THROW(load_key(file), ConfigError);
+  EXPECT_THROW(load_key(file + ".missing"), ConfigError);
+}
+
+}  // namespace
+}  // namespace psgd::net

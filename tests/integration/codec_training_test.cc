@@ -25,6 +25,9 @@ struct CodecCase {
   double max_bytes_ratio;  // bytes_up relative to fp32 (upper bound, incl. framing)
   std::vector<std::string> flags = {};
 };
+void PrintTo(const CodecCase& c, std::ostream* os) {
+  *os << c.codec;
+}
 
 class CodecTraining : public ::testing::TestWithParam<CodecCase> {};
 

@@ -202,6 +202,9 @@ struct BadData {
   std::vector<std::string> args;
   std::string expect;
 };
+void PrintTo(const BadData& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class BadDataCase : public ::testing::TestWithParam<BadData> {};
 

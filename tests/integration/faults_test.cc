@@ -191,6 +191,9 @@ struct LossCase {
   bool hang;  // SIGSTOP (silent, found by heartbeats) instead of SIGKILL (the socket closes)
   bool completes;
 };
+void PrintTo(const LossCase& c, std::ostream* os) {
+  *os << c.psgd;
+}
 
 class WorkerLoss : public ::testing::TestWithParam<LossCase> {};
 

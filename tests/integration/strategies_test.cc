@@ -16,6 +16,9 @@ struct Case {
   std::vector<std::string> flags;
   std::vector<std::vector<std::string>> client_flags;
 };
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class StrategyLearns : public ::testing::TestWithParam<Case> {};
 

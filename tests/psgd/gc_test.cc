@@ -138,6 +138,9 @@ void for_each_subset(int n, int k, F f) {
 struct Layout {
   int n, r;
 };
+void PrintTo(const Layout& l, std::ostream* os) {
+  *os << "n" << l.n << "_r" << l.r;
+}
 
 class GcDecode : public ::testing::TestWithParam<std::tuple<Layout, const char*>> {};
 
@@ -183,7 +186,12 @@ INSTANTIATE_TEST_SUITE_P(Layouts, GcDecode,
                          ::testing::Combine(::testing::Values(Layout{2, 2}, Layout{4, 2},
                                                               Layout{6, 2}, Layout{6, 3},
                                                               Layout{6, 6}, Layout{8, 4}),
-                                            ::testing::Values("gc", "ndc")));
+                                            ::testing::Values("gc", "ndc")),
+                         [](const auto& info) {
+                           const Layout l = std::get<0>(info.param);
+                           return "n" + std::to_string(l.n) + "_r" + std::to_string(l.r) + "_" +
+                                  std::get<1>(info.param);
+                         });
 
 TEST(Gc, NdcSendsRTimesTheBytesOfGc) {
   GcHarness gc(4, 2, "gc"), ndc(4, 2, "ndc");

@@ -18,7 +18,10 @@ constexpr std::array kTypes{psgd::MessageType::kError,         psgd::MessageType
                             psgd::MessageType::kAuthChallenge, psgd::MessageType::kAuthProof,
                             psgd::MessageType::kHeartbeat,     psgd::MessageType::kParams,
                             psgd::MessageType::kGradient,      psgd::MessageType::kModelDelta,
-                            psgd::MessageType::kAuthOk};
+                            psgd::MessageType::kAuthOk,        psgd::MessageType::kPeerTable,
+                            psgd::MessageType::kPeerHello,     psgd::MessageType::kPeersUp,
+                            psgd::MessageType::kRingChunk,     psgd::MessageType::kAllreduceReport,
+                            psgd::MessageType::kPeerGradient};
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

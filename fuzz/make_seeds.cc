@@ -52,7 +52,13 @@ int main(int argc, char** argv) {
           .index = 0, .count = 1, .total_bytes = 3, .raw_bytes = 3, .compressed = {1, 2, 3}},
       psgd::Params{.iteration = 3, .values = payload},
       psgd::Gradient{.iteration = 3, .values = payload, .loss = 0.5, .samples = 32},
-      psgd::ModelDelta{.iteration = 3, .values = payload, .local_steps = 4}};
+      psgd::ModelDelta{.iteration = 3, .values = payload, .local_steps = 4},
+      psgd::PeerTable{},
+      psgd::PeerHello{},
+      psgd::PeersUp{},
+      psgd::RingChunk{.round = 1, .step = 0, .chunk = 0, .values = {1.0f, 2.0f}},
+      psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
+      psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload}};
   int i = 0;
   for (const auto& m : messages) {
     write(out / "fuzz_frame", i, psgd::encode_frame(m));
@@ -66,7 +72,10 @@ int main(int argc, char** argv) {
         psgd::MessageType::kAuthChallenge, psgd::MessageType::kAuthProof,
         psgd::MessageType::kHeartbeat,     psgd::MessageType::kParams,
         psgd::MessageType::kGradient,      psgd::MessageType::kModelDelta,
-        psgd::MessageType::kAuthOk};
+        psgd::MessageType::kAuthOk,        psgd::MessageType::kPeerTable,
+        psgd::MessageType::kPeerHello,     psgd::MessageType::kPeersUp,
+        psgd::MessageType::kRingChunk,     psgd::MessageType::kAllreduceReport,
+        psgd::MessageType::kPeerGradient};
     std::uint8_t selector = 0;
     for (std::uint8_t k = 0; k < std::size(order); ++k)
       if (order[k] == psgd::type_of(m)) selector = k;

@@ -45,12 +45,13 @@ struct Options {
 torch::nn::Sequential build(const std::string& name) {
   namespace tnn = torch::nn;
   if (name == "mlp") {
-    return tnn::Sequential(tnn::Flatten(), tnn::Linear(784, 256), tnn::ReLU(), tnn::Linear(256, 10));
+    return tnn::Sequential(tnn::Flatten(), tnn::Linear(784, 256), tnn::ReLU(),
+                           tnn::Linear(256, 10));
   }
   return tnn::Sequential(tnn::Conv2d(tnn::Conv2dOptions(1, 16, 5).padding(2)), tnn::ReLU(),
                          tnn::MaxPool2d(2), tnn::Conv2d(tnn::Conv2dOptions(16, 32, 5).padding(2)),
-                         tnn::ReLU(), tnn::MaxPool2d(2), tnn::Flatten(), tnn::Linear(32 * 7 * 7, 128),
-                         tnn::ReLU(), tnn::Linear(128, 10));
+                         tnn::ReLU(), tnn::MaxPool2d(2), tnn::Flatten(),
+                         tnn::Linear(32 * 7 * 7, 128), tnn::ReLU(), tnn::Linear(128, 10));
 }
 
 // The yardstick: the loop a libtorch user writes by hand.
@@ -64,8 +65,9 @@ double plain_loop(const Options& o, const psgd::nn::DataSplit& data, double* acc
                .clone();
   const auto nt = static_cast<std::int64_t>(data.test.size());
   auto tx = torch::from_blob(const_cast<float*>(data.test.images.data()), {nt, 1, 28, 28}).clone();
-  auto ty = torch::from_blob(const_cast<std::int64_t*>(data.test.labels.data()), {nt}, torch::kInt64)
-                .clone();
+  auto ty =
+      torch::from_blob(const_cast<std::int64_t*>(data.test.labels.data()), {nt}, torch::kInt64)
+          .clone();
   std::int64_t samples = 0;
   const auto start = Clock::now();
   for (int e = 0; e < o.epochs; ++e) {
@@ -88,7 +90,8 @@ double plain_loop(const Options& o, const psgd::nn::DataSplit& data, double* acc
 pid_t spawn(const std::string& program, std::vector<std::string> args, const std::string& log) {
   args.insert(args.begin(), program);
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : args)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -112,11 +115,16 @@ double psgd_run(const Options& o, const fs::path& dir, double* accuracy) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string port_file = (dir / "port").string();
-  pid_t server = spawn(o.bin_dir + "/init_server",
-                       {"--node_count", "1", "--epochs", std::to_string(o.epochs), "--batch_size",
-                        std::to_string(o.batch_size), "--model", o.model, "--learn_rate", "0.05",
-                        "--momentum", "0.9", "--working_ports", "0", "--bind", "127.0.0.1",
-                        "--port_file", port_file, "--output", (dir / "run").string()},
+  pid_t server = spawn(o.bin_dir + "/init_server", {"--node_count",    "1",
+                                                    "--epochs",        std::to_string(o.epochs),
+                                                    "--batch_size",    std::to_string(o.batch_size),
+                                                    "--model",         o.model,
+                                                    "--learn_rate",    "0.05",
+                                                    "--momentum",      "0.9",
+                                                    "--working_ports", "0",
+                                                    "--bind",          "127.0.0.1",
+                                                    "--port_file",     port_file,
+                                                    "--output",        (dir / "run").string()},
                        (dir / "server.log").string());
   std::string port;
   for (int i = 0; i < 600 && port.empty(); ++i) {

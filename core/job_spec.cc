@@ -240,23 +240,55 @@ std::string JobSpec::short_name() const {
   return fmt::format("{}-{}-n{}", psgd, codec, node_count);
 }
 
+// One line per field; clang-format cannot settle on a layout for these macros.
+// clang-format off
 #define PSGD_STRATEGY_FIELDS(X) \
   X(wait_for)                   \
   X(staleness)                  \
   X(staleness_lr)               \
   X(sync_period)                \
-  X(local_after_epochs) X(delay) X(dirichlet_alpha) X(shards_per_node) X(allreduce_backend)
+  X(local_after_epochs)         \
+  X(delay)                      \
+  X(dirichlet_alpha)            \
+  X(shards_per_node)            \
+  X(allreduce_backend)
 
-#define PSGD_JOB_FIELDS(X)                                                                        \
-  X(node_count)                                                                                   \
-  X(batch_size)                                                                                   \
-  X(redundancy)                                                                                   \
-  X(codec) X(psgd) X(learn_rate) X(epochs) X(working_ports) X(block_assignment) X(model)          \
-      X(dataset) X(momentum) X(weight_decay) X(nesterov) X(train_samples) X(test_samples) X(seed) \
-          X(device) X(output) X(threads) X(join_timeout) X(io_timeout) X(codec_levels)            \
-              X(codec_ratio) X(codec_bucket) X(error_feedback) X(server_codec) X(momentum_at)     \
-                  PSGD_STRATEGY_FIELDS(X) X(normalize) X(target) X(validation_split)        \
-                      X(label_column) X(ship_data)
+#define PSGD_JOB_FIELDS(X) \
+  X(node_count)            \
+  X(batch_size)            \
+  X(redundancy)            \
+  X(codec)                 \
+  X(psgd)                  \
+  X(learn_rate)            \
+  X(epochs)                \
+  X(working_ports)         \
+  X(block_assignment)      \
+  X(model)                 \
+  X(dataset)               \
+  X(momentum)              \
+  X(weight_decay)          \
+  X(nesterov)              \
+  X(train_samples)         \
+  X(test_samples)          \
+  X(seed)                  \
+  X(device)                \
+  X(output)                \
+  X(threads)               \
+  X(join_timeout)          \
+  X(io_timeout)            \
+  X(codec_levels)          \
+  X(codec_ratio)           \
+  X(codec_bucket)          \
+  X(error_feedback)        \
+  X(server_codec)          \
+  X(momentum_at)           \
+  PSGD_STRATEGY_FIELDS(X)  \
+  X(normalize)             \
+  X(target)                \
+  X(validation_split)      \
+  X(label_column)          \
+  X(ship_data)
+// clang-format on
 
 void to_json(nlohmann::json& j, const JobSpec& spec) {
   j = nlohmann::json::object();

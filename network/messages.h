@@ -227,10 +227,10 @@ struct PeerGradient {
   Payload values;
 };
 
-using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
-                             DataOffer, DataChunk, PeerTable, PeerHello, PeersUp, RingChunk,
-                             AllreduceReport, PeerGradient, AuthHello, AuthChallenge, AuthProof,
-                             Heartbeat, AuthOk>;
+using Message =
+    std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta, DataOffer,
+                 DataChunk, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient,
+                 AuthHello, AuthChallenge, AuthProof, Heartbeat, AuthOk>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

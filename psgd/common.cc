@@ -30,6 +30,24 @@ void broadcast(const std::shared_ptr<const Message>& message, int node_count, Ou
     out.push_back({w, message});
 }
 
+std::int64_t install_params(const Message& message, std::int64_t last_iteration,
+                            double waiting_since, const Codec& downlink, Learner& learner,
+                            const Clock& clock, PhaseTimes& times) {
+  const auto* p = std::get_if<Params>(&message);
+  if (p == nullptr) {
+    throw ProtocolError(fmt::format("worker: unexpected {} message", type_name(type_of(message))));
+  }
+  if (p->iteration <= last_iteration) {
+    throw ProtocolError(fmt::format("worker: parameters of iteration {} arrived after {}",
+                                    p->iteration, last_iteration));
+  }
+  if (waiting_since >= 0) times.wait_s = clock.now() - waiting_since;
+  Stopwatch sw(clock);
+  downlink.decode(p->values, learner.parameters());
+  times.decode_s = sw.seconds();
+  return p->iteration;
+}
+
 WorkerReport report_of(const Gradient& g) {
   return WorkerReport{.iteration = g.iteration,
                       .loss = g.loss,

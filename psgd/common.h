@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "codecs/codec.h"
+#include "core/clock.h"
+#include "core/learner.h"
+#include "core/metrics.h"
 #include "psgd/strategy.h"
 
 namespace psgd {
@@ -23,6 +26,13 @@ std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& cod
 
 // Sends `message` to every one of `node_count` workers (one shared message, encoded once).
 void broadcast(const std::shared_ptr<const Message>& message, int node_count, Outbox& out);
+
+// A worker receiving the Params in `message`: checks that it is one and newer than
+// `last_iteration`, records the wait since `waiting_since` (< 0: none) and the decode time in
+// `times`, decodes the values into the learner's parameters, and returns the new iteration.
+std::int64_t install_params(const Message& message, std::int64_t last_iteration,
+                            double waiting_since, const Codec& downlink, Learner& learner,
+                            const Clock& clock, PhaseTimes& times);
 
 // What the server records of a gradient as it arrives (held_s and staleness are filled later).
 WorkerReport report_of(const Gradient& gradient);

@@ -151,19 +151,8 @@ GcWorker::GcWorker(WorkerContext context, GcOptions options)
 }
 
 WorkerAction GcWorker::on_message(const Message& message, Outbox&) {
-  const auto* p = std::get_if<Params>(&message);
-  if (p == nullptr) {
-    throw ProtocolError(fmt::format("worker: unexpected {} message", type_name(type_of(message))));
-  }
-  if (p->iteration <= iteration_) {
-    throw ProtocolError(fmt::format("worker: parameters of iteration {} arrived after {}",
-                                    p->iteration, iteration_));
-  }
-  if (waiting_since_ >= 0) times_.wait_s = ctx_.clock->now() - waiting_since_;
-  Stopwatch sw(*ctx_.clock);
-  downlink_->decode(p->values, ctx_.learner->parameters());
-  times_.decode_s = sw.seconds();
-  iteration_ = p->iteration;
+  iteration_ = install_params(message, iteration_, waiting_since_, *downlink_, *ctx_.learner,
+                              *ctx_.clock, times_);
   return {.compute = true};
 }
 

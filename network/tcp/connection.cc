@@ -9,7 +9,6 @@
 namespace psgd::net {
 namespace {
 
-
 std::chrono::steady_clock::duration to_duration(double seconds) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(seconds));

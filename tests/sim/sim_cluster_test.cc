@@ -140,10 +140,12 @@ TEST(SimCluster, SsgdModelAfterKIterationsEqualsTheDirectComputationBitForBit) {
     std::vector<float> mean(kSize, 0.0f);
     for (int w = 0; w < kWorkers; ++w) {
       const auto g = ref[w].gradient_at(p, k + 1);
-      for (std::size_t i = 0; i < kSize; ++i) mean[i] = w == 0 ? g[i] : mean[i] + g[i];
+      for (std::size_t i = 0; i < kSize; ++i)
+        mean[i] = w == 0 ? g[i] : mean[i] + g[i];
     }
     // As the server does: the sum in worker order, then one multiplication by 1/n.
-    for (auto& m : mean) m *= inv;
+    for (auto& m : mean)
+      m *= inv;
     opt.step(p, mean);
   }
   EXPECT_EQ(sim.params, p);

@@ -8,21 +8,10 @@
 #include <span>
 
 #include "core/error.h"
+#include "fuzz/message_types.h"
 #include "network/messages.h"
 
-namespace {
-constexpr std::array kTypes{psgd::MessageType::kError,         psgd::MessageType::kHello,
-                            psgd::MessageType::kJob,           psgd::MessageType::kReady,
-                            psgd::MessageType::kFinish,        psgd::MessageType::kDataOffer,
-                            psgd::MessageType::kDataChunk,     psgd::MessageType::kAuthHello,
-                            psgd::MessageType::kAuthChallenge, psgd::MessageType::kAuthProof,
-                            psgd::MessageType::kHeartbeat,     psgd::MessageType::kParams,
-                            psgd::MessageType::kGradient,      psgd::MessageType::kModelDelta,
-                            psgd::MessageType::kAuthOk,        psgd::MessageType::kPeerTable,
-                            psgd::MessageType::kPeerHello,     psgd::MessageType::kPeersUp,
-                            psgd::MessageType::kRingChunk,     psgd::MessageType::kAllreduceReport,
-                            psgd::MessageType::kPeerGradient};
-}  // namespace
+constexpr const auto& kTypes = psgd::fuzz::kMessageTypes;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;

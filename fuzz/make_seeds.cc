@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "codecs/factory.h"
+#include "fuzz/message_types.h"
 #include "network/frame.h"
 #include "network/messages.h"
 
@@ -63,19 +64,8 @@ int main(int argc, char** argv) {
   for (const auto& m : messages) {
     write(out / "fuzz_frame", i, psgd::encode_frame(m));
     auto body = psgd::encode_body(m);
-    // fuzz_message's selector: the index of the type in its table, in this same order.
-    static const psgd::MessageType order[] = {
-        psgd::MessageType::kError,         psgd::MessageType::kHello,
-        psgd::MessageType::kJob,           psgd::MessageType::kReady,
-        psgd::MessageType::kFinish,        psgd::MessageType::kDataOffer,
-        psgd::MessageType::kDataChunk,     psgd::MessageType::kAuthHello,
-        psgd::MessageType::kAuthChallenge, psgd::MessageType::kAuthProof,
-        psgd::MessageType::kHeartbeat,     psgd::MessageType::kParams,
-        psgd::MessageType::kGradient,      psgd::MessageType::kModelDelta,
-        psgd::MessageType::kAuthOk,        psgd::MessageType::kPeerTable,
-        psgd::MessageType::kPeerHello,     psgd::MessageType::kPeersUp,
-        psgd::MessageType::kRingChunk,     psgd::MessageType::kAllreduceReport,
-        psgd::MessageType::kPeerGradient};
+    // fuzz_message's selector: the index of the type in its table.
+    const auto& order = psgd::fuzz::kMessageTypes;
     std::uint8_t selector = 0;
     for (std::uint8_t k = 0; k < std::size(order); ++k)
       if (order[k] == psgd::type_of(m)) selector = k;

@@ -49,6 +49,9 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
     throw ConfigError(fmt::format(
         "codec {}: gradient coding is done by the ssgd roles (psgd/gc.h), which send plain fp32",
         spec.name));
+  } else if (spec.name == "ccdc") {
+    throw ConfigError(
+        "codec ccdc: coded multicast is done by the broadcast exchange's ccdc role (psgd/ccdc.h)");
   } else {
     throw ConfigError(fmt::format("--codec {}: unknown codec; choose one of: {}", spec.name,
                                   fmt::join(known_codecs(), ", ")));
@@ -68,13 +71,18 @@ bool momentum_at_worker(const JobSpec& job) {
     throw ConfigError(
         fmt::format("--momentum_at {}: choose auto, worker or server", job.momentum_at));
   }
-  if (job.psgd == "local_sgd" || job.codec == "gc" || job.codec == "ndc") return false;
+  if (job.psgd == "local_sgd" || job.codec == "gc" || job.codec == "ndc" || job.codec == "ccdc") {
+    return false;
+  }
   return uses_error_feedback(CodecSpec{.name = job.codec, .error_feedback = job.error_feedback});
 }
 
 CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender) {
   // gc and ndc (psgd/gc.h) code in what they sum, and send it as exact fp32.
-  if (job.codec == "gc" || job.codec == "ndc") return CodecSpec{.error_feedback = "off"};
+  // ccdc (psgd/ccdc.h) XORs exact fp32 bit patterns.
+  if (job.codec == "gc" || job.codec == "ndc" || job.codec == "ccdc") {
+    return CodecSpec{.error_feedback = "off"};
+  }
   return CodecSpec{.name = job.codec,
                    .levels = job.codec_levels,
                    .ratio = job.codec_ratio,

@@ -33,7 +33,7 @@ const std::vector<std::string>& known_strategies() {
 }
 const std::vector<std::string>& known_codecs() {
   static const std::vector<std::string> v{"plain", "fp16",  "bf16", "qsgd", "sign",
-                                          "topk",  "randk", "gc",   "ndc"};
+                                          "topk",  "randk", "gc",   "ndc",  "ccdc"};
   return v;
 }
 const std::vector<std::string>& known_server_codecs() {
@@ -80,6 +80,7 @@ void JobSpec::validate() const {
   require_one_of("error_feedback", error_feedback, {"auto", "on", "off"});
   require_one_of("momentum_at", momentum_at, {"auto", "worker", "server"});
   if (codec == "gc" || codec == "ndc") validate_gradient_coding();
+  if (codec == "ccdc") validate_ccdc();
   if (momentum_at == "worker" && psgd == "local_sgd") {
     throw ConfigError(
         "--momentum_at worker with --psgd local_sgd: local SGD workers already run their own "
@@ -168,6 +169,26 @@ void JobSpec::validate_gradient_coding() const {
         fmt::format("--codec {} sends exact fp32 sums: it takes neither --error_feedback on nor "
                     "--momentum_at worker",
                     codec));
+  }
+}
+
+void JobSpec::validate_ccdc() const {
+  if (psgd != "broadcast") {
+    throw ConfigError(fmt::format(
+        "--codec ccdc with --psgd {}: coded multicast is an exchange between the workers; use "
+        "--psgd broadcast",
+        psgd));
+  }
+  if (redundancy < 1 || redundancy >= node_count) {
+    throw ConfigError(
+        fmt::format("--codec ccdc with --redundancy {} and --node_count {}: coded multicast needs "
+                    "1 <= redundancy < node_count (one block per r-subset of the workers)",
+                    redundancy, node_count));
+  }
+  if (error_feedback == "on" || momentum_at == "worker") {
+    throw ConfigError(
+        "--codec ccdc sends exact fp32 block gradients: it takes neither --error_feedback on nor "
+        "--momentum_at worker");
   }
 }
 

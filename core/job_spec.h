@@ -75,6 +75,7 @@ struct JobSpec {
   void validate() const;
   void validate_strategy_options() const;  // the part of validate() for the options above
   void validate_gradient_coding() const;   // the part for --codec gc / ndc
+  void validate_ccdc() const;              // the part for --codec ccdc
 
   // A short name for logs and default run directories, e.g. "ssgd-plain-n4".
   std::string short_name() const;

@@ -27,6 +27,12 @@ inline bool uses_gradient_coding(const JobSpec& spec) {
   return spec.codec == "gc" || spec.codec == "ndc";
 }
 
+// Whether each worker computes one batch per block it holds, each block with its own batch stream
+// (nn::TrainerOptions block_ids): gradient coding, and ccdc (psgd/ccdc.h) on the r-subset blocks.
+inline bool uses_block_streams(const JobSpec& spec) {
+  return uses_gradient_coding(spec) || spec.codec == "ccdc";
+}
+
 // `rows` are the training rows to place (the rest is held out for validation); empty: all rows.
 // Block indices are rows of `train`.
 DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,

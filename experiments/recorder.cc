@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
+#include "psgd/ccdc.h"
 
 namespace psgd {
 namespace {
@@ -96,6 +97,12 @@ void RunRecorder::on_worker(NodeId w, const WorkerReport& report) {
   const auto i = static_cast<std::size_t>(w);
   add_report(rows_.at(i), report);
   add_report(totals_.at(i), report);
+  if (peer_bytes_.size() <= i) {
+    peer_bytes_.resize(i + 1, 0);
+    multicast_bytes_.resize(i + 1, 0);
+  }
+  peer_bytes_[i] += report.payload_bytes;
+  multicast_bytes_[i] += report.multicast_bytes;
   if (!report.dropped) {
     auto& h = staleness_histogram_[i];
     const auto bin = std::min<std::size_t>(
@@ -258,12 +265,42 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["dropped_gradients"] = dropped;
   s["staleness_mean"] = applied ? double(staleness_sum) / applied : 0.0;
   s["staleness_max"] = staleness_max;
+  if (spec_.psgd == "allreduce" || spec_.psgd == "broadcast") {
+    // Worker-to-worker traffic (not in bytes_up / bytes_down, which count the server's links):
+    // frames sent to peers, and the same with each multicast (one message to several peers)
+    // counted once (psgd/ccdc.h explains why both matter).
+    std::uint64_t sum = 0, multicast = 0;
+    for (std::size_t w = 0; w < workers.size(); ++w) {
+      const std::uint64_t p = w < peer_bytes_.size() ? peer_bytes_[w] : 0;
+      const std::uint64_t m = w < multicast_bytes_.size() ? multicast_bytes_[w] : 0;
+      workers[w]["peer_bytes"] = p;
+      workers[w]["peer_multicast_bytes"] = m;
+      sum += p;
+      multicast += m;
+    }
+    const double count = std::max<double>(1.0, static_cast<double>(workers.size()));
+    s["peer_bytes_per_worker"] = static_cast<double>(sum) / count;
+    s["peer_multicast_bytes_per_worker"] = static_cast<double>(multicast) / count;
+  }
   s["workers"] = workers;
   s["run_dir"] = s_.dir->path();
   for (const auto& [key, value] : extra.items())
     s[key] = value;
   s_.dir->write_summary(s);
 }
+
+namespace {
+
+// Samples per iteration: a batch per worker, or per block with ccdc (psgd/ccdc.h).
+std::int64_t global_batch(const JobSpec& spec) {
+  if (spec.codec == "ccdc") {
+    return static_cast<std::int64_t>(binomial_capped(spec.node_count, spec.redundancy, 1 << 30)) *
+           spec.batch_size;
+  }
+  return static_cast<std::int64_t>(spec.node_count) * spec.batch_size;
+}
+
+}  // namespace
 
 nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
                            std::size_t num_parameters, std::size_t train_samples,
@@ -280,7 +317,7 @@ nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
                {"blocks", blocks}};
   j["schedule"] = {{"iterations_per_epoch", schedule.iterations_per_epoch},
                    {"total_iterations", schedule.total_iterations()},
-                   {"global_batch", spec.node_count * spec.batch_size}};
+                   {"global_batch", global_batch(spec)}};
   j["seed"] = spec.seed;
   return j;
 }

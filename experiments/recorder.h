@@ -85,8 +85,10 @@ class RunRecorder final : public ServerObserver {
   RecorderSetup s_;
   const JobSpec& spec_;
   std::vector<std::string> hosts_;
-  std::vector<WorkerRow> rows_;                                 // this epoch
-  std::vector<WorkerRow> totals_;                               // the whole run
+  std::vector<WorkerRow> rows_;    // this epoch
+  std::vector<WorkerRow> totals_;  // the whole run
+  // Peer-to-peer strategies: bytes each worker sent to its peers, and with each multicast once.
+  std::vector<std::uint64_t> peer_bytes_, multicast_bytes_;
   std::vector<std::vector<std::int64_t>> staleness_histogram_;  // per worker, last bin: ">="
   std::int64_t rounds_short_ = 0;
   std::vector<Traffic> marks_;

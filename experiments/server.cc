@@ -562,7 +562,7 @@ void Server::send_jobs() {
             .norm_shift = normalizer_.shift,
             .norm_scale = normalizer_.scale,
             .train_size = static_cast<std::int64_t>(holdout_.train.size())};
-    if (uses_gradient_coding(spec_)) {
+    if (uses_block_streams(spec_)) {
       for (int b : placement_.blocks_of_worker[w]) {
         job.block_ids.push_back(b);
         job.block_sizes.push_back(

@@ -86,7 +86,7 @@ int simulate(const ServerOptions& options) {
                              .seed = spec.seed,
                              .device = spec.device,
                              .batch_stream = 1000 + static_cast<std::uint64_t>(w)};  // as client.cc
-    if (uses_gradient_coding(spec)) {  // as the Job the TCP server sends
+    if (uses_block_streams(spec)) {  // as the Job the TCP server sends
       for (int b : placement.blocks_of_worker[static_cast<std::size_t>(w)]) {
         topts.block_ids.push_back(b);
         topts.block_sizes.push_back(

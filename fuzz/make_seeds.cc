@@ -59,7 +59,9 @@ int main(int argc, char** argv) {
       psgd::PeersUp{},
       psgd::RingChunk{.round = 1, .step = 0, .chunk = 0, .values = {1.0f, 2.0f}},
       psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
-      psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload}};
+      psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload},
+      psgd::CcdcCoded{.from = 1, .iteration = 2, .group = 3, .bits = {1u, 2u}},
+      psgd::CcdcSlice{.from = 1, .iteration = 2, .values = {1.0f, 2.0f}}};
   int i = 0;
   for (const auto& m : messages) {
     write(out / "fuzz_frame", i, psgd::encode_frame(m));

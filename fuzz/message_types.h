@@ -14,6 +14,7 @@ inline constexpr std::array kMessageTypes{
     MessageType::kAuthProof, MessageType::kHeartbeat,       MessageType::kParams,
     MessageType::kGradient,  MessageType::kModelDelta,      MessageType::kAuthOk,
     MessageType::kPeerTable, MessageType::kPeerHello,       MessageType::kPeersUp,
-    MessageType::kRingChunk, MessageType::kAllreduceReport, MessageType::kPeerGradient};
+    MessageType::kRingChunk, MessageType::kAllreduceReport, MessageType::kPeerGradient,
+    MessageType::kCcdcCoded, MessageType::kCcdcSlice};
 
 }  // namespace psgd::fuzz

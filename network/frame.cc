@@ -40,6 +40,8 @@ bool known_type(std::uint16_t t) {
     case MessageType::kRingChunk:
     case MessageType::kAllreduceReport:
     case MessageType::kPeerGradient:
+    case MessageType::kCcdcCoded:
+    case MessageType::kCcdcSlice:
     case MessageType::kAuthHello:
     case MessageType::kAuthChallenge:
     case MessageType::kAuthProof:

@@ -75,7 +75,16 @@ void serialize(Archive& ar, RingChunk& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, AllreduceReport& m) {
-  ar(m.iteration, m.loss, m.samples, m.times, m.peer_bytes, m.param_hash, m.params);
+  ar(m.iteration, m.loss, m.samples, m.times, m.peer_bytes, m.multicast_bytes, m.param_hash,
+     m.params);
+}
+template <class Archive>
+void serialize(Archive& ar, CcdcCoded& m) {
+  ar(m.from, m.iteration, m.group, m.bits);
+}
+template <class Archive>
+void serialize(Archive& ar, CcdcSlice& m) {
+  ar(m.from, m.iteration, m.values);
 }
 template <class Archive>
 void serialize(Archive& ar, PeerGradient& m) {
@@ -128,6 +137,8 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const RingChunk&) const { return MessageType::kRingChunk; }
     MessageType operator()(const AllreduceReport&) const { return MessageType::kAllreduceReport; }
     MessageType operator()(const PeerGradient&) const { return MessageType::kPeerGradient; }
+    MessageType operator()(const CcdcCoded&) const { return MessageType::kCcdcCoded; }
+    MessageType operator()(const CcdcSlice&) const { return MessageType::kCcdcSlice; }
     MessageType operator()(const AuthHello&) const { return MessageType::kAuthHello; }
     MessageType operator()(const AuthChallenge&) const { return MessageType::kAuthChallenge; }
     MessageType operator()(const AuthProof&) const { return MessageType::kAuthProof; }
@@ -171,6 +182,10 @@ const char* type_name(MessageType type) {
       return "AllreduceReport";
     case MessageType::kPeerGradient:
       return "PeerGradient";
+    case MessageType::kCcdcCoded:
+      return "CcdcCoded";
+    case MessageType::kCcdcSlice:
+      return "CcdcSlice";
     case MessageType::kAuthHello:
       return "AuthHello";
     case MessageType::kAuthChallenge:
@@ -240,6 +255,10 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
       return decode_as<AllreduceReport>(body);
     case MessageType::kPeerGradient:
       return decode_as<PeerGradient>(body);
+    case MessageType::kCcdcCoded:
+      return decode_as<CcdcCoded>(body);
+    case MessageType::kCcdcSlice:
+      return decode_as<CcdcSlice>(body);
     case MessageType::kAuthHello:
       return decode_as<AuthHello>(body);
     case MessageType::kAuthChallenge:

@@ -31,7 +31,8 @@ namespace psgd {
 // 5: Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient
 // 6: Job.block_ids, Job.block_sizes (gc, ndc)
 // 7: AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat
-inline constexpr std::uint16_t kProtocolVersion = 7;
+// 8: CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/ccdc.h)
+inline constexpr std::uint16_t kProtocolVersion = 8;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -55,6 +56,8 @@ enum class MessageType : std::uint16_t {
   kRingChunk = 19,
   kAllreduceReport = 20,
   kPeerGradient = 21,
+  kCcdcCoded = 40,
+  kCcdcSlice = 41,
 };
 
 struct ErrorMessage {
@@ -216,6 +219,8 @@ struct AllreduceReport {
   std::int64_t samples = 0;
   PhaseTimes times;              // wait_s: time spent in the allreduce
   std::uint64_t peer_bytes = 0;  // bytes this worker sent to peers in this iteration
+  // The same traffic with each multicast (one message to several peers) counted once.
+  std::uint64_t multicast_bytes = 0;
   std::uint64_t param_hash = 0;  // 0: not an epoch end
   std::vector<float> params;     // worker 0 at epoch ends; empty otherwise
 };
@@ -227,10 +232,27 @@ struct PeerGradient {
   Payload values;
 };
 
+// worker -> the other r workers of an (r+1)-subset (--codec ccdc, psgd/ccdc.h): the XOR of the
+// fp32 bit patterns of the sender's pieces of the blocks those workers lack.
+struct CcdcCoded {
+  std::int32_t from = 0;
+  std::int64_t iteration = 0;  // iterations done before this one
+  std::int64_t group = 0;      // the (r+1)-subset, by its rank in lexicographic order
+  std::vector<std::uint32_t> bits;
+};
+
+// worker -> every other worker (--codec ccdc): the sender's slice of the sum of all block
+// gradients (the all-gather after the coded shuffle).
+struct CcdcSlice {
+  std::int32_t from = 0;
+  std::int64_t iteration = 0;
+  std::vector<float> values;
+};
+
 using Message =
     std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta, DataOffer,
                  DataChunk, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient,
-                 AuthHello, AuthChallenge, AuthProof, Heartbeat, AuthOk>;
+                 AuthHello, AuthChallenge, AuthProof, Heartbeat, AuthOk, CcdcCoded, CcdcSlice>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

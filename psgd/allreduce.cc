@@ -61,7 +61,8 @@ void AllreduceServer::on_message(NodeId from, const Message& message, Outbox&) {
                                   .loss = r->loss,
                                   .samples = r->samples,
                                   .times = r->times,
-                                  .payload_bytes = r->peer_bytes};
+                                  .payload_bytes = r->peer_bytes,
+                                  .multicast_bytes = r->multicast_bytes};
   round.hashes[w] = r->param_hash;
   if (!r->params.empty()) {
     if (r->params.size() != ctx_.parameters.size()) {
@@ -177,6 +178,7 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
     const auto n = static_cast<std::uint64_t>(schedule_.node_count);
     report.peer_bytes = 2 * (n - 1) * sum_.size() * sizeof(float) / n;
   }
+  report.multicast_bytes = report.peer_bytes;  // a ring sends each chunk to one peer
   if (epoch_end(iteration_)) {
     report.param_hash = parameter_hash(params);
     if (ctx_.id == 0) report.params.assign(params.begin(), params.end());

@@ -2,6 +2,7 @@
 
 #include "codecs/payload_io.h"
 #include "core/error.h"
+#include "network/frame.h"
 #include "psgd/allreduce.h"
 #include "psgd/common.h"
 
@@ -64,11 +65,13 @@ WorkerAction BroadcastWorker::compute_step(Outbox& out) {
   times_.encode_s = sw.seconds();
   auto message = std::make_shared<const Message>(
       PeerGradient{.from = ctx_.id, .iteration = iteration_, .values = *payload});
-  sent_bytes_ = 0;
+  // Bytes on the wire: the whole frame, once per receiver (one multicast).
+  const std::uint64_t frame = EncodedFrame(message).size();
+  sent_bytes_ = frame * static_cast<std::uint64_t>(schedule_.node_count - 1);
+  multicast_bytes_ = schedule_.node_count > 1 ? frame : 0;
   for (NodeId w = 0; w < schedule_.node_count; ++w) {
     if (w == ctx_.id) continue;
     out.push_back({w, message});
-    sent_bytes_ += payload->bytes.size();
   }
   auto& slot = payloads_[iteration_];
   slot.resize(static_cast<std::size_t>(schedule_.node_count));
@@ -101,7 +104,8 @@ WorkerAction BroadcastWorker::try_finish(Outbox& out) {
                          .loss = step_.loss,
                          .samples = step_.samples,
                          .times = times_,
-                         .peer_bytes = sent_bytes_};
+                         .peer_bytes = sent_bytes_,
+                         .multicast_bytes = multicast_bytes_};
   if (iteration_ % schedule_.iterations_per_epoch == 0 ||
       iteration_ == schedule_.total_iterations()) {
     report.param_hash = parameter_hash(params);

@@ -43,7 +43,8 @@ class BroadcastWorker final : public WorkerRole {
   std::vector<float> mean_;
   StepStats step_;
   PhaseTimes times_;
-  std::uint64_t sent_bytes_ = 0;
+  std::uint64_t sent_bytes_ = 0;       // frames sent to peers this iteration
+  std::uint64_t multicast_bytes_ = 0;  // the same, the frame counted once
   double wait_start_ = 0;
 };
 

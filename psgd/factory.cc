@@ -4,6 +4,7 @@
 #include "psgd/allreduce.h"
 #include "psgd/asgd.h"
 #include "psgd/broadcast.h"
+#include "psgd/ccdc.h"
 #include "psgd/gc.h"
 #include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
@@ -41,6 +42,15 @@ SgdOptions sgd_options(const JobSpec& spec) {
 }
 
 Schedule make_schedule(const JobSpec& spec, std::int64_t train_samples) {
+  if (spec.codec == "ccdc") {
+    // One batch per block, C(n, r) blocks: an iteration covers C(n, r) batches (psgd/ccdc.h).
+    check_ccdc_layout(spec.node_count, spec.redundancy);
+    const auto blocks =
+        static_cast<int>(binomial_capped(spec.node_count, spec.redundancy, 1 << 30));
+    Schedule s = make_schedule(train_samples, blocks, spec.batch_size, spec.epochs);
+    s.node_count = spec.node_count;
+    return s;
+  }
   Schedule s = make_schedule(train_samples, spec.node_count, spec.batch_size, spec.epochs);
   if (per_worker_updates(spec)) s.iterations_per_epoch *= spec.node_count;
   return s;
@@ -83,6 +93,10 @@ std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule
   if (spec.psgd == "local_sgd") {
     return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(spec),
                                             sgd_options(spec));
+  }
+  if (spec.psgd == "broadcast" && spec.codec == "ccdc") {
+    return std::make_unique<CcdcWorker>(context, schedule, sgd_options(spec),
+                                        CcdcOptions{.redundancy = spec.redundancy});
   }
   if (spec.psgd == "broadcast") {
     return std::make_unique<BroadcastWorker>(context, schedule, sgd_options(spec));

@@ -43,9 +43,11 @@ struct WorkerReport {
   std::int64_t iteration = 0;
   double loss = 0;
   std::int64_t samples = 0;
-  PhaseTimes times;                 // as reported by the worker
-  double held_s = 0;                // server time from this gradient's arrival to the reply
-  std::uint64_t payload_bytes = 0;  // encoded size of the gradient
+  PhaseTimes times;                   // as reported by the worker
+  double held_s = 0;                  // server time from this gradient's arrival to the reply
+  std::uint64_t payload_bytes = 0;    // encoded size of the gradient (peer-to-peer: bytes sent to
+                                      // peers, each frame as many times as it was sent)
+  std::uint64_t multicast_bytes = 0;  // peer-to-peer: the same with each multicast counted once
   double compression_error = -1;  // ‖g − D(C(g))‖ / ‖g‖ as the worker measured it; < 0: not
   std::int64_t staleness = 0;     // server updates between the worker's read and this update
   std::int64_t local_steps = 1;  // optimiser steps the worker took for this contribution

@@ -9,9 +9,10 @@
 namespace psgd {
 namespace {
 
-// gc and ndc are coding schemes of the roles (psgd/gc.h) that send plain fp32, not wire codecs.
+// gc, ndc and ccdc are coding schemes of the roles (psgd/gc.h, psgd/ccdc.h) that send plain fp32
+// or its bit patterns, not wire codecs.
 bool is_coding_scheme(const std::string& name) {
-  return name == "gc" || name == "ndc";
+  return name == "gc" || name == "ndc" || name == "ccdc";
 }
 
 TEST(CodecFactory, BuildsEveryKnownCodecAndRefusesUnknown) {

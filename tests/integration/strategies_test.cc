@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <thread>
+
 #include "tests/integration/cluster.h"
 
 namespace psgd {
@@ -96,6 +98,71 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"allreduce_gloo", {"--psgd", "allreduce", "--allreduce_backend", "gloo"}, {}},
         Case{"broadcast_topk", {"--psgd", "broadcast", "--codec", "topk"}, {}}),
     [](const auto& info) { return info.param.name; });
+
+// ccdc (psgd/ccdc.h): 4 workers, r = 2, 6 blocks; learns, the models stay identical (the server
+// checks the hashes each epoch), and the peer bytes are ccdc's: below broadcast's at the same n.
+TEST(Ccdc, FourWorkersRedundancyTwoLearnWithFewerPeerBytesThanBroadcast) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  auto run = [](const std::string& codec) {
+    Cluster cluster;
+    cluster.start(
+        4, {"--train_samples", "4800", "--test_samples", "1000", "--epochs", "2", "--batch_size",
+            "32", "--seed", "3", "--redundancy", "2", "--psgd", "broadcast", "--codec", codec});
+    auto code = cluster.server->wait(std::chrono::seconds(120));
+    EXPECT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+    EXPECT_EQ(code.value_or(-1), 0) << cluster.logs();
+    for (auto& client : cluster.clients)
+      EXPECT_EQ(client->wait(std::chrono::seconds(30)).value_or(-1), 0) << cluster.logs();
+    return nlohmann::json::parse(read_file(cluster.dir.file("run") + "/summary.json"));
+  };
+  const auto ccdc = run("ccdc");
+  EXPECT_EQ(ccdc["status"], "completed");
+  EXPECT_GT(ccdc["final_test_accuracy"].get<double>(), 0.55) << ccdc.dump(1);
+  // An epoch is one pass: ceil(4800 / (C(4,2) = 6 blocks x 32)) = 25 iterations.
+  EXPECT_EQ(ccdc["iterations"], 2 * 25);
+  EXPECT_EQ(ccdc["samples"], 2 * 25 * 6 * 32);
+  const auto plain = run("plain");
+  EXPECT_EQ(plain["status"], "completed");
+  const double per_iter_ccdc =
+      ccdc["peer_bytes_per_worker"].get<double>() / ccdc["iterations"].get<double>();
+  const double per_iter_plain =
+      plain["peer_bytes_per_worker"].get<double>() / plain["iterations"].get<double>();
+  // Per iteration 1.5·d against 3·d (psgd/ccdc.h), up to the frames' headers.
+  EXPECT_NEAR(per_iter_ccdc / per_iter_plain, 0.5, 0.01) << ccdc.dump(1) << plain.dump(1);
+  EXPECT_LT(ccdc["peer_bytes_per_worker"].get<double>(),
+            plain["peer_bytes_per_worker"].get<double>());
+  EXPECT_LT(ccdc["peer_multicast_bytes_per_worker"].get<double>(),
+            ccdc["peer_bytes_per_worker"].get<double>());
+}
+
+TEST(Ccdc, AWorkerThatDiesFailsTheOthersWithAClearErrorInsteadOfAHang) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  using namespace std::chrono_literals;
+  Cluster c;
+  ASSERT_NO_FATAL_FAILURE(c.start(
+      4,
+      {"--train_samples", "4800", "--test_samples", "500", "--epochs", "1000", "--batch_size", "16",
+       "--redundancy", "2", "--psgd", "broadcast", "--codec", "ccdc", "--dead_after", "3"}));
+  for (int i = 0; i < 600 && c.server->out().find("training for") == std::string::npos; ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(c.server->out().find("training for"), std::string::npos) << c.logs();
+  std::this_thread::sleep_for(300ms);
+  const auto killed = std::chrono::steady_clock::now();
+  c.clients[2]->kill();
+  auto code = c.server->wait(30s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << c.logs();
+  EXPECT_EQ(*code, 1) << c.logs();
+  for (int i : {0, 1, 3}) {
+    auto survivor = c.clients[static_cast<std::size_t>(i)]->wait(30s);
+    ASSERT_TRUE(survivor.has_value()) << "client " << i << " hung\n" << c.logs();
+    EXPECT_EQ(*survivor, 1) << c.logs();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 15s) << c.logs();
+  const std::string logs = c.logs();
+  EXPECT_TRUE(logs.find("lost peer worker") != std::string::npos ||
+              logs.find("lost worker") != std::string::npos)
+      << logs;
+}
 
 }  // namespace
 }  // namespace psgd

@@ -48,6 +48,8 @@ TEST(Frame, RoundTripEveryMessageType) {
                  .samples = 512,
                  .local_steps = 4,
                  .times = {.compute_s = 1}},
+      CcdcCoded{.from = 2, .iteration = 5, .group = 3, .bits = {0x7fc00001u, 0xffffffffu}},
+      CcdcSlice{.from = 1, .iteration = 5, .values = {1.5f, -2.0f}},
   };
   for (const Message& m : messages) {
     const auto frame = encode_frame(m);

@@ -116,9 +116,14 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Samples per worker per iteration (the global batch is node_count x batch_size)")
       ->check(CLI::PositiveNumber);
   app.add_option("--redundancy", s.redundancy,
-                 "Workers holding each data block (1: a plain split; r>1: one block per r-subset)");
+                 "Workers holding each data block (1: a plain split; r>1: one block per r-subset; "
+                 "gc / ndc: fractional repetition, r must divide node_count; ccdc: 1 <= r < "
+                 "node_count)");
   app.add_option("--codec", s.codec,
-                 "Gradient codec, worker to server: " + choices(known_codecs()));
+                 "Gradient codec, worker to server: " + choices(known_codecs()) +
+                     " (gc / ndc: gradient coding, ssgd only; ccdc: coded multicast between the "
+                     "workers with --psgd broadcast and --redundancy r, each worker computing its "
+                     "r-subset blocks and exchanging XOR-coded slices, see README)");
   app.add_option("--codec_levels", s.codec_levels,
                  "qsgd: quantisation levels s (1..32767; b = ceil(log2(s+1))+1 bits per element)");
   app.add_option(

@@ -185,6 +185,19 @@ void JobSpec::validate_ccdc() const {
                     "1 <= redundancy < node_count (one block per r-subset of the workers)",
                     redundancy, node_count));
   }
+  // C(n, r + 1) coded multicast groups: a message per group and worker every iteration.
+  constexpr std::uint64_t kMaxGroups = 100000;
+  std::uint64_t groups = 1;
+  const int k = std::min(redundancy + 1, node_count - redundancy - 1);
+  for (int i = 1; i <= k && groups <= kMaxGroups; ++i)
+    groups =
+        groups * static_cast<std::uint64_t>(node_count - k + i) / static_cast<std::uint64_t>(i);
+  if (groups > kMaxGroups) {
+    throw ConfigError(fmt::format(
+        "--codec ccdc with --redundancy {} and --node_count {}: more than {} coded multicast "
+        "groups (C({}, {})) per iteration; use a redundancy closer to 1 or to node_count",
+        redundancy, node_count, kMaxGroups, node_count, redundancy + 1));
+  }
   if (error_feedback == "on" || momentum_at == "worker") {
     throw ConfigError(
         "--codec ccdc sends exact fp32 block gradients: it takes neither --error_feedback on nor "

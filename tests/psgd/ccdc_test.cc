@@ -248,6 +248,9 @@ TEST(Ccdc, RefusesImpossibleConfigurations) {
   refuses(s, "--momentum_at worker");
   EXPECT_THROW(make_codec(CodecSpec{.name = "ccdc"}), ConfigError);
   EXPECT_THROW(check_ccdc_layout(40, 20), ConfigError);  // C(40, 21) groups
+  refuses(ccdc_job(40, 20), "coded multicast groups");
+  EXPECT_NO_THROW(ccdc_job(40, 2).validate());  // C(40, 3) = 9880 groups
+  EXPECT_NO_THROW(check_ccdc_layout(40, 2));
   // The schedule counts one batch per block: C(4, 2) = 6 blocks of 10 samples per iteration.
   s = ccdc_job(4, 2);
   s.batch_size = 10;

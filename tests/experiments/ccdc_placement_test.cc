@@ -1,0 +1,39 @@
+// ccdc's combinatorics (psgd/ccdc.h) and the data placement the server sends (nn::place_blocks)
+// must name the same blocks in the same order: a worker's block streams answer in that order.
+#include <gtest/gtest.h>
+
+#include "experiments/placement.h"
+#include "nn/partition.h"
+#include "psgd/ccdc.h"
+
+namespace psgd {
+namespace {
+
+TEST(CcdcPlacement, LayoutBlocksAreThePlacementBlocks) {
+  for (int n = 2; n <= 7; ++n) {
+    for (int r = 1; r < n; ++r) {
+      const CcdcLayout layout(n, r, 16, true);
+      const nn::Placement placement = nn::place_blocks(n, r);
+      ASSERT_EQ(layout.blocks(), placement.num_blocks()) << n << " " << r;
+      for (int b = 0; b < layout.blocks(); ++b)
+        EXPECT_EQ(layout.block(b), placement.workers_of_block[static_cast<std::size_t>(b)]);
+      for (int w = 0; w < n; ++w)
+        EXPECT_EQ(layout.blocks_of(w), placement.blocks_of_worker[static_cast<std::size_t>(w)]);
+    }
+  }
+}
+
+TEST(CcdcPlacement, CcdcUsesRSubsetBlocksWithBlockStreams) {
+  JobSpec spec;
+  spec.psgd = "broadcast";
+  spec.codec = "ccdc";
+  spec.node_count = 4;
+  spec.redundancy = 2;
+  EXPECT_TRUE(uses_block_streams(spec));
+  EXPECT_FALSE(uses_gradient_coding(spec));  // not the fractional-repetition layout
+  spec.codec = "plain";
+  EXPECT_FALSE(uses_block_streams(spec));
+}
+
+}  // namespace
+}  // namespace psgd

@@ -16,6 +16,7 @@
 // Threading: one thread at a time per instance. Codecs see flat float spans only, never torch.
 // Build codecs with make_codec() (codecs/factory.h); there is no self-registration.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,9 +25,20 @@
 namespace psgd {
 
 // An encoded vector: the element count it decodes to and the codec-specific bytes.
+//
+// An encoder writes `bytes`. A payload decoded from a received frame does not copy the frame: its
+// bytes are a view into the frame's buffer, which `frame` keeps alive for as long as the payload
+// lives (network/messages.cc). Readers use view(), which covers both.
 struct Payload {
   std::uint64_t num_elements = 0;
   std::vector<std::uint8_t> bytes;
+  std::span<const std::uint8_t> received;
+  std::shared_ptr<const void> frame;
+
+  std::span<const std::uint8_t> view() const {
+    return frame ? received : std::span<const std::uint8_t>(bytes);
+  }
+  std::size_t size_bytes() const { return view().size(); }
 };
 
 // Measurements of the last encode(). Negative means "not measured".

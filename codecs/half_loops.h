@@ -31,16 +31,16 @@ Payload encode(std::span<const float> values) {
 
 inline void check(const Payload& payload, std::size_t n, const char* codec) {
   check_element_count(payload, n, codec);
-  if (payload.bytes.size() != n * 2) {
+  if (payload.size_bytes() != n * 2) {
     throw ProtocolError(fmt::format("{} payload of {} elements has {} bytes instead of {}", codec,
-                                    n, payload.bytes.size(), n * 2));
+                                    n, payload.size_bytes(), n * 2));
   }
 }
 
 template <float (*FromBits)(std::uint16_t)>
 void decode_add(const Payload& payload, std::span<float> acc, float weight, const char* codec) {
   check(payload, acc.size(), codec);
-  const std::uint8_t* src = payload.bytes.data();
+  const std::uint8_t* src = payload.view().data();
   float* dst = acc.data();
   for (std::size_t i = 0; i < acc.size(); ++i) {
     std::uint16_t h;
@@ -52,7 +52,7 @@ void decode_add(const Payload& payload, std::span<float> acc, float weight, cons
 template <float (*FromBits)(std::uint16_t)>
 void decode(const Payload& payload, std::span<float> out, const char* codec) {
   check(payload, out.size(), codec);
-  const std::uint8_t* src = payload.bytes.data();
+  const std::uint8_t* src = payload.view().data();
   float* dst = out.data();
   for (std::size_t i = 0; i < out.size(); ++i) {
     std::uint16_t h;

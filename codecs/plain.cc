@@ -17,9 +17,9 @@ void check_payload(const Payload& payload, std::size_t expected) {
     throw ProtocolError(fmt::format("plain payload holds {} elements but {} were expected",
                                     payload.num_elements, expected));
   }
-  if (payload.bytes.size() != expected * sizeof(float)) {
+  if (payload.size_bytes() != expected * sizeof(float)) {
     throw ProtocolError(fmt::format("plain payload of {} elements has {} bytes instead of {}",
-                                    expected, payload.bytes.size(), expected * sizeof(float)));
+                                    expected, payload.size_bytes(), expected * sizeof(float)));
   }
 }
 
@@ -36,7 +36,7 @@ Payload PlainCodec::encode(std::span<const float> values) {
 
 void PlainCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {
   check_payload(payload, acc.size());
-  const auto* src = payload.bytes.data();
+  const auto* src = payload.view().data();
   const std::size_t n = acc.size();
   float* dst = acc.data();
   // memcpy per element keeps this free of alignment and aliasing assumptions; compilers turn it
@@ -50,7 +50,7 @@ void PlainCodec::decode_add(const Payload& payload, std::span<float> acc, float 
 
 void PlainCodec::decode(const Payload& payload, std::span<float> out) const {
   check_payload(payload, out.size());
-  if (!out.empty()) std::memcpy(out.data(), payload.bytes.data(), out.size_bytes());
+  if (!out.empty()) std::memcpy(out.data(), payload.view().data(), out.size_bytes());
 }
 
 }  // namespace psgd

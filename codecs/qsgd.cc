@@ -149,7 +149,7 @@ template <bool kAdd>
 void QsgdCodec::decode_impl(const Payload& payload, std::span<float> acc, float weight) const {
   const std::uint64_t n = acc.size();
   check_element_count(payload, n, "qsgd");
-  PayloadReader in(payload.bytes, "qsgd");
+  PayloadReader in(payload.view(), "qsgd");
   const auto s = in.read<std::uint32_t>();
   if (s < 1 || s > static_cast<std::uint32_t>(kMaxLevels)) {
     in.fail(fmt::format("{} levels (1..{} allowed)", s, kMaxLevels));

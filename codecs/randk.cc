@@ -58,7 +58,7 @@ Payload RandkCodec::encode(std::span<const float> values) {
 void RandkCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {
   const std::uint64_t n = acc.size();
   check_element_count(payload, n, "randk");
-  PayloadReader in(payload.bytes, "randk");
+  PayloadReader in(payload.view(), "randk");
   const auto seed = in.read<std::uint64_t>();
   const auto step = in.read<std::uint64_t>();
   const auto k = in.read<std::uint64_t>();

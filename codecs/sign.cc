@@ -86,7 +86,7 @@ template <bool kAdd>
 void SignCodec::decode_impl(const Payload& payload, std::span<float> acc, float weight) const {
   const std::uint64_t n = acc.size();
   check_element_count(payload, n, "sign");
-  PayloadReader in(payload.bytes, "sign");
+  PayloadReader in(payload.view(), "sign");
   const auto bucket = in.read<std::uint64_t>();
   const std::uint64_t buckets = bucket_count(n, bucket);
   const std::uint64_t d = (bucket == 0 || bucket >= n) ? n : bucket;

@@ -53,7 +53,7 @@ Payload encode(std::uint64_t n, std::span<const std::uint64_t> indices,
 void decode_add(const Payload& payload, std::span<float> acc, float weight, const char* codec) {
   const std::uint64_t n = acc.size();
   check_element_count(payload, n, codec);
-  PayloadReader in(payload.bytes, codec);
+  PayloadReader in(payload.view(), codec);
   const auto tag = in.read<std::uint8_t>();
   if (tag > 1) in.fail(fmt::format("unknown index encoding tag {}", tag));
   const auto k = in.read<std::uint64_t>();

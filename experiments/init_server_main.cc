@@ -2,12 +2,14 @@
 // `init_server --help`.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include "core/allocator.h"
 
 #include "experiments/cli.h"
 #include "experiments/server.h"
 #include "experiments/simulate.h"
 
 int main(int argc, char** argv) {
+  psgd::keep_freed_memory();
   psgd::ServerOptions options;
   if (int rc = psgd::parse_server_args(argc, argv, options); rc != psgd::kContinue) return rc;
   // Warnings (refused connections and the like) go to stderr, prefixed like every other line.

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -57,8 +58,15 @@ class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowE
 
 class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
  public:
-  explicit InputArchive(std::span<const std::uint8_t> data)
-      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), data_(data) {}
+  // With `owner` (what keeps `data` alive), large blocks may be viewed instead of copied (see
+  // take()); without, every field is copied out of `data`.
+  explicit InputArchive(std::span<const std::uint8_t> data,
+                        std::shared_ptr<const void> owner = nullptr)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this),
+        data_(data),
+        owner_(std::move(owner)) {}
+
+  const std::shared_ptr<const void>& owner() const { return owner_; }
 
   void loadBinary(void* out, std::size_t size) {
     if (size > remaining()) {
@@ -69,10 +77,22 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
     pos_ += size;
   }
 
+  // The next `size` bytes of the frame, without copying them (valid while the frame is).
+  std::span<const std::uint8_t> take(std::size_t size) {
+    if (size > remaining()) {
+      throw ProtocolError(
+          fmt::format("message body ends early: {} more bytes needed, {} left", size, remaining()));
+    }
+    const auto out = data_.subspan(pos_, size);
+    pos_ += size;
+    return out;
+  }
+
   std::size_t remaining() const { return data_.size() - pos_; }
 
  private:
   std::span<const std::uint8_t> data_;
+  std::shared_ptr<const void> owner_;
   std::size_t pos_ = 0;
 };
 

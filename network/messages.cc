@@ -8,10 +8,27 @@
 
 namespace psgd {
 
-template <class Archive>
-void serialize(Archive& ar, Payload& p) {
-  ar(p.num_elements, p.bytes);
+// Layout: element count, then the bytes as a vector (size tag, bytes).
+void save(wire::OutputArchive& ar, const Payload& p) {
+  const auto bytes = p.view();
+  ar(p.num_elements, cereal::make_size_tag(static_cast<cereal::size_type>(bytes.size())),
+     cereal::binary_data(bytes.data(), bytes.size()));
 }
+// A frame read by a Connection is owned by the archive: the payload views it (no copy, no zero
+// fill of a model-sized buffer). Otherwise the bytes are copied once.
+void load(wire::InputArchive& ar, Payload& p) {
+  ar(p.num_elements);
+  cereal::size_type size = 0;
+  ar(cereal::make_size_tag(size));
+  const auto bytes = ar.take(size);
+  if (ar.owner()) {
+    p.received = bytes;
+    p.frame = ar.owner();
+  } else {
+    p.bytes.assign(bytes.begin(), bytes.end());
+  }
+}
+
 template <class Archive>
 void serialize(Archive& ar, PhaseTimes& t) {
   ar(t.compute_s, t.encode_s, t.wait_s, t.decode_s, t.apply_s);
@@ -106,8 +123,8 @@ void serialize(Archive& ar, ModelDelta& m) {
 namespace {
 
 template <class T>
-Message decode_as(std::span<const std::uint8_t> body) {
-  wire::InputArchive ar(body);
+Message decode_as(std::span<const std::uint8_t> body, const std::shared_ptr<const void>& owner) {
+  wire::InputArchive ar(body, owner);
   T value;
   ar(value);
   if (ar.remaining() != 0) {
@@ -222,53 +239,58 @@ void append_body(const Message& message, std::vector<std::uint8_t>& out,
 }
 
 Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
+  return decode_body(type, body, nullptr);
+}
+
+Message decode_body(MessageType type, std::span<const std::uint8_t> body,
+                    const std::shared_ptr<const void>& owner) {
   switch (type) {
     case MessageType::kError:
       return ErrorMessage{std::string(body.begin(), body.end())};
     case MessageType::kHello:
-      return decode_as<Hello>(body);
+      return decode_as<Hello>(body, owner);
     case MessageType::kJob:
-      return decode_as<Job>(body);
+      return decode_as<Job>(body, owner);
     case MessageType::kReady:
-      return decode_as<Ready>(body);
+      return decode_as<Ready>(body, owner);
     case MessageType::kFinish:
-      return decode_as<Finish>(body);
+      return decode_as<Finish>(body, owner);
     case MessageType::kParams:
-      return decode_as<Params>(body);
+      return decode_as<Params>(body, owner);
     case MessageType::kGradient:
-      return decode_as<Gradient>(body);
+      return decode_as<Gradient>(body, owner);
     case MessageType::kModelDelta:
-      return decode_as<ModelDelta>(body);
+      return decode_as<ModelDelta>(body, owner);
     case MessageType::kDataOffer:
-      return decode_as<DataOffer>(body);
+      return decode_as<DataOffer>(body, owner);
     case MessageType::kDataChunk:
-      return decode_as<DataChunk>(body);
+      return decode_as<DataChunk>(body, owner);
     case MessageType::kPeerTable:
-      return decode_as<PeerTable>(body);
+      return decode_as<PeerTable>(body, owner);
     case MessageType::kPeerHello:
-      return decode_as<PeerHello>(body);
+      return decode_as<PeerHello>(body, owner);
     case MessageType::kPeersUp:
-      return decode_as<PeersUp>(body);
+      return decode_as<PeersUp>(body, owner);
     case MessageType::kRingChunk:
-      return decode_as<RingChunk>(body);
+      return decode_as<RingChunk>(body, owner);
     case MessageType::kAllreduceReport:
-      return decode_as<AllreduceReport>(body);
+      return decode_as<AllreduceReport>(body, owner);
     case MessageType::kPeerGradient:
-      return decode_as<PeerGradient>(body);
+      return decode_as<PeerGradient>(body, owner);
     case MessageType::kCcdcCoded:
-      return decode_as<CcdcCoded>(body);
+      return decode_as<CcdcCoded>(body, owner);
     case MessageType::kCcdcSlice:
-      return decode_as<CcdcSlice>(body);
+      return decode_as<CcdcSlice>(body, owner);
     case MessageType::kAuthHello:
-      return decode_as<AuthHello>(body);
+      return decode_as<AuthHello>(body, owner);
     case MessageType::kAuthChallenge:
-      return decode_as<AuthChallenge>(body);
+      return decode_as<AuthChallenge>(body, owner);
     case MessageType::kAuthProof:
-      return decode_as<AuthProof>(body);
+      return decode_as<AuthProof>(body, owner);
     case MessageType::kHeartbeat:
-      return decode_as<Heartbeat>(body);
+      return decode_as<Heartbeat>(body, owner);
     case MessageType::kAuthOk:
-      return decode_as<AuthOk>(body);
+      return decode_as<AuthOk>(body, owner);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

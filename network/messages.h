@@ -270,5 +270,9 @@ void append_body(const Message& message, std::vector<std::uint8_t>& out,
 // Parses a body of the given type. Throws ProtocolError for an unknown type, a truncated or
 // oversized field, or trailing bytes.
 Message decode_body(MessageType type, std::span<const std::uint8_t> body);
+// The same, for a body kept alive by `owner`: payloads (Params, Gradient, ...) view `body`
+// instead of copying it, and hold `owner` for as long as they live.
+Message decode_body(MessageType type, std::span<const std::uint8_t> body,
+                    const std::shared_ptr<const void>& owner);
 
 }  // namespace psgd

@@ -54,7 +54,7 @@ WorkerReport report_of(const Gradient& g) {
                       .samples = g.samples,
                       .times = g.times,
                       .held_s = 0,
-                      .payload_bytes = g.values.bytes.size(),
+                      .payload_bytes = g.values.size_bytes(),
                       .compression_error = g.compression_error};
 }
 

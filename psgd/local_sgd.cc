@@ -87,7 +87,7 @@ void LocalSgdServer::on_message(NodeId from, const Message& message, Outbox& out
                           .loss = m->loss,
                           .samples = m->samples,
                           .times = m->times,
-                          .payload_bytes = m->values.bytes.size(),
+                          .payload_bytes = m->values.size_bytes(),
                           .local_steps = m->local_steps};
   if (!alive_[static_cast<std::size_t>(from)]) {
     throw ProtocolError(fmt::format("local_sgd server: model from lost worker {}", from));

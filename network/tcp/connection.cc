@@ -84,8 +84,11 @@ void Connection::read_header() {
 }
 
 void Connection::read_body(const FrameHeader& header) {
-  body_.resize(header.body_bytes);
-  asio::async_read(socket_, asio::buffer(body_),
+  // Decoded payloads view the body instead of copying it (Payload::frame): a buffer still held by
+  // a message the handler kept is left to it, and a fresh one is read into.
+  if (!body_ || body_.use_count() > 1) body_ = std::make_shared<std::vector<std::uint8_t>>();
+  body_->resize(header.body_bytes);
+  asio::async_read(socket_, asio::buffer(*body_),
                    [self = shared_from_this(), header](std::error_code ec, std::size_t) {
                      if (self->closed_) return;
                      self->deadline_.cancel();
@@ -94,7 +97,7 @@ void Connection::read_body(const FrameHeader& header) {
                                               self->peer_, type_name(header.type), ec.message()));
                        return;
                      }
-                     const std::size_t frame_bytes = kFrameHeaderBytes + self->body_.size();
+                     const std::size_t frame_bytes = kFrameHeaderBytes + self->body_->size();
                      self->bytes_received_ += frame_bytes;
                      if (self->draining_) {  // closing: read to the peer's end, deliver nothing
                        self->read_header();
@@ -102,11 +105,11 @@ void Connection::read_body(const FrameHeader& header) {
                      }
                      try {
                        if (header.type == MessageType::kHeartbeat) {
-                         if (!self->body_.empty()) throw ProtocolError("Heartbeat with a body");
+                         if (!self->body_->empty()) throw ProtocolError("Heartbeat with a body");
                          self->read_header();
                          return;
                        }
-                       Message m = decode_body(header.type, self->body_);
+                       Message m = decode_body(header.type, *self->body_, self->body_);
                        if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                      } catch (const ProtocolError& e) {
                        self->fail(fmt::format("bad {} message from {}: {}", type_name(header.type),

@@ -100,7 +100,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameHandler on_frame_;
   ErrorHandler on_error_;
   std::array<std::uint8_t, kFrameHeaderBytes> header_{};
-  std::vector<std::uint8_t> body_;
+  std::shared_ptr<std::vector<std::uint8_t>> body_;
   std::deque<std::shared_ptr<const EncodedFrame>> writes_;
   std::vector<asio::const_buffer> gather_;
   bool writing_ = false;

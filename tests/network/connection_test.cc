@@ -59,6 +59,61 @@ TEST(Connection, ExchangesFramesInOrder) {
   EXPECT_EQ(received, (std::vector<std::int64_t>{1, 2, 3}));
 }
 
+// Received payloads view the frame buffer instead of copying it. A payload the handler keeps
+// keeps its frame: later frames are read into other buffers and never overwrite it. Payloads the
+// handler drops leave the buffer to be reused.
+TEST(Connection, ReceivedPayloadsViewTheirFrameAndSurviveLaterFrames) {
+  Loopback lo;
+  std::shared_ptr<Connection> server;
+  constexpr int kFrames = 6;
+  constexpr std::size_t kBytes = 256 * 1024;
+  std::vector<const std::uint8_t*> dropped;  // where frames 0, 1, 2 were read
+  std::vector<Payload> kept;                 // frames 3, 4, 5
+  lo.acceptor.async_accept([&](std::error_code ec, tcp::socket s) {
+    ASSERT_FALSE(ec);
+    server =
+        std::make_shared<Connection>(std::move(s), ConnectionOptions{.max_body_bytes = 1 << 22});
+    server->start(
+        [&](Message&& m, std::size_t) {
+          auto& g = std::get<Gradient>(m);
+          EXPECT_TRUE(g.values.bytes.empty()) << "the payload was copied out of the frame";
+          EXPECT_NE(g.values.frame, nullptr);
+          if (g.iteration >= 3) {
+            kept.push_back(std::move(g.values));
+          } else {
+            dropped.push_back(g.values.view().data());
+          }
+          if (static_cast<int>(kept.size() + dropped.size()) == kFrames) lo.io.stop();
+        },
+        [&](const std::string& why) { ADD_FAILURE() << why; });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  auto client = std::make_shared<Connection>(std::move(socket), ConnectionOptions{});
+  client->start([](Message&&, std::size_t) {}, [](const std::string&) {});
+  for (int i = 0; i < kFrames; ++i) {
+    Payload p{.num_elements = kBytes, .bytes = std::vector<std::uint8_t>(kBytes)};
+    for (std::size_t j = 0; j < kBytes; ++j)
+      p.bytes[j] = static_cast<std::uint8_t>(i * 31 + j);
+    client->send(Gradient{.iteration = i, .values = std::move(p)});
+  }
+  lo.io.run_for(std::chrono::seconds(10));
+  ASSERT_EQ(kept.size(), 3u);
+  ASSERT_EQ(dropped.size(), 3u);
+  for (std::size_t k = 0; k < kept.size(); ++k) {
+    const int i = static_cast<int>(3 + k);
+    const auto v = kept[k].view();
+    ASSERT_EQ(v.size(), kBytes);
+    for (std::size_t j = 0; j < kBytes; ++j)
+      ASSERT_EQ(v[j], static_cast<std::uint8_t>(i * 31 + j)) << "frame " << i << " byte " << j;
+  }
+  // Dropped frames leave their buffer to the next frame: no allocation per frame.
+  EXPECT_EQ(dropped[0], dropped[1]);
+  EXPECT_EQ(dropped[1], dropped[2]);
+  // Kept frames each hold their own buffer (the first of them reused the dropped frames' one).
+  EXPECT_NE(kept[0].view().data(), kept[1].view().data());
+  EXPECT_NE(kept[1].view().data(), kept[2].view().data());
+}
+
 TEST(Connection, GarbageIsDroppedWithAClearReason) {
   Loopback lo;
   lo.expect_one(ConnectionOptions{}, /*frames_allowed=*/false);

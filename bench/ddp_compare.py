@@ -37,7 +37,11 @@ class RunFailed(Exception):
     pass
 
 
+EXTRA_ENV = {}
+
+
 def run(cmd, log, timeout, env=None):
+    env = dict(env or os.environ, **EXTRA_ENV)
     with open(log, "w") as out:
         try:
             p = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env,
@@ -149,6 +153,9 @@ def main():
                    help="torch threads per DDP process (default 0: max(1, cores // workers), psgd's rule)")
     p.add_argument("--psgd_flag", action="append", default=[],
                    help="extra init_server flag for the psgd runs, repeatable (e.g. --psgd_flag=--timeline)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment variable for every run, both sides alike, repeatable "
+                        "(e.g. --env OMP_WAIT_POLICY=PASSIVE)")
     p.add_argument("--keep", default="", help="keep the psgd run directories and logs here (default: a temporary directory, removed)")
     p.add_argument("--json", default="", help="also write every measurement to this JSON file")
     p.add_argument("--train_samples", type=int, default=0, help="first N training samples only (0: all; for quick checks)")
@@ -165,6 +172,11 @@ def main():
         p.error("--workers: every count must be >= 1")
     if args.epochs < 1 or args.repeats < 1:
         p.error("--epochs and --repeats must be >= 1")
+    for kv in args.env:
+        name, eq, value = kv.partition("=")
+        if not eq or not name:
+            p.error(f"--env: expected NAME=VALUE, got '{kv}'")
+        EXTRA_ENV[name] = value
     bad = [s for s in systems if s not in SYSTEMS]
     if bad or not systems:
         p.error(f"--systems: unknown {bad}; expected some of {','.join(SYSTEMS)}")
@@ -187,21 +199,26 @@ def main():
     plan += [(s, n) for n in workers for s in ("ddp", "ssgd", "allreduce") if s in systems]
     results = {key: [] for key in plan}
     start = time.time()
+    failures = []
     try:
         for r in range(args.repeats):
             for system, n in plan:
                 tag = f"{system}-n{n}-r{r + 1}"
-                if system == "plain":
-                    m = run_plain(args, work)
-                elif system == "ddp":
-                    m = run_ddp(args, n, work)
-                else:
-                    m = run_psgd(args, system, n, os.path.join(work, tag))
+                try:
+                    if system == "plain":
+                        m = run_plain(args, work)
+                    elif system == "ddp":
+                        m = run_ddp(args, n, work)
+                    else:
+                        m = run_psgd(args, system, n, os.path.join(work, tag))
+                except RunFailed as e:
+                    # One failed run does not cost the table: it is reported and left out.
+                    failures.append(f"{tag}: {e}")
+                    print(f"[{time.time() - start:6.0f} s] {tag}: FAILED: {e}", flush=True)
+                    continue
                 results[(system, n)].append(m)
                 print(f"[{time.time() - start:6.0f} s] {tag}: {m['samples_per_second']:9.0f} samples/s, "
                       f"accuracy {100 * m['test_accuracy']:.2f} %", flush=True)
-    except RunFailed as e:
-        sys.exit(f"ddp_compare: {e}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -210,11 +227,13 @@ def main():
         runs = results.get(key)
         return statistics.median(m[field] for m in runs) if runs else None
 
-    limit = cores * median(("plain", 1)) if ("plain", 1) in results else None
+    plain = median(("plain", 1))
+    limit = cores * plain if plain else None
     names = {"plain": "plain libtorch loop", "ddp": "PyTorch DDP (Gloo)", "ssgd": "psgd ssgd",
              "allreduce": "psgd allreduce"}
     print(f"\nMLP 784-256-10, Fashion-MNIST, batch 128 per worker, {args.epochs} epoch(s), "
           f"median of {args.repeats}; {cores} cores; compute limit = cores x plain loop"
+          + "".join(f"; {k}={v}" for k, v in EXTRA_ENV.items())
           + (f" = {limit:.0f} samples/s" if limit else " (not measured)"))
     header = f"{'system':<22}{'workers':>8}{'threads':>8}{'samples/s':>11}{'accuracy':>10}{'vs DDP':>8}{'vs limit':>9}"
     print(header)
@@ -222,6 +241,9 @@ def main():
     for key in plan:
         system, n = key
         sps = median(key)
+        if sps is None:
+            print(f"{names[system]:<22}{n:>8}{'':>8}{'failed':>11}")
+            continue
         acc = results[key][-1]["test_accuracy"]
         threads = results[key][-1]["threads"]
         ddp = median(("ddp", n)) if system != "ddp" else None
@@ -234,6 +256,8 @@ def main():
         cols = ("compute_s", "encode_s", "wait_s", "held_s", "decode_s", "apply_s")
         print(f"{'system':<22}{'workers':>8}{'iter':>8}" + "".join(f"{c[:-2]:>9}" for c in cols))
         for key in psgd_keys:
+            if not results[key]:
+                continue
             m = results[key][-1]
             print(f"{names[key[0]]:<22}{key[1]:>8}{m['iteration_ms']:>8.2f}"
                   + "".join(f"{m['split_ms'][c]:>9.2f}" for c in cols))
@@ -245,6 +269,11 @@ def main():
                                 for s, n in plan]}, f, indent=1)
     if args.keep:
         print(f"\nrun directories and logs: {work}")
+    if failures:
+        print(f"\n{len(failures)} run(s) failed and are left out of the medians:", file=sys.stderr)
+        for f in failures:
+            print("  " + f.splitlines()[0], file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

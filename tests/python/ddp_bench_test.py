@@ -28,7 +28,8 @@ def run(*cmd, timeout=240):
 
 class Arguments(unittest.TestCase):
     def test_compare_refuses_bad_arguments(self):
-        for args in (["--workers", "0"], ["--workers", "a,b"], ["--systems", "mpi"], ["--epochs", "0"]):
+        for args in (["--workers", "0"], ["--workers", "a,b"], ["--systems", "mpi"], ["--epochs", "0"],
+                     ["--env", "NOEQUALS"]):
             out = run(COMPARE, *args)
             self.assertEqual(out.returncode, 2, args)
             self.assertIn("ddp_compare.py: error:", out.stderr)
@@ -58,6 +59,19 @@ class DdpRun(unittest.TestCase):
         self.assertEqual(r["threads_per_process"], max(1, len(os.sched_getaffinity(0)) // 2))
         # Chance is 10 %; the trained model must do clearly better than the initial one.
         self.assertGreater(r["test_accuracy"], max(0.3, r["initial_test_accuracy"] + 0.1))
+
+
+@unittest.skipUnless(BUILT and HAVE_DATA, "the binaries or Fashion-MNIST missing")
+class CompareFailure(unittest.TestCase):
+    def test_a_failed_run_is_reported_and_the_table_still_printed(self):
+        out = run(COMPARE, "--systems", "ssgd", "--workers", "1,2", "--epochs", "1", *SMALL,
+                  "--psgd_flag=--no_such_flag", timeout=120)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("ssgd-n1-r1: FAILED", out.stdout)
+        self.assertIn("ssgd-n2-r1: FAILED", out.stdout)
+        failed_rows = [line for line in out.stdout.splitlines() if line.startswith("psgd ssgd") and "failed" in line]
+        self.assertEqual(len(failed_rows), 2, out.stdout)
+        self.assertIn("2 run(s) failed", out.stderr)
 
 
 @unittest.skipUnless(HAVE_TORCH and HAVE_DATA and BUILT, "python3-torch, Fashion-MNIST or the binaries missing")

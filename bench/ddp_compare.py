@@ -233,8 +233,8 @@ def main():
              "allreduce": "psgd allreduce"}
     print(f"\nMLP 784-256-10, Fashion-MNIST, batch 128 per worker, {args.epochs} epoch(s), "
           f"median of {args.repeats}; {cores} cores; compute limit = cores x plain loop"
-          + "".join(f"; {k}={v}" for k, v in EXTRA_ENV.items())
-          + (f" = {limit:.0f} samples/s" if limit else " (not measured)"))
+          + (f" = {limit:.0f} samples/s" if limit else " (not measured)")
+          + "".join(f"; {k}={v}" for k, v in EXTRA_ENV.items()))
     header = f"{'system':<22}{'workers':>8}{'threads':>8}{'samples/s':>11}{'accuracy':>10}{'vs DDP':>8}{'vs limit':>9}"
     print(header)
     print("-" * len(header))

@@ -2,6 +2,7 @@
 // the same model, batch and data, measured in one run so the figure is a ratio.
 //
 //   build/bench/ssgd_vs_plain [--epochs 3] [--batch_size 128] [--model mlp] [--repeats 3]
+//   build/bench/ssgd_vs_plain --plain_only [--epochs 2]   # the yardstick alone, one JSON line
 //
 // Both sides: one torch thread, SGD (lr 0.05, momentum 0.9), Fashion-MNIST, one evaluation on the
 // test set per epoch; samples/s = training samples / wall time from the first step to the last
@@ -39,6 +40,9 @@ struct Options {
   int batch_size = 128;
   std::string model = "mlp";
   int repeats = 3;
+  bool plain_only = false;
+  std::int64_t train_samples = 0;
+  std::int64_t test_samples = 0;
   std::string bin_dir = PSGD_BIN_DIR;
 };
 
@@ -115,17 +119,21 @@ double psgd_run(const Options& o, const fs::path& dir, double* accuracy) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string port_file = (dir / "port").string();
-  pid_t server = spawn(o.bin_dir + "/init_server", {"--node_count",    "1",
-                                                    "--epochs",        std::to_string(o.epochs),
-                                                    "--batch_size",    std::to_string(o.batch_size),
-                                                    "--model",         o.model,
-                                                    "--learn_rate",    "0.05",
-                                                    "--momentum",      "0.9",
-                                                    "--working_ports", "0",
-                                                    "--bind",          "127.0.0.1",
-                                                    "--port_file",     port_file,
-                                                    "--output",        (dir / "run").string()},
-                       (dir / "server.log").string());
+  std::vector<std::string> args = {"--node_count",    "1",
+                                   "--epochs",        std::to_string(o.epochs),
+                                   "--batch_size",    std::to_string(o.batch_size),
+                                   "--model",         o.model,
+                                   "--learn_rate",    "0.05",
+                                   "--momentum",      "0.9",
+                                   "--working_ports", "0",
+                                   "--bind",          "127.0.0.1",
+                                   "--port_file",     port_file,
+                                   "--output",        (dir / "run").string()};
+  if (o.train_samples > 0)
+    args.insert(args.end(), {"--train_samples", std::to_string(o.train_samples)});
+  if (o.test_samples > 0)
+    args.insert(args.end(), {"--test_samples", std::to_string(o.test_samples)});
+  pid_t server = spawn(o.bin_dir + "/init_server", args, (dir / "server.log").string());
   std::string port;
   for (int i = 0; i < 600 && port.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -155,10 +163,39 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", o.repeats, "Runs of each side; the median is reported")
       ->capture_default_str();
   app.add_option("--bin_dir", o.bin_dir, "Where init_server and client are")->capture_default_str();
+  app.add_flag("--plain_only", o.plain_only,
+               "Run only the plain loop (the one-thread yardstick bench/ddp_compare.py uses) and "
+               "print one JSON line: samples_per_second (median of --repeats), test_accuracy");
+  app.add_option("--train_samples", o.train_samples, "Use the first N training samples (0: all)")
+      ->capture_default_str();
+  app.add_option("--test_samples", o.test_samples, "Use the first N test samples (0: all)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   psgd::nn::set_compute_threads(1);
-  const auto data = psgd::nn::load_dataset("fashion-mnist");
+  const auto data = psgd::nn::load_dataset("fashion-mnist", o.train_samples, o.test_samples);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  if (o.plain_only) {
+    std::vector<double> plain;
+    double accuracy = 0;
+    for (int r = 0; r < o.repeats; ++r)
+      plain.push_back(plain_loop(o, data, &accuracy));
+    std::printf("%s\n", nlohmann::json{{"system", "plain"},
+                                       {"workers", 1},
+                                       {"threads_per_process", 1},
+                                       {"model", o.model},
+                                       {"epochs", o.epochs},
+                                       {"batch_size", o.batch_size},
+                                       {"repeats", o.repeats},
+                                       {"samples_per_second", median(plain)},
+                                       {"test_accuracy", accuracy}}
+                            .dump()
+                            .c_str());
+    return 0;
+  }
   const fs::path tmp = fs::temp_directory_path() / ("psgd-bench-" + std::to_string(getpid()));
   std::vector<double> plain, ours;
   double plain_acc = 0, ours_acc = 0;
@@ -171,10 +208,6 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   fs::remove_all(tmp);
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double p = median(plain), s = median(ours);
   std::printf("\n%-28s %12s %10s\n", "", "samples/s", "accuracy");
   std::printf("%-28s %12.0f %9.2f%%\n", "plain libtorch loop", p, 100 * plain_acc);

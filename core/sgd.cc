@@ -8,6 +8,12 @@ FlatSgd::FlatSgd(SgdOptions options, std::size_t size) : options_(options) {
   if (options_.momentum != 0.0f) buffer_.assign(size, 0.0f);
 }
 
+void FlatSgd::restore(std::span<const float> buffer, bool first_step) {
+  PSGD_CHECK_EQ(buffer.size(), buffer_.size(), "momentum buffer of another size");
+  buffer_.assign(buffer.begin(), buffer.end());
+  first_step_ = first_step;
+}
+
 void FlatSgd::step(std::span<float> params, std::span<const float> grad) {
   PSGD_CHECK_EQ(params.size(), grad.size(), "parameter and gradient sizes differ");
   const float lr = options_.learning_rate;

@@ -32,6 +32,7 @@
 #include "nn/partition.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
+#include "psgd/checkpoint.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -112,6 +113,11 @@ class Server {
   void on_training_message(int worker, const Message& message);
   void dispatch(const Outbox& out);
   void arm_progress_timer();
+  // --resume: reads and checks the checkpoint, puts its parameters into the model.
+  void load_checkpoint();
+  CheckpointHeader checkpoint_header() const;
+  // --checkpoint_every: after an update that ended an epoch or completed a period.
+  void maybe_checkpoint(std::int64_t iteration_before, int epochs_before);
   void fail(const std::string& why, int exit_code = 1);
   void finish(const std::string& status, bool ok);
   int worker_of(const net::Connection* conn) const;
@@ -154,6 +160,8 @@ class Server {
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // --tensorboard
   SteadyClock clock_;
   nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers
+  std::optional<Checkpoint> resumed_;                // --resume: the checkpoint continued from
+  int checkpoints_written_ = 0;
   int exit_code_ = 1;
 };
 
@@ -222,7 +230,9 @@ void Server::prepare() {
       spec_.batch_size, schedule_.iterations_per_epoch);
   // Created only once the data and the model are known to work, so a bad flag leaves no debris.
   const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
-  run_ = std::make_unique<RunDirectory>(dir);
+  if (!opts_.resume.empty()) load_checkpoint();
+  run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
+                  : std::make_unique<RunDirectory>(dir);
   recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
       .spec = &spec_,
       .schedule = schedule_,
@@ -240,7 +250,99 @@ void Server::prepare() {
           tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
         });
   }
+  if (resumed_) {
+    // config.json stays as the first start wrote it; the resume is recorded in summary.json.
+    try {
+      const auto state = nlohmann::json::parse(resumed_->driver_state);
+      recorder_->resume(state.at("recorder"));
+      events_ = state.at("events");
+    } catch (const nlohmann::json::exception& e) {
+      throw ConfigError(
+          fmt::format("--resume {}: checkpoint corrupt: recorder state: {}", dir, e.what()));
+    }
+    events_.push_back({{"event", "resumed"},
+                       {"iteration", resumed_->iteration},
+                       {"epoch", resumed_->epochs_done},
+                       {"command_line", opts_.command_line}});
+    fmt::print("init_server: resuming {} from its checkpoint at iteration {} (epoch {} of {})\n",
+               dir, resumed_->iteration, resumed_->epochs_done, spec_.epochs);
+    return;
+  }
   run_->write_config(config_json());
+}
+
+CheckpointHeader Server::checkpoint_header() const {
+  return CheckpointHeader{.model = spec_.model,
+                          .num_parameters = model_->num_parameters(),
+                          .config_hash = job_config_hash(spec_),
+                          .strategy = spec_.psgd};
+}
+
+void Server::load_checkpoint() {
+  const std::string path = spec_.output + "/" + kCheckpointFile;
+  try {
+    Checkpoint c = decode_checkpoint(read_checkpoint_file(path));
+    check_matches(c, checkpoint_header());
+    if (c.worker_batches.size() != static_cast<std::size_t>(spec_.node_count)) {
+      throw CheckpointError(fmt::format("checkpoint has {} workers, the job {}",
+                                        c.worker_batches.size(), spec_.node_count));
+    }
+    // The strategy must accept its state before any worker is asked to join.
+    std::vector<float> scratch(c.parameters);
+    SteadyClock clock;
+    make_server_role(spec_, schedule_,
+                     ServerContext{.parameters = scratch,
+                                   .sgd = sgd_options(spec_),
+                                   .uplink = uplink_codec_spec(spec_, 0),
+                                   .downlink = downlink_codec_spec(spec_),
+                                   .clock = &clock})
+        ->restore(c.role_state);
+    nlohmann::json::parse(c.driver_state).at("recorder").at("epoch");
+    auto params = model_->parameters();
+    std::copy(c.parameters.begin(), c.parameters.end(), params.begin());
+    resumed_ = std::move(c);
+  } catch (const CheckpointError& e) {
+    throw ConfigError(fmt::format("--resume {}: {}", path, e.what()));
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("--resume {}: {}", path, e.what()));
+  } catch (const std::exception& e) {
+    throw ConfigError(fmt::format("--resume {}: checkpoint corrupt: {}", path, e.what()));
+  }
+}
+
+void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) {
+  const std::int64_t every = spec_.checkpoint_every;
+  const std::int64_t it = role_->iteration();
+  if (every <= 0 || it == iteration_before || role_->finished()) return;
+  const bool epoch_end = recorder_->epochs_done() != epochs_before;
+  if (!epoch_end && it / every == iteration_before / every) return;
+  const double t0 = clock_.now();
+  Checkpoint c{
+      .header = checkpoint_header(),
+      .iteration = it,
+      .epochs_done = recorder_->epochs_done(),
+      .role_state = role_->snapshot(),
+      .driver_state =
+          nlohmann::json{{"recorder", recorder_->snapshot(it)}, {"events", events_}}.dump()};
+  const auto params = model_->parameters();
+  c.parameters.assign(params.begin(), params.end());
+  for (int w = 0; w < spec_.node_count; ++w)
+    c.worker_batches.push_back(role_->worker_batches(w));
+  try {
+    write_checkpoint_file(run_->file(kCheckpointFile), encode_checkpoint(c));
+  } catch (const IoError& e) {
+    fail(fmt::format("cannot write the checkpoint: {}", e.what()));
+    return;
+  }
+  ++checkpoints_written_;
+  spdlog::info("checkpoint at iteration {} (epoch {}) in {}", it, c.epochs_done,
+               fmt_duration(clock_.now() - t0));
+  if (opts_.crash_after_checkpoints > 0 && checkpoints_written_ == opts_.crash_after_checkpoints) {
+    fmt::print(stderr, "init_server: --crash_after_checkpoints {}: killing this server\n",
+               checkpoints_written_);
+    std::fflush(stderr);
+    std::raise(SIGKILL);
+  }
 }
 
 void Server::listen() {
@@ -561,7 +663,8 @@ void Server::send_jobs() {
             .data_hash = data_hash_,
             .norm_shift = normalizer_.shift,
             .norm_scale = normalizer_.scale,
-            .train_size = static_cast<std::int64_t>(holdout_.train.size())};
+            .train_size = static_cast<std::int64_t>(holdout_.train.size()),
+            .start_batch = resumed_ ? std::max<std::int64_t>(0, resumed_->worker_batches[w]) : 0};
     if (uses_gradient_coding(spec_)) {
       for (int b : placement_.blocks_of_worker[w]) {
         job.block_ids.push_back(b);
@@ -575,7 +678,7 @@ void Server::send_jobs() {
   }
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
-  run_->write_config(config_json());
+  if (!resumed_) run_->write_config(config_json());
 }
 
 void Server::on_data_offer(int w, const DataOffer& offer) {
@@ -700,6 +803,11 @@ void Server::start_training() {
                                          .downlink = downlink_codec_spec(spec_),
                                          .clock = &clock_,
                                          .observer = observer});
+  if (resumed_) {
+    role_->restore(resumed_->role_state);  // checked in load_checkpoint()
+    resumed_->role_state = {};
+    resumed_->parameters = {};
+  }
   std::vector<std::string> hosts;
   for (const auto& slot : workers_)
     hosts.push_back(slot.host);
@@ -717,6 +825,8 @@ void Server::start_training() {
 
 void Server::on_training_message(int w, const Message& message) {
   Outbox out;
+  const std::int64_t iteration_before = role_->iteration();
+  const int epochs_before = recorder_->epochs_done();
   try {
     role_->on_message(w, message, out);
   } catch (const ProtocolError& e) {
@@ -725,6 +835,7 @@ void Server::on_training_message(int w, const Message& message) {
   }
   dispatch(out);
   recorder_->after_dispatch(role_->iteration());
+  maybe_checkpoint(iteration_before, epochs_before);
   if (role_->finished()) finish("completed", true);
 }
 
@@ -788,8 +899,14 @@ void Server::finish(const std::string& status, bool ok) {
       nlohmann::json lost = nlohmann::json::array();
       for (std::size_t w = 0; w < workers_.size(); ++w)
         if (workers_[w].lost) lost.push_back(w);
-      recorder_->finish(status, ok, role_ ? role_->iteration() : 0,
-                        {{"events", events_}, {"lost_workers", lost}});
+      nlohmann::json extra{{"events", events_},
+                           {"lost_workers", lost},
+                           {"checkpoints_written", checkpoints_written_},
+                           {"resumed", resumed_.has_value()}};
+      // A fingerprint of the final global model: two runs that end with bit-identical
+      // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
+      if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());
+      recorder_->finish(status, ok, role_ ? role_->iteration() : 0, extra);
     }
   } catch (const Error& e) {
     fmt::print(stderr, "init_server: could not complete the run directory: {}\n", e.what());

@@ -82,6 +82,23 @@ class ServerRole {
     (void)out;
     return false;
   }
+
+  // Checkpoint seam (psgd/checkpoint.h). A driver calls these only between two messages, right
+  // after an update (iteration() just advanced). snapshot() returns everything the role needs
+  // besides the global parameters (the driver saves those) to continue exactly: optimiser state,
+  // counters, per-worker bookkeeping; restore() takes what snapshot() returned, on a role freshly
+  // built for the same job and schedule, before on_start(). Both throw ConfigError for a
+  // strategy that does not implement them (the default); JobSpec::validate() refuses
+  // --checkpoint_every for such strategies first.
+  virtual std::vector<std::uint8_t> snapshot() const;
+  virtual void restore(std::span<const std::uint8_t> state);
+  // Batches worker `worker` has drawn from its batch stream as far as this role knows (the
+  // gradients it received from it). A client that resumes or takes over that worker's slot skips
+  // this many batches, so it continues the same batch order. -1: not known (the default).
+  virtual std::int64_t worker_batches(NodeId worker) const {
+    (void)worker;
+    return -1;
+  }
 };
 
 // What a worker role asks of its driver after handling an event.

@@ -41,6 +41,18 @@ bool SsgdServer::on_worker_lost(NodeId worker, Outbox& out) {
   return wait_for_ < schedule_.node_count && alive_ >= wait_for_;
 }
 
+bool SsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
+  if (worker < 0 || worker >= schedule_.node_count || finished()) return false;
+  const auto w = static_cast<std::size_t>(worker);
+  ++alive_;
+  // The lost worker's gradient for the open round still counts: close_round() replies to its
+  // slot. Otherwise the replacement starts on the current model at once.
+  if (pending_[w].received) return true;
+  last_sent_[w] = iteration_;
+  out.push_back({worker, params_message(iteration_, *downlink_, ctx_.parameters)});
+  return true;
+}
+
 namespace {
 constexpr std::uint32_t kSsgdStateVersion = 1;
 }

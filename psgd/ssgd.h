@@ -44,6 +44,9 @@ class SsgdServer final : public ServerRole {
   // how many gradients it has sent (its batches). Taken right after a round closes, when no
   // gradient of the next round has arrived yet, so the open round is empty and not saved; a
   // restored server starts with every worker alive and sends the checkpoint's parameters.
+  // A replacement counts as alive again and is sent the current parameters (or, when its
+  // predecessor's gradient is already in the open round, the parameters that round produces).
+  bool on_worker_rejoined(NodeId worker, Outbox& out) override;
   std::vector<std::uint8_t> snapshot() const override;
   void restore(std::span<const std::uint8_t> state) override;
   std::int64_t worker_batches(NodeId worker) const override;

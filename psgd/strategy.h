@@ -83,6 +83,16 @@ class ServerRole {
     return false;
   }
 
+  // A new worker process has taken over `worker`'s slot after on_worker_lost() returned true: it
+  // holds the same data and continues the same batch order (worker_batches()), and has no
+  // parameters yet. Count it again and send it what it needs to start; return false if this
+  // strategy cannot take a replacement (the driver then refuses the client). Default: false.
+  virtual bool on_worker_rejoined(NodeId worker, Outbox& out) {
+    (void)worker;
+    (void)out;
+    return false;
+  }
+
   // Checkpoint seam (psgd/checkpoint.h). A driver calls these only between two messages, right
   // after an update (iteration() just advanced). snapshot() returns everything the role needs
   // besides the global parameters (the driver saves those) to continue exactly: optimiser state,

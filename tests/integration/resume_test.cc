@@ -182,6 +182,72 @@ TEST(Resume, DamagedCheckpointsAndChangedJobsAreRefusedInOneLine) {
   expect_refused("another model");
 }
 
+// kill -9 one of 3 ssgd workers (--wait_for 2) mid-run, start a new client: it takes over the
+// dead worker's slot (same data, continuing its batch order), the run completes with 3 workers,
+// and summary.json records the loss and the rejoin.
+TEST(Rejoin, NewClientTakesOverADeadWorkersSlot) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Passphrase passphrase;
+  Cluster cluster;
+  // 5 epochs of 32 rounds with a 0.04 s pause per batch: the run is still going when the
+  // replacement has loaded its data.
+  // clang-format off
+  const std::vector<std::string> flags{
+      "--train_samples", "3000", "--test_samples", "300", "--epochs", "5", "--batch_size", "32",
+      "--delay", "fixed:0.04", "--psgd", "ssgd", "--wait_for", "2", "--dead_after", "3",
+      "--heartbeat_interval", "0.5"};
+  // clang-format on
+  ASSERT_NO_FATAL_FAILURE(cluster.start(3, flags));
+  const auto start = std::chrono::steady_clock::now();
+  auto server_says = [&](const std::string& what) {
+    return cluster.server->out().find(what) != std::string::npos ||
+           cluster.server->err().find(what) != std::string::npos;
+  };
+  while (!server_says("initial test loss")) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 60s) << cluster.logs();
+    ASSERT_TRUE(cluster.server->running()) << cluster.logs();
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(500ms);
+  const auto victim_pid = cluster.clients[2]->pid();
+  cluster.clients[2]->kill();
+  while (!server_says("lost worker")) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 90s) << cluster.logs();
+    ASSERT_TRUE(cluster.server->running()) << "the run ended before the replacement\n"
+                                           << cluster.logs();
+    std::this_thread::sleep_for(50ms);
+  }
+  cluster.add_client();  // client 3, the replacement
+  const auto replacement_pid = cluster.clients[3]->pid();
+  auto code = cluster.server->wait(120s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  ASSERT_EQ(*code, 0) << cluster.logs();
+  auto replacement = cluster.clients[3]->wait(30s);
+  ASSERT_TRUE(replacement.has_value()) << cluster.logs();
+  EXPECT_EQ(*replacement, 0) << cluster.logs();
+  const std::string replacement_out = cluster.clients[3]->out();
+  EXPECT_NE(replacement_out.find("continuing worker"), std::string::npos) << replacement_out;
+  EXPECT_NE(replacement_out.find("done: completed"), std::string::npos) << replacement_out;
+
+  const auto config = nlohmann::json::parse(read_file(cluster.dir.file("run") + "/config.json"));
+  int victim = -1;
+  for (const auto& w : config["workers"])
+    if (w["pid"].get<int>() == victim_pid) victim = w["worker"].get<int>();
+  ASSERT_GE(victim, 0) << config["workers"].dump();
+  const auto summary = summary_in(cluster.dir.file("run"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["workers_at_end"], 3);
+  EXPECT_EQ(summary["lost_workers"], nlohmann::json::array());
+  ASSERT_EQ(summary["events"].size(), 2u) << summary["events"].dump(1);
+  EXPECT_EQ(summary["events"][0]["event"], "worker_lost");
+  EXPECT_EQ(summary["events"][0]["worker"], victim);
+  EXPECT_EQ(summary["events"][1]["event"], "worker_rejoined");
+  EXPECT_EQ(summary["events"][1]["worker"], victim);
+  EXPECT_EQ(summary["events"][1]["pid"], replacement_pid);
+  EXPECT_GE(summary["events"][1]["iteration"].get<int>(),
+            summary["events"][0]["iteration"].get<int>());
+}
+
 TEST(Resume, CheckpointsAreRefusedForStrategiesWithoutThem) {
   testing::TempDir dir;
   auto r = testing::run(PSGD_INIT_SERVER, {"--psgd", "asgd", "--checkpoint_every", "5"}, dir);

@@ -511,8 +511,31 @@ TEST(WorkerLost, SsgdReplacementOfAWorkerWhoseGradientIsInTheOpenRound) {
   EXPECT_TRUE(sim.run_random(5));
 }
 
+TEST(WorkerLost, AsgdReplacementRejoins) {
+  RoleSim sim(job("asgd", 2, 0.1), {.node_count = 2, .iterations_per_epoch = 8, .epochs = 1});
+  sim.start();
+  (void)sim.run_random(3, 6);
+  sim.to_worker[1].clear();
+  sim.to_server[1].clear();
+  sim.computing[1] = false;
+  Outbox out;
+  ASSERT_TRUE(sim.server->on_worker_lost(1, out));
+  const std::int64_t batches = sim.server->worker_batches(1);
+  EXPECT_GE(batches, 0);
+  sim.learners[1] = std::make_unique<testing::ToyLearner>(std::vector<float>(RoleSim::kSize, 3.0f),
+                                                          RoleSim::kSize);
+  sim.workers[1] = make_worker_role(
+      job("asgd", 2, 0.1), sim.schedule,
+      WorkerContext{.learner = sim.learners[1].get(), .clock = &sim.clock, .id = 1});
+  ASSERT_TRUE(sim.server->on_worker_rejoined(1, out));
+  ASSERT_EQ(out.size(), 1u);
+  sim.route_from_server(out);
+  EXPECT_TRUE(sim.run_random(4));
+  EXPECT_GT(sim.server->worker_batches(1), batches) << "the replacement's gradients count";
+}
+
 TEST(WorkerLost, StrategiesWithoutReplacementsRefuseThem) {
-  for (const std::string psgd : {"asgd", "local_sgd"}) {
+  for (const std::string psgd : {"local_sgd"}) {
     RoleSim sim(job(psgd, 2, 0.1), {.node_count = 2, .iterations_per_epoch = 4, .epochs = 1});
     sim.start();
     Outbox out;

@@ -137,6 +137,16 @@ void JobSpec::validate() const {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
   }
   validate_strategy_options();
+  if (checkpoint_every < 0) {
+    throw ConfigError(fmt::format("--checkpoint_every {}: must not be negative (0: no checkpoints)",
+                                  checkpoint_every));
+  }
+  if (checkpoint_every > 0 && (psgd != "ssgd" || codec == "gc" || codec == "ndc")) {
+    throw ConfigError(fmt::format(
+        "--checkpoint_every with --psgd {}{}: checkpoint and resume are implemented for ssgd "
+        "(without gc / ndc) only",
+        psgd, psgd == "ssgd" ? fmt::format(" --codec {}", codec) : std::string()));
+  }
 }
 
 void JobSpec::validate_gradient_coding() const {
@@ -310,6 +320,7 @@ std::string JobSpec::short_name() const {
   X(threads)               \
   X(join_timeout)          \
   X(io_timeout)            \
+  X(checkpoint_every)      \
   X(codec_levels)          \
   X(codec_ratio)           \
   X(codec_bucket)          \

@@ -55,6 +55,9 @@ struct JobSpec {
   int threads = 0;            // torch threads per worker (0: cores / processes on that host)
   double join_timeout = 300;  // seconds the server waits for all workers to join and load data
   double io_timeout = 120;    // seconds any single wait for a peer may last
+  // Write <run dir>/checkpoint.bin every this many iterations and at every epoch end (0: never);
+  // init_server --resume continues from it. ssgd only (psgd/checkpoint.h).
+  std::int64_t checkpoint_every = 0;
 
   // --- strategies, stragglers, data skew (0 / -1 / "none": not given) ---
   int wait_for = 0;            // ssgd: close each round with the first k gradients (0: all)

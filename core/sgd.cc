@@ -54,6 +54,12 @@ void momentum_step(float* p, const float* g, float* buf, std::size_t n, float lr
 
 }  // namespace
 
+void FlatSgd::restore(std::span<const float> buffer, bool first_step) {
+  PSGD_CHECK_EQ(buffer.size(), buffer_.size(), "momentum buffer of another size");
+  buffer_.assign(buffer.begin(), buffer.end());
+  first_step_ = first_step;
+}
+
 void FlatSgd::step(std::span<float> params, std::span<const float> grad) {
   PSGD_CHECK_EQ(params.size(), grad.size(), "parameter and gradient sizes differ");
   const SgdOptions o = options_;

@@ -24,6 +24,11 @@ class FlatSgd {
 
   const SgdOptions& options() const { return options_; }
   std::span<const float> momentum_buffer() const { return buffer_; }
+  // True before the first step (the momentum buffer then starts as the first direction).
+  bool first_step() const { return first_step_; }
+  // Puts the optimiser back in a state read from momentum_buffer() and first_step() (a
+  // checkpoint). Throws Error when the buffer's size does not fit this optimiser.
+  void restore(std::span<const float> buffer, bool first_step);
 
  private:
   SgdOptions options_;

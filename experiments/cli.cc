@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -74,6 +75,51 @@ void add_simulation_flags(CLI::App& app, SimOptions& sim) {
   add("--straggler_dist", sim.straggler_dist,
       "Extra delay of every step of every worker: exp:MEAN (seconds, seeded)");
   add("--fail", sim.fail, "Failing workers: WORKER@SECONDS,... e.g. \"3@12.5\" (virtual time)");
+}
+
+// --resume RUN_DIR: the job is the one in RUN_DIR/config.json. Flags that only say where and how
+// this server runs may be given; any other would change the job and is refused.
+void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& out) {
+  static const std::vector<std::string> allowed{"--working_ports",
+                                                "--port_file",
+                                                "--bind",
+                                                "--passphrase_file",
+                                                "--heartbeat_interval",
+                                                "--dead_after",
+                                                "--join_timeout",
+                                                "--io_timeout",
+                                                "--threads",
+                                                "--checkpoint_every",
+                                                "--crash_after_checkpoints"};
+  for (const CLI::Option* o : app.get_options()) {
+    if (o == resume || o->count() == 0) continue;
+    const std::string name = o->get_name();
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      throw ConfigError(fmt::format(
+          "--resume {} continues the job in its config.json; {} would change it (only {} may "
+          "be given)",
+          out.resume, name, fmt::join(allowed, ", ")));
+    }
+  }
+  const std::string path = out.resume + "/config.json";
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("--resume {}: no config.json there", out.resume));
+  JobSpec job;
+  try {
+    from_json(nlohmann::json::parse(in).at("job"), job);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(
+        fmt::format("--resume {}: cannot read config.json: {}", out.resume, e.what()));
+  }
+  const JobSpec& given = out.spec;
+  auto given_flag = [&](const char* name) { return app.get_option(name)->count() > 0; };
+  if (given_flag("--working_ports")) job.working_ports = given.working_ports;
+  if (given_flag("--join_timeout")) job.join_timeout = given.join_timeout;
+  if (given_flag("--io_timeout")) job.io_timeout = given.io_timeout;
+  if (given_flag("--threads")) job.threads = given.threads;
+  if (given_flag("--checkpoint_every")) job.checkpoint_every = given.checkpoint_every;
+  job.output = out.resume;
+  out.spec = job;
 }
 
 }  // namespace
@@ -199,6 +245,20 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Seconds to wait for all workers to join and load their data");
   app.add_option("--io_timeout", s.io_timeout,
                  "Seconds any single wait for a peer may last before the peer counts as dead");
+  app.add_option("--checkpoint_every", s.checkpoint_every,
+                 "Write <run dir>/checkpoint.bin every N iterations (ssgd: rounds) and at every "
+                 "epoch end, so that a crashed server can be restarted with --resume (0: no "
+                 "checkpoints; ssgd only). Each write replaces the last one atomically")
+      ->check(CLI::NonNegativeNumber);
+  auto* resume = app.add_option(
+      "--resume", out.resume,
+      "Continue the run in RUN_DIR from its last checkpoint: the job is read from "
+      "RUN_DIR/config.json (flags that would change it are refused), workers connect as usual, "
+      "and metrics, workers.csv and summary.json continue in RUN_DIR");
+  app.add_option("--crash_after_checkpoints", out.crash_after_checkpoints,
+                 "Testing aid: kill this server with SIGKILL right after its N-th checkpoint "
+                 "(0: never)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--wait_for", s.wait_for,
                  "ssgd: close each round with the first k gradients (backup workers, Chen et al. "
                  "2016); late ones are dropped and their worker resynchronised (0: all workers)");
@@ -246,8 +306,12 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   add_simulation_flags(app, out.sim);
   try {
     app.parse(argc, argv);
+    if (!out.resume.empty()) resume_job(app, resume, out);
     s.validate();
     if (out.sim.enabled) cluster_options(out.sim, s.node_count, s.seed);  // checks the flags
+    if (out.sim.enabled && (s.checkpoint_every > 0 || !out.resume.empty())) {
+      throw ConfigError("--checkpoint_every / --resume: not with --simulate (real runs only)");
+    }
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

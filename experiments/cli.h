@@ -21,6 +21,12 @@ struct ServerOptions {
   std::string port_file;     // write the listening port here once bound (for scripts and tests)
   bool timeline = false;     // --timeline: <run>/timeline.json (Chrome trace)
   bool tensorboard = false;  // --tensorboard: <run>/tensorboard/events.out.tfevents.*
+  // --resume RUN_DIR: continue that run from its checkpoint.bin; spec is then the job of its
+  // config.json (only the flags that do not change the job may be given as well).
+  std::string resume;
+  // Testing aid: after writing this many checkpoints the server kills itself with SIGKILL (an
+  // abrupt crash at a known point, for resume tests). 0: never.
+  int crash_after_checkpoints = 0;
   std::string command_line;
   SimOptions sim;  // --simulate and its flags: run every node in this process (simulate.h)
 };

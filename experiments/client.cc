@@ -392,6 +392,11 @@ void Client::start_with(nn::Dataset samples) {
                            .block_ids = job_.block_ids,
                            .block_sizes = job_.block_sizes},
         data_, std::move(rows));
+    if (job_.start_batch < 0 || job_.start_batch > (std::int64_t{1} << 40)) {
+      throw ProtocolError(
+          fmt::format("the job's start batch {} is out of range", job_.start_batch));
+    }
+    trainer_->skip_batches(job_.start_batch);
     if (trainer_->num_parameters() != job_.num_parameters) {
       throw ConfigError(fmt::format(
           "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
@@ -442,6 +447,10 @@ void Client::start_with(nn::Dataset samples) {
   }
   conn_->set_max_body_bytes(8 * static_cast<std::uint64_t>(trainer_->num_parameters()) + (1 << 20));
   conn_->set_read_timeout(std::max(spec_.io_timeout, spec_.join_timeout));
+  if (job_.start_batch > 0) {
+    say(fmt::format("continuing worker {}'s batch order after its first {} batches", worker_,
+                    job_.start_batch));
+  }
   say(fmt::format(
       "worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_, spec_.node_count,
       fmt_count(static_cast<double>(job_.samples.size())), spec_.dataset, trainer_->describe(),

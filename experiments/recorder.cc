@@ -32,7 +32,102 @@ RunRecorder::RunRecorder(RecorderSetup setup)
 }
 
 double RunRecorder::wall_since_start() const {
-  return s_.wall->now() - wall_start_;
+  return wall_before_ + s_.wall->now() - wall_start_;
+}
+
+namespace {
+
+nlohmann::json row_json(const MetricsRow& r) {
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  return {{"epoch", r.epoch},
+          {"iteration", r.iteration},
+          {"wall_s", r.wall_s},
+          {"virtual_s", opt(r.virtual_s)},
+          {"train_loss", opt(r.train_loss)},
+          {"test_loss", r.test_loss},
+          {"test_accuracy",
+           std::isnan(r.test_accuracy) ? nlohmann::json(nullptr) : nlohmann::json(r.test_accuracy)},
+          {"bytes_up", r.bytes_up},
+          {"bytes_down", r.bytes_down},
+          {"samples", r.samples},
+          {"validation_loss", opt(r.validation_loss)},
+          {"validation_accuracy", opt(r.validation_accuracy)}};
+}
+
+MetricsRow row_of(const nlohmann::json& j) {
+  auto opt = [&](const char* key) {
+    return j.at(key).is_null() ? std::nullopt : std::optional<double>(j.at(key).get<double>());
+  };
+  return MetricsRow{.epoch = j.at("epoch").get<int>(),
+                    .iteration = j.at("iteration").get<std::int64_t>(),
+                    .wall_s = j.at("wall_s").get<double>(),
+                    .virtual_s = opt("virtual_s"),
+                    .train_loss = opt("train_loss"),
+                    .test_loss = j.at("test_loss").get<double>(),
+                    .test_accuracy = opt("test_accuracy").value_or(NAN),
+                    .bytes_up = j.at("bytes_up").get<std::uint64_t>(),
+                    .bytes_down = j.at("bytes_down").get<std::uint64_t>(),
+                    .samples = j.at("samples").get<std::int64_t>(),
+                    .validation_loss = opt("validation_loss"),
+                    .validation_accuracy = opt("validation_accuracy")};
+}
+
+}  // namespace
+
+nlohmann::json RunRecorder::snapshot(std::int64_t iteration) const {
+  (void)iteration;
+  Traffic total;
+  for (int w = 0; w < spec_.node_count; ++w) {
+    const Traffic t = s_.traffic(w);
+    total.up += t.up;
+    total.down += t.down;
+  }
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& r : history_)
+    history.push_back(row_json(r));
+  nlohmann::json totals = nlohmann::json::array();
+  for (const auto& t : totals_) {
+    totals.push_back({{"iterations", t.iterations},
+                      {"dropped", t.dropped},
+                      {"local_steps", t.local_steps},
+                      {"samples", t.samples}});
+  }
+  return {{"epoch", epoch_},
+          {"wall_s", started_ ? wall_since_start() : wall_before_},
+          {"bytes_up", total.up - at_start_.up + before_.up},
+          {"bytes_down", total.down - at_start_.down + before_.down},
+          {"samples_total", samples_total_},
+          {"samples_at_epoch_start", samples_at_epoch_start_},
+          {"epoch_loss_sum", epoch_loss_sum_},
+          {"epoch_rounds", epoch_rounds_},
+          {"rounds_short", rounds_short_},
+          {"history", history},
+          {"totals", totals}};
+}
+
+void RunRecorder::resume(const nlohmann::json& j) {
+  epoch_ = j.at("epoch").get<int>();
+  wall_before_ = j.at("wall_s").get<double>();
+  before_ = Traffic{.up = j.at("bytes_up").get<std::uint64_t>(),
+                    .down = j.at("bytes_down").get<std::uint64_t>()};
+  samples_total_ = j.at("samples_total").get<std::int64_t>();
+  samples_at_epoch_start_ = j.at("samples_at_epoch_start").get<std::int64_t>();
+  epoch_loss_sum_ = j.at("epoch_loss_sum").get<double>();
+  epoch_rounds_ = j.at("epoch_rounds").get<std::int64_t>();
+  rounds_short_ = j.at("rounds_short").get<std::int64_t>();
+  history_.clear();
+  for (const auto& r : j.at("history"))
+    history_.push_back(row_of(r));
+  const auto& totals = j.at("totals");
+  for (std::size_t w = 0; w < totals_.size() && w < totals.size(); ++w) {
+    totals_[w].iterations = totals[w].at("iterations").get<std::int64_t>();
+    totals_[w].dropped = totals[w].at("dropped").get<std::int64_t>();
+    totals_[w].local_steps = totals[w].at("local_steps").get<std::int64_t>();
+    totals_[w].samples = totals[w].at("samples").get<std::int64_t>();
+  }
+  resumed_ = true;
 }
 
 std::optional<double> RunRecorder::virtual_since_start() const {
@@ -41,6 +136,19 @@ std::optional<double> RunRecorder::virtual_since_start() const {
 }
 
 void RunRecorder::start() {
+  if (resumed_) {
+    for (int w = 0; w < spec_.node_count; ++w) {
+      marks_[w] = s_.traffic(w);
+      at_start_.up += marks_[w].up;
+      at_start_.down += marks_[w].down;
+    }
+    wall_start_ = epoch_wall_start_ = s_.wall->now();
+    started_ = true;
+    fmt::print("{}: resuming at epoch {}/{} ({:.1f} s trained before)\n", s_.log_prefix, epoch_,
+               spec_.epochs, wall_before_);
+    std::fflush(stdout);
+    return;
+  }
   const EvalStats initial = s_.model->evaluate();
   MetricsRow row{.epoch = 0,
                  .virtual_s = s_.virtual_clock ? std::optional<double>(0.0) : std::nullopt,
@@ -137,8 +245,8 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
                  .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
                  .test_loss = eval.loss,
                  .test_accuracy = eval.accuracy,
-                 .bytes_up = total.up - at_start_.up,
-                 .bytes_down = total.down - at_start_.down,
+                 .bytes_up = total.up - at_start_.up + before_.up,
+                 .bytes_down = total.down - at_start_.down + before_.down,
                  .samples = samples_total_,
                  .validation_loss = eval.validation_loss,
                  .validation_accuracy = eval.validation_accuracy};

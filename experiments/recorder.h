@@ -73,6 +73,14 @@ class RunRecorder final : public ServerObserver {
   void on_worker(NodeId worker, const WorkerReport& report) override;
   void on_round(const RoundStats& stats) override;
 
+  // Checkpoint and resume (psgd/checkpoint.h): the recorder's counters and history as JSON, and
+  // a fresh recorder continuing from them. resume() is called instead of the initial evaluation
+  // of start(): start() then only restarts the clocks, and wall_s, bytes and samples continue
+  // from the checkpoint's values. Per-worker rows of the epoch the checkpoint fell into count
+  // from the resume on.
+  nlohmann::json snapshot(std::int64_t iteration) const;
+  void resume(const nlohmann::json& state);
+
   int epochs_done() const { return epoch_; }
   bool started() const { return started_; }
   const std::vector<MetricsRow>& history() const { return history_; }
@@ -93,6 +101,9 @@ class RunRecorder final : public ServerObserver {
   std::int64_t rounds_short_ = 0;
   std::vector<Traffic> marks_;
   Traffic at_start_;
+  Traffic before_;          // bytes counted before a resume
+  double wall_before_ = 0;  // wall seconds before a resume
+  bool resumed_ = false;
   bool started_ = false;
   double wall_start_ = 0, virtual_start_ = 0;
   double epoch_wall_start_ = 0;

@@ -56,6 +56,54 @@ RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
   workers_.flush();
 }
 
+namespace {
+
+// Keeps the header and the rows whose first field (the epoch) is at most `last_epoch`.
+void keep_rows_up_to(const std::string& path, int last_epoch) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("--resume: {} is missing", path));
+  std::string text, line;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (!header) {
+      const auto comma = line.find(',');
+      int epoch = 0;
+      try {
+        epoch = std::stoi(line.substr(0, comma));
+      } catch (const std::exception&) {
+        continue;  // a row cut short by the crash
+      }
+      if (comma == std::string::npos || epoch > last_epoch) continue;
+    }
+    header = false;
+    text += line + "\n";
+  }
+  write_file_atomic(path, text);
+}
+
+}  // namespace
+
+RunDirectory::RunDirectory(std::string path, int epochs_done) : path_(std::move(path)) {
+  if (!fs::is_directory(path_)) {
+    throw ConfigError(fmt::format("--resume {}: not a run directory", path_));
+  }
+  if (fs::exists(file("summary.json"))) {
+    std::ifstream in(file("summary.json"));
+    nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
+    if (!summary.is_discarded() && summary.value("ok", false)) {
+      throw ConfigError(
+          fmt::format("--resume {}: this run already completed (summary.json)", path_));
+    }
+  }
+  keep_rows_up_to(file("metrics.csv"), epochs_done);
+  keep_rows_up_to(file("workers.csv"), epochs_done);
+  metrics_.open(file("metrics.csv"), std::ios::app);
+  workers_.open(file("workers.csv"), std::ios::app);
+  if (!metrics_ || !workers_) {
+    throw ConfigError(fmt::format("--resume {}: cannot write files there", path_));
+  }
+}
+
 std::string RunDirectory::file(const std::string& name) const {
   return (fs::path(path_) / name).string();
 }

@@ -76,6 +76,12 @@ class RunDirectory {
   // Creates the directory (and parents). Throws ConfigError if it exists and holds a
   // summary.json (never overwrite a finished run) or cannot be created.
   explicit RunDirectory(std::string path);
+  // Continues the run in `path` (init_server --resume) whose checkpoint holds `epochs_done`
+  // epochs: keeps metrics.csv rows of epochs <= epochs_done and workers.csv rows of epochs
+  // <= epochs_done (later ones were written after the checkpoint and will be written again) and
+  // appends from there. ConfigError when the directory has no metrics.csv or holds a completed
+  // run; the summary.json of a failed run is replaced when this one ends.
+  RunDirectory(std::string path, int epochs_done);
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const;

@@ -32,6 +32,7 @@
 #include "nn/partition.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
+#include "psgd/checkpoint.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -76,6 +77,10 @@ struct WorkerSlot {
   std::string address;                // IP address the worker connected from
   int peer_port = 0;                  // peer-to-peer strategies: where it accepts peer links
   bool peers_up = false;              // peer-to-peer strategies: its PeersUp has arrived
+  // A new client taking over this lost slot during training; it is loading its data and is
+  // sent nothing of the strategy's until its Ready.
+  bool rejoining = false;
+  Traffic traffic_before;  // bytes of this slot's earlier connections (a lost worker's)
 };
 
 class Server {
@@ -101,6 +106,12 @@ class Server {
                     const Message& message);
   void on_hello(const std::shared_ptr<net::Connection>& conn, const Hello& hello);
   void on_worker_lost(int worker, const std::string& why);
+  // A client that authenticated during training: it takes over a lost worker's slot.
+  void take_over(const std::shared_ptr<net::Connection>& conn, const Hello& hello);
+  void on_rejoined(int worker);
+  // A replacement that failed before it was ready: its slot is lost again, the run goes on.
+  void drop_replacement(int worker, const std::string& why);
+  Job make_job(std::size_t worker, int threads) const;
   void record_lost(int worker, const std::string& why, bool carried_on);
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
@@ -112,6 +123,11 @@ class Server {
   void on_training_message(int worker, const Message& message);
   void dispatch(const Outbox& out);
   void arm_progress_timer();
+  // --resume: reads and checks the checkpoint, puts its parameters into the model.
+  void load_checkpoint();
+  CheckpointHeader checkpoint_header() const;
+  // --checkpoint_every: after an update that ended an epoch or completed a period.
+  void maybe_checkpoint(std::int64_t iteration_before, int epochs_before);
   void fail(const std::string& why, int exit_code = 1);
   void finish(const std::string& status, bool ok);
   int worker_of(const net::Connection* conn) const;
@@ -154,6 +170,8 @@ class Server {
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // --tensorboard
   SteadyClock clock_;
   nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers
+  std::optional<Checkpoint> resumed_;                // --resume: the checkpoint continued from
+  int checkpoints_written_ = 0;
   int exit_code_ = 1;
 };
 
@@ -222,17 +240,25 @@ void Server::prepare() {
       spec_.batch_size, schedule_.iterations_per_epoch);
   // Created only once the data and the model are known to work, so a bad flag leaves no debris.
   const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
-  run_ = std::make_unique<RunDirectory>(dir);
-  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
-      .spec = &spec_,
-      .schedule = schedule_,
-      .dir = run_.get(),
-      .model = model_.get(),
-      .wall = &clock_,
-      .traffic = [this](int w) {
-        const auto& c = workers_[static_cast<std::size_t>(w)].conn;
-        return c ? Traffic{.up = c->bytes_received(), .down = c->bytes_sent()} : Traffic{};
-      }});
+  if (!opts_.resume.empty()) load_checkpoint();
+  run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
+                  : std::make_unique<RunDirectory>(dir);
+  recorder_ =
+      std::make_unique<RunRecorder>(RecorderSetup{.spec = &spec_,
+                                                  .schedule = schedule_,
+                                                  .dir = run_.get(),
+                                                  .model = model_.get(),
+                                                  .wall = &clock_,
+                                                  .traffic = [this](int w) {
+                                                    const auto& slot =
+                                                        workers_[static_cast<std::size_t>(w)];
+                                                    Traffic t = slot.traffic_before;
+                                                    if (slot.conn) {
+                                                      t.up += slot.conn->bytes_received();
+                                                      t.down += slot.conn->bytes_sent();
+                                                    }
+                                                    return t;
+                                                  }});
   if (opts_.tensorboard) {
     tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
     recorder_->set_epoch_listener(
@@ -240,7 +266,99 @@ void Server::prepare() {
           tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
         });
   }
+  if (resumed_) {
+    // config.json stays as the first start wrote it; the resume is recorded in summary.json.
+    try {
+      const auto state = nlohmann::json::parse(resumed_->driver_state);
+      recorder_->resume(state.at("recorder"));
+      events_ = state.at("events");
+    } catch (const nlohmann::json::exception& e) {
+      throw ConfigError(
+          fmt::format("--resume {}: checkpoint corrupt: recorder state: {}", dir, e.what()));
+    }
+    events_.push_back({{"event", "resumed"},
+                       {"iteration", resumed_->iteration},
+                       {"epoch", resumed_->epochs_done},
+                       {"command_line", opts_.command_line}});
+    fmt::print("init_server: resuming {} from its checkpoint at iteration {} (epoch {} of {})\n",
+               dir, resumed_->iteration, resumed_->epochs_done, spec_.epochs);
+    return;
+  }
   run_->write_config(config_json());
+}
+
+CheckpointHeader Server::checkpoint_header() const {
+  return CheckpointHeader{.model = spec_.model,
+                          .num_parameters = model_->num_parameters(),
+                          .config_hash = job_config_hash(spec_),
+                          .strategy = spec_.psgd};
+}
+
+void Server::load_checkpoint() {
+  const std::string path = spec_.output + "/" + kCheckpointFile;
+  try {
+    Checkpoint c = decode_checkpoint(read_checkpoint_file(path));
+    check_matches(c, checkpoint_header());
+    if (c.worker_batches.size() != static_cast<std::size_t>(spec_.node_count)) {
+      throw CheckpointError(fmt::format("checkpoint has {} workers, the job {}",
+                                        c.worker_batches.size(), spec_.node_count));
+    }
+    // The strategy must accept its state before any worker is asked to join.
+    std::vector<float> scratch(c.parameters);
+    SteadyClock clock;
+    make_server_role(spec_, schedule_,
+                     ServerContext{.parameters = scratch,
+                                   .sgd = sgd_options(spec_),
+                                   .uplink = uplink_codec_spec(spec_, 0),
+                                   .downlink = downlink_codec_spec(spec_),
+                                   .clock = &clock})
+        ->restore(c.role_state);
+    nlohmann::json::parse(c.driver_state).at("recorder").at("epoch");
+    auto params = model_->parameters();
+    std::copy(c.parameters.begin(), c.parameters.end(), params.begin());
+    resumed_ = std::move(c);
+  } catch (const CheckpointError& e) {
+    throw ConfigError(fmt::format("--resume {}: {}", path, e.what()));
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("--resume {}: {}", path, e.what()));
+  } catch (const std::exception& e) {
+    throw ConfigError(fmt::format("--resume {}: checkpoint corrupt: {}", path, e.what()));
+  }
+}
+
+void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) {
+  const std::int64_t every = spec_.checkpoint_every;
+  const std::int64_t it = role_->iteration();
+  if (every <= 0 || it == iteration_before || role_->finished()) return;
+  const bool epoch_end = recorder_->epochs_done() != epochs_before;
+  if (!epoch_end && it / every == iteration_before / every) return;
+  const double t0 = clock_.now();
+  Checkpoint c{
+      .header = checkpoint_header(),
+      .iteration = it,
+      .epochs_done = recorder_->epochs_done(),
+      .role_state = role_->snapshot(),
+      .driver_state =
+          nlohmann::json{{"recorder", recorder_->snapshot(it)}, {"events", events_}}.dump()};
+  const auto params = model_->parameters();
+  c.parameters.assign(params.begin(), params.end());
+  for (int w = 0; w < spec_.node_count; ++w)
+    c.worker_batches.push_back(role_->worker_batches(w));
+  try {
+    write_checkpoint_file(run_->file(kCheckpointFile), encode_checkpoint(c));
+  } catch (const IoError& e) {
+    fail(fmt::format("cannot write the checkpoint: {}", e.what()));
+    return;
+  }
+  ++checkpoints_written_;
+  spdlog::info("checkpoint at iteration {} (epoch {}) in {}", it, c.epochs_done,
+               fmt_duration(clock_.now() - t0));
+  if (opts_.crash_after_checkpoints > 0 && checkpoints_written_ == opts_.crash_after_checkpoints) {
+    fmt::print(stderr, "init_server: --crash_after_checkpoints {}: killing this server\n",
+               checkpoints_written_);
+    std::fflush(stderr);
+    std::raise(SIGKILL);
+  }
 }
 
 void Server::listen() {
@@ -353,6 +471,11 @@ void Server::on_frame(const std::shared_ptr<net::Connection>& conn, Message&& me
   }
   const int w = worker_of(conn.get());
   if (w < 0) return;
+  if (workers_[w].rejoining && !std::holds_alternative<Ready>(message) &&
+      !std::holds_alternative<DataOffer>(message)) {
+    drop_replacement(w, fmt::format("sent {} while loading", type_name(type_of(message))));
+    return;
+  }
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
     fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].host, err->text));
     return;
@@ -389,6 +512,10 @@ void Server::on_connection_error(const std::shared_ptr<net::Connection>& conn,
     workers_[w] = WorkerSlot{};
     return;
   }
+  if (phase_ == Phase::kTraining && workers_[w].rejoining) {
+    drop_replacement(w, why);
+    return;
+  }
   if (phase_ == Phase::kTraining) {
     on_worker_lost(w, why);
     return;
@@ -411,6 +538,8 @@ void Server::on_worker_lost(int w, const std::string& why) {
   fmt::print(stderr, "init_server: {}; {} carries on with the other workers\n", what, spec_.psgd);
   std::fflush(stderr);
   record_lost(w, why, true);
+  slot.traffic_before.up += slot.conn->bytes_received();
+  slot.traffic_before.down += slot.conn->bytes_sent();
   slot.conn.reset();
   slot.lost = true;
   dispatch(out);
@@ -419,6 +548,80 @@ void Server::on_worker_lost(int w, const std::string& why) {
     return;
   }
   if (role_->finished()) finish("completed", true);
+}
+
+void Server::take_over(const std::shared_ptr<net::Connection>& conn, const Hello& hello) {
+  auto slot = std::find_if(workers_.begin(), workers_.end(),
+                           [](const WorkerSlot& s) { return s.lost && !s.conn; });
+  if (slot == workers_.end()) {
+    spdlog::warn("refused {}: training, and no worker slot is free", conn->peer());
+    conn->send(ErrorMessage{fmt::format(
+        "this job already has its {} workers (during training a client can join only to "
+        "replace a lost one)",
+        spec_.node_count)});
+    conn->close_after_writes();
+    return;
+  }
+  const int w = static_cast<int>(slot - workers_.begin());
+  slot->conn = conn;
+  slot->hello = hello;
+  slot->host = hello.host;
+  slot->address = conn->peer().substr(0, conn->peer().rfind(':'));
+  slot->rejoining = true;
+  slot->ready = false;
+  slot->offered = false;
+  int on_host = 0;
+  for (const auto& s : workers_)
+    on_host += s.conn && s.host == hello.host;
+  const int threads =
+      spec_.threads > 0 ? spec_.threads : std::max(1, std::max(1, hello.cores) / on_host);
+  const Job job = make_job(static_cast<std::size_t>(w), threads);
+  fmt::print(
+      "init_server: {} (pid {}) takes over lost worker {}'s slot: its data, continuing after "
+      "batch {}\n",
+      hello.host, hello.pid, w, job.start_batch);
+  std::fflush(stdout);
+  conn->set_max_body_bytes(training_frame_limit(model_->num_parameters()));
+  conn->set_read_timeout(spec_.join_timeout);
+  conn->send(job);
+}
+
+void Server::on_rejoined(int w) {
+  auto& slot = workers_[static_cast<std::size_t>(w)];
+  Outbox out;
+  if (!role_->on_worker_rejoined(w, out)) {
+    drop_replacement(w, fmt::format("{} cannot take a replacement worker", spec_.psgd));
+    return;
+  }
+  slot.rejoining = false;
+  slot.lost = false;
+  slot.ready = true;
+  slot.conn->set_read_timeout(opts_.dead_after);
+  slot.conn->start_heartbeats(opts_.heartbeat_interval);
+  events_.push_back({{"event", "worker_rejoined"},
+                     {"worker", w},
+                     {"host", slot.host},
+                     {"pid", slot.hello.pid},
+                     {"iteration", role_->iteration()},
+                     {"wall_s", clock_.now()}});
+  fmt::print("init_server: worker {} is back ({}, pid {}) at iteration {}\n", w, slot.host,
+             slot.hello.pid, role_->iteration());
+  std::fflush(stdout);
+  dispatch(out);
+}
+
+void Server::drop_replacement(int w, const std::string& why) {
+  auto& slot = workers_[static_cast<std::size_t>(w)];
+  spdlog::warn("the replacement for worker {} ({}) is dropped: {}", w, slot.host, why);
+  if (slot.conn) {
+    slot.traffic_before.up += slot.conn->bytes_received();
+    slot.traffic_before.down += slot.conn->bytes_sent();
+    slot.conn->send(ErrorMessage{why});
+    slot.conn->close_after_writes();
+    slot.conn.reset();
+  }
+  slot.rejoining = false;
+  slot.ready = false;
 }
 
 void Server::record_lost(int w, const std::string& why, bool carried_on) {
@@ -519,6 +722,10 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
                     kProtocolVersion, hello.protocol));
     return;
   }
+  if (phase_ == Phase::kTraining) {
+    take_over(conn, hello);
+    return;
+  }
   if (phase_ != Phase::kJoining) {
     refuse(fmt::format("this job already has its {} workers", spec_.node_count));
     return;
@@ -542,45 +749,61 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
   if (joined() == spec_.node_count) send_jobs();
 }
 
+Job Server::make_job(std::size_t w, int threads) const {
+  const auto& slot = workers_[w];
+  Job job{.worker_id = static_cast<std::int32_t>(w),
+          .spec_json = nlohmann::json(spec_).dump(),
+          .samples = slot.samples,
+          .threads = threads,
+          .num_parameters = model_->num_parameters(),
+          .data_hash = data_hash_,
+          .norm_shift = normalizer_.shift,
+          .norm_scale = normalizer_.scale,
+          .train_size = static_cast<std::int64_t>(holdout_.train.size())};
+  // A resumed run, or a slot taken over during training: continue that worker's batch order.
+  if (role_) {
+    job.start_batch = std::max<std::int64_t>(0, role_->worker_batches(static_cast<NodeId>(w)));
+  } else if (resumed_) {
+    job.start_batch = std::max<std::int64_t>(0, resumed_->worker_batches[w]);
+  }
+  if (uses_block_streams(spec_)) {
+    for (int b : placement_.blocks_of_worker[w]) {
+      job.block_ids.push_back(b);
+      job.block_sizes.push_back(
+          static_cast<std::int64_t>(blocks_[static_cast<std::size_t>(b)].size()));
+    }
+  }
+  return job;
+}
+
 void Server::send_jobs() {
   phase_ = Phase::kLoading;
   std::map<std::string, int> per_host;
   for (const auto& w : workers_)
     per_host[w.host]++;
-  const std::string spec_json = nlohmann::json(spec_).dump();
   const std::size_t params = model_->num_parameters();
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     auto& slot = workers_[w];
     const int cores = std::max(1, slot.hello.cores);
     slot.samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w));
-    Job job{.worker_id = static_cast<std::int32_t>(w),
-            .spec_json = spec_json,
-            .samples = slot.samples,
-            .threads = spec_.threads > 0 ? spec_.threads : std::max(1, cores / per_host[slot.host]),
-            .num_parameters = params,
-            .data_hash = data_hash_,
-            .norm_shift = normalizer_.shift,
-            .norm_scale = normalizer_.scale,
-            .train_size = static_cast<std::int64_t>(holdout_.train.size())};
-    if (uses_block_streams(spec_)) {
-      for (int b : placement_.blocks_of_worker[w]) {
-        job.block_ids.push_back(b);
-        job.block_sizes.push_back(
-            static_cast<std::int64_t>(blocks_[static_cast<std::size_t>(b)].size()));
-      }
-    }
+    const Job job =
+        make_job(w, spec_.threads > 0 ? spec_.threads : std::max(1, cores / per_host[slot.host]));
     slot.conn->set_max_body_bytes(training_frame_limit(params));
     slot.conn->set_read_timeout(spec_.join_timeout);
     slot.conn->send(job);
   }
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
-  run_->write_config(config_json());
+  if (!resumed_) run_->write_config(config_json());
 }
 
 void Server::on_data_offer(int w, const DataOffer& offer) {
   auto& slot = workers_[static_cast<std::size_t>(w)];
-  if (phase_ != Phase::kLoading || !spec_.ship_data || slot.offered) {
+  if ((phase_ != Phase::kLoading && !slot.rejoining) || !spec_.ship_data || slot.offered) {
+    if (slot.rejoining) {
+      drop_replacement(w, "sent DataOffer out of turn");
+      return;
+    }
     fail(fmt::format("worker {} sent DataOffer out of turn", w));
     return;
   }
@@ -613,6 +836,15 @@ void Server::on_data_offer(int w, const DataOffer& offer) {
 }
 
 void Server::on_ready(int w, const Ready& ready) {
+  if (workers_[w].rejoining && phase_ == Phase::kTraining) {
+    if (ready.num_parameters != model_->num_parameters()) {
+      drop_replacement(w, fmt::format("built a model with {} parameters but the server's has {}",
+                                      ready.num_parameters, model_->num_parameters()));
+      return;
+    }
+    on_rejoined(w);
+    return;
+  }
   if (phase_ != Phase::kLoading || workers_[w].ready) {
     fail(fmt::format("worker {} sent Ready twice or out of turn", w));
     return;
@@ -700,6 +932,11 @@ void Server::start_training() {
                                          .downlink = downlink_codec_spec(spec_),
                                          .clock = &clock_,
                                          .observer = observer});
+  if (resumed_) {
+    role_->restore(resumed_->role_state);  // checked in load_checkpoint()
+    resumed_->role_state = {};
+    resumed_->parameters = {};
+  }
   std::vector<std::string> hosts;
   for (const auto& slot : workers_)
     hosts.push_back(slot.host);
@@ -717,6 +954,8 @@ void Server::start_training() {
 
 void Server::on_training_message(int w, const Message& message) {
   Outbox out;
+  const std::int64_t iteration_before = role_->iteration();
+  const int epochs_before = recorder_->epochs_done();
   try {
     role_->on_message(w, message, out);
   } catch (const ProtocolError& e) {
@@ -725,6 +964,7 @@ void Server::on_training_message(int w, const Message& message) {
   }
   dispatch(out);
   recorder_->after_dispatch(role_->iteration());
+  maybe_checkpoint(iteration_before, epochs_before);
   if (role_->finished()) finish("completed", true);
 }
 
@@ -738,7 +978,9 @@ void Server::dispatch(const Outbox& out) {
     }
     PSGD_CHECK(env.to >= 0 && env.to < spec_.node_count, "role addressed node {}", env.to);
     auto& slot = workers_[static_cast<std::size_t>(env.to)];
-    if (slot.conn) slot.conn->send_frame(frame);  // a lost worker's messages go nowhere
+    // A lost worker's messages go nowhere; a replacement still loading gets its start from
+    // on_worker_rejoined().
+    if (slot.conn && !slot.rejoining) slot.conn->send_frame(frame);
   }
 }
 
@@ -788,8 +1030,17 @@ void Server::finish(const std::string& status, bool ok) {
       nlohmann::json lost = nlohmann::json::array();
       for (std::size_t w = 0; w < workers_.size(); ++w)
         if (workers_[w].lost) lost.push_back(w);
-      recorder_->finish(status, ok, role_ ? role_->iteration() : 0,
-                        {{"events", events_}, {"lost_workers", lost}});
+      nlohmann::json extra{
+          {"events", events_},
+          {"lost_workers", lost},
+          {"checkpoints_written", checkpoints_written_},
+          {"workers_at_end", std::count_if(workers_.begin(), workers_.end(),
+                                           [](const WorkerSlot& s) { return !s.lost; })},
+          {"resumed", resumed_.has_value()}};
+      // A fingerprint of the final global model: two runs that end with bit-identical
+      // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
+      if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());
+      recorder_->finish(status, ok, role_ ? role_->iteration() : 0, extra);
     }
   } catch (const Error& e) {
     fmt::print(stderr, "init_server: could not complete the run directory: {}\n", e.what());

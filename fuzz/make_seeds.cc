@@ -1,6 +1,7 @@
 // Writes seed corpora for the fuzz targets: a valid frame (fuzz_frame), a type byte + body
-// (fuzz_message) of every message type, and encoded payloads (fuzz_payload).
-//   make_seeds OUT_DIR   ->  OUT_DIR/{fuzz_frame,fuzz_message,fuzz_payload}/seed-*
+// (fuzz_message) of every message type, encoded payloads (fuzz_payload) and a checkpoint
+// (fuzz_checkpoint).
+//   make_seeds OUT_DIR -> OUT_DIR/{fuzz_frame,fuzz_message,fuzz_payload,fuzz_checkpoint}/seed-*
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "fuzz/message_types.h"
 #include "network/frame.h"
 #include "network/messages.h"
+#include "psgd/checkpoint.h"
+#include "psgd/ssgd.h"
 
 namespace {
 
@@ -83,6 +86,26 @@ int main(int argc, char** argv) {
     std::vector<std::uint8_t> seed{k, static_cast<std::uint8_t>(grad.size())};
     seed.insert(seed.end(), p.bytes.begin(), p.bytes.end());
     write(out / "fuzz_payload", k, seed);
+  }
+  // A checkpoint of a small ssgd job, with a real ssgd server state after two rounds' worth of
+  // bookkeeping (restore() is what fuzz_checkpoint feeds it to).
+  {
+    std::vector<float> params(8, 0.25f);
+    psgd::SteadyClock clock;
+    psgd::SsgdServer server(
+        psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
+        psgd::ServerContext{.parameters = params, .sgd = {.momentum = 0.9f}, .clock = &clock});
+    psgd::Checkpoint c{.header = {.model = "mlp",
+                                  .num_parameters = params.size(),
+                                  .config_hash = psgd::job_config_hash(psgd::JobSpec{}),
+                                  .strategy = "ssgd"},
+                       .iteration = 0,
+                       .epochs_done = 0,
+                       .parameters = params,
+                       .role_state = server.snapshot(),
+                       .worker_batches = {0, 0},
+                       .driver_state = R"({"recorder":{"epoch":0},"events":[]})"};
+    write(out / "fuzz_checkpoint", 0, psgd::encode_checkpoint(c));
   }
   return 0;
 }

@@ -56,7 +56,7 @@ void serialize(Archive& ar, Hello& m) {
 template <class Archive>
 void serialize(Archive& ar, Job& m) {
   ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters, m.data_hash, m.norm_shift,
-     m.norm_scale, m.train_size, m.block_ids, m.block_sizes);
+     m.norm_scale, m.train_size, m.block_ids, m.block_sizes, m.start_batch);
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {

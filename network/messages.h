@@ -32,7 +32,8 @@ namespace psgd {
 // 6: Job.block_ids, Job.block_sizes (gc, ndc)
 // 7: AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat
 // 8: CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/ccdc.h)
-inline constexpr std::uint16_t kProtocolVersion = 8;
+// 9: Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)
+inline constexpr std::uint16_t kProtocolVersion = 9;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -117,6 +118,9 @@ struct Job {
   // worker can draw one batch per block with a batch order every replica of a block agrees on.
   std::vector<std::int64_t> block_ids;
   std::vector<std::int64_t> block_sizes;
+  // Batches this worker id has already drawn from its batch order (a resumed run, or a slot taken
+  // over from a lost worker): the worker skips them, so it continues the same batch order.
+  std::int64_t start_batch = 0;
 };
 
 // worker -> server, after a Job with ship_data: the content hash of the training set this

@@ -280,6 +280,20 @@ StepStats Trainer::compute_gradient() {
   return {loss.item<double>(), st.batch};
 }
 
+void Trainer::skip_batches(std::int64_t count) {
+  Impl& m = *impl_;
+  if (count <= 0 || m.num_train == 0) return;
+  for (std::int64_t b = 0; b < count; ++b) {
+    Impl::Stream& st = m.streams[m.next_stream];
+    m.next_stream = (m.next_stream + 1) % m.streams.size();
+    if (st.batch == st.size) continue;  // every batch is the whole stream
+    for (std::int64_t i = 0; i < st.batch; ++i) {
+      if (st.cursor == st.order.size()) Impl::next_pass(st);
+      ++st.cursor;
+    }
+  }
+}
+
 EvalStats Trainer::evaluate() {
   Impl& m = *impl_;
   const Dataset& test = m.data->test;

@@ -71,6 +71,10 @@ class Trainer final : public Learner {
   // on data->validation when it is not empty. The loss is the training loss: cross-entropy for
   // target xy, mean squared error per value for xx (accuracy is then NaN).
   EvalStats evaluate() override;
+  // Advances the batch order past `count` batches without computing them, exactly as `count`
+  // compute_gradient() calls would (a worker resuming a checkpoint, or taking over a lost
+  // worker's slot, continues that worker's batch order). Cheap: no forward or backward.
+  void skip_batches(std::int64_t count);
 
   std::size_t num_parameters() const;
   std::size_t num_train_samples() const;

@@ -10,7 +10,20 @@ AsgdServer::AsgdServer(Schedule schedule, ServerContext context, AsgdOptions opt
       ctx_(context),
       update_(schedule.node_count, context, options.staleness_lr),
       downlink_(make_codec(ctx_.downlink)),
-      last_sent_(static_cast<std::size_t>(schedule.node_count), 0) {}
+      last_sent_(static_cast<std::size_t>(schedule.node_count), 0),
+      batches_(static_cast<std::size_t>(schedule.node_count), 0) {}
+
+bool AsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
+  if (worker < 0 || worker >= schedule_.node_count || finished()) return false;
+  last_sent_[static_cast<std::size_t>(worker)] = iteration();
+  out.push_back({worker, params_message(iteration(), *downlink_, ctx_.parameters)});
+  return true;
+}
+
+std::int64_t AsgdServer::worker_batches(NodeId worker) const {
+  if (worker < 0 || worker >= schedule_.node_count) return -1;
+  return batches_[static_cast<std::size_t>(worker)];
+}
 
 void AsgdServer::on_start(Outbox& out) {
   broadcast(params_message(iteration(), *downlink_, ctx_.parameters), schedule_.node_count, out);
@@ -25,6 +38,7 @@ void AsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
                     "iteration {}",
                     from, g.iteration, last_sent_[w]));
   }
+  ++batches_[w];
   if (finished()) {  // in flight when the last update was made
     WorkerReport late = report_of(g);
     late.dropped = true;

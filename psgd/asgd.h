@@ -29,6 +29,9 @@ class AsgdServer final : public ServerRole {
   bool finished() const override { return iteration() >= schedule_.total_iterations(); }
   // Nobody waits for anybody: the others carry on (the driver ends the run if none is left).
   bool on_worker_lost(NodeId, Outbox&) override { return true; }
+  // A replacement is sent the current parameters and pushes gradients like any worker.
+  bool on_worker_rejoined(NodeId worker, Outbox& out) override;
+  std::int64_t worker_batches(NodeId worker) const override;
 
  private:
   Schedule schedule_;
@@ -36,6 +39,7 @@ class AsgdServer final : public ServerRole {
   AsyncUpdate update_;
   std::unique_ptr<Codec> downlink_;
   std::vector<std::int64_t> last_sent_;
+  std::vector<std::int64_t> batches_;  // gradients received from each worker
 };
 
 using AsgdWorker = GradientWorker;

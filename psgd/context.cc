@@ -14,3 +14,15 @@ Schedule make_schedule(std::int64_t train_samples, int node_count, int batch_siz
 }
 
 }  // namespace psgd
+
+namespace psgd {
+
+std::vector<std::uint8_t> ServerRole::snapshot() const {
+  throw ConfigError("this strategy cannot checkpoint (snapshot is implemented for ssgd only)");
+}
+
+void ServerRole::restore(std::span<const std::uint8_t>) {
+  throw ConfigError("this strategy cannot resume from a checkpoint (implemented for ssgd only)");
+}
+
+}  // namespace psgd

@@ -1,9 +1,13 @@
 #include "psgd/ssgd.h"
 
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
 #include <algorithm>
 
 #include "codecs/payload_io.h"
 #include "core/error.h"
+#include "network/archive.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -19,7 +23,8 @@ SsgdServer::SsgdServer(Schedule schedule, ServerContext context, SsgdOptions opt
              std::vector<float>(ctx_.parameters.size(), 0.0f)),
       pending_(static_cast<std::size_t>(schedule.node_count)),
       received_mask_(static_cast<std::size_t>(schedule.node_count), false),
-      last_sent_(static_cast<std::size_t>(schedule.node_count), 0) {
+      last_sent_(static_cast<std::size_t>(schedule.node_count), 0),
+      batches_(static_cast<std::size_t>(schedule.node_count), 0) {
   PSGD_CHECK(ctx_.clock != nullptr, "ssgd server needs a clock");
   PSGD_CHECK(wait_for_ >= 1 && wait_for_ <= schedule_.node_count,
              "ssgd: wait_for {} with {} workers", wait_for_, schedule_.node_count);
@@ -36,6 +41,68 @@ bool SsgdServer::on_worker_lost(NodeId worker, Outbox& out) {
   return wait_for_ < schedule_.node_count && alive_ >= wait_for_;
 }
 
+bool SsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
+  if (worker < 0 || worker >= schedule_.node_count || finished()) return false;
+  const auto w = static_cast<std::size_t>(worker);
+  ++alive_;
+  // The lost worker's gradient for the open round still counts: close_round() replies to its
+  // slot. Otherwise the replacement starts on the current model at once.
+  if (pending_[w].received) return true;
+  last_sent_[w] = iteration_;
+  out.push_back({worker, params_message(iteration_, *downlink_, ctx_.parameters)});
+  return true;
+}
+
+namespace {
+constexpr std::uint32_t kSsgdStateVersion = 1;
+}
+
+std::vector<std::uint8_t> SsgdServer::snapshot() const {
+  PSGD_CHECK(received_ == 0, "ssgd snapshot with {} gradients of an open round", received_);
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  const auto buffer = optimiser_.momentum_buffer();
+  const std::vector<float> momentum(buffer.begin(), buffer.end());
+  // A bool as one byte 0 or 1: loading arbitrary bytes into a bool is undefined.
+  const std::uint8_t first_step = optimiser_.first_step() ? 1 : 0;
+  ar(kSsgdStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_, first_step,
+     momentum, last_sent_, batches_);
+  return bytes;
+}
+
+void SsgdServer::restore(std::span<const std::uint8_t> state) {
+  wire::InputArchive ar(state);
+  std::uint32_t version = 0;
+  std::int32_t nodes = 0;
+  std::int64_t iteration = 0;
+  std::uint8_t first_step = 1;
+  std::vector<float> momentum;
+  std::vector<std::int64_t> last_sent, batches;
+  ar(version, nodes, iteration, first_step, momentum, last_sent, batches);
+  const auto n = static_cast<std::size_t>(schedule_.node_count);
+  if (version != kSsgdStateVersion || nodes != schedule_.node_count || last_sent.size() != n ||
+      batches.size() != n || momentum.size() != optimiser_.momentum_buffer().size() ||
+      first_step > 1 || iteration < 0 || iteration > schedule_.total_iterations() ||
+      ar.remaining() != 0) {
+    throw ConfigError(fmt::format(
+        "ssgd checkpoint state does not fit this job (version {}, {} workers, iteration {}, {} "
+        "momentum values; this job: {} workers, {} iterations, {} momentum values)",
+        version, nodes, iteration, momentum.size(), schedule_.node_count,
+        schedule_.total_iterations(), optimiser_.momentum_buffer().size()));
+  }
+  optimiser_.restore(momentum, first_step == 1);
+  iteration_ = iteration;
+  batches_ = std::move(batches);
+  // Every worker (re)joins and is sent the checkpoint's parameters by on_start().
+  std::fill(last_sent_.begin(), last_sent_.end(), iteration_);
+  alive_ = schedule_.node_count;
+}
+
+std::int64_t SsgdServer::worker_batches(NodeId worker) const {
+  if (worker < 0 || worker >= schedule_.node_count) return -1;
+  return batches_[static_cast<std::size_t>(worker)];
+}
+
 void SsgdServer::on_start(Outbox& out) {
   broadcast(params_message(iteration_, *downlink_, ctx_.parameters), schedule_.node_count, out);
 }
@@ -50,6 +117,7 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
         "(server at iteration {})",
         from, g.iteration, last_sent_[w], iteration_));
   }
+  ++batches_[w];
   if (g.iteration < iteration_) {
     drop_late(from, g, out);
     return;

@@ -40,6 +40,17 @@ class SsgdServer final : public ServerRole {
   // wait_for workers remain; with wait_for == node_count no round could close again: false.
   bool on_worker_lost(NodeId worker, Outbox& out) override;
 
+  // Checkpoint: iteration, the optimiser's momentum buffer, what each worker was last sent and
+  // how many gradients it has sent (its batches). Taken right after a round closes, when no
+  // gradient of the next round has arrived yet, so the open round is empty and not saved; a
+  // restored server starts with every worker alive and sends the checkpoint's parameters.
+  // A replacement counts as alive again and is sent the current parameters (or, when its
+  // predecessor's gradient is already in the open round, the parameters that round produces).
+  bool on_worker_rejoined(NodeId worker, Outbox& out) override;
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
+  std::int64_t worker_batches(NodeId worker) const override;
+
  private:
   void close_round(Outbox& out);
   void drop_late(NodeId from, const Gradient& g, Outbox& out);
@@ -61,6 +72,7 @@ class SsgdServer final : public ServerRole {
   std::vector<Pending> pending_;
   std::vector<bool> received_mask_;
   std::vector<std::int64_t> last_sent_;  // iteration of the parameters each worker computes on
+  std::vector<std::int64_t> batches_;    // gradients received from each worker (used or dropped)
   int received_ = 0;
   int alive_ = 0;  // workers not lost
   double decode_s_ = 0;

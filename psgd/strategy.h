@@ -84,6 +84,33 @@ class ServerRole {
     (void)out;
     return false;
   }
+
+  // A new worker process has taken over `worker`'s slot after on_worker_lost() returned true: it
+  // holds the same data and continues the same batch order (worker_batches()), and has no
+  // parameters yet. Count it again and send it what it needs to start; return false if this
+  // strategy cannot take a replacement (the driver then refuses the client). Default: false.
+  virtual bool on_worker_rejoined(NodeId worker, Outbox& out) {
+    (void)worker;
+    (void)out;
+    return false;
+  }
+
+  // Checkpoint seam (psgd/checkpoint.h). A driver calls these only between two messages, right
+  // after an update (iteration() just advanced). snapshot() returns everything the role needs
+  // besides the global parameters (the driver saves those) to continue exactly: optimiser state,
+  // counters, per-worker bookkeeping; restore() takes what snapshot() returned, on a role freshly
+  // built for the same job and schedule, before on_start(). Both throw ConfigError for a
+  // strategy that does not implement them (the default); JobSpec::validate() refuses
+  // --checkpoint_every for such strategies first.
+  virtual std::vector<std::uint8_t> snapshot() const;
+  virtual void restore(std::span<const std::uint8_t> state);
+  // Batches worker `worker` has drawn from its batch stream as far as this role knows (the
+  // gradients it received from it). A client that resumes or takes over that worker's slot skips
+  // this many batches, so it continues the same batch order. -1: not known (the default).
+  virtual std::int64_t worker_batches(NodeId worker) const {
+    (void)worker;
+    return -1;
+  }
 };
 
 // What a worker role asks of its driver after handling an event.

@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_message fuzz_payload)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_message fuzz_payload fuzz_checkpoint)
 build=$root/build-fuzz
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [ -n "$cxx" ] || { echo "fuzz.sh: no clang++; run scripts/setup_fuzz.sh" >&2; exit 2; }

@@ -433,5 +433,116 @@ TEST(WorkerLost, SsgdGoesOnOnlyWhileWaitForWorkersRemain) {
   EXPECT_FALSE(backup.server->on_worker_lost(1, out)) << "one worker left, rounds need two";
 }
 
+// A replacement for lost worker 2 (a new client with a fresh role and learner) rejoins: the ssgd
+// server counts it again (a second loss is then survivable), sends it parameters, and its
+// gradients count.
+TEST(WorkerLost, SsgdReplacementRejoinsAndCountsAgain) {
+  JobSpec spec = job("ssgd", 3, 0.1);
+  spec.wait_for = 2;
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+    RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 6, .epochs = 2});
+    sim.start();
+    (void)sim.run_random(seed, 9);
+    if (sim.server->finished()) continue;
+    const bool gradient_in_round = !sim.to_server[2].empty();
+    if (gradient_in_round) sim.run({0, 2});  // it arrives, then the worker dies
+    sim.to_worker[2].clear();
+    sim.computing[2] = false;
+    Outbox out;
+    ASSERT_TRUE(sim.server->on_worker_lost(2, out));
+    sim.route_from_server(out);
+    sim.to_worker[2].clear();
+    // The replacement: same slot, a fresh learner and role.
+    sim.learners[2] = std::make_unique<testing::ToyLearner>(
+        std::vector<float>(RoleSim::kSize, 3.0f), RoleSim::kSize);
+    sim.workers[2] = make_worker_role(
+        spec, sim.schedule,
+        WorkerContext{.learner = sim.learners[2].get(), .clock = &sim.clock, .id = 2});
+    out.clear();
+    ASSERT_TRUE(sim.server->on_worker_rejoined(2, out)) << seed;
+    sim.route_from_server(out);
+    const std::int64_t sent_before = sim.sent[2];
+    EXPECT_TRUE(sim.server->on_worker_lost(1, out)) << "workers 0 and 2 still close rounds";
+    sim.to_worker[1].clear();
+    sim.to_server[1].clear();
+    sim.computing[1] = false;
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 100000 && !sim.server->finished(); ++i) {
+      sim.to_worker[1].clear();
+      std::vector<RoleSim::Event> ev;
+      for (const auto& e : sim.events())
+        if (e.worker != 1) ev.push_back(e);
+      ASSERT_FALSE(ev.empty()) << "seed " << seed << ": stuck";
+      sim.run(ev[rng() % ev.size()]);
+    }
+    EXPECT_TRUE(sim.server->finished()) << seed;
+    EXPECT_GT(sim.sent[2], sent_before) << "the replacement's gradients count, seed " << seed;
+  }
+}
+
+// The lost worker's gradient is in the open round when its replacement rejoins: the replacement
+// gets nothing at once (a second gradient for that round would be a duplicate) and is sent the
+// parameters the round produces, with the others.
+TEST(WorkerLost, SsgdReplacementOfAWorkerWhoseGradientIsInTheOpenRound) {
+  JobSpec spec = job("ssgd", 3, 0.1);
+  spec.wait_for = 2;
+  RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 4, .epochs = 1});
+  sim.start();
+  for (int w = 0; w < 3; ++w)
+    sim.run({1, w});  // every worker installs the parameters and computes
+  sim.run({2, 2});
+  sim.run({0, 2});  // worker 2's gradient is in round 0; then it dies
+  sim.to_worker[2].clear();
+  sim.computing[2] = false;
+  Outbox out;
+  ASSERT_TRUE(sim.server->on_worker_lost(2, out));
+  sim.learners[2] = std::make_unique<testing::ToyLearner>(std::vector<float>(RoleSim::kSize, 3.0f),
+                                                          RoleSim::kSize);
+  sim.workers[2] = make_worker_role(
+      spec, sim.schedule,
+      WorkerContext{.learner = sim.learners[2].get(), .clock = &sim.clock, .id = 2});
+  out.clear();
+  ASSERT_TRUE(sim.server->on_worker_rejoined(2, out));
+  EXPECT_TRUE(out.empty()) << "its predecessor's gradient is still in the round";
+  sim.run({2, 0});
+  sim.run({0, 0});  // the round closes with workers 0 and 2
+  EXPECT_EQ(sim.server->iteration(), 1);
+  ASSERT_EQ(sim.to_worker[2].size(), 1u) << "the replacement gets the new parameters";
+  EXPECT_TRUE(sim.run_random(5));
+}
+
+TEST(WorkerLost, AsgdReplacementRejoins) {
+  RoleSim sim(job("asgd", 2, 0.1), {.node_count = 2, .iterations_per_epoch = 8, .epochs = 1});
+  sim.start();
+  (void)sim.run_random(3, 6);
+  sim.to_worker[1].clear();
+  sim.to_server[1].clear();
+  sim.computing[1] = false;
+  Outbox out;
+  ASSERT_TRUE(sim.server->on_worker_lost(1, out));
+  const std::int64_t batches = sim.server->worker_batches(1);
+  EXPECT_GE(batches, 0);
+  sim.learners[1] = std::make_unique<testing::ToyLearner>(std::vector<float>(RoleSim::kSize, 3.0f),
+                                                          RoleSim::kSize);
+  sim.workers[1] = make_worker_role(
+      job("asgd", 2, 0.1), sim.schedule,
+      WorkerContext{.learner = sim.learners[1].get(), .clock = &sim.clock, .id = 1});
+  ASSERT_TRUE(sim.server->on_worker_rejoined(1, out));
+  ASSERT_EQ(out.size(), 1u);
+  sim.route_from_server(out);
+  EXPECT_TRUE(sim.run_random(4));
+  EXPECT_GT(sim.server->worker_batches(1), batches) << "the replacement's gradients count";
+}
+
+TEST(WorkerLost, StrategiesWithoutReplacementsRefuseThem) {
+  for (const std::string psgd : {"local_sgd"}) {
+    RoleSim sim(job(psgd, 2, 0.1), {.node_count = 2, .iterations_per_epoch = 4, .epochs = 1});
+    sim.start();
+    Outbox out;
+    ASSERT_TRUE(sim.server->on_worker_lost(1, out));
+    EXPECT_FALSE(sim.server->on_worker_rejoined(1, out)) << psgd;
+  }
+}
+
 }  // namespace
 }  // namespace psgd

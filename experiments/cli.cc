@@ -131,8 +131,9 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
   app.add_option("--momentum_at", s.momentum_at,
                  "Where --momentum applies: server (its SGD) | worker (momentum correction before "
-                 "the codec, as DGC; server SGD without momentum) | auto (worker when error "
-                 "feedback is on, except local_sgd)");
+                 "the codec, as DGC; server SGD without momentum) | auto (worker for asgd and ssp, "
+                 "whose server applies one stale gradient per update, and when error feedback is "
+                 "on, except local_sgd; server otherwise)");
   app.add_option("--server_codec", s.server_codec,
                  "Codec of the parameters, server to worker: " + choices(known_server_codecs()));
   app.add_option(

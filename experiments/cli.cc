@@ -276,9 +276,11 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "Seconds to keep retrying while the server is not reachable")
       ->check(CLI::PositiveNumber);
   app.add_option("--slowdown", out.slowdown,
-                 "Make this worker a straggler: after each batch it pauses (F-1) x the measured "
-                 "compute time, so its compute takes F times as long (1: no slowdown; recorded "
-                 "in the run's config.json)")
+                 "Make this worker a straggler, as if its machine were F times slower: after "
+                 "each batch it sleeps (F-1) x the batch's compute time (its CPU time, at most "
+                 "its wall time, so waiting for a core on a shared host is not stretched), "
+                 "leaving the cores to the other workers (1: no slowdown; recorded in the run's "
+                 "config.json)")
       ->check(CLI::Range(1.0, 1000.0));
   app.add_option("--passphrase_file", out.passphrase_file,
                  "Prove the job's passphrase, from this file's first line (else $PSGD_PASSPHRASE; "

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "core/error.h"
 #include "core/straggler.h"
@@ -389,11 +390,13 @@ struct TickingLearner final : Learner {
   std::span<const float> gradients() const override { return p; }
   StepStats compute_gradient() override {
     clock.t += 0.5;
+    if (on_step) on_step();
     return {.loss = 1, .samples = 2};
   }
   EvalStats evaluate() override { return {}; }
   testing::ManualClock& clock;
   std::vector<float> p{1, 2};
+  std::function<void()> on_step;  // e.g. advances a CPU-time clock
 };
 
 TEST(Straggler, SlowdownPausesFMinusOneTimesTheComputeTime) {
@@ -407,6 +410,26 @@ TEST(Straggler, SlowdownPausesFMinusOneTimesTheComputeTime) {
   EXPECT_EQ(slow.compute_gradient().samples, 2);
   EXPECT_EQ(pauses, std::vector<double>{1.5});
   EXPECT_DOUBLE_EQ(clock.t, 2.0);  // 4 x 0.5 s
+}
+
+// With a work clock (a real client's CPU time), the stretched time is the step's own work: time
+// the step waited for a core is not multiplied, and the wall time caps the CPU time of several
+// threads.
+TEST(Straggler, SlowdownStretchesTheStepsWorkNotItsWaitForACore) {
+  testing::ManualClock clock;
+  testing::ManualClock work;
+  TickingLearner inner(clock);  // every step takes 0.5 s of wall time
+  std::vector<double> pauses;
+  StragglerLearner slow(
+      inner, {.slowdown = 3}, clock, [&](double s) { pauses.push_back(s); }, &work);
+  slow.compute_gradient();                 // 0 s of work: nothing is stretched
+  inner.on_step = [&] { work.t += 0.2; };  // 0.2 s of CPU within its 0.5 s
+  slow.compute_gradient();
+  inner.on_step = [&] { work.t += 1.5; };  // three threads busy: 1.5 s of CPU in 0.5 s
+  slow.compute_gradient();
+  ASSERT_EQ(pauses.size(), 2u);
+  EXPECT_DOUBLE_EQ(pauses[0], 2 * 0.2);
+  EXPECT_DOUBLE_EQ(pauses[1], 2 * 0.5);
 }
 
 TEST(Straggler, DelayDistributionsAreSeededAndParsed) {

@@ -74,6 +74,12 @@ bool momentum_at_worker(const JobSpec& job) {
   if (job.psgd == "local_sgd" || job.codec == "gc" || job.codec == "ndc" || job.codec == "ccdc") {
     return false;
   }
+  // asgd and ssp apply one worker's gradient per server update. Momentum on the server would put
+  // its buffer inside the delay loop (a stale gradient re-applied for ~1/(1 - momentum) updates,
+  // the implicit momentum of asynchrony added to the explicit one, Mitliagkas et al. 2016) and
+  // decay it once per update instead of once per round. On the workers each buffer decays once
+  // per that worker's step, as ssgd's does per round, and ssp with staleness 0 trains ssgd's model.
+  if (job.psgd == "asgd" || job.psgd == "ssp") return true;
   return uses_error_feedback(CodecSpec{.name = job.codec, .error_feedback = job.error_feedback});
 }
 

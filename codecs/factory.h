@@ -30,8 +30,9 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec);
 bool uses_error_feedback(const CodecSpec& spec);
 
 // Whether the job applies --momentum on the workers, before compression (--momentum_at worker,
-// or auto with error feedback on and a gradient-pushing strategy), so that the server's SGD runs
-// without momentum. See codecs/momentum.h for why error feedback wants it there.
+// or auto with error feedback on and a gradient-pushing strategy, or auto with asgd / ssp), so
+// that the server's SGD runs without momentum. See codecs/momentum.h for why error feedback wants
+// it there, and psgd/async_update.h for why the asynchronous strategies do.
 bool momentum_at_worker(const JobSpec& job);
 
 // The specs a job asks for: worker -> server (--codec and its options; `sender` picks the seed

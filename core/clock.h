@@ -3,6 +3,7 @@
 // Clock, which is the steady clock in a real run and the simulator's virtual clock in a simulated
 // one, so the same role code measures phases in both.
 #include <chrono>
+#include <ctime>
 
 namespace psgd {
 
@@ -22,6 +23,17 @@ class SteadyClock final : public Clock {
 
  private:
   std::chrono::steady_clock::time_point origin_;
+};
+
+// CPU time of this process (all its threads), in seconds: how long a piece of work kept the
+// process busy, without the time it waited for a core that other processes were using.
+class ProcessCpuClock final : public Clock {
+ public:
+  double now() const override {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
 };
 
 // Measures one phase: `Stopwatch sw(clock); ...; total += sw.seconds();`

@@ -46,8 +46,9 @@ struct JobSpec {
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
   std::string server_codec = "plain";   // parameters, server -> worker: plain | fp16 | bf16
   // Where --momentum is applied: server (the server's SGD) | worker (momentum correction before
-  // compression, server SGD without momentum) | auto (worker when error feedback is on with a
-  // gradient-pushing strategy, server otherwise); codecs/factory.h momentum_at_worker().
+  // compression, server SGD without momentum) | auto (worker for asgd and ssp, and when error
+  // feedback is on with a gradient-pushing strategy; server otherwise); codecs/factory.h
+  // momentum_at_worker().
   std::string momentum_at = "auto";
 
   // --- run management ---

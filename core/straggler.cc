@@ -1,5 +1,6 @@
 #include "core/straggler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string_view>
 
@@ -70,10 +71,11 @@ double DelayModel::sample(Rng& rng) const {
 }
 
 StragglerLearner::StragglerLearner(Learner& inner, StragglerOptions options, const Clock& clock,
-                                   std::function<void(double)> pause)
+                                   std::function<void(double)> pause, const Clock* work)
     : inner_(inner),
       options_(options),
       clock_(clock),
+      work_(work),
       pause_(std::move(pause)),
       rng_(options.seed) {
   PSGD_CHECK(options_.slowdown >= 1.0, "slowdown {} must be at least 1", options_.slowdown);
@@ -82,8 +84,10 @@ StragglerLearner::StragglerLearner(Learner& inner, StragglerOptions options, con
 
 StepStats StragglerLearner::compute_gradient() {
   const double start = clock_.now();
+  const double work_start = work_ ? work_->now() : 0.0;
   const StepStats stats = inner_.compute_gradient();
-  const double measured = clock_.now() - start;
+  double measured = clock_.now() - start;
+  if (work_) measured = std::min(measured, work_->now() - work_start);
   const double extra = (options_.slowdown - 1.0) * measured + options_.delay.sample(rng_);
   if (extra > 0) {
     pause_(extra);

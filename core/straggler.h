@@ -5,7 +5,15 @@
 // (slowdown - 1) x the measured compute time, plus a delay drawn from a seeded distribution, and
 // passes that time to an injected `pause` function. A real client pauses by sleeping; a simulator
 // can advance its virtual clock instead, so the same slowness model runs in both. The decorator
-// measures with the Clock it is given and never reads the system clock itself.
+// measures with the Clocks it is given and never reads the system clock itself.
+//
+// What it models: a remote machine whose processor is F times slower. Such a machine takes F
+// times as long for its own work and leaves everyone else's processors alone, hence a pause (a
+// sleep) rather than extra computation, which on a shared host would steal a core from the other
+// workers. With a `work` clock (a real client passes its process CPU time), the measured compute
+// time is min(wall, work): when several workers share the host's cores, the time a step waited
+// for a core is the host's artefact and is not stretched; with several torch threads the CPU time
+// exceeds the wall time and the wall time counts.
 //
 // Delay specifications (the job's --delay): "none", "fixed:S" (S seconds every iteration),
 // "exp:M" (exponentially distributed with mean M seconds), "uniform:A:B" (uniform in [A, B]).
@@ -41,7 +49,7 @@ struct StragglerOptions {
 class StragglerLearner final : public Learner {
  public:
   StragglerLearner(Learner& inner, StragglerOptions options, const Clock& clock,
-                   std::function<void(double seconds)> pause);
+                   std::function<void(double seconds)> pause, const Clock* work = nullptr);
 
   std::span<float> parameters() override { return inner_.parameters(); }
   std::span<const float> gradients() const override { return inner_.gradients(); }
@@ -54,6 +62,7 @@ class StragglerLearner final : public Learner {
   Learner& inner_;
   StragglerOptions options_;
   const Clock& clock_;
+  const Clock* work_;
   std::function<void(double)> pause_;
   Rng rng_;
   double injected_ = 0;

@@ -182,8 +182,9 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
   app.add_option("--momentum_at", s.momentum_at,
                  "Where --momentum applies: server (its SGD) | worker (momentum correction before "
-                 "the codec, as DGC; server SGD without momentum) | auto (worker when error "
-                 "feedback is on, except local_sgd)");
+                 "the codec, as DGC; server SGD without momentum) | auto (worker for asgd and ssp, "
+                 "whose server applies one stale gradient per update, and when error feedback is "
+                 "on, except local_sgd; server otherwise)");
   app.add_option("--server_codec", s.server_codec,
                  "Codec of the parameters, server to worker: " + choices(known_server_codecs()));
   app.add_option(
@@ -344,9 +345,11 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "Seconds to keep retrying while the server is not reachable")
       ->check(CLI::PositiveNumber);
   app.add_option("--slowdown", out.slowdown,
-                 "Make this worker a straggler: after each batch it pauses (F-1) x the measured "
-                 "compute time, so its compute takes F times as long (1: no slowdown; recorded "
-                 "in the run's config.json)")
+                 "Make this worker a straggler, as if its machine were F times slower: after "
+                 "each batch it sleeps (F-1) x the batch's compute time (its CPU time, at most "
+                 "its wall time, so waiting for a core on a shared host is not stretched), "
+                 "leaving the cores to the other workers (1: no slowdown; recorded in the run's "
+                 "config.json)")
       ->check(CLI::Range(1.0, 1000.0));
   app.add_option("--passphrase_file", out.passphrase_file,
                  "Prove the job's passphrase, from this file's first line (else $PSGD_PASSPHRASE; "

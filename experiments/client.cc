@@ -102,6 +102,8 @@ class Client {
   std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
   std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
   SteadyClock clock_;
+  ProcessCpuClock
+      cpu_clock_;  // how long this worker's steps kept it busy (--slowdown stretches that)
   double start_ = 0;
   bool done_ = false;
   bool challenged_ = false;
@@ -412,7 +414,8 @@ void Client::start_with(nn::Dataset samples) {
               .slowdown = opts_.slowdown,
               .delay = delay,
               .seed = derive_seed(spec_.seed, 2000 + static_cast<std::uint64_t>(worker_))},
-          clock_, [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); });
+          clock_, [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); },
+          &cpu_clock_);
       learner = straggler_.get();
     }
     // The schedule is the job's, over the whole training set, not this worker's share of it.

@@ -7,10 +7,15 @@
 // parameters; nobody waits for anybody. Each update's staleness is the number of updates other
 // workers made between this worker's read and its write.
 //
-// Iterations. One iteration is one server update, i.e. one worker's batch; the schedule counts
-// node_count times ssgd's iterations per epoch (make_schedule in psgd/factory.h), so an epoch
-// processes as many samples as an ssgd epoch: one pass over the training set. Gradients that
-// arrive after the last update are discarded and reported as dropped.
+// Iterations and epochs. One iteration is one server update, i.e. one worker's batch; the schedule
+// counts node_count times ssgd's iterations per epoch (make_schedule in psgd/factory.h), so an
+// epoch is ceil(N / (node_count x batch)) x node_count gradients, as many samples as an ssgd
+// epoch: the server has processed one training set's worth. It is not "every worker has passed
+// over its block once": each worker draws batches from its own block as fast as it can (a fast
+// worker wraps around and reshuffles its block, a slow one covers part of it), and the epoch ends
+// when that many gradients have arrived, whoever sent them, so nobody waits for a slow worker.
+// workers.csv shows each worker's share. Gradients that arrive after the last update are
+// discarded and reported as dropped.
 #include "psgd/async_update.h"
 #include "psgd/gradient_worker.h"
 

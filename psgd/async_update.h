@@ -4,12 +4,20 @@
 //
 // Weighting. Each gradient is applied with weight 1/n (n = node_count) and the weight decay with
 // 1/n per update, so that n updates of one batch each move the model as far as one ssgd step on
-// the mean of n batches: --learn_rate means the same per-sample step size in ssgd, asgd and ssp,
-// and ssp with staleness 0 reproduces ssgd's trajectory (exactly without momentum; with momentum
-// the buffer decays once per update instead of once per round). With staleness_lr the weight is
-// further divided by max(1, staleness) (Zhang et al. 2016, "Staleness-aware async-SGD"); scaling
-// the gradient rather than the learning rate also scales its whole contribution to the momentum
-// buffer.
+// the mean of n batches: --learn_rate means the same per-sample step size in ssgd, asgd and ssp.
+// With staleness_lr the weight is further divided by max(1, staleness) (Zhang et al. 2016,
+// "Staleness-aware async-SGD").
+//
+// Momentum. By default (--momentum_at auto) the asynchronous strategies keep --momentum on the
+// workers (codecs/momentum.h): each worker's buffer decays once per step of that worker, which is
+// once per round as ssgd's buffer does, and the server's SGD here has none. Then ssp with
+// staleness 0 reproduces ssgd's trajectory exactly, with momentum too (momentum is linear).
+// Momentum on this server's SGD (--momentum_at server) decays once per update and re-applies
+// every stale gradient for ~1/(1 - momentum) updates: asynchrony already acts as momentum
+// (Mitliagkas et al. 2016, "Asynchrony begets momentum"), and the two add up. Measured (4 workers,
+// MLP, Fashion-MNIST, 2 epochs, lr 0.05, momentum 0.9, simulated): without momentum asgd learns as
+// fast as ssgd, with server momentum its final train loss is 0.63-0.68 against ssgd's 0.47, with
+// worker momentum 0.51-0.55.
 #include <memory>
 #include <vector>
 

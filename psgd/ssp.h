@@ -8,10 +8,11 @@
 // otherwise the server withholds its reply until the slowest has caught up, and then sends it
 // the parameters current at that moment. The slowest worker is never held, so the run cannot
 // deadlock. staleness = 0 is lock-step: every worker computes clock c on the same parameters,
-// which contain all n updates of clock c-1 -- ssgd's trajectory (exactly so without momentum,
-// see async_update.h); a staleness larger than the run is asgd.
+// which contain all n updates of clock c-1 -- ssgd's trajectory (with momentum too, as long as it
+// stays on the workers, the default: see async_update.h); a staleness larger than the run is asgd.
 //
-// Iterations count server updates, as for asgd.
+// Iterations count server updates and an epoch is N / batch gradients, as for asgd (asgd.h);
+// the bound keeps every worker's share within `staleness` batches of the others'.
 #include <vector>
 
 #include "psgd/async_update.h"

@@ -17,7 +17,16 @@ namespace {
 using testing::job;
 using testing::RoleSim;
 
-TEST(MomentumAt, AutoIsWorkerExactlyWhenErrorFeedbackIsOn) {
+TEST(MomentumAt, AutoIsWorkerForAsgdAndSspAndWhenErrorFeedbackIsOn) {
+  for (const char* psgd : {"asgd", "ssp"}) {
+    JobSpec a = job(psgd, 4, 0.05, 0.9);
+    EXPECT_TRUE(momentum_at_worker(a)) << psgd;  // plain, no error feedback
+    EXPECT_FLOAT_EQ(sgd_options(a).momentum, 0.0f);
+    EXPECT_FLOAT_EQ(uplink_codec_spec(a, 1).momentum, 0.9f);
+    a.momentum_at = "server";
+    EXPECT_FALSE(momentum_at_worker(a)) << psgd;
+    EXPECT_FLOAT_EQ(sgd_options(a).momentum, 0.9f);
+  }
   JobSpec s = job("ssgd", 4, 0.05, 0.9);
   EXPECT_FALSE(momentum_at_worker(s));  // plain
   s.codec = "sign";

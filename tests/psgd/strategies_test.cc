@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 
 #include "core/error.h"
 #include "core/straggler.h"
@@ -101,6 +103,48 @@ TEST(Asgd, RandomArrivalOrdersFinishAndCountEveryUpdate) {
   EXPECT_GT(max_staleness, 0);
 }
 
+// An asgd epoch is N / batch gradients from whoever sends them: with one worker far slower than
+// the others, the run ends after exactly the schedule's updates, the fast workers having sent
+// most of them, and the slow worker is never waited for.
+TEST(Asgd, EpochEndsAfterItsGradientsWhoeverSentThemWithASlowWorker) {
+  const int n = 4;
+  JobSpec spec = job("asgd", n, 0.05, 0.9);
+  spec.batch_size = 10;
+  spec.epochs = 2;
+  const Schedule schedule = make_schedule(spec, 1000);  // 1000 samples, 4 x 10 per round
+  ASSERT_EQ(schedule.iterations_per_epoch, 100);        // 25 ssgd rounds x 4: 1000 / 10
+  RoleSim sim(spec, schedule);
+  sim.start();
+  // Worker 3 is 4x slower: it may start a computation only once each other worker has done 4
+  // times as many; otherwise events are chosen at random.
+  std::vector<int> computed(n, 0);
+  std::mt19937_64 rng(5);
+  int steps = 0;
+  while (!sim.server->finished() && steps++ < 100000) {
+    const auto ev = sim.events();
+    ASSERT_FALSE(ev.empty()) << "asgd stalled";
+    const int fastest_min = std::min({computed[0], computed[1], computed[2]});
+    std::vector<RoleSim::Event> allowed;
+    for (const auto& e : ev)
+      if (e.kind != 2 || e.worker != 3 || 4 * computed[3] <= fastest_min) allowed.push_back(e);
+    if (allowed.empty()) allowed = ev;
+    const RoleSim::Event e = allowed[rng() % allowed.size()];
+    if (e.kind == 2) ++computed[static_cast<std::size_t>(e.worker)];
+    sim.run(e);
+  }
+  ASSERT_TRUE(sim.server->finished());
+  EXPECT_EQ(sim.server->iteration(), 200);
+  std::vector<int> applied(n, 0);
+  for (const auto& [w, r] : sim.reports.workers)
+    if (!r.dropped) ++applied[static_cast<std::size_t>(w)];
+  EXPECT_EQ(applied[0] + applied[1] + applied[2] + applied[3], 200);
+  EXPECT_GT(applied[3], 0);
+  for (int w = 0; w < 3; ++w) {
+    EXPECT_GT(applied[w], 2 * applied[3]) << w;
+    EXPECT_GT(applied[w], 50) << "a fast worker takes more than its quarter";
+  }
+}
+
 // --- ssp
 
 TEST(Ssp, NoWorkerEverRunsMoreThanStalenessAheadOfTheSlowest) {
@@ -151,6 +195,34 @@ TEST(Ssp, StalenessZeroFollowsSsgdsTrajectory) {
   ASSERT_TRUE(ssp.run_random(11));
   expect_near(ssp.params, ssgd.params, 1e-5f);
   EXPECT_NE(ssp.params, ssp.initial);
+}
+
+// With momentum on the workers (the default for ssp) lock-step ssp is ssgd with momentum, step
+// for step; with momentum on the server's per-update SGD it is not.
+TEST(Ssp, StalenessZeroFollowsSsgdsTrajectoryWithMomentumOnTheWorkers) {
+  const int n = 3;
+  const Schedule ssgd_schedule{.node_count = n, .iterations_per_epoch = 4, .epochs = 2};
+  RoleSim ssgd(job("ssgd", n, 0.02, 0.9), ssgd_schedule);
+  ssgd.start();
+  ASSERT_TRUE(ssgd.run_random(3));
+
+  const Schedule ssp_schedule{.node_count = n, .iterations_per_epoch = 4 * n, .epochs = 2};
+  JobSpec spec = job("ssp", n, 0.02, 0.9);
+  spec.staleness = 0;
+  RoleSim ssp(spec, ssp_schedule);  // --momentum_at auto: worker
+  ssp.start();
+  ASSERT_TRUE(ssp.run_random(11));
+  expect_near(ssp.params, ssgd.params, 1e-5f);
+  EXPECT_NE(ssp.params, ssp.initial);
+
+  spec.momentum_at = "server";
+  RoleSim server_momentum(spec, ssp_schedule);
+  server_momentum.start();
+  ASSERT_TRUE(server_momentum.run_random(11));
+  float gap = 0;
+  for (std::size_t i = 0; i < RoleSim::kSize; ++i)
+    gap = std::max(gap, std::fabs(server_momentum.params[i] - ssgd.params[i]));
+  EXPECT_GT(gap, 1e-3f);
 }
 
 TEST(Ssp, LargeStalenessNeverHoldsAWorker) {
@@ -318,11 +390,13 @@ struct TickingLearner final : Learner {
   std::span<const float> gradients() const override { return p; }
   StepStats compute_gradient() override {
     clock.t += 0.5;
+    if (on_step) on_step();
     return {.loss = 1, .samples = 2};
   }
   EvalStats evaluate() override { return {}; }
   testing::ManualClock& clock;
   std::vector<float> p{1, 2};
+  std::function<void()> on_step;  // e.g. advances a CPU-time clock
 };
 
 TEST(Straggler, SlowdownPausesFMinusOneTimesTheComputeTime) {
@@ -336,6 +410,26 @@ TEST(Straggler, SlowdownPausesFMinusOneTimesTheComputeTime) {
   EXPECT_EQ(slow.compute_gradient().samples, 2);
   EXPECT_EQ(pauses, std::vector<double>{1.5});
   EXPECT_DOUBLE_EQ(clock.t, 2.0);  // 4 x 0.5 s
+}
+
+// With a work clock (a real client's CPU time), the stretched time is the step's own work: time
+// the step waited for a core is not multiplied, and the wall time caps the CPU time of several
+// threads.
+TEST(Straggler, SlowdownStretchesTheStepsWorkNotItsWaitForACore) {
+  testing::ManualClock clock;
+  testing::ManualClock work;
+  TickingLearner inner(clock);  // every step takes 0.5 s of wall time
+  std::vector<double> pauses;
+  StragglerLearner slow(
+      inner, {.slowdown = 3}, clock, [&](double s) { pauses.push_back(s); }, &work);
+  slow.compute_gradient();                 // 0 s of work: nothing is stretched
+  inner.on_step = [&] { work.t += 0.2; };  // 0.2 s of CPU within its 0.5 s
+  slow.compute_gradient();
+  inner.on_step = [&] { work.t += 1.5; };  // three threads busy: 1.5 s of CPU in 0.5 s
+  slow.compute_gradient();
+  ASSERT_EQ(pauses.size(), 2u);
+  EXPECT_DOUBLE_EQ(pauses[0], 2 * 0.2);
+  EXPECT_DOUBLE_EQ(pauses[1], 2 * 0.5);
 }
 
 TEST(Straggler, DelayDistributionsAreSeededAndParsed) {

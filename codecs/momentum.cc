@@ -12,7 +12,7 @@ MomentumCorrectionCodec::MomentumCorrectionCodec(std::unique_ptr<Codec> inner, f
   PSGD_CHECK(momentum_ >= 0.0f && momentum_ < 1.0f, "momentum {} outside [0, 1)", momentum_);
 }
 
-Payload MomentumCorrectionCodec::encode(std::span<const float> values) {
+void MomentumCorrectionCodec::encode_into(std::span<const float> values, Payload& payload) {
   const std::size_t n = values.size();
   const float m = momentum_;
   if (buffer_.size() != n) {
@@ -29,7 +29,7 @@ Payload MomentumCorrectionCodec::encode(std::span<const float> values) {
       direction_[i] = values[i] + m * buffer_[i];
     direction = direction_;
   }
-  Payload payload = inner_->encode(direction);
+  inner_->encode_into(direction, payload);
   stats_ = inner_->last_stats();
   // The sender's generic fallback would compare g with D(C(u)); measure against u here instead.
   if (stats_.compression_error < 0 && encodes_ % kErrorSampleEvery == 0) {
@@ -38,7 +38,6 @@ Payload MomentumCorrectionCodec::encode(std::span<const float> values) {
     stats_.compression_error = relative_error(direction, scratch_);
   }
   ++encodes_;
-  return payload;
 }
 
 void MomentumCorrectionCodec::decode_add(const Payload& payload, std::span<float> acc,

@@ -26,7 +26,7 @@ class SignCodec final : public Codec {
  public:
   explicit SignCodec(std::uint64_t bucket = 512) : bucket_(bucket) {}
   std::string_view name() const override { return "sign"; }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
 

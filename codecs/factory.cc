@@ -67,8 +67,8 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
   }
   if (uses_error_feedback(spec)) codec = std::make_unique<ErrorFeedbackCodec>(std::move(codec));
   if (spec.momentum > 0.0f) {
-    codec =
-        std::make_unique<MomentumCorrectionCodec>(std::move(codec), spec.momentum, spec.nesterov);
+    codec = std::make_unique<MomentumCorrectionCodec>(std::move(codec), spec.momentum,
+                                                      spec.nesterov, spec.name == "topk");
   }
   return codec;
 }

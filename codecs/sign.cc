@@ -6,16 +6,10 @@
 
 #include "codecs/kernels.h"
 #include "codecs/payload_io.h"
+#include "codecs/simd.h"
 
 namespace psgd {
 namespace {
-
-std::uint8_t sign_bits8(const float* p) {
-  std::uint32_t byte = 0;
-  for (int j = 0; j < 8; ++j)
-    byte |= (std::bit_cast<std::uint32_t>(p[j]) >> 31) << j;
-  return static_cast<std::uint8_t>(byte);
-}
 
 std::uint64_t bucket_count(std::uint64_t n, std::uint64_t bucket) {
   if (n == 0) return 0;
@@ -40,11 +34,13 @@ void apply(float* dst, const std::uint8_t* bits, std::size_t lo, std::size_t hi,
   std::size_t i = lo;
   for (; i < hi && i % 8 != 0; ++i)
     put<kAdd>(dst, i, s, (bits[i / 8] >> (i % 8)) & 1u);
-  for (; i + 8 <= hi; i += 8) {
-    const std::uint32_t byte = bits[i / 8];
-    for (std::size_t j = 0; j < 8; ++j)
-      put<kAdd>(dst, i + j, s, (byte >> j) & 1u);
+  const std::size_t whole = i < hi ? (hi - i) / 8 : 0;
+  if constexpr (kAdd) {
+    simd::sign_expand_add(bits + i / 8, whole, scale, dst + i);
+  } else {
+    simd::sign_expand(bits + i / 8, whole, scale, dst + i);
   }
+  i += 8 * whole;
   for (; i < hi; ++i)
     put<kAdd>(dst, i, s, (bits[i / 8] >> (i % 8)) & 1u);
 }
@@ -68,12 +64,11 @@ void SignCodec::encode_into(std::span<const float> values, Payload& p) {
   std::uint8_t* bits = out + 8 + 4 * buckets;
   const std::size_t whole = n / 8;
   const float* src = values.data();
-  for (std::size_t j = 0; j < whole; ++j)
-    bits[j] = sign_bits8(src + 8 * j);
+  simd::sign_bits(src, whole, bits);
   if (n % 8 != 0) {
     float tail[8] = {};
     std::copy(src + whole * 8, src + n, tail);
-    bits[whole] = sign_bits8(tail);
+    simd::sign_bits(tail, 1, bits + whole);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "codecs/simd.h"
 
 #include <atomic>
+#include <bit>
 #include <cstring>
 
 #include "codecs/fp16.h"
@@ -34,7 +35,67 @@ void from_half_portable(const std::uint8_t* src, std::size_t n, float* dst, floa
   }
 }
 
+// __restrict: dst is bytes, which may alias anything, so without it every store would force
+// the loads after it to be redone in order.
+void sign_bits_portable(const float* __restrict src, std::size_t nbytes,
+                        std::uint8_t* __restrict dst) {
+  for (std::size_t j = 0; j < nbytes; ++j) {
+    std::uint32_t byte = 0;
+    for (unsigned b = 0; b < 8; ++b)
+      byte |= (std::bit_cast<std::uint32_t>(src[8 * j + b]) >> 31) << b;
+    dst[j] = static_cast<std::uint8_t>(byte);
+  }
+}
+
+template <bool kAdd>
+void sign_expand_portable(const std::uint8_t* __restrict bits, std::size_t nbytes, float scale,
+                          float* __restrict dst) {
+  const std::uint32_t s = std::bit_cast<std::uint32_t>(scale);
+  for (std::size_t j = 0; j < nbytes; ++j) {
+    const std::uint32_t byte = bits[j];
+    for (unsigned b = 0; b < 8; ++b) {
+      const float v = std::bit_cast<float>(s ^ (((byte >> b) & 1u) << 31));
+      if constexpr (kAdd) {
+        dst[8 * j + b] += v;
+      } else {
+        dst[8 * j + b] = v;
+      }
+    }
+  }
+}
+
 #ifdef PSGD_SIMD_X86
+template <bool kAdd>
+PSGD_TARGET_AVX2 void sign_expand_avx2(const std::uint8_t* bits, std::size_t nbytes, float scale,
+                                       float* dst) {
+  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (std::size_t j = 0; j < nbytes; ++j) {
+    const __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[j]), lane_bit);
+    const __m256i neg = _mm256_and_si256(_mm256_cmpeq_epi32(b, lane_bit), sign);
+    const __m256 v = _mm256_xor_ps(vs, _mm256_castsi256_ps(neg));
+    if constexpr (kAdd) {
+      _mm256_storeu_ps(dst + 8 * j, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * j), v));
+    } else {
+      _mm256_storeu_ps(dst + 8 * j, v);
+    }
+  }
+}
+
+PSGD_TARGET_AVX2 void sign_bits_avx2(const float* src, std::size_t nbytes, std::uint8_t* dst) {
+  std::size_t j = 0;
+  for (; j + 4 <= nbytes; j += 4) {
+    const float* p = src + 8 * j;
+    const auto m = static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_loadu_ps(p))) |
+                   static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_loadu_ps(p + 8))) << 8 |
+                   static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_loadu_ps(p + 16))) << 16 |
+                   static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_loadu_ps(p + 24))) << 24;
+    std::memcpy(dst + j, &m, 4);
+  }
+  sign_bits_portable(src + 8 * j, nbytes - j, dst + j);
+}
+
 PSGD_TARGET_AVX2 void to_half_f16c(const float* src, std::size_t n, std::uint8_t* dst) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -106,6 +167,27 @@ void from_half_add(const std::uint8_t* src, std::size_t n, float* dst, float w) 
   if (active() == Isa::kAvx2) return from_half_f16c<true>(src, n, dst, w);
 #endif
   from_half_portable<true>(src, n, dst, w);
+}
+
+void sign_expand(const std::uint8_t* bits, std::size_t nbytes, float scale, float* dst) {
+#ifdef PSGD_SIMD_X86
+  if (active() == Isa::kAvx2) return sign_expand_avx2<false>(bits, nbytes, scale, dst);
+#endif
+  sign_expand_portable<false>(bits, nbytes, scale, dst);
+}
+
+void sign_expand_add(const std::uint8_t* bits, std::size_t nbytes, float scale, float* dst) {
+#ifdef PSGD_SIMD_X86
+  if (active() == Isa::kAvx2) return sign_expand_avx2<true>(bits, nbytes, scale, dst);
+#endif
+  sign_expand_portable<true>(bits, nbytes, scale, dst);
+}
+
+void sign_bits(const float* src, std::size_t nbytes, std::uint8_t* dst) {
+#ifdef PSGD_SIMD_X86
+  if (active() == Isa::kAvx2) return sign_bits_avx2(src, nbytes, dst);
+#endif
+  sign_bits_portable(src, nbytes, dst);
 }
 
 }  // namespace psgd::simd

@@ -43,4 +43,13 @@ void to_half(const float* src, std::size_t n, std::uint8_t* dst);
 void from_half(const std::uint8_t* src, std::size_t n, float* dst);               // dst = x
 void from_half_add(const std::uint8_t* src, std::size_t n, float* dst, float w);  // dst += w·x
 
+// Sign bits of 8·nbytes floats: bit b of dst[j] is the sign bit of src[8j + b] (-0 and negative
+// NaNs count as negative).
+void sign_bits(const float* src, std::size_t nbytes, std::uint8_t* dst);
+
+// The inverse for 8·nbytes elements: dst[8j + b] = (bit b of bits[j] ? -scale : +scale), or
+// dst[...] += that with kAdd.
+void sign_expand(const std::uint8_t* bits, std::size_t nbytes, float scale, float* dst);
+void sign_expand_add(const std::uint8_t* bits, std::size_t nbytes, float scale, float* dst);
+
 }  // namespace psgd::simd

@@ -13,6 +13,7 @@
 #include "codecs/factory.h"
 #include "codecs/fp16.h"
 #include "codecs/qsgd.h"
+#include "codecs/sign.h"
 #include "codecs/simd.h"
 
 namespace psgd {
@@ -25,6 +26,13 @@ std::vector<float> gaussian(std::size_t n, std::uint32_t seed) {
   for (auto& v : g)
     v = normal(rng);
   return g;
+}
+
+std::vector<std::uint32_t> bits_of(const std::vector<float>& v) {
+  std::vector<std::uint32_t> b(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i)
+    b[i] = std::bit_cast<std::uint32_t>(v[i]);
+  return b;
 }
 
 TEST(EncodeInto, ReusedPayloadGivesTheFreshBytesAndKeepsItsBuffer) {
@@ -130,6 +138,28 @@ TEST(Simd, QsgdPayloadsAndDecodesAreTheSameOnBothPaths) {
       EXPECT_EQ(out, out_fast);
       EXPECT_EQ(acc, acc_fast);
     }
+  }
+}
+
+TEST(Simd, SignPayloadsAndDecodesAreTheSameOnBothPaths) {
+  if (simd::best() == simd::Isa::kPortable) GTEST_SKIP() << "this CPU has no AVX2";
+  auto g = gaussian(1000, 4);
+  g[3] = -0.0f;
+  g[4] = 0.0f;
+  g[5] = std::bit_cast<float>(0xffc00000u);  // negative NaN
+  for (std::size_t n : {1000, 999, 31, 33, 8}) {
+    const std::span<const float> x(g.data(), n);
+    SignCodec fast(100), portable(100);
+    const Payload p = fast.encode(x);
+    std::vector<float> out_fast(n), acc_fast(n, 1.0f), out(n), acc(n, 1.0f);
+    fast.decode(p, out_fast);
+    fast.decode_add(p, acc_fast, -0.5f);
+    simd::ForceIsa force(simd::Isa::kPortable);
+    EXPECT_EQ(p.bytes, portable.encode(x).bytes) << n;
+    portable.decode(p, out);
+    portable.decode_add(p, acc, -0.5f);
+    EXPECT_EQ(bits_of(out), bits_of(out_fast)) << n;  // the NaN's bucket decodes to NaNs
+    EXPECT_EQ(bits_of(acc), bits_of(acc_fast)) << n;
   }
 }
 

@@ -4,7 +4,6 @@
 #include <bit>
 #include <cstring>
 
-#include "codecs/kernels.h"
 #include "codecs/payload_io.h"
 #include "codecs/simd.h"
 
@@ -58,7 +57,7 @@ void SignCodec::encode_into(std::span<const float> values, Payload& p) {
   for (std::uint64_t k = 0; k < buckets; ++k) {
     const std::size_t lo = k * d, len = std::min<std::uint64_t>(d, n - lo);
     const auto scale =
-        static_cast<float>(kernels::sum_abs(values.subspan(lo, len)) / static_cast<double>(len));
+        static_cast<float>(simd::sum_abs(values.data() + lo, len) / static_cast<double>(len));
     std::memcpy(out + 8 + 4 * k, &scale, 4);
   }
   std::uint8_t* bits = out + 8 + 4 * buckets;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "codecs/fp16.h"
+#include "codecs/kernels.h"
 
 #ifdef PSGD_SIMD_X86
 #include <immintrin.h>
@@ -81,6 +82,10 @@ PSGD_TARGET_AVX2 void sign_expand_avx2(const std::uint8_t* bits, std::size_t nby
       _mm256_storeu_ps(dst + 8 * j, v);
     }
   }
+}
+
+PSGD_TARGET_AVX2 double sum_abs_avx2(const float* x, std::size_t n) {
+  return kernels::sum_abs({x, n});
 }
 
 PSGD_TARGET_AVX2 void sign_bits_avx2(const float* src, std::size_t nbytes, std::uint8_t* dst) {
@@ -181,6 +186,13 @@ void sign_expand_add(const std::uint8_t* bits, std::size_t nbytes, float scale, 
   if (active() == Isa::kAvx2) return sign_expand_avx2<true>(bits, nbytes, scale, dst);
 #endif
   sign_expand_portable<true>(bits, nbytes, scale, dst);
+}
+
+double sum_abs(const float* x, std::size_t n) {
+#ifdef PSGD_SIMD_X86
+  if (active() == Isa::kAvx2) return sum_abs_avx2(x, n);
+#endif
+  return kernels::sum_abs({x, n});
 }
 
 void sign_bits(const float* src, std::size_t nbytes, std::uint8_t* dst) {

@@ -43,6 +43,9 @@ void to_half(const float* src, std::size_t n, std::uint8_t* dst);
 void from_half(const std::uint8_t* src, std::size_t n, float* dst);               // dst = x
 void from_half_add(const std::uint8_t* src, std::size_t n, float* dst, float w);  // dst += w·x
 
+// kernels::sum_abs (codecs/kernels.h), the same result on both paths.
+double sum_abs(const float* x, std::size_t n);
+
 // Sign bits of 8·nbytes floats: bit b of dst[j] is the sign bit of src[8j + b] (-0 and negative
 // NaNs count as negative).
 void sign_bits(const float* src, std::size_t nbytes, std::uint8_t* dst);

@@ -149,7 +149,7 @@ TEST(Simd, SignPayloadsAndDecodesAreTheSameOnBothPaths) {
   g[5] = std::bit_cast<float>(0xffc00000u);  // negative NaN
   for (std::size_t n : {1000, 999, 31, 33, 8}) {
     const std::span<const float> x(g.data(), n);
-    SignCodec fast(100), portable(100);
+    SignCodec fast(n == 1000 ? 0 : 100), portable(n == 1000 ? 0 : 100);
     const Payload p = fast.encode(x);
     std::vector<float> out_fast(n), acc_fast(n, 1.0f), out(n), acc(n, 1.0f);
     fast.decode(p, out_fast);

@@ -8,6 +8,7 @@
 #include "codecs/kernels.h"
 
 #ifdef PSGD_SIMD_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -131,9 +132,13 @@ PSGD_TARGET_AVX2 void from_half_f16c(const std::uint8_t* src, std::size_t n, flo
 
 Isa best() {
 #ifdef PSGD_SIMD_X86
-  static const Isa isa = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")
-                             ? Isa::kAvx2
-                             : Isa::kPortable;
+  // __builtin_cpu_supports("avx2") also checks that the OS saves the YMM registers; F16C is read
+  // from CPUID leaf 1 (Clang's builtin does not know the name "f16c").
+  static const Isa isa = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+    return __builtin_cpu_supports("avx2") && f16c ? Isa::kAvx2 : Isa::kPortable;
+  }();
   return isa;
 #else
   return Isa::kPortable;

@@ -27,7 +27,7 @@ inline float bf16_bits_to_float(std::uint16_t h) {
 class Bf16Codec final : public Codec {
  public:
   std::string_view name() const override { return "bf16"; }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
 };

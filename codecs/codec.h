@@ -2,9 +2,13 @@
 // Codec: how a vector of floats (a gradient, or parameters on the way down) travels on the wire.
 //
 // Contract
-//   encode(values)              -> Payload. May keep state between calls (error feedback keeps a
-//                                  residual, random-k a step counter), so a Codec instance belongs
-//                                  to one sender.
+//   encode_into(values, out)    out = the encoding of values. Reuses out.bytes' capacity, so a
+//                                  sender that keeps one Payload and encodes into it again and
+//                                  again allocates (and page-faults) nothing in the steady state;
+//                                  whatever out held before is overwritten. May keep state between
+//                                  calls (error feedback keeps a residual, random-k a step
+//                                  counter), so a Codec instance belongs to one sender.
+//   encode(values)              -> Payload: encode_into a fresh Payload.
 //   decode_add(p, acc, weight)     acc += weight * decode(p). Never reads or writes out of bounds:
 //                                  a payload whose size does not match acc or its own header is
 //                                  refused with ProtocolError, because payloads come from peers.
@@ -52,7 +56,13 @@ class Codec {
 
   virtual std::string_view name() const = 0;
 
-  virtual Payload encode(std::span<const float> values) = 0;
+  virtual void encode_into(std::span<const float> values, Payload& out) = 0;
+
+  Payload encode(std::span<const float> values) {
+    Payload p;
+    encode_into(values, p);
+    return p;
+  }
 
   virtual void decode_add(const Payload& payload, std::span<float> acc, float weight) const = 0;
 

@@ -10,7 +10,7 @@ ErrorFeedbackCodec::ErrorFeedbackCodec(std::unique_ptr<Codec> inner) : inner_(st
   PSGD_CHECK(inner_ != nullptr, "error feedback needs an inner codec");
 }
 
-Payload ErrorFeedbackCodec::encode(std::span<const float> values) {
+void ErrorFeedbackCodec::encode_into(std::span<const float> values, Payload& payload) {
   const std::size_t n = values.size();
   if (residual_.size() != n) residual_.assign(n, 0.0f);
   corrected_.resize(n);
@@ -18,7 +18,7 @@ Payload ErrorFeedbackCodec::encode(std::span<const float> values) {
   float* e = residual_.data();
   for (std::size_t i = 0; i < n; ++i)
     p[i] = values[i] + e[i];
-  Payload payload = inner_->encode(corrected_);
+  inner_->encode_into(corrected_, payload);
   inner_->decode(payload, residual_);  // residual_ = D(C(p)) for the moment
   double lost = 0, total = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -27,7 +27,6 @@ Payload ErrorFeedbackCodec::encode(std::span<const float> values) {
     total += static_cast<double>(p[i]) * p[i];
   }
   stats_.compression_error = total > 0 ? std::sqrt(lost / total) : 0.0;
-  return payload;
 }
 
 void ErrorFeedbackCodec::decode_add(const Payload& payload, std::span<float> acc,

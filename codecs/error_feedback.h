@@ -23,7 +23,7 @@ class ErrorFeedbackCodec final : public Codec {
  public:
   explicit ErrorFeedbackCodec(std::unique_ptr<Codec> inner);
   std::string_view name() const override { return inner_->name(); }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
   CodecStats last_stats() const override { return stats_; }

@@ -28,7 +28,19 @@ bool uses_error_feedback(const CodecSpec& spec) {
       fmt::format("--error_feedback {}: choose auto, on or off", spec.error_feedback));
 }
 
+std::uint64_t default_bucket(const std::string& codec) {
+  return codec == "qsgd" ? 512 : 0;
+}
+
 std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
+  if (spec.bucket < -1) {
+    throw ConfigError(
+        fmt::format("--codec_bucket {}: must be -1 (the codec's default), 0 (one "
+                    "norm per vector) or a bucket size",
+                    spec.bucket));
+  }
+  const std::uint64_t bucket =
+      spec.bucket < 0 ? default_bucket(spec.name) : static_cast<std::uint64_t>(spec.bucket);
   std::unique_ptr<Codec> codec;
   if (spec.name == "plain") {
     codec = std::make_unique<PlainCodec>();
@@ -38,9 +50,9 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
     codec = std::make_unique<Bf16Codec>();
   } else if (spec.name == "qsgd") {
     codec = std::make_unique<QsgdCodec>(
-        QsgdOptions{.levels = spec.levels, .bucket = spec.bucket, .seed = spec.seed});
+        QsgdOptions{.levels = spec.levels, .bucket = bucket, .seed = spec.seed});
   } else if (spec.name == "sign") {
-    codec = std::make_unique<SignCodec>(spec.bucket);
+    codec = std::make_unique<SignCodec>(bucket);
   } else if (spec.name == "topk") {
     codec = std::make_unique<TopkCodec>(spec.ratio);
   } else if (spec.name == "randk") {
@@ -58,8 +70,8 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
   }
   if (uses_error_feedback(spec)) codec = std::make_unique<ErrorFeedbackCodec>(std::move(codec));
   if (spec.momentum > 0.0f) {
-    codec =
-        std::make_unique<MomentumCorrectionCodec>(std::move(codec), spec.momentum, spec.nesterov);
+    codec = std::make_unique<MomentumCorrectionCodec>(std::move(codec), spec.momentum,
+                                                      spec.nesterov, spec.name == "topk");
   }
   return codec;
 }
@@ -92,7 +104,7 @@ CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender) {
   return CodecSpec{.name = job.codec,
                    .levels = job.codec_levels,
                    .ratio = job.codec_ratio,
-                   .bucket = static_cast<std::uint64_t>(job.codec_bucket),
+                   .bucket = job.codec_bucket,
                    .error_feedback = job.error_feedback,
                    .seed = derive_seed(job.seed, 0xC0DEC000ULL + sender),
                    .momentum = momentum_at_worker(job) ? static_cast<float>(job.momentum) : 0.0f,

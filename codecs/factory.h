@@ -12,9 +12,11 @@ struct JobSpec;
 
 struct CodecSpec {
   std::string name = "plain";
-  int levels = 8;                       // qsgd: quantisation levels s
-  double ratio = 0.01;                  // topk / randk: fraction of coordinates kept
-  std::uint64_t bucket = 512;           // qsgd, sign: elements per norm / scale (0: whole vector)
+  int levels = 8;       // qsgd: quantisation levels s
+  double ratio = 0.01;  // topk / randk: fraction of coordinates kept
+  // qsgd, sign: elements per norm / scale; 0: the whole vector; -1: the codec's default
+  // (default_bucket()).
+  std::int64_t bucket = -1;
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
   std::uint64_t seed = 1;               // qsgd's rounding, randk's index draws
   // Sender-side momentum applied before the codec (and before error feedback):
@@ -22,6 +24,11 @@ struct CodecSpec {
   float momentum = 0.0f;
   bool nesterov = false;
 };
+
+// The bucket a codec uses when none is given: 512 for qsgd (the QSGD paper's experiments), 0 (one
+// scale for the whole gradient) for sign, which trains better that way with error feedback
+// (codecs/sign.h).
+std::uint64_t default_bucket(const std::string& codec);
 
 // Throws ConfigError for an unknown name (listing the known ones) or a bad option.
 std::unique_ptr<Codec> make_codec(const CodecSpec& spec);

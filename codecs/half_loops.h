@@ -1,32 +1,22 @@
 #pragma once
-// The element loops shared by the 16-bit codecs (fp16, bf16), parameterised on the conversion so
-// each instantiation is one flat loop the compiler vectorises.
-#include <algorithm>
+// The codec bodies shared by the 16-bit codecs (fp16, bf16), parameterised on bulk conversion
+// loops over n elements (the 16-bit side little-endian and unaligned).
 #include <cstdint>
-#include <cstring>
 #include <span>
 
 #include "codecs/payload_io.h"
 
 namespace psgd::half_detail {
 
-template <std::uint16_t (*ToBits)(float)>
-Payload encode(std::span<const float> values) {
-  Payload p;
+using ToBits = void (*)(const float* src, std::size_t n, std::uint8_t* dst);
+using FromBits = void (*)(const std::uint8_t* src, std::size_t n, float* dst);
+using FromBitsAdd = void (*)(const std::uint8_t* src, std::size_t n, float* dst, float w);
+
+inline void encode_into(std::span<const float> values, Payload& p, ToBits to_bits) {
   p.num_elements = values.size();
-  p.bytes.reserve(values.size() * 2);
-  // Convert through a small stack buffer and append it: resizing the payload first would make an
-  // extra zero-filling pass over memory.
-  constexpr std::size_t kChunk = 4096;
-  std::uint16_t buf[kChunk];
-  const float* src = values.data();
-  for (std::size_t i = 0; i < values.size(); i += kChunk) {
-    const std::size_t m = std::min(kChunk, values.size() - i);
-    for (std::size_t j = 0; j < m; ++j)
-      buf[j] = ToBits(src[i + j]);
-    append_bytes(p.bytes, buf, m * 2);
-  }
-  return p;
+  // A no-op for a payload reused at the same length; a fresh one is zero-filled first, once.
+  p.bytes.resize(values.size() * 2);
+  to_bits(values.data(), values.size(), p.bytes.data());
 }
 
 inline void check(const Payload& payload, std::size_t n, const char* codec) {
@@ -37,28 +27,16 @@ inline void check(const Payload& payload, std::size_t n, const char* codec) {
   }
 }
 
-template <float (*FromBits)(std::uint16_t)>
-void decode_add(const Payload& payload, std::span<float> acc, float weight, const char* codec) {
+inline void decode_add(const Payload& payload, std::span<float> acc, float weight,
+                       const char* codec, FromBitsAdd from_bits_add) {
   check(payload, acc.size(), codec);
-  const std::uint8_t* src = payload.view().data();
-  float* dst = acc.data();
-  for (std::size_t i = 0; i < acc.size(); ++i) {
-    std::uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] += weight * FromBits(h);
-  }
+  from_bits_add(payload.view().data(), acc.size(), acc.data(), weight);
 }
 
-template <float (*FromBits)(std::uint16_t)>
-void decode(const Payload& payload, std::span<float> out, const char* codec) {
+inline void decode(const Payload& payload, std::span<float> out, const char* codec,
+                   FromBits from_bits) {
   check(payload, out.size(), codec);
-  const std::uint8_t* src = payload.view().data();
-  float* dst = out.data();
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    std::uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = FromBits(h);
-  }
+  from_bits(payload.view().data(), out.size(), out.data());
 }
 
 }  // namespace psgd::half_detail

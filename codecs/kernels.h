@@ -2,7 +2,8 @@
 // Reductions the codecs share. Float addition is not associative, so the compiler will not
 // vectorise a plain `s += x[i]` loop; these keep 16 independent partial sums (one fixed-length
 // inner loop it does vectorise) and add them up in double at the end. The result is deterministic
-// for a given input length.
+// for a given input length, and the same in a portable and an AVX2 build of the caller (always
+// inlined, so that codecs/simd.h's AVX2 kernels get an AVX2 copy).
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -10,7 +11,7 @@
 namespace psgd::kernels {
 
 template <typename F>
-double lane_sum(std::span<const float> x, F f) {
+[[gnu::always_inline]] inline double lane_sum(std::span<const float> x, F f) {
   constexpr std::size_t kLanes = 16;
   float lanes[kLanes] = {};
   const std::size_t n = x.size();
@@ -28,11 +29,11 @@ double lane_sum(std::span<const float> x, F f) {
   return s;
 }
 
-inline double sum_abs(std::span<const float> x) {
+[[gnu::always_inline]] inline double sum_abs(std::span<const float> x) {
   return lane_sum(x, [](float v) { return std::fabs(v); });
 }
 
-inline double sum_squares(std::span<const float> x) {
+[[gnu::always_inline]] inline double sum_squares(std::span<const float> x) {
   return lane_sum(x, [](float v) { return v * v; });
 }
 

@@ -6,13 +6,13 @@
 namespace psgd {
 
 MomentumCorrectionCodec::MomentumCorrectionCodec(std::unique_ptr<Codec> inner, float momentum,
-                                                 bool nesterov)
-    : inner_(std::move(inner)), momentum_(momentum), nesterov_(nesterov) {
+                                                 bool nesterov, bool mask_sent)
+    : inner_(std::move(inner)), momentum_(momentum), nesterov_(nesterov), mask_sent_(mask_sent) {
   PSGD_CHECK(inner_ != nullptr, "momentum correction needs an inner codec");
   PSGD_CHECK(momentum_ >= 0.0f && momentum_ < 1.0f, "momentum {} outside [0, 1)", momentum_);
 }
 
-Payload MomentumCorrectionCodec::encode(std::span<const float> values) {
+void MomentumCorrectionCodec::encode_into(std::span<const float> values, Payload& payload) {
   const std::size_t n = values.size();
   const float m = momentum_;
   if (buffer_.size() != n) {
@@ -29,16 +29,22 @@ Payload MomentumCorrectionCodec::encode(std::span<const float> values) {
       direction_[i] = values[i] + m * buffer_[i];
     direction = direction_;
   }
-  Payload payload = inner_->encode(direction);
+  inner_->encode_into(direction, payload);
   stats_ = inner_->last_stats();
   // The sender's generic fallback would compare g with D(C(u)); measure against u here instead.
-  if (stats_.compression_error < 0 && encodes_ % kErrorSampleEvery == 0) {
+  const bool measure = stats_.compression_error < 0 && encodes_ % kErrorSampleEvery == 0;
+  if (measure || mask_sent_) {
     scratch_.resize(n);
     inner_->decode(payload, scratch_);
-    stats_.compression_error = relative_error(direction, scratch_);
+  }
+  if (measure) stats_.compression_error = relative_error(direction, scratch_);
+  if (mask_sent_) {
+    float* u = buffer_.data();
+    const float* sent = scratch_.data();
+    for (std::size_t i = 0; i < n; ++i)
+      u[i] = sent[i] != 0.0f ? 0.0f : u[i];
   }
   ++encodes_;
-  return payload;
 }
 
 void MomentumCorrectionCodec::decode_add(const Payload& payload, std::span<float> acc,

@@ -19,6 +19,11 @@
 // --momentum_at worker and --momentum_at server give the same model up to float rounding.
 // Weight decay stays on the server (it needs the parameters, which a codec does not see).
 //
+// Momentum factor masking (DGC §3.3, `mask_sent`, on for topk): the buffer's coordinates
+// that the inner codec sent this step are zeroed, as DGC does with u and the accumulator (error
+// feedback already leaves a zero residual there), so a coordinate's momentum is not sent again
+// when it is delayed mass, only fresh gradient.
+//
 // The wire format is the inner codec's; receivers decode with the inner codec.
 #include <cstdint>
 #include <memory>
@@ -30,9 +35,10 @@ namespace psgd {
 
 class MomentumCorrectionCodec final : public Codec {
  public:
-  MomentumCorrectionCodec(std::unique_ptr<Codec> inner, float momentum, bool nesterov = false);
+  MomentumCorrectionCodec(std::unique_ptr<Codec> inner, float momentum, bool nesterov = false,
+                          bool mask_sent = false);
   std::string_view name() const override { return inner_->name(); }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
   CodecStats last_stats() const override { return stats_; }
@@ -46,9 +52,10 @@ class MomentumCorrectionCodec final : public Codec {
   std::unique_ptr<Codec> inner_;
   float momentum_;
   bool nesterov_;
+  bool mask_sent_;
   std::vector<float> buffer_;     // u
   std::vector<float> direction_;  // what the inner codec encodes (u, or g + m·u)
-  std::vector<float> scratch_;    // decoded direction when measuring the compression error
+  std::vector<float> scratch_;    // decoded direction (compression error, masking)
   std::int64_t encodes_ = 0;
   CodecStats stats_;
 };

@@ -25,13 +25,12 @@ void check_payload(const Payload& payload, std::size_t expected) {
 
 }  // namespace
 
-Payload PlainCodec::encode(std::span<const float> values) {
-  Payload p;
-  p.num_elements = values.size();
-  // assign() from a byte range copies once; resize() + memcpy would also zero-fill first.
+void PlainCodec::encode_into(std::span<const float> values, Payload& out) {
+  out.num_elements = values.size();
+  // assign() from a byte range copies once, into the existing capacity when there is enough;
+  // resize() + memcpy would also zero-fill a fresh buffer first.
   const auto* bytes = reinterpret_cast<const std::uint8_t*>(values.data());
-  p.bytes.assign(bytes, bytes + values.size_bytes());
-  return p;
+  out.bytes.assign(bytes, bytes + values.size_bytes());
 }
 
 void PlainCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {

@@ -7,7 +7,7 @@ namespace psgd {
 class PlainCodec final : public Codec {
  public:
   std::string_view name() const override { return "plain"; }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
   CodecStats last_stats() const override { return {.compression_error = 0}; }  // exact

@@ -41,7 +41,7 @@ class QsgdCodec final : public Codec {
 
   explicit QsgdCodec(QsgdOptions options);
   std::string_view name() const override { return "qsgd"; }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
 

@@ -40,19 +40,18 @@ RandkCodec::RandkCodec(double ratio, std::uint64_t seed) : ratio_(ratio), seed_(
   }
 }
 
-Payload RandkCodec::encode(std::span<const float> values) {
+void RandkCodec::encode_into(std::span<const float> values, Payload& p) {
   const std::uint64_t n = values.size(), k = sparse_k(n, ratio_);
   const std::uint64_t step = step_++;
   randk_indices(seed_, step, n, k, indices_);
-  Payload p;
   p.num_elements = n;
+  p.bytes.clear();  // keeps the capacity of a reused payload
   p.bytes.reserve(24 + 4 * k);
   append_value(p.bytes, seed_);
   append_value(p.bytes, step);
   append_value(p.bytes, k);
   for (std::uint64_t i : indices_)
     append_value(p.bytes, values[i]);
-  return p;
 }
 
 void RandkCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {

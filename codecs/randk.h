@@ -29,7 +29,7 @@ class RandkCodec final : public Codec {
  public:
   RandkCodec(double ratio, std::uint64_t seed);
   std::string_view name() const override { return "randk"; }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
 
  private:

@@ -4,18 +4,11 @@
 #include <bit>
 #include <cstring>
 
-#include "codecs/kernels.h"
 #include "codecs/payload_io.h"
+#include "codecs/simd.h"
 
 namespace psgd {
 namespace {
-
-std::uint8_t sign_bits8(const float* p) {
-  std::uint32_t byte = 0;
-  for (int j = 0; j < 8; ++j)
-    byte |= (std::bit_cast<std::uint32_t>(p[j]) >> 31) << j;
-  return static_cast<std::uint8_t>(byte);
-}
 
 std::uint64_t bucket_count(std::uint64_t n, std::uint64_t bucket) {
   if (n == 0) return 0;
@@ -40,46 +33,42 @@ void apply(float* dst, const std::uint8_t* bits, std::size_t lo, std::size_t hi,
   std::size_t i = lo;
   for (; i < hi && i % 8 != 0; ++i)
     put<kAdd>(dst, i, s, (bits[i / 8] >> (i % 8)) & 1u);
-  for (; i + 8 <= hi; i += 8) {
-    const std::uint32_t byte = bits[i / 8];
-    for (std::size_t j = 0; j < 8; ++j)
-      put<kAdd>(dst, i + j, s, (byte >> j) & 1u);
+  const std::size_t whole = i < hi ? (hi - i) / 8 : 0;
+  if constexpr (kAdd) {
+    simd::sign_expand_add(bits + i / 8, whole, scale, dst + i);
+  } else {
+    simd::sign_expand(bits + i / 8, whole, scale, dst + i);
   }
+  i += 8 * whole;
   for (; i < hi; ++i)
     put<kAdd>(dst, i, s, (bits[i / 8] >> (i % 8)) & 1u);
 }
 
 }  // namespace
 
-Payload SignCodec::encode(std::span<const float> values) {
+void SignCodec::encode_into(std::span<const float> values, Payload& p) {
   const std::size_t n = values.size();
   const std::uint64_t buckets = bucket_count(n, bucket_);
   const std::uint64_t d = (bucket_ == 0 || bucket_ >= n) ? n : bucket_;
-  Payload p;
   p.num_elements = n;
-  p.bytes.reserve(8 + 4 * buckets + (n + 7) / 8);
-  append_value(p.bytes, bucket_);
+  p.bytes.resize(8 + 4 * buckets + (n + 7) / 8);  // no-op for a payload reused at this length
+  std::uint8_t* out = p.bytes.data();
+  std::memcpy(out, &bucket_, 8);
   for (std::uint64_t k = 0; k < buckets; ++k) {
     const std::size_t lo = k * d, len = std::min<std::uint64_t>(d, n - lo);
-    append_value(p.bytes, static_cast<float>(kernels::sum_abs(values.subspan(lo, len)) /
-                                             static_cast<double>(len)));
+    const auto scale =
+        static_cast<float>(simd::sum_abs(values.data() + lo, len) / static_cast<double>(len));
+    std::memcpy(out + 8 + 4 * k, &scale, 4);
   }
-  constexpr std::size_t kChunk = 4096;  // bytes, i.e. 8 * kChunk elements
-  std::uint8_t buf[kChunk];
+  std::uint8_t* bits = out + 8 + 4 * buckets;
   const std::size_t whole = n / 8;
   const float* src = values.data();
-  for (std::size_t b = 0; b < whole; b += kChunk) {
-    const std::size_t m = std::min(kChunk, whole - b);
-    for (std::size_t j = 0; j < m; ++j)
-      buf[j] = sign_bits8(src + 8 * (b + j));
-    append_bytes(p.bytes, buf, m);
-  }
+  simd::sign_bits(src, whole, bits);
   if (n % 8 != 0) {
     float tail[8] = {};
     std::copy(src + whole * 8, src + n, tail);
-    p.bytes.push_back(sign_bits8(tail));
+    simd::sign_bits(tail, 1, bits + whole);
   }
-  return p;
 }
 
 template <bool kAdd>

@@ -23,13 +23,13 @@ IndexEncoding choose_encoding(std::uint64_t n, std::span<const std::uint64_t> in
   return delta_bytes(indices) <= (n + 7) / 8 ? IndexEncoding::kDelta : IndexEncoding::kBitmap;
 }
 
-Payload encode(std::uint64_t n, std::span<const std::uint64_t> indices,
-               std::span<const float> values) {
+void encode_into(std::uint64_t n, std::span<const std::uint64_t> indices,
+                 std::span<const float> values, Payload& p) {
   const std::uint64_t k = indices.size();
   const std::uint64_t delta = delta_bytes(indices), bitmap = (n + 7) / 8;
   const bool use_delta = delta <= bitmap;
-  Payload p;
   p.num_elements = n;
+  p.bytes.clear();  // keeps the capacity of a reused payload
   p.bytes.reserve(1 + 8 + 4 * k + (use_delta ? delta : bitmap));
   p.bytes.push_back(
       static_cast<std::uint8_t>(use_delta ? IndexEncoding::kDelta : IndexEncoding::kBitmap));
@@ -47,7 +47,6 @@ Payload encode(std::uint64_t n, std::span<const std::uint64_t> indices,
     for (std::uint64_t i : indices)
       p.bytes[start + i / 8] |= static_cast<std::uint8_t>(1u << (i % 8));
   }
-  return p;
 }
 
 void decode_add(const Payload& payload, std::span<float> acc, float weight, const char* codec) {

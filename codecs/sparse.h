@@ -23,8 +23,15 @@ enum class IndexEncoding : std::uint8_t { kDelta = 0, kBitmap = 1 };
 IndexEncoding choose_encoding(std::uint64_t n, std::span<const std::uint64_t> indices);
 
 // indices strictly increasing and < n; values[j] belongs to indices[j].
-Payload encode(std::uint64_t n, std::span<const std::uint64_t> indices,
-               std::span<const float> values);
+// Writes into p, reusing its capacity.
+void encode_into(std::uint64_t n, std::span<const std::uint64_t> indices,
+                 std::span<const float> values, Payload& p);
+inline Payload encode(std::uint64_t n, std::span<const std::uint64_t> indices,
+                      std::span<const float> values) {
+  Payload p;
+  encode_into(n, indices, values, p);
+  return p;
+}
 
 // acc[i] += weight * v for every kept (i, v), or, with kOverwrite, out = 0 and out[i] = v.
 // Validates the tag, k, the byte length, every index and the ordering; throws ProtocolError.

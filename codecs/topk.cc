@@ -85,12 +85,12 @@ TopkCodec::TopkCodec(double ratio) : ratio_(ratio) {
   }
 }
 
-Payload TopkCodec::encode(std::span<const float> values) {
+void TopkCodec::encode_into(std::span<const float> values, Payload& out) {
   select_topk(values, sparse_k(values.size(), ratio_), indices_, scratch_);
   values_.resize(indices_.size());
   for (std::size_t j = 0; j < indices_.size(); ++j)
     values_[j] = values[indices_[j]];
-  return sparse::encode(values.size(), indices_, values_);
+  sparse::encode_into(values.size(), indices_, values_, out);
 }
 
 void TopkCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {

@@ -31,7 +31,7 @@ class TopkCodec final : public Codec {
  public:
   explicit TopkCodec(double ratio);
   std::string_view name() const override { return "topk"; }
-  Payload encode(std::span<const float> values) override;
+  void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
 
  private:

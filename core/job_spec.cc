@@ -93,9 +93,11 @@ void JobSpec::validate() const {
   if (!(codec_ratio > 0.0 && codec_ratio <= 1.0)) {
     throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", codec_ratio));
   }
-  if (codec_bucket < 0) {
+  if (codec_bucket < -1) {
     throw ConfigError(fmt::format(
-        "--codec_bucket {}: must not be negative (0: one norm per vector)", codec_bucket));
+        "--codec_bucket {}: must be -1 (the codec's default), 0 (one norm per vector) or a "
+        "bucket size",
+        codec_bucket));
   }
   require_one_of("model", model, known_models());
   require_one_of("block_assignment", block_assignment, known_block_assignments());

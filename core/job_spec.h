@@ -42,7 +42,8 @@ struct JobSpec {
   // --- codec options (codecs/factory.h) ---
   int codec_levels = 8;                 // qsgd: quantisation levels s (1..32767)
   double codec_ratio = 0.01;            // topk / randk: fraction of coordinates kept, in (0, 1]
-  std::int64_t codec_bucket = 512;      // qsgd, sign: elements per norm / scale (0: whole vector)
+  std::int64_t codec_bucket = -1;       // qsgd, sign: elements per norm / scale (0: whole vector,
+                                        // -1: the codec's default, qsgd 512, sign 0)
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
   std::string server_codec = "plain";   // parameters, server -> worker: plain | fp16 | bf16
   // Where --momentum is applied: server (the server's SGD) | worker (momentum correction before

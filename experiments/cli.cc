@@ -177,7 +177,9 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
       "topk / randk: fraction of coordinates kept, in (0, 1]; k = max(1, round(ratio n))");
   app.add_option(
       "--codec_bucket", s.codec_bucket,
-      "qsgd, sign: elements sharing one norm / scale, as QSGD's buckets (0: the whole gradient)");
+      "qsgd, sign: elements sharing one norm / scale, as QSGD's buckets; 0: the whole gradient; "
+      "default -1 = the codec's own default: 512 for qsgd (as in the QSGD paper), 0 for sign "
+      "(with error feedback, per-bucket sign scales train worse; see codecs/sign.h)");
   app.add_option("--error_feedback", s.error_feedback,
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
   app.add_option("--momentum_at", s.momentum_at,

@@ -19,6 +19,27 @@ const Gradient& expect_gradient(const char* strategy, NodeId from, int node_coun
   return *g;
 }
 
+Payload PayloadRecycler::take() {
+  Payload payload;
+  if (last_ && last_.use_count() == 1) {
+    std::visit(
+        [&](auto& m) {
+          if constexpr (requires { m.values.bytes; }) payload = std::move(m.values);
+        },
+        *last_);
+  }
+  last_.reset();
+  // Only the owned buffer is worth recycling; a payload viewing a received frame lets it go.
+  payload.frame.reset();
+  payload.received = {};
+  return payload;
+}
+
+std::shared_ptr<const Message> PayloadRecycler::keep(Message message) {
+  last_ = std::make_shared<Message>(std::move(message));
+  return last_;
+}
+
 std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
                                               std::span<const float> values) {
   return std::make_shared<const Message>(

@@ -20,6 +20,21 @@ namespace psgd {
 const Gradient& expect_gradient(const char* strategy, NodeId from, int node_count,
                                 const Message& message);
 
+// The payload buffer a worker encodes into round after round (Codec::encode_into), so that a large
+// gradient's bytes are not allocated and page-faulted afresh every iteration. The payload travels
+// inside the message the worker sends; take() moves it back out of the last message kept once no
+// one else holds that message any more (the transport has written it), and otherwise hands out an
+// empty payload. The driver and the roles run on one thread, so the ownership test is exact.
+class PayloadRecycler {
+ public:
+  Payload take();
+  // The message to send, remembered so that take() can recycle its payload.
+  std::shared_ptr<const Message> keep(Message message);
+
+ private:
+  std::shared_ptr<Message> last_;
+};
+
 // A Params message of `iteration` holding `values` encoded with `codec`.
 std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
                                               std::span<const float> values);

@@ -181,14 +181,15 @@ WorkerAction GcWorker::compute_step(Outbox& out) {
   }
   times_.compute_s = sw.seconds();
   sw.restart();
-  Payload payload = uplink_->encode(coded_);
+  Payload payload = payloads_.take();
+  uplink_->encode_into(coded_, payload);
   times_.encode_s = sw.seconds();
-  out.push_back({kServer, std::make_shared<const Message>(Gradient{.iteration = iteration_,
-                                                                   .values = std::move(payload),
-                                                                   .loss = loss,
-                                                                   .samples = samples,
-                                                                   .times = times_,
-                                                                   .compression_error = 0})});
+  out.push_back({kServer, payloads_.keep(Gradient{.iteration = iteration_,
+                                                  .values = std::move(payload),
+                                                  .loss = loss,
+                                                  .samples = samples,
+                                                  .times = times_,
+                                                  .compression_error = 0})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   ++done_;

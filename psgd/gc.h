@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/sgd.h"
+#include "psgd/common.h"
 #include "psgd/context.h"
 
 namespace psgd {
@@ -95,6 +96,7 @@ class GcWorker final : public WorkerRole {
   std::unique_ptr<Codec> uplink_;
   std::unique_ptr<Codec> downlink_;
   std::vector<float> coded_;  // gc: the sum; ndc: the r gradients back to back
+  PayloadRecycler payloads_;  // the uplink payload, reused between iterations
   std::int64_t iteration_ = -1;
   std::int64_t done_ = 0;
   double waiting_since_ = -1;

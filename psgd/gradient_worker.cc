@@ -24,7 +24,8 @@ WorkerAction GradientWorker::compute_step(Outbox& out) {
   const StepStats step = ctx_.learner->compute_gradient();
   times_.compute_s = sw.seconds();
   sw.restart();
-  Payload payload = uplink_->encode(ctx_.learner->gradients());
+  Payload payload = payloads_.take();
+  uplink_->encode_into(ctx_.learner->gradients(), payload);
   times_.encode_s = sw.seconds();
   // The compression error comes free from codecs that know it (plain, error feedback); measuring
   // it otherwise costs a decode and two norms, about one more encode, so it is sampled every
@@ -35,13 +36,12 @@ WorkerAction GradientWorker::compute_step(Outbox& out) {
     uplink_->decode(payload, scratch_);
     compression_error = relative_error(ctx_.learner->gradients(), scratch_);
   }
-  out.push_back(
-      {kServer, std::make_shared<const Message>(Gradient{.iteration = iteration_,
-                                                         .values = std::move(payload),
-                                                         .loss = step.loss,
-                                                         .samples = step.samples,
-                                                         .times = times_,
-                                                         .compression_error = compression_error})});
+  out.push_back({kServer, payloads_.keep(Gradient{.iteration = iteration_,
+                                                  .values = std::move(payload),
+                                                  .loss = step.loss,
+                                                  .samples = step.samples,
+                                                  .times = times_,
+                                                  .compression_error = compression_error})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   ++done_;

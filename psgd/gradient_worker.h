@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "psgd/common.h"
 #include "psgd/context.h"
 
 namespace psgd {
@@ -29,6 +30,7 @@ class GradientWorker final : public WorkerRole {
   static constexpr std::int64_t kErrorSampleEvery = 10;
   std::int64_t done_ = 0;
   double waiting_since_ = -1;
+  PayloadRecycler payloads_;    // the uplink payload, reused between iterations
   std::vector<float> scratch_;  // decoded gradient when measuring the compression error
   PhaseTimes times_;
 };

@@ -193,15 +193,15 @@ WorkerAction LocalSgdWorker::compute_step(Outbox& out) {
   const std::span<const float> local = ctx_.learner->parameters();
   for (std::size_t i = 0; i < delta_.size(); ++i)
     delta_[i] = start_[i] - local[i];
-  Payload payload = uplink_->encode(delta_);
+  Payload payload = payloads_.take();
+  uplink_->encode_into(delta_, payload);
   times_.encode_s = sw.seconds();
-  out.push_back({kServer, std::make_shared<const Message>(
-                              ModelDelta{.iteration = iteration_,
-                                         .values = std::move(payload),
-                                         .loss = loss_sum_ / static_cast<double>(taken_),
-                                         .samples = samples_,
-                                         .local_steps = taken_,
-                                         .times = times_})});
+  out.push_back({kServer, payloads_.keep(ModelDelta{.iteration = iteration_,
+                                                    .values = std::move(payload),
+                                                    .loss = loss_sum_ / static_cast<double>(taken_),
+                                                    .samples = samples_,
+                                                    .local_steps = taken_,
+                                                    .times = times_})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   return {.compute = false};

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/sgd.h"
+#include "psgd/common.h"
 #include "psgd/context.h"
 
 namespace psgd {
@@ -87,6 +88,7 @@ class LocalSgdWorker final : public WorkerRole {
   std::unique_ptr<Codec> downlink_;
   std::vector<float> start_;  // the parameters the round started from
   std::vector<float> delta_;
+  PayloadRecycler payloads_;  // the uplink payload, reused between rounds
   std::int64_t iteration_ = -1;
   std::int64_t steps_ = 0;  // local steps this round
   std::int64_t taken_ = 0;  // of which taken

@@ -69,5 +69,23 @@ TEST(CodecFactory, JobSpecOptionsReachTheCodec) {
   EXPECT_EQ(downlink_codec_spec(job).name, "fp16");
 }
 
+TEST(CodecFactory, BucketDefaultsPerCodecAndExplicitBucketsWin) {
+  const std::vector<float> g(2000, 0.5f);
+  JobSpec job;
+  job.codec = "sign";
+  job.error_feedback = "off";
+  // sign: one scale for the whole gradient unless told otherwise.
+  EXPECT_EQ(make_codec(uplink_codec_spec(job, 0))->encode(g).bytes.size(), 8 + 4 + 2000 / 8);
+  job.codec_bucket = 512;
+  EXPECT_EQ(make_codec(uplink_codec_spec(job, 0))->encode(g).bytes.size(), 8 + 4 * 4 + 2000 / 8);
+  job.codec = "qsgd";
+  job.codec_bucket = -1;  // qsgd: 512 by default, 5 bits per element at 8 levels
+  EXPECT_EQ(make_codec(uplink_codec_spec(job, 0))->encode(g).bytes.size(),
+            4 + 8 + 4 * 4 + 2000 * 5 / 8);
+  job.codec_bucket = -2;
+  EXPECT_THROW(job.validate(), ConfigError);
+  EXPECT_THROW(make_codec({.name = "sign", .bucket = -2}), ConfigError);
+}
+
 }  // namespace
 }  // namespace psgd

@@ -72,6 +72,31 @@ TEST(Sign, EachBucketHasItsOwnScale) {
     EXPECT_EQ(std::signbit(out[i]), std::signbit(g[i]));
 }
 
+TEST(Sign, EveryBucketKeepsItsL1NormWithOneMagnitude) {
+  // Layers of very different scales back to back, as in the trainer's flat gradient.
+  std::vector<float> g;
+  for (float sigma : {1e-4f, 1.0f, 1e-2f}) {
+    auto part = gaussian(1500, static_cast<std::uint32_t>(sigma * 1e4f), sigma);
+    g.insert(g.end(), part.begin(), part.end());
+  }
+  for (std::uint64_t bucket : {512, 64, 1000, 7}) {
+    SignCodec codec(bucket);
+    std::vector<float> out(g.size());
+    codec.decode(codec.encode(g), out);
+    for (std::size_t lo = 0; lo < g.size(); lo += bucket) {
+      const std::size_t hi = std::min<std::size_t>(g.size(), lo + bucket);
+      double l1 = 0, decoded_l1 = 0;
+      for (std::size_t i = lo; i < hi; ++i) {
+        l1 += std::fabs(g[i]);
+        decoded_l1 += std::fabs(out[i]);
+        EXPECT_EQ(std::fabs(out[i]), std::fabs(out[lo])) << bucket << " " << i;
+        EXPECT_EQ(std::signbit(out[i]), std::signbit(g[i]));
+      }
+      EXPECT_NEAR(decoded_l1, l1, 1e-5 * l1) << bucket << " " << lo;
+    }
+  }
+}
+
 // EF invariant: g + e_old = D(C(g + e_old)) + e_new, step after step.
 void expect_conservation(std::unique_ptr<Codec> inner, std::size_t n) {
   ErrorFeedbackCodec ef(std::move(inner));

@@ -8,6 +8,7 @@
 #include "codecs/momentum.h"
 #include "codecs/plain.h"
 #include "codecs/sign.h"
+#include "codecs/topk.h"
 #include "core/error.h"
 #include "tests/psgd/role_sim.h"
 
@@ -119,6 +120,26 @@ TEST(MomentumCorrection, FirstStepSendsTheGradientAndWireFormatIsTheInnerCodecs)
   const Payload p2 = codec.encode(g);
   PlainCodec().decode(p2, out);
   EXPECT_EQ(out, (std::vector<float>{1.5f, -3.0f, 4.5f}));
+}
+
+TEST(MomentumCorrection, MaskingZeroesTheMomentumOfTheCoordinatesSent) {
+  // DGC's momentum factor masking around error-feedback topk: what was sent leaves neither
+  // momentum nor residual behind; the rest keeps accumulating.
+  const float m = 0.5f;
+  auto ef = std::make_unique<ErrorFeedbackCodec>(std::make_unique<TopkCodec>(0.25));
+  const ErrorFeedbackCodec* inner = ef.get();
+  MomentumCorrectionCodec codec(std::move(ef), m, false, /*mask_sent=*/true);
+  const std::vector<float> g{1, -8, 2, 0.5f};
+  codec.encode(g);  // k = 1: sends -8
+  EXPECT_EQ(std::vector<float>(codec.momentum_buffer().begin(), codec.momentum_buffer().end()),
+            (std::vector<float>{1, 0, 2, 0.5f}));
+  EXPECT_EQ(inner->residual()[1], 0.0f);
+  codec.encode(g);  // u = (1.5, -8, 3, 0.75), p = u + e = (2.5, -8, 5, 1.25): sends -8 again
+  EXPECT_EQ(std::vector<float>(codec.momentum_buffer().begin(), codec.momentum_buffer().end()),
+            (std::vector<float>{1.5f, 0, 3, 0.75f}));
+  MomentumCorrectionCodec unmasked(std::make_unique<TopkCodec>(0.25), m);
+  unmasked.encode(g);
+  EXPECT_EQ(unmasked.momentum_buffer()[1], -8.0f);
 }
 
 }  // namespace

@@ -75,6 +75,7 @@ class Client {
   void on_finish(const Finish& finish);
   // A strategy message from the server or a peer: hand it to the role, compute while it asks.
   void deliver(const Message& message);
+  void compute_next();
   // Peer-to-peer strategies: link up with the other workers, then tell the server.
   void on_peer_table(const PeerTable& table);
   void on_peer_error(int peer, const std::string& why);
@@ -271,16 +272,30 @@ void Client::deliver(const Message& message) {
   if (done_) return;
   try {
     Outbox out;
-    WorkerAction action = role_->on_message(message, out);
+    const WorkerAction action = role_->on_message(message, out);
     send(out);
-    while (action.compute) {
-      out.clear();
-      action = role_->compute_step(out);
-      send(out);
-    }
+    if (action.compute) compute_next();
   } catch (const Error& e) {
     give_up(e.what(), true);
   }
+}
+
+// One compute step per turn of the event loop: between steps the links write what was queued,
+// read what arrived and send their heartbeats. (Steps run back to back in one call would starve
+// them: a strategy that computes many steps without waiting for a message, such as allreduce on
+// Gloo, sent no heartbeat and was declared dead after --dead_after.)
+void Client::compute_next() {
+  asio::post(io_, [this] {
+    if (done_) return;
+    try {
+      Outbox out;
+      const WorkerAction action = role_->compute_step(out);
+      send(out);
+      if (action.compute) compute_next();
+    } catch (const Error& e) {
+      give_up(e.what(), true);
+    }
+  });
 }
 
 void Client::on_job(const Job& job) {

@@ -164,5 +164,23 @@ TEST(Ccdc, AWorkerThatDiesFailsTheOthersWithAClearErrorInsteadOfAHang) {
       << logs;
 }
 
+// A worker that computes step after step without waiting for any message (allreduce with one
+// worker, slowed by --delay) must still send heartbeats: the run outlasts --dead_after several
+// times over and must not lose its worker.
+TEST(Liveness, AWorkerComputingManyStepsInARowKeepsItsLinkAlive) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(
+      cluster.start(1, {"--train_samples", "1600", "--test_samples", "200", "--epochs", "1",
+                        "--batch_size", "16", "--psgd", "allreduce", "--delay", "fixed:0.03",
+                        "--heartbeat_interval", "0.3", "--dead_after", "1"}));
+  auto code = cluster.server->wait(std::chrono::seconds(60));
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 0) << cluster.logs();
+  auto summary = nlohmann::json::parse(read_file(cluster.dir.file("run") + "/summary.json"));
+  EXPECT_EQ(summary["status"], "completed") << summary.dump(1);
+  EXPECT_GE(summary["wall_seconds"].get<double>(), 2.0) << "the run must outlast --dead_after";
+}
+
 }  // namespace
 }  // namespace psgd

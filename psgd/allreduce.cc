@@ -115,9 +115,15 @@ AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule, SgdOp
              "allreduce worker needs a learner and a clock");
 }
 
-bool AllreduceWorker::epoch_end(std::int64_t iteration) const {
-  return iteration % schedule_.iterations_per_epoch == 0 ||
-         iteration == schedule_.total_iterations();
+bool send_iteration_report(AllreduceReport report, std::span<const float> params,
+                           const Schedule& schedule, NodeId worker, Outbox& out) {
+  const std::int64_t done = report.iteration;
+  if (done % schedule.iterations_per_epoch == 0 || done == schedule.total_iterations()) {
+    report.param_hash = parameter_hash(params);
+    if (worker == 0) report.params.assign(params.begin(), params.end());
+  }
+  out.push_back({kServer, std::make_shared<const Message>(std::move(report))});
+  return done < schedule.total_iterations();
 }
 
 WorkerAction AllreduceWorker::on_message(const Message& message, Outbox& out) {
@@ -179,13 +185,8 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
     report.peer_bytes = 2 * (n - 1) * sum_.size() * sizeof(float) / n;
   }
   report.multicast_bytes = report.peer_bytes;  // a ring sends each chunk to one peer
-  if (epoch_end(iteration_)) {
-    report.param_hash = parameter_hash(params);
-    if (ctx_.id == 0) report.params.assign(params.begin(), params.end());
-  }
-  out.push_back({kServer, std::make_shared<const Message>(std::move(report))});
   times_ = PhaseTimes{};
-  return {.compute = iteration_ < schedule_.total_iterations()};
+  return {.compute = send_iteration_report(std::move(report), params, schedule_, ctx_.id, out)};
 }
 
 }  // namespace psgd

@@ -31,6 +31,13 @@ namespace psgd {
 // FNV-1a over the bytes of the parameters: equal models have equal hashes (0 is never returned).
 std::uint64_t parameter_hash(std::span<const float> parameters);
 
+// How every peer-to-peer worker (allreduce, broadcast, ccdc) ends an iteration: at epoch ends
+// (and the last iteration) the report carries the parameter hash, and worker 0's the parameters,
+// so the server checks that the models agree and evaluates one; the report goes to the server.
+// Returns whether the worker computes again.
+bool send_iteration_report(AllreduceReport report, std::span<const float> params,
+                           const Schedule& schedule, NodeId worker, Outbox& out);
+
 class AllreduceServer final : public ServerRole {
  public:
   AllreduceServer(Schedule schedule, ServerContext context);
@@ -64,7 +71,6 @@ class AllreduceWorker final : public WorkerRole {
 
  private:
   WorkerAction finish_iteration(Outbox& out);
-  bool epoch_end(std::int64_t iteration) const;
 
   WorkerContext ctx_;
   Schedule schedule_;

@@ -106,14 +106,8 @@ WorkerAction BroadcastWorker::try_finish(Outbox& out) {
                          .times = times_,
                          .peer_bytes = sent_bytes_,
                          .multicast_bytes = multicast_bytes_};
-  if (iteration_ % schedule_.iterations_per_epoch == 0 ||
-      iteration_ == schedule_.total_iterations()) {
-    report.param_hash = parameter_hash(params);
-    if (ctx_.id == 0) report.params.assign(params.begin(), params.end());
-  }
-  out.push_back({kServer, std::make_shared<const Message>(std::move(report))});
   times_ = PhaseTimes{};
-  return {.compute = iteration_ < schedule_.total_iterations()};
+  return {.compute = send_iteration_report(std::move(report), params, schedule_, ctx_.id, out)};
 }
 
 }  // namespace psgd

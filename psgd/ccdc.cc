@@ -274,7 +274,9 @@ void CcdcWorker::decode(const CcdcCoded& m) {
   float* dst =
       recovered_[static_cast<std::size_t>(missing_[static_cast<std::size_t>(lacked)])].data() +
       (p.begin - t.begin);
-  std::memcpy(dst, scratch_.data(), p.size() * sizeof(float));
+  // A piece can be empty (a slice shorter than the subsets it is cut into): nothing to copy, and
+  // memcpy must not see the null pointer of an empty vector.
+  if (p.size() > 0) std::memcpy(dst, scratch_.data(), p.size() * sizeof(float));
   ++pieces_;
 }
 

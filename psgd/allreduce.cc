@@ -45,8 +45,7 @@ void AllreduceServer::on_message(NodeId from, const Message& message, Outbox&) {
                                     from, r->iteration, last_[w]));
   }
   last_[w] = r->iteration;
-  const bool epoch_end = r->iteration % schedule_.iterations_per_epoch == 0 ||
-                         r->iteration == schedule_.total_iterations();
+  const bool epoch_end = schedule_.epoch_end(r->iteration);
   if (epoch_end && r->param_hash == 0) {
     throw ProtocolError(
         fmt::format("allreduce server: worker {} sent no parameter hash at the end of iteration {}",
@@ -118,7 +117,7 @@ AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule, SgdOp
 bool send_iteration_report(AllreduceReport report, std::span<const float> params,
                            const Schedule& schedule, NodeId worker, Outbox& out) {
   const std::int64_t done = report.iteration;
-  if (done % schedule.iterations_per_epoch == 0 || done == schedule.total_iterations()) {
+  if (schedule.epoch_end(done)) {
     report.param_hash = parameter_hash(params);
     if (worker == 0) report.params.assign(params.begin(), params.end());
   }

@@ -39,6 +39,10 @@ struct Schedule {
   std::int64_t iterations_per_epoch = 1;
   int epochs = 1;
   std::int64_t total_iterations() const { return iterations_per_epoch * epochs; }
+  // After `done` iterations, an epoch (or the run, whose last epoch may be cut short) has ended.
+  bool epoch_end(std::int64_t done) const {
+    return done % iterations_per_epoch == 0 || done == total_iterations();
+  }
 };
 
 Schedule make_schedule(std::int64_t train_samples, int node_count, int batch_size, int epochs);

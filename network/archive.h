@@ -69,12 +69,8 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
   const std::shared_ptr<const void>& owner() const { return owner_; }
 
   void loadBinary(void* out, std::size_t size) {
-    if (size > remaining()) {
-      throw ProtocolError(
-          fmt::format("message body ends early: {} more bytes needed, {} left", size, remaining()));
-    }
-    if (size) std::memcpy(out, data_.data() + pos_, size);
-    pos_ += size;
+    const auto bytes = take(size);
+    if (size) std::memcpy(out, bytes.data(), size);
   }
 
   // The next `size` bytes of the frame, without copying them (valid while the frame is).

@@ -80,17 +80,11 @@ void add_simulation_flags(CLI::App& app, SimOptions& sim) {
 // --resume RUN_DIR: the job is the one in RUN_DIR/config.json. Flags that only say where and how
 // this server runs may be given; any other would change the job and is refused.
 void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& out) {
-  static const std::vector<std::string> allowed{"--working_ports",
-                                                "--port_file",
-                                                "--bind",
-                                                "--passphrase_file",
-                                                "--heartbeat_interval",
-                                                "--dead_after",
-                                                "--join_timeout",
-                                                "--io_timeout",
-                                                "--threads",
-                                                "--checkpoint_every",
-                                                "--crash_after_checkpoints"};
+  static const std::vector<std::string> allowed{
+      "--working_ports",   "--port_file",          "--bind",
+      "--passphrase_file", "--heartbeat_interval", "--dead_after",
+      "--shared_memory",   "--join_timeout",       "--io_timeout",
+      "--threads",         "--checkpoint_every",   "--crash_after_checkpoints"};
   for (const CLI::Option* o : app.get_options()) {
     if (o == resume || o->count() == 0) continue;
     const std::string name = o->get_name();
@@ -298,6 +292,11 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "A training worker silent this many seconds is lost; the strategy decides "
                  "whether the run goes on")
       ->check(CLI::PositiveNumber);
+  app.add_option("--shared_memory", out.shared_memory,
+                 "on: workers on this machine exchange large frames (gradients, parameters) "
+                 "with the server through shared memory instead of copying them through "
+                 "loopback TCP; results are identical, only faster. off: TCP only (default on)")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--port_file", out.port_file,
                  "Write the port actually listened on to this file (useful with port 0)");
   app.add_flag("--timeline", out.timeline,
@@ -363,6 +362,10 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "Once training, the server silent this many seconds is lost (the client then "
                  "retries the connection until --connect_timeout)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--shared_memory", out.shared_memory,
+                 "on: when the server runs on this machine and offers it, exchange large frames "
+                 "through shared memory instead of loopback TCP. off: TCP only (default on)")
+      ->check(CLI::IsMember({"on", "off"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

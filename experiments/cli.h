@@ -18,6 +18,9 @@ struct ServerOptions {
   std::string passphrase_file;    // else $PSGD_PASSPHRASE; else no authentication (network/auth.h)
   double heartbeat_interval = 2;  // seconds of idle link before a Heartbeat is sent
   double dead_after = 10;         // seconds of silence after which a training worker is lost
+  // Offer workers on this machine a shared-memory channel for large frames
+  // (network/tcp/shm_channel.h); off: every frame over TCP.
+  std::string shared_memory = "on";
   std::string port_file;     // write the listening port here once bound (for scripts and tests)
   bool timeline = false;     // --timeline: <run>/timeline.json (Chrome trace)
   bool tensorboard = false;  // --tensorboard: <run>/tensorboard/events.out.tfevents.*
@@ -41,6 +44,7 @@ struct ClientOptions {
   std::string passphrase_file;  // else $PSGD_PASSPHRASE; else no authentication
   double heartbeat_interval = 2;
   double dead_after = 10;  // seconds of silence from the server, once training, before giving up
+  std::string shared_memory = "on";  // take up the server's shared-memory offer (same machine only)
   std::string command_line;
 };
 

@@ -204,6 +204,7 @@ void Client::on_auth_ok() {
       [](MessageType t) { return t != MessageType::kAuthChallenge && t != MessageType::kAuthOk; });
   conn_->set_max_body_bytes(kJobFrameLimit);
   conn_->set_read_timeout(kJobWaitSeconds);
+  conn_->accept_shared_memory(opts_.shared_memory == "on");
   conn_->send(Hello{.protocol = kProtocolVersion,
                     .host = host_name(),
                     .pid = static_cast<std::int32_t>(getpid()),

@@ -112,6 +112,7 @@ class Server {
   // A replacement that failed before it was ready: its slot is lost again, the run goes on.
   void drop_replacement(int worker, const std::string& why);
   Job make_job(std::size_t worker, int threads) const;
+  void offer_shared_memory(net::Connection& conn, const std::string& worker_host);
   void record_lost(int worker, const std::string& why, bool carried_on);
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
@@ -583,6 +584,7 @@ void Server::take_over(const std::shared_ptr<net::Connection>& conn, const Hello
   std::fflush(stdout);
   conn->set_max_body_bytes(training_frame_limit(model_->num_parameters()));
   conn->set_read_timeout(spec_.join_timeout);
+  offer_shared_memory(*conn, hello.host);
   conn->send(job);
 }
 
@@ -749,6 +751,16 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
   if (joined() == spec_.node_count) send_jobs();
 }
 
+// A worker on this machine gets a shared-memory channel for its large frames; it maps it only if
+// it really is here (a host name alone proves nothing), else the link stays on TCP.
+void Server::offer_shared_memory(net::Connection& conn, const std::string& worker_host) {
+  if (opts_.shared_memory != "on" || worker_host != host_name()) return;
+  // Room for the largest fp32 frame (a plain gradient or the parameters) with its fields; a
+  // larger frame goes over TCP.
+  const std::size_t slot_bytes = 4 * model_->num_parameters() + 64 * 1024;
+  conn.offer_shared_memory(slot_bytes);
+}
+
 Job Server::make_job(std::size_t w, int threads) const {
   const auto& slot = workers_[w];
   Job job{.worker_id = static_cast<std::int32_t>(w),
@@ -790,6 +802,7 @@ void Server::send_jobs() {
         make_job(w, spec_.threads > 0 ? spec_.threads : std::max(1, cores / per_host[slot.host]));
     slot.conn->set_max_body_bytes(training_frame_limit(params));
     slot.conn->set_read_timeout(spec_.join_timeout);
+    offer_shared_memory(*slot.conn, slot.host);
     slot.conn->send(job);
   }
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
@@ -936,6 +949,12 @@ void Server::start_training() {
     role_->restore(resumed_->role_state);  // checked in load_checkpoint()
     resumed_->role_state = {};
     resumed_->parameters = {};
+  }
+  const auto on_shm = std::count_if(workers_.begin(), workers_.end(),
+                                    [](const auto& s) { return s.conn->shared_memory(); });
+  if (on_shm > 0) {
+    fmt::print("init_server: {} of {} workers exchange frames through shared memory\n", on_shm,
+               workers_.size());
   }
   std::vector<std::string> hosts;
   for (const auto& slot : workers_)

@@ -15,6 +15,7 @@ inline constexpr std::array kMessageTypes{
     MessageType::kGradient,  MessageType::kModelDelta,      MessageType::kAuthOk,
     MessageType::kPeerTable, MessageType::kPeerHello,       MessageType::kPeersUp,
     MessageType::kRingChunk, MessageType::kAllreduceReport, MessageType::kPeerGradient,
-    MessageType::kCcdcCoded, MessageType::kCcdcSlice};
+    MessageType::kCcdcCoded, MessageType::kCcdcSlice,       MessageType::kShmOffer,
+    MessageType::kShmReply,  MessageType::kShmFrame};
 
 }  // namespace psgd::fuzz

@@ -22,6 +22,8 @@ T get_le(const std::uint8_t* in) {
   return value;
 }
 
+}  // namespace
+
 bool known_type(std::uint16_t t) {
   switch (static_cast<MessageType>(t)) {
     case MessageType::kError:
@@ -47,12 +49,13 @@ bool known_type(std::uint16_t t) {
     case MessageType::kAuthProof:
     case MessageType::kHeartbeat:
     case MessageType::kAuthOk:
+    case MessageType::kShmOffer:
+    case MessageType::kShmReply:
+    case MessageType::kShmFrame:
       return true;
   }
   return false;
 }
-
-}  // namespace
 
 std::array<std::uint8_t, kFrameHeaderBytes> encode_header(const FrameHeader& header) {
   std::array<std::uint8_t, kFrameHeaderBytes> out{};
@@ -101,7 +104,7 @@ std::vector<std::uint8_t> encode_frame(const Message& message) {
 }
 
 EncodedFrame::EncodedFrame(std::shared_ptr<const Message> message)
-    : message_(std::move(message)), inline_(kFrameHeaderBytes) {
+    : message_(std::move(message)), inline_(kFrameHeaderBytes), type_(type_of(*message_)) {
   std::vector<wire::Blob> blobs;
   append_body(*message_, inline_, &blobs);
   std::size_t blob_bytes = 0;

@@ -32,6 +32,9 @@ struct FrameHeader {
 
 std::array<std::uint8_t, kFrameHeaderBytes> encode_header(const FrameHeader& header);
 
+// Whether `type` names a message type of this protocol version.
+bool known_type(std::uint16_t type);
+
 // Throws ProtocolError (bad magic, other version, unknown type, body over max_body_bytes).
 // An ErrorMessage of another version is accepted so that its text can be shown.
 FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes,
@@ -46,6 +49,7 @@ class EncodedFrame {
  public:
   explicit EncodedFrame(std::shared_ptr<const Message> message);
 
+  MessageType type() const { return type_; }
   std::size_t size() const { return size_; }
   const std::vector<std::span<const std::uint8_t>>& segments() const { return segments_; }
   std::vector<std::uint8_t> flatten() const;
@@ -55,6 +59,7 @@ class EncodedFrame {
   std::vector<std::uint8_t> inline_;
   std::vector<std::span<const std::uint8_t>> segments_;
   std::size_t size_ = 0;
+  MessageType type_ = MessageType::kError;
 };
 
 // Decodes one complete frame held in memory (used by tests and fuzzers); `bytes` must hold exactly

@@ -50,6 +50,18 @@ void serialize(Archive&, Heartbeat&) {}
 template <class Archive>
 void serialize(Archive&, AuthOk&) {}
 template <class Archive>
+void serialize(Archive& ar, ShmOffer& m) {
+  ar(m.name, m.slot_bytes, m.slots);
+}
+template <class Archive>
+void serialize(Archive& ar, ShmReply& m) {
+  ar(m.accepted, m.why);
+}
+template <class Archive>
+void serialize(Archive& ar, ShmFrame& m) {
+  ar(m.slot, m.type, m.body_bytes);
+}
+template <class Archive>
 void serialize(Archive& ar, Hello& m) {
   ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version, m.slowdown);
 }
@@ -161,6 +173,9 @@ MessageType type_of(const Message& message) {
     MessageType operator()(const AuthProof&) const { return MessageType::kAuthProof; }
     MessageType operator()(const Heartbeat&) const { return MessageType::kHeartbeat; }
     MessageType operator()(const AuthOk&) const { return MessageType::kAuthOk; }
+    MessageType operator()(const ShmOffer&) const { return MessageType::kShmOffer; }
+    MessageType operator()(const ShmReply&) const { return MessageType::kShmReply; }
+    MessageType operator()(const ShmFrame&) const { return MessageType::kShmFrame; }
   };
   return std::visit(Visitor{}, message);
 }
@@ -213,6 +228,12 @@ const char* type_name(MessageType type) {
       return "Heartbeat";
     case MessageType::kAuthOk:
       return "AuthOk";
+    case MessageType::kShmOffer:
+      return "ShmOffer";
+    case MessageType::kShmReply:
+      return "ShmReply";
+    case MessageType::kShmFrame:
+      return "ShmFrame";
   }
   return "unknown";
 }
@@ -291,6 +312,12 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body,
       return decode_as<Heartbeat>(body, owner);
     case MessageType::kAuthOk:
       return decode_as<AuthOk>(body, owner);
+    case MessageType::kShmOffer:
+      return decode_as<ShmOffer>(body, owner);
+    case MessageType::kShmReply:
+      return decode_as<ShmReply>(body, owner);
+    case MessageType::kShmFrame:
+      return decode_as<ShmFrame>(body, owner);
   }
   throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
 }

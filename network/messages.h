@@ -33,7 +33,7 @@ namespace psgd {
 // 7: AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat
 // 8: CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/ccdc.h)
 // 9: Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)
-inline constexpr std::uint16_t kProtocolVersion = 9;
+inline constexpr std::uint16_t kProtocolVersion = 10;
 
 enum class MessageType : std::uint16_t {
   kError = 1,
@@ -59,6 +59,9 @@ enum class MessageType : std::uint16_t {
   kPeerGradient = 21,
   kCcdcCoded = 40,
   kCcdcSlice = 41,
+  kShmOffer = 60,
+  kShmReply = 61,
+  kShmFrame = 62,
 };
 
 struct ErrorMessage {
@@ -253,10 +256,35 @@ struct CcdcSlice {
   std::vector<float> values;
 };
 
-using Message =
-    std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta, DataOffer,
-                 DataChunk, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient,
-                 AuthHello, AuthChallenge, AuthProof, Heartbeat, AuthOk, CcdcCoded, CcdcSlice>;
+// Shared memory between the two ends of a link on one machine (network/tcp/shm_channel.h). These
+// three are handled inside the Connection; its owner never sees them.
+//
+// Either way: a segment `name` with `slots` slots of `slot_bytes` per direction, for the peer to
+// open if it runs on the same machine.
+struct ShmOffer {
+  std::string name;
+  std::uint64_t slot_bytes = 0;
+  std::uint32_t slots = 0;
+};
+
+// The answer to a ShmOffer: whether the peer mapped the segment, and if not, why.
+struct ShmReply {
+  bool accepted = false;
+  std::string why;
+};
+
+// In place of a frame whose body was copied into shared-memory slot `slot`: the body's type and
+// length. The receiver decodes the body where it lies.
+struct ShmFrame {
+  std::uint32_t slot = 0;
+  std::uint16_t type = 0;
+  std::uint64_t body_bytes = 0;
+};
+
+using Message = std::variant<ErrorMessage, Hello, Job, Ready, Finish, Params, Gradient, ModelDelta,
+                             DataOffer, DataChunk, PeerTable, PeerHello, PeersUp, RingChunk,
+                             AllreduceReport, PeerGradient, AuthHello, AuthChallenge, AuthProof,
+                             Heartbeat, AuthOk, CcdcCoded, CcdcSlice, ShmOffer, ShmReply, ShmFrame>;
 
 MessageType type_of(const Message& message);
 const char* type_name(MessageType type);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include <spdlog/spdlog.h>
 #include "core/error.h"
 
 namespace psgd::net {
@@ -109,6 +110,10 @@ void Connection::read_body(const FrameHeader& header) {
                          self->read_header();
                          return;
                        }
+                       if (self->on_shm_frame(header.type)) {
+                         if (!self->closed_) self->read_header();
+                         return;
+                       }
                        Message m = decode_body(header.type, *self->body_, self->body_);
                        if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                      } catch (const ProtocolError& e) {
@@ -133,7 +138,20 @@ void Connection::send(std::shared_ptr<const Message> message) {
 
 void Connection::send_frame(std::shared_ptr<const EncodedFrame> frame) {
   if (closed_ || closing_) return;
-  writes_.push_back(std::move(frame));
+  const std::size_t counted = frame->size();
+  const std::size_t body = frame->size() - kFrameHeaderBytes;
+  if (shm_ && body >= kShmMinBody && frame->type() != MessageType::kHeartbeat) {
+    // The body (everything after the header) goes into a slot; the socket carries a notice.
+    std::vector<std::span<const std::uint8_t>> parts(frame->segments());
+    parts.front() = parts.front().subspan(kFrameHeaderBytes);
+    if (const auto slot = shm_->put(parts)) {
+      auto notice = std::make_shared<const EncodedFrame>(std::make_shared<const Message>(ShmFrame{
+          .slot = *slot, .type = static_cast<std::uint16_t>(frame->type()), .body_bytes = body}));
+      ++shm_frames_;
+      frame = std::move(notice);
+    }
+  }
+  writes_.push_back({std::move(frame), counted});
   if (!writing_) write_next();
 }
 
@@ -145,21 +163,103 @@ void Connection::write_next() {
   }
   writing_ = true;
   gather_.clear();
-  for (const auto& segment : writes_.front()->segments()) {
+  for (const auto& segment : writes_.front().frame->segments()) {
     gather_.emplace_back(segment.data(), segment.size());
   }
-  asio::async_write(socket_, gather_,
-                    [self = shared_from_this()](std::error_code ec, std::size_t n) {
-                      if (self->closed_) return;
-                      if (ec) {
-                        self->fail(fmt::format("writing to {}: {}", self->peer_, ec.message()));
-                        return;
-                      }
-                      self->bytes_sent_ += n;
-                      self->last_write_ = std::chrono::steady_clock::now();
-                      self->writes_.pop_front();
-                      self->write_next();
-                    });
+  asio::async_write(socket_, gather_, [self = shared_from_this()](std::error_code ec, std::size_t) {
+    if (self->closed_) return;
+    if (ec) {
+      self->fail(fmt::format("writing to {}: {}", self->peer_, ec.message()));
+      return;
+    }
+    // Counted when written, as the frame it stands for (a shared-memory
+    // notice counts as its whole frame).
+    self->bytes_sent_ += self->writes_.front().counted_bytes;
+    self->last_write_ = std::chrono::steady_clock::now();
+    self->writes_.pop_front();
+    self->write_next();
+  });
+}
+
+bool Connection::offer_shared_memory(std::size_t slot_bytes, std::uint32_t slots) {
+  if (closed_ || closing_ || shm_ || shm_offered_) return false;
+  try {
+    shm_offered_ = ShmChannel::create(slot_bytes, slots);
+  } catch (const Error& e) {
+    spdlog::debug("{}: staying on TCP: {}", peer_, e.what());
+    return false;
+  }
+  send(ShmOffer{.name = shm_offered_->name(),
+                .slot_bytes = shm_offered_->slot_bytes(),
+                .slots = shm_offered_->slots()});
+  return true;
+}
+
+bool Connection::on_shm_frame(MessageType type) {
+  switch (type) {
+    case MessageType::kShmOffer: {
+      const auto offer = std::get<ShmOffer>(decode_body(type, *body_));
+      ShmReply reply;
+      if (!shm_accept_) {
+        reply.why = "shared memory is switched off here";
+      } else if (shm_ || shm_offered_) {
+        reply.why = "this link has a shared-memory offer already";
+      } else {
+        try {
+          auto channel = ShmChannel::open(offer.name, offer.slot_bytes, offer.slots);
+          channel->unlink();
+          // Attached before the reply is queued: every frame sent from now on may use it, and
+          // the peer reads the reply before any notice that follows it.
+          shm_ = std::move(channel);
+          reply.accepted = true;
+        } catch (const Error& e) {
+          reply.why = e.what();
+        }
+      }
+      send(reply);
+      return true;
+    }
+    case MessageType::kShmReply: {
+      const auto reply = std::get<ShmReply>(decode_body(type, *body_));
+      if (!shm_offered_) throw ProtocolError("a ShmReply to no offer");
+      shm_offered_->unlink();
+      if (reply.accepted) {
+        shm_ = std::move(shm_offered_);
+      } else {
+        spdlog::debug("{} stays on TCP: {}", peer_, reply.why);
+      }
+      shm_offered_.reset();
+      return true;
+    }
+    case MessageType::kShmFrame: {
+      const auto notice = std::get<ShmFrame>(decode_body(type, *body_));
+      if (!shm_) throw ProtocolError("a ShmFrame on a link without shared memory");
+      const auto inner = static_cast<MessageType>(notice.type);
+      if (!known_type(notice.type) || inner == MessageType::kHeartbeat ||
+          inner == MessageType::kShmOffer || inner == MessageType::kShmReply ||
+          inner == MessageType::kShmFrame) {
+        throw ProtocolError(fmt::format("a ShmFrame cannot carry message type {}", notice.type));
+      }
+      if (filter_ && !filter_(inner)) {
+        throw ProtocolError(fmt::format("a {} frame is not allowed here", type_name(inner)));
+      }
+      if (notice.body_bytes > options_.max_body_bytes) {
+        throw ProtocolError(fmt::format("{} frame of {} bytes exceeds the limit of {} bytes",
+                                        type_name(inner), notice.body_bytes,
+                                        options_.max_body_bytes));
+      }
+      auto [view, owner] = shm_->take(notice.slot, notice.body_bytes);
+      const std::size_t frame_bytes = kFrameHeaderBytes + view.size();
+      // Counted as the frame it stands for (the notice itself was counted on arrival).
+      bytes_received_ += frame_bytes - (kFrameHeaderBytes + body_->size());
+      Message m = decode_body(inner, view, owner);
+      owner.reset();
+      if (!draining_) on_frame_(std::move(m), frame_bytes);
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 void Connection::start_heartbeats(double interval_s) {

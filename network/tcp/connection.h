@@ -19,6 +19,12 @@
 // refresh the read deadline). A deadline that expires while bytes wait unread in the socket
 // (this process was busy, not the peer silent) is extended instead of failing.
 //
+// Shared memory: offer_shared_memory() proposes a shared-memory side channel (shm_channel.h); a
+// peer on the same machine that allows it (accept_shared_memory) maps it, and from then on frame
+// bodies of at least kShmMinBody bytes travel through it while the socket carries a small notice.
+// Both ends keep working over TCP alone when the peer is elsewhere, refuses, or all slots are
+// busy. The handler sees the same messages either way.
+//
 // Errors: the ErrorHandler is called at most once, with a sentence saying what happened (peer
 // closed, timeout, malformed frame); the socket is then closed. A handler that throws
 // psgd::Error makes the connection report that error and close.
@@ -33,6 +39,7 @@
 
 #include "network/frame.h"
 #include "network/messages.h"
+#include "network/tcp/shm_channel.h"
 
 namespace psgd::net {
 
@@ -73,10 +80,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void set_type_filter(TypeFilter filter) { filter_ = std::move(filter); }
   void start_heartbeats(double interval_s);
 
+  // Bodies smaller than this go over the socket even with shared memory: copying them through a
+  // slot saves nothing.
+  static constexpr std::size_t kShmMinBody = 64 * 1024;
+  // Creates a segment of `slots` slots of `slot_bytes` per direction and offers it to the peer;
+  // returns false (and stays on TCP) when this machine cannot provide one. Call once, after the
+  // peer authenticated.
+  bool offer_shared_memory(std::size_t slot_bytes, std::uint32_t slots = 3);
+  // Whether a ShmOffer from the peer is taken up (default: declined).
+  void accept_shared_memory(bool yes) { shm_accept_ = yes; }
+  // Whether frames travel through shared memory on this link (both ends agreed).
+  bool shared_memory() const { return shm_ != nullptr; }
+  // Frames whose body went through shared memory (the rest went over the socket).
+  std::uint64_t frames_via_shared_memory() const { return shm_frames_; }
+
   bool is_open() const { return socket_.is_open() && !closed_; }
   // Frames queued or being written.
   bool writes_pending() const { return writing_ || !writes_.empty(); }
   const std::string& peer() const { return peer_; }
+  // Bytes of the frames sent and received, whether their bodies went over the socket or through
+  // shared memory.
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   std::uint64_t bytes_received() const { return bytes_received_; }
 
@@ -88,6 +111,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void drain();
   void fail(const std::string& why);
   void arm_heartbeat();
+  // Handles ShmOffer / ShmReply / ShmFrame; returns false for every other type.
+  bool on_shm_frame(MessageType type);
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer deadline_;
@@ -101,7 +126,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ErrorHandler on_error_;
   std::array<std::uint8_t, kFrameHeaderBytes> header_{};
   std::shared_ptr<std::vector<std::uint8_t>> body_;
-  std::deque<std::shared_ptr<const EncodedFrame>> writes_;
+  struct PendingWrite {
+    std::shared_ptr<const EncodedFrame> frame;
+    std::size_t counted_bytes;  // the frame's full size, also when a notice stands for it
+  };
+  std::deque<PendingWrite> writes_;
   std::vector<asio::const_buffer> gather_;
   bool writing_ = false;
   bool closing_ = false;
@@ -109,6 +138,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   std::uint64_t bytes_sent_ = 0;
   std::uint64_t bytes_received_ = 0;
+  std::shared_ptr<ShmChannel> shm_;          // agreed by both ends
+  std::shared_ptr<ShmChannel> shm_offered_;  // offered, no reply yet
+  bool shm_accept_ = false;
+  std::uint64_t shm_frames_ = 0;
 };
 
 // Connects to host:port, retrying refused or unreachable attempts with a backoff that doubles from

@@ -79,19 +79,26 @@ std::string metrics_without_wall_time(const std::string& run) {
   return out;
 }
 
-TEST(Training, TheSameSeedGivesTheSameRun) {
+// The second run sends every frame over TCP, the first through shared memory (all on one host):
+// the transport must not change a bit of the run, nor the bytes it reports.
+TEST(Training, TheSameSeedGivesTheSameRunOverSharedMemoryAndOverTcp) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   std::vector<std::string> metrics;
-  for (int run = 0; run < 2; ++run) {
+  for (const std::string shm : {"on", "off"}) {
     Cluster c;
-    ASSERT_NO_FATAL_FAILURE(c.start(3, {"--train_samples", "3000", "--test_samples", "1000",
-                                        "--epochs", "2", "--batch_size", "16", "--seed", "11"}));
+    ASSERT_NO_FATAL_FAILURE(
+        c.start(3, {"--train_samples", "3000", "--test_samples", "1000", "--epochs", "2",
+                    "--batch_size", "16", "--seed", "11", "--shared_memory", shm}));
     auto code = c.server->wait(120s);
     ASSERT_TRUE(code.has_value()) << c.logs();
     ASSERT_EQ(*code, 0) << c.logs();
+    const bool said = c.server->out().find(
+                          "3 of 3 workers exchange frames through shared "
+                          "memory") != std::string::npos;
+    EXPECT_EQ(said, shm == "on") << c.logs();
     metrics.push_back(metrics_without_wall_time(c.dir.file("run")));
   }
-  EXPECT_EQ(metrics[0], metrics[1]) << "bit-identical losses and accuracies for one seed";
+  EXPECT_EQ(metrics[0], metrics[1]) << "bit-identical losses, accuracies and bytes for one seed";
 }
 
 TEST(Training, ADeadWorkerEndsTheRunWithAClearStatusInsteadOfAHang) {

@@ -64,7 +64,10 @@ int main(int argc, char** argv) {
       psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
       psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload},
       psgd::CcdcCoded{.from = 1, .iteration = 2, .group = 3, .bits = {1u, 2u}},
-      psgd::CcdcSlice{.from = 1, .iteration = 2, .values = {1.0f, 2.0f}}};
+      psgd::CcdcSlice{.from = 1, .iteration = 2, .values = {1.0f, 2.0f}},
+      psgd::ShmOffer{.name = "/psgd-1-0123456789abcdef", .slot_bytes = 4096, .slots = 3},
+      psgd::ShmReply{.accepted = false, .why = "off"},
+      psgd::ShmFrame{.slot = 1, .type = 17, .body_bytes = 100}};
   int i = 0;
   for (const auto& m : messages) {
     write(out / "fuzz_frame", i, psgd::encode_frame(m));

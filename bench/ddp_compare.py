@@ -150,7 +150,7 @@ def main():
     p.add_argument("--python", default="/usr/bin/python3",
                    help="the Python with PyTorch for DDP (default /usr/bin/python3, Debian's python3-torch)")
     p.add_argument("--ddp_threads", type=int, default=0,
-                   help="torch threads per DDP process (default 0: max(1, cores // workers), psgd's rule)")
+                   help="torch threads per DDP process (default 0: max(1, cores // workers): DDP has no server process)")
     p.add_argument("--psgd_flag", action="append", default=[],
                    help="extra init_server flag for the psgd runs, repeatable (e.g. --psgd_flag=--timeline)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",

@@ -237,7 +237,8 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   app.add_option("--output", s.output,
                  "Run directory (default: runs/<timestamp>-<psgd>-<codec>-n<nodes>)");
   app.add_option("--threads", s.threads,
-                 "Torch threads per worker (0: that host's cores / psgd processes on it)");
+                 "Torch threads per worker (0: that host's cores / psgd processes on it, this "
+                 "server included)");
   app.add_option("--join_timeout", s.join_timeout,
                  "Seconds to wait for all workers to join and load their data");
   app.add_option("--io_timeout", s.io_timeout,
@@ -338,7 +339,8 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
   app.add_option("--port", out.port, "Port init_server listens on (its --working_ports)")
       ->check(CLI::Range(1, 65535));
   app.add_option("--threads", out.threads,
-                 "Torch threads (0: the server's suggestion, cores / psgd processes on this host)")
+                 "Torch threads (0: the server's suggestion, cores / psgd processes on this host, "
+                 "the server included)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--dataset", out.dataset,
                  "Read the data from here instead of the job's --dataset (same format)");

@@ -571,7 +571,7 @@ void Server::take_over(const std::shared_ptr<net::Connection>& conn, const Hello
   slot->rejoining = true;
   slot->ready = false;
   slot->offered = false;
-  int on_host = 0;
+  int on_host = hello.host == host_name() ? 1 : 0;  // this server's process
   for (const auto& s : workers_)
     on_host += s.conn && s.host == hello.host;
   const int threads =
@@ -790,7 +790,11 @@ Job Server::make_job(std::size_t w, int threads) const {
 
 void Server::send_jobs() {
   phase_ = Phase::kLoading;
+  // Cores are shared among the psgd processes of a host, this server's included: a worker whose
+  // torch threads fill every core would fight the server for them each round (with two threads
+  // and the server on two cores, a single worker runs at less than half its speed).
   std::map<std::string, int> per_host;
+  per_host[host_name()] = 1;
   for (const auto& w : workers_)
     per_host[w.host]++;
   const std::size_t params = model_->num_parameters();

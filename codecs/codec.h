@@ -68,6 +68,17 @@ class Codec {
 
   virtual void decode(const Payload& payload, std::span<float> out) const;
 
+  // The decoded vector of `num_elements` values without decoding, when the payload holds it as
+  // it is (plain fp32, float-aligned in memory); empty otherwise. It views the payload, so it is
+  // valid for as long as the payload is. Throws ProtocolError like decode() for a payload of the
+  // wrong size.
+  virtual std::span<const float> view_decoded(const Payload& payload,
+                                              std::size_t num_elements) const {
+    (void)payload;
+    (void)num_elements;
+    return {};
+  }
+
   virtual CodecStats last_stats() const { return {}; }
 };
 

@@ -52,4 +52,12 @@ void PlainCodec::decode(const Payload& payload, std::span<float> out) const {
   if (!out.empty()) std::memcpy(out.data(), payload.view().data(), out.size_bytes());
 }
 
+std::span<const float> PlainCodec::view_decoded(const Payload& payload,
+                                                std::size_t num_elements) const {
+  check_payload(payload, num_elements);
+  const auto bytes = payload.view();
+  if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(float) != 0) return {};
+  return {reinterpret_cast<const float*>(bytes.data()), num_elements};
+}
+
 }  // namespace psgd

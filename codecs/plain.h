@@ -10,6 +10,8 @@ class PlainCodec final : public Codec {
   void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
+  std::span<const float> view_decoded(const Payload& payload,
+                                      std::size_t num_elements) const override;
   CodecStats last_stats() const override { return {.compression_error = 0}; }  // exact
 };
 

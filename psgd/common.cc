@@ -79,29 +79,33 @@ WorkerReport report_of(const Gradient& g) {
                       .compression_error = g.compression_error};
 }
 
-std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
-                                     const std::vector<bool>& use, std::span<float> scratch) {
-  std::size_t count = 0, first = slots.size();
-  for (std::size_t w = 0; w < slots.size(); ++w) {
-    if (!use[w]) continue;
-    PSGD_CHECK_EQ(slots[w].size(), scratch.size(), "slot {} has the wrong size", w);
-    if (count++ == 0) first = w;
-  }
-  PSGD_CHECK(count > 0, "mean of no slots");
-  if (count == 1) return slots[first];
-  float* dst = scratch.data();
+std::span<const float> mean_of(std::span<const std::span<const float>> parts,
+                               std::span<float> scratch) {
+  PSGD_CHECK(!parts.empty(), "mean of nothing");
+  for (std::size_t k = 0; k < parts.size(); ++k)
+    PSGD_CHECK_EQ(parts[k].size(), scratch.size(), "part {} has the wrong size", k);
+  if (parts.size() == 1) return parts[0];
+  float* __restrict__ dst = scratch.data();
   const std::size_t n = scratch.size();
-  std::copy(slots[first].begin(), slots[first].end(), scratch.begin());
-  for (std::size_t w = first + 1; w < slots.size(); ++w) {
-    if (!use[w]) continue;
-    const float* src = slots[w].data();
+  std::copy(parts[0].begin(), parts[0].end(), scratch.begin());
+  for (std::size_t k = 1; k < parts.size(); ++k) {
+    const float* __restrict__ src = parts[k].data();
     for (std::size_t i = 0; i < n; ++i)
       dst[i] += src[i];
   }
-  const float inv = 1.0f / static_cast<float>(count);
+  const float inv = 1.0f / static_cast<float>(parts.size());
   for (std::size_t i = 0; i < n; ++i)
     dst[i] *= inv;
   return scratch;
+}
+
+std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
+                                     const std::vector<bool>& use, std::span<float> scratch) {
+  std::vector<std::span<const float>> parts;
+  for (std::size_t w = 0; w < slots.size(); ++w) {
+    if (use[w]) parts.emplace_back(slots[w]);
+  }
+  return mean_of(parts, scratch);
 }
 
 std::span<const float> scaled_sum_of_slots(std::span<const std::vector<float>> slots,

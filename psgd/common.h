@@ -52,6 +52,12 @@ std::int64_t install_params(const Message& message, std::int64_t last_iteration,
 // What the server records of a gradient as it arrives (held_s and staleness are filled later).
 WorkerReport report_of(const Gradient& gradient);
 
+// The mean of `parts` (each as long as `scratch`): summed in order (deterministic whatever the
+// arrival order), then scaled once by 1/count. With one part that part itself is returned (no
+// copy); otherwise the result is written to `scratch` and returned.
+std::span<const float> mean_of(std::span<const std::span<const float>> parts,
+                               std::span<float> scratch);
+
 // The mean of the used slots: summed in slot order (deterministic whatever the arrival order),
 // then scaled once by 1/count. With one used slot that slot itself is returned (no copy);
 // otherwise the result is written to `scratch` and returned.

@@ -132,10 +132,17 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
         "ssgd server: worker {} sent a second gradient for iteration {}", from, iteration_));
   }
   Stopwatch sw(*ctx_.clock);
-  // Each worker's gradient is decoded into its own slot and the slots are summed in worker order
-  // when the round closes: float addition is not associative, and summing in arrival order would
-  // make two runs with the same seed differ in the last bits.
-  uplink_[w]->decode(g.values, slots_[w]);
+  // Each worker's gradient is decoded into its own slot (or, for plain fp32, kept where it was
+  // received) and the gradients are summed in worker order when the round closes: float addition
+  // is not associative, and summing in arrival order would make two runs with the same seed
+  // differ in the last bits.
+  p.held = g.values;
+  p.values = uplink_[w]->view_decoded(p.held, slots_[w].size());
+  if (p.values.empty()) {
+    p.held = Payload{};
+    uplink_[w]->decode(g.values, slots_[w]);
+    p.values = slots_[w];
+  }
   decode_s_ += sw.seconds();
   p.received = true;
   p.arrival = ctx_.clock->now();
@@ -163,7 +170,11 @@ void SsgdServer::drop_late(NodeId from, const Gradient& g, Outbox& out) {
 
 void SsgdServer::close_round(Outbox& out) {
   Stopwatch sw(*ctx_.clock);
-  optimiser_.step(ctx_.parameters, mean_of_slots(slots_, received_mask_, sum_));
+  parts_.clear();
+  for (const Pending& p : pending_) {
+    if (p.received) parts_.push_back(p.values);
+  }
+  optimiser_.step(ctx_.parameters, mean_of(parts_, sum_));
   const double apply_s = sw.seconds();
   ++iteration_;
 

@@ -59,6 +59,10 @@ class SsgdServer final : public ServerRole {
     bool received = false;
     double arrival = 0;
     WorkerReport report;
+    // The worker's gradient: its decoded slot, or the received payload itself when the codec can
+    // view it decoded (plain fp32: no copy into the slot).
+    Payload held;
+    std::span<const float> values;
   };
 
   Schedule schedule_;
@@ -68,7 +72,8 @@ class SsgdServer final : public ServerRole {
   std::unique_ptr<Codec> downlink_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> sum_;                      // the mean gradient of the round
-  std::vector<std::vector<float>> slots_;       // each worker's decoded, weighted gradient
+  std::vector<std::vector<float>> slots_;       // each worker's decoded gradient
+  std::vector<std::span<const float>> parts_;   // scratch: the received gradients in worker order
   std::vector<Pending> pending_;
   std::vector<bool> received_mask_;
   std::vector<std::int64_t> last_sent_;  // iteration of the parameters each worker computes on

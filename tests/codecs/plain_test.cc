@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "codecs/factory.h"
@@ -50,6 +52,37 @@ TEST(PlainCodec, MalformedPayloadsAreRefused) {
   lying.num_elements = 1000;
   std::vector<float> big(1000);
   EXPECT_THROW(codec.decode(lying, big), ProtocolError);  // header says more than the bytes hold
+}
+
+// The server sums plain gradients where they were received: the view is the payload's own bytes,
+// with the decoded values; a payload at an address floats cannot be read from is not viewed.
+TEST(PlainCodec, ViewDecodedIsThePayloadItselfWhenAligned) {
+  PlainCodec codec;
+  const std::vector<float> g{1.5f, -2.0f, 3.0f};
+  auto frame = std::make_shared<std::vector<std::uint8_t>>(1 + g.size() * sizeof(float) + 3);
+  std::memcpy(frame->data() + 4, g.data(), g.size() * sizeof(float));
+  Payload aligned{.num_elements = g.size(),
+                  .received = std::span<const std::uint8_t>(*frame).subspan(4, 12),
+                  .frame = frame};
+  const auto view = codec.view_decoded(aligned, g.size());
+  ASSERT_EQ(view.size(), g.size());
+  EXPECT_EQ(static_cast<const void*>(view.data()), frame->data() + 4) << "a copy, not a view";
+  EXPECT_EQ(std::vector<float>(view.begin(), view.end()), g);
+
+  Payload odd{.num_elements = g.size(),
+              .received = std::span<const std::uint8_t>(*frame).subspan(1, 12),
+              .frame = frame};
+  EXPECT_TRUE(codec.view_decoded(odd, g.size()).empty());
+  EXPECT_THROW(codec.view_decoded(aligned, 4), ProtocolError) << "wrong element count";
+}
+
+TEST(Codec, OnlyPlainViewsItsPayloadDecoded) {
+  const std::vector<float> g(64, 0.5f);
+  for (const char* name : {"fp16", "bf16", "qsgd", "sign", "topk", "randk"}) {
+    auto codec = make_codec(CodecSpec{.name = name, .error_feedback = "off"});
+    const Payload p = codec->encode(g);
+    EXPECT_TRUE(codec->view_decoded(p, g.size()).empty()) << name;
+  }
 }
 
 }  // namespace

@@ -78,6 +78,7 @@ MetricsRow row_of(const nlohmann::json& j) {
 
 nlohmann::json RunRecorder::snapshot(std::int64_t iteration) const {
   (void)iteration;
+  PSGD_CHECK(pending_.empty(), "recorder snapshot with {} evaluations pending", pending_.size());
   Traffic total;
   for (int w = 0; w < spec_.node_count; ++w) {
     const Traffic t = s_.traffic(w);
@@ -173,6 +174,7 @@ void RunRecorder::start() {
 }
 
 int RunRecorder::after_dispatch(std::int64_t iteration) {
+  write_evaluated(/*wait=*/false);
   while (started_ && epoch_ < spec_.epochs &&
          iteration >= (epoch_ + 1) * s_.schedule.iterations_per_epoch) {
     end_epoch(iteration);
@@ -230,7 +232,14 @@ void RunRecorder::on_round(const RoundStats& stats) {
 void RunRecorder::end_epoch(std::int64_t iteration) {
   ++epoch_;
   const double epoch_s = s_.wall->now() - epoch_wall_start_;
-  const EvalStats eval = s_.model->evaluate();
+  PendingEpoch p;
+  if (s_.evaluate_async) {
+    p.eval = s_.evaluate_async();
+  } else {
+    std::promise<EvalStats> done;
+    done.set_value(s_.model->evaluate());
+    p.eval = done.get_future().share();
+  }
   Traffic total;
   std::vector<Traffic> now(rows_.size());
   for (int w = 0; w < spec_.node_count; ++w) {
@@ -238,21 +247,14 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
     total.up += now[w].up;
     total.down += now[w].down;
   }
-  MetricsRow row{.epoch = epoch_,
-                 .iteration = iteration,
-                 .wall_s = wall_since_start(),
-                 .virtual_s = virtual_since_start(),
-                 .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
-                 .test_loss = eval.loss,
-                 .test_accuracy = eval.accuracy,
-                 .bytes_up = total.up - at_start_.up + before_.up,
-                 .bytes_down = total.down - at_start_.down + before_.down,
-                 .samples = samples_total_,
-                 .validation_loss = eval.validation_loss,
-                 .validation_accuracy = eval.validation_accuracy};
-  s_.dir->append_metrics(row, s_.metrics_wall);
-  history_.push_back(row);
-  std::vector<WorkerRow> epoch_rows;
+  p.row = MetricsRow{.epoch = epoch_,
+                     .iteration = iteration,
+                     .wall_s = wall_since_start(),
+                     .virtual_s = virtual_since_start(),
+                     .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
+                     .bytes_up = total.up - at_start_.up + before_.up,
+                     .bytes_down = total.down - at_start_.down + before_.down,
+                     .samples = samples_total_};
   for (std::size_t w = 0; w < rows_.size(); ++w) {
     WorkerRow& r = rows_[w];
     r.epoch = epoch_;
@@ -262,32 +264,52 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
     r.bytes_up = now[w].up - marks_[w].up;
     r.bytes_down = now[w].down - marks_[w].down;
     marks_[w] = now[w];
-    s_.dir->append_worker(r);
-    if (on_epoch_) epoch_rows.push_back(r);
+    p.workers.push_back(r);
     r = WorkerRow{};
   }
-  if (on_epoch_) on_epoch_(row, epoch_rows);
-  const double rate = (samples_total_ - samples_at_epoch_start_) / std::max(epoch_s, 1e-9);
-  const double elapsed = row.wall_s;
-  const double eta = elapsed / epoch_ * (spec_.epochs - epoch_);
-  std::string vtime;
-  if (row.virtual_s) vtime = fmt::format("  virtual {:.2f} s", *row.virtual_s);
-  std::string validation;
-  if (row.validation_loss) {
-    validation = fmt::format("  val_loss {:.4f}  val_acc {}", *row.validation_loss,
-                             percent(row.validation_accuracy.value_or(NAN)));
-  }
-  fmt::print(
-      "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:>7}{}  "
-      "{:>8} samples/s  elapsed {}  ETA {}{}\n",
-      epoch_, spec_.epochs, row.iteration, *row.train_loss, row.test_loss,
-      percent(row.test_accuracy), validation, fmt_count(rate), fmt_duration(elapsed),
-      fmt_duration(eta), vtime);
-  std::fflush(stdout);
+  p.rate = (samples_total_ - samples_at_epoch_start_) / std::max(epoch_s, 1e-9);
+  p.eta = p.row.wall_s / epoch_ * (spec_.epochs - epoch_);
+  pending_.push_back(std::move(p));
   epoch_loss_sum_ = 0;
   epoch_rounds_ = 0;
   samples_at_epoch_start_ = samples_total_;
   epoch_wall_start_ = s_.wall->now();
+  write_evaluated(/*wait=*/!s_.evaluate_async);
+}
+
+void RunRecorder::write_evaluated(bool wait) {
+  while (!pending_.empty()) {
+    PendingEpoch& p = pending_.front();
+    if (!wait && p.eval.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    const EvalStats eval = p.eval.get();
+    MetricsRow& row = p.row;
+    row.test_loss = eval.loss;
+    row.test_accuracy = eval.accuracy;
+    row.validation_loss = eval.validation_loss;
+    row.validation_accuracy = eval.validation_accuracy;
+    if (!s_.evaluate_async) row.wall_s = wall_since_start();  // the evaluation held training up
+    s_.dir->append_metrics(row, s_.metrics_wall);
+    history_.push_back(row);
+    for (const WorkerRow& r : p.workers)
+      s_.dir->append_worker(r);
+    if (on_epoch_) on_epoch_(row, p.workers);
+    if (row.epoch == spec_.epochs) final_wall_ = wall_since_start();
+    std::string vtime;
+    if (row.virtual_s) vtime = fmt::format("  virtual {:.2f} s", *row.virtual_s);
+    std::string validation;
+    if (row.validation_loss) {
+      validation = fmt::format("  val_loss {:.4f}  val_acc {}", *row.validation_loss,
+                               percent(row.validation_accuracy.value_or(NAN)));
+    }
+    fmt::print(
+        "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:>7}{}  "
+        "{:>8} samples/s  elapsed {}  ETA {}{}\n",
+        row.epoch, spec_.epochs, row.iteration, *row.train_loss, row.test_loss,
+        percent(row.test_accuracy), validation, fmt_count(p.rate), fmt_duration(row.wall_s),
+        fmt_duration(p.eta), vtime);
+    std::fflush(stdout);
+    pending_.pop_front();
+  }
 }
 
 std::string RunRecorder::progress(std::int64_t iteration) const {
@@ -301,6 +323,7 @@ std::string RunRecorder::progress(std::int64_t iteration) const {
 
 void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterations,
                          const nlohmann::json& extra) {
+  write_evaluated(/*wait=*/true);
   nlohmann::json s;
   double best = 0;
   for (const auto& r : history_)
@@ -324,7 +347,11 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
       or_null(has_val_accuracy, has_val_accuracy ? *last->validation_accuracy : 0);
   s["epochs"] = epoch_;
   s["iterations"] = iterations;
-  const double wall = last && epoch_ > 0 ? last->wall_s : (started_ ? wall_since_start() : 0.0);
+  // With background evaluation the run ends when the last one does.
+  const double wall = final_wall_ && s_.evaluate_async ? *final_wall_
+                      : last && epoch_ > 0             ? last->wall_s
+                      : started_                       ? wall_since_start()
+                                                       : 0.0;
   s["wall_seconds"] = wall;
   const auto vs = last && epoch_ > 0 ? last->virtual_s : virtual_since_start();
   s["virtual_seconds"] = or_null(vs.has_value(), vs.value_or(0));

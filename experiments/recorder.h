@@ -6,11 +6,20 @@
 // are ready, after_dispatch() after every batch of role output (the recorder evaluates the model
 // on the test set whenever an epoch has ended), and finish() once.
 //
+// Evaluation: by default the recorder evaluates `model` at each epoch end before it returns. With
+// `evaluate_async` (the TCP server) it asks for an evaluation of a snapshot of the parameters that
+// runs while training goes on, and writes the epoch's rows (metrics.csv, workers.csv, the progress
+// line, the epoch listener) once it is done, in epoch order; finish() waits for it. metrics.csv's
+// wall_s is then the time training reached the epoch end, and summary.json's wall_seconds the time
+// the last evaluation ended.
+//
 // Time: `wall` is real time; `virtual_clock` is the simulator's clock, or null in a real run (then
 // virtual_s stays empty and summary.json says virtual_seconds: null). A simulator sets
 // metrics_wall = false: metrics.csv's wall_s is then left empty so that two runs of one seed give
 // byte-identical files; summary.json's wall_seconds still holds the real time.
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +45,9 @@ struct RecorderSetup {
   Learner* model = nullptr;  // evaluated at every epoch end; its parameters are the global model
   const Clock* wall = nullptr;
   const Clock* virtual_clock = nullptr;
+  // Evaluates a snapshot of `model`'s current parameters in the background (see above); null:
+  // evaluate in place.
+  std::function<std::shared_future<EvalStats>()> evaluate_async;
   std::function<Traffic(int worker)> traffic;  // cumulative, as the driver counts it
   std::string log_prefix = "init_server";
   bool metrics_wall = true;  // write wall_s into metrics.csv
@@ -61,8 +73,11 @@ class RunRecorder final : public ServerObserver {
 
   // Evaluates the initial model (epoch 0) and starts the clocks.
   void start();
-  // Records every epoch that has ended by `iteration`; returns the number of epochs completed.
+  // Records every epoch that has ended by `iteration`; returns the number of epochs completed
+  // (their evaluations may still be running).
   int after_dispatch(std::int64_t iteration);
+  // Writes the rows of every epoch whose evaluation has ended; with `wait`, waits for them all.
+  void write_evaluated(bool wait);
   // Writes summary.json (and nothing else); safe to call once, whatever happened before.
   // `extra` is merged into summary.json (a driver's own figures).
   void finish(const std::string& status, bool ok, std::int64_t iterations,
@@ -73,7 +88,8 @@ class RunRecorder final : public ServerObserver {
   void on_worker(NodeId worker, const WorkerReport& report) override;
   void on_round(const RoundStats& stats) override;
 
-  // Checkpoint and resume (psgd/checkpoint.h): the recorder's counters and history as JSON, and
+  // Checkpoint and resume (psgd/checkpoint.h): the recorder's counters and history as JSON (call
+  // write_evaluated(true) first: no evaluation may be pending), and
   // a fresh recorder continuing from them. resume() is called instead of the initial evaluation
   // of start(): start() then only restarts the clocks, and wall_s, bytes and samples continue
   // from the checkpoint's values. Per-worker rows of the epoch the checkpoint fell into count
@@ -87,6 +103,17 @@ class RunRecorder final : public ServerObserver {
 
  private:
   void end_epoch(std::int64_t iteration);
+
+  // An epoch whose rows wait for its evaluation.
+  struct PendingEpoch {
+    MetricsRow row;
+    std::vector<WorkerRow> workers;
+    double rate = 0;  // samples/s of the epoch
+    double eta = 0;
+    std::shared_future<EvalStats> eval;
+  };
+  std::deque<PendingEpoch> pending_;
+  std::optional<double> final_wall_;  // when the last epoch's evaluation ended
   double wall_since_start() const;
   std::optional<double> virtual_since_start() const;
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <set>
@@ -158,6 +159,11 @@ class Server {
   double ship_start_ = -1;
   double data_seconds_ = 0;
   std::unique_ptr<nn::Trainer> model_;
+  // Evaluates a copy of the parameters at each epoch end on its own thread, so training goes on
+  // meanwhile (RunRecorder's evaluate_async); one evaluation at a time.
+  std::unique_ptr<nn::Trainer> eval_model_;
+  std::shared_future<EvalStats> evaluating_;
+  std::shared_future<EvalStats> evaluate_in_background();
   nn::Placement placement_;
   std::vector<std::vector<std::int64_t>> blocks_;
   Schedule schedule_;
@@ -244,22 +250,23 @@ void Server::prepare() {
   if (!opts_.resume.empty()) load_checkpoint();
   run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
                   : std::make_unique<RunDirectory>(dir);
-  recorder_ =
-      std::make_unique<RunRecorder>(RecorderSetup{.spec = &spec_,
-                                                  .schedule = schedule_,
-                                                  .dir = run_.get(),
-                                                  .model = model_.get(),
-                                                  .wall = &clock_,
-                                                  .traffic = [this](int w) {
-                                                    const auto& slot =
-                                                        workers_[static_cast<std::size_t>(w)];
-                                                    Traffic t = slot.traffic_before;
-                                                    if (slot.conn) {
-                                                      t.up += slot.conn->bytes_received();
-                                                      t.down += slot.conn->bytes_sent();
-                                                    }
-                                                    return t;
-                                                  }});
+  recorder_ = std::make_unique<RunRecorder>(
+      RecorderSetup{.spec = &spec_,
+                    .schedule = schedule_,
+                    .dir = run_.get(),
+                    .model = model_.get(),
+                    .wall = &clock_,
+                    .evaluate_async = [this] { return evaluate_in_background(); },
+                    .traffic =
+                        [this](int w) {
+                          const auto& slot = workers_[static_cast<std::size_t>(w)];
+                          Traffic t = slot.traffic_before;
+                          if (slot.conn) {
+                            t.up += slot.conn->bytes_received();
+                            t.down += slot.conn->bytes_sent();
+                          }
+                          return t;
+                        }});
   if (opts_.tensorboard) {
     tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
     recorder_->set_epoch_listener(
@@ -327,6 +334,23 @@ void Server::load_checkpoint() {
   }
 }
 
+std::shared_future<EvalStats> Server::evaluate_in_background() {
+  if (evaluating_.valid()) evaluating_.wait();
+  if (!eval_model_) {
+    eval_model_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
+                                                                   .target = spec_.target,
+                                                                   .batch_size = spec_.batch_size,
+                                                                   .seed = spec_.seed,
+                                                                   .device = spec_.device},
+                                                data_, std::vector<std::int64_t>{});
+  }
+  const auto from = model_->parameters();
+  std::copy(from.begin(), from.end(), eval_model_->parameters().begin());
+  evaluating_ =
+      std::async(std::launch::async, [m = eval_model_.get()] { return m->evaluate(); }).share();
+  return evaluating_;
+}
+
 void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) {
   const std::int64_t every = spec_.checkpoint_every;
   const std::int64_t it = role_->iteration();
@@ -334,6 +358,7 @@ void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) 
   const bool epoch_end = recorder_->epochs_done() != epochs_before;
   if (!epoch_end && it / every == iteration_before / every) return;
   const double t0 = clock_.now();
+  recorder_->write_evaluated(/*wait=*/true);  // the checkpoint holds the rows written so far
   Checkpoint c{
       .header = checkpoint_header(),
       .iteration = it,

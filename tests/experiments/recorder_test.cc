@@ -1,0 +1,128 @@
+// RunRecorder with background evaluation: rows appear in epoch order once their evaluation is
+// done, training is not held up meanwhile, and finish() waits for the last one.
+#include "experiments/recorder.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace psgd {
+namespace {
+
+// Its test accuracy is its first parameter, so each evaluation is recognisable.
+class TinyLearner final : public Learner {
+ public:
+  std::span<float> parameters() override { return params_; }
+  std::span<const float> gradients() const override { return params_; }
+  StepStats compute_gradient() override { return {}; }
+  EvalStats evaluate() override { return {.loss = 1, .accuracy = params_[0], .samples = 1}; }
+
+ private:
+  std::vector<float> params_{0.1f, 0.0f};
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+struct Fixture {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("psgd-recorder-" + std::to_string(::getpid()));
+  JobSpec spec;
+  TinyLearner model;
+  SteadyClock clock;
+  std::unique_ptr<RunDirectory> dir;
+  std::vector<std::promise<EvalStats>> promises;  // one per background evaluation asked for
+  std::unique_ptr<RunRecorder> recorder;
+
+  Fixture() {
+    std::filesystem::remove_all(path);
+    spec.node_count = 1;
+    spec.epochs = 2;
+    dir = std::make_unique<RunDirectory>(path.string());
+    promises.reserve(8);
+    recorder = std::make_unique<RunRecorder>(
+        RecorderSetup{.spec = &spec,
+                      .schedule = {.node_count = 1, .iterations_per_epoch = 2, .epochs = 2},
+                      .dir = dir.get(),
+                      .model = &model,
+                      .wall = &clock,
+                      .evaluate_async =
+                          [this] {
+                            promises.emplace_back();
+                            return promises.back().get_future().share();
+                          },
+                      .traffic = [](int) { return Traffic{}; }});
+    recorder->set_worker_hosts({"here"});
+  }
+  ~Fixture() { std::filesystem::remove_all(path); }
+
+  void round() {
+    recorder->on_worker(0, WorkerReport{.samples = 8});
+    recorder->on_round(RoundStats{.gradients = 1, .train_loss = 0.5, .samples = 8});
+  }
+  std::string metrics() const { return slurp(path / "metrics.csv"); }
+};
+
+TEST(RunRecorder, BackgroundEvaluationsAreWrittenInEpochOrderOnceDone) {
+  Fixture f;
+  f.recorder->start();               // the initial model is evaluated in place
+  EXPECT_EQ(lines(f.metrics()), 2);  // header, epoch 0
+  f.round();
+  f.round();
+  EXPECT_EQ(f.recorder->after_dispatch(2), 1);
+  ASSERT_EQ(f.promises.size(), 1u);
+  EXPECT_EQ(lines(f.metrics()), 2) << "epoch 1 is written only once evaluated";
+  f.round();
+  f.round();
+  EXPECT_EQ(f.recorder->after_dispatch(4), 2) << "training went on during the evaluation";
+  ASSERT_EQ(f.promises.size(), 2u);
+
+  f.promises[1].set_value({.loss = 0.2, .accuracy = 0.8});  // epoch 2's ends first
+  f.recorder->after_dispatch(4);
+  EXPECT_EQ(lines(f.metrics()), 2) << "epoch 2 waits for epoch 1";
+  f.promises[0].set_value({.loss = 0.4, .accuracy = 0.6});
+  f.recorder->after_dispatch(4);
+  ASSERT_EQ(f.recorder->history().size(), 3u);
+  EXPECT_EQ(f.recorder->history()[1].epoch, 1);
+  EXPECT_DOUBLE_EQ(f.recorder->history()[1].test_accuracy, 0.6);
+  EXPECT_EQ(f.recorder->history()[2].epoch, 2);
+  EXPECT_DOUBLE_EQ(f.recorder->history()[2].test_accuracy, 0.8);
+  EXPECT_EQ(lines(f.metrics()), 4);
+  EXPECT_EQ(lines(slurp(f.path / "workers.csv")), 3);  // header, epochs 1 and 2
+}
+
+TEST(RunRecorder, FinishWaitsForTheLastEvaluation) {
+  Fixture f;
+  f.recorder->start();
+  for (int i = 0; i < 4; ++i)
+    f.round();
+  f.recorder->after_dispatch(4);
+  ASSERT_EQ(f.promises.size(), 2u);
+  f.promises[0].set_value({.loss = 0.4, .accuracy = 0.6});
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    f.promises[1].set_value({.loss = 0.3, .accuracy = 0.7});
+  });
+  f.recorder->finish("completed", true, 4);
+  late.join();
+  const auto summary = nlohmann::json::parse(slurp(f.path / "summary.json"));
+  EXPECT_DOUBLE_EQ(summary["final_test_accuracy"].get<double>(), 0.7);
+  EXPECT_EQ(summary["epochs"], 2);
+  // The run ends when its last evaluation does.
+  EXPECT_GE(summary["wall_seconds"].get<double>(), f.recorder->history().back().wall_s + 0.05);
+}
+
+}  // namespace
+}  // namespace psgd

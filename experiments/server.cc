@@ -781,9 +781,11 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
 void Server::offer_shared_memory(net::Connection& conn, const std::string& worker_host) {
   if (opts_.shared_memory != "on" || worker_host != host_name()) return;
   // Room for the largest fp32 frame (a plain gradient or the parameters) with its fields; a
-  // larger frame goes over TCP.
+  // larger frame goes over TCP. Two slots per direction: every strategy has at most one large
+  // frame in flight each way per worker, and the second slot lets the next one go out while the
+  // receiver still holds the last.
   const std::size_t slot_bytes = 4 * model_->num_parameters() + 64 * 1024;
-  conn.offer_shared_memory(slot_bytes);
+  conn.offer_shared_memory(slot_bytes, /*slots=*/2);
 }
 
 Job Server::make_job(std::size_t w, int threads) const {

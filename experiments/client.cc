@@ -531,6 +531,11 @@ void Client::on_peer_table(const PeerTable& table) {
   std::vector<net::PeerAddress> peers;
   for (std::size_t w = 0; w < table.hosts.size(); ++w)
     peers.push_back({table.hosts[w], table.ports[w]});
+  if (table.key.size() != net::kAuthNonceBytes) {
+    give_up("the server's PeerTable has no valid peer key", true);
+    return;
+  }
+  mesh_->set_key(table.key);
   try {
     mesh_->connect(
         peers,

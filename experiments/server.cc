@@ -931,6 +931,7 @@ void Server::send_peer_table() {
       t.hosts.push_back(slot.address);
       t.ports.push_back(slot.peer_port);
     }
+    t.key = net::make_nonce();  // this job's peer key (network/auth.h, peer_proof)
     return t;
   }());
   for (auto& slot : workers_)

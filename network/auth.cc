@@ -103,4 +103,35 @@ bool check_proof(const AuthKey& key, AuthRole prover, std::uint32_t protocol,
   return CRYPTO_memcmp(expected.data(), proof.data(), kAuthProofBytes) == 0;
 }
 
+std::vector<std::uint8_t> peer_proof(std::span<const std::uint8_t> peer_key, std::uint32_t protocol,
+                                     std::int32_t from, std::int32_t to, std::int32_t node_count,
+                                     std::span<const std::uint8_t> nonce) {
+  std::vector<std::uint8_t> text;
+  put_field(text, as_bytes("psgd-peer"));
+  put_u32(text, protocol);
+  put_u32(text, static_cast<std::uint32_t>(from));
+  put_u32(text, static_cast<std::uint32_t>(to));
+  put_u32(text, static_cast<std::uint32_t>(node_count));
+  put_field(text, nonce);
+  std::vector<std::uint8_t> mac(EVP_MAX_MD_SIZE);
+  unsigned int n = 0;
+  if (HMAC(EVP_sha256(), peer_key.data(), static_cast<int>(peer_key.size()), text.data(),
+           text.size(), mac.data(), &n) == nullptr) {
+    throw Error("HMAC-SHA256 failed (OpenSSL)");
+  }
+  mac.resize(n);
+  return mac;
+}
+
+bool check_peer_proof(std::span<const std::uint8_t> peer_key, std::uint32_t protocol,
+                      std::int32_t from, std::int32_t to, std::int32_t node_count,
+                      std::span<const std::uint8_t> nonce, std::span<const std::uint8_t> proof) {
+  if (peer_key.size() != kAuthNonceBytes || nonce.size() != kAuthNonceBytes ||
+      proof.size() != kAuthProofBytes) {
+    return false;
+  }
+  const auto expected = peer_proof(peer_key, protocol, from, to, node_count, nonce);
+  return CRYPTO_memcmp(expected.data(), proof.data(), kAuthProofBytes) == 0;
+}
+
 }  // namespace psgd::net

@@ -66,4 +66,18 @@ bool check_proof(const AuthKey& key, AuthRole prover, std::uint32_t protocol,
                  std::span<const std::uint8_t> server_nonce, const std::string& identity,
                  std::span<const std::uint8_t> proof);
 
+// Peer links (network/tcp/peer_mesh.h) between the workers of one job: the server draws a random
+// key per job and hands it to its workers with the PeerTable, over their authenticated links.
+// The caller's PeerHello carries
+//   proof = HMAC-SHA256(peer_key, "psgd-peer" | protocol | from | to | node_count | nonce)
+// with a fresh 32-byte nonce; the callee checks it in constant time and accepts each nonce once.
+// A process that is not a worker of the job cannot link up, nor reuse a proof for another rank,
+// job or mesh. (Like the server links, peer links are authenticated, not encrypted.)
+std::vector<std::uint8_t> peer_proof(std::span<const std::uint8_t> peer_key, std::uint32_t protocol,
+                                     std::int32_t from, std::int32_t to, std::int32_t node_count,
+                                     std::span<const std::uint8_t> nonce);
+bool check_peer_proof(std::span<const std::uint8_t> peer_key, std::uint32_t protocol,
+                      std::int32_t from, std::int32_t to, std::int32_t node_count,
+                      std::span<const std::uint8_t> nonce, std::span<const std::uint8_t> proof);
+
 }  // namespace psgd::net

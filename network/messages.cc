@@ -88,11 +88,11 @@ void serialize(Archive& ar, DataChunk& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, PeerTable& m) {
-  ar(m.hosts, m.ports);
+  ar(m.hosts, m.ports, m.key);
 }
 template <class Archive>
 void serialize(Archive& ar, PeerHello& m) {
-  ar(m.worker, m.node_count);
+  ar(m.worker, m.node_count, m.nonce, m.proof);
 }
 template <class Archive>
 void serialize(Archive& ar, PeersUp& m) {

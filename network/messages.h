@@ -161,12 +161,18 @@ struct Ready {
 struct PeerTable {
   std::vector<std::string> hosts;
   std::vector<std::int32_t> ports;
+  // A random key for this job's peer links (32 bytes), known only to its workers: each link's
+  // PeerHello proves it (network/auth.h, peer_proof).
+  std::vector<std::uint8_t> key;
 };
 
-// worker -> worker, first frame on a peer link: who is calling.
+// worker -> worker, first frame on a peer link: who is calling, and the proof that it is a
+// worker of this job: HMAC-SHA256 under PeerTable::key of (worker, callee, node_count, nonce).
 struct PeerHello {
   std::int32_t worker = 0;
   std::int32_t node_count = 0;
+  std::vector<std::uint8_t> nonce;  // 32 random bytes, never accepted twice by one mesh
+  std::vector<std::uint8_t> proof;  // empty on a mesh without a key (tests)
 };
 
 // worker -> server: every peer link of this worker is up.

@@ -1,12 +1,14 @@
 #include "network/tcp/peer_mesh.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <thread>
 
 #include "core/error.h"
+#include "network/auth.h"
 
 namespace psgd::net {
 
@@ -76,7 +78,12 @@ void PeerMesh::connect(const std::vector<PeerAddress>& addresses, std::function<
     }
     socket.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<Connection>(std::move(socket), options_);
-    conn->send(PeerHello{.worker = rank_, .node_count = world_});
+    PeerHello hello{.worker = rank_, .node_count = world_};
+    if (!key_.empty()) {
+      hello.nonce = make_nonce();
+      hello.proof = peer_proof(key_, kProtocolVersion, rank_, peer, world_, hello.nonce);
+    }
+    conn->send(hello);
     adopt(peer, std::move(conn));
   }
   if (ready() && on_ready_) on_ready_();
@@ -87,6 +94,9 @@ void PeerMesh::accept() {
     if (ec || closed_) return;
     socket.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<Connection>(std::move(socket), options_);
+    // Until it has said who it is, a caller may send one small PeerHello and nothing else.
+    conn->set_max_body_bytes(kAuthFrameLimit);
+    conn->set_type_filter([](MessageType t) { return t == MessageType::kPeerHello; });
     unidentified_.push_back(conn);
     // The first frame names the caller; later frames go to the mesh's handler as theirs.
     auto who = std::make_shared<int>(-1);
@@ -101,15 +111,16 @@ void PeerMesh::accept() {
           auto c = weak.lock();
           if (!c) return;
           std::erase(unidentified_, c);
-          const auto* hello = std::get_if<PeerHello>(&m);
-          if (hello == nullptr || hello->node_count != world_ || hello->worker <= rank_ ||
-              hello->worker >= world_ || links_[static_cast<std::size_t>(hello->worker)]) {
+          if (const std::string why = refuse_hello(m); !why.empty()) {
+            // Not a peer of this job (or not the expected one): dropped, the real one may come.
+            spdlog::warn("worker {}: dropped a peer link from {}: {}", rank_, c->peer(), why);
             c->close();
-            failed(-1, fmt::format("{} is not an expected peer of worker {} (sent {})", c->peer(),
-                                   rank_, type_name(type_of(m))));
             return;
           }
+          const auto* hello = std::get_if<PeerHello>(&m);
           *who = hello->worker;
+          c->set_max_body_bytes(options_.max_body_bytes);
+          c->set_type_filter(nullptr);
           links_[static_cast<std::size_t>(*who)] = c;
           ++linked_;
           if (ready() && on_ready_) on_ready_();
@@ -120,11 +131,36 @@ void PeerMesh::accept() {
             failed(*who, why);
             return;
           }
-          if (auto c = weak.lock()) std::erase(unidentified_, c);
-          failed(-1, fmt::format("a peer dropped before saying who it is: {}", why));
+          if (auto c = weak.lock()) {
+            std::erase(unidentified_, c);
+            spdlog::warn("worker {}: dropped a peer link from {} before it said who it is: {}",
+                         rank_, c->peer(), why);
+          }
         });
     accept();
   });
+}
+
+std::string PeerMesh::refuse_hello(const Message& first) {
+  const auto* hello = std::get_if<PeerHello>(&first);
+  if (hello == nullptr) return fmt::format("its first frame was {}", type_name(type_of(first)));
+  if (hello->node_count != world_ || hello->worker <= rank_ || hello->worker >= world_) {
+    return fmt::format("it says it is worker {} of {}; expected a worker above {} of {}",
+                       hello->worker, hello->node_count, rank_, world_);
+  }
+  if (links_[static_cast<std::size_t>(hello->worker)]) {
+    return fmt::format("worker {} is linked already", hello->worker);
+  }
+  if (key_.empty()) return "";
+  if (!check_peer_proof(key_, kProtocolVersion, hello->worker, rank_, world_, hello->nonce,
+                        hello->proof)) {
+    return fmt::format("it failed to prove it is worker {} of this job", hello->worker);
+  }
+  if (std::find(nonces_seen_.begin(), nonces_seen_.end(), hello->nonce) != nonces_seen_.end()) {
+    return "it replayed an earlier PeerHello";
+  }
+  nonces_seen_.push_back(hello->nonce);
+  return "";
 }
 
 void PeerMesh::adopt(int peer, std::shared_ptr<Connection> conn) {

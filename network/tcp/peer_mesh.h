@@ -10,9 +10,15 @@
 // connection means the peer has gone and fails at once; other failures are retried until
 // connect_timeout_s.
 //
+// Authentication: with set_key() (the job's peer key from the server's PeerTable) every caller
+// proves in its PeerHello that it is a worker of this job (network/auth.h, peer_proof); the
+// callee drops a caller with a wrong or replayed proof, a wrong rank or a duplicate, logs it and
+// keeps waiting for the real peer, so a stranger on a listener cannot break the job. Without a
+// key (in-process tests and benchmarks) PeerHello carries no proof and none is asked for.
+//
 // Threading: everything runs on the io_context's thread; send() and close() must be called there.
 // Errors: on_error(peer, why) is called for the first failure of a link (peer closed, timeout,
-// malformed frame, a stranger on the listener); the caller decides what that means, normally
+// malformed frame); the caller decides what that means, normally
 // that the job cannot continue. After close() no handler is called.
 #include <asio.hpp>
 
@@ -40,6 +46,9 @@ class PeerMesh {
   PeerMesh(const PeerMesh&) = delete;
   PeerMesh& operator=(const PeerMesh&) = delete;
 
+  // The job's peer key (32 bytes): callers prove it, callees check it. Call before connect().
+  void set_key(std::vector<std::uint8_t> key) { key_ = std::move(key); }
+
   // Opens the listener; returns its port.
   int listen(const std::string& bind = "0.0.0.0", int port = 0);
   // Links up with every other rank (addresses indexed by rank; this rank's entry is ignored).
@@ -62,6 +71,8 @@ class PeerMesh {
   void accept();
   void adopt(int peer, std::shared_ptr<Connection> conn);
   void failed(int peer, const std::string& why);
+  // Why a first frame does not open a link from a worker of this job; empty when it does.
+  std::string refuse_hello(const Message& first);
 
   asio::io_context& io_;
   int rank_;
@@ -72,6 +83,8 @@ class PeerMesh {
   std::vector<std::shared_ptr<Connection>> unidentified_;
   int linked_ = 0;
   bool closed_ = false;
+  std::vector<std::uint8_t> key_;
+  std::vector<std::vector<std::uint8_t>> nonces_seen_;
   std::function<void()> on_ready_;
   FrameHandler on_frame_;
   ErrorHandler on_error_;

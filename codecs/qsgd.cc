@@ -413,6 +413,83 @@ template <bool kAdd>
 PSGD_TARGET_AVX2 std::uint32_t decode_codes_avx2(const DecodeArgs& a) {
   return decode_codes<kAdd>(a);
 }
+
+// One element of decode_codes, read straight from the bit stream (b ≤ 8: at most two bytes).
+template <bool kAdd>
+[[gnu::always_inline]] inline std::uint32_t decode_one(const DecodeArgs& a, std::size_t j,
+                                                       float mult) {
+  const unsigned b = a.lbits + 1;
+  const std::size_t bit = j * b, off = bit / 8;
+  const std::uint32_t lo = a.packed[off], hi = off + 1 < a.packed.size() ? a.packed[off + 1] : 0;
+  const std::uint32_t code = ((lo | hi << 8) >> (bit % 8)) & ((1u << b) - 1);
+  const std::uint32_t level = code & ((1u << a.lbits) - 1);
+  const std::uint32_t neg = (code >> a.lbits) << 31;
+  const float v = std::bit_cast<float>(
+      std::bit_cast<std::uint32_t>(mult * static_cast<float>(static_cast<std::int32_t>(level))) ^
+      neg);
+  if constexpr (kAdd) {
+    a.dst[j] += v;
+  } else {
+    a.dst[j] = v;
+  }
+  return level;
+}
+
+// decode_codes for up to 127 levels (b ≤ 8): each group of 8 codes is one 8-byte load, spread
+// to 8 lanes by variable shifts. Elements before the first whole group of a bucket, after its
+// last, and in the last bytes of the stream go one at a time.
+template <bool kAdd>
+PSGD_TARGET_AVX2 std::uint32_t decode_fast_avx2(const DecodeArgs& a) {
+  const unsigned lbits = a.lbits, b = lbits + 1;
+  const float inv_s = 1.0f / static_cast<float>(a.s);
+  const std::size_t n = a.n, size = a.packed.size();
+  const std::uint8_t* packed = a.packed.data();
+  float* const dst = a.dst;
+  // Groups whose 8-byte load stays inside the stream.
+  const std::size_t safe_groups = size >= 8 ? (size - 8) / b + 1 : 0;
+  const __m256i shift_q = _mm256_setr_epi64x(0, 2 * b, 4 * b, 6 * b);
+  const __m256i shift_d = _mm256_setr_epi32(0, static_cast<int>(b), 0, static_cast<int>(b), 0,
+                                            static_cast<int>(b), 0, static_cast<int>(b));
+  const __m256i code_mask = _mm256_set1_epi32(static_cast<int>((1u << b) - 1));
+  const __m256i level_mask = _mm256_set1_epi32(static_cast<int>((1u << lbits) - 1));
+  const __m128i sign_shift = _mm_cvtsi32_si128(static_cast<int>(31 - lbits));
+  const __m256i sign_mask = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  __m256i worst_v = _mm256_setzero_si256();
+  std::uint32_t worst = 0;
+  for (std::size_t i = 0; i < n;) {
+    const std::uint64_t k = i / a.d;
+    const std::size_t end = std::min<std::uint64_t>(n, (k + 1) * a.d);
+    float norm;
+    std::memcpy(&norm, a.norms.data() + 4 * k, 4);
+    const float mult = a.weight * norm * inv_s;
+    const __m256 mult_v = _mm256_set1_ps(mult);
+    std::size_t j = i;
+    for (; j < end && j % 8 != 0; ++j)
+      worst = std::max(worst, decode_one<kAdd>(a, j, mult));
+    for (; j + 8 <= end && j / 8 < safe_groups; j += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, packed + (j / 8) * b, 8);
+      __m256i q = _mm256_srlv_epi64(_mm256_set1_epi64x(static_cast<long long>(w)), shift_q);
+      q = _mm256_shuffle_epi32(q, _MM_SHUFFLE(2, 2, 0, 0));
+      const __m256i c = _mm256_and_si256(_mm256_srlv_epi32(q, shift_d), code_mask);
+      const __m256i level = _mm256_and_si256(c, level_mask);
+      worst_v = _mm256_max_epu32(worst_v, level);
+      const __m256i neg = _mm256_and_si256(_mm256_sll_epi32(c, sign_shift), sign_mask);
+      __m256 v = _mm256_castsi256_ps(_mm256_xor_si256(
+          _mm256_castps_si256(_mm256_mul_ps(mult_v, _mm256_cvtepi32_ps(level))), neg));
+      if constexpr (kAdd) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
+      _mm256_storeu_ps(dst + j, v);
+    }
+    for (; j < end; ++j)
+      worst = std::max(worst, decode_one<kAdd>(a, j, mult));
+    i = end;
+  }
+  alignas(32) std::uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), worst_v);
+  for (std::uint32_t l : lanes)
+    worst = std::max(worst, l);
+  return worst;
+}
 #endif
 
 }  // namespace
@@ -493,9 +570,9 @@ void QsgdCodec::decode_impl(const Payload& payload, std::span<float> acc, float 
                         .weight = weight,
                         .dst = acc.data()};
 #ifdef PSGD_SIMD_X86
-  const std::uint32_t worst = simd::active() == simd::Isa::kAvx2
-                                  ? decode_codes_avx2<kAdd>(args)
-                                  : decode_codes_portable<kAdd>(args);
+  const std::uint32_t worst = simd::active() != simd::Isa::kAvx2 ? decode_codes_portable<kAdd>(args)
+                              : lbits <= 7                       ? decode_fast_avx2<kAdd>(args)
+                                                                 : decode_codes_avx2<kAdd>(args);
 #else
   const std::uint32_t worst = decode_codes_portable<kAdd>(args);
 #endif

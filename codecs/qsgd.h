@@ -8,10 +8,13 @@
 //
 // Options: levels s (1..32767, --codec_levels, default 8: 5 bits per element on the wire) and
 // bucket d (--codec_bucket, default 512 as in the paper's experiments; 0 = one norm for the
-// whole vector). Randomness: every encode draws a
-// 64-bit key from a psgd::Rng seeded with the codec seed, and element i's uniform is a
-// counter-based hash of (key, i), so the encoder is deterministic for a seed and its hot loop
-// vectorises.
+// whole vector). Randomness: every encode draws a 64-bit key from a psgd::Rng seeded with the
+// codec seed, which seeds 8 xorshift128+ streams (one step of all 8 gives the uniforms of 16
+// consecutive elements), so the encoder is deterministic for a seed and its hot loop runs on AVX2
+// lanes. The stochastic rounding is done in fixed point with F ≥ 24 fraction bits
+// (l = ⌊(⌊r·2^F⌋ + U) / 2^F⌋ for r = |v_i|/‖v‖₂ · s and U the top F bits of a random word), so it
+// is unbiased up to 2^−F of a level. With AVX2 and up to 127 levels the encoder packs 16 codes per
+// step with multiply-adds (codecs/qsgd.cc); the result is bit-identical to the portable loop.
 //
 // Wire format (Payload.bytes), little-endian:
 //   uint32  s                    number of levels

@@ -124,3 +124,45 @@ TEST(Qsgd, RefusesBadLevels) {
 
 }  // namespace
 }  // namespace psgd
+
+namespace psgd {
+namespace {
+
+// The uniforms come from 8 lane-parallel streams, 16 elements per step: every element position
+// within a step must round up with probability frac(r), and neighbouring elements independently.
+TEST(Qsgd, RoundingIsUnbiasedAtEveryLanePositionAndNeighboursAreUncorrelated) {
+  const std::size_t n = 16 * 8192;
+  // One bucket of equal magnitudes: r = |v_i| / ‖v‖ · s = s / √n for every element, so each
+  // element decodes to a non-zero level with probability r (and to zero otherwise).
+  const int s = 8;
+  const double r = s / std::sqrt(static_cast<double>(n));  // ≈ 0.0221, frac = r
+  std::vector<float> g(n);
+  for (std::size_t i = 0; i < n; ++i)
+    g[i] = (i % 3 == 0) ? -1.0f : 1.0f;
+  QsgdCodec codec({.levels = s, .bucket = 0, .seed = 11});
+  std::vector<float> out(n);
+  const int trials = 20;
+  std::vector<double> up(16, 0.0);
+  double both = 0, single = 0;
+  for (int t = 0; t < trials; ++t) {
+    codec.decode(codec.encode(g), out);
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool u = out[i] != 0.0f;
+      up[i % 16] += u;
+      single += u;
+      if (i + 1 < n) both += u && out[i + 1] != 0.0f;
+    }
+  }
+  const double per_lane = static_cast<double>(n / 16) * trials;
+  for (int lane = 0; lane < 16; ++lane) {
+    const double p = up[lane] / per_lane;
+    EXPECT_NEAR(p, r, 5 * std::sqrt(r * (1 - r) / per_lane)) << "lane " << lane;
+  }
+  // Independent neighbours: P(both up) ≈ r².
+  const double pairs = static_cast<double>(n - 1) * trials;
+  EXPECT_NEAR(both / pairs, r * r, 5 * std::sqrt(r * r / pairs) + 1e-6);
+  EXPECT_NEAR(single / (static_cast<double>(n) * trials), r, 5 * std::sqrt(r / (n * trials)));
+}
+
+}  // namespace
+}  // namespace psgd

@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "codecs/error_feedback.h"
 #include "codecs/randk.h"
 #include "codecs/sparse.h"
 #include "codecs/topk.h"
@@ -161,6 +162,48 @@ TEST(Randk, IndicesAreUniform) {
     EXPECT_NEAR(h, 2000, 250);  // mean 2000, sd ~42
   randk_indices(5, 0, n, n, idx);
   EXPECT_EQ(idx.size(), n);
+}
+
+// With error feedback, what a receiver decodes over the steps plus the sender's residual is
+// exactly what the sender was given (no mass is lost or counted twice), and the receiver finds
+// the same coordinates without being told them.
+TEST(Randk, ErrorFeedbackConservesTheGradientAtTheReceiver) {
+  const std::size_t n = 3000;
+  ErrorFeedbackCodec sender(std::make_unique<RandkCodec>(0.01, 9));
+  RandkCodec receiver(0.5, 1);
+  std::vector<double> given(n, 0.0), received(n, 0.0);
+  std::vector<float> out(n);
+  for (int step = 0; step < 300; ++step) {
+    const auto g = gaussian(n, 100 + step);
+    for (std::size_t i = 0; i < n; ++i)
+      given[i] += g[i];
+    receiver.decode(sender.encode(g), out);
+    for (std::size_t i = 0; i < n; ++i)
+      received[i] += out[i];
+  }
+  const auto residual = sender.residual();
+  for (std::size_t i = 0; i < n; ++i)
+    EXPECT_NEAR(received[i] + residual[i], given[i], 1e-3) << i;
+}
+
+// Draws of consecutive steps are independent: a coordinate kept at step t is kept at t + 1 with
+// probability k / n, so a coordinate waits n / k steps on average (the delay error feedback adds).
+TEST(Randk, ConsecutiveDrawsAreIndependent) {
+  const std::uint64_t n = 10000, k = 100;
+  std::vector<std::uint64_t> prev, idx;
+  randk_indices(3, 0, n, k, prev);
+  double overlap = 0;
+  const int steps = 2000;
+  for (int step = 1; step <= steps; ++step) {
+    randk_indices(3, static_cast<std::uint64_t>(step), n, k, idx);
+    std::vector<std::uint64_t> both;
+    std::set_intersection(prev.begin(), prev.end(), idx.begin(), idx.end(),
+                          std::back_inserter(both));
+    overlap += static_cast<double>(both.size());
+    prev = idx;
+  }
+  const double mean = overlap / steps;  // expected k² / n = 1, variance ≈ 1
+  EXPECT_NEAR(mean, 1.0, 5.0 / std::sqrt(steps));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
+#include <cstring>
 
 #include "core/error.h"
 #include "network/archive.h"
@@ -98,9 +99,26 @@ template <class Archive>
 void serialize(Archive& ar, PeersUp& m) {
   ar(m.links);
 }
-template <class Archive>
-void serialize(Archive& ar, RingChunk& m) {
-  ar(m.round, m.step, m.chunk, m.values);
+// The layout of `ar(round, step, chunk, std::vector<float>)`, from wherever the values live.
+void save(wire::OutputArchive& ar, const RingChunk& m) {
+  const auto bytes = m.bytes();
+  ar(m.round, m.step, m.chunk, cereal::make_size_tag(static_cast<cereal::size_type>(m.size())),
+     cereal::binary_data(bytes.data(), bytes.size()));
+}
+// A frame read by a Connection is viewed, not copied (see Payload's load above).
+void load(wire::InputArchive& ar, RingChunk& m) {
+  ar(m.round, m.step, m.chunk);
+  cereal::size_type count = 0;
+  ar(cereal::make_size_tag(count));  // checked: count <= bytes left, so count * 4 cannot overflow
+  const auto bytes = ar.take(count * sizeof(float));
+  if (ar.owner()) {
+    m.viewed = true;
+    m.view = bytes;
+    m.owner = ar.owner();
+  } else {
+    m.values.resize(count);
+    if (count) std::memcpy(m.values.data(), bytes.data(), bytes.size());
+  }
 }
 template <class Archive>
 void serialize(Archive& ar, AllreduceReport& m) {

@@ -216,12 +216,28 @@ struct ModelDelta {
 };
 
 // worker -> next worker in the ring (psgd/ring_allreduce.h): one chunk of one step of the ring
-// allreduce of round `round`.
+// allreduce of round `round`. On the wire the values are a std::vector<float> (a size tag, then
+// the fp32 bytes). Neither side copies them: a chunk decoded from a frame a Connection read views
+// that frame (`owner` keeps it alive), and a chunk the ring sends views the buffer the values
+// live in, which the frame's gather write reads directly (RingAllreduce keeps such a buffer
+// unchanged until its successor has received the chunk, or holds it with `owner`). `values` holds
+// them instead when there is nothing to view (a frame decoded without an owner; tests).
 struct RingChunk {
   std::int64_t round = 0;
   std::int32_t step = 0;   // 0 .. 2(n-1)-1: reduce-scatter, then all-gather
   std::int32_t chunk = 0;  // chunk within the step's segment
   std::vector<float> values;
+  bool viewed = false;                 // the values are `view`, not `values`
+  std::span<const std::uint8_t> view;  // fp32 bytes (not necessarily 4-byte aligned)
+  std::shared_ptr<const void> owner;   // keeps `view` alive; null: the sender's own buffer
+
+  // The values as bytes, wherever they live.
+  std::span<const std::uint8_t> bytes() const {
+    if (viewed) return view;
+    return {reinterpret_cast<const std::uint8_t*>(values.data()), values.size() * sizeof(float)};
+  }
+  // Number of values.
+  std::size_t size() const { return bytes().size() / sizeof(float); }
 };
 
 // worker -> server (allreduce): one worker's part of a finished iteration. At epoch ends every

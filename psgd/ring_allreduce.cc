@@ -1,6 +1,7 @@
 #include "psgd/ring_allreduce.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -52,8 +53,18 @@ void RingAllreduce::start(std::int64_t round, std::span<float> data, Outbox& out
       1, (max_segment + options_.chunk_elements - 1) / options_.chunk_elements));
   expected_ = static_cast<std::int64_t>(2 * (world_ - 1)) * chunks_;
   if (world_ == 1) return;
-  for (int c = 0; c < chunks_; ++c)
-    send(0, c, out);
+  // The segment this rank completes (received at the last reduce-scatter step) is staged in a
+  // buffer of its own, which the all-gather's frames hold: a frame of the previous round that is
+  // still being written keeps the old one.
+  const auto [begin, size] = part(data.size(), world_, segment_received_at(world_ - 2));
+  if (!stage_ || stage_.use_count() > 1) stage_ = std::make_shared<std::vector<float>>();
+  stage_->resize(size);
+  stage_begin_ = begin;
+  for (int c = 0; c < chunks_; ++c) {
+    // Step 0: this rank's own values of the segment its successor receives at step 0.
+    const Range r = chunk_range(rank_, c);
+    send(0, c, data_.data() + r.begin, r.size, nullptr, out);
+  }
   // Replay what the previous rank sent before this rank was ready.
   std::vector<RingChunk> early;
   early.swap(early_);
@@ -66,20 +77,19 @@ void RingAllreduce::start(std::int64_t round, std::span<float> data, Outbox& out
   }
 }
 
-void RingAllreduce::send(int step, int chunk, Outbox& out) {
-  // At step s rank r sends the segment its successor receives at step s.
-  const int segment = mod(rank_ - step, world_);
-  const Range r = chunk_range(segment, chunk);
-  const auto values = data_.subspan(r.begin, r.size);
+void RingAllreduce::send(int step, int chunk, const float* values, std::size_t size,
+                         std::shared_ptr<const void> owner, Outbox& out) {
   forward(RingChunk{.round = round_,
                     .step = step,
                     .chunk = chunk,
-                    .values = std::vector<float>(values.begin(), values.end())},
+                    .viewed = true,
+                    .view = {reinterpret_cast<const std::uint8_t*>(values), size * sizeof(float)},
+                    .owner = std::move(owner)},
           out);
 }
 
 void RingAllreduce::forward(RingChunk&& chunk, Outbox& out) {
-  bytes_sent_ += chunk.values.size() * sizeof(float);
+  bytes_sent_ += chunk.size() * sizeof(float);
   ++sent_;
   out.push_back({next_, std::make_shared<const Message>(std::move(chunk))});
 }
@@ -108,29 +118,55 @@ void RingAllreduce::apply(RingChunk&& chunk, Outbox& out) {
                     rank_, chunk.chunk, chunk.step, last_step + 1, chunks_));
   }
   const Range r = chunk_range(segment_received_at(chunk.step), chunk.chunk);
-  if (chunk.values.size() != r.size) {
+  if (chunk.size() != r.size) {
     throw ProtocolError(fmt::format(
         "ring rank {}: chunk {} of step {} has {} values where {} belong; are all ranks reducing "
         "buffers of the same length?",
-        rank_, chunk.chunk, chunk.step, chunk.values.size(), r.size));
-  }
-  float* dst = data_.data() + r.begin;
-  float* v = chunk.values.data();
-  if (chunk.step < world_ - 1) {
-    // Reduce-scatter: the partial sum travels on in the received buffer. This rank's copy of the
-    // segment is needed again only once it is complete (the last reduce-scatter step); until
-    // then the all-gather overwrites it anyway.
-    for (std::size_t i = 0; i < r.size; ++i)
-      v[i] += dst[i];
-    if (chunk.step == world_ - 2) std::copy(v, v + r.size, dst);
-  } else {
-    std::copy(v, v + r.size, dst);
+        rank_, chunk.chunk, chunk.step, chunk.size(), r.size));
   }
   ++received_;
   PSGD_CHECK(received_ <= expected_, "ring rank {}: more chunks than the round has", rank_);
-  if (chunk.step < last_step) {
-    ++chunk.step;
-    forward(std::move(chunk), out);
+  // The received values may sit anywhere in a frame: read them with memcpy (no alignment or
+  // aliasing assumption; compiles to plain vector loads).
+  const std::uint8_t* in = chunk.bytes().data();
+  float* dst = data_.data() + r.begin;
+  const std::size_t n = r.size;
+  if (chunk.step < world_ - 2) {
+    // Reduce-scatter: add into this rank's buffer, and send the partial sum on from there. That
+    // region is written next by the all-gather, with the segment's final sum, which depends on
+    // the successor having received this send: it is never overwritten while on the wire.
+    for (std::size_t i = 0; i < n; ++i) {
+      float v;
+      std::memcpy(&v, in + i * sizeof(float), sizeof(float));
+      dst[i] += v;
+    }
+    const int step = chunk.step;
+    const int c = chunk.chunk;
+    chunk = {};  // let the frame go before the next one is read
+    send(step + 1, c, dst, n, nullptr, out);
+  } else if (chunk.step == world_ - 2) {
+    // The last reduce-scatter step completes the segment: into the buffer, and into the stage,
+    // which the all-gather sends from. (The buffer itself may change once done() -- the caller
+    // owns it again -- while those frames are still being written.)
+    float* fin = stage_->data() + (r.begin - stage_begin_);
+    for (std::size_t i = 0; i < n; ++i) {
+      float v;
+      std::memcpy(&v, in + i * sizeof(float), sizeof(float));
+      const float sum = dst[i] + v;
+      dst[i] = sum;
+      fin[i] = sum;
+    }
+    const int c = chunk.chunk;
+    chunk = {};
+    send(world_ - 1, c, fin, n, stage_, out);
+  } else {
+    // All-gather: one copy into the buffer; the chunk goes on as received, still viewing (and
+    // holding) the frame it arrived in.
+    if (n) std::memcpy(dst, in, n * sizeof(float));
+    if (chunk.step < last_step) {
+      ++chunk.step;
+      forward(std::move(chunk), out);
+    }
   }
 }
 

@@ -14,6 +14,18 @@
 // been reduced, so a chunk of step s+1 is on the wire while the next chunk of step s is being
 // added. The driver's asynchronous sends overlap with the reduction of the following chunk.
 //
+// Zero copy: no chunk is serialised into a buffer of its own. A received chunk views its frame
+// (RingChunk::view); a sent one views the memory it is read from, and the frame goes out with a
+// gather write of header + that memory. Per chunk: reduce-scatter adds the received frame straight
+// into `data` and sends the partial sum from `data`; the last reduce-scatter step writes the
+// complete sum into `data` and into a stage buffer the frames hold (shared ownership); the
+// all-gather copies the frame into `data` once and forwards the frame itself. Why a region of
+// `data` is never changed while a send of it is on the wire: the reduce-scatter sends values of
+// `data` that are next written by the all-gather, with the final sum of the same chunk, and that
+// sum cannot exist before the successor has received (and added) the send. The all-gather never
+// sends from `data`, so the caller may change it as soon as done() -- while frames are still
+// being written -- with no copy made for that.
+//
 // Determinism: each segment's sum is computed once, by one rank, in ring order, and then copied
 // to the others, so every rank ends with bit-identical results.
 //
@@ -24,6 +36,7 @@
 // delivered in the order they were sent.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -40,12 +53,14 @@ class RingAllreduce {
   RingAllreduce(int rank, int world, RingOptions options = {});
 
   // Starts summing `data` in place across the ring for `round` (rounds increase by one per
-  // call). `data` must stay valid and the same length on every rank until done().
+  // call). `data` must stay valid, the same length on every rank, and be changed by nobody else
+  // until done(); after that the caller may reuse it at once, even while the driver is still
+  // writing frames of this round (the Outbox messages keep what they send alive).
   void start(std::int64_t round, std::span<float> data, Outbox& out);
   // A RingChunk from the previous rank. Throws ProtocolError for a chunk that does not belong
   // (an old round, a step or chunk out of range, a wrong length).
   void on_chunk(const RingChunk& chunk, Outbox& out);
-  // The same, reusing the chunk's buffer for the chunk it forwards (no copy, no allocation).
+  // The same, forwarding the chunk's frame in the all-gather (no copy, no allocation).
   void on_chunk(RingChunk&& chunk, Outbox& out);
   // True once `data` holds the element-wise sum over all ranks.
   bool done() const { return active_ && received_ == expected_; }
@@ -64,7 +79,10 @@ class RingAllreduce {
   };
   Range chunk_range(int segment, int chunk) const;
   int segment_received_at(int step) const;
-  void send(int step, int chunk, Outbox& out);
+  // Sends `size` values at `values` (not copied: see apply() for why they stay unchanged until
+  // received; `owner`, if any, keeps them alive).
+  void send(int step, int chunk, const float* values, std::size_t size,
+            std::shared_ptr<const void> owner, Outbox& out);
   void forward(RingChunk&& chunk, Outbox& out);
   void apply(RingChunk&& chunk, Outbox& out);
 
@@ -81,6 +99,9 @@ class RingAllreduce {
   std::int64_t sent_ = 0;  // every rank sends as many chunks as it receives
   std::uint64_t bytes_sent_ = 0;
   std::vector<RingChunk> early_;  // chunks of a round not started yet
+  // The segment this rank completes, which its all-gather frames send from (and hold).
+  std::shared_ptr<std::vector<float>> stage_;
+  std::size_t stage_begin_ = 0;  // its offset in the data
 };
 
 }  // namespace psgd

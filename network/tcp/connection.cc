@@ -86,9 +86,8 @@ void Connection::read_header() {
 
 void Connection::read_body(const FrameHeader& header) {
   // Decoded payloads view the body instead of copying it (Payload::frame): a buffer still held by
-  // a message the handler kept is left to it, and a fresh one is read into.
-  if (!body_ || body_.use_count() > 1) body_ = std::make_shared<std::vector<std::uint8_t>>();
-  body_->resize(header.body_bytes);
+  // a message the handler kept is left to it, and a free one is read into.
+  body_ = next_body(header.body_bytes);
   asio::async_read(socket_, asio::buffer(*body_),
                    [self = shared_from_this(), header](std::error_code ec, std::size_t) {
                      if (self->closed_) return;
@@ -114,7 +113,8 @@ void Connection::read_body(const FrameHeader& header) {
                          if (!self->closed_) self->read_header();
                          return;
                        }
-                       Message m = decode_body(header.type, *self->body_, self->body_);
+                       Message m = decode_body(
+                           header.type, {self->body_->data(), self->body_->size()}, self->body_);
                        if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                      } catch (const ProtocolError& e) {
                        self->fail(fmt::format("bad {} message from {}: {}", type_name(header.type),
@@ -126,6 +126,24 @@ void Connection::read_body(const FrameHeader& header) {
                      }
                      self->read_header();
                    });
+}
+
+std::shared_ptr<Connection::Body> Connection::next_body(std::size_t bytes) {
+  body_.reset();
+  std::size_t pooled = 0;
+  std::shared_ptr<Body> body;
+  for (const auto& b : bodies_) {
+    pooled += b->capacity();
+    if (!body && b.use_count() == 1) body = b;
+  }
+  if (!body) {
+    body = std::make_shared<Body>();
+    if (bodies_.empty() || (bodies_.size() < kSpareBodies && pooled + bytes <= kSpareBodyBytes)) {
+      bodies_.push_back(body);
+    }
+  }
+  body->resize(bytes);
+  return body;
 }
 
 void Connection::send(const Message& message) {

@@ -125,7 +125,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameHandler on_frame_;
   ErrorHandler on_error_;
   std::array<std::uint8_t, kFrameHeaderBytes> header_{};
-  std::shared_ptr<std::vector<std::uint8_t>> body_;
+  // Frame bodies. Decoded messages view (and hold) them; a buffer nobody else holds any more is
+  // read into again. Several are kept, so a handler that holds frames a while (a ring forwarding
+  // what it received) does not cost an allocation per frame. Not zero-filled: every byte a
+  // message can see was read from the socket.
+  template <class T>
+  struct NoInit : std::allocator<T> {
+    template <class U>
+    struct rebind {
+      using other = NoInit<U>;
+    };
+    template <class U>
+    void construct(U* p) noexcept {
+      ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  };
+  using Body = std::vector<std::uint8_t, NoInit<std::uint8_t>>;
+  static constexpr std::size_t kSpareBodies = 8;
+  static constexpr std::size_t kSpareBodyBytes = 64 << 20;  // beyond the first one
+  std::shared_ptr<Body> next_body(std::size_t bytes);
+  std::vector<std::shared_ptr<Body>> bodies_;
+  std::shared_ptr<Body> body_;
   struct PendingWrite {
     std::shared_ptr<const EncodedFrame> frame;
     std::size_t counted_bytes;  // the frame's full size, also when a notice stands for it

@@ -186,5 +186,43 @@ TEST(EncodedFrame, GatherSegmentsEqualTheContiguousFrame) {
   EXPECT_EQ(small.flatten(), encode_frame(Finish{.status = "x"}));
 }
 
+// A RingChunk's values are neither serialised into a buffer of their own nor copied out of a
+// frame, and the wire layout is that of a std::vector<float> whichever form the chunk has.
+TEST(EncodedFrame, RingChunkIsSentFromItsViewAndReceivedAsAViewOfTheFrame) {
+  std::vector<float> values(100000);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<float>(i) * 0.5f;
+  const RingChunk owned{.round = 4, .step = 1, .chunk = 2, .values = values};
+  const RingChunk viewed{
+      .round = 4,
+      .step = 1,
+      .chunk = 2,
+      .viewed = true,
+      .view = {reinterpret_cast<const std::uint8_t*>(values.data()), values.size() * 4}};
+  EncodedFrame frame(std::make_shared<const Message>(viewed));
+  bool references_values = false;
+  for (const auto& s : frame.segments())
+    references_values |= s.data() == viewed.view.data();
+  EXPECT_TRUE(references_values) << "the values were copied into the frame";
+  const auto bytes = frame.flatten();
+  EXPECT_EQ(bytes, encode_frame(owned));
+
+  auto held = std::make_shared<const std::vector<std::uint8_t>>(bytes);
+  const auto body = std::span<const std::uint8_t>(*held).subspan(kFrameHeaderBytes);
+  const auto back = std::get<RingChunk>(decode_body(MessageType::kRingChunk, body, held));
+  EXPECT_TRUE(back.viewed);
+  EXPECT_TRUE(back.values.empty());
+  EXPECT_GE(back.view.data(), held->data());
+  EXPECT_LE(back.view.data() + back.view.size(), held->data() + held->size());
+  EXPECT_EQ(back.owner, held);
+  EXPECT_EQ(back.round, 4);
+  EXPECT_EQ(back.size(), values.size());
+  EXPECT_TRUE(std::equal(back.view.begin(), back.view.end(), viewed.view.begin()));
+  // Without an owner the values are copied (a frame the caller does not keep).
+  const auto copied = std::get<RingChunk>(decode_frame(bytes, 1 << 22));
+  EXPECT_FALSE(copied.viewed);
+  EXPECT_EQ(copied.values, values);
+}
+
 }  // namespace
 }  // namespace psgd

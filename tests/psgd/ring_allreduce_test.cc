@@ -8,9 +8,11 @@
 #include <deque>
 #include <exception>
 #include <future>
+#include <random>
 #include <thread>
 
 #include "core/error.h"
+#include "network/frame.h"
 #include "psgd/allreduce.h"
 #include "psgd/tcp_ring.h"
 #include "tests/psgd/role_sim.h"
@@ -81,6 +83,85 @@ INSTANTIATE_TEST_SUITE_P(WorldsAndLengths, RingInMemory,
                                             ::testing::Values(std::size_t{0}, std::size_t{1},
                                                               std::size_t{5}, std::size_t{17},
                                                               std::size_t{1001})));
+
+// Zero copy: chunks are sent as views of the memory they are read from and read only when their
+// frame is written. Here every frame is encoded at the latest possible moment -- when it is
+// delivered, in a random order over the links -- and a rank reuses its buffer the moment it is
+// done (as the allreduce worker does: it scales the sum, then computes the next gradient into it)
+// and starts the next round, while frames of its previous round still wait on the links. Every
+// rank must still get the exact sums of both rounds: no region is changed while a send of it is
+// in flight, whatever the interleaving.
+class RingZeroCopy : public ::testing::TestWithParam<std::tuple<int, unsigned>> {};
+
+TEST_P(RingZeroCopy, FramesInFlightSurviveReductionAndTheCallerReusingItsBuffer) {
+  const auto [world, seed] = GetParam();
+  constexpr std::size_t kLength = 1001;
+  constexpr int kRounds = 3;
+  const auto w = static_cast<std::size_t>(world);
+  std::vector<RingAllreduce> ranks;
+  std::vector<std::vector<float>> data(w);
+  std::vector<int> round(w, 0);
+  std::vector<std::vector<std::vector<float>>> results(w);
+  std::vector<std::deque<std::shared_ptr<const Message>>> link(w);  // link[r]: r-1 -> r
+  for (int r = 0; r < world; ++r)
+    ranks.emplace_back(r, world, RingOptions{.chunk_elements = 7});
+  auto post = [&](const Outbox& out) {
+    for (const auto& e : out)
+      link.at(static_cast<std::size_t>(e.to)).push_back(e.message);
+  };
+  auto finish_round = [&](std::size_t r) {
+    results[r].push_back(data[r]);
+    std::fill(data[r].begin(), data[r].end(), -12345.0f);  // the caller reuses its buffer
+    if (++round[r] == kRounds) return;
+    data[r] = input(static_cast<int>(r), kLength, round[r]);
+    Outbox out;
+    ranks[r].start(round[r], data[r], out);
+    post(out);
+  };
+  for (std::size_t r = 0; r < w; ++r) {
+    data[r] = input(static_cast<int>(r), kLength, 0);
+    Outbox out;
+    ranks[r].start(0, data[r], out);
+    post(out);
+    while (round[r] < kRounds && ranks[r].done())  // world 1: done at once
+      finish_round(r);
+  }
+  std::mt19937 rng(seed);
+  // Odd seeds make one link slow (served only when nothing else can move), so its sender runs
+  // ahead -- finishes rounds, reuses its buffer -- while its frames wait.
+  const std::size_t slow = seed % 2 ? rng() % w : w;
+  while (true) {
+    std::vector<std::size_t> busy;
+    for (std::size_t r = 0; r < w; ++r)
+      if (!link[r].empty() && r != slow) busy.push_back(r);
+    if (busy.empty() && slow < w && !link[slow].empty()) busy.push_back(slow);
+    if (busy.empty()) break;
+    const std::size_t r = busy[rng() % busy.size()];
+    const auto message = link[r].front();
+    link[r].pop_front();
+    // The bytes are read now, as a gather write that was queued all along would read them.
+    const auto frame =
+        std::make_shared<const std::vector<std::uint8_t>>(EncodedFrame(message).flatten());
+    const auto body = std::span<const std::uint8_t>(*frame).subspan(kFrameHeaderBytes);
+    Message received = decode_body(MessageType::kRingChunk, body, frame);
+    ASSERT_TRUE(std::get<RingChunk>(received).viewed);
+    Outbox out;
+    ranks[r].on_chunk(std::move(std::get<RingChunk>(received)), out);
+    post(out);
+    if (round[r] < kRounds && ranks[r].done()) finish_round(r);
+  }
+  for (int k = 0; k < kRounds; ++k) {
+    const auto want = expected_sum(world, kLength, k);
+    for (std::size_t r = 0; r < w; ++r) {
+      ASSERT_EQ(results[r].size(), static_cast<std::size_t>(kRounds)) << "rank " << r;
+      EXPECT_EQ(results[r][static_cast<std::size_t>(k)], want) << "rank " << r << " round " << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldsAndOrders, RingZeroCopy,
+                         ::testing::Combine(::testing::Values(1, 2, 3, 4, 6),
+                                            ::testing::Values(1u, 2u, 3u, 4u, 5u)));
 
 // Runs `body(rank, ring)` on `world` threads, each with a TcpRing linked to the others; returns
 // each rank's exception (null if none).

@@ -103,6 +103,7 @@ nlohmann::json RunRecorder::snapshot(std::int64_t iteration) const {
           {"epoch_loss_sum", epoch_loss_sum_},
           {"epoch_rounds", epoch_rounds_},
           {"rounds_short", rounds_short_},
+          {"eval_s", eval_seconds_},
           {"history", history},
           {"totals", totals}};
 }
@@ -117,6 +118,7 @@ void RunRecorder::resume(const nlohmann::json& j) {
   epoch_loss_sum_ = j.at("epoch_loss_sum").get<double>();
   epoch_rounds_ = j.at("epoch_rounds").get<std::int64_t>();
   rounds_short_ = j.at("rounds_short").get<std::int64_t>();
+  eval_seconds_ = j.value("eval_s", 0.0);
   history_.clear();
   for (const auto& r : j.at("history"))
     history_.push_back(row_of(r));
@@ -230,7 +232,9 @@ void RunRecorder::on_round(const RoundStats& stats) {
 void RunRecorder::end_epoch(std::int64_t iteration) {
   ++epoch_;
   const double epoch_s = s_.wall->now() - epoch_wall_start_;
+  const double eval_start = s_.wall->now();
   const EvalStats eval = s_.model->evaluate();
+  eval_seconds_ += s_.wall->now() - eval_start;
   Traffic total;
   std::vector<Traffic> now(rows_.size());
   for (int w = 0; w < spec_.node_count; ++w) {
@@ -326,6 +330,8 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["iterations"] = iterations;
   const double wall = last && epoch_ > 0 ? last->wall_s : (started_ ? wall_since_start() : 0.0);
   s["wall_seconds"] = wall;
+  // Of wall_seconds: the server's test-set evaluations at the epoch ends (the workers wait).
+  s["eval_seconds"] = eval_seconds_;
   const auto vs = last && epoch_ > 0 ? last->virtual_s : virtual_since_start();
   s["virtual_seconds"] = or_null(vs.has_value(), vs.value_or(0));
   s["samples"] = samples_total_;

@@ -82,13 +82,25 @@ StragglerLearner::StragglerLearner(Learner& inner, StragglerOptions options, con
   PSGD_CHECK(static_cast<bool>(pause_), "a straggler learner needs a pause function");
 }
 
+double StragglerLearner::lowest_cost(double cost) {
+  costs_[steps_ % kWindow] = cost;
+  ++steps_;
+  const auto filled = costs_.begin() + static_cast<std::ptrdiff_t>(std::min(steps_, kWindow));
+  return *std::min_element(costs_.begin(), filled);
+}
+
 StepStats StragglerLearner::compute_gradient() {
   const double start = clock_.now();
   const double work_start = work_ ? work_->now() : 0.0;
   const StepStats stats = inner_.compute_gradient();
   double measured = clock_.now() - start;
   if (work_) measured = std::min(measured, work_->now() - work_start);
-  const double extra = (options_.slowdown - 1.0) * measured + options_.delay.sample(rng_);
+  double compute = measured;
+  if (stats.samples > 0 && measured > 0) {
+    const auto samples = static_cast<double>(stats.samples);
+    compute = samples * lowest_cost(measured / samples);
+  }
+  const double extra = (options_.slowdown - 1.0) * compute + options_.delay.sample(rng_);
   if (extra > 0) {
     pause_(extra);
     injected_ += extra;

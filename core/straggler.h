@@ -15,8 +15,17 @@
 // for a core is the host's artefact and is not stretched; with several torch threads the CPU time
 // exceeds the wall time and the wall time counts.
 //
+// Sharing the host inflates even the CPU time of a step (caches and memory bandwidth shared with
+// the other workers, a hypervisor's neighbours): measured on a 2-core VM, the same MLP batch
+// took 1.5x the CPU time while the fast workers computed beside it (asgd, local_sgd) than while
+// they waited (ssgd), so a strategy that keeps the fast workers busy made the slow worker slower
+// still. The stretch is therefore F - 1 times the step's samples times the lowest per-sample
+// compute time of the last kWindow steps (this one included): the host's uncontended speed,
+// which contention only ever raises. A smaller last batch is stretched in proportion.
+//
 // Delay specifications (the job's --delay): "none", "fixed:S" (S seconds every iteration),
 // "exp:M" (exponentially distributed with mean M seconds), "uniform:A:B" (uniform in [A, B]).
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -58,7 +67,12 @@ class StragglerLearner final : public Learner {
 
   double injected_seconds() const { return injected_; }
 
+  static constexpr std::size_t kWindow = 32;
+
  private:
+  // The lowest per-sample compute time of the last kWindow steps that measured any, with `cost`.
+  double lowest_cost(double cost);
+
   Learner& inner_;
   StragglerOptions options_;
   const Clock& clock_;
@@ -66,6 +80,8 @@ class StragglerLearner final : public Learner {
   std::function<void(double)> pause_;
   Rng rng_;
   double injected_ = 0;
+  std::array<double, kWindow> costs_{};  // per-sample seconds, a ring of the last steps
+  std::size_t steps_ = 0;
 };
 
 }  // namespace psgd

@@ -264,7 +264,10 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "ssp: iterations a worker may run ahead of the slowest before it waits "
                  "(-1: the default, 2; 0 is lock-step like ssgd)");
   app.add_flag("--staleness_lr", s.staleness_lr,
-               "asgd, ssp: divide each gradient's weight by its staleness (Zhang et al. 2016)");
+               "asgd, ssp: staleness-aware rate (Zhang et al. 2016): weight each gradient "
+               "1/max(node_count, staleness + 1) instead of 1/node_count, so a gradient staler "
+               "than node_count workers taking turns give (a slow worker's) counts less (default "
+               "off; it did not make asgd's accuracy steadier, see bench/README.md)");
   app.add_option("--sync_period", s.sync_period,
                  "local_sgd: local optimiser steps between model averages, H (0: the default, "
                  "4; 1 is ssgd's trajectory)");

@@ -104,6 +104,7 @@ nlohmann::json RunRecorder::snapshot(std::int64_t iteration) const {
           {"epoch_loss_sum", epoch_loss_sum_},
           {"epoch_rounds", epoch_rounds_},
           {"rounds_short", rounds_short_},
+          {"eval_s", eval_seconds_},
           {"history", history},
           {"totals", totals}};
 }
@@ -118,6 +119,7 @@ void RunRecorder::resume(const nlohmann::json& j) {
   epoch_loss_sum_ = j.at("epoch_loss_sum").get<double>();
   epoch_rounds_ = j.at("epoch_rounds").get<std::int64_t>();
   rounds_short_ = j.at("rounds_short").get<std::int64_t>();
+  eval_seconds_ = j.value("eval_s", 0.0);
   history_.clear();
   for (const auto& r : j.at("history"))
     history_.push_back(row_of(r));
@@ -233,6 +235,7 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
   ++epoch_;
   const double epoch_s = s_.wall->now() - epoch_wall_start_;
   PendingEpoch p;
+  const double eval_start = s_.wall->now();
   if (s_.evaluate_async) {
     p.eval = s_.evaluate_async();
   } else {
@@ -240,6 +243,7 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
     done.set_value(s_.model->evaluate());
     p.eval = done.get_future().share();
   }
+  eval_seconds_ += s_.wall->now() - eval_start;
   Traffic total;
   std::vector<Traffic> now(rows_.size());
   for (int w = 0; w < spec_.node_count; ++w) {
@@ -281,7 +285,9 @@ void RunRecorder::write_evaluated(bool wait) {
   while (!pending_.empty()) {
     PendingEpoch& p = pending_.front();
     if (!wait && p.eval.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    const double wait_start = s_.wall->now();
     const EvalStats eval = p.eval.get();
+    eval_seconds_ += s_.wall->now() - wait_start;
     MetricsRow& row = p.row;
     row.test_loss = eval.loss;
     row.test_accuracy = eval.accuracy;
@@ -353,6 +359,9 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
                       : started_                       ? wall_since_start()
                                                        : 0.0;
   s["wall_seconds"] = wall;
+  // Of wall_seconds: the time training was held up by the test-set evaluations at the epoch ends
+  // (in the background only the wait for the last one, and for one still running at the next).
+  s["eval_seconds"] = eval_seconds_;
   const auto vs = last && epoch_ > 0 ? last->virtual_s : virtual_since_start();
   s["virtual_seconds"] = or_null(vs.has_value(), vs.value_or(0));
   s["samples"] = samples_total_;

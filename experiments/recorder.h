@@ -128,8 +128,9 @@ class RunRecorder final : public ServerObserver {
   std::int64_t rounds_short_ = 0;
   std::vector<Traffic> marks_;
   Traffic at_start_;
-  Traffic before_;          // bytes counted before a resume
-  double wall_before_ = 0;  // wall seconds before a resume
+  Traffic before_;           // bytes counted before a resume
+  double wall_before_ = 0;   // wall seconds before a resume
+  double eval_seconds_ = 0;  // of the wall seconds, spent in the epoch-end evaluations
   bool resumed_ = false;
   bool started_ = false;
   double wall_start_ = 0, virtual_start_ = 0;

@@ -22,7 +22,7 @@
 namespace psgd {
 
 struct AsgdOptions {
-  bool staleness_lr = false;  // divide each gradient's weight by its staleness
+  bool staleness_lr = false;  // weight 1/max(n, staleness + 1) (async_update.h)
 };
 
 class AsgdServer final : public ServerRole {

@@ -15,6 +15,13 @@ SgdOptions per_update(SgdOptions sgd, int node_count) {
 
 }  // namespace
 
+float staleness_weight(int node_count, std::int64_t staleness) {
+  // Zhang et al. count the update itself: n workers in turn give every gradient staleness n there
+  // and n - 1 here, hence staleness + 1; below n the weight stays 1/n.
+  const std::int64_t zhang = std::max<std::int64_t>(staleness + 1, node_count);
+  return 1.0f / static_cast<float>(zhang);
+}
+
 AsyncUpdate::AsyncUpdate(int node_count, const ServerContext& context, bool staleness_lr)
     : node_count_(node_count),
       ctx_(context),
@@ -32,8 +39,8 @@ WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stat
              g.iteration, version_);
   WorkerReport report = report_of(g);
   report.staleness = version_ - g.iteration;
-  float weight = 1.0f / static_cast<float>(node_count_);
-  if (staleness_lr_) weight /= static_cast<float>(std::max<std::int64_t>(1, report.staleness));
+  const float weight = staleness_lr_ ? staleness_weight(node_count_, report.staleness)
+                                     : 1.0f / static_cast<float>(node_count_);
 
   Stopwatch sw(*ctx_.clock);
   std::fill(scratch_.begin(), scratch_.end(), 0.0f);

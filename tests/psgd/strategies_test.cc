@@ -72,7 +72,14 @@ TEST(Asgd, AppliesEachGradientOnArrivalInArrivalOrderAndRecordsStaleness) {
   EXPECT_EQ(sim.reports.workers.back().second.staleness, 2);
 }
 
-TEST(Asgd, StalenessAwareRateDividesTheWeight) {
+TEST(Asgd, StalenessAwareRateDampsOnlyGradientsStalerThanTheWorkersTakingTurns) {
+  // 1 / max(n, staleness + 1): n - 1 is the staleness of n workers taking turns (weight 1/n, as
+  // without the option); a staler gradient is damped in proportion, a fresher one never boosted.
+  EXPECT_FLOAT_EQ(staleness_weight(3, 0), 1.0f / 3);
+  EXPECT_FLOAT_EQ(staleness_weight(3, 2), 1.0f / 3);
+  EXPECT_FLOAT_EQ(staleness_weight(3, 3), 1.0f / 4);
+  EXPECT_FLOAT_EQ(staleness_weight(4, 11), 1.0f / 12);
+
   const int n = 3;
   const float lr = 0.5f;
   JobSpec spec = job("asgd", n, lr);
@@ -80,14 +87,25 @@ TEST(Asgd, StalenessAwareRateDividesTheWeight) {
   RoleSim sim(spec, {.node_count = n, .iterations_per_epoch = 10, .epochs = 1});
   sim.start();
   all_workers_compute(sim);  // all on version 0
-  sim.run({0, 0});           // staleness 0: weight 1/n
-  sim.run({0, 1});           // staleness 1: weight 1/n
-  const std::vector<float> before = sim.params;
-  sim.run({0, 2});  // staleness 2: weight 1/(2n)
-  EXPECT_EQ(sim.reports.workers.back().second.staleness, 2);
-  const auto g = sim.learners[2]->gradient_at(sim.initial, 1);
+  std::vector<float> before = sim.params;
+  sim.run({0, 0});  // staleness 0: weight 1/n
+  const auto g0 = sim.learners[0]->gradient_at(sim.initial, 1);
   for (std::size_t i = 0; i < before.size(); ++i)
-    EXPECT_NEAR(sim.params[i], before[i] - lr / (2 * n) * g[i], 1e-6f) << i;
+    EXPECT_NEAR(sim.params[i], before[i] - lr / n * g0[i], 1e-6f) << i;
+  sim.run({0, 1});                           // staleness 1, version 2
+  for (int round = 0; round < 2; ++round) {  // workers 0 and 1 again: versions 3, 4
+    for (int w : {0, 1}) {
+      sim.run({1, w});
+      sim.run({2, w});
+      sim.run({0, w});
+    }
+  }
+  before = sim.params;
+  sim.run({0, 2});  // computed on version 0, arrives at version 6: staleness 6, weight 1/7
+  EXPECT_EQ(sim.reports.workers.back().second.staleness, 6);
+  const auto g2 = sim.learners[2]->gradient_at(sim.initial, 1);
+  for (std::size_t i = 0; i < before.size(); ++i)
+    EXPECT_NEAR(sim.params[i], before[i] - lr / 7 * g2[i], 1e-6f) << i;
 }
 
 TEST(Asgd, RandomArrivalOrdersFinishAndCountEveryUpdate) {
@@ -391,12 +409,13 @@ struct TickingLearner final : Learner {
   StepStats compute_gradient() override {
     clock.t += 0.5;
     if (on_step) on_step();
-    return {.loss = 1, .samples = 2};
+    return {.loss = 1, .samples = samples};
   }
   EvalStats evaluate() override { return {}; }
   testing::ManualClock& clock;
   std::vector<float> p{1, 2};
   std::function<void()> on_step;  // e.g. advances a CPU-time clock
+  std::int64_t samples = 2;
 };
 
 TEST(Straggler, SlowdownPausesFMinusOneTimesTheComputeTime) {
@@ -425,11 +444,48 @@ TEST(Straggler, SlowdownStretchesTheStepsWorkNotItsWaitForACore) {
   slow.compute_gradient();                 // 0 s of work: nothing is stretched
   inner.on_step = [&] { work.t += 0.2; };  // 0.2 s of CPU within its 0.5 s
   slow.compute_gradient();
-  inner.on_step = [&] { work.t += 1.5; };  // three threads busy: 1.5 s of CPU in 0.5 s
-  slow.compute_gradient();
-  ASSERT_EQ(pauses.size(), 2u);
+  ASSERT_EQ(pauses.size(), 1u);
   EXPECT_DOUBLE_EQ(pauses[0], 2 * 0.2);
+
+  testing::ManualClock clock2;
+  testing::ManualClock work2;
+  TickingLearner threaded(clock2);
+  threaded.on_step = [&] { work2.t += 1.5; };  // three threads busy: 1.5 s of CPU in 0.5 s
+  StragglerLearner slow2(
+      threaded, {.slowdown = 3}, clock2, [&](double s) { pauses.push_back(s); }, &work2);
+  slow2.compute_gradient();
+  ASSERT_EQ(pauses.size(), 2u);
   EXPECT_DOUBLE_EQ(pauses[1], 2 * 0.5);
+}
+
+// A step's CPU time grows when other workers compute beside it on a shared host; the stretch
+// follows the lowest per-sample time of the recent steps, so the slow worker is not slowed down
+// by how busy the others keep the host, and a smaller batch is stretched in proportion.
+TEST(Straggler, SlowdownFollowsTheUncontendedPerSampleTime) {
+  testing::ManualClock clock;
+  testing::ManualClock work;
+  TickingLearner inner(clock);  // 2 samples, 0.5 s of wall time per step
+  std::vector<double> pauses;
+  StragglerLearner slow(
+      inner, {.slowdown = 4}, clock, [&](double s) { pauses.push_back(s); }, &work);
+  double cpu = 0.2;
+  inner.on_step = [&] { work.t += cpu; };
+  slow.compute_gradient();  // uncontended: 0.1 s per sample
+  cpu = 0.3;                // the same batch while the others compute
+  for (std::size_t i = 1; i < StragglerLearner::kWindow; ++i)
+    slow.compute_gradient();
+  for (double p : pauses)
+    EXPECT_NEAR(p, 3 * 0.2, 1e-9);
+  inner.samples = 1;  // the epoch's last, smaller batch
+  cpu = 0.1;
+  slow.compute_gradient();
+  EXPECT_NEAR(pauses.back(), 3 * 0.1, 1e-9);
+  // Once the uncontended steps have left the window, the recent steps' time counts.
+  inner.samples = 2;
+  cpu = 0.3;
+  for (std::size_t i = 0; i < StragglerLearner::kWindow; ++i)
+    slow.compute_gradient();
+  EXPECT_NEAR(pauses.back(), 3 * 0.3, 1e-9);
 }
 
 TEST(Straggler, DelayDistributionsAreSeededAndParsed) {

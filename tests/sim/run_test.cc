@@ -66,6 +66,9 @@ TEST(Simulate, TwoRunsWithModelledComputeWriteByteIdenticalMetrics) {
   EXPECT_EQ(summary["status"], "completed");
   EXPECT_GT(summary["virtual_seconds"].get<double>(), 0);
   EXPECT_GT(summary["wall_seconds"].get<double>(), 0);
+  // The epoch-end evaluations are part of the wall time.
+  EXPECT_GT(summary["eval_seconds"].get<double>(), 0);
+  EXPECT_LE(summary["eval_seconds"].get<double>(), summary["wall_seconds"].get<double>());
   EXPECT_GT(summary["simulation"]["peak_rss_bytes"].get<double>(), 0);
   auto config = nlohmann::json::parse(slurp(tmp.path / "a" / "config.json"));
   EXPECT_EQ(config["simulation"]["straggler_factors"]["1"], 3.0);

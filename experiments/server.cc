@@ -164,6 +164,7 @@ class Server {
   std::unique_ptr<nn::Trainer> eval_model_;
   std::shared_future<EvalStats> evaluating_;
   std::shared_future<EvalStats> evaluate_in_background();
+  std::unique_ptr<nn::Trainer> make_model() const;
   nn::Placement placement_;
   std::vector<std::vector<std::int64_t>> blocks_;
   Schedule schedule_;
@@ -229,12 +230,7 @@ void Server::prepare() {
   normalizer_.apply(split->test);
   raw_train_ = std::make_shared<const nn::Dataset>(std::move(loaded.train));
   data_ = split;
-  model_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
-                                                            .target = spec_.target,
-                                                            .batch_size = spec_.batch_size,
-                                                            .seed = spec_.seed,
-                                                            .device = spec_.device},
-                                         data_, std::vector<std::int64_t>{});
+  model_ = make_model();
   // Blocks are placed over the training rows left after the validation hold-out.
   const auto train_rows = static_cast<std::int64_t>(holdout_.train.size());
   DataPlacement placed = place_data(spec_, *raw_train_, holdout_.train);
@@ -334,16 +330,19 @@ void Server::load_checkpoint() {
   }
 }
 
+// The job's model on the server's data, with no training samples of its own: it is evaluated.
+std::unique_ptr<nn::Trainer> Server::make_model() const {
+  return std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
+                                                          .target = spec_.target,
+                                                          .batch_size = spec_.batch_size,
+                                                          .seed = spec_.seed,
+                                                          .device = spec_.device},
+                                       data_, std::vector<std::int64_t>{});
+}
+
 std::shared_future<EvalStats> Server::evaluate_in_background() {
   if (evaluating_.valid()) evaluating_.wait();
-  if (!eval_model_) {
-    eval_model_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
-                                                                   .target = spec_.target,
-                                                                   .batch_size = spec_.batch_size,
-                                                                   .seed = spec_.seed,
-                                                                   .device = spec_.device},
-                                                data_, std::vector<std::int64_t>{});
-  }
+  if (!eval_model_) eval_model_ = make_model();
   const auto from = model_->parameters();
   std::copy(from.begin(), from.end(), eval_model_->parameters().begin());
   evaluating_ =

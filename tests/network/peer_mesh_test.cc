@@ -21,7 +21,7 @@ struct TwoRanks {
   std::vector<PeerAddress> addresses{{"127.0.0.1", 0}, {"127.0.0.1", 0}};
   std::vector<std::string> errors;
   std::vector<std::int64_t> at_zero;
-  bool zero_ready = false;
+  bool zero_ready = false, one_ready = false;
 
   TwoRanks() {
     addresses[0].port = zero.listen("127.0.0.1");
@@ -50,26 +50,31 @@ struct TwoRanks {
     return s;
   }
 
+  // Rank 1 with `one_key` links up with rank 0; returns whether both ended up ready.
+  bool link_one(std::vector<std::uint8_t> one_key) {
+    one.set_key(std::move(one_key));
+    one.connect(
+        addresses, [this] { one_ready = true; }, [](int, Message&&) {},
+        [this](int, const std::string& why) { errors.push_back(why); });
+    run_until([&] { return zero_ready && one_ready; });
+    return zero_ready && one_ready;
+  }
+
   // Whether rank 0 closed the stranger's link (end of stream within the timeout).
   bool dropped(tcp::socket& s) {
-    bool closed = false;
-    std::array<std::uint8_t, 64> buf{};
-    s.async_read_some(asio::buffer(buf),
-                      [&](std::error_code ec, std::size_t) { closed = ec == asio::error::eof; });
-    run_until([&] { return closed; });
-    return closed;
+    auto closed = std::make_shared<bool>(false);
+    auto buf = std::make_shared<std::array<std::uint8_t, 64>>();
+    s.async_read_some(asio::buffer(*buf), [closed, buf](std::error_code ec, std::size_t) {
+      *closed = ec == asio::error::eof;
+    });
+    run_until([&] { return *closed; });
+    return *closed;
   }
 };
 
 TEST(PeerMesh, WorkersOfTheJobLinkUpWithTheirKey) {
   TwoRanks r;
-  r.one.set_key(r.key);
-  bool one_ready = false;
-  r.one.connect(
-      r.addresses, [&] { one_ready = true; }, [](int, Message&&) {},
-      [&](int, const std::string& why) { r.errors.push_back(why); });
-  r.run_until([&] { return r.zero_ready && one_ready; });
-  ASSERT_TRUE(r.zero_ready && one_ready);
+  ASSERT_TRUE(r.link_one(r.key));
   r.one.send(0, std::make_shared<const EncodedFrame>(
                     std::make_shared<const Message>(Params{.iteration = 7})));
   r.run_until([&] { return !r.at_zero.empty(); });
@@ -105,13 +110,7 @@ TEST(PeerMesh, StrangersAreDroppedAndTheRealPeerStillLinksUp) {
   EXPECT_FALSE(r.zero_ready);
   EXPECT_TRUE(r.errors.empty()) << "a stranger must not fail the job: " << r.errors.front();
 
-  r.one.set_key(r.key);
-  bool one_ready = false;
-  r.one.connect(
-      r.addresses, [&] { one_ready = true; }, [](int, Message&&) {},
-      [&](int, const std::string& why) { r.errors.push_back(why); });
-  r.run_until([&] { return r.zero_ready && one_ready; });
-  EXPECT_TRUE(r.zero_ready);
+  EXPECT_TRUE(r.link_one(r.key));
   EXPECT_TRUE(r.errors.empty());
 }
 

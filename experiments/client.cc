@@ -536,6 +536,10 @@ void Client::on_peer_table(const PeerTable& table) {
     return;
   }
   mesh_->set_key(table.key);
+  if (opts_.shared_memory == "on") {
+    // Room for a plain gradient (broadcast) with its fields; ring chunks are smaller.
+    mesh_->set_shared_memory(4 * trainer_->num_parameters() + 64 * 1024);
+  }
   try {
     mesh_->connect(
         peers,

@@ -199,6 +199,13 @@ void Connection::write_next() {
   });
 }
 
+bool Connection::peer_on_this_host() const {
+  std::error_code a, b;
+  const auto local = socket_.local_endpoint(a);
+  const auto remote = socket_.remote_endpoint(b);
+  return !a && !b && local.address() == remote.address();
+}
+
 bool Connection::offer_shared_memory(std::size_t slot_bytes, std::uint32_t slots) {
   if (closed_ || closing_ || shm_ || shm_offered_) return false;
   try {

@@ -89,6 +89,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool offer_shared_memory(std::size_t slot_bytes, std::uint32_t slots = 3);
   // Whether a ShmOffer from the peer is taken up (default: declined).
   void accept_shared_memory(bool yes) { shm_accept_ = yes; }
+  // Whether both ends of the socket have the same address (the peer runs on this machine, or
+  // says so convincingly enough to be offered shared memory, which only opens if it does).
+  bool peer_on_this_host() const;
   // Whether frames travel through shared memory on this link (both ends agreed).
   bool shared_memory() const { return shm_ != nullptr; }
   // Frames whose body went through shared memory (the rest went over the socket).

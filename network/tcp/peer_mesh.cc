@@ -83,6 +83,7 @@ void PeerMesh::connect(const std::vector<PeerAddress>& addresses, std::function<
       hello.nonce = make_nonce();
       hello.proof = peer_proof(key_, kProtocolVersion, rank_, peer, world_, hello.nonce);
     }
+    conn->accept_shared_memory(shm_slot_bytes_ > 0);
     conn->send(hello);
     adopt(peer, std::move(conn));
   }
@@ -122,6 +123,9 @@ void PeerMesh::accept() {
           c->set_max_body_bytes(options_.max_body_bytes);
           c->set_type_filter(nullptr);
           links_[static_cast<std::size_t>(*who)] = c;
+          if (shm_slot_bytes_ > 0 && c->peer_on_this_host()) {
+            c->offer_shared_memory(shm_slot_bytes_, shm_slots_);
+          }
           ++linked_;
           if (ready() && on_ready_) on_ready_();
         },
@@ -188,6 +192,11 @@ void PeerMesh::send(int to, std::shared_ptr<const EncodedFrame> frame) {
 bool PeerMesh::writes_pending() const {
   return std::any_of(links_.begin(), links_.end(),
                      [](const auto& l) { return l && l->is_open() && l->writes_pending(); });
+}
+
+int PeerMesh::shared_memory_links() const {
+  return static_cast<int>(std::count_if(links_.begin(), links_.end(),
+                                        [](const auto& l) { return l && l->shared_memory(); }));
 }
 
 std::uint64_t PeerMesh::bytes_sent() const {

@@ -49,6 +49,16 @@ class PeerMesh {
   // The job's peer key (32 bytes): callers prove it, callees check it. Call before connect().
   void set_key(std::vector<std::uint8_t> key) { key_ = std::move(key); }
 
+  // Shared memory (shm_channel.h) on links to peers on this machine: the callee offers a segment
+  // of `slots` slots of `slot_bytes` per direction, the caller maps it. 0: every link on TCP
+  // (the default). Call before connect().
+  void set_shared_memory(std::size_t slot_bytes, std::uint32_t slots = 2) {
+    shm_slot_bytes_ = slot_bytes;
+    shm_slots_ = slots;
+  }
+  // Links whose frames travel through shared memory.
+  int shared_memory_links() const;
+
   // Opens the listener; returns its port.
   int listen(const std::string& bind = "0.0.0.0", int port = 0);
   // Links up with every other rank (addresses indexed by rank; this rank's entry is ignored).
@@ -84,6 +94,8 @@ class PeerMesh {
   int linked_ = 0;
   bool closed_ = false;
   std::vector<std::uint8_t> key_;
+  std::size_t shm_slot_bytes_ = 0;
+  std::uint32_t shm_slots_ = 2;
   std::vector<std::vector<std::uint8_t>> nonces_seen_;
   std::function<void()> on_ready_;
   FrameHandler on_frame_;

@@ -82,6 +82,23 @@ TEST(PeerMesh, WorkersOfTheJobLinkUpWithTheirKey) {
   EXPECT_TRUE(r.errors.empty()) << r.errors.front();
 }
 
+TEST(PeerMesh, LinksOnThisMachineUseSharedMemoryWhenAsked) {
+  TwoRanks r;
+  r.zero.set_shared_memory(1 << 20);
+  r.one.set_shared_memory(1 << 20);
+  ASSERT_TRUE(r.link_one(r.key));
+  r.run_until(
+      [&] { return r.one.shared_memory_links() == 1 && r.zero.shared_memory_links() == 1; });
+  EXPECT_EQ(r.zero.shared_memory_links(), 1);
+  EXPECT_EQ(r.one.shared_memory_links(), 1);
+  Payload big{.num_elements = 1, .bytes = std::vector<std::uint8_t>(256 * 1024, 7)};
+  r.one.send(0, std::make_shared<const EncodedFrame>(
+                    std::make_shared<const Message>(Params{.iteration = 9, .values = big})));
+  r.run_until([&] { return !r.at_zero.empty(); });
+  EXPECT_EQ(r.at_zero, (std::vector<std::int64_t>{9}));
+  EXPECT_TRUE(r.errors.empty());
+}
+
 TEST(PeerMesh, StrangersAreDroppedAndTheRealPeerStillLinksUp) {
   TwoRanks r;
   // A caller with another key, one claiming a rank it cannot have, one without a proof, and

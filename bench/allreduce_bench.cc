@@ -39,6 +39,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -95,6 +96,14 @@ double process_cpu_seconds() {
 Clock::time_point after(double seconds) {
   return Clock::now() +
          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+// The 1-minute load average, to say how busy the machine was (figures under load move a lot).
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string one;
+  in >> one;
+  return one.empty() ? "?" : one;
 }
 
 double seconds_since(Clock::time_point t0) {
@@ -557,8 +566,9 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // a worker that died makes writes to it fail, not this process
 
   try {
-    fmt::print("# ranks are {}; loopback\n",
-               o.threads_as_ranks ? "threads of one process" : "processes (one per rank)");
+    fmt::print("# ranks are {}; loopback; load average {}\n",
+               o.threads_as_ranks ? "threads of one process" : "processes (one per rank)",
+               load_average());
     fmt::print("{:>6} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n", "ranks", "MB",
                "ours ms", "gloo ms", "ours GB/s", "gloo GB/s", "ours cpu", "gloo cpu", "ours/gloo");
     std::fflush(stdout);
@@ -605,5 +615,6 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "allreduce_bench: {}\n", e.what());
     return 1;
   }
+  fmt::print("# load average at the end {}\n", load_average());
   return 0;
 }

@@ -98,7 +98,8 @@ Clock::time_point after(double seconds) {
          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
-// The 1-minute load average, to say how busy the machine was (figures under load move a lot).
+// The 1-minute load average before the run, to say how busy the machine was (figures under load
+// move a lot; during the run it counts this benchmark's own ranks too).
 std::string load_average() {
   std::ifstream in("/proc/loadavg");
   std::string one;
@@ -615,6 +616,5 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "allreduce_bench: {}\n", e.what());
     return 1;
   }
-  fmt::print("# load average at the end {}\n", load_average());
   return 0;
 }

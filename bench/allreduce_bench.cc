@@ -48,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/allocator.h"
 #include "core/error.h"
 #include "nn/gloo_allreduce.h"
 #include "psgd/tcp_ring.h"
@@ -255,6 +256,9 @@ int worker_main(const WorkerArgs& a, const Options& o) {
   // Never outlive the driver: killed when it dies, and a driver already gone is noticed here.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != a.parent) return 1;
+  // The allocator setting init_server and client run with (core/allocator.h), for both backends:
+  // without it every 25 MB chunk body is a fresh mmap and page-faults in.
+  psgd::keep_freed_memory();
   try {
     std::unique_ptr<psgd::TcpRing> ring;
     std::unique_ptr<psgd::nn::GlooStoreHost> host;

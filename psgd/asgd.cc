@@ -18,19 +18,20 @@ AsgdServer::AsgdServer(Schedule schedule, ServerContext context, AsgdOptions opt
     dc.nesterov = ctx_.uplink.nesterov;
     compensation_ =
         std::make_unique<DelayCompensation>(schedule.node_count, ctx_.parameters.size(), dc);
-    sent_.resize(ctx_.parameters.size());
   }
 }
 
 void AsgdServer::send_params(const std::vector<NodeId>& workers, Outbox& out) {
   auto message = params_message(iteration(), *downlink_, ctx_.parameters);
-  if (compensation_ != nullptr) {
+  if (compensation_ != nullptr && !workers.empty()) {
     // What the workers will compute on: the parameters as they decode them.
-    downlink_->decode(std::get<Params>(*message).values, sent_);
+    const std::span<float> sent = compensation_->sent_buffer(workers.front());
+    downlink_->decode(std::get<Params>(*message).values, sent);
+    for (std::size_t k = 1; k < workers.size(); ++k)
+      compensation_->sent(workers[k], sent);
   }
   for (NodeId w : workers) {
     last_sent_[static_cast<std::size_t>(w)] = iteration();
-    if (compensation_ != nullptr) compensation_->sent(w, sent_);
     out.push_back({w, message});
   }
 }

@@ -56,7 +56,6 @@ class AsgdServer final : public ServerRole {
   std::vector<std::int64_t> last_sent_;
   std::vector<std::int64_t> batches_;                // gradients received from each worker
   std::unique_ptr<DelayCompensation> compensation_;  // null: off
-  std::vector<float> sent_;                          // the parameters as the workers decode them
 };
 
 using AsgdWorker = GradientWorker;

@@ -74,6 +74,8 @@ class DelayCompensation {
 
   // `worker` was just sent `params` (as it will decode them): its next update is computed there.
   void sent(NodeId worker, std::span<const float> params);
+  // The same, written in place: `worker`'s w_stale, to decode the parameters sent straight into.
+  std::span<float> sent_buffer(NodeId worker);
   // `worker`'s momentum buffer starts afresh (a replacement worker): forget its history.
   void restart(NodeId worker);
   // `update` is the decoded (unweighted) update from `worker`, `current` the server's parameters
@@ -92,7 +94,6 @@ class DelayCompensation {
   std::size_t size_;
   std::vector<PerWorker> workers_;
   std::vector<float> mean_square_;  // adaptive only
-  std::vector<float> gradient_;     // ĝ, scratch
 };
 
 }  // namespace psgd

@@ -21,7 +21,7 @@ AsgdServer::AsgdServer(Schedule schedule, ServerContext context, AsgdOptions opt
   }
 }
 
-void AsgdServer::send_params(const std::vector<NodeId>& workers, Outbox& out) {
+void AsgdServer::send_params(std::span<const NodeId> workers, Outbox& out) {
   auto message = params_message(iteration(), *downlink_, ctx_.parameters);
   if (compensation_ != nullptr && !workers.empty()) {
     // What the workers will compute on: the parameters as they decode them.
@@ -40,7 +40,7 @@ bool AsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
   if (worker < 0 || worker >= schedule_.node_count || finished()) return false;
   // A replacement's momentum buffer starts empty.
   if (compensation_ != nullptr) compensation_->restart(worker);
-  send_params({worker}, out);
+  send_params({&worker, 1}, out);
   return true;
 }
 
@@ -75,7 +75,7 @@ void AsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
   }
   RoundStats stats;
   const WorkerReport report = update_.apply(from, g, stats, compensation_.get());
-  if (!finished()) send_params({from}, out);
+  if (!finished()) send_params({&from, 1}, out);
   if (ctx_.observer) {
     ctx_.observer->on_worker(from, report);
     ctx_.observer->on_round(stats);

@@ -47,7 +47,7 @@ class AsgdServer final : public ServerRole {
 
  private:
   // Sends the current parameters to `workers` (one shared message) and remembers what they got.
-  void send_params(const std::vector<NodeId>& workers, Outbox& out);
+  void send_params(std::span<const NodeId> workers, Outbox& out);
 
   Schedule schedule_;
   ServerContext ctx_;

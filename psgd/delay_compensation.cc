@@ -75,7 +75,7 @@ void compensate_loop(float* __restrict d, float* __restrict u, float* __restrict
       ms[i] = beta * ms[i] + (1.0f - beta) * gg;
       c = lambda / std::sqrt(ms[i] + eps) * gg * (w[i] - s[i]);
     } else {
-      c = lambda * gg * (w[i] - s[i]);
+      c = lambda * g * g * (w[i] - s[i]);
     }
     // 3. Added, carried through the worker's momentum.
     if constexpr (kMomentum) {

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string_view>
 
 #include "core/error.h"
@@ -237,6 +238,15 @@ void JobSpec::validate_strategy_options() const {
     throw ConfigError(
         fmt::format("--staleness_lr applies to --psgd asgd or ssp only, not --psgd {}", psgd));
   }
+  if (!(delay_compensation >= 0) || !std::isfinite(delay_compensation)) {
+    throw ConfigError(fmt::format("--delay_compensation {}: must be a finite lambda >= 0 (0: off)",
+                                  delay_compensation));
+  }
+  only_with(delay_compensation > 0, "delay_compensation", "asgd");
+  if (delay_compensation_mode != "adaptive" && delay_compensation_mode != "constant") {
+    throw ConfigError(fmt::format("--delay_compensation_mode {}: choose adaptive or constant",
+                                  delay_compensation_mode));
+  }
   if (sync_period < 0) {
     throw ConfigError(fmt::format("--sync_period {}: must be at least 1", sync_period));
   }
@@ -292,6 +302,8 @@ std::string JobSpec::short_name() const {
   X(wait_for)                   \
   X(staleness)                  \
   X(staleness_lr)               \
+  X(delay_compensation)         \
+  X(delay_compensation_mode)    \
   X(sync_period)                \
   X(local_after_epochs)         \
   X(delay)                      \

@@ -62,9 +62,12 @@ struct JobSpec {
   std::int64_t checkpoint_every = 0;
 
   // --- strategies, stragglers, data skew (0 / -1 / "none": not given) ---
-  int wait_for = 0;            // ssgd: close each round with the first k gradients (0: all)
-  int staleness = -1;          // ssp: clocks a worker may run ahead of the slowest (-1: 2)
-  bool staleness_lr = false;   // asgd, ssp: weight 1/max(n, staleness + 1), not 1/n
+  int wait_for = 0;           // ssgd: close each round with the first k gradients (0: all)
+  int staleness = -1;         // ssp: clocks a worker may run ahead of the slowest (-1: 2)
+  bool staleness_lr = false;  // asgd, ssp: weight 1/max(n, staleness + 1), not 1/n
+  // asgd: DC-ASGD's lambda (psgd/delay_compensation.h); 0: off
+  double delay_compensation = 0;
+  std::string delay_compensation_mode = "adaptive";  // adaptive (DC-ASGD-a) | constant (-c)
   int sync_period = 0;         // local_sgd: local steps between model averages (0: 4)
   int local_after_epochs = 0;  // local_sgd: epochs of ssgd-equivalent H = 1 first
   std::string delay = "none";  // per-iteration delay on every worker: fixed:S | exp:MEAN | ...

@@ -11,12 +11,36 @@ AsgdServer::AsgdServer(Schedule schedule, ServerContext context, AsgdOptions opt
       update_(schedule.node_count, context, options.staleness_lr),
       downlink_(make_codec(ctx_.downlink)),
       last_sent_(static_cast<std::size_t>(schedule.node_count), 0),
-      batches_(static_cast<std::size_t>(schedule.node_count), 0) {}
+      batches_(static_cast<std::size_t>(schedule.node_count), 0) {
+  if (options.delay_compensation.lambda > 0.0f) {
+    DelayCompensationOptions dc = options.delay_compensation;
+    dc.momentum = ctx_.uplink.momentum;
+    dc.nesterov = ctx_.uplink.nesterov;
+    compensation_ =
+        std::make_unique<DelayCompensation>(schedule.node_count, ctx_.parameters.size(), dc);
+  }
+}
+
+void AsgdServer::send_params(std::span<const NodeId> workers, Outbox& out) {
+  auto message = params_message(iteration(), *downlink_, ctx_.parameters);
+  if (compensation_ != nullptr && !workers.empty()) {
+    // What the workers will compute on: the parameters as they decode them.
+    const std::span<float> sent = compensation_->sent_buffer(workers.front());
+    downlink_->decode(std::get<Params>(*message).values, sent);
+    for (std::size_t k = 1; k < workers.size(); ++k)
+      compensation_->sent(workers[k], sent);
+  }
+  for (NodeId w : workers) {
+    last_sent_[static_cast<std::size_t>(w)] = iteration();
+    out.push_back({w, message});
+  }
+}
 
 bool AsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
   if (worker < 0 || worker >= schedule_.node_count || finished()) return false;
-  last_sent_[static_cast<std::size_t>(worker)] = iteration();
-  out.push_back({worker, params_message(iteration(), *downlink_, ctx_.parameters)});
+  // A replacement's momentum buffer starts empty.
+  if (compensation_ != nullptr) compensation_->restart(worker);
+  send_params({&worker, 1}, out);
   return true;
 }
 
@@ -26,7 +50,10 @@ std::int64_t AsgdServer::worker_batches(NodeId worker) const {
 }
 
 void AsgdServer::on_start(Outbox& out) {
-  broadcast(params_message(iteration(), *downlink_, ctx_.parameters), schedule_.node_count, out);
+  std::vector<NodeId> all(static_cast<std::size_t>(schedule_.node_count));
+  for (NodeId w = 0; w < schedule_.node_count; ++w)
+    all[static_cast<std::size_t>(w)] = w;
+  send_params(all, out);
 }
 
 void AsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
@@ -47,11 +74,8 @@ void AsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
     return;
   }
   RoundStats stats;
-  const WorkerReport report = update_.apply(from, g, stats);
-  if (!finished()) {
-    last_sent_[w] = iteration();
-    out.push_back({from, params_message(iteration(), *downlink_, ctx_.parameters)});
-  }
+  const WorkerReport report = update_.apply(from, g, stats, compensation_.get());
+  if (!finished()) send_params({&from, 1}, out);
   if (ctx_.observer) {
     ctx_.observer->on_worker(from, report);
     ctx_.observer->on_round(stats);

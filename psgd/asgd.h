@@ -16,6 +16,10 @@
 // when that many gradients have arrived, whoever sent them, so nobody waits for a slow worker.
 // workers.csv shows each worker's share. Gradients that arrive after the last update are
 // discarded and reported as dropped.
+//
+// Delay compensation (--delay_compensation, DC-ASGD, Zheng et al. 2017): each update is corrected
+// by a diagonal Taylor term for the distance between the parameters its worker was sent and the
+// current ones, before it is applied (psgd/delay_compensation.h).
 #include "psgd/async_update.h"
 #include "psgd/gradient_worker.h"
 
@@ -23,6 +27,9 @@ namespace psgd {
 
 struct AsgdOptions {
   bool staleness_lr = false;  // weight 1/max(n, staleness + 1) (async_update.h)
+  // DC-ASGD (psgd/delay_compensation.h); lambda 0: off. momentum and nesterov are taken from the
+  // server context's uplink codec (what the workers apply before sending).
+  DelayCompensationOptions delay_compensation{};
 };
 
 class AsgdServer final : public ServerRole {
@@ -39,12 +46,16 @@ class AsgdServer final : public ServerRole {
   std::int64_t worker_batches(NodeId worker) const override;
 
  private:
+  // Sends the current parameters to `workers` (one shared message) and remembers what they got.
+  void send_params(std::span<const NodeId> workers, Outbox& out);
+
   Schedule schedule_;
   ServerContext ctx_;
   AsyncUpdate update_;
   std::unique_ptr<Codec> downlink_;
   std::vector<std::int64_t> last_sent_;
-  std::vector<std::int64_t> batches_;  // gradients received from each worker
+  std::vector<std::int64_t> batches_;                // gradients received from each worker
+  std::unique_ptr<DelayCompensation> compensation_;  // null: off
 };
 
 using AsgdWorker = GradientWorker;

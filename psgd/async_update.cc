@@ -33,7 +33,8 @@ AsyncUpdate::AsyncUpdate(int node_count, const ServerContext& context, bool stal
     uplink_.push_back(make_codec(ctx_.uplink));
 }
 
-WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stats) {
+WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stats,
+                                DelayCompensation* compensation) {
   const double arrival = ctx_.clock->now();
   PSGD_CHECK(g.iteration <= version_, "gradient of iteration {} from the future (version {})",
              g.iteration, version_);
@@ -44,9 +45,16 @@ WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stat
 
   Stopwatch sw(*ctx_.clock);
   std::fill(scratch_.begin(), scratch_.end(), 0.0f);
-  uplink_[static_cast<std::size_t>(from)]->decode_add(g.values, scratch_, weight);
+  const Codec& decoder = *uplink_[static_cast<std::size_t>(from)];
+  // The compensation is not linear in the update: decode it unweighted, compensate, weight.
+  decoder.decode_add(g.values, scratch_, compensation == nullptr ? weight : 1.0f);
   const double decode_s = sw.seconds();
   sw.restart();
+  if (compensation != nullptr) {  // counted as applying
+    compensation->compensate(from, scratch_, ctx_.parameters);
+    for (float& v : scratch_)
+      v *= weight;
+  }
   optimiser_.step(ctx_.parameters, scratch_);
   const double apply_s = sw.seconds();
   ++version_;

@@ -33,6 +33,7 @@
 
 #include "core/sgd.h"
 #include "psgd/context.h"
+#include "psgd/delay_compensation.h"
 
 namespace psgd {
 
@@ -45,8 +46,11 @@ class AsyncUpdate {
 
   // Decodes `g` from worker `from`, applies it and advances the version. Returns the worker's
   // report with its staleness (version before this update minus g.iteration) and held_s from
-  // `arrival` to now; `stats` receives the round (one gradient).
-  WorkerReport apply(NodeId from, const Gradient& g, RoundStats& stats);
+  // `arrival` to now; `stats` receives the round (one gradient). With `compensation` the decoded
+  // update is delay-compensated (psgd/delay_compensation.h) before it is weighted and applied;
+  // without, the path is the plain one, bit for bit.
+  WorkerReport apply(NodeId from, const Gradient& g, RoundStats& stats,
+                     DelayCompensation* compensation = nullptr);
 
   // Updates applied so far: the iteration of the current parameters.
   std::int64_t version() const { return version_; }

@@ -30,6 +30,22 @@ LocalSgdOptions local_sgd_options(const JobSpec& spec) {
                          .local_after_epochs = spec.local_after_epochs};
 }
 
+AsgdOptions asgd_options(const JobSpec& spec) {
+  AsgdOptions options{.staleness_lr = spec.staleness_lr};
+  if (spec.delay_compensation > 0) {
+    // topk's momentum masking zeroes the worker's buffer where it sent, so the server cannot
+    // recover the worker's gradient from its updates (psgd/delay_compensation.h).
+    if (spec.codec == "topk" && momentum_at_worker(spec) && spec.momentum > 0) {
+      throw ConfigError(
+          "--delay_compensation with --codec topk needs --momentum_at server (or --momentum 0): "
+          "topk's momentum masking on the workers hides their gradients from the server");
+    }
+    options.delay_compensation = {.lambda = static_cast<float>(spec.delay_compensation),
+                                  .adaptive = spec.delay_compensation_mode == "adaptive"};
+  }
+  return options;
+}
+
 }  // namespace
 
 SgdOptions sgd_options(const JobSpec& spec) {
@@ -65,8 +81,7 @@ std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule
     return std::make_unique<SsgdServer>(schedule, context, SsgdOptions{.wait_for = spec.wait_for});
   }
   if (spec.psgd == "asgd") {
-    return std::make_unique<AsgdServer>(schedule, context,
-                                        AsgdOptions{.staleness_lr = spec.staleness_lr});
+    return std::make_unique<AsgdServer>(schedule, context, asgd_options(spec));
   }
   if (spec.psgd == "ssp") {
     return std::make_unique<SspServer>(

@@ -126,5 +126,24 @@ TEST(Simulate, AllreduceRingLearns) {
   EXPECT_GT(summary["virtual_seconds"].get<double>(), 0.0);
 }
 
+// asgd with delay compensation (DC-ASGD-a, the paper's lambda) through the whole stack: flags,
+// JobSpec, the server's compensation with worker momentum; it learns and reports its staleness.
+TEST(Simulate, AsgdWithDelayCompensationLearns) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  auto r = testing::run(PSGD_INIT_SERVER,
+                        with(kJob, {"--simulate", "--psgd", "asgd", "--delay_compensation", "2",
+                                    "--output", dir.file("sim"), "--sim_compute", "fixed:5ms"}),
+                        dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto summary = nlohmann::json::parse(read_file(dir.file("sim") + "/summary.json"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << "chance is 0.1";
+  EXPECT_GT(summary["staleness_mean"].get<double>(), 0.5) << "the gradients were stale";
+  auto config = nlohmann::json::parse(read_file(dir.file("sim") + "/config.json"));
+  EXPECT_EQ(config["job"]["delay_compensation"], 2.0);
+  EXPECT_EQ(config["job"]["delay_compensation_mode"], "adaptive");
+}
+
 }  // namespace
 }  // namespace psgd

@@ -537,8 +537,8 @@ void Client::on_peer_table(const PeerTable& table) {
   }
   mesh_->set_key(table.key);
   if (opts_.shared_memory == "on") {
-    // Room for a plain gradient (broadcast) with its fields; ring chunks are smaller.
-    mesh_->set_shared_memory(4 * trainer_->num_parameters() + 64 * 1024);
+    // Room for a plain gradient (broadcast); ring chunks are smaller.
+    mesh_->set_shared_memory(net::fp32_frame_slot_bytes(trainer_->num_parameters()));
   }
   try {
     mesh_->connect(

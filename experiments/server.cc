@@ -113,7 +113,8 @@ class Server {
   // A replacement that failed before it was ready: its slot is lost again, the run goes on.
   void drop_replacement(int worker, const std::string& why);
   Job make_job(std::size_t worker, int threads) const;
-  void offer_shared_memory(net::Connection& conn, const std::string& worker_host);
+  void offer_shared_memory(net::Connection& conn);
+  int worker_threads(const WorkerSlot& worker) const;
   void record_lost(int worker, const std::string& why, bool carried_on);
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
@@ -595,12 +596,7 @@ void Server::take_over(const std::shared_ptr<net::Connection>& conn, const Hello
   slot->rejoining = true;
   slot->ready = false;
   slot->offered = false;
-  int on_host = hello.host == host_name() ? 1 : 0;  // this server's process
-  for (const auto& s : workers_)
-    on_host += s.conn && s.host == hello.host;
-  const int threads =
-      spec_.threads > 0 ? spec_.threads : std::max(1, std::max(1, hello.cores) / on_host);
-  const Job job = make_job(static_cast<std::size_t>(w), threads);
+  const Job job = make_job(static_cast<std::size_t>(w), worker_threads(*slot));
   fmt::print(
       "init_server: {} (pid {}) takes over lost worker {}'s slot: its data, continuing after "
       "batch {}\n",
@@ -608,7 +604,7 @@ void Server::take_over(const std::shared_ptr<net::Connection>& conn, const Hello
   std::fflush(stdout);
   conn->set_max_body_bytes(training_frame_limit(model_->num_parameters()));
   conn->set_read_timeout(spec_.join_timeout);
-  offer_shared_memory(*conn, hello.host);
+  offer_shared_memory(*conn);
   conn->send(job);
 }
 
@@ -775,16 +771,25 @@ void Server::on_hello(const std::shared_ptr<net::Connection>& conn, const Hello&
   if (joined() == spec_.node_count) send_jobs();
 }
 
-// A worker on this machine gets a shared-memory channel for its large frames; it maps it only if
-// it really is here (a host name alone proves nothing), else the link stays on TCP.
-void Server::offer_shared_memory(net::Connection& conn, const std::string& worker_host) {
-  if (opts_.shared_memory != "on" || worker_host != host_name()) return;
-  // Room for the largest fp32 frame (a plain gradient or the parameters) with its fields; a
-  // larger frame goes over TCP. Two slots per direction: every strategy has at most one large
-  // frame in flight each way per worker, and the second slot lets the next one go out while the
-  // receiver still holds the last.
-  const std::size_t slot_bytes = 4 * model_->num_parameters() + 64 * 1024;
-  conn.offer_shared_memory(slot_bytes, /*slots=*/2);
+// A worker on this machine gets a shared-memory channel for its large frames (it maps it only if
+// it really is here, else the link stays on TCP).
+void Server::offer_shared_memory(net::Connection& conn) {
+  if (opts_.shared_memory != "on" || !conn.peer_on_this_host()) return;
+  // Two slots per direction: every strategy has at most one large frame in flight each way per
+  // worker, and the second slot lets the next one go out while the receiver still holds the last.
+  conn.offer_shared_memory(net::fp32_frame_slot_bytes(model_->num_parameters()), /*slots=*/2);
+}
+
+// Torch threads for a worker (--threads, else its host's cores divided among the psgd processes
+// there, this server's included: a worker whose threads fill every core would fight the server
+// for them each round; with two threads and the server on two cores, a single worker runs at
+// less than half its speed).
+int Server::worker_threads(const WorkerSlot& worker) const {
+  if (spec_.threads > 0) return spec_.threads;
+  int on_host = worker.host == host_name() ? 1 : 0;
+  for (const auto& s : workers_)
+    on_host += s.conn && s.host == worker.host;
+  return std::max(1, std::max(1, worker.hello.cores) / std::max(1, on_host));
 }
 
 Job Server::make_job(std::size_t w, int threads) const {
@@ -816,23 +821,14 @@ Job Server::make_job(std::size_t w, int threads) const {
 
 void Server::send_jobs() {
   phase_ = Phase::kLoading;
-  // Cores are shared among the psgd processes of a host, this server's included: a worker whose
-  // torch threads fill every core would fight the server for them each round (with two threads
-  // and the server on two cores, a single worker runs at less than half its speed).
-  std::map<std::string, int> per_host;
-  per_host[host_name()] = 1;
-  for (const auto& w : workers_)
-    per_host[w.host]++;
   const std::size_t params = model_->num_parameters();
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     auto& slot = workers_[w];
-    const int cores = std::max(1, slot.hello.cores);
     slot.samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w));
-    const Job job =
-        make_job(w, spec_.threads > 0 ? spec_.threads : std::max(1, cores / per_host[slot.host]));
+    const Job job = make_job(w, worker_threads(slot));
     slot.conn->set_max_body_bytes(training_frame_limit(params));
     slot.conn->set_read_timeout(spec_.join_timeout);
-    offer_shared_memory(*slot.conn, slot.host);
+    offer_shared_memory(*slot.conn);
     slot.conn->send(job);
   }
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);

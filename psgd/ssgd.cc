@@ -136,10 +136,12 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
   // received) and the gradients are summed in worker order when the round closes: float addition
   // is not associative, and summing in arrival order would make two runs with the same seed
   // differ in the last bits.
-  p.held = g.values;
-  p.values = uplink_[w]->view_decoded(p.held, slots_[w].size());
-  if (p.values.empty()) {
-    p.held = Payload{};
+  // Only a payload that views a received frame is kept: copying it copies no bytes, and the copy
+  // keeps the frame alive. A payload that owns its bytes (in-process drivers) is decoded.
+  if (g.values.frame) p.values = uplink_[w]->view_decoded(g.values, slots_[w].size());
+  if (!p.values.empty()) {
+    p.held = g.values;
+  } else {
     uplink_[w]->decode(g.values, slots_[w]);
     p.values = slots_[w];
   }

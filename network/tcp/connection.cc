@@ -1,10 +1,11 @@
 #include "network/tcp/connection.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <thread>
 
-#include <spdlog/spdlog.h>
 #include "core/error.h"
 
 namespace psgd::net {

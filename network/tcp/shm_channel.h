@@ -36,6 +36,12 @@
 
 namespace psgd::net {
 
+// A slot size with room for a frame carrying `values` fp32 values and its other fields (a plain
+// gradient, the parameters): the size both programs offer for their links.
+inline std::size_t fp32_frame_slot_bytes(std::size_t values) {
+  return 4 * values + 64 * 1024;
+}
+
 class ShmChannel : public std::enable_shared_from_this<ShmChannel> {
  public:
   static constexpr std::uint32_t kMaxSlots = 16;

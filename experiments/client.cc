@@ -454,17 +454,15 @@ void Client::start_with(nn::Dataset samples) {
     if ((spec_.psgd == "allreduce" && !gloo_) || spec_.psgd == "broadcast") {
       mesh_ = std::make_unique<net::PeerMesh>(
           io_, worker_, spec_.node_count,
-          net::ConnectionOptions{
-              .max_body_bytes =
-                  8 * static_cast<std::uint64_t>(trainer_->num_parameters()) + (1 << 20),
-              .read_timeout_s = spec_.io_timeout});
+          net::ConnectionOptions{.max_body_bytes = training_frame_limit(trainer_->num_parameters()),
+                                 .read_timeout_s = spec_.io_timeout});
       peer_port_ = mesh_->listen("0.0.0.0");
     }
   } catch (const Error& e) {
     give_up(e.what(), true);
     return;
   }
-  conn_->set_max_body_bytes(8 * static_cast<std::uint64_t>(trainer_->num_parameters()) + (1 << 20));
+  conn_->set_max_body_bytes(training_frame_limit(trainer_->num_parameters()));
   conn_->set_read_timeout(std::max(spec_.io_timeout, spec_.join_timeout));
   if (job_.start_batch > 0) {
     say(fmt::format("continuing worker {}'s batch order after its first {} batches", worker_,

@@ -41,16 +41,13 @@ namespace {
 
 using asio::ip::tcp;
 
-// Limits for frames a worker may send: small until the job is known, then the largest gradient a
-// codec may produce for this model (twice fp32 plus headroom).
+// Limit for frames a worker may send until the job is known (then training_frame_limit,
+// network/frame.h).
 constexpr std::uint64_t kHandshakeFrameLimit = 64 * 1024;
 // A peer must finish authenticating within this time, and at most this many may be trying at
 // once (more are closed at once), so idle or hostile connections cannot pile up.
 constexpr double kAuthSeconds = 10;
 constexpr std::size_t kMaxPending = 256;
-std::uint64_t training_frame_limit(std::size_t num_parameters) {
-  return 8 * static_cast<std::uint64_t>(num_parameters) + (1 << 20);
-}
 
 std::string fmt_bytes(double bytes) {
   return bytes >= 1 << 20 ? fmt::format("{:.1f} MiB", bytes / (1 << 20))

@@ -22,6 +22,12 @@
 namespace psgd {
 
 inline constexpr std::size_t kFrameHeaderBytes = 16;
+
+// The largest frame body either side of a training link accepts once the model is known: the
+// biggest gradient a codec may produce for `num_parameters` values (twice fp32) plus headroom.
+inline std::uint64_t training_frame_limit(std::size_t num_parameters) {
+  return 8 * static_cast<std::uint64_t>(num_parameters) + (1 << 20);
+}
 inline constexpr std::uint32_t kFrameMagic = 0x44475350;  // "PSGD" read as little-endian
 
 struct FrameHeader {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/model_average.h"
 #include "core/straggler.h"
 
 namespace psgd {
@@ -247,6 +248,21 @@ void JobSpec::validate_strategy_options() const {
     throw ConfigError(fmt::format("--delay_compensation_mode {}: choose adaptive or constant",
                                   delay_compensation_mode));
   }
+  if (model_average != "auto") {
+    if (parse_model_average(model_average) > 0) {  // throws ConfigError naming the flag
+      if (psgd != "ssgd" && psgd != "asgd" && psgd != "ssp" && psgd != "local_sgd") {
+        throw ConfigError(fmt::format(
+            "--model_average {} with --psgd {}: averaging applies to the parameter-server "
+            "strategies (ssgd, asgd, ssp, local_sgd), whose server holds the model",
+            model_average, psgd));
+      }
+      if (checkpoint_every > 0) {
+        throw ConfigError(
+            "--model_average with --checkpoint_every: checkpoints do not hold the average; use "
+            "--model_average off");
+      }
+    }
+  }
   if (sync_period < 0) {
     throw ConfigError(fmt::format("--sync_period {}: must be at least 1", sync_period));
   }
@@ -292,6 +308,15 @@ void JobSpec::validate_strategy_options() const {
   }
 }
 
+double JobSpec::model_average_decay() const {
+  // auto: the asynchronous strategies, whose last iterate carries the noise of stale gradients,
+  // evaluate an average (core/model_average.h has the measurements); the synchronous ones their
+  // last iterate, as before the option existed (ssgd then matches torch.optim step for step).
+  if (model_average == "auto")
+    return psgd == "asgd" || psgd == "ssp" ? kAsyncModelAverageDecay : 0.0;
+  return parse_model_average(model_average);
+}
+
 std::string JobSpec::short_name() const {
   return fmt::format("{}-{}-n{}", psgd, codec, node_count);
 }
@@ -309,7 +334,8 @@ std::string JobSpec::short_name() const {
   X(delay)                      \
   X(dirichlet_alpha)            \
   X(shards_per_node)            \
-  X(allreduce_backend)
+  X(allreduce_backend)          \
+  X(model_average)
 
 #define PSGD_JOB_FIELDS(X) \
   X(node_count)            \

@@ -10,6 +10,9 @@
 
 namespace psgd {
 
+// --model_average auto's decay for asgd and ssp (ema:0.99; core/model_average.h).
+inline constexpr double kAsyncModelAverageDecay = 0.99;
+
 struct JobSpec {
   // --- the public contract of init_server (sweep scripts use these names) ---
   int node_count = 4;                     // number of worker processes (clients)
@@ -74,10 +77,16 @@ struct JobSpec {
   double dirichlet_alpha = 0;  // non-iid: Dirichlet(alpha) label proportions per block
   int shards_per_node = 0;     // non-iid: label-sorted shards per block
   std::string allreduce_backend = "ring";  // allreduce: ring (ours, peer TCP links) | gloo (c10d)
+  // The model evaluated and saved: off (the last iterate) | ema:BETA (an exponential average of
+  // the server's parameters, core/model_average.h) | auto (ema:0.99 for asgd and ssp, off
+  // otherwise).
+  std::string model_average = "auto";
 
   // Effective values of the options above for the strategy in use.
   int ssp_staleness() const { return staleness < 0 ? 2 : staleness; }
   int local_sync_period() const { return sync_period > 0 ? sync_period : 4; }
+  // --model_average's decay for this strategy: 0 for off (the last iterate is evaluated).
+  double model_average_decay() const;
 
   // Throws ConfigError naming the offending flag(s) when the job cannot run.
   void validate() const;

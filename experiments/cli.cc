@@ -286,6 +286,13 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "recommendation: lambda is divided per coordinate by the root of a moving "
                  "average of g*g, so it does not depend on the gradient's scale) or constant "
                  "(DC-ASGD-c: lambda as given)");
+  app.add_option("--model_average", s.model_average,
+                 "ssgd, asgd, ssp, local_sgd: the model evaluated at each epoch end and saved "
+                 "(model.pt): off (the last iterate) or ema:BETA, an exponential moving average "
+                 "of the server's parameters over its iterations, bias-corrected (BETA 0.99: "
+                 "the last ~100 iterations); auto: the strategy's default. summary.json "
+                 "evaluated_model says which, and final_iterate_test_accuracy gives the last "
+                 "iterate's accuracy too");
   app.add_option("--sync_period", s.sync_period,
                  "local_sgd: local optimiser steps between model averages, H (0: the default, "
                  "4; 1 is ssgd's trajectory)");

@@ -29,6 +29,30 @@ RunRecorder::RunRecorder(RecorderSetup setup)
       staleness_histogram_(static_cast<std::size_t>(spec_.node_count)),
       marks_(static_cast<std::size_t>(spec_.node_count)) {
   PSGD_CHECK(s_.spec && s_.dir && s_.model && s_.wall && s_.traffic, "incomplete recorder setup");
+  if (s_.average_decay > 0) {
+    average_ = std::make_unique<ModelAverage>(s_.average_decay, s_.model->parameters().size());
+    averaged_.resize(s_.model->parameters().size());
+  }
+}
+
+std::shared_future<EvalStats> RunRecorder::evaluate(std::span<const float> parameters) {
+  if (s_.evaluate_async)
+    return s_.evaluate_async(parameters.empty() ? s_.model->parameters() : parameters);
+  std::promise<EvalStats> done;
+  if (parameters.empty()) {
+    done.set_value(s_.model->evaluate());
+  } else {  // evaluate `parameters` in the model, then put its own back
+    const std::span<float> own = s_.model->parameters();
+    live_.assign(own.begin(), own.end());
+    std::copy(parameters.begin(), parameters.end(), own.begin());
+    done.set_value(s_.model->evaluate());
+    std::copy(live_.begin(), live_.end(), own.begin());
+  }
+  return done.get_future().share();
+}
+
+void RunRecorder::load_evaluated_model() {
+  if (average_) average_->average(s_.model->parameters());
 }
 
 double RunRecorder::wall_since_start() const {
@@ -177,6 +201,10 @@ void RunRecorder::start() {
 
 int RunRecorder::after_dispatch(std::int64_t iteration) {
   write_evaluated(/*wait=*/false);
+  if (average_ && started_ && iteration > averaged_iteration_) {
+    average_->add(s_.model->parameters(), iteration - averaged_iteration_);
+    averaged_iteration_ = iteration;
+  }
   while (started_ && epoch_ < spec_.epochs &&
          iteration >= (epoch_ + 1) * s_.schedule.iterations_per_epoch) {
     end_epoch(iteration);
@@ -236,13 +264,15 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
   const double epoch_s = s_.wall->now() - epoch_wall_start_;
   PendingEpoch p;
   const double eval_start = s_.wall->now();
-  if (s_.evaluate_async) {
-    p.eval = s_.evaluate_async();
+  if (average_ && average_->average(averaged_)) {
+    p.eval = evaluate(averaged_);
   } else {
-    std::promise<EvalStats> done;
-    done.set_value(s_.model->evaluate());
-    p.eval = done.get_future().share();
+    p.eval = evaluate({});
   }
+  // The last iterate too, once, for comparison. In the background its evaluation counts neither in
+  // eval_seconds nor, as it is waited for after the last row is written, in wall_seconds (starting
+  // it waits for the average's evaluation, which counts as that wait always did).
+  if (average_ && epoch_ == spec_.epochs) p.iterate = evaluate({});
   eval_seconds_ += s_.wall->now() - eval_start;
   Traffic total;
   std::vector<Traffic> now(rows_.size());
@@ -300,6 +330,7 @@ void RunRecorder::write_evaluated(bool wait) {
       s_.dir->append_worker(r);
     if (on_epoch_) on_epoch_(row, p.workers);
     if (row.epoch == spec_.epochs) final_wall_ = wall_since_start();
+    if (p.iterate.valid()) final_iterate_ = p.iterate.get();
     std::string vtime;
     if (row.virtual_s) vtime = fmt::format("  virtual {:.2f} s", *row.virtual_s);
     std::string validation;
@@ -345,6 +376,17 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["final_train_loss"] =
       or_null(last && last->train_loss, last && last->train_loss ? *last->train_loss : 0);
   s["best_test_accuracy"] = or_null(has_accuracy, best);
+  // Which model the test figures are of, and the last iterate's own figures (the same model when
+  // nothing is averaged).
+  s["evaluated_model"] = average_ ? fmt::format("ema:{}", average_->decay()) : "last iterate";
+  const double iterate_accuracy = final_iterate_ ? final_iterate_->accuracy
+                                  : has_accuracy ? last->test_accuracy
+                                                 : NAN;
+  s["final_iterate_test_accuracy"] =
+      or_null(!std::isnan(iterate_accuracy), std::isnan(iterate_accuracy) ? 0 : iterate_accuracy);
+  s["final_iterate_test_loss"] = or_null(last != nullptr, final_iterate_ ? final_iterate_->loss
+                                                          : last         ? last->test_loss
+                                                                         : 0);
   const bool has_validation = last && last->validation_loss;
   s["final_validation_loss"] = or_null(has_validation, has_validation ? *last->validation_loss : 0);
   const bool has_val_accuracy =
@@ -455,6 +497,10 @@ nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
   j["job"]["output"] = run_dir;
   j["provenance"] = provenance(command_line);
   j["model"] = {{"name", spec.model}, {"parameters", num_parameters}};
+  // --model_average as in effect (job.model_average may say auto): the model evaluated and saved.
+  const double decay = spec.model_average_decay();
+  j["model_average"] = decay > 0 ? nlohmann::json{{"kind", "ema"}, {"decay", decay}}
+                                 : nlohmann::json{{"kind", "off"}};
   j["data"] = {{"dataset", spec.dataset},
                {"train_samples", train_samples},
                {"test_samples", test_samples},

@@ -13,6 +13,12 @@
 // wall_s is then the time training reached the epoch end, and summary.json's wall_seconds the time
 // the last evaluation ended.
 //
+// Model averaging (--model_average ema:BETA, core/model_average.h): with average_decay > 0 the
+// recorder keeps an exponential average of `model`'s parameters, adding them whenever the
+// iteration advances (after_dispatch), and every epoch-end evaluation and the saved model
+// (load_evaluated_model) are of the average; the last epoch also evaluates the last iterate
+// (summary.json final_iterate_test_accuracy), after the wall clock has stopped.
+//
 // Time: `wall` is real time; `virtual_clock` is the simulator's clock, or null in a real run (then
 // virtual_s stays empty and summary.json says virtual_seconds: null). A simulator sets
 // metrics_wall = false: metrics.csv's wall_s is then left empty so that two runs of one seed give
@@ -21,12 +27,15 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "core/clock.h"
 #include "core/job_spec.h"
 #include "core/learner.h"
+#include "core/model_average.h"
 #include "experiments/run_dir.h"
 #include "psgd/context.h"
 
@@ -45,12 +54,13 @@ struct RecorderSetup {
   Learner* model = nullptr;  // evaluated at every epoch end; its parameters are the global model
   const Clock* wall = nullptr;
   const Clock* virtual_clock = nullptr;
-  // Evaluates a snapshot of `model`'s current parameters in the background (see above); null:
-  // evaluate in place.
-  std::function<std::shared_future<EvalStats>()> evaluate_async;
+  // Evaluates a snapshot of these parameters (`model`'s or their average) in the background (see
+  // above); null: evaluate in place.
+  std::function<std::shared_future<EvalStats>(std::span<const float> parameters)> evaluate_async;
   std::function<Traffic(int worker)> traffic;  // cumulative, as the driver counts it
   std::string log_prefix = "init_server";
   bool metrics_wall = true;  // write wall_s into metrics.csv
+  double average_decay = 0;  // --model_average's BETA (JobSpec::model_average_decay); 0: off
 };
 
 class RunRecorder final : public ServerObserver {
@@ -97,12 +107,18 @@ class RunRecorder final : public ServerObserver {
   nlohmann::json snapshot(std::int64_t iteration) const;
   void resume(const nlohmann::json& state);
 
+  // Writes the model that was evaluated (the average, with --model_average) into `model`'s
+  // parameters, for saving once training is over; nothing without averaging.
+  void load_evaluated_model();
+
   int epochs_done() const { return epoch_; }
   bool started() const { return started_; }
   const std::vector<MetricsRow>& history() const { return history_; }
 
  private:
   void end_epoch(std::int64_t iteration);
+  // Evaluates `parameters` (empty: `model`'s own) in the background or in place.
+  std::shared_future<EvalStats> evaluate(std::span<const float> parameters);
 
   // An epoch whose rows wait for its evaluation.
   struct PendingEpoch {
@@ -111,9 +127,14 @@ class RunRecorder final : public ServerObserver {
     double rate = 0;  // samples/s of the epoch
     double eta = 0;
     std::shared_future<EvalStats> eval;
+    std::shared_future<EvalStats> iterate;  // averaging, last epoch: the last iterate's
   };
   std::deque<PendingEpoch> pending_;
-  std::optional<double> final_wall_;  // when the last epoch's evaluation ended
+  std::optional<double> final_wall_;       // when the last epoch's evaluation ended
+  std::unique_ptr<ModelAverage> average_;  // --model_average; null: off
+  std::int64_t averaged_iteration_ = 0;    // the iteration average_ has seen
+  std::vector<float> averaged_, live_;     // the average, and the live parameters set aside
+  std::optional<EvalStats> final_iterate_;
   double wall_since_start() const;
   std::optional<double> virtual_since_start() const;
 

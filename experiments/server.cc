@@ -161,7 +161,7 @@ class Server {
   // meanwhile (RunRecorder's evaluate_async); one evaluation at a time.
   std::unique_ptr<nn::Trainer> eval_model_;
   std::shared_future<EvalStats> evaluating_;
-  std::shared_future<EvalStats> evaluate_in_background();
+  std::shared_future<EvalStats> evaluate_in_background(std::span<const float> parameters);
   std::unique_ptr<nn::Trainer> make_model() const;
   nn::Placement placement_;
   std::vector<std::vector<std::int64_t>> blocks_;
@@ -244,23 +244,25 @@ void Server::prepare() {
   if (!opts_.resume.empty()) load_checkpoint();
   run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
                   : std::make_unique<RunDirectory>(dir);
-  recorder_ = std::make_unique<RunRecorder>(
-      RecorderSetup{.spec = &spec_,
-                    .schedule = schedule_,
-                    .dir = run_.get(),
-                    .model = model_.get(),
-                    .wall = &clock_,
-                    .evaluate_async = [this] { return evaluate_in_background(); },
-                    .traffic =
-                        [this](int w) {
-                          const auto& slot = workers_[static_cast<std::size_t>(w)];
-                          Traffic t = slot.traffic_before;
-                          if (slot.conn) {
-                            t.up += slot.conn->bytes_received();
-                            t.down += slot.conn->bytes_sent();
-                          }
-                          return t;
-                        }});
+  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
+      .spec = &spec_,
+      .schedule = schedule_,
+      .dir = run_.get(),
+      .model = model_.get(),
+      .wall = &clock_,
+      .evaluate_async =
+          [this](std::span<const float> parameters) { return evaluate_in_background(parameters); },
+      .traffic =
+          [this](int w) {
+            const auto& slot = workers_[static_cast<std::size_t>(w)];
+            Traffic t = slot.traffic_before;
+            if (slot.conn) {
+              t.up += slot.conn->bytes_received();
+              t.down += slot.conn->bytes_sent();
+            }
+            return t;
+          },
+      .average_decay = spec_.model_average_decay()});
   if (opts_.tensorboard) {
     tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
     recorder_->set_epoch_listener(
@@ -338,11 +340,11 @@ std::unique_ptr<nn::Trainer> Server::make_model() const {
                                        data_, std::vector<std::int64_t>{});
 }
 
-std::shared_future<EvalStats> Server::evaluate_in_background() {
+std::shared_future<EvalStats> Server::evaluate_in_background(std::span<const float> parameters) {
   if (evaluating_.valid()) evaluating_.wait();
   if (!eval_model_) eval_model_ = make_model();
-  const auto from = model_->parameters();
-  std::copy(from.begin(), from.end(), eval_model_->parameters().begin());
+  PSGD_CHECK_EQ(parameters.size(), eval_model_->parameters().size(), "evaluating another model");
+  std::copy(parameters.begin(), parameters.end(), eval_model_->parameters().begin());
   evaluating_ =
       std::async(std::launch::async, [m = eval_model_.get()] { return m->evaluate(); }).share();
   return evaluating_;
@@ -1067,6 +1069,7 @@ void Server::finish(const std::string& status, bool ok) {
   progress_timer_.cancel();
   signals_.cancel();
   try {
+    if (trained && recorder_) recorder_->load_evaluated_model();  // the averaged model, if any
     if (trained) model_->save(run_->path());
     if (timeline_) timeline_->write(run_->file("timeline.json"));
     if (recorder_) {

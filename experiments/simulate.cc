@@ -118,7 +118,8 @@ int simulate(const ServerOptions& options) {
                             return Traffic{.up = cluster.bytes_up(w),
                                            .down = cluster.bytes_down(w)};
                           },
-                      .metrics_wall = false};
+                      .metrics_wall = false,
+                      .average_decay = spec.model_average_decay()};
   RunRecorder recorder(setup);
   recorder.set_worker_hosts(std::vector<std::string>(static_cast<std::size_t>(n), "sim"));
   nlohmann::json config =
@@ -147,6 +148,8 @@ int simulate(const ServerOptions& options) {
       cluster.run(*server, role_ptrs, [&] { recorder.after_dispatch(server->iteration()); });
 
   if (!result.ok) fmt::print(stderr, "init_server: {}\n", result.status);
+  recorder.write_evaluated(/*wait=*/true);
+  recorder.load_evaluated_model();  // the averaged model, if any
   model.save(run.path());
   const double wall_s = wall.now();
   const std::uint64_t rss = peak_rss_bytes();

@@ -114,5 +114,43 @@ TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
   EXPECT_EQ(JobSpec{}.local_sync_period(), 4);
 }
 
+TEST(JobSpec, ModelAverageIsParsedAndRefusedWhereNoServerHoldsTheModel) {
+  auto message_of = [](JobSpec s) {
+    try {
+      s.validate();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  JobSpec s;
+  EXPECT_EQ(s.model_average_decay(), 0.0) << "auto: ssgd evaluates its last iterate";
+  s.psgd = "asgd";
+  EXPECT_DOUBLE_EQ(s.model_average_decay(), 0.99) << "auto: asgd its average";
+  s.psgd = "ssp";
+  EXPECT_DOUBLE_EQ(s.model_average_decay(), 0.99) << "auto: ssp its average";
+  s.psgd = "local_sgd";
+  EXPECT_EQ(s.model_average_decay(), 0.0);
+  s.model_average = "off";
+  EXPECT_EQ(s.model_average_decay(), 0.0);
+  s = JobSpec{};
+  s.model_average = "ema:0.99";
+  EXPECT_EQ(message_of(s), "no error");
+  EXPECT_DOUBLE_EQ(s.model_average_decay(), 0.99);
+  s.model_average = "ema:1.5";
+  EXPECT_NE(message_of(s).find("--model_average ema:1.5"), std::string::npos);
+  s.model_average = "ema:0.99";
+  s.psgd = "allreduce";
+  EXPECT_NE(message_of(s).find("--model_average ema:0.99 with --psgd allreduce"),
+            std::string::npos);
+  s.model_average = "off";
+  EXPECT_EQ(message_of(s), "no error");
+  EXPECT_EQ(s.model_average_decay(), 0.0);
+  s = JobSpec{};
+  s.model_average = "ema:0.9";
+  s.checkpoint_every = 10;
+  EXPECT_NE(message_of(s).find("--checkpoint_every"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace psgd

@@ -16,6 +16,7 @@ namespace {
 // Its test accuracy is its first parameter, so each evaluation is recognisable.
 class TinyLearner final : public Learner {
  public:
+  void set(float accuracy) { params_[0] = accuracy; }
   std::span<float> parameters() override { return params_; }
   std::span<const float> gradients() const override { return params_; }
   StepStats compute_gradient() override { return {}; }
@@ -59,7 +60,7 @@ struct Fixture {
                       .model = &model,
                       .wall = &clock,
                       .evaluate_async =
-                          [this] {
+                          [this](std::span<const float>) {
                             promises.emplace_back();
                             return promises.back().get_future().share();
                           },
@@ -122,6 +123,72 @@ TEST(RunRecorder, FinishWaitsForTheLastEvaluation) {
   EXPECT_EQ(summary["epochs"], 2);
   // The run ends when its last evaluation does.
   EXPECT_GE(summary["wall_seconds"].get<double>(), f.recorder->history().back().wall_s + 0.05);
+}
+
+// --model_average ema:BETA: every epoch end evaluates the bias-corrected average of the parameters
+// after each iteration, the live model is left as it was, the last iterate is evaluated too, and
+// the saved model is the average.
+TEST(RunRecorder, ModelAverageIsWhatIsEvaluatedAndSaved) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("psgd-recorder-avg-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(path);
+  JobSpec spec;
+  spec.node_count = 1;
+  spec.epochs = 2;
+  TinyLearner model;
+  SteadyClock clock;
+  RunDirectory dir(path.string());
+  RunRecorder recorder(
+      RecorderSetup{.spec = &spec,
+                    .schedule = {.node_count = 1, .iterations_per_epoch = 2, .epochs = 2},
+                    .dir = &dir,
+                    .model = &model,
+                    .wall = &clock,
+                    .traffic = [](int) { return Traffic{}; },
+                    .average_decay = 0.5});
+  recorder.set_worker_hosts({"here"});
+  recorder.start();
+  auto iterate = [&](float value, std::int64_t iteration) {
+    model.set(value);
+    recorder.on_worker(0, WorkerReport{.samples = 8});
+    recorder.on_round(RoundStats{.gradients = 1, .train_loss = 0.5, .samples = 8});
+    return recorder.after_dispatch(iteration);
+  };
+  iterate(0.8f, 1);
+  EXPECT_EQ(iterate(0.4f, 2), 1);
+  // (0.5 * 0.5 * 0.8 + 0.5 * 0.4) / (1 - 0.5^2)
+  ASSERT_EQ(recorder.history().size(), 2u);
+  EXPECT_NEAR(recorder.history()[1].test_accuracy, 0.4 / 0.75, 1e-6);
+  EXPECT_FLOAT_EQ(model.parameters()[0], 0.4f) << "the live model is put back";
+  iterate(0.2f, 3);
+  EXPECT_EQ(iterate(0.6f, 4), 2);
+  // Iterates 0.8, 0.4, 0.2, 0.6: sum_i 0.5^(4 - i) 0.5 p_i, over 1 - 0.5^4.
+  const double sum = 0.5 * (0.5 * (0.5 * (0.5 * 0.8) + 0.5 * 0.4) + 0.5 * 0.2) + 0.5 * 0.6;
+  const double average = sum / (1 - 0.0625);
+  EXPECT_NEAR(recorder.history()[2].test_accuracy, average, 1e-6);
+  recorder.finish("completed", true, 4);
+  const auto summary = nlohmann::json::parse(slurp(path / "summary.json"));
+  EXPECT_NEAR(summary["final_test_accuracy"].get<double>(), average, 1e-6);
+  EXPECT_EQ(summary["evaluated_model"], "ema:0.5");
+  EXPECT_NEAR(summary["final_iterate_test_accuracy"].get<double>(), 0.6, 1e-6);
+  recorder.load_evaluated_model();
+  EXPECT_NEAR(model.parameters()[0], average, 1e-6) << "the saved model is the one evaluated";
+  std::filesystem::remove_all(path);
+}
+
+TEST(RunRecorder, WithoutAveragingTheLastIterateIsEvaluated) {
+  Fixture f;
+  f.recorder->start();
+  for (int i = 0; i < 4; ++i)
+    f.round();
+  f.recorder->after_dispatch(4);
+  ASSERT_EQ(f.promises.size(), 2u) << "one evaluation per epoch, none of an average";
+  f.promises[0].set_value({.loss = 0.4, .accuracy = 0.6});
+  f.promises[1].set_value({.loss = 0.3, .accuracy = 0.7});
+  f.recorder->finish("completed", true, 4);
+  const auto summary = nlohmann::json::parse(slurp(f.path / "summary.json"));
+  EXPECT_EQ(summary["evaluated_model"], "last iterate");
+  EXPECT_DOUBLE_EQ(summary["final_iterate_test_accuracy"].get<double>(), 0.7);
 }
 
 }  // namespace

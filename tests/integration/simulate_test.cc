@@ -65,6 +65,34 @@ TEST(Simulate, LearnsAndWritesTheRunDirectoryWithVirtualTime) {
   EXPECT_EQ(testing::count_lines(read_file(dir.file("sim") + "/workers.csv")), 5);
 }
 
+// asgd evaluates and saves an exponential average of its parameters by default
+// (--model_average auto): the run says so, records the last iterate's accuracy beside it, and the
+// saved model is the one evaluated.
+TEST(Simulate, AsgdEvaluatesAndSavesItsAveragedModel) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  auto r = testing::run(PSGD_INIT_SERVER,
+                        with(kJob, {"--simulate", "--psgd", "asgd", "--output", dir.file("sim"),
+                                    "--sim_compute", "fixed:5ms"}),
+                        dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const auto summary = nlohmann::json::parse(read_file(dir.file("sim") + "/summary.json"));
+  const auto config = nlohmann::json::parse(read_file(dir.file("sim") + "/config.json"));
+  EXPECT_EQ(summary["evaluated_model"], "ema:0.99");
+  EXPECT_EQ(config["model_average"]["kind"], "ema");
+  EXPECT_EQ(config["job"]["model_average"], "auto");
+  const double averaged = summary["final_test_accuracy"].get<double>();
+  const double iterate = summary["final_iterate_test_accuracy"].get<double>();
+  EXPECT_GT(averaged, 0.6) << "chance is 0.1";
+  EXPECT_GT(iterate, 0.6);
+  EXPECT_NE(summary["final_test_loss"], summary["final_iterate_test_loss"])
+      << "two different models were evaluated";
+  const auto out = testing::run(PSGD_EVALUATE, {dir.file("sim"), "--json"}, dir, 60);
+  ASSERT_EQ(out.code, 0) << out.out << out.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out.out)["test_accuracy"].get<double>(), averaged)
+      << "model.pt is the averaged model";
+}
+
 TEST(Simulate, SsgdEndsWithTheSameModelAsTheTcpRunOfTheSameSeed) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   TempDir dir;

@@ -316,7 +316,6 @@ template <unsigned kL, bool kSquares>
   const __m256 sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)));
   const __m256i pair_mul = _mm256_set1_epi32(static_cast<int>(1u | (1u << (b + 16))));
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-#pragma GCC unroll 2
   for (std::size_t t = 0; t < steps; ++t, x += kPerStep) {
     if constexpr (kSquares) {
       const __m256 a = _mm256_loadu_ps(sq + kPerStep * t);

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
+
 #include "codecs/bf16.h"
 #include "codecs/error_feedback.h"
 #include "codecs/fp16.h"
@@ -54,7 +56,10 @@ std::unique_ptr<Codec> make_codec(const CodecSpec& spec) {
   } else if (spec.name == "sign") {
     codec = std::make_unique<SignCodec>(bucket);
   } else if (spec.name == "topk") {
-    codec = std::make_unique<TopkCodec>(spec.ratio);
+    codec = std::make_unique<TopkCodec>(TopkOptions{.ratio = spec.ratio,
+                                                    .segments = spec.segments,
+                                                    .warmup_steps = spec.warmup_steps,
+                                                    .warmup_ratio = spec.warmup_ratio});
   } else if (spec.name == "randk") {
     codec = std::make_unique<RandkCodec>(spec.ratio, spec.seed);
   } else if (spec.name == "gc" || spec.name == "ndc") {
@@ -95,7 +100,9 @@ bool momentum_at_worker(const JobSpec& job) {
   return uses_error_feedback(CodecSpec{.name = job.codec, .error_feedback = job.error_feedback});
 }
 
-CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender) {
+CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender,
+                            std::int64_t iterations_per_epoch,
+                            std::vector<std::uint64_t> tensor_sizes) {
   // gc and ndc (psgd/gc.h) code in what they sum, and send it as exact fp32.
   // ccdc (psgd/ccdc.h) XORs exact fp32 bit patterns.
   if (job.codec == "gc" || job.codec == "ndc" || job.codec == "ccdc") {
@@ -108,7 +115,12 @@ CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender) {
                    .error_feedback = job.error_feedback,
                    .seed = derive_seed(job.seed, 0xC0DEC000ULL + sender),
                    .momentum = momentum_at_worker(job) ? static_cast<float>(job.momentum) : 0.0f,
-                   .nesterov = job.nesterov};
+                   .nesterov = job.nesterov,
+                   .segments = job.codec_scope == "tensor" ? std::move(tensor_sizes)
+                                                           : std::vector<std::uint64_t>{},
+                   .warmup_steps = static_cast<std::int64_t>(std::llround(
+                       job.codec_warmup_epochs * static_cast<double>(iterations_per_epoch))),
+                   .warmup_ratio = job.codec_warmup_ratio};
 }
 
 CodecSpec downlink_codec_spec(const JobSpec& job) {

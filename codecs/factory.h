@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "codecs/codec.h"
 
@@ -23,6 +24,11 @@ struct CodecSpec {
   // MomentumCorrectionCodec. 0: none, the receiver's optimiser owns the momentum.
   float momentum = 0.0f;
   bool nesterov = false;
+  // topk: the model's tensor sizes in flat order, for per-tensor selection (empty: one global
+  // selection), and the sparsity warm-up (codecs/topk.h).
+  std::vector<std::uint64_t> segments;
+  std::int64_t warmup_steps = 0;
+  double warmup_ratio = 0.25;
 };
 
 // The bucket a codec uses when none is given: 512 for qsgd (the QSGD paper's experiments), 0 (one
@@ -44,7 +50,12 @@ bool momentum_at_worker(const JobSpec& job);
 
 // The specs a job asks for: worker -> server (--codec and its options; `sender` picks the seed
 // stream, e.g. the worker id) and server -> worker (--server_codec, never with error feedback).
-CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender);
+// A worker also passes what only it knows: the iterations per epoch (for --codec_warmup_epochs;
+// 0: no warm-up) and its model's tensor sizes in flat order (for --codec_scope tensor; empty:
+// global). Receivers need neither (the wire format does not depend on them).
+CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender,
+                            std::int64_t iterations_per_epoch = 0,
+                            std::vector<std::uint64_t> tensor_sizes = {});
 CodecSpec downlink_codec_spec(const JobSpec& job);
 
 }  // namespace psgd

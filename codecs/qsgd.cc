@@ -297,10 +297,16 @@ template <unsigned kF>
 // 8 lanes, the level and sign formed in one 32-bit lane, then the codes packed by multiply-adds and
 // shifts. Returns where the next code goes. A function of its own so that the streams and
 // constants stay in registers.
-template <unsigned kL>
-[[gnu::noinline]] PSGD_TARGET_AVX2 std::uint8_t* encode_run_avx2(const float* x, std::size_t steps,
-                                                                 float scale, float fs_f,
-                                                                 Streams& st, std::uint8_t* dst) {
+//
+// With kSquares, the same loop also accumulates the squares of sq[0, 16 · steps) into 16 float
+// lanes (stored to `lanes`) in the order of kernels::lane_sum, so the norm is bit-identical to
+// bucket_norm's: the norm of a bucket two ahead, computed in the shadow of this bucket's
+// quantisation. Before, each norm was a reduction of its own between two runs whose dependency
+// chains (two accumulators, then a serial sum of the 16 lanes in double) stalled the quantiser.
+template <unsigned kL, bool kSquares>
+[[gnu::always_inline]] PSGD_TARGET_AVX2 inline std::uint8_t* encode_run_avx2_impl(
+    const float* x, std::size_t steps, float scale, float fs_f, Streams& st, std::uint8_t* dst,
+    const float* sq, float* lanes) {
   constexpr unsigned b = kL + 1, kF = 31 - kL;
   __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.s0));
   __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.s1));
@@ -309,7 +315,14 @@ template <unsigned kL>
   const __m256 sc = _mm256_set1_ps(scale), fs = _mm256_set1_ps(fs_f);
   const __m256 sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)));
   const __m256i pair_mul = _mm256_set1_epi32(static_cast<int>(1u | (1u << (b + 16))));
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (std::size_t t = 0; t < steps; ++t, x += kPerStep) {
+    if constexpr (kSquares) {
+      const __m256 a = _mm256_loadu_ps(sq + kPerStep * t);
+      const __m256 c = _mm256_loadu_ps(sq + kPerStep * t + 8);
+      acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(a, a));
+      acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(c, c));
+    }
     const __m256i c0 = quantise8<kF>(x, xorshift_step(x0, y0), sc, fs, sign_mask);
     const __m256i c1 = quantise8<kF>(x + 8, xorshift_step(x1, y1), sc, fs, sign_mask);
     // 16 codes as 16-bit lanes in element order; pairs, then quads, then octets of codes.
@@ -326,7 +339,24 @@ template <unsigned kL>
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.s1), y0);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.s0 + 4), x1);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.s1 + 4), y1);
+  if constexpr (kSquares) {
+    _mm256_storeu_ps(lanes, acc0);
+    _mm256_storeu_ps(lanes + 8, acc1);
+  }
   return dst;
+}
+
+// One run of encode_run_avx2_impl; with `sq` not null also the squares of sq (see above).
+template <unsigned kL>
+[[gnu::noinline]] PSGD_TARGET_AVX2 std::uint8_t* encode_run_avx2(const float* x, std::size_t steps,
+                                                                 float scale, float fs_f,
+                                                                 Streams& st, std::uint8_t* dst,
+                                                                 const float* sq = nullptr,
+                                                                 float* lanes = nullptr) {
+  if (sq != nullptr) {
+    return encode_run_avx2_impl<kL, true>(x, steps, scale, fs_f, st, dst, sq, lanes);
+  }
+  return encode_run_avx2_impl<kL, false>(x, steps, scale, fs_f, st, dst, nullptr, nullptr);
 }
 
 // encode_codes for up to 127 levels (lbits = kL ≤ 7, b ≤ 8 bits per code, F = 31 − kL): runs of
@@ -342,8 +372,12 @@ PSGD_TARGET_AVX2 void encode_fast_avx2(const EncodeArgs& a) {
   const std::uint64_t d = a.d, buckets = n / d + (n % d != 0);
   Streams st = seed_streams(a.key);
   std::uint8_t* dst = a.dst;
-  // Norms are taken one bucket ahead of the quantiser, so that each norm's loads and reduction
-  // overlap with the previous bucket's quantisation instead of stalling it.
+  // Norms are taken ahead of the quantiser, so that each norm's loads and reduction overlap with
+  // an earlier bucket's quantisation instead of stalling it: for buckets of a multiple of 16
+  // elements, two ahead inside the quantiser's loop (encode_run_avx2 with `sq`), otherwise (and
+  // for the first two and the last buckets) one ahead, between runs.
+  const std::uint64_t full_buckets = n / d;
+  const bool fuse = d % kPerStep == 0;
   std::uint64_t normed = 0;  // buckets whose norm is stored
   ensure_norms_avx2(a, normed, 1, buckets);
   std::uint64_t k0 = 0, k0_end = d;  // the bucket of element i, and where it ends
@@ -374,7 +408,17 @@ PSGD_TARGET_AVX2 void encode_fast_avx2(const EncodeArgs& a) {
     }
     ensure_norms_avx2(a, normed, k0 + 1, buckets);
     const std::size_t run = std::min<std::uint64_t>(whole - i, k0_end - i) / kPerStep;
-    if (run > 0) {
+    if (run > 0 && fuse && run * kPerStep == d && normed == k0 + 2 && k0 + 2 < full_buckets) {
+      float lanes[kPerStep];
+      dst = encode_run_avx2<kL>(x + i, run, scale, fs_f, st, dst, x + (k0 + 2) * d, lanes);
+      double sum = 0;  // as kernels::lane_sum (d is a multiple of 16: no tail)
+      for (float l : lanes)
+        sum += l;
+      const auto norm = static_cast<float>(std::sqrt(sum));
+      std::memcpy(a.norms + 4 * normed, &norm, 4);
+      ++normed;
+      i += run * kPerStep;
+    } else if (run > 0) {
       dst = encode_run_avx2<kL>(x + i, run, scale, fs_f, st, dst);
       i += run * kPerStep;
     } else {  // the step straddles buckets

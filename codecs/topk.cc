@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <utility>
 
 #include "codecs/sparse.h"
 #include "core/error.h"
@@ -79,14 +80,94 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::vector<std::uin
   std::sort(indices.begin(), indices.end());
 }
 
-TopkCodec::TopkCodec(double ratio) : ratio_(ratio) {
+std::vector<std::uint64_t> split_topk_budget(std::span<const std::uint64_t> sizes,
+                                             std::uint64_t k) {
+  const std::size_t m = sizes.size();
+  std::vector<std::uint64_t> out(m, 0);
+  std::uint64_t n = 0;
+  for (auto s : sizes)
+    n += s;
+  if (n == 0) return out;
+  k = std::min(k, n);
+  // Proportional shares, floored, at least 1 (non-empty tensors); then the remainder by the
+  // largest fractional parts, or the excess (from the minimum of 1) taken from the largest k_l.
+  std::vector<double> frac(m, 0.0);
+  std::uint64_t given = 0;
+  for (std::size_t l = 0; l < m; ++l) {
+    if (sizes[l] == 0) continue;
+    const double share =
+        static_cast<double>(k) * static_cast<double>(sizes[l]) / static_cast<double>(n);
+    out[l] = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(share), 1, sizes[l]);
+    frac[l] = share - static_cast<double>(out[l]);
+    given += out[l];
+  }
+  while (given < k) {
+    std::size_t best = m;
+    for (std::size_t l = 0; l < m; ++l) {
+      if (out[l] < sizes[l] && (best == m || frac[l] > frac[best])) best = l;
+    }
+    if (best == m) break;
+    ++out[best];
+    frac[best] -= 1.0;
+    ++given;
+  }
+  while (given > k) {
+    std::size_t best = m;
+    for (std::size_t l = 0; l < m; ++l) {
+      if (out[l] > 1 && (best == m || frac[l] < frac[best])) best = l;
+    }
+    if (best == m) break;  // every tensor is at its minimum of 1
+    --out[best];
+    frac[best] += 1.0;
+    --given;
+  }
+  return out;
+}
+
+double warmup_density(double ratio, double warmup_ratio, std::int64_t warmup_steps,
+                      std::int64_t step) {
+  if (warmup_steps <= 0 || step >= warmup_steps || !(warmup_ratio > ratio)) return ratio;
+  const double t =
+      static_cast<double>(std::max<std::int64_t>(step, 0)) / static_cast<double>(warmup_steps);
+  return warmup_ratio * std::pow(ratio / warmup_ratio, t);
+}
+
+TopkCodec::TopkCodec(TopkOptions options) : options_(std::move(options)) {
+  const double ratio = options_.ratio;
   if (!(ratio > 0.0 && ratio <= 1.0)) {
     throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", ratio));
   }
+  if (options_.warmup_steps > 0 && !(options_.warmup_ratio > 0.0 && options_.warmup_ratio <= 1.0)) {
+    throw ConfigError(
+        fmt::format("--codec_warmup_ratio {}: must be in (0, 1]", options_.warmup_ratio));
+  }
+}
+
+double TopkCodec::density() const {
+  return warmup_density(options_.ratio, options_.warmup_ratio, options_.warmup_steps, encodes_);
 }
 
 void TopkCodec::encode_into(std::span<const float> values, Payload& out) {
-  select_topk(values, sparse_k(values.size(), ratio_), indices_, scratch_);
+  const std::uint64_t n = values.size();
+  const std::uint64_t k = sparse_k(n, density());
+  ++encodes_;
+  std::uint64_t covered = 0;
+  for (auto s : options_.segments)
+    covered += s;
+  if (options_.segments.size() > 1 && covered == n) {
+    const auto budget = split_topk_budget(options_.segments, k);
+    indices_.clear();
+    std::uint64_t offset = 0;
+    for (std::size_t l = 0; l < budget.size(); ++l) {
+      const std::uint64_t len = options_.segments[l];
+      select_topk(values.subspan(offset, len), budget[l], part_, scratch_);
+      for (auto i : part_)
+        indices_.push_back(offset + i);
+      offset += len;
+    }
+  } else {
+    select_topk(values, k, indices_, scratch_);
+  }
   values_.resize(indices_.size());
   for (std::size_t j = 0; j < indices_.size(); ++j)
     values_[j] = values[indices_[j]];

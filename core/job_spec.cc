@@ -95,6 +95,17 @@ void JobSpec::validate() const {
   if (!(codec_ratio > 0.0 && codec_ratio <= 1.0)) {
     throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", codec_ratio));
   }
+  if (codec_scope != "global" && codec_scope != "tensor") {
+    throw ConfigError(fmt::format("--codec_scope {}: choose global or tensor", codec_scope));
+  }
+  if (!(codec_warmup_epochs >= 0.0)) {
+    throw ConfigError(
+        fmt::format("--codec_warmup_epochs {}: must be 0 (none) or positive", codec_warmup_epochs));
+  }
+  if (!(codec_warmup_ratio > 0.0 && codec_warmup_ratio <= 1.0)) {
+    throw ConfigError(
+        fmt::format("--codec_warmup_ratio {}: must be in (0, 1]", codec_warmup_ratio));
+  }
   if (codec_bucket < -1) {
     throw ConfigError(fmt::format(
         "--codec_bucket {}: must be -1 (the codec's default), 0 (one norm per vector) or a "
@@ -365,6 +376,9 @@ std::string JobSpec::short_name() const {
   X(codec_ratio)           \
   X(codec_bucket)          \
   X(error_feedback)        \
+  X(codec_scope)           \
+  X(codec_warmup_epochs)   \
+  X(codec_warmup_ratio)    \
   X(server_codec)          \
   X(momentum_at)           \
   PSGD_STRATEGY_FIELDS(X)  \

@@ -48,7 +48,13 @@ struct JobSpec {
   std::int64_t codec_bucket = -1;       // qsgd, sign: elements per norm / scale (0: whole vector,
                                         // -1: the codec's default, qsgd 512, sign 0)
   std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
-  std::string server_codec = "plain";   // parameters, server -> worker: plain | fp16 | bf16
+  // topk: selection per tensor ("tensor", DGC) or over the whole flat gradient ("global"), and
+  // DGC's sparsity warm-up: the kept fraction decays exponentially from codec_warmup_ratio to
+  // codec_ratio over the first codec_warmup_epochs epochs (0: none). codecs/topk.h.
+  std::string codec_scope = "global";
+  double codec_warmup_epochs = 0;
+  double codec_warmup_ratio = 0.25;
+  std::string server_codec = "plain";  // parameters, server -> worker: plain | fp16 | bf16
   // Where --momentum is applied: server (the server's SGD) | worker (momentum correction before
   // compression, server SGD without momentum) | auto (worker for asgd and ssp, and when error
   // feedback is on with a gradient-pushing strategy; server otherwise); codecs/factory.h

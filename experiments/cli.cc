@@ -174,6 +174,15 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
       "qsgd, sign: elements sharing one norm / scale, as QSGD's buckets; 0: the whole gradient; "
       "default -1 = the codec's own default: 512 for qsgd (as in the QSGD paper), 0 for sign "
       "(with error feedback, per-bucket sign scales train worse; see codecs/sign.h)");
+  app.add_option("--codec_scope", s.codec_scope,
+                 "topk: choose the kept coordinates per tensor (tensor: each layer's weight and "
+                 "bias get a share of the budget proportional to their size, as DGC) or over the "
+                 "whole flat gradient (global)");
+  app.add_option("--codec_warmup_epochs", s.codec_warmup_epochs,
+                 "topk: sparsity warm-up (DGC): the kept fraction decays exponentially from "
+                 "--codec_warmup_ratio to --codec_ratio over this many epochs (0: none)");
+  app.add_option("--codec_warmup_ratio", s.codec_warmup_ratio,
+                 "topk: the kept fraction at the start of the warm-up, in (0, 1]");
   app.add_option("--error_feedback", s.error_feedback,
                  "Error feedback around the codec: auto (on for sign, topk, randk) | on | off");
   app.add_option("--momentum_at", s.momentum_at,

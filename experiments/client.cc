@@ -445,12 +445,14 @@ void Client::start_with(nn::Dataset samples) {
     }
     role_ = make_worker_role(
         spec_, schedule_,
-        WorkerContext{.learner = learner,
-                      .uplink = uplink_codec_spec(spec_, static_cast<std::uint64_t>(worker_)),
-                      .downlink = downlink_codec_spec(spec_),
-                      .clock = &clock_,
-                      .id = worker_,
-                      .collective = gloo_.get()});
+        WorkerContext{
+            .learner = learner,
+            .uplink = uplink_codec_spec(spec_, static_cast<std::uint64_t>(worker_),
+                                        schedule_.iterations_per_epoch, trainer_->tensor_sizes()),
+            .downlink = downlink_codec_spec(spec_),
+            .clock = &clock_,
+            .id = worker_,
+            .collective = gloo_.get()});
     if ((spec_.psgd == "allreduce" && !gloo_) || spec_.psgd == "broadcast") {
       mesh_ = std::make_unique<net::PeerMesh>(
           io_, worker_, spec_.node_count,

@@ -98,7 +98,9 @@ int simulate(const ServerOptions& options) {
     roles.push_back(make_worker_role(
         spec, schedule,
         WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),
-                      .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
+                      .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w),
+                                                  schedule.iterations_per_epoch,
+                                                  trainers.back()->tensor_sizes()),
                       .downlink = downlink_codec_spec(spec),
                       .clock = &cluster.worker_clock(w),
                       .id = w}));

@@ -323,6 +323,13 @@ std::size_t Trainer::num_parameters() const {
   return static_cast<std::size_t>(impl_->flat_params.numel());
 }
 
+std::vector<std::uint64_t> Trainer::tensor_sizes() const {
+  std::vector<std::uint64_t> sizes;
+  for (const auto& p : impl_->model->parameters())
+    sizes.push_back(static_cast<std::uint64_t>(p.numel()));
+  return sizes;
+}
+
 std::size_t Trainer::num_train_samples() const {
   return static_cast<std::size_t>(impl_->num_train);
 }

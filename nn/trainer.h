@@ -77,6 +77,9 @@ class Trainer final : public Learner {
   void skip_batches(std::int64_t count);
 
   std::size_t num_parameters() const;
+  // The number of elements of each parameter tensor, in the flat layout's order (per-tensor
+  // codecs, codecs/topk.h).
+  std::vector<std::uint64_t> tensor_sizes() const;
   std::size_t num_train_samples() const;
   std::string describe() const;  // e.g. "mlp: 203,530 parameters"
 

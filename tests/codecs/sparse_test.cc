@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <set>
@@ -89,6 +90,85 @@ TEST(Topk, CodecRoundTripKeepsValuesAtTheirIndices) {
   std::set<std::uint64_t> kept(ref.begin(), ref.end());
   for (std::size_t i = 0; i < g.size(); ++i)
     EXPECT_EQ(out[i], kept.count(i) ? g[i] : 0.0f);
+}
+
+TEST(TopkPerTensor, BudgetIsProportionalAtLeastOneAndSumsToK) {
+  // The MLP's tensors (784x256 weight, bias 256, 256x10 weight, bias 10) at 1 %.
+  const std::vector<std::uint64_t> mlp{200704, 256, 2560, 10};
+  const std::uint64_t k = sparse_k(203530, 0.01);  // 2035
+  auto b = split_topk_budget(mlp, k);
+  EXPECT_EQ(b, (std::vector<std::uint64_t>{2007, 2, 25, 1}));
+  EXPECT_EQ(std::accumulate(b.begin(), b.end(), std::uint64_t{0}), k);
+  // Every tensor gets one even when its share rounds to 0; the excess is taken from the largest.
+  b = split_topk_budget(std::vector<std::uint64_t>{1000, 1, 1, 1}, 4);
+  EXPECT_EQ(b, (std::vector<std::uint64_t>{1, 1, 1, 1}));
+  b = split_topk_budget(std::vector<std::uint64_t>{90, 5, 5}, 10);
+  EXPECT_EQ(b, (std::vector<std::uint64_t>{8, 1, 1}));
+  // Capped at the tensor size, the rest goes elsewhere; empty tensors get nothing.
+  b = split_topk_budget(std::vector<std::uint64_t>{3, 0, 10}, 12);
+  EXPECT_EQ(b, (std::vector<std::uint64_t>{3, 0, 9}));
+  // More tensors than budget: one each.
+  b = split_topk_budget(std::vector<std::uint64_t>{10, 10, 10}, 2);
+  EXPECT_EQ(b, (std::vector<std::uint64_t>{1, 1, 1}));
+}
+
+TEST(TopkPerTensor, KeepsExactlyTheKlLargestOfEachTensor) {
+  // Tensor 1 has entries 100x larger than tensor 0: a global selection would take only them.
+  const std::vector<std::uint64_t> sizes{5000, 300, 1200, 7};
+  std::vector<float> g;
+  for (std::size_t l = 0; l < sizes.size(); ++l) {
+    auto part = gaussian(sizes[l], static_cast<std::uint32_t>(40 + l));
+    for (auto& v : part)
+      v *= l == 1 ? 100.0f : 1.0f;
+    g.insert(g.end(), part.begin(), part.end());
+  }
+  const std::uint64_t k = sparse_k(g.size(), 0.05);
+  const auto budget = split_topk_budget(sizes, k);
+  TopkCodec codec(TopkOptions{.ratio = 0.05, .segments = sizes});
+  std::vector<float> out(g.size());
+  codec.decode(codec.encode(g), out);
+  std::uint64_t offset = 0, total = 0;
+  for (std::size_t l = 0; l < sizes.size(); ++l) {
+    std::vector<float> part(g.begin() + static_cast<std::ptrdiff_t>(offset),
+                            g.begin() + static_cast<std::ptrdiff_t>(offset + sizes[l]));
+    const auto ref = reference_topk(part, budget[l]);
+    const std::set<std::uint64_t> kept(ref.begin(), ref.end());
+    for (std::uint64_t i = 0; i < sizes[l]; ++i)
+      ASSERT_EQ(out[offset + i], kept.count(i) ? part[i] : 0.0f) << "tensor " << l << " i " << i;
+    total += kept.size();
+    offset += sizes[l];
+  }
+  EXPECT_EQ(total, k);
+  // Sizes that do not cover the vector: one global selection.
+  TopkCodec mismatched(TopkOptions{.ratio = 0.05, .segments = {10, 10}});
+  mismatched.decode(mismatched.encode(g), out);
+  const auto ref = reference_topk(g, k);
+  const std::set<std::uint64_t> kept(ref.begin(), ref.end());
+  for (std::size_t i = 0; i < g.size(); ++i)
+    ASSERT_EQ(out[i], kept.count(i) ? g[i] : 0.0f);
+}
+
+TEST(TopkWarmup, DensityDecaysExponentiallyToTheRatio) {
+  // DGC's schedule: 25 % at the start, ratio at the end, geometric in between.
+  EXPECT_DOUBLE_EQ(warmup_density(0.01, 0.25, 100, 0), 0.25);
+  EXPECT_NEAR(warmup_density(0.01, 0.25, 100, 50), 0.05, 1e-12);  // sqrt(0.25 * 0.01)
+  EXPECT_NEAR(warmup_density(0.01, 0.25, 100, 25), 0.25 * std::pow(0.04, 0.25), 1e-12);
+  EXPECT_DOUBLE_EQ(warmup_density(0.01, 0.25, 100, 100), 0.01);
+  EXPECT_DOUBLE_EQ(warmup_density(0.01, 0.25, 100, 1000), 0.01);
+  EXPECT_DOUBLE_EQ(warmup_density(0.01, 0.25, 0, 0), 0.01);  // no warm-up
+  EXPECT_DOUBLE_EQ(warmup_density(0.5, 0.25, 100, 0), 0.5);  // start below the ratio: none
+  for (std::int64_t t = 1; t < 100; ++t)
+    EXPECT_LT(warmup_density(0.01, 0.25, 100, t), warmup_density(0.01, 0.25, 100, t - 1));
+  // The codec keeps round(density * n) coordinates at each encode.
+  auto g = gaussian(10000, 5);
+  TopkCodec codec(TopkOptions{.ratio = 0.01, .warmup_steps = 4, .warmup_ratio = 0.16});
+  const std::vector<std::uint64_t> want{1600, 800, 400, 200, 100, 100};
+  std::vector<float> out(g.size());
+  for (std::uint64_t expected : want) {
+    codec.decode(codec.encode(g), out);
+    EXPECT_EQ(std::count_if(out.begin(), out.end(), [](float v) { return v != 0.0f; }),
+              static_cast<std::ptrdiff_t>(expected));
+  }
 }
 
 TEST(SparseFormat, PicksTheSmallerIndexEncoding) {

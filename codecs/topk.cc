@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <numeric>
 #include <utility>
 
 #include "codecs/sparse.h"
@@ -132,7 +133,10 @@ double warmup_density(double ratio, double warmup_ratio, std::int64_t warmup_ste
   return warmup_ratio * std::pow(ratio / warmup_ratio, t);
 }
 
-TopkCodec::TopkCodec(TopkOptions options) : options_(std::move(options)) {
+TopkCodec::TopkCodec(TopkOptions options)
+    : options_(std::move(options)),
+      segments_total_(
+          std::accumulate(options_.segments.begin(), options_.segments.end(), std::uint64_t{0})) {
   const double ratio = options_.ratio;
   if (!(ratio > 0.0 && ratio <= 1.0)) {
     throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", ratio));
@@ -151,10 +155,7 @@ void TopkCodec::encode_into(std::span<const float> values, Payload& out) {
   const std::uint64_t n = values.size();
   const std::uint64_t k = sparse_k(n, density());
   ++encodes_;
-  std::uint64_t covered = 0;
-  for (auto s : options_.segments)
-    covered += s;
-  if (options_.segments.size() > 1 && covered == n) {
+  if (options_.segments.size() > 1 && segments_total_ == n) {
     const auto budget = split_topk_budget(options_.segments, k);
     indices_.clear();
     std::uint64_t offset = 0;

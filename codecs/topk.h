@@ -71,6 +71,7 @@ class TopkCodec final : public Codec {
 
  private:
   TopkOptions options_;
+  std::uint64_t segments_total_;  // the sum of options_.segments: the length they cover
   std::int64_t encodes_ = 0;
   std::vector<std::uint64_t> indices_, scratch_, part_;
   std::vector<float> values_;

@@ -2,10 +2,22 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "core/error.h"
 
 namespace psgd {
 namespace {
+
+// The ConfigError message validate() gives for `s`, or "no error".
+std::string message_of(const JobSpec& s) {
+  try {
+    s.validate();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 TEST(JobSpec, DefaultsAreValid) {
   EXPECT_NO_THROW(JobSpec{}.validate());
@@ -41,14 +53,6 @@ TEST(JobSpec, WrongTypeIsAConfigError) {
 }
 
 TEST(JobSpec, ImpossibleValuesNameTheFlag) {
-  auto message_of = [](JobSpec s) {
-    try {
-      s.validate();
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   JobSpec s;
   s.node_count = 0;
   EXPECT_NE(message_of(s).find("--node_count"), std::string::npos);
@@ -67,14 +71,6 @@ TEST(JobSpec, ImpossibleValuesNameTheFlag) {
 }
 
 TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
-  auto message_of = [](JobSpec s) {
-    try {
-      s.validate();
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   JobSpec s;
   s.staleness = 3;
   EXPECT_NE(message_of(s).find("--staleness applies to --psgd ssp only, not --psgd ssgd"),
@@ -115,14 +111,6 @@ TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
 }
 
 TEST(JobSpec, ModelAverageIsParsedAndRefusedWhereNoServerHoldsTheModel) {
-  auto message_of = [](JobSpec s) {
-    try {
-      s.validate();
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   JobSpec s;
   EXPECT_EQ(s.model_average_decay(), 0.0) << "auto: ssgd evaluates its last iterate";
   s.psgd = "asgd";

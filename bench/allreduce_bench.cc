@@ -1,8 +1,9 @@
 // allreduce_bench: our ring allreduce (psgd/tcp_ring.h) against Gloo's (c10d ProcessGroupGloo),
 // same ranks, same buffers, same loopback, in one run, so the figure is a ratio.
 //
-//   build/bench/allreduce_bench [--sizes_mb 1,100] [--worlds 2,4] [--seconds 2] [--chunk_kb 256]
+//   build/bench/allreduce_bench [--sizes_mb 1,100] [--worlds 2,4] [--seconds 2] [--chunk_kb auto]
 //                               [--repeats 1] [--backends ours,gloo] [--threads_as_ranks]
+//                               [--transport shm|tcp] [--shm_slots 8]
 //
 // Each rank is a process of its own (this binary started again in a hidden worker mode), as in a
 // real job; --threads_as_ranks runs the ranks as threads of this process instead. For each size
@@ -10,7 +11,9 @@
 // many as fit in --seconds (at least 3), started together; time per allreduce is the slowest
 // rank's. With --repeats, ours and Gloo are measured alternately that many times and the medians
 // are shown. Algorithm bandwidth = buffer bytes / time per allreduce (NCCL's "algbw"; a ring moves
-// 2(n-1)/n of that per rank).
+// 2(n-1)/n of that per rank). Our ring's chunks travel as the client's peer links carry them by
+// default (--shared_memory on): through shared-memory slots, the socket carrying only a notice;
+// --transport tcp sends them through loopback TCP as Gloo does.
 //
 // Worker protocol (process mode), one line per step, JSON from the worker on its stdout, plain
 // text from the driver on its stdin; every wait on either side has a timeout:
@@ -64,7 +67,9 @@ struct Options {
   std::vector<double> sizes_mb{1, 100};
   std::vector<int> worlds{2, 4};
   double seconds = 2;
-  int chunk_kb = 256;
+  int chunk_kb = 0;               // 0: 1024 with shared memory, 256 over TCP
+  std::string transport = "shm";  // our ring's links: shared memory (as the client's) or TCP
+  int shm_slots = 16;
   std::vector<std::string> backends{"ours", "gloo"};
   int repeats = 1;
   bool threads_as_ranks = false;
@@ -186,17 +191,20 @@ std::unique_ptr<psgd::Collective> borrow(psgd::TcpRing* ring) {
   return b;
 }
 
+psgd::TcpRingOptions ring_options(const Options& o) {
+  const std::size_t chunk_floats = static_cast<std::size_t>(o.chunk_kb) * 1024 / sizeof(float);
+  return {.ring = {.chunk_elements = chunk_floats},
+          .timeout_s = o.timeout_s,
+          .shm_slots = o.transport == "shm" ? static_cast<std::uint32_t>(o.shm_slots) : 0u};
+}
+
 Timing run_threads(const std::string& backend, int world, std::size_t floats, int iters,
                    const Options& o) {
-  const std::size_t chunk_floats = static_cast<std::size_t>(o.chunk_kb) * 1024 / sizeof(float);
   if (backend == "ours") {
     std::vector<std::unique_ptr<psgd::TcpRing>> rings;
     std::vector<psgd::net::PeerAddress> addresses;
     for (int r = 0; r < world; ++r) {
-      rings.push_back(std::make_unique<psgd::TcpRing>(
-          r, world,
-          psgd::TcpRingOptions{.ring = {.chunk_elements = chunk_floats},
-                               .timeout_s = o.timeout_s}));
+      rings.push_back(std::make_unique<psgd::TcpRing>(r, world, ring_options(o)));
       addresses.push_back({"127.0.0.1", rings.back()->listen()});
     }
     return time_allreduce_threads(world, floats, iters, [&](int r) {
@@ -264,10 +272,7 @@ int worker_main(const WorkerArgs& a, const Options& o) {
     std::unique_ptr<psgd::nn::GlooStoreHost> host;
     int port = 0;
     if (a.backend == "ours") {
-      const std::size_t chunk_floats = static_cast<std::size_t>(o.chunk_kb) * 1024 / sizeof(float);
-      ring = std::make_unique<psgd::TcpRing>(
-          a.rank, a.world,
-          psgd::TcpRingOptions{.ring = {.chunk_elements = chunk_floats}, .timeout_s = o.timeout_s});
+      ring = std::make_unique<psgd::TcpRing>(a.rank, a.world, ring_options(o));
       port = ring->listen("127.0.0.1");
     } else if (a.rank == 0) {
       host = std::make_unique<psgd::nn::GlooStoreHost>(a.world, 0, o.timeout_s);
@@ -511,10 +516,16 @@ Timing run_processes(const std::string& backend, int world, std::size_t floats, 
                      const Options& o) {
   std::vector<std::vector<std::string>> argvs;
   for (int r = 0; r < world; ++r)
-    argvs.push_back({"--worker", backend, "--rank", std::to_string(r), "--world",
-                     std::to_string(world), "--floats", std::to_string(floats), "--iters",
-                     std::to_string(iters), "--chunk_kb", std::to_string(o.chunk_kb), "--timeout_s",
-                     fmt::format("{}", o.timeout_s), "--parent", std::to_string(::getpid())});
+    argvs.push_back({"--worker",    backend,
+                     "--rank",      std::to_string(r),
+                     "--world",     std::to_string(world),
+                     "--floats",    std::to_string(floats),
+                     "--iters",     std::to_string(iters),
+                     "--chunk_kb",  std::to_string(o.chunk_kb),
+                     "--transport", o.transport,
+                     "--shm_slots", std::to_string(o.shm_slots),
+                     "--timeout_s", fmt::format("{}", o.timeout_s),
+                     "--parent",    std::to_string(::getpid())});
   Workers workers(argvs);
   std::string table;
   for (const json& j : workers.collect("port", after(o.timeout_s)))
@@ -543,7 +554,17 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--worlds", o.worlds, "Ranks")->delimiter(',');
   app.add_option("--seconds", o.seconds, "Time budget per measurement");
-  app.add_option("--chunk_kb", o.chunk_kb, "Our ring's chunk size")->check(CLI::PositiveNumber);
+  app.add_option("--chunk_kb", o.chunk_kb,
+                 "Our ring's chunk size in KB (default: 1024 with --transport shm, where a chunk "
+                 "is one slot and fewer, larger chunks mean fewer notices; 256 over TCP)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--transport", o.transport,
+                 "How our ring's chunks travel between ranks: shm (shared-memory slots, the "
+                 "socket carrying a notice; what the client's peer links use by default) or tcp "
+                 "(loopback TCP only, like Gloo)")
+      ->check(CLI::IsMember({"shm", "tcp"}));
+  app.add_option("--shm_slots", o.shm_slots, "With --transport shm: slots per link and direction")
+      ->check(CLI::Range(1, 16));
   app.add_option("--repeats", o.repeats,
                  "Measurements per backend, interleaved; the table shows the medians")
       ->check(CLI::PositiveNumber);
@@ -567,12 +588,17 @@ int main(int argc, char** argv) {
   app.add_option("--parent", w.parent)->group("");
   CLI11_PARSE(app, argc, argv);
 
+  if (o.chunk_kb == 0) o.chunk_kb = o.transport == "shm" ? 1024 : 256;
   if (!w.backend.empty()) return worker_main(w, o);
   ::signal(SIGPIPE, SIG_IGN);  // a worker that died makes writes to it fail, not this process
 
   try {
-    fmt::print("# ranks are {}; loopback; load average {}\n",
+    fmt::print("# ranks are {}; loopback; ours over {}; load average {}\n",
                o.threads_as_ranks ? "threads of one process" : "processes (one per rank)",
+               o.transport == "shm" ? fmt::format("shared memory ({} slots of {} KB per link "
+                                                  "and direction)",
+                                                  o.shm_slots, o.chunk_kb)
+                                    : std::string("TCP"),
                load_average());
     fmt::print("{:>6} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n", "ranks", "MB",
                "ours ms", "gloo ms", "ours GB/s", "gloo GB/s", "ours cpu", "gloo cpu", "ours/gloo");

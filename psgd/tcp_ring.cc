@@ -17,7 +17,12 @@ TcpRing::TcpRing(int rank, int world, TcpRingOptions options)
           net::ConnectionOptions{.max_body_bytes = 16 * options.ring.chunk_elements + (1 << 16),
                                  .read_timeout_s = options.timeout_s})),
       ring_(rank, world, options.ring),
-      lost_(static_cast<std::size_t>(world)) {}
+      lost_(static_cast<std::size_t>(world)) {
+  if (options_.shm_slots > 0) {
+    mesh_->set_shared_memory(net::fp32_frame_slot_bytes(options_.ring.chunk_elements),
+                             options_.shm_slots);
+  }
+}
 
 std::string TcpRing::fatal() const {
   if (!error_.empty() || world_ == 1) return error_;

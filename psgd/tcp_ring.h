@@ -11,6 +11,9 @@
 //
 // Failure: a peer that disconnects, stays silent longer than `timeout_s` or sends garbage makes
 // allreduce()/connect() throw IoError naming the peer; never a hang.
+//
+// Transport: loopback TCP, or with TcpRingOptions::shm_slots shared memory for the chunks of
+// peers on this machine (network/tcp/shm_channel.h); the results are bit-identical either way.
 #include <asio.hpp>
 
 #include <memory>
@@ -27,6 +30,10 @@ namespace psgd {
 struct TcpRingOptions {
   RingOptions ring;
   double timeout_s = 30;  // longest silence of a peer, and longest connect
+  // Shared-memory slots per link and direction for peers on this machine (0: every chunk over
+  // loopback TCP). Each slot holds one chunk; with slots, a chunk is copied once into the slot
+  // instead of through the kernel, as the client's peer links do with --shared_memory on.
+  std::uint32_t shm_slots = 0;
 };
 
 class TcpRing final : public Collective {
@@ -42,6 +49,8 @@ class TcpRing final : public Collective {
 
   int rank() const { return rank_; }
   std::uint64_t bytes_sent() const { return mesh_->bytes_sent(); }
+  // Links whose chunks travel through shared memory (after connect()).
+  int shared_memory_links() const { return mesh_->shared_memory_links(); }
 
  private:
   void run_until(const std::function<bool()>& done, const char* what);

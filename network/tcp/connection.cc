@@ -158,20 +158,28 @@ void Connection::send(std::shared_ptr<const Message> message) {
 void Connection::send_frame(std::shared_ptr<const EncodedFrame> frame) {
   if (closed_ || closing_) return;
   const std::size_t counted = frame->size();
-  const std::size_t body = frame->size() - kFrameHeaderBytes;
-  if (shm_ && body >= kShmMinBody && frame->type() != MessageType::kHeartbeat) {
-    // The body (everything after the header) goes into a slot; the socket carries a notice.
-    std::vector<std::span<const std::uint8_t>> parts(frame->segments());
-    parts.front() = parts.front().subspan(kFrameHeaderBytes);
-    if (const auto slot = shm_->put(parts)) {
-      auto notice = std::make_shared<const EncodedFrame>(std::make_shared<const Message>(ShmFrame{
-          .slot = *slot, .type = static_cast<std::uint16_t>(frame->type()), .body_bytes = body}));
-      ++shm_frames_;
-      frame = std::move(notice);
-    }
-  }
-  writes_.push_back({std::move(frame), counted});
+  // Only frames queued once both ends agreed may use a slot: the opener queues its ShmReply when
+  // it maps the segment, and the creator must read that before any notice.
+  writes_.push_back({std::move(frame), counted, shm_ != nullptr});
   if (!writing_) write_next();
+}
+
+void Connection::move_body_to_shared_memory(PendingWrite& w) {
+  const std::size_t body = w.frame->size() - kFrameHeaderBytes;
+  if (!shm_ || !w.shm_allowed || body < kShmMinBody || w.frame->type() == MessageType::kHeartbeat ||
+      w.frame->type() == MessageType::kShmFrame) {
+    return;
+  }
+  // The body (everything after the header) goes into a slot; the socket carries a notice. Tried
+  // when the frame is about to be written, not when it was queued: a receiver that was busy may
+  // have given slots back meanwhile. With every slot still held, the body goes over the socket.
+  std::vector<std::span<const std::uint8_t>> parts(w.frame->segments());
+  parts.front() = parts.front().subspan(kFrameHeaderBytes);
+  if (const auto slot = shm_->put(parts)) {
+    w.frame = std::make_shared<const EncodedFrame>(std::make_shared<const Message>(ShmFrame{
+        .slot = *slot, .type = static_cast<std::uint16_t>(w.frame->type()), .body_bytes = body}));
+    ++shm_frames_;
+  }
 }
 
 void Connection::write_next() {
@@ -181,6 +189,7 @@ void Connection::write_next() {
     return;
   }
   writing_ = true;
+  move_body_to_shared_memory(writes_.front());
   gather_.clear();
   for (const auto& segment : writes_.front().frame->segments()) {
     gather_.emplace_back(segment.data(), segment.size());

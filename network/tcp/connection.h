@@ -114,6 +114,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void drain();
   void fail(const std::string& why);
   void arm_heartbeat();
+  struct PendingWrite;
+  // Replaces a large frame by a ShmFrame notice once its body is copied into a free slot.
+  void move_body_to_shared_memory(PendingWrite& w);
   // Handles ShmOffer / ShmReply / ShmFrame; returns false for every other type.
   bool on_shm_frame(MessageType type);
 
@@ -156,6 +159,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct PendingWrite {
     std::shared_ptr<const EncodedFrame> frame;
     std::size_t counted_bytes;  // the frame's full size, also when a notice stands for it
+    bool shm_allowed;           // queued after shared memory was agreed
   };
   std::deque<PendingWrite> writes_;
   std::vector<asio::const_buffer> gather_;

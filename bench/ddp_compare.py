@@ -136,6 +136,20 @@ def fmt_ratio(a, b):
     return f"{a / b:.2f}" if a and b else "-"
 
 
+def openblas_core_for_this_cpu():
+    """The OpenBLAS kernels nn/blas_core.cc would choose for this CPU (None: leave OpenBLAS's)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return None
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
+        return "SkylakeX"
+    if {"avx2", "fma"} <= set(flags):
+        return "Haswell"
+    return None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -177,6 +191,13 @@ def main():
         if not eq or not name:
             p.error(f"--env: expected NAME=VALUE, got '{kv}'")
         EXTRA_ENV[name] = value
+    # psgd's programs restart themselves with OpenBLAS's fast kernels when OpenBLAS does not know
+    # the CPU (nn/blas_core.cc); PyTorch does not, so both sides get the same choice here.
+    if "OPENBLAS_CORETYPE" not in os.environ and "OPENBLAS_CORETYPE" not in EXTRA_ENV:
+        core = openblas_core_for_this_cpu()
+        if core:
+            EXTRA_ENV["OPENBLAS_CORETYPE"] = core
+            print(f"ddp_compare: OPENBLAS_CORETYPE={core} for every run (both sides)", flush=True)
     bad = [s for s in systems if s not in SYSTEMS]
     if bad or not systems:
         p.error(f"--systems: unknown {bad}; expected some of {','.join(SYSTEMS)}")

@@ -192,44 +192,10 @@ std::vector<std::exception_ptr> run_ranks(int world, const std::function<void(in
   return errors;
 }
 
-class RingOverTcp : public ::testing::TestWithParam<int> {};
-
-TEST_P(RingOverTcp, EqualsElementwiseSumForUnevenLengths) {
-  const int world = GetParam();
-  const std::vector<std::size_t> lengths{1, 7, 1001, 100003};
-  std::vector<std::vector<std::vector<float>>> results(static_cast<std::size_t>(world));
-  const auto errors = run_ranks(
-      world,
-      [&](int r, TcpRing& ring) {
-        int round = 0;
-        for (std::size_t length : lengths) {
-          auto data = input(r, length, round++);
-          ring.allreduce(data);
-          results[static_cast<std::size_t>(r)].push_back(std::move(data));
-        }
-      },
-      TcpRingOptions{.ring = {.chunk_elements = 4096}, .timeout_s = 10});
-  for (int r = 0; r < world; ++r) {
-    if (errors[static_cast<std::size_t>(r)])
-      std::rethrow_exception(errors[static_cast<std::size_t>(r)]);
-    for (std::size_t k = 0; k < lengths.size(); ++k) {
-      EXPECT_EQ(results[static_cast<std::size_t>(r)][k],
-                expected_sum(world, lengths[k], static_cast<int>(k)))
-          << "rank " << r << " length " << lengths[k];
-    }
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Worlds, RingOverTcp, ::testing::Values(1, 2, 3, 4, 5, 6));
-
-// The same ring with its chunks in shared-memory slots (TcpRingOptions::shm_slots): chunks of
-// 80 KB, above the size from which a Connection uses a slot, and few slots, so that chunks also
-// fall back to TCP while every slot is held; the sums must be the same, bit for bit.
-class RingOverSharedMemory : public ::testing::TestWithParam<int> {};
-
-TEST_P(RingOverSharedMemory, EqualsElementwiseSumForUnevenLengths) {
-  const int world = GetParam();
-  const std::vector<std::size_t> lengths{7, 100003, 400009};
+// Allreduces inputs of each length in turn on `world` linked TcpRings and checks every rank's
+// result against the exact sum; returns each rank's shared-memory link count after the last one.
+std::vector<int> expect_exact_sums(int world, const std::vector<std::size_t>& lengths,
+                                   TcpRingOptions options) {
   std::vector<std::vector<std::vector<float>>> results(static_cast<std::size_t>(world));
   std::vector<int> shm_links(static_cast<std::size_t>(world), -1);
   const auto errors = run_ranks(
@@ -241,21 +207,46 @@ TEST_P(RingOverSharedMemory, EqualsElementwiseSumForUnevenLengths) {
           ring.allreduce(data);
           results[static_cast<std::size_t>(r)].push_back(std::move(data));
         }
-        // Negotiated while the first round ran: by its end at least the link from the
-        // predecessor has read the offer or the reply (links the ring does not use may not).
         shm_links[static_cast<std::size_t>(r)] = ring.shared_memory_links();
       },
-      TcpRingOptions{.ring = {.chunk_elements = 20000}, .timeout_s = 10, .shm_slots = 2});
+      options);
   for (int r = 0; r < world; ++r) {
     if (errors[static_cast<std::size_t>(r)])
       std::rethrow_exception(errors[static_cast<std::size_t>(r)]);
-    EXPECT_GE(shm_links[static_cast<std::size_t>(r)], 1) << "rank " << r;
     for (std::size_t k = 0; k < lengths.size(); ++k) {
       EXPECT_EQ(results[static_cast<std::size_t>(r)][k],
                 expected_sum(world, lengths[k], static_cast<int>(k)))
           << "rank " << r << " length " << lengths[k];
     }
   }
+  return shm_links;
+}
+
+class RingOverTcp : public ::testing::TestWithParam<int> {};
+
+TEST_P(RingOverTcp, EqualsElementwiseSumForUnevenLengths) {
+  const auto shm_links =
+      expect_exact_sums(GetParam(), {1, 7, 1001, 100003},
+                        TcpRingOptions{.ring = {.chunk_elements = 4096}, .timeout_s = 10});
+  for (int links : shm_links)
+    EXPECT_EQ(links, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Worlds, RingOverTcp, ::testing::Values(1, 2, 3, 4, 5, 6));
+
+// The same ring with its chunks in shared-memory slots (TcpRingOptions::shm_slots): chunks of
+// 80 KB, above the size from which a Connection uses a slot, and few slots, so that chunks also
+// fall back to TCP while every slot is held; the sums must be the same, bit for bit.
+class RingOverSharedMemory : public ::testing::TestWithParam<int> {};
+
+TEST_P(RingOverSharedMemory, EqualsElementwiseSumForUnevenLengths) {
+  const auto shm_links = expect_exact_sums(
+      GetParam(), {7, 100003, 400009},
+      TcpRingOptions{.ring = {.chunk_elements = 20000}, .timeout_s = 10, .shm_slots = 2});
+  // Negotiated while the first round ran: by its end at least the link from the predecessor has
+  // read the offer or the reply (links the ring does not use may not have).
+  for (std::size_t r = 0; r < shm_links.size(); ++r)
+    EXPECT_GE(shm_links[r], 1) << "rank " << r;
 }
 
 INSTANTIATE_TEST_SUITE_P(Worlds, RingOverSharedMemory, ::testing::Values(2, 3, 4));

@@ -8,8 +8,9 @@
 // with the AVX-512 kernels (plain loop 31 k against 100-112 k samples/s). When that happened and
 // the user has not chosen (OPENBLAS_CORETYPE unset), this starts the program again at once, with
 // OPENBLAS_CORETYPE naming the best kernels the CPU can run (SkylakeX with AVX-512, Haswell with
-// AVX2 and FMA), and the same arguments. Nothing else has run yet. The BLAS line of a run's
-// config.json (OpenBLAS's configuration string) names the kernels in use.
+// AVX2 and FMA), and the same arguments. Nothing else has run yet. Under LD_PRELOAD (valgrind,
+// heaptrack) it only prints that hint instead, as such tools need not follow an exec. The BLAS line
+// of a run's config.json (OpenBLAS's configuration string) names the kernels in use.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -46,6 +47,16 @@ __attribute__((constructor)) void choose_openblas_kernels(int, char** argv, char
     better = "Haswell";
   }
   if (better == nullptr) return;
+  const char* preload = std::getenv("LD_PRELOAD");
+  if (preload != nullptr && *preload != '\0') {
+    // A tool that injects itself this way (valgrind, heaptrack, ...) may not follow an exec:
+    // keep this process, slow kernels and all, and say how to get the fast ones.
+    std::fprintf(stderr,
+                 "psgd: OpenBLAS chose its generic kernels (%s) for this CPU; with LD_PRELOAD set "
+                 "psgd does not restart itself with faster ones: set OPENBLAS_CORETYPE=%s\n",
+                 core, better);
+    return;
+  }
   // Set even if the exec fails, so a child started later does not try again.
   if (::setenv("OPENBLAS_CORETYPE", better, 0) != 0) return;
   ::execv("/proc/self/exe", argv);

@@ -3,7 +3,7 @@
 //
 //   build/bench/allreduce_bench [--sizes_mb 1,100] [--worlds 2,4] [--seconds 2] [--chunk_kb auto]
 //                               [--repeats 1] [--backends ours,gloo] [--threads_as_ranks]
-//                               [--transport shm|tcp] [--shm_slots 8]
+//                               [--transport shm|tcp] [--shm_slots 16]
 //
 // Each rank is a process of its own (this binary started again in a hidden worker mode), as in a
 // real job; --threads_as_ranks runs the ranks as threads of this process instead. For each size

@@ -137,7 +137,9 @@ def fmt_ratio(a, b):
 
 
 def openblas_core_for_this_cpu():
-    """The OpenBLAS kernels nn/blas_core.cc would choose for this CPU (None: leave OpenBLAS's)."""
+    """The best OpenBLAS kernels this CPU runs, by the rule of nn/blas_core.cc (None: leave
+    OpenBLAS's own choice). Set here for every run, whatever OpenBLAS would detect, so that both
+    sides use the same kernels."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])

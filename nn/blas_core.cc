@@ -9,7 +9,7 @@
 // the user has not chosen (OPENBLAS_CORETYPE unset), this starts the program again at once, with
 // OPENBLAS_CORETYPE naming the best kernels the CPU can run (SkylakeX with AVX-512, Haswell with
 // AVX2 and FMA), and the same arguments. Nothing else has run yet. Under LD_PRELOAD (valgrind,
-// heaptrack) it only prints that hint instead, as such tools need not follow an exec. The BLAS line
+// heaptrack) it only prints a hint instead, as such tools need not follow an exec. The BLAS line
 // of a run's config.json (OpenBLAS's configuration string) names the kernels in use.
 #include <dlfcn.h>
 #include <unistd.h>

@@ -166,10 +166,8 @@ void Connection::send_frame(std::shared_ptr<const EncodedFrame> frame) {
 
 void Connection::move_body_to_shared_memory(PendingWrite& w) {
   const std::size_t body = w.frame->size() - kFrameHeaderBytes;
-  if (!shm_ || !w.shm_allowed || body < kShmMinBody || w.frame->type() == MessageType::kHeartbeat ||
-      w.frame->type() == MessageType::kShmFrame) {
+  if (!shm_ || !w.shm_allowed || body < kShmMinBody || w.frame->type() == MessageType::kHeartbeat)
     return;
-  }
   // The body (everything after the header) goes into a slot; the socket carries a notice. Tried
   // when the frame is about to be written, not when it was queued: a receiver that was busy may
   // have given slots back meanwhile. With every slot still held, the body goes over the socket.

@@ -343,6 +343,10 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
   app.add_flag("--tensorboard", out.tensorboard,
                "Write TensorBoard scalars (loss, accuracy, bytes, time split per epoch) under "
                "<run dir>/tensorboard/");
+  app.add_flag("--check", out.check,
+               "Check the flags (and --config) exactly as a run would, print the job they make as "
+               "JSON on stdout ({\"job\": {...}, \"simulate\": ...}) and exit: 0 when it would "
+               "start, 2 with the reason when not. Loads no data and listens on no port");
   add_simulation_flags(app, out.sim);
   try {
     app.parse(argc, argv);

@@ -30,6 +30,9 @@ struct ServerOptions {
   // Testing aid: after writing this many checkpoints the server kills itself with SIGKILL (an
   // abrupt crash at a known point, for resume tests). 0: never.
   int crash_after_checkpoints = 0;
+  // --check: validate the flags (and --config) as a run would, print the effective job as JSON
+  // ({"job": {...}, "simulate": bool}) on stdout and exit 0, without loading data or listening.
+  bool check = false;
   std::string command_line;
   SimOptions sim;  // --simulate and its flags: run every node in this process (simulate.h)
 };

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include "core/allocator.h"
 
+#include <cstdio>
+
 #include "experiments/cli.h"
 #include "experiments/server.h"
 #include "experiments/simulate.h"
@@ -12,6 +14,12 @@ int main(int argc, char** argv) {
   psgd::keep_freed_memory();
   psgd::ServerOptions options;
   if (int rc = psgd::parse_server_args(argc, argv, options); rc != psgd::kContinue) return rc;
+  if (options.check) {
+    std::printf("%s\n", nlohmann::json{{"job", options.spec}, {"simulate", options.sim.enabled}}
+                              .dump(2)
+                              .c_str());
+    return 0;
+  }
   // Warnings (refused connections and the like) go to stderr, prefixed like every other line.
   spdlog::set_default_logger(spdlog::stderr_color_mt("init_server"));
   spdlog::set_pattern("%n: %l: %v");

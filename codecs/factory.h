@@ -1,5 +1,6 @@
 #pragma once
-// The explicit codec factory (no static self-registration, STYLE.md "Avoid").
+// The explicit codec factory (no static self-registration, STYLE.md "Avoid"): builds a compressor
+// from codecs/codec_table.h and wraps it in the decorators a spec asks for.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -9,16 +10,16 @@
 
 namespace psgd {
 
-struct JobSpec;
-
+// One sender's or receiver's codec, with every option resolved (psgd::uplink_codec_spec builds
+// it from a job).
 struct CodecSpec {
   std::string name = "plain";
   int levels = 8;       // qsgd: quantisation levels s
   double ratio = 0.01;  // topk / randk: fraction of coordinates kept
   // qsgd, sign: elements per norm / scale; 0: the whole vector; -1: the codec's default
-  // (default_bucket()).
+  // (CodecEntry::default_bucket).
   std::int64_t bucket = -1;
-  std::string error_feedback = "auto";  // auto (on for sign, topk, randk) | on | off
+  std::string error_feedback = "auto";  // auto (the codec's default) | on | off
   std::uint64_t seed = 1;               // qsgd's rounding, randk's index draws
   // Sender-side momentum applied before the codec (and before error feedback):
   // MomentumCorrectionCodec. 0: none, the receiver's optimiser owns the momentum.
@@ -31,31 +32,15 @@ struct CodecSpec {
   double warmup_ratio = 0.25;
 };
 
-// The bucket a codec uses when none is given: 512 for qsgd (the QSGD paper's experiments), 0 (one
-// scale for the whole gradient) for sign, which trains better that way with error feedback
-// (codecs/sign.h).
+// The bucket a codec uses when none is given (its table entry's default_bucket; 0 for codecs
+// without buckets). ConfigError for an unknown codec.
 std::uint64_t default_bucket(const std::string& codec);
 
 // Throws ConfigError for an unknown name (listing the known ones) or a bad option.
 std::unique_ptr<Codec> make_codec(const CodecSpec& spec);
 
-// Whether make_codec wraps the codec in ErrorFeedbackCodec.
+// Whether make_codec wraps the codec in ErrorFeedbackCodec (on, or auto and the codec's table
+// entry says so). ConfigError for an unknown codec or --error_feedback value.
 bool uses_error_feedback(const CodecSpec& spec);
-
-// Whether the job applies --momentum on the workers, before compression (--momentum_at worker,
-// or auto with error feedback on and a gradient-pushing strategy, or auto with asgd / ssp), so
-// that the server's SGD runs without momentum. See codecs/momentum.h for why error feedback wants
-// it there, and psgd/async_update.h for why the asynchronous strategies do.
-bool momentum_at_worker(const JobSpec& job);
-
-// The specs a job asks for: worker -> server (--codec and its options; `sender` picks the seed
-// stream, e.g. the worker id) and server -> worker (--server_codec, never with error feedback).
-// A worker also passes what only it knows: the iterations per epoch (for --codec_warmup_epochs;
-// 0: no warm-up) and its model's tensor sizes in flat order (for --codec_scope tensor; empty:
-// global). Receivers need neither (the wire format does not depend on them).
-CodecSpec uplink_codec_spec(const JobSpec& job, std::uint64_t sender,
-                            std::int64_t iterations_per_epoch = 0,
-                            std::vector<std::uint64_t> tensor_sizes = {});
-CodecSpec downlink_codec_spec(const JobSpec& job);
 
 }  // namespace psgd

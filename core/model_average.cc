@@ -6,6 +6,10 @@
 
 namespace psgd {
 
+void ModelAverageOptions::validate() const {
+  if (model_average != "auto") parse_model_average(model_average);
+}
+
 double parse_model_average(const std::string& text) {
   if (text == "off") return 0.0;
   const std::string prefix = "ema:";

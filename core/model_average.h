@@ -27,6 +27,26 @@
 
 namespace psgd {
 
+// --model_average: which model a run evaluates and saves. Which strategies may average (those
+// whose server holds the model) is the strategy table's to say (psgd/strategy_table.h).
+struct ModelAverageOptions {
+  // off (the last iterate) | ema:BETA | auto (ema:0.99 for asgd and ssp, off otherwise)
+  std::string model_average = "auto";
+
+  void validate() const;  // the syntax only; throws ConfigError naming --model_average
+
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("model_average", self.model_average,
+          "ssgd, asgd, ssp, local_sgd: the model evaluated at each epoch end and saved "
+          "(model.pt): off (the last iterate) or ema:BETA, an exponential moving average of the "
+          "server's parameters over its iterations, bias-corrected (BETA 0.99: the last ~100 "
+          "iterations); auto: the strategy's default (ema:0.99 for asgd and ssp, off "
+          "otherwise). summary.json evaluated_model says which, and "
+          "final_iterate_test_accuracy gives the last iterate's accuracy too");
+  }
+};
+
 // Parses --model_average: "off" gives 0, "ema:BETA" gives BETA; throws ConfigError otherwise
 // (BETA must lie in (0, 1)).
 double parse_model_average(const std::string& text);

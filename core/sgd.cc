@@ -1,8 +1,29 @@
 #include "core/sgd.h"
 
+#include <fmt/format.h>
+
+#include <cmath>
+
 #include "core/error.h"
 
 namespace psgd {
+
+void OptimizerOptions::validate() const {
+  if (!(learn_rate > 0.0) || !std::isfinite(learn_rate)) {
+    throw ConfigError(fmt::format("--learn_rate {}: must be a positive finite number", learn_rate));
+  }
+  if (!(momentum >= 0.0 && momentum < 1.0)) {
+    throw ConfigError(fmt::format("--momentum {}: must be in [0, 1)", momentum));
+  }
+  if (nesterov && momentum == 0.0) throw ConfigError("--nesterov needs a non-zero --momentum");
+  if (!(weight_decay >= 0.0) || !std::isfinite(weight_decay)) {
+    throw ConfigError(fmt::format("--weight_decay {}: must be a finite number >= 0", weight_decay));
+  }
+  if (momentum_at != "auto" && momentum_at != "worker" && momentum_at != "server") {
+    throw ConfigError(fmt::format(
+        "--momentum_at {}: unknown value; choose one of: auto, worker, server", momentum_at));
+  }
+}
 
 FlatSgd::FlatSgd(SgdOptions options, std::size_t size) : options_(options) {
   if (options_.momentum != 0.0f) buffer_.assign(size, 0.0f);

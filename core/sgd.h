@@ -4,9 +4,42 @@
 // single-process PyTorch run step for step.
 #include <cstddef>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace psgd {
+
+// The optimiser a job asks for, as flags. Where it runs is the strategy's business
+// (psgd/strategy_table.h): the server for ssgd, asgd and ssp, every worker for local_sgd,
+// allreduce and broadcast; --momentum_at moves the momentum to the workers, before the codec.
+struct OptimizerOptions {
+  double learn_rate = 0.05;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  // server (the server's SGD) | worker (momentum correction before compression, as DGC; the
+  // server's SGD then has none) | auto (the strategy's choice: psgd::momentum_at_worker).
+  std::string momentum_at = "auto";
+
+  // Throws ConfigError naming the flag (a rate that is not a positive finite number, momentum
+  // outside [0, 1), ...).
+  void validate() const;
+
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("learn_rate", self.learn_rate,
+          "SGD learning rate (of the server's optimiser, or each worker's for local_sgd, "
+          "allreduce and broadcast)");
+    visit("momentum", self.momentum, "SGD momentum, in [0, 1) (torch.optim.SGD semantics)");
+    visit("weight_decay", self.weight_decay, "L2 weight decay");
+    visit("nesterov", self.nesterov, "Nesterov momentum");
+    visit("momentum_at", self.momentum_at,
+          "Where --momentum applies: server (its SGD) | worker (momentum correction before the "
+          "codec, as DGC; server SGD without momentum) | auto (worker for asgd and ssp, whose "
+          "server applies one stale gradient per update, and when error feedback is on, except "
+          "local_sgd; server otherwise)");
+  }
+};
 
 struct SgdOptions {
   float learning_rate = 0.05f;

@@ -31,6 +31,10 @@ double unit(Rng& rng) {
 
 }  // namespace
 
+void DelayOptions::validate() const {
+  DelayModel::parse(delay);
+}
+
 DelayModel DelayModel::parse(const std::string& spec) {
   if (spec.empty() || spec == "none") return {};
   const auto colon = spec.find(':');

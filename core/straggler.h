@@ -36,6 +36,22 @@
 
 namespace psgd {
 
+// --delay: a pause every worker takes after each batch, drawn from DelayModel with the worker's
+// own seed stream (core/seeds.h worker_delay). A real worker sleeps; the simulator advances the
+// worker's virtual clock by the same amount.
+struct DelayOptions {
+  std::string delay = "none";
+
+  void validate() const;  // throws ConfigError naming --delay
+
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("delay", self.delay,
+          "Extra time each worker pauses after every batch, seeded per worker: none | "
+          "fixed:SECONDS | exp:MEAN_SECONDS | uniform:LOW:HIGH");
+  }
+};
+
 struct DelayModel {
   enum class Kind { kNone, kFixed, kExponential, kUniform };
   Kind kind = Kind::kNone;

@@ -4,14 +4,14 @@
 #include <string>
 #include <vector>
 
-#include "core/job_spec.h"
+#include "experiments/job_spec.h"
 #include "experiments/sim_options.h"
 
 namespace psgd {
 
-struct ServerOptions {
-  JobSpec spec;
-  std::string config_file;  // --config: JSON with JobSpec keys; flags given as well win
+// How this server runs, apart from the job: where it listens, how it authenticates and watches
+// its links, what it writes besides the run directory. Keys of --config files as well.
+struct ServerFlags {
   // Empty: 127.0.0.1 without a passphrase, 0.0.0.0 with one (--bind overrides; a non-loopback
   // address without a passphrase is warned about).
   std::string bind;
@@ -30,11 +30,53 @@ struct ServerOptions {
   // Testing aid: after writing this many checkpoints the server kills itself with SIGKILL (an
   // abrupt crash at a known point, for resume tests). 0: never.
   int crash_after_checkpoints = 0;
+
+  void validate() const;
+
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("bind", self.bind,
+          "Address to listen on (0.0.0.0: every interface; default 127.0.0.1 without a "
+          "passphrase, 0.0.0.0 with one)");
+    visit("passphrase_file", self.passphrase_file,
+          "Authenticate workers with the passphrase on this file's first line (else "
+          "$PSGD_PASSPHRASE; never printed or sent)");
+    visit("heartbeat_interval", self.heartbeat_interval,
+          "Send a heartbeat on a link idle for this many seconds");
+    visit("dead_after", self.dead_after,
+          "A training worker silent this many seconds is lost; the strategy decides whether the "
+          "run goes on (must exceed --heartbeat_interval)");
+    visit("shared_memory", self.shared_memory,
+          "on: workers on this machine exchange large frames (gradients, parameters) with the "
+          "server through shared memory instead of copying them through loopback TCP; results "
+          "are identical, only faster. off: TCP only (default on)");
+    visit("port_file", self.port_file,
+          "Write the port actually listened on to this file (useful with port 0)");
+    visit("timeline", self.timeline,
+          "Write timeline.json (Chrome trace of per-worker phases and server rounds) to the run "
+          "directory");
+    visit("tensorboard", self.tensorboard,
+          "Write TensorBoard scalars (loss, accuracy, bytes, time split per epoch) under <run "
+          "dir>/tensorboard/");
+    visit("resume", self.resume,
+          "Continue the run in RUN_DIR from its last checkpoint: the job is read from "
+          "RUN_DIR/config.json (flags that would change it are refused), workers connect as "
+          "usual, and metrics, workers.csv and summary.json continue in RUN_DIR");
+    visit("crash_after_checkpoints", self.crash_after_checkpoints,
+          "Testing aid: kill this server with SIGKILL right after its N-th checkpoint (0: never)");
+  }
+};
+
+struct ServerOptions : ServerFlags {
+  JobSpec spec;
+  SimOptions sim;           // --simulate and its flags: run every node in this process (simulate.h)
+  std::string config_file;  // --config: JSON with any of the flags as keys; flags given as well win
   // --check: validate the flags (and --config) as a run would, print the effective job as JSON
   // ({"job": {...}, "simulate": bool}) on stdout and exit 0, without loading data or listening.
   bool check = false;
+  // Rewrites canonicalize() made (Parallel-SGD's spellings), for the log and config.json.
+  std::vector<std::string> notes;
   std::string command_line;
-  SimOptions sim;  // --simulate and its flags: run every node in this process (simulate.h)
 };
 
 struct ClientOptions {

@@ -16,6 +16,7 @@
 #include "experiments/data_shipping.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
+#include "experiments/worker_setup.h"
 #include "network/auth.h"
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
@@ -96,9 +97,9 @@ class Client {
   double ship_start_ = 0;
   int threads_ = 1;
   int peer_port_ = 0;
-  std::unique_ptr<nn::Trainer> trainer_;
-  std::unique_ptr<StragglerLearner> straggler_;  // wraps trainer_ when slowness is injected
-  std::unique_ptr<WorkerRole> role_;
+  std::unique_ptr<WorkerParts> parts_;  // trainer, straggler, role (experiments/worker_setup.h)
+  nn::Trainer* trainer_ = nullptr;
+  WorkerRole* role_ = nullptr;
   Schedule schedule_;
   std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
   std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
@@ -306,6 +307,7 @@ void Client::on_job(const Job& job) {
   }
   try {
     from_json(nlohmann::json::parse(job.spec_json), spec_);
+    spec_.validate();
   } catch (const std::exception& e) {
     give_up(fmt::format("cannot read the job the server sent: {}", e.what()), true);
     return;
@@ -390,9 +392,14 @@ void Client::on_data_chunk(const DataChunk& chunk) {
 
 void Client::start_with(nn::Dataset samples) {
   try {
-    nn::Normalizer norm{
-        .kind = spec_.normalize, .shift = job_.norm_shift, .scale = job_.norm_scale};
-    norm.apply(samples);
+    const WorkerSetup setup{
+        .worker = worker_,
+        .block_ids = job_.block_ids,
+        .block_sizes = job_.block_sizes,
+        .normalizer = {.kind = spec_.normalize, .shift = job_.norm_shift, .scale = job_.norm_scale},
+        .train_size = job_.train_size,
+        .start_batch = job_.start_batch};
+    setup.normalizer.apply(samples);
     const auto count = static_cast<std::int64_t>(samples.size());
     auto split = std::make_shared<nn::DataSplit>();
     split->train = std::move(samples);
@@ -400,40 +407,6 @@ void Client::start_with(nn::Dataset samples) {
     std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
     for (std::int64_t i = 0; i < count; ++i)
       rows[static_cast<std::size_t>(i)] = i;
-    trainer_ = std::make_unique<nn::Trainer>(
-        nn::TrainerOptions{.model = spec_.model,
-                           .target = spec_.target,
-                           .batch_size = spec_.batch_size,
-                           .seed = spec_.seed,
-                           .device = spec_.device,
-                           .batch_stream = 1000 + static_cast<std::uint64_t>(worker_),
-                           .block_ids = job_.block_ids,
-                           .block_sizes = job_.block_sizes},
-        data_, std::move(rows));
-    if (job_.start_batch < 0 || job_.start_batch > (std::int64_t{1} << 40)) {
-      throw ProtocolError(
-          fmt::format("the job's start batch {} is out of range", job_.start_batch));
-    }
-    trainer_->skip_batches(job_.start_batch);
-    if (trainer_->num_parameters() != job_.num_parameters) {
-      throw ConfigError(fmt::format(
-          "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
-          "version everywhere",
-          spec_.model, trainer_->num_parameters(), job_.num_parameters));
-    }
-    Learner* learner = trainer_.get();
-    const DelayModel delay = DelayModel::parse(spec_.delay);
-    if (opts_.slowdown > 1.0 || !delay.none()) {
-      straggler_ = std::make_unique<StragglerLearner>(
-          *trainer_,
-          StragglerOptions{
-              .slowdown = opts_.slowdown,
-              .delay = delay,
-              .seed = derive_seed(spec_.seed, 2000 + static_cast<std::uint64_t>(worker_))},
-          clock_, [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); },
-          &cpu_clock_);
-      learner = straggler_.get();
-    }
     // The schedule is the job's, over the whole training set, not this worker's share of it.
     schedule_ = make_schedule(spec_, job_.train_size);
     if (spec_.psgd == "allreduce" && spec_.allreduce_backend == "gloo") {
@@ -443,17 +416,24 @@ void Client::start_with(nn::Dataset samples) {
         peer_port_ = gloo_->store->port();
       }
     }
-    role_ = make_worker_role(
-        spec_, schedule_,
-        WorkerContext{
-            .learner = learner,
-            .uplink = uplink_codec_spec(spec_, static_cast<std::uint64_t>(worker_),
-                                        schedule_.iterations_per_epoch, trainer_->tensor_sizes()),
-            .downlink = downlink_codec_spec(spec_),
+    parts_ = std::make_unique<WorkerParts>(
+        spec_, schedule_, setup, data_, std::move(rows),
+        WorkerEnv{
             .clock = &clock_,
-            .id = worker_,
+            .pause =
+                [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); },
+            .work = &cpu_clock_,
+            .slowdown = opts_.slowdown,
             .collective = gloo_.get()});
-    if ((spec_.psgd == "allreduce" && !gloo_) || spec_.psgd == "broadcast") {
+    trainer_ = &parts_->trainer();
+    role_ = &parts_->role();
+    if (trainer_->num_parameters() != job_.num_parameters) {
+      throw ConfigError(fmt::format(
+          "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
+          "version everywhere",
+          spec_.model, trainer_->num_parameters(), job_.num_parameters));
+    }
+    if (!gloo_ && strategy_of(spec_).topology == Topology::kPeerToPeer) {
       mesh_ = std::make_unique<net::PeerMesh>(
           io_, worker_, spec_.node_count,
           net::ConnectionOptions{.max_body_bytes = training_frame_limit(trainer_->num_parameters()),
@@ -470,11 +450,12 @@ void Client::start_with(nn::Dataset samples) {
     say(fmt::format("continuing worker {}'s batch order after its first {} batches", worker_,
                     job_.start_batch));
   }
-  say(fmt::format(
-      "worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_, spec_.node_count,
-      fmt_count(static_cast<double>(job_.samples.size())), spec_.dataset, trainer_->describe(),
-      threads_, spec_.psgd, spec_.codec,
-      straggler_ ? fmt::format(", slowdown {} delay {}", opts_.slowdown, spec_.delay) : ""));
+  say(fmt::format("worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_,
+                  spec_.node_count, fmt_count(static_cast<double>(job_.samples.size())),
+                  spec_.dataset, trainer_->describe(), threads_, spec_.psgd, spec_.codec,
+                  parts_->straggling()
+                      ? fmt::format(", slowdown {} delay {}", opts_.slowdown, spec_.delay)
+                      : ""));
   conn_->send(Ready{.worker_id = worker_,
                     .num_parameters = trainer_->num_parameters(),
                     .samples = static_cast<std::int64_t>(job_.samples.size()),

@@ -15,9 +15,9 @@ int main(int argc, char** argv) {
   psgd::ServerOptions options;
   if (int rc = psgd::parse_server_args(argc, argv, options); rc != psgd::kContinue) return rc;
   if (options.check) {
-    std::printf("%s\n", nlohmann::json{{"job", options.spec}, {"simulate", options.sim.enabled}}
-                              .dump(2)
-                              .c_str());
+    nlohmann::json out{{"job", options.spec}, {"simulate", options.sim.enabled}};
+    if (!options.notes.empty()) out["canonicalized"] = options.notes;
+    std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
   // Warnings (refused connections and the like) go to stderr, prefixed like every other line.

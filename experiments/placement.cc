@@ -1,6 +1,7 @@
 #include "experiments/placement.h"
 
-#include "core/rng.h"
+#include "core/seeds.h"
+#include "psgd/factory.h"
 
 namespace psgd {
 
@@ -18,11 +19,11 @@ DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,
           train.labels[static_cast<std::size_t>(all ? i : rows[static_cast<std::size_t>(i)])]);
     }
   }
-  d.placement = uses_gradient_coding(spec)
+  d.placement = block_layout(spec) == BlockLayout::kFractionalRepetition
                     ? nn::place_fractional_repetition(spec.node_count, spec.redundancy)
                     : nn::place_blocks(spec.node_count, spec.redundancy);
   const int num_blocks = d.placement.num_blocks();
-  const std::uint64_t seed = derive_seed(spec.seed, 1);
+  const std::uint64_t seed = seeds::of(spec.seed, seeds::kPlacement);
   if (spec.block_assignment == "non-iid" && spec.dirichlet_alpha > 0) {
     d.blocks =
         nn::dirichlet_blocks(labels, train.num_classes, num_blocks, spec.dirichlet_alpha, seed);

@@ -1,11 +1,12 @@
 #pragma once
 // Where the training data goes: which samples form each block (--block_assignment) and which
-// workers hold each block (--redundancy). The TCP server and the simulator share this so that the
-// same job places the same samples on the same workers in both.
+// workers hold each block (--redundancy, laid out as the job's coded scheme needs,
+// psgd::block_layout). Part of the job plan (experiments/job_plan.h), so the same job places the
+// same samples on the same workers in every driver.
 #include <cstdint>
 #include <vector>
 
-#include "core/job_spec.h"
+#include "experiments/job_spec.h"
 #include "nn/dataset.h"
 #include "nn/partition.h"
 
@@ -19,19 +20,6 @@ struct DataPlacement {
     return nn::worker_samples(placement, blocks, worker);
   }
 };
-
-// Whether the job spends its redundancy on gradient coding (--codec gc, or its naive-duplication
-// baseline ndc): their blocks follow the fractional-repetition layout and every worker computes
-// one batch per block it holds (psgd/gc.h).
-inline bool uses_gradient_coding(const JobSpec& spec) {
-  return spec.codec == "gc" || spec.codec == "ndc";
-}
-
-// Whether each worker computes one batch per block it holds, each block with its own batch stream
-// (nn::TrainerOptions block_ids): gradient coding, and ccdc (psgd/ccdc.h) on the r-subset blocks.
-inline bool uses_block_streams(const JobSpec& spec) {
-  return uses_gradient_coding(spec) || spec.codec == "ccdc";
-}
 
 // `rows` are the training rows to place (the rest is held out for validation); empty: all rows.
 // Block indices are rows of `train`.

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
-#include "psgd/ccdc.h"
+#include "psgd/factory.h"
 
 namespace psgd {
 namespace {
@@ -451,7 +451,7 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["dropped_gradients"] = dropped;
   s["staleness_mean"] = applied ? double(staleness_sum) / applied : 0.0;
   s["staleness_max"] = staleness_max;
-  if (spec_.psgd == "allreduce" || spec_.psgd == "broadcast") {
+  if (strategy_of(spec_).topology == Topology::kPeerToPeer) {
     // Worker-to-worker traffic (not in bytes_up / bytes_down, which count the server's links):
     // frames sent to peers, and the same with each multicast (one message to several peers)
     // counted once (psgd/ccdc.h explains why both matter).
@@ -475,41 +475,6 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s_.dir->write_summary(s);
 }
 
-namespace {
-
-// Samples per iteration: a batch per worker, or per block with ccdc (psgd/ccdc.h).
-std::int64_t global_batch(const JobSpec& spec) {
-  if (spec.codec == "ccdc") {
-    return static_cast<std::int64_t>(binomial_capped(spec.node_count, spec.redundancy, 1 << 30)) *
-           spec.batch_size;
-  }
-  return static_cast<std::int64_t>(spec.node_count) * spec.batch_size;
-}
-
-}  // namespace
-
-nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
-                           std::size_t num_parameters, std::size_t train_samples,
-                           std::size_t test_samples, std::size_t blocks, const Schedule& schedule,
-                           const std::string& run_dir) {
-  nlohmann::json j;
-  j["job"] = spec;
-  j["job"]["output"] = run_dir;
-  j["provenance"] = provenance(command_line);
-  j["model"] = {{"name", spec.model}, {"parameters", num_parameters}};
-  // --model_average as in effect (job.model_average may say auto): the model evaluated and saved.
-  const double decay = spec.model_average_decay();
-  j["model_average"] = decay > 0 ? nlohmann::json{{"kind", "ema"}, {"decay", decay}}
-                                 : nlohmann::json{{"kind", "off"}};
-  j["data"] = {{"dataset", spec.dataset},
-               {"train_samples", train_samples},
-               {"test_samples", test_samples},
-               {"blocks", blocks}};
-  j["schedule"] = {{"iterations_per_epoch", schedule.iterations_per_epoch},
-                   {"total_iterations", schedule.total_iterations()},
-                   {"global_batch", global_batch(spec)}};
-  j["seed"] = spec.seed;
-  return j;
-}
+namespace {}  // namespace
 
 }  // namespace psgd

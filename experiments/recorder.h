@@ -33,9 +33,9 @@
 #include <vector>
 
 #include "core/clock.h"
-#include "core/job_spec.h"
 #include "core/learner.h"
 #include "core/model_average.h"
+#include "experiments/job_spec.h"
 #include "experiments/run_dir.h"
 #include "psgd/context.h"
 
@@ -166,11 +166,5 @@ class RunRecorder final : public ServerObserver {
   std::uint64_t data_bytes_ = 0;
   double data_seconds_ = 0;
 };
-
-// config.json: the job, provenance, model, data and schedule; the driver adds "workers".
-nlohmann::json make_config(const JobSpec& spec, const std::string& command_line,
-                           std::size_t num_parameters, std::size_t train_samples,
-                           std::size_t test_samples, std::size_t blocks, const Schedule& schedule,
-                           const std::string& run_dir);
 
 }  // namespace psgd

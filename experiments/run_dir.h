@@ -19,8 +19,8 @@
 #include <optional>
 #include <string>
 
-#include "core/job_spec.h"
 #include "core/metrics.h"
+#include "experiments/job_spec.h"
 
 namespace psgd {
 

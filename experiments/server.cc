@@ -19,7 +19,7 @@
 #include "core/rng.h"
 #include "experiments/data_shipping.h"
 #include "experiments/format.h"
-#include "experiments/placement.h"
+#include "experiments/job_plan.h"
 #include "experiments/provenance.h"
 #include "experiments/recorder.h"
 #include "experiments/run_dir.h"
@@ -116,7 +116,7 @@ class Server {
   void send_jobs();
   void on_ready(int worker, const Ready& ready);
   void on_data_offer(int worker, const DataOffer& offer);
-  bool needs_peers() const { return spec_.psgd == "allreduce" || spec_.psgd == "broadcast"; }
+  bool needs_peers() const { return strategy_of(spec_).topology == Topology::kPeerToPeer; }
   void send_peer_table();
   void on_peers_up(int worker);
   void start_training();
@@ -148,11 +148,7 @@ class Server {
   std::vector<WorkerSlot> workers_;
   Phase phase_ = Phase::kJoining;
 
-  std::shared_ptr<const nn::DataSplit> data_;     // test and validation sets, normalised
-  std::shared_ptr<const nn::Dataset> raw_train_;  // the training set as read (shipped from here)
-  nn::HoldOut holdout_;                           // training rows and validation rows
-  nn::Normalizer normalizer_;
-  std::string data_hash_;
+  std::unique_ptr<JobPlan> plan_;  // data, normaliser, hold-out, placement, schedule
   std::uint64_t data_bytes_ = 0;
   double ship_start_ = -1;
   double data_seconds_ = 0;
@@ -162,9 +158,6 @@ class Server {
   std::unique_ptr<nn::Trainer> eval_model_;
   std::shared_future<EvalStats> evaluating_;
   std::shared_future<EvalStats> evaluate_in_background(std::span<const float> parameters);
-  std::unique_ptr<nn::Trainer> make_model() const;
-  nn::Placement placement_;
-  std::vector<std::vector<std::int64_t>> blocks_;
   Schedule schedule_;
   std::unique_ptr<ServerRole> role_;
   std::unique_ptr<RunDirectory> run_;
@@ -207,34 +200,17 @@ int Server::run() {
 
 void Server::prepare() {
   nn::set_compute_threads(1);
-  nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
-                                          {.label_column = spec_.label_column});
-  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(loaded.train),
-             nn::describe(loaded.test));
-  // Validation rows are held out per seed; the normaliser sees the remaining training rows only.
-  holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
-                          derive_seed(spec_.seed, 3));
-  normalizer_ = nn::fit_normalizer(spec_.normalize, loaded.train, holdout_.train);
-  if (spec_.ship_data) data_hash_ = nn::content_hash(loaded.train);
-  auto split = std::make_shared<nn::DataSplit>();
-  if (!holdout_.validation.empty()) {
-    split->validation =
-        nn::subset(loaded.train, holdout_.validation,
-                   loaded.train.name.substr(0, loaded.train.name.rfind(' ')) + " validation");
-    normalizer_.apply(split->validation);
-    fmt::print("init_server: {} (held out of the training set)\n", nn::describe(split->validation));
+  for (const std::string& note : opts_.notes)
+    fmt::print("init_server: {}\n", note);
+  plan_ = std::make_unique<JobPlan>(spec_);
+  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan_->train()),
+             nn::describe(plan_->evaluation()->test));
+  if (!plan_->holdout().validation.empty()) {
+    fmt::print("init_server: {} (held out of the training set)\n",
+               nn::describe(plan_->evaluation()->validation));
   }
-  split->test = std::move(loaded.test);
-  normalizer_.apply(split->test);
-  raw_train_ = std::make_shared<const nn::Dataset>(std::move(loaded.train));
-  data_ = split;
-  model_ = make_model();
-  // Blocks are placed over the training rows left after the validation hold-out.
-  const auto train_rows = static_cast<std::int64_t>(holdout_.train.size());
-  DataPlacement placed = place_data(spec_, *raw_train_, holdout_.train);
-  placement_ = std::move(placed.placement);
-  blocks_ = std::move(placed.blocks);
-  schedule_ = make_schedule(spec_, train_rows);
+  model_ = plan_->make_model();
+  schedule_ = plan_->schedule();
   fmt::print(
       "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
       model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
@@ -330,19 +306,9 @@ void Server::load_checkpoint() {
   }
 }
 
-// The job's model on the server's data, with no training samples of its own: it is evaluated.
-std::unique_ptr<nn::Trainer> Server::make_model() const {
-  return std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
-                                                          .target = spec_.target,
-                                                          .batch_size = spec_.batch_size,
-                                                          .seed = spec_.seed,
-                                                          .device = spec_.device},
-                                       data_, std::vector<std::int64_t>{});
-}
-
 std::shared_future<EvalStats> Server::evaluate_in_background(std::span<const float> parameters) {
   if (evaluating_.valid()) evaluating_.wait();
-  if (!eval_model_) eval_model_ = make_model();
+  if (!eval_model_) eval_model_ = plan_->make_model();
   PSGD_CHECK_EQ(parameters.size(), eval_model_->parameters().size(), "evaluating another model");
   std::copy(parameters.begin(), parameters.end(), eval_model_->parameters().begin());
   evaluating_ =
@@ -555,9 +521,7 @@ void Server::on_worker_lost(int w, const std::string& why) {
   if (!role_->on_worker_lost(w, out)) {
     record_lost(w, why, false);
     fail(fmt::format("{}; {} cannot continue without it{}", what, spec_.psgd,
-                     spec_.psgd == "ssgd" ? " (--wait_for k < node_count lets ssgd carry on "
-                                            "with the survivors)"
-                                          : ""));
+                     strategy_of(spec_).on_loss_hint));
     return;
   }
   fmt::print(stderr, "init_server: {}; {} carries on with the other workers\n", what, spec_.psgd);
@@ -792,28 +756,23 @@ int Server::worker_threads(const WorkerSlot& worker) const {
 }
 
 Job Server::make_job(std::size_t w, int threads) const {
-  const auto& slot = workers_[w];
+  const WorkerSetup setup = plan_->worker(static_cast<int>(w));
   Job job{.worker_id = static_cast<std::int32_t>(w),
           .spec_json = nlohmann::json(spec_).dump(),
-          .samples = slot.samples,
+          .samples = setup.samples,
           .threads = threads,
           .num_parameters = model_->num_parameters(),
-          .data_hash = data_hash_,
-          .norm_shift = normalizer_.shift,
-          .norm_scale = normalizer_.scale,
-          .train_size = static_cast<std::int64_t>(holdout_.train.size())};
+          .data_hash = plan_->data_hash(),
+          .norm_shift = setup.normalizer.shift,
+          .norm_scale = setup.normalizer.scale,
+          .train_size = setup.train_size,
+          .block_ids = setup.block_ids,
+          .block_sizes = setup.block_sizes};
   // A resumed run, or a slot taken over during training: continue that worker's batch order.
   if (role_) {
     job.start_batch = std::max<std::int64_t>(0, role_->worker_batches(static_cast<NodeId>(w)));
   } else if (resumed_) {
     job.start_batch = std::max<std::int64_t>(0, resumed_->worker_batches[w]);
-  }
-  if (uses_block_streams(spec_)) {
-    for (int b : placement_.blocks_of_worker[w]) {
-      job.block_ids.push_back(b);
-      job.block_sizes.push_back(
-          static_cast<std::int64_t>(blocks_[static_cast<std::size_t>(b)].size()));
-    }
   }
   return job;
 }
@@ -823,7 +782,7 @@ void Server::send_jobs() {
   const std::size_t params = model_->num_parameters();
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     auto& slot = workers_[w];
-    slot.samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w));
+    slot.samples = plan_->placement().samples_of(static_cast<int>(w));
     const Job job = make_job(w, worker_threads(slot));
     slot.conn->set_max_body_bytes(training_frame_limit(params));
     slot.conn->set_read_timeout(spec_.join_timeout);
@@ -847,14 +806,15 @@ void Server::on_data_offer(int w, const DataOffer& offer) {
   }
   slot.offered = true;
   if (ship_start_ < 0) ship_start_ = clock_.now();
-  if (!offer.hash.empty() && offer.hash == data_hash_) {
+  const std::string& data_hash = plan_->data_hash();
+  if (!offer.hash.empty() && offer.hash == data_hash) {
     fmt::print("init_server: worker {} holds the same training set (sha256 {}...); not shipping\n",
-               w, data_hash_.substr(0, 12));
+               w, data_hash.substr(0, 12));
     slot.conn->send(DataChunk{});
     return;
   }
   const double t0 = clock_.now();
-  const auto pack = nn::pack_dataset(nn::subset(*raw_train_, slot.samples, ""));
+  const auto pack = nn::pack_dataset(nn::subset(*plan_->train(), slot.samples, ""));
   std::uint64_t bytes = 0;
   std::size_t chunks = 0;
   for (auto& chunk : make_chunks(pack)) {
@@ -1117,33 +1077,15 @@ void Server::finish(const std::string& status, bool ok) {
 }
 
 nlohmann::json Server::config_json() const {
-  nlohmann::json j =
-      make_config(spec_, opts_.command_line, model_->num_parameters(), holdout_.train.size(),
-                  data_->test.size(), blocks_.size(), schedule_, run_->path());
-  j["data"]["validation_samples"] = holdout_.validation.size();
-  j["data"]["shape"] = {raw_train_->channels, raw_train_->height, raw_train_->width};
-  j["data"]["classes"] = raw_train_->num_classes;
-  j["data"]["target"] = spec_.target;
-  if (spec_.ship_data) j["data"]["sha256"] = data_hash_;
-  // The statistics every process applies (x - shift) * scale; per feature.
-  j["data"]["normalizer"] = {
-      {"kind", normalizer_.kind}, {"shift", normalizer_.shift}, {"scale", normalizer_.scale}};
   nlohmann::json workers = nlohmann::json::array();
-  for (std::size_t w = 0; w < workers_.size(); ++w) {
-    const auto& s = workers_[w];
-    const auto samples = nn::worker_samples(placement_, blocks_, static_cast<int>(w));
-    workers.push_back({{"worker", w},
-                       {"host", s.host},
+  for (const auto& s : workers_) {
+    workers.push_back({{"host", s.host},
                        {"pid", s.hello.pid},
                        {"psgd_revision", s.hello.version},
-                       {"slowdown", s.hello.slowdown},
-                       {"blocks", placement_.blocks_of_worker[w]},
-                       {"samples", samples.size()},
-                       {"label_histogram", nn::label_histogram(raw_train_->labels, samples,
-                                                               raw_train_->num_classes)}});
+                       {"slowdown", s.hello.slowdown}});
   }
-  j["workers"] = workers;
-  return j;
+  return plan_->config_json(opts_.command_line, run_->path(), model_->num_parameters(), workers,
+                            opts_.notes);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/seeds.h"
 #include "network/frame.h"
 
 namespace psgd {
@@ -69,7 +70,7 @@ SimCluster::SimCluster(SimClusterOptions options)
 
 SimCluster::~SimCluster() = default;
 
-const Clock& SimCluster::worker_clock(int worker) const {
+sim::NodeClock& SimCluster::worker_clock(int worker) {
   return *worker_clocks_.at(static_cast<std::size_t>(worker));
 }
 
@@ -81,7 +82,7 @@ Learner* SimCluster::timed_learner(int worker, Learner* learner) {
   const auto w = static_cast<std::size_t>(worker);
   timed_.at(w) = std::make_unique<Timed>(learner, worker_clocks_.at(w).get(), opts_.compute,
                                          opts_.slowdown[w], opts_.extra_delay_mean_s,
-                                         derive_seed(opts_.seed, 0x7374726167 + w));  // "strag"
+                                         seeds::of(opts_.seed, seeds::sim_straggler(w)));
   return timed_[w].get();
 }
 

@@ -68,9 +68,10 @@ class SimCluster {
   SimCluster(const SimCluster&) = delete;
   SimCluster& operator=(const SimCluster&) = delete;
 
-  // Clocks to build the roles with (ServerContext::clock, WorkerContext::clock).
+  // Clocks to build the roles with (ServerContext::clock, WorkerContext::clock). A worker's
+  // clock may also be advanced by its learner (a --delay pause).
   const Clock& server_clock() const { return server_clock_; }
-  const Clock& worker_clock(int worker) const;
+  sim::NodeClock& worker_clock(int worker);
   // The learner to give worker `worker`'s role: forwards to `learner` and makes each
   // compute_gradient() take the modelled time. Owned by the cluster; `learner` must outlive it.
   Learner* timed_learner(int worker, Learner* learner);

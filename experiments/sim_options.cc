@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fields_json.h"
 #include "network/sim/units.h"
 
 namespace psgd {
@@ -59,6 +60,16 @@ auto flag(const char* name, const std::string& value, F&& parse) {
 }
 
 }  // namespace
+
+void SimOptions::validate() const {
+  if (enabled) return;
+  for (const std::string& name : changed_fields(*this)) {
+    throw ConfigError(
+        fmt::format("--{} needs --simulate (it describes the simulated network or "
+                    "workers; a real run has real ones)",
+                    name));
+  }
+}
 
 SimClusterOptions cluster_options(const SimOptions& sim, int node_count, std::uint64_t seed) {
   SimClusterOptions o;

@@ -31,6 +31,35 @@ struct SimOptions {
   std::string stragglers;
   std::string straggler_dist;
   std::string fail;
+
+  // Refuses a simulation flag given without --simulate (ConfigError naming it); the values
+  // themselves are checked by cluster_options().
+  void validate() const;
+
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("simulate", self.enabled,
+          "Run the server and node_count workers in this process on a virtual clock with a "
+          "network model instead of waiting for clients (the same job: data, placement, roles, "
+          "codecs and run directory as a real run of the same flags)");
+    visit("sim_compute", self.compute,
+          "--simulate: time of a worker step: measured (thread CPU time of the real step) or "
+          "fixed:SECONDS (modelled; the real step still runs)");
+    visit("net_bandwidth", self.net_bandwidth,
+          "--simulate: bandwidth of every worker's link: bps|Kbps|Mbps|Gbps");
+    visit("net_latency", self.net_latency, "--simulate: one-way latency per message: s|ms|us|ns");
+    visit("net_jitter", self.net_jitter,
+          "--simulate: extra one-way delay, uniform in [0, jitter), seeded");
+    visit("server_bandwidth", self.server_bandwidth,
+          "--simulate: bandwidth of the server's NIC, shared by all workers (default: "
+          "--net_bandwidth)");
+    visit("stragglers", self.stragglers,
+          "--simulate: slow workers: WORKER:xFACTOR,... e.g. \"2:x4,5:x2\"");
+    visit("straggler_dist", self.straggler_dist,
+          "--simulate: extra delay of every step of every worker: exp:MEAN (seconds, seeded)");
+    visit("fail", self.fail,
+          "--simulate: failing workers: WORKER@SECONDS,... e.g. \"3@12.5\" (virtual time)");
+  }
 };
 
 // Parses and checks the flags; throws ConfigError naming the flag.

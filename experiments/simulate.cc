@@ -6,18 +6,21 @@
 #include <memory>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "core/clock.h"
 #include "core/error.h"
-#include "core/rng.h"
-#include "experiments/placement.h"
+#include "experiments/job_plan.h"
+#include "experiments/provenance.h"
 #include "experiments/recorder.h"
 #include "experiments/run_dir.h"
 #include "experiments/sim_cluster.h"
 #include "experiments/sim_options.h"
+#include "experiments/worker_setup.h"
 #include "nn/data_source.h"
-#include "nn/partition.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
+#include "psgd/checkpoint.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -41,70 +44,48 @@ namespace {
 int simulate(const ServerOptions& options) {
   const JobSpec& spec = options.spec;
   const int n = spec.node_count;
-  if (spec.psgd == "allreduce" && spec.allreduce_backend != "ring") {
-    throw ConfigError(fmt::format(
-        "--simulate with --allreduce_backend {}: the simulator models our ring only (Gloo moves "
-        "its own bytes)",
-        spec.allreduce_backend));
-  }
   SimClusterOptions cluster_opts = cluster_options(options.sim, n, spec.seed);
   SteadyClock wall;
   // Measured compute reads this thread's CPU time, which only covers torch's work on one thread.
   nn::set_compute_threads(1);
 
-  auto data = std::make_shared<const nn::DataSplit>(
-      nn::load_dataset(spec.dataset, spec.train_samples, spec.test_samples));
-  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(data->train),
-             nn::describe(data->test));
-  nn::Trainer model(nn::TrainerOptions{.model = spec.model,
-                                       .target = spec.target,
-                                       .batch_size = spec.batch_size,
-                                       .seed = spec.seed,
-                                       .device = spec.device},
-                    data, std::vector<std::int64_t>{});
-  const DataPlacement placed = place_data(spec, data->train);
-  const nn::Placement& placement = placed.placement;
-  const auto& blocks = placed.blocks;
-  const Schedule schedule = make_schedule(spec, static_cast<std::int64_t>(data->train.size()));
+  for (const std::string& note : options.notes)
+    fmt::print("init_server: {}\n", note);
+  const JobPlan plan(spec);
+  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan.train()),
+             nn::describe(plan.evaluation()->test));
+  if (!plan.holdout().validation.empty()) {
+    fmt::print("init_server: {} (held out of the training set)\n",
+               nn::describe(plan.evaluation()->validation));
+  }
+  std::unique_ptr<nn::Trainer> model = plan.make_model();
+  const Schedule& schedule = plan.schedule();
   fmt::print(
       "init_server: simulating {} workers: {}; {} {} with codec {}, batch {}, {} iterations per "
       "epoch; network {} / {} latency, compute {}\n",
-      n, model.describe(), spec.psgd, spec.block_assignment, spec.codec, spec.batch_size,
+      n, model->describe(), spec.psgd, spec.block_assignment, spec.codec, spec.batch_size,
       schedule.iterations_per_epoch, options.sim.net_bandwidth, options.sim.net_latency,
       options.sim.compute);
   std::fflush(stdout);
 
+  // The workers read the training set as the plan normalises it, as a client does its samples.
+  auto worker_data = std::make_shared<nn::DataSplit>();
+  worker_data->train = *plan.train();
+  plan.normalizer().apply(worker_data->train);
+  std::shared_ptr<const nn::DataSplit> shared_data = worker_data;
+
   SimCluster cluster(cluster_opts);
-  // One learner per worker: its model replica and its samples; the dataset itself is shared.
-  std::vector<std::unique_ptr<nn::Trainer>> trainers;
-  std::vector<std::unique_ptr<WorkerRole>> roles;
+  std::vector<std::unique_ptr<WorkerParts>> workers;
   std::vector<WorkerRole*> role_ptrs;
   for (int w = 0; w < n; ++w) {
-    nn::TrainerOptions topts{.model = spec.model,
-                             .target = spec.target,
-                             .batch_size = spec.batch_size,
-                             .seed = spec.seed,
-                             .device = spec.device,
-                             .batch_stream = 1000 + static_cast<std::uint64_t>(w)};  // as client.cc
-    if (uses_block_streams(spec)) {  // as the Job the TCP server sends
-      for (int b : placement.blocks_of_worker[static_cast<std::size_t>(w)]) {
-        topts.block_ids.push_back(b);
-        topts.block_sizes.push_back(
-            static_cast<std::int64_t>(blocks[static_cast<std::size_t>(b)].size()));
-      }
-    }
-    trainers.push_back(std::make_unique<nn::Trainer>(std::move(topts), data,
-                                                     nn::worker_samples(placement, blocks, w)));
-    roles.push_back(make_worker_role(
-        spec, schedule,
-        WorkerContext{.learner = cluster.timed_learner(w, trainers.back().get()),
-                      .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w),
-                                                  schedule.iterations_per_epoch,
-                                                  trainers.back()->tensor_sizes()),
-                      .downlink = downlink_codec_spec(spec),
-                      .clock = &cluster.worker_clock(w),
-                      .id = w}));
-    role_ptrs.push_back(roles.back().get());
+    const WorkerSetup setup = plan.worker(w);
+    sim::NodeClock& clock = cluster.worker_clock(w);
+    workers.push_back(std::make_unique<WorkerParts>(
+        spec, schedule, setup, shared_data, setup.samples,
+        WorkerEnv{.clock = &clock,
+                  .pause = [&clock](double s) { clock.advance(s); },
+                  .wrap = [&cluster, w](Learner* l) { return cluster.timed_learner(w, l); }}));
+    role_ptrs.push_back(&workers.back()->role());
   }
 
   const std::string dir = spec.output.empty() ? default_run_dir(spec) : spec.output;
@@ -112,7 +93,7 @@ int simulate(const ServerOptions& options) {
   RecorderSetup setup{.spec = &spec,
                       .schedule = schedule,
                       .dir = &run,
-                      .model = &model,
+                      .model = model.get(),
                       .wall = &wall,
                       .virtual_clock = &cluster.server_clock(),
                       .traffic =
@@ -124,22 +105,22 @@ int simulate(const ServerOptions& options) {
                       .average_decay = spec.model_average_decay()};
   RunRecorder recorder(setup);
   recorder.set_worker_hosts(std::vector<std::string>(static_cast<std::size_t>(n), "sim"));
-  nlohmann::json config =
-      make_config(spec, options.command_line, model.num_parameters(), data->train.size(),
-                  data->test.size(), blocks.size(), schedule, run.path());
-  nlohmann::json workers = nlohmann::json::array();
+  nlohmann::json hosts = nlohmann::json::array();
   for (int w = 0; w < n; ++w) {
-    workers.push_back({{"worker", w},
-                       {"host", "sim"},
-                       {"samples", trainers[static_cast<std::size_t>(w)]->num_train_samples()},
-                       {"blocks", placement.blocks_of_worker[static_cast<std::size_t>(w)]}});
+    hosts.push_back({{"host", "sim"},
+                     {"pid", static_cast<std::int64_t>(getpid())},
+                     {"psgd_revision", psgd_revision()},
+                     {"slowdown", cluster_opts.slowdown.empty()
+                                      ? 1.0
+                                      : cluster_opts.slowdown[static_cast<std::size_t>(w)]}});
   }
-  config["workers"] = workers;
+  nlohmann::json config = plan.config_json(options.command_line, run.path(),
+                                           model->num_parameters(), hosts, options.notes);
   config["simulation"] = sim_config_json(options.sim, n, spec.seed);
   run.write_config(config);
 
   auto server = make_server_role(spec, schedule,
-                                 ServerContext{.parameters = model.parameters(),
+                                 ServerContext{.parameters = model->parameters(),
                                                .sgd = sgd_options(spec),
                                                .uplink = uplink_codec_spec(spec, 0),
                                                .downlink = downlink_codec_spec(spec),
@@ -152,15 +133,16 @@ int simulate(const ServerOptions& options) {
   if (!result.ok) fmt::print(stderr, "init_server: {}\n", result.status);
   recorder.write_evaluated(/*wait=*/true);
   recorder.load_evaluated_model();  // the averaged model, if any
-  model.save(run.path());
+  model->save(run.path());
   const double wall_s = wall.now();
   const std::uint64_t rss = peak_rss_bytes();
-  recorder.finish(result.status, result.ok, server->iteration(),
-                  {{"simulation",
-                    {{"virtual_seconds_total", result.virtual_s},
-                     {"events", result.events},
-                     {"process_wall_seconds", wall_s},
-                     {"peak_rss_bytes", rss}}}});
+  nlohmann::json extra{{"simulation",
+                        {{"virtual_seconds_total", result.virtual_s},
+                         {"events", result.events},
+                         {"process_wall_seconds", wall_s},
+                         {"peak_rss_bytes", rss}}}};
+  if (result.ok) extra["parameters_sha256"] = sha256_hex(model->parameters());
+  recorder.finish(result.status, result.ok, server->iteration(), extra);
   fmt::print(
       "init_server: {} after {} epochs ({} iterations): {:.6g} s of virtual time in {:.1f} s of "
       "real time, {} events, peak memory {:.0f} MB\n",
@@ -173,6 +155,27 @@ int simulate(const ServerOptions& options) {
 }
 
 }  // namespace
+
+void check_simulatable(const ServerOptions& options) {
+  const JobSpec& spec = options.spec;
+  if (spec.checkpoint_every > 0 || !options.resume.empty()) {
+    throw ConfigError(
+        "--checkpoint_every / --resume with --simulate: a simulated run is repeated, not resumed "
+        "(real runs only)");
+  }
+  if (spec.allreduce_backend != "ring") {
+    throw ConfigError(fmt::format(
+        "--allreduce_backend {} with --simulate: the simulator models our ring only (Gloo moves "
+        "its own bytes)",
+        spec.allreduce_backend));
+  }
+  if (spec.ship_data) {
+    throw ConfigError(
+        "--ship_data with --simulate: the simulated workers share this process's copy of the "
+        "data; nothing is shipped");
+  }
+  cluster_options(options.sim, spec.node_count, spec.seed);  // ConfigError naming the flag
+}
 
 int run_simulation(const ServerOptions& options) {
   try {

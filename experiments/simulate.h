@@ -15,6 +15,11 @@ namespace psgd {
 // Returns the process exit code: 0 completed, 1 failed, 2 bad configuration.
 int run_simulation(const ServerOptions& options);
 
+// Refuses, with a ConfigError naming the flag, what the simulator cannot honour (the TCP driver
+// can): checkpoints and --resume, the Gloo backend, --ship_data, and bad simulation flags. Called
+// when the flags are parsed, so --check says so too.
+void check_simulatable(const ServerOptions& options);
+
 // Peak resident memory of this process in bytes (VmHWM), 0 if unknown.
 std::uint64_t peak_rss_bytes();
 

@@ -1,7 +1,9 @@
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "nn/models_impl.h"
+#include "nn/options.h"
 
 namespace psgd::nn {
 
@@ -55,7 +57,58 @@ void require_side(const std::string& name, std::int64_t height, std::int64_t wid
   }
 }
 
+using Builder = tnn::Sequential (*)(std::int64_t channels, std::int64_t height, std::int64_t width,
+                                    int num_classes);
+
+struct ModelDef {
+  ModelInfo info;
+  Builder build;
+};
+
+// The built-in models, declared once: --model's values, --help and validation read this table.
+const ModelDef kModels[] = {
+    {{"mlp", "C*H*W-256-classes, ReLU"},
+     [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {
+       return tnn::Sequential(tnn::Flatten(), tnn::Linear(c * h * w, 256), tnn::ReLU(),
+                              tnn::Linear(256, classes));
+     }},
+    {{"cnn", "two conv+pool layers, two dense; any C x H x W with H, W >= 4"},
+     [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {
+       require_side("cnn", h, w, 4);
+       // 5x5 convolutions with padding 2 keep the size; each 2x2 pooling floors it.
+       const std::int64_t flat = 32 * ((h / 2) / 2) * ((w / 2) / 2);
+       return tnn::Sequential(tnn::Conv2d(tnn::Conv2dOptions(c, 16, 5).padding(2)), tnn::ReLU(),
+                              tnn::MaxPool2d(tnn::MaxPool2dOptions(2)),
+                              tnn::Conv2d(tnn::Conv2dOptions(16, 32, 5).padding(2)), tnn::ReLU(),
+                              tnn::MaxPool2d(tnn::MaxPool2dOptions(2)), tnn::Flatten(),
+                              tnn::Linear(flat, 128), tnn::ReLU(), tnn::Linear(128, classes));
+     }},
+    {{"resnet8", "a small residual network with GroupNorm, made for 3x32x32 (H, W >= 8)"},
+     [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {
+       require_side("resnet8", h, w, 8);
+       return tnn::Sequential(tnn::Conv2d(tnn::Conv2dOptions(c, 16, 3).padding(1).bias(false)),
+                              group_norm(16), tnn::ReLU(), ResidualBlock(16, 16, 1),
+                              ResidualBlock(16, 32, 2), ResidualBlock(32, 64, 2),
+                              tnn::AdaptiveAvgPool2d(tnn::AdaptiveAvgPool2dOptions(1)),
+                              tnn::Flatten(), tnn::Linear(64, classes));
+     }},
+    {{"autoencoder", "MLP C*H*W-128-32-128-C*H*W, reconstructs its input (--target xx)"},
+     [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {
+       // num_classes is the output width: C*H*W for reconstruction.
+       return tnn::Sequential(tnn::Flatten(), tnn::Linear(c * h * w, 128), tnn::ReLU(),
+                              tnn::Linear(128, 32), tnn::ReLU(), tnn::Linear(32, 128), tnn::ReLU(),
+                              tnn::Linear(128, classes));
+     }},
+};
+
 }  // namespace
+
+std::vector<ModelInfo> model_table() {
+  std::vector<ModelInfo> v;
+  for (const ModelDef& m : kModels)
+    v.push_back(m.info);
+  return v;
+}
 
 torch::nn::Sequential make_model(const std::string& name, std::int64_t channels,
                                  std::int64_t height, std::int64_t width, int num_classes) {
@@ -63,37 +116,13 @@ torch::nn::Sequential make_model(const std::string& name, std::int64_t channels,
     throw ConfigError(fmt::format("model {}: invalid input shape {}x{}x{} or {} classes", name,
                                   channels, height, width, num_classes));
   }
-  const std::int64_t features = channels * height * width;
-  if (name == "mlp") {
-    return tnn::Sequential(tnn::Flatten(), tnn::Linear(features, 256), tnn::ReLU(),
-                           tnn::Linear(256, num_classes));
-  }
-  if (name == "cnn") {
-    require_side(name, height, width, 4);
-    // 5x5 convolutions with padding 2 keep the size; each 2x2 pooling floors it.
-    const std::int64_t flat = 32 * ((height / 2) / 2) * ((width / 2) / 2);
-    return tnn::Sequential(tnn::Conv2d(tnn::Conv2dOptions(channels, 16, 5).padding(2)), tnn::ReLU(),
-                           tnn::MaxPool2d(tnn::MaxPool2dOptions(2)),
-                           tnn::Conv2d(tnn::Conv2dOptions(16, 32, 5).padding(2)), tnn::ReLU(),
-                           tnn::MaxPool2d(tnn::MaxPool2dOptions(2)), tnn::Flatten(),
-                           tnn::Linear(flat, 128), tnn::ReLU(), tnn::Linear(128, num_classes));
-  }
-  if (name == "resnet8") {
-    require_side(name, height, width, 8);
-    return tnn::Sequential(tnn::Conv2d(tnn::Conv2dOptions(channels, 16, 3).padding(1).bias(false)),
-                           group_norm(16), tnn::ReLU(), ResidualBlock(16, 16, 1),
-                           ResidualBlock(16, 32, 2), ResidualBlock(32, 64, 2),
-                           tnn::AdaptiveAvgPool2d(tnn::AdaptiveAvgPool2dOptions(1)), tnn::Flatten(),
-                           tnn::Linear(64, num_classes));
-  }
-  if (name == "autoencoder") {
-    // num_classes is the output width: C*H*W for reconstruction.
-    return tnn::Sequential(tnn::Flatten(), tnn::Linear(features, 128), tnn::ReLU(),
-                           tnn::Linear(128, 32), tnn::ReLU(), tnn::Linear(32, 128), tnn::ReLU(),
-                           tnn::Linear(128, num_classes));
-  }
+  for (const ModelDef& m : kModels)
+    if (m.info.name == name) return m.build(channels, height, width, num_classes);
+  std::vector<std::string> names;
+  for (const ModelDef& m : kModels)
+    names.emplace_back(m.info.name);
   throw ConfigError(
-      fmt::format("unknown model '{}': expected one of mlp, cnn, resnet8, autoencoder", name));
+      fmt::format("--model {}: unknown model; choose one of: {}", name, fmt::join(names, ", ")));
 }
 
 }  // namespace psgd::nn

@@ -141,18 +141,6 @@ void check_matches(const Checkpoint& c, const CheckpointHeader& expected) {
   }
 }
 
-std::string job_config_hash(const JobSpec& spec) {
-  nlohmann::json j = spec;
-  for (const char* key :
-       {"output", "threads", "join_timeout", "io_timeout", "working_ports", "checkpoint_every"}) {
-    j.erase(key);
-  }
-  const std::string text = j.dump();
-  unsigned char digest[kDigest];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  return hex(digest, kDigest);
-}
-
 std::string sha256_hex(std::span<const float> values) {
   unsigned char digest[kDigest];
   SHA256(reinterpret_cast<const unsigned char*>(values.data()), values.size_bytes(), digest);

@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/job_spec.h"
 
 namespace psgd {
 
@@ -46,7 +45,7 @@ class CheckpointError : public ConfigError {
 struct CheckpointHeader {
   std::string model;
   std::uint64_t num_parameters = 0;
-  std::string config_hash;  // job_config_hash()
+  std::string config_hash;  // job_config_hash() (experiments/job_spec.h)
   std::string strategy;     // --psgd
 };
 
@@ -66,9 +65,6 @@ Checkpoint decode_checkpoint(std::span<const std::uint8_t> bytes);
 // Throws CheckpointError when `checkpoint` belongs to another model or job than `expected`.
 void check_matches(const Checkpoint& checkpoint, const CheckpointHeader& expected);
 
-// SHA-256 (hex) of the job's JSON without the fields that do not change what is computed (where
-// it runs and is written, timeouts, threads, the checkpoint period).
-std::string job_config_hash(const JobSpec& spec);
 // SHA-256 (hex) of the bytes of `values` (summary.json parameters_sha256).
 std::string sha256_hex(std::span<const float> values);
 

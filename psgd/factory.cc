@@ -1,125 +1,118 @@
 #include "psgd/factory.h"
 
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "codecs/codec_table.h"
 #include "core/error.h"
-#include "psgd/allreduce.h"
-#include "psgd/asgd.h"
-#include "psgd/broadcast.h"
-#include "psgd/ccdc.h"
-#include "psgd/gc.h"
-#include "psgd/local_sgd.h"
-#include "psgd/ssgd.h"
-#include "psgd/ssp.h"
+#include "core/seeds.h"
 
 namespace psgd {
-namespace {
 
-bool per_worker_updates(const JobSpec& spec) {
-  return spec.psgd == "asgd" || spec.psgd == "ssp";
+SgdOptions sgd_options(const StrategyJob& job) {
+  // With momentum correction on the workers (codecs/momentum.h) the optimiser has none.
+  const bool here = !momentum_at_worker(job);
+  return SgdOptions{.learning_rate = static_cast<float>(job.learn_rate),
+                    .momentum = here ? static_cast<float>(job.momentum) : 0.0f,
+                    .weight_decay = static_cast<float>(job.weight_decay),
+                    .nesterov = here && job.nesterov};
 }
 
-bool is_coded_codec(const std::string& codec) {
-  return codec == "gc" || codec == "ndc";
-}
-
-GcOptions gc_options(const JobSpec& spec) {
-  return GcOptions{.redundancy = spec.redundancy, .naive = spec.codec == "ndc"};
-}
-
-LocalSgdOptions local_sgd_options(const JobSpec& spec) {
-  return LocalSgdOptions{.sync_period = spec.local_sync_period(),
-                         .local_after_epochs = spec.local_after_epochs};
-}
-
-AsgdOptions asgd_options(const JobSpec& spec) {
-  AsgdOptions options{.staleness_lr = spec.staleness_lr};
-  if (spec.delay_compensation > 0) {
-    // topk's momentum masking zeroes the worker's buffer where it sent, so the server cannot
-    // recover the worker's gradient from its updates (psgd/delay_compensation.h).
-    if (spec.codec == "topk" && momentum_at_worker(spec) && spec.momentum > 0) {
-      throw ConfigError(
-          "--delay_compensation with --codec topk needs --momentum_at server (or --momentum 0): "
-          "topk's momentum masking on the workers hides their gradients from the server");
-    }
-    options.delay_compensation = {.lambda = static_cast<float>(spec.delay_compensation),
-                                  .adaptive = spec.delay_compensation_mode == "adaptive"};
+bool momentum_at_worker(const StrategyJob& job) {
+  if (job.momentum_at == "worker") return true;
+  if (job.momentum_at == "server") return false;
+  if (job.momentum_at != "auto") {
+    throw ConfigError(
+        fmt::format("--momentum_at {}: choose auto, worker or server", job.momentum_at));
   }
-  return options;
+  if (coding_of(job)) return false;  // exact fp32 sums: nothing to correct
+  switch (strategy_of(job).auto_momentum) {
+    case AutoMomentum::kWorker:
+      // asgd and ssp apply one worker's gradient per server update. Momentum on the server would
+      // put its buffer inside the delay loop (a stale gradient re-applied for ~1/(1 - momentum)
+      // updates, the implicit momentum of asynchrony added to the explicit one, Mitliagkas et al.
+      // 2016) and decay it once per update instead of once per round. On the workers each buffer
+      // decays once per that worker's step, as ssgd's does per round, and ssp with staleness 0
+      // trains ssgd's model.
+      return true;
+    case AutoMomentum::kServer:
+      return false;
+    case AutoMomentum::kWithErrorFeedback:
+      break;
+  }
+  return uses_error_feedback(CodecSpec{.name = job.codec, .error_feedback = job.error_feedback});
 }
 
-}  // namespace
-
-SgdOptions sgd_options(const JobSpec& spec) {
-  // With momentum correction on the workers (codecs/momentum.h) the server's SGD has none.
-  const bool on_server = !momentum_at_worker(spec);
-  return SgdOptions{.learning_rate = static_cast<float>(spec.learn_rate),
-                    .momentum = on_server ? static_cast<float>(spec.momentum) : 0.0f,
-                    .weight_decay = static_cast<float>(spec.weight_decay),
-                    .nesterov = on_server && spec.nesterov};
-}
-
-Schedule make_schedule(const JobSpec& spec, std::int64_t train_samples) {
-  if (spec.codec == "ccdc") {
-    // One batch per block, C(n, r) blocks: an iteration covers C(n, r) batches (psgd/ccdc.h).
-    check_ccdc_layout(spec.node_count, spec.redundancy);
-    const auto blocks =
-        static_cast<int>(binomial_capped(spec.node_count, spec.redundancy, 1 << 30));
-    Schedule s = make_schedule(train_samples, blocks, spec.batch_size, spec.epochs);
-    s.node_count = spec.node_count;
+Schedule make_schedule(const StrategyJob& job, std::int64_t train_samples) {
+  if (const CodingEntry* coding = coding_of(job); coding && coding->blocks_per_iteration) {
+    // One batch per block: an iteration covers this many batches (ccdc: C(n, r), psgd/ccdc.h).
+    const auto blocks = static_cast<int>(coding->blocks_per_iteration(job));
+    Schedule s = make_schedule(train_samples, blocks, job.batch_size, job.epochs);
+    s.node_count = job.node_count;
     return s;
   }
-  Schedule s = make_schedule(train_samples, spec.node_count, spec.batch_size, spec.epochs);
-  if (per_worker_updates(spec)) s.iterations_per_epoch *= spec.node_count;
+  Schedule s = make_schedule(train_samples, job.node_count, job.batch_size, job.epochs);
+  if (strategy_of(job).per_worker_updates) s.iterations_per_epoch *= job.node_count;
   return s;
 }
 
-std::unique_ptr<ServerRole> make_server_role(const JobSpec& spec, const Schedule& schedule,
+std::unique_ptr<ServerRole> make_server_role(const StrategyJob& job, const Schedule& schedule,
                                              ServerContext context) {
-  if (spec.psgd == "ssgd" && is_coded_codec(spec.codec)) {
-    return std::make_unique<GcServer>(schedule, context, gc_options(spec));
+  if (const CodingEntry* coding = coding_of(job)) {
+    return coding->make_server(job, schedule, context);
   }
-  if (spec.psgd == "ssgd") {
-    return std::make_unique<SsgdServer>(schedule, context, SsgdOptions{.wait_for = spec.wait_for});
-  }
-  if (spec.psgd == "asgd") {
-    return std::make_unique<AsgdServer>(schedule, context, asgd_options(spec));
-  }
-  if (spec.psgd == "ssp") {
-    return std::make_unique<SspServer>(
-        schedule, context,
-        SspOptions{.staleness = spec.ssp_staleness(), .staleness_lr = spec.staleness_lr});
-  }
-  if (spec.psgd == "local_sgd") {
-    return std::make_unique<LocalSgdServer>(schedule, context, local_sgd_options(spec));
-  }
-  if (spec.psgd == "allreduce" || spec.psgd == "broadcast") {
-    return std::make_unique<AllreduceServer>(schedule, context);
-  }
-  throw ConfigError(fmt::format("--psgd {}: no server role for this strategy", spec.psgd));
+  return strategy_of(job).make_server(job, schedule, context);
 }
 
-std::unique_ptr<WorkerRole> make_worker_role(const JobSpec& spec, const Schedule& schedule,
+std::unique_ptr<WorkerRole> make_worker_role(const StrategyJob& job, const Schedule& schedule,
                                              WorkerContext context) {
-  if (spec.psgd == "ssgd" && is_coded_codec(spec.codec)) {
-    return std::make_unique<GcWorker>(context, gc_options(spec));
+  if (const CodingEntry* coding = coding_of(job)) {
+    return coding->make_worker(job, schedule, context);
   }
-  if (spec.psgd == "ssgd" || per_worker_updates(spec)) {
-    return std::make_unique<GradientWorker>(context);
+  return strategy_of(job).make_worker(job, schedule, context);
+}
+
+CodecSpec uplink_codec_spec(const StrategyJob& job, std::uint64_t sender,
+                            std::int64_t iterations_per_epoch,
+                            std::vector<std::uint64_t> tensor_sizes) {
+  // gc and ndc (psgd/gc.h) code in what they sum, and send it as exact fp32; ccdc (psgd/ccdc.h)
+  // XORs exact fp32 bit patterns.
+  if (coding_of(job)) return CodecSpec{.error_feedback = "off"};
+  return CodecSpec{.name = job.codec,
+                   .levels = job.codec_levels,
+                   .ratio = job.codec_ratio,
+                   .bucket = job.codec_bucket,
+                   .error_feedback = job.error_feedback,
+                   .seed = seeds::of(job.seed, seeds::codec(sender)),
+                   .momentum = momentum_at_worker(job) ? static_cast<float>(job.momentum) : 0.0f,
+                   .nesterov = job.nesterov,
+                   .segments = job.codec_scope == "tensor" ? std::move(tensor_sizes)
+                                                           : std::vector<std::uint64_t>{},
+                   .warmup_steps = static_cast<std::int64_t>(std::llround(
+                       job.codec_warmup_epochs * static_cast<double>(iterations_per_epoch))),
+                   .warmup_ratio = job.codec_warmup_ratio};
+}
+
+CodecSpec downlink_codec_spec(const StrategyJob& job) {
+  return CodecSpec{.name = job.server_codec, .error_feedback = "off"};
+}
+
+BlockLayout block_layout(const StrategyJob& job) {
+  const CodingEntry* coding = coding_of(job);
+  return coding ? coding->layout : BlockLayout::kSubsets;
+}
+
+std::int64_t batches_per_round(const StrategyJob& job) {
+  const CodingEntry* coding = coding_of(job);
+  if (coding && coding->blocks_per_iteration) {
+    return static_cast<std::int64_t>(coding->blocks_per_iteration(job));
   }
-  if (spec.psgd == "local_sgd") {
-    return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(spec),
-                                            sgd_options(spec));
-  }
-  if (spec.psgd == "broadcast" && spec.codec == "ccdc") {
-    return std::make_unique<CcdcWorker>(context, schedule, sgd_options(spec),
-                                        CcdcOptions{.redundancy = spec.redundancy});
-  }
-  if (spec.psgd == "broadcast") {
-    return std::make_unique<BroadcastWorker>(context, schedule, sgd_options(spec));
-  }
-  if (spec.psgd == "allreduce") {
-    return std::make_unique<AllreduceWorker>(context, schedule, sgd_options(spec));
-  }
-  throw ConfigError(fmt::format("--psgd {}: no worker role for this strategy", spec.psgd));
+  return job.node_count;
+}
+
+bool supports_checkpoints(const StrategyJob& job) {
+  return !coding_of(job) && strategy_of(job).checkpoints;
 }
 
 }  // namespace psgd

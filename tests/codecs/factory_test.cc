@@ -2,25 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include "codecs/codec_table.h"
 #include "codecs/error_feedback.h"
 #include "core/error.h"
-#include "core/job_spec.h"
 
 namespace psgd {
 namespace {
 
-// gc, ndc and ccdc are coding schemes of the roles (psgd/gc.h, psgd/ccdc.h) that send plain fp32
-// or its bit patterns, not wire codecs.
-bool is_coding_scheme(const std::string& name) {
-  return name == "gc" || name == "ndc" || name == "ccdc";
-}
-
-TEST(CodecFactory, BuildsEveryKnownCodecAndRefusesUnknown) {
-  for (const std::string& name : known_codecs()) {
-    if (is_coding_scheme(name)) {
-      EXPECT_THROW(make_codec({.name = name}), ConfigError);
-      continue;
-    }
+TEST(CodecFactory, BuildsEveryCodecOfTheTableAndRefusesUnknown) {
+  ASSERT_GE(codec_table().size(), 7u);
+  for (const std::string& name : codec_names()) {
     auto codec = make_codec({.name = name});
     ASSERT_NE(codec, nullptr);
     EXPECT_EQ(codec->name(), name);
@@ -39,10 +30,10 @@ TEST(CodecFactory, BuildsEveryKnownCodecAndRefusesUnknown) {
   EXPECT_THROW(make_codec({.name = "sign", .error_feedback = "maybe"}), ConfigError);
 }
 
-TEST(CodecFactory, AutoErrorFeedbackIsOnForSignTopkRandkOnly) {
-  for (const std::string& name : known_codecs()) {
-    if (is_coding_scheme(name)) continue;
-    const bool want = name == "sign" || name == "topk" || name == "randk";
+TEST(CodecFactory, AutoErrorFeedbackFollowsTheTable) {
+  for (const CodecEntry& entry : codec_table()) {
+    const std::string name(entry.name);
+    const bool want = entry.error_feedback_by_default;
     auto codec = make_codec({.name = name});
     EXPECT_EQ(dynamic_cast<ErrorFeedbackCodec*>(codec.get()) != nullptr, want) << name;
     EXPECT_NE(
@@ -54,36 +45,31 @@ TEST(CodecFactory, AutoErrorFeedbackIsOnForSignTopkRandkOnly) {
   }
 }
 
-TEST(CodecFactory, JobSpecOptionsReachTheCodec) {
-  JobSpec job;
-  job.codec = "topk";
-  job.codec_ratio = 0.5;
-  job.error_feedback = "off";
-  job.server_codec = "fp16";
-  const CodecSpec up = uplink_codec_spec(job, 3);
-  EXPECT_EQ(up.name, "topk");
-  EXPECT_EQ(up.ratio, 0.5);
-  EXPECT_NE(up.seed, uplink_codec_spec(job, 4).seed);
-  std::vector<float> g{1, 2, 3, 4};
-  EXPECT_EQ(make_codec(up)->encode(g).bytes.size(), 1 + 8 + 2 * 4 + 1);  // k = 2, bitmap
-  EXPECT_EQ(downlink_codec_spec(job).name, "fp16");
+TEST(CodecFactory, TheTableSaysWhatTheDocumentationSays) {
+  // The biased compressors are the ones that need error feedback; the casts may carry parameters.
+  for (const CodecEntry& entry : codec_table()) {
+    const bool biased = entry.name == "sign" || entry.name == "topk" || entry.name == "randk";
+    EXPECT_EQ(entry.error_feedback_by_default, biased) << entry.name;
+    const bool cast = entry.name == "plain" || entry.name == "fp16" || entry.name == "bf16";
+    EXPECT_EQ(entry.dense, cast) << entry.name;
+    EXPECT_FALSE(entry.summary.empty()) << entry.name;
+  }
+  EXPECT_EQ(find_codec("gc"), nullptr);  // a coded scheme of the roles (psgd/coding_table.h)
+  EXPECT_EQ(default_bucket("qsgd"), 512u);
+  EXPECT_EQ(default_bucket("sign"), 0u);
 }
 
 TEST(CodecFactory, BucketDefaultsPerCodecAndExplicitBucketsWin) {
   const std::vector<float> g(2000, 0.5f);
-  JobSpec job;
-  job.codec = "sign";
-  job.error_feedback = "off";
   // sign: one scale for the whole gradient unless told otherwise.
-  EXPECT_EQ(make_codec(uplink_codec_spec(job, 0))->encode(g).bytes.size(), 8 + 4 + 2000 / 8);
-  job.codec_bucket = 512;
-  EXPECT_EQ(make_codec(uplink_codec_spec(job, 0))->encode(g).bytes.size(), 8 + 4 * 4 + 2000 / 8);
-  job.codec = "qsgd";
-  job.codec_bucket = -1;  // qsgd: 512 by default, 5 bits per element at 8 levels
-  EXPECT_EQ(make_codec(uplink_codec_spec(job, 0))->encode(g).bytes.size(),
+  EXPECT_EQ(make_codec({.name = "sign", .error_feedback = "off"})->encode(g).bytes.size(),
+            8 + 4 + 2000 / 8);
+  EXPECT_EQ(
+      make_codec({.name = "sign", .bucket = 512, .error_feedback = "off"})->encode(g).bytes.size(),
+      8 + 4 * 4 + 2000 / 8);
+  // qsgd: 512 by default, 5 bits per element at 8 levels
+  EXPECT_EQ(make_codec({.name = "qsgd", .error_feedback = "off"})->encode(g).bytes.size(),
             4 + 8 + 4 * 4 + 2000 * 5 / 8);
-  job.codec_bucket = -2;
-  EXPECT_THROW(job.validate(), ConfigError);
   EXPECT_THROW(make_codec({.name = "sign", .bucket = -2}), ConfigError);
 }
 

@@ -5,6 +5,7 @@
 #include "experiments/placement.h"
 #include "nn/partition.h"
 #include "psgd/ccdc.h"
+#include "psgd/factory.h"
 
 namespace psgd {
 namespace {
@@ -30,7 +31,10 @@ TEST(CcdcPlacement, CcdcUsesRSubsetBlocksWithBlockStreams) {
   spec.node_count = 4;
   spec.redundancy = 2;
   EXPECT_TRUE(uses_block_streams(spec));
-  EXPECT_FALSE(uses_gradient_coding(spec));  // not the fractional-repetition layout
+  EXPECT_EQ(block_layout(spec), BlockLayout::kSubsets);  // not the fractional repetition
+  spec.psgd = "ssgd";
+  spec.codec = "gc";
+  EXPECT_EQ(block_layout(spec), BlockLayout::kFractionalRepetition);
   spec.codec = "plain";
   EXPECT_FALSE(uses_block_streams(spec));
 }

@@ -63,8 +63,8 @@ struct Reports final : ServerObserver {
   std::vector<std::pair<NodeId, WorkerReport>> workers;
 };
 
-JobSpec ccdc_job(int n, int r) {
-  JobSpec s;
+StrategyJob ccdc_job(int n, int r) {
+  StrategyJob s;
   s.psgd = "broadcast";
   s.codec = "ccdc";
   s.node_count = n;
@@ -194,7 +194,7 @@ struct Harness {
     return p;
   }
 
-  JobSpec spec;
+  StrategyJob spec;
   Schedule schedule;
   CcdcLayout layout;
   ManualClock clock;
@@ -224,7 +224,7 @@ TEST(CcdcLayout, MatchesTheRSubsetPlacement) {
 }
 
 TEST(Ccdc, RefusesImpossibleConfigurations) {
-  auto refuses = [](JobSpec s, const std::string& needle) {
+  auto refuses = [](StrategyJob s, const std::string& needle) {
     try {
       s.validate();
       ADD_FAILURE() << "accepted: " << needle;
@@ -232,7 +232,7 @@ TEST(Ccdc, RefusesImpossibleConfigurations) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  JobSpec s = ccdc_job(4, 2);
+  StrategyJob s = ccdc_job(4, 2);
   EXPECT_NO_THROW(s.validate());
   s.psgd = "ssgd";
   refuses(s, "--psgd broadcast");

@@ -116,8 +116,8 @@ TEST(DelayCompensation, ARestartedWorkerStartsItsMomentumAfresh) {
 
 // --- the asgd roles
 
-JobSpec dc_job(int n, double momentum, double lambda, const std::string& mode) {
-  JobSpec spec = job("asgd", n, 0.1, momentum);
+StrategyJob dc_job(int n, double momentum, double lambda, const std::string& mode) {
+  StrategyJob spec = job("asgd", n, 0.1, momentum);
   spec.delay_compensation = lambda;
   spec.delay_compensation_mode = mode;
   return spec;
@@ -167,8 +167,8 @@ TEST(AsgdDelayCompensation, LambdaZeroLeavesTheTrajectoryUnchangedBitForBit) {
 TEST(AsgdDelayCompensation, WithOneWorkerCompensationIsANoOp) {
   for (const std::string momentum_at : {"worker", "server"}) {
     for (const std::string mode : {"adaptive", "constant"}) {
-      JobSpec off = dc_job(1, 0.9, 0.0, mode);
-      JobSpec on = dc_job(1, 0.9, 50.0, mode);
+      StrategyJob off = dc_job(1, 0.9, 0.0, mode);
+      StrategyJob on = dc_job(1, 0.9, 50.0, mode);
       off.momentum_at = on.momentum_at = momentum_at;
       const Schedule schedule{.node_count = 1, .iterations_per_epoch = 40, .epochs = 1};
       RoleSim a(off, schedule), b(on, schedule);
@@ -215,7 +215,7 @@ TEST(AsgdDelayCompensation, AStaleGradientIsCompensatedForTheDriftSinceItsWorker
 }
 
 TEST(AsgdDelayCompensation, ValidationAndRefusedCombinations) {
-  auto error_of = [](const JobSpec& s) -> std::string {
+  auto error_of = [](const StrategyJob& s) -> std::string {
     try {
       s.validate();
       return "no error";
@@ -223,7 +223,7 @@ TEST(AsgdDelayCompensation, ValidationAndRefusedCombinations) {
       return e.what();
     }
   };
-  JobSpec s = dc_job(4, 0.9, 2.0, "adaptive");
+  StrategyJob s = dc_job(4, 0.9, 2.0, "adaptive");
   EXPECT_EQ(error_of(s), "no error");
   s.delay_compensation_mode = "hessian";
   EXPECT_NE(error_of(s).find("--delay_compensation_mode hessian"), std::string::npos);
@@ -237,12 +237,17 @@ TEST(AsgdDelayCompensation, ValidationAndRefusedCombinations) {
   EXPECT_NE(error_of(s).find("--delay_compensation applies to --psgd asgd only"),
             std::string::npos);
 
-  // topk masks the workers' momentum: the server could not recover their gradients.
-  JobSpec topk = dc_job(2, 0.9, 2.0, "adaptive");
+  // topk masks the workers' momentum: the server could not recover their gradients. Refused
+  // when the job is validated, before anything starts.
+  StrategyJob topk = dc_job(2, 0.9, 2.0, "adaptive");
   topk.codec = "topk";
-  const Schedule schedule{.node_count = 2, .iterations_per_epoch = 4, .epochs = 1};
-  EXPECT_THROW(RoleSim(topk, schedule), ConfigError);
+  EXPECT_NE(
+      error_of(topk).find("--delay_compensation with --codec topk needs --momentum_at server"),
+      std::string::npos)
+      << error_of(topk);
   topk.momentum_at = "server";
+  EXPECT_EQ(error_of(topk), "no error");
+  const Schedule schedule{.node_count = 2, .iterations_per_epoch = 4, .epochs = 1};
   EXPECT_NO_THROW(RoleSim(topk, schedule));
 }
 

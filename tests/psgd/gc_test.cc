@@ -53,8 +53,8 @@ class BlockToyLearner final : public Learner {
   std::vector<float> params_, grads_;
 };
 
-JobSpec gc_job(int n, int r, const std::string& codec) {
-  JobSpec s;
+StrategyJob gc_job(int n, int r, const std::string& codec) {
+  StrategyJob s;
   s.node_count = n;
   s.redundancy = r;
   s.codec = codec;
@@ -75,7 +75,7 @@ struct GcHarness {
 
   GcHarness(int n, int r, const std::string& codec)
       : initial(initial_params()), params(initial_params()) {
-    const JobSpec spec = gc_job(n, r, codec);
+    const StrategyJob spec = gc_job(n, r, codec);
     spec.validate();
     const Schedule schedule{.node_count = n, .iterations_per_epoch = 5, .epochs = 1};
     server = make_server_role(spec, schedule,
@@ -236,7 +236,7 @@ TEST(Gc, RoundsNeverWaitForAStragglerInAGroup) {
 }
 
 TEST(Gc, ImpossibleCombinationsAreRefusedNamingTheClash) {
-  auto refused = [](JobSpec s, const std::string& words) {
+  auto refused = [](StrategyJob s, const std::string& words) {
     try {
       s.validate();
     } catch (const ConfigError& e) {
@@ -258,7 +258,7 @@ TEST(Gc, ImpossibleCombinationsAreRefusedNamingTheClash) {
   refused(gc_job(4, 5, "gc"), "--redundancy --node_count");
   refused(gc_job(6, 4, "gc"), "--redundancy --node_count");
   refused(gc_job(6, 4, "ndc"), "--redundancy --node_count");
-  JobSpec s = gc_job(4, 2, "gc");
+  StrategyJob s = gc_job(4, 2, "gc");
   s.psgd = "asgd";
   refused(s, "--codec --psgd");
   s = gc_job(4, 2, "ndc");

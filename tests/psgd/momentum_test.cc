@@ -20,7 +20,7 @@ using testing::RoleSim;
 
 TEST(MomentumAt, AutoIsWorkerForAsgdAndSspAndWhenErrorFeedbackIsOn) {
   for (const char* psgd : {"asgd", "ssp"}) {
-    JobSpec a = job(psgd, 4, 0.05, 0.9);
+    StrategyJob a = job(psgd, 4, 0.05, 0.9);
     EXPECT_TRUE(momentum_at_worker(a)) << psgd;  // plain, no error feedback
     EXPECT_FLOAT_EQ(sgd_options(a).momentum, 0.0f);
     EXPECT_FLOAT_EQ(uplink_codec_spec(a, 1).momentum, 0.9f);
@@ -28,7 +28,7 @@ TEST(MomentumAt, AutoIsWorkerForAsgdAndSspAndWhenErrorFeedbackIsOn) {
     EXPECT_FALSE(momentum_at_worker(a)) << psgd;
     EXPECT_FLOAT_EQ(sgd_options(a).momentum, 0.9f);
   }
-  JobSpec s = job("ssgd", 4, 0.05, 0.9);
+  StrategyJob s = job("ssgd", 4, 0.05, 0.9);
   EXPECT_FALSE(momentum_at_worker(s));  // plain
   s.codec = "sign";
   EXPECT_TRUE(momentum_at_worker(s));
@@ -60,7 +60,7 @@ class SamePlacement : public ::testing::TestWithParam<bool> {};
 TEST_P(SamePlacement, WorkerMomentumEqualsServerMomentumWithAnExactCodec) {
   const bool nesterov = GetParam();
   const Schedule schedule{.node_count = 3, .iterations_per_epoch = 6, .epochs = 2};
-  JobSpec s = job("ssgd", 3, 0.02, 0.9);  // no weight decay: it stays on the server
+  StrategyJob s = job("ssgd", 3, 0.02, 0.9);  // no weight decay: it stays on the server
   s.nesterov = nesterov;
   s.momentum_at = "server";
   RoleSim server_side(s, schedule);

@@ -23,7 +23,7 @@ struct Reports final : ServerObserver {
 struct RoleSim {
   static constexpr std::size_t kSize = 5;
 
-  RoleSim(const JobSpec& spec, Schedule schedule) : schedule(schedule), params(kSize) {
+  RoleSim(const StrategyJob& spec, Schedule schedule) : schedule(schedule), params(kSize) {
     for (std::size_t i = 0; i < kSize; ++i)
       params[i] = 0.1f * i - 0.2f;
     initial = params;
@@ -132,9 +132,9 @@ struct RoleSim {
   std::function<void(int worker)> on_compute_start;
 };
 
-inline JobSpec job(const std::string& psgd, int n, double lr, double momentum = 0,
-                   double weight_decay = 0) {
-  JobSpec s;
+inline StrategyJob job(const std::string& psgd, int n, double lr, double momentum = 0,
+                       double weight_decay = 0) {
+  StrategyJob s;
   s.psgd = psgd;
   s.node_count = n;
   s.learn_rate = lr;

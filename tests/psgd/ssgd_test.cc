@@ -193,7 +193,7 @@ TEST(Schedule, IterationsPerEpochRoundUp) {
 }
 
 TEST(Factory, UnknownStrategyIsAConfigError) {
-  JobSpec spec;
+  StrategyJob spec;
   spec.psgd = "nope";
   EXPECT_THROW(make_server_role(spec, {}, {}), ConfigError);
 }

@@ -82,7 +82,7 @@ TEST(Asgd, StalenessAwareRateDampsOnlyGradientsStalerThanTheWorkersTakingTurns) 
 
   const int n = 3;
   const float lr = 0.5f;
-  JobSpec spec = job("asgd", n, lr);
+  StrategyJob spec = job("asgd", n, lr);
   spec.staleness_lr = true;
   RoleSim sim(spec, {.node_count = n, .iterations_per_epoch = 10, .epochs = 1});
   sim.start();
@@ -126,7 +126,7 @@ TEST(Asgd, RandomArrivalOrdersFinishAndCountEveryUpdate) {
 // most of them, and the slow worker is never waited for.
 TEST(Asgd, EpochEndsAfterItsGradientsWhoeverSentThemWithASlowWorker) {
   const int n = 4;
-  JobSpec spec = job("asgd", n, 0.05, 0.9);
+  StrategyJob spec = job("asgd", n, 0.05, 0.9);
   spec.batch_size = 10;
   spec.epochs = 2;
   const Schedule schedule = make_schedule(spec, 1000);  // 1000 samples, 4 x 10 per round
@@ -168,7 +168,7 @@ TEST(Asgd, EpochEndsAfterItsGradientsWhoeverSentThemWithASlowWorker) {
 TEST(Ssp, NoWorkerEverRunsMoreThanStalenessAheadOfTheSlowest) {
   for (int s : {0, 1, 3}) {
     for (std::uint64_t seed = 1; seed <= 20; ++seed) {
-      JobSpec spec = job("ssp", 4, 0.05);
+      StrategyJob spec = job("ssp", 4, 0.05);
       spec.staleness = s;
       RoleSim sim(spec, {.node_count = 4, .iterations_per_epoch = 40, .epochs = 1});
       int violations = 0;
@@ -206,7 +206,7 @@ TEST(Ssp, StalenessZeroFollowsSsgdsTrajectory) {
   ssgd.start();
   ASSERT_TRUE(ssgd.run_random(3));
 
-  JobSpec spec = job("ssp", n, 0.05, 0.0, 0.0);
+  StrategyJob spec = job("ssp", n, 0.05, 0.0, 0.0);
   spec.staleness = 0;
   RoleSim ssp(spec, {.node_count = n, .iterations_per_epoch = 4 * n, .epochs = 2});
   ssp.start();
@@ -225,7 +225,7 @@ TEST(Ssp, StalenessZeroFollowsSsgdsTrajectoryWithMomentumOnTheWorkers) {
   ASSERT_TRUE(ssgd.run_random(3));
 
   const Schedule ssp_schedule{.node_count = n, .iterations_per_epoch = 4 * n, .epochs = 2};
-  JobSpec spec = job("ssp", n, 0.02, 0.9);
+  StrategyJob spec = job("ssp", n, 0.02, 0.9);
   spec.staleness = 0;
   RoleSim ssp(spec, ssp_schedule);  // --momentum_at auto: worker
   ssp.start();
@@ -244,7 +244,7 @@ TEST(Ssp, StalenessZeroFollowsSsgdsTrajectoryWithMomentumOnTheWorkers) {
 }
 
 TEST(Ssp, LargeStalenessNeverHoldsAWorker) {
-  JobSpec spec = job("ssp", 3, 0.05);
+  StrategyJob spec = job("ssp", 3, 0.05);
   spec.staleness = 1000;
   RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 30, .epochs = 1});
   sim.start();
@@ -264,7 +264,7 @@ TEST(Ssp, LargeStalenessNeverHoldsAWorker) {
 TEST(LocalSgd, OneLocalStepEqualsSsgdStepForStepWithMomentum) {
   const int n = 3;
   const Schedule schedule{.node_count = n, .iterations_per_epoch = 3, .epochs = 2};
-  JobSpec s = job("ssgd", n, 0.02, 0.9, 0.01);
+  StrategyJob s = job("ssgd", n, 0.02, 0.9, 0.01);
   RoleSim ssgd(s, schedule);
   s.psgd = "local_sgd";
   s.sync_period = 1;
@@ -286,7 +286,7 @@ TEST(LocalSgd, OneLocalStepEqualsSsgdStepForStepWithMomentum) {
 
 TEST(LocalSgd, TakesHLocalStepsAndNeverCrossesAnEpochEnd) {
   const int n = 2;
-  JobSpec s = job("local_sgd", n, 0.1);
+  StrategyJob s = job("local_sgd", n, 0.1);
   s.sync_period = 3;
   const Schedule schedule{.node_count = n, .iterations_per_epoch = 4, .epochs = 2};
   RoleSim sim(s, schedule);
@@ -330,7 +330,7 @@ TEST(LocalSgd, PostLocalUsesOneStepForTheFirstEpochs) {
 TEST(WaitFor, RoundsCloseWithExactlyKGradientsAndLateOnesAreDroppedAndResynchronised) {
   const int n = 4;
   const float lr = 0.1f;
-  JobSpec spec = job("ssgd", n, lr);
+  StrategyJob spec = job("ssgd", n, lr);
   spec.wait_for = 2;
   RoleSim sim(spec, {.node_count = n, .iterations_per_epoch = 10, .epochs = 1});
   sim.start();
@@ -377,7 +377,7 @@ TEST(WaitFor, RoundsCloseWithExactlyKGradientsAndLateOnesAreDroppedAndResynchron
 
 TEST(WaitFor, RandomOrdersNeverStallAndEveryRoundHasExactlyK) {
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
-    JobSpec spec = job("ssgd", 5, 0.05, 0.9);
+    StrategyJob spec = job("ssgd", 5, 0.05, 0.9);
     spec.wait_for = 3;
     RoleSim sim(spec, {.node_count = 5, .iterations_per_epoch = 15, .epochs = 2});
     sim.start();
@@ -542,7 +542,7 @@ bool lose_and_finish(RoleSim& sim, int lost, std::uint64_t seed) {
 TEST(WorkerLost, AsgdAndLocalSgdCarryOnWithTheOthers) {
   for (const std::string psgd : {"asgd", "local_sgd"}) {
     for (std::uint64_t seed = 1; seed <= 5; ++seed) {
-      JobSpec spec = job(psgd, 3, 0.1);
+      StrategyJob spec = job(psgd, 3, 0.1);
       spec.sync_period = 2;
       RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 6, .epochs = 2});
       sim.start();
@@ -554,7 +554,7 @@ TEST(WorkerLost, AsgdAndLocalSgdCarryOnWithTheOthers) {
 }
 
 TEST(WorkerLost, LocalSgdClosesARoundThatWaitedOnlyForTheLostWorker) {
-  JobSpec spec = job("local_sgd", 3, 0.1);
+  StrategyJob spec = job("local_sgd", 3, 0.1);
   spec.sync_period = 1;
   RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 4, .epochs = 1});
   sim.start();
@@ -575,7 +575,7 @@ TEST(WorkerLost, SsgdGoesOnOnlyWhileWaitForWorkersRemain) {
   Outbox out;
   EXPECT_FALSE(all.server->on_worker_lost(1, out)) << "every round needs every worker";
 
-  JobSpec spec = job("ssgd", 3, 0.1);
+  StrategyJob spec = job("ssgd", 3, 0.1);
   spec.wait_for = 2;
   RoleSim backup(spec, {.node_count = 3, .iterations_per_epoch = 4, .epochs = 2});
   backup.start();
@@ -587,7 +587,7 @@ TEST(WorkerLost, SsgdGoesOnOnlyWhileWaitForWorkersRemain) {
 // server counts it again (a second loss is then survivable), sends it parameters, and its
 // gradients count.
 TEST(WorkerLost, SsgdReplacementRejoinsAndCountsAgain) {
-  JobSpec spec = job("ssgd", 3, 0.1);
+  StrategyJob spec = job("ssgd", 3, 0.1);
   spec.wait_for = 2;
   for (std::uint64_t seed = 1; seed <= 12; ++seed) {
     RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 6, .epochs = 2});
@@ -634,7 +634,7 @@ TEST(WorkerLost, SsgdReplacementRejoinsAndCountsAgain) {
 // gets nothing at once (a second gradient for that round would be a duplicate) and is sent the
 // parameters the round produces, with the others.
 TEST(WorkerLost, SsgdReplacementOfAWorkerWhoseGradientIsInTheOpenRound) {
-  JobSpec spec = job("ssgd", 3, 0.1);
+  StrategyJob spec = job("ssgd", 3, 0.1);
   spec.wait_for = 2;
   RoleSim sim(spec, {.node_count = 3, .iterations_per_epoch = 4, .epochs = 1});
   sim.start();

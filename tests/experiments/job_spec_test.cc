@@ -1,4 +1,4 @@
-#include "core/job_spec.h"
+#include "experiments/job_spec.h"
 
 #include <gtest/gtest.h>
 
@@ -138,6 +138,26 @@ TEST(JobSpec, ModelAverageIsParsedAndRefusedWhereNoServerHoldsTheModel) {
   s.model_average = "ema:0.9";
   s.checkpoint_every = 10;
   EXPECT_NE(message_of(s).find("--checkpoint_every"), std::string::npos);
+}
+
+TEST(JobSpec, ConfigHashIgnoresWhereTheRunIsWritten) {
+  JobSpec a, b;
+  b.output = "elsewhere";
+  b.working_ports = {0};
+  b.threads = 3;
+  b.checkpoint_every = 7;
+  b.join_timeout = 1;
+  EXPECT_EQ(job_config_hash(a), job_config_hash(b));
+  b.seed = 2;
+  EXPECT_NE(job_config_hash(a), job_config_hash(b));
+}
+
+TEST(JobSpec, OnlySsgdTakesCheckpointEvery) {
+  JobSpec spec;
+  spec.checkpoint_every = 10;
+  EXPECT_NO_THROW(spec.validate());
+  spec.psgd = "asgd";
+  EXPECT_NE(message_of(spec).find("--psgd asgd"), std::string::npos) << message_of(spec);
 }
 
 }  // namespace

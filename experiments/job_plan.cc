@@ -1,0 +1,111 @@
+#include "experiments/job_plan.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/seeds.h"
+#include "experiments/provenance.h"
+#include "nn/data_pack.h"
+#include "nn/partition.h"
+#include "nn/trainer.h"
+#include "psgd/factory.h"
+
+namespace psgd {
+
+JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
+  nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
+                                          {.label_column = spec_.label_column});
+  // Validation rows are held out per seed; the normaliser sees the remaining training rows only.
+  holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
+                          seeds::of(spec_.seed, seeds::kValidation));
+  normalizer_ = nn::fit_normalizer(spec_.normalize, loaded.train, holdout_.train);
+  if (spec_.ship_data) data_hash_ = nn::content_hash(loaded.train);
+  auto split = std::make_shared<nn::DataSplit>();
+  if (!holdout_.validation.empty()) {
+    split->validation =
+        nn::subset(loaded.train, holdout_.validation,
+                   loaded.train.name.substr(0, loaded.train.name.rfind(' ')) + " validation");
+    normalizer_.apply(split->validation);
+  }
+  split->test = std::move(loaded.test);
+  normalizer_.apply(split->test);
+  train_ = std::make_shared<const nn::Dataset>(std::move(loaded.train));
+  evaluation_ = split;
+  // Blocks are placed over the training rows left after the validation hold-out.
+  placement_ = place_data(spec_, *train_, holdout_.train);
+  schedule_ = make_schedule(spec_, train_rows());
+}
+
+WorkerSetup JobPlan::worker(int w) const {
+  WorkerSetup s{.worker = w,
+                .samples = placement_.samples_of(w),
+                .normalizer = normalizer_,
+                .train_size = train_rows()};
+  if (uses_block_streams(spec_)) {
+    for (int b : placement_.placement.blocks_of_worker[static_cast<std::size_t>(w)]) {
+      s.block_ids.push_back(b);
+      s.block_sizes.push_back(
+          static_cast<std::int64_t>(placement_.blocks[static_cast<std::size_t>(b)].size()));
+    }
+  }
+  return s;
+}
+
+std::unique_ptr<nn::Trainer> JobPlan::make_model() const {
+  return std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
+                                                          .target = spec_.target,
+                                                          .batch_size = spec_.batch_size,
+                                                          .seed = spec_.seed,
+                                                          .device = spec_.device},
+                                       evaluation_, std::vector<std::int64_t>{});
+}
+
+nlohmann::json JobPlan::config_json(const std::string& command_line, const std::string& run_dir,
+                                    std::size_t num_parameters, const nlohmann::json& workers,
+                                    const std::vector<std::string>& notes) const {
+  nlohmann::json j;
+  j["job"] = spec_;
+  j["job"]["output"] = run_dir;
+  if (!notes.empty()) j["canonicalized"] = notes;
+  j["provenance"] = provenance(command_line);
+  // The device in effect (--device auto resolves to the CPU in this version, nn/options.h).
+  j["model"] = {{"name", spec_.model}, {"parameters", num_parameters}, {"device", "cpu"}};
+  // --model_average as in effect (job.model_average may say auto): the model evaluated and saved.
+  const double decay = spec_.model_average_decay();
+  j["model_average"] = decay > 0 ? nlohmann::json{{"kind", "ema"}, {"decay", decay}}
+                                 : nlohmann::json{{"kind", "off"}};
+  j["data"] = {
+      {"dataset", spec_.dataset},
+      {"train_samples", holdout_.train.size()},
+      {"test_samples", evaluation_->test.size()},
+      {"validation_samples", holdout_.validation.size()},
+      {"blocks", placement_.blocks.size()},
+      {"shape", {train_->channels, train_->height, train_->width}},
+      {"classes", train_->num_classes},
+      {"target", spec_.target},
+      // The statistics every process applies, (x - shift) * scale per feature.
+      {"normalizer",
+       {{"kind", normalizer_.kind}, {"shift", normalizer_.shift}, {"scale", normalizer_.scale}}}};
+  if (spec_.ship_data) j["data"]["sha256"] = data_hash_;
+  j["schedule"] = {{"iterations_per_epoch", schedule_.iterations_per_epoch},
+                   {"total_iterations", schedule_.total_iterations()},
+                   {"global_batch", batches_per_round(spec_) * spec_.batch_size}};
+  j["seed"] = spec_.seed;
+  nlohmann::json entries = nlohmann::json::array();
+  for (int w = 0; w < spec_.node_count; ++w) {
+    const auto samples = placement_.samples_of(w);
+    nlohmann::json e{
+        {"worker", w},
+        {"blocks", placement_.placement.blocks_of_worker[static_cast<std::size_t>(w)]},
+        {"samples", samples.size()},
+        {"label_histogram", nn::label_histogram(train_->labels, samples, train_->num_classes)}};
+    if (workers.is_array() && static_cast<std::size_t>(w) < workers.size()) {
+      e.update(workers[static_cast<std::size_t>(w)]);
+    }
+    entries.push_back(std::move(e));
+  }
+  j["workers"] = std::move(entries);
+  return j;
+}
+
+}  // namespace psgd

@@ -1,0 +1,94 @@
+#pragma once
+// JobPlan: the one place a run is assembled from its JobSpec (DESIGN.md "One job plan").
+//
+// init_server (experiments/server.cc) and --simulate (experiments/simulate.cc) both make their run
+// from a JobPlan, and every worker, a client process or a simulated one, is set up by the same
+// functions (experiments/worker_setup.h) from the WorkerSetup the plan gives it (a real worker
+// receives it in its Job message). So a flag means the same in every driver: the data are read
+// with the same label column, normalised with statistics fitted on the same training rows, the
+// same rows are held out for validation, the same blocks are placed on the same workers, and the
+// schedule, model and seeds are the same (core/seeds.h names every random stream).
+//
+//   1. load --dataset (with --label_column, --train_samples, --test_samples);
+//   2. hold out --validation_split of the training rows (seed stream kValidation);
+//   3. fit --normalize on the remaining training rows only; apply it to test and validation rows
+//      here, and to each worker's samples where they are loaded;
+//   4. place the training rows in blocks (--block_assignment) and the blocks on workers
+//      (--redundancy, the coded scheme's layout);
+//   5. the schedule (psgd::make_schedule over the training rows).
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "experiments/job_spec.h"
+#include "experiments/placement.h"
+#include "nn/data_source.h"
+#include "nn/normalize.h"
+#include "psgd/context.h"
+
+namespace psgd {
+
+namespace nn {
+class Trainer;
+}
+
+// What one worker needs besides the job, as the server's Job message carries it.
+struct WorkerSetup {
+  int worker = 0;
+  std::vector<std::int64_t> samples;  // rows of the training set, in block order
+  // Coded schemes: the blocks `samples` is the concatenation of, and their sizes (one batch
+  // stream per block, nn::TrainerOptions::block_ids); empty otherwise.
+  std::vector<std::int64_t> block_ids;
+  std::vector<std::int64_t> block_sizes;
+  nn::Normalizer normalizer;     // fitted by the plan; applied to the samples where they are read
+  std::int64_t train_size = 0;   // training rows of the whole job (the schedule is over these)
+  std::int64_t start_batch = 0;  // batches of this worker's order already drawn (resume, take-over)
+};
+
+class JobPlan {
+ public:
+  // Steps 1-5 above. Throws ConfigError (missing data, a split that leaves nothing, ...).
+  explicit JobPlan(const JobSpec& spec);
+
+  const JobSpec& spec() const { return spec_; }
+  // The training set as read, not normalised (shipped from here with --ship_data, and subset by
+  // workers that read their own copy).
+  const std::shared_ptr<const nn::Dataset>& train() const { return train_; }
+  // The test set and the validation rows, normalised: what the server evaluates.
+  const std::shared_ptr<const nn::DataSplit>& evaluation() const { return evaluation_; }
+  const nn::HoldOut& holdout() const { return holdout_; }
+  const nn::Normalizer& normalizer() const { return normalizer_; }
+  const DataPlacement& placement() const { return placement_; }
+  const Schedule& schedule() const { return schedule_; }
+  // nn::content_hash of the training set as read (computed when --ship_data asks for it).
+  const std::string& data_hash() const { return data_hash_; }
+  std::int64_t train_rows() const { return static_cast<std::int64_t>(holdout_.train.size()); }
+
+  WorkerSetup worker(int w) const;
+
+  // The model the server holds and evaluates (no training samples of its own).
+  std::unique_ptr<nn::Trainer> make_model() const;
+
+  // config.json as every driver writes it: the job, provenance, model, data (with the normaliser
+  // and the hold-out), schedule and one entry per worker (its blocks, samples and label
+  // histogram). `workers` adds what only the driver knows to each worker's entry (host, pid,
+  // build, slowdown); `notes` are canonicalize()'s rewrites.
+  nlohmann::json config_json(const std::string& command_line, const std::string& run_dir,
+                             std::size_t num_parameters, const nlohmann::json& workers,
+                             const std::vector<std::string>& notes) const;
+
+ private:
+  JobSpec spec_;
+  std::shared_ptr<const nn::Dataset> train_;
+  std::shared_ptr<const nn::DataSplit> evaluation_;
+  nn::HoldOut holdout_;
+  nn::Normalizer normalizer_;
+  DataPlacement placement_;
+  Schedule schedule_;
+  std::string data_hash_;
+};
+
+}  // namespace psgd

@@ -1,0 +1,87 @@
+#include "experiments/job_spec.h"
+
+#include <fmt/format.h>
+#include <openssl/sha.h>
+
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+#include "core/fields_json.h"
+#include "psgd/factory.h"
+
+namespace psgd {
+
+void RunOptions::validate() const {
+  if (working_ports.empty()) throw ConfigError("--working_ports: give at least one port");
+  for (int p : working_ports) {
+    if (p < 0 || p > 65535) {
+      throw ConfigError(fmt::format("--working_ports {}: a port is between 0 and 65535", p));
+    }
+  }
+  if (threads < 0) throw ConfigError(fmt::format("--threads {}: must not be negative", threads));
+  if (!(join_timeout > 0.0) || !(io_timeout > 0.0) || !std::isfinite(join_timeout) ||
+      !std::isfinite(io_timeout)) {
+    throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
+  }
+  if (checkpoint_every < 0) {
+    throw ConfigError(fmt::format("--checkpoint_every {}: must not be negative (0: no checkpoints)",
+                                  checkpoint_every));
+  }
+}
+
+void JobSpec::validate() const {
+  StrategyJob::validate();
+  nn::DataOptions::validate();
+  nn::PlacementOptions::validate();
+  nn::ModelOptions::validate();
+  DelayOptions::validate();
+  RunOptions::validate();
+  if (model == "autoencoder" && target != "xx") {
+    throw ConfigError("--model autoencoder reconstructs its input: it needs --target xx");
+  }
+  if (checkpoint_every > 0 && !supports_checkpoints(*this)) {
+    throw ConfigError(fmt::format(
+        "--checkpoint_every with --psgd {} --codec {}: checkpoint and resume are implemented for "
+        "ssgd with a compressor only (the strategies whose roles can snapshot their state)",
+        psgd, codec));
+  }
+  if (checkpoint_every > 0 && model_average_decay() > 0 && model_average != "auto") {
+    throw ConfigError(
+        "--model_average with --checkpoint_every: checkpoints do not hold the average; use "
+        "--model_average off");
+  }
+}
+
+void to_json(nlohmann::json& j, const JobSpec& spec) {
+  j = nlohmann::json::object();
+  fields_to_json(spec, j);
+}
+
+void from_json(const nlohmann::json& j, JobSpec& spec) {
+  if (!j.is_object()) throw ConfigError("job configuration: expected a JSON object");
+  std::set<std::string> consumed;
+  fields_from_json(j, spec, consumed, "job configuration");
+  for (const auto& [key, value] : j.items()) {
+    if (!consumed.count(key)) {
+      throw ConfigError(fmt::format("job configuration: unknown key \"{}\"", key));
+    }
+  }
+}
+
+std::string job_config_hash(const JobSpec& spec) {
+  nlohmann::json j = spec;
+  for (const char* key :
+       {"output", "threads", "join_timeout", "io_timeout", "working_ports", "checkpoint_every"}) {
+    j.erase(key);
+  }
+  const std::string text = j.dump();
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  std::string hex;
+  for (unsigned char c : digest)
+    hex += fmt::format("{:02x}", c);
+  return hex;
+}
+
+}  // namespace psgd

@@ -1,0 +1,95 @@
+#pragma once
+// JobSpec: everything that defines a training job, composed of each component's options
+// (core/fields.h): the strategy layer's (psgd/job.h: cluster, strategy, codec, optimiser, model
+// averaging), the data's and the model's (nn/options.h), --delay (core/straggler.h) and the run's
+// own below. init_server builds it from flags and/or a JSON file (experiments/cli.h), canonicalises
+// and validates it once, records it in config.json and sends it to every worker, so the server,
+// the workers, the simulator and the report all read the same values. JSON keys equal the flag
+// names; members keep them too (spec.node_count, spec.codec).
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/straggler.h"
+#include "nn/options.h"
+#include "psgd/job.h"
+
+namespace psgd {
+
+// Where and how a run goes: its ports and directory, timeouts, threads, checkpoints, data
+// shipping. Nothing here changes what is computed (job_config_hash leaves these out, except
+// ship_data, which changes where the samples come from).
+struct RunOptions {
+  std::vector<int> working_ports{55555};  // TCP ports the server listens on (0: any free port)
+  std::string output;         // run directory (empty: runs/<timestamp>-<psgd>-<codec>-n<nodes>)
+  int threads = 0;            // torch threads per worker (0: cores / processes on that host)
+  double join_timeout = 300;  // seconds the server waits for all workers to join and load data
+  double io_timeout = 120;    // seconds any single wait for a peer may last
+  // Write <run dir>/checkpoint.bin every this many iterations and at every epoch end (0: never);
+  // init_server --resume continues from it. Strategies whose entry says checkpoints.
+  std::int64_t checkpoint_every = 0;
+  bool ship_data = false;  // the server sends each worker its samples
+
+  void validate() const;
+
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("working_ports", self.working_ports,
+          "TCP port(s) to listen on; 0 picks a free port (see --port_file)");
+    visit("output", self.output,
+          "Run directory (default: runs/<timestamp>-<psgd>-<codec>-n<nodes>)");
+    visit("threads", self.threads,
+          "Torch threads per worker (0: that host's cores / psgd processes on it, this server "
+          "included)");
+    visit("join_timeout", self.join_timeout,
+          "Seconds to wait for all workers to join and load their data");
+    visit("io_timeout", self.io_timeout,
+          "Seconds any single wait for a peer may last before the peer counts as dead");
+    visit("checkpoint_every", self.checkpoint_every,
+          "Write <run dir>/checkpoint.bin every N iterations (ssgd: rounds) and at every epoch "
+          "end, so that a crashed server can be restarted with --resume (0: no checkpoints; "
+          "ssgd only). Each write replaces the last one atomically");
+    visit("ship_data", self.ship_data,
+          "Send each worker its samples (compressed, chunked, checksummed) instead of having it "
+          "read the dataset; skipped for a worker holding the same data");
+  }
+};
+
+struct JobSpec : StrategyJob,
+                 nn::DataOptions,
+                 nn::PlacementOptions,
+                 nn::ModelOptions,
+                 DelayOptions,
+                 RunOptions {
+  // Throws ConfigError naming the offending flag(s) when the job cannot run: every component's
+  // own checks, the strategy's and codec's rules (StrategyJob::validate) and the rules across
+  // components below.
+  void validate() const;
+  // Accepted spellings to their canonical form (StrategyJob::canonicalize); one note per rewrite.
+  std::vector<std::string> canonicalize() { return StrategyJob::canonicalize(); }
+
+  // Every field in the order --help lists them: Parallel-SGD's public flags first.
+  template <class Self, class Visit>
+  static void fields(Self& self, Visit&& visit) {
+    StrategyJob::fields(self, visit);
+    nn::PlacementOptions::fields(self, visit);
+    nn::ModelOptions::fields(self, visit);
+    nn::DataOptions::fields(self, visit);
+    DelayOptions::fields(self, visit);
+    RunOptions::fields(self, visit);
+  }
+};
+
+void to_json(nlohmann::json& j, const JobSpec& spec);
+// Unknown keys are a ConfigError (a typo must not silently fall back to a default), as are values
+// of the wrong type or out of their member's range.
+void from_json(const nlohmann::json& j, JobSpec& spec);
+
+// SHA-256 (hex) of the job's JSON without the fields that do not change what is computed (where
+// it runs and is written, timeouts, threads, the checkpoint period): a checkpoint belongs to the
+// job with the same hash.
+std::string job_config_hash(const JobSpec& spec);
+
+}  // namespace psgd

@@ -1,0 +1,54 @@
+#include "experiments/worker_setup.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/seeds.h"
+#include "nn/trainer.h"
+#include "psgd/factory.h"
+
+namespace psgd {
+
+WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const WorkerSetup& setup,
+                         std::shared_ptr<const nn::DataSplit> data, std::vector<std::int64_t> rows,
+                         const WorkerEnv& env) {
+  const auto w = static_cast<std::uint64_t>(setup.worker);
+  trainer_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec.model,
+                                                              .target = spec.target,
+                                                              .batch_size = spec.batch_size,
+                                                              .seed = spec.seed,
+                                                              .device = spec.device,
+                                                              .batch_stream = seeds::batch_order(w),
+                                                              .block_ids = setup.block_ids,
+                                                              .block_sizes = setup.block_sizes},
+                                           std::move(data), std::move(rows));
+  if (setup.start_batch < 0 || setup.start_batch > (std::int64_t{1} << 40)) {
+    throw ProtocolError(fmt::format("the job's start batch {} is out of range", setup.start_batch));
+  }
+  trainer_->skip_batches(setup.start_batch);
+  Learner* learner = trainer_.get();
+  const DelayModel delay = DelayModel::parse(spec.delay);
+  if (env.slowdown > 1.0 || !delay.none()) {
+    straggler_ = std::make_unique<StragglerLearner>(
+        *trainer_,
+        StragglerOptions{.slowdown = env.slowdown,
+                         .delay = delay,
+                         .seed = seeds::of(spec.seed, seeds::worker_delay(w))},
+        *env.clock, env.pause, env.work);
+    learner = straggler_.get();
+  }
+  if (env.wrap) learner = env.wrap(learner);
+  role_ = make_worker_role(
+      spec, schedule,
+      WorkerContext{.learner = learner,
+                    .uplink = uplink_codec_spec(spec, w, schedule.iterations_per_epoch,
+                                                trainer_->tensor_sizes()),
+                    .downlink = downlink_codec_spec(spec),
+                    .clock = env.clock,
+                    .id = setup.worker,
+                    .collective = env.collective});
+}
+
+WorkerParts::~WorkerParts() = default;
+
+}  // namespace psgd

@@ -1,0 +1,59 @@
+#pragma once
+// One worker, built from the job and its WorkerSetup (experiments/job_plan.h) by the same code in
+// every driver: a client process builds its one worker here, --simulate builds node_count of them.
+//
+//   Trainer        the model over the worker's samples, batch stream seeds::batch_order(worker)
+//                  (or one stream per block for the coded schemes), skipping start_batch batches
+//   Straggler      --delay (every driver) and the client's --slowdown: a pause after each batch,
+//                  which a client sleeps and the simulator adds to the worker's virtual clock
+//   role           the strategy's WorkerRole with its codecs (psgd/factory.h)
+//
+// What differs between drivers is only in WorkerEnv: the clocks, how a pause is taken, and a
+// learner decorator of the driver's own (the simulator's timed learner).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/learner.h"
+#include "core/straggler.h"
+#include "experiments/job_plan.h"
+#include "psgd/strategy.h"
+
+namespace psgd {
+
+class Collective;
+
+struct WorkerEnv {
+  const Clock* clock = nullptr;               // the worker's clock (steady, or its virtual clock)
+  std::function<void(double seconds)> pause;  // sleep, or advance the virtual clock
+  const Clock* work = nullptr;       // the process CPU clock (StragglerLearner), may be null
+  double slowdown = 1;               // client --slowdown
+  Collective* collective = nullptr;  // allreduce on Gloo: the blocking engine
+  // Wraps the learner the role drives (the simulator's timed learner); null: none.
+  std::function<Learner*(Learner*)> wrap;
+};
+
+class WorkerParts {
+ public:
+  // `data->train` holds the worker's samples at `rows` (a client: its own samples, rows 0..n-1; the
+  // simulator: the whole training set, rows = setup.samples), already normalised.
+  WorkerParts(const JobSpec& spec, const Schedule& schedule, const WorkerSetup& setup,
+              std::shared_ptr<const nn::DataSplit> data, std::vector<std::int64_t> rows,
+              const WorkerEnv& env);
+  ~WorkerParts();
+  WorkerParts(const WorkerParts&) = delete;
+  WorkerParts& operator=(const WorkerParts&) = delete;
+
+  nn::Trainer& trainer() { return *trainer_; }
+  WorkerRole& role() { return *role_; }
+  bool straggling() const { return straggler_ != nullptr; }
+
+ private:
+  std::unique_ptr<nn::Trainer> trainer_;
+  std::unique_ptr<StragglerLearner> straggler_;
+  std::unique_ptr<WorkerRole> role_;
+};
+
+}  // namespace psgd

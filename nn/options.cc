@@ -1,0 +1,87 @@
+#include "nn/options.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "nn/normalize.h"
+
+namespace psgd::nn {
+
+void DataOptions::validate() const {
+  if (dataset.empty()) throw ConfigError("--dataset: give a dataset (default fashion-mnist)");
+  const auto& norms = known_normalizers();
+  if (std::find(norms.begin(), norms.end(), normalize) == norms.end()) {
+    throw ConfigError(fmt::format("--normalize {}: unknown value; choose one of: {}", normalize,
+                                  fmt::join(norms, ", ")));
+  }
+  if (target != "xy" && target != "xx") {
+    throw ConfigError(fmt::format("--target {}: unknown value; choose one of: xy, xx", target));
+  }
+  if (!(validation_split >= 0.0 && validation_split < 1.0)) {
+    throw ConfigError(fmt::format("--validation_split {}: must be in [0, 1)", validation_split));
+  }
+  if (train_samples < 0 || test_samples < 0) {
+    throw ConfigError("--train_samples / --test_samples: must not be negative (0 means all)");
+  }
+}
+
+void PlacementOptions::validate() const {
+  if (block_assignment != "iid" && block_assignment != "non-iid") {
+    throw ConfigError(fmt::format(
+        "--block_assignment {}: unknown value; choose one of: iid, non-iid", block_assignment));
+  }
+  if (!(dirichlet_alpha >= 0) || !std::isfinite(dirichlet_alpha)) {
+    throw ConfigError(fmt::format("--dirichlet_alpha {}: must be positive", dirichlet_alpha));
+  }
+  if (shards_per_node < 0) {
+    throw ConfigError(fmt::format("--shards_per_node {}: must be positive", shards_per_node));
+  }
+  const bool skew = dirichlet_alpha > 0 || shards_per_node > 0;
+  if (block_assignment == "non-iid") {
+    if (dirichlet_alpha > 0 && shards_per_node > 0) {
+      throw ConfigError(
+          "--dirichlet_alpha and --shards_per_node are two kinds of non-iid split; give one");
+    }
+    if (!skew) {
+      throw ConfigError(
+          "--block_assignment non-iid needs --dirichlet_alpha A (label proportions) or "
+          "--shards_per_node S (label-sorted shards)");
+    }
+  } else if (skew) {
+    throw ConfigError(
+        fmt::format("--{} applies to --block_assignment non-iid only, not --block_assignment {}",
+                    dirichlet_alpha > 0 ? "dirichlet_alpha" : "shards_per_node", block_assignment));
+  }
+}
+
+std::string ModelOptions::model_help() {
+  std::string text = "Model:";
+  for (const ModelInfo& m : model_table())
+    text += fmt::format(" {} ({});", m.name, m.summary);
+  text.back() = '.';
+  return text;
+}
+
+void ModelOptions::validate() const {
+  std::vector<std::string> names;
+  for (const ModelInfo& m : model_table())
+    names.push_back(m.name);
+  if (std::find(names.begin(), names.end(), model) == names.end()) {
+    throw ConfigError(
+        fmt::format("--model {}: unknown value; choose one of: {}", model, fmt::join(names, ", ")));
+  }
+  if (device == "cuda") {
+    throw ConfigError(
+        "--device cuda: not supported by this version of psgd (parameters live in host memory, "
+        "shared with the codecs as flat views); use --device cpu or auto, which is the CPU");
+  }
+  if (device != "auto" && device != "cpu") {
+    throw ConfigError(fmt::format("--device {}: unknown value; choose one of: auto, cpu", device));
+  }
+}
+
+}  // namespace psgd::nn

@@ -1,0 +1,172 @@
+#include "psgd/strategy_table.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "psgd/allreduce.h"
+#include "psgd/asgd.h"
+#include "psgd/broadcast.h"
+#include "psgd/factory.h"
+#include "psgd/local_sgd.h"
+#include "psgd/ssgd.h"
+#include "psgd/ssp.h"
+
+namespace psgd {
+namespace {
+
+constexpr std::string_view kSsgdOptions[] = {"wait_for"};
+constexpr std::string_view kAsgdOptions[] = {"staleness_lr", "delay_compensation",
+                                             "delay_compensation_mode"};
+constexpr std::string_view kSspOptions[] = {"staleness", "staleness_lr"};
+constexpr std::string_view kLocalSgdOptions[] = {"sync_period", "local_after_epochs"};
+constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend"};
+
+std::unique_ptr<WorkerRole> gradient_worker(const StrategyJob&, const Schedule&,
+                                            WorkerContext context) {
+  return std::make_unique<GradientWorker>(context);
+}
+
+AsgdOptions asgd_options(const StrategyJob& job) {
+  AsgdOptions options{.staleness_lr = job.staleness_lr};
+  if (job.delay_compensation > 0) {
+    options.delay_compensation = {.lambda = static_cast<float>(job.delay_compensation),
+                                  .adaptive = job.delay_compensation_mode == "adaptive"};
+  }
+  return options;
+}
+
+void validate_asgd(const StrategyJob& job) {
+  // topk's momentum masking zeroes the worker's buffer where it sent, so the server cannot
+  // recover the worker's gradient from its updates (psgd/delay_compensation.h).
+  if (job.delay_compensation > 0 && job.codec == "topk" && momentum_at_worker(job) &&
+      job.momentum > 0) {
+    throw ConfigError(
+        "--delay_compensation with --codec topk needs --momentum_at server (or --momentum 0): "
+        "topk's momentum masking on the workers hides their gradients from the server");
+  }
+}
+
+void validate_ssgd(const StrategyJob& job) {
+  if (job.wait_for > job.node_count) {
+    throw ConfigError(fmt::format(
+        "--wait_for {} with --node_count {}: a round closes with between 1 and node_count "
+        "gradients (0: all)",
+        job.wait_for, job.node_count));
+  }
+}
+
+LocalSgdOptions local_sgd_options(const StrategyJob& job) {
+  return LocalSgdOptions{.sync_period = job.local_sync_period(),
+                         .local_after_epochs = job.local_after_epochs};
+}
+
+const StrategyEntry kStrategies[] = {
+    {.name = "ssgd",
+     .summary = "synchronous rounds: the server averages every worker's gradient, then sends the "
+                "new parameters",
+     .checkpoints = true,
+     .options = kSsgdOptions,
+     .on_loss_hint = " (--wait_for k < node_count lets ssgd carry on with the survivors)",
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
+                       ServerContext context) -> std::unique_ptr<ServerRole> {
+       return std::make_unique<SsgdServer>(schedule, context,
+                                           SsgdOptions{.wait_for = job.wait_for});
+     },
+     .make_worker = gradient_worker,
+     .validate = validate_ssgd},
+    {.name = "asgd",
+     .summary = "asynchronous: one server update per gradient, nobody waits",
+     .per_worker_updates = true,
+     .auto_momentum = AutoMomentum::kWorker,
+     .options = kAsgdOptions,
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
+                       ServerContext context) -> std::unique_ptr<ServerRole> {
+       return std::make_unique<AsgdServer>(schedule, context, asgd_options(job));
+     },
+     .make_worker = gradient_worker,
+     .validate = validate_asgd},
+    {.name = "ssp",
+     .summary = "stale synchronous parallel: asynchronous within --staleness iterations of the "
+                "slowest worker",
+     .per_worker_updates = true,
+     .auto_momentum = AutoMomentum::kWorker,
+     .options = kSspOptions,
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
+                       ServerContext context) -> std::unique_ptr<ServerRole> {
+       return std::make_unique<SspServer>(
+           schedule, context,
+           SspOptions{.staleness = job.ssp_staleness(), .staleness_lr = job.staleness_lr});
+     },
+     .make_worker = gradient_worker},
+    {.name = "local_sgd",
+     .summary = "local SGD: every worker takes --sync_period optimiser steps, then the server "
+                "averages the models",
+     .auto_momentum = AutoMomentum::kServer,
+     .worker_momentum = false,
+     .options = kLocalSgdOptions,
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
+                       ServerContext context) -> std::unique_ptr<ServerRole> {
+       return std::make_unique<LocalSgdServer>(schedule, context, local_sgd_options(job));
+     },
+     .make_worker = [](const StrategyJob& job, const Schedule& schedule,
+                       WorkerContext context) -> std::unique_ptr<WorkerRole> {
+       return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(job),
+                                               sgd_options(job));
+     }},
+    {.name = "allreduce",
+     .summary = "no parameter server: the workers average their gradients among themselves "
+                "(--allreduce_backend) and each applies the same update",
+     .topology = Topology::kPeerToPeer,
+     .compressors = false,
+     .server_holds_model = false,
+     .options = kAllreduceOptions,
+     .make_server = [](const StrategyJob&, const Schedule& schedule,
+                       ServerContext context) -> std::unique_ptr<ServerRole> {
+       return std::make_unique<AllreduceServer>(schedule, context);
+     },
+     .make_worker = [](const StrategyJob& job, const Schedule& schedule,
+                       WorkerContext context) -> std::unique_ptr<WorkerRole> {
+       return std::make_unique<AllreduceWorker>(context, schedule, sgd_options(job));
+     }},
+    {.name = "broadcast",
+     .summary = "synchronous all-to-all: every worker sends its encoded gradient to every other "
+                "and each applies the average",
+     .topology = Topology::kPeerToPeer,
+     .server_holds_model = false,
+     .make_server = [](const StrategyJob&, const Schedule& schedule,
+                       ServerContext context) -> std::unique_ptr<ServerRole> {
+       return std::make_unique<AllreduceServer>(schedule, context);
+     },
+     .make_worker = [](const StrategyJob& job, const Schedule& schedule,
+                       WorkerContext context) -> std::unique_ptr<WorkerRole> {
+       return std::make_unique<BroadcastWorker>(context, schedule, sgd_options(job));
+     }},
+};
+
+}  // namespace
+
+std::span<const StrategyEntry> strategy_table() {
+  return kStrategies;
+}
+
+const StrategyEntry* find_strategy(std::string_view name) {
+  for (const StrategyEntry& e : kStrategies)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+const StrategyEntry& strategy_of(const StrategyJob& job) {
+  if (const StrategyEntry* e = find_strategy(job.psgd)) return *e;
+  throw ConfigError(fmt::format("--psgd {}: unknown value; choose one of: {}", job.psgd,
+                                fmt::join(strategy_names(), ", ")));
+}
+
+std::vector<std::string> strategy_names() {
+  std::vector<std::string> v;
+  for (const StrategyEntry& e : kStrategies)
+    v.emplace_back(e.name);
+  return v;
+}
+
+}  // namespace psgd

@@ -52,9 +52,9 @@ SimCluster::SimCluster(SimClusterOptions options)
     : opts_(std::move(options)),
       net_(opts_.node_count, opts_.network),
       server_clock_(opts_.compute.measured, 1.0),
-      free_at_(static_cast<std::size_t>(opts_.node_count) + 1, 0.0),
-      up_(static_cast<std::size_t>(opts_.node_count), 0),
-      down_(static_cast<std::size_t>(opts_.node_count), 0) {
+      free_at_(static_cast<std::size_t>(opts_.node_count) + 1, 0.0) {
+  for (NodeId node = kServer; node < opts_.node_count; ++node)
+    links_.push_back(std::make_unique<Link>(*this, node));
   const auto n = static_cast<std::size_t>(opts_.node_count);
   if (opts_.slowdown.empty()) opts_.slowdown.assign(n, 1.0);
   if (opts_.fail_at.empty()) opts_.fail_at.assign(n, kNever);
@@ -146,41 +146,53 @@ void SimCluster::at_node(NodeId node, std::function<void()> handle) {
   handle();
 }
 
+// A node's Transport: what it sends becomes legs of its next departure (post()).
+class SimCluster::Link final : public Transport {
+ public:
+  Link(SimCluster& cluster, NodeId self)
+      : Transport(cluster.opts_.node_count), cluster_(cluster), self_(self) {}
+
+ protected:
+  void deliver(NodeId to, const std::shared_ptr<const EncodedFrame>& frame) override {
+    PSGD_CHECK(to >= kServer && to < cluster_.opts_.node_count && to != self_,
+               "node {} addressed node {}", self_, to);
+    cluster_.departing_.push_back({to, frame->message(), frame->size()});
+  }
+
+ private:
+  SimCluster& cluster_;
+  NodeId self_;
+};
+
+Transport& SimCluster::transport(NodeId node) {
+  return *links_.at(static_cast<std::size_t>(node + 1));
+}
+
+std::uint64_t SimCluster::bytes_up(int worker) const {
+  return links_.front()->traffic(worker).received;
+}
+
+std::uint64_t SimCluster::bytes_down(int worker) const {
+  return links_.front()->traffic(worker).sent;
+}
+
 void SimCluster::post(NodeId from, Outbox&& out) {
   if (out.empty()) return;
   const double depart = clock_of(from).now();
   if (failed(from, depart)) return;  // it failed before the handler returned: nothing leaves
-  struct Leg {
-    NodeId to;
-    MessagePtr message;
-    std::uint64_t bytes;
-  };
-  std::vector<Leg> legs;
-  legs.reserve(out.size());
-  const Message* last = nullptr;
-  std::uint64_t bytes = 0;
-  for (Envelope& env : out) {
-    PSGD_CHECK(env.to >= kServer && env.to < opts_.node_count && env.to != from,
-               "node {} addressed node {}", from, env.to);
-    PSGD_CHECK(env.message != nullptr, "node {} sent an empty envelope", from);
-    if (env.message.get() != last) {  // a broadcast shares one message: size it once
-      bytes = encode_frame(*env.message).size();
-      last = env.message.get();
-    }
-    legs.push_back({env.to, std::move(env.message), bytes});
-  }
-  queue_.schedule(depart, [this, from, legs = std::move(legs)] {
+  departing_.clear();
+  transport(from).send(out);  // the one fan-out: counts the bytes, fills departing_
+  queue_.schedule(depart, [this, from, legs = std::move(departing_)] {
     for (const Leg& leg : legs) {
-      // Counted as the TCP server counts them: bytes down once they have left the server (not
-      // while queued in it), bytes up once they have arrived.
-      if (from == kServer) down_[static_cast<std::size_t>(leg.to)] += leg.bytes;
       const sim::Transmission tx = net_.send(from, leg.to, queue_.now(), leg.bytes);
       queue_.schedule(tx.delivery, [this, from, to = leg.to, m = leg.message, b = leg.bytes] {
-        if (to == kServer) up_[static_cast<std::size_t>(from)] += b;
+        // Counted as received once it has arrived, as a TCP driver counts it.
+        transport(to).received(from, b);
         deliver(from, to, m);
       });
     }
   });
+  departing_ = {};
 }
 
 void SimCluster::deliver(NodeId from, NodeId to, MessagePtr message) {

@@ -5,7 +5,8 @@
 // run uses; only delivery and time are simulated:
 //
 //   - a message leaves its sender when the handler that produced it returns (the sender's
-//     NodeClock, network/sim/virtual_clock.h), travels through the NetworkModel
+//     NodeClock, network/sim/virtual_clock.h), handed over by the sender's Transport (the fan-out
+//     and the byte counts of every driver, network/transport.h), travels through the NetworkModel
 //     (network/sim/network_model.h) with its real encoded frame size, and is handed to the
 //     receiver's role at its delivery time;
 //   - a node does one thing at a time: an event for a busy node waits until the node is free;
@@ -33,6 +34,7 @@
 #include "network/sim/event_queue.h"
 #include "network/sim/network_model.h"
 #include "network/sim/virtual_clock.h"
+#include "network/transport.h"
 #include "psgd/strategy.h"
 
 namespace psgd {
@@ -81,15 +83,23 @@ class SimCluster {
   SimResult run(ServerRole& server, std::span<WorkerRole* const> workers,
                 const std::function<void()>& after_server_event = {});
 
-  // Frame bytes the server has received from / sent to worker `worker` so far (a message to a
-  // worker counts once it leaves the server, one from a worker once it has arrived).
-  std::uint64_t bytes_up(int worker) const { return up_.at(static_cast<std::size_t>(worker)); }
-  std::uint64_t bytes_down(int worker) const { return down_.at(static_cast<std::size_t>(worker)); }
+  // Frame bytes the server has received from / sent to worker `worker` so far, as its Transport
+  // counts them (network/transport.h: a message counts as sent when its handler hands it over,
+  // as received once it has arrived).
+  std::uint64_t bytes_up(int worker) const;
+  std::uint64_t bytes_down(int worker) const;
 
  private:
   class Timed;
+  class Link;
   using MessagePtr = std::shared_ptr<const Message>;
+  struct Leg {
+    NodeId to;
+    MessagePtr message;
+    std::uint64_t bytes;
+  };
 
+  Transport& transport(NodeId node);
   sim::NodeClock& clock_of(NodeId node);
   double& free_at(NodeId node) { return free_at_[static_cast<std::size_t>(node + 1)]; }
   bool failed(NodeId node, double t) const;
@@ -108,8 +118,9 @@ class SimCluster {
   sim::NodeClock server_clock_;
   std::vector<std::unique_ptr<sim::NodeClock>> worker_clocks_;
   std::vector<std::unique_ptr<Timed>> timed_;
-  std::vector<double> free_at_;  // index 0: the server, w + 1: worker w
-  std::vector<std::uint64_t> up_, down_;
+  std::vector<double> free_at_;               // index 0: the server, w + 1: worker w
+  std::vector<std::unique_ptr<Link>> links_;  // each node's Transport; index: node + 1
+  std::vector<Leg> departing_;                // what the Transport of post()'s node hands over
 
   ServerRole* server_ = nullptr;
   std::vector<WorkerRole*> workers_;

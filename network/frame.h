@@ -57,6 +57,8 @@ class EncodedFrame {
 
   MessageType type() const { return type_; }
   std::size_t size() const { return size_; }
+  // The message itself, for transports that deliver in this process (no decoding).
+  const std::shared_ptr<const Message>& message() const { return message_; }
   const std::vector<std::span<const std::uint8_t>>& segments() const { return segments_; }
   std::vector<std::uint8_t> flatten() const;
 

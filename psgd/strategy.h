@@ -4,7 +4,8 @@
 // A strategy is a pair of roles that never touch threads, sockets or the system clock. A driver
 // owns time and delivery: the TCP driver (experiments/) feeds them messages as frames arrive, the
 // simulator feeds them in virtual-time order, and unit tests feed them by hand. Roles answer by
-// appending Envelopes to an Outbox; the driver sends them.
+// appending Envelopes to an Outbox; the driver passes it to the node's Transport
+// (network/transport.h), which sends them.
 //
 // Ordering: a driver delivers the messages of one sender to a role in the order they were sent,
 // and calls a role from one thread at a time.
@@ -14,18 +15,9 @@
 #include <vector>
 
 #include "network/messages.h"
+#include "network/transport.h"  // NodeId, Envelope, Outbox: what roles hand their driver
 
 namespace psgd {
-
-using NodeId = std::int32_t;
-inline constexpr NodeId kServer = -1;
-
-// One message to one node. Broadcasts share the message (a driver encodes it once).
-struct Envelope {
-  NodeId to = kServer;
-  std::shared_ptr<const Message> message;
-};
-using Outbox = std::vector<Envelope>;
 
 // What the server role reports to whoever drives and records the run.
 struct RoundStats {

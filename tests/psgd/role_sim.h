@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 
+#include "network/in_memory_transport.h"
 #include "psgd/factory.h"
 #include "tests/psgd/toy_learner.h"
 
@@ -23,7 +24,8 @@ struct Reports final : ServerObserver {
 struct RoleSim {
   static constexpr std::size_t kSize = 5;
 
-  RoleSim(const StrategyJob& spec, Schedule schedule) : schedule(schedule), params(kSize) {
+  RoleSim(const StrategyJob& spec, Schedule schedule)
+      : schedule(schedule), net(schedule.node_count), params(kSize) {
     for (std::size_t i = 0; i < kSize; ++i)
       params[i] = 0.1f * i - 0.2f;
     initial = params;
@@ -45,8 +47,6 @@ struct RoleSim {
                         .clock = &clock,
                         .id = w}));
     }
-    to_worker.resize(workers.size());
-    to_server.resize(workers.size());
     computing.resize(workers.size(), false);
     sent.resize(workers.size(), 0);
   }
@@ -57,10 +57,20 @@ struct RoleSim {
     route_from_server(out);
   }
 
-  void route_from_server(const Outbox& out) {
-    for (const auto& e : out)
-      to_worker.at(static_cast<std::size_t>(e.to)).push_back(e.message);
+  void route_from_server(const Outbox& out) { net.transport(kServer).send(out); }
+
+  // What waits for worker w (from the server or a peer), and the oldest of it.
+  std::size_t waiting(int w) const { return net.pending_for(w); }
+  std::shared_ptr<const Message> next_for(int w) const { return net.peek_any(w); }
+  // What worker w has sent the server that it has not received yet, and the oldest of it.
+  std::size_t waiting_at_server(int w) const { return net.pending(w, kServer); }
+  std::shared_ptr<const Message> next_from(int w) const { return net.peek(w, kServer); }
+  // Drops everything waiting for worker w, or what it sent the server (a worker that died).
+  void drop_for(int w) {
+    for (NodeId from = kServer; from < schedule.node_count; ++from)
+      if (from != w) net.clear(from, w);
   }
+  void drop_at_server(int w) { net.clear(w, kServer); }
 
   // Event kinds: 0 deliver to the server from w, 1 deliver to worker w, 2 worker w computes.
   struct Event {
@@ -70,8 +80,9 @@ struct RoleSim {
   std::vector<Event> events() const {
     std::vector<Event> ev;
     for (std::size_t w = 0; w < workers.size(); ++w) {
-      if (!to_server[w].empty()) ev.push_back({0, static_cast<int>(w)});
-      if (!to_worker[w].empty() && !computing[w]) ev.push_back({1, static_cast<int>(w)});
+      const int id = static_cast<int>(w);
+      if (waiting_at_server(id) > 0) ev.push_back({0, id});
+      if (waiting(id) > 0 && !computing[w]) ev.push_back({1, id});
       if (computing[w]) ev.push_back({2, static_cast<int>(w)});
     }
     return ev;
@@ -81,13 +92,11 @@ struct RoleSim {
     const auto w = static_cast<std::size_t>(e.worker);
     Outbox out;
     if (e.kind == 0) {
-      auto m = to_server[w].front();
-      to_server[w].pop_front();
+      auto m = net.take(e.worker, kServer);
       server->on_message(e.worker, *m, out);
       route_from_server(out);
     } else if (e.kind == 1) {
-      auto m = to_worker[w].front();
-      to_worker[w].pop_front();
+      auto m = net.take_any(e.worker);
       computing[w] = workers[w]->on_message(*m, out).compute;
       if (computing[w] && on_compute_start) on_compute_start(e.worker);
       route_from_worker(w, out);
@@ -97,16 +106,12 @@ struct RoleSim {
     }
   }
 
-  // Worker-to-worker messages (peer-to-peer strategies) go straight into the peer's queue.
+  // Through worker w's transport: to the server, or straight to a peer (peer-to-peer
+  // strategies).
   void route_from_worker(std::size_t w, const Outbox& out) {
-    for (const auto& env : out) {
-      if (env.to == kServer) {
-        to_server[w].push_back(env.message);
-        ++sent[w];
-      } else {
-        to_worker.at(static_cast<std::size_t>(env.to)).push_back(env.message);
-      }
-    }
+    for (const auto& env : out)
+      sent[w] += env.to == kServer;
+    net.transport(static_cast<NodeId>(w)).send(out);
   }
   // Runs random events until the server is finished; false if nothing can happen any more.
   bool run_random(std::uint64_t seed, int max_events = 100000) {
@@ -120,13 +125,13 @@ struct RoleSim {
   }
 
   Schedule schedule;
+  InMemoryNetwork net;
   ManualClock clock;
   Reports reports;
   std::vector<float> params, initial;
   std::unique_ptr<ServerRole> server;
   std::vector<std::unique_ptr<ToyLearner>> learners;
   std::vector<std::unique_ptr<WorkerRole>> workers;
-  std::vector<std::deque<std::shared_ptr<const Message>>> to_worker, to_server;
   std::vector<bool> computing;
   std::vector<std::int64_t> sent;  // messages each worker has sent to the server
   std::function<void(int worker)> on_compute_start;

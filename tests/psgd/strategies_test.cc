@@ -53,8 +53,8 @@ TEST(Asgd, AppliesEachGradientOnArrivalInArrivalOrderAndRecordsStaleness) {
     sim.run({0, order[k]});
     EXPECT_EQ(sim.server->iteration(), static_cast<std::int64_t>(k + 1));
     // The reply goes to the sender alone, with the current version.
-    ASSERT_EQ(sim.to_worker[order[k]].size(), 1u);
-    EXPECT_EQ(std::get<Params>(*sim.to_worker[order[k]].front()).iteration,
+    ASSERT_EQ(sim.waiting(order[k]), 1u);
+    EXPECT_EQ(std::get<Params>(*sim.next_for(order[k])).iteration,
               static_cast<std::int64_t>(k + 1));
   }
   expect_near(sim.params, ref, 1e-6f);
@@ -253,7 +253,7 @@ TEST(Ssp, LargeStalenessNeverHoldsAWorker) {
     sim.run({1, 0});
     sim.run({2, 0});
     sim.run({0, 0});
-    ASSERT_EQ(sim.to_worker[0].size(), 1u) << k;
+    ASSERT_EQ(sim.waiting(0), 1u) << k;
   }
   for (const auto& [w, r] : sim.reports.workers)
     EXPECT_EQ(r.held_s, 0.0);
@@ -351,10 +351,10 @@ TEST(WaitFor, RoundsCloseWithExactlyKGradientsAndLateOnesAreDroppedAndResynchron
   }
   expect_near(sim.params, ref, 1e-6f);
   // Only the contributors were answered.
-  EXPECT_EQ(sim.to_worker[1].size(), 1u);
-  EXPECT_EQ(sim.to_worker[3].size(), 1u);
-  EXPECT_TRUE(sim.to_worker[0].empty());
-  EXPECT_TRUE(sim.to_worker[2].empty());
+  EXPECT_EQ(sim.waiting(1), 1u);
+  EXPECT_EQ(sim.waiting(3), 1u);
+  EXPECT_TRUE((sim.waiting(0) == 0));
+  EXPECT_TRUE((sim.waiting(2) == 0));
 
   // Worker 0's gradient of iteration 0 is late: dropped, and worker 0 gets the current model.
   const std::vector<float> before = sim.params;
@@ -362,8 +362,8 @@ TEST(WaitFor, RoundsCloseWithExactlyKGradientsAndLateOnesAreDroppedAndResynchron
   EXPECT_EQ(sim.params, before) << "a late gradient must not touch the model";
   EXPECT_TRUE(sim.reports.workers.back().second.dropped);
   EXPECT_EQ(sim.reports.workers.back().first, 0);
-  ASSERT_EQ(sim.to_worker[0].size(), 1u);
-  EXPECT_EQ(std::get<Params>(*sim.to_worker[0].front()).iteration, 1);
+  ASSERT_EQ(sim.waiting(0), 1u);
+  EXPECT_EQ(std::get<Params>(*sim.next_for(0)).iteration, 1);
   // Resynchronised, its next gradient counts in round 1.
   sim.run({1, 0});
   sim.run({2, 0});
@@ -394,7 +394,7 @@ TEST(WaitFor, WithoutBackupWorkersAStaleGradientIsStillAProtocolError) {
   RoleSim sim(job("ssgd", 2, 0.1), {.node_count = 2, .iterations_per_epoch = 5, .epochs = 1});
   sim.start();
   all_workers_compute(sim);
-  auto g = std::get<Gradient>(*sim.to_server[0].front());
+  auto g = std::get<Gradient>(*sim.next_from(0));
   g.iteration = 3;
   Outbox out;
   EXPECT_THROW(sim.server->on_message(0, g, out), ProtocolError);
@@ -521,15 +521,15 @@ TEST(Straggler, DelayDistributionsAreSeededAndParsed) {
 // the end; returns whether the server carried on and finished.
 bool lose_and_finish(RoleSim& sim, int lost, std::uint64_t seed) {
   const auto w = static_cast<std::size_t>(lost);
-  sim.to_server[w].clear();
-  sim.to_worker[w].clear();
+  sim.drop_at_server(w);
+  sim.drop_for(w);
   sim.computing[w] = false;
   Outbox out;
   if (!sim.server->on_worker_lost(lost, out)) return false;
   sim.route_from_server(out);
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 100000 && !sim.server->finished(); ++i) {
-    sim.to_worker[w].clear();  // what the server still sends it goes nowhere
+    sim.drop_for(w);  // what the server still sends it goes nowhere
     std::vector<RoleSim::Event> ev;
     for (const auto& e : sim.events())
       if (e.worker != lost) ev.push_back(e);
@@ -594,14 +594,14 @@ TEST(WorkerLost, SsgdReplacementRejoinsAndCountsAgain) {
     sim.start();
     (void)sim.run_random(seed, 9);
     if (sim.server->finished()) continue;
-    const bool gradient_in_round = !sim.to_server[2].empty();
+    const bool gradient_in_round = (sim.waiting_at_server(2) > 0);
     if (gradient_in_round) sim.run({0, 2});  // it arrives, then the worker dies
-    sim.to_worker[2].clear();
+    sim.drop_for(2);
     sim.computing[2] = false;
     Outbox out;
     ASSERT_TRUE(sim.server->on_worker_lost(2, out));
     sim.route_from_server(out);
-    sim.to_worker[2].clear();
+    sim.drop_for(2);
     // The replacement: same slot, a fresh learner and role.
     sim.learners[2] = std::make_unique<testing::ToyLearner>(
         std::vector<float>(RoleSim::kSize, 3.0f), RoleSim::kSize);
@@ -613,12 +613,12 @@ TEST(WorkerLost, SsgdReplacementRejoinsAndCountsAgain) {
     sim.route_from_server(out);
     const std::int64_t sent_before = sim.sent[2];
     EXPECT_TRUE(sim.server->on_worker_lost(1, out)) << "workers 0 and 2 still close rounds";
-    sim.to_worker[1].clear();
-    sim.to_server[1].clear();
+    sim.drop_for(1);
+    sim.drop_at_server(1);
     sim.computing[1] = false;
     std::mt19937_64 rng(seed);
     for (int i = 0; i < 100000 && !sim.server->finished(); ++i) {
-      sim.to_worker[1].clear();
+      sim.drop_for(1);
       std::vector<RoleSim::Event> ev;
       for (const auto& e : sim.events())
         if (e.worker != 1) ev.push_back(e);
@@ -642,7 +642,7 @@ TEST(WorkerLost, SsgdReplacementOfAWorkerWhoseGradientIsInTheOpenRound) {
     sim.run({1, w});  // every worker installs the parameters and computes
   sim.run({2, 2});
   sim.run({0, 2});  // worker 2's gradient is in round 0; then it dies
-  sim.to_worker[2].clear();
+  sim.drop_for(2);
   sim.computing[2] = false;
   Outbox out;
   ASSERT_TRUE(sim.server->on_worker_lost(2, out));
@@ -657,7 +657,7 @@ TEST(WorkerLost, SsgdReplacementOfAWorkerWhoseGradientIsInTheOpenRound) {
   sim.run({2, 0});
   sim.run({0, 0});  // the round closes with workers 0 and 2
   EXPECT_EQ(sim.server->iteration(), 1);
-  ASSERT_EQ(sim.to_worker[2].size(), 1u) << "the replacement gets the new parameters";
+  ASSERT_EQ(sim.waiting(2), 1u) << "the replacement gets the new parameters";
   EXPECT_TRUE(sim.run_random(5));
 }
 
@@ -665,8 +665,8 @@ TEST(WorkerLost, AsgdReplacementRejoins) {
   RoleSim sim(job("asgd", 2, 0.1), {.node_count = 2, .iterations_per_epoch = 8, .epochs = 1});
   sim.start();
   (void)sim.run_random(3, 6);
-  sim.to_worker[1].clear();
-  sim.to_server[1].clear();
+  sim.drop_for(1);
+  sim.drop_at_server(1);
   sim.computing[1] = false;
   Outbox out;
   ASSERT_TRUE(sim.server->on_worker_lost(1, out));

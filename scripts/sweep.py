@@ -21,8 +21,19 @@ Every grid and fixed key is an init_server flag (`--key value`; true adds `--key
 Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>, plus
 -<key><value> for any other grid key, and run one after another (2-core machines: concurrent
 runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
-alone when "simulate" is true (that needs the simulator feature of init_server; without it those
-runs fail with init_server's "unknown option" message).
+alone when "simulate" is true.
+
+Flags that only make sense together: a grid axis whose values are JSON objects of flags. Its name
+is free (it is not a flag); each run takes one object and all of its keys as flags, e.g.
+
+      "grid": {"placement": [{"block_assignment": "iid"},
+                             {"block_assignment": "non-iid", "shards_per_node": 2},
+                             {"block_assignment": "non-iid", "dirichlet_alpha": 0.5}], ...}
+
+gives three runs per point of the other axes: ...-iid-s1, ...-non-iid-s1-shards_per_node2 and
+...-non-iid-s1-dirichlet_alpha0.5 (an object's keys other than the named ones above are added as
+-<key><value>). A key may come from one place only: a fixed key, a plain grid axis or one object
+axis.
 
 Resumable: a run whose summary.json says "completed" is skipped (unless its sweep_run.json shows
 other flags than the manifest now gives); any other existing run directory is moved to
@@ -78,13 +89,29 @@ def validate(m, where="manifest"):
         raise ManifestError(f"{where}: 'name' must be a plain name (letters, digits, _ . -)")
     grid = m.get("grid", {})
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise ManifestError(f"{where}: 'grid' must map flag names to non-empty lists")
-    if not isinstance(m.get("fixed", {}), dict):
+        raise ManifestError(f"{where}: 'grid' must map each flag (or axis of flag objects) to a non-empty list")
+    fixed = m.get("fixed", {})
+    if not isinstance(fixed, dict):
         raise ManifestError(f"{where}: 'fixed' must be an object of flag values")
-    both = set(grid) & set(m.get("fixed", {}))
-    if both:
-        raise ManifestError(f"{where}: {sorted(both)} in both 'grid' and 'fixed'")
-    reserved = {"output", "working_ports", "port_file", "config"} & (set(grid) | set(m.get("fixed", {})))
+    # Where each flag comes from: 'fixed', a plain grid axis, or the objects of one object axis.
+    source = {key: "'fixed'" for key in fixed}
+    for axis, values in grid.items():
+        objects = [v for v in values if isinstance(v, dict)]
+        if not objects:
+            keys = {axis}
+        elif len(objects) != len(values):
+            raise ManifestError(f"{where}: grid axis '{axis}' mixes objects of flags with plain values; "
+                                "give one or the other")
+        elif not all(objects) or not all(re.fullmatch(r"[a-z][a-z0-9_]*", k) for o in objects for k in o):
+            raise ManifestError(f"{where}: grid axis '{axis}': each object must name one or more flags "
+                                "(lower-case keys such as \"block_assignment\")")
+        else:
+            keys = {k for o in objects for k in o}
+        for key in sorted(keys):
+            if key in source:
+                raise ManifestError(f"{where}: '{key}' is set by both {source[key]} and grid axis '{axis}'")
+            source[key] = f"grid axis '{axis}'"
+    reserved = {"output", "working_ports", "port_file", "config", "check"} & set(source)
     if reserved:
         raise ManifestError(f"{where}: {sorted(reserved)} are set by the sweep itself")
     if not isinstance(m.get("flags", []), list):
@@ -105,33 +132,37 @@ def flag_args(params):
     return args
 
 
-def run_name(params, extra_axes):
-    parts = []
-    for key, default, prefix in AXES:
-        parts.append(f"{prefix}{params.get(key, default)}")
-    for key in extra_axes:
-        parts.append(f"{key}{params[key]}")
+def run_name(params, extra):
+    """extra: the (key, value) pairs named after the fixed axes, in order."""
+    parts = [f"{prefix}{params.get(key, default)}" for key, default, prefix in AXES]
+    parts += [f"{key}{value}" for key, value in extra]
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
 
 
 def expand(manifest):
-    """The runs of a manifest: a list of {"name", "params", "args"} in a stable order."""
+    """The runs of a manifest: a list of {"name", "params", "args"} in a stable order. An axis
+    whose values are objects contributes each object's keys as flags."""
     grid = manifest.get("grid", {})
     fixed = manifest.get("fixed", {})
     known = [k for k, _, _ in AXES]
     order = [k for k in known if k in grid] + sorted(k for k in grid if k not in known)
-    extra_axes = [k for k in order if k not in known]
     runs = []
     for values in itertools.product(*(grid[k] for k in order)):
         params = dict(fixed)
-        params.update(zip(order, values))
+        extra = []
+        for axis, value in zip(order, values):
+            chosen = value if isinstance(value, dict) else {axis: value}
+            params.update(chosen)
+            extra += [(k, v) for k, v in chosen.items() if k not in known]
         args = flag_args(params) + list(manifest.get("flags", []))
         if manifest.get("simulate"):
             args.append("--simulate")
-        runs.append({"name": run_name(params, extra_axes), "params": params, "args": args})
+        runs.append({"name": run_name(params, extra), "params": params, "args": args})
     names = [r["name"] for r in runs]
-    if len(set(names)) != len(names):
-        raise ManifestError("two runs get the same name; give grid values that differ")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ManifestError(f"two runs would be named {twice[0]}; give grid values (or objects) that differ "
+                            "in a named flag")
     return runs
 
 
@@ -269,7 +300,7 @@ def execute(run, simulate, timeout_s):
 def main(argv=None):
     argv = sys.argv if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 epilog="See the module docstring (head -40 scripts/sweep.py) for the manifest format.")
+                                 epilog="See the module docstring (head -45 scripts/sweep.py) for the manifest format.")
     ap.add_argument("manifest")
     ap.add_argument("--out", help="sweep directory (default runs/sweeps/<manifest name>)")
     ap.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")

@@ -53,6 +53,43 @@ class Expansion(unittest.TestCase):
         cmd = sweep.command_for(dict(runs[0], dir="/x"), simulate=True)
         self.assertTrue(cmd[0].endswith("experiments/init_server"))
 
+    def test_an_axis_of_objects_sets_flags_together(self):
+        m = {"name": "p", "grid": {"node_count": [4], "seed": [1, 2],
+                                   "placement": [{"block_assignment": "iid"},
+                                                 {"block_assignment": "non-iid", "shards_per_node": 2},
+                                                 {"block_assignment": "non-iid", "dirichlet_alpha": 0.5}]},
+             "fixed": {"epochs": 1}}
+        sweep.validate(m)
+        runs = sweep.expand(m)
+        self.assertEqual([r["name"] for r in runs],
+                         ["ssgd-plain-n4-r1-iid-s1", "ssgd-plain-n4-r1-non-iid-s1-shards_per_node2",
+                          "ssgd-plain-n4-r1-non-iid-s1-dirichlet_alpha0.5", "ssgd-plain-n4-r1-iid-s2",
+                          "ssgd-plain-n4-r1-non-iid-s2-shards_per_node2",
+                          "ssgd-plain-n4-r1-non-iid-s2-dirichlet_alpha0.5"])
+        shards = runs[1]
+        self.assertEqual(shards["params"], {"epochs": 1, "node_count": 4, "seed": 1,
+                                            "block_assignment": "non-iid", "shards_per_node": 2})
+        self.assertEqual(shards["args"], ["--epochs", "1", "--node_count", "4", "--seed", "1",
+                                          "--block_assignment", "non-iid", "--shards_per_node", "2"])
+        self.assertNotIn("placement", " ".join(shards["args"]))
+        self.assertNotIn("--shards_per_node", runs[0]["args"])
+
+    def test_bad_axes_of_objects_are_refused(self):
+        objects = [{"block_assignment": "iid"}, {"block_assignment": "non-iid", "shards_per_node": 2}]
+        for grid, fixed, why in (
+                ({"p": [{"codec": "topk"}, "plain"]}, {}, "mixes objects"),
+                ({"p": [{}, {"codec": "topk"}]}, {}, "must name one or more flags"),
+                ({"p": objects}, {"shards_per_node": 3}, "'shards_per_node' is set by both 'fixed'"),
+                ({"block_assignment": ["iid"], "p": objects}, {}, "'block_assignment' is set by both"),
+                ({"p": objects, "q": [{"shards_per_node": 4}]}, {}, "'shards_per_node' is set by both"),
+                ({"p": [{"output": "/tmp/x"}]}, {}, "set by the sweep itself"),
+                ({"p": [{"psgd": "ssgd"}, {"codec": "plain"}]}, {}, "two runs would be named ssgd-plain-n4-r1-iid-s1")):
+            with self.assertRaises(sweep.ManifestError, msg=str(grid)) as caught:
+                m = {"name": "x", "grid": grid, "fixed": fixed}
+                sweep.validate(m)
+                sweep.expand(m)
+            self.assertIn(why, str(caught.exception))
+
     def test_bad_manifests_are_refused(self):
         for bad in ({"name": "x", "grid": {"codec": []}}, {"name": "x y"}, {"name": "x", "gird": {}},
                     {"name": "x", "grid": {"codec": ["a"]}, "fixed": {"codec": "b"}},

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Run a sweep manifest: the cross product of its grid, one run directory per point.
 
-    scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run] [--list] [--only TEXT]
+    scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run | --list | --check] [--only TEXT]
                                    [--timeout_s S]
 
 A manifest (experiments/manifests/*.json) is a JSON object:
@@ -35,15 +35,22 @@ gives three runs per point of the other axes: ...-iid-s1, ...-non-iid-s1-shards_
 -<key><value>). A key may come from one place only: a fixed key, a plain grid axis or one object
 axis.
 
+Checked before anything starts: every run the sweep would start is given to
+`init_server --check <its flags>` (one quick process per run; it loads no data), and when
+init_server refuses any of them the sweep starts nothing and exits 2 with one line per refused run
+(its name and init_server's reason). `--check` does only that, for every run of the manifest.
+init_server is BUILD_DIR/experiments/init_server (default build/).
+
 Resumable: a run whose summary.json says "completed" is skipped (unless its sweep_run.json shows
 other flags than the manifest now gives); any other existing run directory is moved to
-SWEEP_DIR/.attempts/ and the run starts again. A run that fails (an unknown
-codec or strategy, a crash, a timeout) is recorded as failed and the sweep continues; the exit
-code is 1 when any run failed. SWEEP_DIR/sweep.json records the manifest, each run's status and
-the sweep's provenance (git revision, host, Python and library versions, command line, seeds);
-each run directory gets sweep_run.json (its command, exit code, status, duration).
+SWEEP_DIR/.attempts/ and the run starts again. A run that fails once started (a crash, a lost
+worker, a timeout) is recorded as failed and the sweep continues; the exit code is 1 when any run
+failed. SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
+(git revision, host, Python and library versions, command line, seeds); each run directory gets
+sweep_run.json (its command, exit code, status, duration).
 """
 import argparse
+import concurrent.futures
 import datetime
 import itertools
 import json
@@ -237,11 +244,69 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+def init_server_path():
+    return os.path.join(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")), "experiments", "init_server")
+
+
 def command_for(run, simulate):
-    build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
     if simulate:
-        return [os.path.join(build, "experiments", "init_server")] + run["args"] + ["--output", run["dir"]]
+        return [init_server_path()] + run["args"] + ["--output", run["dir"]]
     return ["bash", os.path.join(ROOT, "scripts", "run_local.sh")] + run["args"] + ["--output", run["dir"]]
+
+
+class CheckUnavailable(RuntimeError):
+    """init_server cannot check jobs at all (not built, or built before it had --check)."""
+
+
+def init_server_check(args):
+    """init_server --check ARGS: (job, None) when init_server would start a run with these flags,
+    else (None, the first line it printed: its reason)."""
+    binary = init_server_path()
+    try:
+        p = subprocess.run([binary, "--check"] + args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    except OSError as e:
+        raise CheckUnavailable(f"cannot run {binary} ({e.strerror}); build it with scripts/build.sh")
+    except subprocess.TimeoutExpired:
+        return None, "init_server --check did not answer within 120 s"
+    if p.returncode == 0:
+        try:
+            return json.loads(p.stdout)["job"], None
+        except (ValueError, KeyError, TypeError):
+            return None, f"{binary} --check printed no job; rebuild it with scripts/build.sh"
+    lines = [line.strip() for line in p.stderr.splitlines() if line.strip()]
+    return None, lines[0] if lines else f"init_server --check exited with status {p.returncode}"
+
+
+def refused_runs(runs):
+    """[(run, reason)] for every run that init_server --check refuses, in the runs' order. Each run
+    is checked with exactly the flags it would be started with (init_server, or run_local.sh, adds
+    only where to listen and the port file)."""
+    if not runs:
+        return []
+    _, reason = init_server_check([])
+    if reason:
+        raise CheckUnavailable(f"{init_server_path()} cannot check jobs ({reason}); rebuild it with scripts/build.sh")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(lambda r: init_server_check(r["args"] + ["--output", r["dir"]]), runs))
+    return [(run, reason) for run, (_, reason) in zip(runs, results) if reason]
+
+
+def report_refused(manifest_path, name, runs, starting):
+    """Checks runs; prints one line per refused run and returns False when any is refused (or
+    init_server cannot check). starting: a sweep is about to start these runs."""
+    try:
+        refused = refused_runs(runs)
+    except CheckUnavailable as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return False
+    for run, reason in refused:
+        print(f"sweep: {run['name']}: {reason}", file=sys.stderr)
+    if refused:
+        print(f"sweep: {name}: init_server refuses {len(refused)} of {len(runs)} runs (above)"
+              + (", so the sweep starts none" if starting else "")
+              + f"; fix {manifest_path}" + (f" and check it with: scripts/sweep.py --check {manifest_path}"
+                                             if starting else ""), file=sys.stderr)
+    return not refused
 
 
 def last_error_line(run_dir, output):
@@ -300,11 +365,15 @@ def execute(run, simulate, timeout_s):
 def main(argv=None):
     argv = sys.argv if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 epilog="See the module docstring (head -45 scripts/sweep.py) for the manifest format.")
+                                 epilog="See the module docstring (head -55 scripts/sweep.py) for the manifest format.")
     ap.add_argument("manifest")
     ap.add_argument("--out", help="sweep directory (default runs/sweeps/<manifest name>)")
-    ap.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
-    ap.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
+    mode.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    mode.add_argument("--check", action="store_true",
+                      help="only check every run with init_server --check (no training): exit 0 when "
+                           "init_server accepts them all, else 2 with one line per refused run")
     ap.add_argument("--only", help="run only the runs whose name contains this text")
     ap.add_argument("--timeout_s", type=float, help="per-run timeout (default: the manifest's, else 3600)")
     args = ap.parse_args(argv[1:])
@@ -318,6 +387,13 @@ def main(argv=None):
     if args.only:
         runs = [r for r in runs if args.only in r["name"]]
     simulate = bool(manifest.get("simulate"))
+    if args.check:
+        if not report_refused(args.manifest, manifest["name"], runs, starting=False):
+            return 2
+        n = len(runs)
+        print(f"sweep: {manifest['name']}: init_server accepts {'all ' if n > 1 else ''}{n} run{'s' if n != 1 else ''}"
+              f"{' (simulated)' if simulate else ''}")
+        return 0
     timeout_s = args.timeout_s or manifest.get("timeout_s") or 3600
     todo = [r for r in runs if r["state"] != "completed"]
     print(f"sweep: {manifest['name']}: {len(runs)} runs in {sweep_dir} "
@@ -330,6 +406,8 @@ def main(argv=None):
                 line += "\n             " + " ".join(shlex.quote(a) for a in command_for(r, simulate))
             print(line)
         return 0
+    if not report_refused(args.manifest, manifest["name"], todo, starting=True):
+        return 2
 
     os.makedirs(sweep_dir, exist_ok=True)
     shutil.copyfile(args.manifest, os.path.join(sweep_dir, "manifest.json"))

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """The launch scripts: argument checks, --dry_run plans, ranks from the launcher's environment,
-and one real local sweep over node counts {1, 2} when the binaries are built (BUILD_DIR)."""
+the job each learns from `init_server --check` (a --config file's node_count, a refused flag), and
+real runs (run_local.sh, a local sweep over node counts {1, 2}) when the binaries are built
+(BUILD_DIR) and Fashion-MNIST is installed."""
 import json
 import os
 import subprocess
@@ -11,6 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPTS = os.path.join(ROOT, "scripts")
 CLEAN_ENV = {k: v for k, v in os.environ.items()
              if not k.startswith(("SLURM_", "OMPI_", "PMI_"))}
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+BUILT = all(os.access(os.path.join(BUILD, "experiments", b), os.X_OK) for b in ("init_server", "client"))
+HAVE_DATA = os.path.exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+TINY = {"train_samples": 512, "test_samples": 256, "epochs": 1}
 
 
 def run(script, *args, env=None, timeout=30):
@@ -49,6 +55,46 @@ class LaunchLocal(unittest.TestCase):
                 summary = json.load(open(os.path.join(d, f"n{n}", "summary.json")))
                 self.assertEqual(summary["status"], "completed")
                 self.assertEqual(summary["nodes"], n)
+
+
+def write_config(directory, **job):
+    path = os.path.join(directory, "job.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    return path
+
+
+@unittest.skipUnless(BUILT, "init_server and client not built (BUILD_DIR)")
+class RunLocal(unittest.TestCase):
+    @unittest.skipUnless(HAVE_DATA, "Fashion-MNIST missing")
+    def test_a_config_files_node_count_decides_how_many_clients_start(self):
+        with tempfile.TemporaryDirectory() as d:
+            out_dir = os.path.join(d, "run")
+            config = write_config(d, node_count=2, output=out_dir, **TINY)
+            out = run("run_local.sh", "--config", config, timeout=180)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("starting init_server and 2 clients", out.stdout)
+            logs = sorted(f for f in os.listdir(os.path.join(out_dir, "logs")) if f.startswith("client-"))
+            self.assertEqual(logs, ["client-0.log", "client-1.log"])
+            summary = json.load(open(os.path.join(out_dir, "summary.json")))
+            self.assertEqual(summary["status"], "completed")
+            self.assertEqual(summary["nodes"], 2)
+
+    def test_a_refused_flag_or_config_starts_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            out_dir = os.path.join(d, "run")
+            bad_config = write_config(d, node_count=2, codec="randomk", **TINY)
+            for args, reason in ((["--codec", "randomk"], "init_server: --codec randomk"),
+                                 (["--node_count", "2", "--bogus_flag", "1"], "init_server: "),
+                                 (["--config", bad_config], "init_server: --codec randomk"),
+                                 (["--block_assignment", "non-iid"], "--shards_per_node")):
+                with self.subTest(args=args):
+                    out = run("run_local.sh", *args, "--output", out_dir)
+                    self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+                    self.assertTrue(out.stderr.startswith("init_server: "), out.stderr)
+                    self.assertIn(reason, out.stderr)
+                    self.assertNotIn("starting", out.stdout)
+                    self.assertFalse(os.path.exists(out_dir))
 
 
 class LaunchSsh(unittest.TestCase):

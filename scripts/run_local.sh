@@ -31,18 +31,9 @@ while (($#)); do
     *) args+=("$1"); shift ;;
   esac
 done
-# The job as init_server reads it (flags over --config over defaults); its refusal goes to stderr.
-json=$("$BIN/init_server" --check "${args[@]}") || exit 2
-mapfile -t job < <(python3 -c '
-import json, sys
-d = json.loads(sys.argv[1])
-j = d["job"]
-for v in (j["node_count"], j["psgd"], j["codec"], j["output"], "yes" if d["simulate"] else "no"):
-    print(v)' "$json" 2>/dev/null)
-((${#job[@]} == 5)) || {
-  echo "run_local: $BIN/init_server --check printed no job; rebuild it with scripts/build.sh" >&2
-  exit 2
-}
+# The job as init_server reads it; a refusal is on stderr already.
+source scripts/job_check.sh
+job_of "$BIN/init_server" "${args[@]}" || exit 2
 nodes=${job[0]} psgd=${job[1]} codec=${job[2]} output=${job[3]} simulate=${job[4]}
 if [[ $simulate == yes && $slow != 1 ]]; then
   echo "run_local: --slow_worker slows a real client; with --simulate give init_server --stragglers WORKER:xFACTOR" >&2

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run_local.sh, launch_ssh.sh and launch_slurm.sh (not run by itself): what job a set of
 # init_server flags makes, as init_server itself reads them (flags over --config over defaults).
 #

@@ -12,10 +12,13 @@
 #                  SLURM_JOB_NODELIST, which srun gives rank 0; required under mpirun)
 #   --port P       init_server's port (default 55555)
 #   --dry_run      print what this rank would start, start nothing
+# Every rank first runs init_server --check on the flags (and --config); a job whose flags or
+# --config name a node_count other than size - 1 is refused (a node_count equal to init_server's
+# default, 4, cannot be told from none and is replaced by size - 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_slurm: $*" >&2; exit 2; }
 
 server="" port=55555 dry=0
@@ -39,7 +42,7 @@ size=${SLURM_NTASKS:-${OMPI_COMM_WORLD_SIZE:-${PMI_SIZE:-}}}
 ((rank < size)) || die "rank $rank is not below size $size"
 [[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || die "--port $port: not a port"
 for f in "${flags[@]}"; do
-  case "$f" in --node_count* | --working_ports*) die "$f is set by this script" ;; esac
+  case "$f" in --working_ports*) die "$f is set by this script (--port)" ;; esac
 done
 if [[ -z $server && -n ${SLURM_JOB_NODELIST:-} ]]; then
   server=$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1 || true)
@@ -47,12 +50,19 @@ if [[ -z $server && -n ${SLURM_JOB_NODELIST:-} ]]; then
 fi
 [[ -n $server ]] || die "--server HOST is required outside Slurm (rank 0's host)"
 
+# Clients on other nodes: without a passphrase init_server would listen on loopback only.
+has_bind=0
+for f in "${flags[@]}"; do [[ $f == --bind* || $f == --passphrase_file* ]] && has_bind=1; done
+((has_bind)) || flags+=(--bind 0.0.0.0)
+# Every rank checks the job (flags and --config, as init_server reads them) before anything starts,
+# so that a refused job ends every rank at once instead of leaving clients waiting for a server.
+[[ -x $BIN/init_server ]] || die "$BIN/init_server not built on $(hostname); run scripts/build.sh"
+source scripts/job_check.sh
+job_for_workers launch_slurm "$BIN/init_server" $((size - 1)) "$size processes, rank 0 the server" \
+  --working_ports "$port" "${flags[@]}" || exit 2
+[[ ${job[4]} == no ]] || die "--simulate runs every worker inside init_server; run it directly, as one process"
 if ((rank == 0)); then
-  cmd=("$BIN/init_server" --node_count $((size - 1)) --working_ports "$port" "${flags[@]}")
-  # Clients on other nodes: without a passphrase init_server would listen on loopback only.
-  has_bind=0
-  for f in "${flags[@]}"; do [[ $f == --bind* || $f == --passphrase_file* ]] && has_bind=1; done
-  ((has_bind)) || cmd+=(--bind 0.0.0.0)
+  cmd=("$BIN/init_server" "${server_flags[@]}")
 else
   cmd=("$BIN/client" --ip "$server" --port "$port" --connect_timeout 120)
 fi

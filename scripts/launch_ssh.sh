@@ -15,9 +15,14 @@
 #   --dry_run         print every command and start nothing
 # Every host needs the same build in --repo and the dataset; clients retry connecting for 30 s, so
 # start order does not matter. Client logs: <run dir>/logs/ssh-<host>-<k>.log on this machine.
+# Before anything starts, this machine's init_server --check validates the server's flags (and
+# --config) and says the job's output directory; a job whose flags or --config name a node_count
+# other than hosts x per_host is refused (a node_count equal to init_server's default, 4, cannot
+# be told from none and is replaced by hosts x per_host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+BIN=${BUILD_DIR:-build}/experiments
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_ssh: $*" >&2; exit 2; }
 
 hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
@@ -56,25 +61,35 @@ for h in "${list[@]}"; do [[ -n $h && $h != *" "* ]] || die "empty or malformed 
 [[ $per_host =~ ^[0-9]+$ && $per_host -ge 1 ]] || die "--per_host must be a positive number"
 [[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || die "--port $port: not a port"
 for f in "${flags[@]}"; do
-  case "$f" in --node_count* | --working_ports*) die "$f is set by this script" ;; esac
+  case "$f" in --working_ports*) die "$f is set by this script (--port)" ;; esac
 done
 nodes=$((${#list[@]} * per_host))
 if [[ -z $server_ip ]]; then
   if [[ -n $server ]]; then server_ip=$server; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
   [[ -n $server_ip ]] || die "cannot tell this machine's address; give --server_ip"
 fi
-out="runs/$(date -u +%Y%m%d-%H%M%S)-ssh-n$nodes"
-for ((i = 0; i < ${#flags[@]}; i++)); do [[ ${flags[i]} == --output ]] && out=${flags[i + 1]:-$out}; done
-has_output=0
-for f in "${flags[@]}"; do [[ $f == --output* ]] && has_output=1; done
-((has_output)) || flags+=(--output "$out")
 # Clients on other hosts: without a passphrase init_server would listen on loopback only.
 has_bind=0
 for f in "${flags[@]}"; do [[ $f == --bind* || $f == --passphrase_file* ]] && has_bind=1; done
 ((has_bind)) || flags+=(--bind 0.0.0.0)
 
+# The job, as init_server reads the flags (and --config), checked here before anything starts (every
+# host runs the same build).
+[[ -x $BIN/init_server ]] ||
+  die "$BIN/init_server is not built on this machine; it checks the job before anything starts (scripts/build.sh)"
+source scripts/job_check.sh
+job_for_workers launch_ssh "$BIN/init_server" "$nodes" "${#list[@]} host(s) x $per_host" \
+  --working_ports "$port" "${flags[@]}" || exit 2
+[[ ${job[4]} == no ]] || die "--simulate runs every worker inside init_server; run it directly, without hosts"
+flags=("${server_flags[@]}")
+out=${job[3]}
+if [[ -z $out ]]; then
+  out="runs/$(date -u +%Y%m%d-%H%M%S)-ssh-n$nodes"
+  flags+=(--output "$out")
+fi
+
 q() { printf '%q ' "$@"; }
-server_line="cd $(q "$repo") && build/experiments/init_server --node_count $nodes --working_ports $port $(q "${flags[@]}")"
+server_line="cd $(q "$repo") && build/experiments/init_server $(q "${flags[@]}")"
 echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host; server ${server:-this machine} ($server_ip:$port); run directory $out"
 if [[ -n $server ]]; then echo "  server: $ssh_cmd $server '$server_line'"; else echo "  server: $server_line"; fi
 for h in "${list[@]}"; do

@@ -95,6 +95,12 @@ class Run:
         self.nodes = int(pick("nodes", pick("node_count", 0)) or 0)
         self.redundancy = pick("redundancy", 1)
         self.assignment = pick("block_assignment", "iid")
+        if self.assignment == "non-iid":  # which kind (noniid.json compares both); Dirichlet wins
+            alpha, shards = num(pick("dirichlet_alpha")), num(pick("shards_per_node"))
+            if alpha:
+                self.assignment = f"non-iid Dirichlet({alpha:g})"
+            elif shards:
+                self.assignment = f"non-iid {shards:g} shards/node"
         self.seed = pick("seed", 1)
         self.model = pick("model", "mlp")
         self.batch = pick("batch_size", "")

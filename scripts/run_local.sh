@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Run one psgd job on this machine: init_server plus --node_count local clients.
+# Run one psgd job on this machine: init_server plus one local client per worker.
 #
 #   scripts/run_local.sh [--slow_worker F] [init_server flags...]
 #
 # --slow_worker F starts the last client with --slowdown F (a straggler whose compute takes F
-# times as long); it is the script's own flag. Every other flag is passed to init_server (see build/experiments/init_server --help); the script reads
-# --node_count (default 4) to know how many clients to start, listens on a free port unless
-# --working_ports is given, and writes the server's and the clients' logs to <run dir>/logs/.
-# Ctrl-C stops every process it started.
+# times as long); it is the script's own flag. Every other flag, --config FILE included, goes to
+# init_server (see build/experiments/init_server --help). Before starting anything the script asks
+# `init_server --check` for the job those flags make, and starts as many clients as its node_count
+# (from the flags or the --config file); flags init_server refuses stop it there with
+# init_server's reason (exit 2). It listens on a free port unless --working_ports is on its
+# command line, writes the server's and the clients' logs to <run dir>/logs/, and with --simulate
+# runs init_server alone (it simulates the workers itself). Ctrl-C stops every process it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
@@ -16,31 +19,26 @@ BIN=${BUILD_DIR:-build}/experiments
   exit 1
 }
 
-nodes=4 psgd=ssgd codec=plain output="" port="" slow=1
+slow=1 port=""
 args=()
 while (($#)); do
   case "$1" in
     --slow_worker) slow=${2:-}; shift 2 ;;
     --slow_worker=*) slow=${1#*=}; shift ;;
+    -h | --help) exec "$BIN/init_server" --help ;;
+    --working_ports) port=${2:-}; args+=("$1"); shift ;;
+    --working_ports=*) port=${1#*=}; args+=("$1"); shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
-for ((i = 0; i < ${#args[@]}; i++)); do
-  case "${args[i]}" in
-    --node_count) nodes=${args[i + 1]:-} ;;
-    --node_count=*) nodes=${args[i]#*=} ;;
-    --psgd) psgd=${args[i + 1]:-} ;;
-    --codec) codec=${args[i + 1]:-} ;;
-    --output) output=${args[i + 1]:-} ;;
-    --output=*) output=${args[i]#*=} ;;
-    --working_ports) port=${args[i + 1]%%,*} ;;
-    -h | --help) exec "$BIN/init_server" --help ;;
-  esac
-done
-[[ $nodes =~ ^[0-9]+$ && $nodes -ge 1 ]] || {
-  echo "run_local: --node_count must be a positive number (got '$nodes')" >&2
+# The job as init_server reads it; a refusal is on stderr already.
+source scripts/job_check.sh
+job_of "$BIN/init_server" "${args[@]}" || exit 2
+nodes=${job[0]} psgd=${job[1]} codec=${job[2]} output=${job[3]} simulate=${job[4]}
+if [[ $simulate == yes && $slow != 1 ]]; then
+  echo "run_local: --slow_worker slows a real client; with --simulate give init_server --stragglers WORKER:xFACTOR" >&2
   exit 2
-}
+fi
 extra=()
 if [[ -z $output ]]; then
   output="runs/$(date -u +%Y%m%d-%H%M%S)-$psgd-$codec-n$nodes"
@@ -58,11 +56,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "run_local: starting init_server and $nodes clients; logs in $output/logs/"
-"$BIN/init_server" "${args[@]}" "${extra[@]}" --port_file "$port_file" \
+if [[ $simulate == yes ]]; then
+  echo "run_local: starting init_server --simulate (it runs the $nodes workers itself); logs in $output/logs/"
+  port_args=()
+else
+  echo "run_local: starting init_server and $nodes clients; logs in $output/logs/"
+  port_args=(--port_file "$port_file")
+fi
+"$BIN/init_server" "${args[@]}" "${extra[@]}" "${port_args[@]}" \
   > >(tee "$output/logs/server.log") 2> >(tee "$output/logs/server.err" >&2) &
 server=$!
 pids+=("$server")
+if [[ $simulate == yes ]]; then
+  rc=0
+  wait "$server" || rc=$?
+  pids=()
+  exit $rc
+fi
 for _ in $(seq 600); do
   [[ -s $port_file ]] && break
   kill -0 "$server" 2>/dev/null || break

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Run a sweep manifest: the cross product of its grid, one run directory per point.
 
-    scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run] [--list] [--only TEXT]
+    scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run | --list | --check] [--only TEXT]
                                    [--timeout_s S]
 
 A manifest (experiments/manifests/*.json) is a JSON object:
@@ -21,18 +21,36 @@ Every grid and fixed key is an init_server flag (`--key value`; true adds `--key
 Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>, plus
 -<key><value> for any other grid key, and run one after another (2-core machines: concurrent
 runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
-alone when "simulate" is true (that needs the simulator feature of init_server; without it those
-runs fail with init_server's "unknown option" message).
+alone when "simulate" is true.
+
+Flags that only make sense together: a grid axis whose values are JSON objects of flags. Its name
+is free (it is not a flag); each run takes one object and all of its keys as flags, e.g.
+
+      "grid": {"placement": [{"block_assignment": "iid"},
+                             {"block_assignment": "non-iid", "shards_per_node": 2},
+                             {"block_assignment": "non-iid", "dirichlet_alpha": 0.5}], ...}
+
+gives three runs per point of the other axes: ...-iid-s1, ...-non-iid-s1-shards_per_node2 and
+...-non-iid-s1-dirichlet_alpha0.5 (an object's keys other than the named ones above are added as
+-<key><value>). A key may come from one place only: a fixed key, a plain grid axis or one object
+axis.
+
+Checked before anything starts: every run the sweep would start is given to
+`init_server --check <its flags>` (one quick process per run; it loads no data), and when
+init_server refuses any of them the sweep starts nothing and exits 2 with one line per refused run
+(its name and init_server's reason). `--check` does only that, for every run of the manifest.
+init_server is BUILD_DIR/experiments/init_server (default build/).
 
 Resumable: a run whose summary.json says "completed" is skipped (unless its sweep_run.json shows
 other flags than the manifest now gives); any other existing run directory is moved to
-SWEEP_DIR/.attempts/ and the run starts again. A run that fails (an unknown
-codec or strategy, a crash, a timeout) is recorded as failed and the sweep continues; the exit
-code is 1 when any run failed. SWEEP_DIR/sweep.json records the manifest, each run's status and
-the sweep's provenance (git revision, host, Python and library versions, command line, seeds);
-each run directory gets sweep_run.json (its command, exit code, status, duration).
+SWEEP_DIR/.attempts/ and the run starts again. A run that fails once started (a crash, a lost
+worker, a timeout) is recorded as failed and the sweep continues; the exit code is 1 when any run
+failed. SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
+(git revision, host, Python and library versions, command line, seeds); each run directory gets
+sweep_run.json (its command, exit code, status, duration).
 """
 import argparse
+import concurrent.futures
 import datetime
 import itertools
 import json
@@ -78,13 +96,29 @@ def validate(m, where="manifest"):
         raise ManifestError(f"{where}: 'name' must be a plain name (letters, digits, _ . -)")
     grid = m.get("grid", {})
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise ManifestError(f"{where}: 'grid' must map flag names to non-empty lists")
-    if not isinstance(m.get("fixed", {}), dict):
+        raise ManifestError(f"{where}: 'grid' must map each flag (or axis of flag objects) to a non-empty list")
+    fixed = m.get("fixed", {})
+    if not isinstance(fixed, dict):
         raise ManifestError(f"{where}: 'fixed' must be an object of flag values")
-    both = set(grid) & set(m.get("fixed", {}))
-    if both:
-        raise ManifestError(f"{where}: {sorted(both)} in both 'grid' and 'fixed'")
-    reserved = {"output", "working_ports", "port_file", "config"} & (set(grid) | set(m.get("fixed", {})))
+    # Where each flag comes from: 'fixed', a plain grid axis, or the objects of one object axis.
+    source = {key: "'fixed'" for key in fixed}
+    for axis, values in grid.items():
+        objects = [v for v in values if isinstance(v, dict)]
+        if not objects:
+            keys = {axis}
+        elif len(objects) != len(values):
+            raise ManifestError(f"{where}: grid axis '{axis}' mixes objects of flags with plain values; "
+                                "give one or the other")
+        elif not all(objects) or not all(re.fullmatch(r"[a-z][a-z0-9_]*", k) for o in objects for k in o):
+            raise ManifestError(f"{where}: grid axis '{axis}': each object must name one or more flags "
+                                "(lower-case keys such as \"block_assignment\")")
+        else:
+            keys = {k for o in objects for k in o}
+        for key in sorted(keys):
+            if key in source:
+                raise ManifestError(f"{where}: '{key}' is set by both {source[key]} and grid axis '{axis}'")
+            source[key] = f"grid axis '{axis}'"
+    reserved = {"output", "working_ports", "port_file", "config", "check"} & set(source)
     if reserved:
         raise ManifestError(f"{where}: {sorted(reserved)} are set by the sweep itself")
     if not isinstance(m.get("flags", []), list):
@@ -105,33 +139,37 @@ def flag_args(params):
     return args
 
 
-def run_name(params, extra_axes):
-    parts = []
-    for key, default, prefix in AXES:
-        parts.append(f"{prefix}{params.get(key, default)}")
-    for key in extra_axes:
-        parts.append(f"{key}{params[key]}")
+def run_name(params, extra):
+    """extra: the (key, value) pairs named after the fixed axes, in order."""
+    parts = [f"{prefix}{params.get(key, default)}" for key, default, prefix in AXES]
+    parts += [f"{key}{value}" for key, value in extra]
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
 
 
 def expand(manifest):
-    """The runs of a manifest: a list of {"name", "params", "args"} in a stable order."""
+    """The runs of a manifest: a list of {"name", "params", "args"} in a stable order. An axis
+    whose values are objects contributes each object's keys as flags."""
     grid = manifest.get("grid", {})
     fixed = manifest.get("fixed", {})
     known = [k for k, _, _ in AXES]
     order = [k for k in known if k in grid] + sorted(k for k in grid if k not in known)
-    extra_axes = [k for k in order if k not in known]
     runs = []
     for values in itertools.product(*(grid[k] for k in order)):
         params = dict(fixed)
-        params.update(zip(order, values))
+        extra = []
+        for axis, value in zip(order, values):
+            chosen = value if isinstance(value, dict) else {axis: value}
+            params.update(chosen)
+            extra += [(k, v) for k, v in chosen.items() if k not in known]
         args = flag_args(params) + list(manifest.get("flags", []))
         if manifest.get("simulate"):
             args.append("--simulate")
-        runs.append({"name": run_name(params, extra_axes), "params": params, "args": args})
+        runs.append({"name": run_name(params, extra), "params": params, "args": args})
     names = [r["name"] for r in runs]
-    if len(set(names)) != len(names):
-        raise ManifestError("two runs get the same name; give grid values that differ")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ManifestError(f"two runs would be named {twice[0]}; give grid values (or objects) that differ "
+                            "in a named flag")
     return runs
 
 
@@ -206,11 +244,69 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+def init_server_path():
+    return os.path.join(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")), "experiments", "init_server")
+
+
 def command_for(run, simulate):
-    build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
     if simulate:
-        return [os.path.join(build, "experiments", "init_server")] + run["args"] + ["--output", run["dir"]]
+        return [init_server_path()] + run["args"] + ["--output", run["dir"]]
     return ["bash", os.path.join(ROOT, "scripts", "run_local.sh")] + run["args"] + ["--output", run["dir"]]
+
+
+class CheckUnavailable(RuntimeError):
+    """init_server cannot check jobs at all (not built, or built before it had --check)."""
+
+
+def init_server_check(args):
+    """init_server --check ARGS: (job, None) when init_server would start a run with these flags,
+    else (None, the first line it printed: its reason)."""
+    binary = init_server_path()
+    try:
+        p = subprocess.run([binary, "--check"] + args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    except OSError as e:
+        raise CheckUnavailable(f"cannot run {binary} ({e.strerror}); build it with scripts/build.sh")
+    except subprocess.TimeoutExpired:
+        return None, "init_server --check did not answer within 120 s"
+    if p.returncode == 0:
+        try:
+            return json.loads(p.stdout)["job"], None
+        except (ValueError, KeyError, TypeError):
+            return None, f"{binary} --check printed no job; rebuild it with scripts/build.sh"
+    lines = [line.strip() for line in p.stderr.splitlines() if line.strip()]
+    return None, lines[0] if lines else f"init_server --check exited with status {p.returncode}"
+
+
+def refused_runs(runs):
+    """[(run, reason)] for every run that init_server --check refuses, in the runs' order. Each run
+    is checked with exactly the flags it would be started with (init_server, or run_local.sh, adds
+    only where to listen and the port file)."""
+    if not runs:
+        return []
+    _, reason = init_server_check([])
+    if reason:
+        raise CheckUnavailable(f"{init_server_path()} cannot check jobs ({reason}); rebuild it with scripts/build.sh")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(lambda r: init_server_check(r["args"] + ["--output", r["dir"]]), runs))
+    return [(run, reason) for run, (_, reason) in zip(runs, results) if reason]
+
+
+def report_refused(manifest_path, name, runs, starting):
+    """Checks runs; prints one line per refused run and returns False when any is refused (or
+    init_server cannot check). starting: a sweep is about to start these runs."""
+    try:
+        refused = refused_runs(runs)
+    except CheckUnavailable as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return False
+    for run, reason in refused:
+        print(f"sweep: {run['name']}: {reason}", file=sys.stderr)
+    if refused:
+        print(f"sweep: {name}: init_server refuses {len(refused)} of {len(runs)} runs (above)"
+              + (", so the sweep starts none" if starting else "")
+              + f"; fix {manifest_path}" + (f" and check it with: scripts/sweep.py --check {manifest_path}"
+                                             if starting else ""), file=sys.stderr)
+    return not refused
 
 
 def last_error_line(run_dir, output):
@@ -269,11 +365,15 @@ def execute(run, simulate, timeout_s):
 def main(argv=None):
     argv = sys.argv if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 epilog="See the module docstring (head -40 scripts/sweep.py) for the manifest format.")
+                                 epilog="See the module docstring (head -55 scripts/sweep.py) for the manifest format.")
     ap.add_argument("manifest")
     ap.add_argument("--out", help="sweep directory (default runs/sweeps/<manifest name>)")
-    ap.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
-    ap.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
+    mode.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    mode.add_argument("--check", action="store_true",
+                      help="only check every run with init_server --check (no training): exit 0 when "
+                           "init_server accepts them all, else 2 with one line per refused run")
     ap.add_argument("--only", help="run only the runs whose name contains this text")
     ap.add_argument("--timeout_s", type=float, help="per-run timeout (default: the manifest's, else 3600)")
     args = ap.parse_args(argv[1:])
@@ -287,6 +387,13 @@ def main(argv=None):
     if args.only:
         runs = [r for r in runs if args.only in r["name"]]
     simulate = bool(manifest.get("simulate"))
+    if args.check:
+        if not report_refused(args.manifest, manifest["name"], runs, starting=False):
+            return 2
+        n = len(runs)
+        print(f"sweep: {manifest['name']}: init_server accepts {'all ' if n > 1 else ''}{n} run{'s' if n != 1 else ''}"
+              f"{' (simulated)' if simulate else ''}")
+        return 0
     timeout_s = args.timeout_s or manifest.get("timeout_s") or 3600
     todo = [r for r in runs if r["state"] != "completed"]
     print(f"sweep: {manifest['name']}: {len(runs)} runs in {sweep_dir} "
@@ -299,6 +406,8 @@ def main(argv=None):
                 line += "\n             " + " ".join(shlex.quote(a) for a in command_for(r, simulate))
             print(line)
         return 0
+    if not report_refused(args.manifest, manifest["name"], todo, starting=True):
+        return 2
 
     os.makedirs(sweep_dir, exist_ok=True)
     shutil.copyfile(args.manifest, os.path.join(sweep_dir, "manifest.json"))

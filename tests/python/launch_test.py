@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """The launch scripts: argument checks, --dry_run plans, ranks from the launcher's environment,
-and one real local sweep over node counts {1, 2} when the binaries are built (BUILD_DIR)."""
+the job each learns from `init_server --check` (a --config file's node_count, a refused flag), and
+real runs (run_local.sh, a local sweep over node counts {1, 2}) when the binaries are built
+(BUILD_DIR) and Fashion-MNIST is installed."""
 import json
 import os
 import subprocess
@@ -11,6 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPTS = os.path.join(ROOT, "scripts")
 CLEAN_ENV = {k: v for k, v in os.environ.items()
              if not k.startswith(("SLURM_", "OMPI_", "PMI_"))}
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+BUILT = all(os.access(os.path.join(BUILD, "experiments", b), os.X_OK) for b in ("init_server", "client"))
+HAVE_DATA = os.path.exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+TINY = {"train_samples": 512, "test_samples": 256, "epochs": 1}
 
 
 def run(script, *args, env=None, timeout=30):
@@ -51,7 +57,49 @@ class LaunchLocal(unittest.TestCase):
                 self.assertEqual(summary["nodes"], n)
 
 
+def write_config(directory, **job):
+    path = os.path.join(directory, "job.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    return path
+
+
+@unittest.skipUnless(BUILT, "init_server and client not built (BUILD_DIR)")
+class RunLocal(unittest.TestCase):
+    @unittest.skipUnless(HAVE_DATA, "Fashion-MNIST missing")
+    def test_a_config_files_node_count_decides_how_many_clients_start(self):
+        with tempfile.TemporaryDirectory() as d:
+            out_dir = os.path.join(d, "run")
+            config = write_config(d, node_count=2, output=out_dir, **TINY)
+            out = run("run_local.sh", "--config", config, timeout=180)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("starting init_server and 2 clients", out.stdout)
+            logs = sorted(f for f in os.listdir(os.path.join(out_dir, "logs")) if f.startswith("client-"))
+            self.assertEqual(logs, ["client-0.log", "client-1.log"])
+            with open(os.path.join(out_dir, "summary.json")) as f:
+                summary = json.load(f)
+            self.assertEqual(summary["status"], "completed")
+            self.assertEqual(summary["nodes"], 2)
+
+    def test_a_refused_flag_or_config_starts_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            out_dir = os.path.join(d, "run")
+            bad_config = write_config(d, node_count=2, codec="randomk", **TINY)
+            for args, reason in ((["--codec", "randomk"], "init_server: --codec randomk"),
+                                 (["--node_count", "2", "--bogus_flag", "1"], "init_server: "),
+                                 (["--config", bad_config], "init_server: --codec randomk"),
+                                 (["--block_assignment", "non-iid"], "--shards_per_node")):
+                with self.subTest(args=args):
+                    out = run("run_local.sh", *args, "--output", out_dir)
+                    self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+                    self.assertTrue(out.stderr.startswith("init_server: "), out.stderr)
+                    self.assertIn(reason, out.stderr)
+                    self.assertNotIn("starting", out.stdout)
+                    self.assertFalse(os.path.exists(out_dir))
+
+
 class LaunchSsh(unittest.TestCase):
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_prefix_first_last_addressing(self):
         out = run("launch_ssh.sh", "--host_prefix", "192.168.1.", "--first", "10", "--last", "17", "--per_host", "2",
                   "--server_ip", "10.0.0.1", "--dry_run", "--", "--epochs", "2")
@@ -61,11 +109,43 @@ class LaunchSsh(unittest.TestCase):
         self.assertEqual(out.stdout.count("ssh -o BatchMode=yes 192.168.1.17 "), 2)
         self.assertIn("client --ip 10.0.0.1 --port 55555", out.stdout)
 
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_host_list_and_remote_server(self):
         out = run("launch_ssh.sh", "--hosts", "a,b", "--server", "s", "--port", "6000", "--dry_run")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("server: ssh -o BatchMode=yes s ", out.stdout)
         self.assertIn("client --ip s --port 6000", out.stdout)
+
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_the_job_from_init_server_check_decides(self):
+        with tempfile.TemporaryDirectory() as d:
+            out_dir = os.path.join(d, "run")
+            config = write_config(d, node_count=2, output=out_dir, epochs=1)
+            out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run", "--", "--config", config)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn(f"2 workers on 2 host(s) x 1; server this machine (10.0.0.1:55555); run directory {out_dir}",
+                          out.stdout)
+            self.assertIn(f"init_server --node_count 2 --working_ports 55555 --config {config} --bind 0.0.0.0 \n",
+                          out.stdout)  # the config's output, not another --output
+            # A config for 2 workers on 3 hosts, a refused flag, a simulation: exit 2, nothing started.
+            for args, message in ((["--hosts", "a,b,c", "--", "--config", config],
+                                   "launch_ssh: the job asks for node_count 2 (its flags or --config), but this "
+                                   "launch has 3 workers (3 host(s) x 1)"),
+                                  (["--hosts", "a,b", "--per_host", "2", "--", "--node_count", "3"],
+                                   "but this launch has 4 workers (2 host(s) x 2)"),
+                                  (["--hosts", "a,b", "--", "--codec", "randomk"],
+                                   "init_server: --codec randomk"),
+                                  (["--hosts", "a,b", "--", "--simulate"], "--simulate runs every worker")):
+                with self.subTest(args=args):
+                    out = run("launch_ssh.sh", "--server_ip", "10.0.0.1", *args)
+                    self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+                    self.assertIn(message, out.stderr)
+                    self.assertEqual(out.stdout, "")
+            # gc with redundancy 3 is refused for init_server's default 4 workers, not for 3 hosts.
+            out = run("launch_ssh.sh", "--hosts", "a,b,c", "--server_ip", "10.0.0.1", "--dry_run", "--",
+                      "--codec", "gc", "--redundancy", "3", "--output", out_dir)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("init_server --node_count 3 --working_ports 55555 --codec gc --redundancy 3", out.stdout)
 
     def test_bad_arguments(self):
         for args in ([], ["--hosts", "a", "--host_prefix", "x"], ["--host_prefix", "h", "--first", "5", "--last", "2"],
@@ -76,6 +156,7 @@ class LaunchSsh(unittest.TestCase):
 
 
 class LaunchSlurm(unittest.TestCase):
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_rank_zero_is_the_server(self):
         for env in ({"SLURM_PROCID": "0", "SLURM_NTASKS": "5", "SLURM_JOB_NODELIST": "n1"},
                     {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "5"},
@@ -85,12 +166,31 @@ class LaunchSlurm(unittest.TestCase):
             self.assertIn("rank 0 of 5", out.stderr)
             self.assertIn("init_server --node_count 4 --working_ports 55555 --epochs 3", out.stderr)
 
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_other_ranks_are_clients_of_the_first_slurm_host(self):
         out = run("launch_slurm.sh", "--port", "7000", "--dry_run",
                   env={"SLURM_PROCID": "3", "SLURM_NTASKS": "5", "SLURM_JOB_NODELIST": "nodeA"})
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("rank 3 of 5", out.stderr)
         self.assertIn("client --ip nodeA --port 7000", out.stderr)
+
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_every_rank_checks_the_job_first(self):
+        with tempfile.TemporaryDirectory() as d:
+            config = write_config(d, node_count=2, epochs=1)
+            for rank in ("0", "2"):
+                env = {"SLURM_PROCID": rank, "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "n1"}
+                out = run("launch_slurm.sh", "--dry_run", "--", "--config", config, env=env)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                env["SLURM_NTASKS"] = "5"
+                out = run("launch_slurm.sh", "--dry_run", "--", "--config", config, env=env)
+                self.assertEqual(out.returncode, 2, out.stderr)
+                self.assertIn("the job asks for node_count 2 (its flags or --config), but this launch has 4 workers",
+                              out.stderr)
+                out = run("launch_slurm.sh", "--", "--codec", "randomk", env=env)
+                self.assertEqual(out.returncode, 2, out.stderr)
+                self.assertTrue(out.stderr.startswith("init_server: --codec randomk"), out.stderr)
+                self.assertNotIn(f"rank {rank} of", out.stderr)  # nothing started
 
     def test_bad_environments(self):
         cases = [({}, ["--server", "a"]), ({"PMI_RANK": "0", "PMI_SIZE": "1"}, ["--server", "a"]),

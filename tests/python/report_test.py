@@ -96,6 +96,28 @@ class SingleRunReport(unittest.TestCase):
             if have_matplotlib():
                 self.assertTrue(os.path.exists(os.path.join(run, "accuracy_time.png")))
 
+    def test_non_iid_runs_are_told_apart_by_their_placement(self):
+        # noniid.json: label-sorted shards and Dirichlet proportions are both block_assignment non-iid
+        # (summary.json says only that; config.json's job says which).
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
+        import report as report_module
+        with tempfile.TemporaryDirectory() as d:
+            labels = []
+            for name, params in (("iid", {"block_assignment": "iid"}),
+                                 ("shards", {"block_assignment": "non-iid", "shards_per_node": 2}),
+                                 ("dirichlet", {"block_assignment": "non-iid", "dirichlet_alpha": 0.5})):
+                run = make_run(os.path.join(d, name), nodes=4)
+                for file, part in (("summary.json", None), ("config.json", "job")):
+                    with open(os.path.join(run, file)) as f:
+                        content = json.load(f)
+                    (content[part] if part else content).update(
+                        params if part else {"block_assignment": params["block_assignment"]})
+                    with open(os.path.join(run, file), "w") as f:
+                        json.dump(content, f)
+                labels.append(report_module.Run(run, d).label())
+            self.assertEqual(labels, ["ssgd/plain n4", "ssgd/plain non-iid 2 shards/node n4",
+                                      "ssgd/plain non-iid Dirichlet(0.5) n4"])
+
     def test_errors(self):
         with tempfile.TemporaryDirectory() as d:
             self.assertEqual(report(os.path.join(d, "missing")).returncode, 1)

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Manifest expansion, run names, resume and failure handling of scripts/sweep.py."""
+import contextlib
 import glob
+import io
 import json
 import os
 import subprocess
@@ -53,6 +55,43 @@ class Expansion(unittest.TestCase):
         cmd = sweep.command_for(dict(runs[0], dir="/x"), simulate=True)
         self.assertTrue(cmd[0].endswith("experiments/init_server"))
 
+    def test_an_axis_of_objects_sets_flags_together(self):
+        m = {"name": "p", "grid": {"node_count": [4], "seed": [1, 2],
+                                   "placement": [{"block_assignment": "iid"},
+                                                 {"block_assignment": "non-iid", "shards_per_node": 2},
+                                                 {"block_assignment": "non-iid", "dirichlet_alpha": 0.5}]},
+             "fixed": {"epochs": 1}}
+        sweep.validate(m)
+        runs = sweep.expand(m)
+        self.assertEqual([r["name"] for r in runs],
+                         ["ssgd-plain-n4-r1-iid-s1", "ssgd-plain-n4-r1-non-iid-s1-shards_per_node2",
+                          "ssgd-plain-n4-r1-non-iid-s1-dirichlet_alpha0.5", "ssgd-plain-n4-r1-iid-s2",
+                          "ssgd-plain-n4-r1-non-iid-s2-shards_per_node2",
+                          "ssgd-plain-n4-r1-non-iid-s2-dirichlet_alpha0.5"])
+        shards = runs[1]
+        self.assertEqual(shards["params"], {"epochs": 1, "node_count": 4, "seed": 1,
+                                            "block_assignment": "non-iid", "shards_per_node": 2})
+        self.assertEqual(shards["args"], ["--epochs", "1", "--node_count", "4", "--seed", "1",
+                                          "--block_assignment", "non-iid", "--shards_per_node", "2"])
+        self.assertNotIn("placement", " ".join(shards["args"]))
+        self.assertNotIn("--shards_per_node", runs[0]["args"])
+
+    def test_bad_axes_of_objects_are_refused(self):
+        objects = [{"block_assignment": "iid"}, {"block_assignment": "non-iid", "shards_per_node": 2}]
+        for grid, fixed, why in (
+                ({"p": [{"codec": "topk"}, "plain"]}, {}, "mixes objects"),
+                ({"p": [{}, {"codec": "topk"}]}, {}, "must name one or more flags"),
+                ({"p": objects}, {"shards_per_node": 3}, "'shards_per_node' is set by both 'fixed'"),
+                ({"block_assignment": ["iid"], "p": objects}, {}, "'block_assignment' is set by both"),
+                ({"p": objects, "q": [{"shards_per_node": 4}]}, {}, "'shards_per_node' is set by both"),
+                ({"p": [{"output": "/tmp/x"}]}, {}, "set by the sweep itself"),
+                ({"p": [{"psgd": "ssgd"}, {"codec": "plain"}]}, {}, "two runs would be named ssgd-plain-n4-r1-iid-s1")):
+            with self.assertRaises(sweep.ManifestError, msg=str(grid)) as caught:
+                m = {"name": "x", "grid": grid, "fixed": fixed}
+                sweep.validate(m)
+                sweep.expand(m)
+            self.assertIn(why, str(caught.exception))
+
     def test_bad_manifests_are_refused(self):
         for bad in ({"name": "x", "grid": {"codec": []}}, {"name": "x y"}, {"name": "x", "gird": {}},
                     {"name": "x", "grid": {"codec": ["a"]}, "fixed": {"codec": "b"}},
@@ -79,36 +118,65 @@ class Resume(unittest.TestCase):
             self.assertEqual(states["ssgd-plain-n1-r1-iid-s1"], "retry")
 
     def test_a_failing_run_is_recorded_and_the_sweep_continues(self):
-        # A fake run_local.sh stands in for the real one: it "completes" plain runs and fails
-        # others the way init_server refuses an unknown codec (exit 2 and one line on stderr).
+        # A fake run_local.sh stands in for the real one: it "completes" plain runs and fails the
+        # others the way a run fails once started, which no check can foresee (init_server exits 1
+        # after a line on stderr). The check itself is stubbed: it accepts every run.
         with tempfile.TemporaryDirectory() as d:
             manifest = os.path.join(d, "m.json")
             with open(manifest, "w") as f:
-                json.dump({"name": "fake", "grid": {"node_count": [1, 2], "codec": ["plain", "nosuch"]}}, f)
+                json.dump({"name": "fake", "grid": {"node_count": [1, 2], "codec": ["plain", "topk"]}}, f)
             make_run(os.path.join(d, "sweep", "ssgd-plain-n1-r1-iid-s1"), nodes=1)  # already done
             fake = os.path.join(d, "fake_run_local.py")
             with open(fake, "w") as f:
                 f.write(FAKE_LAUNCHER.format(fixtures=HERE))
-            old = sweep.command_for
+            checked = []
+            old = sweep.command_for, sweep.refused_runs
             sweep.command_for = lambda run, simulate: [sys.executable, fake] + run["args"] + ["--output", run["dir"]]
+            sweep.refused_runs = lambda runs: checked.extend(r["name"] for r in runs) or []
             try:
                 rc = sweep.main(["sweep.py", manifest, "--out", os.path.join(d, "sweep")])
             finally:
-                sweep.command_for = old
+                sweep.command_for, sweep.refused_runs = old
             self.assertEqual(rc, 1)
+            # Every run it would start was checked first, not the completed one.
+            self.assertEqual(sorted(checked), ["ssgd-plain-n2-r1-iid-s1", "ssgd-topk-n1-r1-iid-s1",
+                                               "ssgd-topk-n2-r1-iid-s1"])
             record = json.load(open(os.path.join(d, "sweep", "sweep.json")))
             status = {r["name"]: r["status"] for r in record["runs"]}
             self.assertEqual(status["ssgd-plain-n1-r1-iid-s1"], "completed")
             self.assertTrue(record["runs"][0].get("skipped"))
             self.assertEqual(status["ssgd-plain-n2-r1-iid-s1"], "completed")
-            self.assertTrue(status["ssgd-nosuch-n1-r1-iid-s1"].startswith("failed: exit 2"))
-            self.assertIn("unknown value", status["ssgd-nosuch-n2-r1-iid-s1"])
+            self.assertTrue(status["ssgd-topk-n1-r1-iid-s1"].startswith("failed: exit 1"))
+            self.assertIn("lost worker 1", status["ssgd-topk-n2-r1-iid-s1"])
             for key in ("psgd_revision", "host", "command_line", "libraries"):
                 self.assertIn(key, record["provenance"])
             self.assertIn("finished_utc", record["provenance"])
             self.assertEqual(record["seeds"], [1])
-            run_record = json.load(open(os.path.join(d, "sweep", "ssgd-nosuch-n2-r1-iid-s1", "sweep_run.json")))
-            self.assertEqual(run_record["exit_code"], 2)
+            run_record = json.load(open(os.path.join(d, "sweep", "ssgd-topk-n2-r1-iid-s1", "sweep_run.json")))
+            self.assertEqual(run_record["exit_code"], 1)
+
+    def test_a_refused_run_stops_the_sweep_before_anything_starts(self):
+        with tempfile.TemporaryDirectory() as d:
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "fake", "grid": {"codec": ["plain", "topk"]}}, f)
+            started = []
+            old = sweep.execute, sweep.refused_runs
+            sweep.execute = lambda *a: started.append(a)
+            sweep.refused_runs = lambda runs: [(r, "init_server: --codec topk: no") for r in runs
+                                               if "topk" in r["name"]]
+            err = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    rc = sweep.main(["sweep.py", manifest, "--out", os.path.join(d, "sweep")])
+            finally:
+                sweep.execute, sweep.refused_runs = old
+            self.assertEqual(rc, 2)
+            self.assertEqual(started, [])
+            lines = err.getvalue().splitlines()
+            self.assertEqual(lines[0], "sweep: ssgd-topk-n4-r1-iid-s1: init_server: --codec topk: no")
+            self.assertIn("refuses 1 of 2 runs", lines[1])
+            self.assertFalse(os.path.exists(os.path.join(d, "sweep")))
 
 
 FAKE_LAUNCHER = """
@@ -120,10 +188,10 @@ get = lambda k: args[args.index(k) + 1]
 out = get("--output")
 if get("--codec") != "plain":
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
-    msg = "init_server: --codec " + get("--codec") + ": unknown value; choose one of: plain"
+    msg = "init_server: failed: lost worker 1 (connection reset by peer)"
     open(os.path.join(out, "logs", "server.err"), "w").write(msg + "\\n")
     print(msg, file=sys.stderr)
-    sys.exit(2)
+    sys.exit(1)
 make_run(out, nodes=int(get("--node_count")), codec="plain")
 """
 

@@ -81,11 +81,19 @@ void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& o
         "own flags on the command line",
         out.resume, out.config_file, out.resume));
   }
-  static const std::vector<std::string> allowed{
-      "--working_ports",   "--port_file",          "--bind",
-      "--passphrase_file", "--heartbeat_interval", "--dead_after",
-      "--shared_memory",   "--join_timeout",       "--io_timeout",
-      "--threads",         "--checkpoint_every",   "--crash_after_checkpoints"};
+  static const std::vector<std::string> allowed{"--working_ports",
+                                                "--port_file",
+                                                "--bind",
+                                                "--passphrase_file",
+                                                "--heartbeat_interval",
+                                                "--dead_after",
+                                                "--shared_memory",
+                                                "--join_timeout",
+                                                "--io_timeout",
+                                                "--threads",
+                                                "--checkpoint_every",
+                                                "--crash_after_checkpoints",
+                                                "--check"};
   for (const CLI::Option* o : app.get_options()) {
     if (o == resume || o->count() == 0) continue;
     const std::string name = o->get_name();
@@ -175,7 +183,8 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
                  "one); flags given too win");
   app.add_flag("--check", out.check,
                "Check the flags (and --config) exactly as a run would, print the job they make as "
-               "JSON on stdout ({\"job\": {...}, \"simulate\": ...}) and exit: 0 when it would "
+               "JSON on stdout ({\"job\": {...}, \"server\": {...}, \"simulate\": ..., "
+               "\"simulation\": {...}}) and exit: 0 when it would "
                "start, 2 with the reason when not. Loads no data and listens on no port");
   bind_fields(app, out.spec, "Job (the same in every driver; keys of config.json's \"job\")");
   bind_fields(app, static_cast<ServerFlags&>(out), "This server");

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "core/fields_json.h"
 #include "experiments/cli.h"
 #include "experiments/server.h"
 #include "experiments/simulate.h"
@@ -15,7 +16,13 @@ int main(int argc, char** argv) {
   psgd::ServerOptions options;
   if (int rc = psgd::parse_server_args(argc, argv, options); rc != psgd::kContinue) return rc;
   if (options.check) {
-    nlohmann::json out{{"job", options.spec}, {"simulate", options.sim.enabled}};
+    nlohmann::json server, simulation;
+    psgd::fields_to_json(static_cast<const psgd::ServerFlags&>(options), server);
+    psgd::fields_to_json(options.sim, simulation);
+    nlohmann::json out{{"job", options.spec},
+                       {"server", server},
+                       {"simulate", options.sim.enabled},
+                       {"simulation", simulation}};
     if (!options.notes.empty()) out["canonicalized"] = options.notes;
     std::printf("%s\n", out.dump(2).c_str());
     return 0;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "nn/data_pack.h"
+#include "nn/data_source.h"
 
 namespace psgd {
 
@@ -80,6 +81,27 @@ void ChunkAssembler::add(const DataChunk& c) {
       throw ProtocolError("the shipped data fails its whole-pack SHA-256 check");
     }
   }
+}
+
+DataShipper::Shipment DataShipper::answer(const DataOffer& offer,
+                                          std::span<const std::int64_t> samples) {
+  Shipment s;
+  if (!offer.hash.empty() && offer.hash == hash_) {
+    s.skipped = true;
+    s.frames.push_back(
+        std::make_shared<const EncodedFrame>(std::make_shared<const Message>(DataChunk{})));
+    return s;
+  }
+  const auto pack = nn::pack_dataset(nn::subset(*train_, samples, ""));
+  s.packed_bytes = pack.size();
+  for (auto& chunk : make_chunks(pack)) {
+    auto frame =
+        std::make_shared<const EncodedFrame>(std::make_shared<const Message>(std::move(chunk)));
+    s.wire_bytes += frame->size();
+    s.frames.push_back(std::move(frame));
+  }
+  wire_bytes_ += s.wire_bytes;
+  return s;
 }
 
 }  // namespace psgd

@@ -1,6 +1,6 @@
 #pragma once
 // --ship_data: a worker's data pack (nn/data_pack.h) cut into chunks for the wire, and put back
-// together on the other side.
+// together on the other side; DataShipper is the server's side of the exchange.
 //
 // Each chunk carries at most kShipChunkBytes of the pack, zlib-compressed, with the SHA-256 of its
 // uncompressed bytes; the first chunk's header fields (count, total size, SHA-256 of the whole
@@ -8,10 +8,14 @@
 // it allocates or copies anything, so a corrupt or hostile chunk is a ProtocolError, never an
 // overflow.
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "network/frame.h"
 #include "network/messages.h"
+#include "nn/dataset.h"
 
 namespace psgd {
 
@@ -39,6 +43,29 @@ class ChunkAssembler {
   std::uint64_t compressed_ = 0;
   std::string total_sha256_;
   std::vector<std::uint8_t> bytes_;
+};
+
+// The server's side: answers each worker's DataOffer with its samples' chunks, or with one empty
+// DataChunk when the worker's own copy has the server's content hash. Socket-free.
+class DataShipper {
+ public:
+  DataShipper(std::shared_ptr<const nn::Dataset> train, std::string hash)
+      : train_(std::move(train)), hash_(std::move(hash)) {}
+
+  struct Shipment {
+    std::vector<std::shared_ptr<const EncodedFrame>> frames;  // to send, in order
+    bool skipped = false;            // the worker holds the same training set
+    std::uint64_t packed_bytes = 0;  // the pack, uncompressed
+    std::uint64_t wire_bytes = 0;    // the frames
+  };
+  Shipment answer(const DataOffer& offer, std::span<const std::int64_t> samples);
+  const std::string& hash() const { return hash_; }
+  std::uint64_t wire_bytes() const { return wire_bytes_; }  // all shipments so far
+
+ private:
+  std::shared_ptr<const nn::Dataset> train_;
+  std::string hash_;
+  std::uint64_t wire_bytes_ = 0;
 };
 
 }  // namespace psgd

@@ -8,7 +8,7 @@
 
 #include "core/fields_json.h"
 #include "experiments/cli.h"
-#include "experiments/server.h"
+#include "experiments/server/server.h"
 #include "experiments/simulate.h"
 
 int main(int argc, char** argv) {

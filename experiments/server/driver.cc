@@ -1,0 +1,519 @@
+// init_server's TCP driver, part 1: setting up, accepting and authenticating connections, joining
+// and loading (experiments/server/driver.h). Part 2, training.cc, drives the training and ends
+// the run.
+#include "experiments/server/driver.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <csignal>
+
+#include "core/error.h"
+#include "experiments/format.h"
+#include "experiments/provenance.h"
+#include "experiments/server/server.h"
+#include "nn/data_source.h"
+#include "nn/threads.h"
+#include "psgd/factory.h"
+
+namespace psgd {
+namespace {
+
+using asio::ip::tcp;
+
+// Frames a worker may send once authenticated, until the job is known (then
+// training_frame_limit, network/frame.h).
+constexpr std::uint64_t kHelloFrameLimit = 64 * 1024;
+// A peer must finish authenticating within this time, and at most this many may be trying at
+// once (more are closed at once), so idle or hostile connections cannot pile up.
+constexpr double kAuthSeconds = 10;
+constexpr std::size_t kMaxPending = 256;
+
+std::string fmt_bytes(double bytes) {
+  return bytes >= 1 << 20 ? fmt::format("{:.1f} MiB", bytes / (1 << 20))
+                          : fmt::format("{:.1f} KiB", bytes / 1024);
+}
+
+std::string address_of(const net::Connection& conn) {
+  const std::string peer = conn.peer();
+  return peer.substr(0, peer.rfind(':'));
+}
+
+}  // namespace
+
+Server::Server(const ServerOptions& options)
+    : opts_(options),
+      spec_(opts_.spec),
+      join_timer_(io_),
+      progress_timer_(io_),
+      shutdown_timer_(io_),
+      signals_(io_, SIGINT, SIGTERM),
+      workers_(options.spec.node_count) {}
+
+Server::~Server() = default;
+
+int Server::run() {
+  key_ = net::load_key(opts_.passphrase_file);
+  prepare();
+  listen();
+  signals_.async_wait([this](std::error_code ec, int sig) {
+    if (ec) return;
+    fail(fmt::format("interrupted by signal {}", sig), 128 + sig);
+  });
+  join_timer_.expires_after(seconds(spec_.join_timeout));
+  join_timer_.async_wait([this](std::error_code ec) {
+    if (ec || phase_ == Phase::kTraining || phase_ == Phase::kDone) return;
+    fail(phase_ == Phase::kJoining
+             ? fmt::format("only {} of {} workers joined within --join_timeout {} s; start each "
+                           "with: client --ip <this host> --port {}",
+                           workers_.joined(), spec_.node_count, spec_.join_timeout, ports_.front())
+             : fmt::format("only {} of {} workers were ready within --join_timeout {} s",
+                           workers_.ready(), spec_.node_count, spec_.join_timeout));
+  });
+  io_.run();
+  return exit_code_;
+}
+
+void Server::prepare() {
+  nn::set_compute_threads(1);
+  for (const std::string& note : opts_.notes)
+    fmt::print("init_server: {}\n", note);
+  plan_ = std::make_unique<JobPlan>(spec_);
+  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan_->train()),
+             nn::describe(plan_->evaluation()->test));
+  if (!plan_->holdout().validation.empty()) {
+    fmt::print("init_server: {} (held out of the training set)\n",
+               nn::describe(plan_->evaluation()->validation));
+  }
+  model_ = plan_->make_model();
+  schedule_ = plan_->schedule();
+  if (spec_.ship_data) shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());
+  checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters());
+  fmt::print(
+      "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
+      model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
+      spec_.batch_size, schedule_.iterations_per_epoch);
+  // Created only once the data and the model are known to work, so a bad flag leaves no debris.
+  const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
+  if (!opts_.resume.empty()) {
+    resumed_ = checkpointer_->load(spec_.output);
+    auto params = model_->parameters();
+    std::copy(resumed_->parameters.begin(), resumed_->parameters.end(), params.begin());
+  }
+  run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
+                  : std::make_unique<RunDirectory>(dir);
+  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
+      .spec = &spec_,
+      .schedule = schedule_,
+      .dir = run_.get(),
+      .model = model_.get(),
+      .wall = &clock_,
+      .evaluate_async =
+          [this](std::span<const float> parameters) { return evaluate_in_background(parameters); },
+      .traffic = [this](int w) { return traffic_of(w); },
+      .average_decay = spec_.model_average_decay()});
+  if (opts_.tensorboard) {
+    tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
+    recorder_->set_epoch_listener(
+        [this](const MetricsRow& row, const std::vector<WorkerRow>& workers) {
+          tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
+        });
+  }
+  if (resumed_) {
+    // config.json stays as the first start wrote it; the resume is recorded in summary.json.
+    try {
+      const auto state = nlohmann::json::parse(resumed_->driver_state);
+      recorder_->resume(state.at("recorder"));
+      events_ = state.at("events");
+    } catch (const nlohmann::json::exception& e) {
+      throw ConfigError(
+          fmt::format("--resume {}: checkpoint corrupt: recorder state: {}", dir, e.what()));
+    }
+    events_.push_back({{"event", "resumed"},
+                       {"iteration", resumed_->iteration},
+                       {"epoch", resumed_->epochs_done},
+                       {"command_line", opts_.command_line}});
+    fmt::print("init_server: resuming {} from its checkpoint at iteration {} (epoch {} of {})\n",
+               dir, resumed_->iteration, resumed_->epochs_done, spec_.epochs);
+    return;
+  }
+  run_->write_config(config_json());
+}
+
+void Server::listen() {
+  if (opts_.bind.empty()) opts_.bind = key_ ? "0.0.0.0" : "127.0.0.1";
+  std::error_code bad_address;
+  const auto address = asio::ip::make_address(opts_.bind, bad_address);
+  if (bad_address) throw ConfigError(fmt::format("--bind {}: not an IP address", opts_.bind));
+  if (!key_ && !address.is_loopback()) {
+    fmt::print(stderr,
+               "init_server: WARNING: listening on {} without a passphrase: anyone who can reach "
+               "this port can join the job or send it data; give --passphrase_file or "
+               "${}\n",
+               opts_.bind, net::kPassphraseEnv);
+  }
+  for (int port : spec_.working_ports) {
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    std::error_code ec;
+    tcp::endpoint ep(address, static_cast<unsigned short>(port));
+    acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      throw IoError(
+          fmt::format("cannot listen on {}:{}: {} (is another init_server using it? "
+                      "choose another --working_ports)",
+                      opts_.bind, port, ec.message()));
+    }
+    ports_.push_back(acceptor->local_endpoint().port());
+    acceptors_.push_back(std::move(acceptor));
+  }
+  for (auto& a : acceptors_)
+    accept(*a);
+  if (!opts_.port_file.empty()) write_file_atomic(opts_.port_file, fmt::format("{}\n", ports_[0]));
+  fmt::print(
+      "init_server: listening on {}:{}{}; waiting for {} workers (start each with: client "
+      "--ip <this host> --port {})\n",
+      opts_.bind, fmt::join(ports_, ","),
+      key_ ? " (workers must prove the passphrase)" : " (no passphrase)", spec_.node_count,
+      ports_.front());
+  std::fflush(stdout);
+}
+
+void Server::accept(tcp::acceptor& acceptor) {
+  acceptor.async_accept([this, &acceptor](std::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec != asio::error::operation_aborted && phase_ != Phase::kDone) {
+        spdlog::warn("accept failed: {}", ec.message());
+        accept(acceptor);
+      }
+      return;
+    }
+    if (phase_ == Phase::kDone) return;
+    if (pending_.size() >= kMaxPending) {
+      spdlog::warn("{} connections are already authenticating; closing a new one", pending_.size());
+      std::error_code ignored;
+      socket.close(ignored);
+      accept(acceptor);
+      return;
+    }
+    auto conn = std::make_shared<Conn>(
+        std::move(socket),
+        net::ConnectionOptions{.max_body_bytes = net::kAuthFrameLimit,
+                               .read_timeout_s = std::min(kAuthSeconds, spec_.join_timeout)});
+    auto hs = std::make_shared<net::ServerHandshake>(key_);
+    pending_.emplace(conn, hs);
+    // Until the handshake is done only its next frame is read; anything else closes the link
+    // before its body is read.
+    conn->set_type_filter([hs](MessageType t) { return hs->expects(t); });
+    std::weak_ptr<Conn> weak = conn;
+    conn->start(
+        [this, weak](Message&& m, std::size_t bytes) {
+          if (auto c = weak.lock()) on_frame(c, std::move(m), bytes);
+        },
+        [this, weak](const std::string& why) {
+          if (auto c = weak.lock()) on_connection_error(c, why);
+        });
+    accept(acceptor);
+  });
+}
+
+void Server::refuse(const ConnPtr& conn, const std::string& why) {
+  spdlog::warn("refused {}: {}", conn->peer(), why);
+  conn->send(ErrorMessage{why});
+  conn->close_after_writes();
+}
+
+void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes) {
+  if (phase_ == Phase::kDone) return;
+  if (auto it = pending_.find(conn); it != pending_.end()) {
+    auto hs = it->second;  // on_handshake may erase the entry
+    on_handshake(conn, *hs, message);
+    return;
+  }
+  const int w = workers_.find(conn.get());
+  if (w < 0) return;
+  const bool rejoining = workers_[w].rejoining;
+  if (rejoining && !std::holds_alternative<Ready>(message) &&
+      !std::holds_alternative<DataOffer>(message)) {
+    drop_replacement(w, fmt::format("sent {} while loading", type_name(type_of(message))));
+    return;
+  }
+  if (const auto* err = std::get_if<ErrorMessage>(&message)) {
+    fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].host(), err->text));
+    return;
+  }
+  if (const auto* ready = std::get_if<Ready>(&message)) {
+    on_ready(w, *ready);
+    return;
+  }
+  if (const auto* offer = std::get_if<DataOffer>(&message)) {
+    on_data_offer(w, *offer);
+    return;
+  }
+  if (std::holds_alternative<PeersUp>(message)) {
+    on_peers_up(w);
+    return;
+  }
+  if (phase_ != Phase::kTraining) {
+    fail(fmt::format("worker {} sent {} before training started", w, type_name(type_of(message))));
+    return;
+  }
+  on_training_message(w, message, bytes);
+}
+
+void Server::on_connection_error(const ConnPtr& conn, const std::string& why) {
+  if (pending_.erase(conn)) {
+    spdlog::warn("dropped a connection before it authenticated and said Hello: {}", why);
+    return;
+  }
+  const int w = workers_.find(conn.get());
+  if (w < 0 || phase_ == Phase::kDone) return;
+  if (phase_ == Phase::kJoining) {
+    spdlog::warn("worker {} ({}) left before the job started: {}", w, workers_[w].host(), why);
+    workers_.leave(w);
+    return;
+  }
+  if (phase_ == Phase::kTraining && workers_[w].rejoining) {
+    drop_replacement(w, why);
+    return;
+  }
+  if (phase_ == Phase::kTraining) {
+    on_worker_lost(w, why);
+    return;
+  }
+  fail(fmt::format("lost worker {} ({}): {}", w, workers_[w].host(), why));
+}
+
+void Server::on_handshake(const ConnPtr& conn, net::ServerHandshake& hs, const Message& message) {
+  net::HandshakeStep step = hs.on_message(message);
+  if (!step.refusal.empty()) {
+    pending_.erase(conn);
+    refuse(conn, hs.identity().empty() ? step.refusal
+                                       : fmt::format("{} ({})", step.refusal, hs.identity()));
+    return;
+  }
+  for (Message& m : step.send)
+    conn->send(std::move(m));
+  if (hs.expects(MessageType::kHello)) conn->set_max_body_bytes(kHelloFrameLimit);
+  if (!step.done) return;
+  pending_.erase(conn);
+  // Authenticated: from now on anything but the handshake's frames.
+  conn->set_type_filter([](MessageType t) {
+    return t != MessageType::kAuthHello && t != MessageType::kAuthProof && t != MessageType::kHello;
+  });
+  on_hello(conn, *step.hello);
+}
+
+void Server::on_hello(const ConnPtr& conn, const Hello& hello) {
+  if (phase_ == Phase::kTraining) {
+    take_over(conn, hello);
+    return;
+  }
+  const int w = phase_ == Phase::kJoining ? workers_.join(conn, hello, address_of(*conn)) : -1;
+  if (w < 0) {
+    refuse(conn, fmt::format("this job already has its {} workers", spec_.node_count));
+    return;
+  }
+  fmt::print("init_server: worker {} joined from {} ({}, pid {}{}) [{}/{}]\n", w, hello.host,
+             conn->peer(), hello.pid,
+             hello.slowdown != 1.0 ? fmt::format(", slowdown {}", hello.slowdown) : "",
+             workers_.joined(), spec_.node_count);
+  std::fflush(stdout);
+  if (workers_.joined() == spec_.node_count) send_jobs();
+}
+
+// A worker on this machine gets a shared-memory channel for its large frames (it maps it only if
+// it really is here, else the link stays on TCP).
+void Server::offer_shared_memory(Conn& conn) {
+  if (opts_.shared_memory != "on" || !conn.peer_on_this_host()) return;
+  // Two slots per direction: every strategy has at most one large frame in flight each way per
+  // worker, and the second slot lets the next one go out while the receiver still holds the last.
+  conn.offer_shared_memory(net::fp32_frame_slot_bytes(model_->num_parameters()), /*slots=*/2);
+}
+
+// Torch threads for a worker (--threads, else its host's cores divided among the psgd processes
+// there, this server's included: a worker whose threads fill every core would fight the server
+// for them each round; with two threads and the server on two cores, a single worker runs at
+// less than half its speed).
+int Server::worker_threads(int w) const {
+  if (spec_.threads > 0) return spec_.threads;
+  const auto& slot = workers_[w];
+  const int on_host = (slot.host() == host_name() ? 1 : 0) + workers_.on_host(slot.host());
+  return std::max(1, std::max(1, slot.hello.cores) / std::max(1, on_host));
+}
+
+Job Server::make_job(int w, int threads) const {
+  const WorkerSetup setup = plan_->worker(w);
+  Job job{.worker_id = w,
+          .spec_json = nlohmann::json(spec_).dump(),
+          .samples = setup.samples,
+          .threads = threads,
+          .num_parameters = model_->num_parameters(),
+          .data_hash = plan_->data_hash(),
+          .norm_shift = setup.normalizer.shift,
+          .norm_scale = setup.normalizer.scale,
+          .train_size = setup.train_size,
+          .block_ids = setup.block_ids,
+          .block_sizes = setup.block_sizes};
+  // A resumed run, or a slot taken over during training: continue that worker's batch order.
+  if (role_) {
+    job.start_batch = std::max<std::int64_t>(0, role_->worker_batches(w));
+  } else if (resumed_) {
+    job.start_batch =
+        std::max<std::int64_t>(0, resumed_->worker_batches[static_cast<std::size_t>(w)]);
+  }
+  return job;
+}
+
+void Server::send_jobs() {
+  phase_ = Phase::kLoading;
+  const std::size_t params = model_->num_parameters();
+  for (int w = 0; w < workers_.size(); ++w) {
+    auto& slot = workers_[w];
+    slot.samples = plan_->placement().samples_of(w);
+    const Job job = make_job(w, worker_threads(w));
+    slot.link->set_max_body_bytes(training_frame_limit(params));
+    slot.link->set_read_timeout(spec_.join_timeout);
+    offer_shared_memory(*slot.link);
+    slot.link->send(job);
+  }
+  fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
+  std::fflush(stdout);
+  if (!resumed_) run_->write_config(config_json());
+}
+
+void Server::on_data_offer(int w, const DataOffer& offer) {
+  auto& slot = workers_[w];
+  if ((phase_ != Phase::kLoading && !slot.rejoining) || !shipper_ || slot.offered) {
+    if (slot.rejoining) {
+      drop_replacement(w, "sent DataOffer out of turn");
+      return;
+    }
+    fail(fmt::format("worker {} sent DataOffer out of turn", w));
+    return;
+  }
+  slot.offered = true;
+  if (ship_start_ < 0) ship_start_ = clock_.now();
+  const double t0 = clock_.now();
+  const DataShipper::Shipment s = shipper_->answer(offer, slot.samples);
+  for (const auto& frame : s.frames)
+    slot.link->send_frame(frame);
+  if (s.skipped) {
+    fmt::print("init_server: worker {} holds the same training set (sha256 {}...); not shipping\n",
+               w, shipper_->hash().substr(0, 12));
+  } else {
+    fmt::print(
+        "init_server: shipping worker {} its {} samples: {} in {} chunk(s), {} compressed "
+        "(packed in {})\n",
+        w, slot.samples.size(), fmt_bytes(static_cast<double>(s.packed_bytes)), s.frames.size(),
+        fmt_bytes(static_cast<double>(s.wire_bytes)), fmt_duration(clock_.now() - t0));
+  }
+  std::fflush(stdout);
+}
+
+void Server::on_ready(int w, const Ready& ready) {
+  auto& slot = workers_[w];
+  if (ready.num_parameters != model_->num_parameters()) {
+    const std::string why = fmt::format(
+        "worker {} built a model with {} parameters but the server's has {}; run "
+        "the same psgd version everywhere",
+        w, ready.num_parameters, model_->num_parameters());
+    if (slot.rejoining && phase_ == Phase::kTraining) {
+      drop_replacement(w, why);
+    } else {
+      fail(why);
+    }
+    return;
+  }
+  if (slot.rejoining && phase_ == Phase::kTraining) {
+    on_rejoined(w);
+    return;
+  }
+  if (phase_ != Phase::kLoading || slot.ready) {
+    fail(fmt::format("worker {} sent Ready twice or out of turn", w));
+    return;
+  }
+  workers_.set_ready(w, ready.peer_port);
+  if (needs_peers() && ready.peer_port <= 0 && (w == 0 || spec_.allreduce_backend == "ring")) {
+    fail(fmt::format("worker {} opened no port for its peers; --psgd {} needs one", w, spec_.psgd));
+    return;
+  }
+  if (shipper_ && ship_start_ >= 0)
+    data_seconds_ = std::max(data_seconds_, clock_.now() - ship_start_);
+  fmt::print("init_server: worker {} ready: {} samples, {} thread(s), BLAS: {}\n", w,
+             fmt_count(static_cast<double>(ready.samples)), ready.threads, ready.detail);
+  std::fflush(stdout);
+  if (workers_.all_ready()) {
+    if (needs_peers()) {
+      send_peer_table();
+    } else {
+      start_training();
+    }
+  }
+}
+
+bool Server::needs_peers() const {
+  return strategy_of(spec_).topology == Topology::kPeerToPeer;
+}
+
+// Peer-to-peer strategies: every worker learns where the others listen (for the gloo backend
+// only worker 0's rendezvous store matters), links up, and says PeersUp; training starts when all
+// have. The join timeout still runs, so a mesh that cannot form ends the run.
+void Server::send_peer_table() {
+  auto table = std::make_shared<const Message>([&] {
+    PeerTable t;
+    for (int w = 0; w < workers_.size(); ++w) {
+      t.hosts.push_back(workers_[w].address);
+      t.ports.push_back(workers_[w].peer_port);
+    }
+    t.key = net::make_nonce();  // this job's peer key (network/auth.h, peer_proof)
+    return t;
+  }());
+  for (int w = 0; w < workers_.size(); ++w)
+    workers_[w].link->send(table);
+  fmt::print("init_server: workers are linking up with each other ({} allreduce)\n",
+             spec_.allreduce_backend);
+  std::fflush(stdout);
+}
+
+void Server::on_peers_up(int w) {
+  const auto& slot = workers_[w];
+  if (phase_ != Phase::kLoading || !needs_peers() || slot.peers_up || !slot.ready) {
+    fail(fmt::format("worker {} sent PeersUp out of turn", w));
+    return;
+  }
+  workers_.set_peers_up(w);
+  if (workers_.all_peers_up()) start_training();
+}
+
+nlohmann::json Server::config_json() const {
+  nlohmann::json workers = nlohmann::json::array();
+  for (int w = 0; w < workers_.size(); ++w) {
+    const auto& s = workers_[w];
+    workers.push_back({{"host", s.host()},
+                       {"pid", s.hello.pid},
+                       {"psgd_revision", s.hello.version},
+                       {"slowdown", s.hello.slowdown}});
+  }
+  return plan_->config_json(opts_.command_line, run_->path(), model_->num_parameters(), workers,
+                            opts_.notes);
+}
+
+int run_server(const ServerOptions& options) {
+  try {
+    Server server(options);
+    return server.run();
+  } catch (const ConfigError& e) {
+    fmt::print(stderr, "init_server: {}\n", e.what());
+    return 2;
+  } catch (const Error& e) {
+    fmt::print(stderr, "init_server: {}\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace psgd

@@ -1,0 +1,139 @@
+#pragma once
+// The TCP driver of init_server (experiments/server/server.h): owns the io_context, the
+// listening sockets, the timers and the connections, and joins the socket-free parts. Private
+// to experiments/server/. Threading: everything runs on the io_context's thread, except the
+// evaluation of a model snapshot (RunRecorder's evaluate_async), which runs on its own.
+#include <asio.hpp>
+
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "experiments/cli.h"
+#include "experiments/data_shipping.h"
+#include "experiments/job_plan.h"
+#include "experiments/recorder.h"
+#include "experiments/run_dir.h"
+#include "experiments/server/checkpointer.h"
+#include "experiments/server/worker_table.h"
+#include "experiments/tensorboard.h"
+#include "experiments/timeline.h"
+#include "network/auth.h"
+#include "network/handshake.h"
+#include "network/tcp/connection.h"
+#include "network/transport.h"
+#include "nn/trainer.h"
+#include "psgd/checkpoint.h"
+#include "psgd/strategy.h"
+
+namespace psgd {
+
+class Server {
+ public:
+  explicit Server(const ServerOptions& options);
+  ~Server();
+  int run();
+
+ private:
+  using Conn = net::Connection;
+  using ConnPtr = std::shared_ptr<Conn>;
+  enum class Phase { kJoining, kLoading, kTraining, kDone };
+  class WorkerTransport;  // the server's Transport: frames to the workers' connections
+
+  // driver.cc: setting up, joining, loading
+  void prepare();
+  void listen();
+  void accept(asio::ip::tcp::acceptor& acceptor);
+  void on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes);
+  void on_connection_error(const ConnPtr& conn, const std::string& why);
+  void on_handshake(const ConnPtr& conn, net::ServerHandshake& hs, const Message& message);
+  void on_hello(const ConnPtr& conn, const Hello& hello);
+  void refuse(const ConnPtr& conn, const std::string& why);
+  Job make_job(int worker, int threads) const;
+  int worker_threads(int worker) const;
+  void offer_shared_memory(Conn& conn);
+  void send_jobs();
+  void on_data_offer(int worker, const DataOffer& offer);
+  void on_ready(int worker, const Ready& ready);
+  bool needs_peers() const;
+  void send_peer_table();
+  void on_peers_up(int worker);
+  nlohmann::json config_json() const;
+
+  // training.cc: training, faults, the end
+  void start_training();
+  void on_training_message(int worker, const Message& message, std::size_t bytes);
+  void on_worker_lost(int worker, const std::string& why);
+  void take_over(const ConnPtr& conn, const Hello& hello);
+  void on_rejoined(int worker);
+  void drop_replacement(int worker, const std::string& why);
+  void record_lost(int worker, const std::string& why, bool carried_on);
+  void maybe_checkpoint(std::int64_t iteration_before, int epochs_before);
+  void arm_progress_timer();
+  std::shared_future<EvalStats> evaluate_in_background(std::span<const float> parameters);
+  Traffic traffic_of(int worker) const;
+  void fail(const std::string& why, int exit_code = 1);
+  void finish(const std::string& status, bool ok);
+  void write_outputs(const std::string& status, bool ok, bool trained);
+
+  ServerOptions opts_;
+  const JobSpec& spec_;
+  asio::io_context io_;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<int> ports_;
+  asio::steady_timer join_timer_;
+  asio::steady_timer progress_timer_;
+  asio::steady_timer shutdown_timer_;
+  asio::signal_set signals_;
+  std::optional<net::AuthKey> key_;  // --passphrase_file / $PSGD_PASSPHRASE
+  // Connected, not through the handshake yet; each handshake is shared with its connection's
+  // type filter.
+  std::map<ConnPtr, std::shared_ptr<net::ServerHandshake>> pending_;
+  WorkerTable<Conn> workers_;
+  std::unique_ptr<WorkerTransport> transport_;
+  Phase phase_ = Phase::kJoining;
+
+  std::unique_ptr<JobPlan> plan_;  // data, normaliser, hold-out, placement, schedule
+  Schedule schedule_;
+  std::unique_ptr<DataShipper> shipper_;  // --ship_data
+  double ship_start_ = -1;
+  double data_seconds_ = 0;
+  std::unique_ptr<nn::Trainer> model_;
+  // Evaluates a copy of the parameters at each epoch end on its own thread, so training goes on
+  // meanwhile; one evaluation at a time.
+  std::unique_ptr<nn::Trainer> eval_model_;
+  std::shared_future<EvalStats> evaluating_;
+  std::unique_ptr<ServerRole> role_;
+  std::unique_ptr<RunDirectory> run_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  std::optional<Checkpoint> resumed_;  // --resume: the checkpoint continued from
+
+  std::unique_ptr<RunRecorder> recorder_;
+  std::unique_ptr<TimelineRecorder> timeline_;      // --timeline
+  std::unique_ptr<ObserverFanout> observers_;       // recorder + timeline
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // --tensorboard
+  SteadyClock clock_;
+  nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers
+  int exit_code_ = 1;
+};
+
+// The server's Transport (network/transport.h): a frame for worker w goes to the connection that
+// holds its slot now; a lost worker's frames go nowhere, and a replacement still loading gets its
+// start from on_rejoined().
+class Server::WorkerTransport final : public Transport {
+ public:
+  explicit WorkerTransport(Server& server) : Transport(server.spec_.node_count), server_(server) {}
+
+ protected:
+  void deliver(NodeId to, const std::shared_ptr<const EncodedFrame>& frame) override;
+
+ private:
+  Server& server_;
+};
+
+}  // namespace psgd

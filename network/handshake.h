@@ -1,0 +1,74 @@
+#pragma once
+// The authentication handshake of a worker's connection to the server (network/auth.h), both
+// sides, as socket-free state machines (STYLE.md §10): a driver feeds each received message to
+// on_message() and does what the returned Step says. Unit tests drive the two against each other
+// message by message (tests/network/handshake_test.cc).
+//
+//   worker                                   server
+//   start()           -> AuthHello
+//                                            AuthHello  -> AuthChallenge (its nonce, its proof)
+//   AuthChallenge     -> AuthProof (or refuse: the server could not prove the passphrase)
+//                                            AuthProof  -> AuthOk (or refuse: wrong passphrase)
+//   AuthOk            -> Hello, done
+//                                            Hello      -> done (the Hello must name the identity
+//                                                          the worker authenticated as)
+//
+// Until a side is done, only the next expected message type may arrive (expects(): a driver's
+// Connection type filter, so anything else is refused before its body is read); an ErrorMessage
+// from the other side is always read, as the reason it refuses.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "network/auth.h"
+#include "network/messages.h"
+
+namespace psgd::net {
+
+// What a driver does after a message.
+struct HandshakeStep {
+  std::vector<Message> send;   // in order
+  bool done = false;           // the handshake is complete (the server: `hello` holds its Hello)
+  std::string refusal;         // not empty: refuse (send it as ErrorMessage, if useful) and close
+  std::optional<Hello> hello;  // the server: the worker's Hello, once done
+};
+
+class ServerHandshake {
+ public:
+  explicit ServerHandshake(std::optional<AuthKey> key) : key_(std::move(key)) {}
+
+  HandshakeStep on_message(const Message& message);
+  bool expects(MessageType type) const;
+  // "host:pid" as the worker said in its AuthHello (empty before).
+  const std::string& identity() const { return identity_; }
+
+ private:
+  enum class Stage { kAuthHello, kAuthProof, kHello, kDone } stage_ = Stage::kAuthHello;
+  std::optional<AuthKey> key_;
+  std::vector<std::uint8_t> worker_nonce_, server_nonce_;
+  std::string identity_;
+};
+
+class ClientHandshake {
+ public:
+  // `identity`: "host:pid", said in the AuthHello and again in the Hello.
+  ClientHandshake(std::optional<AuthKey> key, std::string identity, Hello hello);
+
+  // The first message: the AuthHello.
+  Message start();
+  HandshakeStep on_message(const Message& message);
+  bool expects(MessageType type) const;
+  bool done() const { return stage_ == Stage::kDone; }
+  // The server proved the passphrase (both sides have one).
+  bool authenticated() const { return key_.has_value() && stage_ == Stage::kDone; }
+
+ private:
+  enum class Stage { kStart, kChallenge, kAuthOk, kDone } stage_ = Stage::kStart;
+  std::optional<AuthKey> key_;
+  std::string identity_;
+  Hello hello_;
+  std::vector<std::uint8_t> nonce_;
+};
+
+}  // namespace psgd::net

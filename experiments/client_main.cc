@@ -1,7 +1,7 @@
 // client: see experiments/client.h, or run `client --help`.
 #include "core/allocator.h"
 #include "experiments/cli.h"
-#include "experiments/client.h"
+#include "experiments/client/client.h"
 
 int main(int argc, char** argv) {
   psgd::keep_freed_memory();

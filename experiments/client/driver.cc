@@ -1,5 +1,7 @@
-#include "experiments/client.h"
-
+// client's TCP driver (experiments/client/client.h): dials the server, runs the handshake
+// (network/handshake.h), gets its Job and data (worker_data.h), builds its worker
+// (experiments/worker_setup.h), links up with its peers where the strategy needs them, and
+// drives the worker role until Finish. Everything runs on the io_context's thread.
 #include <fmt/format.h>
 #include <unistd.h>
 #include <asio.hpp>
@@ -11,19 +13,16 @@
 
 #include "core/clock.h"
 #include "core/error.h"
-#include "core/rng.h"
-#include "core/straggler.h"
-#include "experiments/data_shipping.h"
+#include "experiments/client/client.h"
+#include "experiments/client/worker_data.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 #include "experiments/worker_setup.h"
-#include "network/auth.h"
+#include "network/handshake.h"
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
-#include "nn/data_pack.h"
-#include "nn/data_source.h"
+#include "network/transport.h"
 #include "nn/gloo_allreduce.h"
-#include "nn/normalize.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
 #include "nn/version.h"
@@ -65,13 +64,31 @@ class Client {
   bool lost_server() const { return lost_server_; }
 
  private:
-  void on_frame(Message&& message);
-  void on_challenge(const AuthChallenge& challenge);
-  void on_auth_ok();
+  // The worker's Transport: the server over its connection, peers over the peer mesh.
+  class Links final : public Transport {
+   public:
+    Links(Client& c, int node_count) : Transport(node_count), c_(c) {}
+
+   protected:
+    void deliver(NodeId to, const std::shared_ptr<const EncodedFrame>& frame) override {
+      if (to == kServer) {
+        c_.conn_->send_frame(frame);
+        return;
+      }
+      PSGD_CHECK(c_.mesh_ != nullptr, "peer-to-peer messages need a peer transport");
+      c_.mesh_->send(to, frame);
+    }
+
+   private:
+    Client& c_;
+  };
+
+  void on_frame(Message&& message, NodeId from, std::size_t bytes);
+  void on_handshake(const Message& message);
   void on_error(const std::string& why);
   void on_job(const Job& job);
   void on_data_chunk(const DataChunk& chunk);
-  // Normalises this worker's samples (raw, in Job order), builds the trainer and says Ready.
+  // Normalises this worker's samples (raw, in Job order), builds the worker and says Ready.
   void start_with(nn::Dataset samples);
   void on_finish(const Finish& finish);
   // A strategy message from the server or a peer: hand it to the role, compute while it asks.
@@ -80,7 +97,6 @@ class Client {
   // Peer-to-peer strategies: link up with the other workers, then tell the server.
   void on_peer_table(const PeerTable& table);
   void on_peer_error(int peer, const std::string& why);
-  void send(const Outbox& out);
   void give_up(const std::string& why, bool tell_server);
   void say(const std::string& line);
 
@@ -88,33 +104,26 @@ class Client {
   asio::io_context io_;
   asio::signal_set signals_;
   std::shared_ptr<net::Connection> conn_;
+  std::unique_ptr<net::ClientHandshake> handshake_;
   JobSpec spec_;
   int worker_ = -1;
-  std::shared_ptr<const nn::DataSplit> data_;
-  Job job_;                                 // the job, kept while data is being shipped
-  std::optional<nn::Dataset> local_train_;  // --ship_data: this machine's copy, if it matches
-  ChunkAssembler assembler_;
+  Job job_;  // the job, kept while data is being shipped
+  std::unique_ptr<WorkerData> data_;
   double ship_start_ = 0;
   int threads_ = 1;
   int peer_port_ = 0;
   std::unique_ptr<WorkerParts> parts_;  // trainer, straggler, role (experiments/worker_setup.h)
-  nn::Trainer* trainer_ = nullptr;
   WorkerRole* role_ = nullptr;
+  std::unique_ptr<Links> links_;
   Schedule schedule_;
   std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
   std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
   SteadyClock clock_;
-  ProcessCpuClock
-      cpu_clock_;  // how long this worker's steps kept it busy (--slowdown stretches that)
+  ProcessCpuClock cpu_clock_;  // how long this worker's steps kept it busy (--slowdown)
   double start_ = 0;
   bool done_ = false;
-  bool challenged_ = false;
-  bool authenticated_ = false;
   bool training_ = false;
   bool lost_server_ = false;
-  std::optional<net::AuthKey> key_;
-  std::vector<std::uint8_t> nonce_;
-  std::string identity_;
   int exit_code_ = 1;
 };
 
@@ -128,114 +137,65 @@ void Client::say(const std::string& line) {
 }
 
 int Client::run() {
-  key_ = net::load_key(opts_.passphrase_file);
+  auto key = net::load_key(opts_.passphrase_file);
   say(fmt::format("connecting to {}:{} (retrying for up to {:.0f} s while the server starts)",
                   opts_.ip, opts_.port, opts_.connect_timeout));
   asio::ip::tcp::socket socket = net::dial(io_, opts_.ip, opts_.port, opts_.connect_timeout);
   conn_ = std::make_shared<net::Connection>(
       std::move(socket),
       net::ConnectionOptions{.max_body_bytes = kAuthReplyLimit, .read_timeout_s = kAuthSeconds});
-  // Until the server has proved the passphrase only its challenge or its refusal is read.
-  conn_->set_type_filter(
-      [](MessageType t) { return t == MessageType::kAuthChallenge || t == MessageType::kError; });
-  conn_->start([this](Message&& m, std::size_t) { on_frame(std::move(m)); },
+  const std::string identity = fmt::format("{}:{}", host_name(), getpid());
+  handshake_ = std::make_unique<net::ClientHandshake>(
+      key, identity,
+      Hello{.protocol = kProtocolVersion,
+            .host = host_name(),
+            .pid = static_cast<std::int32_t>(getpid()),
+            .cores = static_cast<std::int32_t>(std::thread::hardware_concurrency()),
+            .threads = opts_.threads,
+            .version = psgd_revision(),
+            .slowdown = opts_.slowdown});
+  // Until the handshake is done only its next message (or a refusal) is read.
+  conn_->set_type_filter([hs = handshake_.get()](MessageType t) { return hs->expects(t); });
+  conn_->start([this](Message&& m, std::size_t bytes) { on_frame(std::move(m), kServer, bytes); },
                [this](const std::string& why) { on_error(why); });
   signals_.async_wait([this](std::error_code ec, int sig) {
     if (ec) return;
     exit_code_ = 128 + sig;
     give_up(fmt::format("interrupted by signal {}", sig), true);
   });
-  nonce_ = net::make_nonce();
-  identity_ = fmt::format("{}:{}", host_name(), getpid());
-  conn_->send(AuthHello{.protocol = kProtocolVersion,
-                        .nonce = nonce_,
-                        .identity = identity_,
-                        .has_key = key_.has_value()});
+  conn_->send(handshake_->start());
   io_.run();
   return exit_code_;
 }
 
-void Client::on_challenge(const AuthChallenge& challenge) {
-  if (challenged_) {
-    give_up("the server sent a second AuthChallenge", false);
+void Client::on_handshake(const Message& message) {
+  net::HandshakeStep step = handshake_->on_message(message);
+  for (Message& m : step.send)
+    conn_->send(std::move(m));
+  if (!step.refusal.empty()) {
+    give_up(step.refusal, false);
     return;
   }
-  if (key_ && !challenge.required) {
-    give_up(
-        "this client has a passphrase but the server has none; refusing to join a server "
-        "that cannot prove it knows the passphrase",
-        false);
-    return;
-  }
-  if (!key_ && challenge.required) {
-    give_up(fmt::format("the server requires a passphrase: give --passphrase_file FILE or ${}",
-                        net::kPassphraseEnv),
-            false);
-    return;
-  }
-  if (key_ && !net::check_proof(*key_, net::AuthRole::kServer, kProtocolVersion, nonce_,
-                                challenge.nonce, identity_, challenge.proof)) {
-    // Tell the server (an empty proof) so that it can say so too; prove nothing to a server
-    // that has not proved itself.
-    conn_->send(AuthProof{});
-    give_up(
-        "authentication failed: the server could not prove the passphrase (wrong passphrase "
-        "on one side, or not the psgd server you meant)",
-        false);
-    return;
-  }
-  AuthProof proof;
-  if (key_) {
-    proof.proof = net::auth_proof(*key_, net::AuthRole::kWorker, kProtocolVersion, nonce_,
-                                  challenge.nonce, identity_);
-  }
-  challenged_ = true;
-  conn_->set_type_filter(
-      [](MessageType t) { return t == MessageType::kAuthOk || t == MessageType::kError; });
-  conn_->send(proof);
-}
-
-void Client::on_auth_ok() {
-  if (!challenged_ || authenticated_) {
-    give_up("the server sent AuthOk out of turn", false);
-    return;
-  }
-  authenticated_ = true;
+  if (!step.done) return;
   conn_->set_type_filter(
       [](MessageType t) { return t != MessageType::kAuthChallenge && t != MessageType::kAuthOk; });
   conn_->set_max_body_bytes(kJobFrameLimit);
   conn_->set_read_timeout(kJobWaitSeconds);
   conn_->accept_shared_memory(opts_.shared_memory == "on");
-  conn_->send(Hello{.protocol = kProtocolVersion,
-                    .host = host_name(),
-                    .pid = static_cast<std::int32_t>(getpid()),
-                    .cores = static_cast<std::int32_t>(std::thread::hardware_concurrency()),
-                    .threads = opts_.threads,
-                    .version = psgd_revision(),
-                    .slowdown = opts_.slowdown});
-  say(
-      fmt::format("connected{}; waiting for the job (training starts when every worker has "
-                  "joined)",
-                  key_ ? " and authenticated (the server proved the passphrase)" : ""));
+  say(fmt::format(
+      "connected{}; waiting for the job (training starts when every worker has "
+      "joined)",
+      handshake_->authenticated() ? " and authenticated (the server proved the passphrase)" : ""));
 }
 
-void Client::on_frame(Message&& message) {
+void Client::on_frame(Message&& message, NodeId from, std::size_t bytes) {
   if (done_) return;
+  if (!handshake_->done()) {
+    on_handshake(message);
+    return;
+  }
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
     give_up(fmt::format("the server refused this worker: {}", err->text), false);
-    return;
-  }
-  if (const auto* challenge = std::get_if<AuthChallenge>(&message)) {
-    on_challenge(*challenge);
-    return;
-  }
-  if (std::holds_alternative<AuthOk>(message)) {
-    on_auth_ok();
-    return;
-  }
-  if (!authenticated_) {
-    give_up(fmt::format("the server sent {} before authenticating", type_name(type_of(message))),
-            false);
     return;
   }
   if (const auto* job = std::get_if<Job>(&message)) {
@@ -262,11 +222,12 @@ void Client::on_frame(Message&& message) {
     give_up(fmt::format("the server sent {} before the job", type_name(type_of(message))), true);
     return;
   }
-  if (!training_) {
+  if (!training_ && from == kServer) {
     // The server sends heartbeats from now on: silence means it is gone.
     training_ = true;
     conn_->set_read_timeout(opts_.dead_after);
   }
+  links_->received(from, bytes);
   deliver(message);
 }
 
@@ -275,7 +236,7 @@ void Client::deliver(const Message& message) {
   try {
     Outbox out;
     const WorkerAction action = role_->on_message(message, out);
-    send(out);
+    links_->send(out);
     if (action.compute) compute_next();
   } catch (const Error& e) {
     give_up(e.what(), true);
@@ -292,7 +253,7 @@ void Client::compute_next() {
     try {
       Outbox out;
       const WorkerAction action = role_->compute_step(out);
-      send(out);
+      links_->send(out);
       if (action.compute) compute_next();
     } catch (const Error& e) {
       give_up(e.what(), true);
@@ -313,81 +274,33 @@ void Client::on_job(const Job& job) {
     return;
   }
   worker_ = job.worker_id;
-  if (!opts_.dataset.empty()) spec_.dataset = opts_.dataset;
   threads_ = opts_.threads > 0 ? opts_.threads : std::max(1, job.threads);
   job_ = job;
   try {
     nn::set_compute_threads(threads_);
-    // Workers do not evaluate: load the test split's first sample only.
-    std::optional<nn::DataSplit> local;
-    std::string why_not;
-    try {
-      local = nn::load_dataset(spec_.dataset, spec_.train_samples, 1,
-                               {.label_column = spec_.label_column});
-    } catch (const ConfigError& e) {
-      if (!spec_.ship_data) throw;
-      why_not = e.what();
-    }
-    if (spec_.ship_data) {
-      std::string hash;
-      if (local) {
-        hash = nn::content_hash(local->train);
-        if (hash == job.data_hash) {
-          local_train_ = std::move(local->train);
-        } else {
-          why_not =
-              fmt::format("this machine's {} differs from the server's (sha256 {}... vs {}...)",
-                          spec_.dataset, hash.substr(0, 12), job.data_hash.substr(0, 12));
-          hash.clear();
-        }
-      }
-      say(local_train_ ? "holds the server's training set; asking it not to ship"
-                       : fmt::format("no usable local data ({}); the server ships this worker's "
-                                     "samples",
-                                     why_not));
+    data_ = std::make_unique<WorkerData>(spec_, job_,
+                                         opts_.dataset.empty() ? spec_.dataset : opts_.dataset);
+    WorkerData::Start start = data_->begin();
+    if (!start.note.empty()) say(start.note);
+    if (start.offer) {
       ship_start_ = clock_.now();
-      conn_->send(DataOffer{.hash = hash});
+      conn_->send(*start.offer);
       return;
     }
-    for (std::int64_t i : job.samples) {
-      if (i < 0 || static_cast<std::size_t>(i) >= local->train.size()) {
-        throw ConfigError(fmt::format(
-            "the server assigned sample {} but this machine's copy of {} has {} training samples",
-            i, spec_.dataset, local->train.size()));
-      }
-    }
-    start_with(nn::subset(local->train, job.samples, local->train.name));
+    start_with(std::move(*start.samples));
   } catch (const Error& e) {
     give_up(e.what(), true);
   }
 }
 
 void Client::on_data_chunk(const DataChunk& chunk) {
-  if (!spec_.ship_data || role_) {
+  if (!data_ || role_) {
     throw ProtocolError("the server sent DataChunk without --ship_data or after the data");
   }
-  if (chunk.count == 0) {
-    if (!local_train_)
-      throw ProtocolError("the server skipped shipping but this worker has no data");
-    say("the server confirmed this machine's copy of the data; nothing shipped");
-    auto samples = nn::subset(*local_train_, job_.samples, local_train_->name);
-    local_train_.reset();
-    start_with(std::move(samples));
-    return;
-  }
-  assembler_.add(chunk);
-  if (!assembler_.complete()) return;
-  auto samples = nn::unpack_dataset(assembler_.bytes(), spec_.dataset + " shipped");
-  if (samples.size() != job_.samples.size()) {
-    throw ProtocolError(fmt::format("the server shipped {} samples but assigned {}", samples.size(),
-                                    job_.samples.size()));
-  }
-  say(fmt::format("received {} samples: {} in {} chunk(s), {:.1f} KiB compressed, in {}",
-                  samples.size(), assembler_.bytes().size(), chunk.count,
-                  static_cast<double>(assembler_.compressed_bytes()) / 1024,
-                  fmt_duration(clock_.now() - ship_start_)));
-  assembler_ = ChunkAssembler{};
-  start_with(std::move(samples));
+  std::optional<nn::Dataset> samples = data_->on_chunk(chunk);
+  if (!samples) return;
+  say(fmt::format("{} in {}", data_->received_note(), fmt_duration(clock_.now() - ship_start_)));
+  start_with(std::move(*samples));
 }
 
 void Client::start_with(nn::Dataset samples) {
@@ -403,7 +316,6 @@ void Client::start_with(nn::Dataset samples) {
     const auto count = static_cast<std::int64_t>(samples.size());
     auto split = std::make_shared<nn::DataSplit>();
     split->train = std::move(samples);
-    data_ = split;
     std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
     for (std::int64_t i = 0; i < count; ++i)
       rows[static_cast<std::size_t>(i)] = i;
@@ -417,7 +329,7 @@ void Client::start_with(nn::Dataset samples) {
       }
     }
     parts_ = std::make_unique<WorkerParts>(
-        spec_, schedule_, setup, data_, std::move(rows),
+        spec_, schedule_, setup, std::move(split), std::move(rows),
         WorkerEnv{
             .clock = &clock_,
             .pause =
@@ -425,18 +337,18 @@ void Client::start_with(nn::Dataset samples) {
             .work = &cpu_clock_,
             .slowdown = opts_.slowdown,
             .collective = gloo_.get()});
-    trainer_ = &parts_->trainer();
     role_ = &parts_->role();
-    if (trainer_->num_parameters() != job_.num_parameters) {
+    if (parts_->trainer().num_parameters() != job_.num_parameters) {
       throw ConfigError(fmt::format(
           "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
           "version everywhere",
-          spec_.model, trainer_->num_parameters(), job_.num_parameters));
+          spec_.model, parts_->trainer().num_parameters(), job_.num_parameters));
     }
+    links_ = std::make_unique<Links>(*this, spec_.node_count);
     if (!gloo_ && strategy_of(spec_).topology == Topology::kPeerToPeer) {
       mesh_ = std::make_unique<net::PeerMesh>(
           io_, worker_, spec_.node_count,
-          net::ConnectionOptions{.max_body_bytes = training_frame_limit(trainer_->num_parameters()),
+          net::ConnectionOptions{.max_body_bytes = training_frame_limit(job_.num_parameters),
                                  .read_timeout_s = spec_.io_timeout});
       peer_port_ = mesh_->listen("0.0.0.0");
     }
@@ -444,7 +356,7 @@ void Client::start_with(nn::Dataset samples) {
     give_up(e.what(), true);
     return;
   }
-  conn_->set_max_body_bytes(training_frame_limit(trainer_->num_parameters()));
+  conn_->set_max_body_bytes(training_frame_limit(job_.num_parameters));
   conn_->set_read_timeout(std::max(spec_.io_timeout, spec_.join_timeout));
   if (job_.start_batch > 0) {
     say(fmt::format("continuing worker {}'s batch order after its first {} batches", worker_,
@@ -452,18 +364,19 @@ void Client::start_with(nn::Dataset samples) {
   }
   say(fmt::format("worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_,
                   spec_.node_count, fmt_count(static_cast<double>(job_.samples.size())),
-                  spec_.dataset, trainer_->describe(), threads_, spec_.psgd, spec_.codec,
+                  spec_.dataset, parts_->trainer().describe(), threads_, spec_.psgd, spec_.codec,
                   parts_->straggling()
                       ? fmt::format(", slowdown {} delay {}", opts_.slowdown, spec_.delay)
                       : ""));
   conn_->send(Ready{.worker_id = worker_,
-                    .num_parameters = trainer_->num_parameters(),
+                    .num_parameters = job_.num_parameters,
                     .samples = static_cast<std::int64_t>(job_.samples.size()),
                     .threads = threads_,
                     .detail = nn::blas_description(),
                     .peer_port = peer_port_});
   conn_->start_heartbeats(opts_.heartbeat_interval);
   job_.samples = {};
+  data_.reset();
   start_ = clock_.now();
 }
 
@@ -519,7 +432,7 @@ void Client::on_peer_table(const PeerTable& table) {
   mesh_->set_key(table.key);
   if (opts_.shared_memory == "on") {
     // Room for a plain gradient (broadcast); ring chunks are smaller.
-    mesh_->set_shared_memory(net::fp32_frame_slot_bytes(trainer_->num_parameters()));
+    mesh_->set_shared_memory(net::fp32_frame_slot_bytes(job_.num_parameters));
   }
   try {
     mesh_->connect(
@@ -528,7 +441,10 @@ void Client::on_peer_table(const PeerTable& table) {
           say(fmt::format("linked with its {} peers", spec_.node_count - 1));
           conn_->send(PeersUp{.links = spec_.node_count - 1});
         },
-        [this](int, Message&& m) { deliver(m); },
+        [this](int peer, Message&& m) {
+          if (!done_ && role_) deliver(m);
+          (void)peer;
+        },
         [this](int peer, const std::string& why) { on_peer_error(peer, why); }, spec_.io_timeout);
   } catch (const Error& e) {
     give_up(e.what(), true);
@@ -548,23 +464,6 @@ void Client::on_error(const std::string& why) {
   if (done_) return;
   lost_server_ = worker_ >= 0;  // it had joined a job
   give_up(fmt::format("lost the connection to the server: {}", why), false);
-}
-
-void Client::send(const Outbox& out) {
-  const Message* last = nullptr;
-  std::shared_ptr<const EncodedFrame> frame;
-  for (const Envelope& env : out) {
-    if (env.to == kServer) {
-      conn_->send(env.message);
-      continue;
-    }
-    PSGD_CHECK(mesh_ != nullptr, "peer-to-peer messages need a peer transport");
-    if (env.message.get() != last) {
-      frame = std::make_shared<const EncodedFrame>(env.message);
-      last = env.message.get();
-    }
-    mesh_->send(env.to, frame);
-  }
 }
 
 void Client::give_up(const std::string& why, bool tell_server) {

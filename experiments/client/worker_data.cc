@@ -1,0 +1,88 @@
+#include "experiments/client/worker_data.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "nn/data_pack.h"
+#include "nn/data_source.h"
+
+namespace psgd {
+
+WorkerData::WorkerData(const JobSpec& spec, const Job& job, std::string dataset)
+    : spec_(spec), job_(job), dataset_(std::move(dataset)) {}
+
+WorkerData::Start WorkerData::begin() {
+  // Workers do not evaluate: load the test split's first sample only.
+  std::optional<nn::DataSplit> local;
+  std::string why_not;
+  try {
+    local =
+        nn::load_dataset(dataset_, spec_.train_samples, 1, {.label_column = spec_.label_column});
+  } catch (const ConfigError& e) {
+    if (!spec_.ship_data) throw;
+    why_not = e.what();
+  }
+  Start start;
+  if (spec_.ship_data) {
+    std::string hash;
+    if (local) {
+      hash = nn::content_hash(local->train);
+      if (hash == job_.data_hash) {
+        local_train_ = std::move(local->train);
+      } else {
+        why_not = fmt::format("this machine's {} differs from the server's (sha256 {}... vs {}...)",
+                              dataset_, hash.substr(0, 12), job_.data_hash.substr(0, 12));
+        hash.clear();
+      }
+    }
+    start.note = local_train_ ? "holds the server's training set; asking it not to ship"
+                              : fmt::format(
+                                    "no usable local data ({}); the server ships this "
+                                    "worker's samples",
+                                    why_not);
+    start.offer = DataOffer{.hash = hash};
+    return start;
+  }
+  for (std::int64_t i : job_.samples) {
+    if (i < 0 || static_cast<std::size_t>(i) >= local->train.size()) {
+      throw ConfigError(fmt::format(
+          "the server assigned sample {} but this machine's copy of {} has {} training samples", i,
+          dataset_, local->train.size()));
+    }
+  }
+  start.samples = nn::subset(local->train, job_.samples, local->train.name);
+  done_ = true;
+  return start;
+}
+
+std::optional<nn::Dataset> WorkerData::on_chunk(const DataChunk& chunk) {
+  if (!spec_.ship_data || done_) {
+    throw ProtocolError("the server sent DataChunk without --ship_data or after the data");
+  }
+  if (chunk.count == 0) {
+    if (!local_train_) {
+      throw ProtocolError("the server skipped shipping but this worker has no data");
+    }
+    received_note_ = "the server confirmed this machine's copy of the data; nothing shipped";
+    auto samples = nn::subset(*local_train_, job_.samples, local_train_->name);
+    local_train_.reset();
+    done_ = true;
+    return samples;
+  }
+  assembler_.add(chunk);
+  if (!assembler_.complete()) return std::nullopt;
+  auto samples = nn::unpack_dataset(assembler_.bytes(), dataset_ + " shipped");
+  if (samples.size() != job_.samples.size()) {
+    throw ProtocolError(fmt::format("the server shipped {} samples but assigned {}", samples.size(),
+                                    job_.samples.size()));
+  }
+  received_note_ =
+      fmt::format("received {} samples: {} bytes in {} chunk(s), {:.1f} KiB compressed",
+                  samples.size(), assembler_.bytes().size(), chunk.count,
+                  static_cast<double>(assembler_.compressed_bytes()) / 1024);
+  assembler_ = ChunkAssembler{};
+  done_ = true;
+  return samples;
+}
+
+}  // namespace psgd

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "experiments/client/client.h"
+#include "experiments/client/driver.h"
 #include "experiments/client/worker_data.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
@@ -42,90 +43,7 @@ constexpr std::uint64_t kAuthReplyLimit = 4096;
 // Times a client that lost its server mid-job dials it again before giving up.
 constexpr int kMaxReconnects = 3;
 
-// The allreduce role is built before the Gloo group exists (the group forms after the peer
-// table): it holds this, which forwards to the group once it is joined.
-class GlooCollective final : public Collective {
- public:
-  void allreduce_sum(std::span<float> data) override {
-    PSGD_CHECK(group != nullptr, "gloo allreduce before the group was joined");
-    group->allreduce_sum(data);
-  }
-  std::string name() const override { return "gloo"; }
-  std::unique_ptr<nn::GlooStoreHost> store;  // worker 0
-  std::unique_ptr<nn::GlooAllreduce> group;
-};
-
-class Client {
- public:
-  explicit Client(const ClientOptions& options) : opts_(options), signals_(io_, SIGINT, SIGTERM) {}
-
-  int run();
-  // The connection to the server broke before the job ended (not a refusal, not Finish).
-  bool lost_server() const { return lost_server_; }
-
- private:
-  // The worker's Transport: the server over its connection, peers over the peer mesh.
-  class Links final : public Transport {
-   public:
-    Links(Client& c, int node_count) : Transport(node_count), c_(c) {}
-
-   protected:
-    void deliver(NodeId to, const std::shared_ptr<const EncodedFrame>& frame) override {
-      if (to == kServer) {
-        c_.conn_->send_frame(frame);
-        return;
-      }
-      PSGD_CHECK(c_.mesh_ != nullptr, "peer-to-peer messages need a peer transport");
-      c_.mesh_->send(to, frame);
-    }
-
-   private:
-    Client& c_;
-  };
-
-  void on_frame(Message&& message, NodeId from, std::size_t bytes);
-  void on_handshake(const Message& message);
-  void on_error(const std::string& why);
-  void on_job(const Job& job);
-  void on_data_chunk(const DataChunk& chunk);
-  // Normalises this worker's samples (raw, in Job order), builds the worker and says Ready.
-  void start_with(nn::Dataset samples);
-  void on_finish(const Finish& finish);
-  // A strategy message from the server or a peer: hand it to the role, compute while it asks.
-  void deliver(const Message& message);
-  void compute_next();
-  // Peer-to-peer strategies: link up with the other workers, then tell the server.
-  void on_peer_table(const PeerTable& table);
-  void on_peer_error(int peer, const std::string& why);
-  void give_up(const std::string& why, bool tell_server);
-  void say(const std::string& line);
-
-  ClientOptions opts_;
-  asio::io_context io_;
-  asio::signal_set signals_;
-  std::shared_ptr<net::Connection> conn_;
-  std::unique_ptr<net::ClientHandshake> handshake_;
-  JobSpec spec_;
-  int worker_ = -1;
-  Job job_;  // the job, kept while data is being shipped
-  std::unique_ptr<WorkerData> data_;
-  double ship_start_ = 0;
-  int threads_ = 1;
-  int peer_port_ = 0;
-  std::unique_ptr<WorkerParts> parts_;  // trainer, straggler, role (experiments/worker_setup.h)
-  WorkerRole* role_ = nullptr;
-  std::unique_ptr<Links> links_;
-  Schedule schedule_;
-  std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
-  std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
-  SteadyClock clock_;
-  ProcessCpuClock cpu_clock_;  // how long this worker's steps kept it busy (--slowdown)
-  double start_ = 0;
-  bool done_ = false;
-  bool training_ = false;
-  bool lost_server_ = false;
-  int exit_code_ = 1;
-};
+}  // namespace
 
 void Client::say(const std::string& line) {
   if (worker_ >= 0) {
@@ -396,70 +314,6 @@ void Client::on_finish(const Finish& finish) {
   conn_->close();
 }
 
-void Client::on_peer_table(const PeerTable& table) {
-  if (gloo_ && table.hosts.size() == static_cast<std::size_t>(spec_.node_count) &&
-      table.ports.size() == table.hosts.size()) {
-    try {
-      const double t0 = clock_.now();
-      gloo_->group = std::make_unique<nn::GlooAllreduce>(
-          nn::GlooOptions{.rank = worker_,
-                          .world = spec_.node_count,
-                          .store_host = table.hosts[0],
-                          .store_port = table.ports[0],
-                          .bind_host = table.hosts[static_cast<std::size_t>(worker_)],
-                          .timeout_s = spec_.io_timeout},
-          gloo_->store.get());
-      say(fmt::format("joined the gloo group of {} in {}", spec_.node_count,
-                      fmt_duration(clock_.now() - t0)));
-      conn_->send(PeersUp{.links = spec_.node_count - 1});
-    } catch (const Error& e) {
-      give_up(e.what(), true);
-    }
-    return;
-  }
-  if (!mesh_ || table.hosts.size() != static_cast<std::size_t>(spec_.node_count) ||
-      table.ports.size() != table.hosts.size()) {
-    give_up("the server sent a peer table this job does not need or of the wrong size", true);
-    return;
-  }
-  std::vector<net::PeerAddress> peers;
-  for (std::size_t w = 0; w < table.hosts.size(); ++w)
-    peers.push_back({table.hosts[w], table.ports[w]});
-  if (table.key.size() != net::kAuthNonceBytes) {
-    give_up("the server's PeerTable has no valid peer key", true);
-    return;
-  }
-  mesh_->set_key(table.key);
-  if (opts_.shared_memory == "on") {
-    // Room for a plain gradient (broadcast); ring chunks are smaller.
-    mesh_->set_shared_memory(net::fp32_frame_slot_bytes(job_.num_parameters));
-  }
-  try {
-    mesh_->connect(
-        peers,
-        [this] {
-          say(fmt::format("linked with its {} peers", spec_.node_count - 1));
-          conn_->send(PeersUp{.links = spec_.node_count - 1});
-        },
-        [this](int peer, Message&& m) {
-          if (!done_ && role_) deliver(m);
-          (void)peer;
-        },
-        [this](int peer, const std::string& why) { on_peer_error(peer, why); }, spec_.io_timeout);
-  } catch (const Error& e) {
-    give_up(e.what(), true);
-  }
-}
-
-void Client::on_peer_error(int peer, const std::string& why) {
-  if (done_) return;
-  // Once this worker has done its last iteration, peers that finish first close their links.
-  if (role_ && role_->iterations_done() >= schedule_.total_iterations()) return;
-  give_up(peer >= 0 ? fmt::format("lost peer worker {}: {}", peer, why)
-                    : fmt::format("peer links: {}", why),
-          true);
-}
-
 void Client::on_error(const std::string& why) {
   if (done_) return;
   lost_server_ = worker_ >= 0;  // it had joined a job
@@ -484,8 +338,6 @@ void Client::give_up(const std::string& why, bool tell_server) {
     conn_->close_after_writes();  // at once, unless a last frame (a refusal) is queued
   }
 }
-
-}  // namespace
 
 int run_client(const ClientOptions& options) {
   try {

@@ -1,6 +1,6 @@
-// init_server's TCP driver, part 1: setting up, accepting and authenticating connections, joining
-// and loading (experiments/server/driver.h). Part 2, training.cc, drives the training and ends
-// the run.
+// init_server's TCP driver, part 1: accepting and authenticating connections, joining and loading
+// (experiments/server/driver.h). setup.cc sets the server up; training.cc drives the training and
+// ends the run.
 #include "experiments/server/driver.h"
 
 #include <fmt/format.h>
@@ -42,146 +42,6 @@ std::string address_of(const net::Connection& conn) {
 }
 
 }  // namespace
-
-Server::Server(const ServerOptions& options)
-    : opts_(options),
-      spec_(opts_.spec),
-      join_timer_(io_),
-      progress_timer_(io_),
-      shutdown_timer_(io_),
-      signals_(io_, SIGINT, SIGTERM),
-      workers_(options.spec.node_count) {}
-
-Server::~Server() = default;
-
-int Server::run() {
-  key_ = net::load_key(opts_.passphrase_file);
-  prepare();
-  listen();
-  signals_.async_wait([this](std::error_code ec, int sig) {
-    if (ec) return;
-    fail(fmt::format("interrupted by signal {}", sig), 128 + sig);
-  });
-  join_timer_.expires_after(seconds(spec_.join_timeout));
-  join_timer_.async_wait([this](std::error_code ec) {
-    if (ec || phase_ == Phase::kTraining || phase_ == Phase::kDone) return;
-    fail(phase_ == Phase::kJoining
-             ? fmt::format("only {} of {} workers joined within --join_timeout {} s; start each "
-                           "with: client --ip <this host> --port {}",
-                           workers_.joined(), spec_.node_count, spec_.join_timeout, ports_.front())
-             : fmt::format("only {} of {} workers were ready within --join_timeout {} s",
-                           workers_.ready(), spec_.node_count, spec_.join_timeout));
-  });
-  io_.run();
-  return exit_code_;
-}
-
-void Server::prepare() {
-  nn::set_compute_threads(1);
-  for (const std::string& note : opts_.notes)
-    fmt::print("init_server: {}\n", note);
-  plan_ = std::make_unique<JobPlan>(spec_);
-  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan_->train()),
-             nn::describe(plan_->evaluation()->test));
-  if (!plan_->holdout().validation.empty()) {
-    fmt::print("init_server: {} (held out of the training set)\n",
-               nn::describe(plan_->evaluation()->validation));
-  }
-  model_ = plan_->make_model();
-  schedule_ = plan_->schedule();
-  if (spec_.ship_data) shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());
-  checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters());
-  fmt::print(
-      "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
-      model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
-      spec_.batch_size, schedule_.iterations_per_epoch);
-  // Created only once the data and the model are known to work, so a bad flag leaves no debris.
-  const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
-  if (!opts_.resume.empty()) {
-    resumed_ = checkpointer_->load(spec_.output);
-    auto params = model_->parameters();
-    std::copy(resumed_->parameters.begin(), resumed_->parameters.end(), params.begin());
-  }
-  run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
-                  : std::make_unique<RunDirectory>(dir);
-  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
-      .spec = &spec_,
-      .schedule = schedule_,
-      .dir = run_.get(),
-      .model = model_.get(),
-      .wall = &clock_,
-      .evaluate_async =
-          [this](std::span<const float> parameters) { return evaluate_in_background(parameters); },
-      .traffic = [this](int w) { return traffic_of(w); },
-      .average_decay = spec_.model_average_decay()});
-  if (opts_.tensorboard) {
-    tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
-    recorder_->set_epoch_listener(
-        [this](const MetricsRow& row, const std::vector<WorkerRow>& workers) {
-          tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
-        });
-  }
-  if (resumed_) {
-    // config.json stays as the first start wrote it; the resume is recorded in summary.json.
-    try {
-      const auto state = nlohmann::json::parse(resumed_->driver_state);
-      recorder_->resume(state.at("recorder"));
-      events_ = state.at("events");
-    } catch (const nlohmann::json::exception& e) {
-      throw ConfigError(
-          fmt::format("--resume {}: checkpoint corrupt: recorder state: {}", dir, e.what()));
-    }
-    events_.push_back({{"event", "resumed"},
-                       {"iteration", resumed_->iteration},
-                       {"epoch", resumed_->epochs_done},
-                       {"command_line", opts_.command_line}});
-    fmt::print("init_server: resuming {} from its checkpoint at iteration {} (epoch {} of {})\n",
-               dir, resumed_->iteration, resumed_->epochs_done, spec_.epochs);
-    return;
-  }
-  run_->write_config(config_json());
-}
-
-void Server::listen() {
-  if (opts_.bind.empty()) opts_.bind = key_ ? "0.0.0.0" : "127.0.0.1";
-  std::error_code bad_address;
-  const auto address = asio::ip::make_address(opts_.bind, bad_address);
-  if (bad_address) throw ConfigError(fmt::format("--bind {}: not an IP address", opts_.bind));
-  if (!key_ && !address.is_loopback()) {
-    fmt::print(stderr,
-               "init_server: WARNING: listening on {} without a passphrase: anyone who can reach "
-               "this port can join the job or send it data; give --passphrase_file or "
-               "${}\n",
-               opts_.bind, net::kPassphraseEnv);
-  }
-  for (int port : spec_.working_ports) {
-    auto acceptor = std::make_unique<tcp::acceptor>(io_);
-    std::error_code ec;
-    tcp::endpoint ep(address, static_cast<unsigned short>(port));
-    acceptor->open(ep.protocol(), ec);
-    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor->bind(ep, ec);
-    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      throw IoError(
-          fmt::format("cannot listen on {}:{}: {} (is another init_server using it? "
-                      "choose another --working_ports)",
-                      opts_.bind, port, ec.message()));
-    }
-    ports_.push_back(acceptor->local_endpoint().port());
-    acceptors_.push_back(std::move(acceptor));
-  }
-  for (auto& a : acceptors_)
-    accept(*a);
-  if (!opts_.port_file.empty()) write_file_atomic(opts_.port_file, fmt::format("{}\n", ports_[0]));
-  fmt::print(
-      "init_server: listening on {}:{}{}; waiting for {} workers (start each with: client "
-      "--ip <this host> --port {})\n",
-      opts_.bind, fmt::join(ports_, ","),
-      key_ ? " (workers must prove the passphrase)" : " (no passphrase)", spec_.node_count,
-      ports_.front());
-  std::fflush(stdout);
-}
 
 void Server::accept(tcp::acceptor& acceptor) {
   acceptor.async_accept([this, &acceptor](std::error_code ec, tcp::socket socket) {
@@ -488,32 +348,6 @@ void Server::on_peers_up(int w) {
   }
   workers_.set_peers_up(w);
   if (workers_.all_peers_up()) start_training();
-}
-
-nlohmann::json Server::config_json() const {
-  nlohmann::json workers = nlohmann::json::array();
-  for (int w = 0; w < workers_.size(); ++w) {
-    const auto& s = workers_[w];
-    workers.push_back({{"host", s.host()},
-                       {"pid", s.hello.pid},
-                       {"psgd_revision", s.hello.version},
-                       {"slowdown", s.hello.slowdown}});
-  }
-  return plan_->config_json(opts_.command_line, run_->path(), model_->num_parameters(), workers,
-                            opts_.notes);
-}
-
-int run_server(const ServerOptions& options) {
-  try {
-    Server server(options);
-    return server.run();
-  } catch (const ConfigError& e) {
-    fmt::print(stderr, "init_server: {}\n", e.what());
-    return 2;
-  } catch (const Error& e) {
-    fmt::print(stderr, "init_server: {}\n", e.what());
-    return 1;
-  }
 }
 
 }  // namespace psgd

@@ -79,6 +79,7 @@ class Server {
   Traffic traffic_of(int worker) const;
   void fail(const std::string& why, int exit_code = 1);
   void finish(const std::string& status, bool ok);
+  void close_when_drained(double deadline);
   void write_outputs(const std::string& status, bool ok, bool trained);
 
   ServerOptions opts_;

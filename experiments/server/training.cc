@@ -247,12 +247,24 @@ void Server::finish(const std::string& status, bool ok) {
   progress_timer_.cancel();
   signals_.cancel();
   write_outputs(status, ok, trained);
-  // Workers get a few seconds to read Finish; then whatever is left is closed.
-  shutdown_timer_.expires_after(std::chrono::seconds(5));
-  shutdown_timer_.async_wait([this](std::error_code ec) {
-    if (ec) return;
+  // Workers get a few seconds to read Finish; the server exits as soon as every link has drained
+  // (each worker read its Finish and closed its end), and closes whatever is left after that.
+  close_when_drained(clock_.now() + 5);
+}
+
+void Server::close_when_drained(double deadline) {
+  bool open = false;
+  for (int w = 0; w < workers_.size(); ++w)
+    open = open || (workers_[w].link && workers_[w].link->is_open());
+  if (!open) return;
+  if (clock_.now() >= deadline) {
     for (int w = 0; w < workers_.size(); ++w)
       if (workers_[w].link) workers_[w].link->close();
+    return;
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(20));
+  shutdown_timer_.async_wait([this, deadline](std::error_code ec) {
+    if (!ec) close_when_drained(deadline);
   });
 }
 

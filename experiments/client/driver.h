@@ -1,0 +1,109 @@
+#pragma once
+// The TCP driver of a worker (experiments/client/client.h). Private to experiments/client/:
+// driver.cc joins the job and drives the role, peers.cc links up with the other workers.
+// Threading: everything on the io_context's thread.
+#include <asio.hpp>
+
+#include <memory>
+#include <string>
+
+#include "core/clock.h"
+#include "core/collective.h"
+#include "core/error.h"
+#include "experiments/cli.h"
+#include "experiments/client/worker_data.h"
+#include "experiments/worker_setup.h"
+#include "network/handshake.h"
+#include "network/tcp/connection.h"
+#include "network/tcp/peer_mesh.h"
+#include "network/transport.h"
+#include "nn/gloo_allreduce.h"
+
+namespace psgd {
+
+// The allreduce role is built before the Gloo group exists (the group forms after the peer
+// table): it holds this, which forwards to the group once it is joined.
+class GlooCollective final : public Collective {
+ public:
+  void allreduce_sum(std::span<float> data) override {
+    PSGD_CHECK(group != nullptr, "gloo allreduce before the group was joined");
+    group->allreduce_sum(data);
+  }
+  std::string name() const override { return "gloo"; }
+  std::unique_ptr<nn::GlooStoreHost> store;  // worker 0
+  std::unique_ptr<nn::GlooAllreduce> group;
+};
+
+class Client {
+ public:
+  explicit Client(const ClientOptions& options) : opts_(options), signals_(io_, SIGINT, SIGTERM) {}
+
+  int run();
+  // The connection to the server broke before the job ended (not a refusal, not Finish).
+  bool lost_server() const { return lost_server_; }
+
+ private:
+  // The worker's Transport: the server over its connection, peers over the peer mesh.
+  class Links final : public Transport {
+   public:
+    Links(Client& c, int node_count) : Transport(node_count), c_(c) {}
+
+   protected:
+    void deliver(NodeId to, const std::shared_ptr<const EncodedFrame>& frame) override {
+      if (to == kServer) {
+        c_.conn_->send_frame(frame);
+        return;
+      }
+      PSGD_CHECK(c_.mesh_ != nullptr, "peer-to-peer messages need a peer transport");
+      c_.mesh_->send(to, frame);
+    }
+
+   private:
+    Client& c_;
+  };
+
+  void on_frame(Message&& message, NodeId from, std::size_t bytes);
+  void on_handshake(const Message& message);
+  void on_error(const std::string& why);
+  void on_job(const Job& job);
+  void on_data_chunk(const DataChunk& chunk);
+  // Normalises this worker's samples (raw, in Job order), builds the worker and says Ready.
+  void start_with(nn::Dataset samples);
+  void on_finish(const Finish& finish);
+  // A strategy message from the server or a peer: hand it to the role, compute while it asks.
+  void deliver(const Message& message);
+  void compute_next();
+  // Peer-to-peer strategies: link up with the other workers, then tell the server.
+  void on_peer_table(const PeerTable& table);
+  void on_peer_error(int peer, const std::string& why);
+  void give_up(const std::string& why, bool tell_server);
+  void say(const std::string& line);
+
+  ClientOptions opts_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  std::shared_ptr<net::Connection> conn_;
+  std::unique_ptr<net::ClientHandshake> handshake_;
+  JobSpec spec_;
+  int worker_ = -1;
+  Job job_;  // the job, kept while data is being shipped
+  std::unique_ptr<WorkerData> data_;
+  double ship_start_ = 0;
+  int threads_ = 1;
+  int peer_port_ = 0;
+  std::unique_ptr<WorkerParts> parts_;  // trainer, straggler, role (experiments/worker_setup.h)
+  WorkerRole* role_ = nullptr;
+  std::unique_ptr<Links> links_;
+  Schedule schedule_;
+  std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
+  std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
+  SteadyClock clock_;
+  ProcessCpuClock cpu_clock_;  // how long this worker's steps kept it busy (--slowdown)
+  double start_ = 0;
+  bool done_ = false;
+  bool training_ = false;
+  bool lost_server_ = false;
+  int exit_code_ = 1;
+};
+
+}  // namespace psgd

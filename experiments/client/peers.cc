@@ -1,0 +1,75 @@
+// A worker's links with its peers (experiments/client/driver.h): the peer mesh of the ring
+// allreduce and the all-to-all exchange, or the Gloo group.
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "experiments/client/driver.h"
+#include "experiments/format.h"
+
+namespace psgd {
+
+void Client::on_peer_table(const PeerTable& table) {
+  if (gloo_ && table.hosts.size() == static_cast<std::size_t>(spec_.node_count) &&
+      table.ports.size() == table.hosts.size()) {
+    try {
+      const double t0 = clock_.now();
+      gloo_->group = std::make_unique<nn::GlooAllreduce>(
+          nn::GlooOptions{.rank = worker_,
+                          .world = spec_.node_count,
+                          .store_host = table.hosts[0],
+                          .store_port = table.ports[0],
+                          .bind_host = table.hosts[static_cast<std::size_t>(worker_)],
+                          .timeout_s = spec_.io_timeout},
+          gloo_->store.get());
+      say(fmt::format("joined the gloo group of {} in {}", spec_.node_count,
+                      fmt_duration(clock_.now() - t0)));
+      conn_->send(PeersUp{.links = spec_.node_count - 1});
+    } catch (const Error& e) {
+      give_up(e.what(), true);
+    }
+    return;
+  }
+  if (!mesh_ || table.hosts.size() != static_cast<std::size_t>(spec_.node_count) ||
+      table.ports.size() != table.hosts.size()) {
+    give_up("the server sent a peer table this job does not need or of the wrong size", true);
+    return;
+  }
+  std::vector<net::PeerAddress> peers;
+  for (std::size_t w = 0; w < table.hosts.size(); ++w)
+    peers.push_back({table.hosts[w], table.ports[w]});
+  if (table.key.size() != net::kAuthNonceBytes) {
+    give_up("the server's PeerTable has no valid peer key", true);
+    return;
+  }
+  mesh_->set_key(table.key);
+  if (opts_.shared_memory == "on") {
+    // Room for a plain gradient (broadcast); ring chunks are smaller.
+    mesh_->set_shared_memory(net::fp32_frame_slot_bytes(job_.num_parameters));
+  }
+  try {
+    mesh_->connect(
+        peers,
+        [this] {
+          say(fmt::format("linked with its {} peers", spec_.node_count - 1));
+          conn_->send(PeersUp{.links = spec_.node_count - 1});
+        },
+        [this](int peer, Message&& m) {
+          if (!done_ && role_) deliver(m);
+          (void)peer;
+        },
+        [this](int peer, const std::string& why) { on_peer_error(peer, why); }, spec_.io_timeout);
+  } catch (const Error& e) {
+    give_up(e.what(), true);
+  }
+}
+
+void Client::on_peer_error(int peer, const std::string& why) {
+  if (done_) return;
+  // Once this worker has done its last iteration, peers that finish first close their links.
+  if (role_ && role_->iterations_done() >= schedule_.total_iterations()) return;
+  give_up(peer >= 0 ? fmt::format("lost peer worker {}: {}", peer, why)
+                    : fmt::format("peer links: {}", why),
+          true);
+}
+
+}  // namespace psgd

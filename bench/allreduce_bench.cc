@@ -1,5 +1,6 @@
 // allreduce_bench: our ring allreduce (psgd/tcp_ring.h) against Gloo's (c10d ProcessGroupGloo),
-// same ranks, same buffers, same loopback, in one run, so the figure is a ratio.
+// same ranks, same buffers, same loopback, in one run, so the figure is a ratio. (Over 400
+// lines: a benchmark driver with both backends, its rank processes and its checks in one file.)
 //
 //   build/bench/allreduce_bench [--sizes_mb 1,100] [--worlds 2,4] [--seconds 2] [--chunk_kb auto]
 //                               [--repeats 1] [--backends ours,gloo] [--threads_as_ranks]

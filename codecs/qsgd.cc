@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: QSGD's portable quantiser and its AVX2 variant, which must stay
+// bit-identical to it, are kept side by side so a change to one is seen next to the other.
 #include "codecs/qsgd.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// Over 400 lines on purpose: the Trainer is one torch translation unit (data gathering, batch
+// streams, the flat-parameter model, evaluation, saving); another would cost 10-20 s of compile
+// time each for no clearer boundary.
 #include "nn/trainer.h"
 
 #include <fmt/format.h>

@@ -18,6 +18,8 @@ Plots (PNG files beside the report, written with Debian's python3-matplotlib): a
 against epochs, accuracy against wall (and virtual) time, accuracy against bytes on the wire,
 throughput and efficiency against node count, and the time split. Without matplotlib only the
 tables are written.
+
+(Over 400 lines: one report tool, tables and plots for runs and sweeps.)
 """
 import argparse
 import csv

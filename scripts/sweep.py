@@ -48,6 +48,8 @@ worker, a timeout) is recorded as failed and the sweep continues; the exit code 
 failed. SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
 (git revision, host, Python and library versions, command line, seeds); each run directory gets
 sweep_run.json (its command, exit code, status, duration).
+
+(Over 400 lines: the manifest format, its check and the resumable runner are one tool.)
 """
 import argparse
 import concurrent.futures

@@ -1,3 +1,6 @@
+// Over 400 lines on purpose: one Asio connection object, whose read loop, write queue (gather
+// writes, shared-memory slots) and timers share its state and its thread; splitting it would
+// spread one state machine across files.
 #include "network/tcp/connection.h"
 
 #include <spdlog/spdlog.h>

@@ -1,4 +1,5 @@
 // asgd, ssp, local_sgd and ssgd --wait_for, driven message by message (tests/psgd/role_sim.h).
+// (Over 400 lines: the strategies' tests share RoleSim and read best side by side.)
 #include <gtest/gtest.h>
 
 #include <algorithm>

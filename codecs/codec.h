@@ -26,24 +26,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/payload.h"
+
 namespace psgd {
-
-// An encoded vector: the element count it decodes to and the codec-specific bytes.
-//
-// An encoder writes `bytes`. A payload decoded from a received frame does not copy the frame: its
-// bytes are a view into the frame's buffer, which `frame` keeps alive for as long as the payload
-// lives (network/messages.cc). Readers use view(), which covers both.
-struct Payload {
-  std::uint64_t num_elements = 0;
-  std::vector<std::uint8_t> bytes;
-  std::span<const std::uint8_t> received;
-  std::shared_ptr<const void> frame;
-
-  std::span<const std::uint8_t> view() const {
-    return frame ? received : std::span<const std::uint8_t>(bytes);
-  }
-  std::size_t size_bytes() const { return view().size(); }
-};
 
 // Measurements of the last encode(). Negative means "not measured".
 struct CodecStats {

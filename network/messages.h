@@ -21,7 +21,7 @@
 #include <variant>
 #include <vector>
 
-#include "codecs/codec.h"
+#include "core/payload.h"
 #include "core/metrics.h"
 
 namespace psgd {

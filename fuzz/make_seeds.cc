@@ -69,18 +69,19 @@ int main(int argc, char** argv) {
       psgd::ShmReply{.accepted = false, .why = "off"},
       psgd::ShmFrame{.slot = 1, .type = 17, .body_bytes = 100}};
   int i = 0;
-  for (const auto& m : messages) {
+  const auto seed = [&](const auto& m) {
     write(out / "fuzz_frame", i, psgd::encode_frame(m));
     auto body = psgd::encode_body(m);
-    // fuzz_message's selector: the index of the type in its table.
-    const auto& order = psgd::fuzz::kMessageTypes;
-    std::uint8_t selector = 0;
-    for (std::uint8_t k = 0; k < std::size(order); ++k)
-      if (order[k] == psgd::type_of(m)) selector = k;
-    body.insert(body.begin(), selector);
+    body.insert(body.begin(), psgd::fuzz::selector_of(psgd::type_of(m)));
     write(out / "fuzz_message", i, body);
     ++i;
-  }
+  };
+  for (const auto& m : messages)
+    seed(m);
+  // Every type of the message list, default-constructed: a type added to the list has a valid
+  // seed without an entry above.
+  psgd::for_each_type(psgd::AllMessageTypes{},
+                      [&](auto type) { seed(psgd::Message(typename decltype(type)::type{})); });
   const char* names[] = {"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
   for (std::uint8_t k = 0; k < std::size(names); ++k) {
     psgd::CodecSpec spec{

@@ -5,9 +5,12 @@
 // reads a single element, so a 20-byte frame claiming 2^60 elements is an allocation bomb. These
 // archives use the same binary layout (little-endian, 64-bit size tags) but the input side checks
 // every count against the bytes actually left in the frame before anything is allocated, and
-// throws ProtocolError on any short read. The output side appends straight to a std::vector.
+// throws ProtocolError on any short read. The output side appends straight to a std::vector;
+// SizeArchive goes through the same save functions and only counts the bytes (a frame's size
+// without the frame).
 #include <cereal/cereal.hpp>
 
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -56,6 +59,24 @@ class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowE
   std::vector<Blob>* blobs_;
 };
 
+// Counts the bytes OutputArchive would write, writing nothing: large arrays are neither copied nor
+// read.
+class SizeArchive : public cereal::OutputArchive<SizeArchive, cereal::AllowEmptyClassElision> {
+ public:
+  SizeArchive() : cereal::OutputArchive<SizeArchive, cereal::AllowEmptyClassElision>(this) {}
+
+  void saveBinary(const void*, std::size_t size) { bytes_ += size; }
+  void saveBlock(const void*, std::size_t size) { bytes_ += size; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::size_t bytes_ = 0;
+};
+
+// The archives a message is saved to; save functions are written once for both.
+template <class A>
+concept Output = std::same_as<A, OutputArchive> || std::same_as<A, SizeArchive>;
+
 class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
  public:
   // With `owner` (what keeps `data` alive), large blocks may be viewed instead of copied (see
@@ -93,9 +114,9 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
 };
 
 // --- arithmetic values
-template <class T>
+template <Output A, class T>
 requires std::is_arithmetic_v<T>
-void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const T& t) {
+void CEREAL_SAVE_FUNCTION_NAME(A& ar, const T& t) {
   ar.saveBinary(&t, sizeof(T));
 }
 template <class T>
@@ -105,8 +126,8 @@ void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
 }
 
 // --- name-value pairs carry no names in a binary archive
-template <class T>
-void CEREAL_SERIALIZE_FUNCTION_NAME(OutputArchive& ar, cereal::NameValuePair<T>& t) {
+template <Output A, class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(A& ar, cereal::NameValuePair<T>& t) {
   ar(t.value);
 }
 template <class T>
@@ -116,8 +137,8 @@ void CEREAL_SERIALIZE_FUNCTION_NAME(InputArchive& ar, cereal::NameValuePair<T>& 
 
 // --- size tags: the input side refuses a count larger than the bytes left (every element takes
 // at least one byte), which bounds every allocation by the frame's length.
-template <class T>
-void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::SizeTag<T>& t) {
+template <Output A, class T>
+void CEREAL_SAVE_FUNCTION_NAME(A& ar, const cereal::SizeTag<T>& t) {
   const std::uint64_t size = t.size;
   ar.saveBinary(&size, sizeof(size));
 }
@@ -133,8 +154,8 @@ void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::SizeTag<T>& t) {
 }
 
 // --- contiguous binary blocks (vectors of arithmetic types)
-template <class T>
-void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::BinaryData<T>& bd) {
+template <Output A, class T>
+void CEREAL_SAVE_FUNCTION_NAME(A& ar, const cereal::BinaryData<T>& bd) {
   ar.saveBlock(bd.data, static_cast<std::size_t>(bd.size));
 }
 template <class T>
@@ -145,5 +166,6 @@ void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::BinaryData<T>& bd) {
 }  // namespace psgd::wire
 
 CEREAL_REGISTER_ARCHIVE(psgd::wire::OutputArchive)
+CEREAL_REGISTER_ARCHIVE(psgd::wire::SizeArchive)
 CEREAL_REGISTER_ARCHIVE(psgd::wire::InputArchive)
 CEREAL_SETUP_ARCHIVE_TRAITS(psgd::wire::InputArchive, psgd::wire::OutputArchive)

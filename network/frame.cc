@@ -24,39 +24,6 @@ T get_le(const std::uint8_t* in) {
 
 }  // namespace
 
-bool known_type(std::uint16_t t) {
-  switch (static_cast<MessageType>(t)) {
-    case MessageType::kError:
-    case MessageType::kHello:
-    case MessageType::kJob:
-    case MessageType::kReady:
-    case MessageType::kFinish:
-    case MessageType::kParams:
-    case MessageType::kGradient:
-    case MessageType::kModelDelta:
-    case MessageType::kDataOffer:
-    case MessageType::kDataChunk:
-    case MessageType::kPeerTable:
-    case MessageType::kPeerHello:
-    case MessageType::kPeersUp:
-    case MessageType::kRingChunk:
-    case MessageType::kAllreduceReport:
-    case MessageType::kPeerGradient:
-    case MessageType::kCcdcCoded:
-    case MessageType::kCcdcSlice:
-    case MessageType::kAuthHello:
-    case MessageType::kAuthChallenge:
-    case MessageType::kAuthProof:
-    case MessageType::kHeartbeat:
-    case MessageType::kAuthOk:
-    case MessageType::kShmOffer:
-    case MessageType::kShmReply:
-    case MessageType::kShmFrame:
-      return true;
-  }
-  return false;
-}
-
 std::array<std::uint8_t, kFrameHeaderBytes> encode_header(const FrameHeader& header) {
   std::array<std::uint8_t, kFrameHeaderBytes> out{};
   put_le<std::uint32_t>(out.data(), kFrameMagic);

@@ -38,9 +38,6 @@ struct FrameHeader {
 
 std::array<std::uint8_t, kFrameHeaderBytes> encode_header(const FrameHeader& header);
 
-// Whether `type` names a message type of this protocol version.
-bool known_type(std::uint16_t type);
-
 // Throws ProtocolError (bad magic, other version, unknown type, body over max_body_bytes).
 // An ErrorMessage of another version is accepted so that its text can be shown.
 FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes,

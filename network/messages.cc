@@ -3,14 +3,18 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
 #include "network/archive.h"
 
 namespace psgd {
 
+// --- What the messages are made of.
+
 // Layout: element count, then the bytes as a vector (size tag, bytes).
-void save(wire::OutputArchive& ar, const Payload& p) {
+template <wire::Output Archive>
+void save(Archive& ar, const Payload& p) {
   const auto bytes = p.view();
   ar(p.num_elements, cereal::make_size_tag(static_cast<cereal::size_type>(bytes.size())),
      cereal::binary_data(bytes.data(), bytes.size()));
@@ -34,33 +38,20 @@ template <class Archive>
 void serialize(Archive& ar, PhaseTimes& t) {
   ar(t.compute_s, t.encode_s, t.wait_s, t.decode_s, t.apply_s);
 }
-template <class Archive>
-void serialize(Archive& ar, AuthHello& m) {
-  ar(m.protocol, m.nonce, m.identity, m.has_key);
+
+// --- One serialize (or save and load) per message type, in the order of PSGD_MESSAGE_TYPES.
+// Changing one changes the protocol (kProtocolVersion).
+
+// Orchestration (network/messages/orchestration.h).
+
+// The body is the text itself, no size tag: readable by a peer of any protocol version.
+template <wire::Output Archive>
+void save(Archive& ar, const ErrorMessage& m) {
+  ar(cereal::binary_data(m.text.data(), m.text.size()));
 }
-template <class Archive>
-void serialize(Archive& ar, AuthChallenge& m) {
-  ar(m.nonce, m.proof, m.required);
-}
-template <class Archive>
-void serialize(Archive& ar, AuthProof& m) {
-  ar(m.proof);
-}
-template <class Archive>
-void serialize(Archive&, Heartbeat&) {}
-template <class Archive>
-void serialize(Archive&, AuthOk&) {}
-template <class Archive>
-void serialize(Archive& ar, ShmOffer& m) {
-  ar(m.name, m.slot_bytes, m.slots);
-}
-template <class Archive>
-void serialize(Archive& ar, ShmReply& m) {
-  ar(m.accepted, m.why);
-}
-template <class Archive>
-void serialize(Archive& ar, ShmFrame& m) {
-  ar(m.slot, m.type, m.body_bytes);
+void load(wire::InputArchive& ar, ErrorMessage& m) {
+  const auto text = ar.take(ar.remaining());
+  m.text.assign(text.begin(), text.end());
 }
 template <class Archive>
 void serialize(Archive& ar, Hello& m) {
@@ -99,8 +90,39 @@ template <class Archive>
 void serialize(Archive& ar, PeersUp& m) {
   ar(m.links);
 }
+
+// Authentication (network/messages/auth.h).
+template <class Archive>
+void serialize(Archive& ar, AuthHello& m) {
+  ar(m.protocol, m.nonce, m.identity, m.has_key);
+}
+template <class Archive>
+void serialize(Archive& ar, AuthChallenge& m) {
+  ar(m.nonce, m.proof, m.required);
+}
+template <class Archive>
+void serialize(Archive& ar, AuthProof& m) {
+  ar(m.proof);
+}
+template <class Archive>
+void serialize(Archive&, AuthOk&) {}
+
+// Strategy (network/messages/strategy.h).
+template <class Archive>
+void serialize(Archive& ar, Params& m) {
+  ar(m.iteration, m.values);
+}
+template <class Archive>
+void serialize(Archive& ar, Gradient& m) {
+  ar(m.iteration, m.values, m.loss, m.samples, m.times, m.compression_error);
+}
+template <class Archive>
+void serialize(Archive& ar, ModelDelta& m) {
+  ar(m.iteration, m.values, m.loss, m.samples, m.local_steps, m.times);
+}
 // The layout of `ar(round, step, chunk, std::vector<float>)`, from wherever the values live.
-void save(wire::OutputArchive& ar, const RingChunk& m) {
+template <wire::Output Archive>
+void save(Archive& ar, const RingChunk& m) {
   const auto bytes = m.bytes();
   ar(m.round, m.step, m.chunk, cereal::make_size_tag(static_cast<cereal::size_type>(m.size())),
      cereal::binary_data(bytes.data(), bytes.size()));
@@ -126,6 +148,10 @@ void serialize(Archive& ar, AllreduceReport& m) {
      m.params);
 }
 template <class Archive>
+void serialize(Archive& ar, PeerGradient& m) {
+  ar(m.from, m.iteration, m.values);
+}
+template <class Archive>
 void serialize(Archive& ar, CcdcCoded& m) {
   ar(m.from, m.iteration, m.group, m.bits);
 }
@@ -133,127 +159,77 @@ template <class Archive>
 void serialize(Archive& ar, CcdcSlice& m) {
   ar(m.from, m.iteration, m.values);
 }
+
+// Link (network/messages/link.h).
 template <class Archive>
-void serialize(Archive& ar, PeerGradient& m) {
-  ar(m.from, m.iteration, m.values);
+void serialize(Archive&, Heartbeat&) {}
+template <class Archive>
+void serialize(Archive& ar, ShmOffer& m) {
+  ar(m.name, m.slot_bytes, m.slots);
 }
 template <class Archive>
-void serialize(Archive& ar, Params& m) {
-  ar(m.iteration, m.values);
+void serialize(Archive& ar, ShmReply& m) {
+  ar(m.accepted, m.why);
 }
 template <class Archive>
-void serialize(Archive& ar, Gradient& m) {
-  ar(m.iteration, m.values, m.loss, m.samples, m.times, m.compression_error);
+void serialize(Archive& ar, ShmFrame& m) {
+  ar(m.slot, m.type, m.body_bytes);
 }
-template <class Archive>
-void serialize(Archive& ar, ModelDelta& m) {
-  ar(m.iteration, m.values, m.loss, m.samples, m.local_steps, m.times);
-}
+
+// --- Everything below follows the list.
 
 namespace {
 
 template <class T>
-Message decode_as(std::span<const std::uint8_t> body, const std::shared_ptr<const void>& owner) {
+T decode_as(std::span<const std::uint8_t> body, const std::shared_ptr<const void>& owner) {
   wire::InputArchive ar(body, owner);
   T value;
   ar(value);
   if (ar.remaining() != 0) {
     throw ProtocolError(fmt::format("{} trailing bytes after a {} message", ar.remaining(),
-                                    type_name(type_of(Message(T{})))));
+                                    MessageTraits<T>::name));
   }
   return value;
+}
+
+// What the list gives each variant of messages: the wire ids of its alternatives, in order, and a
+// decoder for them.
+template <class Variant>
+struct Alternatives;
+template <class... Ts>
+struct Alternatives<std::variant<Ts...>> {
+  static constexpr std::array<MessageType, sizeof...(Ts)> types{MessageTraits<Ts>::type...};
+
+  // The alternative whose wire id is `type`, decoded from `body`; nullopt when there is none.
+  static std::optional<std::variant<Ts...>> decode(MessageType type,
+                                                   std::span<const std::uint8_t> body,
+                                                   const std::shared_ptr<const void>& owner) {
+    std::optional<std::variant<Ts...>> out;
+    (void)((type == MessageTraits<Ts>::type &&
+            (out.emplace(std::in_place_type<Ts>, decode_as<Ts>(body, owner)), true)) ||
+           ...);
+    return out;
+  }
+};
+
+template <class Variant>
+void append_any(const Variant& message, std::vector<std::uint8_t>& out,
+                std::vector<wire::Blob>* blobs) {
+  wire::OutputArchive ar(out, blobs);
+  std::visit([&](const auto& m) { ar(m); }, message);
+}
+
+template <class Variant>
+std::size_t size_any(const Variant& message) {
+  wire::SizeArchive ar;
+  std::visit([&](const auto& m) { ar(m); }, message);
+  return ar.bytes();
 }
 
 }  // namespace
 
 MessageType type_of(const Message& message) {
-  struct Visitor {
-    MessageType operator()(const ErrorMessage&) const { return MessageType::kError; }
-    MessageType operator()(const Hello&) const { return MessageType::kHello; }
-    MessageType operator()(const Job&) const { return MessageType::kJob; }
-    MessageType operator()(const Ready&) const { return MessageType::kReady; }
-    MessageType operator()(const Finish&) const { return MessageType::kFinish; }
-    MessageType operator()(const Params&) const { return MessageType::kParams; }
-    MessageType operator()(const Gradient&) const { return MessageType::kGradient; }
-    MessageType operator()(const ModelDelta&) const { return MessageType::kModelDelta; }
-    MessageType operator()(const DataOffer&) const { return MessageType::kDataOffer; }
-    MessageType operator()(const DataChunk&) const { return MessageType::kDataChunk; }
-    MessageType operator()(const PeerTable&) const { return MessageType::kPeerTable; }
-    MessageType operator()(const PeerHello&) const { return MessageType::kPeerHello; }
-    MessageType operator()(const PeersUp&) const { return MessageType::kPeersUp; }
-    MessageType operator()(const RingChunk&) const { return MessageType::kRingChunk; }
-    MessageType operator()(const AllreduceReport&) const { return MessageType::kAllreduceReport; }
-    MessageType operator()(const PeerGradient&) const { return MessageType::kPeerGradient; }
-    MessageType operator()(const CcdcCoded&) const { return MessageType::kCcdcCoded; }
-    MessageType operator()(const CcdcSlice&) const { return MessageType::kCcdcSlice; }
-    MessageType operator()(const AuthHello&) const { return MessageType::kAuthHello; }
-    MessageType operator()(const AuthChallenge&) const { return MessageType::kAuthChallenge; }
-    MessageType operator()(const AuthProof&) const { return MessageType::kAuthProof; }
-    MessageType operator()(const Heartbeat&) const { return MessageType::kHeartbeat; }
-    MessageType operator()(const AuthOk&) const { return MessageType::kAuthOk; }
-    MessageType operator()(const ShmOffer&) const { return MessageType::kShmOffer; }
-    MessageType operator()(const ShmReply&) const { return MessageType::kShmReply; }
-    MessageType operator()(const ShmFrame&) const { return MessageType::kShmFrame; }
-  };
-  return std::visit(Visitor{}, message);
-}
-
-const char* type_name(MessageType type) {
-  switch (type) {
-    case MessageType::kError:
-      return "Error";
-    case MessageType::kHello:
-      return "Hello";
-    case MessageType::kJob:
-      return "Job";
-    case MessageType::kReady:
-      return "Ready";
-    case MessageType::kFinish:
-      return "Finish";
-    case MessageType::kParams:
-      return "Params";
-    case MessageType::kGradient:
-      return "Gradient";
-    case MessageType::kModelDelta:
-      return "ModelDelta";
-    case MessageType::kDataOffer:
-      return "DataOffer";
-    case MessageType::kDataChunk:
-      return "DataChunk";
-    case MessageType::kPeerTable:
-      return "PeerTable";
-    case MessageType::kPeerHello:
-      return "PeerHello";
-    case MessageType::kPeersUp:
-      return "PeersUp";
-    case MessageType::kRingChunk:
-      return "RingChunk";
-    case MessageType::kAllreduceReport:
-      return "AllreduceReport";
-    case MessageType::kPeerGradient:
-      return "PeerGradient";
-    case MessageType::kCcdcCoded:
-      return "CcdcCoded";
-    case MessageType::kCcdcSlice:
-      return "CcdcSlice";
-    case MessageType::kAuthHello:
-      return "AuthHello";
-    case MessageType::kAuthChallenge:
-      return "AuthChallenge";
-    case MessageType::kAuthProof:
-      return "AuthProof";
-    case MessageType::kHeartbeat:
-      return "Heartbeat";
-    case MessageType::kAuthOk:
-      return "AuthOk";
-    case MessageType::kShmOffer:
-      return "ShmOffer";
-    case MessageType::kShmReply:
-      return "ShmReply";
-    case MessageType::kShmFrame:
-      return "ShmFrame";
-  }
-  return "unknown";
+  return Alternatives<Message>::types[message.index()];
 }
 
 std::vector<std::uint8_t> encode_body(const Message& message) {
@@ -264,17 +240,11 @@ std::vector<std::uint8_t> encode_body(const Message& message) {
 
 void append_body(const Message& message, std::vector<std::uint8_t>& out,
                  std::vector<wire::Blob>* blobs) {
-  if (const auto* err = std::get_if<ErrorMessage>(&message)) {
-    out.insert(out.end(), err->text.begin(), err->text.end());
-    return;
-  }
-  wire::OutputArchive ar(out, blobs);
-  std::visit(
-      [&](const auto& m) {
-        using T = std::decay_t<decltype(m)>;
-        if constexpr (!std::is_same_v<T, ErrorMessage>) ar(const_cast<T&>(m));
-      },
-      message);
+  append_any(message, out, blobs);
+}
+
+std::size_t body_size(const Message& message) {
+  return size_any(message);
 }
 
 Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
@@ -283,61 +253,11 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body) {
 
 Message decode_body(MessageType type, std::span<const std::uint8_t> body,
                     const std::shared_ptr<const void>& owner) {
-  switch (type) {
-    case MessageType::kError:
-      return ErrorMessage{std::string(body.begin(), body.end())};
-    case MessageType::kHello:
-      return decode_as<Hello>(body, owner);
-    case MessageType::kJob:
-      return decode_as<Job>(body, owner);
-    case MessageType::kReady:
-      return decode_as<Ready>(body, owner);
-    case MessageType::kFinish:
-      return decode_as<Finish>(body, owner);
-    case MessageType::kParams:
-      return decode_as<Params>(body, owner);
-    case MessageType::kGradient:
-      return decode_as<Gradient>(body, owner);
-    case MessageType::kModelDelta:
-      return decode_as<ModelDelta>(body, owner);
-    case MessageType::kDataOffer:
-      return decode_as<DataOffer>(body, owner);
-    case MessageType::kDataChunk:
-      return decode_as<DataChunk>(body, owner);
-    case MessageType::kPeerTable:
-      return decode_as<PeerTable>(body, owner);
-    case MessageType::kPeerHello:
-      return decode_as<PeerHello>(body, owner);
-    case MessageType::kPeersUp:
-      return decode_as<PeersUp>(body, owner);
-    case MessageType::kRingChunk:
-      return decode_as<RingChunk>(body, owner);
-    case MessageType::kAllreduceReport:
-      return decode_as<AllreduceReport>(body, owner);
-    case MessageType::kPeerGradient:
-      return decode_as<PeerGradient>(body, owner);
-    case MessageType::kCcdcCoded:
-      return decode_as<CcdcCoded>(body, owner);
-    case MessageType::kCcdcSlice:
-      return decode_as<CcdcSlice>(body, owner);
-    case MessageType::kAuthHello:
-      return decode_as<AuthHello>(body, owner);
-    case MessageType::kAuthChallenge:
-      return decode_as<AuthChallenge>(body, owner);
-    case MessageType::kAuthProof:
-      return decode_as<AuthProof>(body, owner);
-    case MessageType::kHeartbeat:
-      return decode_as<Heartbeat>(body, owner);
-    case MessageType::kAuthOk:
-      return decode_as<AuthOk>(body, owner);
-    case MessageType::kShmOffer:
-      return decode_as<ShmOffer>(body, owner);
-    case MessageType::kShmReply:
-      return decode_as<ShmReply>(body, owner);
-    case MessageType::kShmFrame:
-      return decode_as<ShmFrame>(body, owner);
+  auto message = Alternatives<Message>::decode(type, body, owner);
+  if (!message) {
+    throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
   }
-  throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
+  return std::move(*message);
 }
 
 }  // namespace psgd

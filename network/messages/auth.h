@@ -1,0 +1,40 @@
+#pragma once
+// Authentication messages: the first frames on a worker's link to the server, before anything
+// else is read (network/auth.h has the proofs and the handshake's state machines).
+//   worker -> server AuthHello, server -> worker AuthChallenge, worker -> server AuthProof,
+//   server -> worker AuthOk (or ErrorMessage saying why not, then close)
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#ifndef PSGD_MESSAGE_TYPES
+#error "include network/messages.h, of which this header is a part"
+#endif
+
+namespace psgd {
+
+// worker -> server, first frame on a connection: the worker's nonce and who it says it is.
+struct AuthHello {
+  std::uint32_t protocol = kProtocolVersion;
+  std::vector<std::uint8_t> nonce;  // kAuthNonceBytes random bytes
+  std::string identity;             // "host:pid"; Hello must say the same
+  bool has_key = false;             // the worker was given a passphrase
+};
+
+// server -> worker: the server's nonce and, with a passphrase, its proof (network/auth.h).
+struct AuthChallenge {
+  std::vector<std::uint8_t> nonce;
+  std::vector<std::uint8_t> proof;  // empty when the server has no passphrase
+  bool required = false;            // the server has a passphrase
+};
+
+// worker -> server: the worker's proof; Hello follows at once.
+struct AuthProof {
+  std::vector<std::uint8_t> proof;  // empty when neither side has a passphrase
+};
+
+// server -> worker: the proof checked out; the worker may say Hello. (The worker waits for it,
+// so a refused worker has nothing unread on the server's side and reads the refusal intact.)
+struct AuthOk {};
+
+}  // namespace psgd

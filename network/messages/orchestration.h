@@ -1,0 +1,114 @@
+#pragma once
+// Orchestration messages: the job around the training (experiments/ server and client).
+//   Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+//   With --ship_data: Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
+//   Peer-to-peer strategies: ... Ready -> PeerTable -> the workers link up (PeerHello first on each
+//   worker-to-worker link) -> PeersUp -> training.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#ifndef PSGD_MESSAGE_TYPES
+#error "include network/messages.h, of which this header is a part"
+#endif
+
+namespace psgd {
+
+// Either way, at any time, then close: why the sender gives up. Its body is the raw UTF-8 text,
+// not Cereal, so that a peer of any protocol version can show it.
+struct ErrorMessage {
+  std::string text;
+};
+
+// worker -> server, after authentication.
+struct Hello {
+  std::uint32_t protocol = kProtocolVersion;
+  std::string host;          // the worker's host name
+  std::int32_t pid = 0;      // the worker's process id, for logs
+  std::int32_t cores = 0;    // hardware threads on the worker's host
+  std::int32_t threads = 0;  // torch threads asked for on the client's command line (0: auto)
+  std::string version;       // psgd build (git revision), for the run's provenance
+  double slowdown = 1;       // the client's --slowdown (injected compute slowness), for the record
+};
+
+// server -> worker: the job and this worker's share of the data.
+struct Job {
+  std::int32_t worker_id = 0;
+  std::string spec_json;              // the JobSpec, as in config.json
+  std::vector<std::int64_t> samples;  // indices into the training set this worker holds
+  std::int32_t threads = 1;           // torch threads the worker should use
+  std::uint64_t num_parameters = 0;   // the model size the server built, checked by the worker
+  std::string data_hash;              // nn::content_hash of the server's training set
+  std::vector<float> norm_shift;      // the normaliser's statistics (nn/normalize.h), computed
+  std::vector<float> norm_scale;      // by the server on its training rows; empty for "none"
+  std::int64_t train_size = 0;        // samples in the whole training set (for the schedule)
+  // --codec gc / ndc: the blocks `samples` is the concatenation of, and their sizes, so the
+  // worker can draw one batch per block with a batch order every replica of a block agrees on.
+  std::vector<std::int64_t> block_ids;
+  std::vector<std::int64_t> block_sizes;
+  // Batches this worker id has already drawn from its batch order (a resumed run, or a slot taken
+  // over from a lost worker): the worker skips them, so it continues the same batch order.
+  std::int64_t start_batch = 0;
+};
+
+// worker -> server, after a Job with ship_data: the content hash of the training set this
+// worker holds itself (empty: none, or not the job's). Equal to Job::data_hash: no transfer.
+struct DataOffer {
+  std::string hash;
+};
+
+// server -> worker: one piece of the worker's data pack (nn/data_pack.h), zlib-compressed.
+// count == 0 means "your own copy matches, nothing is shipped".
+struct DataChunk {
+  std::uint32_t index = 0;               // 0 .. count-1, sent in order
+  std::uint32_t count = 0;               // chunks in the pack
+  std::uint64_t total_bytes = 0;         // uncompressed size of the whole pack
+  std::string total_sha256;              // of the whole pack
+  std::uint64_t raw_bytes = 0;           // uncompressed size of this chunk
+  std::string sha256;                    // of this chunk, uncompressed
+  std::vector<std::uint8_t> compressed;  // zlib stream of this chunk
+};
+
+// worker -> server: data loaded, model built, ready to train.
+struct Ready {
+  std::int32_t worker_id = 0;
+  std::uint64_t num_parameters = 0;
+  std::int64_t samples = 0;
+  std::int32_t threads = 0;
+  std::string detail;  // e.g. the BLAS in use, shown in the server's log
+  // Peer-to-peer strategies: the port this worker accepts peer links on (its mesh listener; for
+  // the gloo backend worker 0's rendezvous store). 0: none.
+  std::int32_t peer_port = 0;
+};
+
+// server -> worker (peer-to-peer strategies, once every worker is Ready): where each worker
+// listens, indexed by worker id.
+struct PeerTable {
+  std::vector<std::string> hosts;
+  std::vector<std::int32_t> ports;
+  // A random key for this job's peer links (32 bytes), known only to its workers: each link's
+  // PeerHello proves it (network/auth.h, peer_proof).
+  std::vector<std::uint8_t> key;
+};
+
+// worker -> worker, first frame on a peer link: who is calling, and the proof that it is a
+// worker of this job: HMAC-SHA256 under PeerTable::key of (worker, callee, node_count, nonce).
+struct PeerHello {
+  std::int32_t worker = 0;
+  std::int32_t node_count = 0;
+  std::vector<std::uint8_t> nonce;  // 32 random bytes, never accepted twice by one mesh
+  std::vector<std::uint8_t> proof;  // empty on a mesh without a key (tests)
+};
+
+// worker -> server: every peer link of this worker is up.
+struct PeersUp {
+  std::int32_t links = 0;
+};
+
+// server -> worker: the job is over (status "completed" or why not).
+struct Finish {
+  std::string status;
+  bool ok = true;
+};
+
+}  // namespace psgd

@@ -1,6 +1,6 @@
 // Writes seed corpora for the fuzz targets: a valid frame (fuzz_frame), a type byte + body
-// (fuzz_message) of every message type, encoded payloads (fuzz_payload) and a checkpoint
-// (fuzz_checkpoint).
+// (fuzz_message) of every message type of the list (network/messages.h), encoded payloads
+// (fuzz_payload) and a checkpoint (fuzz_checkpoint).
 //   make_seeds OUT_DIR -> OUT_DIR/{fuzz_frame,fuzz_message,fuzz_payload,fuzz_checkpoint}/seed-*
 #include <filesystem>
 #include <fstream>
@@ -10,6 +10,7 @@
 #include "fuzz/message_types.h"
 #include "network/frame.h"
 #include "network/messages.h"
+#include "network/messages/link.h"
 #include "psgd/checkpoint.h"
 #include "psgd/ssgd.h"
 
@@ -39,7 +40,6 @@ int main(int argc, char** argv) {
                           .proof = std::vector<std::uint8_t>(32, 1),
                           .required = true},
       psgd::AuthProof{.proof = std::vector<std::uint8_t>(32, 2)},
-      psgd::Heartbeat{},
       psgd::AuthOk{},
       psgd::Hello{.host = "host", .pid = 42, .cores = 2, .version = "abc"},
       psgd::Job{.worker_id = 1,
@@ -64,12 +64,13 @@ int main(int argc, char** argv) {
       psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
       psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload},
       psgd::CcdcCoded{.from = 1, .iteration = 2, .group = 3, .bits = {1u, 2u}},
-      psgd::CcdcSlice{.from = 1, .iteration = 2, .values = {1.0f, 2.0f}},
+      psgd::CcdcSlice{.from = 1, .iteration = 2, .values = {1.0f, 2.0f}}};
+  const std::vector<psgd::LinkMessage> link_messages{
       psgd::ShmOffer{.name = "/psgd-1-0123456789abcdef", .slot_bytes = 4096, .slots = 3},
       psgd::ShmReply{.accepted = false, .why = "off"},
       psgd::ShmFrame{.slot = 1, .type = 17, .body_bytes = 100}};
   int i = 0;
-  const auto seed = [&](const auto& m) {
+  const auto add_seed = [&](const auto& m) {
     write(out / "fuzz_frame", i, psgd::encode_frame(m));
     auto body = psgd::encode_body(m);
     body.insert(body.begin(), psgd::fuzz::selector_of(psgd::type_of(m)));
@@ -77,11 +78,19 @@ int main(int argc, char** argv) {
     ++i;
   };
   for (const auto& m : messages)
-    seed(m);
+    add_seed(m);
+  for (const auto& m : link_messages)
+    add_seed(m);
   // Every type of the message list, default-constructed: a type added to the list has a valid
   // seed without an entry above.
-  psgd::for_each_type(psgd::AllMessageTypes{},
-                      [&](auto type) { seed(psgd::Message(typename decltype(type)::type{})); });
+  psgd::for_each_type(psgd::AllMessageTypes{}, [&](auto type) {
+    using T = typename decltype(type)::type;
+    if constexpr (psgd::MessageTraits<T>::channel == psgd::Channel::kLink) {
+      add_seed(psgd::LinkMessage(T{}));
+    } else {
+      add_seed(psgd::Message(T{}));
+    }
+  });
   const char* names[] = {"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
   for (std::uint8_t k = 0; k < std::size(names); ++k) {
     psgd::CodecSpec spec{

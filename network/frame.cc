@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "network/archive.h"
+#include "network/messages/link.h"
 
 namespace psgd {
 namespace {
@@ -70,6 +71,16 @@ std::vector<std::uint8_t> encode_frame(const Message& message) {
   return frame;
 }
 
+std::vector<std::uint8_t> encode_frame(const LinkMessage& message) {
+  std::vector<std::uint8_t> frame(kFrameHeaderBytes);
+  append_body(message, frame);
+  const auto header = encode_header({.version = kProtocolVersion,
+                                     .type = type_of(message),
+                                     .body_bytes = frame.size() - kFrameHeaderBytes});
+  std::memcpy(frame.data(), header.data(), header.size());
+  return frame;
+}
+
 EncodedFrame::EncodedFrame(std::shared_ptr<const Message> message)
     : message_(std::move(message)), inline_(kFrameHeaderBytes), type_(type_of(*message_)) {
   std::vector<wire::Blob> blobs;
@@ -90,6 +101,14 @@ EncodedFrame::EncodedFrame(std::shared_ptr<const Message> message)
     at = b.offset;
   }
   if (at < inline_.size()) segments_.push_back(all.subspan(at));
+}
+
+EncodedFrame::EncodedFrame(std::vector<std::uint8_t> frame)
+    : inline_(std::move(frame)), size_(inline_.size()) {
+  PSGD_CHECK(inline_.size() >= kFrameHeaderBytes, "a frame of {} bytes has no header",
+             inline_.size());
+  type_ = static_cast<MessageType>(get_le<std::uint16_t>(inline_.data() + 6));
+  segments_.push_back(inline_);
 }
 
 std::vector<std::uint8_t> EncodedFrame::flatten() const {

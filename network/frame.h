@@ -47,10 +47,13 @@ FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes
 std::vector<std::uint8_t> encode_frame(const Message& message);
 
 // The same bytes as encode_frame(), as a list of segments that reference the message's large
-// arrays instead of copying them: written with one gather write. Holds the message alive.
+// arrays instead of copying them: written with one gather write. Holds the message alive (or,
+// built from bytes, holds the bytes).
 class EncodedFrame {
  public:
   explicit EncodedFrame(std::shared_ptr<const Message> message);
+  // A frame encoded already, header and body in one buffer (a link message; a test's forgery).
+  explicit EncodedFrame(std::vector<std::uint8_t> frame);
 
   MessageType type() const { return type_; }
   std::size_t size() const { return size_; }

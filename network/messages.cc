@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "network/archive.h"
+#include "network/messages/link.h"
 
 namespace psgd {
 
@@ -255,7 +256,38 @@ Message decode_body(MessageType type, std::span<const std::uint8_t> body,
                     const std::shared_ptr<const void>& owner) {
   auto message = Alternatives<Message>::decode(type, body, owner);
   if (!message) {
+    if (is_link(type)) {
+      throw ProtocolError(
+          fmt::format("a {} is a link message, handled by the connection alone", type_name(type)));
+    }
     throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(type)));
+  }
+  return std::move(*message);
+}
+
+MessageType type_of(const LinkMessage& message) {
+  return Alternatives<LinkMessage>::types[message.index()];
+}
+
+std::vector<std::uint8_t> encode_body(const LinkMessage& message) {
+  std::vector<std::uint8_t> out;
+  append_body(message, out);
+  return out;
+}
+
+void append_body(const LinkMessage& message, std::vector<std::uint8_t>& out) {
+  append_any(message, out, nullptr);
+}
+
+std::size_t body_size(const LinkMessage& message) {
+  return size_any(message);
+}
+
+LinkMessage decode_link_body(MessageType type, std::span<const std::uint8_t> body) {
+  auto message = Alternatives<LinkMessage>::decode(type, body, nullptr);
+  if (!message) {
+    throw ProtocolError(fmt::format("message type {} ({}) is not a link message",
+                                    static_cast<int>(type), type_name(type)));
   }
   return std::move(*message);
 }

@@ -8,8 +8,9 @@
 // Messages belong to one of four channels, each declared in its own header:
 //
 //   link (network/messages/link.h): between the two ends of one TCP link, handled inside
-//     net::Connection and never delivered to its owner.
-//       Heartbeat       either way, on a link that has carried nothing for --heartbeat_interval
+//     net::Connection. They form LinkMessage, not Message: the link's owner never sees them.
+//       Heartbeat       either way, once the handshake is done, on a link idle for
+//                       --heartbeat_interval
 //       ShmOffer        either way, to a peer on the same machine: a shared-memory segment
 //       ShmReply        the answer: mapped, or why not
 //       ShmFrame        in place of a frame whose body went through a shared-memory slot
@@ -165,6 +166,10 @@ struct VariantOf<TypeList<Ts...>> {
 using AllMessageTypes =
     typename detail::Tail<TypeList<void PSGD_MESSAGE_TYPES(PSGD_MESSAGE_LIST_ENTRY)>>::type;
 #undef PSGD_MESSAGE_LIST_ENTRY
+// The alternatives of Message: every type but the link messages.
+using PublicMessageTypes = detail::Select<AllMessageTypes, false>::type;
+// The alternatives of LinkMessage (network/messages/link.h).
+using LinkMessageTypes = detail::Select<AllMessageTypes, true>::type;
 
 // Calls f(std::type_identity<T>{}) for every type T of `list`, in order.
 template <class... Ts, class F>
@@ -221,16 +226,17 @@ constexpr bool is_link(MessageType type) {
 
 }  // namespace psgd
 
-// The structs, by channel. These headers are parts of this one (they use kProtocolVersion and the
-// list): include network/messages.h.
+// The structs of the channels a connection delivers, parts of this header (they use
+// kProtocolVersion): include network/messages.h. The link messages are in
+// network/messages/link.h, for the connection only.
 #include "network/messages/auth.h"
-#include "network/messages/link.h"
 #include "network/messages/orchestration.h"
 #include "network/messages/strategy.h"
 
 namespace psgd {
 
-using Message = detail::VariantOf<AllMessageTypes>::type;
+// What a connection delivers and its owner sends.
+using Message = detail::VariantOf<PublicMessageTypes>::type;
 static_assert(std::is_same_v<std::variant_alternative_t<0, Message>, ErrorMessage>,
               "ErrorMessage comes first: a default Message is an ErrorMessage");
 
@@ -249,8 +255,8 @@ void append_body(const Message& message, std::vector<std::uint8_t>& out,
 // encode_body(message).size(), counted without encoding (nothing is copied or allocated).
 std::size_t body_size(const Message& message);
 
-// Parses a body of the given type. Throws ProtocolError for an unknown type, a truncated or
-// oversized field, or trailing bytes.
+// Parses a body of the given type. Throws ProtocolError for an unknown type or a link message's,
+// a truncated or oversized field, or trailing bytes.
 Message decode_body(MessageType type, std::span<const std::uint8_t> body);
 // The same, for a body kept alive by `owner`: payloads (Params, Gradient, ...) view `body`
 // instead of copying it, and hold `owner` for as long as they live.

@@ -1,15 +1,18 @@
 #pragma once
 // Link messages: between the two ends of one TCP link, handled inside net::Connection
-// (network/tcp/connection.h); the link's owner never sees them.
+// (network/tcp/connection.cc), which is the only code that includes this header. They are not
+// alternatives of Message, so a server, a client or a role can neither receive nor send one.
 //   Heartbeat either way on an idle link.
 //   ShmOffer -> ShmReply, then ShmFrame notices in place of frames whose body went through a
 //   shared-memory slot.
+// Their wire ids and layouts are in the message list (network/messages.h) with all the others.
 #include <cstdint>
+#include <span>
 #include <string>
+#include <variant>
+#include <vector>
 
-#ifndef PSGD_MESSAGE_TYPES
-#error "include network/messages.h, of which this header is a part"
-#endif
+#include "network/messages.h"
 
 namespace psgd {
 
@@ -40,5 +43,17 @@ struct ShmFrame {
   std::uint16_t type = 0;
   std::uint64_t body_bytes = 0;
 };
+
+using LinkMessage = detail::VariantOf<LinkMessageTypes>::type;
+
+// The same functions as for Message (network/messages.h, network/frame.h).
+MessageType type_of(const LinkMessage& message);
+std::vector<std::uint8_t> encode_body(const LinkMessage& message);
+void append_body(const LinkMessage& message, std::vector<std::uint8_t>& out);
+std::size_t body_size(const LinkMessage& message);
+// Header + body, ready to write (defined in network/frame.cc).
+std::vector<std::uint8_t> encode_frame(const LinkMessage& message);
+// Throws ProtocolError for a malformed body or a type that is not a link message.
+LinkMessage decode_link_body(MessageType type, std::span<const std::uint8_t> body);
 
 }  // namespace psgd

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "network/messages/link.h"
 
 namespace psgd::net {
 namespace {
@@ -17,6 +18,11 @@ namespace {
 std::chrono::steady_clock::duration to_duration(double seconds) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(seconds));
+}
+
+// Link messages are small: encoded into one buffer, never through shared memory.
+std::shared_ptr<const EncodedFrame> link_frame(const LinkMessage& message) {
+  return std::make_shared<const EncodedFrame>(encode_frame(message));
 }
 
 std::string endpoint_name(const asio::ip::tcp::socket& socket) {
@@ -108,18 +114,13 @@ void Connection::read_body(const FrameHeader& header) {
                        return;
                      }
                      try {
-                       if (header.type == MessageType::kHeartbeat) {
-                         if (!self->body_->empty()) throw ProtocolError("Heartbeat with a body");
-                         self->read_header();
-                         return;
+                       if (is_link(header.type)) {
+                         self->on_link_frame(header.type);
+                       } else {
+                         Message m = decode_body(
+                             header.type, {self->body_->data(), self->body_->size()}, self->body_);
+                         if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                        }
-                       if (self->on_shm_frame(header.type)) {
-                         if (!self->closed_) self->read_header();
-                         return;
-                       }
-                       Message m = decode_body(
-                           header.type, {self->body_->data(), self->body_->size()}, self->body_);
-                       if (!self->draining_) self->on_frame_(std::move(m), frame_bytes);
                      } catch (const ProtocolError& e) {
                        self->fail(fmt::format("bad {} message from {}: {}", type_name(header.type),
                                               self->peer_, e.what()));
@@ -169,16 +170,15 @@ void Connection::send_frame(std::shared_ptr<const EncodedFrame> frame) {
 
 void Connection::move_body_to_shared_memory(PendingWrite& w) {
   const std::size_t body = w.frame->size() - kFrameHeaderBytes;
-  if (!shm_ || !w.shm_allowed || body < kShmMinBody || w.frame->type() == MessageType::kHeartbeat)
-    return;
+  if (!shm_ || !w.shm_allowed || body < kShmMinBody || is_link(w.frame->type())) return;
   // The body (everything after the header) goes into a slot; the socket carries a notice. Tried
   // when the frame is about to be written, not when it was queued: a receiver that was busy may
   // have given slots back meanwhile. With every slot still held, the body goes over the socket.
   std::vector<std::span<const std::uint8_t>> parts(w.frame->segments());
   parts.front() = parts.front().subspan(kFrameHeaderBytes);
   if (const auto slot = shm_->put(parts)) {
-    w.frame = std::make_shared<const EncodedFrame>(std::make_shared<const Message>(ShmFrame{
-        .slot = *slot, .type = static_cast<std::uint16_t>(w.frame->type()), .body_bytes = body}));
+    w.frame = link_frame(ShmFrame{
+        .slot = *slot, .type = static_cast<std::uint16_t>(w.frame->type()), .body_bytes = body});
     ++shm_frames_;
   }
 }
@@ -225,77 +225,71 @@ bool Connection::offer_shared_memory(std::size_t slot_bytes, std::uint32_t slots
     spdlog::debug("{}: staying on TCP: {}", peer_, e.what());
     return false;
   }
-  send(ShmOffer{.name = shm_offered_->name(),
-                .slot_bytes = shm_offered_->slot_bytes(),
-                .slots = shm_offered_->slots()});
+  send_frame(link_frame(ShmOffer{.name = shm_offered_->name(),
+                                 .slot_bytes = shm_offered_->slot_bytes(),
+                                 .slots = shm_offered_->slots()}));
   return true;
 }
 
-bool Connection::on_shm_frame(MessageType type) {
-  switch (type) {
-    case MessageType::kShmOffer: {
-      const auto offer = std::get<ShmOffer>(decode_body(type, *body_));
-      ShmReply reply;
-      if (!shm_accept_) {
-        reply.why = "shared memory is switched off here";
-      } else if (shm_ || shm_offered_) {
-        reply.why = "this link has a shared-memory offer already";
-      } else {
-        try {
-          auto channel = ShmChannel::open(offer.name, offer.slot_bytes, offer.slots);
-          channel->unlink();
-          // Attached before the reply is queued: every frame sent from now on may use it, and
-          // the peer reads the reply before any notice that follows it.
-          shm_ = std::move(channel);
-          reply.accepted = true;
-        } catch (const Error& e) {
-          reply.why = e.what();
-        }
-      }
-      send(reply);
-      return true;
+void Connection::on_link_frame(MessageType type) {
+  std::visit([this](const auto& m) { on_link(m); }, decode_link_body(type, *body_));
+}
+
+// Nothing to do: reading it refreshed the read deadline.
+void Connection::on_link(const Heartbeat&) {}
+
+void Connection::on_link(const ShmOffer& offer) {
+  ShmReply reply;
+  if (!shm_accept_) {
+    reply.why = "shared memory is switched off here";
+  } else if (shm_ || shm_offered_) {
+    reply.why = "this link has a shared-memory offer already";
+  } else {
+    try {
+      auto channel = ShmChannel::open(offer.name, offer.slot_bytes, offer.slots);
+      channel->unlink();
+      // Attached before the reply is queued: every frame sent from now on may use it, and the
+      // peer reads the reply before any notice that follows it.
+      shm_ = std::move(channel);
+      reply.accepted = true;
+    } catch (const Error& e) {
+      reply.why = e.what();
     }
-    case MessageType::kShmReply: {
-      const auto reply = std::get<ShmReply>(decode_body(type, *body_));
-      if (!shm_offered_) throw ProtocolError("a ShmReply to no offer");
-      shm_offered_->unlink();
-      if (reply.accepted) {
-        shm_ = std::move(shm_offered_);
-      } else {
-        spdlog::debug("{} stays on TCP: {}", peer_, reply.why);
-      }
-      shm_offered_.reset();
-      return true;
-    }
-    case MessageType::kShmFrame: {
-      const auto notice = std::get<ShmFrame>(decode_body(type, *body_));
-      if (!shm_) throw ProtocolError("a ShmFrame on a link without shared memory");
-      const auto inner = static_cast<MessageType>(notice.type);
-      if (!known_type(notice.type) || inner == MessageType::kHeartbeat ||
-          inner == MessageType::kShmOffer || inner == MessageType::kShmReply ||
-          inner == MessageType::kShmFrame) {
-        throw ProtocolError(fmt::format("a ShmFrame cannot carry message type {}", notice.type));
-      }
-      if (filter_ && !filter_(inner)) {
-        throw ProtocolError(fmt::format("a {} frame is not allowed here", type_name(inner)));
-      }
-      if (notice.body_bytes > options_.max_body_bytes) {
-        throw ProtocolError(fmt::format("{} frame of {} bytes exceeds the limit of {} bytes",
-                                        type_name(inner), notice.body_bytes,
-                                        options_.max_body_bytes));
-      }
-      auto [view, owner] = shm_->take(notice.slot, notice.body_bytes);
-      const std::size_t frame_bytes = kFrameHeaderBytes + view.size();
-      // Counted as the frame it stands for (the notice itself was counted on arrival).
-      bytes_received_ += frame_bytes - (kFrameHeaderBytes + body_->size());
-      Message m = decode_body(inner, view, owner);
-      owner.reset();
-      if (!draining_) on_frame_(std::move(m), frame_bytes);
-      return true;
-    }
-    default:
-      return false;
   }
+  send_frame(link_frame(reply));
+}
+
+void Connection::on_link(const ShmReply& reply) {
+  if (!shm_offered_) throw ProtocolError("a ShmReply to no offer");
+  shm_offered_->unlink();
+  if (reply.accepted) {
+    shm_ = std::move(shm_offered_);
+  } else {
+    spdlog::debug("{} stays on TCP: {}", peer_, reply.why);
+  }
+  shm_offered_.reset();
+}
+
+void Connection::on_link(const ShmFrame& notice) {
+  if (!shm_) throw ProtocolError("a ShmFrame on a link without shared memory");
+  const auto inner = static_cast<MessageType>(notice.type);
+  if (!known_type(notice.type) || is_link(inner)) {
+    throw ProtocolError(fmt::format("a ShmFrame cannot carry message type {}", notice.type));
+  }
+  if (filter_ && !filter_(inner)) {
+    throw ProtocolError(fmt::format("a {} frame is not allowed here", type_name(inner)));
+  }
+  if (notice.body_bytes > options_.max_body_bytes) {
+    throw ProtocolError(fmt::format("{} frame of {} bytes exceeds the limit of {} bytes",
+                                    type_name(inner), notice.body_bytes, options_.max_body_bytes));
+  }
+  auto [view, owner] = shm_->take(notice.slot, notice.body_bytes);
+  const std::size_t frame_bytes = kFrameHeaderBytes + view.size();
+  // Counted as the frame it stands for (the notice itself was counted on arrival).
+  bytes_received_ += frame_bytes - (kFrameHeaderBytes + body_->size());
+  Message m = decode_body(inner, view, owner);
+  owner.reset();
+  if (!draining_) on_frame_(std::move(m), frame_bytes);
 }
 
 void Connection::start_heartbeats(double interval_s) {
@@ -309,8 +303,7 @@ void Connection::arm_heartbeat() {
     if (ec || self->closed_ || self->closing_) return;
     const auto idle = std::chrono::steady_clock::now() - self->last_write_;
     if (!self->writing_ && idle >= to_duration(self->heartbeat_s_ * 0.9)) {
-      static const auto frame =
-          std::make_shared<const EncodedFrame>(std::make_shared<const Message>(Heartbeat{}));
+      static const auto frame = link_frame(Heartbeat{});
       self->send_frame(frame);
     }
     self->arm_heartbeat();

@@ -25,6 +25,10 @@
 // Both ends keep working over TCP alone when the peer is elsewhere, refuses, or all slots are
 // busy. The handler sees the same messages either way.
 //
+// The link messages behind both (network/messages/link.h: Heartbeat, ShmOffer, ShmReply,
+// ShmFrame) are the connection's own: it sends and consumes them, and they are not alternatives
+// of Message, so the FrameHandler never sees one and send() cannot send one.
+//
 // Errors: the ErrorHandler is called at most once, with a sentence saying what happened (peer
 // closed, timeout, malformed frame); the socket is then closed. A handler that throws
 // psgd::Error makes the connection report that error and close.
@@ -117,8 +121,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct PendingWrite;
   // Replaces a large frame by a ShmFrame notice once its body is copied into a free slot.
   void move_body_to_shared_memory(PendingWrite& w);
-  // Handles ShmOffer / ShmReply / ShmFrame; returns false for every other type.
-  bool on_shm_frame(MessageType type);
+  // Decodes and handles a link message (network/messages/link.h): one on_link per type.
+  void on_link_frame(MessageType type);
+  void on_link(const Heartbeat& heartbeat);
+  void on_link(const ShmOffer& offer);
+  void on_link(const ShmReply& reply);
+  void on_link(const ShmFrame& notice);
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer deadline_;

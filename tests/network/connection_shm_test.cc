@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "network/messages/link.h"
 #include "network/tcp/connection.h"
 
 namespace psgd::net {
@@ -138,8 +139,8 @@ TEST(ConnectionShm, AnOfferThePeerDeclinesLeavesTheLinkOnTcp) {
 
 TEST(ConnectionShm, ANoticeOnALinkWithoutSharedMemoryIsRefused) {
   Link link(/*server_accepts=*/true);
-  link.client->send(ShmFrame{
-      .slot = 0, .type = static_cast<std::uint16_t>(MessageType::kGradient), .body_bytes = kBig});
+  link.client->send_frame(std::make_shared<const EncodedFrame>(encode_frame(ShmFrame{
+      .slot = 0, .type = static_cast<std::uint16_t>(MessageType::kGradient), .body_bytes = kBig})));
   link.run_until([&] { return !link.error.empty(); });
   EXPECT_NE(link.error.find("without shared memory"), std::string::npos) << link.error;
   EXPECT_TRUE(link.at_server.empty());
@@ -150,8 +151,8 @@ TEST(ConnectionShm, ANoticeForASlotNeverFilledIsRefused) {
   ASSERT_TRUE(link.client->offer_shared_memory(kBig + 4096, 3));
   link.run_until([&] { return link.client->shared_memory(); });
   ASSERT_TRUE(link.server->shared_memory());
-  link.client->send(ShmFrame{
-      .slot = 1, .type = static_cast<std::uint16_t>(MessageType::kGradient), .body_bytes = 1000});
+  link.client->send_frame(std::make_shared<const EncodedFrame>(encode_frame(ShmFrame{
+      .slot = 1, .type = static_cast<std::uint16_t>(MessageType::kGradient), .body_bytes = 1000})));
   link.run_until([&] { return !link.error.empty(); });
   EXPECT_NE(link.error.find("not filled"), std::string::npos) << link.error;
   EXPECT_TRUE(link.at_server.empty());

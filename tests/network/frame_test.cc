@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "network/messages/link.h"
 
 namespace psgd {
 namespace {
@@ -65,22 +66,46 @@ TEST(Frame, RoundTripEveryMessageType) {
 }
 
 // Every type of the message list, default-constructed: the frame decodes to the same type and
-// encodes to the same bytes again.
+// encodes to the same bytes again. Link messages take the connection's path (LinkMessage).
 TEST(Frame, EveryListedTypeRoundTrips) {
   int types = 0;
   for_each_type(AllMessageTypes{}, [&](auto type) {
     using T = typename decltype(type)::type;
-    const Message m = T{};
-    EXPECT_EQ(type_of(m), MessageTraits<T>::type);
-    const auto frame = encode_frame(m);
-    const Message back = decode_frame(frame, kLimit);
-    EXPECT_TRUE(std::holds_alternative<T>(back)) << MessageTraits<T>::name;
-    EXPECT_EQ(encode_frame(back), frame) << MessageTraits<T>::name;
-    EXPECT_STREQ(type_name(MessageTraits<T>::type), MessageTraits<T>::name);
-    EXPECT_TRUE(known_type(static_cast<std::uint16_t>(MessageTraits<T>::type)));
+    const char* name = MessageTraits<T>::name;
+    const auto id = MessageTraits<T>::type;
+    EXPECT_STREQ(type_name(id), name);
+    EXPECT_TRUE(known_type(static_cast<std::uint16_t>(id)));
+    if constexpr (MessageTraits<T>::channel == Channel::kLink) {
+      static_assert(!std::is_constructible_v<Message, T>, "link messages are not Messages");
+      EXPECT_TRUE(is_link(id));
+      const LinkMessage m = T{};
+      EXPECT_EQ(type_of(m), id);
+      const auto frame = encode_frame(m);
+      const auto body = std::span<const std::uint8_t>(frame).subspan(kFrameHeaderBytes);
+      const LinkMessage back = decode_link_body(id, body);
+      EXPECT_TRUE(std::holds_alternative<T>(back)) << name;
+      EXPECT_EQ(encode_frame(back), frame) << name;
+      // Whoever is handed a Message never gets one.
+      EXPECT_THROW(decode_frame(frame, kLimit), ProtocolError) << name;
+      EXPECT_THROW(decode_body(id, body), ProtocolError) << name;
+    } else {
+      static_assert(!std::is_constructible_v<LinkMessage, T>);
+      EXPECT_FALSE(is_link(id));
+      const Message m = T{};
+      EXPECT_EQ(type_of(m), id);
+      const auto frame = encode_frame(m);
+      const Message back = decode_frame(frame, kLimit);
+      EXPECT_TRUE(std::holds_alternative<T>(back)) << name;
+      EXPECT_EQ(encode_frame(back), frame) << name;
+      EXPECT_THROW(
+          decode_link_body(id, std::span<const std::uint8_t>(frame).subspan(kFrameHeaderBytes)),
+          ProtocolError)
+          << name;
+    }
     ++types;
   });
   EXPECT_EQ(types, static_cast<int>(kMessageInfos.size()));
+  EXPECT_EQ(std::variant_size_v<Message> + std::variant_size_v<LinkMessage>, kMessageInfos.size());
   EXPECT_FALSE(known_type(0));
   EXPECT_STREQ(type_name(static_cast<MessageType>(999)), "unknown");
 }

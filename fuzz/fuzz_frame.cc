@@ -24,8 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
     }
     const psgd::Message m = psgd::decode_frame(bytes, kLimit);
-    // Whatever decodes must encode again, to a frame of the same size.
-    if (psgd::encode_frame(m).size() != size) std::abort();
+    // Whatever decodes must encode again, to a frame of the same size, which frame_size() counts.
+    if (psgd::encode_frame(m).size() != size || psgd::frame_size(m) != size) std::abort();
   } catch (const psgd::ProtocolError&) {
   }
   return 0;

@@ -46,6 +46,13 @@ FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes
 // Header + body of one message, ready to write.
 std::vector<std::uint8_t> encode_frame(const Message& message);
 
+// encode_frame(message).size(), counted without building the frame: the message's arrays are
+// neither copied nor read, and nothing is allocated. What traffic is counted by (psgd/ roles, the
+// simulator) when the frame itself is not needed.
+inline std::size_t frame_size(const Message& message) {
+  return kFrameHeaderBytes + body_size(message);
+}
+
 // The same bytes as encode_frame(), as a list of segments that reference the message's large
 // arrays instead of copying them: written with one gather write. Holds the message alive (or,
 // built from bytes, holds the bytes).

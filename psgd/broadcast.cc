@@ -66,7 +66,7 @@ WorkerAction BroadcastWorker::compute_step(Outbox& out) {
   auto message = std::make_shared<const Message>(
       PeerGradient{.from = ctx_.id, .iteration = iteration_, .values = *payload});
   // Bytes on the wire: the whole frame, once per receiver (one multicast).
-  const std::uint64_t frame = EncodedFrame(message).size();
+  const std::uint64_t frame = frame_size(*message);
   sent_bytes_ = frame * static_cast<std::uint64_t>(schedule_.node_count - 1);
   multicast_bytes_ = schedule_.node_count > 1 ? frame : 0;
   for (NodeId w = 0; w < schedule_.node_count; ++w) {

@@ -158,7 +158,7 @@ CcdcWorker::CcdcWorker(WorkerContext context, Schedule schedule, SgdOptions sgd,
 }
 
 void CcdcWorker::count_sent(const std::shared_ptr<const Message>& message, std::size_t receivers) {
-  const std::size_t bytes = EncodedFrame(message).size();
+  const std::size_t bytes = frame_size(*message);
   peer_bytes_ += bytes * receivers;
   multicast_bytes_ += bytes;
 }

@@ -28,8 +28,11 @@
 //       broadcast: PeerGradient (worker -> every other worker); with --codec ccdc CcdcCoded and
 //       CcdcSlice instead (worker -> other workers), AllreduceReport (worker -> server).
 //
+// Protocol versions and what each changed: kProtocolChanges below; a peer of another version is
+// refused with both versions named (network/frame.h).
+//
 // Adding a message: one entry in PSGD_MESSAGE_TYPES below, its struct in its channel's header,
-// its serialize function in network/messages.cc, and a line in kProtocolChanges. The enum, the
+// its serialize function in network/messages.cc, and an entry in kProtocolChanges. The enum, the
 // variants, type_of, type_name, known_type, decoding, frame sizes, the round-trip tests and the
 // fuzz targets' tables all follow the list.
 #include <array>
@@ -43,24 +46,37 @@
 namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
-// kProtocolChanges below (one line per version after the first; the build checks the count).
+// kProtocolChanges (the build checks that its last entry is this version).
 inline constexpr std::uint16_t kProtocolVersion = 10;
-inline constexpr const char* kProtocolChanges[] = {
-    /* 2 */ "Gradient.compression_error",
-    /* 3 */ "ModelDelta, Hello.slowdown",
-    /* 4 */ "DataOffer, DataChunk (--ship_data)",
-    /* 5 */
-    "Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, "
-    "PeerGradient (peer-to-peer strategies)",
-    /* 6 */ "Job.block_ids, Job.block_sizes (gc, ndc)",
-    /* 7 */ "AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat",
-    /* 8 */ "CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/ccdc.h)",
-    /* 9 */ "Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)",
-    /* 10 */ "ShmOffer, ShmReply, ShmFrame (shared-memory frames, network/tcp/shm_channel.h)",
-};
-static_assert(std::size(kProtocolChanges) == kProtocolVersion - 1,
-              "kProtocolVersion changed: say what changed in kProtocolChanges");
 
+struct ProtocolChange {
+  std::uint16_t version;
+  const char* what;
+};
+inline constexpr ProtocolChange kProtocolChanges[] = {
+    {1, "the first"},
+    {2, "Gradient.compression_error"},
+    {3, "ModelDelta, Hello.slowdown"},
+    {4, "DataOffer, DataChunk (--ship_data)"},
+    {5, "Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient"},
+    {6, "Job.block_ids, Job.block_sizes (gc, ndc)"},
+    {7, "AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat"},
+    {8, "CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/ccdc.h)"},
+    {9, "Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)"},
+    {10, "ShmOffer, ShmReply, ShmFrame (shared-memory frames, network/tcp/shm_channel.h)"},
+};
+namespace detail {
+constexpr bool protocol_changes_complete() {
+  std::uint16_t expected = 1;
+  for (const ProtocolChange& change : kProtocolChanges)
+    if (change.version != expected++) return false;
+  return expected - 1 == kProtocolVersion;
+}
+}  // namespace detail
+static_assert(detail::protocol_changes_complete(),
+              "kProtocolChanges must say what each version up to kProtocolVersion changed");
+
+// Which part of psgd sends and handles a message (the channels of the comment above).
 enum class Channel : std::uint8_t { kLink, kAuth, kOrchestration, kStrategy };
 
 // The list: X(Struct, Name, wire id, Channel) per message type. Name gives the enumerator

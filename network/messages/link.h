@@ -1,11 +1,13 @@
 #pragma once
-// Link messages: between the two ends of one TCP link, handled inside net::Connection
-// (network/tcp/connection.cc), which is the only code that includes this header. They are not
-// alternatives of Message, so a server, a client or a role can neither receive nor send one.
+// Link messages: between the two ends of one TCP link, sent and handled by net::Connection
+// (network/tcp/connection.cc) alone. They are not alternatives of Message, so a server, a client
+// or a role can neither receive nor send one. Besides the connection, only the encoder
+// (network/messages.cc, frame.cc), its tests and the fuzz targets include this header.
 //   Heartbeat either way on an idle link.
 //   ShmOffer -> ShmReply, then ShmFrame notices in place of frames whose body went through a
 //   shared-memory slot.
-// Their wire ids and layouts are in the message list (network/messages.h) with all the others.
+// Their wire ids are in the message list (network/messages.h) and their layouts in
+// network/messages.cc, with all the others.
 #include <cstdint>
 #include <span>
 #include <string>

@@ -47,8 +47,8 @@ FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes
 std::vector<std::uint8_t> encode_frame(const Message& message);
 
 // encode_frame(message).size(), counted without building the frame: the message's arrays are
-// neither copied nor read, and nothing is allocated. What traffic is counted by (psgd/ roles, the
-// simulator) when the frame itself is not needed.
+// neither copied nor read, and nothing is allocated. For counting traffic where the frame itself
+// is not needed (the broadcast and ccdc roles' multicast bytes).
 inline std::size_t frame_size(const Message& message) {
   return kFrameHeaderBytes + body_size(message);
 }
@@ -64,7 +64,8 @@ class EncodedFrame {
 
   MessageType type() const { return type_; }
   std::size_t size() const { return size_; }
-  // The message itself, for transports that deliver in this process (no decoding).
+  // The message itself, for transports that deliver in this process (no decoding); null for a
+  // frame built from bytes.
   const std::shared_ptr<const Message>& message() const { return message_; }
   const std::vector<std::span<const std::uint8_t>>& segments() const { return segments_; }
   std::vector<std::uint8_t> flatten() const;

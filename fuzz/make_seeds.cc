@@ -108,16 +108,17 @@ int main(int argc, char** argv) {
     psgd::SsgdServer server(
         psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
         psgd::ServerContext{.parameters = params, .sgd = {.momentum = 0.9f}, .clock = &clock});
-    psgd::Checkpoint c{.header = {.model = "mlp",
-                                  .num_parameters = params.size(),
-                                  .config_hash = psgd::job_config_hash(psgd::JobSpec{}),
-                                  .strategy = "ssgd"},
-                       .iteration = 0,
-                       .epochs_done = 0,
-                       .parameters = params,
-                       .role_state = server.snapshot(),
-                       .worker_batches = {0, 0},
-                       .driver_state = R"({"recorder":{"epoch":0},"events":[]})"};
+    psgd::Checkpoint c{
+        .header = {.model = "mlp",
+                   .num_parameters = params.size(),
+                   .config_hash = std::string(64, 'c'),  // 64 hex digits, as job_config_hash()
+                   .strategy = "ssgd"},
+        .iteration = 0,
+        .epochs_done = 0,
+        .parameters = params,
+        .role_state = server.snapshot(),
+        .worker_batches = {0, 0},
+        .driver_state = R"({"recorder":{"epoch":0},"events":[]})"};
     write(out / "fuzz_checkpoint", 0, psgd::encode_checkpoint(c));
   }
   return 0;

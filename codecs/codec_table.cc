@@ -14,7 +14,7 @@
 namespace psgd {
 namespace {
 
-const CodecEntry kCodecs[] = {
+constexpr CodecEntry kCodecs[] = {
     {.name = "plain",
      .summary = "exact fp32, 4 bytes per value (the baseline)",
      .dense = true,

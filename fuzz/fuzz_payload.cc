@@ -10,18 +10,11 @@
 #include <vector>
 
 #include "codecs/factory.h"
+#include "fuzz/codec_specs.h"
 #include "core/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::array<psgd::CodecSpec, 8> specs{
-      psgd::CodecSpec{.name = "plain"},
-      psgd::CodecSpec{.name = "fp16"},
-      psgd::CodecSpec{.name = "bf16"},
-      psgd::CodecSpec{.name = "qsgd", .levels = 4, .bucket = 16},
-      psgd::CodecSpec{.name = "sign", .bucket = 16},
-      psgd::CodecSpec{.name = "topk", .ratio = 0.25},
-      psgd::CodecSpec{.name = "randk", .ratio = 0.25},
-      psgd::CodecSpec{.name = "qsgd", .levels = 255, .bucket = 0}};
+  static const std::vector<psgd::CodecSpec> specs = psgd::fuzz::codec_specs();
   if (size < 2) return 0;
   const auto& spec = specs[data[0] % specs.size()];
   const std::size_t n = data[1];

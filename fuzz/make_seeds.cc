@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "codecs/factory.h"
+#include "fuzz/codec_specs.h"
 #include "fuzz/message_types.h"
 #include "network/frame.h"
 #include "network/messages.h"
@@ -91,10 +92,9 @@ int main(int argc, char** argv) {
       add_seed(psgd::Message(T{}));
     }
   });
-  const char* names[] = {"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
-  for (std::uint8_t k = 0; k < std::size(names); ++k) {
-    psgd::CodecSpec spec{
-        .name = names[k], .levels = 4, .ratio = 0.25, .bucket = 16, .error_feedback = "off"};
+  const auto specs = psgd::fuzz::codec_specs();
+  for (std::uint8_t k = 0; k < specs.size(); ++k) {
+    const psgd::CodecSpec& spec = specs[k];
     const auto p = psgd::make_codec(spec)->encode(grad);
     std::vector<std::uint8_t> seed{k, static_cast<std::uint8_t>(grad.size())};
     seed.insert(seed.end(), p.bytes.begin(), p.bytes.end());

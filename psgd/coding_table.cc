@@ -65,7 +65,7 @@ std::unique_ptr<WorkerRole> gc_worker(const StrategyJob& job, const Schedule&,
 
 constexpr std::string_view kCcdcAlsoUnder[] = {"ssgd"};
 
-const CodingEntry kCodings[] = {
+constexpr CodingEntry kCodings[] = {
     {.name = "gc",
      .summary = "gradient coding (Tandon et al. 2017): exact sums decoded from any n - r + 1 "
                 "workers, r - 1 stragglers per group never waited for",

@@ -61,7 +61,7 @@ LocalSgdOptions local_sgd_options(const StrategyJob& job) {
                          .local_after_epochs = job.local_after_epochs};
 }
 
-const StrategyEntry kStrategies[] = {
+constexpr StrategyEntry kStrategies[] = {
     {.name = "ssgd",
      .summary = "synchronous rounds: the server averages every worker's gradient, then sends the "
                 "new parameters",

@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "codecs/factory.h"
+#include "codecs/codec_table.h"
 #include "codecs/payload_io.h"
 #include "core/error.h"
 
 namespace psgd {
 namespace {
 
-const std::vector<std::string> kCodecs{"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"};
+const std::vector<std::string> kCodecs = codec_names();  // every codec of the table
 
 std::vector<float> gaussian(std::size_t n, std::uint32_t seed) {
   std::mt19937 rng(seed);

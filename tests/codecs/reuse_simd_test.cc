@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "codecs/codec_table.h"
 #include "codecs/factory.h"
 #include "codecs/fp16.h"
 #include "codecs/qsgd.h"
@@ -36,9 +37,9 @@ std::vector<std::uint32_t> bits_of(const std::vector<float>& v) {
 }
 
 TEST(EncodeInto, ReusedPayloadGivesTheFreshBytesAndKeepsItsBuffer) {
-  for (const char* name : {"plain", "fp16", "bf16", "qsgd", "sign", "topk", "randk"}) {
+  for (const std::string& name : codec_names()) {  // every codec of the table
     for (const char* ef : {"off", "on"}) {
-      SCOPED_TRACE(std::string(name) + " error_feedback " + ef);
+      SCOPED_TRACE(name + " error_feedback " + ef);
       const CodecSpec spec{.name = name, .bucket = 100, .error_feedback = ef, .seed = 7};
       auto fresh = make_codec(spec);
       auto reused = make_codec(spec);

@@ -117,6 +117,7 @@ nlohmann::json comparable(nlohmann::json config) {
 struct DriverCase {
   const char* name;
   std::vector<std::string> flags;
+  friend void PrintTo(const DriverCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class OneJob : public ::testing::TestWithParam<DriverCase> {};

@@ -108,7 +108,7 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   if (strategy_of(spec_).topology == Topology::kPeerToPeer) {
     // Worker-to-worker traffic (not in bytes_up / bytes_down, which count the server's links):
     // frames sent to peers, and the same with each multicast (one message to several peers)
-    // counted once (psgd/ccdc.h explains why both matter).
+    // counted once (psgd/coded/ccdc.h explains why both matter).
     std::uint64_t sum = 0, multicast = 0;
     for (std::size_t w = 0; w < workers.size(); ++w) {
       const std::uint64_t p = w < peer_bytes_.size() ? peer_bytes_[w] : 0;

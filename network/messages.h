@@ -61,7 +61,7 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {5, "Ready.peer_port, PeerTable, PeerHello, PeersUp, RingChunk, AllreduceReport, PeerGradient"},
     {6, "Job.block_ids, Job.block_sizes (gc, ndc)"},
     {7, "AuthHello, AuthChallenge, AuthProof, AuthOk (network/auth.h), Heartbeat"},
-    {8, "CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/ccdc.h)"},
+    {8, "CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/coded/ccdc.h)"},
     {9, "Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)"},
     {10, "ShmOffer, ShmReply, ShmFrame (shared-memory frames, network/tcp/shm_channel.h)"},
 };

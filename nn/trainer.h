@@ -43,7 +43,7 @@ struct TrainerOptions {
   std::uint64_t seed = 1;          // initial parameters and batch order
   std::string device = "auto";     // "auto", "cpu" or "cuda"
   std::uint64_t batch_stream = 0;  // mixed into the batch-order seed only
-  // Per-block batch streams (gradient coding, psgd/gc.h). When not empty, train_indices is the
+  // Per-block batch streams (gradient coding, psgd/coded/gc.h). When not empty, train_indices is the
   // concatenation of these blocks, block_sizes[i] samples of block block_ids[i] each, and
   // successive compute_gradient() calls take their batch from the worker's blocks in turn
   // (0, 1, ..., k−1, 0, ...), each block with a batch order seeded by (seed, block id) only, so

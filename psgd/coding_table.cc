@@ -6,9 +6,9 @@
 
 #include "core/error.h"
 #include "psgd/allreduce.h"
-#include "psgd/ccdc.h"
+#include "psgd/coded/ccdc.h"
 #include "psgd/factory.h"
-#include "psgd/gc.h"
+#include "psgd/coded/gc.h"
 
 namespace psgd {
 namespace {

@@ -94,7 +94,7 @@ struct PeerGradient {
   Payload values;
 };
 
-// worker -> the other r workers of an (r+1)-subset (--codec ccdc, psgd/ccdc.h): the XOR of the
+// worker -> the other r workers of an (r+1)-subset (--codec ccdc, psgd/coded/ccdc.h): the XOR of the
 // fp32 bit patterns of the sender's pieces of the blocks those workers lack.
 struct CcdcCoded {
   std::int32_t from = 0;

@@ -1,10 +1,10 @@
-// ccdc's combinatorics (psgd/ccdc.h) and the data placement the server sends (nn::place_blocks)
+// ccdc's combinatorics (psgd/coded/ccdc.h) and the data placement the server sends (nn::place_blocks)
 // must name the same blocks in the same order: a worker's block streams answer in that order.
 #include <gtest/gtest.h>
 
 #include "experiments/placement.h"
 #include "nn/partition.h"
-#include "psgd/ccdc.h"
+#include "psgd/coded/ccdc.h"
 #include "psgd/factory.h"
 
 namespace psgd {

@@ -99,7 +99,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"broadcast_topk", {"--psgd", "broadcast", "--codec", "topk"}, {}}),
     [](const auto& info) { return info.param.name; });
 
-// ccdc (psgd/ccdc.h): 4 workers, r = 2, 6 blocks; learns, the models stay identical (the server
+// ccdc (psgd/coded/ccdc.h): 4 workers, r = 2, 6 blocks; learns, the models stay identical (the server
 // checks the hashes each epoch), and the peer bytes are ccdc's: below broadcast's at the same n.
 TEST(Ccdc, FourWorkersRedundancyTwoLearnWithFewerPeerBytesThanBroadcast) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
@@ -127,7 +127,7 @@ TEST(Ccdc, FourWorkersRedundancyTwoLearnWithFewerPeerBytesThanBroadcast) {
       ccdc["peer_bytes_per_worker"].get<double>() / ccdc["iterations"].get<double>();
   const double per_iter_plain =
       plain["peer_bytes_per_worker"].get<double>() / plain["iterations"].get<double>();
-  // Per iteration 1.5·d against 3·d (psgd/ccdc.h), up to the frames' headers.
+  // Per iteration 1.5·d against 3·d (psgd/coded/ccdc.h), up to the frames' headers.
   EXPECT_NEAR(per_iter_ccdc / per_iter_plain, 0.5, 0.01) << ccdc.dump(1) << plain.dump(1);
   EXPECT_LT(ccdc["peer_bytes_per_worker"].get<double>(),
             plain["peer_bytes_per_worker"].get<double>());

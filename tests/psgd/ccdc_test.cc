@@ -1,7 +1,7 @@
-// ccdc (coded distributed computing over the peer mesh, psgd/ccdc.h), its roles driven message by
+// ccdc (coded distributed computing over the peer mesh, psgd/coded/ccdc.h), its roles driven message by
 // message without sockets.
 // (Over 400 lines: the scheme's combinatorics, its roles and its faults share one harness.)
-#include "psgd/ccdc.h"
+#include "psgd/coded/ccdc.h"
 
 #include <gtest/gtest.h>
 
@@ -305,7 +305,7 @@ std::uint64_t frame_bytes(Message m) {
   return EncodedFrame(std::make_shared<const Message>(std::move(m))).size();
 }
 
-// Bytes per worker and iteration, from the formulas of psgd/ccdc.h with the real frame sizes.
+// Bytes per worker and iteration, from the formulas of psgd/coded/ccdc.h with the real frame sizes.
 std::uint64_t broadcast_bytes(int n, std::size_t d) {
   std::vector<float> g(d, 1.0f);
   const Payload p = make_codec(CodecSpec{.error_feedback = "off"})->encode(g);

@@ -1,5 +1,5 @@
 // Gradient coding (fractional repetition) and naive duplication, driven message by message.
-#include "psgd/gc.h"
+#include "psgd/coded/gc.h"
 
 #include <gtest/gtest.h>
 

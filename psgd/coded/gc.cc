@@ -1,4 +1,4 @@
-#include "psgd/gc.h"
+#include "psgd/coded/gc.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "psgd/ccdc.h"
+#include "psgd/coded/ccdc.h"
 
 #include <algorithm>
 #include <cstring>

@@ -2,6 +2,8 @@
 // Small helpers for what the programs print.
 #include <fmt/format.h>
 
+#include "core/error.h"
+
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -31,6 +33,22 @@ inline std::string fmt_duration(double seconds) {
 inline std::chrono::steady_clock::duration seconds(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(s));
+}
+
+// Runs a program's body and turns the errors that end it into its exit code, after one line on
+// stderr prefixed with the program's name: 2 for a ConfigError (bad flags, data or job), 1 for
+// any other psgd Error (I/O, a protocol violation).
+template <class Body>
+int exit_code_of(const char* program, Body&& body) {
+  try {
+    return body();
+  } catch (const ConfigError& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 2;
+  } catch (const Error& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 1;
+  }
 }
 
 }  // namespace psgd

@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "experiments/format.h"
 #include "experiments/job_plan.h"
 #include "experiments/provenance.h"
 #include "experiments/recorder.h"
@@ -178,15 +179,7 @@ void check_simulatable(const ServerOptions& options) {
 }
 
 int run_simulation(const ServerOptions& options) {
-  try {
-    return simulate(options);
-  } catch (const ConfigError& e) {
-    fmt::print(stderr, "init_server: {}\n", e.what());
-    return 2;
-  } catch (const Error& e) {
-    fmt::print(stderr, "init_server: {}\n", e.what());
-    return 1;
-  }
+  return exit_code_of("init_server", [&] { return simulate(options); });
 }
 
 }  // namespace psgd

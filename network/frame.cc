@@ -61,7 +61,11 @@ FrameHeader decode_header(std::span<const std::uint8_t, kFrameHeaderBytes> bytes
   return h;
 }
 
-std::vector<std::uint8_t> encode_frame(const Message& message) {
+namespace {
+
+// Header + body of a message of either variant (the header's length is known once the body is).
+template <class AnyMessage>
+std::vector<std::uint8_t> frame_of(const AnyMessage& message) {
   std::vector<std::uint8_t> frame(kFrameHeaderBytes);
   append_body(message, frame);
   const auto header = encode_header({.version = kProtocolVersion,
@@ -71,14 +75,14 @@ std::vector<std::uint8_t> encode_frame(const Message& message) {
   return frame;
 }
 
+}  // namespace
+
+std::vector<std::uint8_t> encode_frame(const Message& message) {
+  return frame_of(message);
+}
+
 std::vector<std::uint8_t> encode_frame(const LinkMessage& message) {
-  std::vector<std::uint8_t> frame(kFrameHeaderBytes);
-  append_body(message, frame);
-  const auto header = encode_header({.version = kProtocolVersion,
-                                     .type = type_of(message),
-                                     .body_bytes = frame.size() - kFrameHeaderBytes});
-  std::memcpy(frame.data(), header.data(), header.size());
-  return frame;
+  return frame_of(message);
 }
 
 EncodedFrame::EncodedFrame(std::shared_ptr<const Message> message)

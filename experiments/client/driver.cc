@@ -340,7 +340,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
 }
 
 int run_client(const ClientOptions& options) {
-  try {
+  return exit_code_of("client", [&] {
     for (int attempt = 0;; ++attempt) {
       Client client(options);
       int code = 1;
@@ -361,13 +361,7 @@ int run_client(const ClientOptions& options) {
       fmt::print(stderr, "client: reconnecting to {}:{} (retrying for up to {:.0f} s)\n",
                  options.ip, options.port, options.connect_timeout);
     }
-  } catch (const ConfigError& e) {
-    fmt::print(stderr, "client: {}\n", e.what());
-    return 2;
-  } catch (const Error& e) {
-    fmt::print(stderr, "client: {}\n", e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace psgd

@@ -172,16 +172,10 @@ nlohmann::json Server::config_json() const {
 }
 
 int run_server(const ServerOptions& options) {
-  try {
+  return exit_code_of("init_server", [&] {
     Server server(options);
     return server.run();
-  } catch (const ConfigError& e) {
-    fmt::print(stderr, "init_server: {}\n", e.what());
-    return 2;
-  } catch (const Error& e) {
-    fmt::print(stderr, "init_server: {}\n", e.what());
-    return 1;
-  }
+  });
 }
 
 }  // namespace psgd

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/integration/blobs.h"
 #include "tests/integration/cluster.h"
 #include "tests/integration/process.h"
 
@@ -16,6 +17,7 @@ namespace psgd {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::blobs_csv;
 using testing::Process;
 using testing::read_file;
 using testing::TempDir;
@@ -24,22 +26,6 @@ using testing::wait_for_port;
 void write_text(const std::string& path, const std::string& s) {
   std::ofstream out(path);
   out << s;
-}
-
-// Two Gaussian blobs in 3 features (label 0 around -1, label 1 around +1), scaled by 100 so that
-// the normaliser matters; with a header and the label in the middle.
-std::string blobs_csv(int n, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<double> g(0, 0.6);
-  std::ostringstream out;
-  out << "a,label,b,c\n";
-  for (int i = 0; i < n; ++i) {
-    const int y = i % 2;
-    const double m = y ? 1 : -1;
-    out << 100 * (m + g(gen)) << "," << y << "," << 100 * (m + g(gen)) << "," << 100 * (-m + g(gen))
-        << "\n";
-  }
-  return out.str();
 }
 
 struct DataRun {

@@ -19,6 +19,7 @@
 #include "experiments/client/client.h"
 #include "experiments/server/server.h"
 #include "experiments/simulate.h"
+#include "tests/integration/blobs.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
@@ -26,19 +27,8 @@ namespace {
 
 using testing::TempDir;
 
-// Two Gaussian blobs in 3 features, scaled so that normalising matters, the label in a named
-// column that is not the last.
 void write_blobs(const std::string& path, int n, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<double> g(0, 0.6);
-  std::ofstream out(path);
-  out << "a,label,b,c\n";
-  for (int i = 0; i < n; ++i) {
-    const int y = i % 2;
-    const double m = y ? 1 : -1;
-    out << 100 * (m + g(gen)) << "," << y << "," << 100 * (m + g(gen)) << "," << 100 * (-m + g(gen))
-        << "\n";
-  }
+  std::ofstream(path) << testing::blobs_csv(n, seed);
 }
 
 nlohmann::json read_json(const std::string& path) {

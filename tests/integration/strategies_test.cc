@@ -99,8 +99,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"broadcast_topk", {"--psgd", "broadcast", "--codec", "topk"}, {}}),
     [](const auto& info) { return info.param.name; });
 
-// ccdc (psgd/coded/ccdc.h): 4 workers, r = 2, 6 blocks; learns, the models stay identical (the server
-// checks the hashes each epoch), and the peer bytes are ccdc's: below broadcast's at the same n.
+// ccdc (psgd/coded/ccdc.h): 4 workers, r = 2, 6 blocks; learns, the models stay identical (the
+// server checks the hashes each epoch), and the peer bytes are ccdc's: below broadcast's at the
+// same n.
 TEST(Ccdc, FourWorkersRedundancyTwoLearnWithFewerPeerBytesThanBroadcast) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   auto run = [](const std::string& codec) {

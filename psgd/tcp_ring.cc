@@ -16,6 +16,7 @@ TcpRing::TcpRing(int rank, int world, TcpRingOptions options)
           io_, rank, world,
           net::ConnectionOptions{.max_body_bytes = 16 * options.ring.chunk_elements + (1 << 16),
                                  .read_timeout_s = options.timeout_s})),
+      transport_(std::make_unique<net::MeshTransport>(*mesh_, world)),
       ring_(rank, world, options.ring),
       lost_(static_cast<std::size_t>(world)) {
   if (options_.shm_slots > 0) {
@@ -85,8 +86,7 @@ void TcpRing::allreduce(std::span<float> data) {
 }
 
 void TcpRing::dispatch(const Outbox& out) {
-  for (const Envelope& env : out)
-    mesh_->send(env.to, std::make_shared<const EncodedFrame>(env.message));
+  transport_->send(out);
 }
 
 void TcpRing::run_until(const std::function<bool()>& done, const char* what) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/collective.h"
+#include "network/tcp/mesh_transport.h"
 #include "network/tcp/peer_mesh.h"
 #include "psgd/ring_allreduce.h"
 
@@ -62,6 +63,7 @@ class TcpRing final : public Collective {
   TcpRingOptions options_;
   asio::io_context io_;
   std::unique_ptr<net::PeerMesh> mesh_;
+  std::unique_ptr<net::MeshTransport> transport_;  // sends ring_'s chunks over mesh_
   RingAllreduce ring_;
   std::int64_t round_ = 0;
   std::string error_;              // protocol errors, failures while linking

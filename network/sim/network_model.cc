@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/seeds.h"
 
 namespace psgd::sim {
 
@@ -11,7 +12,7 @@ NetworkModel::NetworkModel(int workers, NetworkOptions options)
       workers_(workers),
       egress_free_(static_cast<std::size_t>(workers) + 1, 0.0),
       ingress_free_(static_cast<std::size_t>(workers) + 1, 0.0),
-      rng_(derive_seed(options.seed, 0x6a6974746572)) {  // "jitter"
+      rng_(seeds::of(options.seed, seeds::kSimJitter)) {
   if (options_.server_bandwidth_bps <= 0) options_.server_bandwidth_bps = options_.bandwidth_bps;
   PSGD_CHECK(workers >= 1 && options_.bandwidth_bps > 0 && options_.latency_s >= 0 &&
                  options_.jitter_s >= 0,

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <string>
 
 namespace psgd {
@@ -37,7 +38,8 @@ inline std::chrono::steady_clock::duration seconds(double s) {
 
 // Runs a program's body and turns the errors that end it into its exit code, after one line on
 // stderr prefixed with the program's name: 2 for a ConfigError (bad flags, data or job), 1 for
-// any other psgd Error (I/O, a protocol violation).
+// any other psgd Error (I/O, a protocol violation) and for any other exception (a library's,
+// such as libtorch's c10::Error): never an uncaught exception, which would abort the process.
 template <class Body>
 int exit_code_of(const char* program, Body&& body) {
   try {
@@ -46,6 +48,9 @@ int exit_code_of(const char* program, Body&& body) {
     fmt::print(stderr, "{}: {}\n", program, e.what());
     return 2;
   } catch (const Error& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 1;
+  } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", program, e.what());
     return 1;
   }

@@ -215,8 +215,14 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
 
 void RunRecorder::write_evaluated(bool wait) {
   while (!pending_.empty()) {
-    PendingEpoch& p = pending_.front();
-    if (!wait && p.eval.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    if (!wait &&
+        pending_.front().eval.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      return;
+    }
+    // Taken off the queue before anything is written: a row that cannot be written (a full disk,
+    // IoError) is not written twice, and the epoch still counts in history() and the summary.
+    PendingEpoch p = std::move(pending_.front());
+    pending_.pop_front();
     const double wait_start = s_.wall->now();
     const EvalStats eval = p.eval.get();
     eval_seconds_ += s_.wall->now() - wait_start;
@@ -226,11 +232,7 @@ void RunRecorder::write_evaluated(bool wait) {
     row.validation_loss = eval.validation_loss;
     row.validation_accuracy = eval.validation_accuracy;
     if (!s_.evaluate_async) row.wall_s = wall_since_start();  // the evaluation held training up
-    s_.dir->append_metrics(row, s_.metrics_wall);
     history_.push_back(row);
-    for (const WorkerRow& r : p.workers)
-      s_.dir->append_worker(r);
-    if (on_epoch_) on_epoch_(row, p.workers);
     if (row.epoch == spec_.epochs) final_wall_ = wall_since_start();
     if (p.iterate.valid()) final_iterate_ = p.iterate.get();
     std::string vtime;
@@ -247,7 +249,10 @@ void RunRecorder::write_evaluated(bool wait) {
         percent(row.test_accuracy), validation, fmt_count(p.rate), fmt_duration(row.wall_s),
         fmt_duration(p.eta), vtime);
     std::fflush(stdout);
-    pending_.pop_front();
+    s_.dir->append_metrics(row, s_.metrics_wall);
+    for (const WorkerRow& r : p.workers)
+      s_.dir->append_worker(r);
+    if (on_epoch_) on_epoch_(row, p.workers);
   }
 }
 

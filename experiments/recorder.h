@@ -87,7 +87,10 @@ class RunRecorder final : public ServerObserver {
   // (their evaluations may still be running).
   int after_dispatch(std::int64_t iteration);
   // Writes the rows of every epoch whose evaluation has ended; with `wait`, waits for them all.
+  // IoError when a row cannot be written (that epoch's rows are then dropped, not retried).
   void write_evaluated(bool wait);
+  // Makes the rows written so far durable (fsync), before a checkpoint that counts on them.
+  void sync_rows() { s_.dir->sync(); }
   // Writes summary.json (and nothing else); safe to call once, whatever happened before.
   // `extra` is merged into summary.json (a driver's own figures).
   void finish(const std::string& status, bool ok, std::int64_t iterations,

@@ -14,7 +14,12 @@
 namespace psgd {
 void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterations,
                          const nlohmann::json& extra) {
-  write_evaluated(/*wait=*/true);
+  try {
+    write_evaluated(/*wait=*/true);
+  } catch (const IoError&) {
+    // The rows that could not be written are in history() all the same; the driver has reported
+    // the failure (a write of the rows it calls first), and the summary is still worth a try.
+  }
   nlohmann::json s;
   double best = 0;
   for (const auto& r : history_)

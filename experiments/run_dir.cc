@@ -2,9 +2,11 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 
@@ -17,43 +19,68 @@ std::string default_run_dir(const JobSpec& spec) {
   return fmt::format("runs/{:%Y%m%d-%H%M%S}-{}", fmt::gmtime(t), spec.short_name());
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot write {}", tmp));
-    out << text;
-    out.flush();
-    if (!out) throw IoError(fmt::format("writing {} failed (disk full?)", tmp));
-  }
+namespace {
+
+constexpr const char* kMetricsHeader =
+    "epoch,iteration,wall_s,virtual_s,train_loss,test_loss,test_accuracy,bytes_up,"
+    "bytes_down,samples,validation_loss,validation_accuracy\n";
+constexpr const char* kWorkersHeader =
+    "epoch,worker,host,iterations,samples,compute_s,encode_s,wait_s,transfer_s,"
+    "decode_s,apply_s,held_s,bytes_up,bytes_down,compression_error,local_steps,dropped,"
+    "staleness_mean,staleness_max\n";
+
+// What a run leaves in its directory (a partial run leaves some of them).
+constexpr const char* kRunFiles[] = {"config.json",   "metrics.csv",    "workers.csv",
+                                     "summary.json",  "checkpoint.bin", "model.pt",
+                                     "state_dict.pt", "timeline.json",  "tensorboard"};
+
+// Whether the run in `dir` completed, as its summary.json says.
+bool completed_run(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "summary.json");
+  if (!in) return false;
+  const nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
+  return !summary.is_discarded() && summary.is_object() && summary.value("ok", false);
+}
+
+}  // namespace
+
+std::vector<std::string> run_files_in(const std::string& dir) {
+  std::vector<std::string> found;
   std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw IoError(fmt::format("cannot rename {} to {}: {}", tmp, path, ec.message()));
+  for (const char* name : kRunFiles)
+    if (fs::exists(fs::path(dir) / name, ec)) found.push_back(name);
+  return found;
+}
+
+void RunDirectory::check_new(const std::string& path) {
+  const std::vector<std::string> existing = run_files_in(path);
+  if (existing.empty()) return;
+  if (completed_run(path)) {
+    throw ConfigError(fmt::format(
+        "--output {}: holds a finished run (summary.json); choose another directory", path));
+  }
+  throw ConfigError(fmt::format(
+      "--output {}: holds a run that did not complete ({}); continue it with init_server --resume "
+      "{} (if it wrote checkpoint.bin), or choose another directory",
+      path, fmt::join(existing, ", "), path));
 }
 
 RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
+  check_new(path_);
   std::error_code ec;
   fs::create_directories(path_, ec);
   if (ec) {
     throw ConfigError(
         fmt::format("--output {}: cannot create the run directory: {}", path_, ec.message()));
   }
-  if (fs::exists(file("summary.json"))) {
-    throw ConfigError(fmt::format(
-        "--output {}: holds a finished run (summary.json); choose another directory", path_));
+  try {
+    write_file_atomic(file("metrics.csv"), std::string_view(kMetricsHeader));
+    write_file_atomic(file("workers.csv"), std::string_view(kWorkersHeader));
+    metrics_ = AppendFile(file("metrics.csv"));
+    workers_ = AppendFile(file("workers.csv"));
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("--output {}: {}", path_, e.what()));
   }
-  metrics_.open(file("metrics.csv"), std::ios::trunc);
-  workers_.open(file("workers.csv"), std::ios::trunc);
-  if (!metrics_ || !workers_) {
-    throw ConfigError(fmt::format("--output {}: cannot write files there", path_));
-  }
-  metrics_ << "epoch,iteration,wall_s,virtual_s,train_loss,test_loss,test_accuracy,bytes_up,"
-              "bytes_down,samples,validation_loss,validation_accuracy\n";
-  workers_ << "epoch,worker,host,iterations,samples,compute_s,encode_s,wait_s,transfer_s,"
-              "decode_s,apply_s,held_s,bytes_up,bytes_down,compression_error,local_steps,dropped,"
-              "staleness_mean,staleness_max\n";
-  metrics_.flush();
-  workers_.flush();
 }
 
 namespace {
@@ -78,7 +105,7 @@ void keep_rows_up_to(const std::string& path, int last_epoch) {
     header = false;
     text += line + "\n";
   }
-  write_file_atomic(path, text);
+  write_file_atomic(path, std::string_view(text));
 }
 
 }  // namespace
@@ -87,20 +114,16 @@ RunDirectory::RunDirectory(std::string path, int epochs_done) : path_(std::move(
   if (!fs::is_directory(path_)) {
     throw ConfigError(fmt::format("--resume {}: not a run directory", path_));
   }
-  if (fs::exists(file("summary.json"))) {
-    std::ifstream in(file("summary.json"));
-    nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
-    if (!summary.is_discarded() && summary.value("ok", false)) {
-      throw ConfigError(
-          fmt::format("--resume {}: this run already completed (summary.json)", path_));
-    }
+  if (completed_run(path_)) {
+    throw ConfigError(fmt::format("--resume {}: this run already completed (summary.json)", path_));
   }
-  keep_rows_up_to(file("metrics.csv"), epochs_done);
-  keep_rows_up_to(file("workers.csv"), epochs_done);
-  metrics_.open(file("metrics.csv"), std::ios::app);
-  workers_.open(file("workers.csv"), std::ios::app);
-  if (!metrics_ || !workers_) {
-    throw ConfigError(fmt::format("--resume {}: cannot write files there", path_));
+  try {
+    keep_rows_up_to(file("metrics.csv"), epochs_done);
+    keep_rows_up_to(file("workers.csv"), epochs_done);
+    metrics_ = AppendFile(file("metrics.csv"));
+    workers_ = AppendFile(file("workers.csv"));
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("--resume {}: {}", path_, e.what()));
   }
 }
 
@@ -109,11 +132,16 @@ std::string RunDirectory::file(const std::string& name) const {
 }
 
 void RunDirectory::write_config(const nlohmann::json& config) {
-  write_file_atomic(file("config.json"), config.dump(2) + "\n");
+  write_file_atomic(file("config.json"), std::string_view(config.dump(2) + "\n"));
 }
 
 void RunDirectory::write_summary(const nlohmann::json& summary) {
-  write_file_atomic(file("summary.json"), summary.dump(2) + "\n");
+  write_file_atomic(file("summary.json"), std::string_view(summary.dump(2) + "\n"));
+}
+
+void RunDirectory::sync() {
+  metrics_.sync();
+  workers_.sync();
 }
 
 void RunDirectory::append_metrics(const MetricsRow& r, bool with_wall) {
@@ -121,11 +149,10 @@ void RunDirectory::append_metrics(const MetricsRow& r, bool with_wall) {
     return v ? fmt::format("{:.6g}", *v) : std::string();
   };
   const std::string wall = with_wall ? fmt::format("{:.4f}", r.wall_s) : std::string();
-  metrics_ << fmt::format("{},{},{},{},{},{:.6g},{:.6f},{},{},{},{},{}\n", r.epoch, r.iteration,
-                          wall, opt(r.virtual_s), opt(r.train_loss), r.test_loss, r.test_accuracy,
-                          r.bytes_up, r.bytes_down, r.samples, opt(r.validation_loss),
-                          opt(r.validation_accuracy));
-  metrics_.flush();
+  metrics_.append(fmt::format("{},{},{},{},{},{:.6g},{:.6f},{},{},{},{},{}\n", r.epoch, r.iteration,
+                              wall, opt(r.virtual_s), opt(r.train_loss), r.test_loss,
+                              r.test_accuracy, r.bytes_up, r.bytes_down, r.samples,
+                              opt(r.validation_loss), opt(r.validation_accuracy)));
 }
 
 void RunDirectory::append_worker(const WorkerRow& r) {
@@ -133,12 +160,11 @@ void RunDirectory::append_worker(const WorkerRow& r) {
       r.compression_error_count
           ? fmt::format("{:.6g}", r.compression_error_sum / r.compression_error_count)
           : std::string();
-  workers_ << fmt::format(
+  workers_.append(fmt::format(
       "{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{},{},{},{},{:.4f},{}\n",
       r.epoch, r.worker, r.host, r.iterations, r.samples, r.times.compute_s, r.times.encode_s,
       r.times.wait_s, r.transfer_s, r.times.decode_s, r.times.apply_s, r.held_s, r.bytes_up,
-      r.bytes_down, error, r.local_steps, r.dropped, r.staleness_mean(), r.staleness_max);
-  workers_.flush();
+      r.bytes_down, error, r.local_steps, r.dropped, r.staleness_mean(), r.staleness_max));
 }
 
 }  // namespace psgd

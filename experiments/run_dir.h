@@ -10,15 +10,18 @@
 //   summary.json  the outcome: accuracy, time, bytes, status
 //   model.pt, state_dict.pt   written by the Trainer
 //
-// Files are written as the run goes (metrics rows flushed per epoch) so a crashed run still
-// leaves what it had.
+// Files are written as the run goes, so a crashed run still leaves what it had, and never half a
+// file (core/files.h): the JSON files and the models are written to a temporary and renamed, the
+// CSVs grow by whole rows (one write each, cut back if the disk fills up mid-row). A write that
+// fails throws IoError("cannot write <file>: <reason>").
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
-#include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "core/files.h"
 #include "core/metrics.h"
 #include "experiments/job_spec.h"
 
@@ -73,9 +76,12 @@ std::string default_run_dir(const JobSpec& spec);
 
 class RunDirectory {
  public:
-  // Creates the directory (and parents). Throws ConfigError if it exists and holds a
-  // summary.json (never overwrite a finished run) or cannot be created.
+  // Creates the directory (and parents) for a new run. Throws ConfigError if it cannot be
+  // created, or if it already holds a run, finished or not (run_files_in() finds any): a crashed
+  // run is continued with --resume, never overwritten.
   explicit RunDirectory(std::string path);
+  // The same check, alone: drivers call it before they spend time loading data.
+  static void check_new(const std::string& path);
   // Continues the run in `path` (init_server --resume) whose checkpoint holds `epochs_done`
   // epochs: keeps metrics.csv rows of epochs <= epochs_done and workers.csv rows of epochs
   // <= epochs_done (later ones were written after the checkpoint and will be written again) and
@@ -92,14 +98,17 @@ class RunDirectory {
   void append_metrics(const MetricsRow& row, bool with_wall = true);
   void append_worker(const WorkerRow& row);
   void write_summary(const nlohmann::json& summary);
+  // Makes the rows appended so far durable (before a checkpoint that counts on them).
+  void sync();
 
  private:
   std::string path_;
-  std::ofstream metrics_;
-  std::ofstream workers_;
+  AppendFile metrics_;
+  AppendFile workers_;
 };
 
-// Writes `text` to `path` atomically (temporary file, then rename).
-void write_file_atomic(const std::string& path, const std::string& text);
+// The files of a run (config.json, metrics.csv, checkpoint.bin, ...) found in `dir`; empty when
+// it holds none (a directory with only logs/ in it, as run_local.sh makes, holds no run).
+std::vector<std::string> run_files_in(const std::string& dir);
 
 }  // namespace psgd

@@ -156,8 +156,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   path_ = (fs::path(dir) /
            fmt::format("events.out.tfevents.{}.{}", static_cast<std::int64_t>(now), host_name()))
               .string();
-  out_.open(path_, std::ios::binary | std::ios::trunc);
-  if (!out_) throw IoError(fmt::format("cannot write {}", path_));
+  out_ = AppendFile(path_);
   write(encode_file_version_event(now));
 }
 
@@ -167,10 +166,7 @@ void TensorBoardWriter::add_scalars(std::int64_t step,
 }
 
 void TensorBoardWriter::write(const std::string& payload) {
-  const std::string frame = tfrecord_frame(payload);
-  out_.write(frame.data(), static_cast<std::streamsize>(frame.size()));
-  out_.flush();
-  if (!out_) throw IoError(fmt::format("cannot write {}", path_));
+  out_.append(tfrecord_frame(payload));  // a whole record or none (core/files.h)
 }
 
 }  // namespace psgd

@@ -12,12 +12,13 @@
 //
 // Threading: a writer is used by one thread at a time.
 #include <cstdint>
-#include <fstream>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/files.h"
 
 namespace psgd {
 
@@ -48,15 +49,15 @@ class TensorBoardWriter {
   // Creates `dir` and the file events.out.tfevents.<unix seconds>.<host> in it. Throws IoError.
   explicit TensorBoardWriter(const std::string& dir);
 
-  // One event holding every scalar at `step`, stamped with the current time; flushed at once so
-  // TensorBoard sees a run while it is going.
+  // One event holding every scalar at `step`, stamped with the current time, appended as one whole
+  // TFRecord (or not at all: IoError) so TensorBoard sees a run while it is going.
   void add_scalars(std::int64_t step, std::span<const std::pair<std::string, float>> scalars);
   const std::string& path() const { return path_; }
 
  private:
   void write(const std::string& payload);
   std::string path_;
-  std::ofstream out_;
+  AppendFile out_;
 };
 
 }  // namespace psgd

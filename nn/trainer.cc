@@ -12,8 +12,10 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <sstream>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/rng.h"
 #include "nn/models_impl.h"
 #include "nn/trainer_impl.h"
@@ -345,15 +347,20 @@ void Trainer::save(const std::string& dir) const {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw IoError(fmt::format("cannot create {}: {}", dir, ec.message()));
+  if (ec) throw IoError(fmt::format("cannot write {}: {}", dir, ec.message()));
   const fs::path model_path = fs::path(dir) / "model.pt";
   const fs::path dict_path = fs::path(dir) / "state_dict.pt";
+  // Both are serialised in memory and written whole (core/files.h): libtorch's own file writer
+  // reports a full disk by throwing, at worst from a destructor (std::terminate), and leaves a
+  // truncated file behind.
+  std::ostringstream archive;
   try {
-    torch::save(impl_->model, model_path.string());
+    torch::save(impl_->model, archive);
   } catch (const c10::Error& e) {
     throw IoError(
         fmt::format("cannot write {}: {}", model_path.string(), e.what_without_backtrace()));
   }
+  write_file_atomic(model_path.string(), std::string_view(archive.view()));
 
   c10::Dict<std::string, at::Tensor> dict;
   {
@@ -366,10 +373,7 @@ void Trainer::save(const std::string& dir) const {
     }
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  std::ofstream out(dict_path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out) throw IoError(fmt::format("cannot write {}", dict_path.string()));
+  write_file_atomic(dict_path.string(), std::string_view(bytes.data(), bytes.size()));
 }
 
 void Trainer::load(const std::string& dir) {

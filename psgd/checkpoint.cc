@@ -1,19 +1,17 @@
 #include "psgd/checkpoint.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/sha.h>
-#include <unistd.h>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
+#include "core/files.h"
 #include "network/archive.h"
 #include "network/messages.h"
 
@@ -148,36 +146,7 @@ std::string sha256_hex(std::span<const float> values) {
 }
 
 void write_checkpoint_file(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw IoError(fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      ::close(fd);
-      throw IoError(fmt::format("writing {} failed: {}", tmp, std::strerror(e)));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw IoError(fmt::format("fsync {} failed: {}", tmp, std::strerror(e)));
-  }
-  ::close(fd);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError(fmt::format("cannot rename {} to {}: {}", tmp, path, ec.message()));
-  // The rename itself is durable once the directory is synced.
-  const auto dir = std::filesystem::path(path).parent_path();
-  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  write_file_atomic(path, std::span<const std::uint8_t>(bytes));  // core/files.h
 }
 
 std::vector<std::uint8_t> read_checkpoint_file(const std::string& path) {

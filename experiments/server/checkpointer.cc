@@ -53,14 +53,15 @@ Checkpoint Checkpointer::load(const std::string& run_dir) const {
 bool Checkpointer::maybe_write(const ServerRole& role, RunRecorder& recorder,
                                std::span<const float> parameters, const nlohmann::json& events,
                                std::int64_t iteration_before, int epochs_before,
-                               const std::string& path) {
+                               const std::string& path, bool now) {
   const std::int64_t every = spec_.checkpoint_every;
   const std::int64_t it = role.iteration();
   if (every <= 0 || it == iteration_before || role.finished()) return false;
   const bool epoch_end = recorder.epochs_done() != epochs_before;
-  if (!epoch_end && it / every == iteration_before / every) return false;
+  if (!now && !epoch_end && it / every == iteration_before / every) return false;
   SteadyClock clock;
   recorder.write_evaluated(/*wait=*/true);  // the checkpoint holds the rows written so far
+  recorder.sync_rows();                     // ... durably
   Checkpoint c{.header = header(),
                .iteration = it,
                .epochs_done = recorder.epochs_done(),
@@ -72,6 +73,7 @@ bool Checkpointer::maybe_write(const ServerRole& role, RunRecorder& recorder,
     c.worker_batches.push_back(role.worker_batches(w));
   write_checkpoint_file(path, encode_checkpoint(c));  // IoError on failure
   ++written_;
+  last_iteration_ = it;
   spdlog::info("checkpoint at iteration {} (epoch {}) in {}", it, c.epochs_done,
                fmt_duration(clock.now()));
   return true;

@@ -32,18 +32,22 @@ class Checkpointer {
   Checkpoint load(const std::string& run_dir) const;
 
   // After an update that took the role from `iteration_before` (and the recorder from
-  // `epochs_before` epochs): writes `path` when the period or an epoch end asks for it. Returns
-  // whether it wrote; IoError when writing failed.
+  // `epochs_before` epochs): writes `path` when the period or an epoch end asks for it, or at
+  // once with `now` (a signalled server's last checkpoint). Returns whether it wrote; IoError
+  // ("cannot write <path>: <reason>") when writing failed, the previous checkpoint left whole.
   bool maybe_write(const ServerRole& role, RunRecorder& recorder, std::span<const float> parameters,
                    const nlohmann::json& events, std::int64_t iteration_before, int epochs_before,
-                   const std::string& path);
+                   const std::string& path, bool now = false);
   int written() const { return written_; }
+  // The iteration of the last checkpoint written by this process (-1: none yet).
+  std::int64_t last_iteration() const { return last_iteration_; }
 
  private:
   const JobSpec& spec_;
   Schedule schedule_;
   std::size_t num_parameters_;
   int written_ = 0;
+  std::int64_t last_iteration_ = -1;
 };
 
 }  // namespace psgd

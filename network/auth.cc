@@ -52,7 +52,14 @@ std::optional<AuthKey> load_key(const std::string& file) {
     if (passphrase.empty()) {
       throw ConfigError(fmt::format("--passphrase_file {} holds an empty passphrase", file));
     }
-  } else if (const char* env = std::getenv(kPassphraseEnv); env != nullptr && *env != '\0') {
+  } else if (const char* env = std::getenv(kPassphraseEnv); env != nullptr) {
+    if (*env == '\0') {
+      // Most likely a variable that was meant to be filled in: running without authentication
+      // because of it would be a silent downgrade.
+      throw ConfigError(fmt::format(
+          "${} is set but empty: set it to the passphrase, or unset it to run without one",
+          kPassphraseEnv));
+    }
     passphrase = env;
   } else {
     return std::nullopt;

@@ -13,6 +13,17 @@ HandshakeStep refuse(std::string why) {
 
 }  // namespace
 
+std::string random_id(std::size_t bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (std::uint8_t b : make_nonce()) {
+    if (id.size() >= 2 * bytes) break;
+    id += kHex[b >> 4];
+    id += kHex[b & 15];
+  }
+  return id;
+}
+
 bool ServerHandshake::expects(MessageType type) const {
   switch (stage_) {
     case Stage::kAuthHello:
@@ -47,7 +58,10 @@ HandshakeStep ServerHandshake::on_message(const Message& message) {
     }
     worker_nonce_ = a->nonce;
     server_nonce_ = make_nonce();
-    AuthChallenge challenge{.nonce = server_nonce_, .required = key_.has_value()};
+    AuthChallenge challenge{.nonce = server_nonce_,
+                            .required = key_.has_value(),
+                            .job_id = id_.job_id,
+                            .server_id = id_.server_id};
     if (key_) {
       challenge.proof = auth_proof(*key_, AuthRole::kServer, kProtocolVersion, worker_nonce_,
                                    server_nonce_, identity_);
@@ -93,8 +107,12 @@ HandshakeStep ServerHandshake::on_message(const Message& message) {
   return refuse(fmt::format("{} during the handshake", type_name(type_of(message))));
 }
 
-ClientHandshake::ClientHandshake(std::optional<AuthKey> key, std::string identity, Hello hello)
-    : key_(std::move(key)), identity_(std::move(identity)), hello_(std::move(hello)) {}
+ClientHandshake::ClientHandshake(std::optional<AuthKey> key, std::string identity, Hello hello,
+                                 std::string job_id)
+    : key_(std::move(key)),
+      identity_(std::move(identity)),
+      job_id_(std::move(job_id)),
+      hello_(std::move(hello)) {}
 
 Message ClientHandshake::start() {
   nonce_ = make_nonce();
@@ -124,6 +142,13 @@ HandshakeStep ClientHandshake::on_message(const Message& message) {
     return refuse(fmt::format("the server refused this worker: {}", err->text));
   }
   if (const auto* c = std::get_if<AuthChallenge>(&message); c && stage_ == Stage::kChallenge) {
+    server_ = {.job_id = c->job_id, .server_id = c->server_id};
+    if (!job_id_.empty() && c->job_id != job_id_) {
+      return refuse(fmt::format(
+          "the server there now runs another job (job {}), not the one this worker joined (job "
+          "{}); not joining it (start a new client for that job)",
+          c->job_id.empty() ? "without an id" : c->job_id, job_id_));
+    }
     if (key_ && !c->required) {
       return refuse(
           "this client has a passphrase but the server has none; refusing to join a server "

@@ -6,8 +6,10 @@
 //
 //   worker                                   server
 //   start()           -> AuthHello
-//                                            AuthHello  -> AuthChallenge (its nonce, its proof)
-//   AuthChallenge     -> AuthProof (or refuse: the server could not prove the passphrase)
+//                                            AuthHello  -> AuthChallenge (its nonce, its proof,
+//                                                          the job's id and its own)
+//   AuthChallenge     -> AuthProof (or refuse: the server could not prove the passphrase, or a
+//                                   worker that has joined a job meets a server running another)
 //                                            AuthProof  -> AuthOk (or refuse: wrong passphrase)
 //   AuthOk            -> Hello, done
 //                                            Hello      -> done (the Hello must name the identity
@@ -34,9 +36,20 @@ struct HandshakeStep {
   std::optional<Hello> hello;  // the server: the worker's Hello, once done
 };
 
+// Who a server is, as its AuthChallenge says: the job it runs (random, drawn when the run started
+// and kept by --resume) and this server process (random per process).
+struct ServerIdentity {
+  std::string job_id;
+  std::string server_id;
+};
+
+// A random identifier of `bytes` bytes, as hex (job and server ids).
+std::string random_id(std::size_t bytes = 16);
+
 class ServerHandshake {
  public:
-  explicit ServerHandshake(std::optional<AuthKey> key) : key_(std::move(key)) {}
+  explicit ServerHandshake(std::optional<AuthKey> key, ServerIdentity id = {})
+      : key_(std::move(key)), id_(std::move(id)) {}
 
   HandshakeStep on_message(const Message& message);
   bool expects(MessageType type) const;
@@ -46,14 +59,18 @@ class ServerHandshake {
  private:
   enum class Stage { kAuthHello, kAuthProof, kHello, kDone } stage_ = Stage::kAuthHello;
   std::optional<AuthKey> key_;
+  ServerIdentity id_;
   std::vector<std::uint8_t> worker_nonce_, server_nonce_;
   std::string identity_;
 };
 
 class ClientHandshake {
  public:
-  // `identity`: "host:pid", said in the AuthHello and again in the Hello.
-  ClientHandshake(std::optional<AuthKey> key, std::string identity, Hello hello);
+  // `identity`: "host:pid", said in the AuthHello and again in the Hello. `job_id`: the job this
+  // worker has joined before (it lost its server and redials); empty: any job. A server whose
+  // AuthChallenge names another job is refused before anything is proved to it.
+  ClientHandshake(std::optional<AuthKey> key, std::string identity, Hello hello,
+                  std::string job_id = {});
 
   // The first message: the AuthHello.
   Message start();
@@ -62,11 +79,15 @@ class ClientHandshake {
   bool done() const { return stage_ == Stage::kDone; }
   // The server proved the passphrase (both sides have one).
   bool authenticated() const { return key_.has_value() && stage_ == Stage::kDone; }
+  // Who the server said it is (empty before its AuthChallenge).
+  const ServerIdentity& server() const { return server_; }
 
  private:
   enum class Stage { kStart, kChallenge, kAuthOk, kDone } stage_ = Stage::kStart;
   std::optional<AuthKey> key_;
   std::string identity_;
+  std::string job_id_;
+  ServerIdentity server_;
   Hello hello_;
   std::vector<std::uint8_t> nonce_;
 };

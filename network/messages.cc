@@ -91,6 +91,10 @@ template <class Archive>
 void serialize(Archive& ar, PeersUp& m) {
   ar(m.links);
 }
+template <class Archive>
+void serialize(Archive& ar, Leave& m) {
+  ar(m.why);
+}
 
 // Authentication (network/messages/auth.h).
 template <class Archive>
@@ -99,7 +103,7 @@ void serialize(Archive& ar, AuthHello& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, AuthChallenge& m) {
-  ar(m.nonce, m.proof, m.required);
+  ar(m.nonce, m.proof, m.required, m.job_id, m.server_id);
 }
 template <class Archive>
 void serialize(Archive& ar, AuthProof& m) {

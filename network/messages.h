@@ -18,7 +18,8 @@
 //       worker -> server AuthHello, server -> worker AuthChallenge, worker -> server AuthProof,
 //       server -> worker AuthOk (or ErrorMessage, then close)
 //   orchestration (network/messages/orchestration.h, experiments/): the job around the training.
-//       Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+//       Hello -> Job -> Ready ... Finish, ErrorMessage at any time; a worker that is told to stop
+//       (SIGTERM, SIGINT) says Leave and closes.
 //       With --ship_data: Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 //       Peer-to-peer strategies: ... Ready -> PeerTable -> the workers link up (PeerHello first
 //       on each worker-to-worker link) -> PeersUp -> training.
@@ -47,7 +48,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 10;
+inline constexpr std::uint16_t kProtocolVersion = 11;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -64,6 +65,7 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {8, "CcdcCoded, CcdcSlice, AllreduceReport.multicast_bytes (--codec ccdc, psgd/coded/ccdc.h)"},
     {9, "Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)"},
     {10, "ShmOffer, ShmReply, ShmFrame (shared-memory frames, network/tcp/shm_channel.h)"},
+    {11, "AuthChallenge.job_id, AuthChallenge.server_id (the job's identity), Leave"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {
@@ -101,6 +103,7 @@ enum class Channel : std::uint8_t { kLink, kAuth, kOrchestration, kStrategy };
   X(PeerTable, PeerTable, 8, Orchestration)         \
   X(PeerHello, PeerHello, 9, Orchestration)         \
   X(PeersUp, PeersUp, 10, Orchestration)            \
+  X(Leave, Leave, 30, Orchestration)                \
   X(AuthHello, AuthHello, 11, Auth)                 \
   X(AuthChallenge, AuthChallenge, 12, Auth)         \
   X(AuthProof, AuthProof, 13, Auth)                 \

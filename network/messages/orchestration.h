@@ -1,6 +1,6 @@
 #pragma once
 // Orchestration messages: the job around the training (experiments/ server and client).
-//   Hello -> Job -> Ready ... Finish, ErrorMessage at any time.
+//   Hello -> Job -> Ready ... Finish, ErrorMessage at any time; Leave from a worker that stops.
 //   With --ship_data: Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 //   Peer-to-peer strategies: ... Ready -> PeerTable -> the workers link up (PeerHello first on each
 //   worker-to-worker link) -> PeersUp -> training.
@@ -103,6 +103,13 @@ struct PeerHello {
 // worker -> server: every peer link of this worker is up.
 struct PeersUp {
   std::int32_t links = 0;
+};
+
+// worker -> server, at any time, then close: this worker was told to stop (SIGTERM, SIGINT) and
+// leaves the job. The server counts it as lost at once, exactly as a worker that died: the
+// strategy carries on without it where it can (README "Faults").
+struct Leave {
+  std::string why;  // e.g. "interrupted by SIGTERM"
 };
 
 // server -> worker: the job is over (status "completed" or why not).

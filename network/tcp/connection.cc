@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "network/backoff.h"
 #include "network/messages/link.h"
 
 namespace psgd::net {
@@ -210,6 +211,12 @@ void Connection::write_next() {
   });
 }
 
+std::string Connection::local_address() const {
+  std::error_code ec;
+  const auto local = socket_.local_endpoint(ec);
+  return ec ? std::string() : local.address().to_string();
+}
+
 bool Connection::peer_on_this_host() const {
   std::error_code a, b;
   const auto local = socket_.local_endpoint(a);
@@ -363,7 +370,7 @@ asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int po
   using clock = std::chrono::steady_clock;
   const auto give_up = clock::now() + to_duration(timeout_s);
   std::string last_error = "no attempt made";
-  std::chrono::milliseconds backoff(100);
+  Backoff backoff;
   asio::ip::tcp::resolver resolver(io);
   while (true) {
     std::error_code ec;
@@ -394,10 +401,11 @@ asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int po
     } else {
       last_error = connect_ec.message();
     }
-    // Capped exponential backoff: quick while a server starts, gentle on one that is gone.
-    if (clock::now() + backoff >= give_up) break;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    // Capped exponential backoff with jitter: quick while a server starts, gentle on one that is
+    // gone.
+    const auto wait = to_duration(backoff.next());
+    if (clock::now() + wait >= give_up) break;
+    std::this_thread::sleep_for(wait);
   }
   throw IoError(fmt::format("cannot connect to {}:{} within {:.0f} s: {}", host, port, timeout_s,
                             last_error));

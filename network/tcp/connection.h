@@ -96,6 +96,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Whether both ends of the socket have the same address (the peer runs on this machine, or
   // says so convincingly enough to be offered shared memory, which only opens if it does).
   bool peer_on_this_host() const;
+  // This end's address (the interface the link goes through); empty once closed.
+  std::string local_address() const;
   // Whether frames travel through shared memory on this link (both ends agreed).
   bool shared_memory() const { return shm_ != nullptr; }
   // Frames whose body went through shared memory (the rest went over the socket).
@@ -184,8 +186,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 };
 
 // Connects to host:port, retrying refused or unreachable attempts with a backoff that doubles from
-// 100 ms up to 2 s until `timeout_s`
-// has passed (the server may still be starting). Runs `io` until connected; throws IoError saying
+// 100 ms up to 2 s, with jitter (network/backoff.h), until `timeout_s` has passed (the server may
+// still be starting). Runs `io` until connected; throws IoError saying
 // where it tried and what the last failure was.
 asio::ip::tcp::socket dial(asio::io_context& io, const std::string& host, int port,
                            double timeout_s);

@@ -74,5 +74,23 @@ TEST(Auth, PassphraseComesFromTheFileThenTheEnvironment) {
   EXPECT_THROW(load_key(file + ".missing"), ConfigError);
 }
 
+// An empty $PSGD_PASSPHRASE is refused with one line, not taken for "no passphrase" (issue 21); a
+// file given as well still wins.
+TEST(Auth, AnEmptyPassphraseInTheEnvironmentIsRefused) {
+  ::setenv(kPassphraseEnv, "", 1);
+  try {
+    load_key("");
+    FAIL() << "an empty $PSGD_PASSPHRASE was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "$PSGD_PASSPHRASE is set but empty: set it to the passphrase, or unset it to run "
+              "without one");
+  }
+  const std::string file = ::testing::TempDir() + "/psgd_passphrase_2";
+  std::ofstream(file) << "from file\n";
+  EXPECT_EQ(load_key(file), derive_key("from file"));
+  ::unsetenv(kPassphraseEnv);
+}
+
 }  // namespace
 }  // namespace psgd::net

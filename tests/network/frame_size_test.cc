@@ -71,7 +71,10 @@ AuthHello sample(std::type_identity<AuthHello>, std::size_t n) {
   return {.nonce = bytes(n), .identity = text(n), .has_key = true};
 }
 AuthChallenge sample(std::type_identity<AuthChallenge>, std::size_t n) {
-  return {.nonce = bytes(n), .proof = bytes(n)};
+  return {.nonce = bytes(n), .proof = bytes(n), .job_id = text(n), .server_id = text(n)};
+}
+Leave sample(std::type_identity<Leave>, std::size_t n) {
+  return {.why = text(n)};
 }
 AuthProof sample(std::type_identity<AuthProof>, std::size_t n) {
   return {.proof = bytes(n)};

@@ -134,5 +134,43 @@ TEST(Handshake, AnotherProtocolVersionIsRefusedWithBothVersions) {
   EXPECT_NE(why.find(fmt::format("v{}", kProtocolVersion - 1)), std::string::npos) << why;
 }
 
+// Job identity (issue 21): the server names its job and itself; a worker that joined job J before
+// (its server died, it redials) rejoins a server of job J (a resumed one has another server id)
+// and refuses any other before proving anything to it, also with a passphrase both share.
+TEST(Handshake, AWorkerThatJoinedAJobRejoinsOnlyThatJob) {
+  const ServerIdentity job_a{.job_id = random_id(), .server_id = random_id(8)};
+  const ServerIdentity job_a_resumed{.job_id = job_a.job_id, .server_id = random_id(8)};
+  const ServerIdentity job_b{.job_id = random_id(), .server_id = random_id(8)};
+  EXPECT_EQ(job_a.job_id.size(), 32u);
+  EXPECT_EQ(job_a.server_id.size(), 16u);
+  EXPECT_NE(job_a.job_id, job_b.job_id);
+  const AuthKey key = derive_key("shared by both jobs");
+  {  // a new worker joins whatever job answers, and learns which
+    ServerHandshake server(key, job_a);
+    ClientHandshake client(key, "h:1", hello_of("h", 1));
+    EXPECT_TRUE(run(server, client).server_done);
+    EXPECT_EQ(client.server().job_id, job_a.job_id);
+    EXPECT_EQ(client.server().server_id, job_a.server_id);
+  }
+  {  // its job, resumed by another server process
+    ServerHandshake server(key, job_a_resumed);
+    ClientHandshake client(key, "h:1", hello_of("h", 1), job_a.job_id);
+    EXPECT_TRUE(run(server, client).server_done);
+    EXPECT_EQ(client.server().server_id, job_a_resumed.server_id);
+  }
+  {  // another job on the same port
+    ServerHandshake server(key, job_b);
+    ClientHandshake client(key, "h:1", hello_of("h", 1), job_a.job_id);
+    const Outcome o = run(server, client);
+    EXPECT_FALSE(o.server_done);
+    EXPECT_FALSE(o.client_done);
+    EXPECT_NE(o.client_refusal.find("now runs another job (job " + job_b.job_id +
+                                    "), not the one this worker joined (job " + job_a.job_id),
+              std::string::npos)
+        << o.client_refusal;
+    EXPECT_EQ(o.server_refusal, "");  // it was sent no proof at all
+  }
+}
+
 }  // namespace
 }  // namespace psgd::net

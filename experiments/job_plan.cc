@@ -15,6 +15,7 @@ namespace psgd {
 JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
   nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
                                           {.label_column = spec_.label_column});
+  notes_ = loaded.notes;
   // Validation rows are held out per seed; the normaliser sees the remaining training rows only.
   holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
                           seeds::of(spec_.seed, seeds::kValidation));

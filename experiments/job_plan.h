@@ -66,6 +66,8 @@ class JobPlan {
   // nn::content_hash of the training set as read (computed when --ship_data asks for it).
   const std::string& data_hash() const { return data_hash_; }
   std::int64_t train_rows() const { return static_cast<std::int64_t>(holdout_.train.size()); }
+  // What reading the data found worth saying (classes without samples), one line each.
+  const std::vector<std::string>& notes() const { return notes_; }
 
   WorkerSetup worker(int w) const;
 
@@ -89,6 +91,7 @@ class JobPlan {
   DataPlacement placement_;
   Schedule schedule_;
   std::string data_hash_;
+  std::vector<std::string> notes_;
 };
 
 }  // namespace psgd

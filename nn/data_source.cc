@@ -76,10 +76,16 @@ std::string take(std::map<std::string, std::string>& files, const std::string& k
   return v;
 }
 
-void require_file(const std::string& spec, const std::string& path) {
+// A regular file; CSV files may also be named pipes (a FIFO, or `<(zcat x.csv.gz)` from the
+// shell), read once, in order.
+void require_file(const std::string& spec, const std::string& path, bool pipe_ok = false) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
+  if (pipe_ok && fs::is_fifo(path, ec)) return;
+  if (!fs::exists(path, ec)) {
     throw ConfigError(fmt::format("dataset {}: file '{}' does not exist", spec, path));
+  }
+  if (!fs::is_regular_file(path, ec)) {
+    throw ConfigError(fmt::format("dataset {}: '{}' is not a regular file", spec, path));
   }
 }
 
@@ -106,7 +112,7 @@ DataSplit load_csv(const std::string& spec, const std::string& rest, const Sourc
         "dataset {}: give one training set (FILE, or X,Y) and at most one test set", spec));
   }
   for (const auto& f : {train, test, x, y, tx, ty})
-    if (!f.empty()) require_file(spec, f);
+    if (!f.empty()) require_file(spec, f, /*pipe_ok=*/true);
   const CsvOptions csv{.label_column = o.label_column};
   DataSplit split;
   split.train = train.empty() ? read_csv_pair(x, y) : read_csv(train, csv);
@@ -170,11 +176,48 @@ void truncate(Dataset& d, std::int64_t limit) {
   d.images.resize(static_cast<std::size_t>(limit * d.sample_numel()));
 }
 
+// Labels are class indices 0..K-1, K the largest label + 1 (the model gets K outputs). Classes
+// without a single sample are said in a note. When most classes are empty although there are
+// samples enough to fill them (10 per class), the labels are not class indices (a stray 255 in
+// 10-class data, a column of measurements) and the data are refused; CIFAR-10 has its 10 classes
+// by format. Counted over everything read, before --train_samples / --test_samples keep a part.
+void check_classes(DataSplit& split, const std::string& label) {
+  const int classes = std::max(split.train.num_classes, split.test.num_classes);
+  if (classes <= 0) return;
+  std::vector<std::int64_t> count(static_cast<std::size_t>(classes), 0);
+  for (const Dataset* d : {&split.train, &split.test})
+    for (std::int64_t l : d->labels)
+      if (l >= 0 && l < classes) ++count[static_cast<std::size_t>(l)];
+  std::vector<int> empty;
+  for (int c = 0; c < classes; ++c)
+    if (count[static_cast<std::size_t>(c)] == 0) empty.push_back(c);
+  if (empty.empty()) return;
+  const int used = classes - static_cast<int>(empty.size());
+  std::string which;
+  for (std::size_t i = 0; i < empty.size() && i < 5; ++i)
+    which += fmt::format("{}{}", i ? ", " : "", empty[i]);
+  if (empty.size() > 5) which += fmt::format(", ... ({} in all)", empty.size());
+  const auto samples = static_cast<std::int64_t>(split.train.size() + split.test.size());
+  if (label != "cifar10" && static_cast<int>(empty.size()) > used &&
+      samples >= std::int64_t{10} * classes) {
+    throw ConfigError(fmt::format(
+        "dataset {}: labels go up to {}, so the model would have {} classes, but only {} of them "
+        "have samples (none for {}); labels must be class indices 0..K-1: check the label "
+        "column (--label_column) and values such as {} that do not belong",
+        label, classes - 1, classes, used, which, classes - 1));
+  }
+  split.notes.push_back(fmt::format(
+      "dataset {}: {} of the {} classes 0..{} have no sample ({}); the model still has {} "
+      "outputs (labels are class indices 0..K-1)",
+      label, empty.size(), classes, classes - 1, which, classes));
+}
+
 // Shapes, class counts, names and the held-out test set of a freshly read split.
 DataSplit finish(DataSplit split, const std::string& label, std::int64_t train_limit,
                  std::int64_t test_limit) {
   if (split.train.size() == 0)
     throw ConfigError(fmt::format("dataset {}: no training samples", label));
+  check_classes(split, label);
   if (split.test.size() == 0) {
     std::vector<std::int64_t> train, test;
     for (std::int64_t i = 0; i < static_cast<std::int64_t>(split.train.size()); ++i) {

@@ -30,6 +30,8 @@ struct DataSplit {
   Dataset train;
   Dataset test;
   Dataset validation;  // held out of the training set by --validation_split; often empty
+  // What the reader found worth saying (classes without any sample, ...), one line each.
+  std::vector<std::string> notes;
 };
 
 }  // namespace psgd::nn

@@ -227,8 +227,16 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
   app.add_option("--dataset", out.dataset,
                  "Read the data from here instead of the job's --dataset (same format)");
   app.add_option("--connect_timeout", out.connect_timeout,
-                 "Seconds to keep retrying while the server is not reachable")
+                 "Seconds to keep trying to join: a refused connection, one reset or closed by a "
+                 "server that is starting, dying or full, or a server that does not answer is "
+                 "retried with a growing, jittered wait (0.1 s doubling to 2 s) until then")
       ->check(CLI::PositiveNumber);
+  app.add_option("--reconnects", out.reconnects,
+                 "Times a worker whose server went away during its job redials it (each time for "
+                 "up to --connect_timeout) and rejoins that job if it comes back (a server "
+                 "resumed with --resume, or one that gives it its lost slot); it never joins "
+                 "another job. 0: exit at once")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--slowdown", out.slowdown,
                  "Make this worker a straggler, as if its machine were F times slower: after "
                  "each batch it sleeps (F-1) x the batch's compute time (its CPU time, at most "
@@ -243,8 +251,9 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "Send a heartbeat on a link idle for this many seconds")
       ->check(CLI::PositiveNumber);
   app.add_option("--dead_after", out.dead_after,
-                 "Once training, the server silent this many seconds is lost (the client then "
-                 "retries the connection until --connect_timeout)")
+                 "The server silent this many seconds is lost (until training starts, the job's "
+                 "--io_timeout at least: the server may be busy); the client then redials it "
+                 "(see --reconnects)")
       ->check(CLI::PositiveNumber);
   app.add_option("--shared_memory", out.shared_memory,
                  "on: when the server runs on this machine and offers it, exchange large frames "

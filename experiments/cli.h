@@ -17,7 +17,7 @@ struct ServerFlags {
   std::string bind;
   std::string passphrase_file;    // else $PSGD_PASSPHRASE; else no authentication (network/auth.h)
   double heartbeat_interval = 2;  // seconds of idle link before a Heartbeat is sent
-  double dead_after = 10;         // seconds of silence after which a training worker is lost
+  double dead_after = 10;         // seconds of silence after which a joined worker is lost
   // Offer workers on this machine a shared-memory channel for large frames
   // (network/tcp/shm_channel.h); off: every frame over TCP.
   std::string shared_memory = "on";
@@ -44,8 +44,10 @@ struct ServerFlags {
     visit("heartbeat_interval", self.heartbeat_interval,
           "Send a heartbeat on a link idle for this many seconds");
     visit("dead_after", self.dead_after,
-          "A training worker silent this many seconds is lost; the strategy decides whether the "
-          "run goes on (must exceed --heartbeat_interval)");
+          "A worker silent this many seconds is lost, from when it joined (heartbeats go both "
+          "ways, so a worker may wait for the others as long as --join_timeout allows); during "
+          "training the strategy decides whether the run goes on. Also how long a SIGTERM'd "
+          "server waits for the update it checkpoints (must exceed --heartbeat_interval)");
     visit("shared_memory", self.shared_memory,
           "on: workers on this machine exchange large frames (gradients, parameters) with the "
           "server through shared memory instead of copying them through loopback TCP; results "
@@ -85,6 +87,8 @@ struct ClientOptions {
   int threads = 0;              // 0: what the server suggests (cores / processes on this host)
   std::string dataset;          // override the job's dataset location on this machine
   double connect_timeout = 30;  // seconds to keep retrying the connection
+  // Times a worker that lost its server during a job redials it and rejoins that job.
+  int reconnects = 3;
   double slowdown = 1;          // stretch this worker's compute time F-fold (straggler studies)
   std::string passphrase_file;  // else $PSGD_PASSPHRASE; else no authentication
   double heartbeat_interval = 2;

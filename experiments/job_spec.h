@@ -39,7 +39,8 @@ struct RunOptions {
     visit("working_ports", self.working_ports,
           "TCP port(s) to listen on; 0 picks a free port (see --port_file)");
     visit("output", self.output,
-          "Run directory (default: runs/<timestamp>-<psgd>-<codec>-n<nodes>)");
+          "Run directory (default: runs/<timestamp>-<psgd>-<codec>-n<nodes>); one that holds "
+          "any run, finished or not, is refused (continue an unfinished one with --resume)");
     visit("threads", self.threads,
           "Torch threads per worker (0: that host's cores / psgd processes on it, this server "
           "included)");

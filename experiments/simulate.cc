@@ -52,7 +52,10 @@ int simulate(const ServerOptions& options) {
 
   for (const std::string& note : options.notes)
     fmt::print("init_server: {}\n", note);
+  if (!spec.output.empty()) RunDirectory::check_new(spec.output);  // before loading any data
   const JobPlan plan(spec);
+  for (const std::string& note : plan.notes())
+    fmt::print("init_server: note: {}\n", note);
   fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan.train()),
              nn::describe(plan.evaluation()->test));
   if (!plan.holdout().validation.empty()) {

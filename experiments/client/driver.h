@@ -1,10 +1,16 @@
 #pragma once
 // The TCP driver of a worker (experiments/client/client.h). Private to experiments/client/:
-// driver.cc joins the job and drives the role, peers.cc links up with the other workers.
-// Threading: everything on the io_context's thread.
+// connect.cc dials, joins, rejoins and leaves, driver.cc loads and drives the role, peers.cc links
+// up with the other workers.
+// Threading: everything on the io_context's thread, except the loading of the worker's data and
+// model and the Gloo rendezvous, which run on a thread of their own (background()) so that the
+// links keep their heartbeats while they take.
 #include <asio.hpp>
 
+#include <functional>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/clock.h"
@@ -13,6 +19,7 @@
 #include "experiments/cli.h"
 #include "experiments/client/worker_data.h"
 #include "experiments/worker_setup.h"
+#include "network/backoff.h"
 #include "network/handshake.h"
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
@@ -34,12 +41,21 @@ class GlooCollective final : public Collective {
   std::unique_ptr<nn::GlooAllreduce> group;
 };
 
+// What outlives one Client (a join of a job) when the server is lost mid-job and the worker
+// redials: the job it joined, and how often it has reconnected.
+struct ClientSession {
+  std::string job_id;  // empty until a server sent this worker a job
+  int reconnects = 0;
+};
+
 class Client {
  public:
-  explicit Client(const ClientOptions& options) : opts_(options), signals_(io_, SIGINT, SIGTERM) {}
+  Client(const ClientOptions& options, ClientSession& session);
+  ~Client();
 
   int run();
-  // The connection to the server broke before the job ended (not a refusal, not Finish).
+  // The connection to the server broke after this worker got its job (not a refusal, not
+  // Finish, not a signal): run_client() may redial and rejoin the same job.
   bool lost_server() const { return lost_server_; }
 
  private:
@@ -62,13 +78,27 @@ class Client {
     Client& c_;
   };
 
+  // Connecting: dial (asynchronously, so a signal ends it at once), then the handshake. Any
+  // failure before the job arrives (refused, reset, closed by a full or dying server, silence) is
+  // retried with backoff and jitter until --connect_timeout has passed.
+  void dial();
+  void on_connected(asio::ip::tcp::socket socket);
+  // `connected`: the attempt had reached the server (said as it is retried).
+  void retry(const std::string& why, bool connected);
+  // Runs `work` on a thread of its own, then `done` on the io_context's thread (unless the
+  // client has stopped meanwhile). One at a time; the destructor waits for it.
+  void background(std::function<void()> work, std::function<void()> done);
+  void on_signal(int sig);
   void on_frame(Message&& message, NodeId from, std::size_t bytes);
   void on_handshake(const Message& message);
   void on_error(const std::string& why);
   void on_job(const Job& job);
   void on_data_chunk(const DataChunk& chunk);
-  // Normalises this worker's samples (raw, in Job order), builds the worker and says Ready.
+  // Normalises this worker's samples (raw, in Job order) and builds the worker (on the loading
+  // thread), then ready() says Ready.
   void start_with(nn::Dataset samples);
+  void build_worker(nn::Dataset samples);
+  void ready();
   void on_finish(const Finish& finish);
   // A strategy message from the server or a peer: hand it to the role, compute while it asks.
   void deliver(const Message& message);
@@ -80,8 +110,15 @@ class Client {
   void say(const std::string& line);
 
   ClientOptions opts_;
+  ClientSession& session_;
   asio::io_context io_;
   asio::signal_set signals_;
+  asio::steady_timer retry_timer_;    // the wait before the next attempt
+  asio::steady_timer connect_timer_;  // an attempt that neither connects nor fails
+  net::Backoff backoff_;
+  std::optional<net::AuthKey> key_;
+  double dial_deadline_ = 0;  // when the current run of connection attempts gives up
+  std::unique_ptr<asio::ip::tcp::socket> dialing_;
   std::shared_ptr<net::Connection> conn_;
   std::unique_ptr<net::ClientHandshake> handshake_;
   JobSpec spec_;
@@ -104,6 +141,10 @@ class Client {
   bool training_ = false;
   bool lost_server_ = false;
   int exit_code_ = 1;
+  // Loading in the background (last member: destroyed, i.e. waited for, first).
+  bool loading_ = false;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> loading_guard_;
+  std::future<void> loader_;
 };
 
 }  // namespace psgd

@@ -11,22 +11,24 @@ namespace psgd {
 void Client::on_peer_table(const PeerTable& table) {
   if (gloo_ && table.hosts.size() == static_cast<std::size_t>(spec_.node_count) &&
       table.ports.size() == table.hosts.size()) {
-    try {
-      const double t0 = clock_.now();
-      gloo_->group = std::make_unique<nn::GlooAllreduce>(
-          nn::GlooOptions{.rank = worker_,
-                          .world = spec_.node_count,
-                          .store_host = table.hosts[0],
-                          .store_port = table.ports[0],
-                          .bind_host = table.hosts[static_cast<std::size_t>(worker_)],
-                          .timeout_s = spec_.io_timeout},
-          gloo_->store.get());
-      say(fmt::format("joined the gloo group of {} in {}", spec_.node_count,
-                      fmt_duration(clock_.now() - t0)));
-      conn_->send(PeersUp{.links = spec_.node_count - 1});
-    } catch (const Error& e) {
-      give_up(e.what(), true);
-    }
+    // The rendezvous waits for every rank: on a thread of its own, so this worker's link to the
+    // server keeps its heartbeats meanwhile.
+    const double t0 = clock_.now();
+    const nn::GlooOptions options{.rank = worker_,
+                                  .world = spec_.node_count,
+                                  .store_host = table.hosts[0],
+                                  .store_port = table.ports[0],
+                                  .bind_host = table.hosts[static_cast<std::size_t>(worker_)],
+                                  .timeout_s = spec_.io_timeout};
+    background(
+        [this, options] {
+          gloo_->group = std::make_unique<nn::GlooAllreduce>(options, gloo_->store.get());
+        },
+        [this, t0] {
+          say(fmt::format("joined the gloo group of {} in {}", spec_.node_count,
+                          fmt_duration(clock_.now() - t0)));
+          conn_->send(PeersUp{.links = spec_.node_count - 1});
+        });
     return;
   }
   if (!mesh_ || table.hosts.size() != static_cast<std::size_t>(spec_.node_count) ||

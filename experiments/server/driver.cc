@@ -64,7 +64,7 @@ void Server::accept(tcp::acceptor& acceptor) {
         std::move(socket),
         net::ConnectionOptions{.max_body_bytes = net::kAuthFrameLimit,
                                .read_timeout_s = std::min(kAuthSeconds, spec_.join_timeout)});
-    auto hs = std::make_shared<net::ServerHandshake>(key_);
+    auto hs = std::make_shared<net::ServerHandshake>(key_, id_);
     pending_.emplace(conn, hs);
     // Until the handshake is done only its next frame is read; anything else closes the link
     // before its body is read.
@@ -96,6 +96,10 @@ void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes)
   }
   const int w = workers_.find(conn.get());
   if (w < 0) return;
+  if (const auto* leave = std::get_if<Leave>(&message)) {
+    on_worker_left(conn, w, *leave);
+    return;
+  }
   const bool rejoining = workers_[w].rejoining;
   if (rejoining && !std::holds_alternative<Ready>(message) &&
       !std::holds_alternative<DataOffer>(message)) {
@@ -145,7 +149,10 @@ void Server::on_connection_error(const ConnPtr& conn, const std::string& why) {
     on_worker_lost(w, why);
     return;
   }
-  fail(fmt::format("lost worker {} ({}): {}", w, workers_[w].host(), why));
+  const std::string host = workers_[w].host();
+  record_lost(w, why, false);
+  workers_.lose(w);
+  fail(fmt::format("lost worker {} ({}) while the workers were loading: {}", w, host, why));
 }
 
 void Server::on_handshake(const ConnPtr& conn, net::ServerHandshake& hs, const Message& message) {
@@ -178,6 +185,10 @@ void Server::on_hello(const ConnPtr& conn, const Hello& hello) {
     refuse(conn, fmt::format("this job already has its {} workers", spec_.node_count));
     return;
   }
+  // Heartbeats both ways from now on: a worker may wait for the others as long as --join_timeout
+  // allows, and one that dies or hangs meanwhile is noticed within --dead_after.
+  conn->set_read_timeout(opts_.dead_after);
+  conn->start_heartbeats(opts_.heartbeat_interval);
   fmt::print("init_server: worker {} joined from {} ({}, pid {}{}) [{}/{}]\n", w, hello.host,
              conn->peer(), hello.pid,
              hello.slowdown != 1.0 ? fmt::format(", slowdown {}", hello.slowdown) : "",
@@ -237,13 +248,18 @@ void Server::send_jobs() {
     slot.samples = plan_->placement().samples_of(w);
     const Job job = make_job(w, worker_threads(w));
     slot.link->set_max_body_bytes(training_frame_limit(params));
-    slot.link->set_read_timeout(spec_.join_timeout);
     offer_shared_memory(*slot.link);
     slot.link->send(job);
   }
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
-  if (!resumed_) run_->write_config(config_json());
+  if (!resumed_) {
+    try {
+      run_->write_config(config_json());
+    } catch (const IoError& e) {
+      fail(e.what());
+    }
+  }
 }
 
 void Server::on_data_offer(int w, const DataOffer& offer) {

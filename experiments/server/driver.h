@@ -2,7 +2,9 @@
 // The TCP driver of init_server (experiments/server/server.h): owns the io_context, the
 // listening sockets, the timers and the connections, and joins the socket-free parts. Private
 // to experiments/server/. Threading: everything runs on the io_context's thread, except the
-// evaluation of a model snapshot (RunRecorder's evaluate_async), which runs on its own.
+// evaluation of a model snapshot (RunRecorder's evaluate_async), which runs on its own, and the
+// writing of the run's outputs once it has ended (finish()), during which the io_context thread
+// only keeps the links alive.
 #include <asio.hpp>
 
 #include <future>
@@ -47,6 +49,7 @@ class Server {
 
   // driver.cc: setting up, joining, loading
   void prepare();
+  static std::string job_id_of(const std::string& dir);
   void listen();
   void accept(asio::ip::tcp::acceptor& acceptor);
   void on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes);
@@ -77,10 +80,22 @@ class Server {
   void arm_progress_timer();
   std::shared_future<EvalStats> evaluate_in_background(std::span<const float> parameters);
   Traffic traffic_of(int worker) const;
+  void on_worker_left(const ConnPtr& conn, int worker, const Leave& leave);
+  // SIGTERM, SIGINT: with checkpoints, stop after the next update, checkpointed; else at once.
+  void wait_for_signal();
+  void on_signal(int sig);
+  void interrupt(int sig, const std::string& checkpoint_note);
+  void record_interrupted(int sig, const std::string& note);  // the summary's event
+  void stop(int sig, const std::string& note);                // status "interrupted", exit 128+sig
   void fail(const std::string& why, int exit_code = 1);
+  // Ends the run: stops accepting, writes the outputs on a thread of their own while the links
+  // stay alive, then tells every worker the final status (a failed write turns "completed" into
+  // "failed: cannot write ...") and closes once they have read it.
   void finish(const std::string& status, bool ok);
+  void tell_workers(const std::string& status, bool ok);
   void close_when_drained(double deadline);
-  void write_outputs(const std::string& status, bool ok, bool trained);
+  // Returns the run's final status and whether it is ok.
+  std::pair<std::string, bool> write_outputs(std::string status, bool ok, bool trained);
 
   ServerOptions opts_;
   const JobSpec& spec_;
@@ -90,8 +105,11 @@ class Server {
   asio::steady_timer join_timer_;
   asio::steady_timer progress_timer_;
   asio::steady_timer shutdown_timer_;
+  asio::steady_timer stop_timer_;  // how long a signalled server waits for its last checkpoint
   asio::signal_set signals_;
+  int stopping_ = 0;  // the signal that asked for a last checkpoint, while it is awaited
   std::optional<net::AuthKey> key_;  // --passphrase_file / $PSGD_PASSPHRASE
+  net::ServerIdentity id_;           // the job's id and this process's, told in every handshake
   // Connected, not through the handshake yet; each handshake is shared with its connection's
   // type filter.
   std::map<ConnPtr, std::shared_ptr<net::ServerHandshake>> pending_;
@@ -121,6 +139,9 @@ class Server {
   SteadyClock clock_;
   nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers
   int exit_code_ = 1;
+  // finish(): the outputs being written, and the io_context kept running meanwhile.
+  std::future<void> writer_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> writing_;
 };
 
 // The server's Transport (network/transport.h): a frame for worker w goes to the connection that

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <csignal>
+#include <fstream>
 
 #include "core/error.h"
 #include "experiments/format.h"
@@ -24,6 +25,7 @@ Server::Server(const ServerOptions& options)
       join_timer_(io_),
       progress_timer_(io_),
       shutdown_timer_(io_),
+      stop_timer_(io_),
       signals_(io_, SIGINT, SIGTERM),
       workers_(options.spec.node_count) {}
 
@@ -33,10 +35,7 @@ int Server::run() {
   key_ = net::load_key(opts_.passphrase_file);
   prepare();
   listen();
-  signals_.async_wait([this](std::error_code ec, int sig) {
-    if (ec) return;
-    fail(fmt::format("interrupted by signal {}", sig), 128 + sig);
-  });
+  wait_for_signal();
   join_timer_.expires_after(seconds(spec_.join_timeout));
   join_timer_.async_wait([this](std::error_code ec) {
     if (ec || phase_ == Phase::kTraining || phase_ == Phase::kDone) return;
@@ -47,7 +46,17 @@ int Server::run() {
              : fmt::format("only {} of {} workers were ready within --join_timeout {} s",
                            workers_.ready(), spec_.node_count, spec_.join_timeout));
   });
-  io_.run();
+  // A handler that throws ends the run with that reason (workers told, summary written) instead
+  // of ending the process with nothing written; the loop then goes on until the links drain.
+  while (true) {
+    try {
+      io_.run();
+      break;
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
+  if (writer_.valid()) writer_.wait();
   return exit_code_;
 }
 
@@ -55,7 +64,12 @@ void Server::prepare() {
   nn::set_compute_threads(1);
   for (const std::string& note : opts_.notes)
     fmt::print("init_server: {}\n", note);
+  // A directory holding any run is refused before the data are loaded (RunDirectory, below,
+  // checks again).
+  if (opts_.resume.empty() && !spec_.output.empty()) RunDirectory::check_new(spec_.output);
   plan_ = std::make_unique<JobPlan>(spec_);
+  for (const std::string& note : plan_->notes())
+    fmt::print("init_server: note: {}\n", note);
   fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan_->train()),
              nn::describe(plan_->evaluation()->test));
   if (!plan_->holdout().validation.empty()) {
@@ -72,6 +86,10 @@ void Server::prepare() {
       spec_.batch_size, schedule_.iterations_per_epoch);
   // Created only once the data and the model are known to work, so a bad flag leaves no debris.
   const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
+  // The job's identity, told to every worker in the handshake: a worker that loses this server
+  // rejoins only a server of the same job (a resumed one keeps the id from config.json).
+  id_ = {.job_id = opts_.resume.empty() ? net::random_id() : job_id_of(dir),
+         .server_id = net::random_id(8)};
   if (!opts_.resume.empty()) {
     resumed_ = checkpointer_->load(spec_.output);
     auto params = model_->parameters();
@@ -158,6 +176,17 @@ void Server::listen() {
   std::fflush(stdout);
 }
 
+// The job id a run directory's config.json records (a new one for a run written before ids).
+std::string Server::job_id_of(const std::string& dir) {
+  std::ifstream in(dir + "/config.json");
+  const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  if (!config.is_discarded() && config.is_object() && config.contains("provenance") &&
+      config["provenance"].is_object() && config["provenance"].value("job_id", "").size() == 32) {
+    return config["provenance"]["job_id"].get<std::string>();
+  }
+  return net::random_id();
+}
+
 nlohmann::json Server::config_json() const {
   nlohmann::json workers = nlohmann::json::array();
   for (int w = 0; w < workers_.size(); ++w) {
@@ -167,8 +196,10 @@ nlohmann::json Server::config_json() const {
                        {"psgd_revision", s.hello.version},
                        {"slowdown", s.hello.slowdown}});
   }
-  return plan_->config_json(opts_.command_line, run_->path(), model_->num_parameters(), workers,
-                            opts_.notes);
+  nlohmann::json config = plan_->config_json(opts_.command_line, run_->path(),
+                                             model_->num_parameters(), workers, opts_.notes);
+  config["provenance"]["job_id"] = id_.job_id;
+  return config;
 }
 
 int run_server(const ServerOptions& options) {

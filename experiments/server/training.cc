@@ -1,5 +1,5 @@
-// init_server's TCP driver, part 2: training, lost and returning workers, checkpoints, and the
-// end of the run (experiments/server/driver.h). Part 1, driver.cc, sets up, joins and loads.
+// init_server's TCP driver, part 2: training, lost, leaving and returning workers, and
+// checkpoints (experiments/server/driver.h). driver.cc joins and loads, ending.cc ends the run.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -103,13 +103,28 @@ void Server::on_training_message(int w, const Message& message, std::size_t byte
 
 void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) {
   if (phase_ == Phase::kDone) return;
+  // A signalled server's last checkpoint, right after this update: it records the interruption
+  // too, so that the resumed run's summary.json tells the whole story.
+  const bool last = stopping_ != 0 && role_->iteration() != iteration_before && !role_->finished();
+  std::string note;
+  if (last) {
+    note = fmt::format(
+        "checkpoint.bin holds iteration {}: continue the run with init_server "
+        "--resume {}",
+        role_->iteration(), run_->path());
+    record_interrupted(stopping_, note);
+  }
   bool wrote = false;
   try {
-    wrote =
-        checkpointer_->maybe_write(*role_, *recorder_, model_->parameters(), events_,
-                                   iteration_before, epochs_before, run_->file(kCheckpointFile));
+    wrote = checkpointer_->maybe_write(*role_, *recorder_, model_->parameters(), events_,
+                                       iteration_before, epochs_before, run_->file(kCheckpointFile),
+                                       /*now=*/last);
   } catch (const IoError& e) {
-    fail(fmt::format("cannot write the checkpoint: {}", e.what()));
+    fail(e.what());  // "cannot write <run>/checkpoint.bin: No space left on device"
+    return;
+  }
+  if (wrote && last) {
+    stop(stopping_, note);
     return;
   }
   if (wrote && opts_.crash_after_checkpoints > 0 &&
@@ -126,6 +141,7 @@ void Server::on_worker_lost(int w, const std::string& why) {
   Outbox out;
   if (!role_->on_worker_lost(w, out)) {
     record_lost(w, why, false);
+    workers_.lose(w);  // summary.json lost_workers names it
     fail(fmt::format("{}; {} cannot continue without it{}", what, spec_.psgd,
                      strategy_of(spec_).on_loss_hint));
     return;
@@ -159,7 +175,8 @@ void Server::take_over(const ConnPtr& conn, const Hello& hello) {
       hello.host, hello.pid, w, job.start_batch);
   std::fflush(stdout);
   conn->set_max_body_bytes(training_frame_limit(model_->num_parameters()));
-  conn->set_read_timeout(spec_.join_timeout);
+  conn->set_read_timeout(opts_.dead_after);  // heartbeats both ways while it loads
+  conn->start_heartbeats(opts_.heartbeat_interval);
   offer_shared_memory(*conn);
   conn->send(job);
 }
@@ -200,7 +217,7 @@ void Server::record_lost(int w, const std::string& why, bool carried_on) {
   events_.push_back({{"event", "worker_lost"},
                      {"worker", w},
                      {"host", workers_[w].host()},
-                     {"iteration", role_->iteration()},
+                     {"iteration", role_ ? role_->iteration() : 0},
                      {"wall_s", clock_.now()},
                      {"why", why},
                      {"carried_on", carried_on}});
@@ -218,90 +235,30 @@ void Server::arm_progress_timer() {
   });
 }
 
-void Server::fail(const std::string& why, int exit_code) {
-  if (phase_ == Phase::kDone) return;
-  fmt::print(stderr, "init_server: {}\n", why);
-  exit_code_ = exit_code;
-  finish(fmt::format("failed: {}", why), false);
-}
-
-void Server::finish(const std::string& status, bool ok) {
-  if (phase_ == Phase::kDone) return;
-  const bool trained = phase_ == Phase::kTraining;
-  phase_ = Phase::kDone;
-  if (ok) exit_code_ = 0;
-  for (int w = 0; w < workers_.size(); ++w) {
-    auto& slot = workers_[w];
-    if (!slot.link) continue;
-    slot.link->send(Finish{.status = status, .ok = ok});
-    slot.link->close_after_writes();
-  }
-  for (const auto& [c, hs] : pending_)
-    c->close();
-  pending_.clear();
-  for (auto& a : acceptors_) {
-    std::error_code ec;
-    a->close(ec);
-  }
-  join_timer_.cancel();
-  progress_timer_.cancel();
-  signals_.cancel();
-  write_outputs(status, ok, trained);
-  // Workers get a few seconds to read Finish; the server exits as soon as every link has drained
-  // (each worker read its Finish and closed its end), and closes whatever is left after that.
-  close_when_drained(clock_.now() + 5);
-}
-
-void Server::close_when_drained(double deadline) {
-  bool open = false;
-  for (int w = 0; w < workers_.size(); ++w)
-    open = open || (workers_[w].link && workers_[w].link->is_open());
-  if (!open) return;
-  if (clock_.now() >= deadline) {
-    for (int w = 0; w < workers_.size(); ++w)
-      if (workers_[w].link) workers_[w].link->close();
+void Server::on_worker_left(const ConnPtr& conn, int w, const Leave& leave) {
+  const std::string why = fmt::format("it left ({})", leave.why);
+  conn->close();  // it closes its end after the Leave
+  if (phase_ == Phase::kJoining) {
+    fmt::print(
+        "init_server: worker {} ({}) left before the job started ({}); its slot is free "
+        "for another client [{}/{}]\n",
+        w, workers_[w].host(), leave.why, workers_.joined() - 1, spec_.node_count);
+    std::fflush(stdout);
+    workers_.leave(w);
     return;
   }
-  shutdown_timer_.expires_after(std::chrono::milliseconds(20));
-  shutdown_timer_.async_wait([this, deadline](std::error_code ec) {
-    if (!ec) close_when_drained(deadline);
-  });
-}
-
-void Server::write_outputs(const std::string& status, bool ok, bool trained) {
-  try {
-    if (trained && recorder_) recorder_->load_evaluated_model();  // the averaged model, if any
-    if (trained) model_->save(run_->path());
-    if (timeline_) timeline_->write(run_->file("timeline.json"));
-    if (recorder_) {
-      nlohmann::json extra{{"events", events_},
-                           {"lost_workers", workers_.lost_workers()},
-                           {"checkpoints_written", checkpointer_ ? checkpointer_->written() : 0},
-                           {"workers_at_end", workers_.present()},
-                           {"resumed", resumed_.has_value()}};
-      // A fingerprint of the final global model: two runs that end with bit-identical
-      // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
-      if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());
-      recorder_->finish(status, ok, role_ ? role_->iteration() : 0, extra);
-    }
-  } catch (const Error& e) {
-    fmt::print(stderr, "init_server: could not complete the run directory: {}\n", e.what());
-    if (exit_code_ == 0) exit_code_ = 1;
+  if (workers_[w].rejoining) {
+    drop_replacement(w, why);
+    return;
   }
-  if (ok) {
-    const auto& last = recorder_->history().back();
-    fmt::print("init_server: {} after {} epochs ({} iterations) in {}: test loss {:.4f}{}\n",
-               status, recorder_->epochs_done(), role_->iteration(), fmt_duration(last.wall_s),
-               last.test_loss,
-               std::isnan(last.test_accuracy)
-                   ? std::string()
-                   : fmt::format(", accuracy {:.2f}%", 100 * last.test_accuracy));
+  if (phase_ == Phase::kTraining) {
+    on_worker_lost(w, why);  // exactly as for a worker that died
+    return;
   }
-  if (run_) {
-    fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
-               run_->path());
-  }
-  std::fflush(stdout);
+  record_lost(w, why, false);
+  workers_.lose(w);
+  fail(fmt::format("lost worker {} ({}) while the workers were loading: {}", w, workers_[w].host(),
+                   why));
 }
 
 }  // namespace psgd

@@ -1,0 +1,206 @@
+// init_server's TCP driver, part 3: the end of a run (experiments/server/driver.h): completed,
+// failed, or interrupted by a signal; the outputs written whole on a thread of their own while
+// the links stay alive, then the final status told to every worker.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <csignal>
+
+#include "core/error.h"
+#include "experiments/format.h"
+#include "experiments/server/driver.h"
+
+namespace psgd {
+
+namespace {
+std::string signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : fmt::format("signal {}", sig);
+}
+}  // namespace
+
+void Server::wait_for_signal() {
+  signals_.async_wait([this](std::error_code ec, int sig) {
+    if (!ec) on_signal(sig);
+  });
+}
+
+void Server::on_signal(int sig) {
+  if (phase_ == Phase::kDone) return;
+  if (phase_ == Phase::kTraining && spec_.checkpoint_every > 0 && stopping_ == 0 &&
+      !role_->finished()) {
+    // The role's state can be saved right after an update: wait for the next one.
+    stopping_ = sig;
+    fmt::print(stderr,
+               "init_server: {}: stopping after the next update, which is checkpointed (waiting "
+               "at most --dead_after {} s; send it again to stop at once)\n",
+               signal_name(sig), opts_.dead_after);
+    std::fflush(stderr);
+    stop_timer_.expires_after(seconds(opts_.dead_after));
+    stop_timer_.async_wait([this](std::error_code ec) {
+      if (ec || phase_ == Phase::kDone) return;
+      interrupt(stopping_, "no update came to checkpoint within --dead_after");
+    });
+    wait_for_signal();
+    return;
+  }
+  interrupt(sig, spec_.checkpoint_every > 0 ? "stopped at once" : "no checkpoints were asked for");
+}
+
+void Server::interrupt(int sig, const std::string& checkpoint_note) {
+  if (phase_ == Phase::kDone) return;
+  std::string note = checkpoint_note;
+  const std::int64_t last = checkpointer_ ? checkpointer_->last_iteration() : -1;
+  if (last >= 0) {
+    note += fmt::format(
+        "; checkpoint.bin holds iteration {}: continue the run with init_server "
+        "--resume {}",
+        last, run_->path());
+  } else if (resumed_) {
+    note += fmt::format("; checkpoint.bin still holds iteration {}: init_server --resume {}",
+                        resumed_->iteration, run_->path());
+  }
+  record_interrupted(sig, note);
+  stop(sig, note);
+}
+
+void Server::record_interrupted(int sig, const std::string& note) {
+  events_.push_back({{"event", "interrupted"},
+                     {"signal", signal_name(sig)},
+                     {"iteration", role_ ? role_->iteration() : 0},
+                     {"wall_s", clock_.now()},
+                     {"checkpoint", note}});
+}
+
+void Server::stop(int sig, const std::string& note) {
+  fmt::print(stderr, "init_server: interrupted by {}: {}\n", signal_name(sig), note);
+  std::fflush(stderr);
+  exit_code_ = 128 + sig;
+  finish("interrupted", false);
+}
+
+void Server::fail(const std::string& why, int exit_code) {
+  if (phase_ == Phase::kDone) return;
+  fmt::print(stderr, "init_server: {}\n", why);
+  exit_code_ = exit_code;
+  finish(fmt::format("failed: {}", why), false);
+}
+
+void Server::finish(const std::string& status, bool ok) {
+  if (phase_ == Phase::kDone) return;
+  const bool trained = phase_ == Phase::kTraining;
+  phase_ = Phase::kDone;
+  if (ok) exit_code_ = 0;
+  for (const auto& [c, hs] : pending_)
+    c->close();
+  pending_.clear();
+  for (auto& a : acceptors_) {
+    std::error_code ec;
+    a->close(ec);
+  }
+  join_timer_.cancel();
+  progress_timer_.cancel();
+  stop_timer_.cancel();
+  signals_.cancel();
+  // The outputs are written on a thread of their own: the links stay alive meanwhile (heartbeats),
+  // and the workers learn the final status, which a failed write can still change, only then.
+  writing_.emplace(asio::make_work_guard(io_));
+  writer_ = std::async(std::launch::async, [this, status, ok, trained] {
+    const auto [final_status, final_ok] = write_outputs(status, ok, trained);
+    asio::post(io_, [this, s = final_status, o = final_ok] { tell_workers(s, o); });
+  });
+}
+
+void Server::tell_workers(const std::string& status, bool ok) {
+  writing_.reset();
+  for (int w = 0; w < workers_.size(); ++w) {
+    auto& slot = workers_[w];
+    if (!slot.link) continue;
+    slot.link->send(Finish{.status = status, .ok = ok});
+    slot.link->close_after_writes();
+  }
+  // Workers get a few seconds to read Finish; the server exits as soon as every link has drained
+  // (each worker read its Finish and closed its end), and closes whatever is left after that.
+  close_when_drained(clock_.now() + 5);
+}
+
+void Server::close_when_drained(double deadline) {
+  bool open = false;
+  for (int w = 0; w < workers_.size(); ++w)
+    open = open || (workers_[w].link && workers_[w].link->is_open());
+  if (!open) return;
+  if (clock_.now() >= deadline) {
+    for (int w = 0; w < workers_.size(); ++w)
+      if (workers_[w].link) workers_[w].link->close();
+    return;
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(20));
+  shutdown_timer_.async_wait([this, deadline](std::error_code ec) {
+    if (!ec) close_when_drained(deadline);
+  });
+}
+
+std::pair<std::string, bool> Server::write_outputs(std::string status, bool ok, bool trained) {
+  // A write that fails ends a run that had completed as "failed: cannot write <file>: <why>"; a
+  // run that had already failed or been interrupted keeps its status and the event says what
+  // could not be written. Every file is whole or absent (core/files.h).
+  auto write_failed = [&](const std::exception& e) {
+    fmt::print(stderr, "init_server: {}\n", e.what());
+    events_.push_back({{"event", "write_failed"}, {"why", e.what()}});
+    if (ok) {
+      status = fmt::format("failed: {}", e.what());
+      ok = false;
+    }
+    if (exit_code_ == 0) exit_code_ = 1;
+  };
+  auto attempt = [&](auto&& write) {
+    try {
+      write();
+    } catch (const std::exception& e) {
+      write_failed(e);
+    }
+  };
+  if (recorder_) attempt([&] { recorder_->write_evaluated(/*wait=*/true); });
+  if (trained) {
+    attempt([&] {
+      if (recorder_) recorder_->load_evaluated_model();  // the averaged model, if any
+      model_->save(run_->path());
+    });
+  }
+  if (timeline_) attempt([&] { timeline_->write(run_->file("timeline.json")); });
+  if (recorder_) {
+    nlohmann::json extra{{"events", events_},
+                         {"lost_workers", workers_.lost_workers()},
+                         {"checkpoints_written", checkpointer_ ? checkpointer_->written() : 0},
+                         {"workers_at_end", workers_.present()},
+                         {"resumed", resumed_.has_value()},
+                         {"job_id", id_.job_id}};
+    // A fingerprint of the final global model: two runs that end with bit-identical
+    // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
+    if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());
+    try {
+      recorder_->finish(status, ok, role_ ? role_->iteration() : 0, extra);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "init_server: the run's summary could not be written: {}\n", e.what());
+      if (ok) status = fmt::format("failed: {}", e.what());
+      ok = false;
+      if (exit_code_ == 0) exit_code_ = 1;
+    }
+  }
+  if (ok) {
+    const auto& last = recorder_->history().back();
+    fmt::print("init_server: {} after {} epochs ({} iterations) in {}: test loss {:.4f}{}\n",
+               status, recorder_->epochs_done(), role_->iteration(), fmt_duration(last.wall_s),
+               last.test_loss,
+               std::isnan(last.test_accuracy)
+                   ? std::string()
+                   : fmt::format(", accuracy {:.2f}%", 100 * last.test_accuracy));
+  }
+  if (run_) {
+    fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
+               run_->path());
+  }
+  std::fflush(stdout);
+  return {status, ok};
+}
+
+}  // namespace psgd

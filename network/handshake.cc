@@ -145,7 +145,7 @@ HandshakeStep ClientHandshake::on_message(const Message& message) {
     server_ = {.job_id = c->job_id, .server_id = c->server_id};
     if (!job_id_.empty() && c->job_id != job_id_) {
       return refuse(fmt::format(
-          "the server there now runs another job (job {}), not the one this worker joined (job "
+          "the server now runs another job (job {}), not the one this worker joined (job "
           "{}); not joining it (start a new client for that job)",
           c->job_id.empty() ? "without an id" : c->job_id, job_id_));
     }

@@ -1,6 +1,9 @@
 // Bad input to init_server and client: one clear line on stderr, a non-zero exit, no hang.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "tests/integration/process.h"
 
 namespace psgd {
@@ -59,7 +62,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"RedundancyAboveNodes", {"--redundancy", "9"}, "--redundancy 9"},
         BadCase{"NotANumber", {"--epochs", "abc"}, "epochs"},
         BadCase{"MissingDatasetDir", {"--dataset", "mnist:/no/such/dir"}, "/no/such/dir"},
-        BadCase{"MissingConfigFile", {"--config", "/no/such/file.json"}, "/no/such/file.json"}),
+        BadCase{"MissingConfigFile", {"--config", "/no/such/file.json"}, "/no/such/file.json"},
+        // Verified for issue 21 (fixed before it): each refused with its reason.
+        BadCase{"ConfigIsADirectory", {"--config", "/tmp"}, "--config /tmp: not a file"},
+        BadCase{"InfiniteLearnRate", {"--learn_rate", "inf"}, "--learn_rate inf"},
+        BadCase{"DeadAfterBelowHeartbeat",
+                {"--dead_after", "1", "--heartbeat_interval", "2"},
+                "dead_after must be longer"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(Cli, ConfigFileValuesAndFlagsWin) {
@@ -86,6 +95,37 @@ TEST(Cli, ClientToAClosedPortFailsClearly) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("cannot connect to 127.0.0.1:1"), std::string::npos) << r.err;
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+// Integers in config files that do not fit are refused, not wrapped (issue 21: a node_count of
+// 2^32 + 2 ran with 2 workers, a seed of -1 wrapped).
+TEST(Cli, ConfigIntegersOutOfRangeAreRefused) {
+  TempDir dir;
+  { std::ofstream(dir.file("wrap.json")) << R"({"node_count": 4294967298})"; }
+  auto r = run(PSGD_INIT_SERVER, {"--config", dir.file("wrap.json"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("\"node_count\": 4294967298 is out of range"), std::string::npos) << r.err;
+  { std::ofstream(dir.file("seed.json")) << R"({"seed": -1})"; }
+  r = run(PSGD_INIT_SERVER, {"--config", dir.file("seed.json"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("\"seed\": -1 is out of range"), std::string::npos) << r.err;
+}
+
+// An empty $PSGD_PASSPHRASE is refused by both programs in one line (issue 21), not taken for
+// "no passphrase".
+TEST(Cli, AnEmptyPassphraseInTheEnvironmentIsRefused) {
+  TempDir dir;
+  ::setenv("PSGD_PASSPHRASE", "", 1);
+  auto server =
+      run(PSGD_INIT_SERVER, {"--working_ports", "0", "--output", dir.file("run")}, dir, 60);
+  auto client =
+      run(PSGD_CLIENT, {"--ip", "127.0.0.1", "--port", "1", "--connect_timeout", "1"}, dir, 30);
+  ::unsetenv("PSGD_PASSPHRASE");
+  for (const auto* r : {&server, &client}) {
+    EXPECT_EQ(r->code, 2) << r->err;
+    EXPECT_NE(r->err.find("$PSGD_PASSPHRASE is set but empty"), std::string::npos) << r->err;
+    EXPECT_EQ(count_lines(r->err), 1) << r->err;
+  }
 }
 
 TEST(Cli, ClientUnknownFlag) {

@@ -1,10 +1,6 @@
 // Faults and hostile input against real processes on loopback (issue 8): authentication, garbage
 // and idle connections at the server port, and workers that die or hang mid-run.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -13,46 +9,20 @@
 #include <random>
 
 #include "tests/integration/cluster.h"
+#include "tests/integration/raw_peer.h"
 
 namespace psgd {
 namespace {
 
 using testing::Cluster;
 using testing::Process;
+using testing::RawPeer;
 using testing::read_file;
 using namespace std::chrono_literals;
 
 const std::vector<std::string> kSmallJob{"--train_samples", "2000", "--test_samples", "500",
                                          "--epochs",        "2",    "--batch_size",   "32",
                                          "--seed",          "5"};
-
-// A raw TCP connection to the server port (no psgd code involved).
-class RawPeer {
- public:
-  explicit RawPeer(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~RawPeer() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  RawPeer(const RawPeer&) = delete;
-  RawPeer& operator=(const RawPeer&) = delete;
-  bool ok() const { return fd_ >= 0; }
-  void send(const std::vector<std::uint8_t>& bytes) {
-    if (fd_ >= 0) (void)!::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // A psgd frame header (network/frame.h) with any type and length, written by hand.
 std::vector<std::uint8_t> header(std::uint16_t version, std::uint16_t type, std::uint64_t length) {
@@ -163,17 +133,24 @@ TEST(Faults, ClientsRetryADeadServerThenExitClearly) {
   // With a passphrase (inherited through the environment), so that a redial that reaches another
   // test's server on the freed port is refused by this client instead of joining that job.
   ::setenv("PSGD_PASSPHRASE", "dead server test", 1);
-  cluster.start(1, flags);
+  // The second client may not reconnect at all.
+  cluster.start(2, flags, {{}, {"--reconnects", "0"}});
   ::unsetenv("PSGD_PASSPHRASE");
   ASSERT_GT(cluster.port, 0);
   const auto start = std::chrono::steady_clock::now();
-  while (cluster.server->out().find(" ready: ") == std::string::npos) {
+  while (cluster.server->out().find("initial test loss") == std::string::npos) {
     ASSERT_LT(std::chrono::steady_clock::now() - start, 60s) << cluster.logs();
     std::this_thread::sleep_for(100ms);
   }
   std::this_thread::sleep_for(500ms);
   cluster.server->kill();
   const auto killed = std::chrono::steady_clock::now();
+  auto at_once = cluster.clients[1]->wait(30s);
+  ASSERT_TRUE(at_once.has_value()) << "client hung\n" << cluster.logs();
+  EXPECT_EQ(*at_once, 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 5s);
+  EXPECT_NE(cluster.clients[1]->err().find("not reconnecting (--reconnects 0"), std::string::npos)
+      << cluster.clients[1]->err();
   auto code = cluster.clients[0]->wait(30s);
   ASSERT_TRUE(code.has_value()) << "client hung\n" << cluster.logs();
   EXPECT_EQ(*code, 1);
@@ -181,6 +158,7 @@ TEST(Faults, ClientsRetryADeadServerThenExitClearly) {
   EXPECT_LT(std::chrono::steady_clock::now() - killed, 20s);
   const std::string err = cluster.clients[0]->err();
   EXPECT_NE(err.find("reconnecting"), std::string::npos) << err;
+  EXPECT_NE(err.find("reconnect 1 of --reconnects 3"), std::string::npos) << err;
   EXPECT_TRUE(err.find("the server did not come back") != std::string::npos ||
               err.find("the server has none") != std::string::npos)
       << err;
@@ -257,6 +235,8 @@ TEST_P(WorkerLoss, IsDetectedAndRecorded) {
     EXPECT_EQ(*code, 1) << cluster.logs();
     const std::string status = summary["status"];
     EXPECT_NE(status.find("lost worker " + std::to_string(victim)), std::string::npos) << status;
+    // The worker that ended the run is named there too (issue 21: it said []).
+    EXPECT_EQ(summary["lost_workers"], nlohmann::json::array({victim}));
     // Detected within --dead_after (3 s) plus scheduling slack.
     EXPECT_LT(std::chrono::steady_clock::now() - lost_at, 10s) << cluster.logs();
   }

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include "core/allocator.h"
 
+#include <csignal>
 #include <cstdio>
 
 #include "core/fields_json.h"
@@ -27,6 +28,9 @@ int main(int argc, char** argv) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
+  // A write beyond a file size limit (ulimit -f) fails with EFBIG and ends the run with "failed:
+  // cannot write ..." (core/files.h), instead of SIGXFSZ killing the process with nothing said.
+  std::signal(SIGXFSZ, SIG_IGN);
   // Warnings (refused connections and the like) go to stderr, prefixed like every other line.
   spdlog::set_default_logger(spdlog::stderr_color_mt("init_server"));
   spdlog::set_pattern("%n: %l: %v");

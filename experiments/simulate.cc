@@ -130,14 +130,25 @@ int simulate(const ServerOptions& options) {
                                                .downlink = downlink_codec_spec(spec),
                                                .clock = &cluster.server_clock(),
                                                .observer = &recorder});
-  recorder.start();
-  const SimResult result =
-      cluster.run(*server, role_ptrs, [&] { recorder.after_dispatch(server->iteration()); });
-
-  if (!result.ok) fmt::print(stderr, "init_server: {}\n", result.status);
-  recorder.write_evaluated(/*wait=*/true);
-  recorder.load_evaluated_model();  // the averaged model, if any
-  model->save(run.path());
+  // A write that fails (a full disk) ends the run as "failed: cannot write <file>: <reason>",
+  // as in a real run; summary.json is still attempted, every file whole or absent.
+  std::string status;
+  bool ok = false;
+  SimResult result;
+  try {
+    recorder.start();
+    result = cluster.run(*server, role_ptrs, [&] { recorder.after_dispatch(server->iteration()); });
+    status = result.status;
+    ok = result.ok;
+    if (!result.ok) fmt::print(stderr, "init_server: {}\n", result.status);
+    recorder.write_evaluated(/*wait=*/true);
+    recorder.load_evaluated_model();  // the averaged model, if any
+    model->save(run.path());
+  } catch (const IoError& e) {
+    fmt::print(stderr, "init_server: {}\n", e.what());
+    status = fmt::format("failed: {}", e.what());
+    ok = false;
+  }
   const double wall_s = wall.now();
   const std::uint64_t rss = peak_rss_bytes();
   nlohmann::json extra{{"simulation",
@@ -145,17 +156,17 @@ int simulate(const ServerOptions& options) {
                          {"events", result.events},
                          {"process_wall_seconds", wall_s},
                          {"peak_rss_bytes", rss}}}};
-  if (result.ok) extra["parameters_sha256"] = sha256_hex(model->parameters());
-  recorder.finish(result.status, result.ok, server->iteration(), extra);
+  if (ok) extra["parameters_sha256"] = sha256_hex(model->parameters());
+  recorder.finish(status, ok, server->iteration(), extra);  // IoError: the run's last word
   fmt::print(
       "init_server: {} after {} epochs ({} iterations): {:.6g} s of virtual time in {:.1f} s of "
       "real time, {} events, peak memory {:.0f} MB\n",
-      result.status, recorder.epochs_done(), server->iteration(), result.virtual_s, wall_s,
-      result.events, static_cast<double>(rss) / 1e6);
+      status, recorder.epochs_done(), server->iteration(), result.virtual_s, wall_s, result.events,
+      static_cast<double>(rss) / 1e6);
   fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
              run.path());
   std::fflush(stdout);
-  return result.ok ? 0 : 1;
+  return ok ? 0 : 1;
 }
 
 }  // namespace

@@ -289,6 +289,27 @@ TEST(FullDisk, EndsTheRunWithAClearStatusAndEveryFileWhole) {
   EXPECT_EQ(summary_in(copy)["status"], "completed");
 }
 
+// The same in a simulated run, without root: a file size limit (ulimit -f, 500 KB) lets the small
+// files through but not the model (EFBIG, "File too large", where a full disk says ENOSPC).
+TEST(FullDisk, AFailedWriteEndsASimulatedRunTheSameWay) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  testing::TempDir dir;
+  const std::string run = dir.file("run");
+  auto r =
+      testing::run("/bin/sh",
+                   {"-c", "ulimit -f 1000 && exec " + std::string(PSGD_INIT_SERVER) +
+                              " --simulate --node_count 2 --train_samples 1000 --test_samples 200 "
+                              "--epochs 1 --output " +
+                              run},
+                   dir, 120);
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_EQ(summary_in(run)["status"], "failed: cannot write " + run + "/model.pt: File too large")
+      << r.err;
+  for (const auto& entry : std::filesystem::directory_iterator(run))
+    EXPECT_NE(entry.path().extension(), ".tmp") << entry.path();
+  expect_whole_rows(run + "/metrics.csv");
+}
+
 // Peer-to-peer workers listen on the interface of their server link (loopback here), not on
 // every interface.
 TEST(PeerLinks, ListenWhereTheServerLinkIs) {

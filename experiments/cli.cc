@@ -66,6 +66,23 @@ void load_config(const std::string& path, ServerOptions& out) {
   }
 }
 
+// --network_file: a JSON object, read once so that a bad file stops the run before it starts.
+nlohmann::json read_network_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("--network_file {}: cannot open the file", path));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(fmt::format("--network_file {}: not valid JSON: {}", path, e.what()));
+  }
+  if (!j.is_object()) {
+    throw ConfigError(
+        fmt::format("--network_file {}: expected a JSON object describing the network", path));
+  }
+  return j;
+}
+
 void report(const CLI::App& app, const CLI::ParseError& e) {
   // One clear line for the error, then where to look for help.
   std::cerr << app.get_name() << ": " << e.what() << "\n"
@@ -197,6 +214,7 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
     out.ServerFlags::validate();
     out.sim.validate();
     if (out.sim.enabled) check_simulatable(out);  // what the simulator cannot honour, refused
+    if (!out.network_file.empty()) out.network = read_network_file(out.network_file);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

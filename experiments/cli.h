@@ -30,6 +30,9 @@ struct ServerFlags {
   // Testing aid: after writing this many checkpoints the server kills itself with SIGKILL (an
   // abrupt crash at a known point, for resume tests). 0: never.
   int crash_after_checkpoints = 0;
+  // A JSON object describing the network this run goes over (scripts/run_local.sh --emulate
+  // writes one), recorded in config.json as "network". It describes; it changes nothing.
+  std::string network_file;
 
   void validate() const;
 
@@ -66,6 +69,10 @@ struct ServerFlags {
           "usual, and metrics, workers.csv and summary.json continue in RUN_DIR");
     visit("crash_after_checkpoints", self.crash_after_checkpoints,
           "Testing aid: kill this server with SIGKILL right after its N-th checkpoint (0: never)");
+    visit("network_file", self.network_file,
+          "A JSON object describing the network the workers reach this server over, copied into "
+          "config.json as \"network\" (scripts/run_local.sh --emulate writes one: hosts, "
+          "addresses, rate caps, latency); it only describes, it changes nothing");
   }
 };
 
@@ -78,6 +85,7 @@ struct ServerOptions : ServerFlags {
   bool check = false;
   // Rewrites canonicalize() made (Parallel-SGD's spellings), for the log and config.json.
   std::vector<std::string> notes;
+  nlohmann::json network;  // --network_file's object (null without it), for config.json
   std::string command_line;
 };
 

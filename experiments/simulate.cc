@@ -189,6 +189,11 @@ void check_simulatable(const ServerOptions& options) {
         "--ship_data with --simulate: the simulated workers share this process's copy of the "
         "data; nothing is shipped");
   }
+  if (!options.network_file.empty()) {
+    throw ConfigError(
+        "--network_file with --simulate: it describes the real network of a run over TCP; the "
+        "simulator models its own (--net_bandwidth, --server_bandwidth, --net_latency)");
+  }
   cluster_options(options.sim, spec.node_count, spec.seed);  // ConfigError naming the flag
 }
 

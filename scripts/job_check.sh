@@ -5,8 +5,9 @@
 #   job_of INIT_SERVER [flags...]
 #
 # runs `INIT_SERVER --check flags...` (it validates exactly as a run would and loads no data) and
-# sets the array `job` to: node_count psgd codec output simulate (yes|no). When init_server refuses
-# the flags, its reason is already on stderr and job_of returns 2.
+# sets the array `job` to: node_count psgd codec output simulate (yes|no) passphrase_file (empty
+# when none). When init_server refuses the flags, its reason is already on stderr and job_of
+# returns 2.
 job_of() {
   local bin=$1 json
   shift
@@ -15,9 +16,10 @@ job_of() {
 import json, sys
 d = json.loads(sys.argv[1])
 j = d["job"]
-for v in (j["node_count"], j["psgd"], j["codec"], j["output"], "yes" if d["simulate"] else "no"):
+for v in (j["node_count"], j["psgd"], j["codec"], j["output"], "yes" if d["simulate"] else "no",
+          d["server"]["passphrase_file"]):
     print(v)' "$json" 2>/dev/null)
-  if ((${#job[@]} != 5)); then
+  if ((${#job[@]} != 6)); then
     echo "$bin --check printed no job; rebuild it with scripts/build.sh" >&2
     return 2
   fi

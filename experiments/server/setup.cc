@@ -199,6 +199,7 @@ nlohmann::json Server::config_json() const {
   nlohmann::json config = plan_->config_json(opts_.command_line, run_->path(),
                                              model_->num_parameters(), workers, opts_.notes);
   config["provenance"]["job_id"] = id_.job_id;
+  if (!opts_.network.is_null()) config["network"] = opts_.network;
   return config;
 }
 

@@ -18,9 +18,10 @@
 //                                  worker holding the block draws alike)
 //   worker_delay(worker)           --delay's draws on that worker                core/straggler.h
 //   codec(sender)                  qsgd's stochastic rounding, randk's indices   codecs/factory.cc
-//   sim_straggler(worker)          --straggler_dist's extra delays (simulator)
-//   experiments/sim_cluster.cc sim_jitter                     --net_jitter (simulator)
-//   network/sim/network_model.cc
+//   sim_straggler(worker)          --straggler_dist's extra delays (simulator)   experiments/sim_cluster.cc
+//   kSimJitter                     --net_jitter (simulator)                      network/sim/network_model.cc
+//   kSimShare                      --net_unfairness: each transfer's share of    network/sim/network_model.cc
+//                                  a link (simulator)
 //
 // Not seeded, and therefore not repeatable: the arrival order of messages in a real run (asgd,
 // ssp and --wait_for depend on it; ssgd, local_sgd, allreduce and broadcast do not), and the
@@ -49,6 +50,7 @@ inline constexpr std::uint64_t sim_straggler(std::uint64_t worker) {
   return 0x7374726167ULL + worker;  // "strag"
 }
 inline constexpr std::uint64_t kSimJitter = 0x6a6974746572ULL;  // "jitter"
+inline constexpr std::uint64_t kSimShare = 0x776569676874ULL;   // "weight"
 
 // The seed of stream `stream` of a job whose --seed is `job_seed`.
 inline constexpr std::uint64_t of(std::uint64_t job_seed, std::uint64_t stream) {

@@ -184,15 +184,38 @@ void SimCluster::post(NodeId from, Outbox&& out) {
   transport(from).send(out);  // the one fan-out: counts the bytes, fills departing_
   queue_.schedule(depart, [this, from, legs = std::move(departing_)] {
     for (const Leg& leg : legs) {
-      const sim::Transmission tx = net_.send(from, leg.to, queue_.now(), leg.bytes);
-      queue_.schedule(tx.delivery, [this, from, to = leg.to, m = leg.message, b = leg.bytes] {
-        // Counted as received once it has arrived, as a TCP driver counts it.
-        transport(to).received(from, b);
-        deliver(from, to, m);
-      });
+      const std::uint64_t id = net_.send(from, leg.to, queue_.now(), leg.bytes);
+      in_flight_.emplace(id, leg);
     }
+    network_changed();
   });
   departing_ = {};
+}
+
+// The network's next message off the wire is at net_.next_finish(): one event for it, replaced
+// whenever a send moves it (a stale event finds another generation and does nothing).
+void SimCluster::network_changed() {
+  const double t = net_.next_finish();
+  if (t == network_event_at_) return;
+  network_event_at_ = t;
+  const std::uint64_t generation = ++network_generation_;
+  if (t == kNever) return;
+  queue_.schedule(std::max(t, queue_.now()), [this, generation] {
+    if (generation != network_generation_) return;
+    network_event_at_ = kNever;
+    for (const sim::Delivery& d : net_.advance(queue_.now())) {
+      auto it = in_flight_.find(d.id);
+      PSGD_CHECK(it != in_flight_.end(), "the network delivered message {} twice", d.id);
+      Leg leg = std::move(it->second);
+      in_flight_.erase(it);
+      queue_.schedule(d.delivery, [this, from = static_cast<NodeId>(d.from), leg] {
+        // Counted as received once it has arrived, as a TCP driver counts it.
+        transport(leg.to).received(from, leg.bytes);
+        deliver(from, leg.to, leg.message);
+      });
+    }
+    network_changed();
+  });
 }
 
 void SimCluster::deliver(NodeId from, NodeId to, MessagePtr message) {

@@ -7,8 +7,8 @@
 //   - a message leaves its sender when the handler that produced it returns (the sender's
 //     NodeClock, network/sim/virtual_clock.h), handed over by the sender's Transport (the fan-out
 //     and the byte counts of every driver, network/transport.h), travels through the NetworkModel
-//     (network/sim/network_model.h) with its real encoded frame size, and is handed to the
-//     receiver's role at its delivery time;
+//     (network/sim/network_model.h: TCP flows sharing each link) with its real encoded frame
+//     size, and is handed to the receiver's role at its delivery time;
 //   - a node does one thing at a time: an event for a busy node waits until the node is free;
 //   - a compute step (WorkerAction::compute) takes the learner's measured CPU time, or the
 //     modelled ComputeModel::fixed_s, times the worker's slowdown, plus an optional
@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -106,6 +107,7 @@ class SimCluster {
   // Runs `handle` on `node` at the current time, or later if the node is busy.
   void at_node(NodeId node, std::function<void()> handle);
   void post(NodeId from, Outbox&& out);
+  void network_changed();
   void deliver(NodeId from, NodeId to, MessagePtr message);
   void compute(NodeId worker);
   void worker_lost(NodeId worker);
@@ -121,6 +123,9 @@ class SimCluster {
   std::vector<double> free_at_;               // index 0: the server, w + 1: worker w
   std::vector<std::unique_ptr<Link>> links_;  // each node's Transport; index: node + 1
   std::vector<Leg> departing_;                // what the Transport of post()'s node hands over
+  std::map<std::uint64_t, Leg> in_flight_;    // by the network model's message id
+  double network_event_at_ = kNever;          // when the pending network event runs
+  std::uint64_t network_generation_ = 0;      // of that event; older ones do nothing
 
   ServerRole* server_ = nullptr;
   std::vector<WorkerRole*> workers_;

@@ -90,6 +90,32 @@ SimClusterOptions cluster_options(const SimOptions& sim, int node_count, std::ui
                                        : flag("server_bandwidth", sim.server_bandwidth, [&] {
                                            return sim::parse_bandwidth_bps(sim.server_bandwidth);
                                          });
+  o.network.worker_bandwidth_bps.assign(static_cast<std::size_t>(node_count),
+                                        o.network.bandwidth_bps);
+  for (const std::string& item : split(sim.host_bandwidth, ',')) {
+    flag("host_bandwidth", sim.host_bandwidth, [&] {
+      const auto colon = item.find(':');
+      if (colon == std::string::npos) throw ConfigError("write WORKER:RATE, e.g. 3:10Mbps");
+      const int w = worker_index(item.substr(0, colon), node_count, "worker");
+      o.network.worker_bandwidth_bps[static_cast<std::size_t>(w)] =
+          sim::parse_bandwidth_bps(item.substr(colon + 1));
+      return 0;
+    });
+  }
+  if (sim.net_mtu != 0 && (sim.net_mtu < 576 || sim.net_mtu > 65535)) {
+    throw ConfigError(fmt::format(
+        "--net_mtu {}: give a link MTU of 576 to 65535 bytes (Ethernet: 1500), or 0 to count "
+        "message bytes only",
+        sim.net_mtu));
+  }
+  o.network.mtu = sim.net_mtu;
+  if (!(sim.net_unfairness >= 0 && sim.net_unfairness < 1)) {
+    throw ConfigError(
+        fmt::format("--net_unfairness {}: give a number in [0, 1) (0: TCP flows share a link "
+                    "equally)",
+                    sim.net_unfairness));
+  }
+  o.network.unfairness = sim.net_unfairness;
   o.network.latency_s =
       flag("net_latency", sim.net_latency, [&] { return sim::parse_duration_s(sim.net_latency); });
   o.network.jitter_s =
@@ -149,6 +175,9 @@ nlohmann::json sim_config_json(const SimOptions& sim, int node_count, std::uint6
             {"net_latency", sim.net_latency},
             {"net_jitter", sim.net_jitter},
             {"server_bandwidth", sim.server_bandwidth},
+            {"host_bandwidth", sim.host_bandwidth},
+            {"net_mtu", sim.net_mtu},
+            {"net_unfairness", sim.net_unfairness},
             {"stragglers", sim.stragglers},
             {"straggler_dist", sim.straggler_dist},
             {"fail", sim.fail}}},
@@ -156,6 +185,9 @@ nlohmann::json sim_config_json(const SimOptions& sim, int node_count, std::uint6
                                          : nlohmann::json({{"fixed_seconds", o.compute.fixed_s}})},
           {"bandwidth_bps", o.network.bandwidth_bps},
           {"server_bandwidth_bps", o.network.server_bandwidth_bps},
+          {"worker_bandwidth_bps", o.network.worker_bandwidth_bps},
+          {"mtu", o.network.mtu},
+          {"tcp_unfairness", o.network.unfairness},
           {"latency_s", o.network.latency_s},
           {"jitter_s", o.network.jitter_s},
           {"straggler_factors", stragglers},

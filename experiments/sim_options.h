@@ -8,6 +8,10 @@
 //   --net_latency      100us                      one-way latency per message (s, ms, us, ns)
 //   --net_jitter       0                          extra one-way delay, uniform in [0, jitter)
 //   --server_bandwidth (= --net_bandwidth)        the server's NIC, shared by all workers
+//   --host_bandwidth   "3:10Mbps"                 worker 3's link (a host on a slower network)
+//   --net_mtu          1500                       packet size: TCP/IP and Ethernet headers per
+//                                                 MTU - 52 bytes of message (0: none)
+//   --net_unfairness   0.5                        how unequally TCP flows share a link
 //   --stragglers       "2:x4,5:x2"                worker 2 four times slower, worker 5 twice
 //   --straggler_dist   exp:MEAN                   every step of every worker gets an extra delay
 //                                                 drawn from an exponential of mean MEAN
@@ -28,6 +32,9 @@ struct SimOptions {
   std::string net_latency = "100us";
   std::string net_jitter = "0";
   std::string server_bandwidth;  // empty: same as net_bandwidth
+  std::string host_bandwidth;    // WORKER:RATE,...
+  int net_mtu = 1500;
+  double net_unfairness = 0.5;
   std::string stragglers;
   std::string straggler_dist;
   std::string fail;
@@ -53,6 +60,19 @@ struct SimOptions {
     visit("server_bandwidth", self.server_bandwidth,
           "--simulate: bandwidth of the server's NIC, shared by all workers (default: "
           "--net_bandwidth)");
+    visit("host_bandwidth", self.host_bandwidth,
+          "--simulate: the link of particular workers (a host on a slower network): "
+          "WORKER:RATE,... e.g. \"3:10Mbps\" (the others have --net_bandwidth)");
+    visit("net_mtu", self.net_mtu,
+          "--simulate: MTU of every link in bytes: a message travels in packets of MTU - 52 bytes "
+          "of data, each costing MTU + 14 bytes of the link's rate (IPv4, TCP with timestamps, "
+          "Ethernet header: 95.6 % of the rate carries data at 1500); 0: count the messages' "
+          "bytes only");
+    visit("net_unfairness", self.net_unfairness,
+          "--simulate: messages crossing one link at once share it as TCP streams do, in "
+          "proportion to weights drawn uniformly from [1 - u, 1 + u] (seeded); 0: equal shares. "
+          "The default 0.5 matches TCP through tc-capped links on Linux (bench/README.md, "
+          "\"Calibrating the simulator\")");
     visit("stragglers", self.stragglers,
           "--simulate: slow workers: WORKER:xFACTOR,... e.g. \"2:x4,5:x2\"");
     visit("straggler_dist", self.straggler_dist,

@@ -101,23 +101,23 @@ TEST(SimCluster, AStragglerFactorStretchesExactlyThatWorker) {
   }
 }
 
-TEST(SimCluster, MessagesTakeTheirFrameSizeOverTheBandwidthAndQueueOnTheServerNic) {
-  // 2 workers, 8 Mbit/s, 1 ms latency, no compute time. One round: the broadcast is two frames
-  // of P bytes on the server's egress; each gradient G bytes through its ingress.
-  SimClusterOptions o{.node_count = 2,
-                      .network = {.bandwidth_bps = 8e6, .latency_s = 1e-3},
-                      .compute = {.measured = false, .fixed_s = 0}};
+TEST(SimCluster, MessagesTakeTheirFrameSizeOverTheBandwidthAndShareTheServerNic) {
+  // 2 workers, 8 Mbit/s, 1 ms latency, no compute time, no packet headers, equal shares. One
+  // round: the broadcast is two frames of P bytes sharing the server's egress; the two gradients
+  // of G bytes share its ingress.
+  SimClusterOptions o{
+      .node_count = 2,
+      .network = {.bandwidth_bps = 8e6, .latency_s = 1e-3, .mtu = 0, .unfairness = 0},
+      .compute = {.measured = false, .fixed_s = 0}};
   SsgdSim sim(o, 1);
   const SimResult r = sim.run();
   ASSERT_TRUE(r.ok) << r.status;
   const double p = static_cast<double>(sim.cluster.bytes_down(0)) / 1e6;  // seconds at 8 Mbit/s
   const double g = static_cast<double>(sim.cluster.bytes_up(0)) / 1e6;
   EXPECT_EQ(sim.cluster.bytes_down(0), sim.cluster.bytes_down(1));
-  // Worker 0 has its parameters at p + lat and sends at once; worker 1 at 2p + lat. Worker 0's
-  // gradient holds the server's ingress until p + lat + g; worker 1's starts at
-  // max(2p + lat, p + lat + g) and arrives g + lat later.
-  const double expected = std::max(2 * p + 1e-3, p + 1e-3 + g) + g + 1e-3;
-  EXPECT_NEAR(r.virtual_s, expected, 1e-12);
+  // Both workers have their parameters at 2p + lat and send at once; both gradients arrive at
+  // 2p + lat + 2g + lat.
+  EXPECT_NEAR(r.virtual_s, 2 * p + 2 * g + 2e-3, 1e-12);
 }
 
 TEST(SimCluster, SsgdModelAfterKIterationsEqualsTheDirectComputationBitForBit) {

@@ -1,65 +1,134 @@
 #!/usr/bin/env bash
-# Calibrates the simulator against this machine: runs the real 4-worker loopback TCP job
-# (scripts/run_local.sh), derives the simulator's inputs from that run's own measurements, runs
-# the same job with init_server --simulate and compares the epoch times.
+# Calibrates the simulator against an emulated LAN on this machine: runs each job for real, every
+# host in its own network namespace behind a rate cap (scripts/run_local.sh --emulate), then the
+# same job with init_server --simulate, and prints the epoch times side by side with the error.
+# Needs root and iproute2 (the emulation); takes about a minute per job at the defaults.
 #
-#   scripts/calibrate_sim.sh [EPOCHS (default 4)] [extra init_server flags...]
+#   scripts/calibrate_sim.sh [--workers 4,8] [--codecs plain,topk] [--net_bandwidth 100Mbps]
+#                            [--epochs 3] [--train_samples 12000] [--out DIR] [-- job flags...]
 #
-# Inputs derived from the real run (epochs 2.., the first is warm-up):
-#   compute  fixed:X, X = (compute_s + encode_s + decode_s) / iterations of workers.csv: what one
-#            worker step took on this machine, CPU sharing included;
-#   link     each worker's transfer_s (wait_s - held_s: its gradient up and its parameters down,
-#            queueing on the server included) per iteration; with n workers queueing on one
-#            server NIC a worker waits on average (n + 1) / 2 messages each way, so one message
-#            takes t = transfer / (n + 1) and the effective bandwidth is frame_bytes * 8 / t;
-#   latency  the loopback round trip / 2 from scripts/loopback_probe.py (which also prints the
-#            raw loopback bandwidth, for reference: psgd's framing costs much more than the wire).
-# The error reported is (simulated - real) / real of the mean epoch time over epochs 2...
+# Job flags after -- go to both runs (e.g. -- --model cnn --batch_size 64). What the simulator is
+# given, all measured on this machine:
+#   link     the emulated cap itself (--net_bandwidth; the simulator adds the packet headers the
+#            cap also counts, --net_mtu 1500);
+#   latency  half the round trip of a 16-byte TCP ping-pong between two namespaces on links of that
+#            cap (the kernel's own latency: no netem delay is added);
+#   compute  fixed:X, X = (compute_s + encode_s + decode_s) / iterations from the emulated run's
+#            workers.csv over epochs 2.. (one worker step as it ran there, sharing this machine's
+#            cores with the other processes).
+# The error is (simulated - emulated) / emulated per epoch; the summary line averages epochs 2..
+# (the first includes start-up). Results go to DIR (default runs/calibrate-<time>): each run's
+# directory and calibration.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
-EPOCHS=${1:-4}
-shift || true
-OUT=${CALIBRATE_DIR:-runs/calibrate-$(date -u +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT"
-N=4
+die() { echo "calibrate_sim: $*" >&2; exit 2; }
 
-echo "calibrate: real run ($N workers, loopback TCP, $EPOCHS epochs) -> $OUT/tcp"
-scripts/run_local.sh --node_count $N --epochs "$EPOCHS" --output "$OUT/tcp" "$@" > "$OUT/tcp.log" 2>&1
+workers=4,8 codecs=plain,topk rate=100Mbps epochs=3 samples=12000
+out=runs/calibrate-$(date -u +%Y%m%d-%H%M%S)
+while (($#)); do
+  case $1 in
+    --workers) workers=${2:-}; shift 2 ;;
+    --codecs) codecs=${2:-}; shift 2 ;;
+    --net_bandwidth) rate=${2:-}; shift 2 ;;
+    --epochs) epochs=${2:-}; shift 2 ;;
+    --train_samples) samples=${2:-}; shift 2 ;;
+    --out) out=${2:-}; shift 2 ;;
+    --) shift; break ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help; job flags go after --)" ;;
+  esac
+done
+job=("$@")
+[[ $workers =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--workers $workers: give counts like 4,8"
+[[ $epochs =~ ^[0-9]+$ ]] && ((epochs >= 2)) || die "--epochs $epochs: give 2 or more (the first is start-up)"
+[[ $samples =~ ^[0-9]+$ ]] || die "--train_samples $samples: give a number (0: the whole set)"
+[[ -x $BIN/init_server && -x $BIN/client ]] || die "$BIN/init_server not built; run scripts/build.sh first"
+source scripts/netns.sh
+netns_available || die "$NETNS_WHY"
+netns_rate_bps "$rate" >/dev/null || exit 2
+mkdir -p "$out"
+IFS=, read -ra ns <<<"$workers"
+IFS=, read -ra cs <<<"$codecs"
 
-read -r BW_RAW LAT < <(python3 scripts/loopback_probe.py | awk '{v[$1]=$2} END {print v["bandwidth_bps"], v["latency_s"]}')
-read -r X BW < <(python3 - "$OUT/tcp" $N <<'PY'
-import csv, json, sys
-run, n = sys.argv[1], int(sys.argv[2])
-rows = [r for r in csv.DictReader(open(f"{run}/workers.csv")) if int(r["epoch"]) >= 2]
+echo "calibrate_sim: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Latency: a ping-pong between two namespaces on links of this rate.
+latency_probe() {
+  (
+    trap 'netns_teardown' EXIT
+    netns_cluster_create a b >/dev/null
+    netns_link 0 "$rate" && netns_link 1 "$rate"
+    netns_exec 0 python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5001)); s.listen(1); c, _ = s.accept()
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while (m := c.recv(16)): c.sendall(m)' &
+    netns_exec 1 python3 -c '
+import socket, sys, time
+for _ in range(50):
+    try: s = socket.create_connection((sys.argv[1], 5001)); break
+    except OSError: time.sleep(0.05)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+rtt = []
+for _ in range(300):
+    t = time.perf_counter(); s.sendall(b"x" * 16); s.recv(16); rtt.append(time.perf_counter() - t)
+print(f"{sorted(rtt)[len(rtt) // 2] / 2 * 1e6:.1f}us")' "$(netns_ip 0)"
+  )
+}
+latency=$(latency_probe) || die "the latency probe failed"
+echo "calibrate_sim: link $rate (the cap), latency $latency (half the median ping-pong round trip)"
+
+for codec in "${cs[@]}"; do
+  for n in "${ns[@]}"; do
+    name=$codec-n$n
+    flags=(--node_count "$n" --codec "$codec" --epochs "$epochs" --train_samples "$samples" "${job[@]}")
+    echo "calibrate_sim: $name: emulated run (load $(cut -d' ' -f1 /proc/loadavg))"
+    rm -rf "$out/$name-emulated" "$out/$name-simulated"
+    scripts/run_local.sh --emulate --net_bandwidth "$rate" "${flags[@]}" \
+      --output "$out/$name-emulated" >"$out/$name-emulated.log" 2>&1 ||
+      die "the emulated run failed; see $out/$name-emulated.log"
+    step=$(python3 - "$out/$name-emulated" <<'PY'
+import csv, sys
+rows = [r for r in csv.DictReader(open(f"{sys.argv[1]}/workers.csv")) if int(r["epoch"]) >= 2]
 it = sum(int(r["iterations"]) for r in rows)
-step = sum(float(r["compute_s"]) + float(r["encode_s"]) + float(r["decode_s"]) for r in rows) / it
-transfer = sum(float(r["transfer_s"]) for r in rows) / it
-m = list(csv.DictReader(open(f"{run}/metrics.csv")))
-frame = int(m[-1]["bytes_up"]) / int(m[-1]["iteration"]) / n  # one gradient frame
-print(f"{step:.6f} {frame * 8 / (transfer / (n + 1)):.0f}")
+print(f"{sum(float(r['compute_s']) + float(r['encode_s']) + float(r['decode_s']) for r in rows) / it:.6f}")
 PY
 )
-LAT_US=$(python3 -c "print(f'{$LAT * 1e6:.3f}us')")
-echo "calibrate: step ${X} s, effective link $(python3 -c "print(f'{$BW/1e9:.2f}')") Gbps" \
-  "(raw loopback $(python3 -c "print(f'{$BW_RAW/1e9:.1f}')") Gbps), latency $LAT_US"
-"$BIN/init_server" --simulate --node_count $N --epochs "$EPOCHS" --output "$OUT/sim" "$@" \
-  --sim_compute "fixed:$X" --net_bandwidth "${BW}bps" --net_latency "$LAT_US" > "$OUT/sim.log"
+    echo "calibrate_sim: $name: simulated run (compute fixed:$step s per step)"
+    "$BIN/init_server" --simulate "${flags[@]}" --net_bandwidth "$rate" --net_latency "$latency" \
+      --sim_compute "fixed:$step" --output "$out/$name-simulated" >"$out/$name-simulated.log" 2>&1 ||
+      die "the simulated run failed; see $out/$name-simulated.log"
+  done
+done
+echo "calibrate_sim: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$OUT" <<'PY'
-import csv, sys
-out = sys.argv[1]
-def epochs(run, col):
-    m = list(csv.DictReader(open(f"{out}/{run}/metrics.csv")))
-    t = [float(r[col]) for r in m]
+python3 - "$out" "$rate" "$latency" "$epochs" "${cs[*]}" "${ns[*]}" <<'PY'
+import csv, json, sys
+out, rate, latency, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+codecs, counts = sys.argv[5].split(), sys.argv[6].split()
+def epoch_times(run, column):
+    t = [float(r[column]) for r in csv.DictReader(open(f"{out}/{run}/metrics.csv"))]
     return [b - a for a, b in zip(t, t[1:])]
-real, sim = epochs("tcp", "wall_s"), epochs("sim", "virtual_s")
-print("epoch  real_s  sim_s")
-for i, (r, s) in enumerate(zip(real, sim), 1):
-    print(f"{i:5}  {r:6.3f}  {s:6.3f}")
-r, s = sum(real[1:]) / len(real[1:]), sum(sim[1:]) / len(sim[1:])
-err = (s - r) / r
-print(f"mean epoch (2..): real {r:.3f} s, simulated {s:.3f} s, error {100 * err:+.1f} %"
-      f" ({'within' if abs(err) <= 0.25 else 'OUTSIDE'} the 25 % target)")
-open(f"{out}/calibration.txt", "w").write(f"real_epoch_s {r:.4f}\nsim_epoch_s {s:.4f}\nerror {err:.4f}\n")
+results = []
+print(f"\nepoch times at {rate}, latency {latency} (error = simulated / emulated - 1)")
+print(f"{'job':<12} {'epoch':>5} {'emulated_s':>10} {'simulated_s':>11} {'error':>7}")
+for codec in codecs:
+    for n in counts:
+        name = f"{codec}-n{n}"
+        real, sim = epoch_times(f"{name}-emulated", "wall_s"), epoch_times(f"{name}-simulated", "virtual_s")
+        for e, (r, s) in enumerate(zip(real, sim), 1):
+            print(f"{name:<12} {e:>5} {r:>10.3f} {s:>11.3f} {100 * (s / r - 1):>+6.1f}%")
+        r, s = sum(real[1:]) / len(real[1:]), sum(sim[1:]) / len(sim[1:])
+        results.append({"job": name, "codec": codec, "workers": int(n), "emulated_epoch_s": real,
+                        "simulated_epoch_s": sim, "mean_emulated_s": r, "mean_simulated_s": s,
+                        "error": s / r - 1})
+print(f"\n{'job':<12} {'emulated_s':>10} {'simulated_s':>11} {'error':>7}   (mean of epochs 2..{epochs})")
+for x in results:
+    ok = "within 10 %" if abs(x["error"]) <= 0.10 else "OUTSIDE 10 %"
+    print(f"{x['job']:<12} {x['mean_emulated_s']:>10.3f} {x['mean_simulated_s']:>11.3f} {100 * x['error']:>+6.1f}%   {ok}")
+json.dump({"net_bandwidth": rate, "net_latency": latency, "results": results},
+          open(f"{out}/calibration.json", "w"), indent=2)
+print(f"\ncalibrate_sim: written {out}/calibration.json")
 PY

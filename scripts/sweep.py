@@ -2,7 +2,7 @@
 """Run a sweep manifest: the cross product of its grid, one run directory per point.
 
     scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run | --list | --check] [--only TEXT]
-                                   [--timeout_s S]
+                                   [--timeout_s S] [--simulate]
 
 A manifest (experiments/manifests/*.json) is a JSON object:
 
@@ -14,6 +14,7 @@ A manifest (experiments/manifests/*.json) is a JSON object:
       "fixed": {"epochs": 3, "batch_size": 64},  # the same for every run
       "flags": ["--timeline"],                  # raw extra init_server flags (optional)
       "simulate": false,                        # true: init_server --simulate, no clients
+      "emulate": false,                         # true: run_local.sh --emulate (an emulated LAN)
       "timeout_s": 900                          # per run (optional)
     }
 
@@ -22,6 +23,15 @@ Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>,
 -<key><value> for any other grid key, and run one after another (2-core machines: concurrent
 runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
 alone when "simulate" is true.
+
+Two keys are run_local.sh's rather than init_server's: `slow_worker` (the last client runs F times
+slower) and, with "emulate": true, the network: `net_bandwidth`, `server_bandwidth`,
+`host_bandwidth`, `net_latency`, `net_mtu` (every host in a network namespace of its own behind that
+cap; root only; see run_local.sh). Both mean the same to the simulator: `--simulate` on the command
+line runs any manifest with init_server --simulate instead (slow_worker F becomes --stragglers
+<last worker>:xF, the network keys the simulator's own), into SWEEP_DIR-simulated by default, which
+gives the simulator's prediction of every run of an emulated sweep (bench/wall_time.py puts the two
+side by side).
 
 Flags that only make sense together: a grid axis whose values are JSON objects of flags. Its name
 is free (it is not a flag); each run takes one object and all of its keys as flags, e.g.
@@ -71,7 +81,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The axes every run name spells out, in this order, with their init_server defaults.
 AXES = [("psgd", "ssgd", ""), ("codec", "plain", ""), ("node_count", 4, "n"), ("redundancy", 1, "r"),
         ("block_assignment", "iid", ""), ("seed", 1, "s")]
-MANIFEST_KEYS = {"name", "description", "grid", "fixed", "flags", "simulate", "timeout_s"}
+MANIFEST_KEYS = {"name", "description", "grid", "fixed", "flags", "simulate", "emulate", "timeout_s"}
+# Keys run_local.sh takes itself: the slow client, and the emulated network (with "emulate").
+SCRIPT_KEYS = {"slow_worker"}
+NETWORK_KEYS = {"net_bandwidth", "server_bandwidth", "host_bandwidth", "net_latency", "net_mtu"}
 
 
 class ManifestError(ValueError):
@@ -125,6 +138,9 @@ def validate(m, where="manifest"):
         raise ManifestError(f"{where}: {sorted(reserved)} are set by the sweep itself")
     if not isinstance(m.get("flags", []), list):
         raise ManifestError(f"{where}: 'flags' must be a list of strings")
+    if m.get("simulate") and m.get("emulate"):
+        raise ManifestError(f"{where}: 'simulate' and 'emulate' exclude each other (the simulator models "
+                            "the network itself; give the network keys with either)")
 
 
 def flag_args(params):
@@ -148,11 +164,15 @@ def run_name(params, extra):
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
 
 
-def expand(manifest):
-    """The runs of a manifest: a list of {"name", "params", "args"} in a stable order. An axis
-    whose values are objects contributes each object's keys as flags."""
+def expand(manifest, simulate=None):
+    """The runs of a manifest: a list of {"name", "params", "args", "check"} in a stable order (args:
+    the command's flags; check: the init_server --check commands that must accept the run). An axis
+    whose values are objects contributes each object's keys as flags. simulate: run every point with
+    init_server --simulate (default: the manifest's "simulate")."""
     grid = manifest.get("grid", {})
     fixed = manifest.get("fixed", {})
+    simulate = manifest.get("simulate") if simulate is None else simulate
+    emulate = manifest.get("emulate") and not simulate
     known = [k for k, _, _ in AXES]
     order = [k for k in known if k in grid] + sorted(k for k in grid if k not in known)
     runs = []
@@ -163,10 +183,27 @@ def expand(manifest):
             chosen = value if isinstance(value, dict) else {axis: value}
             params.update(chosen)
             extra += [(k, v) for k, v in chosen.items() if k not in known]
-        args = flag_args(params) + list(manifest.get("flags", []))
-        if manifest.get("simulate"):
-            args.append("--simulate")
-        runs.append({"name": run_name(params, extra), "params": params, "args": args})
+        raw = list(manifest.get("flags", []))
+        job = {k: v for k, v in params.items() if k not in SCRIPT_KEYS}
+        if simulate:
+            slow = params.get("slow_worker")
+            if slow not in (None, 1):
+                if "stragglers" in params:
+                    raise ManifestError("'slow_worker' and 'stragglers' both slow a worker; give one")
+                job["stragglers"] = f"{int(params.get('node_count', 4)) - 1}:x{slow}"
+            args = flag_args(job) + raw + ["--simulate"]
+            check = [args]
+        elif emulate:
+            args = ["--emulate"] + flag_args(params) + raw
+            net = {k: v for k, v in job.items() if k in NETWORK_KEYS}
+            job = {k: v for k, v in job.items() if k not in NETWORK_KEYS}
+            # The network's values are checked as the simulator reads them (they mean the same).
+            check = [flag_args(job) + raw,
+                     flag_args(dict(net, node_count=params.get("node_count", 4))) + ["--simulate"]]
+        else:
+            args = flag_args(params) + raw
+            check = [flag_args(job) + raw]
+        runs.append({"name": run_name(params, extra), "params": params, "args": args, "check": check})
     names = [r["name"] for r in runs]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -192,11 +229,11 @@ def is_completed(run_dir):
     return bool(s) and s.get("status") == "completed"
 
 
-def plan(manifest, sweep_dir):
+def plan(manifest, sweep_dir, simulate=None):
     """Each run with its state: 'completed' (skipped), 'retry' (a previous attempt, or a completed
     run whose recorded flags differ from the manifest's now) or 'new'."""
     out = []
-    for run in expand(manifest):
+    for run in expand(manifest, simulate):
         d = os.path.join(sweep_dir, run["name"])
         state = "completed" if is_completed(d) else ("retry" if os.path.exists(d) else "new")
         recorded = read_json_file(os.path.join(d, "sweep_run.json"))
@@ -282,15 +319,19 @@ def init_server_check(args):
 def refused_runs(runs):
     """[(run, reason)] for every run that init_server --check refuses, in the runs' order. Each run
     is checked with exactly the flags it would be started with (init_server, or run_local.sh, adds
-    only where to listen and the port file)."""
+    only where to listen and the port file); run_local.sh's own (slow_worker, the emulated network)
+    are left out, the network checked as the simulator reads it."""
     if not runs:
         return []
     _, reason = init_server_check([])
     if reason:
         raise CheckUnavailable(f"{init_server_path()} cannot check jobs ({reason}); rebuild it with scripts/build.sh")
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(lambda r: init_server_check(r["args"] + ["--output", r["dir"]]), runs))
-    return [(run, reason) for run, (_, reason) in zip(runs, results) if reason]
+        results = list(pool.map(
+            lambda r: next((reason for c in r["check"]
+                            for _, reason in [init_server_check(c + ["--output", r["dir"]])] if reason), None),
+            runs))
+    return [(run, reason) for run, reason in zip(runs, results) if reason]
 
 
 def report_refused(manifest_path, name, runs, starting):
@@ -332,12 +373,19 @@ def execute(run, simulate, timeout_s):
     os.makedirs(os.path.join(run["dir"], "logs"), exist_ok=True)
     cmd = command_for(run, simulate)
     log_path = os.path.join(run["dir"], "logs", "sweep.log")
+    load_before = os.getloadavg()
     start = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc = proc.wait(timeout=timeout_s)
             timed_out = False
+        except KeyboardInterrupt:
+            # Ctrl-C reaches only this process (the run has a session of its own): stop the run,
+            # which removes what it made (an emulated LAN's namespaces included), then stop.
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+            raise
         except subprocess.TimeoutExpired:
             # Our own child's process group: run_local.sh, its init_server and clients.
             os.killpg(proc.pid, signal.SIGTERM)
@@ -360,7 +408,9 @@ def execute(run, simulate, timeout_s):
         status = f"failed: exit {rc} after a completed summary"
     write_json(os.path.join(run["dir"], "sweep_run.json"),
                {"name": run["name"], "params": run["params"], "command": cmd, "exit_code": rc,
-                "status": status, "seconds": round(seconds, 3), "finished_utc": utc_now()})
+                "status": status, "seconds": round(seconds, 3), "finished_utc": utc_now(),
+                "load_average": {"start": [round(x, 2) for x in load_before],
+                                 "end": [round(x, 2) for x in os.getloadavg()]}})
     return rc, status, seconds
 
 
@@ -378,17 +428,24 @@ def main(argv=None):
                            "init_server accepts them all, else 2 with one line per refused run")
     ap.add_argument("--only", help="run only the runs whose name contains this text")
     ap.add_argument("--timeout_s", type=float, help="per-run timeout (default: the manifest's, else 3600)")
+    ap.add_argument("--simulate", action="store_true",
+                    help="run every point with init_server --simulate instead (the manifest's network and "
+                         "slow_worker as the simulator's flags), into <sweep dir>-simulated by default: the "
+                         "simulator's prediction of an emulated or real sweep")
     args = ap.parse_args(argv[1:])
     try:
         manifest = load_manifest(args.manifest)
-        sweep_dir = os.path.abspath(args.out or os.path.join("runs", "sweeps", manifest["name"]))
-        runs = plan(manifest, sweep_dir)
+        simulate = bool(manifest.get("simulate") or args.simulate)
+        default_dir = os.path.join("runs", "sweeps", manifest["name"])
+        if args.simulate and not manifest.get("simulate"):
+            default_dir += "-simulated"
+        sweep_dir = os.path.abspath(args.out or default_dir)
+        runs = plan(manifest, sweep_dir, simulate)
     except ManifestError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2
     if args.only:
         runs = [r for r in runs if args.only in r["name"]]
-    simulate = bool(manifest.get("simulate"))
     if args.check:
         if not report_refused(args.manifest, manifest["name"], runs, starting=False):
             return 2
@@ -416,7 +473,8 @@ def main(argv=None):
     record_path = os.path.join(sweep_dir, "sweep.json")
     record = {"name": manifest["name"], "description": manifest.get("description", ""),
               "manifest_path": os.path.abspath(args.manifest), "manifest": manifest,
-              "simulate": simulate, "provenance": provenance(argv),
+              "simulate": simulate, "emulate": bool(manifest.get("emulate")) and not simulate,
+              "provenance": provenance(argv),
               "seeds": sorted({r["params"].get("seed", 1) for r in runs}),
               "runs": [{"name": r["name"], "params": r["params"],
                         "status": "completed" if r["state"] == "completed" else "pending"} for r in runs]}

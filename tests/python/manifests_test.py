@@ -79,5 +79,25 @@ class RefusedManifest(unittest.TestCase):
         self.assertIn("init_server accepts 1 run\n", out.stdout)
 
 
+class EmulatedManifest(unittest.TestCase):
+    def test_its_network_is_checked_as_the_simulator_reads_it_and_its_job_as_init_server_does(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "lan.json")
+            with open(path, "w") as f:
+                json.dump({"name": "lan", "emulate": True,
+                           "grid": {"node_count": [2], "net_bandwidth": ["100Mbps", "fast"],
+                                    "codec": ["plain", "gc"]},
+                           "fixed": {"epochs": 1, "slow_worker": 2}}, f)
+            out = sweep("--check", path, "--out", os.path.join(d, "sweep"))
+            self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+            refused = {line.split(": ", 2)[1]: line.split(": ", 2)[2] for line in out.stderr.splitlines()
+                       if line.startswith("sweep: ssgd-")}
+            self.assertEqual(sorted(refused), ["ssgd-gc-n2-r1-iid-s1-net_bandwidth100Mbps",
+                                               "ssgd-gc-n2-r1-iid-s1-net_bandwidthfast",
+                                               "ssgd-plain-n2-r1-iid-s1-net_bandwidthfast"])
+            self.assertIn("--net_bandwidth fast", refused["ssgd-plain-n2-r1-iid-s1-net_bandwidthfast"])
+            self.assertIn("--codec gc", refused["ssgd-gc-n2-r1-iid-s1-net_bandwidth100Mbps"])
+
+
 if __name__ == "__main__":
     unittest.main()

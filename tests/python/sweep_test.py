@@ -92,10 +92,45 @@ class Expansion(unittest.TestCase):
                 sweep.expand(m)
             self.assertIn(why, str(caught.exception))
 
+    def test_an_emulated_manifest_runs_through_run_local_and_checks_its_network_as_the_simulator(self):
+        m = {"name": "lan", "emulate": True, "grid": {"node_count": [4], "net_bandwidth": ["10Mbps", "1Gbps"]},
+             "fixed": {"epochs": 1, "slow_worker": 3, "codec": "gc", "redundancy": 2}}
+        runs = sweep.expand(m)
+        self.assertEqual([r["name"] for r in runs], ["ssgd-gc-n4-r2-iid-s1-net_bandwidth10Mbps",
+                                                     "ssgd-gc-n4-r2-iid-s1-net_bandwidth1Gbps"])
+        args = runs[0]["args"]
+        self.assertEqual(args[0], "--emulate")
+        for flag, value in (("--net_bandwidth", "10Mbps"), ("--slow_worker", "3")):
+            self.assertEqual(args[args.index(flag) + 1], value)  # run_local.sh takes them itself
+        job_check, net_check = runs[0]["check"]
+        self.assertNotIn("--net_bandwidth", job_check)  # init_server would refuse it without --simulate
+        self.assertNotIn("--slow_worker", job_check)
+        self.assertIn("--codec", job_check)
+        self.assertEqual(net_check, ["--net_bandwidth", "10Mbps", "--node_count", "4", "--simulate"])
+        cmd = sweep.command_for(dict(runs[0], dir="/x"), simulate=False)
+        self.assertTrue(cmd[1].endswith("scripts/run_local.sh"))
+
+    def test_simulating_a_manifest_gives_the_simulator_the_same_network_and_slow_worker(self):
+        m = {"name": "lan", "emulate": True, "grid": {"node_count": [4, 8]},
+             "fixed": {"net_bandwidth": "100Mbps", "slow_worker": 3}}
+        runs = sweep.expand(m, simulate=True)
+        for run, last in zip(runs, ("3", "7")):
+            args = run["args"]
+            self.assertEqual(args[-1], "--simulate")
+            self.assertNotIn("--emulate", args)
+            self.assertNotIn("--slow_worker", args)
+            self.assertEqual(args[args.index("--stragglers") + 1], f"{last}:x3")
+            self.assertEqual(args[args.index("--net_bandwidth") + 1], "100Mbps")
+            self.assertEqual(run["check"], [args])
+        # The same run names, so that the two sweeps line up.
+        self.assertEqual([r["name"] for r in runs], [r["name"] for r in sweep.expand(m)])
+        with self.assertRaises(sweep.ManifestError):
+            sweep.expand(dict(m, fixed={"slow_worker": 3, "stragglers": "0:x2"}), simulate=True)
+
     def test_bad_manifests_are_refused(self):
         for bad in ({"name": "x", "grid": {"codec": []}}, {"name": "x y"}, {"name": "x", "gird": {}},
                     {"name": "x", "grid": {"codec": ["a"]}, "fixed": {"codec": "b"}},
-                    {"name": "x", "fixed": {"output": "/tmp"}}):
+                    {"name": "x", "fixed": {"output": "/tmp"}}, {"name": "x", "simulate": True, "emulate": True}):
             with self.assertRaises(sweep.ManifestError, msg=str(bad)):
                 sweep.validate(bad)
                 sweep.expand(bad)

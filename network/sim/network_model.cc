@@ -110,18 +110,14 @@ void NetworkModel::allocate() {
       if (w_in[p] > 0) lambda = std::min(lambda, std::max(cap_in[p], 0.0) / w_in[p]);
     }
     auto full = [&](double cap, double w) { return cap <= lambda * w * (1 + 1e-9); };
-    std::vector<Flow*> still_open;
+    std::vector<Flow*> still_open, frozen;
     for (Flow* f : open) {
       const std::size_t a = port(f->from), b = port(f->to);
-      if (full(cap_out[a], w_out[a]) || full(cap_in[b], w_in[b])) {
-        f->rate = f->weight * lambda;
-      } else {
-        still_open.push_back(f);
-      }
+      (full(cap_out[a], w_out[a]) || full(cap_in[b], w_in[b]) ? frozen : still_open).push_back(f);
     }
-    PSGD_CHECK(still_open.size() < open.size(), "rate allocation made no progress");
-    for (Flow* f : open) {
-      if (std::find(still_open.begin(), still_open.end(), f) != still_open.end()) continue;
+    PSGD_CHECK(!frozen.empty(), "rate allocation made no progress");
+    for (Flow* f : frozen) {
+      f->rate = f->weight * lambda;
       cap_out[port(f->from)] -= f->rate;
       cap_in[port(f->to)] -= f->rate;
     }

@@ -143,6 +143,23 @@ class EmulatedLan : public ::testing::Test {
 
   std::string logs() const { return script_->out() + script_->err(); }
 
+  // Waits (up to 30 s) until the server and both workers run in their namespaces; their pids.
+  std::vector<pid_t> running_inside() const {
+    std::vector<pid_t> inside;
+    for (int i = 0; i < 600 && inside.size() < 3; ++i) {
+      std::this_thread::sleep_for(50ms);
+      inside.clear();
+      for (int h = 0; h < 3; ++h) {
+        std::istringstream pids(shell("ip netns pids psgd-" + std::to_string(owner_) + "-h" +
+                                      std::to_string(h) + " 2>/dev/null"));
+        pid_t p;
+        while (pids >> p)
+          inside.push_back(p);
+      }
+    }
+    return inside;
+  }
+
   TempDir dir_;
   std::unique_ptr<Process> script_;
   pid_t owner_ = 0;
@@ -202,18 +219,7 @@ TEST_F(EmulatedLan, TrafficKeepsToTheCapAndNothingIsLeftBehind) {
 TEST_F(EmulatedLan, AnInterruptedRunRemovesEverythingItMade) {
   start("1Mbps", {"--epochs", "3"});
   // Wait until the workers run inside their namespaces.
-  std::vector<pid_t> inside;
-  for (int i = 0; i < 600 && inside.size() < 3; ++i) {
-    std::this_thread::sleep_for(50ms);
-    inside.clear();
-    for (int h = 0; h < 3; ++h) {
-      std::istringstream pids(shell("ip netns pids psgd-" + std::to_string(owner_) + "-h" +
-                                    std::to_string(h) + " 2>/dev/null"));
-      pid_t p;
-      while (pids >> p)
-        inside.push_back(p);
-    }
-  }
+  const std::vector<pid_t> inside = running_inside();
   ASSERT_GE(inside.size(), 3U) << "server and workers never ran in their namespaces\n" << logs();
   script_->signal(SIGINT);  // Ctrl-C
   const auto code = script_->wait(30s);
@@ -222,6 +228,23 @@ TEST_F(EmulatedLan, AnInterruptedRunRemovesEverythingItMade) {
   EXPECT_EQ(namespaces_of(owner_), "");
   for (pid_t p : inside)
     EXPECT_FALSE(alive(p)) << "process " << p << " survived the interrupt";
+}
+
+TEST_F(EmulatedLan, ACleanupRemovesWhatARunKilledOutrightLeft) {
+  // SIGKILL gives run_local.sh no chance to tear down: its namespaces and processes stay until
+  // `scripts/netns.sh cleanup` finds that their owner has exited.
+  start("1Mbps", {"--epochs", "3"});
+  const std::vector<pid_t> inside = running_inside();
+  ASSERT_GE(inside.size(), 3U) << logs();
+  script_->kill();  // SIGKILL, reaped
+  EXPECT_NE(namespaces_of(owner_), "");
+  EXPECT_NE(
+      shell("bash " + kRoot + "/scripts/netns.sh list").find(std::to_string(owner_) + " stale"),
+      std::string::npos);
+  shell("bash " + kRoot + "/scripts/netns.sh cleanup >/dev/null 2>&1");
+  EXPECT_EQ(namespaces_of(owner_), "");
+  for (pid_t p : inside)
+    EXPECT_FALSE(alive(p)) << "process " << p << " survived the cleanup";
 }
 
 TEST_F(EmulatedLan, RefusesWhatItCannotEmulateBeforeBuildingAnything) {

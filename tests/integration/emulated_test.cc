@@ -89,8 +89,22 @@ std::string namespaces_of(pid_t owner) {
                "-' || true");
 }
 
+// Whether `pid` still runs, waiting up to 10 s for it to end: a process killed by a teardown may
+// take a moment to exit, and one whose parent was killed is reaped by init when init gets to it
+// (a zombie, state Z in /proc/PID/stat, has exited and counts as gone).
 bool alive(pid_t pid) {
-  return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH);
+  if (pid <= 0) return false;
+  for (int i = 0; i < 200; ++i) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z')
+      return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
 }
 
 class EmulatedLan : public ::testing::Test {

@@ -50,7 +50,9 @@ void ChunkAssembler::add(const DataChunk& c) {
     count_ = c.count;
     total_ = c.total_bytes;
     total_sha256_ = c.total_sha256;
-    bytes_.reserve(total_);
+    // Room for what the first chunks will bring, not for what the first one claims (a hostile
+    // claim of 64 GiB would be an allocation bomb: found by fuzz/fuzz_shipping.cc).
+    bytes_.reserve(std::min<std::uint64_t>(total_, 16 * kShipChunkBytes));
   }
   if (c.index != next_ || c.count != count_ || c.total_bytes != total_ ||
       c.total_sha256 != total_sha256_) {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "codecs/factory.h"
-#include "fuzz/codec_specs.h"
 #include "core/error.h"
+#include "fuzz/codec_specs.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::vector<psgd::CodecSpec> specs = psgd::fuzz::codec_specs();

@@ -1,17 +1,23 @@
 // Writes seed corpora for the fuzz targets: a valid frame (fuzz_frame), a type byte + body
 // (fuzz_message) of every message type of the list (network/messages.h), encoded payloads
-// (fuzz_payload) and a checkpoint (fuzz_checkpoint).
-//   make_seeds OUT_DIR -> OUT_DIR/{fuzz_frame,fuzz_message,fuzz_payload,fuzz_checkpoint}/seed-*
+// (fuzz_payload), a checkpoint (fuzz_checkpoint), handshakes (fuzz_handshake), a data shipment
+// (fuzz_shipping), a file for every dataset parser (fuzz_dataset) and shared-memory traffic
+// (fuzz_shm).
+//   make_seeds OUT_DIR -> OUT_DIR/<target>/seed-*
 #include <filesystem>
 #include <fstream>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "codecs/factory.h"
+#include "experiments/data_shipping.h"
 #include "fuzz/codec_specs.h"
 #include "fuzz/message_types.h"
 #include "network/frame.h"
 #include "network/messages.h"
 #include "network/messages/link.h"
+#include "nn/data_pack.h"
 #include "psgd/checkpoint.h"
 #include "psgd/ssgd.h"
 
@@ -22,6 +28,137 @@ void write(const std::filesystem::path& dir, int i, const std::vector<std::uint8
   std::ofstream(dir / ("seed-" + std::to_string(i)), std::ios::binary)
       .write(reinterpret_cast<const char*>(bytes.data()),
              static_cast<std::streamsize>(bytes.size()));
+}
+
+// Appends a length-prefixed piece (fuzz/input_reader.h).
+void piece(std::vector<std::uint8_t>& out, std::span<const std::uint8_t> bytes) {
+  out.push_back(static_cast<std::uint8_t>(bytes.size() & 0xff));
+  out.push_back(static_cast<std::uint8_t>(bytes.size() >> 8));
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+
+std::vector<std::uint8_t> bytes_of(const std::string& s) {
+  return {s.begin(), s.end()};
+}
+
+// The server's side and the client's of a handshake without a passphrase that completes, and the
+// first steps of one with a passphrase (the proofs cannot be forged; the refusals can be reached).
+void write_handshake_seeds(const std::filesystem::path& dir) {
+  using psgd::fuzz::selector_of;
+  const auto seq = [](std::uint8_t variant, const std::vector<psgd::Message>& ms) {
+    std::vector<std::uint8_t> out{variant};
+    for (const auto& m : ms) {
+      out.push_back(selector_of(psgd::type_of(m)));
+      piece(out, psgd::encode_body(m));
+    }
+    return out;
+  };
+  const psgd::AuthHello hello{.nonce = std::vector<std::uint8_t>(32, 7), .identity = "host:42"};
+  const psgd::AuthChallenge challenge{
+      .nonce = std::vector<std::uint8_t>(32, 9), .job_id = "job", .server_id = "server"};
+  write(dir, 0, seq(2, {hello, psgd::AuthProof{}, psgd::Hello{.host = "host", .pid = 42}}));
+  write(dir, 1, seq(0, {challenge, psgd::AuthOk{}}));
+  write(dir, 2, seq(4, {challenge, psgd::AuthOk{}}));
+  auto keyed = hello;
+  keyed.has_key = true;
+  write(dir, 3, seq(3, {keyed, psgd::AuthProof{.proof = std::vector<std::uint8_t>(32, 1)}}));
+  auto required = challenge;
+  required.required = true;
+  required.proof = std::vector<std::uint8_t>(32, 1);
+  write(dir, 4, seq(1, {required, psgd::ErrorMessage{"refused"}}));
+}
+
+// A small pack shipped in two chunks, and the pack alone.
+void write_shipping_seeds(const std::filesystem::path& dir) {
+  psgd::nn::Dataset d;
+  d.channels = 1, d.height = 2, d.width = 2, d.num_classes = 3;
+  for (int i = 0; i < 6; ++i) {
+    d.labels.push_back(i % 3);
+    for (int j = 0; j < 4; ++j)
+      d.images.push_back(static_cast<float>(i * 4 + j) / 24.0f);
+  }
+  const auto pack = psgd::nn::pack_dataset(d);
+  std::vector<std::uint8_t> chunks{0};
+  for (const auto& c : psgd::make_chunks(pack, pack.size() / 2 + 1))
+    piece(chunks, psgd::encode_body(psgd::Message(c)));
+  write(dir, 0, chunks);
+  std::vector<std::uint8_t> raw{1};
+  raw.insert(raw.end(), pack.begin(), pack.end());
+  write(dir, 1, raw);
+}
+
+// One valid file (or pair) per parser: IDX, CIFAR-10, CSV, CSV pair, .npy pair.
+void write_dataset_seeds(const std::filesystem::path& dir) {
+  const auto be32 = [](std::vector<std::uint8_t>& v, std::uint32_t x) {
+    for (int i = 3; i >= 0; --i)
+      v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
+  };
+  std::vector<std::uint8_t> images, labels;
+  be32(images, 0x803), be32(images, 3), be32(images, 2), be32(images, 2);
+  for (int i = 0; i < 12; ++i)
+    images.push_back(static_cast<std::uint8_t>(i * 20));
+  be32(labels, 0x801), be32(labels, 3);
+  labels.insert(labels.end(), {0, 1, 2});
+  for (std::uint8_t parser : {0, 1}) {
+    std::vector<std::uint8_t> seed{parser};
+    piece(seed, images);
+    seed.insert(seed.end(), labels.begin(), labels.end());
+    write(dir, parser, seed);
+  }
+  std::vector<std::uint8_t> cifar{2};
+  std::vector<std::uint8_t> record(3073, 100);
+  record[0] = 7;
+  piece(cifar, record);
+  cifar.insert(cifar.end(), record.begin(), record.end());
+  write(dir, 2, cifar);
+  auto csv = std::vector<std::uint8_t>{3, 4};
+  const auto table = bytes_of("a,b,label\n0.5,1.5,0\n2,3,1\n-1,4e-3,2\n");
+  csv.insert(csv.end(), table.begin(), table.end());
+  write(dir, 3, csv);
+  std::vector<std::uint8_t> pair{4};
+  piece(pair, bytes_of("1,2\n3,4\n"));
+  const auto ys = bytes_of("0\n1\n");
+  pair.insert(pair.end(), ys.begin(), ys.end());
+  write(dir, 4, pair);
+  const auto npy = [](const std::string& descr, const std::string& shape, std::size_t bytes) {
+    std::string header =
+        "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+    while ((10 + header.size() + 1) % 64 != 0)
+      header += ' ';
+    header += '\n';
+    std::vector<std::uint8_t> v = bytes_of("\x93NUMPY");
+    v.push_back(1), v.push_back(0);
+    v.push_back(static_cast<std::uint8_t>(header.size() & 0xff));
+    v.push_back(static_cast<std::uint8_t>(header.size() >> 8));
+    v.insert(v.end(), header.begin(), header.end());
+    v.resize(v.size() + bytes, 1);
+    return v;
+  };
+  std::vector<std::uint8_t> arrays{5};
+  piece(arrays, npy("|u1", "(2, 3)", 6));
+  const auto y = npy("|u1", "(2,)", 2);  // labels 1 and 1
+  arrays.insert(arrays.end(), y.begin(), y.end());
+  write(dir, 5, arrays);
+}
+
+// Puts on both ends, takes that match them, a hold, a release and a scribble.
+void write_shm_seeds(const std::filesystem::path& dir) {
+  const auto body = psgd::encode_body(psgd::Message(psgd::Finish{.status = "completed"}));
+  std::vector<std::uint8_t> seed{0};
+  piece(seed, body);
+  seed.push_back(2);  // the opener takes slot 0, as a Finish, and holds it
+  seed.push_back(0);
+  for (int i = 0; i < 4; ++i)
+    seed.push_back(static_cast<std::uint8_t>(body.size() >> (8 * i)));
+  seed.push_back(psgd::fuzz::selector_of(psgd::MessageType::kFinish));
+  seed.push_back(1);
+  seed.push_back(4), seed.push_back(0);  // release it
+  seed.push_back(1);
+  piece(seed, body);
+  seed.insert(seed.end(),
+              {3, 0, 4, 0, 0, 0, psgd::fuzz::selector_of(psgd::MessageType::kFinish), 0});
+  seed.insert(seed.end(), {5, 0, 0, 0, 0, 2, 0, 0xff, 0xff});
+  write(dir, 0, seed);
 }
 
 }  // namespace
@@ -124,5 +261,9 @@ int main(int argc, char** argv) {
         .driver_state = R"({"recorder":{"epoch":0},"events":[]})"};
     write(out / "fuzz_checkpoint", 0, psgd::encode_checkpoint(c));
   }
+  write_handshake_seeds(out / "fuzz_handshake");
+  write_shipping_seeds(out / "fuzz_shipping");
+  write_dataset_seeds(out / "fuzz_dataset");
+  write_shm_seeds(out / "fuzz_shm");
   return 0;
 }

@@ -120,9 +120,17 @@ void CEREAL_SAVE_FUNCTION_NAME(A& ar, const T& t) {
   ar.saveBinary(&t, sizeof(T));
 }
 template <class T>
-requires std::is_arithmetic_v<T>
-void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
+requires(std::is_arithmetic_v<T> &&
+         !std::is_same_v<T, bool>) void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
   ar.loadBinary(&t, sizeof(T));
+}
+// A bool is one byte, 0 or 1; any other byte is a malformed frame (copied into a bool it would be
+// undefined behaviour: found by fuzz/fuzz_handshake.cc).
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, bool& t) {
+  std::uint8_t byte = 0;
+  ar.loadBinary(&byte, 1);
+  if (byte > 1) throw ProtocolError(fmt::format("a boolean field holds {}, not 0 or 1", byte));
+  t = byte == 1;
 }
 
 // --- name-value pairs carry no names in a binary archive

@@ -105,9 +105,11 @@ Dataset unpack_dataset(std::span<const std::uint8_t> b, std::string name) {
   }
   d.labels.resize(count);
   d.images.resize(count * numel);
-  std::memcpy(d.labels.data(), b.data() + kHeader, count * sizeof(std::int64_t));
-  std::memcpy(d.images.data(), b.data() + kHeader + count * sizeof(std::int64_t),
-              d.images.size() * sizeof(float));
+  if (count > 0) {  // an empty vector's data() may be null, which memcpy must not be given
+    std::memcpy(d.labels.data(), b.data() + kHeader, count * sizeof(std::int64_t));
+    std::memcpy(d.images.data(), b.data() + kHeader + count * sizeof(std::int64_t),
+                d.images.size() * sizeof(float));
+  }
   for (auto l : d.labels) {
     if (l < 0 || l >= d.num_classes)
       throw ConfigError("shipped data pack has a label out of range");

@@ -10,7 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_message fuzz_payload fuzz_checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_message fuzz_payload fuzz_checkpoint fuzz_handshake fuzz_shm
+  fuzz_shipping fuzz_dataset)
 build=$root/build-fuzz
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [ -n "$cxx" ] || { echo "fuzz.sh: no clang++; run scripts/setup_fuzz.sh" >&2; exit 2; }

@@ -74,5 +74,28 @@ TEST(Shipping, CorruptOrOutOfOrderChunksAreRefused) {
   }
 }
 
+// Found by fuzz/fuzz_shipping.cc: a first chunk that claims the largest shipment allowed
+// (64 GiB in 65,536 chunks) had the assembler reserve all of it at once; it now takes room as
+// chunks arrive, so such a claim costs nothing until the data come.
+TEST(Shipping, AClaimOfAHugeShipmentReservesNothingUpFront) {
+  std::vector<std::uint8_t> pack(1000, 7);
+  auto first = make_chunks(pack, 300)[0];
+  first.total_bytes = kMaxShippedBytes;
+  first.count = static_cast<std::uint32_t>(kMaxShippedBytes / kShipChunkBytes);
+  ChunkAssembler a;
+  EXPECT_NO_THROW(a.add(first));
+  EXPECT_FALSE(a.complete());
+  EXPECT_LE(a.bytes().capacity(), 16 * kShipChunkBytes);
+}
+
+// Found by fuzz/fuzz_shipping.cc: an empty pack (no samples) unpacks to an empty dataset.
+TEST(Shipping, AnEmptyPackUnpacksToNoSamples) {
+  nn::Dataset none;
+  none.channels = 1, none.height = 2, none.width = 2, none.num_classes = 3;
+  const nn::Dataset back = nn::unpack_dataset(nn::pack_dataset(none), "empty");
+  EXPECT_EQ(back.size(), 0u);
+  EXPECT_EQ(back.sample_numel(), 4);
+}
+
 }  // namespace
 }  // namespace psgd

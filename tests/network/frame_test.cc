@@ -171,6 +171,18 @@ TEST(Frame, TruncatedAndTrailingBodiesAreRefused) {
   EXPECT_THROW(decode_body(MessageType::kGradient, longer), ProtocolError);
 }
 
+// Found by fuzz/fuzz_handshake.cc: a boolean field is one byte, 0 or 1; any other value is a
+// malformed frame (read into a bool it was undefined behaviour).
+TEST(Frame, ABooleanOtherThanZeroOrOneIsRefused) {
+  const auto body = encode_body(Message(AuthHello{.identity = "host:1", .has_key = true}));
+  ASSERT_EQ(body.back(), 1);  // has_key is the last field
+  auto bad = body;
+  bad.back() = 2;
+  EXPECT_THROW(decode_body(MessageType::kAuthHello, bad), ProtocolError);
+  bad.back() = 0;
+  EXPECT_FALSE(std::get<AuthHello>(decode_body(MessageType::kAuthHello, bad)).has_key);
+}
+
 TEST(Frame, ElementCountLargerThanTheFrameIsRefusedBeforeAllocating) {
   // A Job whose sample vector claims 2^60 entries in a 40-byte body.
   std::vector<std::uint8_t> body;

@@ -52,28 +52,54 @@ void Connection::start(FrameHandler on_frame, ErrorHandler on_error) {
 }
 
 void Connection::arm_deadline() {
-  deadline_.expires_after(to_duration(options_.read_timeout_s));
+  last_progress_ = asio::steady_timer::clock_type::now();
+  wait_for_silence(last_progress_ + to_duration(options_.read_timeout_s));
+}
+
+void Connection::wait_for_silence(asio::steady_timer::time_point at) {
+  deadline_.expires_at(at);
   deadline_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (ec || self->closed_) return;  // cancelled: the read completed
     // A timer that expired just as the read completed may still run: only act on a deadline that
     // is really in the past (the pattern of Asio's timeouts examples).
-    if (self->deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
+    const auto now = asio::steady_timer::clock_type::now();
+    if (self->deadline_.expiry() > now) return;
+    // The timeout is for silence, not for a frame: a large frame on a slow or shared link may
+    // take longer than the timeout to arrive, and only a stretch without a byte is silence.
+    const auto silent_at = self->last_progress_ + to_duration(self->options_.read_timeout_s);
+    if (silent_at > now) {
+      self->wait_for_silence(silent_at);
+      return;
+    }
     // Bytes waiting unread: this process was busy, the peer was not silent.
     std::error_code available_ec;
     if (self->socket_.available(available_ec) > 0 && !available_ec) {
       self->arm_deadline();
       return;
     }
-    self->fail(fmt::format("no data from {} for {:.0f} s (timeout)", self->peer_,
+    self->fail(fmt::format("no data from {} for {:g} s (timeout)", self->peer_,
                            self->options_.read_timeout_s));
   });
+}
+
+std::function<std::size_t(const std::error_code&, std::size_t)> Connection::noting_progress() {
+  // Called by async_read before each partial read with the bytes read so far; a read that brought
+  // bytes is progress. Reads stay at Asio's default size (transfer_all's).
+  return [this, seen = std::size_t{0}](const std::error_code& ec, std::size_t n) mutable {
+    if (n > seen) {
+      seen = n;
+      last_progress_ = asio::steady_timer::clock_type::now();
+    }
+    return asio::transfer_all()(ec, n);
+  };
 }
 
 void Connection::read_header() {
   if (closed_) return;
   arm_deadline();
   asio::async_read(
-      socket_, asio::buffer(header_), [self = shared_from_this()](std::error_code ec, std::size_t) {
+      socket_, asio::buffer(header_), noting_progress(),
+      [self = shared_from_this()](std::error_code ec, std::size_t) {
         if (self->closed_) return;
         if (ec) {
           self->fail(ec == asio::error::eof
@@ -99,7 +125,7 @@ void Connection::read_body(const FrameHeader& header) {
   // Decoded payloads view the body instead of copying it (Payload::frame): a buffer still held by
   // a message the handler kept is left to it, and a free one is read into.
   body_ = next_body(header.body_bytes);
-  asio::async_read(socket_, asio::buffer(*body_),
+  asio::async_read(socket_, asio::buffer(*body_), noting_progress(),
                    [self = shared_from_this(), header](std::error_code ec, std::size_t) {
                      if (self->closed_) return;
                      self->deadline_.cancel();

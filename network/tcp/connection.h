@@ -49,7 +49,8 @@ namespace psgd::net {
 
 struct ConnectionOptions {
   std::uint64_t max_body_bytes = 1 << 20;  // until the job says how big a model is
-  double read_timeout_s = 120;             // longest silence tolerated while expecting a frame
+  double read_timeout_s = 120;             // longest silence (no byte at all) tolerated while
+                                           // expecting a frame; a slow frame is not silence
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -119,6 +120,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_next();
   void drain();
   void fail(const std::string& why);
+  // The read deadline: fails the link after read_timeout_s without a byte (arm_deadline starts
+  // the count; noting_progress() is the reads' completion condition that restarts it).
+  void wait_for_silence(asio::steady_timer::time_point at);
+  std::function<std::size_t(const std::error_code&, std::size_t)> noting_progress();
   void arm_heartbeat();
   struct PendingWrite;
   // Replaces a large frame by a ShmFrame notice once its body is copied into a free slot.
@@ -132,6 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer deadline_;
+  asio::steady_timer::time_point last_progress_;
   asio::steady_timer heartbeat_;
   double heartbeat_s_ = 0;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();

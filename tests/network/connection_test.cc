@@ -145,6 +145,54 @@ TEST(Connection, SilentPeerTimesOut) {
   EXPECT_NE(lo.error.find("timeout"), std::string::npos) << lo.error;
 }
 
+// A frame that takes longer than the timeout to arrive, because the link is slow or shared, is
+// not a silent peer: only a stretch without a byte is (8 workers sharing a 10 Mbit/s link took
+// more than 10 s per parameter frame, and the workers gave up on a live server).
+TEST(Connection, AFrameSlowerThanTheTimeoutIsNotSilence) {
+  Loopback lo;
+  int delivered = 0;
+  lo.acceptor.async_accept([&](std::error_code, tcp::socket s) {
+    lo.server =
+        std::make_shared<Connection>(std::move(s), ConnectionOptions{.read_timeout_s = 0.3});
+    lo.server->start(
+        [&](Message&& m, std::size_t) {
+          EXPECT_EQ(std::get<ErrorMessage>(m).text.size(), 100000u);
+          ++delivered;
+          lo.io.stop();
+        },
+        [&](const std::string& why) {
+          lo.error = why;
+          lo.io.stop();
+        });
+  });
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  const auto frame = encode_frame(Message(ErrorMessage{std::string(100000, 'x')}));
+  std::thread writer([&] {
+    // Ten pieces 0.12 s apart: 1.2 s for the frame, never 0.3 s without a byte.
+    const std::size_t piece = frame.size() / 10 + 1;
+    for (std::size_t at = 0; at < frame.size(); at += piece) {
+      std::error_code ec;  // a reader that gave up closes the link: stop writing, fail below
+      asio::write(socket, asio::buffer(frame.data() + at, std::min(piece, frame.size() - at)), ec);
+      if (ec) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    }
+  });
+  lo.io.run_for(std::chrono::seconds(10));
+  writer.join();
+  EXPECT_EQ(delivered, 1) << lo.error;
+  EXPECT_EQ(lo.error, "");
+}
+
+TEST(Connection, APeerSilentInTheMiddleOfAFrameTimesOut) {
+  Loopback lo;
+  lo.expect_one(ConnectionOptions{.read_timeout_s = 0.3}, /*frames_allowed=*/false);
+  auto socket = dial(lo.io, "127.0.0.1", lo.port(), 5);
+  const auto frame = encode_frame(Message(ErrorMessage{std::string(100000, 'x')}));
+  asio::write(socket, asio::buffer(frame.data(), frame.size() / 2));
+  lo.io.run_for(std::chrono::seconds(5));
+  EXPECT_NE(lo.error.find("timeout"), std::string::npos) << lo.error;
+}
+
 TEST(Connection, PeerClosingIsReported) {
   Loopback lo;
   lo.expect_one(ConnectionOptions{}, /*frames_allowed=*/true);

@@ -2,6 +2,8 @@
 // A server and its clients on loopback for integration tests.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -16,6 +18,26 @@ using namespace std::chrono_literals;
 
 inline bool have_fashion_mnist() {
   return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+// A run directory's summary.json.
+inline nlohmann::json summary_in(const std::string& run) {
+  return nlohmann::json::parse(read_file(run + "/summary.json"));
+}
+
+// Waits (at most `timeout`) until `what` appears in the process's stdout or stderr; false when it
+// does not, or the process ends first.
+inline bool wait_for_output(Process& p, const std::string& what,
+                            std::chrono::seconds timeout = 60s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (p.out().find(what) != std::string::npos || p.err().find(what) != std::string::npos) {
+      return true;
+    }
+    if (!p.running()) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
 }
 
 // Waits until the server has written its port file; returns the port or 0.

@@ -20,24 +20,9 @@ namespace {
 using testing::Cluster;
 using testing::Process;
 using testing::read_file;
+using testing::summary_in;
+using testing::wait_for_output;
 using namespace std::chrono_literals;
-
-nlohmann::json summary_in(const std::string& run) {
-  return nlohmann::json::parse(read_file(run + "/summary.json"));
-}
-
-// Waits (at most `timeout`) until `what` appears in the process's stdout or stderr.
-bool wait_for_output(Process& p, const std::string& what, std::chrono::seconds timeout = 60s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (p.out().find(what) != std::string::npos || p.err().find(what) != std::string::npos) {
-      return true;
-    }
-    if (!p.running()) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
 
 // Short liveness on both sides, so that a phase without heartbeats would drop a worker within
 // seconds instead of passing unnoticed.

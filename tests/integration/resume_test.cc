@@ -17,6 +17,8 @@ namespace {
 using testing::Cluster;
 using testing::Process;
 using testing::read_file;
+using testing::summary_in;
+using testing::wait_for_output;
 using namespace std::chrono_literals;
 
 // ssgd, 2 workers, 32 iterations per epoch, 3 epochs, momentum (the server's optimiser state
@@ -37,10 +39,6 @@ const std::vector<std::string> kJob{"--train_samples",
                                     "0.9",
                                     "--checkpoint_every",
                                     "10"};
-
-nlohmann::json summary_in(const std::string& run) {
-  return nlohmann::json::parse(read_file(run + "/summary.json"));
-}
 
 // Sets the passphrase for the processes started while it lives, so that a client redialling a
 // freed port cannot join another test's server.

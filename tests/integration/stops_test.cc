@@ -21,23 +21,9 @@ namespace {
 using testing::Cluster;
 using testing::Process;
 using testing::read_file;
+using testing::summary_in;
+using testing::wait_for_output;
 using namespace std::chrono_literals;
-
-nlohmann::json summary_in(const std::string& run) {
-  return nlohmann::json::parse(read_file(run + "/summary.json"));
-}
-
-bool wait_for_output(Process& p, const std::string& what, std::chrono::seconds timeout = 60s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (p.out().find(what) != std::string::npos || p.err().find(what) != std::string::npos) {
-      return true;
-    }
-    if (!p.running()) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
 
 // The worker id config.json gives the client with this pid (-1: none).
 int worker_of(const Cluster& cluster, int pid) {

@@ -29,6 +29,8 @@ DataPlacement place_data(const JobSpec& spec, const nn::Dataset& train,
         nn::dirichlet_blocks(labels, train.num_classes, num_blocks, spec.dirichlet_alpha, seed);
   } else if (spec.block_assignment == "non-iid") {
     d.blocks = nn::shard_blocks(labels, num_blocks, spec.shards_per_node, seed);
+  } else if (spec.block_assignment == "contiguous") {
+    d.blocks = nn::contiguous_blocks(count, num_blocks);
   } else {
     d.blocks = nn::iid_blocks(count, num_blocks, seed);
   }

@@ -30,9 +30,11 @@ void DataOptions::validate() const {
 }
 
 void PlacementOptions::validate() const {
-  if (block_assignment != "iid" && block_assignment != "non-iid") {
-    throw ConfigError(fmt::format(
-        "--block_assignment {}: unknown value; choose one of: iid, non-iid", block_assignment));
+  if (block_assignment != "iid" && block_assignment != "non-iid" &&
+      block_assignment != "contiguous") {
+    throw ConfigError(
+        fmt::format("--block_assignment {}: unknown value; choose one of: iid, non-iid, contiguous",
+                    block_assignment));
   }
   if (!(dirichlet_alpha >= 0) || !std::isfinite(dirichlet_alpha)) {
     throw ConfigError(fmt::format("--dirichlet_alpha {}: must be positive", dirichlet_alpha));

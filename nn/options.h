@@ -45,7 +45,7 @@ struct DataOptions {
 // Which samples form each block; which workers hold each block is --redundancy's
 // (core/cluster_options.h) and the coded schemes' (psgd/coding_table.h).
 struct PlacementOptions {
-  std::string block_assignment = "iid";  // iid | non-iid
+  std::string block_assignment = "iid";  // iid | non-iid | contiguous
   double dirichlet_alpha = 0;            // non-iid: Dirichlet(alpha) label proportions per block
   int shards_per_node = 0;               // non-iid: label-sorted shards per block
 
@@ -55,7 +55,9 @@ struct PlacementOptions {
   static void fields(Self& self, Visit&& visit) {
     visit("block_assignment", self.block_assignment,
           "How training samples are split into blocks: iid (shuffled with the seed) | non-iid "
-          "(label-skewed: needs --dirichlet_alpha or --shards_per_node)");
+          "(label-skewed: needs --dirichlet_alpha or --shards_per_node) | contiguous (Horovod's "
+          "split: consecutive rows in file order, not shuffled; the first N % blocks blocks "
+          "get one row more)");
     visit("dirichlet_alpha", self.dirichlet_alpha,
           "non-iid: per-class Dirichlet(alpha) proportions over blocks (0.1: few classes per "
           "worker; 100: nearly iid; 0: not used)");

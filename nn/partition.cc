@@ -190,6 +190,24 @@ std::vector<std::vector<std::int64_t>> iid_blocks(std::int64_t num_samples, int 
   return blocks;
 }
 
+std::vector<std::vector<std::int64_t>> contiguous_blocks(std::int64_t num_samples, int num_blocks) {
+  if (num_blocks < 1) throw ConfigError(fmt::format("contiguous_blocks: {} blocks", num_blocks));
+  if (num_samples < 0) {
+    throw ConfigError(fmt::format("contiguous_blocks: {} samples", num_samples));
+  }
+  std::vector<std::vector<std::int64_t>> blocks(static_cast<std::size_t>(num_blocks));
+  const std::int64_t base = num_samples / num_blocks;
+  const std::int64_t extra = num_samples % num_blocks;
+  std::int64_t next = 0;
+  for (int b = 0; b < num_blocks; ++b) {
+    const std::int64_t len = base + (b < extra ? 1 : 0);
+    blocks[b].resize(static_cast<std::size_t>(len));
+    std::iota(blocks[b].begin(), blocks[b].end(), next);
+    next += len;
+  }
+  return blocks;
+}
+
 Placement place_blocks(int num_workers, int redundancy) {
   if (num_workers < 1) {
     throw ConfigError(fmt::format("placement needs at least one worker, got {}", num_workers));

@@ -17,6 +17,12 @@ namespace psgd::nn {
 std::vector<std::vector<std::int64_t>> iid_blocks(std::int64_t num_samples, int num_blocks,
                                                   std::uint64_t seed);
 
+// Horovod's contiguous split: block b holds the consecutive indices after those of blocks
+// 0..b-1, with no shuffling; the first num_samples % num_blocks blocks get one extra sample.
+// With redundancy 1 (block i on worker i) worker i reads rows in file order, as a Horovod rank
+// with an unshuffled sampler does. Throws ConfigError when num_blocks < 1 or num_samples < 0.
+std::vector<std::vector<std::int64_t>> contiguous_blocks(std::int64_t num_samples, int num_blocks);
+
 // Non-iid (label-skewed) partitions, for federated-style experiments. Both cover every index of
 // `labels` exactly once, are deterministic for a seed on every platform, and sort each block.
 //

@@ -106,6 +106,14 @@ TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
   s.shards_per_node = 2;
   EXPECT_NE(message_of(s).find("--shards_per_node applies to --block_assignment non-iid"),
             std::string::npos);
+  s = JobSpec{};
+  s.block_assignment = "contiguous";
+  EXPECT_EQ(message_of(s), "no error");
+  s.dirichlet_alpha = 0.5;
+  EXPECT_NE(message_of(s).find("not --block_assignment contiguous"), std::string::npos);
+  s = JobSpec{};
+  s.block_assignment = "sorted";
+  EXPECT_NE(message_of(s).find("choose one of: iid, non-iid, contiguous"), std::string::npos);
   EXPECT_EQ(JobSpec{}.ssp_staleness(), 2);
   EXPECT_EQ(JobSpec{}.local_sync_period(), 4);
 }

@@ -159,13 +159,14 @@ TEST_P(OneJob, SameConfigInTheRealAndTheSimulatedRun) {
 
 INSTANTIATE_TEST_SUITE_P(
     Drivers, OneJob,
-    ::testing::Values(DriverCase{"ssgd", {"--psgd", "ssgd", "--delay", "fixed:0.001"}},
-                      DriverCase{"asgd", {"--psgd", "asgd"}},
-                      DriverCase{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "2"}},
-                      DriverCase{"allreduce", {"--psgd", "allreduce"}},
-                      DriverCase{"ssgd_noniid",
-                                 {"--psgd", "ssgd", "--block_assignment", "non-iid",
-                                  "--shards_per_node", "2"}}),
+    ::testing::Values(
+        DriverCase{"ssgd", {"--psgd", "ssgd", "--delay", "fixed:0.001"}},
+        DriverCase{"asgd", {"--psgd", "asgd"}},
+        DriverCase{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "2"}},
+        DriverCase{"allreduce", {"--psgd", "allreduce"}},
+        DriverCase{"ssgd_noniid",
+                   {"--psgd", "ssgd", "--block_assignment", "non-iid", "--shards_per_node", "2"}},
+        DriverCase{"ssgd_contiguous", {"--psgd", "ssgd", "--block_assignment", "contiguous"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

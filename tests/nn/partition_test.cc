@@ -53,6 +53,37 @@ TEST(IidBlocks, RejectsBadArguments) {
   EXPECT_THROW(iid_blocks(-1, 2, 1), ConfigError);
 }
 
+// Horovod's split: rank r of n gets rows [r*base + min(r, extra), ...) with base = N / n and
+// extra = N % n, in file order.
+TEST(ContiguousBlocks, ConsecutiveRowsInFileOrderWithTheRemainderOnTheFirstBlocks) {
+  for (std::int64_t n : {0, 1, 7, 10, 11, 1000, 1003}) {
+    for (int k : {1, 2, 3, 4, 7}) {
+      const auto blocks = contiguous_blocks(n, k);
+      ASSERT_EQ(blocks.size(), static_cast<std::size_t>(k));
+      const std::int64_t base = n / k;
+      const std::int64_t extra = n % k;
+      std::int64_t next = 0;
+      for (int b = 0; b < k; ++b) {
+        const std::int64_t start = b * base + std::min<std::int64_t>(b, extra);
+        ASSERT_EQ(static_cast<std::int64_t>(blocks[b].size()), base + (b < extra ? 1 : 0))
+            << n << " rows, " << k << " blocks, block " << b;
+        for (std::int64_t i = 0; i < static_cast<std::int64_t>(blocks[b].size()); ++i) {
+          EXPECT_EQ(blocks[b][static_cast<std::size_t>(i)], start + i);
+          EXPECT_EQ(blocks[b][static_cast<std::size_t>(i)], next++);
+        }
+      }
+      EXPECT_EQ(next, n);  // every row exactly once
+    }
+  }
+  EXPECT_EQ(contiguous_blocks(10, 3),
+            (std::vector<std::vector<std::int64_t>>{{0, 1, 2, 3}, {4, 5, 6}, {7, 8, 9}}));
+}
+
+TEST(ContiguousBlocks, RejectsBadArguments) {
+  EXPECT_THROW(contiguous_blocks(10, 0), ConfigError);
+  EXPECT_THROW(contiguous_blocks(-1, 2), ConfigError);
+}
+
 TEST(PlaceBlocks, RedundancyOneIsAPlainSplit) {
   const Placement p = place_blocks(4, 1);
   EXPECT_EQ(p.num_workers, 4);

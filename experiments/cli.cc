@@ -263,7 +263,8 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "config.json)")
       ->check(CLI::Range(1.0, 1000.0));
   app.add_option("--passphrase_file", out.passphrase_file,
-                 "Prove the job's passphrase, from this file's first line (else $PSGD_PASSPHRASE; "
+                 "Prove the job's passphrase, from this file's first line (- : the first line of "
+                 "standard input, as the launchers pass it over ssh; else $PSGD_PASSPHRASE; "
                  "never printed or sent)");
   app.add_option("--heartbeat_interval", out.heartbeat_interval,
                  "Send a heartbeat on a link idle for this many seconds")

@@ -42,8 +42,8 @@ struct ServerFlags {
           "Address to listen on (0.0.0.0: every interface; default 127.0.0.1 without a "
           "passphrase, 0.0.0.0 with one)");
     visit("passphrase_file", self.passphrase_file,
-          "Authenticate workers with the passphrase on this file's first line (else "
-          "$PSGD_PASSPHRASE; never printed or sent)");
+          "Authenticate workers with the passphrase on this file's first line (- : the first "
+          "line of standard input; else $PSGD_PASSPHRASE; never printed or sent)");
     visit("heartbeat_interval", self.heartbeat_interval,
           "Send a heartbeat on a link idle for this many seconds");
     visit("dead_after", self.dead_after,

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 
 #include <fstream>
+#include <iostream>
 #include <string_view>
 
 #include "core/error.h"
@@ -44,7 +45,14 @@ AuthKey derive_key(const std::string& passphrase) {
 
 std::optional<AuthKey> load_key(const std::string& file) {
   std::string passphrase;
-  if (!file.empty()) {
+  if (file == "-") {  // standard input: what launchers pipe over ssh (no file, no argument)
+    std::getline(std::cin, passphrase);
+    if (!passphrase.empty() && passphrase.back() == '\r') passphrase.pop_back();
+    if (passphrase.empty()) {
+      throw ConfigError(
+          "--passphrase_file -: standard input holds no passphrase on its first line");
+    }
+  } else if (!file.empty()) {
     std::ifstream in(file, std::ios::binary);
     if (!in) throw ConfigError(fmt::format("cannot read --passphrase_file {}", file));
     std::getline(in, passphrase);

@@ -47,10 +47,11 @@ enum class AuthRole { kServer, kWorker };
 // Derives the key (PBKDF2-HMAC-SHA256). Throws ConfigError for an empty passphrase.
 AuthKey derive_key(const std::string& passphrase);
 
-// Reads the passphrase from `file` (its first line, without the line end) or, when `file` is
-// empty, from $PSGD_PASSPHRASE. Returns nothing when neither is given. Throws ConfigError for an
-// unreadable or empty file, and for $PSGD_PASSPHRASE set to the empty string (never silently no
-// passphrase). The text is wiped from memory once the key is derived.
+// Reads the passphrase from `file` (its first line, without the line end; "-": the first line of
+// standard input) or, when `file` is empty, from $PSGD_PASSPHRASE. Returns nothing when neither is
+// given. Throws ConfigError for an unreadable or empty file, and for $PSGD_PASSPHRASE set to the
+// empty string (never silently no passphrase). The text is wiped from memory once the key is
+// derived.
 std::optional<AuthKey> load_key(const std::string& file);
 
 // kAuthNonceBytes bytes from OpenSSL's RAND_bytes; throws Error if the generator fails.

@@ -12,7 +12,13 @@
 #   --port P          the server's port (default 55555)
 #   --repo DIR        the psgd checkout on every host (default: this one's path)
 #   --ssh CMD         the ssh command (default: "ssh -o BatchMode=yes")
+#   --insecure        run without a passphrase: the server listens on every interface and anyone
+#                     who can reach its port can join the job or send it data
 #   --dry_run         print every command and start nothing
+# The secret: give init_server --passphrase_file F after -- (or set $PSGD_PASSPHRASE here); every
+# client (and a --server on another host) gets the passphrase on its standard input over ssh
+# (client --passphrase_file -), never on a command line, in the process list or in a file on
+# the worker hosts. Without a passphrase the launch is refused unless --insecure is given.
 # Every host needs the same build in --repo and the dataset; clients retry connecting for 30 s, so
 # start order does not matter. Client logs: <run dir>/logs/ssh-<host>-<k>.log on this machine.
 # Before anything starts, this machine's init_server --check validates the server's flags (and
@@ -22,11 +28,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_ssh: $*" >&2; exit 2; }
 
 hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
-ssh_cmd="ssh -o BatchMode=yes" dry=0
+ssh_cmd="ssh -o BatchMode=yes" dry=0 insecure=0
 while (($#)); do
   case "$1" in
     --hosts) hosts=${2:-}; shift 2 ;;
@@ -40,6 +46,7 @@ while (($#)); do
     --repo) repo=${2:-}; shift 2 ;;
     --ssh) ssh_cmd=${2:-}; shift 2 ;;
     --dry_run) dry=1; shift ;;
+    --insecure) insecure=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     *) die "unknown argument '$1' (init_server flags go after --; see --help)" ;;
@@ -68,10 +75,6 @@ if [[ -z $server_ip ]]; then
   if [[ -n $server ]]; then server_ip=$server; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
   [[ -n $server_ip ]] || die "cannot tell this machine's address; give --server_ip"
 fi
-# Clients on other hosts: without a passphrase init_server would listen on loopback only.
-has_bind=0
-for f in "${flags[@]}"; do [[ $f == --bind* || $f == --passphrase_file* ]] && has_bind=1; done
-((has_bind)) || flags+=(--bind 0.0.0.0)
 
 # The job, as init_server reads the flags (and --config), checked here before anything starts (every
 # host runs the same build).
@@ -83,6 +86,44 @@ job_for_workers launch_ssh "$BIN/init_server" "$nodes" "${#list[@]} host(s) x $p
 [[ ${job[4]} == no ]] || die "--simulate runs every worker inside init_server; run it directly, without hosts"
 flags=("${server_flags[@]}")
 out=${job[3]}
+secret_file=${job[5]}
+# The secret: a file named by the flags or --config, else $PSGD_PASSPHRASE; each ssh gets it on
+# stdin (secret_in), the remote process reads it with --passphrase_file -.
+if [[ -n $secret_file ]]; then
+  [[ -r $secret_file ]] || die "cannot read the passphrase file $secret_file"
+  mode=$(stat -c %a "$secret_file")
+  [[ $mode == ?00 ]] || echo "launch_ssh: warning: $secret_file is readable by others (mode $mode); chmod 600 it" >&2
+  secret_in() { head -n 1 "$secret_file"; }
+elif [[ -n ${PSGD_PASSPHRASE:-} ]]; then
+  secret_in() { printf '%s\n' "$PSGD_PASSPHRASE"; }
+elif ((insecure)); then
+  secret_in() { :; }
+else
+  die "no passphrase: workers on other hosts would join unauthenticated; give init_server --passphrase_file F after -- (or set \$PSGD_PASSPHRASE), or --insecure to run without one"
+fi
+has_bind=0
+for f in "${flags[@]}"; do [[ $f == --bind* ]] && has_bind=1; done
+if [[ -z $secret_file && -z ${PSGD_PASSPHRASE:-} ]]; then
+  # Without a passphrase init_server would listen on loopback only.
+  ((has_bind)) || flags+=(--bind 0.0.0.0)
+  echo "launch_ssh: --insecure: no passphrase, so anyone who can reach port $port can join this job or send it data" >&2
+  client_secret=()
+else
+  client_secret=(--passphrase_file -)
+fi
+# A server on another host reads the passphrase from stdin as well (a flag on the command line
+# wins over --config's passphrase_file).
+remote_flags=()
+skip=0
+for f in "${flags[@]}"; do
+  if ((skip)); then skip=0; continue; fi
+  case "$f" in
+    --passphrase_file) skip=1 ;;
+    --passphrase_file=*) ;;
+    *) remote_flags+=("$f") ;;
+  esac
+done
+remote_flags+=("${client_secret[@]}")
 if [[ -z $out ]]; then
   out="runs/$(date -u +%Y%m%d-%H%M%S)-ssh-n$nodes"
   flags+=(--output "$out")
@@ -90,11 +131,20 @@ fi
 
 q() { printf '%q ' "$@"; }
 server_line="cd $(q "$repo") && build/experiments/init_server $(q "${flags[@]}")"
+remote_server_line="cd $(q "$repo") && build/experiments/init_server $(q "${remote_flags[@]}")"
+client_line="cd $(q "$repo") && build/experiments/client --ip $server_ip --port $port"
+((${#client_secret[@]})) && client_line+=" --passphrase_file -"
+stdin_note=""
+((${#client_secret[@]})) && stdin_note=" (passphrase on stdin)"
 echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host; server ${server:-this machine} ($server_ip:$port); run directory $out"
-if [[ -n $server ]]; then echo "  server: $ssh_cmd $server '$server_line'"; else echo "  server: $server_line"; fi
+if [[ -n $server ]]; then
+  echo "  server: $ssh_cmd $server '$remote_server_line'$stdin_note"
+else
+  echo "  server: $server_line"
+fi
 for h in "${list[@]}"; do
   for ((k = 0; k < per_host; k++)); do
-    echo "  client: $ssh_cmd $h 'cd $(q "$repo") && build/experiments/client --ip $server_ip --port $port'"
+    echo "  client: $ssh_cmd $h '$client_line'$stdin_note"
   done
 done
 ((dry)) && exit 0
@@ -105,7 +155,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [[ -n $server ]]; then
-  $ssh_cmd "$server" "$server_line" > "$out/logs/server.log" 2>&1 &
+  secret_in | $ssh_cmd "$server" "$remote_server_line" > "$out/logs/server.log" 2>&1 &
 else
   bash -c "$server_line" > "$out/logs/server.log" 2>&1 &
 fi
@@ -113,8 +163,7 @@ server_pid=$!
 pids+=("$server_pid")
 for h in "${list[@]}"; do
   for ((k = 0; k < per_host; k++)); do
-    $ssh_cmd "$h" "cd $(q "$repo") && build/experiments/client --ip $server_ip --port $port" \
-      > "$out/logs/ssh-$h-$k.log" 2>&1 &
+    secret_in | $ssh_cmd "$h" "$client_line" > "$out/logs/ssh-$h-$k.log" 2>&1 &
     pids+=("$!")
   done
 done

@@ -11,6 +11,8 @@
 # init_server's reason (exit 2). It listens on a free port unless --working_ports is on its
 # command line, writes the server's and the clients' logs to <run dir>/logs/, and with --simulate
 # runs init_server alone (it simulates the workers itself). Ctrl-C stops every process it started.
+# A passphrase (--passphrase_file F, on the command line or in --config, or $PSGD_PASSPHRASE) is
+# given to every client as well.
 #
 # --emulate: an emulated LAN (needs root and iproute2; scripts/netns.sh builds it). The server and
 # every worker run in a network namespace of their own, each on its own link to a switch, capped
@@ -140,9 +142,7 @@ if [[ $emulate == yes ]]; then
   server_at=(ip netns exec "$(netns_ns 0)")
   extra+=(--bind "$server_ip" --shared_memory off --network_file "$output/logs/network.json")
   client_extra=(--shared_memory off)
-  if [[ -n $passphrase_file ]]; then
-    client_extra+=(--passphrase_file "$passphrase_file")
-  elif [[ -z ${PSGD_PASSPHRASE:-} ]]; then
+  if [[ -z $passphrase_file && -z ${PSGD_PASSPHRASE:-} ]]; then
     PSGD_PASSPHRASE=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     export PSGD_PASSPHRASE
   fi
@@ -150,6 +150,10 @@ if [[ $emulate == yes ]]; then
     for w in "${!host_link[@]}"; do printf ', worker %s at %s' "$w" "${host_link[$w]}"; done
   ), MTU $mtu, $([[ $NETNS_NETEM == yes ]] && echo "latency $latency" || echo "latency not emulated (no netem in this kernel)")"
 fi
+
+# The server's passphrase file (from the flags or --config) is the clients' too; $PSGD_PASSPHRASE
+# reaches them through the environment.
+[[ -n $passphrase_file ]] && client_extra+=(--passphrase_file "$passphrase_file")
 
 if [[ $simulate == yes ]]; then
   echo "run_local: starting init_server --simulate (it runs the $nodes workers itself); logs in $output/logs/"

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "core/error.h"
 #include "network/messages.h"
@@ -90,6 +92,21 @@ TEST(Auth, AnEmptyPassphraseInTheEnvironmentIsRefused) {
   std::ofstream(file) << "from file\n";
   EXPECT_EQ(load_key(file), derive_key("from file"));
   ::unsetenv(kPassphraseEnv);
+}
+
+// "--passphrase_file -" reads the first line of standard input (what the ssh launcher pipes), so
+// the secret is on no command line and in no file on the worker host.
+TEST(Auth, DashReadsThePassphraseFromStandardInput) {
+  std::istringstream input("from stdin\r\nnot this\n");
+  std::streambuf* saved = std::cin.rdbuf(input.rdbuf());
+  ::setenv(kPassphraseEnv, "from env", 1);
+  const auto key = load_key("-");
+  std::istringstream empty("\n");
+  std::cin.rdbuf(empty.rdbuf());
+  EXPECT_THROW(load_key("-"), ConfigError);
+  std::cin.rdbuf(saved);
+  ::unsetenv(kPassphraseEnv);
+  EXPECT_EQ(key, derive_key("from stdin"));
 }
 
 }  // namespace

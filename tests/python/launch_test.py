@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,11 +99,151 @@ class RunLocal(unittest.TestCase):
                     self.assertFalse(os.path.exists(out_dir))
 
 
+def write_secret(directory, text="correct horse battery staple 4711"):
+    path = os.path.join(directory, "passphrase")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    return path, text
+
+
+def processes_showing(text):
+    """The pids of processes whose command line contains text."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+@unittest.skipUnless(BUILT and HAVE_DATA, "init_server and client not built (BUILD_DIR) or Fashion-MNIST missing")
+class Secret(unittest.TestCase):
+    def test_run_local_with_a_passphrase_file_completes_authenticated(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, _ = write_secret(d)
+            out_dir = os.path.join(d, "run")
+            out = run("run_local.sh", "--passphrase_file", secret, "--node_count", "2", "--output", out_dir,
+                      "--train_samples", "512", "--test_samples", "256", "--epochs", "1", "--bind", "127.0.0.1",
+                      timeout=180)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            with open(os.path.join(out_dir, "summary.json")) as f:
+                self.assertEqual(json.load(f)["status"], "completed")
+            for w in (0, 1):
+                with open(os.path.join(out_dir, "logs", f"client-{w}.log")) as f:
+                    self.assertIn("authenticated (the server proved the passphrase)", f.read())
+
+    def test_a_wrong_passphrase_on_stdin_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, _ = write_secret(d)
+            port_file = os.path.join(d, "port")
+            server = subprocess.Popen(
+                [os.path.join(BUILD, "experiments", "init_server"), "--node_count", "1", "--working_ports", "0",
+                 "--port_file", port_file, "--passphrase_file", secret, "--bind", "127.0.0.1", "--join_timeout",
+                 "60", "--output", os.path.join(d, "run"), "--train_samples", "256", "--test_samples", "128",
+                 "--epochs", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CLEAN_ENV)
+            try:
+                port = ""
+                for _ in range(600):
+                    if os.path.exists(port_file):
+                        with open(port_file) as f:
+                            port = f.read().strip()
+                    if port or server.poll() is not None:
+                        break
+                    time.sleep(0.1)
+                self.assertTrue(port, "init_server did not start listening")
+                client = [os.path.join(BUILD, "experiments", "client"), "--ip", "127.0.0.1", "--port", port,
+                          "--passphrase_file", "-", "--connect_timeout", "20"]
+                wrong = subprocess.run(client, input="not the passphrase\n", capture_output=True, text=True,
+                                       timeout=60, env=CLEAN_ENV)
+                self.assertNotEqual(wrong.returncode, 0, wrong.stdout + wrong.stderr)
+                self.assertIn("authentication failed", wrong.stdout + wrong.stderr)
+                with open(secret) as f:
+                    right = subprocess.run(client, stdin=f, capture_output=True, text=True, timeout=120,
+                                           env=CLEAN_ENV)
+                self.assertEqual(right.returncode, 0, right.stdout + right.stderr)
+                self.assertEqual(server.wait(timeout=60), 0)
+            finally:
+                server.kill()
+                server.wait()
+
+
+FAKE_SSH = """#!/bin/bash
+# A stand-in for ssh: records its arguments and its standard input, then runs the remote command
+# here (the host is ignored), feeding it what it was given on stdin.
+log=$FAKE_SSH_LOG/$$.$RANDOM
+printf '%s\\n' "$@" > "$log.args"
+tee "$log.stdin" | bash -c "${@: -1}"
+"""
+
+
 class LaunchSsh(unittest.TestCase):
+    @unittest.skipUnless(BUILT and HAVE_DATA, "init_server and client not built (BUILD_DIR) or Fashion-MNIST missing")
+    def test_clients_get_the_passphrase_on_stdin_never_on_a_command_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
+            os.mkdir(bindir)
+            os.mkdir(logdir)
+            with open(os.path.join(bindir, "ssh"), "w") as f:
+                f.write(FAKE_SSH)
+            os.chmod(os.path.join(bindir, "ssh"), 0o755)
+            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            out_dir = os.path.join(d, "run")
+            port = str(42000 + os.getpid() % 1000 * 8)
+            launch = subprocess.Popen(
+                ["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--hosts", "a,b", "--server", "s",
+                 "--server_ip", "127.0.0.1", "--port", port, "--", "--passphrase_file", secret,
+                 "--bind", "127.0.0.1", "--output", out_dir, "--train_samples", "512", "--test_samples", "256",
+                 "--epochs", "1", "--join_timeout", "60"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            shown = []
+            while launch.poll() is None:  # the secret never shows in the process list
+                shown += processes_showing(text)
+                time.sleep(0.05)
+            output = launch.stdout.read()
+            launch.stdout.close()
+            self.assertEqual(launch.returncode, 0, output)
+            self.assertEqual(shown, [])
+            self.assertNotIn(text, output)
+            with open(os.path.join(out_dir, "summary.json")) as f:
+                self.assertEqual(json.load(f)["status"], "completed")
+            calls = sorted(f for f in os.listdir(logdir) if f.endswith(".args"))
+            self.assertEqual(len(calls), 3)  # the server and two clients
+            for call in calls:
+                with open(os.path.join(logdir, call)) as f:
+                    args = f.read()
+                self.assertNotIn(text, args)
+                self.assertIn("--passphrase_file -", args)
+                self.assertNotIn(secret, args)  # the remote side reads stdin, not this machine's file
+                with open(os.path.join(logdir, call[:-len("args")] + "stdin")) as f:
+                    self.assertEqual(f.read(), text + "\n")
+
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_without_a_passphrase_it_needs_insecure(self):
+        out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run")
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+        self.assertEqual(out.stderr.count("\n"), 1, out.stderr)
+        self.assertIn("launch_ssh: no passphrase", out.stderr)
+        self.assertIn("--insecure", out.stderr)
+        out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run", "--insecure")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("--insecure: no passphrase, so anyone who can reach port 55555 can join", out.stderr)
+        self.assertIn("--bind 0.0.0.0", out.stdout)
+        self.assertNotIn("--passphrase_file", out.stdout)
+        out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run",
+                  env={"PSGD_PASSPHRASE": "from the environment"})
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("client --ip 10.0.0.1 --port 55555 --passphrase_file -' (passphrase on stdin)", out.stdout)
+        self.assertNotIn("from the environment", out.stdout + out.stderr)
+
     @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_prefix_first_last_addressing(self):
         out = run("launch_ssh.sh", "--host_prefix", "192.168.1.", "--first", "10", "--last", "17", "--per_host", "2",
-                  "--server_ip", "10.0.0.1", "--dry_run", "--", "--epochs", "2")
+                  "--server_ip", "10.0.0.1", "--dry_run", "--insecure", "--", "--epochs", "2")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("16 workers on 8 host(s) x 2", out.stdout)
         self.assertIn("--node_count 16 --working_ports 55555", out.stdout)
@@ -111,7 +252,7 @@ class LaunchSsh(unittest.TestCase):
 
     @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_host_list_and_remote_server(self):
-        out = run("launch_ssh.sh", "--hosts", "a,b", "--server", "s", "--port", "6000", "--dry_run")
+        out = run("launch_ssh.sh", "--hosts", "a,b", "--server", "s", "--port", "6000", "--dry_run", "--insecure")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("server: ssh -o BatchMode=yes s ", out.stdout)
         self.assertIn("client --ip s --port 6000", out.stdout)
@@ -121,7 +262,8 @@ class LaunchSsh(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             out_dir = os.path.join(d, "run")
             config = write_config(d, node_count=2, output=out_dir, epochs=1)
-            out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run", "--", "--config", config)
+            out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run", "--insecure", "--",
+                      "--config", config)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn(f"2 workers on 2 host(s) x 1; server this machine (10.0.0.1:55555); run directory {out_dir}",
                           out.stdout)
@@ -137,12 +279,12 @@ class LaunchSsh(unittest.TestCase):
                                    "init_server: --codec randomk"),
                                   (["--hosts", "a,b", "--", "--simulate"], "--simulate runs every worker")):
                 with self.subTest(args=args):
-                    out = run("launch_ssh.sh", "--server_ip", "10.0.0.1", *args)
+                    out = run("launch_ssh.sh", "--server_ip", "10.0.0.1", "--insecure", *args)
                     self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
                     self.assertIn(message, out.stderr)
                     self.assertEqual(out.stdout, "")
             # gc with redundancy 3 is refused for init_server's default 4 workers, not for 3 hosts.
-            out = run("launch_ssh.sh", "--hosts", "a,b,c", "--server_ip", "10.0.0.1", "--dry_run", "--",
+            out = run("launch_ssh.sh", "--hosts", "a,b,c", "--server_ip", "10.0.0.1", "--dry_run", "--insecure", "--",
                       "--codec", "gc", "--redundancy", "3", "--output", out_dir)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("init_server --node_count 3 --working_ports 55555 --codec gc --redundancy 3", out.stdout)
@@ -161,14 +303,14 @@ class LaunchSlurm(unittest.TestCase):
         for env in ({"SLURM_PROCID": "0", "SLURM_NTASKS": "5", "SLURM_JOB_NODELIST": "n1"},
                     {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "5"},
                     {"PMI_RANK": "0", "PMI_SIZE": "5"}):
-            out = run("launch_slurm.sh", "--server", "n1", "--dry_run", "--", "--epochs", "3", env=env)
+            out = run("launch_slurm.sh", "--server", "n1", "--dry_run", "--insecure", "--", "--epochs", "3", env=env)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("rank 0 of 5", out.stderr)
             self.assertIn("init_server --node_count 4 --working_ports 55555 --epochs 3", out.stderr)
 
     @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_other_ranks_are_clients_of_the_first_slurm_host(self):
-        out = run("launch_slurm.sh", "--port", "7000", "--dry_run",
+        out = run("launch_slurm.sh", "--port", "7000", "--dry_run", "--insecure",
                   env={"SLURM_PROCID": "3", "SLURM_NTASKS": "5", "SLURM_JOB_NODELIST": "nodeA"})
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("rank 3 of 5", out.stderr)
@@ -180,7 +322,7 @@ class LaunchSlurm(unittest.TestCase):
             config = write_config(d, node_count=2, epochs=1)
             for rank in ("0", "2"):
                 env = {"SLURM_PROCID": rank, "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "n1"}
-                out = run("launch_slurm.sh", "--dry_run", "--", "--config", config, env=env)
+                out = run("launch_slurm.sh", "--dry_run", "--insecure", "--", "--config", config, env=env)
                 self.assertEqual(out.returncode, 0, out.stderr)
                 env["SLURM_NTASKS"] = "5"
                 out = run("launch_slurm.sh", "--dry_run", "--", "--config", config, env=env)
@@ -191,6 +333,24 @@ class LaunchSlurm(unittest.TestCase):
                 self.assertEqual(out.returncode, 2, out.stderr)
                 self.assertTrue(out.stderr.startswith("init_server: --codec randomk"), out.stderr)
                 self.assertNotIn(f"rank {rank} of", out.stderr)  # nothing started
+
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_clients_name_the_passphrase_file_never_the_secret(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            env = {"SLURM_PROCID": "2", "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "n1"}
+            out = run("launch_slurm.sh", "--dry_run", env=env)
+            self.assertEqual(out.returncode, 2, out.stderr)
+            self.assertIn("launch_slurm: no passphrase", out.stderr)
+            self.assertIn("--insecure", out.stderr)
+            out = run("launch_slurm.sh", "--dry_run", "--", "--passphrase_file", secret, env=env)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn(f"client --ip n1 --port 55555 --connect_timeout 120 --passphrase_file {secret}", out.stderr)
+            self.assertNotIn(text, out.stdout + out.stderr)
+            out = run("launch_slurm.sh", "--dry_run", env=dict(env, PSGD_PASSPHRASE=text))
+            self.assertEqual(out.returncode, 0, out.stderr)  # the environment reaches the client itself
+            self.assertNotIn(text, out.stdout + out.stderr)
+            self.assertNotIn("--insecure", out.stderr)
 
     def test_bad_environments(self):
         cases = [({}, ["--server", "a"]), ({"PMI_RANK": "0", "PMI_SIZE": "1"}, ["--server", "a"]),

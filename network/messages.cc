@@ -65,7 +65,8 @@ void serialize(Archive& ar, Job& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {
-  ar(m.worker_id, m.num_parameters, m.samples, m.threads, m.detail, m.peer_port);
+  ar(m.worker_id, m.num_parameters, m.samples, m.threads, m.detail, m.peer_port, m.data_sha256,
+     m.dataset);
 }
 template <class Archive>
 void serialize(Archive& ar, Finish& m) {

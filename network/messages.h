@@ -48,7 +48,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 11;
+inline constexpr std::uint16_t kProtocolVersion = 12;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -66,6 +66,7 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {9, "Job.start_batch (a worker resuming a checkpoint or taking over a lost worker's slot)"},
     {10, "ShmOffer, ShmReply, ShmFrame (shared-memory frames, network/tcp/shm_channel.h)"},
     {11, "AuthChallenge.job_id, AuthChallenge.server_id (the job's identity), Leave"},
+    {12, "Ready.data_sha256, Ready.dataset (a worker proves which rows it holds)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {

@@ -28,15 +28,19 @@ T get(std::span<const std::uint8_t> b, std::size_t offset) {
   return v;
 }
 
-std::vector<std::uint8_t> header_of(const Dataset& d) {
+std::vector<std::uint8_t> header_of(const Dataset& d, std::uint64_t rows) {
   std::vector<std::uint8_t> h(kMagic, kMagic + 8);
   put(h, kVersion);
   put(h, d.channels);
   put(h, d.height);
   put(h, d.width);
   put(h, static_cast<std::int32_t>(d.num_classes));
-  put(h, static_cast<std::uint64_t>(d.size()));
+  put(h, rows);
   return h;
+}
+
+std::vector<std::uint8_t> header_of(const Dataset& d) {
+  return header_of(d, static_cast<std::uint64_t>(d.size()));
 }
 
 struct MdFree {
@@ -124,6 +128,22 @@ std::string content_hash(const Dataset& d) {
   h.add(header.data(), header.size());
   h.add(d.labels.data(), d.labels.size() * sizeof(std::int64_t));
   h.add(d.images.data(), d.images.size() * sizeof(float));
+  return h.hex();
+}
+
+std::string rows_hash(const Dataset& d, std::span<const std::int64_t> rows) {
+  Sha256 h;
+  const auto header = header_of(d, rows.size());
+  h.add(header.data(), header.size());
+  for (std::int64_t r : rows) {
+    if (r < 0 || static_cast<std::size_t>(r) >= d.size()) {
+      throw ConfigError(fmt::format("rows_hash: row {} of a dataset of {} rows", r, d.size()));
+    }
+    h.add(&d.labels[static_cast<std::size_t>(r)], sizeof(std::int64_t));
+  }
+  const auto numel = static_cast<std::size_t>(d.sample_numel());
+  for (std::int64_t r : rows)
+    h.add(d.images.data() + static_cast<std::size_t>(r) * numel, numel * sizeof(float));
   return h.hex();
 }
 

@@ -24,6 +24,12 @@ Dataset unpack_dataset(std::span<const std::uint8_t> bytes, std::string name);
 // whatever file format it was read from.
 std::string content_hash(const Dataset& d);
 
+// The fingerprint of some rows of a dataset: content_hash(subset(d, rows)) without the copy. A
+// worker proves with it which rows it holds (its samples as read from its own file, before
+// normalising); the server computes it over the rows it assigned. Throws ConfigError for a row
+// outside d.
+std::string rows_hash(const Dataset& d, std::span<const std::int64_t> rows);
+
 // SHA-256 of bytes, as 64 lowercase hex digits.
 std::string sha256_hex(std::span<const std::uint8_t> bytes);
 

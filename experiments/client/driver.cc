@@ -25,6 +25,7 @@
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
 #include "network/transport.h"
+#include "nn/data_pack.h"
 #include "nn/gloo_allreduce.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
@@ -222,6 +223,8 @@ void Client::build_worker(nn::Dataset samples) {
       .normalizer = {.kind = spec_.normalize, .shift = job_.norm_shift, .scale = job_.norm_scale},
       .train_size = job_.train_size,
       .start_batch = job_.start_batch};
+  // The proof of which rows this worker holds, over its samples as read (before normalising).
+  data_sha256_ = nn::content_hash(samples);
   setup.normalizer.apply(samples);
   const auto count = static_cast<std::int64_t>(samples.size());
   auto split = std::make_shared<nn::DataSplit>();
@@ -277,7 +280,9 @@ void Client::ready() {
                     .samples = static_cast<std::int64_t>(job_.samples.size()),
                     .threads = threads_,
                     .detail = nn::blas_description(),
-                    .peer_port = peer_port_});
+                    .peer_port = peer_port_,
+                    .data_sha256 = data_sha256_,
+                    .dataset = opts_.dataset.empty() ? spec_.dataset : opts_.dataset});
   job_.samples = {};
   data_.reset();
   start_ = clock_.now();

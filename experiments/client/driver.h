@@ -126,6 +126,7 @@ class Client {
   Job job_;  // the job, kept while data is being shipped
   std::unique_ptr<WorkerData> data_;
   double ship_start_ = 0;
+  std::string data_sha256_;  // nn::content_hash of its samples as read (Ready::data_sha256)
   int threads_ = 1;
   int peer_port_ = 0;
   std::unique_ptr<WorkerParts> parts_;  // trainer, straggler, role (experiments/worker_setup.h)

@@ -14,6 +14,7 @@
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 #include "experiments/server/server.h"
+#include "nn/data_pack.h"
 #include "nn/data_source.h"
 #include "nn/threads.h"
 #include "psgd/factory.h"
@@ -298,6 +299,24 @@ void Server::on_ready(int w, const Ready& ready) {
         "worker {} built a model with {} parameters but the server's has {}; run "
         "the same psgd version everywhere",
         w, ready.num_parameters, model_->num_parameters());
+    if (slot.rejoining && phase_ == Phase::kTraining) {
+      drop_replacement(w, why);
+    } else {
+      fail(why);
+    }
+    return;
+  }
+  // The worker proves which rows it holds: its fingerprint of its samples as it read them must
+  // be the server's over the rows it assigned (another file, order or version trains silently on
+  // the wrong rows, possibly the server's test rows).
+  if (const std::string mine = nn::rows_hash(*plan_->train(), slot.samples);
+      ready.data_sha256 != mine) {
+    const std::string why = fmt::format(
+        "worker {} ({}) holds other training rows than the server assigned it: its {} gives "
+        "sha256 {}... over its {} rows, the server's copy {}...; give every worker an identical "
+        "copy of the dataset (or --ship_data)",
+        w, slot.host(), ready.dataset, ready.data_sha256.substr(0, 12), ready.samples,
+        mine.substr(0, 12));
     if (slot.rejoining && phase_ == Phase::kTraining) {
       drop_replacement(w, why);
     } else {

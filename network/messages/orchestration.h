@@ -79,6 +79,11 @@ struct Ready {
   // Peer-to-peer strategies: the port this worker accepts peer links on (its mesh listener; for
   // the gloo backend worker 0's rendezvous store). 0: none.
   std::int32_t peer_port = 0;
+  // The fingerprint of the rows it holds, as read and before normalising (nn::rows_hash of its
+  // samples in block order), and where it read them (its --dataset): the server compares the
+  // fingerprint with its own over the rows it assigned and stops the job on a difference.
+  std::string data_sha256;
+  std::string dataset;
 };
 
 // server -> worker (peer-to-peer strategies, once every worker is Ready): where each worker

@@ -128,6 +128,51 @@ TEST(Data, ShipDataFeedsClientsThatCannotReadTheDataset) {
   EXPECT_TRUE(std::filesystem::is_empty(r.dir.file("client0")));
 }
 
+// The rows of `csv` (after its header) in reverse order: the same data in another order.
+std::string reversed_rows(const std::string& csv) {
+  std::istringstream in(csv);
+  std::string header, line;
+  std::getline(in, header);
+  std::vector<std::string> rows;
+  while (std::getline(in, line))
+    rows.push_back(line);
+  std::string out = header + "\n";
+  for (auto it = rows.rbegin(); it != rows.rend(); ++it)
+    out += *it + "\n";
+  return out;
+}
+
+// Issue 18: a client given a row-reversed copy of the CSV trained silently on other rows (the
+// server's test rows among them). Every worker now proves which rows it holds before training;
+// the job stops with one line naming the worker and its file, and no training happens.
+TEST(Data, AWorkerWithARowReversedCopyOfTheDataIsRefusedNamingItsFile) {
+  DataRun r;
+  const std::string csv = blobs_csv(300, 5);
+  write_text(r.dir.file("train.csv"), csv);
+  write_text(r.dir.file("reversed.csv"), reversed_rows(csv));
+  ASSERT_NE(read_file(r.dir.file("reversed.csv")), csv);
+  ASSERT_NO_FATAL_FAILURE(
+      r.start(2,
+              {"--dataset", "csv:" + r.dir.file("train.csv"), "--label_column", "label",
+               "--epochs", "1", "--batch_size", "16"},
+              {{}, {"--dataset", "csv:" + r.dir.file("reversed.csv")}}));
+  const auto code = r.server->wait(120s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << r.logs();
+  EXPECT_NE(*code, 0) << r.logs();
+  for (auto& c : r.clients)
+    EXPECT_NE(c->wait(30s).value_or(0), 0) << r.logs();
+  const std::string err = r.server->err();
+  EXPECT_EQ(testing::count_lines(err), 1) << err;
+  EXPECT_NE(err.find("worker 1 "), std::string::npos) << err;
+  EXPECT_NE(err.find("holds other training rows"), std::string::npos) << err;
+  EXPECT_NE(err.find("csv:" + r.dir.file("reversed.csv")), std::string::npos) << err;
+  const auto summary = nlohmann::json::parse(read_file(r.dir.file("run") + "/summary.json"));
+  EXPECT_EQ(summary["status"].get<std::string>().rfind("failed: worker 1 ", 0), 0u) << summary;
+  EXPECT_EQ(summary["iterations"], 0) << "no training on the wrong rows";
+  // Worker 0 read the server's own file and was not blamed.
+  EXPECT_EQ(err.find("worker 0 "), std::string::npos) << err;
+}
+
 TEST(Data, Resnet8TrainsOnAGeneratedCifar10Directory) {
   DataRun r;
   const std::string cifar = r.dir.file("cifar");

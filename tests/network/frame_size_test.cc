@@ -50,7 +50,7 @@ Job sample(std::type_identity<Job>, std::size_t n) {
           .start_batch = 5};
 }
 Ready sample(std::type_identity<Ready>, std::size_t n) {
-  return {.worker_id = 2, .detail = text(n)};
+  return {.worker_id = 2, .detail = text(n), .data_sha256 = text(n), .dataset = text(n)};
 }
 Finish sample(std::type_identity<Finish>, std::size_t n) {
   return {.status = text(n), .ok = false};

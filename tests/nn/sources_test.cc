@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -408,6 +409,28 @@ TEST(DataPack, RoundTripsAndHashesByContent) {
   EXPECT_NE(content_hash(other), content_hash(d));
   EXPECT_THROW(unpack_dataset(std::span(bytes).first(bytes.size() - 1), "x"), ConfigError);
   EXPECT_EQ(sha256_hex({}), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+// A worker's fingerprint of the rows it holds (content_hash of its subset) is the server's
+// rows_hash over the rows it assigned; another order of the same rows, or other rows, differ.
+TEST(DataPack, RowsHashIsTheContentHashOfTheSubset) {
+  Dataset d;
+  d.channels = 1;
+  d.height = 1;
+  d.width = 2;
+  d.num_classes = 2;
+  for (int i = 0; i < 10; ++i) {
+    d.images.insert(d.images.end(), {static_cast<float>(i), static_cast<float>(i) * 0.5f});
+    d.labels.push_back(i % 2);
+  }
+  const std::vector<std::int64_t> rows{7, 2, 3, 9};
+  EXPECT_EQ(rows_hash(d, rows), content_hash(subset(d, rows, "worker")));
+  EXPECT_NE(rows_hash(d, rows), rows_hash(d, std::vector<std::int64_t>{2, 3, 7, 9}));
+  EXPECT_NE(rows_hash(d, rows), rows_hash(d, std::vector<std::int64_t>{7, 2, 3}));
+  std::vector<std::int64_t> all(10);
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(rows_hash(d, all), content_hash(d));
+  EXPECT_THROW(rows_hash(d, std::vector<std::int64_t>{10}), ConfigError);
 }
 
 }  // namespace

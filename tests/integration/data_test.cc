@@ -151,11 +151,10 @@ TEST(Data, AWorkerWithARowReversedCopyOfTheDataIsRefusedNamingItsFile) {
   write_text(r.dir.file("train.csv"), csv);
   write_text(r.dir.file("reversed.csv"), reversed_rows(csv));
   ASSERT_NE(read_file(r.dir.file("reversed.csv")), csv);
-  ASSERT_NO_FATAL_FAILURE(
-      r.start(2,
-              {"--dataset", "csv:" + r.dir.file("train.csv"), "--label_column", "label",
-               "--epochs", "1", "--batch_size", "16"},
-              {{}, {"--dataset", "csv:" + r.dir.file("reversed.csv")}}));
+  ASSERT_NO_FATAL_FAILURE(r.start(2,
+                                  {"--dataset", "csv:" + r.dir.file("train.csv"), "--label_column",
+                                   "label", "--epochs", "1", "--batch_size", "16"},
+                                  {{}, {"--dataset", "csv:" + r.dir.file("reversed.csv")}}));
   const auto code = r.server->wait(120s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << r.logs();
   EXPECT_NE(*code, 0) << r.logs();

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/fields_json.h"
+#include "experiments/cluster_file.h"
 #include "experiments/options_io.h"
 #include "experiments/simulate.h"
 
@@ -142,6 +143,32 @@ void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& o
   out.spec = job;
 }
 
+// --cluster F: node_count, working_ports and passphrase_file come from the file; a flag that
+// says otherwise is refused (a --config's values cannot be told from the defaults and give way).
+void apply_cluster(const CLI::App& app, ServerOptions& out) {
+  if (out.sim.enabled) {
+    throw ConfigError(fmt::format(
+        "--cluster {} with --simulate: the cluster file names real hosts, the simulator runs "
+        "every worker in this process; give --node_count instead",
+        out.cluster));
+  }
+  const ClusterFile c = read_cluster_file(out.cluster);
+  auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
+  if (given("--node_count") && out.spec.node_count != c.slots) {
+    throw ConfigError(fmt::format("--node_count {} but the cluster file {} has {} worker slots",
+                                  out.spec.node_count, out.cluster, c.slots));
+  }
+  if (given("--working_ports") && out.spec.working_ports != std::vector<int>{c.port}) {
+    throw ConfigError(fmt::format("--working_ports {} but the cluster file {} says port {}",
+                                  fmt::join(out.spec.working_ports, ","), out.cluster, c.port));
+  }
+  out.spec.node_count = c.slots;
+  out.spec.working_ports = {c.port};
+  if (out.passphrase_file.empty()) out.passphrase_file = c.passphrase_file;
+  out.cluster_json = c.json;
+  out.spec.validate();  // node_count may have changed what the job allows (gc's redundancy)
+}
+
 }  // namespace
 
 void ServerFlags::validate() const {
@@ -215,6 +242,7 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
     out.sim.validate();
     if (out.sim.enabled) check_simulatable(out);  // what the simulator cannot honour, refused
     if (!out.network_file.empty()) out.network = read_network_file(out.network_file);
+    if (!out.cluster.empty()) apply_cluster(app, out);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

@@ -33,6 +33,9 @@ struct ServerFlags {
   // A JSON object describing the network this run goes over (scripts/run_local.sh --emulate
   // writes one), recorded in config.json as "network". It describes; it changes nothing.
   std::string network_file;
+  // --cluster F: the lab's machines (experiments/cluster_file.h); sets node_count, working_ports
+  // and passphrase_file, recorded in config.json as "cluster".
+  std::string cluster;
 
   void validate() const;
 
@@ -73,6 +76,11 @@ struct ServerFlags {
           "A JSON object describing the network the workers reach this server over, copied into "
           "config.json as \"network\" (scripts/run_local.sh --emulate writes one: hosts, "
           "addresses, rate caps, latency); it only describes, it changes nothing");
+    visit("cluster", self.cluster,
+          "A cluster file (JSON: the server's address and port, the worker hosts with slots, "
+          "per-host dataset and ssh user, the passphrase file; README \"Running on several "
+          "machines\"): the job gets node_count = the hosts' slots, working_ports = the server's "
+          "port and the passphrase file unless given; copied into config.json as \"cluster\"");
   }
 };
 
@@ -85,7 +93,8 @@ struct ServerOptions : ServerFlags {
   bool check = false;
   // Rewrites canonicalize() made (Parallel-SGD's spellings), for the log and config.json.
   std::vector<std::string> notes;
-  nlohmann::json network;  // --network_file's object (null without it), for config.json
+  nlohmann::json network;       // --network_file's object (null without it), for config.json
+  nlohmann::json cluster_json;  // --cluster's object (null without it), for config.json
   std::string command_line;
 };
 

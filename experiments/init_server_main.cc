@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
                        {"simulate", options.sim.enabled},
                        {"simulation", simulation}};
     if (!options.notes.empty()) out["canonicalized"] = options.notes;
+    if (!options.cluster_json.is_null()) out["cluster"] = options.cluster_json;
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }

@@ -3,8 +3,13 @@
 #
 #   scripts/launch_ssh.sh --hosts h1,h2,... [options] [-- init_server flags...]
 #   scripts/launch_ssh.sh --host_prefix 192.168.1. --first 10 --last 17 [options] [-- flags...]
+#   scripts/launch_ssh.sh --cluster cluster.json [options] [-- init_server flags...]
 #
 # Options:
+#   --cluster F       a cluster file (README "Running on several machines"): the worker hosts and
+#                     their slots, ssh users and datasets, the server's address and port and the
+#                     passphrase file; init_server gets --cluster F too (config.json records it).
+#                     Not with --hosts, --host_prefix, --per_host, --server_ip or --port
 #   --per_host K      clients per host (default 1); --node_count is hosts x K
 #   --server HOST     run init_server on HOST over ssh (default: on this machine)
 #   --server_ip IP    the address clients connect to (default: --server, or this machine's first
@@ -28,21 +33,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_ssh: $*" >&2; exit 2; }
 
 hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
-ssh_cmd="ssh -o BatchMode=yes" dry=0 insecure=0
+ssh_cmd="ssh -o BatchMode=yes" dry=0 insecure=0 cluster="" 
 while (($#)); do
   case "$1" in
     --hosts) hosts=${2:-}; shift 2 ;;
+    --cluster) cluster=${2:-}; shift 2 ;;
+    --per_host) per_host=${2:-}; shift 2 ;;
+    --server_ip) server_ip=${2:-}; shift 2 ;;
+    --port) port=${2:-}; shift 2 ;;
     --host_prefix) prefix=${2:-}; shift 2 ;;
     --first) first=${2:-}; shift 2 ;;
     --last) last=${2:-}; shift 2 ;;
-    --per_host) per_host=${2:-}; shift 2 ;;
     --server) server=${2:-}; shift 2 ;;
-    --server_ip) server_ip=${2:-}; shift 2 ;;
-    --port) port=${2:-}; shift 2 ;;
     --repo) repo=${2:-}; shift 2 ;;
     --ssh) ssh_cmd=${2:-}; shift 2 ;;
     --dry_run) dry=1; shift ;;
@@ -53,9 +59,31 @@ while (($#)); do
   esac
 done
 flags=("$@")
-list=()
+list=() datasets=()
 if [[ -n $hosts && -n $prefix ]]; then die "give --hosts or --host_prefix/--first/--last, not both"; fi
-if [[ -n $hosts ]]; then
+if [[ -n $cluster ]]; then
+  [[ -z $hosts && -z $prefix && $per_host == 1 && -z $server_ip && $port == 55555 ]] ||
+    die "--cluster gives the hosts, the server's address and port; not with --hosts, --host_prefix, --per_host, --server_ip or --port"
+  # One line per client (ssh target, its --dataset or -), after the server's address and port;
+  # init_server --check below checks the whole file.
+  mapfile -t entries < <(python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(c["server"]["address"], c["server"].get("port", 55555))
+for w in c["workers"]:
+    target = (w["user"] + "@" if w.get("user") else "") + w["host"]
+    for _ in range(w.get("slots", 1)):
+        print(target, w.get("dataset", "-"))' "$cluster" 2>/dev/null) ||
+    die "--cluster $cluster: not a cluster file (init_server --check --cluster $cluster says why)"
+  ((${#entries[@]} >= 2)) || die "--cluster $cluster: no workers"
+  read -r server_ip port <<<"${entries[0]}"
+  for e in "${entries[@]:1}"; do
+    read -r target dataset <<<"$e"
+    list+=("$target")
+    datasets+=("$dataset")
+  done
+  flags+=(--cluster "$cluster")
+elif [[ -n $hosts ]]; then
   IFS=, read -r -a list <<< "$hosts"
 elif [[ -n $prefix ]]; then
   [[ $first =~ ^[0-9]+$ && $last =~ ^[0-9]+$ ]] || die "--host_prefix needs numeric --first and --last"
@@ -70,7 +98,15 @@ for h in "${list[@]}"; do [[ -n $h && $h != *" "* ]] || die "empty or malformed 
 for f in "${flags[@]}"; do
   case "$f" in --working_ports*) die "$f is set by this script (--port)" ;; esac
 done
-nodes=$((${#list[@]} * per_host))
+# Every client: its ssh target and --dataset (- : the job's own).
+targets=() client_data=()
+for i in "${!list[@]}"; do
+  for ((k = 0; k < per_host; k++)); do
+    targets+=("${list[i]}")
+    client_data+=("${datasets[i]:--}")
+  done
+done
+nodes=${#targets[@]}
 if [[ -z $server_ip ]]; then
   if [[ -n $server ]]; then server_ip=$server; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
   [[ -n $server_ip ]] || die "cannot tell this machine's address; give --server_ip"
@@ -136,16 +172,19 @@ client_line="cd $(q "$repo") && build/experiments/client --ip $server_ip --port 
 ((${#client_secret[@]})) && client_line+=" --passphrase_file -"
 stdin_note=""
 ((${#client_secret[@]})) && stdin_note=" (passphrase on stdin)"
+client_command() {  # client_command I: the remote command of client I
+  local line=$client_line
+  [[ ${client_data[$1]} == - ]] || line+=" --dataset $(printf '%q' "${client_data[$1]}")"
+  printf '%s' "$line"
+}
 echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host; server ${server:-this machine} ($server_ip:$port); run directory $out"
 if [[ -n $server ]]; then
   echo "  server: $ssh_cmd $server '$remote_server_line'$stdin_note"
 else
   echo "  server: $server_line"
 fi
-for h in "${list[@]}"; do
-  for ((k = 0; k < per_host; k++)); do
-    echo "  client: $ssh_cmd $h '$client_line'$stdin_note"
-  done
+for i in "${!targets[@]}"; do
+  echo "  client: $ssh_cmd ${targets[i]} '$(client_command "$i")'$stdin_note"
 done
 ((dry)) && exit 0
 
@@ -161,11 +200,13 @@ else
 fi
 server_pid=$!
 pids+=("$server_pid")
-for h in "${list[@]}"; do
-  for ((k = 0; k < per_host; k++)); do
-    secret_in | $ssh_cmd "$h" "$client_line" > "$out/logs/ssh-$h-$k.log" 2>&1 &
-    pids+=("$!")
-  done
+declare -A seen=()
+for i in "${!targets[@]}"; do
+  h=${targets[i]}
+  k=${seen[$h]:-0}
+  seen[$h]=$((k + 1))
+  secret_in | $ssh_cmd "$h" "$(client_command "$i")" > "$out/logs/ssh-$h-$k.log" 2>&1 &
+  pids+=("$!")
 done
 rc=0
 wait "$server_pid" || rc=$?

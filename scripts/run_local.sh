@@ -12,7 +12,8 @@
 # command line, writes the server's and the clients' logs to <run dir>/logs/, and with --simulate
 # runs init_server alone (it simulates the workers itself). Ctrl-C stops every process it started.
 # A passphrase (--passphrase_file F, on the command line or in --config, or $PSGD_PASSPHRASE) is
-# given to every client as well.
+# given to every client as well. --cluster F (a cluster file) runs its job here: as many local
+# clients as its slots, on its port, with its passphrase file.
 #
 # --emulate: an emulated LAN (needs root and iproute2; scripts/netns.sh builds it). The server and
 # every worker run in a network namespace of their own, each on its own link to a switch, capped
@@ -51,6 +52,7 @@ while (($#)); do
       net+=("${1%%=*}" "${1#*=}"); shift ;;
     --working_ports) port=${2:-}; args+=("$1"); shift ;;
     --working_ports=*) port=${1#*=}; args+=("$1"); shift ;;
+    --cluster | --cluster=*) port=cluster; args+=("$1"); shift ;;  # the file's port
     *) args+=("$1"); shift ;;
   esac
 done

@@ -200,6 +200,7 @@ nlohmann::json Server::config_json() const {
                                              model_->num_parameters(), workers, opts_.notes);
   config["provenance"]["job_id"] = id_.job_id;
   if (!opts_.network.is_null()) config["network"] = opts_.network;
+  if (!opts_.cluster_json.is_null()) config["cluster"] = opts_.cluster_json;
   return config;
 }
 

@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""The cluster file: init_server --cluster F (what it sets, what it refuses, config.json's record)
+and launch_ssh.sh --cluster F, ending in an authenticated 4-host run on network namespaces
+(scripts/netns.sh; needs root, skipped with its reason elsewhere) in which `ssh` is a stand-in
+that runs each command in the namespace of the host it names."""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(ROOT, "scripts")
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+INIT_SERVER = os.path.join(BUILD, "experiments", "init_server")
+BUILT = all(os.access(os.path.join(BUILD, "experiments", b), os.X_OK) for b in ("init_server", "client"))
+HAVE_DATA = os.path.exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI_", "PSGD_"))}
+
+
+def netns_why_not():
+    """Why this machine cannot build namespaces, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    out = subprocess.run(["bash", os.path.join(SCRIPTS, "netns.sh"), "check"], capture_output=True, text=True)
+    return None if out.returncode == 0 else out.stdout.strip() + out.stderr.strip()
+
+
+def write(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def check(*args):
+    return subprocess.run([INIT_SERVER, "--check", *args], capture_output=True, text=True, env=CLEAN_ENV)
+
+
+@unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR)")
+class ClusterFlag(unittest.TestCase):
+    def test_the_file_sets_node_count_port_and_passphrase(self):
+        with tempfile.TemporaryDirectory() as d:
+            cluster = {"server": {"address": "10.9.0.1", "port": 6001},
+                       "passphrase_file": os.path.join(d, "secret"),
+                       "workers": [{"host": "a", "slots": 2, "user": "me"},
+                                   {"host": "b", "dataset": "csv:/data/train.csv"}]}
+            path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
+            out = check("--cluster", path)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            job = json.loads(out.stdout)
+            self.assertEqual(job["job"]["node_count"], 3)
+            self.assertEqual(job["job"]["working_ports"], [6001])
+            self.assertEqual(job["server"]["passphrase_file"], cluster["passphrase_file"])
+            self.assertEqual(job["cluster"], cluster)
+            self.assertEqual(check("--cluster", path, "--node_count", "3").returncode, 0)
+
+    def test_contradictions_and_bad_files_are_refused_in_one_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            good = {"server": {"address": "10.9.0.1"}, "workers": [{"host": "a"}, {"host": "b"}]}
+            path = write(os.path.join(d, "good.json"), json.dumps(good))
+            cases = [(["--cluster", path, "--node_count", "3"], "--node_count 3 but the cluster file"),
+                     (["--cluster", path, "--working_ports", "7000"], "--working_ports 7000 but the cluster file"),
+                     (["--cluster", path, "--simulate"], "--simulate"),
+                     (["--cluster", os.path.join(d, "none.json")], "cannot open the file")]
+            for name, body, reason in (("nojson", "{", "not valid JSON"),
+                                       ("noserver", {"workers": [{"host": "a"}]}, "\"server\""),
+                                       ("noworkers", {"server": {"address": "x"}, "workers": []}, "\"workers\""),
+                                       ("typo", {"server": {"address": "x"}, "workers": [{"hots": "a"}]},
+                                        "workers[0]: unknown key \"hots\""),
+                                       ("slots", {"server": {"address": "x"}, "workers": [{"host": "a", "slots": 0}]},
+                                        "\"slots\" must be an integer")):
+                bad = write(os.path.join(d, name + ".json"), body if isinstance(body, str) else json.dumps(body))
+                cases.append((["--cluster", bad], reason))
+            for args, reason in cases:
+                with self.subTest(args=args):
+                    out = check(*args)
+                    self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+                    self.assertIn(reason, out.stderr)
+                    self.assertEqual(out.stderr.count("\n"), 1, out.stderr)
+
+    def test_launch_ssh_plans_one_client_per_slot_with_its_user_and_dataset(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret = write(os.path.join(d, "secret"), "s3cret words\n", 0o600)
+            cluster = {"server": {"address": "10.9.0.1", "port": 6001}, "passphrase_file": secret,
+                       "workers": [{"host": "a", "slots": 2, "user": "me"},
+                                   {"host": "b", "dataset": "csv:/data/train.csv"}]}
+            path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--dry_run",
+                                  "--", "--output", os.path.join(d, "run")],
+                                 capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("3 workers on 3 host(s) x 1; server this machine (10.9.0.1:6001)", out.stdout)
+            self.assertEqual(out.stdout.count("ssh -o BatchMode=yes me@a '"), 2)
+            self.assertIn("client --ip 10.9.0.1 --port 6001 --passphrase_file - --dataset csv:/data/train.csv'",
+                          out.stdout)
+            self.assertIn(f"--cluster {path}", out.stdout)
+            self.assertNotIn("s3cret", out.stdout + out.stderr)
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--hosts", "x",
+                                  "--dry_run"], capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
+            self.assertEqual(out.returncode, 2)
+            self.assertIn("not with --hosts", out.stderr)
+
+
+@unittest.skipUnless(BUILT and HAVE_DATA, "init_server not built (BUILD_DIR) or Fashion-MNIST missing")
+class RunLocalCluster(unittest.TestCase):
+    def test_run_local_runs_a_cluster_files_job_on_this_machine(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret = write(os.path.join(d, "secret"), "local words\n", 0o600)
+            cluster = {"server": {"address": "127.0.0.1", "port": 43000 + os.getpid() % 1000 * 8},
+                       "passphrase_file": secret, "workers": [{"host": "localhost", "slots": 2}]}
+            path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "run_local.sh"), "--cluster", path, "--output",
+                                  os.path.join(d, "run"), "--bind", "127.0.0.1", "--train_samples", "512",
+                                  "--test_samples", "256", "--epochs", "1"],
+                                 capture_output=True, text=True, env=CLEAN_ENV, timeout=180)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("starting init_server and 2 clients", out.stdout)
+            with open(os.path.join(d, "run", "config.json")) as f:
+                config = json.load(f)
+            self.assertEqual(config["cluster"], cluster)
+            self.assertEqual(config["job"]["working_ports"], [cluster["server"]["port"]])
+            with open(os.path.join(d, "run", "summary.json")) as f:
+                self.assertEqual(json.load(f)["status"], "completed")
+
+
+# Builds five hosts (the server and four workers) with scripts/netns.sh, writes the cluster file
+# with their addresses and runs launch_ssh.sh --cluster with a stand-in ssh on PATH that runs each
+# command in the namespace of the host it names. Everything is removed on exit (netns_trap).
+DRIVER = r"""
+set -euo pipefail
+cd "$ROOT"
+source scripts/netns.sh
+netns_trap
+netns_cluster_create server worker0 worker1 worker2 worker3
+: > "$WORK/hosts"
+for i in 0 1 2 3 4; do echo "$(netns_ip $i) $(netns_ns $i)" >> "$WORK/hosts"; done
+python3 - "$WORK" "$(netns_ip 0)" "$(netns_ip 1)" "$(netns_ip 2)" "$(netns_ip 3)" "$(netns_ip 4)" <<'EOF'
+import json, sys
+work, server, *workers = sys.argv[1:]
+json.dump({"server": {"address": server, "port": 47000}, "passphrase_file": work + "/secret",
+           "workers": [{"host": workers[0], "user": "lab"}, {"host": workers[1]},
+                       {"host": workers[2], "dataset": "fashion-mnist"}, {"host": workers[3]}]},
+          open(work + "/cluster.json", "w"))
+EOF
+PATH="$WORK/bin:$PATH" scripts/launch_ssh.sh --cluster "$WORK/cluster.json" --server "$(netns_ip 0)" -- \
+  --output "$WORK/run" --shared_memory off --train_samples 1024 --test_samples 256 --epochs 1 \
+  --batch_size 32 --join_timeout 60
+"""
+
+FAKE_SSH = r"""#!/bin/bash
+# ssh stand-in: records its arguments and stdin, runs the command in the named host's namespace.
+log=$WORK/ssh/$$.$RANDOM
+printf '%s\n' "$@" > "$log.args"
+target=${@: -2:1}
+ns=$(awk -v h="${target#*@}" '$1 == h {print $2}' "$WORK/hosts")
+[[ -n $ns ]] || { echo "fake ssh: no host ${target#*@}" >&2; exit 255; }
+echo "$ns" > "$log.ns"
+tee "$log.stdin" | ip netns exec "$ns" bash -c "${@: -1}"
+"""
+
+
+class ClusterOnNamespaces(unittest.TestCase):
+    def test_an_authenticated_four_host_run_from_the_cluster_file_completes(self):
+        why = netns_why_not() if BUILT and HAVE_DATA else "init_server not built or Fashion-MNIST missing"
+        if why:
+            self.skipTest(why)
+        with tempfile.TemporaryDirectory() as d:
+            text = "a lab's passphrase 2718"
+            write(os.path.join(d, "secret"), text + "\n", 0o600)
+            os.mkdir(os.path.join(d, "bin"))
+            os.mkdir(os.path.join(d, "ssh"))
+            write(os.path.join(d, "bin", "ssh"), FAKE_SSH, 0o755)
+            driver = subprocess.Popen(["bash", "-c", DRIVER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=dict(CLEAN_ENV, ROOT=ROOT, WORK=d))
+            try:
+                output, _ = driver.communicate(timeout=200)
+            finally:
+                if driver.poll() is None:
+                    driver.kill()
+                    driver.wait()
+                # Whatever happened, nothing of this cluster stays behind (the driver's own trap
+                # removes it; this covers a driver that was killed).
+                subprocess.run(["bash", os.path.join(SCRIPTS, "netns.sh"), "teardown", str(driver.pid)],
+                               capture_output=True, timeout=60)
+            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            self.assertNotIn(f"psgd-{driver.pid}-", listed)
+            self.assertEqual(driver.returncode, 0, output)
+            self.assertNotIn(text, output)
+            with open(os.path.join(d, "run", "summary.json")) as f:
+                summary = json.load(f)
+            self.assertEqual(summary["status"], "completed")
+            self.assertEqual(summary["nodes"], 4)
+            with open(os.path.join(d, "run", "config.json")) as f:
+                config = json.load(f)
+            with open(os.path.join(d, "cluster.json")) as f:
+                self.assertEqual(config["cluster"], json.load(f))
+            # Five ssh calls, each into its own namespace; the secret only ever on stdin.
+            calls = sorted(f[:-len(".args")] for f in os.listdir(os.path.join(d, "ssh")) if f.endswith(".args"))
+            self.assertEqual(len(calls), 5, output)
+            namespaces = set()
+            for call in calls:
+                base = os.path.join(d, "ssh", call)
+                with open(base + ".args") as f:
+                    self.assertNotIn(text, f.read())
+                with open(base + ".stdin") as f:
+                    self.assertEqual(f.read(), text + "\n")
+                with open(base + ".ns") as f:
+                    namespaces.add(f.read().strip())
+            self.assertEqual(len(namespaces), 5)
+            with open(os.path.join(d, "hosts")) as f:
+                addresses = [line.split()[0] for line in f]
+            with open(os.path.join(d, "run", "logs", "server.log")) as f:
+                server_log = f.read()
+            for address in addresses[1:]:  # every worker joined from its own host's address
+                self.assertIn(f"({address}:", server_log)
+            with open(os.path.join(d, "run", "logs", f"ssh-lab@{addresses[1]}-0.log")) as f:
+                self.assertIn("authenticated (the server proved the passphrase)", f.read())
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -17,7 +17,7 @@ MANIFESTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "manifests", "*.j
 
 
 def sweep(*args, cwd=None):
-    return subprocess.run(["/usr/bin/python3", SWEEP, *args], capture_output=True, text=True, timeout=200,
+    return subprocess.run(["/usr/bin/python3", SWEEP, *args], capture_output=True, text=True, timeout=500,
                           env=dict(os.environ, BUILD_DIR=BUILD), cwd=cwd)
 
 

@@ -16,6 +16,14 @@
 //   last_stats()                -> what the codec measured about its last encode for free (the
 //                                  error-feedback decorator knows its compression error); fields
 //                                  it did not measure stay negative.
+//   state() / restore_state(s)  -> what encode carries from one call to the next (an
+//                                  error-feedback residual, a momentum buffer, the position of a
+//                                  random stream or a warm-up), as bytes (core/state_io.h), so a
+//                                  sender can be checkpointed and continue bit for bit. Stateless
+//                                  codecs keep the defaults: empty state, and restore_state()
+//                                  accepts only empty state. restore_state() throws ProtocolError
+//                                  for state that does not fit this codec (another codec, another
+//                                  vector length, truncated bytes).
 //
 // Threading: one thread at a time per instance. Codecs see flat float spans only, never torch.
 // Build codecs with make_codec() (codecs/factory.h); there is no self-registration.
@@ -65,6 +73,9 @@ class Codec {
   }
 
   virtual CodecStats last_stats() const { return {}; }
+
+  virtual std::vector<std::uint8_t> state() const { return {}; }
+  virtual void restore_state(std::span<const std::uint8_t> state);
 };
 
 }  // namespace psgd

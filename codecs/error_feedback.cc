@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/state_io.h"
 
 namespace psgd {
 
@@ -36,6 +37,28 @@ void ErrorFeedbackCodec::decode_add(const Payload& payload, std::span<float> acc
 
 void ErrorFeedbackCodec::decode(const Payload& payload, std::span<float> out) const {
   inner_->decode(payload, out);
+}
+
+std::vector<std::uint8_t> ErrorFeedbackCodec::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put_bytes(inner_->state());
+  w.put_floats(residual_);
+  return out;
+}
+
+void ErrorFeedbackCodec::restore_state(std::span<const std::uint8_t> state) {
+  if (state.empty()) {  // a fresh sender
+    inner_->restore_state({});
+    residual_.clear();
+    return;
+  }
+  StateReader r(state, "error-feedback state");
+  const auto inner = r.get_bytes();
+  auto residual = r.get_floats();
+  r.expect_end();
+  inner_->restore_state(inner);
+  residual_ = std::move(residual);
 }
 
 }  // namespace psgd

@@ -2,6 +2,7 @@
 
 #include "codecs/payload_io.h"
 #include "core/error.h"
+#include "core/state_io.h"
 
 namespace psgd {
 
@@ -54,6 +55,33 @@ void MomentumCorrectionCodec::decode_add(const Payload& payload, std::span<float
 
 void MomentumCorrectionCodec::decode(const Payload& payload, std::span<float> out) const {
   inner_->decode(payload, out);
+}
+
+std::vector<std::uint8_t> MomentumCorrectionCodec::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put_bytes(inner_->state());
+  w.put_floats(buffer_);
+  w.put<std::int64_t>(encodes_);
+  return out;
+}
+
+void MomentumCorrectionCodec::restore_state(std::span<const std::uint8_t> state) {
+  if (state.empty()) {
+    inner_->restore_state({});
+    buffer_.clear();
+    encodes_ = 0;
+    return;
+  }
+  StateReader r(state, "momentum-correction state");
+  const auto inner = r.get_bytes();
+  auto buffer = r.get_floats();
+  const auto encodes = r.get<std::int64_t>();
+  r.expect_end();
+  if (encodes < 0) r.fail("a negative encode count");
+  inner_->restore_state(inner);
+  buffer_ = std::move(buffer);
+  encodes_ = encodes;
 }
 
 }  // namespace psgd

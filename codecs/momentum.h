@@ -42,6 +42,9 @@ class MomentumCorrectionCodec final : public Codec {
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
   CodecStats last_stats() const override { return stats_; }
+  // The inner codec's state, the buffer and the encode count.
+  std::vector<std::uint8_t> state() const override;
+  void restore_state(std::span<const std::uint8_t> state) override;
 
   const Codec& inner() const { return *inner_; }
   std::span<const float> momentum_buffer() const { return buffer_; }

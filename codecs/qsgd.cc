@@ -11,6 +11,7 @@
 #include "codecs/payload_io.h"
 #include "codecs/simd.h"
 #include "core/error.h"
+#include "core/state_io.h"
 
 #ifdef PSGD_SIMD_X86
 #include <immintrin.h>
@@ -562,6 +563,7 @@ void QsgdCodec::encode_into(std::span<const float> values, Payload& p) {
   std::uint8_t* out = p.bytes.data();
   std::memcpy(out, &s, 4);
   std::memcpy(out + 4, &options_.bucket, 8);
+  ++encodes_;
 
   const EncodeArgs args{.x = values.data(),
                         .n = n,
@@ -583,6 +585,26 @@ void QsgdCodec::encode_into(std::span<const float> values, Payload& p) {
   encode_codes_portable(args);
 #endif
   p.bytes.resize(header + code_bytes);
+}
+
+std::vector<std::uint8_t> QsgdCodec::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter(out).put<std::uint64_t>(encodes_);
+  return out;
+}
+
+void QsgdCodec::restore_state(std::span<const std::uint8_t> state) {
+  std::uint64_t encodes = 0;
+  if (!state.empty()) {
+    StateReader r(state, "qsgd codec state");
+    encodes = r.get<std::uint64_t>();
+    r.expect_end();
+    // One key per encode: a count beyond 2^40 is not a run's, and discarding it would not end.
+    if (encodes > (std::uint64_t{1} << 40)) r.fail("an impossible encode count");
+  }
+  rng_.seed(options_.seed);
+  rng_.discard(encodes);
+  encodes_ = encodes;
 }
 
 template <bool kAdd>

@@ -47,6 +47,9 @@ class QsgdCodec final : public Codec {
   void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
   void decode(const Payload& payload, std::span<float> out) const override;
+  // The number of encodes: each draws one key from the seeded stream.
+  std::vector<std::uint8_t> state() const override;
+  void restore_state(std::span<const std::uint8_t> state) override;
 
  private:
   template <bool kAdd>
@@ -54,6 +57,7 @@ class QsgdCodec final : public Codec {
 
   QsgdOptions options_;
   Rng rng_;
+  std::uint64_t encodes_ = 0;
 };
 
 }  // namespace psgd

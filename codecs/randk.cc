@@ -7,6 +7,7 @@
 #include "codecs/topk.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/state_io.h"
 
 namespace psgd {
 
@@ -52,6 +53,20 @@ void RandkCodec::encode_into(std::span<const float> values, Payload& p) {
   append_value(p.bytes, k);
   for (std::uint64_t i : indices_)
     append_value(p.bytes, values[i]);
+}
+
+std::vector<std::uint8_t> RandkCodec::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter(out).put<std::uint64_t>(step_);
+  return out;
+}
+
+void RandkCodec::restore_state(std::span<const std::uint8_t> state) {
+  step_ = 0;
+  if (state.empty()) return;
+  StateReader r(state, "randk codec state");
+  step_ = r.get<std::uint64_t>();
+  r.expect_end();
 }
 
 void RandkCodec::decode_add(const Payload& payload, std::span<float> acc, float weight) const {

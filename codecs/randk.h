@@ -31,6 +31,9 @@ class RandkCodec final : public Codec {
   std::string_view name() const override { return "randk"; }
   void encode_into(std::span<const float> values, Payload& out) override;
   void decode_add(const Payload& payload, std::span<float> acc, float weight) const override;
+  // The step counter (the receiver reads the step from the payload; only the sender needs it).
+  std::vector<std::uint8_t> state() const override;
+  void restore_state(std::span<const std::uint8_t> state) override;
 
  private:
   double ratio_;

@@ -9,6 +9,7 @@
 
 #include "codecs/sparse.h"
 #include "core/error.h"
+#include "core/state_io.h"
 
 namespace psgd {
 namespace {
@@ -149,6 +150,22 @@ TopkCodec::TopkCodec(TopkOptions options)
 
 double TopkCodec::density() const {
   return warmup_density(options_.ratio, options_.warmup_ratio, options_.warmup_steps, encodes_);
+}
+
+std::vector<std::uint8_t> TopkCodec::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter(out).put<std::int64_t>(encodes_);
+  return out;
+}
+
+void TopkCodec::restore_state(std::span<const std::uint8_t> state) {
+  encodes_ = 0;
+  if (state.empty()) return;
+  StateReader r(state, "topk codec state");
+  const auto encodes = r.get<std::int64_t>();
+  r.expect_end();
+  if (encodes < 0) r.fail("a negative encode count");
+  encodes_ = encodes;
 }
 
 void TopkCodec::encode_into(std::span<const float> values, Payload& out) {

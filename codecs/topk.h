@@ -68,6 +68,9 @@ class TopkCodec final : public Codec {
 
   // The kept fraction of the next encode.
   double density() const;
+  // The encode count (the warm-up's position).
+  std::vector<std::uint8_t> state() const override;
+  void restore_state(std::span<const std::uint8_t> state) override;
 
  private:
   TopkOptions options_;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/state_io.h"
 
 namespace psgd {
 
@@ -46,6 +47,30 @@ void ModelAverage::add(std::span<const float> params, std::int64_t updates) {
     s[i] = k * s[i] + fresh * p[i];
   weight_ = keep * weight_ + (1.0 - keep);
   updates_ += updates;
+}
+
+std::vector<std::uint8_t> ModelAverage::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put<double>(decay_);
+  w.put<double>(weight_);
+  w.put<std::int64_t>(updates_);
+  w.put_floats(sum_);
+  return out;
+}
+
+void ModelAverage::restore_state(std::span<const std::uint8_t> state) {
+  StateReader r(state, "model average state");
+  const auto decay = r.get<double>();
+  const auto weight = r.get<double>();
+  const auto updates = r.get<std::int64_t>();
+  auto sum = r.get_floats(sum_.size());
+  r.expect_end();
+  if (decay != decay_) r.fail(fmt::format("decay {}, this run's is {}", decay, decay_).c_str());
+  if (!(weight >= 0.0 && weight <= 1.0) || updates < 0) r.fail("a weight or count out of range");
+  weight_ = weight;
+  updates_ = updates;
+  sum_ = std::move(sum);
 }
 
 bool ModelAverage::average(std::span<float> out) const {

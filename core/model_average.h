@@ -63,6 +63,12 @@ class ModelAverage {
   std::int64_t updates() const { return updates_; }
   double decay() const { return decay_; }
 
+  // Checkpoints: the running sum, its weight and the update count as bytes (core/state_io.h);
+  // restore_state() takes them back into an average of the same decay and size (ProtocolError
+  // otherwise), so a resumed run averages on exactly as an uninterrupted one.
+  std::vector<std::uint8_t> state() const;
+  void restore_state(std::span<const std::uint8_t> state);
+
  private:
   double decay_;
   std::vector<float> sum_;  // sum_i beta^(t - i) (1 - beta) p_i

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/state_io.h"
 
 namespace psgd {
 
@@ -79,6 +80,23 @@ void FlatSgd::restore(std::span<const float> buffer, bool first_step) {
   PSGD_CHECK_EQ(buffer.size(), buffer_.size(), "momentum buffer of another size");
   buffer_.assign(buffer.begin(), buffer.end());
   first_step_ = first_step;
+}
+
+std::vector<std::uint8_t> FlatSgd::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put_bool(first_step_);
+  w.put_floats(buffer_);
+  return out;
+}
+
+void FlatSgd::restore_state(std::span<const std::uint8_t> state) {
+  StateReader r(state, "optimiser state");
+  const bool first = r.get_bool();
+  auto buffer = r.get_floats(buffer_.size());
+  r.expect_end();
+  buffer_ = std::move(buffer);
+  first_step_ = first;
 }
 
 void FlatSgd::step(std::span<float> params, std::span<const float> grad) {

@@ -3,6 +3,7 @@
 // Nesterov, L2 weight decay added to the gradient), so a parameter server applying it matches a
 // single-process PyTorch run step for step.
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
@@ -62,6 +63,11 @@ class FlatSgd {
   // Puts the optimiser back in a state read from momentum_buffer() and first_step() (a
   // checkpoint). Throws Error when the buffer's size does not fit this optimiser.
   void restore(std::span<const float> buffer, bool first_step);
+  // The same as bytes (core/state_io.h): the buffer and the first-step flag, for checkpoints of
+  // the optimisers that workers run. restore_state() throws ProtocolError for state of another
+  // size.
+  std::vector<std::uint8_t> state() const;
+  void restore_state(std::span<const std::uint8_t> state);
 
  private:
   SgdOptions options_;

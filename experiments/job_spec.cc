@@ -41,15 +41,11 @@ void JobSpec::validate() const {
     throw ConfigError("--model autoencoder reconstructs its input: it needs --target xx");
   }
   if (checkpoint_every > 0 && !supports_checkpoints(*this)) {
-    throw ConfigError(fmt::format(
-        "--checkpoint_every with --psgd {} --codec {}: checkpoint and resume are implemented for "
-        "ssgd with a compressor only (the strategies whose roles can snapshot their state)",
-        psgd, codec));
-  }
-  if (checkpoint_every > 0 && model_average_decay() > 0 && model_average != "auto") {
-    throw ConfigError(
-        "--model_average with --checkpoint_every: checkpoints do not hold the average; use "
-        "--model_average off");
+    const CodingEntry* coding = coding_of(*this);
+    throw ConfigError(fmt::format("--checkpoint_every with --psgd {} --codec {}: {}", psgd, codec,
+                                  coding && !coding->no_checkpoints_reason.empty()
+                                      ? std::string(coding->no_checkpoints_reason)
+                                      : std::string("its roles cannot snapshot their state")));
   }
 }
 

@@ -109,6 +109,11 @@ class RunRecorder final : public ServerObserver {
   // from the resume on.
   nlohmann::json snapshot(std::int64_t iteration) const;
   void resume(const nlohmann::json& state);
+  // The model average (--model_average) as bytes for the checkpoint (empty when off), and back:
+  // a resumed run averages on from the checkpoint's iteration exactly as an uninterrupted one.
+  // resume_average() throws ConfigError for state that does not fit this run's average.
+  std::vector<std::uint8_t> average_state() const;
+  void resume_average(std::span<const std::uint8_t> state, std::int64_t iteration);
 
   // Writes the model that was evaluated (the average, with --model_average) into `model`'s
   // parameters, for saving once training is over; nothing without averaging.

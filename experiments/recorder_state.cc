@@ -88,6 +88,31 @@ nlohmann::json RunRecorder::snapshot(std::int64_t iteration) const {
           {"totals", totals}};
 }
 
+std::vector<std::uint8_t> RunRecorder::average_state() const {
+  if (!average_) return {};
+  return average_->state();
+}
+
+void RunRecorder::resume_average(std::span<const std::uint8_t> state, std::int64_t iteration) {
+  averaged_iteration_ = iteration;
+  if (!average_) {
+    if (!state.empty()) {
+      throw ConfigError("the checkpoint holds a model average but this run averages no model");
+    }
+    return;
+  }
+  if (state.empty()) {
+    throw ConfigError(
+        "the checkpoint holds no model average (written before --model_average was "
+        "checkpointed, or with it off) but this run averages the model");
+  }
+  try {
+    average_->restore_state(state);
+  } catch (const ProtocolError& e) {
+    throw ConfigError(e.what());
+  }
+}
+
 void RunRecorder::resume(const nlohmann::json& j) {
   epoch_ = j.at("epoch").get<int>();
   wall_before_ = j.at("wall_s").get<double>();

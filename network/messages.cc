@@ -61,7 +61,7 @@ void serialize(Archive& ar, Hello& m) {
 template <class Archive>
 void serialize(Archive& ar, Job& m) {
   ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters, m.data_hash, m.norm_shift,
-     m.norm_scale, m.train_size, m.block_ids, m.block_sizes, m.start_batch);
+     m.norm_scale, m.train_size, m.block_ids, m.block_sizes, m.start_batch, m.worker_state);
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {
@@ -95,6 +95,12 @@ void serialize(Archive& ar, PeersUp& m) {
 template <class Archive>
 void serialize(Archive& ar, Leave& m) {
   ar(m.why);
+}
+template <class Archive>
+void serialize(Archive&, StateRequest&) {}
+template <class Archive>
+void serialize(Archive& ar, WorkerState& m) {
+  ar(m.iteration, m.state, m.params);
 }
 
 // Authentication (network/messages/auth.h).

@@ -23,6 +23,8 @@
 //       With --ship_data: Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
 //       Peer-to-peer strategies: ... Ready -> PeerTable -> the workers link up (PeerHello first
 //       on each worker-to-worker link) -> PeersUp -> training.
+//       Checkpoints (--checkpoint_every): StateRequest -> WorkerState (parameter server), or
+//       WorkerState unasked at each checkpoint iteration (peer-to-peer).
 //   strategy (network/messages/strategy.h, psgd/ roles): the training itself.
 //       Parameter server: Params (server -> worker), Gradient or ModelDelta (worker -> server).
 //       allreduce: RingChunk (worker -> next worker), AllreduceReport (worker -> server).
@@ -48,7 +50,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 12;
+inline constexpr std::uint16_t kProtocolVersion = 13;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -67,6 +69,9 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {10, "ShmOffer, ShmReply, ShmFrame (shared-memory frames, network/tcp/shm_channel.h)"},
     {11, "AuthChallenge.job_id, AuthChallenge.server_id (the job's identity), Leave"},
     {12, "Ready.data_sha256, Ready.dataset (a worker proves which rows it holds)"},
+    {13,
+     "StateRequest, WorkerState, Job.worker_state (every strategy checkpoints its workers' "
+     "state)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {
@@ -105,6 +110,8 @@ enum class Channel : std::uint8_t { kLink, kAuth, kOrchestration, kStrategy };
   X(PeerHello, PeerHello, 9, Orchestration)         \
   X(PeersUp, PeersUp, 10, Orchestration)            \
   X(Leave, Leave, 30, Orchestration)                \
+  X(StateRequest, StateRequest, 23, Orchestration)  \
+  X(WorkerState, WorkerState, 24, Orchestration)    \
   X(AuthHello, AuthHello, 11, Auth)                 \
   X(AuthChallenge, AuthChallenge, 12, Auth)         \
   X(AuthProof, AuthProof, 13, Auth)                 \

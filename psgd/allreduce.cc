@@ -1,11 +1,15 @@
 #include "psgd/allreduce.h"
 
+#include <cereal/types/vector.hpp>
+
 #include <algorithm>
 #include <cstring>
 
 #include "codecs/payload_io.h"
 #include "core/collective.h"
 #include "core/error.h"
+#include "core/state_io.h"
+#include "network/archive.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -25,9 +29,44 @@ AllreduceServer::AllreduceServer(Schedule schedule, ServerContext context)
   PSGD_CHECK(ctx_.clock != nullptr, "allreduce server needs a clock");
 }
 
+namespace {
+constexpr std::uint32_t kAllreduceStateVersion = 1;
+}
+
+std::vector<std::uint8_t> AllreduceServer::snapshot() const {
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  ar(kAllreduceStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_);
+  return bytes;
+}
+
+void AllreduceServer::restore(std::span<const std::uint8_t> state) {
+  wire::InputArchive ar(state);
+  std::uint32_t version = 0;
+  std::int32_t nodes = 0;
+  std::int64_t iteration = 0;
+  ar(version, nodes, iteration);
+  if (version != kAllreduceStateVersion || nodes != schedule_.node_count || iteration < 0 ||
+      iteration > schedule_.total_iterations() || ar.remaining() != 0) {
+    throw ConfigError(fmt::format(
+        "peer-to-peer checkpoint state does not fit this job (version {}, {} workers, iteration "
+        "{}; this job: {} workers, {} iterations)",
+        version, nodes, iteration, schedule_.node_count, schedule_.total_iterations()));
+  }
+  iteration_ = iteration;
+  std::fill(last_.begin(), last_.end(), iteration);
+  rounds_.clear();
+}
+
+std::int64_t AllreduceServer::worker_batches(NodeId worker) const {
+  if (worker < 0 || worker >= schedule_.node_count) return -1;
+  return iteration_ * batches_per_iteration_;
+}
+
 void AllreduceServer::on_start(Outbox& out) {
+  // The workers start from these parameters at this iteration (0, or a checkpoint's).
   auto codec = make_codec(ctx_.downlink);
-  broadcast(params_message(0, *codec, ctx_.parameters), schedule_.node_count, out);
+  broadcast(params_message(iteration_, *codec, ctx_.parameters), schedule_.node_count, out);
 }
 
 void AllreduceServer::on_message(NodeId from, const Message& message, Outbox&) {
@@ -114,6 +153,14 @@ AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule, SgdOp
              "allreduce worker needs a learner and a clock");
 }
 
+std::vector<std::uint8_t> AllreduceWorker::snapshot() const {
+  return optimiser_.state();
+}
+
+void AllreduceWorker::restore(std::span<const std::uint8_t> state) {
+  if (!state.empty()) optimiser_.restore_state(state);
+}
+
 bool send_iteration_report(AllreduceReport report, std::span<const float> params,
                            const Schedule& schedule, NodeId worker, Outbox& out) {
   const std::int64_t done = report.iteration;
@@ -127,12 +174,15 @@ bool send_iteration_report(AllreduceReport report, std::span<const float> params
 
 WorkerAction AllreduceWorker::on_message(const Message& message, Outbox& out) {
   if (const auto* p = std::get_if<Params>(&message)) {
-    if (started_ || p->iteration != 0) {
-      throw ProtocolError("allreduce worker: the server sent parameters a second time");
+    if (started_ || p->iteration < 0 || p->iteration >= schedule_.total_iterations()) {
+      throw ProtocolError(
+          fmt::format("allreduce worker: the server sent parameters of iteration {} {}",
+                      p->iteration, started_ ? "a second time" : "outside the run"));
     }
     make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
     started_ = true;
-    return {.compute = schedule_.total_iterations() > 0};
+    iteration_ = p->iteration;  // 0, or the checkpoint's iteration on a resumed run
+    return {.compute = true};
   }
   const auto* chunk = std::get_if<RingChunk>(&message);
   if (chunk == nullptr || ctx_.collective != nullptr) {

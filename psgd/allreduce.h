@@ -46,6 +46,15 @@ class AllreduceServer final : public ServerRole {
   std::int64_t iteration() const override { return iteration_; }
   bool finished() const override { return iteration_ >= schedule_.total_iterations(); }
 
+  // Checkpoint: the iteration. The workers hold the model and their optimisers (their own
+  // state, WorkerRole::snapshot); the driver saves the parameters they report. A restored server
+  // sends them the checkpoint's parameters tagged with its iteration. Each worker has drawn
+  // batches_per_iteration batches per iteration (1; ccdc: one per block it holds).
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
+  std::int64_t worker_batches(NodeId worker) const override;
+  void set_batches_per_iteration(std::int64_t batches) { batches_per_iteration_ = batches; }
+
  private:
   struct Round {
     int reports = 0;
@@ -60,6 +69,7 @@ class AllreduceServer final : public ServerRole {
   std::vector<std::int64_t> last_;  // last iteration each worker reported
   std::map<std::int64_t, Round> rounds_;
   std::int64_t iteration_ = 0;
+  std::int64_t batches_per_iteration_ = 1;
 };
 
 class AllreduceWorker final : public WorkerRole {
@@ -68,6 +78,9 @@ class AllreduceWorker final : public WorkerRole {
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
+  // The optimiser's state (the same on every worker: they apply the same updates).
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
 
  private:
   WorkerAction finish_iteration(Outbox& out);

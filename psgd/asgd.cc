@@ -1,6 +1,9 @@
 #include "psgd/asgd.h"
 
+#include <cereal/types/vector.hpp>
+
 #include "core/error.h"
+#include "network/archive.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -47,6 +50,49 @@ bool AsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
 std::int64_t AsgdServer::worker_batches(NodeId worker) const {
   if (worker < 0 || worker >= schedule_.node_count) return -1;
   return batches_[static_cast<std::size_t>(worker)];
+}
+
+namespace {
+constexpr std::uint32_t kAsgdStateVersion = 1;
+}
+
+std::vector<std::uint8_t> AsgdServer::snapshot() const {
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  const std::vector<std::uint8_t> dc =
+      compensation_ ? compensation_->state() : std::vector<std::uint8_t>{};
+  ar(kAsgdStateVersion, static_cast<std::int32_t>(schedule_.node_count), update_.state(), batches_,
+     dc);
+  return bytes;
+}
+
+void AsgdServer::restore(std::span<const std::uint8_t> state) {
+  wire::InputArchive ar(state);
+  std::uint32_t version = 0;
+  std::int32_t nodes = 0;
+  std::vector<std::uint8_t> update, dc;
+  std::vector<std::int64_t> batches;
+  ar(version, nodes, update, batches, dc);
+  if (version != kAsgdStateVersion || nodes != schedule_.node_count ||
+      batches.size() != batches_.size() || ar.remaining() != 0 ||
+      dc.empty() != (compensation_ == nullptr)) {
+    throw ConfigError(fmt::format(
+        "asgd checkpoint state does not fit this job (version {}, {} workers, delay compensation "
+        "{}; this job: {} workers, delay compensation {})",
+        version, nodes, dc.empty() ? "off" : "on", schedule_.node_count,
+        compensation_ ? "on" : "off"));
+  }
+  try {
+    update_.restore_state(update);
+    if (compensation_) compensation_->restore_state(dc);
+  } catch (const ProtocolError& e) {
+    throw ConfigError(fmt::format("asgd checkpoint state does not fit this job: {}", e.what()));
+  }
+  if (update_.version() > schedule_.total_iterations()) {
+    throw ConfigError(fmt::format("asgd checkpoint at iteration {} of a job of {}",
+                                  update_.version(), schedule_.total_iterations()));
+  }
+  batches_ = std::move(batches);
 }
 
 void AsgdServer::on_start(Outbox& out) {

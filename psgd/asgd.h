@@ -44,6 +44,11 @@ class AsgdServer final : public ServerRole {
   // A replacement is sent the current parameters and pushes gradients like any worker.
   bool on_worker_rejoined(NodeId worker, Outbox& out) override;
   std::int64_t worker_batches(NodeId worker) const override;
+  // Checkpoint: the version and optimiser (AsyncUpdate), each worker's gradient count and, with
+  // --delay_compensation, the compensation's per-worker history. What each worker was last sent
+  // is not kept: a restored server sends every worker the checkpoint's parameters.
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
 
  private:
   // Sends the current parameters to `workers` (one shared message) and remembers what they got.

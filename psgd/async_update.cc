@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/state_io.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -31,6 +32,24 @@ AsyncUpdate::AsyncUpdate(int node_count, const ServerContext& context, bool stal
   PSGD_CHECK(ctx_.clock != nullptr, "async server needs a clock");
   for (int w = 0; w < node_count_; ++w)
     uplink_.push_back(make_codec(ctx_.uplink));
+}
+
+std::vector<std::uint8_t> AsyncUpdate::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put<std::int64_t>(version_);
+  w.put_bytes(optimiser_.state());
+  return out;
+}
+
+void AsyncUpdate::restore_state(std::span<const std::uint8_t> state) {
+  StateReader r(state, "asynchronous update state");
+  const auto version = r.get<std::int64_t>();
+  const auto optimiser = r.get_bytes();
+  r.expect_end();
+  if (version < 0) r.fail("a negative version");
+  optimiser_.restore_state(optimiser);
+  version_ = version;
 }
 
 WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stats,

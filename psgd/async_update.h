@@ -55,6 +55,11 @@ class AsyncUpdate {
   // Updates applied so far: the iteration of the current parameters.
   std::int64_t version() const { return version_; }
 
+  // Checkpoints: the version and the optimiser's state (core/state_io.h). restore_state() throws
+  // ProtocolError for state of another model.
+  std::vector<std::uint8_t> state() const;
+  void restore_state(std::span<const std::uint8_t> state);
+
  private:
   int node_count_;
   ServerContext ctx_;

@@ -2,6 +2,7 @@
 
 #include "codecs/payload_io.h"
 #include "core/error.h"
+#include "core/state_io.h"
 #include "network/frame.h"
 #include "psgd/allreduce.h"
 #include "psgd/common.h"
@@ -24,12 +25,17 @@ BroadcastWorker::BroadcastWorker(WorkerContext context, Schedule schedule, SgdOp
 
 WorkerAction BroadcastWorker::on_message(const Message& message, Outbox& out) {
   if (const auto* p = std::get_if<Params>(&message)) {
-    if (started_ || p->iteration != 0) {
-      throw ProtocolError("broadcast worker: the server sent parameters a second time");
+    if (started_ || p->iteration < 0 || p->iteration >= schedule_.total_iterations()) {
+      throw ProtocolError(
+          fmt::format("broadcast worker: the server sent parameters of iteration {} {}",
+                      p->iteration, started_ ? "a second time" : "outside the run"));
     }
     make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
     started_ = true;
-    return {.compute = schedule_.total_iterations() > 0};
+    iteration_ = p->iteration;  // 0, or the checkpoint's iteration on a resumed run
+    // Peers that started first may have sent gradients of earlier iterations: none can exist.
+    payloads_.erase(payloads_.begin(), payloads_.lower_bound(iteration_));
+    return {.compute = true};
   }
   const auto* g = std::get_if<PeerGradient>(&message);
   if (g == nullptr) {
@@ -53,6 +59,24 @@ WorkerAction BroadcastWorker::on_message(const Message& message, Outbox& out) {
   }
   p = std::make_shared<const Payload>(g->values);
   return try_finish(out);
+}
+
+std::vector<std::uint8_t> BroadcastWorker::snapshot() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put_bytes(optimiser_.state());
+  w.put_bytes(codec_->state());
+  return out;
+}
+
+void BroadcastWorker::restore(std::span<const std::uint8_t> state) {
+  if (state.empty()) return;
+  StateReader r(state, "broadcast worker state");
+  const auto optimiser = r.get_bytes();
+  const auto codec = r.get_bytes();
+  r.expect_end();
+  optimiser_.restore_state(optimiser);
+  codec_->restore_state(codec);
 }
 
 WorkerAction BroadcastWorker::compute_step(Outbox& out) {

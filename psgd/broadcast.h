@@ -24,6 +24,9 @@ class BroadcastWorker final : public WorkerRole {
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
+  // The optimiser's state and the codec's (its error-feedback residual, random stream, ...).
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
 
  private:
   // Applies the iteration once this worker's and every peer's payload are here.

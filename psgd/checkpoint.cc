@@ -55,7 +55,8 @@ std::vector<std::uint8_t> encode_checkpoint(const Checkpoint& c) {
     wire::OutputArchive ar(payload);
     CheckpointHeader h = c.header;
     serialize_header(ar, h);
-    ar(c.iteration, c.epochs_done, c.parameters, c.role_state, c.worker_batches, c.driver_state);
+    ar(c.iteration, c.epochs_done, c.parameters, c.role_state, c.worker_batches, c.driver_state,
+       c.worker_states, c.average);
   }
   std::vector<std::uint8_t> out(kCheckpointMagic, kCheckpointMagic + 8);
   put<std::uint32_t>(out, kCheckpointFormat);
@@ -110,12 +111,14 @@ Checkpoint decode_checkpoint(std::span<const std::uint8_t> bytes) {
   try {
     wire::InputArchive ar(payload);
     serialize_header(ar, c.header);
-    ar(c.iteration, c.epochs_done, c.parameters, c.role_state, c.worker_batches, c.driver_state);
+    ar(c.iteration, c.epochs_done, c.parameters, c.role_state, c.worker_batches, c.driver_state,
+       c.worker_states, c.average);
     if (ar.remaining() != 0) throw ProtocolError(fmt::format("{} bytes left", ar.remaining()));
   } catch (const Error& e) {
     throw CheckpointError(fmt::format("checkpoint corrupt: {}", e.what()));
   }
-  if (c.parameters.size() != c.header.num_parameters || c.iteration < 0 || c.epochs_done < 0) {
+  if (c.parameters.size() != c.header.num_parameters || c.iteration < 0 || c.epochs_done < 0 ||
+      (!c.worker_states.empty() && c.worker_states.size() != c.worker_batches.size())) {
     throw CheckpointError(
         fmt::format("checkpoint corrupt: {} parameters for a model of {}, iteration {}, epoch {}",
                     c.parameters.size(), c.header.num_parameters, c.iteration, c.epochs_done));
@@ -137,6 +140,13 @@ void check_matches(const Checkpoint& c, const CheckpointHeader& expected) {
         h.strategy, h.config_hash.substr(0, 12), expected.strategy,
         expected.config_hash.substr(0, 12)));
   }
+}
+
+bool checkpoint_due(const Schedule& schedule, std::int64_t every, std::int64_t before,
+                    std::int64_t after) {
+  if (every <= 0 || after <= before || after >= schedule.total_iterations()) return false;
+  const std::int64_t ipe = schedule.iterations_per_epoch;
+  return after / every != before / every || after / ipe != before / ipe;
 }
 
 std::string sha256_hex(std::span<const float> values) {

@@ -10,7 +10,14 @@
 //   sha256        32 bytes SHA-256 (OpenSSL) of those header + body bytes
 //   header        Cereal (network/archive.h): model, parameter count, job config hash, strategy
 //   body          Cereal: iteration, epochs done, parameters, the strategy's own state
-//                 (ServerRole::snapshot), each worker's batch count, the driver's state (JSON)
+//                 (ServerRole::snapshot), each worker's batch count, the driver's state (JSON),
+//                 each worker's own state (WorkerRole::snapshot: its optimiser's momentum, its
+//                 codecs' residuals and random streams; empty for a worker that keeps none),
+//                 the model average (--model_average; empty when off)
+//
+// When (checkpoint_due below): every --checkpoint_every iterations and at every epoch end, the
+// same rule on the server and, for the peer-to-peer strategies, on the workers, which send their
+// state when their own iteration count reaches a checkpoint (experiments/server/checkpointer.h).
 //
 // decode_checkpoint() checks the fields in that order and refuses anything else with a
 // CheckpointError that says which check failed in one line: too short / truncated, not a psgd
@@ -27,10 +34,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "psgd/context.h"
 
 namespace psgd {
 
-inline constexpr std::uint32_t kCheckpointFormat = 1;
+// 2: worker states and the model average.
+inline constexpr std::uint32_t kCheckpointFormat = 2;
 inline constexpr char kCheckpointMagic[8] = {'P', 'S', 'G', 'D', 'C', 'K', 'P', 'T'};
 inline constexpr const char* kCheckpointFile = "checkpoint.bin";
 
@@ -57,7 +66,15 @@ struct Checkpoint {
   std::vector<std::uint8_t> role_state;      // ServerRole::snapshot()
   std::vector<std::int64_t> worker_batches;  // ServerRole::worker_batches() of every worker
   std::string driver_state;                  // the driver's own JSON (recorder, events)
+  std::vector<std::vector<std::uint8_t>> worker_states;  // WorkerRole::snapshot() of each worker
+  std::vector<std::uint8_t> average;                     // ModelAverage::state(), or empty
 };
+
+// Whether a run with --checkpoint_every `every` writes a checkpoint when an update takes it from
+// iteration `before` to `after` (> before): it crossed a multiple of `every`, or an epoch's end,
+// and the run is not over (the end writes the run directory instead). Never with every <= 0.
+bool checkpoint_due(const Schedule& schedule, std::int64_t every, std::int64_t before,
+                    std::int64_t after);
 
 std::vector<std::uint8_t> encode_checkpoint(const Checkpoint& checkpoint);
 // Throws CheckpointError (never anything else for any input bytes).

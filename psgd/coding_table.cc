@@ -7,8 +7,8 @@
 #include "core/error.h"
 #include "psgd/allreduce.h"
 #include "psgd/coded/ccdc.h"
-#include "psgd/factory.h"
 #include "psgd/coded/gc.h"
+#include "psgd/factory.h"
 
 namespace psgd {
 namespace {
@@ -93,9 +93,13 @@ constexpr CodingEntry kCodings[] = {
      .blocks_per_iteration = [](const StrategyJob& job) -> std::uint64_t {
        return binomial_capped(job.node_count, job.redundancy, 1 << 30);
      },
-     .make_server = [](const StrategyJob&, const Schedule& schedule,
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
                        ServerContext context) -> std::unique_ptr<ServerRole> {
-       return std::make_unique<AllreduceServer>(schedule, context);
+       auto server = std::make_unique<AllreduceServer>(schedule, context);
+       // A worker computes one batch of each block it holds: the r-subsets it belongs to.
+       server->set_batches_per_iteration(static_cast<std::int64_t>(
+           binomial_capped(job.node_count - 1, job.redundancy - 1, 1 << 30)));
+       return server;
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {

@@ -42,6 +42,10 @@ struct CodingEntry {
   // Other --psgd spellings meaning the same (Parallel-SGD's), rewritten to `strategy`.
   std::span<const std::string_view> also_under;
   BlockLayout layout = BlockLayout::kSubsets;
+  // Its roles implement snapshot()/restore() (--checkpoint_every, --resume); when false,
+  // `no_checkpoints_reason` says why for the refusal.
+  bool checkpoints = true;
+  std::string_view no_checkpoints_reason;
   // The blocks an iteration covers, one batch each (0: node_count, as for any strategy).
   std::uint64_t (*blocks_per_iteration)(const StrategyJob& job) = nullptr;
   std::unique_ptr<ServerRole> (*make_server)(const StrategyJob& job, const Schedule& schedule,

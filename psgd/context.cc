@@ -18,11 +18,19 @@ Schedule make_schedule(std::int64_t train_samples, int node_count, int batch_siz
 namespace psgd {
 
 std::vector<std::uint8_t> ServerRole::snapshot() const {
-  throw ConfigError("this strategy cannot checkpoint (snapshot is implemented for ssgd only)");
+  throw ConfigError("this strategy cannot checkpoint (its table entry says checkpoints = false)");
 }
 
 void ServerRole::restore(std::span<const std::uint8_t>) {
-  throw ConfigError("this strategy cannot resume from a checkpoint (implemented for ssgd only)");
+  throw ConfigError("this strategy cannot resume from a checkpoint");
+}
+
+void WorkerRole::restore(std::span<const std::uint8_t> state) {
+  if (!state.empty()) {
+    throw ProtocolError(
+        fmt::format("this worker keeps no state between iterations, but {} bytes of it were given",
+                    state.size()));
+  }
 }
 
 }  // namespace psgd

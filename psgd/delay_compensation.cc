@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/state_io.h"
 
 namespace psgd {
 
@@ -38,6 +39,35 @@ std::span<float> DelayCompensation::sent_buffer(NodeId worker) {
   PSGD_CHECK(worker >= 0 && static_cast<std::size_t>(worker) < workers_.size(),
              "delay compensation: no worker {}", worker);
   return workers_[static_cast<std::size_t>(worker)].stale;
+}
+
+std::vector<std::uint8_t> DelayCompensation::state() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put<std::uint64_t>(workers_.size());
+  w.put_floats(mean_square_);
+  for (const PerWorker& pw : workers_) {
+    w.put_floats(pw.previous);
+    w.put_floats(pw.carried);
+  }
+  return out;
+}
+
+void DelayCompensation::restore_state(std::span<const std::uint8_t> state) {
+  StateReader r(state, "delay compensation state");
+  if (r.get<std::uint64_t>() != workers_.size()) r.fail("another number of workers");
+  auto mean_square = r.get_floats(mean_square_.size());
+  std::vector<PerWorker> restored(workers_.size());
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    restored[w].previous = r.get_floats(workers_[w].previous.size());
+    restored[w].carried = r.get_floats(workers_[w].carried.size());
+  }
+  r.expect_end();
+  mean_square_ = std::move(mean_square);
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    workers_[w].previous = std::move(restored[w].previous);
+    workers_[w].carried = std::move(restored[w].carried);
+  }
 }
 
 void DelayCompensation::restart(NodeId worker) {

@@ -90,6 +90,13 @@ class DelayCompensation {
 
   const DelayCompensationOptions& options() const { return options_; }
 
+  // Checkpoints: MeanSquare and each worker's inferred momentum buffer û and carried correction
+  // C, which continue with that worker's own momentum buffer (restored on the worker). w_stale
+  // is not kept: a restored server sends every worker the current parameters first, and sent()
+  // records them. restore_state() throws ProtocolError for state of another shape.
+  std::vector<std::uint8_t> state() const;
+  void restore_state(std::span<const std::uint8_t> state);
+
  private:
   struct PerWorker {
     std::vector<float> stale;     // w_stale: the parameters last sent

@@ -46,7 +46,8 @@ bool momentum_at_worker(const StrategyJob& job) {
 
 Schedule make_schedule(const StrategyJob& job, std::int64_t train_samples) {
   if (const CodingEntry* coding = coding_of(job); coding && coding->blocks_per_iteration) {
-    // One batch per block: an iteration covers this many batches (ccdc: C(n, r), psgd/coded/ccdc.h).
+    // One batch per block: an iteration covers this many batches (ccdc: C(n, r),
+    // psgd/coded/ccdc.h).
     const auto blocks = static_cast<int>(coding->blocks_per_iteration(job));
     Schedule s = make_schedule(train_samples, blocks, job.batch_size, job.epochs);
     s.node_count = job.node_count;
@@ -76,8 +77,8 @@ std::unique_ptr<WorkerRole> make_worker_role(const StrategyJob& job, const Sched
 CodecSpec uplink_codec_spec(const StrategyJob& job, std::uint64_t sender,
                             std::int64_t iterations_per_epoch,
                             std::vector<std::uint64_t> tensor_sizes) {
-  // gc and ndc (psgd/coded/gc.h) code in what they sum, and send it as exact fp32; ccdc (psgd/coded/ccdc.h)
-  // XORs exact fp32 bit patterns.
+  // gc and ndc (psgd/coded/gc.h) code in what they sum, and send it as exact fp32; ccdc
+  // (psgd/coded/ccdc.h) XORs exact fp32 bit patterns.
   if (coding_of(job)) return CodecSpec{.error_feedback = "off"};
   return CodecSpec{.name = job.codec,
                    .levels = job.codec_levels,
@@ -112,7 +113,8 @@ std::int64_t batches_per_round(const StrategyJob& job) {
 }
 
 bool supports_checkpoints(const StrategyJob& job) {
-  return !coding_of(job) && strategy_of(job).checkpoints;
+  if (const CodingEntry* coding = coding_of(job)) return coding->checkpoints;
+  return strategy_of(job).checkpoints;
 }
 
 }  // namespace psgd

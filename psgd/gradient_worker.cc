@@ -2,6 +2,7 @@
 
 #include "codecs/payload_io.h"
 #include "core/error.h"
+#include "core/state_io.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -10,6 +11,25 @@ GradientWorker::GradientWorker(WorkerContext context)
     : ctx_(context), uplink_(make_codec(ctx_.uplink)), downlink_(make_codec(ctx_.downlink)) {
   PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
              "gradient worker needs a learner and a clock");
+}
+
+std::vector<std::uint8_t> GradientWorker::snapshot() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put<std::int64_t>(done_);
+  w.put_bytes(uplink_->state());
+  return out;
+}
+
+void GradientWorker::restore(std::span<const std::uint8_t> state) {
+  if (state.empty()) return;  // a fresh worker
+  StateReader r(state, "gradient worker state");
+  const auto done = r.get<std::int64_t>();
+  const auto codec = r.get_bytes();
+  r.expect_end();
+  if (done < 0) r.fail("a negative gradient count");
+  uplink_->restore_state(codec);
+  done_ = done;
 }
 
 WorkerAction GradientWorker::on_message(const Message& message, Outbox&) {

@@ -21,6 +21,10 @@ class GradientWorker final : public WorkerRole {
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return done_; }
+  // The uplink codec's state (error feedback, worker-side momentum, random streams) and the
+  // gradient count.
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
 
  private:
   WorkerContext ctx_;

@@ -1,8 +1,12 @@
 #include "psgd/local_sgd.h"
 
+#include <cereal/types/vector.hpp>
+
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/state_io.h"
+#include "network/archive.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -45,6 +49,41 @@ bool LocalSgdServer::on_worker_lost(NodeId worker, Outbox& out) {
   if (alive_count_ == 0) return false;
   if (!finished() && received_ > 0 && received_ == alive_count_) close_round(out);
   return true;
+}
+
+namespace {
+constexpr std::uint32_t kLocalSgdStateVersion = 1;
+}
+
+std::vector<std::uint8_t> LocalSgdServer::snapshot() const {
+  PSGD_CHECK(received_ == 0, "local_sgd snapshot with {} models of an open round", received_);
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  ar(kLocalSgdStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_);
+  return bytes;
+}
+
+void LocalSgdServer::restore(std::span<const std::uint8_t> state) {
+  wire::InputArchive ar(state);
+  std::uint32_t version = 0;
+  std::int32_t nodes = 0;
+  std::int64_t iteration = 0;
+  ar(version, nodes, iteration);
+  if (version != kLocalSgdStateVersion || nodes != schedule_.node_count || iteration < 0 ||
+      iteration > schedule_.total_iterations() || ar.remaining() != 0) {
+    throw ConfigError(fmt::format(
+        "local_sgd checkpoint state does not fit this job (version {}, {} workers, iteration {}; "
+        "this job: {} workers, {} iterations)",
+        version, nodes, iteration, schedule_.node_count, schedule_.total_iterations()));
+  }
+  iteration_ = iteration;
+  std::fill(alive_.begin(), alive_.end(), true);
+  alive_count_ = schedule_.node_count;
+}
+
+std::int64_t LocalSgdServer::worker_batches(NodeId worker) const {
+  if (worker < 0 || worker >= schedule_.node_count) return -1;
+  return iteration_;
 }
 
 void LocalSgdServer::on_start(Outbox& out) {
@@ -149,6 +188,28 @@ LocalSgdWorker::LocalSgdWorker(WorkerContext context, Schedule schedule, LocalSg
              "local_sgd worker needs a learner and a clock");
   start_.resize(ctx_.learner->parameters().size());
   delta_.resize(start_.size());
+}
+
+std::vector<std::uint8_t> LocalSgdWorker::snapshot() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put<std::int64_t>(done_);
+  w.put_bytes(optimiser_.state());
+  w.put_bytes(uplink_->state());
+  return out;
+}
+
+void LocalSgdWorker::restore(std::span<const std::uint8_t> state) {
+  if (state.empty()) return;
+  StateReader r(state, "local_sgd worker state");
+  const auto done = r.get<std::int64_t>();
+  const auto optimiser = r.get_bytes();
+  const auto codec = r.get_bytes();
+  r.expect_end();
+  if (done < 0) r.fail("a negative step count");
+  optimiser_.restore_state(optimiser);
+  uplink_->restore_state(codec);
+  done_ = done;
 }
 
 WorkerAction LocalSgdWorker::on_message(const Message& message, Outbox&) {

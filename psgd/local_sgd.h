@@ -48,6 +48,13 @@ class LocalSgdServer final : public ServerRole {
   // lost worker closes at once. Its model in the open round, if already sent, is discarded.
   bool on_worker_lost(NodeId worker, Outbox& out) override;
 
+  // Checkpoint: the iteration (rounds close before a checkpoint is taken, and the server keeps
+  // no optimiser: the workers' momentum is in their own state). Every worker has taken one
+  // batch per local step, so each has drawn iteration() batches.
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
+  std::int64_t worker_batches(NodeId worker) const override;
+
  private:
   void close_round(Outbox& out);
 
@@ -78,6 +85,9 @@ class LocalSgdWorker final : public WorkerRole {
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return done_; }
+  // The local optimiser's momentum buffer, the uplink codec's state and the step count.
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
 
  private:
   WorkerContext ctx_;

@@ -1,8 +1,11 @@
 #include "psgd/ssp.h"
 
+#include <cereal/types/vector.hpp>
+
 #include <algorithm>
 
 #include "core/error.h"
+#include "network/archive.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -24,7 +27,54 @@ std::int64_t SspServer::slowest_clock() const {
 }
 
 void SspServer::on_start(Outbox& out) {
-  broadcast(params_message(iteration(), *downlink_, ctx_.parameters), schedule_.node_count, out);
+  // Every worker waits for its first parameters; those within the bound get them now (all of
+  // them at the start of a run, when every clock is 0).
+  for (Held& h : held_)
+    h = Held{.waiting = true, .silent = true};
+  release_within_bound(out);
+}
+
+namespace {
+constexpr std::uint32_t kSspStateVersion = 1;
+}
+
+std::vector<std::uint8_t> SspServer::snapshot() const {
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  ar(kSspStateVersion, static_cast<std::int32_t>(schedule_.node_count), update_.state(), clocks_);
+  return bytes;
+}
+
+void SspServer::restore(std::span<const std::uint8_t> state) {
+  wire::InputArchive ar(state);
+  std::uint32_t version = 0;
+  std::int32_t nodes = 0;
+  std::vector<std::uint8_t> update;
+  std::vector<std::int64_t> clocks;
+  ar(version, nodes, update, clocks);
+  if (version != kSspStateVersion || nodes != schedule_.node_count ||
+      clocks.size() != clocks_.size() || ar.remaining() != 0 ||
+      std::any_of(clocks.begin(), clocks.end(), [](std::int64_t c) { return c < 0; })) {
+    throw ConfigError(fmt::format(
+        "ssp checkpoint state does not fit this job (version {}, {} workers; this job: {} "
+        "workers)",
+        version, nodes, schedule_.node_count));
+  }
+  try {
+    update_.restore_state(update);
+  } catch (const ProtocolError& e) {
+    throw ConfigError(fmt::format("ssp checkpoint state does not fit this job: {}", e.what()));
+  }
+  if (update_.version() > schedule_.total_iterations()) {
+    throw ConfigError(fmt::format("ssp checkpoint at iteration {} of a job of {}",
+                                  update_.version(), schedule_.total_iterations()));
+  }
+  clocks_ = std::move(clocks);
+}
+
+std::int64_t SspServer::worker_batches(NodeId worker) const {
+  if (worker < 0 || worker >= schedule_.node_count) return -1;
+  return clocks_[static_cast<std::size_t>(worker)];
 }
 
 void SspServer::on_message(NodeId from, const Message& message, Outbox& out) {
@@ -64,7 +114,7 @@ void SspServer::release_within_bound(Outbox& out) {
       last_sent_[w] = iteration();
     }
     h.report.held_s = now - h.arrival;
-    if (ctx_.observer) ctx_.observer->on_worker(static_cast<NodeId>(w), h.report);
+    if (ctx_.observer && !h.silent) ctx_.observer->on_worker(static_cast<NodeId>(w), h.report);
     h = Held{};
   }
 }

@@ -36,11 +36,19 @@ class SspServer final : public ServerRole {
   std::int64_t clock(NodeId worker) const { return clocks_.at(static_cast<std::size_t>(worker)); }
   std::int64_t slowest_clock() const;
 
+  // Checkpoint: the version and optimiser (AsyncUpdate) and each worker's clock (its gradients,
+  // hence its batches). A restored server sends the checkpoint's parameters to the workers
+  // within the bound and holds the others until the slowest catches up, as before the crash.
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
+  std::int64_t worker_batches(NodeId worker) const override;
+
  private:
   void release_within_bound(Outbox& out);
 
   struct Held {
     bool waiting = false;
+    bool silent = false;  // held at the start of a resumed run: nothing to report
     double arrival = 0;
     WorkerReport report;
   };

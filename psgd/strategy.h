@@ -87,13 +87,15 @@ class ServerRole {
     return false;
   }
 
-  // Checkpoint seam (psgd/checkpoint.h). A driver calls these only between two messages, right
-  // after an update (iteration() just advanced). snapshot() returns everything the role needs
-  // besides the global parameters (the driver saves those) to continue exactly: optimiser state,
-  // counters, per-worker bookkeeping; restore() takes what snapshot() returned, on a role freshly
-  // built for the same job and schedule, before on_start(). Both throw ConfigError for a
-  // strategy that does not implement them (the default); JobSpec::validate() refuses
-  // --checkpoint_every for such strategies first.
+  // Checkpoint seam (psgd/checkpoint.h). A driver calls snapshot() only between two messages,
+  // after an update, at a point where it also holds every worker's own state (WorkerRole::
+  // snapshot) consistent with this one (experiments/server/checkpointer.h says how it gets
+  // there). snapshot() returns everything the role needs besides the global parameters (the
+  // driver saves those) to continue exactly: optimiser state, counters, per-worker bookkeeping;
+  // restore() takes what snapshot() returned, on a role freshly built for the same job and
+  // schedule, before on_start(), and throws ConfigError for state of another job. Both throw
+  // ConfigError for a strategy that does not implement them (the default); its table entry then
+  // says checkpoints = false and JobSpec::validate() refuses --checkpoint_every first.
   virtual std::vector<std::uint8_t> snapshot() const;
   virtual void restore(std::span<const std::uint8_t> state);
   // Batches worker `worker` has drawn from its batch stream as far as this role knows (the
@@ -117,6 +119,15 @@ class WorkerRole {
   // One local computation (forward/backward, encode) requested by the last action.
   virtual WorkerAction compute_step(Outbox& out) = 0;
   virtual std::int64_t iterations_done() const = 0;
+
+  // Checkpoint seam of a worker (psgd/checkpoint.h): what it carries from one iteration to the
+  // next besides the parameters and its place in the batch order (its optimiser's momentum, its
+  // codecs' residuals, momentum buffers and random streams), as bytes. A driver calls
+  // snapshot() between two events; restore() on a worker freshly built for the same job, before
+  // its first message, with what snapshot() returned (throws ProtocolError for state that does
+  // not fit). Default: a worker without state (empty bytes; restore() accepts only empty state).
+  virtual std::vector<std::uint8_t> snapshot() const { return {}; }
+  virtual void restore(std::span<const std::uint8_t> state);
 };
 
 }  // namespace psgd

@@ -65,7 +65,6 @@ constexpr StrategyEntry kStrategies[] = {
     {.name = "ssgd",
      .summary = "synchronous rounds: the server averages every worker's gradient, then sends the "
                 "new parameters",
-     .checkpoints = true,
      .options = kSsgdOptions,
      .on_loss_hint = " (--wait_for k < node_count lets ssgd carry on with the survivors)",
      .make_server = [](const StrategyJob& job, const Schedule& schedule,

@@ -43,7 +43,8 @@ struct StrategyEntry {
   bool worker_momentum = true;     // --momentum_at worker is meaningful
   bool compressors = true;         // carries a --codec other than plain
   bool server_holds_model = true;  // --model_average applies (the server's model is the model)
-  bool checkpoints = false;        // implements snapshot()/restore(): --checkpoint_every, --resume
+  // Its roles implement snapshot()/restore(): --checkpoint_every, --resume.
+  bool checkpoints = true;
   // The StrategyOptions flags this strategy reads (any other one set is refused).
   std::span<const std::string_view> options;
   // Appended to "lost worker N: ...; <strategy> cannot continue without it" (may be empty).

@@ -30,6 +30,7 @@
 #include "nn/threads.h"
 #include "nn/trainer.h"
 #include "nn/version.h"
+#include "psgd/checkpoint.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -102,6 +103,10 @@ void Client::on_frame(Message&& message, NodeId from, std::size_t bytes) {
     on_peer_table(*table);
     return;
   }
+  if (std::holds_alternative<StateRequest>(message)) {
+    send_state();
+    return;
+  }
   if (!role_) {
     give_up(fmt::format("the server sent {} before the job", type_name(type_of(message))), true);
     return;
@@ -121,10 +126,37 @@ void Client::deliver(const Message& message) {
     Outbox out;
     const WorkerAction action = role_->on_message(message, out);
     links_->send(out);
+    offer_state();
     if (action.compute) compute_next();
   } catch (const Error& e) {
     give_up(e.what(), true);
   }
+}
+
+void Client::send_state(bool with_params) {
+  if (!role_) {
+    give_up("the server asked for this worker's state before the job", true);
+    return;
+  }
+  WorkerState state{.iteration = role_->iterations_done(), .state = role_->snapshot()};
+  if (with_params) {
+    const auto params = parts_->trainer().parameters();
+    state.params.assign(params.begin(), params.end());
+  }
+  conn_->send(std::move(state));
+}
+
+// Peer-to-peer strategies: the workers hold the model, so each sends its state (and parameters)
+// unasked when its iteration count reaches a checkpoint, by the rule the server checkpoints by.
+void Client::offer_state() {
+  if (spec_.checkpoint_every <= 0 || strategy_of(spec_).topology != Topology::kPeerToPeer) return;
+  const std::int64_t now = role_->iterations_done();
+  // One iteration at a time; the jump to a resumed run's first iteration is not one.
+  if (now == offered_iterations_ + 1 &&
+      checkpoint_due(schedule_, spec_.checkpoint_every, offered_iterations_, now)) {
+    send_state(/*with_params=*/true);
+  }
+  offered_iterations_ = now;
 }
 
 // One compute step per turn of the event loop: between steps the links write what was queued,
@@ -138,6 +170,7 @@ void Client::compute_next() {
       Outbox out;
       const WorkerAction action = role_->compute_step(out);
       links_->send(out);
+      offer_state();
       if (action.compute) compute_next();
     } catch (const Error& e) {
       give_up(e.what(), true);
@@ -248,6 +281,9 @@ void Client::build_worker(nn::Dataset samples) {
         "version everywhere",
         spec_.model, parts_->trainer().num_parameters(), job_.num_parameters));
   }
+  // A resumed run: continue from this worker's state at the checkpoint.
+  parts_->role().restore(job_.worker_state);
+  job_.worker_state = {};
 }
 
 void Client::ready() {

@@ -103,6 +103,10 @@ class Client {
   // A strategy message from the server or a peer: hand it to the role, compute while it asks.
   void deliver(const Message& message);
   void compute_next();
+  // Checkpoints: this worker's state to the server (StateRequest), and for peer-to-peer
+  // strategies unasked, with the parameters, when its iterations reach a checkpoint.
+  void send_state(bool with_params = false);
+  void offer_state();
   // Peer-to-peer strategies: link up with the other workers, then tell the server.
   void on_peer_table(const PeerTable& table);
   void on_peer_error(int peer, const std::string& why);
@@ -138,6 +142,7 @@ class Client {
   SteadyClock clock_;
   ProcessCpuClock cpu_clock_;  // how long this worker's steps kept it busy (--slowdown)
   double start_ = 0;
+  std::int64_t offered_iterations_ = 0;  // iterations_done() at the last offer_state()
   bool done_ = false;
   bool training_ = false;
   bool lost_server_ = false;

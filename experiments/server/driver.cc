@@ -127,7 +127,11 @@ void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes)
     fail(fmt::format("worker {} sent {} before training started", w, type_name(type_of(message))));
     return;
   }
-  on_training_message(w, message, bytes);
+  if (auto* state = std::get_if<WorkerState>(&message)) {
+    on_worker_state(w, std::move(*state));
+    return;
+  }
+  on_training_message(w, std::move(message), bytes);
 }
 
 void Server::on_connection_error(const ConnPtr& conn, const std::string& why) {
@@ -231,12 +235,14 @@ Job Server::make_job(int w, int threads) const {
           .train_size = setup.train_size,
           .block_ids = setup.block_ids,
           .block_sizes = setup.block_sizes};
-  // A resumed run, or a slot taken over during training: continue that worker's batch order.
+  // A resumed run, or a slot taken over during training: continue that worker's batch order
+  // (a resumed run also from the worker's own state; a replacement starts afresh).
   if (role_) {
     job.start_batch = std::max<std::int64_t>(0, role_->worker_batches(w));
   } else if (resumed_) {
     job.start_batch =
         std::max<std::int64_t>(0, resumed_->worker_batches[static_cast<std::size_t>(w)]);
+    job.worker_state = resumed_->worker_states.at(static_cast<std::size_t>(w));
   }
   return job;
 }

@@ -70,13 +70,20 @@ class Server {
 
   // training.cc: training, faults, the end
   void start_training();
-  void on_training_message(int worker, const Message& message, std::size_t bytes);
+  void on_training_message(int worker, Message&& message, std::size_t bytes);
+  // Hands a strategy message to the role and sends what it answers; begins a checkpoint when
+  // the update calls for one.
+  void dispatch(int worker, const Message& message);
+  void on_worker_state(int worker, WorkerState&& state);
   void on_worker_lost(int worker, const std::string& why);
   void take_over(const ConnPtr& conn, const Hello& hello);
   void on_rejoined(int worker);
   void drop_replacement(int worker, const std::string& why);
   void record_lost(int worker, const std::string& why, bool carried_on);
-  void maybe_checkpoint(std::int64_t iteration_before, int epochs_before);
+  // Checkpoints (experiments/server/checkpointer.h): collect the workers' states, write, then
+  // hand the role what was held meanwhile.
+  void begin_checkpoint();
+  void finish_checkpoint(bool abandon);
   void arm_progress_timer();
   std::shared_future<EvalStats> evaluate_in_background(std::span<const float> parameters);
   Traffic traffic_of(int worker) const;

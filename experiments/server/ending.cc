@@ -28,12 +28,17 @@ void Server::on_signal(int sig) {
   if (phase_ == Phase::kDone) return;
   if (phase_ == Phase::kTraining && spec_.checkpoint_every > 0 && stopping_ == 0 &&
       !role_->finished()) {
-    // The role's state can be saved right after an update: wait for the next one.
+    // The role's state (and the workers') can be saved right after an update: wait for the next
+    // one. Peer-to-peer workers send theirs only at the iterations checkpoints fall due.
     stopping_ = sig;
     fmt::print(stderr,
-               "init_server: {}: stopping after the next update, which is checkpointed (waiting "
-               "at most --dead_after {} s; send it again to stop at once)\n",
-               signal_name(sig), opts_.dead_after);
+               "init_server: {}: stopping after the next {}, which is checkpointed (waiting at "
+               "most --dead_after {} s; send it again to stop at once)\n",
+               signal_name(sig),
+               checkpointer_->workers_offer()
+                   ? "checkpoint iteration (every --checkpoint_every iterations and epoch end)"
+                   : "update",
+               opts_.dead_after);
     std::fflush(stderr);
     stop_timer_.expires_after(seconds(opts_.dead_after));
     stop_timer_.async_wait([this](std::error_code ec) {

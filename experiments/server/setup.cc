@@ -124,6 +124,12 @@ void Server::prepare() {
       throw ConfigError(
           fmt::format("--resume {}: checkpoint corrupt: recorder state: {}", dir, e.what()));
     }
+    try {
+      recorder_->resume_average(resumed_->average, resumed_->iteration);
+    } catch (const ConfigError& e) {
+      throw ConfigError(fmt::format("--resume {}: {}", dir, e.what()));
+    }
+    resumed_->average = {};
     events_.push_back({{"event", "resumed"},
                        {"iteration", resumed_->iteration},
                        {"epoch", resumed_->epochs_done},

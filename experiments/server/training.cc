@@ -84,28 +84,68 @@ void Server::start_training() {
   transport_->send(out);
 }
 
-void Server::on_training_message(int w, const Message& message, std::size_t bytes) {
+void Server::on_training_message(int w, Message&& message, std::size_t bytes) {
   transport_->received(w, bytes);
+  if (checkpointer_->holds(w)) {  // sent after its state: applied once the checkpoint is written
+    checkpointer_->hold(w, std::move(message), bytes);
+    return;
+  }
+  dispatch(w, message);
+}
+
+void Server::dispatch(int w, const Message& message) {
   Outbox out;
   const std::int64_t iteration_before = role_->iteration();
-  const int epochs_before = recorder_->epochs_done();
   try {
     role_->on_message(w, message, out);
   } catch (const ProtocolError& e) {
     fail(fmt::format("worker {} broke the protocol: {}", w, e.what()));
     return;
   }
+  // A signalled server checkpoints the next update (peer-to-peer workers offer their state only
+  // at the iterations psgd::checkpoint_due names, so there it waits for the next of those).
+  const bool moved = role_->iteration() != iteration_before;
+  const bool checkpoint = !checkpointer_->collecting() &&
+                          (checkpointer_->due(iteration_before, role_->iteration()) ||
+                           (stopping_ != 0 && moved && !checkpointer_->workers_offer()));
+  if (checkpoint && !checkpointer_->workers_offer()) {
+    // Before this update's messages: every worker's state then precedes what it computes next.
+    const auto request = std::make_shared<const Message>(StateRequest{});
+    for (int v = 0; v < workers_.size(); ++v)
+      if (workers_[v].link && !workers_[v].lost && !workers_[v].rejoining)
+        workers_[v].link->send(request);
+  }
   transport_->send(out);
   recorder_->after_dispatch(role_->iteration());
-  maybe_checkpoint(iteration_before, epochs_before);
-  if (role_->finished()) finish("completed", true);
+  if (role_->finished()) {
+    finish("completed", true);
+    return;
+  }
+  if (checkpoint) begin_checkpoint();
 }
 
-void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) {
+void Server::on_worker_state(int w, WorkerState&& state) {
+  if (workers_[w].rejoining) {
+    drop_replacement(w, "sent WorkerState while loading");
+    return;
+  }
+  checkpointer_->on_state(w, std::move(state));
+  if (checkpointer_->complete()) finish_checkpoint(/*abandon=*/false);
+}
+
+void Server::begin_checkpoint() {
+  std::vector<int> present;
+  for (int v = 0; v < workers_.size(); ++v)
+    if (workers_[v].link && !workers_[v].lost && !workers_[v].rejoining) present.push_back(v);
+  checkpointer_->begin(present, role_->iteration());
+  if (checkpointer_->complete()) finish_checkpoint(/*abandon=*/false);
+}
+
+void Server::finish_checkpoint(bool abandon) {
   if (phase_ == Phase::kDone) return;
-  // A signalled server's last checkpoint, right after this update: it records the interruption
-  // too, so that the resumed run's summary.json tells the whole story.
-  const bool last = stopping_ != 0 && role_->iteration() != iteration_before && !role_->finished();
+  // A signalled server's last checkpoint: it records the interruption too, so that the resumed
+  // run's summary.json tells the whole story.
+  const bool last = !abandon && stopping_ != 0;
   std::string note;
   if (last) {
     note = fmt::format(
@@ -115,13 +155,18 @@ void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) 
     record_interrupted(stopping_, note);
   }
   bool wrote = false;
-  try {
-    wrote = checkpointer_->maybe_write(*role_, *recorder_, model_->parameters(), events_,
-                                       iteration_before, epochs_before, run_->file(kCheckpointFile),
-                                       /*now=*/last);
-  } catch (const IoError& e) {
-    fail(e.what());  // "cannot write <run>/checkpoint.bin: No space left on device"
-    return;
+  if (!abandon) {
+    try {
+      checkpointer_->write(*role_, *recorder_, model_->parameters(), events_,
+                           run_->file(kCheckpointFile));
+      wrote = true;
+    } catch (const IoError& e) {
+      fail(e.what());  // "cannot write <run>/checkpoint.bin: No space left on device"
+      return;
+    } catch (const Error& e) {
+      spdlog::warn("no checkpoint at iteration {}: {}", role_->iteration(), e.what());
+      if (last) events_.erase(events_.size() - 1);  // not interrupted here after all
+    }
   }
   if (wrote && last) {
     stop(stopping_, note);
@@ -133,6 +178,19 @@ void Server::maybe_checkpoint(std::int64_t iteration_before, int epochs_before) 
                checkpointer_->written());
     std::fflush(stderr);
     std::raise(SIGKILL);
+  }
+  // What arrived meanwhile goes to the role now, in order (it may begin the next checkpoint,
+  // which holds again what follows a state).
+  auto held = checkpointer_->end();
+  while (!held.empty() && phase_ == Phase::kTraining) {
+    Checkpointer::Held h = std::move(held.front());
+    held.pop_front();
+    if (!workers_[h.worker].link || workers_[h.worker].lost) continue;  // lost meanwhile
+    if (checkpointer_->holds(h.worker)) {
+      checkpointer_->hold(h.worker, std::move(h.message), h.bytes);
+    } else {
+      dispatch(h.worker, h.message);
+    }
   }
 }
 
@@ -154,6 +212,13 @@ void Server::on_worker_lost(int w, const std::string& why) {
   if (workers_.all_lost()) {
     fail("every worker was lost");
     return;
+  }
+  if (checkpointer_->collecting()) {
+    // Its state will not come: this checkpoint is abandoned (the previous one stays), and what
+    // the others sent meanwhile goes to the role (the lost worker's is dropped).
+    spdlog::warn("the checkpoint at iteration {} is abandoned: {}", role_->iteration(), what);
+    finish_checkpoint(/*abandon=*/true);
+    if (phase_ != Phase::kTraining) return;
   }
   if (role_->finished()) finish("completed", true);
 }

@@ -49,6 +49,9 @@ struct Job {
   // Batches this worker id has already drawn from its batch order (a resumed run, or a slot taken
   // over from a lost worker): the worker skips them, so it continues the same batch order.
   std::int64_t start_batch = 0;
+  // A resumed run: the worker's own state at the checkpoint (WorkerRole::snapshot: its
+  // optimiser's momentum, its codecs' residuals and random streams); empty: a fresh worker.
+  std::vector<std::uint8_t> worker_state;
 };
 
 // worker -> server, after a Job with ship_data: the content hash of the training set this
@@ -115,6 +118,21 @@ struct PeersUp {
 // strategy carries on without it where it can (README "Faults").
 struct Leave {
   std::string why;  // e.g. "interrupted by SIGTERM"
+};
+
+// server -> worker (parameter-server strategies, --checkpoint_every): send your state now. The
+// server sends it before the parameters that start the next round, and holds what a worker sends
+// after its WorkerState until the checkpoint is written, so each state is consistent with the
+// gradients the server has applied (experiments/server/checkpointer.h).
+struct StateRequest {};
+
+// worker -> server: the worker's own state (WorkerRole::snapshot) for a checkpoint, in answer to
+// StateRequest, or unasked (peer-to-peer strategies) when its iteration count reaches a
+// checkpoint; then it also carries the worker's parameters, which only the workers hold.
+struct WorkerState {
+  std::int64_t iteration = 0;  // the worker's iterations_done() when it took the snapshot
+  std::vector<std::uint8_t> state;
+  std::vector<float> params;  // peer-to-peer only
 };
 
 // server -> worker: the job is over (status "completed" or why not).

@@ -94,8 +94,8 @@ struct PeerGradient {
   Payload values;
 };
 
-// worker -> the other r workers of an (r+1)-subset (--codec ccdc, psgd/coded/ccdc.h): the XOR of the
-// fp32 bit patterns of the sender's pieces of the blocks those workers lack.
+// worker -> the other r workers of an (r+1)-subset (--codec ccdc, psgd/coded/ccdc.h): the XOR of
+// the fp32 bit patterns of the sender's pieces of the blocks those workers lack.
 struct CcdcCoded {
   std::int32_t from = 0;
   std::int64_t iteration = 0;  // iterations done before this one

@@ -165,12 +165,21 @@ void CcdcWorker::count_sent(const std::shared_ptr<const Message>& message, std::
 
 WorkerAction CcdcWorker::on_message(const Message& message, Outbox& out) {
   if (const auto* p = std::get_if<Params>(&message)) {
-    if (started_ || p->iteration != 0) {
-      throw ProtocolError("ccdc worker: the server sent parameters a second time");
+    if (started_ || p->iteration < 0 || p->iteration >= schedule_.total_iterations()) {
+      throw ProtocolError(fmt::format("ccdc worker: the server sent parameters of iteration {} {}",
+                                      p->iteration,
+                                      started_ ? "a second time" : "outside the run"));
     }
     make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
     started_ = true;
-    return {.compute = schedule_.total_iterations() > 0};
+    iteration_ = p->iteration;  // 0, or the checkpoint's iteration on a resumed run
+    // What peers that started first sent is of this iteration or the next; anything older is not
+    // of this run.
+    for (auto it = early_.begin(); it != early_.end() && it->first < iteration_;)
+      it = early_.erase(it);
+    for (auto it = seen_.begin(); it != seen_.end() && it->first < iteration_;)
+      it = seen_.erase(it);
+    return {.compute = true};
   }
   if (const auto* c = std::get_if<CcdcCoded>(&message)) {
     accept_coded(*c);
@@ -210,9 +219,11 @@ WorkerAction CcdcWorker::on_message(const Message& message, Outbox& out) {
 
 void CcdcWorker::accept_coded(const CcdcCoded& m) {
   const int n = schedule_.node_count;
-  // A peer may be a step ahead, even before this worker's Params arrive: such messages wait.
-  if (m.from < 0 || m.from >= n || m.from == ctx_.id || m.iteration < iteration_ ||
-      m.iteration > iteration_ + 1 || m.iteration >= schedule_.total_iterations()) {
+  // A peer may be a step ahead, even before this worker's Params arrive (which say where a
+  // resumed run starts): such messages wait.
+  const bool in_step = !started_ || (m.iteration >= iteration_ && m.iteration <= iteration_ + 1);
+  if (m.from < 0 || m.from >= n || m.from == ctx_.id || !in_step || m.iteration < 0 ||
+      m.iteration >= schedule_.total_iterations()) {
     throw ProtocolError(fmt::format(
         "ccdc worker {}: a coded message from worker {} for iteration {} during iteration {}",
         ctx_.id, m.from, m.iteration, iteration_));

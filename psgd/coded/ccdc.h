@@ -125,6 +125,11 @@ class CcdcWorker final : public WorkerRole {
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
+  // The optimiser's state (the same on every worker: they apply the same sums).
+  std::vector<std::uint8_t> snapshot() const override { return optimiser_.state(); }
+  void restore(std::span<const std::uint8_t> state) override {
+    if (!state.empty()) optimiser_.restore_state(state);
+  }
 
  private:
   void send_coded(Outbox& out);

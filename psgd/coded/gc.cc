@@ -1,8 +1,11 @@
 #include "psgd/coded/gc.h"
 
+#include <cereal/types/vector.hpp>
+
 #include <algorithm>
 
 #include "core/error.h"
+#include "network/archive.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -31,10 +34,57 @@ GcServer::GcServer(Schedule schedule, ServerContext context, GcOptions options)
       covered_(static_cast<std::size_t>(groups_), false),
       update_(ctx_.parameters.size(), 0.0f),
       pending_(static_cast<std::size_t>(schedule.node_count)),
-      last_sent_(static_cast<std::size_t>(schedule.node_count), 0) {
+      last_sent_(static_cast<std::size_t>(schedule.node_count), 0),
+      gradients_(static_cast<std::size_t>(schedule.node_count), 0) {
   PSGD_CHECK(ctx_.clock != nullptr, "gc server needs a clock");
   check_layout(schedule_.node_count, options_);
   if (options_.naive) blocks_.resize(ctx_.parameters.size() * options_.redundancy);
+}
+
+namespace {
+constexpr std::uint32_t kGcStateVersion = 1;
+}
+
+std::vector<std::uint8_t> GcServer::snapshot() const {
+  const bool open =
+      std::any_of(pending_.begin(), pending_.end(), [](const Pending& p) { return p.received; });
+  PSGD_CHECK(!open, "gc snapshot with gradients of an open round");
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  ar(kGcStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_,
+     optimiser_.state(), gradients_);
+  return bytes;
+}
+
+void GcServer::restore(std::span<const std::uint8_t> state) {
+  wire::InputArchive ar(state);
+  std::uint32_t version = 0;
+  std::int32_t nodes = 0;
+  std::int64_t iteration = 0;
+  std::vector<std::uint8_t> optimiser;
+  std::vector<std::int64_t> gradients;
+  ar(version, nodes, iteration, optimiser, gradients);
+  if (version != kGcStateVersion || nodes != schedule_.node_count ||
+      gradients.size() != gradients_.size() || iteration < 0 ||
+      iteration > schedule_.total_iterations() || ar.remaining() != 0) {
+    throw ConfigError(fmt::format(
+        "gc checkpoint state does not fit this job (version {}, {} workers, iteration {}; this "
+        "job: {} workers, {} iterations)",
+        version, nodes, iteration, schedule_.node_count, schedule_.total_iterations()));
+  }
+  try {
+    optimiser_.restore_state(optimiser);
+  } catch (const ProtocolError& e) {
+    throw ConfigError(fmt::format("gc checkpoint state does not fit this job: {}", e.what()));
+  }
+  iteration_ = iteration;
+  gradients_ = std::move(gradients);
+  std::fill(last_sent_.begin(), last_sent_.end(), iteration_);
+}
+
+std::int64_t GcServer::worker_batches(NodeId worker) const {
+  if (worker < 0 || worker >= schedule_.node_count) return -1;
+  return gradients_[static_cast<std::size_t>(worker)] * options_.redundancy;
 }
 
 void GcServer::on_start(Outbox& out) {
@@ -50,6 +100,7 @@ void GcServer::on_message(NodeId from, const Message& message, Outbox& out) {
         "{} server: worker {} sent a gradient for iteration {} but was last sent iteration {}",
         name, from, g.iteration, last_sent_[w]));
   }
+  ++gradients_[w];
   if (g.iteration < iteration_) {
     drop_late(from, g, out);
     return;

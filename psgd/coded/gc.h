@@ -51,6 +51,12 @@ class GcServer final : public ServerRole {
   std::int64_t iteration() const override { return iteration_; }
   bool finished() const override { return iteration_ >= schedule_.total_iterations(); }
 
+  // Checkpoint, as ssgd's (psgd/ssgd.h): iteration, optimiser, each worker's gradient count;
+  // a worker draws one batch per block it holds (r) for each gradient it sends.
+  std::vector<std::uint8_t> snapshot() const override;
+  void restore(std::span<const std::uint8_t> state) override;
+  std::int64_t worker_batches(NodeId worker) const override;
+
  private:
   void close_round(Outbox& out);
   void drop_late(NodeId from, const Gradient& g, Outbox& out);
@@ -75,6 +81,7 @@ class GcServer final : public ServerRole {
   std::vector<float> update_;  // the round's mean block gradient
   std::vector<Pending> pending_;
   std::vector<std::int64_t> last_sent_;
+  std::vector<std::int64_t> gradients_;  // received from each worker (used, redundant or late)
   int covered_count_ = 0;
   double decode_s_ = 0;
   std::int64_t iteration_ = 0;

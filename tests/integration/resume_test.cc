@@ -246,12 +246,22 @@ TEST(Rejoin, NewClientTakesOverADeadWorkersSlot) {
             summary["events"][0]["iteration"].get<int>());
 }
 
-TEST(Resume, CheckpointsAreRefusedForStrategiesWithoutThem) {
+// Every strategy checkpoints now (resume_strategies_test.cc); what cannot is refused in one line:
+// a simulated run (repeated, not resumed), a negative period, a run directory without a job.
+TEST(Resume, WhatCannotCheckpointIsRefusedInOneLine) {
   testing::TempDir dir;
-  auto r = testing::run(PSGD_INIT_SERVER, {"--psgd", "asgd", "--checkpoint_every", "5"}, dir);
+  auto r =
+      testing::run(PSGD_INIT_SERVER,
+                   {"--psgd", "asgd", "--checkpoint_every", "5", "--simulate", "--check"}, dir);
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("--checkpoint_every with --psgd asgd"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--checkpoint_every / --resume with --simulate"), std::string::npos)
+      << r.err;
   EXPECT_EQ(testing::count_lines(r.err), 1) << r.err;
+  r = testing::run(PSGD_INIT_SERVER, {"--checkpoint_every", "-1", "--check"}, dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--checkpoint_every -1"), std::string::npos) << r.err;
+  r = testing::run(PSGD_INIT_SERVER, {"--psgd", "asgd", "--checkpoint_every", "5", "--check"}, dir);
+  EXPECT_EQ(r.code, 0) << r.err;
   r = testing::run(PSGD_INIT_SERVER, {"--resume", dir.file("nothing-here")}, dir);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("no config.json"), std::string::npos) << r.err;

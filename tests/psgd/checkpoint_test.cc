@@ -26,6 +26,8 @@ Checkpoint sample_checkpoint() {
   c.role_state = {1, 2, 3, 4, 5};
   c.worker_batches = {42, 41};
   c.driver_state = R"({"recorder":{"epoch":3}})";
+  c.worker_states = {{7, 8, 9}, {}};
+  c.average = {1, 0, 2};
   return c;
 }
 
@@ -40,6 +42,8 @@ void expect_equal(const Checkpoint& a, const Checkpoint& b) {
   EXPECT_EQ(a.role_state, b.role_state);
   EXPECT_EQ(a.worker_batches, b.worker_batches);
   EXPECT_EQ(a.driver_state, b.driver_state);
+  EXPECT_EQ(a.worker_states, b.worker_states);
+  EXPECT_EQ(a.average, b.average);
 }
 
 // The message of the CheckpointError that decoding `bytes` throws ("" if none is thrown).
@@ -108,7 +112,9 @@ TEST(CheckpointFormat, EachCorruptionSaysWhich) {
   EXPECT_NE(refusal(bytes).find("not a psgd checkpoint"), std::string::npos);
   bytes = good;
   bytes[8] = static_cast<std::uint8_t>(kCheckpointFormat + 1);
-  EXPECT_NE(refusal(bytes).find("format version 2"), std::string::npos) << refusal(bytes);
+  EXPECT_NE(refusal(bytes).find(fmt::format("format version {}", kCheckpointFormat + 1)),
+            std::string::npos)
+      << refusal(bytes);
   bytes = good;
   bytes[12] = static_cast<std::uint8_t>(kProtocolVersion - 1);
   EXPECT_NE(refusal(bytes).find(fmt::format("protocol v{}", kProtocolVersion - 1)),
@@ -137,14 +143,28 @@ TEST(CheckpointFormat, AnotherModelOrJobIsRefused) {
 
 TEST(CheckpointFormat, TheTablesSayWhoCheckpoints) {
   StrategyJob spec;
-  EXPECT_TRUE(supports_checkpoints(spec));  // ssgd
   for (const StrategyEntry& e : strategy_table()) {
     spec.psgd = std::string(e.name);
-    EXPECT_EQ(supports_checkpoints(spec), e.name == "ssgd") << e.name;
+    EXPECT_EQ(supports_checkpoints(spec), e.checkpoints) << e.name;
+    EXPECT_TRUE(e.checkpoints) << e.name << ": every strategy has checkpoints now";
   }
-  spec.psgd = "ssgd";
-  spec.codec = "gc";  // a coded scheme replaces ssgd's roles, which cannot snapshot
-  EXPECT_FALSE(supports_checkpoints(spec));
+  for (const CodingEntry& e : coding_table()) {
+    spec.psgd = std::string(e.strategy);
+    spec.codec = std::string(e.name);
+    EXPECT_EQ(supports_checkpoints(spec), e.checkpoints) << e.name;
+  }
+}
+
+TEST(CheckpointFormat, CheckpointsFallDueEveryNIterationsAndAtEpochEnds) {
+  const Schedule s{.node_count = 2, .iterations_per_epoch = 32, .epochs = 3};
+  std::vector<std::int64_t> due;
+  for (std::int64_t it = 1; it <= s.total_iterations(); ++it)
+    if (checkpoint_due(s, 10, it - 1, it)) due.push_back(it);
+  EXPECT_EQ(due, (std::vector<std::int64_t>{10, 20, 30, 32, 40, 50, 60, 64, 70, 80, 90}));
+  EXPECT_FALSE(checkpoint_due(s, 0, 31, 32));   // off
+  EXPECT_FALSE(checkpoint_due(s, 10, 95, 96));  // the end writes the run directory instead
+  EXPECT_TRUE(checkpoint_due(s, 10, 6, 12));    // a local_sgd round of 6 steps crossing 10
+  EXPECT_FALSE(checkpoint_due(s, 10, 12, 12));
 }
 
 // A server role restored from a snapshot continues exactly as the original: drive two ssgd
@@ -240,14 +260,17 @@ TEST(SsgdSnapshot, RestoreRefusesStateOfAnotherJob) {
   EXPECT_NO_THROW(a.restore(state));
 }
 
-TEST(SsgdSnapshot, StrategiesWithoutCheckpointsSaySo) {
-  StrategyJob spec;
-  spec.psgd = "asgd";
-  std::vector<float> params(5, 0.0f);
-  ManualClock clock;
-  auto role = make_server_role(spec, {.node_count = 2, .iterations_per_epoch = 4, .epochs = 1},
-                               ServerContext{.parameters = params, .clock = &clock});
-  EXPECT_THROW(role->snapshot(), ConfigError);
+// A role that does not implement the seam says so (its table entry would say checkpoints =
+// false, and validation refuses --checkpoint_every first).
+TEST(SsgdSnapshot, RolesWithoutCheckpointsSaySo) {
+  struct Bare final : ServerRole {
+    void on_start(Outbox&) override {}
+    void on_message(NodeId, const Message&, Outbox&) override {}
+    std::int64_t iteration() const override { return 0; }
+    bool finished() const override { return false; }
+  } bare;
+  EXPECT_THROW(bare.snapshot(), ConfigError);
+  EXPECT_THROW(bare.restore({}), ConfigError);
 }
 
 }  // namespace

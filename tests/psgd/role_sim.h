@@ -24,7 +24,11 @@ struct Reports final : ServerObserver {
 struct RoleSim {
   static constexpr std::size_t kSize = 5;
 
-  RoleSim(const StrategyJob& spec, Schedule schedule)
+  // Worker w pulls towards (target_of(w) + 1) * (i + 1): its own target by default; workers
+  // that hold the same blocks (gc's groups) may be given the same one.
+  RoleSim(
+      const StrategyJob& spec, Schedule schedule,
+      const std::function<int(int)>& target_of = [](int w) { return w; })
       : schedule(schedule), net(schedule.node_count), params(kSize) {
     for (std::size_t i = 0; i < kSize; ++i)
       params[i] = 0.1f * i - 0.2f;
@@ -38,7 +42,7 @@ struct RoleSim {
     for (int w = 0; w < schedule.node_count; ++w) {
       std::vector<float> target(kSize);
       for (std::size_t i = 0; i < kSize; ++i)
-        target[i] = static_cast<float>(w + 1) * (i + 1);
+        target[i] = static_cast<float>(target_of(w) + 1) * (i + 1);
       learners.push_back(std::make_unique<ToyLearner>(target, kSize));
       workers.push_back(make_worker_role(
           spec, schedule,

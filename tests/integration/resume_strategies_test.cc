@@ -1,0 +1,152 @@
+// Checkpoint and resume for every strategy, with real processes (issue 21): a server killed with
+// SIGKILL right after its 5th checkpoint and restarted with --resume, its old clients redialling
+// and joining again. The synchronous strategies, with workers that keep state of their own
+// (error-feedback residuals, worker-side momentum, local optimisers), end with the parameters of
+// the uninterrupted run, bit for bit; asgd and ssp, whose result depends on arrival order,
+// continue from the checkpoint (its iteration, epoch and metrics rows; asgd's model average) and
+// complete the job.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "tests/integration/cluster.h"
+
+namespace psgd {
+namespace {
+
+using testing::Cluster;
+using testing::Process;
+using testing::read_file;
+using namespace std::chrono_literals;
+
+struct Case {
+  std::string name;
+  std::vector<std::string> flags;
+  int nodes = 2;
+  bool exact = true;  // the resumed run ends with the uninterrupted run's parameters
+};
+
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  return os << c.name;
+}
+
+const Case kCases[] = {
+    // sign: error feedback and momentum on the workers (--momentum_at auto).
+    {"ssgd_sign", {"--psgd", "ssgd", "--codec", "sign"}},
+    {"local_sgd", {"--psgd", "local_sgd", "--sync_period", "3"}},
+    {"allreduce", {"--psgd", "allreduce"}},
+    {"broadcast_sign", {"--psgd", "broadcast", "--codec", "sign"}},
+    {"ccdc", {"--psgd", "broadcast", "--codec", "ccdc", "--redundancy", "2"}, 3},
+    {"gc", {"--psgd", "ssgd", "--codec", "gc", "--redundancy", "2"}, 2, false},
+    // Worker momentum, and the model average (--model_average auto: ema:0.99) in the checkpoint.
+    {"asgd", {"--psgd", "asgd"}, 2, false},
+    {"ssp", {"--psgd", "ssp", "--staleness", "1"}, 2, false},
+};
+
+std::vector<std::string> job_flags(const Case& c) {
+  std::vector<std::string> flags{"--train_samples", "2000", "--test_samples",     "300",
+                                 "--epochs",        "3",    "--batch_size",       "32",
+                                 "--seed",          "5",    "--momentum",         "0.9",
+                                 "--dead_after",    "20",   "--checkpoint_every", "10"};
+  flags.insert(flags.end(), c.flags.begin(), c.flags.end());
+  return flags;
+}
+
+nlohmann::json summary_in(const std::string& run) {
+  return nlohmann::json::parse(read_file(run + "/summary.json"));
+}
+
+std::vector<int> metrics_epochs(const std::string& run) {
+  std::istringstream in(read_file(run + "/metrics.csv"));
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<int> epochs;
+  while (std::getline(in, line))
+    epochs.push_back(std::stoi(line.substr(0, line.find(','))));
+  return epochs;
+}
+
+// So that a client redialling a freed port cannot join another test's server.
+struct Passphrase {
+  Passphrase() { ::setenv("PSGD_PASSPHRASE", "resume strategies test", 1); }
+  ~Passphrase() { ::unsetenv("PSGD_PASSPHRASE"); }
+};
+
+class ResumeEveryStrategy : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ResumeEveryStrategy, KilledServerResumesAndCompletes) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const Case& c = GetParam();
+  Passphrase passphrase;
+  const auto flags = job_flags(c);
+
+  std::string want;
+  nlohmann::json expected;
+  if (c.exact) {
+    Cluster whole;
+    ASSERT_NO_FATAL_FAILURE(whole.start(c.nodes, flags));
+    auto code = whole.server->wait(120s);
+    ASSERT_TRUE(code.has_value()) << "server hung\n" << whole.logs();
+    ASSERT_EQ(*code, 0) << whole.logs();
+    expected = summary_in(whole.dir.file("run"));
+    ASSERT_EQ(expected["status"], "completed");
+    want = expected["parameters_sha256"];
+  }
+
+  std::vector<std::string> crashing = flags;
+  crashing.insert(crashing.end(), {"--crash_after_checkpoints", "5"});
+  Cluster broken;
+  ASSERT_NO_FATAL_FAILURE(broken.start(c.nodes, crashing));
+  auto code = broken.server->wait(120s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << broken.logs();
+  ASSERT_EQ(*code, 128 + SIGKILL) << broken.logs();
+  const std::string run = broken.dir.file("run");
+  ASSERT_TRUE(std::filesystem::exists(run + "/checkpoint.bin"));
+  const std::vector<int> before = metrics_epochs(run);
+
+  Process resumed(PSGD_INIT_SERVER,
+                  {"--resume", run, "--working_ports", std::to_string(broken.port), "--bind",
+                   "127.0.0.1", "--join_timeout", "60"},
+                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
+  code = resumed.wait(120s);
+  ASSERT_TRUE(code.has_value()) << "resumed server hung\n"
+                                << resumed.out() << resumed.err() << broken.logs();
+  ASSERT_EQ(*code, 0) << resumed.out() << resumed.err() << broken.logs();
+  for (auto& client : broken.clients) {
+    auto client_code = client->wait(30s);
+    ASSERT_TRUE(client_code.has_value()) << broken.logs();
+    EXPECT_EQ(*client_code, 0) << broken.logs();
+  }
+  const auto got = summary_in(run);
+  EXPECT_EQ(got["status"], "completed");
+  EXPECT_EQ(got["resumed"], true);
+  EXPECT_EQ(got["epochs"], 3);
+  // metrics.csv continues from the checkpoint's epoch: every epoch once, in order.
+  EXPECT_EQ(metrics_epochs(run), (std::vector<int>{0, 1, 2, 3}));
+  ASSERT_GE(before.size(), 1u);
+  nlohmann::json event;
+  for (const auto& e : got["events"])
+    if (e["event"] == "resumed") event = e;
+  ASSERT_FALSE(event.is_null()) << got.dump(1);
+  EXPECT_GT(event["iteration"].get<std::int64_t>(), 0);
+  EXPECT_EQ(event["epoch"].get<int>(), before.back());  // the rows the crash left
+  EXPECT_NE(resumed.out().find("resuming"), std::string::npos) << resumed.out();
+  if (c.exact) {
+    EXPECT_EQ(got["iterations"], expected["iterations"]);
+    EXPECT_EQ(got["samples"], expected["samples"]);
+    EXPECT_EQ(got["parameters_sha256"], want) << resumed.out() << broken.logs();
+    EXPECT_EQ(got["final_test_loss"], expected["final_test_loss"]);
+  } else {
+    // It learned: far above the 10 % of guessing after 3 epochs of the MLP.
+    EXPECT_GT(got["final_test_accuracy"].get<double>(), 0.6) << got.dump(1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, ResumeEveryStrategy, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace psgd

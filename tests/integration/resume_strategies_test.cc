@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "tests/integration/cluster.h"
 
@@ -143,6 +144,75 @@ TEST_P(ResumeEveryStrategy, KilledServerResumesAndCompletes) {
     // It learned: far above the 10 % of guessing after 3 epochs of the MLP.
     EXPECT_GT(got["final_test_accuracy"].get<double>(), 0.6) << got.dump(1);
   }
+}
+
+// A strategy that carries on without a lost worker (asgd) and a server that then crashes: worker 2
+// is killed with SIGKILL, the server goes on with the others and checkpoints (the lost worker has
+// no state in it), then the server is killed too. The resumed server waits for three workers
+// again: the two old clients, still redialling, and a new client that takes worker 2's slot
+// (fresh state, worker 2's batch order from its last count). The run completes, and summary.json
+// keeps the loss that happened before the crash.
+TEST(ResumeAfterALostWorker, AsgdKilledWorkerThenKilledServerResumesWithANewClient) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Passphrase passphrase;
+  Cluster cluster;
+  // clang-format off
+  const std::vector<std::string> flags{
+      "--train_samples", "3000", "--test_samples", "300", "--epochs", "3", "--batch_size", "32",
+      "--seed", "5", "--momentum", "0.9", "--psgd", "asgd", "--delay", "fixed:0.02",
+      "--checkpoint_every", "10", "--dead_after", "3", "--heartbeat_interval", "0.5"};
+  // clang-format on
+  ASSERT_NO_FATAL_FAILURE(cluster.start(3, flags));
+  const auto start = std::chrono::steady_clock::now();
+  auto count = [&](const std::string& what) {
+    const std::string all = cluster.server->out() + cluster.server->err();
+    std::size_t n = 0;
+    for (auto at = all.find(what); at != std::string::npos; at = all.find(what, at + 1))
+      ++n;
+    return n;
+  };
+  auto wait_for = [&](const std::string& what, std::size_t times) {
+    while (count(what) < times) {
+      ASSERT_LT(std::chrono::steady_clock::now() - start, 90s) << what << "\n" << cluster.logs();
+      ASSERT_TRUE(cluster.server->running()) << "the run ended early\n" << cluster.logs();
+      std::this_thread::sleep_for(20ms);
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(wait_for("checkpoint at iteration", 1));
+  cluster.clients[2]->kill();
+  ASSERT_NO_FATAL_FAILURE(wait_for("lost worker", 1));
+  // A checkpoint written after the loss (two more: the first may have been collecting already).
+  const std::size_t before = count("checkpoint at iteration");
+  ASSERT_NO_FATAL_FAILURE(wait_for("checkpoint at iteration", before + 2));
+  cluster.server->kill();
+  const std::string run = cluster.dir.file("run");
+  ASSERT_TRUE(std::filesystem::exists(run + "/checkpoint.bin"));
+
+  Process resumed(PSGD_INIT_SERVER,
+                  {"--resume", run, "--working_ports", std::to_string(cluster.port), "--bind",
+                   "127.0.0.1", "--join_timeout", "60"},
+                  cluster.dir.file("resumed.out"), cluster.dir.file("resumed.err"));
+  cluster.add_client();  // client 3: worker 2's slot
+  auto code = resumed.wait(120s);
+  ASSERT_TRUE(code.has_value()) << "resumed server hung\n"
+                                << resumed.out() << resumed.err() << cluster.logs();
+  ASSERT_EQ(*code, 0) << resumed.out() << resumed.err() << cluster.logs();
+  for (std::size_t i : {0u, 1u, 3u}) {
+    auto client_code = cluster.clients[i]->wait(30s);
+    ASSERT_TRUE(client_code.has_value()) << cluster.logs();
+    EXPECT_EQ(*client_code, 0) << "client " << i << "\n" << cluster.logs();
+  }
+  const auto got = summary_in(run);
+  EXPECT_EQ(got["status"], "completed");
+  EXPECT_EQ(got["resumed"], true);
+  EXPECT_EQ(got["epochs"], 3);
+  EXPECT_EQ(got["workers_at_end"], 3);
+  EXPECT_EQ(metrics_epochs(run), (std::vector<int>{0, 1, 2, 3}));
+  std::vector<std::string> events;
+  for (const auto& e : got["events"])
+    events.push_back(e["event"]);
+  EXPECT_EQ(events, (std::vector<std::string>{"worker_lost", "resumed"})) << got.dump(1);
+  EXPECT_GT(got["final_test_accuracy"].get<double>(), 0.6) << got.dump(1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Strategies, ResumeEveryStrategy, ::testing::ValuesIn(kCases),

@@ -39,6 +39,7 @@ const Case kCases[] = {
     {"ssgd_sign", {"--psgd", "ssgd", "--codec", "sign"}},
     {"local_sgd", {"--psgd", "local_sgd", "--sync_period", "3"}},
     {"allreduce", {"--psgd", "allreduce"}},
+    {"allreduce_gloo", {"--psgd", "allreduce", "--allreduce_backend", "gloo"}},
     {"broadcast_sign", {"--psgd", "broadcast", "--codec", "sign"}},
     {"ccdc", {"--psgd", "broadcast", "--codec", "ccdc", "--redundancy", "2"}, 3},
     {"gc", {"--psgd", "ssgd", "--codec", "gc", "--redundancy", "2"}, 2, false},

@@ -147,22 +147,25 @@ TEST_P(ResumeEveryStrategy, KilledServerResumesAndCompletes) {
   }
 }
 
-// A strategy that carries on without a lost worker (asgd) and a server that then crashes: worker 2
+// A strategy that carries on without a lost worker and a server that then crashes: worker 2
 // is killed with SIGKILL, the server goes on with the others and checkpoints (the lost worker has
 // no state in it), then the server is killed too. The resumed server waits for three workers
 // again: the two old clients, still redialling, and a new client that takes worker 2's slot
 // (fresh state, worker 2's batch order from its last count). The run completes, and summary.json
 // keeps the loss that happened before the crash.
-TEST(ResumeAfterALostWorker, AsgdKilledWorkerThenKilledServerResumesWithANewClient) {
+class ResumeAfterALostWorker : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ResumeAfterALostWorker, KilledWorkerThenKilledServerResumesWithANewClient) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   Passphrase passphrase;
   Cluster cluster;
   // clang-format off
-  const std::vector<std::string> flags{
+  std::vector<std::string> flags{
       "--train_samples", "3000", "--test_samples", "300", "--epochs", "3", "--batch_size", "32",
-      "--seed", "5", "--momentum", "0.9", "--psgd", "asgd", "--delay", "fixed:0.02",
+      "--seed", "5", "--momentum", "0.9", "--delay", "fixed:0.02",
       "--checkpoint_every", "10", "--dead_after", "3", "--heartbeat_interval", "0.5"};
   // clang-format on
+  flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
   ASSERT_NO_FATAL_FAILURE(cluster.start(3, flags));
   const auto start = std::chrono::steady_clock::now();
   auto count = [&](const std::string& what) {
@@ -215,6 +218,14 @@ TEST(ResumeAfterALostWorker, AsgdKilledWorkerThenKilledServerResumesWithANewClie
   EXPECT_EQ(events, (std::vector<std::string>{"worker_lost", "resumed"})) << got.dump(1);
   EXPECT_GT(got["final_test_accuracy"].get<double>(), 0.6) << got.dump(1);
 }
+
+// The strategies that carry on without a lost worker (README "Faults").
+INSTANTIATE_TEST_SUITE_P(
+    Strategies, ResumeAfterALostWorker,
+    ::testing::Values(Case{"asgd", {"--psgd", "asgd"}, 3, false},
+                      Case{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "3"}, 3, false},
+                      Case{"ssgd_wait_for", {"--psgd", "ssgd", "--wait_for", "2"}, 3, false}),
+    [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(Strategies, ResumeEveryStrategy, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return info.param.name; });

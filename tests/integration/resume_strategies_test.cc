@@ -230,5 +230,77 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(Strategies, ResumeEveryStrategy, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return info.param.name; });
 
+// A strategy that cannot go on without a worker: worker 1 is killed with SIGKILL after a few
+// checkpoints, the run fails naming it, and `init_server --resume` with two new clients continues
+// from the last checkpoint before the loss and ends with the parameters of the uninterrupted
+// run, bit for bit.
+class ResumeAFailedRun : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ResumeAFailedRun, AKilledWorkerFailsTheRunAndResumeEndsBitIdentical) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Passphrase passphrase;
+  std::vector<std::string> flags = job_flags(GetParam());
+  flags.insert(flags.end(), {"--delay", "fixed:0.01"});
+  Cluster whole;
+  ASSERT_NO_FATAL_FAILURE(whole.start(2, flags));
+  ASSERT_EQ(whole.server->wait(120s).value_or(-1), 0) << whole.logs();
+  const auto expected = summary_in(whole.dir.file("run"));
+  ASSERT_EQ(expected["status"], "completed");
+
+  Cluster broken;
+  ASSERT_NO_FATAL_FAILURE(broken.start(2, flags));
+  const auto start = std::chrono::steady_clock::now();
+  auto checkpoints = [&] {
+    const std::string err = broken.server->err();
+    std::size_t n = 0;
+    for (auto at = err.find("checkpoint at iteration"); at != std::string::npos;
+         at = err.find("checkpoint at iteration", at + 1))
+      ++n;
+    return n;
+  };
+  while (checkpoints() < 3) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 90s) << broken.logs();
+    ASSERT_TRUE(broken.server->running()) << "the run ended early\n" << broken.logs();
+    std::this_thread::sleep_for(20ms);
+  }
+  broken.clients[1]->kill();
+  ASSERT_EQ(broken.server->wait(60s).value_or(-1), 1) << broken.logs();
+  const std::string run = broken.dir.file("run");
+  const auto failed = summary_in(run);
+  // allreduce: the server, or first a worker's broken peer link, names the loss (README "Faults").
+  const std::string status = failed["status"];
+  ASSERT_TRUE(
+      status.starts_with("failed: lost worker") ||
+      (status.starts_with("failed: ") && status.find("lost peer worker") != std::string::npos))
+      << failed.dump(1);
+
+  Process resumed(PSGD_INIT_SERVER,
+                  {"--resume", run, "--working_ports", "0", "--port_file", broken.dir.file("port2"),
+                   "--bind", "127.0.0.1", "--join_timeout", "60"},
+                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
+  const int port = testing::wait_for_port(broken.dir.file("port2"), resumed);
+  ASSERT_GT(port, 0) << resumed.err();
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<Process>(
+        PSGD_CLIENT, std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port)},
+        broken.dir.file("new" + std::to_string(i) + ".out"),
+        broken.dir.file("new" + std::to_string(i) + ".err")));
+  }
+  ASSERT_EQ(resumed.wait(120s).value_or(-1), 0) << resumed.out() << resumed.err();
+  for (auto& c : clients)
+    EXPECT_EQ(c->wait(30s).value_or(-1), 0) << c->out() << c->err();
+  const auto got = summary_in(run);
+  EXPECT_EQ(got["status"], "completed");
+  EXPECT_EQ(got["resumed"], true);
+  EXPECT_EQ(got["iterations"], expected["iterations"]);
+  EXPECT_EQ(got["parameters_sha256"], expected["parameters_sha256"]) << resumed.out();
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, ResumeAFailedRun,
+                         ::testing::Values(Case{"ssgd_sign", {"--psgd", "ssgd", "--codec", "sign"}},
+                                           Case{"allreduce", {"--psgd", "allreduce"}}),
+                         [](const auto& info) { return info.param.name; });
+
 }  // namespace
 }  // namespace psgd

@@ -49,9 +49,11 @@ struct RunOptions {
     visit("io_timeout", self.io_timeout,
           "Seconds any single wait for a peer may last before the peer counts as dead");
     visit("checkpoint_every", self.checkpoint_every,
-          "Write <run dir>/checkpoint.bin every N iterations (ssgd: rounds) and at every epoch "
-          "end, so that a crashed server can be restarted with --resume (0: no checkpoints; "
-          "ssgd only). Each write replaces the last one atomically");
+          "Write <run dir>/checkpoint.bin every N iterations (ssgd: rounds, asgd: updates) and "
+          "at every epoch end, with the server's state and every worker's own (momentum, "
+          "error-feedback residuals, random streams), so that a crashed or interrupted server "
+          "can be restarted with --resume (0: no checkpoints; every strategy, not with "
+          "--simulate). Each write replaces the last one atomically");
     visit("ship_data", self.ship_data,
           "Send each worker its samples (compressed, chunked, checksummed) instead of having it "
           "read the dataset; skipped for a worker holding the same data");

@@ -24,22 +24,27 @@ class StateWriter {
 
   template <class T>
   requires std::is_arithmetic_v<T>
-  void put(T value) {
-    const auto* p = reinterpret_cast<const std::uint8_t*>(&value);
-    out_.insert(out_.end(), p, p + sizeof(T));
-  }
+  void put(T value) { append(&value, sizeof(T)); }
   void put_bool(bool value) { put<std::uint8_t>(value ? 1 : 0); }
   template <class T>
   requires std::is_arithmetic_v<T>
   void put_vector(std::span<const T> values) {
     put<std::uint64_t>(values.size());
-    const auto* p = reinterpret_cast<const std::uint8_t*>(values.data());
-    out_.insert(out_.end(), p, p + values.size_bytes());
+    append(values.data(), values.size_bytes());
   }
   void put_floats(std::span<const float> values) { put_vector<float>(values); }
   void put_bytes(std::span<const std::uint8_t> bytes) { put_vector<std::uint8_t>(bytes); }
 
  private:
+  // resize + memcpy rather than vector::insert, which GCC 12 at -O2 warns about
+  // (-Wstringop-overflow, a false positive) when the vector starts empty.
+  void append(const void* data, std::size_t n) {
+    if (n == 0) return;
+    const std::size_t at = out_.size();
+    out_.resize(at + n);
+    std::memcpy(out_.data() + at, data, n);
+  }
+
   std::vector<std::uint8_t>& out_;
 };
 

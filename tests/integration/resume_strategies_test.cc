@@ -21,6 +21,7 @@ namespace {
 using testing::Cluster;
 using testing::Process;
 using testing::read_file;
+using testing::summary_in;
 using namespace std::chrono_literals;
 
 struct Case {
@@ -55,10 +56,6 @@ std::vector<std::string> job_flags(const Case& c) {
                                  "--dead_after",    "20",   "--checkpoint_every", "10"};
   flags.insert(flags.end(), c.flags.begin(), c.flags.end());
   return flags;
-}
-
-nlohmann::json summary_in(const std::string& run) {
-  return nlohmann::json::parse(read_file(run + "/summary.json"));
 }
 
 std::vector<int> metrics_epochs(const std::string& run) {

@@ -9,23 +9,6 @@
 
 namespace psgd {
 
-void OptimizerOptions::validate() const {
-  if (!(learn_rate > 0.0) || !std::isfinite(learn_rate)) {
-    throw ConfigError(fmt::format("--learn_rate {}: must be a positive finite number", learn_rate));
-  }
-  if (!(momentum >= 0.0 && momentum < 1.0)) {
-    throw ConfigError(fmt::format("--momentum {}: must be in [0, 1)", momentum));
-  }
-  if (nesterov && momentum == 0.0) throw ConfigError("--nesterov needs a non-zero --momentum");
-  if (!(weight_decay >= 0.0) || !std::isfinite(weight_decay)) {
-    throw ConfigError(fmt::format("--weight_decay {}: must be a finite number >= 0", weight_decay));
-  }
-  if (momentum_at != "auto" && momentum_at != "worker" && momentum_at != "server") {
-    throw ConfigError(fmt::format(
-        "--momentum_at {}: unknown value; choose one of: auto, worker, server", momentum_at));
-  }
-}
-
 FlatSgd::FlatSgd(SgdOptions options, std::size_t size) : options_(options) {
   if (options_.momentum != 0.0f) buffer_.assign(size, 0.0f);
 }
@@ -112,6 +95,31 @@ void FlatSgd::step(std::span<float> params, std::span<const float> grad) {
   step(params.data(), grad.data(), buffer_.data(), n, o.learning_rate, o.weight_decay, o.momentum,
        first_step_, o.nesterov);
   first_step_ = false;
+}
+
+OptimizerSpec sgd_spec(const SgdOptions& o) {
+  return OptimizerSpec{.name = "sgd",
+                       .schedule = LrSchedule(o.learning_rate),
+                       .momentum = o.momentum,
+                       .weight_decay = o.weight_decay,
+                       .nesterov = o.nesterov};
+}
+
+SgdOptimizer::SgdOptimizer(const OptimizerSpec& spec, std::size_t size) : Optimizer(spec, size) {
+  if (spec_.momentum != 0.0) buffer_.assign(size, 0.0f);
+}
+
+void SgdOptimizer::apply(std::span<float> params, std::span<const float> grad, double lr) {
+  const auto rate = static_cast<float>(lr);
+  const auto wd = static_cast<float>(spec_.weight_decay);
+  const std::size_t n = params.size();
+  if (buffer_.empty()) {
+    plain_step(params.data(), grad.data(), n, rate, wd);
+    return;
+  }
+  auto* step = wd == 0.0f ? &momentum_step<false> : &momentum_step<true>;
+  step(params.data(), grad.data(), buffer_.data(), n, rate, wd, static_cast<float>(spec_.momentum),
+       steps_ == 1, spec_.nesterov);
 }
 
 }  // namespace psgd

@@ -1,46 +1,18 @@
 #pragma once
 // SGD on flat vectors with exactly torch.optim.SGD's semantics (momentum with dampening 0, optional
 // Nesterov, L2 weight decay added to the gradient), so a parameter server applying it matches a
-// single-process PyTorch run step for step.
+// single-process PyTorch run step for step. FlatSgd is the loop with a fixed rate (codecs and
+// tests use it); SgdOptimizer is --optimizer sgd, the same loop behind the Optimizer interface
+// (core/optimizer.h) with the job's schedule.
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/optimizer.h"
+
 namespace psgd {
-
-// The optimiser a job asks for, as flags. Where it runs is the strategy's business
-// (psgd/strategy_table.h): the server for ssgd, asgd and ssp, every worker for local_sgd,
-// allreduce and broadcast; --momentum_at moves the momentum to the workers, before the codec.
-struct OptimizerOptions {
-  double learn_rate = 0.05;
-  double momentum = 0.9;
-  double weight_decay = 0.0;
-  bool nesterov = false;
-  // server (the server's SGD) | worker (momentum correction before compression, as DGC; the
-  // server's SGD then has none) | auto (the strategy's choice: psgd::momentum_at_worker).
-  std::string momentum_at = "auto";
-
-  // Throws ConfigError naming the flag (a rate that is not a positive finite number, momentum
-  // outside [0, 1), ...).
-  void validate() const;
-
-  template <class Self, class Visit>
-  static void fields(Self& self, Visit&& visit) {
-    visit("learn_rate", self.learn_rate,
-          "SGD learning rate (of the server's optimiser, or each worker's for local_sgd, "
-          "allreduce and broadcast)");
-    visit("momentum", self.momentum, "SGD momentum, in [0, 1) (torch.optim.SGD semantics)");
-    visit("weight_decay", self.weight_decay, "L2 weight decay");
-    visit("nesterov", self.nesterov, "Nesterov momentum");
-    visit("momentum_at", self.momentum_at,
-          "Where --momentum applies: server (its SGD) | worker (momentum correction before the "
-          "codec, as DGC; server SGD without momentum) | auto (worker for asgd and ssp, whose "
-          "server applies one stale gradient per update, and when error feedback is on, except "
-          "local_sgd; server otherwise)");
-  }
-};
 
 struct SgdOptions {
   float learning_rate = 0.05f;
@@ -49,12 +21,18 @@ struct SgdOptions {
   bool nesterov = false;
 };
 
+// --optimizer sgd with these fixed options (tests and tools that build a role by hand): the
+// Optimizer interface then runs exactly FlatSgd's steps.
+OptimizerSpec sgd_spec(const SgdOptions& options);
+
 class FlatSgd {
  public:
   FlatSgd(SgdOptions options, std::size_t size);
 
   // params -= lr * direction(grad); grad is left unchanged.
   void step(std::span<float> params, std::span<const float> grad);
+  // The rate of the next steps (a schedule, core/lr_schedule.h).
+  void set_learning_rate(float lr) { options_.learning_rate = lr; }
 
   const SgdOptions& options() const { return options_; }
   std::span<const float> momentum_buffer() const { return buffer_; }
@@ -73,6 +51,19 @@ class FlatSgd {
   SgdOptions options_;
   std::vector<float> buffer_;
   bool first_step_ = true;
+};
+
+// --optimizer sgd (core/optimizer_table.h): FlatSgd's arithmetic with the schedule's rate.
+class SgdOptimizer final : public Optimizer {
+ public:
+  SgdOptimizer(const OptimizerSpec& spec, std::size_t size);
+
+ protected:
+  void apply(std::span<float> params, std::span<const float> grad, double lr) override;
+  std::vector<std::vector<float>*> state() override { return {&buffer_}; }
+
+ private:
+  std::vector<float> buffer_;  // momentum; empty without
 };
 
 }  // namespace psgd

@@ -75,6 +75,12 @@ nlohmann::json JobPlan::config_json(const std::string& command_line, const std::
   const double decay = spec_.model_average_decay();
   j["model_average"] = decay > 0 ? nlohmann::json{{"kind", "ema"}, {"decay", decay}}
                                  : nlohmann::json{{"kind", "off"}};
+  // The optimiser in effect: its rate after --lr_scaling and the schedule (core/lr_schedule.h).
+  const OptimizerSpec optimizer = optimizer_spec(spec_, schedule_);
+  j["optimizer"] = {{"name", optimizer.name},
+                    {"learn_rate", optimizer.schedule.base()},
+                    {"schedule", optimizer.schedule.describe()},
+                    {"momentum_at_worker", momentum_at_worker(spec_)}};
   j["data"] = {
       {"dataset", spec_.dataset},
       {"train_samples", holdout_.train.size()},

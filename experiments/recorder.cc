@@ -23,6 +23,8 @@ std::string percent(double accuracy) {
 RunRecorder::RunRecorder(RecorderSetup setup)
     : s_(std::move(setup)),
       spec_(*s_.spec),
+      learn_rate_(spec_, spec_.learn_rate, spec_.node_count, s_.schedule.iterations_per_epoch,
+                  s_.schedule.epochs),
       hosts_(static_cast<std::size_t>(spec_.node_count)),
       rows_(static_cast<std::size_t>(spec_.node_count)),
       totals_(static_cast<std::size_t>(spec_.node_count)),
@@ -84,7 +86,8 @@ void RunRecorder::start() {
                  .test_loss = initial.loss,
                  .test_accuracy = initial.accuracy,
                  .validation_loss = initial.validation_loss,
-                 .validation_accuracy = initial.validation_accuracy};
+                 .validation_accuracy = initial.validation_accuracy,
+                 .learn_rate = learn_rate_.rate(0)};
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   if (on_epoch_) on_epoch_(row, {});
@@ -183,14 +186,18 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
     total.up += now[w].up;
     total.down += now[w].down;
   }
-  p.row = MetricsRow{.epoch = epoch_,
-                     .iteration = iteration,
-                     .wall_s = wall_since_start(),
-                     .virtual_s = virtual_since_start(),
-                     .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
-                     .bytes_up = total.up - at_start_.up + before_.up,
-                     .bytes_down = total.down - at_start_.down + before_.down,
-                     .samples = samples_total_};
+  p.row = MetricsRow{
+      .epoch = epoch_,
+      .iteration = iteration,
+      .wall_s = wall_since_start(),
+      .virtual_s = virtual_since_start(),
+      .train_loss = epoch_rounds_ ? epoch_loss_sum_ / epoch_rounds_ : 0.0,
+      .bytes_up = total.up - at_start_.up + before_.up,
+      .bytes_down = total.down - at_start_.down + before_.down,
+      .samples = samples_total_,
+      // The rate of this epoch's last iteration.
+      .learn_rate = learn_rate_.rate(
+          std::min(epoch_ * s_.schedule.iterations_per_epoch, s_.schedule.total_iterations()) - 1)};
   for (std::size_t w = 0; w < rows_.size(); ++w) {
     WorkerRow& r = rows_[w];
     r.epoch = epoch_;

@@ -34,6 +34,7 @@
 
 #include "core/clock.h"
 #include "core/learner.h"
+#include "core/lr_schedule.h"
 #include "core/model_average.h"
 #include "experiments/job_spec.h"
 #include "experiments/run_dir.h"
@@ -148,6 +149,7 @@ class RunRecorder final : public ServerObserver {
 
   RecorderSetup s_;
   const JobSpec& spec_;
+  LrSchedule learn_rate_;  // the job's schedule: metrics.csv's learn_rate
   std::vector<std::string> hosts_;
   std::vector<WorkerRow> rows_;    // this epoch
   std::vector<WorkerRow> totals_;  // the whole run

@@ -5,7 +5,7 @@
 //   config.json   the JobSpec, provenance (git revision, host, versions, command line) and workers
 //   metrics.csv   one row per evaluation (epoch 0 is the initial model), cumulative bytes;
 //                 accuracies are "nan" where they do not apply (--target xx), validation
-//                 columns empty without --validation_split
+//                 columns empty without --validation_split; the learning rate in effect
 //   workers.csv   per worker and epoch: phase times, bytes, iterations
 //   summary.json  the outcome: accuracy, time, bytes, status
 //   model.pt, state_dict.pt   written by the Trainer
@@ -38,8 +38,11 @@ struct MetricsRow {
   std::uint64_t bytes_up = 0;
   std::uint64_t bytes_down = 0;
   std::int64_t samples = 0;               // training samples processed so far, all workers
-  std::optional<double> validation_loss;  // with --validation_split; the last columns
+  std::optional<double> validation_loss;  // with --validation_split
   std::optional<double> validation_accuracy;
+  // The learning rate in effect: the schedule's rate (core/lr_schedule.h) of the epoch's last
+  // iteration (epoch 0: of the first).
+  double learn_rate = 0;
 };
 
 struct WorkerRow {

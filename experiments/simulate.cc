@@ -125,7 +125,7 @@ int simulate(const ServerOptions& options) {
 
   auto server = make_server_role(spec, schedule,
                                  ServerContext{.parameters = model->parameters(),
-                                               .sgd = sgd_options(spec),
+                                               .optimizer = optimizer_spec(spec, schedule),
                                                .uplink = uplink_codec_spec(spec, 0),
                                                .downlink = downlink_codec_spec(spec),
                                                .clock = &cluster.server_clock(),

@@ -28,9 +28,10 @@ void load(std::span<const std::uint8_t> bytes) {
     // in the input, so their count is too).
     std::vector<float> params(c.parameters);
     psgd::SteadyClock clock;
-    psgd::SsgdServer server(
-        psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
-        psgd::ServerContext{.parameters = params, .sgd = {.momentum = 0.9f}, .clock = &clock});
+    psgd::SsgdServer server(psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
+                            psgd::ServerContext{.parameters = params,
+                                                .optimizer = psgd::sgd_spec({.momentum = 0.9f}),
+                                                .clock = &clock});
     server.restore(c.role_state);
     (void)server.worker_batches(1);
   } catch (const psgd::Error&) {

@@ -248,9 +248,10 @@ int main(int argc, char** argv) {
   {
     std::vector<float> params(8, 0.25f);
     psgd::SteadyClock clock;
-    psgd::SsgdServer server(
-        psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
-        psgd::ServerContext{.parameters = params, .sgd = {.momentum = 0.9f}, .clock = &clock});
+    psgd::SsgdServer server(psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
+                            psgd::ServerContext{.parameters = params,
+                                                .optimizer = psgd::sgd_spec({.momentum = 0.9f}),
+                                                .clock = &clock});
     psgd::Checkpoint c{
         .header = {.model = "mlp",
                    .num_parameters = params.size(),

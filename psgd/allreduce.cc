@@ -143,11 +143,12 @@ void AllreduceServer::close_round(Round& round) {
   if (ctx_.observer) ctx_.observer->on_round(stats);
 }
 
-AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule, SgdOptions sgd,
-                                 RingOptions ring)
+AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule,
+                                 const OptimizerSpec& optimizer, RingOptions ring)
     : ctx_(context),
       schedule_(schedule),
-      optimiser_(sgd, context.learner ? context.learner->parameters().size() : 0),
+      optimiser_(
+          make_optimizer(optimizer, context.learner ? context.learner->parameters().size() : 0)),
       ring_(context.id, schedule.node_count, ring) {
   PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
              "allreduce worker needs a learner and a clock");
@@ -220,7 +221,7 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   for (float& x : sum_)
     x *= scale;
   auto params = ctx_.learner->parameters();
-  optimiser_.step(params, sum_);
+  optimiser_->step(params, sum_, iteration_);
   times_.apply_s = sw.seconds();
   ++iteration_;
   AllreduceReport report{.iteration = iteration_,

@@ -22,7 +22,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/context.h"
 #include "psgd/ring_allreduce.h"
 
@@ -74,7 +74,8 @@ class AllreduceServer final : public ServerRole {
 
 class AllreduceWorker final : public WorkerRole {
  public:
-  AllreduceWorker(WorkerContext context, Schedule schedule, SgdOptions sgd, RingOptions ring = {});
+  AllreduceWorker(WorkerContext context, Schedule schedule, const OptimizerSpec& optimizer,
+                  RingOptions ring = {});
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
@@ -87,7 +88,7 @@ class AllreduceWorker final : public WorkerRole {
 
   WorkerContext ctx_;
   Schedule schedule_;
-  FlatSgd optimiser_;
+  std::unique_ptr<Optimizer> optimiser_;
   RingAllreduce ring_;
   bool started_ = false;
   bool reducing_ = false;

@@ -4,14 +4,20 @@
 
 #include "core/error.h"
 #include "core/state_io.h"
+#include "core/optimizer_table.h"
 #include "psgd/common.h"
 
 namespace psgd {
 namespace {
 
-SgdOptions per_update(SgdOptions sgd, int node_count) {
-  sgd.weight_decay /= static_cast<float>(node_count);
-  return sgd;
+// SGD applies every gradient weighted 1/n, and its weight decay likewise; the scale-invariant
+// optimisers take the weight through their rate instead and keep the decay as given.
+OptimizerSpec per_update(OptimizerSpec spec, int node_count, bool weight_rate) {
+  if (!weight_rate) {
+    spec.weight_decay =
+        static_cast<double>(static_cast<float>(spec.weight_decay) / static_cast<float>(node_count));
+  }
+  return spec;
 }
 
 }  // namespace
@@ -27,7 +33,9 @@ AsyncUpdate::AsyncUpdate(int node_count, const ServerContext& context, bool stal
     : node_count_(node_count),
       ctx_(context),
       staleness_lr_(staleness_lr),
-      optimiser_(per_update(ctx_.sgd, node_count), ctx_.parameters.size()),
+      weight_rate_(optimizer_entry(ctx_.optimizer.name).scale_invariant),
+      optimiser_(make_optimizer(per_update(ctx_.optimizer, node_count, weight_rate_),
+                                ctx_.parameters.size())),
       scratch_(ctx_.parameters.size(), 0.0f) {
   PSGD_CHECK(ctx_.clock != nullptr, "async server needs a clock");
   for (int w = 0; w < node_count_; ++w)
@@ -66,15 +74,16 @@ WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stat
   std::fill(scratch_.begin(), scratch_.end(), 0.0f);
   const Codec& decoder = *uplink_[static_cast<std::size_t>(from)];
   // The compensation is not linear in the update: decode it unweighted, compensate, weight.
-  decoder.decode_add(g.values, scratch_, compensation == nullptr ? weight : 1.0f);
+  const float gradient_weight = weight_rate_ ? 1.0f : weight;
+  decoder.decode_add(g.values, scratch_, compensation == nullptr ? gradient_weight : 1.0f);
   const double decode_s = sw.seconds();
   sw.restart();
   if (compensation != nullptr) {  // counted as applying
     compensation->compensate(from, scratch_, ctx_.parameters);
     for (float& v : scratch_)
-      v *= weight;
+      v *= gradient_weight;
   }
-  optimiser_.step(ctx_.parameters, scratch_);
+  optimiser_->step(ctx_.parameters, scratch_, version_, weight_rate_ ? weight : 1.0);
   const double apply_s = sw.seconds();
   ++version_;
 

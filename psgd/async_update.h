@@ -17,6 +17,16 @@
 // asgd better on average either (bench/README.md): the slow worker is not why asgd sometimes
 // ends below ssgd; the staleness of every worker is.
 //
+// Other optimisers (--optimizer adam, adamw, adagrad, rmsprop). Their step does not grow with the
+// gradient's scale (Adam's m / sqrt(v)), so weighting the gradient 1/n would leave every update a
+// full step: for them the weight multiplies the update's learning rate instead (lr/n, or the
+// staleness weight times lr), and the weight decay stays as given. The server keeps ONE set of the
+// optimiser's state (Adam's moments, Adagrad's sums), updated by every gradient as it arrives,
+// whichever worker sent it and however stale: Parallel-SGD's adam_gradiff setting. Its moments
+// therefore average over n times more, staler updates per epoch than ssgd's, and the bias
+// correction counts server updates. Delay compensation corrects the gradient before it enters
+// the moments.
+//
 // Momentum. By default (--momentum_at auto) the asynchronous strategies keep --momentum on the
 // workers (codecs/momentum.h): each worker's buffer decays once per step of that worker, which is
 // once per round as ssgd's buffer does, and the server's SGD here has none. Then ssp with
@@ -31,7 +41,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/context.h"
 #include "psgd/delay_compensation.h"
 
@@ -64,7 +74,8 @@ class AsyncUpdate {
   int node_count_;
   ServerContext ctx_;
   bool staleness_lr_;
-  FlatSgd optimiser_;
+  bool weight_rate_;  // the optimiser is scale-invariant: weight its rate, not the gradient
+  std::unique_ptr<Optimizer> optimiser_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> scratch_;
   std::int64_t version_ = 0;

@@ -9,10 +9,12 @@
 
 namespace psgd {
 
-BroadcastWorker::BroadcastWorker(WorkerContext context, Schedule schedule, SgdOptions sgd)
+BroadcastWorker::BroadcastWorker(WorkerContext context, Schedule schedule,
+                                 const OptimizerSpec& optimizer)
     : ctx_(context),
       schedule_(schedule),
-      optimiser_(sgd, context.learner ? context.learner->parameters().size() : 0),
+      optimiser_(
+          make_optimizer(optimizer, context.learner ? context.learner->parameters().size() : 0)),
       codec_(make_codec(ctx_.uplink)),
       slots_(static_cast<std::size_t>(schedule.node_count)),
       all_(static_cast<std::size_t>(schedule.node_count), true) {
@@ -121,7 +123,7 @@ WorkerAction BroadcastWorker::try_finish(Outbox& out) {
   times_.decode_s = sw.seconds();
   sw.restart();
   auto params = ctx_.learner->parameters();
-  optimiser_.step(params, mean);
+  optimiser_->step(params, mean, iteration_);
   times_.apply_s = sw.seconds();
   ++iteration_;
   AllreduceReport report{.iteration = iteration_,

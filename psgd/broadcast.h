@@ -13,14 +13,14 @@
 #include <memory>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/context.h"
 
 namespace psgd {
 
 class BroadcastWorker final : public WorkerRole {
  public:
-  BroadcastWorker(WorkerContext context, Schedule schedule, SgdOptions sgd);
+  BroadcastWorker(WorkerContext context, Schedule schedule, const OptimizerSpec& optimizer);
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
@@ -34,7 +34,7 @@ class BroadcastWorker final : public WorkerRole {
 
   WorkerContext ctx_;
   Schedule schedule_;
-  FlatSgd optimiser_;
+  std::unique_ptr<Optimizer> optimiser_;
   std::unique_ptr<Codec> codec_;
   bool started_ = false;
   bool waiting_ = false;        // own gradient sent, waiting for the peers'

@@ -103,7 +103,7 @@ constexpr CodingEntry kCodings[] = {
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
-       return std::make_unique<CcdcWorker>(context, schedule, sgd_options(job),
+       return std::make_unique<CcdcWorker>(context, schedule, optimizer_spec(job, schedule),
                                            CcdcOptions{.redundancy = job.redundancy});
      },
      .validate = validate_ccdc},

@@ -7,14 +7,14 @@
 #include "codecs/factory.h"
 #include "core/clock.h"
 #include "core/learner.h"
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/strategy.h"
 
 namespace psgd {
 
 struct ServerContext {
   std::span<float> parameters;  // the global model, updated in place
-  SgdOptions sgd;               // the server's optimiser
+  OptimizerSpec optimizer;      // the server's optimiser (strategies whose server applies updates)
   CodecSpec uplink;             // how workers encode gradients
   CodecSpec downlink;           // how the server encodes parameters
   const Clock* clock = nullptr;

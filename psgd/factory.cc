@@ -6,20 +6,34 @@
 
 #include "codecs/codec_table.h"
 #include "core/error.h"
+#include "core/optimizer_table.h"
 #include "core/seeds.h"
 
 namespace psgd {
 
-SgdOptions sgd_options(const StrategyJob& job) {
+OptimizerSpec optimizer_spec(const StrategyJob& job, const Schedule& schedule) {
   // With momentum correction on the workers (codecs/momentum.h) the optimiser has none.
   const bool here = !momentum_at_worker(job);
-  return SgdOptions{.learning_rate = static_cast<float>(job.learn_rate),
-                    .momentum = here ? static_cast<float>(job.momentum) : 0.0f,
-                    .weight_decay = static_cast<float>(job.weight_decay),
-                    .nesterov = here && job.nesterov};
+  return OptimizerSpec{.name = job.optimizer,
+                       .schedule = LrSchedule(job, job.learn_rate, job.node_count,
+                                              schedule.iterations_per_epoch, schedule.epochs),
+                       .momentum = here ? job.momentum : 0.0,
+                       .weight_decay = job.weight_decay,
+                       .nesterov = here && job.nesterov,
+                       .beta1 = job.beta1,
+                       .beta2 = job.beta2,
+                       .eps = job.effective_eps(),
+                       .amsgrad = job.amsgrad,
+                       .alpha = job.alpha,
+                       .centered = job.centered,
+                       .lr_decay = job.lr_decay,
+                       .initial_accumulator_value = job.initial_accumulator_value};
 }
 
 bool momentum_at_worker(const StrategyJob& job) {
+  // Only SGD's heavy-ball momentum can move to the workers; the others keep their state where
+  // they run (OptimizerOptions::validate refuses --momentum_at worker for them).
+  if (!optimizer_entry(job.optimizer).sgd_momentum) return false;
   if (job.momentum_at == "worker") return true;
   if (job.momentum_at == "server") return false;
   if (job.momentum_at != "auto") {

@@ -23,14 +23,15 @@ std::unique_ptr<ServerRole> make_server_role(const StrategyJob& job, const Sched
 std::unique_ptr<WorkerRole> make_worker_role(const StrategyJob& job, const Schedule& schedule,
                                              WorkerContext context);
 
-// The SGD the job's optimiser runs (without momentum where the workers apply it before the
-// codec).
-SgdOptions sgd_options(const StrategyJob& job);
+// The optimiser the job's roles build (core/optimizer.h): --optimizer with its hyperparameters and
+// the learning-rate schedule over `schedule`'s epochs (core/lr_schedule.h); SGD without momentum
+// where the workers apply it before the codec.
+OptimizerSpec optimizer_spec(const StrategyJob& job, const Schedule& schedule);
 
 // Whether --momentum is applied on the workers, before compression (--momentum_at worker, or
 // auto as the strategy's entry says), so that the optimiser that applies updates runs without
-// momentum. See codecs/momentum.h for why error feedback wants it there, and psgd/async_update.h
-// for why the asynchronous strategies do.
+// momentum. Never for an optimiser other than sgd. See codecs/momentum.h for why error feedback
+// wants it there, and psgd/async_update.h for why the asynchronous strategies do.
 bool momentum_at_worker(const StrategyJob& job);
 
 // The codec specs a job asks for: worker -> server (--codec and its options; `sender` picks the

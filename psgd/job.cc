@@ -84,6 +84,7 @@ void StrategyJob::validate() const {
   StrategyOptions::validate();
   CodecOptions::validate();
   OptimizerOptions::validate();
+  LrScheduleOptions::validate();
   ModelAverageOptions::validate();
   const StrategyEntry& strategy = strategy_of(*this);
   validate_codec_name(*this);

@@ -1,12 +1,14 @@
 #pragma once
 // StrategyJob: the part of a job the strategy layer reads, composed of the components' options
-// (core/cluster_options.h, psgd/options.h, codecs/options.h, core/sgd.h, core/model_average.h).
+// (core/cluster_options.h, psgd/options.h, codecs/options.h, core/optimizer.h, core/lr_schedule.h,
+// core/model_average.h).
 // The whole job (experiments/job_spec.h) adds data, model and run options to it. Members keep their
 // flat names (job.codec, job.node_count): they are the flags and JSON keys.
 #include "codecs/options.h"
 #include "core/cluster_options.h"
+#include "core/lr_schedule.h"
 #include "core/model_average.h"
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/options.h"
 
 namespace psgd {
@@ -15,6 +17,7 @@ struct StrategyJob : ClusterOptions,
                      StrategyOptions,
                      CodecOptions,
                      OptimizerOptions,
+                     LrScheduleOptions,
                      ModelAverageOptions {
   // Every component's own checks, then the rules of the strategy's and codec's table entries
   // (what the strategy carries, which options it reads, what a coded scheme needs). Throws
@@ -34,6 +37,7 @@ struct StrategyJob : ClusterOptions,
     StrategyOptions::fields(self, visit);
     CodecOptions::fields(self, visit);
     OptimizerOptions::fields(self, visit);
+    LrScheduleOptions::fields(self, visit);
     ModelAverageOptions::fields(self, visit);
   }
 };

@@ -177,11 +177,12 @@ void LocalSgdServer::close_round(Outbox& out) {
 }
 
 LocalSgdWorker::LocalSgdWorker(WorkerContext context, Schedule schedule, LocalSgdOptions options,
-                               SgdOptions sgd)
+                               const OptimizerSpec& optimizer)
     : ctx_(context),
       schedule_(schedule),
       options_(options),
-      optimiser_(sgd, context.learner ? context.learner->parameters().size() : 0),
+      optimiser_(
+          make_optimizer(optimizer, context.learner ? context.learner->parameters().size() : 0)),
       uplink_(make_codec(ctx_.uplink)),
       downlink_(make_codec(ctx_.downlink)) {
   PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
@@ -243,7 +244,7 @@ WorkerAction LocalSgdWorker::compute_step(Outbox& out) {
   const StepStats step = ctx_.learner->compute_gradient();
   times_.compute_s += sw.seconds();
   sw.restart();
-  optimiser_.step(ctx_.learner->parameters(), ctx_.learner->gradients());
+  optimiser_->step(ctx_.learner->parameters(), ctx_.learner->gradients(), iteration_ + taken_);
   times_.apply_s += sw.seconds();
   loss_sum_ += step.loss;
   samples_ += step.samples;

@@ -22,7 +22,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/common.h"
 #include "psgd/context.h"
 
@@ -81,7 +81,8 @@ class LocalSgdServer final : public ServerRole {
 
 class LocalSgdWorker final : public WorkerRole {
  public:
-  LocalSgdWorker(WorkerContext context, Schedule schedule, LocalSgdOptions options, SgdOptions sgd);
+  LocalSgdWorker(WorkerContext context, Schedule schedule, LocalSgdOptions options,
+                 const OptimizerSpec& optimizer);
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return done_; }
@@ -93,7 +94,7 @@ class LocalSgdWorker final : public WorkerRole {
   WorkerContext ctx_;
   Schedule schedule_;
   LocalSgdOptions options_;
-  FlatSgd optimiser_;  // local; its momentum buffer persists across rounds
+  std::unique_ptr<Optimizer> optimiser_;  // local; its momentum buffer persists across rounds
   std::unique_ptr<Codec> uplink_;
   std::unique_ptr<Codec> downlink_;
   std::vector<float> start_;  // the parameters the round started from

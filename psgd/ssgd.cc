@@ -16,7 +16,7 @@ SsgdServer::SsgdServer(Schedule schedule, ServerContext context, SsgdOptions opt
     : schedule_(schedule),
       ctx_(context),
       wait_for_(options.wait_for > 0 ? options.wait_for : schedule.node_count),
-      optimiser_(ctx_.sgd, ctx_.parameters.size()),
+      optimiser_(make_optimizer(ctx_.optimizer, ctx_.parameters.size())),
       downlink_(make_codec(ctx_.downlink)),
       sum_(ctx_.parameters.size(), 0.0f),
       slots_(static_cast<std::size_t>(schedule.node_count),
@@ -54,19 +54,15 @@ bool SsgdServer::on_worker_rejoined(NodeId worker, Outbox& out) {
 }
 
 namespace {
-constexpr std::uint32_t kSsgdStateVersion = 1;
+constexpr std::uint32_t kSsgdStateVersion = 2;  // 2: any optimiser's state (was: momentum)
 }
 
 std::vector<std::uint8_t> SsgdServer::snapshot() const {
   PSGD_CHECK(received_ == 0, "ssgd snapshot with {} gradients of an open round", received_);
   std::vector<std::uint8_t> bytes;
   wire::OutputArchive ar(bytes);
-  const auto buffer = optimiser_.momentum_buffer();
-  const std::vector<float> momentum(buffer.begin(), buffer.end());
-  // A bool as one byte 0 or 1: loading arbitrary bytes into a bool is undefined.
-  const std::uint8_t first_step = optimiser_.first_step() ? 1 : 0;
-  ar(kSsgdStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_, first_step,
-     momentum, last_sent_, batches_);
+  ar(kSsgdStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_,
+     optimiser_->snapshot(), last_sent_, batches_);
   return bytes;
 }
 
@@ -75,22 +71,20 @@ void SsgdServer::restore(std::span<const std::uint8_t> state) {
   std::uint32_t version = 0;
   std::int32_t nodes = 0;
   std::int64_t iteration = 0;
-  std::uint8_t first_step = 1;
-  std::vector<float> momentum;
+  std::vector<std::uint8_t> optimiser;
   std::vector<std::int64_t> last_sent, batches;
-  ar(version, nodes, iteration, first_step, momentum, last_sent, batches);
+  ar(version, nodes, iteration, optimiser, last_sent, batches);
   const auto n = static_cast<std::size_t>(schedule_.node_count);
   if (version != kSsgdStateVersion || nodes != schedule_.node_count || last_sent.size() != n ||
-      batches.size() != n || momentum.size() != optimiser_.momentum_buffer().size() ||
-      first_step > 1 || iteration < 0 || iteration > schedule_.total_iterations() ||
+      batches.size() != n || iteration < 0 || iteration > schedule_.total_iterations() ||
       ar.remaining() != 0) {
     throw ConfigError(fmt::format(
-        "ssgd checkpoint state does not fit this job (version {}, {} workers, iteration {}, {} "
-        "momentum values; this job: {} workers, {} iterations, {} momentum values)",
-        version, nodes, iteration, momentum.size(), schedule_.node_count,
-        schedule_.total_iterations(), optimiser_.momentum_buffer().size()));
+        "ssgd checkpoint state does not fit this job (version {}, {} workers, iteration {}; this "
+        "job: version {}, {} workers, {} iterations)",
+        version, nodes, iteration, kSsgdStateVersion, schedule_.node_count,
+        schedule_.total_iterations()));
   }
-  optimiser_.restore(momentum, first_step == 1);
+  optimiser_->restore(optimiser);  // ConfigError when it is another optimiser's state
   iteration_ = iteration;
   batches_ = std::move(batches);
   // Every worker (re)joins and is sent the checkpoint's parameters by on_start().
@@ -176,7 +170,7 @@ void SsgdServer::close_round(Outbox& out) {
   for (const Pending& p : pending_) {
     if (p.received) parts_.push_back(p.values);
   }
-  optimiser_.step(ctx_.parameters, mean_of(parts_, sum_));
+  optimiser_->step(ctx_.parameters, mean_of(parts_, sum_), iteration_);
   const double apply_s = sw.seconds();
   ++iteration_;
 

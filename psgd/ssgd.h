@@ -17,7 +17,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/context.h"
 #include "psgd/gradient_worker.h"
 
@@ -40,7 +40,7 @@ class SsgdServer final : public ServerRole {
   // wait_for workers remain; with wait_for == node_count no round could close again: false.
   bool on_worker_lost(NodeId worker, Outbox& out) override;
 
-  // Checkpoint: iteration, the optimiser's momentum buffer, what each worker was last sent and
+  // Checkpoint: iteration, the optimiser's state, what each worker was last sent and
   // how many gradients it has sent (its batches). Taken right after a round closes, when no
   // gradient of the next round has arrived yet, so the open round is empty and not saved; a
   // restored server starts with every worker alive and sends the checkpoint's parameters.
@@ -68,7 +68,7 @@ class SsgdServer final : public ServerRole {
   Schedule schedule_;
   ServerContext ctx_;
   int wait_for_;
-  FlatSgd optimiser_;
+  std::unique_ptr<Optimizer> optimiser_;
   std::unique_ptr<Codec> downlink_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> sum_;                      // the mean gradient of the round

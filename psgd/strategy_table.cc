@@ -111,7 +111,7 @@ constexpr StrategyEntry kStrategies[] = {
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
        return std::make_unique<LocalSgdWorker>(context, schedule, local_sgd_options(job),
-                                               sgd_options(job));
+                                               optimizer_spec(job, schedule));
      }},
     {.name = "allreduce",
      .summary = "no parameter server: the workers average their gradients among themselves "
@@ -126,7 +126,7 @@ constexpr StrategyEntry kStrategies[] = {
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
-       return std::make_unique<AllreduceWorker>(context, schedule, sgd_options(job));
+       return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule));
      }},
     {.name = "broadcast",
      .summary = "synchronous all-to-all: every worker sends its encoded gradient to every other "
@@ -139,7 +139,7 @@ constexpr StrategyEntry kStrategies[] = {
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
-       return std::make_unique<BroadcastWorker>(context, schedule, sgd_options(job));
+       return std::make_unique<BroadcastWorker>(context, schedule, optimizer_spec(job, schedule));
      }},
 };
 

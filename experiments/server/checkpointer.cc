@@ -43,7 +43,7 @@ Checkpoint Checkpointer::load(const std::string& run_dir) const {
     SteadyClock clock;
     make_server_role(spec_, schedule_,
                      ServerContext{.parameters = scratch,
-                                   .sgd = sgd_options(spec_),
+                                   .optimizer = optimizer_spec(spec_, schedule_),
                                    .uplink = uplink_codec_spec(spec_, 0),
                                    .downlink = downlink_codec_spec(spec_),
                                    .clock = &clock})

@@ -55,7 +55,7 @@ void Server::start_training() {
   transport_ = std::make_unique<WorkerTransport>(*this);
   role_ = make_server_role(spec_, schedule_,
                            ServerContext{.parameters = model_->parameters(),
-                                         .sgd = sgd_options(spec_),
+                                         .optimizer = optimizer_spec(spec_, schedule_),
                                          .uplink = uplink_codec_spec(spec_, 0),
                                          .downlink = downlink_codec_spec(spec_),
                                          .clock = &clock_,

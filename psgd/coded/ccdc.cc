@@ -127,11 +127,12 @@ std::size_t CcdcLayout::coded_length(int g, int sender) const {
   return len;
 }
 
-CcdcWorker::CcdcWorker(WorkerContext context, Schedule schedule, SgdOptions sgd,
+CcdcWorker::CcdcWorker(WorkerContext context, Schedule schedule, const OptimizerSpec& optimizer,
                        CcdcOptions options)
     : ctx_(context),
       schedule_(schedule),
-      optimiser_(sgd, context.learner ? context.learner->parameters().size() : 0),
+      optimiser_(
+          make_optimizer(optimizer, context.learner ? context.learner->parameters().size() : 0)),
       options_(options),
       layout_(schedule.node_count, options.redundancy,
               context.learner ? context.learner->parameters().size() : 0, options.reduce_scatter) {
@@ -388,7 +389,7 @@ WorkerAction CcdcWorker::progress(Outbox& out) {
   for (float& x : sum_)
     x *= scale;
   auto params = ctx_.learner->parameters();
-  optimiser_.step(params, sum_);
+  optimiser_->step(params, sum_, iteration_);
   times_.apply_s = sw.seconds();
   ++iteration_;
   computed_ = reduced_ = false;

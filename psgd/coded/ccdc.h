@@ -56,7 +56,7 @@
 #include <set>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/context.h"
 
 namespace psgd {
@@ -121,7 +121,8 @@ class CcdcLayout {
 // multicast_bytes (each message counted once, whatever the number of receivers).
 class CcdcWorker final : public WorkerRole {
  public:
-  CcdcWorker(WorkerContext context, Schedule schedule, SgdOptions sgd, CcdcOptions options);
+  CcdcWorker(WorkerContext context, Schedule schedule, const OptimizerSpec& optimizer,
+             CcdcOptions options);
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
@@ -140,7 +141,7 @@ class CcdcWorker final : public WorkerRole {
 
   WorkerContext ctx_;
   Schedule schedule_;
-  FlatSgd optimiser_;
+  std::unique_ptr<Optimizer> optimiser_;
   CcdcOptions options_;
   CcdcLayout layout_;
   bool started_ = false;

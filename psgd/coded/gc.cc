@@ -27,7 +27,7 @@ GcServer::GcServer(Schedule schedule, ServerContext context, GcOptions options)
       ctx_(context),
       options_(options),
       groups_(schedule.node_count / std::max(1, options.redundancy)),
-      optimiser_(ctx_.sgd, ctx_.parameters.size()),
+      optimiser_(make_optimizer(ctx_.optimizer, ctx_.parameters.size())),
       downlink_(make_codec(ctx_.downlink)),
       uplink_(make_codec(fp32())),
       slots_(static_cast<std::size_t>(groups_), std::vector<float>(ctx_.parameters.size(), 0.0f)),
@@ -156,9 +156,10 @@ void GcServer::drop_late(NodeId from, const Gradient& g, Outbox& out) {
 void GcServer::close_round(Outbox& out) {
   Stopwatch sw(*ctx_.clock);
   // Σ over groups of the group sums = Σ over the n blocks; the update is their mean.
-  optimiser_.step(ctx_.parameters,
-                  scaled_sum_of_slots(slots_, covered_,
-                                      1.0f / static_cast<float>(schedule_.node_count), update_));
+  optimiser_->step(ctx_.parameters,
+                   scaled_sum_of_slots(slots_, covered_,
+                                       1.0f / static_cast<float>(schedule_.node_count), update_),
+                   iteration_);
   const double apply_s = sw.seconds();
   ++iteration_;
 

@@ -27,7 +27,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/sgd.h"
+#include "core/optimizer.h"
 #include "psgd/common.h"
 #include "psgd/context.h"
 
@@ -72,7 +72,7 @@ class GcServer final : public ServerRole {
   ServerContext ctx_;
   GcOptions options_;
   int groups_;
-  FlatSgd optimiser_;
+  std::unique_ptr<Optimizer> optimiser_;
   std::unique_ptr<Codec> downlink_;
   std::unique_ptr<Codec> uplink_;          // fp32 decoder, stateless
   std::vector<std::vector<float>> slots_;  // each group's sum of block gradients this round

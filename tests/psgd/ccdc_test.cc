@@ -1,6 +1,6 @@
-// ccdc (coded distributed computing over the peer mesh, psgd/coded/ccdc.h), its roles driven message by
-// message without sockets.
-// (Over 400 lines: the scheme's combinatorics, its roles and its faults share one harness.)
+// ccdc (coded distributed computing over the peer mesh, psgd/coded/ccdc.h), its roles driven
+// message by message without sockets. (Over 400 lines: the scheme's combinatorics, its roles and
+// its faults share one harness.)
 #include "psgd/coded/ccdc.h"
 
 #include <gtest/gtest.h>
@@ -100,7 +100,7 @@ struct Harness {
                         .uplink = uplink_codec_spec(spec, static_cast<std::uint64_t>(w)),
                         .clock = &clock,
                         .id = w},
-          schedule, sgd_options(spec),
+          schedule, optimizer_spec(spec, schedule),
           CcdcOptions{.redundancy = r, .reduce_scatter = reduce_scatter}));
     }
     links.resize(static_cast<std::size_t>(n * n));
@@ -172,10 +172,10 @@ struct Harness {
   }
 
   // The reference: every block gradient at the common parameters, summed in block order, scaled
-  // by 1 / C(n, r), applied with the same FlatSgd.
+  // by 1 / C(n, r), applied with the same optimiser.
   std::vector<float> expected(int iterations) const {
     std::vector<float> p = initial_params(layout.length());
-    FlatSgd sgd(sgd_options(spec), p.size());
+    auto sgd = make_optimizer(optimizer_spec(spec, schedule), p.size());
     for (int it = 0; it < iterations; ++it) {
       std::vector<float> sum;
       for (int b = 0; b < layout.blocks(); ++b) {
@@ -190,7 +190,7 @@ struct Harness {
       const float scale = 1.0f / static_cast<float>(layout.blocks());
       for (float& x : sum)
         x *= scale;
-      sgd.step(p, sum);
+      sgd->step(p, sum, it);
     }
     return p;
   }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/sgd.h"
 #include "network/messages.h"
 #include "psgd/factory.h"
 #include "psgd/ssgd.h"
@@ -181,7 +182,7 @@ TEST(SsgdSnapshot, RestoredServerContinuesBitIdentically) {
   for (std::size_t i = 0; i < kSize; ++i)
     params_a[i] = 0.1f * static_cast<float>(i) - 0.2f;
   auto a = std::make_unique<SsgdServer>(
-      schedule, ServerContext{.parameters = params_a, .sgd = sgd, .clock = &clock});
+      schedule, ServerContext{.parameters = params_a, .optimizer = sgd_spec(sgd), .clock = &clock});
   // Workers whose learners have already taken `skip` steps (a resumed client skips the batches
   // its slot had drawn; the toy learner's step count plays the batch order).
   struct Workers {
@@ -230,7 +231,7 @@ TEST(SsgdSnapshot, RestoredServerContinuesBitIdentically) {
   // The resumed server: built fresh, restored, started (it sends the checkpoint's parameters),
   // with new workers that continue their batch order.
   auto b = std::make_unique<SsgdServer>(
-      schedule, ServerContext{.parameters = params_b, .sgd = sgd, .clock = &clock});
+      schedule, ServerContext{.parameters = params_b, .optimizer = sgd_spec(sgd), .clock = &clock});
   b->restore(state);
   EXPECT_EQ(b->iteration(), 3);
   EXPECT_EQ(b->worker_batches(1), 3);
@@ -248,11 +249,11 @@ TEST(SsgdSnapshot, RestoreRefusesStateOfAnotherJob) {
   ManualClock clock;
   const SgdOptions sgd{.learning_rate = 0.1f, .momentum = 0.9f};
   SsgdServer a({.node_count = 2, .iterations_per_epoch = 4, .epochs = 1},
-               {.parameters = params, .sgd = sgd, .clock = &clock});
+               {.parameters = params, .optimizer = sgd_spec(sgd), .clock = &clock});
   SsgdServer three({.node_count = 3, .iterations_per_epoch = 4, .epochs = 1},
-                   {.parameters = params, .sgd = sgd, .clock = &clock});
+                   {.parameters = params, .optimizer = sgd_spec(sgd), .clock = &clock});
   SsgdServer bigger({.node_count = 2, .iterations_per_epoch = 4, .epochs = 1},
-                    {.parameters = other, .sgd = sgd, .clock = &clock});
+                    {.parameters = other, .optimizer = sgd_spec(sgd), .clock = &clock});
   const auto state = a.snapshot();
   EXPECT_THROW(three.restore(state), ConfigError);
   EXPECT_THROW(bigger.restore(state), ConfigError);

@@ -80,7 +80,7 @@ struct GcHarness {
     const Schedule schedule{.node_count = n, .iterations_per_epoch = 5, .epochs = 1};
     server = make_server_role(spec, schedule,
                               ServerContext{.parameters = params,
-                                            .sgd = sgd_options(spec),
+                                            .optimizer = optimizer_spec(spec, schedule),
                                             .uplink = uplink_codec_spec(spec, 0),
                                             .clock = &clock});
     for (int w = 0; w < n; ++w) {

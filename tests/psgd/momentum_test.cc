@@ -22,21 +22,21 @@ TEST(MomentumAt, AutoIsWorkerForAsgdAndSspAndWhenErrorFeedbackIsOn) {
   for (const char* psgd : {"asgd", "ssp"}) {
     StrategyJob a = job(psgd, 4, 0.05, 0.9);
     EXPECT_TRUE(momentum_at_worker(a)) << psgd;  // plain, no error feedback
-    EXPECT_FLOAT_EQ(sgd_options(a).momentum, 0.0f);
+    EXPECT_FLOAT_EQ(optimizer_spec(a, Schedule{}).momentum, 0.0f);
     EXPECT_FLOAT_EQ(uplink_codec_spec(a, 1).momentum, 0.9f);
     a.momentum_at = "server";
     EXPECT_FALSE(momentum_at_worker(a)) << psgd;
-    EXPECT_FLOAT_EQ(sgd_options(a).momentum, 0.9f);
+    EXPECT_FLOAT_EQ(optimizer_spec(a, Schedule{}).momentum, 0.9f);
   }
   StrategyJob s = job("ssgd", 4, 0.05, 0.9);
   EXPECT_FALSE(momentum_at_worker(s));  // plain
   s.codec = "sign";
   EXPECT_TRUE(momentum_at_worker(s));
-  EXPECT_FLOAT_EQ(sgd_options(s).momentum, 0.0f);  // the server's SGD has none
+  EXPECT_FLOAT_EQ(optimizer_spec(s, Schedule{}).momentum, 0.0f);  // the server's SGD has none
   EXPECT_FLOAT_EQ(uplink_codec_spec(s, 2).momentum, 0.9f);
   s.error_feedback = "off";
   EXPECT_FALSE(momentum_at_worker(s));
-  EXPECT_FLOAT_EQ(sgd_options(s).momentum, 0.9f);
+  EXPECT_FLOAT_EQ(optimizer_spec(s, Schedule{}).momentum, 0.9f);
   EXPECT_FLOAT_EQ(uplink_codec_spec(s, 2).momentum, 0.0f);
   s.error_feedback = "auto";
   s.codec = "topk";

@@ -35,7 +35,7 @@ struct RoleSim {
     initial = params;
     server = make_server_role(spec, schedule,
                               ServerContext{.parameters = params,
-                                            .sgd = sgd_options(spec),
+                                            .optimizer = optimizer_spec(spec, schedule),
                                             .uplink = uplink_codec_spec(spec, 0),
                                             .clock = &clock,
                                             .observer = &reports});

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/sgd.h"
 #include "psgd/factory.h"
 #include "tests/psgd/toy_learner.h"
 
@@ -31,7 +32,10 @@ struct Harness {
       initial[i] = params[i] = 0.1f * i - 0.2f;
     server = std::make_unique<SsgdServer>(
         Schedule{.node_count = n, .iterations_per_epoch = ipe, .epochs = epochs},
-        ServerContext{.parameters = params, .sgd = sgd, .clock = &clock, .observer = &recorder});
+        ServerContext{.parameters = params,
+                      .optimizer = sgd_spec(sgd),
+                      .clock = &clock,
+                      .observer = &recorder});
     for (int w = 0; w < n; ++w) {
       std::vector<float> target(kSize);
       for (std::size_t i = 0; i < kSize; ++i)

@@ -41,7 +41,7 @@ struct SsgdSim {
     server = std::make_unique<SsgdServer>(
         Schedule{.node_count = n, .iterations_per_epoch = iterations, .epochs = 1},
         ServerContext{.parameters = params,
-                      .sgd = sgd,
+                      .optimizer = sgd_spec(sgd),
                       .clock = &cluster.server_clock(),
                       .observer = &observer});
     for (int w = 0; w < n; ++w) {

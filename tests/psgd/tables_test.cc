@@ -11,6 +11,7 @@
 #include "codecs/codec_table.h"
 #include "core/error.h"
 #include "core/fields_json.h"
+#include "core/optimizer_table.h"
 #include "psgd/factory.h"
 #include "tests/psgd/role_sim.h"
 
@@ -77,6 +78,28 @@ TEST(StrategyTable, EveryCompressorTravelsWithEveryStrategyThatCarriesOne) {
         continue;
       }
       expect_learns(job, what);
+    }
+  }
+}
+
+// Every optimiser runs wherever a strategy applies updates (the server, or every worker) and
+// learns; with a schedule and warm-up too.
+TEST(OptimizerTable, EveryOptimiserRunsWithEveryStrategyAndLearns) {
+  for (const OptimizerEntry& optimizer : optimizer_table()) {
+    for (const StrategyEntry& entry : strategy_table()) {
+      StrategyJob job = testing::job(std::string(entry.name), 3, 0.1, 0.5);
+      job.optimizer = std::string(optimizer.name);
+      if (!optimizer.sgd_momentum) {
+        job.momentum = 0.0;
+        job.learn_rate = optimizer.name == "adagrad"   ? 2.0
+                         : optimizer.name == "rmsprop" ? 0.2
+                                                       : 0.5;
+      }
+      job.lr_schedule = "cosine";
+      job.lr_warmup_epochs = 0.25;
+      job.batch_size = 64;
+      job.epochs = 2;
+      expect_learns(job, fmt::format("{} with {}", entry.name, optimizer.name));
     }
   }
 }

@@ -44,6 +44,12 @@ class Learner {
   // Loss and accuracy of the current parameters on the held-out test set (and on the validation
   // split, if the learner has one).
   virtual EvalStats evaluate() = 0;
+
+  // The model's buffers that are not parameters (BatchNorm's running statistics), flat; empty
+  // for a model without any. They are not trained by gradients: a forward pass in training mode
+  // updates them. Strategies carry them to the server, which evaluates with their mean. Pure, so
+  // that a decorator cannot forget to pass them on.
+  virtual std::span<float> buffers() = 0;
 };
 
 }  // namespace psgd

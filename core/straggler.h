@@ -80,6 +80,7 @@ class StragglerLearner final : public Learner {
   std::span<const float> gradients() const override { return inner_.gradients(); }
   StepStats compute_gradient() override;
   EvalStats evaluate() override { return inner_.evaluate(); }
+  std::span<float> buffers() override { return inner_.buffers(); }
 
   double injected_seconds() const { return injected_; }
 

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "nn/data_source.h"
+#include "nn/options.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
 
@@ -64,9 +65,16 @@ int main(int argc, char** argv) {
     // The training set as the run loaded it: the model's class count is the larger of the two
     // sets' (nn/data_source.h), so a smaller subset could build a different model.
     auto data = std::make_shared<const psgd::nn::DataSplit>(
-        psgd::nn::load_dataset(dataset, job.value("train_samples", std::int64_t{0}), test_samples));
+        psgd::nn::load_dataset(dataset, job.value("train_samples", std::int64_t{0}), test_samples,
+                               {.label_column = job.value("label_column", std::string())}));
+    // --model script:FILE: the run's model.pt is the trained TorchScript module itself, so the
+    // researcher's original file is not needed (it may have moved or changed since).
+    const std::string built =
+        model.starts_with(psgd::nn::kScriptPrefix)
+            ? psgd::nn::kScriptPrefix + (fs::path(run_dir) / "model.pt").string()
+            : model;
     psgd::nn::Trainer trainer(
-        psgd::nn::TrainerOptions{.model = model,
+        psgd::nn::TrainerOptions{.model = built,
                                  .batch_size = job.value("batch_size", 128),
                                  .seed = job.value("seed", std::uint64_t{1}),
                                  .device = job.value("device", std::string("auto"))},

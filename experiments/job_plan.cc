@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/error.h"
 #include "core/seeds.h"
 #include "experiments/provenance.h"
@@ -12,7 +15,35 @@
 
 namespace psgd {
 
+namespace {
+
+// The bytes of --model script:FILE; ConfigError naming the flag when they cannot be read.
+std::string read_model_file(const std::string& model, const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec)
+    throw ConfigError(fmt::format("--model {}: cannot read {}: {}", model, path, ec.message()));
+  if (size > kMaxScriptBytes) {
+    throw ConfigError(fmt::format("--model {}: {} is {} MiB; a job carries at most {} MiB", model,
+                                  path, size >> 20, kMaxScriptBytes >> 20));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) {
+    throw ConfigError(fmt::format("--model {}: cannot read {}", model, path));
+  }
+  return bytes;
+}
+
+}  // namespace
+
 JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
+  if (const std::string path = spec_.script_path(); !path.empty()) {
+    std::string bytes = read_model_file(spec_.model, path);
+    script_sha256_ = nn::sha256_hex(
+        std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+    script_ = std::make_shared<const std::string>(std::move(bytes));
+  }
   nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
                                           {.label_column = spec_.label_column});
   notes_ = loaded.notes;
@@ -41,7 +72,8 @@ WorkerSetup JobPlan::worker(int w) const {
   WorkerSetup s{.worker = w,
                 .samples = placement_.samples_of(w),
                 .normalizer = normalizer_,
-                .train_size = train_rows()};
+                .train_size = train_rows(),
+                .script = script_};
   if (uses_block_streams(spec_)) {
     for (int b : placement_.placement.blocks_of_worker[static_cast<std::size_t>(w)]) {
       s.block_ids.push_back(b);
@@ -55,6 +87,7 @@ WorkerSetup JobPlan::worker(int w) const {
 std::unique_ptr<nn::Trainer> JobPlan::make_model() const {
   return std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec_.model,
                                                           .target = spec_.target,
+                                                          .script = script_,
                                                           .batch_size = spec_.batch_size,
                                                           .seed = spec_.seed,
                                                           .device = spec_.device},
@@ -71,6 +104,10 @@ nlohmann::json JobPlan::config_json(const std::string& command_line, const std::
   j["provenance"] = provenance(command_line);
   // The device in effect (--device auto resolves to the CPU in this version, nn/options.h).
   j["model"] = {{"name", spec_.model}, {"parameters", num_parameters}, {"device", "cpu"}};
+  if (script_) {
+    j["model"]["file"] = spec_.script_path();
+    j["model"]["sha256"] = script_sha256_;
+  }
   // --model_average as in effect (job.model_average may say auto): the model evaluated and saved.
   const double decay = spec_.model_average_decay();
   j["model_average"] = decay > 0 ? nlohmann::json{{"kind", "ema"}, {"decay", decay}}

@@ -9,6 +9,7 @@
 // same rows are held out for validation, the same blocks are placed on the same workers, and the
 // schedule, model and seeds are the same (core/seeds.h names every random stream).
 //
+//   0. read --model script:FILE once (its bytes go to every worker with the job);
 //   1. load --dataset (with --label_column, --train_samples, --test_samples);
 //   2. hold out --validation_split of the training rows (seed stream kValidation);
 //   3. fit --normalize on the remaining training rows only; apply it to test and validation rows
@@ -46,6 +47,8 @@ struct WorkerSetup {
   nn::Normalizer normalizer;     // fitted by the plan; applied to the samples where they are read
   std::int64_t train_size = 0;   // training rows of the whole job (the schedule is over these)
   std::int64_t start_batch = 0;  // batches of this worker's order already drawn (resume, take-over)
+  // --model script:FILE: the file's bytes, read once by the plan (a client: received in its Job).
+  std::shared_ptr<const std::string> script;
 };
 
 class JobPlan {
@@ -68,6 +71,9 @@ class JobPlan {
   std::int64_t train_rows() const { return static_cast<std::int64_t>(holdout_.train.size()); }
   // What reading the data found worth saying (classes without samples), one line each.
   const std::vector<std::string>& notes() const { return notes_; }
+  // --model script:FILE: the file's bytes and their SHA-256 (hex); null and "" otherwise.
+  const std::shared_ptr<const std::string>& script() const { return script_; }
+  const std::string& script_sha256() const { return script_sha256_; }
 
   WorkerSetup worker(int w) const;
 
@@ -92,6 +98,11 @@ class JobPlan {
   Schedule schedule_;
   std::string data_hash_;
   std::vector<std::string> notes_;
+  std::shared_ptr<const std::string> script_;
+  std::string script_sha256_;
 };
+
+// The largest TorchScript file a job can carry (it travels in the Job message, network/frame.h).
+inline constexpr std::size_t kMaxScriptBytes = 128u << 20;
 
 }  // namespace psgd

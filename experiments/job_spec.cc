@@ -65,8 +65,9 @@ void from_json(const nlohmann::json& j, JobSpec& spec) {
   }
 }
 
-std::string job_config_hash(const JobSpec& spec) {
+std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256) {
   nlohmann::json j = spec;
+  if (!model_sha256.empty()) j["model_sha256"] = model_sha256;
   for (const char* key :
        {"output", "threads", "join_timeout", "io_timeout", "working_ports", "checkpoint_every"}) {
     j.erase(key);

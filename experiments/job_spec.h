@@ -92,7 +92,8 @@ void from_json(const nlohmann::json& j, JobSpec& spec);
 
 // SHA-256 (hex) of the job's JSON without the fields that do not change what is computed (where
 // it runs and is written, timeouts, threads, the checkpoint period): a checkpoint belongs to the
-// job with the same hash.
-std::string job_config_hash(const JobSpec& spec);
+// job with the same hash. `model_sha256`, the content hash of --model script:FILE (JobPlan), is
+// part of it: the same flags with another model file are another job.
+std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256 = "");
 
 }  // namespace psgd

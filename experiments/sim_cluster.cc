@@ -28,6 +28,7 @@ class SimCluster::Timed final : public Learner {
   std::span<float> parameters() override { return inner_->parameters(); }
   std::span<const float> gradients() const override { return inner_->gradients(); }
   EvalStats evaluate() override { return inner_->evaluate(); }
+  std::span<float> buffers() override { return inner_->buffers(); }
   StepStats compute_gradient() override {
     const StepStats stats = inner_->compute_gradient();
     // Measured time is already on the clock (its CPU time, scaled by the slowdown).

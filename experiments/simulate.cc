@@ -125,6 +125,7 @@ int simulate(const ServerOptions& options) {
 
   auto server = make_server_role(spec, schedule,
                                  ServerContext{.parameters = model->parameters(),
+                                               .buffers = model->buffers(),
                                                .optimizer = optimizer_spec(spec, schedule),
                                                .uplink = uplink_codec_spec(spec, 0),
                                                .downlink = downlink_codec_spec(spec),

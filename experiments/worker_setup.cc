@@ -15,6 +15,7 @@ WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const Wo
   const auto w = static_cast<std::uint64_t>(setup.worker);
   trainer_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec.model,
                                                               .target = spec.target,
+                                                              .script = setup.script,
                                                               .batch_size = spec.batch_size,
                                                               .seed = spec.seed,
                                                               .device = spec.device,

@@ -61,7 +61,8 @@ void serialize(Archive& ar, Hello& m) {
 template <class Archive>
 void serialize(Archive& ar, Job& m) {
   ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters, m.data_hash, m.norm_shift,
-     m.norm_scale, m.train_size, m.block_ids, m.block_sizes, m.start_batch, m.worker_state);
+     m.norm_scale, m.train_size, m.block_ids, m.block_sizes, m.start_batch, m.worker_state,
+     m.model_file, m.model_sha256);
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {
@@ -126,11 +127,11 @@ void serialize(Archive& ar, Params& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Gradient& m) {
-  ar(m.iteration, m.values, m.loss, m.samples, m.times, m.compression_error);
+  ar(m.iteration, m.values, m.loss, m.samples, m.times, m.compression_error, m.buffers);
 }
 template <class Archive>
 void serialize(Archive& ar, ModelDelta& m) {
-  ar(m.iteration, m.values, m.loss, m.samples, m.local_steps, m.times);
+  ar(m.iteration, m.values, m.loss, m.samples, m.local_steps, m.times, m.buffers);
 }
 // The layout of `ar(round, step, chunk, std::vector<float>)`, from wherever the values live.
 template <wire::Output Archive>
@@ -157,7 +158,7 @@ void load(wire::InputArchive& ar, RingChunk& m) {
 template <class Archive>
 void serialize(Archive& ar, AllreduceReport& m) {
   ar(m.iteration, m.loss, m.samples, m.times, m.peer_bytes, m.multicast_bytes, m.param_hash,
-     m.params);
+     m.params, m.buffers);
 }
 template <class Archive>
 void serialize(Archive& ar, PeerGradient& m) {

@@ -50,7 +50,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 13;
+inline constexpr std::uint16_t kProtocolVersion = 14;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -72,6 +72,9 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {13,
      "StateRequest, WorkerState, Job.worker_state (every strategy checkpoints its workers' "
      "state)"},
+    {14,
+     "Job.model_file, Job.model_sha256 (--model script:FILE); Gradient.buffers, "
+     "ModelDelta.buffers, AllreduceReport.buffers (a model's buffers, BatchNorm's statistics)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {

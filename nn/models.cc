@@ -11,8 +11,9 @@ namespace tnn = torch::nn;
 
 namespace {
 
-// GroupNorm rather than BatchNorm: it has no running statistics (buffers), so the server's copy
-// of the model, which never trains, evaluates exactly what the workers' flat parameters say.
+// resnet8 uses GroupNorm rather than BatchNorm: it has no running statistics (buffers), so its
+// evaluation depends on the flat parameters only. cnn_bn has BatchNorm: its running statistics
+// are buffers, which the workers report and the server averages (nn/trainer.h).
 tnn::GroupNorm group_norm(std::int64_t channels) {
   return tnn::GroupNorm(tnn::GroupNormOptions(std::min<std::int64_t>(4, channels), channels));
 }
@@ -82,6 +83,27 @@ const ModelDef kModels[] = {
                               tnn::Conv2d(tnn::Conv2dOptions(16, 32, 5).padding(2)), tnn::ReLU(),
                               tnn::MaxPool2d(tnn::MaxPool2dOptions(2)), tnn::Flatten(),
                               tnn::Linear(flat, 128), tnn::ReLU(), tnn::Linear(128, classes));
+     }},
+    {{"cnn_bn",
+      "cnn with BatchNorm and Dropout: two conv+BatchNorm+pool layers, dense 128, "
+      "Dropout 0.5; H, W >= 4"},
+     [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {
+       require_side("cnn_bn", h, w, 4);
+       // 3x3 convolutions with padding 1 keep the size; each 2x2 pooling floors it.
+       const std::int64_t flat = 64 * ((h / 2) / 2) * ((w / 2) / 2);
+       return tnn::Sequential(
+           tnn::Conv2d(tnn::Conv2dOptions(c, 32, 3).padding(1).bias(false)), tnn::BatchNorm2d(32),
+           tnn::ReLU(), tnn::MaxPool2d(tnn::MaxPool2dOptions(2)),
+           tnn::Conv2d(tnn::Conv2dOptions(32, 64, 3).padding(1).bias(false)), tnn::BatchNorm2d(64),
+           tnn::ReLU(), tnn::MaxPool2d(tnn::MaxPool2dOptions(2)), tnn::Flatten(),
+           tnn::Linear(flat, 128), tnn::ReLU(), tnn::Dropout(0.5), tnn::Linear(128, classes));
+     }},
+    {{"dnn", "Parallel-SGD's DNN: dense layers of 784, 784, 392, 196, 128 and classes units, tanh"},
+     [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {
+       return tnn::Sequential(tnn::Flatten(), tnn::Linear(c * h * w, 784), tnn::Tanh(),
+                              tnn::Linear(784, 784), tnn::Tanh(), tnn::Linear(784, 392),
+                              tnn::Tanh(), tnn::Linear(392, 196), tnn::Tanh(),
+                              tnn::Linear(196, 128), tnn::Tanh(), tnn::Linear(128, classes));
      }},
     {{"resnet8", "a small residual network with GroupNorm, made for 3x32x32 (H, W >= 8)"},
      [](std::int64_t c, std::int64_t h, std::int64_t w, int classes) {

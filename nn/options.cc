@@ -64,17 +64,30 @@ std::string ModelOptions::model_help() {
   std::string text = "Model:";
   for (const ModelInfo& m : model_table())
     text += fmt::format(" {} ({});", m.name, m.summary);
-  text.back() = '.';
+  text +=
+      " or script:FILE.pt, your own network as a TorchScript module (in Python: "
+      "torch.jit.script(model).save(FILE) or torch.jit.trace); the server sends the file to the "
+      "workers with the job. Its forward() takes a batch N x C x H x W (tabular data: N x 1 x 1 x "
+      "F) and returns N x classes (--target xx: N x C*H*W).";
   return text;
+}
+
+std::string ModelOptions::script_path() const {
+  return model.starts_with(kScriptPrefix) ? model.substr(std::string(kScriptPrefix).size()) : "";
 }
 
 void ModelOptions::validate() const {
   std::vector<std::string> names;
   for (const ModelInfo& m : model_table())
     names.push_back(m.name);
-  if (std::find(names.begin(), names.end(), model) == names.end()) {
-    throw ConfigError(
-        fmt::format("--model {}: unknown value; choose one of: {}", model, fmt::join(names, ", ")));
+  if (model.starts_with(kScriptPrefix)) {
+    if (script_path().empty()) {
+      throw ConfigError("--model script:FILE: give the TorchScript file after 'script:'");
+    }
+  } else if (std::find(names.begin(), names.end(), model) == names.end()) {
+    throw ConfigError(fmt::format(
+        "--model {}: unknown value; choose one of: {}, or script:FILE.pt (a TorchScript module)",
+        model, fmt::join(names, ", ")));
   }
   if (device == "cuda") {
     throw ConfigError(

@@ -68,10 +68,13 @@ struct PlacementOptions {
 };
 
 struct ModelOptions {
+  // A built-in model (nn/models.cc) or script:FILE, a TorchScript module saved from Python.
   std::string model = "mlp";
   std::string device = "auto";  // auto | cpu (see validate())
 
   void validate() const;
+  // The TorchScript file of --model script:FILE ("" for a built-in model).
+  std::string script_path() const;
 
   template <class Self, class Visit>
   static void fields(Self& self, Visit&& visit) {
@@ -83,6 +86,9 @@ struct ModelOptions {
   }
   static std::string model_help();
 };
+
+// The prefix of --model script:FILE.
+inline constexpr const char* kScriptPrefix = "script:";
 
 // The built-in models (nn/models.cc), for --help and validation.
 struct ModelInfo {

@@ -1,16 +1,21 @@
 // Over 400 lines on purpose: the Trainer is one torch translation unit (data gathering, batch
-// streams, the flat-parameter model, evaluation, saving); another would cost 10-20 s of compile
-// time each for no clearer boundary.
+// streams, the flat-parameter model and buffers, the TorchScript checks, evaluation, saving);
+// another would cost 10-20 s of compile time each for no clearer boundary. The network itself
+// (built-in or TorchScript) is nn/net.cc.
 #include "nn/trainer.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 
@@ -18,6 +23,7 @@
 #include "core/files.h"
 #include "core/rng.h"
 #include "nn/models_impl.h"
+#include "nn/options.h"
 #include "nn/trainer_impl.h"
 
 namespace psgd::nn {
@@ -25,7 +31,39 @@ namespace {
 
 constexpr std::uint64_t kBatchOrderStream = 0x6261746368;        // "batch"
 constexpr std::uint64_t kBlockOrderStream = 0x626c6f636b000000;  // "block", then the block id
+constexpr std::uint64_t kDropoutStream = 0x64726f706f7574;       // "dropout"
 constexpr std::int64_t kEvalChunk = 1000;
+
+// Held while a trainer builds its model (torch::manual_seed, then the initial weights) or swaps
+// its own generator into torch's default one for a forward pass: trainers in one process (the
+// simulator's workers, the drivers test's clients) must not interleave their draws.
+std::mutex& generator_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Replaces the state of torch's default CPU generator, returning the old one.
+torch::Tensor swap_generator_state(const torch::Tensor& state) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  torch::Tensor old = gen.get_state();
+  gen.set_state(state);
+  return old;
+}
+
+// The bytes of a file; ConfigError naming the flag when it cannot be read.
+std::string read_script(const std::string& model, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("--model {}: cannot open {}", model, path));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string shape_text(const torch::Tensor& t) {
+  std::string text;
+  for (std::int64_t d : t.sizes())
+    text += (text.empty() ? "" : " x ") + std::to_string(d);
+  return "[" + text + "]";
+}
 
 torch::Device pick_device(const std::string& name) {
   if (name == "cpu" || name == "auto") return torch::kCPU;
@@ -63,9 +101,11 @@ struct Trainer::Impl {
   TrainerOptions options;
   std::shared_ptr<const DataSplit> data;
   torch::Device device = torch::kCPU;
-  torch::nn::Sequential model{nullptr};
+  Net model;
   torch::Tensor flat_params;
   torch::Tensor flat_grads;
+  torch::Tensor flat_buffers;  // the fp32 buffers (empty tensor: none)
+  torch::Tensor rng_state;     // this trainer's generator (Dropout), swapped in for training
 
   // This worker's training samples, gathered once.
   torch::Tensor train_x;  // N x C x H x W
@@ -90,31 +130,111 @@ struct Trainer::Impl {
   torch::Tensor batch_x;
   torch::Tensor batch_y;
 
+  // The width of the model's output: classes, or C*H*W for reconstruction.
+  std::int64_t outputs(const Dataset& t) const {
+    if (options.target == "xx") return t.sample_numel();
+    return std::max(data->train.num_classes, data->test.num_classes);
+  }
+
+  // The network named by the options, with its initial weights (built-ins: from `seed`).
+  Net make_net(const Dataset& t) const {
+    const std::string path = ModelOptions{.model = options.model}.script_path();
+    if (path.empty()) {
+      return Net(
+          make_model(options.model, t.channels, t.height, t.width, static_cast<int>(outputs(t))));
+    }
+    const std::string bytes = options.script ? *options.script : read_script(options.model, path);
+    return Net(load_script(bytes, "--model " + options.model));
+  }
+
   void build_model() {
     const Dataset& t = data->train.size() > 0 ? data->train : data->test;
-    const int classes = options.target == "xx"
-                            ? static_cast<int>(t.sample_numel())
-                            : std::max(data->train.num_classes, data->test.num_classes);
-    torch::manual_seed(options.seed);
-    model = make_model(options.model, t.channels, t.height, t.width, classes);
-    model->to(device);
+    {
+      std::lock_guard<std::mutex> lock(generator_mutex());
+      torch::manual_seed(options.seed);
+      model = make_net(t);
+    }
+    check_shapes(t);
+    model.train(true);
 
     torch::NoGradGuard no_grad;
-    auto params = model->parameters();
-    std::int64_t total = 0;
-    for (const auto& p : params)
-      total += p.numel();
     const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
+    std::int64_t total = 0;
+    for (const auto& [name, p] : model.named_parameters())
+      total += p.numel();
+    if (total == 0) {
+      throw ConfigError(fmt::format(
+          "--model {}: the module has no trainable parameters (none with requires_grad): nothing "
+          "to train",
+          options.model));
+    }
     flat_params = torch::empty({total}, opts);
     flat_grads = torch::zeros({total}, opts);
     std::int64_t offset = 0;
-    for (auto& p : params) {
+    for (auto& [name, p] : model.named_parameters()) {
       const std::int64_t n = p.numel();
       auto view = flat_params.narrow(0, offset, n).view(p.sizes());
       view.copy_(p.detach());
       p.set_data(view);
       p.mutable_grad() = flat_grads.narrow(0, offset, n).view(p.sizes());
       offset += n;
+    }
+    // fp32 buffers likewise, into their own flat tensor.
+    std::int64_t buffer_total = 0;
+    for (const auto& [name, b] : model.named_buffers())
+      if (b.scalar_type() == torch::kFloat) buffer_total += b.numel();
+    flat_buffers = torch::empty({buffer_total}, opts);
+    offset = 0;
+    for (auto& [name, b] : model.named_buffers()) {
+      if (b.scalar_type() != torch::kFloat) continue;
+      const std::int64_t n = b.numel();
+      auto view = flat_buffers.narrow(0, offset, n).view(b.sizes());
+      view.copy_(b.detach());
+      b.set_data(view);
+      offset += n;
+    }
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(
+        derive_seed(options.seed, kDropoutStream + options.batch_stream));
+    rng_state = gen.get_state();
+  }
+
+  // One forward pass on two samples, in evaluation mode: does the model take the data and give
+  // the outputs the target needs? One line naming the model and the shapes otherwise.
+  void check_shapes(const Dataset& t) {
+    const auto n = std::min<std::int64_t>(2, static_cast<std::int64_t>(t.size()));
+    if (n == 0) return;
+    const std::int64_t want = outputs(t);
+    auto [x, y] = view_of(t, 0, n);
+    const std::string input = fmt::format("{} x {} x {} x {}", n, t.channels, t.height, t.width);
+    torch::Tensor out;
+    {
+      torch::NoGradGuard no_grad;
+      model.train(false);
+      try {
+        out = model.forward(x);
+      } catch (const ConfigError& e) {
+        throw ConfigError(fmt::format("--model {}: {}", options.model, e.what()));
+      } catch (const std::exception& e) {
+        throw ConfigError(fmt::format(
+            "--model {}: a forward pass on a batch of {} (the data's N x C x H x W{}) fails: {}",
+            options.model, input,
+            t.height == 1 && t.channels == 1
+                ? "; tabular rows are N x 1 x 1 x F: start the model with nn.Flatten()"
+                : "",
+            torch_reason(e)));
+      }
+    }
+    const std::string what =
+        options.target == "xx" ? "values per sample to reconstruct" : "classes";
+    if (out.dim() != 2 || out.size(0) != n || out.size(1) != want) {
+      throw ConfigError(fmt::format(
+          "--model {}: its output for a batch of {} has shape {}, but the data has {} {}: it "
+          "must be [{} x {}]",
+          options.model, input, shape_text(out), want, what, n, want));
+    }
+    if (out.scalar_type() != torch::kFloat) {
+      throw ConfigError(fmt::format("--model {}: its output is {}, not float32", options.model,
+                                    c10::toString(out.scalar_type())));
     }
   }
 
@@ -164,7 +284,7 @@ struct Trainer::Impl {
     for (std::int64_t first = 0; first < n; first += kEvalChunk) {
       const std::int64_t count = std::min(kEvalChunk, n - first);
       auto [x, y] = view_of(d, first, count);
-      auto out = model->forward(x);
+      auto out = model.forward(x);
       loss_sum += loss(out, x, y, true).item<double>();
       if (options.target != "xx") correct += out.argmax(1).eq(y).sum().item<std::int64_t>();
     }
@@ -172,6 +292,21 @@ struct Trainer::Impl {
                                 ? std::numeric_limits<double>::quiet_NaN()
                                 : static_cast<double>(correct) / static_cast<double>(n);
     return {loss_sum / static_cast<double>(n), accuracy};
+  }
+
+  // A training forward pass, with this trainer's generator in torch's default one.
+  torch::Tensor train_forward(const torch::Tensor& x) {
+    std::lock_guard<std::mutex> lock(generator_mutex());
+    const torch::Tensor saved = swap_generator_state(rng_state);
+    torch::Tensor out;
+    try {
+      out = model.forward(x);
+    } catch (...) {
+      rng_state = swap_generator_state(saved);
+      throw;
+    }
+    rng_state = swap_generator_state(saved);
+    return out;
   }
 
   void make_streams() {
@@ -258,7 +393,6 @@ Trainer::Trainer(TrainerOptions options, std::shared_ptr<const DataSplit> data,
   impl_->device = pick_device(impl_->options.device);
   impl_->build_model();
   impl_->gather_train(train_indices);
-  impl_->model->train();
 }
 
 Trainer::~Trainer() = default;
@@ -278,11 +412,20 @@ StepStats Trainer::compute_gradient() {
   Impl::Stream& st = m.streams[m.next_stream];
   m.next_stream = (m.next_stream + 1) % m.streams.size();
   auto [x, y] = m.next_batch(st);
-  m.model->train();
+  m.model.train(true);
   m.flat_grads.zero_();
-  auto loss = m.loss(m.model->forward(x), x, y, false);
-  loss.backward();
-  return {loss.item<double>(), st.batch};
+  try {
+    auto loss = m.loss(m.train_forward(x), x, y, false);
+    loss.backward();
+    return {loss.item<double>(), st.batch};
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    // A model that runs on the check's two samples may still fail in training mode (BatchNorm on
+    // a batch of one sample): one line, not a crash.
+    throw Error(fmt::format("--model {}: the training step on a batch of {} failed: {}",
+                            m.options.model, st.batch, torch_reason(e)));
+  }
 }
 
 void Trainer::skip_batches(std::int64_t count) {
@@ -306,7 +449,7 @@ EvalStats Trainer::evaluate() {
   EvalStats stats;
   if (test.size() == 0 && validation.size() == 0) return stats;
   torch::NoGradGuard no_grad;
-  m.model->eval();
+  m.model.train(false);
   if (test.size() > 0) {
     std::tie(stats.loss, stats.accuracy) = m.evaluate(test);
     stats.samples = static_cast<std::int64_t>(test.size());
@@ -316,11 +459,24 @@ EvalStats Trainer::evaluate() {
     stats.validation_loss = loss;
     stats.validation_accuracy = accuracy;
   }
-  m.model->train();
+  m.model.train(true);
   return stats;
 }
 
+std::span<float> Trainer::buffers() {
+  return {impl_->flat_buffers.data_ptr<float>(),
+          static_cast<std::size_t>(impl_->flat_buffers.numel())};
+}
+
+std::size_t Trainer::num_buffers() const {
+  return static_cast<std::size_t>(impl_->flat_buffers.numel());
+}
+
 torch::nn::Sequential TrainerAccess::module(Trainer& trainer) {
+  return trainer.impl_->model.builtin();
+}
+
+Net& TrainerAccess::net(Trainer& trainer) {
   return trainer.impl_->model;
 }
 
@@ -330,7 +486,7 @@ std::size_t Trainer::num_parameters() const {
 
 std::vector<std::uint64_t> Trainer::tensor_sizes() const {
   std::vector<std::uint64_t> sizes;
-  for (const auto& p : impl_->model->parameters())
+  for (const auto& [name, p] : impl_->model.named_parameters())
     sizes.push_back(static_cast<std::uint64_t>(p.numel()));
   return sizes;
 }
@@ -340,22 +496,25 @@ std::size_t Trainer::num_train_samples() const {
 }
 
 std::string Trainer::describe() const {
-  return fmt::format("{}: {} parameters", impl_->options.model, group_thousands(num_parameters()));
+  const std::size_t buffers = num_buffers();
+  return fmt::format(
+      "{}: {} parameters{}", impl_->options.model, group_thousands(num_parameters()),
+      buffers > 0 ? fmt::format(", {} buffer values", group_thousands(buffers)) : std::string());
 }
 
-void Trainer::save(const std::string& dir) const {
+void Trainer::save(const std::string& dir, const std::string& tag) const {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw IoError(fmt::format("cannot write {}: {}", dir, ec.message()));
-  const fs::path model_path = fs::path(dir) / "model.pt";
-  const fs::path dict_path = fs::path(dir) / "state_dict.pt";
+  const fs::path model_path = fs::path(dir) / fmt::format("model{}.pt", tag);
+  const fs::path dict_path = fs::path(dir) / fmt::format("state_dict{}.pt", tag);
   // Both are serialised in memory and written whole (core/files.h): libtorch's own file writer
   // reports a full disk by throwing, at worst from a destructor (std::terminate), and leaves a
   // truncated file behind.
   std::ostringstream archive;
   try {
-    torch::save(impl_->model, archive);
+    impl_->model.save(archive);
   } catch (const c10::Error& e) {
     throw IoError(
         fmt::format("cannot write {}: {}", model_path.string(), e.what_without_backtrace()));
@@ -365,35 +524,38 @@ void Trainer::save(const std::string& dir) const {
   c10::Dict<std::string, at::Tensor> dict;
   {
     torch::NoGradGuard no_grad;
-    for (const auto& item : impl_->model->named_parameters()) {
-      dict.insert(item.key(), item.value().detach().clone().cpu());
-    }
-    for (const auto& item : impl_->model->named_buffers()) {
-      dict.insert(item.key(), item.value().detach().clone().cpu());
-    }
+    for (const auto& [name, p] : impl_->model.named_parameters())
+      dict.insert(name, p.detach().clone().cpu());
+    for (const auto& [name, b] : impl_->model.named_buffers())
+      dict.insert(name, b.detach().clone().cpu());
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
   write_file_atomic(dict_path.string(), std::string_view(bytes.data(), bytes.size()));
 }
 
-void Trainer::load(const std::string& dir) {
+void Trainer::load(const std::string& dir, const std::string& tag) {
   namespace fs = std::filesystem;
-  const fs::path model_path = fs::path(dir) / "model.pt";
+  const fs::path model_path = fs::path(dir) / fmt::format("model{}.pt", tag);
   if (!fs::exists(model_path)) {
     throw IoError(fmt::format("{}: no such file (a run writes it when training completes)",
                               model_path.string()));
   }
-  // Loaded into a fresh module, then copied: torch::load replaces a parameter's storage, and
-  // this trainer's parameters must stay views into its flat parameter tensor.
+  // Loaded into a fresh module, then copied: loading replaces a parameter's storage, and this
+  // trainer's parameters must stay views into its flat parameter tensor.
   const Dataset& t = impl_->data->train.size() > 0 ? impl_->data->train : impl_->data->test;
-  const int classes = std::max(impl_->data->train.num_classes, impl_->data->test.num_classes);
-  torch::nn::Sequential saved =
-      make_model(impl_->options.model, t.channels, t.height, t.width, classes);
+  Net saved;
   try {
-    torch::load(saved, model_path.string());
-  } catch (const c10::Error& e) {
+    if (impl_->model.scripted()) {
+      saved = Net(torch::jit::load(model_path.string(), torch::kCPU));
+    } else {
+      torch::nn::Sequential module = make_model(impl_->options.model, t.channels, t.height, t.width,
+                                                static_cast<int>(impl_->outputs(t)));
+      torch::load(module, model_path.string());
+      saved = Net(module);
+    }
+  } catch (const std::exception& e) {
     throw IoError(fmt::format("cannot read {} as a {} model: {}", model_path.string(),
-                              impl_->options.model, e.what_without_backtrace()));
+                              impl_->options.model, torch_reason(e)));
   }
   torch::NoGradGuard no_grad;
   auto copy = [&](const auto& from, const auto& to, const char* what) {
@@ -401,17 +563,18 @@ void Trainer::load(const std::string& dir) {
       throw ConfigError(fmt::format("{} holds {} {} but model {} has {}", model_path.string(),
                                     from.size(), what, impl_->options.model, to.size()));
     }
-    for (const auto& item : to) {
-      const torch::Tensor* src = from.find(item.key());
-      if (src == nullptr || !src->sizes().equals(item.value().sizes())) {
+    std::map<std::string, torch::Tensor> by_name(from.begin(), from.end());
+    for (const auto& [name, tensor] : to) {
+      auto it = by_name.find(name);
+      if (it == by_name.end() || !it->second.sizes().equals(tensor.sizes())) {
         throw ConfigError(fmt::format("{}: {} {} is missing or has another shape",
-                                      model_path.string(), what, item.key()));
+                                      model_path.string(), what, name));
       }
-      item.value().copy_(*src);
+      tensor.copy_(it->second);
     }
   };
-  copy(saved->named_parameters(), impl_->model->named_parameters(), "parameters");
-  copy(saved->named_buffers(), impl_->model->named_buffers(), "buffers");
+  copy(saved.named_parameters(), impl_->model.named_parameters(), "parameters");
+  copy(saved.named_buffers(), impl_->model.named_buffers(), "buffers");
 }
 
 }  // namespace psgd::nn

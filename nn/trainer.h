@@ -18,6 +18,20 @@
 // is built), so workers of one job pass the same seed to start from the same model, and a
 // different `batch_stream` (their rank, say) to draw different batch orders.
 //
+// Buffers. A model's fp32 buffers (BatchNorm's running mean and variance) are views into one flat
+// buffer tensor, buffers(), in named_buffers() order; other buffers (BatchNorm's int64
+// num_batches_tracked) stay where they are. A forward pass in training mode updates them.
+//
+// TorchScript (--model script:FILE). The module is loaded from the file's bytes; its trainable
+// parameters (requires_grad) become the flat parameters. At construction one forward pass on two
+// samples checks that the module takes the data's N x C x H x W batches and returns N x outputs
+// (classes, or C*H*W for reconstruction); otherwise ConfigError says which, in one line.
+//
+// Randomness in forward passes (Dropout) draws from a generator of this trainer's own, seeded by
+// (seed, batch_stream): it is swapped into torch's default CPU generator for each training forward
+// pass, under a process-wide lock, so a worker's dropout masks do not depend on what other
+// trainers in the same process (the simulator's workers) drew.
+//
 // Device. Only CPU is supported for now: "auto" and "cpu" run on the CPU; "cuda" throws
 // ConfigError (not available, or not yet supported by the flat-parameter path, whose spans
 // must point to host memory). "auto" therefore uses the CPU even on a CUDA machine.
@@ -37,14 +51,17 @@
 namespace psgd::nn {
 
 struct TrainerOptions {
-  std::string model = "mlp";  // mlp, cnn, resnet8 or autoencoder, see nn/models_impl.h
+  // A built-in model (nn/models_impl.h) or script:FILE, a TorchScript module.
+  std::string model = "mlp";
   std::string target = "xy";  // xy: classify (cross-entropy); xx: reconstruct the input (MSE)
+  // --model script:FILE: the file's bytes (the server ships them with the job); null: read FILE.
+  std::shared_ptr<const std::string> script;
   int batch_size = 128;
   std::uint64_t seed = 1;          // initial parameters and batch order
   std::string device = "auto";     // "auto", "cpu" or "cuda"
   std::uint64_t batch_stream = 0;  // mixed into the batch-order seed only
-  // Per-block batch streams (gradient coding, psgd/coded/gc.h). When not empty, train_indices is the
-  // concatenation of these blocks, block_sizes[i] samples of block block_ids[i] each, and
+  // Per-block batch streams (gradient coding, psgd/coded/gc.h). When not empty, train_indices is
+  // the concatenation of these blocks, block_sizes[i] samples of block block_ids[i] each, and
   // successive compute_gradient() calls take their batch from the worker's blocks in turn
   // (0, 1, ..., k−1, 0, ...), each block with a batch order seeded by (seed, block id) only, so
   // every worker holding a block draws the same batches of it. batch_stream is then unused.
@@ -71,27 +88,32 @@ class Trainer final : public Learner {
   // on data->validation when it is not empty. The loss is the training loss: cross-entropy for
   // target xy, mean squared error per value for xx (accuracy is then NaN).
   EvalStats evaluate() override;
+  // The fp32 buffers, flat (empty when the model has none).
+  std::span<float> buffers() override;
   // Advances the batch order past `count` batches without computing them, exactly as `count`
   // compute_gradient() calls would (a worker resuming a checkpoint, or taking over a lost
   // worker's slot, continues that worker's batch order). Cheap: no forward or backward.
   void skip_batches(std::int64_t count);
 
   std::size_t num_parameters() const;
+  std::size_t num_buffers() const;
   // The number of elements of each parameter tensor, in the flat layout's order (per-tensor
   // codecs, codecs/topk.h).
   std::vector<std::uint64_t> tensor_sizes() const;
   std::size_t num_train_samples() const;
   std::string describe() const;  // e.g. "mlp: 203,530 parameters"
 
-  // Writes dir/model.pt (libtorch archive of the module, torch::load-able from C++) and
-  // dir/state_dict.pt (a pickled dict of parameter and buffer tensors that Python's torch.load
-  // reads as a state dict of the equivalent nn.Sequential). Creates dir if needed; IoError on
-  // failure.
-  void save(const std::string& dir) const;
-  // Reads dir/model.pt (as written by save(), for the same model and data shape) into this
+  // Writes dir/model<tag>.pt and dir/state_dict<tag>.pt ("model_best.pt", "state_dict_best.pt"
+  // for tag "_best"), each whole or not at all (a temporary file renamed). model.pt is the
+  // libtorch archive of a built-in module (torch::load-able from C++), or the TorchScript module
+  // itself (torch.jit.load in Python); state_dict.pt a pickled dict of parameter and buffer
+  // tensors that Python's torch.load reads as the state dict of the equivalent nn.Sequential (or
+  // of the scripted module). Creates dir if needed; IoError on failure.
+  void save(const std::string& dir, const std::string& tag = "") const;
+  // Reads dir/model<tag>.pt (as written by save(), for the same model and data shape) into this
   // trainer's parameters and buffers. IoError when the file is missing or unreadable,
   // ConfigError when it holds a different model.
-  void load(const std::string& dir);
+  void load(const std::string& dir, const std::string& tag = "");
 
  private:
   friend struct TrainerAccess;  // nn/trainer_impl.h: the torch module, for nn/ and its tests

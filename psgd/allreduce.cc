@@ -25,7 +25,10 @@ std::uint64_t parameter_hash(std::span<const float> parameters) {
 }
 
 AllreduceServer::AllreduceServer(Schedule schedule, ServerContext context)
-    : schedule_(schedule), ctx_(context), last_(static_cast<std::size_t>(schedule.node_count), 0) {
+    : schedule_(schedule),
+      ctx_(context),
+      last_(static_cast<std::size_t>(schedule.node_count), 0),
+      buffers_(schedule.node_count, ctx_.buffers) {
   PSGD_CHECK(ctx_.clock != nullptr, "allreduce server needs a clock");
 }
 
@@ -102,6 +105,7 @@ void AllreduceServer::on_message(NodeId from, const Message& message, Outbox&) {
                                   .payload_bytes = r->peer_bytes,
                                   .multicast_bytes = r->multicast_bytes};
   round.hashes[w] = r->param_hash;
+  buffers_.receive(from, r->buffers);
   if (!r->params.empty()) {
     if (r->params.size() != ctx_.parameters.size()) {
       throw ProtocolError(fmt::format("allreduce server: worker {} sent {} parameters, not {}",
@@ -132,6 +136,7 @@ void AllreduceServer::close_round(Round& round) {
           "allreduce server: worker 0 sent no parameters at the end of iteration {}", it));
     }
     std::copy(round.params.begin(), round.params.end(), ctx_.parameters.begin());
+    buffers_.update();
   }
   iteration_ = it;
   RoundStats stats{.iteration = it, .gradients = schedule_.node_count};
@@ -162,12 +167,15 @@ void AllreduceWorker::restore(std::span<const std::uint8_t> state) {
   if (!state.empty()) optimiser_.restore_state(state);
 }
 
-bool send_iteration_report(AllreduceReport report, std::span<const float> params,
-                           const Schedule& schedule, NodeId worker, Outbox& out) {
+bool send_iteration_report(AllreduceReport report, Learner& learner, const Schedule& schedule,
+                           NodeId worker, Outbox& out) {
   const std::int64_t done = report.iteration;
   if (schedule.epoch_end(done)) {
+    const std::span<const float> params = learner.parameters();
     report.param_hash = parameter_hash(params);
     if (worker == 0) report.params.assign(params.begin(), params.end());
+    const std::span<const float> buffers = learner.buffers();
+    report.buffers.assign(buffers.begin(), buffers.end());
   }
   out.push_back({kServer, std::make_shared<const Message>(std::move(report))});
   return done < schedule.total_iterations();
@@ -236,7 +244,8 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   }
   report.multicast_bytes = report.peer_bytes;  // a ring sends each chunk to one peer
   times_ = PhaseTimes{};
-  return {.compute = send_iteration_report(std::move(report), params, schedule_, ctx_.id, out)};
+  return {.compute =
+              send_iteration_report(std::move(report), *ctx_.learner, schedule_, ctx_.id, out)};
 }
 
 }  // namespace psgd

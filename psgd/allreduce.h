@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/optimizer.h"
+#include "psgd/common.h"
 #include "psgd/context.h"
 #include "psgd/ring_allreduce.h"
 
@@ -32,11 +33,12 @@ namespace psgd {
 std::uint64_t parameter_hash(std::span<const float> parameters);
 
 // How every peer-to-peer worker (allreduce, broadcast, ccdc) ends an iteration: at epoch ends
-// (and the last iteration) the report carries the parameter hash, and worker 0's the parameters,
-// so the server checks that the models agree and evaluates one; the report goes to the server.
-// Returns whether the worker computes again.
-bool send_iteration_report(AllreduceReport report, std::span<const float> params,
-                           const Schedule& schedule, NodeId worker, Outbox& out);
+// (and the last iteration) the report carries the parameter hash and the worker's buffers, and
+// worker 0's the parameters, so the server checks that the models agree and evaluates one with
+// the mean of the workers' buffers (psgd/common.h WorkerBuffers); the report goes to the
+// server. Returns whether the worker computes again.
+bool send_iteration_report(AllreduceReport report, Learner& learner, const Schedule& schedule,
+                           NodeId worker, Outbox& out);
 
 class AllreduceServer final : public ServerRole {
  public:
@@ -68,6 +70,7 @@ class AllreduceServer final : public ServerRole {
   ServerContext ctx_;
   std::vector<std::int64_t> last_;  // last iteration each worker reported
   std::map<std::int64_t, Round> rounds_;
+  WorkerBuffers buffers_;  // the model's buffers: the mean of the workers' at epoch ends
   std::int64_t iteration_ = 0;
   std::int64_t batches_per_iteration_ = 1;
 };

@@ -36,6 +36,7 @@ AsyncUpdate::AsyncUpdate(int node_count, const ServerContext& context, bool stal
       weight_rate_(optimizer_entry(ctx_.optimizer.name).scale_invariant),
       optimiser_(make_optimizer(per_update(ctx_.optimizer, node_count, weight_rate_),
                                 ctx_.parameters.size())),
+      buffers_(node_count, ctx_.buffers),
       scratch_(ctx_.parameters.size(), 0.0f) {
   PSGD_CHECK(ctx_.clock != nullptr, "async server needs a clock");
   for (int w = 0; w < node_count_; ++w)
@@ -84,6 +85,8 @@ WorkerReport AsyncUpdate::apply(NodeId from, const Gradient& g, RoundStats& stat
       v *= gradient_weight;
   }
   optimiser_->step(ctx_.parameters, scratch_, version_, weight_rate_ ? weight : 1.0);
+  buffers_.receive(from, g.buffers);
+  buffers_.update();
   const double apply_s = sw.seconds();
   ++version_;
 

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "core/optimizer.h"
+#include "psgd/common.h"
 #include "psgd/context.h"
 #include "psgd/delay_compensation.h"
 
@@ -76,6 +77,7 @@ class AsyncUpdate {
   bool staleness_lr_;
   bool weight_rate_;  // the optimiser is scale-invariant: weight its rate, not the gradient
   std::unique_ptr<Optimizer> optimiser_;
+  WorkerBuffers buffers_;  // the model's buffers: the mean of the workers' latest
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> scratch_;
   std::int64_t version_ = 0;

@@ -126,4 +126,51 @@ std::span<const float> scaled_sum_of_slots(std::span<const std::vector<float>> s
   return scratch;
 }
 
+WorkerBuffers::WorkerBuffers(int node_count, std::span<float> target)
+    : target_(target), latest_(static_cast<std::size_t>(std::max(0, node_count))) {}
+
+void WorkerBuffers::receive(NodeId from, std::span<const float> values) {
+  if (values.empty() || from < 0 || static_cast<std::size_t>(from) >= latest_.size()) return;
+  if (values.size() != target_.size()) {
+    throw ProtocolError(fmt::format("worker {} sent {} buffer values; the model has {}", from,
+                                    values.size(), target_.size()));
+  }
+  latest_[static_cast<std::size_t>(from)].assign(values.begin(), values.end());
+}
+
+void WorkerBuffers::update() {
+  if (target_.empty()) return;
+  sum_.assign(target_.size(), 0.0f);
+  int count = 0;
+  for (const auto& b : latest_) {
+    if (b.empty()) continue;
+    for (std::size_t i = 0; i < sum_.size(); ++i)
+      sum_[i] += b[i];
+    ++count;
+  }
+  if (count == 0) return;
+  const float scale = 1.0f / static_cast<float>(count);
+  for (std::size_t i = 0; i < sum_.size(); ++i)
+    target_[i] = sum_[i] * scale;
+}
+
+std::vector<std::vector<float>> WorkerBuffers::snapshot() const {
+  return latest_;
+}
+
+void WorkerBuffers::restore(std::vector<std::vector<float>> latest) {
+  if (latest.size() != latest_.size()) {
+    throw ConfigError(fmt::format("checkpoint holds the buffers of {} workers, the job has {}",
+                                  latest.size(), latest_.size()));
+  }
+  for (const auto& b : latest) {
+    if (!b.empty() && b.size() != target_.size()) {
+      throw ConfigError(fmt::format("checkpoint holds {} buffer values per worker, the model {}",
+                                    b.size(), target_.size()));
+    }
+  }
+  latest_ = std::move(latest);
+  update();
+}
+
 }  // namespace psgd

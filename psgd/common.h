@@ -64,6 +64,32 @@ std::span<const float> mean_of(std::span<const std::span<const float>> parts,
 std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
                                      const std::vector<bool>& use, std::span<float> scratch);
 
+// The model's buffers (BatchNorm's running statistics, Learner::buffers()) as the server keeps
+// them: the mean of the latest buffers each worker reported, summed in worker order
+// (deterministic whatever the arrival order). Buffers are not trained by gradients: each worker's
+// forward passes update its own, and the server's model, which never trains, evaluates and saves
+// with their mean. The running statistics are exponential averages, linear in each batch's
+// statistics, so the mean of the workers' running means is the running mean of their batches'
+// means: what one process would track on the global batch (for the variance, without the
+// spread between workers' batch means). Workers keep their own buffers: training in train mode
+// never reads them. Nothing happens for a model without buffers (an empty target).
+class WorkerBuffers {
+ public:
+  WorkerBuffers(int node_count, std::span<float> target);
+  // The buffers `from` holds now. ProtocolError when they are neither empty nor the model's size.
+  void receive(NodeId from, std::span<const float> values);
+  // target = the mean over the workers that have reported (unchanged while none has).
+  void update();
+  // Checkpoints: every worker's latest, and back (ConfigError when they do not fit).
+  std::vector<std::vector<float>> snapshot() const;
+  void restore(std::vector<std::vector<float>> latest);
+
+ private:
+  std::span<float> target_;
+  std::vector<std::vector<float>> latest_;  // per worker; empty until it has reported
+  std::vector<float> sum_;
+};
+
 // scale · Σ of the used slots, summed in slot order (deterministic whatever the arrival order)
 // into `scratch`, which is returned.
 std::span<const float> scaled_sum_of_slots(std::span<const std::vector<float>> slots,

@@ -14,6 +14,7 @@ namespace psgd {
 
 struct ServerContext {
   std::span<float> parameters;  // the global model, updated in place
+  std::span<float> buffers;     // its buffers (WorkerBuffers, psgd/common.h); may be empty
   OptimizerSpec optimizer;      // the server's optimiser (strategies whose server applies updates)
   CodecSpec uplink;             // how workers encode gradients
   CodecSpec downlink;           // how the server encodes parameters

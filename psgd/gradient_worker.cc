@@ -56,12 +56,15 @@ WorkerAction GradientWorker::compute_step(Outbox& out) {
     uplink_->decode(payload, scratch_);
     compression_error = relative_error(ctx_.learner->gradients(), scratch_);
   }
-  out.push_back({kServer, payloads_.keep(Gradient{.iteration = iteration_,
-                                                  .values = std::move(payload),
-                                                  .loss = step.loss,
-                                                  .samples = step.samples,
-                                                  .times = times_,
-                                                  .compression_error = compression_error})});
+  out.push_back({kServer, payloads_.keep(Gradient{
+                              .iteration = iteration_,
+                              .values = std::move(payload),
+                              .loss = step.loss,
+                              .samples = step.samples,
+                              .times = times_,
+                              .compression_error = compression_error,
+                              .buffers = std::vector<float>(ctx_.learner->buffers().begin(),
+                                                            ctx_.learner->buffers().end())})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   ++done_;

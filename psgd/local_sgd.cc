@@ -28,7 +28,8 @@ LocalSgdServer::LocalSgdServer(Schedule schedule, ServerContext context, LocalSg
       slots_(static_cast<std::size_t>(schedule.node_count),
              std::vector<float>(ctx_.parameters.size(), 0.0f)),
       pending_(static_cast<std::size_t>(schedule.node_count)),
-      average_(ctx_.parameters.size(), 0.0f) {
+      average_(ctx_.parameters.size(), 0.0f),
+      buffers_(schedule.node_count, ctx_.buffers) {
   PSGD_CHECK(ctx_.clock != nullptr, "local_sgd server needs a clock");
   for (int w = 0; w < schedule_.node_count; ++w)
     uplink_.push_back(make_codec(ctx_.uplink));
@@ -119,6 +120,7 @@ void LocalSgdServer::on_message(NodeId from, const Message& message, Outbox& out
   std::vector<float>& slot = slots_[static_cast<std::size_t>(from)];
   std::fill(slot.begin(), slot.end(), 0.0f);
   uplink_[static_cast<std::size_t>(from)]->decode_add(m->values, slot, 1.0f);
+  buffers_.receive(from, m->buffers);
   decode_s_ += sw.seconds();
   p.received = true;
   p.arrival = ctx_.clock->now();
@@ -151,6 +153,7 @@ void LocalSgdServer::close_round(Outbox& out) {
   }
   for (std::size_t i = 0; i < average_.size(); ++i)
     ctx_.parameters[i] -= average_[i];
+  buffers_.update();
   const double apply_s = sw.seconds();
   iteration_ += local_steps_at(schedule_, options_, iteration_);
 
@@ -258,12 +261,15 @@ WorkerAction LocalSgdWorker::compute_step(Outbox& out) {
   Payload payload = payloads_.take();
   uplink_->encode_into(delta_, payload);
   times_.encode_s = sw.seconds();
-  out.push_back({kServer, payloads_.keep(ModelDelta{.iteration = iteration_,
-                                                    .values = std::move(payload),
-                                                    .loss = loss_sum_ / static_cast<double>(taken_),
-                                                    .samples = samples_,
-                                                    .local_steps = taken_,
-                                                    .times = times_})});
+  out.push_back({kServer, payloads_.keep(ModelDelta{
+                              .iteration = iteration_,
+                              .values = std::move(payload),
+                              .loss = loss_sum_ / static_cast<double>(taken_),
+                              .samples = samples_,
+                              .local_steps = taken_,
+                              .times = times_,
+                              .buffers = std::vector<float>(ctx_.learner->buffers().begin(),
+                                                            ctx_.learner->buffers().end())})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   return {.compute = false};

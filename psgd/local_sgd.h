@@ -72,6 +72,7 @@ class LocalSgdServer final : public ServerRole {
   std::vector<std::vector<float>> slots_;  // each worker's decoded delta
   std::vector<Pending> pending_;
   std::vector<float> average_;
+  WorkerBuffers buffers_;  // the model's buffers: the mean of the workers' latest
   int received_ = 0;
   std::vector<bool> alive_;
   int alive_count_ = 0;

@@ -17,6 +17,7 @@ SsgdServer::SsgdServer(Schedule schedule, ServerContext context, SsgdOptions opt
       ctx_(context),
       wait_for_(options.wait_for > 0 ? options.wait_for : schedule.node_count),
       optimiser_(make_optimizer(ctx_.optimizer, ctx_.parameters.size())),
+      buffers_(schedule.node_count, ctx_.buffers),
       downlink_(make_codec(ctx_.downlink)),
       sum_(ctx_.parameters.size(), 0.0f),
       slots_(static_cast<std::size_t>(schedule.node_count),
@@ -62,7 +63,7 @@ std::vector<std::uint8_t> SsgdServer::snapshot() const {
   std::vector<std::uint8_t> bytes;
   wire::OutputArchive ar(bytes);
   ar(kSsgdStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_,
-     optimiser_->snapshot(), last_sent_, batches_);
+     optimiser_->snapshot(), buffers_.snapshot(), last_sent_, batches_);
   return bytes;
 }
 
@@ -72,8 +73,9 @@ void SsgdServer::restore(std::span<const std::uint8_t> state) {
   std::int32_t nodes = 0;
   std::int64_t iteration = 0;
   std::vector<std::uint8_t> optimiser;
+  std::vector<std::vector<float>> buffers;
   std::vector<std::int64_t> last_sent, batches;
-  ar(version, nodes, iteration, optimiser, last_sent, batches);
+  ar(version, nodes, iteration, optimiser, buffers, last_sent, batches);
   const auto n = static_cast<std::size_t>(schedule_.node_count);
   if (version != kSsgdStateVersion || nodes != schedule_.node_count || last_sent.size() != n ||
       batches.size() != n || iteration < 0 || iteration > schedule_.total_iterations() ||
@@ -85,6 +87,7 @@ void SsgdServer::restore(std::span<const std::uint8_t> state) {
         schedule_.total_iterations()));
   }
   optimiser_->restore(optimiser);  // ConfigError when it is another optimiser's state
+  buffers_.restore(std::move(buffers));
   iteration_ = iteration;
   batches_ = std::move(batches);
   // Every worker (re)joins and is sent the checkpoint's parameters by on_start().
@@ -112,6 +115,7 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
         from, g.iteration, last_sent_[w], iteration_));
   }
   ++batches_[w];
+  buffers_.receive(from, g.buffers);
   if (g.iteration < iteration_) {
     drop_late(from, g, out);
     return;
@@ -171,6 +175,7 @@ void SsgdServer::close_round(Outbox& out) {
     if (p.received) parts_.push_back(p.values);
   }
   optimiser_->step(ctx_.parameters, mean_of(parts_, sum_), iteration_);
+  buffers_.update();
   const double apply_s = sw.seconds();
   ++iteration_;
 

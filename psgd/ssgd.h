@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/optimizer.h"
+#include "psgd/common.h"
 #include "psgd/context.h"
 #include "psgd/gradient_worker.h"
 
@@ -40,7 +41,8 @@ class SsgdServer final : public ServerRole {
   // wait_for workers remain; with wait_for == node_count no round could close again: false.
   bool on_worker_lost(NodeId worker, Outbox& out) override;
 
-  // Checkpoint: iteration, the optimiser's state, what each worker was last sent and
+  // Checkpoint: iteration, the optimiser's state, each worker's latest buffers, what each worker
+  // was last sent and
   // how many gradients it has sent (its batches). Taken right after a round closes, when no
   // gradient of the next round has arrived yet, so the open round is empty and not saved; a
   // restored server starts with every worker alive and sends the checkpoint's parameters.
@@ -69,6 +71,7 @@ class SsgdServer final : public ServerRole {
   ServerContext ctx_;
   int wait_for_;
   std::unique_ptr<Optimizer> optimiser_;
+  WorkerBuffers buffers_;  // the model's buffers: the mean of the workers' latest
   std::unique_ptr<Codec> downlink_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> sum_;                      // the mean gradient of the round

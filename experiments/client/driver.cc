@@ -190,6 +190,19 @@ void Client::on_job(const Job& job) {
     give_up(fmt::format("cannot read the job the server sent: {}", e.what()), true);
     return;
   }
+  if (!spec_.script_path().empty()) {
+    // --model script:FILE: the server sent the file; load it only if it arrived intact.
+    const std::string hash = nn::sha256_hex(std::span(
+        reinterpret_cast<const std::uint8_t*>(job.model_file.data()), job.model_file.size()));
+    if (job.model_file.empty() || hash != job.model_sha256) {
+      give_up(fmt::format("the model file the server sent for --model {} is damaged: {} bytes with "
+                          "sha256 {}, expected {}",
+                          spec_.model, job.model_file.size(), hash, job.model_sha256),
+              true);
+      return;
+    }
+    script_ = std::make_shared<const std::string>(job.model_file);
+  }
   worker_ = job.worker_id;
   // From now on this worker belongs to this job: should the server go away, it rejoins only it.
   session_.job_id = handshake_->server().job_id;
@@ -255,7 +268,8 @@ void Client::build_worker(nn::Dataset samples) {
       .block_sizes = job_.block_sizes,
       .normalizer = {.kind = spec_.normalize, .shift = job_.norm_shift, .scale = job_.norm_scale},
       .train_size = job_.train_size,
-      .start_batch = job_.start_batch};
+      .start_batch = job_.start_batch,
+      .script = script_};
   // The proof of which rows this worker holds, over its samples as read (before normalising).
   data_sha256_ = nn::content_hash(samples);
   setup.normalizer.apply(samples);
@@ -288,17 +302,20 @@ void Client::build_worker(nn::Dataset samples) {
 
 void Client::ready() {
   role_ = &parts_->role();
+  // Frames carry the parameters (or a gradient) and the model's buffers.
+  const std::size_t model_values =
+      parts_->trainer().num_parameters() + parts_->trainer().num_buffers();
   links_ = std::make_unique<Links>(*this, spec_.node_count);
   if (!gloo_ && strategy_of(spec_).topology == Topology::kPeerToPeer) {
     mesh_ = std::make_unique<net::PeerMesh>(
         io_, worker_, spec_.node_count,
-        net::ConnectionOptions{.max_body_bytes = training_frame_limit(job_.num_parameters),
+        net::ConnectionOptions{.max_body_bytes = training_frame_limit(model_values),
                                .read_timeout_s = spec_.io_timeout});
     // On the interface the server link uses (the address the server hands the peers), not on
     // every interface: a job on loopback stays on loopback.
     peer_port_ = mesh_->listen(conn_->local_address());
   }
-  conn_->set_max_body_bytes(training_frame_limit(job_.num_parameters));
+  conn_->set_max_body_bytes(training_frame_limit(model_values));
   if (job_.start_batch > 0) {
     say(fmt::format("continuing worker {}'s batch order after its first {} batches", worker_,
                     job_.start_batch));
@@ -320,6 +337,7 @@ void Client::ready() {
                     .data_sha256 = data_sha256_,
                     .dataset = opts_.dataset.empty() ? spec_.dataset : opts_.dataset});
   job_.samples = {};
+  job_.model_file = {};
   data_.reset();
   start_ = clock_.now();
 }

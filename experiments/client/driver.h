@@ -127,7 +127,8 @@ class Client {
   std::unique_ptr<net::ClientHandshake> handshake_;
   JobSpec spec_;
   int worker_ = -1;
-  Job job_;  // the job, kept while data is being shipped
+  Job job_;                                    // the job, kept while data is being shipped
+  std::shared_ptr<const std::string> script_;  // --model script:FILE: the file the server sent
   std::unique_ptr<WorkerData> data_;
   double ship_start_ = 0;
   std::string data_sha256_;  // nn::content_hash of its samples as read (Ready::data_sha256)

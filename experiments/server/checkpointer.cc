@@ -12,10 +12,13 @@
 namespace psgd {
 
 Checkpointer::Checkpointer(const JobSpec& spec, const Schedule& schedule,
-                           std::size_t num_parameters)
+                           std::size_t num_parameters, std::size_t num_buffers,
+                           std::string model_sha256)
     : spec_(spec),
       schedule_(schedule),
       num_parameters_(num_parameters),
+      num_buffers_(num_buffers),
+      model_sha256_(std::move(model_sha256)),
       workers_offer_(strategy_of(spec).topology == Topology::kPeerToPeer),
       expected_(static_cast<std::size_t>(spec.node_count), false),
       states_(static_cast<std::size_t>(spec.node_count)),
@@ -24,7 +27,7 @@ Checkpointer::Checkpointer(const JobSpec& spec, const Schedule& schedule,
 CheckpointHeader Checkpointer::header() const {
   return CheckpointHeader{.model = spec_.model,
                           .num_parameters = num_parameters_,
-                          .config_hash = job_config_hash(spec_),
+                          .config_hash = job_config_hash(spec_, model_sha256_),
                           .strategy = spec_.psgd};
 }
 
@@ -40,9 +43,11 @@ Checkpoint Checkpointer::load(const std::string& run_dir) const {
     if (c.worker_states.empty()) c.worker_states.resize(c.worker_batches.size());
     // The strategy must accept its state before any worker is asked to join.
     std::vector<float> scratch(c.parameters);
+    std::vector<float> buffers(num_buffers_);
     SteadyClock clock;
     make_server_role(spec_, schedule_,
                      ServerContext{.parameters = scratch,
+                                   .buffers = buffers,
                                    .optimizer = optimizer_spec(spec_, schedule_),
                                    .uplink = uplink_codec_spec(spec_, 0),
                                    .downlink = downlink_codec_spec(spec_),

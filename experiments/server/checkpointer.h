@@ -49,7 +49,9 @@ class RunRecorder;
 
 class Checkpointer {
  public:
-  Checkpointer(const JobSpec& spec, const Schedule& schedule, std::size_t num_parameters);
+  // `model_sha256`: JobPlan::script_sha256() (--model script:FILE), part of the job's identity.
+  Checkpointer(const JobSpec& spec, const Schedule& schedule, std::size_t num_parameters,
+               std::size_t num_buffers = 0, std::string model_sha256 = "");
 
   CheckpointHeader header() const;
   // --resume: the checkpoint in `run_dir`, checked against this job. ConfigError naming the file.
@@ -96,6 +98,8 @@ class Checkpointer {
   const JobSpec& spec_;
   Schedule schedule_;
   std::size_t num_parameters_;
+  std::size_t num_buffers_;
+  std::string model_sha256_;
   bool workers_offer_ = false;
   bool collecting_ = false;
   std::int64_t iteration_ = 0;

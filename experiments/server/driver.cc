@@ -208,7 +208,9 @@ void Server::offer_shared_memory(Conn& conn) {
   if (opts_.shared_memory != "on" || !conn.peer_on_this_host()) return;
   // Two slots per direction: every strategy has at most one large frame in flight each way per
   // worker, and the second slot lets the next one go out while the receiver still holds the last.
-  conn.offer_shared_memory(net::fp32_frame_slot_bytes(model_->num_parameters()), /*slots=*/2);
+  conn.offer_shared_memory(
+      net::fp32_frame_slot_bytes(model_->num_parameters() + model_->num_buffers()),
+      /*slots=*/2);
 }
 
 // Torch threads for a worker (--threads, else its host's cores divided among the psgd processes
@@ -234,7 +236,9 @@ Job Server::make_job(int w, int threads) const {
           .norm_scale = setup.normalizer.scale,
           .train_size = setup.train_size,
           .block_ids = setup.block_ids,
-          .block_sizes = setup.block_sizes};
+          .block_sizes = setup.block_sizes,
+          .model_file = setup.script ? *setup.script : std::string(),
+          .model_sha256 = plan_->script_sha256()};
   // A resumed run, or a slot taken over during training: continue that worker's batch order
   // (a resumed run also from the worker's own state; a replacement starts afresh).
   if (role_) {
@@ -249,7 +253,7 @@ Job Server::make_job(int w, int threads) const {
 
 void Server::send_jobs() {
   phase_ = Phase::kLoading;
-  const std::size_t params = model_->num_parameters();
+  const std::size_t params = model_->num_parameters() + model_->num_buffers();
   for (int w = 0; w < workers_.size(); ++w) {
     auto& slot = workers_[w];
     slot.samples = plan_->placement().samples_of(w);

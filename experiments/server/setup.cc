@@ -79,7 +79,8 @@ void Server::prepare() {
   model_ = plan_->make_model();
   schedule_ = plan_->schedule();
   if (spec_.ship_data) shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());
-  checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters());
+  checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters(),
+                                                 model_->num_buffers(), plan_->script_sha256());
   fmt::print(
       "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
       model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,

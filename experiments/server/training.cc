@@ -30,6 +30,9 @@ std::shared_future<EvalStats> Server::evaluate_in_background(std::span<const flo
   if (!eval_model_) eval_model_ = plan_->make_model();
   PSGD_CHECK_EQ(parameters.size(), eval_model_->parameters().size(), "evaluating another model");
   std::copy(parameters.begin(), parameters.end(), eval_model_->parameters().begin());
+  // The model's buffers as they are now (the mean of the workers', psgd/common.h).
+  const auto buffers = model_->buffers();
+  std::copy(buffers.begin(), buffers.end(), eval_model_->buffers().begin());
   evaluating_ =
       std::async(std::launch::async, [m = eval_model_.get()] { return m->evaluate(); }).share();
   return evaluating_;
@@ -55,6 +58,7 @@ void Server::start_training() {
   transport_ = std::make_unique<WorkerTransport>(*this);
   role_ = make_server_role(spec_, schedule_,
                            ServerContext{.parameters = model_->parameters(),
+                                         .buffers = model_->buffers(),
                                          .optimizer = optimizer_spec(spec_, schedule_),
                                          .uplink = uplink_codec_spec(spec_, 0),
                                          .downlink = downlink_codec_spec(spec_),
@@ -239,7 +243,7 @@ void Server::take_over(const ConnPtr& conn, const Hello& hello) {
       "batch {}\n",
       hello.host, hello.pid, w, job.start_batch);
   std::fflush(stdout);
-  conn->set_max_body_bytes(training_frame_limit(model_->num_parameters()));
+  conn->set_max_body_bytes(training_frame_limit(model_->num_parameters() + model_->num_buffers()));
   conn->set_read_timeout(opts_.dead_after);  // heartbeats both ways while it loads
   conn->start_heartbeats(opts_.heartbeat_interval);
   offer_shared_memory(*conn);

@@ -52,6 +52,10 @@ struct Job {
   // A resumed run: the worker's own state at the checkpoint (WorkerRole::snapshot: its
   // optimiser's momentum, its codecs' residuals and random streams); empty: a fresh worker.
   std::vector<std::uint8_t> worker_state;
+  // --model script:FILE: the TorchScript file's bytes and their SHA-256 (hex), which the worker
+  // checks before it loads them. Empty for a built-in model.
+  std::string model_file;
+  std::string model_sha256;
 };
 
 // worker -> server, after a Job with ship_data: the content hash of the training set this

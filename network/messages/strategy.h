@@ -35,6 +35,9 @@ struct Gradient {
   // ‖g − D(C(g))‖ / ‖g‖ of this gradient, negative when not measured this iteration (see
   // SsgdWorker: every iteration when the codec knows it for free, else every 10th).
   double compression_error = -1;
+  // The model's buffers after this batch (BatchNorm's running statistics, fp32, as
+  // Learner::buffers()); empty when the model has none.
+  std::vector<float> buffers;
 };
 
 // worker -> server (local_sgd): how far `local_steps` local optimiser steps moved the model from
@@ -46,6 +49,7 @@ struct ModelDelta {
   std::int64_t samples = 0;      // samples of all local steps
   std::int64_t local_steps = 0;  // local optimiser steps taken
   PhaseTimes times;              // summed over the local steps
+  std::vector<float> buffers;    // the model's buffers after the local steps (see Gradient)
 };
 
 // worker -> next worker in the ring (psgd/ring_allreduce.h): one chunk of one step of the ring
@@ -85,6 +89,7 @@ struct AllreduceReport {
   std::uint64_t multicast_bytes = 0;
   std::uint64_t param_hash = 0;  // 0: not an epoch end
   std::vector<float> params;     // worker 0 at epoch ends; empty otherwise
+  std::vector<float> buffers;    // every worker's buffers at epoch ends (see Gradient)
 };
 
 // worker -> every other worker (broadcast): the encoded gradient of one batch.

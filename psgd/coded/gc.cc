@@ -35,7 +35,8 @@ GcServer::GcServer(Schedule schedule, ServerContext context, GcOptions options)
       update_(ctx_.parameters.size(), 0.0f),
       pending_(static_cast<std::size_t>(schedule.node_count)),
       last_sent_(static_cast<std::size_t>(schedule.node_count), 0),
-      gradients_(static_cast<std::size_t>(schedule.node_count), 0) {
+      gradients_(static_cast<std::size_t>(schedule.node_count), 0),
+      buffers_(schedule.node_count, ctx_.buffers) {
   PSGD_CHECK(ctx_.clock != nullptr, "gc server needs a clock");
   check_layout(schedule_.node_count, options_);
   if (options_.naive) blocks_.resize(ctx_.parameters.size() * options_.redundancy);
@@ -101,6 +102,7 @@ void GcServer::on_message(NodeId from, const Message& message, Outbox& out) {
         name, from, g.iteration, last_sent_[w]));
   }
   ++gradients_[w];
+  buffers_.receive(from, g.buffers);
   if (g.iteration < iteration_) {
     drop_late(from, g, out);
     return;
@@ -160,6 +162,7 @@ void GcServer::close_round(Outbox& out) {
                    scaled_sum_of_slots(slots_, covered_,
                                        1.0f / static_cast<float>(schedule_.node_count), update_),
                    iteration_);
+  buffers_.update();
   const double apply_s = sw.seconds();
   ++iteration_;
 
@@ -236,12 +239,15 @@ WorkerAction GcWorker::compute_step(Outbox& out) {
   Payload payload = payloads_.take();
   uplink_->encode_into(coded_, payload);
   times_.encode_s = sw.seconds();
-  out.push_back({kServer, payloads_.keep(Gradient{.iteration = iteration_,
-                                                  .values = std::move(payload),
-                                                  .loss = loss,
-                                                  .samples = samples,
-                                                  .times = times_,
-                                                  .compression_error = 0})});
+  out.push_back({kServer, payloads_.keep(Gradient{
+                              .iteration = iteration_,
+                              .values = std::move(payload),
+                              .loss = loss,
+                              .samples = samples,
+                              .times = times_,
+                              .compression_error = 0,
+                              .buffers = std::vector<float>(ctx_.learner->buffers().begin(),
+                                                            ctx_.learner->buffers().end())})});
   times_ = PhaseTimes{};
   waiting_since_ = ctx_.clock->now();
   ++done_;

@@ -21,6 +21,7 @@ class TinyLearner final : public Learner {
   std::span<const float> gradients() const override { return params_; }
   StepStats compute_gradient() override { return {}; }
   EvalStats evaluate() override { return {.loss = 1, .accuracy = params_[0], .samples = 1}; }
+  std::span<float> buffers() override { return {}; }
 
  private:
   std::vector<float> params_{0.1f, 0.0f};

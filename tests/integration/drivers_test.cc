@@ -2,7 +2,10 @@
 // and by init_server --simulate make the same config.json (apart from host and timing fields),
 // and for ssgd with a modelled compute time, bit-identical final parameters. The whole real run
 // happens in this process: the server and its clients are threads (run_server, run_client), so
-// the test also shows that the drivers are parts a test can run without processes.
+// the test also shows that the drivers are parts a test can run without processes. The clients
+// get nothing but the port: with --model script:FILE (a researcher's TorchScript model with
+// BatchNorm and Dropout, written by tests/python/make_models.py) the file reaches them with the
+// job.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +24,7 @@
 #include "experiments/simulate.h"
 #include "tests/integration/blobs.h"
 #include "tests/integration/process.h"
+#include "tests/script_models.h"
 
 namespace psgd {
 namespace {
@@ -129,6 +133,13 @@ TEST_P(OneJob, SameConfigInTheRealAndTheSimulatedRun) {
       "--join_timeout",     "60",
       "--io_timeout",       "30"};
   flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
+  std::string script_file;  // --model script:NAME names a file of make_models.py's
+  for (auto& f : flags) {
+    if (!f.starts_with("script:")) continue;
+    PSGD_SCRIPT_MODELS_OR_SKIP(models);
+    script_file = models + "/" + f.substr(7);
+    f = "script:" + script_file;
+  }
   ASSERT_EQ(run_tcp(flags, dir, 2), 0);
   ASSERT_EQ(run_sim(flags, dir), 0);
   const auto tcp = read_json(dir.file("tcp") + "/config.json");
@@ -141,6 +152,10 @@ TEST_P(OneJob, SameConfigInTheRealAndTheSimulatedRun) {
   EXPECT_EQ(sim["data"]["normalizer"]["kind"], "zscore");
   EXPECT_EQ(sim["data"]["validation_samples"], 60);
   EXPECT_EQ(sim["data"]["classes"], 2);
+  if (!script_file.empty()) {
+    EXPECT_EQ(sim["model"]["file"], script_file);
+    EXPECT_EQ(sim["model"]["sha256"].get<std::string>().size(), 64u) << sim["model"].dump();
+  }
   const auto tcp_summary = read_json(dir.file("tcp") + "/summary.json");
   const auto sim_summary = read_json(dir.file("sim") + "/summary.json");
   EXPECT_EQ(tcp_summary["status"], "completed");
@@ -164,6 +179,8 @@ INSTANTIATE_TEST_SUITE_P(
         DriverCase{"asgd", {"--psgd", "asgd"}},
         DriverCase{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "2"}},
         DriverCase{"allreduce", {"--psgd", "allreduce"}},
+        DriverCase{"ssgd_script", {"--psgd", "ssgd", "--model", "script:blobs_bn.pt"}},
+        DriverCase{"allreduce_script", {"--psgd", "allreduce", "--model", "script:blobs_bn.pt"}},
         DriverCase{"ssgd_noniid",
                    {"--psgd", "ssgd", "--block_assignment", "non-iid", "--shards_per_node", "2"}},
         DriverCase{"ssgd_contiguous", {"--psgd", "ssgd", "--block_assignment", "contiguous"}}),

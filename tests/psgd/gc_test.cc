@@ -45,6 +45,7 @@ class BlockToyLearner final : public Learner {
     return {.loss = 1.0, .samples = 4};
   }
   EvalStats evaluate() override { return {}; }
+  std::span<float> buffers() override { return {}; }
 
  private:
   std::vector<int> blocks_;

@@ -413,6 +413,7 @@ struct TickingLearner final : Learner {
     return {.loss = 1, .samples = samples};
   }
   EvalStats evaluate() override { return {}; }
+  std::span<float> buffers() override { return {}; }
   testing::ManualClock& clock;
   std::vector<float> p{1, 2};
   std::function<void()> on_step;  // e.g. advances a CPU-time clock

@@ -22,9 +22,16 @@ class ToyLearner final : public Learner {
       grads_[i] = (params_[i] - target_[i]) * (1.0f + 0.1f * static_cast<float>(steps_ % 3));
       loss += 0.5 * grads_[i] * grads_[i];
     }
+    // Like BatchNorm's running statistics, buffers move with every training step.
+    for (std::size_t i = 0; i < buffer_values.size(); ++i)
+      buffer_values[i] = target_[0] + static_cast<float>(steps_) + static_cast<float>(i);
     return {.loss = loss, .samples = 4};
   }
   EvalStats evaluate() override { return {}; }
+  std::span<float> buffers() override { return buffer_values; }
+
+  // Empty: a model without buffers. Otherwise after step s, buffer i = target[0] + s + i.
+  std::vector<float> buffer_values;
 
   // The gradient compute_gradient() would produce at `p` on step `step`.
   std::vector<float> gradient_at(const std::vector<float>& p, int step) const {

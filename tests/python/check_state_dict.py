@@ -45,7 +45,7 @@ def main():
         import torch
         from torch import nn
     except ImportError:
-        print("check_state_dict: python3-torch is not installed (scripts/setup_test_extras.sh)")
+        print("check_state_dict: python3-torch is not installed (scripts/setup.sh)")
         return 77
     run = sys.argv[1]
     job = json.load(open(os.path.join(run, "config.json")))["job"]

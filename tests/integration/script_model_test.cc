@@ -1,0 +1,146 @@
+// A researcher's own TorchScript model (--model script:FILE) through the real binaries: a file
+// that cannot be trained on the data is refused before training with one line and exit 2, by
+// init_server and by init_server --simulate alike; a run records the file's content hash, its
+// model.pt is the trained TorchScript module, and `evaluate` reads it without the original file;
+// --resume refuses a checkpoint when the file behind the same flags has changed.
+// The models are written at test time by tests/python/make_models.py (tests/script_models.h).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/blobs.h"
+#include "tests/integration/cluster.h"
+#include "tests/integration/process.h"
+#include "tests/script_models.h"
+
+namespace psgd {
+namespace {
+
+using testing::count_lines;
+using testing::read_file;
+using testing::run;
+using testing::TempDir;
+
+// A job on the blobs of tests/integration/blobs.h (3 features, 2 classes) with `model_file`; the
+// caller adds where it runs.
+std::vector<std::string> blobs_job(const TempDir& dir, const std::string& model_file) {
+  std::ofstream(dir.file("train.csv")) << testing::blobs_csv(400, 1);
+  std::ofstream(dir.file("test.csv")) << testing::blobs_csv(100, 2);
+  return {"--model",        "script:" + model_file,
+          "--dataset",      "csv:train=" + dir.file("train.csv") + ",test=" + dir.file("test.csv"),
+          "--label_column", "label",
+          "--epochs",       "2",
+          "--batch_size",   "32",
+          "--threads",      "1",
+          "--learn_rate",   "0.1"};
+}
+
+struct BadModel {
+  std::string name;
+  std::string file;      // in the models' directory
+  std::string expected;  // a fragment of the error line
+};
+void PrintTo(const BadModel& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class BadScriptModel : public ::testing::TestWithParam<std::tuple<BadModel, bool>> {};
+
+TEST_P(BadScriptModel, RefusedBeforeTrainingInOneLine) {
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  const auto& [c, simulate] = GetParam();
+  TempDir dir;
+  auto args = blobs_job(dir, models + "/" + c.file);
+  args.insert(args.end(), {"--output", dir.file("run"), "--node_count", "2", "--working_ports", "0",
+                           "--join_timeout", "20"});
+  if (simulate) args.push_back("--simulate");
+  // No client is ever started: the refusal must come before the server waits for workers.
+  const auto r = run(PSGD_INIT_SERVER, args, dir, 60);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--model script:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(c.expected), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("run/summary.json")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadScriptModel,
+    ::testing::Combine(
+        ::testing::Values(BadModel{"Missing", "no_such_model.pt", "cannot read"},
+                          BadModel{"NotTorchScript", "state_dict.pt", "not a TorchScript module"},
+                          BadModel{"NoParameters", "no_parameters.pt",
+                                   "has no trainable parameters"},
+                          BadModel{"InputDoesNotFit", "wrong_input.pt",
+                                   "a forward pass on a batch of 2 x 1 x 1 x 3"},
+                          BadModel{"OutputDoesNotFit", "wrong_output.pt", "the data has 2 classes"},
+                          BadModel{"TupleOutput", "tuple_output.pt", "not one tensor"}),
+        ::testing::Bool()),
+    [](const auto& info) {
+      return std::get<0>(info.param).name + (std::get<1>(info.param) ? "Simulated" : "Tcp");
+    });
+
+TEST(ScriptModelRun, RecordsTheFileHashAndEvaluateReadsTheTrainedModule) {
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  TempDir dir;
+  // A copy the test may delete: the run must not need it afterwards.
+  const std::string model = dir.file("my_model.pt");
+  std::filesystem::copy_file(models + "/blobs_bn.pt", model);
+  auto args = blobs_job(dir, model);
+  args.insert(args.end(), {"--output", dir.file("run"), "--node_count", "2", "--working_ports", "0",
+                           "--simulate"});
+  const auto r = run(PSGD_INIT_SERVER, args, dir, 240);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto config = nlohmann::json::parse(read_file(dir.file("run/config.json")));
+  EXPECT_EQ(config["model"]["file"], model);
+  const std::string sha = config["model"]["sha256"];
+  EXPECT_EQ(sha.size(), 64u);
+  const auto hash = run("/usr/bin/sha256sum", {model}, dir, 30);
+  EXPECT_EQ(hash.out.substr(0, 64), sha);
+  const auto summary = nlohmann::json::parse(read_file(dir.file("run/summary.json")));
+  EXPECT_EQ(summary["status"], "completed");
+  const double accuracy = summary["final_test_accuracy"];
+  EXPECT_GT(accuracy, 0.9) << "two well separated blobs";
+
+  std::filesystem::remove(model);
+  const auto e = run(PSGD_EVALUATE, {dir.file("run"), "--json"}, dir, 120);
+  ASSERT_EQ(e.code, 0) << e.err;
+  const auto eval = nlohmann::json::parse(e.out);
+  EXPECT_NEAR(eval["test_accuracy"].get<double>(), accuracy, 1e-9) << e.out;
+}
+
+TEST(ScriptModelRun, ResumeRefusesACheckpointOfAnotherModelFile) {
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  ::setenv("PSGD_PASSPHRASE", "script model test", 1);  // no other test's client can join
+  testing::Cluster cluster;
+  const std::string model = cluster.dir.file("my_model.pt");
+  std::filesystem::copy_file(models + "/blobs_bn.pt", model);
+  auto args = blobs_job(cluster.dir, model);
+  args.insert(args.end(),
+              {"--psgd", "ssgd", "--checkpoint_every", "4", "--crash_after_checkpoints", "1"});
+  ASSERT_NO_FATAL_FAILURE(cluster.start(2, args));
+  const auto code = cluster.server->wait(std::chrono::seconds(120));
+  ::unsetenv("PSGD_PASSPHRASE");
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  ASSERT_EQ(*code, 128 + SIGKILL) << cluster.logs();
+  const std::string run_dir = cluster.dir.file("run");
+  ASSERT_TRUE(std::filesystem::exists(run_dir + "/checkpoint.bin")) << cluster.logs();
+  for (auto& c : cluster.clients)
+    c->kill();
+
+  // The same architecture with other initial weights: the same flags, another job.
+  std::filesystem::copy_file(models + "/blobs_traced.pt", model,
+                             std::filesystem::copy_options::overwrite_existing);
+  const auto r =
+      run(PSGD_INIT_SERVER, {"--resume", run_dir, "--working_ports", "0"}, cluster.dir, 60);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("checkpoint is of another job configuration"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+}  // namespace
+}  // namespace psgd

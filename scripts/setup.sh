@@ -11,6 +11,9 @@ PACKAGES=(
   libssl-dev zlib1g-dev libgloo-dev
   dataset-fashion-mnist
   python3 python3-matplotlib
+  # Tests only: Python PyTorch writes the TorchScript models the tests train (--model script:FILE,
+  # tests/python/make_models.py) and reads a run's state_dict.pt. ~1 GB with its dependencies.
+  python3-torch
 )
 
 missing=()

@@ -113,6 +113,35 @@ TEST(ScriptModelRun, RecordsTheFileHashAndEvaluateReadsTheTrainedModule) {
   EXPECT_NEAR(eval["test_accuracy"].get<double>(), accuracy, 1e-9) << e.out;
 }
 
+// The README's network (a CNN with BatchNorm and Dropout defined in Python, make_models.py's
+// fashion_cnn.pt) learns Fashion-MNIST with 4 workers under ssgd and allreduce (a subset, in the
+// simulator, so that the test stays short; the README gives full runs).
+class FashionCnn : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(FashionCnn, LearnsWithFourWorkers) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  TempDir dir;
+  const auto r = run(PSGD_INIT_SERVER, {"--model",         "script:" + models + "/fashion_cnn.pt",
+                                        "--psgd",          GetParam(),
+                                        "--node_count",    "4",
+                                        "--epochs",        "1",
+                                        "--batch_size",    "32",
+                                        "--train_samples", "4000",
+                                        "--test_samples",  "1000",
+                                        "--learn_rate",    "0.05",
+                                        "--threads",       "1",
+                                        "--working_ports", "0",
+                                        "--output",        dir.file("run"),
+                                        "--simulate"},
+                     dir, 240);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto summary = nlohmann::json::parse(read_file(dir.file("run/summary.json")));
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << summary.dump(1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, FashionCnn, ::testing::Values("ssgd", "allreduce"));
+
 TEST(ScriptModelRun, ResumeRefusesACheckpointOfAnotherModelFile) {
   PSGD_SCRIPT_MODELS_OR_SKIP(models);
   ::setenv("PSGD_PASSPHRASE", "script model test", 1);  // no other test's client can join

@@ -37,6 +37,21 @@ std::string read_model_file(const std::string& model, const std::string& path) {
 
 }  // namespace
 
+std::shared_ptr<const std::string> received_model_file(const JobSpec& spec,
+                                                       const std::string& bytes,
+                                                       const std::string& sha256) {
+  if (spec.script_path().empty()) return nullptr;
+  const std::string hash =
+      nn::sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  if (bytes.empty() || hash != sha256) {
+    throw ConfigError(fmt::format(
+        "the model file the server sent for --model {} is damaged: {} bytes with sha256 {}, "
+        "expected {}",
+        spec.model, bytes.size(), hash, sha256));
+  }
+  return std::make_shared<const std::string>(bytes);
+}
+
 JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
   if (const std::string path = spec_.script_path(); !path.empty()) {
     std::string bytes = read_model_file(spec_.model, path);

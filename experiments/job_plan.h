@@ -102,6 +102,13 @@ class JobPlan {
   std::string script_sha256_;
 };
 
+// What a worker does with the model file its Job carries (--model script:FILE): the bytes, once
+// their SHA-256 is the one the server sent with them; ConfigError saying both otherwise (a file
+// damaged on the way is never loaded). Null for a built-in model.
+std::shared_ptr<const std::string> received_model_file(const JobSpec& spec,
+                                                       const std::string& bytes,
+                                                       const std::string& sha256);
+
 // The largest TorchScript file a job can carry (it travels in the Job message, network/frame.h).
 inline constexpr std::size_t kMaxScriptBytes = 128u << 20;
 

@@ -25,7 +25,6 @@
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
 #include "network/transport.h"
-#include "nn/data_pack.h"
 #include "nn/gloo_allreduce.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
@@ -190,18 +189,12 @@ void Client::on_job(const Job& job) {
     give_up(fmt::format("cannot read the job the server sent: {}", e.what()), true);
     return;
   }
-  if (!spec_.script_path().empty()) {
-    // --model script:FILE: the server sent the file; load it only if it arrived intact.
-    const std::string hash = nn::sha256_hex(std::span(
-        reinterpret_cast<const std::uint8_t*>(job.model_file.data()), job.model_file.size()));
-    if (job.model_file.empty() || hash != job.model_sha256) {
-      give_up(fmt::format("the model file the server sent for --model {} is damaged: {} bytes with "
-                          "sha256 {}, expected {}",
-                          spec_.model, job.model_file.size(), hash, job.model_sha256),
-              true);
-      return;
-    }
-    script_ = std::make_shared<const std::string>(job.model_file);
+  try {
+    // --model script:FILE: the server sent the file; it is loaded only if it arrived intact.
+    script_ = received_model_file(spec_, job.model_file, job.model_sha256);
+  } catch (const ConfigError& e) {
+    give_up(e.what(), true);
+    return;
   }
   worker_ = job.worker_id;
   // From now on this worker belongs to this job: should the server go away, it rejoins only it.

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "experiments/job_plan.h"
+#include "nn/data_pack.h"
 #include "psgd/coding_table.h"
 #include "psgd/strategy_table.h"
 
@@ -180,6 +182,37 @@ TEST(JobSpec, EveryStrategyAndCodedSchemeTakesCheckpointEvery) {
     spec.codec = std::string(e.name);
     EXPECT_NO_THROW(spec.validate()) << e.name << ": " << message_of(spec);
   }
+}
+
+// --model script:FILE: the file's content is part of the job (a checkpoint of the same flags with
+// another file belongs to another job), and a worker loads the file it received only when its
+// hash is the one the server sent.
+TEST(JobSpec, AModelFileIsPartOfTheJobAndArrivesIntactOrNotAtAll) {
+  JobSpec spec;
+  spec.model = "script:/models/net.pt";
+  const std::string a(64, 'a'), b(64, 'b');
+  EXPECT_NE(job_config_hash(spec, a), job_config_hash(spec, b));
+  EXPECT_NE(job_config_hash(spec, a), job_config_hash(spec));
+  EXPECT_EQ(job_config_hash(spec, a), job_config_hash(spec, a));
+
+  const std::string bytes = "a TorchScript archive";
+  const std::string sha =
+      nn::sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  const auto received = received_model_file(spec, bytes, sha);
+  ASSERT_NE(received, nullptr);
+  EXPECT_EQ(*received, bytes);
+  std::string damaged = bytes;
+  damaged[3] ^= 1;
+  try {
+    received_model_file(spec, damaged, sha);
+    ADD_FAILURE() << "a damaged file was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("is damaged"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(sha), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(received_model_file(spec, "", sha), ConfigError);
+  spec.model = "mlp";  // a built-in model: nothing to receive
+  EXPECT_EQ(received_model_file(spec, "", ""), nullptr);
 }
 
 }  // namespace

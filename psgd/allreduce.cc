@@ -160,11 +160,11 @@ AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule,
 }
 
 std::vector<std::uint8_t> AllreduceWorker::snapshot() const {
-  return optimiser_.state();
+  return optimiser_->snapshot();
 }
 
 void AllreduceWorker::restore(std::span<const std::uint8_t> state) {
-  if (!state.empty()) optimiser_.restore_state(state);
+  if (!state.empty()) optimiser_->restore(state);
 }
 
 bool send_iteration_report(AllreduceReport report, Learner& learner, const Schedule& schedule,

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "core/state_io.h"
 #include "core/optimizer_table.h"
+#include "core/state_io.h"
 #include "psgd/common.h"
 
 namespace psgd {
@@ -47,7 +47,7 @@ std::vector<std::uint8_t> AsyncUpdate::state() const {
   std::vector<std::uint8_t> out;
   StateWriter w(out);
   w.put<std::int64_t>(version_);
-  w.put_bytes(optimiser_.state());
+  w.put_bytes(optimiser_->snapshot());
   return out;
 }
 
@@ -57,7 +57,7 @@ void AsyncUpdate::restore_state(std::span<const std::uint8_t> state) {
   const auto optimiser = r.get_bytes();
   r.expect_end();
   if (version < 0) r.fail("a negative version");
-  optimiser_.restore_state(optimiser);
+  optimiser_->restore(optimiser);
   version_ = version;
 }
 

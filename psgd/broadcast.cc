@@ -66,7 +66,7 @@ WorkerAction BroadcastWorker::on_message(const Message& message, Outbox& out) {
 std::vector<std::uint8_t> BroadcastWorker::snapshot() const {
   std::vector<std::uint8_t> out;
   StateWriter w(out);
-  w.put_bytes(optimiser_.state());
+  w.put_bytes(optimiser_->snapshot());
   w.put_bytes(codec_->state());
   return out;
 }
@@ -77,7 +77,7 @@ void BroadcastWorker::restore(std::span<const std::uint8_t> state) {
   const auto optimiser = r.get_bytes();
   const auto codec = r.get_bytes();
   r.expect_end();
-  optimiser_.restore_state(optimiser);
+  optimiser_->restore(optimiser);
   codec_->restore_state(codec);
 }
 

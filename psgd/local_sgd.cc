@@ -198,7 +198,7 @@ std::vector<std::uint8_t> LocalSgdWorker::snapshot() const {
   std::vector<std::uint8_t> out;
   StateWriter w(out);
   w.put<std::int64_t>(done_);
-  w.put_bytes(optimiser_.state());
+  w.put_bytes(optimiser_->snapshot());
   w.put_bytes(uplink_->state());
   return out;
 }
@@ -211,7 +211,7 @@ void LocalSgdWorker::restore(std::span<const std::uint8_t> state) {
   const auto codec = r.get_bytes();
   r.expect_end();
   if (done < 0) r.fail("a negative step count");
-  optimiser_.restore_state(optimiser);
+  optimiser_->restore(optimiser);
   uplink_->restore_state(codec);
   done_ = done;
 }

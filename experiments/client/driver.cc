@@ -25,6 +25,7 @@
 #include "network/tcp/connection.h"
 #include "network/tcp/peer_mesh.h"
 #include "network/transport.h"
+#include "nn/data_pack.h"
 #include "nn/gloo_allreduce.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"

@@ -127,9 +127,9 @@ class CcdcWorker final : public WorkerRole {
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
   // The optimiser's state (the same on every worker: they apply the same sums).
-  std::vector<std::uint8_t> snapshot() const override { return optimiser_.state(); }
+  std::vector<std::uint8_t> snapshot() const override { return optimiser_->snapshot(); }
   void restore(std::span<const std::uint8_t> state) override {
-    if (!state.empty()) optimiser_.restore_state(state);
+    if (!state.empty()) optimiser_->restore(state);
   }
 
  private:

@@ -53,7 +53,7 @@ std::vector<std::uint8_t> GcServer::snapshot() const {
   std::vector<std::uint8_t> bytes;
   wire::OutputArchive ar(bytes);
   ar(kGcStateVersion, static_cast<std::int32_t>(schedule_.node_count), iteration_,
-     optimiser_.state(), gradients_);
+     optimiser_->snapshot(), gradients_);
   return bytes;
 }
 
@@ -74,7 +74,7 @@ void GcServer::restore(std::span<const std::uint8_t> state) {
         version, nodes, iteration, schedule_.node_count, schedule_.total_iterations()));
   }
   try {
-    optimiser_.restore_state(optimiser);
+    optimiser_->restore(optimiser);
   } catch (const ProtocolError& e) {
     throw ConfigError(fmt::format("gc checkpoint state does not fit this job: {}", e.what()));
   }

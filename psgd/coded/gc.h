@@ -82,7 +82,7 @@ class GcServer final : public ServerRole {
   std::vector<Pending> pending_;
   std::vector<std::int64_t> last_sent_;
   std::vector<std::int64_t> gradients_;  // received from each worker (used, redundant or late)
-  WorkerBuffers buffers_;  // the model's buffers: the mean of the workers' latest
+  WorkerBuffers buffers_;                // the model's buffers: the mean of the workers' latest
   int covered_count_ = 0;
   double decode_s_ = 0;
   std::int64_t iteration_ = 0;

@@ -176,7 +176,7 @@ TEST(ResumeRoles, SspHoldsWorkersBeyondTheBoundAfterAResume) {
   auto make = [&] {
     return make_server_role(job, schedule,
                             ServerContext{.parameters = params,
-                                          .sgd = sgd_options(job),
+                                          .optimizer = optimizer_spec(job, schedule),
                                           .uplink = uplink_codec_spec(job, 0),
                                           .clock = &clock});
   };
@@ -212,11 +212,12 @@ TEST(ResumeRoles, StateOfAnotherJobIsRefused) {
     std::vector<float> params(5, 0.0f);
     testing::ManualClock clock;
     auto make = [&](const StrategyJob& j) {
-      return make_server_role(j, make_schedule(j, 16 * 4 * 6),
-                              ServerContext{.parameters = params,
-                                            .sgd = sgd_options(j),
-                                            .uplink = uplink_codec_spec(j, 0),
-                                            .clock = &clock});
+      return make_server_role(
+          j, make_schedule(j, 16 * 4 * 6),
+          ServerContext{.parameters = params,
+                        .optimizer = optimizer_spec(j, make_schedule(j, 16 * 4 * 6)),
+                        .uplink = uplink_codec_spec(j, 0),
+                        .clock = &clock});
     };
     const auto state = make(job)->snapshot();
     EXPECT_THROW(make(three)->restore(state), ConfigError);

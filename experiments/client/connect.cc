@@ -38,7 +38,8 @@ Client::Client(const ClientOptions& options, ClientSession& session)
       session_(session),
       signals_(io_, SIGINT, SIGTERM),
       retry_timer_(io_),
-      connect_timer_(io_) {}
+      connect_timer_(io_),
+      peer_grace_(io_) {}
 
 Client::~Client() {
   if (loader_.valid()) loader_.wait();  // it uses this object's members
@@ -159,6 +160,7 @@ void Client::on_signal(int sig) {
   signals_.clear(ignored);
   retry_timer_.cancel();
   connect_timer_.cancel();
+  peer_grace_.cancel();
   if (dialing_) dialing_->close(ignored);
   if (joined) {
     conn_->send(Leave{.why = why});  // before the peer links drop, so the server hears it first
@@ -224,6 +226,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
   signals_.cancel();
   retry_timer_.cancel();
   connect_timer_.cancel();
+  peer_grace_.cancel();
   std::error_code ignored;
   if (dialing_) dialing_->close(ignored);
   if (mesh_) mesh_->close();

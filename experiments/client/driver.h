@@ -119,6 +119,7 @@ class Client {
   asio::signal_set signals_;
   asio::steady_timer retry_timer_;    // the wait before the next attempt
   asio::steady_timer connect_timer_;  // an attempt that neither connects nor fails
+  asio::steady_timer peer_grace_;     // a lost peer: the wait for the server's verdict
   net::Backoff backoff_;
   std::optional<net::AuthKey> key_;
   double dial_deadline_ = 0;  // when the current run of connection attempts gives up
@@ -147,6 +148,7 @@ class Client {
   bool done_ = false;
   bool training_ = false;
   bool lost_server_ = false;
+  bool peer_grace_armed_ = false;  // a peer was lost; waiting for the server's verdict
   int exit_code_ = 1;
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;

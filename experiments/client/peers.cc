@@ -1,6 +1,7 @@
 // A worker's links with its peers (experiments/client/driver.h): the peer mesh of the ring
 // allreduce and the all-to-all exchange, or the Gloo group.
 #include <fmt/format.h>
+#include <chrono>
 
 #include "core/error.h"
 #include "experiments/client/driver.h"
@@ -69,9 +70,23 @@ void Client::on_peer_error(int peer, const std::string& why) {
   if (done_) return;
   // Once this worker has done its last iteration, peers that finish first close their links.
   if (role_ && role_->iterations_done() >= schedule_.total_iterations()) return;
-  give_up(peer >= 0 ? fmt::format("lost peer worker {}: {}", peer, why)
-                    : fmt::format("peer links: {}", why),
-          true);
+  const std::string what = peer >= 0 ? fmt::format("lost peer worker {}: {}", peer, why)
+                                     : fmt::format("peer links: {}", why);
+  // A peer that lost the server closes its links, and this worker may see that before its own
+  // server link fails (a killed server): wait for the server's verdict first. A live server sends
+  // the job's end at once (it lost that worker too); a dead one fails the server link, and this
+  // worker redials it to rejoin the job as any worker that lost its server does.
+  if (conn_ && conn_->is_open() && !peer_grace_armed_) {
+    peer_grace_armed_ = true;
+    if (mesh_) mesh_->close();
+    peer_grace_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(opts_.dead_after)));
+    peer_grace_.async_wait([this, what](std::error_code ec) {
+      if (!ec) give_up(what, true);
+    });
+    return;
+  }
+  if (!peer_grace_armed_) give_up(what, true);
 }
 
 }  // namespace psgd

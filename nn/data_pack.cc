@@ -78,8 +78,9 @@ std::vector<std::uint8_t> pack_dataset(const Dataset& d) {
   const std::size_t labels = d.labels.size() * sizeof(std::int64_t);
   const std::size_t values = d.images.size() * sizeof(float);
   out.resize(kHeader + labels + values);
-  std::memcpy(out.data() + kHeader, d.labels.data(), labels);
-  std::memcpy(out.data() + kHeader + labels, d.images.data(), values);
+  // An empty dataset's vectors may hold null, which memcpy must not be given even for 0 bytes.
+  if (labels > 0) std::memcpy(out.data() + kHeader, d.labels.data(), labels);
+  if (values > 0) std::memcpy(out.data() + kHeader + labels, d.images.data(), values);
   return out;
 }
 

@@ -1,3 +1,5 @@
+// Over 400 lines: the ccdc server and worker (psgd/coded/ccdc.h) share the coding layout, the
+// coded-message checks and the decode, which read best in one place.
 #include "psgd/coded/ccdc.h"
 
 #include <algorithm>

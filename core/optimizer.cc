@@ -167,7 +167,7 @@ void Optimizer::restore(std::span<const std::uint8_t> bytes) {
                                     buffers[i]->empty() ? 0 : size_));
     }
     values[i].resize(n);
-    std::memcpy(values[i].data(), bytes.data() + at, n * sizeof(float));
+    if (n > 0) std::memcpy(values[i].data(), bytes.data() + at, n * sizeof(float));  // null if 0
     at += n * sizeof(float);
   }
   if (at != bytes.size()) throw ConfigError("optimiser state: trailing bytes");

@@ -30,7 +30,7 @@ void load(std::span<const std::uint8_t> bytes) {
     psgd::SteadyClock clock;
     psgd::SsgdServer server(psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
                             psgd::ServerContext{.parameters = params,
-                                                .optimizer = psgd::sgd_spec({.momentum = 0.9f}),
+                                                .optimizer = psgd::OptimizerSpec{.momentum = 0.9},
                                                 .clock = &clock});
     server.restore(c.role_state);
     (void)server.worker_batches(1);

@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
     psgd::SteadyClock clock;
     psgd::SsgdServer server(psgd::Schedule{.node_count = 2, .iterations_per_epoch = 8, .epochs = 2},
                             psgd::ServerContext{.parameters = params,
-                                                .optimizer = psgd::sgd_spec({.momentum = 0.9f}),
+                                                .optimizer = psgd::OptimizerSpec{.momentum = 0.9},
                                                 .clock = &clock});
     psgd::Checkpoint c{
         .header = {.model = "mlp",

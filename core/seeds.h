@@ -8,20 +8,20 @@
 // draws the same batches and compresses with the same randomness wherever it runs. What remains
 // nondeterministic is named here too, so that it can be read what a repeat of a run may change.
 //
-//   stream                         what it decides                               where
-//   --seed itself                  the initial model (torch::manual_seed)        nn/trainer.cc
-//   kPlacement                     which samples form each block experiments/placement.cc
-//   kValidation                    which training rows are held out experiments/job_plan.cc
-//   batch_order(worker)            a worker's batch order (its batch stream;     nn/trainer.cc
-//                                  the Trainer mixes in its own "batch" tag)
-//   block_order(block)             a block's batch order (gc, ndc, ccdc: every   nn/trainer.cc
-//                                  worker holding the block draws alike)
-//   worker_delay(worker)           --delay's draws on that worker                core/straggler.h
-//   codec(sender)                  qsgd's stochastic rounding, randk's indices   codecs/factory.cc
-//   sim_straggler(worker)          --straggler_dist's extra delays (simulator)   experiments/sim_cluster.cc
-//   kSimJitter                     --net_jitter (simulator)                      network/sim/network_model.cc
-//   kSimShare                      --net_unfairness: each transfer's share of    network/sim/network_model.cc
-//                                  a link (simulator)
+//   --seed itself         the initial model (torch::manual_seed; nn/trainer.cc)
+//   kPlacement            which samples form each block (experiments/placement.cc)
+//   kValidation           which training rows are held out (experiments/job_plan.cc)
+//   batch_order(worker)   a worker's batch order: its batch stream, into which the Trainer mixes
+//                         its own "batch" tag (nn/trainer.cc)
+//   block_order(block)    a block's batch order for gc, ndc and ccdc: every worker holding the
+//                         block draws alike (nn/trainer.cc)
+//   worker_delay(worker)  --delay's draws on that worker (core/straggler.h)
+//   codec(sender)         qsgd's stochastic rounding, randk's indices (codecs/factory.cc)
+//   sim_straggler(worker) --straggler_dist's extra delays in the simulator
+//                         (experiments/sim_cluster.cc)
+//   kSimJitter            --net_jitter in the simulator (network/sim/network_model.cc)
+//   kSimShare             --net_unfairness: each transfer's share of a link in the simulator
+//                         (network/sim/network_model.cc)
 //
 // Not seeded, and therefore not repeatable: the arrival order of messages in a real run (asgd,
 // ssp and --wait_for depend on it; ssgd, local_sgd, allreduce and broadcast do not), and the

@@ -25,6 +25,24 @@ using testing::summary_in;
 using testing::wait_for_output;
 using namespace std::chrono_literals;
 
+// Resumes the run in `run` on a free port with two new clients (their logs in `dir`) and waits
+// until it has completed.
+void resume_with_new_clients(testing::TempDir& dir, const std::string& run) {
+  Process resumed(PSGD_INIT_SERVER,
+                  {"--resume", run, "--working_ports", "0", "--port_file", dir.file("port2"),
+                   "--bind", "127.0.0.1"},
+                  dir.file("resumed.out"), dir.file("resumed.err"));
+  const int port = testing::wait_for_port(dir.file("port2"), resumed);
+  ASSERT_GT(port, 0) << resumed.err();
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<Process>(
+        PSGD_CLIENT, std::vector<std::string>{"--port", std::to_string(port)},
+        dir.file("r" + std::to_string(i) + ".out"), dir.file("r" + std::to_string(i) + ".err")));
+  }
+  ASSERT_EQ(resumed.wait(120s).value_or(-1), 0) << resumed.out() << resumed.err();
+}
+
 // The worker id config.json gives the client with this pid (-1: none).
 int worker_of(const Cluster& cluster, int pid) {
   const auto config = nlohmann::json::parse(read_file(cluster.dir.file("run") + "/config.json"));
@@ -176,20 +194,7 @@ TEST_P(ServerSigtermCheckpoints, WritesACheckpointAndAnInterruptedSummaryThenRes
             std::string::npos)
       << again.err;
   EXPECT_NE(again.err.find("init_server --resume " + run), std::string::npos) << again.err;
-  Process resumed(PSGD_INIT_SERVER,
-                  {"--resume", run, "--working_ports", "0", "--port_file",
-                   cluster.dir.file("port2"), "--bind", "127.0.0.1"},
-                  cluster.dir.file("resumed.out"), cluster.dir.file("resumed.err"));
-  const int port = testing::wait_for_port(cluster.dir.file("port2"), resumed);
-  ASSERT_GT(port, 0) << resumed.err();
-  std::vector<std::unique_ptr<Process>> clients;
-  for (int i = 0; i < 2; ++i) {
-    clients.push_back(std::make_unique<Process>(
-        PSGD_CLIENT, std::vector<std::string>{"--port", std::to_string(port)},
-        cluster.dir.file("r" + std::to_string(i) + ".out"),
-        cluster.dir.file("r" + std::to_string(i) + ".err")));
-  }
-  ASSERT_EQ(resumed.wait(120s).value_or(-1), 0) << resumed.out() << resumed.err();
+  ASSERT_NO_FATAL_FAILURE(resume_with_new_clients(cluster.dir, run));
   const auto done = summary_in(run);
   EXPECT_EQ(done["status"], "completed");
   std::vector<std::string> kinds;
@@ -270,20 +275,7 @@ TEST(FullDisk, EndsTheRunWithAClearStatusAndEveryFileWhole) {
   const std::string copy = cluster.dir.file("copy");
   std::filesystem::copy(run, copy);
   std::filesystem::remove(copy + "/summary.json");
-  Process resumed(PSGD_INIT_SERVER,
-                  {"--resume", copy, "--working_ports", "0", "--port_file",
-                   cluster.dir.file("port2"), "--bind", "127.0.0.1"},
-                  cluster.dir.file("resumed.out"), cluster.dir.file("resumed.err"));
-  const int port = testing::wait_for_port(cluster.dir.file("port2"), resumed);
-  ASSERT_GT(port, 0) << resumed.err();
-  std::vector<std::unique_ptr<Process>> clients;
-  for (int i = 0; i < 2; ++i) {
-    clients.push_back(std::make_unique<Process>(
-        PSGD_CLIENT, std::vector<std::string>{"--port", std::to_string(port)},
-        cluster.dir.file("r" + std::to_string(i) + ".out"),
-        cluster.dir.file("r" + std::to_string(i) + ".err")));
-  }
-  ASSERT_EQ(resumed.wait(120s).value_or(-1), 0) << resumed.out() << resumed.err();
+  ASSERT_NO_FATAL_FAILURE(resume_with_new_clients(cluster.dir, copy));
   EXPECT_EQ(summary_in(copy)["status"], "completed");
 }
 

@@ -3,8 +3,10 @@
 //   evaluate RUN_DIR [--dataset SPEC] [--test_samples N] [--json]
 //
 // The model, dataset, test-set size and seed come from RUN_DIR/config.json ("job"); the weights
-// from RUN_DIR/model.pt. With the run's own settings the accuracy equals summary.json's
-// final_test_accuracy (the same evaluation code on the same samples).
+// from RUN_DIR/model.pt. The test rows are transformed by the run's own normaliser (config.json
+// data.normalizer, fitted on its training rows: --normalize), also when --dataset names other data,
+// because the model was trained on normalised inputs. With the run's own settings the accuracy
+// equals summary.json's final_test_accuracy (the same evaluation code on the same samples).
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 
 #include "core/error.h"
 #include "nn/data_source.h"
+#include "nn/normalize.h"
 #include "nn/options.h"
 #include "nn/threads.h"
 #include "nn/trainer.h"
@@ -34,6 +37,19 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   }
 }
 
+// The normaliser the run applied to every sample (config.json data.normalizer); "none" for runs
+// without one, and for run directories written before it was recorded.
+psgd::nn::Normalizer run_normalizer(const nlohmann::json& config) {
+  psgd::nn::Normalizer n;
+  const auto data = config.find("data");
+  if (data == config.end() || !data->contains("normalizer")) return n;
+  const nlohmann::json& j = data->at("normalizer");
+  n.kind = j.value("kind", std::string("none"));
+  n.shift = j.value("shift", std::vector<float>{});
+  n.scale = j.value("scale", std::vector<float>{});
+  return n;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,10 +58,14 @@ int main(int argc, char** argv) {
   bool json = false;
   CLI::App app{
       "Load a psgd run's trained model (RUN_DIR/model.pt) and print its test accuracy.\n"
-      "Model, dataset and test-set size are read from RUN_DIR/config.json.",
+      "Model, dataset, test-set size and the normaliser (--normalize) are read from\n"
+      "RUN_DIR/config.json; the test rows are normalised as the run's were.",
       "evaluate"};
   app.add_option("run_dir", run_dir, "A finished run directory")->required();
-  app.add_option("--dataset", dataset, "Read the test set from here instead of the run's dataset");
+  app.add_option(
+      "--dataset", dataset,
+      "Read the test set from here instead of the run's dataset (normalised with the run's "
+      "statistics, which must fit its sample size)");
   app.add_option("--test_samples", test_samples,
                  "Evaluate on the first N test samples (0: all; default: as the run did)");
   app.add_flag("--json", json, "Print one JSON object instead of a sentence");
@@ -64,9 +84,12 @@ int main(int argc, char** argv) {
     psgd::nn::set_compute_threads(1);
     // The training set as the run loaded it: the model's class count is the larger of the two
     // sets' (nn/data_source.h), so a smaller subset could build a different model.
-    auto data = std::make_shared<const psgd::nn::DataSplit>(
+    psgd::nn::DataSplit split =
         psgd::nn::load_dataset(dataset, job.value("train_samples", std::int64_t{0}), test_samples,
-                               {.label_column = job.value("label_column", std::string())}));
+                               {.label_column = job.value("label_column", std::string())});
+    const psgd::nn::Normalizer normalizer = run_normalizer(config);
+    normalizer.apply(split.test);
+    auto data = std::make_shared<const psgd::nn::DataSplit>(std::move(split));
     // --model script:FILE: the run's model.pt is the trained TorchScript module itself, so the
     // researcher's original file is not needed (it may have moved or changed since).
     const std::string built =
@@ -82,9 +105,13 @@ int main(int argc, char** argv) {
     trainer.load(run_dir);
     const psgd::EvalStats eval = trainer.evaluate();
     if (json) {
-      std::cout << nlohmann::json{{"run_dir", run_dir},     {"model", model},
-                                  {"dataset", dataset},     {"test_samples", eval.samples},
-                                  {"test_loss", eval.loss}, {"test_accuracy", eval.accuracy}}
+      std::cout << nlohmann::json{{"run_dir", run_dir},
+                                  {"model", model},
+                                  {"dataset", dataset},
+                                  {"normalizer", normalizer.kind},
+                                  {"test_samples", eval.samples},
+                                  {"test_loss", eval.loss},
+                                  {"test_accuracy", eval.accuracy}}
                        .dump()
                 << "\n";
     } else {

@@ -1,5 +1,7 @@
 // One short real run with --timeline and --tensorboard, then its outputs: the Chrome trace, the
 // TensorBoard event files, `evaluate` on the saved model, and the state dict in Python PyTorch.
+// The run normalises its inputs (--normalize zscore), so both evaluations must apply the run's
+// normaliser to reach the run's own accuracy.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -41,6 +43,7 @@ class RunOutputs : public ::testing::Test {
                                       "--epochs",        "2",
                                       "--batch_size",    "32",
                                       "--seed",          "5",
+                                      "--normalize",     "zscore",
                                       "--timeline",      "--tensorboard"},
                    dir_->file("server.out"), dir_->file("server.err"));
     int port = 0;

@@ -4,7 +4,8 @@
     tests/python/check_state_dict.py RUN_DIR
 
 Rebuilds the model named in config.json as the equivalent torch.nn.Sequential (nn/models.cc),
-loads state_dict.pt with torch.load, reads the test set (IDX files, pixels / 255, as nn/idx.cc)
+loads state_dict.pt with torch.load, reads the test set (IDX files, pixels / 255, as nn/idx.cc),
+applies the run's normaliser (config.json data.normalizer: x' = (x - shift) * scale per feature)
 and evaluates in chunks of 1000. Exits 77 (ctest's skip code) when torch is not installed.
 """
 import gzip
@@ -48,7 +49,8 @@ def main():
         print("check_state_dict: python3-torch is not installed (scripts/setup.sh)")
         return 77
     run = sys.argv[1]
-    job = json.load(open(os.path.join(run, "config.json")))["job"]
+    config = json.load(open(os.path.join(run, "config.json")))
+    job = config["job"]
     state = torch.load(os.path.join(run, "state_dict.pt"))
     directory = dataset_dir(job["dataset"])
     (n, h, w), pixels = read_idx(idx_file(directory, "t10k-images-idx3-ubyte"))
@@ -57,6 +59,9 @@ def main():
     if limit and limit < n:
         n = limit
     x = torch.frombuffer(bytearray(pixels[: n * h * w]), dtype=torch.uint8).float().div_(255.0)
+    norm = config.get("data", {}).get("normalizer", {"kind": "none"})
+    if norm["kind"] != "none":
+        x = x.view(n, h * w).sub_(torch.tensor(norm["shift"])).mul_(torch.tensor(norm["scale"]))
     x = x.view(n, 1, h, w)
     y = torch.frombuffer(bytearray(labels[:n]), dtype=torch.uint8).long()
     if job["model"] == "mlp":

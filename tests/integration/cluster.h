@@ -91,6 +91,25 @@ struct Cluster {
                                                 dir.file("client" + std::to_string(i) + ".err")));
   }
 
+  // After the server crashed (its run directory holds a checkpoint): `init_server --resume` on the
+  // same port, which the clients, still redialling, join again; both it and every client must end
+  // with 0. The resumed server's output goes to resumed.out/.err.
+  void resume_with_the_same_clients() {
+    Process resumed(PSGD_INIT_SERVER,
+                    {"--resume", dir.file("run"), "--working_ports", std::to_string(port), "--bind",
+                     "127.0.0.1", "--join_timeout", "60"},
+                    dir.file("resumed.out"), dir.file("resumed.err"));
+    const auto code = resumed.wait(120s);
+    ASSERT_TRUE(code.has_value()) << "resumed server hung\n"
+                                  << resumed.out() << resumed.err() << logs();
+    ASSERT_EQ(*code, 0) << resumed.out() << resumed.err() << logs();
+    for (auto& c : clients) {
+      const auto client_code = c->wait(30s);
+      ASSERT_TRUE(client_code.has_value()) << logs();
+      EXPECT_EQ(*client_code, 0) << logs();
+    }
+  }
+
   std::vector<std::vector<std::string>> client_extra_;
 
   std::string logs() const {

@@ -106,19 +106,7 @@ TEST_P(ResumeEveryStrategy, KilledServerResumesAndCompletes) {
   ASSERT_TRUE(std::filesystem::exists(run + "/checkpoint.bin"));
   const std::vector<int> before = metrics_epochs(run);
 
-  Process resumed(PSGD_INIT_SERVER,
-                  {"--resume", run, "--working_ports", std::to_string(broken.port), "--bind",
-                   "127.0.0.1", "--join_timeout", "60"},
-                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
-  code = resumed.wait(120s);
-  ASSERT_TRUE(code.has_value()) << "resumed server hung\n"
-                                << resumed.out() << resumed.err() << broken.logs();
-  ASSERT_EQ(*code, 0) << resumed.out() << resumed.err() << broken.logs();
-  for (auto& client : broken.clients) {
-    auto client_code = client->wait(30s);
-    ASSERT_TRUE(client_code.has_value()) << broken.logs();
-    EXPECT_EQ(*client_code, 0) << broken.logs();
-  }
+  ASSERT_NO_FATAL_FAILURE(broken.resume_with_the_same_clients());
   const auto got = summary_in(run);
   EXPECT_EQ(got["status"], "completed");
   EXPECT_EQ(got["resumed"], true);
@@ -132,11 +120,13 @@ TEST_P(ResumeEveryStrategy, KilledServerResumesAndCompletes) {
   ASSERT_FALSE(event.is_null()) << got.dump(1);
   EXPECT_GT(event["iteration"].get<std::int64_t>(), 0);
   EXPECT_EQ(event["epoch"].get<int>(), before.back());  // the rows the crash left
-  EXPECT_NE(resumed.out().find("resuming"), std::string::npos) << resumed.out();
+  EXPECT_NE(read_file(broken.dir.file("resumed.out")).find("resuming"), std::string::npos)
+      << read_file(broken.dir.file("resumed.out"));
   if (c.exact) {
     EXPECT_EQ(got["iterations"], expected["iterations"]);
     EXPECT_EQ(got["samples"], expected["samples"]);
-    EXPECT_EQ(got["parameters_sha256"], want) << resumed.out() << broken.logs();
+    EXPECT_EQ(got["parameters_sha256"], want)
+        << read_file(broken.dir.file("resumed.out")) << broken.logs();
     EXPECT_EQ(got["final_test_loss"], expected["final_test_loss"]);
   } else {
     // It learned: far above the 10 % of guessing after 3 epochs of the MLP.

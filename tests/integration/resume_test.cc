@@ -87,19 +87,7 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   EXPECT_EQ(metrics_epochs(run), (std::vector<int>{0, 1}));
 
   // Resume on the same port: the clients, still redialling, join it again.
-  Process resumed(PSGD_INIT_SERVER,
-                  {"--resume", run, "--working_ports", std::to_string(broken.port), "--bind",
-                   "127.0.0.1", "--join_timeout", "60"},
-                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
-  code = resumed.wait(120s);
-  ASSERT_TRUE(code.has_value()) << "resumed server hung\n"
-                                << resumed.out() << resumed.err() << broken.logs();
-  ASSERT_EQ(*code, 0) << resumed.out() << resumed.err() << broken.logs();
-  for (auto& c : broken.clients) {
-    auto client_code = c->wait(30s);
-    ASSERT_TRUE(client_code.has_value()) << broken.logs();
-    EXPECT_EQ(*client_code, 0) << broken.logs();
-  }
+  ASSERT_NO_FATAL_FAILURE(broken.resume_with_the_same_clients());
   const auto got = summary_in(run);
   EXPECT_EQ(got["status"], "completed");
   EXPECT_EQ(got["resumed"], true);
@@ -107,7 +95,8 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   EXPECT_EQ(got["epochs"], 3);
   EXPECT_EQ(got["samples"], expected["samples"]);
   // Bit-identical final parameters, hence the same test loss.
-  EXPECT_EQ(got["parameters_sha256"], want) << resumed.out() << broken.logs();
+  EXPECT_EQ(got["parameters_sha256"], want)
+      << read_file(broken.dir.file("resumed.out")) << broken.logs();
   EXPECT_EQ(got["final_test_loss"], expected["final_test_loss"]);
   bool recorded = false;
   for (const auto& e : got["events"]) {
@@ -120,7 +109,8 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   EXPECT_TRUE(recorded) << got.dump(1);
   // metrics.csv continues: every epoch once, in order.
   EXPECT_EQ(metrics_epochs(run), (std::vector<int>{0, 1, 2, 3}));
-  EXPECT_NE(resumed.out().find("resuming"), std::string::npos) << resumed.out();
+  EXPECT_NE(read_file(broken.dir.file("resumed.out")).find("resuming"), std::string::npos)
+      << read_file(broken.dir.file("resumed.out"));
 }
 
 // Runs init_server --resume on `run` and returns {exit code, stderr}.

@@ -14,29 +14,16 @@ links up and down plus worker-to-worker frames) and the load average when the em
 Runs missing on either side are listed as such; nothing is left out silently.
 """
 import argparse
-import csv
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import sweep  # noqa: E402
-
-
-def read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+from report import read_csv, read_json  # noqa: E402  (one reader of run directories)
 
 
 def metrics(run_dir):
-    try:
-        with open(os.path.join(run_dir, "metrics.csv")) as f:
-            return list(csv.DictReader(f))
-    except OSError:
-        return []
+    return read_csv(os.path.join(run_dir, "metrics.csv"))
 
 
 def time_to(rows, column, target):

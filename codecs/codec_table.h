@@ -28,6 +28,7 @@ enum CodecOption : unsigned {
   kUsesRatio = 1u << 1,   // --codec_ratio
   kUsesBucket = 1u << 2,  // --codec_bucket
   kUsesScope = 1u << 3,   // --codec_scope, --codec_warmup_epochs, --codec_warmup_ratio
+  kUsesRank = 1u << 4,    // --codec_rank (powersgd, an allreduce compression: psgd/)
 };
 
 struct CodecEntry {

@@ -24,6 +24,9 @@ void CodecOptions::validate() const {
   if (!(codec_ratio > 0.0 && codec_ratio <= 1.0)) {
     throw ConfigError(fmt::format("--codec_ratio {}: must be in (0, 1]", codec_ratio));
   }
+  if (codec_rank < 1 || codec_rank > 64) {
+    throw ConfigError(fmt::format("--codec_rank {}: must be between 1 and 64", codec_rank));
+  }
   if (codec_bucket < -1) {
     throw ConfigError(fmt::format(
         "--codec_bucket {}: must be -1 (the codec's default), 0 (one norm per vector) or a "

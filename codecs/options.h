@@ -21,6 +21,7 @@ struct CodecOptions {
   double codec_warmup_epochs = 0;
   double codec_warmup_ratio = 0.25;
   std::string server_codec = "plain";  // parameters, server -> worker: a dense codec
+  int codec_rank = 4;                  // powersgd (under --psgd allreduce): the rank r, 1..64
 
   // The checks that need no other option: ranges, and --server_codec among the dense codecs.
   void validate() const;
@@ -47,6 +48,10 @@ struct CodecOptions {
     visit("codec_warmup_ratio", self.codec_warmup_ratio,
           "topk: the kept fraction at the start of the warm-up, in (0, 1]");
     visit("server_codec", self.server_codec, server_codec_help());
+    visit("codec_rank", self.codec_rank,
+          "powersgd (--psgd allreduce): the rank r of each weight matrix's approximation, 1..64 "
+          "(PyTorch's matrix_approximation_rank); a rows x cols matrix then travels as "
+          "(rows + cols) r values");
   }
   static std::string server_codec_help();
 };

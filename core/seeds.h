@@ -17,6 +17,7 @@
 //                         block draws alike (nn/trainer.cc)
 //   worker_delay(worker)  --delay's draws on that worker (core/straggler.h)
 //   codec(sender)         qsgd's stochastic rounding, randk's indices (codecs/factory.cc)
+//   kPowerSgd             PowerSGD's first Q, the same on every worker (psgd/powersgd.h)
 //   sim_straggler(worker) --straggler_dist's extra delays in the simulator
 //                         (experiments/sim_cluster.cc)
 //   kSimJitter            --net_jitter in the simulator (network/sim/network_model.cc)
@@ -36,6 +37,7 @@ namespace psgd::seeds {
 
 inline constexpr std::uint64_t kPlacement = 1;
 inline constexpr std::uint64_t kValidation = 3;
+inline constexpr std::uint64_t kPowerSgd = 0x706f77657273ULL;  // "powers"
 // A worker's batch stream as the Trainer takes it (nn::TrainerOptions::batch_stream).
 inline constexpr std::uint64_t batch_order(std::uint64_t worker) {
   return 1000 + worker;

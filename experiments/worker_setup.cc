@@ -39,6 +39,11 @@ WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const Wo
     learner = straggler_.get();
   }
   if (env.wrap) learner = env.wrap(learner);
+  std::vector<MatrixShape> tensors;
+  const auto sizes = trainer_->tensor_sizes();
+  const auto leading = trainer_->tensor_rows();
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    tensors.push_back({.rows = leading[i], .cols = leading[i] ? sizes[i] / leading[i] : 0});
   role_ = make_worker_role(
       spec, schedule,
       WorkerContext{.learner = learner,
@@ -47,7 +52,8 @@ WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const Wo
                     .downlink = downlink_codec_spec(spec),
                     .clock = env.clock,
                     .id = setup.worker,
-                    .collective = env.collective});
+                    .collective = env.collective,
+                    .tensors = std::move(tensors)});
 }
 
 WorkerParts::~WorkerParts() = default;

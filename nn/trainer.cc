@@ -491,6 +491,13 @@ std::vector<std::uint64_t> Trainer::tensor_sizes() const {
   return sizes;
 }
 
+std::vector<std::uint64_t> Trainer::tensor_rows() const {
+  std::vector<std::uint64_t> rows;
+  for (const auto& [name, p] : impl_->model.named_parameters())
+    rows.push_back(p.dim() == 0 ? 1 : static_cast<std::uint64_t>(p.size(0)));
+  return rows;
+}
+
 std::size_t Trainer::num_train_samples() const {
   return static_cast<std::size_t>(impl_->num_train);
 }

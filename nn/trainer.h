@@ -100,6 +100,9 @@ class Trainer final : public Learner {
   // The number of elements of each parameter tensor, in the flat layout's order (per-tensor
   // codecs, codecs/topk.h).
   std::vector<std::uint64_t> tensor_sizes() const;
+  // The first dimension of each parameter tensor, same order (1 for a scalar): with
+  // tensor_sizes(), each tensor as a matrix (PowerSGD, psgd/powersgd.h).
+  std::vector<std::uint64_t> tensor_rows() const;
   std::size_t num_train_samples() const;
   std::string describe() const;  // e.g. "mlp: 203,530 parameters"
 

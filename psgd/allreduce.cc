@@ -148,23 +148,68 @@ void AllreduceServer::close_round(Round& round) {
   if (ctx_.observer) ctx_.observer->on_round(stats);
 }
 
+namespace {
+
+std::unique_ptr<AllreduceCompression> plain_if_null(std::unique_ptr<AllreduceCompression> c,
+                                                    int world) {
+  if (c) return c;
+  return find_allreduce_compression("plain")->make(AllreduceCompressionSpec{.world = world});
+}
+
+RingOptions with_precision(RingOptions ring, const AllreduceCompression& compression) {
+  ring.half = compression.half();
+  return ring;
+}
+
+// A worker's state with a compression that has its own: this tag, then both parts.
+constexpr std::uint32_t kCompressedWorkerState = 0x50534744;  // "PSGD"
+
+}  // namespace
+
 AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule,
-                                 const OptimizerSpec& optimizer, RingOptions ring)
+                                 const OptimizerSpec& optimizer, RingOptions ring,
+                                 std::unique_ptr<AllreduceCompression> compression)
     : ctx_(context),
       schedule_(schedule),
       optimiser_(
           make_optimizer(optimizer, context.learner ? context.learner->parameters().size() : 0)),
-      ring_(context.id, schedule.node_count, ring) {
+      compression_(plain_if_null(std::move(compression), schedule.node_count)),
+      ring_(context.id, schedule.node_count, with_precision(ring, *compression_)) {
   PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
              "allreduce worker needs a learner and a clock");
+  PSGD_CHECK(ctx_.collective == nullptr || (compression_->rounds() == 1 && !compression_->half()),
+             "allreduce worker: a compressed allreduce runs on the ring only");
 }
 
+// Without compression state the optimiser's bytes alone, as before compression existed (so old
+// checkpoints and plain resumes are unchanged).
 std::vector<std::uint8_t> AllreduceWorker::snapshot() const {
-  return optimiser_->snapshot();
+  std::vector<std::uint8_t> own = compression_->snapshot();
+  if (own.empty()) return optimiser_->snapshot();
+  std::vector<std::uint8_t> bytes;
+  wire::OutputArchive ar(bytes);
+  ar(kCompressedWorkerState, optimiser_->snapshot(), own);
+  return bytes;
 }
 
 void AllreduceWorker::restore(std::span<const std::uint8_t> state) {
-  if (!state.empty()) optimiser_->restore(state);
+  if (state.empty()) return;
+  if (compression_->snapshot().empty()) {
+    optimiser_->restore(state);
+    return;
+  }
+  wire::InputArchive ar(state);
+  std::uint32_t tag = 0;
+  std::vector<std::uint8_t> optimiser, own;
+  ar(tag);
+  if (tag != kCompressedWorkerState) {
+    throw ConfigError(
+        "allreduce checkpoint: this worker's state has no compression state; was the checkpoint "
+        "written by a job with another --codec?");
+  }
+  ar(optimiser, own);
+  if (!optimiser.empty()) optimiser_->restore(optimiser);
+  compression_->restore(own);
 }
 
 bool send_iteration_report(AllreduceReport report, Learner& learner, const Schedule& schedule,
@@ -199,8 +244,10 @@ WorkerAction AllreduceWorker::on_message(const Message& message, Outbox& out) {
                                     type_name(type_of(message))));
   }
   ring_.on_chunk(*chunk, out);
-  if (reducing_ && ring_.done()) return finish_iteration(out);
-  return {};
+  if (!reducing_ || !ring_.done()) return {};
+  peer_bytes_ += ring_.bytes_sent();
+  if (++round_ < compression_->rounds() && !start_round({}, out)) return {};
+  return finish_iteration(out);
 }
 
 WorkerAction AllreduceWorker::compute_step(Outbox& out) {
@@ -208,39 +255,47 @@ WorkerAction AllreduceWorker::compute_step(Outbox& out) {
   Stopwatch sw(*ctx_.clock);
   step_ = ctx_.learner->compute_gradient();
   times_.compute_s = sw.seconds();
-  const auto g = ctx_.learner->gradients();
-  sum_.assign(g.begin(), g.end());
   reduce_start_ = ctx_.clock->now();
   reducing_ = true;
+  round_ = 0;
+  peer_bytes_ = 0;
   if (ctx_.collective != nullptr) {
-    ctx_.collective->allreduce_sum(sum_);
+    ctx_.collective->allreduce_sum(compression_->round_buffer(0, ctx_.learner->gradients()));
     return finish_iteration(out);
   }
-  ring_.start(iteration_, sum_, out);
-  if (ring_.done()) return finish_iteration(out);
+  if (start_round(ctx_.learner->gradients(), out)) return finish_iteration(out);
   return {};
+}
+
+bool AllreduceWorker::start_round(std::span<const float> gradient, Outbox& out) {
+  const int rounds = compression_->rounds();
+  for (;;) {
+    ring_.start(iteration_ * rounds + round_, compression_->round_buffer(round_, gradient), out);
+    if (!ring_.done()) return false;
+    peer_bytes_ += ring_.bytes_sent();
+    if (++round_ == rounds) return true;
+  }
 }
 
 WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   reducing_ = false;
   times_.wait_s = ctx_.clock->now() - reduce_start_;
   Stopwatch sw(*ctx_.clock);
-  const float scale = 1.0f / static_cast<float>(schedule_.node_count);
-  for (float& x : sum_)
-    x *= scale;
   auto params = ctx_.learner->parameters();
-  optimiser_->step(params, sum_, iteration_);
+  update_.resize(params.size());
+  compression_->finish(update_);
+  optimiser_->step(params, update_, iteration_);
   times_.apply_s = sw.seconds();
   ++iteration_;
   AllreduceReport report{.iteration = iteration_,
                          .loss = step_.loss,
                          .samples = step_.samples,
                          .times = times_,
-                         .peer_bytes = ctx_.collective ? 0 : ring_.bytes_sent()};
+                         .peer_bytes = ctx_.collective ? 0 : peer_bytes_};
   if (ctx_.collective) {
     // Gloo's ring moves 2(n-1)/n of the buffer per rank, as ours.
     const auto n = static_cast<std::uint64_t>(schedule_.node_count);
-    report.peer_bytes = 2 * (n - 1) * sum_.size() * sizeof(float) / n;
+    report.peer_bytes = 2 * (n - 1) * update_.size() * sizeof(float) / n;
   }
   report.multicast_bytes = report.peer_bytes;  // a ring sends each chunk to one peer
   times_ = PhaseTimes{};

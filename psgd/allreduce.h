@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/optimizer.h"
+#include "psgd/allreduce_compression.h"
 #include "psgd/common.h"
 #include "psgd/context.h"
 #include "psgd/ring_allreduce.h"
@@ -77,26 +78,34 @@ class AllreduceServer final : public ServerRole {
 
 class AllreduceWorker final : public WorkerRole {
  public:
+  // `compression`: what the allreduce sums (psgd/allreduce_compression.h); null: plain fp32.
   AllreduceWorker(WorkerContext context, Schedule schedule, const OptimizerSpec& optimizer,
-                  RingOptions ring = {});
+                  RingOptions ring = {}, std::unique_ptr<AllreduceCompression> compression = {});
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
-  // The optimiser's state (the same on every worker: they apply the same updates).
+  // The optimiser's state (the same on every worker: they apply the same updates), and the
+  // compression's own (PowerSGD's error feedback and Q: each worker's).
   std::vector<std::uint8_t> snapshot() const override;
   void restore(std::span<const std::uint8_t> state) override;
 
  private:
   WorkerAction finish_iteration(Outbox& out);
+  // Starts round `round_` of this iteration on the ring; true when the iteration's last round
+  // is already done (one worker).
+  bool start_round(std::span<const float> gradient, Outbox& out);
 
   WorkerContext ctx_;
   Schedule schedule_;
   std::unique_ptr<Optimizer> optimiser_;
+  std::unique_ptr<AllreduceCompression> compression_;
   RingAllreduce ring_;
+  int round_ = 0;                 // of this iteration's compression_->rounds()
+  std::uint64_t peer_bytes_ = 0;  // sent by the ring in this iteration's rounds
   bool started_ = false;
   bool reducing_ = false;
   std::int64_t iteration_ = 0;  // iterations completed
-  std::vector<float> sum_;      // this iteration's gradient, then the sum over the workers
+  std::vector<float> update_;   // this iteration's update (the mean gradient)
   StepStats step_;
   PhaseTimes times_;
   double reduce_start_ = 0;

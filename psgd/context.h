@@ -3,6 +3,7 @@
 // structs (STYLE.md §3) so that tests can build roles around a toy Learner and a fake clock.
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "codecs/factory.h"
 #include "core/clock.h"
@@ -24,6 +25,13 @@ struct ServerContext {
 
 class Collective;
 
+// A tensor of the model viewed as a matrix: its first dimension by the rest (a 1-D tensor of n
+// values is n x 1), as PyTorch's powerSGD_hook views it.
+struct MatrixShape {
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+};
+
 struct WorkerContext {
   Learner* learner = nullptr;
   CodecSpec uplink;
@@ -31,6 +39,8 @@ struct WorkerContext {
   const Clock* clock = nullptr;
   NodeId id = 0;                     // this worker (peer-to-peer strategies address each other)
   Collective* collective = nullptr;  // allreduce: a blocking engine; null: the ring over messages
+  // The model's tensors in flat order (--codec powersgd); empty: not known (a test's learner).
+  std::vector<MatrixShape> tensors;
 };
 
 // The schedule every strategy shares: an epoch is one pass over the training set by all workers

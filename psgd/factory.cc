@@ -41,6 +41,9 @@ bool momentum_at_worker(const StrategyJob& job) {
         fmt::format("--momentum_at {}: choose auto, worker or server", job.momentum_at));
   }
   if (coding_of(job)) return false;  // exact fp32 sums: nothing to correct
+  // An allreduce compression (psgd/allreduce_compression.h) keeps its own error feedback; the
+  // momentum stays in each worker's optimiser, after the sum, as DDP's.
+  if (strategy_of(job).allreduce_compressions) return false;
   switch (strategy_of(job).auto_momentum) {
     case AutoMomentum::kWorker:
       // asgd and ssp apply one worker's gradient per server update. Momentum on the server would

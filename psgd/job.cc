@@ -8,6 +8,7 @@
 #include "codecs/codec_table.h"
 #include "core/error.h"
 #include "core/fields_json.h"
+#include "psgd/allreduce_compression.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -19,6 +20,7 @@ unsigned option_bit(const std::string& name) {
   if (name == "codec_ratio") return kUsesRatio;
   if (name == "codec_bucket") return kUsesBucket;
   if (name.starts_with("codec_scope") || name.starts_with("codec_warmup")) return kUsesScope;
+  if (name == "codec_rank") return kUsesRank;
   return 0;
 }
 
@@ -26,14 +28,20 @@ std::string codecs_reading(unsigned bit) {
   std::vector<std::string> names;
   for (const CodecEntry& e : codec_table())
     if (e.options & bit) names.emplace_back(e.name);
+  for (const AllreduceCompressionEntry& e : allreduce_compression_table())
+    if (e.options & bit) names.emplace_back(fmt::format("{} (--psgd allreduce)", e.name));
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
 void validate_codec_name(const StrategyJob& job) {
-  if (find_codec(job.codec) || find_coding(job.codec)) return;
+  if (find_codec(job.codec) || find_coding(job.codec) || find_allreduce_compression(job.codec)) {
+    return;
+  }
   throw ConfigError(fmt::format(
-      "--codec {}: unknown codec; choose a compressor ({}) or a coded-redundancy scheme ({})",
-      job.codec, fmt::join(codec_names(), ", "), fmt::join(coding_names(), ", ")));
+      "--codec {}: unknown codec; choose a compressor ({}), a coded-redundancy scheme ({}) or, "
+      "under --psgd allreduce, an allreduce compression ({})",
+      job.codec, fmt::join(codec_names(), ", "), fmt::join(coding_names(), ", "),
+      fmt::join(allreduce_compression_names(), ", ")));
 }
 
 // A knob set that the job's codec does not read would be dropped silently: refuse it.
@@ -45,6 +53,24 @@ void validate_codec_options(const StrategyJob& job, unsigned reads) {
                                     codecs_reading(bit), job.codec));
     }
   }
+}
+
+// Under a strategy whose --codec is an allreduce compression (psgd/allreduce_compression.h).
+void validate_allreduce_compression(const StrategyJob& job) {
+  const AllreduceCompressionEntry* entry = find_allreduce_compression(job.codec);
+  if (entry == nullptr) {
+    throw ConfigError(fmt::format(
+        "--psgd {} with --codec {}: an allreduce sums what it sends at every hop, so it carries "
+        "only compressions whose sums mean something: {}",
+        job.psgd, job.codec, fmt::join(allreduce_compression_names(), ", ")));
+  }
+  if (job.error_feedback != "auto") {
+    throw ConfigError(fmt::format(
+        "--error_feedback {} with --psgd {}: an allreduce compression keeps its own (powersgd "
+        "always does, fp16 and plain need none)",
+        job.error_feedback, job.psgd));
+  }
+  validate_codec_options(job, entry->options);
 }
 
 // A strategy knob set that the job's strategy does not read is refused, naming who reads it.
@@ -96,8 +122,16 @@ void StrategyJob::validate() const {
     }
     if (coding->validate) coding->validate(*this);
     validate_codec_options(*this, 0);  // exact fp32: no compressor options
+  } else if (strategy.allreduce_compressions) {
+    validate_allreduce_compression(*this);
   } else {
-    const CodecEntry& entry = *find_codec(codec);
+    const CodecEntry* found = find_codec(codec);
+    if (found == nullptr) {
+      throw ConfigError(fmt::format(
+          "--codec {} with --psgd {}: it compresses what an allreduce sums; use --psgd allreduce",
+          codec, psgd));
+    }
+    const CodecEntry& entry = *found;
     if (!strategy.compressors && codec != "plain") {
       throw ConfigError(fmt::format(
           "--psgd {} with --codec {}: an allreduce sums fp32 gradients at every hop, so it "

@@ -6,6 +6,7 @@
 
 #include "codecs/codec_table.h"
 #include "core/error.h"
+#include "psgd/allreduce_compression.h"
 #include "psgd/coding_table.h"
 #include "psgd/strategy_table.h"
 
@@ -28,6 +29,9 @@ std::string StrategyOptions::codec_help() {
       "roles:";
   for (const CodingEntry& e : coding_table())
     text += fmt::format(" {} ({}; --psgd {});", e.name, e.summary, e.strategy);
+  text += " Under --psgd allreduce, --codec is what the allreduce sums:";
+  for (const AllreduceCompressionEntry& e : allreduce_compression_table())
+    text += fmt::format(" {} ({}; as DDP's {});", e.name, e.summary, e.ddp_hook);
   text.back() = '.';
   return text;
 }

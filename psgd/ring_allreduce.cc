@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "codecs/simd.h"
 #include "core/error.h"
 
 namespace psgd {
@@ -56,14 +57,23 @@ void RingAllreduce::start(std::int64_t round, std::span<float> data, Outbox& out
   // The segment this rank completes (received at the last reduce-scatter step) is staged in a
   // buffer of its own, which the all-gather's frames hold: a frame of the previous round that is
   // still being written keeps the old one.
-  const auto [begin, size] = part(data.size(), world_, segment_received_at(world_ - 2));
-  if (!stage_ || stage_.use_count() > 1) stage_ = std::make_shared<std::vector<float>>();
-  stage_->resize(size);
-  stage_begin_ = begin;
+  if (options_.half) {
+    if (!wire_ || wire_.use_count() > 1) wire_ = std::make_shared<std::vector<std::uint8_t>>();
+    wire_->resize(2 * data.size() + 2 * static_cast<std::size_t>(world_ * chunks_));
+  } else {
+    const auto [begin, size] = part(data.size(), world_, segment_received_at(world_ - 2));
+    if (!stage_ || stage_.use_count() > 1) stage_ = std::make_shared<std::vector<float>>();
+    stage_->resize(size);
+    stage_begin_ = begin;
+  }
   for (int c = 0; c < chunks_; ++c) {
     // Step 0: this rank's own values of the segment its successor receives at step 0.
     const Range r = chunk_range(rank_, c);
-    send(0, c, data_.data() + r.begin, r.size, nullptr, out);
+    if (options_.half) {
+      send_half(0, c, rank_ * chunks_ + c, data_.data() + r.begin, r.size, out);
+    } else {
+      send(0, c, data_.data() + r.begin, r.size, nullptr, out);
+    }
   }
   // Replay what the previous rank sent before this rank was ready.
   std::vector<RingChunk> early;
@@ -88,8 +98,27 @@ void RingAllreduce::send(int step, int chunk, const float* values, std::size_t s
           out);
 }
 
+std::size_t RingAllreduce::wire_bytes(std::size_t values) const {
+  return options_.half ? 4 * ((values + 1) / 2) : 4 * values;
+}
+
+void RingAllreduce::send_half(int step, int chunk, int index, const float* values, std::size_t size,
+                              Outbox& out) {
+  const Range r = chunk_range(index / chunks_, index % chunks_);
+  std::uint8_t* at = wire_->data() + 2 * r.begin + 2 * static_cast<std::size_t>(index);
+  simd::to_half(values, size, at);
+  if (size % 2) at[2 * size] = at[2 * size + 1] = 0;  // the padding half
+  forward(RingChunk{.round = round_,
+                    .step = step,
+                    .chunk = chunk,
+                    .viewed = true,
+                    .view = {at, wire_bytes(size)},
+                    .owner = wire_},
+          out);
+}
+
 void RingAllreduce::forward(RingChunk&& chunk, Outbox& out) {
-  bytes_sent_ += chunk.size() * sizeof(float);
+  bytes_sent_ += chunk.bytes().size();
   ++sent_;
   out.push_back({next_, std::make_shared<const Message>(std::move(chunk))});
 }
@@ -118,11 +147,12 @@ void RingAllreduce::apply(RingChunk&& chunk, Outbox& out) {
                     rank_, chunk.chunk, chunk.step, last_step + 1, chunks_));
   }
   const Range r = chunk_range(segment_received_at(chunk.step), chunk.chunk);
-  if (chunk.size() != r.size) {
+  if (chunk.bytes().size() != wire_bytes(r.size)) {
     throw ProtocolError(fmt::format(
-        "ring rank {}: chunk {} of step {} has {} values where {} belong; are all ranks reducing "
-        "buffers of the same length?",
-        rank_, chunk.chunk, chunk.step, chunk.size(), r.size));
+        "ring rank {}: chunk {} of step {} has {} bytes where {} belong ({} values{}); are all "
+        "ranks reducing buffers of the same length and precision?",
+        rank_, chunk.chunk, chunk.step, chunk.bytes().size(), wire_bytes(r.size), r.size,
+        options_.half ? " in fp16" : ""));
   }
   ++received_;
   PSGD_CHECK(received_ <= expected_, "ring rank {}: more chunks than the round has", rank_);
@@ -131,6 +161,10 @@ void RingAllreduce::apply(RingChunk&& chunk, Outbox& out) {
   const std::uint8_t* in = chunk.bytes().data();
   float* dst = data_.data() + r.begin;
   const std::size_t n = r.size;
+  if (options_.half) {
+    apply_half(std::move(chunk), dst, n, out);
+    return;
+  }
   if (chunk.step < world_ - 2) {
     // Reduce-scatter: add into this rank's buffer, and send the partial sum on from there. That
     // region is written next by the all-gather, with the segment's final sum, which depends on
@@ -163,6 +197,33 @@ void RingAllreduce::apply(RingChunk&& chunk, Outbox& out) {
     // All-gather: one copy into the buffer; the chunk goes on as received, still viewing (and
     // holding) the frame it arrived in.
     if (n) std::memcpy(dst, in, n * sizeof(float));
+    if (chunk.step < last_step) {
+      ++chunk.step;
+      forward(std::move(chunk), out);
+    }
+  }
+}
+
+void RingAllreduce::apply_half(RingChunk&& chunk, float* dst, std::size_t n, Outbox& out) {
+  const std::uint8_t* in = chunk.bytes().data();
+  const int last_step = 2 * (world_ - 1) - 1;
+  const int c = chunk.chunk;
+  if (chunk.step <= world_ - 2) {
+    // Reduce-scatter: widen and add in fp32, then send the partial sum rounded to fp16. At the
+    // last step the sum is complete: round it once, and keep the rounded value here too.
+    simd::from_half_add(in, n, dst, 1.0f);
+    const int step = chunk.step;
+    chunk = {};
+    const int segment = segment_received_at(step);
+    send_half(step + 1, c, segment * chunks_ + c, dst, n, out);
+    if (step == world_ - 2) {
+      const Range r = chunk_range(segment, c);
+      simd::from_half(
+          wire_->data() + 2 * r.begin + 2 * static_cast<std::size_t>(segment * chunks_ + c), n,
+          dst);
+    }
+  } else {
+    simd::from_half(in, n, dst);
     if (chunk.step < last_step) {
       ++chunk.step;
       forward(std::move(chunk), out);

@@ -29,6 +29,15 @@
 // Determinism: each segment's sum is computed once, by one rank, in ring order, and then copied
 // to the others, so every rank ends with bit-identical results.
 //
+// Half precision on the wire (RingOptions::half, --codec fp16 under allreduce): every value sent
+// is IEEE fp16, two per 4-byte word (a chunk of odd length is padded with one zero half), so a
+// round moves half the bytes. Sums stay fp32: a received half is widened and added to the
+// receiver's fp32 value. Rounding to fp16 happens (1) at every reduce-scatter send, the partial
+// sum so far, and (2) once on the complete sum, by the rank that completes the segment, before
+// the all-gather; that rank also keeps the rounded value, so every rank ends with the same bits.
+// The buffer sent from is a per-round copy in fp16 (one region per chunk, written once), held by
+// the frames as the stage buffer is.
+//
 // Like a strategy role, this class never touches sockets or threads: start() and on_chunk()
 // append RingChunk envelopes addressed to the next rank to an Outbox; a driver delivers them
 // (TCP: psgd/tcp_ring.h, the client; or the simulator). Chunks that arrive before start() for
@@ -45,7 +54,8 @@
 namespace psgd {
 
 struct RingOptions {
-  std::size_t chunk_elements = 64 * 1024;  // floats per message (a segment is cut into chunks)
+  std::size_t chunk_elements = 64 * 1024;  // values per message (a segment is cut into chunks)
+  bool half = false;                       // values travel as IEEE fp16 (see above)
 };
 
 class RingAllreduce {
@@ -83,8 +93,14 @@ class RingAllreduce {
   // received; `owner`, if any, keeps them alive).
   void send(int step, int chunk, const float* values, std::size_t size,
             std::shared_ptr<const void> owner, Outbox& out);
+  // Half: rounds `size` values at `values` into the fp16 region of chunk `index` of the round's
+  // wire buffer and sends that region.
+  void send_half(int step, int chunk, int index, const float* values, std::size_t size,
+                 Outbox& out);
+  std::size_t wire_bytes(std::size_t values) const;
   void forward(RingChunk&& chunk, Outbox& out);
   void apply(RingChunk&& chunk, Outbox& out);
+  void apply_half(RingChunk&& chunk, float* dst, std::size_t n, Outbox& out);
 
   int rank_;
   int world_;
@@ -102,6 +118,8 @@ class RingAllreduce {
   // The segment this rank completes, which its all-gather frames send from (and hold).
   std::shared_ptr<std::vector<float>> stage_;
   std::size_t stage_begin_ = 0;  // its offset in the data
+  // Half: the round's fp16 copy, chunk k of segment s at byte 2 * begin + 2 * (s * chunks_ + k).
+  std::shared_ptr<std::vector<std::uint8_t>> wire_;
 };
 
 }  // namespace psgd

@@ -4,7 +4,9 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/seeds.h"
 #include "psgd/allreduce.h"
+#include "psgd/allreduce_compression.h"
 #include "psgd/asgd.h"
 #include "psgd/broadcast.h"
 #include "psgd/factory.h"
@@ -59,6 +61,32 @@ void validate_ssgd(const StrategyJob& job) {
 LocalSgdOptions local_sgd_options(const StrategyJob& job) {
   return LocalSgdOptions{.sync_period = job.local_sync_period(),
                          .local_after_epochs = job.local_after_epochs};
+}
+
+// --codec under allreduce: a compression of what the ring sums (psgd/allreduce_compression.h).
+std::unique_ptr<AllreduceCompression> make_allreduce_compression(const StrategyJob& job,
+                                                                 const Schedule& schedule,
+                                                                 const WorkerContext& context) {
+  const AllreduceCompressionEntry* entry = find_allreduce_compression(job.codec);
+  PSGD_CHECK(entry != nullptr, "allreduce: --codec {} was not validated", job.codec);
+  if (entry->needs_tensors && context.tensors.empty()) {
+    throw ConfigError(fmt::format(
+        "--codec {} needs the model's tensor shapes, and this worker's learner has none",
+        job.codec));
+  }
+  return entry->make(AllreduceCompressionSpec{.world = schedule.node_count,
+                                              .rank = job.codec_rank,
+                                              .seed = seeds::of(job.seed, seeds::kPowerSgd),
+                                              .tensors = context.tensors});
+}
+
+void validate_allreduce(const StrategyJob& job) {
+  if (job.codec != "plain" && job.allreduce_backend != "ring") {
+    throw ConfigError(fmt::format(
+        "--codec {} with --allreduce_backend {}: compressed allreduce runs on psgd's ring only; "
+        "use --allreduce_backend ring",
+        job.codec, job.allreduce_backend));
+  }
 }
 
 constexpr StrategyEntry kStrategies[] = {
@@ -118,6 +146,7 @@ constexpr StrategyEntry kStrategies[] = {
                 "(--allreduce_backend) and each applies the same update",
      .topology = Topology::kPeerToPeer,
      .compressors = false,
+     .allreduce_compressions = true,
      .server_holds_model = false,
      .options = kAllreduceOptions,
      .make_server = [](const StrategyJob&, const Schedule& schedule,
@@ -126,8 +155,11 @@ constexpr StrategyEntry kStrategies[] = {
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
-       return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule));
-     }},
+       auto compression = make_allreduce_compression(job, schedule, context);
+       return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule),
+                                                RingOptions{}, std::move(compression));
+     },
+     .validate = validate_allreduce},
     {.name = "broadcast",
      .summary = "synchronous all-to-all: every worker sends its encoded gradient to every other "
                 "and each applies the average",

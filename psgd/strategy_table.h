@@ -40,8 +40,11 @@ struct StrategyEntry {
   // times as many iterations as a synchronous round count would give.
   bool per_worker_updates = false;
   AutoMomentum auto_momentum = AutoMomentum::kWithErrorFeedback;
-  bool worker_momentum = true;     // --momentum_at worker is meaningful
-  bool compressors = true;         // carries a --codec other than plain
+  bool worker_momentum = true;  // --momentum_at worker is meaningful
+  bool compressors = true;      // carries a --codec other than plain
+  // Its --codec is an allreduce compression (psgd/allreduce_compression.h: what the allreduce
+  // sums), not a point-to-point codec of codecs/codec_table.h.
+  bool allreduce_compressions = false;
   bool server_holds_model = true;  // --model_average applies (the server's model is the model)
   // Its roles implement snapshot()/restore(): --checkpoint_every, --resume.
   bool checkpoints = true;

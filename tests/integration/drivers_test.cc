@@ -164,6 +164,9 @@ TEST_P(OneJob, SameConfigInTheRealAndTheSimulatedRun) {
   EXPECT_FALSE(sim_summary["final_validation_accuracy"].is_null()) << sim_summary.dump(1);
   if (tcp["job"]["psgd"] == "ssgd" || tcp["job"]["psgd"] == "local_sgd" ||
       tcp["job"]["psgd"] == "allreduce") {
+    // (Compressed allreduce too: fp16 and PowerSGD are deterministic, and the simulated ring
+    // carries the same fp16 chunks and PowerSGD factors, so the peer bytes agree as well.)
+    EXPECT_EQ(tcp_summary["peer_bytes_per_worker"], sim_summary["peer_bytes_per_worker"]);
     // Deterministic strategies: every gradient is computed on the same parameters from the same
     // batch in both drivers and summed in worker order.
     EXPECT_EQ(tcp_summary["parameters_sha256"], sim_summary["parameters_sha256"]);
@@ -179,6 +182,9 @@ INSTANTIATE_TEST_SUITE_P(
         DriverCase{"asgd", {"--psgd", "asgd"}},
         DriverCase{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "2"}},
         DriverCase{"allreduce", {"--psgd", "allreduce"}},
+        DriverCase{"allreduce_fp16", {"--psgd", "allreduce", "--codec", "fp16"}},
+        DriverCase{"allreduce_powersgd",
+                   {"--psgd", "allreduce", "--codec", "powersgd", "--codec_rank", "1"}},
         DriverCase{"ssgd_script", {"--psgd", "ssgd", "--model", "script:blobs_bn.pt"}},
         DriverCase{"allreduce_script", {"--psgd", "allreduce", "--model", "script:blobs_bn.pt"}},
         DriverCase{"ssgd_noniid",

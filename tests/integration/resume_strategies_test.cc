@@ -41,6 +41,9 @@ const Case kCases[] = {
     {"local_sgd", {"--psgd", "local_sgd", "--sync_period", "3"}},
     {"allreduce", {"--psgd", "allreduce"}},
     {"allreduce_gloo", {"--psgd", "allreduce", "--allreduce_backend", "gloo"}},
+    // PowerSGD's error feedback and warm-start Q are each worker's own state in the checkpoint.
+    {"allreduce_powersgd", {"--psgd", "allreduce", "--codec", "powersgd", "--codec_rank", "2"}},
+    {"allreduce_fp16", {"--psgd", "allreduce", "--codec", "fp16"}},
     {"broadcast_sign", {"--psgd", "broadcast", "--codec", "sign"}},
     {"ccdc", {"--psgd", "broadcast", "--codec", "ccdc", "--redundancy", "2"}, 3},
     {"gc", {"--psgd", "ssgd", "--codec", "gc", "--redundancy", "2"}, 2, false},

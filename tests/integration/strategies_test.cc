@@ -136,6 +136,40 @@ TEST(Ccdc, FourWorkersRedundancyTwoLearnWithFewerPeerBytesThanBroadcast) {
             ccdc["peer_bytes_per_worker"].get<double>());
 }
 
+// Compressed allreduce (psgd/allreduce_compression.h), 4 workers on the MLP: fp16 and PowerSGD
+// learn, the models stay identical (the server compares hashes each epoch), and the ring moves
+// the bytes their formulas say against plain fp32: half for fp16; for PowerSGD rank 4 the MLP
+// 784-256-10 sends (256 + 10) + (256 + 10) 4 + (784 + 256) 4 values instead of 203,530.
+TEST(CompressedAllreduce, FourWorkersLearnWithFp16AndPowerSgdAndSendWhatTheFormulaSays) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  auto run = [](const std::string& codec) {
+    Cluster cluster;
+    cluster.start(4, {"--train_samples", "4000", "--test_samples", "1000", "--epochs", "2",
+                      "--batch_size", "32", "--seed", "3", "--psgd", "allreduce", "--codec", codec,
+                      "--learn_rate", "0.1", "--momentum", "0.9"});
+    auto code = cluster.server->wait(std::chrono::seconds(180));
+    EXPECT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+    EXPECT_EQ(code.value_or(-1), 0) << cluster.logs();
+    for (auto& client : cluster.clients)
+      EXPECT_EQ(client->wait(std::chrono::seconds(30)).value_or(-1), 0) << cluster.logs();
+    return nlohmann::json::parse(read_file(cluster.dir.file("run") + "/summary.json"));
+  };
+  const auto plain = run("plain");
+  const auto fp16 = run("fp16");
+  const auto power = run("powersgd");
+  for (const auto* s : {&plain, &fp16, &power}) {
+    EXPECT_EQ((*s)["status"], "completed");
+    EXPECT_EQ((*s)["iterations"], 2 * 32);  // ceil(4000 / (4 x 32)) per epoch
+    EXPECT_GT((*s)["final_test_accuracy"].get<double>(), 0.55) << s->dump(1);
+  }
+  const double plain_bytes = plain["peer_bytes_per_worker"].get<double>();
+  // Half, up to one padding half per odd-length chunk (psgd/ring_allreduce.h).
+  EXPECT_NEAR(fp16["peer_bytes_per_worker"].get<double>() / plain_bytes, 0.5, 1e-4);
+  const double values = 203530, compressed = 266 + 266 * 4 + 1040 * 4;
+  EXPECT_NEAR(power["peer_bytes_per_worker"].get<double>() / plain_bytes, compressed / values,
+              1e-3);
+}
+
 TEST(Ccdc, AWorkerThatDiesFailsTheOthersWithAClearErrorInsteadOfAHang) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   using namespace std::chrono_literals;

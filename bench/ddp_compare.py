@@ -9,6 +9,9 @@ Runs, interleaved per repeat so that drift in the machine's speed hits every sys
   ddp     bench/ddp/ddp_mlp.py (PyTorch DDP, Gloo, CPU) with each worker count
   ssgd    psgd --psgd ssgd (parameter server + clients, scripts/run_local.sh), each worker count
   allreduce  psgd --psgd allreduce (ring between the clients), each worker count
+  ddp_fp16, allreduce_fp16          DDP with fp16_compress_hook; psgd --codec fp16 (on request)
+  ddp_powersgd, allreduce_powersgd  DDP with powerSGD_hook rank 4 (start_powerSGD_iter 2, its
+                                    minimum); psgd --codec powersgd --codec_rank 4 (on request)
 all on the MLP 784-256-10, Fashion-MNIST, batch 128 per worker, SGD lr 0.05 momentum 0.9, the
 same epochs, and prints samples/s (median of the repeats), test accuracy, the ratio to DDP with
 the same worker count and to the compute limit; then, for the psgd runs, where each worker's
@@ -29,7 +32,15 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SYSTEMS = ("plain", "ddp", "ssgd", "allreduce")
+SYSTEMS = ("plain", "ddp", "ssgd", "allreduce", "ddp_fp16", "allreduce_fp16", "ddp_powersgd",
+           "allreduce_powersgd")
+DEFAULT_SYSTEMS = ("plain", "ddp", "ssgd", "allreduce")
+# Compressed allreduce: DDP's communication hook and psgd's --codec under --psgd allreduce.
+HOOKS = {"ddp_fp16": "fp16", "ddp_powersgd": "powersgd"}
+CODECS = {"allreduce_fp16": ["--codec", "fp16"],
+          "allreduce_powersgd": ["--codec", "powersgd", "--codec_rank", "4"]}
+PEER = {"ssgd": "ddp", "allreduce": "ddp", "allreduce_fp16": "ddp_fp16",
+        "allreduce_powersgd": "ddp_powersgd"}
 PHASES = ("compute_s", "encode_s", "wait_s", "held_s", "decode_s", "apply_s")
 
 
@@ -81,20 +92,23 @@ def run_plain(args, work):
             "threads": 1}
 
 
-def run_ddp(args, n, work):
+def run_ddp(args, n, work, hook="allreduce"):
     cmd = [args.python, os.path.join(ROOT, "bench", "ddp", "ddp_mlp.py"), "--workers", str(n),
            "--epochs", str(args.epochs), "--batch_size", "128", "--lr", "0.05", "--momentum", "0.9",
-           *data_flags(args)]
+           "--hook", hook, *data_flags(args)]
     if args.ddp_threads:
         cmd += ["--threads", str(args.ddp_threads)]
-    r = last_json_line(run(cmd, os.path.join(work, f"ddp-n{n}.log"), args.timeout), "ddp_mlp.py")
+    r = last_json_line(run(cmd, os.path.join(work, f"ddp-{hook}-n{n}.log"), args.timeout),
+                       "ddp_mlp.py")
     return {"samples_per_second": r["samples_per_second"], "test_accuracy": r["test_accuracy"],
             "threads": r["threads_per_process"]}
 
 
-def run_psgd(args, strategy, n, run_dir):
+def run_psgd(args, system, n, run_dir):
+    strategy = "allreduce" if system in CODECS else system
     cmd = ["bash", os.path.join(ROOT, "scripts", "run_local.sh"), "--node_count", str(n),
-           "--psgd", strategy, "--epochs", str(args.epochs), "--batch_size", "128",
+           "--psgd", strategy, *CODECS.get(system, []), "--epochs", str(args.epochs),
+           "--batch_size", "128",
            "--learn_rate", "0.05", "--momentum", "0.9", "--output", run_dir, *data_flags(args),
            *args.psgd_flag]
     env = dict(os.environ, BUILD_DIR=args.build_dir)
@@ -159,8 +173,9 @@ def main():
     p.add_argument("--epochs", type=int, default=2, help="epochs of every run (default 2)")
     p.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated (default 1,2,4)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each; the median is reported (default 1)")
-    p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help=f"which to run, comma-separated (default {','.join(SYSTEMS)})")
+    p.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                   help=f"which to run, comma-separated, of {','.join(SYSTEMS)} "
+                        f"(default {','.join(DEFAULT_SYSTEMS)})")
     p.add_argument("--build_dir", default=os.environ.get("BUILD_DIR") or os.path.join(ROOT, "build"),
                    help="psgd's build directory (default $BUILD_DIR or build/)")
     p.add_argument("--python", default="/usr/bin/python3",
@@ -206,12 +221,12 @@ def main():
     need = []
     if "plain" in systems:
         need.append(os.path.join(args.build_dir, "bench", "ssgd_vs_plain"))
-    if "ssgd" in systems or "allreduce" in systems:
+    if any(s in PEER for s in systems):
         need += [os.path.join(args.build_dir, "experiments", b) for b in ("init_server", "client")]
     missing = [x for x in need if not os.access(x, os.X_OK)]
     if missing:
         sys.exit(f"ddp_compare: {missing[0]} not built; run scripts/build.sh first")
-    if "ddp" in systems and subprocess.run([args.python, "-c", "import torch.distributed"],
+    if any(s.startswith("ddp") for s in systems) and subprocess.run([args.python, "-c", "import torch.distributed"],
                                            capture_output=True).returncode != 0:
         sys.exit(f"ddp_compare: {args.python} cannot import torch; run bench/setup_ddp.sh")
 
@@ -219,7 +234,7 @@ def main():
     work = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="psgd-ddp-compare-")
     os.makedirs(work, exist_ok=True)
     plan = [("plain", 1)] if "plain" in systems else []
-    plan += [(s, n) for n in workers for s in ("ddp", "ssgd", "allreduce") if s in systems]
+    plan += [(s, n) for n in workers for s in SYSTEMS[1:] if s in systems]
     results = {key: [] for key in plan}
     start = time.time()
     failures = []
@@ -232,6 +247,8 @@ def main():
                         m = run_plain(args, work)
                     elif system == "ddp":
                         m = run_ddp(args, n, work)
+                    elif system in HOOKS:
+                        m = run_ddp(args, n, work, HOOKS[system])
                     else:
                         m = run_psgd(args, system, n, os.path.join(work, tag))
                 except RunFailed as e:
@@ -253,12 +270,15 @@ def main():
     plain = median(("plain", 1))
     limit = cores * plain if plain else None
     names = {"plain": "plain libtorch loop", "ddp": "PyTorch DDP (Gloo)", "ssgd": "psgd ssgd",
-             "allreduce": "psgd allreduce"}
+             "allreduce": "psgd allreduce", "ddp_fp16": "DDP fp16 hook",
+             "allreduce_fp16": "psgd allreduce fp16", "ddp_powersgd": "DDP powerSGD r4",
+             "allreduce_powersgd": "psgd powersgd r4"}
     print(f"\nMLP 784-256-10, Fashion-MNIST, batch 128 per worker, {args.epochs} epoch(s), "
           f"median of {args.repeats}; {cores} cores; compute limit = cores x plain loop"
           + (f" = {limit:.0f} samples/s" if limit else " (not measured)")
           + "".join(f"; {k}={v}" for k, v in EXTRA_ENV.items()))
     header = f"{'system':<22}{'workers':>8}{'threads':>8}{'samples/s':>11}{'accuracy':>10}{'vs DDP':>8}{'vs limit':>9}"
+    # (vs DDP: against DDP with the same worker count and the matching hook, if any)
     print(header)
     print("-" * len(header))
     for key in plan:
@@ -269,10 +289,11 @@ def main():
             continue
         acc = results[key][-1]["test_accuracy"]
         threads = results[key][-1]["threads"]
-        ddp = median(("ddp", n)) if system != "ddp" else None
+        # The ratio to DDP doing the same: plain DDP, or DDP with the matching hook.
+        ddp = median((PEER[system], n)) if system in PEER else None
         print(f"{names[system]:<22}{n:>8}{threads if threads is not None else '?':>8}{sps:>11.0f}"
               f"{100 * acc:>9.2f}%{fmt_ratio(sps, ddp):>8}{fmt_ratio(sps, limit):>9}")
-    psgd_keys = [k for k in plan if k[0] in ("ssgd", "allreduce")]
+    psgd_keys = [k for k in plan if k[0] in PEER]
     if psgd_keys:
         print("\npsgd time per iteration and worker, ms (workers.csv, mean over workers, last repeat;"
               " wait = after sending the gradient until the parameters are back, held = of it, at the server)")

@@ -6,7 +6,8 @@
 The job, as psgd's defaults: MLP 784-256-10 (torch.nn.Linear's own initialisation, which is
 libtorch's too, seeded with torch.manual_seed(seed) as nn/trainer.cc does), Fashion-MNIST from
 Debian's dataset-fashion-mnist (the IDX .gz files read directly; pixels / 255), batch 128 per
-worker, SGD lr 0.05 momentum 0.9, gradients averaged over the workers (DDP's allreduce).
+worker, SGD lr 0.05 momentum 0.9, gradients averaged over the workers (DDP's allreduce, or with
+--hook fp16 / powersgd DDP's fp16_compress_hook / powerSGD_hook).
 
 Data and schedule follow psgd's iid placement: the training set is shuffled once with the seed
 and cut into one shard per worker; each worker draws its batches from a fresh permutation of its
@@ -88,6 +89,18 @@ def worker(rank, args, port, queue):
     torch.manual_seed(args.seed)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     ddp = nn.parallel.DistributedDataParallel(model)
+    # --hook: DDP's communication hooks, the peers of psgd's --psgd allreduce --codec fp16|powersgd.
+    if args.hook == "fp16":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    elif args.hook == "powersgd":
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powersgd
+        # start_powerSGD_iter 2: the smallest DDP allows with error feedback (psgd compresses
+        # from the first iteration); min_compression_rate 2, error feedback and warm start on:
+        # the hook's defaults, which psgd follows.
+        state = powersgd.PowerSGDState(process_group=None, matrix_approximation_rank=args.rank,
+                                       start_powerSGD_iter=2, random_seed=args.seed)
+        ddp.register_comm_hook(state, powersgd.powerSGD_hook)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=args.momentum)
 
     def evaluate():
@@ -162,6 +175,10 @@ def main():
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9, as psgd)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per process (default max(1, cores // workers))")
+    p.add_argument("--hook", choices=("allreduce", "fp16", "powersgd"), default="allreduce",
+                   help="DDP communication hook: allreduce (DDP's default), fp16 "
+                        "(fp16_compress_hook) or powersgd (powerSGD_hook, --rank)")
+    p.add_argument("--rank", type=int, default=4, help="powersgd: matrix_approximation_rank (4)")
     p.add_argument("--seed", type=int, default=1, help="initialisation, shards, batch order (1)")
     p.add_argument("--train_samples", type=int, default=0, help="use the first N training samples (0: all)")
     p.add_argument("--test_samples", type=int, default=0, help="use the first N test samples (0: all)")

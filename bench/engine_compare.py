@@ -6,10 +6,15 @@
 For each repeat and model, runs one after the other (A B C A B C ...: drift in the machine's
 speed hits all alike):
   trainer   build/bench/engine_loop --loop trainer: psgd's nn::Trainer and SGD (what a worker runs)
+  trainer_glibc  the same with glibc malloc's defaults (--keep_freed_memory false): psgd before
+            nn::keep_freed_memory, which stops each step's activations going back to the kernel
   libtorch  build/bench/engine_loop --loop libtorch: the same network and loop written by hand
   python    bench/engine/plain_loop.py under --python (Debian's python3-torch 1.13, the same
             libtorch underneath)
-all with batch 128, SGD lr 0.05 momentum 0.9, one torch thread, Fashion-MNIST; and prints the
+all with batch 128, SGD lr 0.05 momentum 0.9, one torch thread and OPENBLAS_NUM_THREADS=1
+(psgd sets OpenBLAS's threads itself; Python's torch.set_num_threads does not), Fashion-MNIST,
+the same OPENBLAS_CORETYPE (psgd's programs choose one when OpenBLAS does not know the CPU, Python would
+not: ddp_compare.py's rule); and prints the
 median samples/s of each with the ratios trainer/python and libtorch/python. --env NAME=VALUE
 is set for every run alike (e.g. DNNL_VERBOSE, OMP_NUM_THREADS). Measurements, not a test: on a
 loaded machine only the ratios of one run mean anything (bench/README.md says how to record).
@@ -23,7 +28,22 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOOPS = ("trainer", "libtorch", "python")
+LOOPS = ("trainer", "trainer_glibc", "libtorch", "python")
+
+
+def openblas_core_for_this_cpu():
+    """The OpenBLAS kernels psgd's programs restart themselves with (nn/blas_core.cc), set for
+    every run here so that Python uses the same ones (ddp_compare.py does the same)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return None
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
+        return "SkylakeX"
+    if {"avx2", "fma"} <= set(flags):
+        return "Haswell"
+    return None
 
 
 def run_one(args, loop, model, env):
@@ -32,6 +52,9 @@ def run_one(args, loop, model, env):
               "--train_samples", str(args.train_samples)]
     if loop == "python":
         cmd = [args.python, os.path.join(ROOT, "bench", "engine", "plain_loop.py"), *common]
+    elif loop == "trainer_glibc":
+        cmd = [os.path.join(args.build_dir, "bench", "engine_loop"), "--loop", "trainer",
+               "--keep_freed_memory", "false", *common]
     else:
         cmd = [os.path.join(args.build_dir, "bench", "engine_loop"), "--loop", loop, *common]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -73,6 +96,12 @@ def main():
         if not eq or not name:
             p.error(f"--env: expected NAME=VALUE, got '{kv}'")
         env[name] = value
+    # psgd's set_compute_threads sets OpenBLAS's threads too; torch.set_num_threads does not, and
+    # OpenBLAS would run one thread per core under Python's one torch thread.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "OPENBLAS_CORETYPE" not in env and openblas_core_for_this_cpu():
+        env["OPENBLAS_CORETYPE"] = openblas_core_for_this_cpu()
+        print(f"engine_compare: OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} for every run", flush=True)
     results = {(m, l): [] for m in models for l in loops}
     start = time.time()
     for r in range(a.repeats):

@@ -36,6 +36,7 @@ struct Options {
   int batch_size = 128;
   int threads = 1;
   std::int64_t train_samples = 10000;
+  bool keep_freed_memory = true;
 };
 
 double seconds_since(Clock::time_point t) {
@@ -103,9 +104,15 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "torch threads")->check(CLI::PositiveNumber);
   app.add_option("--train_samples", o.train_samples, "First N training samples (0: all)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--keep_freed_memory", o.keep_freed_memory,
+                 "true: glibc keeps freed memory (nn::keep_freed_memory, what psgd's processes "
+                 "do); false: glibc's defaults (the before of bench/README.md's figures)");
   CLI11_PARSE(app, argc, argv);
   try {
     psgd::nn::set_compute_threads(o.threads);
+    if (o.keep_freed_memory && !psgd::nn::keep_freed_memory()) {
+      fmt::print(stderr, "engine_loop: malloc refused the settings (not glibc?)\n");
+    }
     auto data = std::make_shared<const psgd::nn::DataSplit>(
         psgd::nn::load_dataset("fashion-mnist", o.train_samples, 1));
     if (static_cast<std::int64_t>(data->train.size()) < o.batch_size) {
@@ -118,6 +125,7 @@ int main(int argc, char** argv) {
     const nlohmann::json out{{"loop", o.loop},
                              {"model", o.model},
                              {"threads", torch::get_num_threads()},
+                             {"keep_freed_memory", o.keep_freed_memory},
                              {"steps", o.steps},
                              {"batch_size", o.batch_size},
                              {"seconds", s},

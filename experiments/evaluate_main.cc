@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
     if (dataset.empty()) dataset = job.at("dataset").get<std::string>();
     if (test_samples < 0) test_samples = job.value("test_samples", std::int64_t{0});
     psgd::nn::set_compute_threads(1);
+    psgd::nn::keep_freed_memory();
     // The training set as the run loaded it: the model's class count is the larger of the two
     // sets' (nn/data_source.h), so a smaller subset could build a different model.
     psgd::nn::DataSplit split =

@@ -49,6 +49,7 @@ int simulate(const ServerOptions& options) {
   SteadyClock wall;
   // Measured compute reads this thread's CPU time, which only covers torch's work on one thread.
   nn::set_compute_threads(1);
+  nn::keep_freed_memory();
 
   for (const std::string& note : options.notes)
     fmt::print("init_server: {}\n", note);

@@ -1,6 +1,7 @@
 #include "nn/threads.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -33,6 +34,17 @@ void set_compute_threads(int n) {
   });
 
   if (auto set = find_symbol<void (*)(int)>("openblas_set_num_threads")) set(n);
+}
+
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  // 32 MB is glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit).
+  const bool mmap_ok = ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1;
+  const bool trim_ok = ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024) == 1;
+  return mmap_ok && trim_ok;
+#else
+  return false;
+#endif
 }
 
 int default_threads(int processes_on_host) {

@@ -14,6 +14,15 @@ namespace psgd::nn {
 // OpenBLAS's thread count when OpenBLAS is the loaded BLAS.
 void set_compute_threads(int n);
 
+// Makes glibc's malloc keep freed memory in the process instead of handing it back to the kernel
+// after every training step: the mmap threshold at its maximum (32 MB), so a batch's activations
+// (6-13 MB for resnet8 at batch 128) come from the heap, and the heap trimmed only above 1 GB.
+// Without it each step unmapped and re-faulted its activations page by page: perf showed ~29 %
+// of a one-thread resnet8 step in the kernel's page-fault and unmap paths (bench/README.md,
+// "The engine on convolutions", has the before/after figures). Process-wide; call once at
+// start-up of a process that trains. Returns false when malloc refused (not glibc).
+bool keep_freed_memory();
+
 // max(1, hardware threads / processes_on_host).
 int default_threads(int processes_on_host);
 

@@ -207,6 +207,7 @@ void Client::on_job(const Job& job) {
   conn_->set_read_timeout(std::max(opts_.dead_after, spec_.io_timeout));
   try {
     nn::set_compute_threads(threads_);
+    nn::keep_freed_memory();
     data_ = std::make_unique<WorkerData>(spec_, job_,
                                          opts_.dataset.empty() ? spec_.dataset : opts_.dataset);
   } catch (const Error& e) {

@@ -62,6 +62,7 @@ int Server::run() {
 
 void Server::prepare() {
   nn::set_compute_threads(1);
+  nn::keep_freed_memory();
   for (const std::string& note : opts_.notes)
     fmt::print("init_server: {}\n", note);
   // A directory holding any run is refused before the data are loaded (RunDirectory, below,

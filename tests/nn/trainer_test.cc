@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <malloc.h>
+
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -339,6 +341,22 @@ TEST(Trainer, RejectsBadConfiguration) {
   EXPECT_THROW(Trainer({}, data, {0, 10}), ConfigError);
   EXPECT_THROW(Trainer({}, nullptr, {}), ConfigError);
   EXPECT_NO_THROW(Trainer({.device = "cpu"}, data, {}));
+}
+
+// keep_freed_memory (nn/threads.h): a block of a batch's size comes from the heap, not from a
+// fresh mapping that free() would hand back to the kernel (mallinfo2().hblkhd: bytes in mmapped
+// blocks).
+TEST(Threads, KeepFreedMemoryServesBatchSizedBlocksFromTheHeap) {
+#if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
+  GTEST_SKIP() << "glibc's own malloc only";
+#else
+  ASSERT_TRUE(keep_freed_memory());
+  const auto before = ::mallinfo2().hblkhd;
+  void* block = std::malloc(std::size_t{8} << 20);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(::mallinfo2().hblkhd, before) << "an 8 MB block was mmapped";
+  std::free(block);
+#endif
 }
 
 TEST(Threads, SetsTorchThreadsAndReportsBlas) {

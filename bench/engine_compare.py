@@ -115,13 +115,13 @@ def main():
         load = " ".join(f.read().split()[:3])
     print(f"\nmedian of {a.repeats}, {a.steps} steps of batch {a.batch_size}, 1 thread; "
           f"load average now {load}")
-    print(f"{'model':<9}" + "".join(f"{l:>11}" for l in loops)
-          + ("".join(f"{l + '/py':>13}" for l in loops if l != "python") if "python" in loops else ""))
+    print(f"{'model':<9}" + "".join(f"{l:>15}" for l in loops)
+          + ("".join(f"{l + '/py':>19}" for l in loops if l != "python") if "python" in loops else ""))
     for m in models:
         med = {l: statistics.median(results[(m, l)]) for l in loops}
-        ratios = ("".join(f"{med[l] / med['python']:>13.2f}" for l in loops if l != "python")
+        ratios = ("".join(f"{med[l] / med['python']:>19.2f}" for l in loops if l != "python")
                   if "python" in loops else "")
-        print(f"{m:<9}" + "".join(f"{med[l]:>11.0f}" for l in loops) + ratios)
+        print(f"{m:<9}" + "".join(f"{med[l]:>15.0f}" for l in loops) + ratios)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"steps": a.steps, "repeats": a.repeats,

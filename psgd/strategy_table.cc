@@ -20,7 +20,7 @@ constexpr std::string_view kAsgdOptions[] = {"staleness_lr", "delay_compensation
                                              "delay_compensation_mode"};
 constexpr std::string_view kSspOptions[] = {"staleness", "staleness_lr"};
 constexpr std::string_view kLocalSgdOptions[] = {"sync_period", "local_after_epochs"};
-constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend"};
+constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend", "allreduce_on_loss"};
 
 std::unique_ptr<WorkerRole> gradient_worker(const StrategyJob&, const Schedule&,
                                             WorkerContext context) {
@@ -53,6 +53,19 @@ void validate_ssgd(const StrategyJob& job) {
         "--wait_for {} with --node_count {}: a round closes with between 1 and node_count "
         "gradients (0: all)",
         job.wait_for, job.node_count));
+  }
+}
+
+bool shrinks(const StrategyJob& job) {
+  return job.allreduce_on_loss == "shrink";
+}
+
+void validate_allreduce(const StrategyJob& job) {
+  if (shrinks(job) && job.allreduce_backend != "ring") {
+    throw ConfigError(fmt::format(
+        "--allreduce_on_loss shrink with --allreduce_backend {}: a Gloo group cannot change its "
+        "members; use --allreduce_backend ring",
+        job.allreduce_backend));
   }
 }
 
@@ -120,14 +133,17 @@ constexpr StrategyEntry kStrategies[] = {
      .compressors = false,
      .server_holds_model = false,
      .options = kAllreduceOptions,
-     .make_server = [](const StrategyJob&, const Schedule& schedule,
+     .on_loss_hint = " (--allreduce_on_loss shrink lets the others carry on)",
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
                        ServerContext context) -> std::unique_ptr<ServerRole> {
-       return std::make_unique<AllreduceServer>(schedule, context);
+       return std::make_unique<AllreduceServer>(schedule, context, shrinks(job));
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
-       return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule));
-     }},
+       return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule),
+                                                RingOptions{}, shrinks(job));
+     },
+     .validate = validate_allreduce},
     {.name = "broadcast",
      .summary = "synchronous all-to-all: every worker sends its encoded gradient to every other "
                 "and each applies the average",

@@ -22,26 +22,12 @@ using namespace std::chrono_literals;
 
 std::vector<std::string> job_flags(const std::string& on_loss) {
   // Slow batches (--delay) so that the run is well under way when a worker goes.
-  return {"--psgd",
-          "allreduce",
-          "--train_samples",
-          "4000",
-          "--test_samples",
-          "400",
-          "--epochs",
-          "2",
-          "--batch_size",
-          "32",
-          "--delay",
-          "fixed:0.1",
-          "--dead_after",
-          "3",
-          "--heartbeat_interval",
-          "0.5",
-          "--allreduce_on_loss",
-          on_loss,
-          "--seed",
-          "5"};
+  return {"--psgd", "allreduce", "--train_samples", "4000", "--test_samples", "400", "--epochs",
+          "2", "--batch_size", "32", "--delay", "fixed:0.1",
+          // Silence counts as a loss after 10 s: a loaded machine may starve a live worker
+          // for a few seconds, and a survivor declared lost would change what the test sees.
+          "--dead_after", "10", "--heartbeat_interval", "1", "--allreduce_on_loss", on_loss,
+          "--seed", "5"};
 }
 
 // Waits until the 4 workers have linked up and trained for a while: the first epoch (31

@@ -182,6 +182,14 @@ TEST(Simulate, AllreduceRingShrinksAfterASimulatedFailure) {
   EXPECT_EQ(e["untrained_blocks"], nlohmann::json::array({1}));
   EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << "chance is 0.1";
 
+  // --redundancy 2 on 2 workers: the survivor holds every block, so no data is lost.
+  r = testing::run(PSGD_INIT_SERVER, with(flags("shrink", "r2"), {"--redundancy", "2"}), dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  summary = nlohmann::json::parse(read_file(dir.file("r2") + "/summary.json"));
+  ASSERT_EQ(summary["events"].size(), 1u) << summary.dump(1);
+  EXPECT_EQ(summary["events"][0]["untrained_blocks"], nlohmann::json::array());
+  EXPECT_EQ(summary["events"][0]["untrained_samples"], 0);
+
   r = testing::run(PSGD_INIT_SERVER, flags("fail", "fail"), dir, 120);
   EXPECT_EQ(r.code, 1) << r.out << r.err;
   summary = nlohmann::json::parse(read_file(dir.file("fail") + "/summary.json"));

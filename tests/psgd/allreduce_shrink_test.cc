@@ -108,7 +108,7 @@ TEST(AllreduceShrink, SurvivorsReformTheRingAndEndIdentical) {
 TEST(AllreduceShrink, TwoLossesLeaveARingOfTwo) {
   const int n = 4;
   const Schedule schedule{.node_count = n, .iterations_per_epoch = 4, .epochs = 3};
-  int runs = 0, adopted = 0;
+  int runs = 0, adopted = 0, while_halting = 0;
   for (std::uint64_t seed = 1; seed <= 40; ++seed) {
     auto sim = shrinking(n, schedule);
     sim.start();
@@ -127,11 +127,14 @@ TEST(AllreduceShrink, TwoLossesLeaveARingOfTwo) {
       lost.insert(e.lost.begin(), e.lost.end());
     EXPECT_EQ(lost, (std::set<int>{a, b}));
     ++runs;
-    for (const auto& e : sim.reports.events)
+    for (const auto& e : sim.reports.events) {
       adopted += e.adopted.empty() ? 0 : 1;
+      while_halting += e.lost.size() == 2 ? 1 : 0;  // both in one re-forming
+    }
   }
   EXPECT_GT(runs, 25);
   EXPECT_GT(adopted, 0);
+  EXPECT_GT(while_halting, 0) << "no second loss came while the ring was halting";
 }
 
 TEST(AllreduceShrink, ShrunkRingAveragesOverTheSurvivors) {

@@ -47,6 +47,12 @@ void JobSpec::validate() const {
                                       ? std::string(coding->no_checkpoints_reason)
                                       : std::string("its roles cannot snapshot their state")));
   }
+  if (checkpoint_every > 0 && allreduce_on_loss == "shrink") {
+    // A checkpoint holds every slot's worker; a resumed run would restart the full ring.
+    throw ConfigError(
+        "--checkpoint_every with --allreduce_on_loss shrink: not supported yet (a checkpoint "
+        "taken after the ring shrank cannot record its members); choose one of the two");
+  }
 }
 
 void to_json(nlohmann::json& j, const JobSpec& spec) {

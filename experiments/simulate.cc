@@ -17,6 +17,8 @@
 #include "experiments/run_dir.h"
 #include "experiments/sim_cluster.h"
 #include "experiments/sim_options.h"
+#include "experiments/strategy_events.h"
+#include "experiments/timeline.h"
 #include "experiments/worker_setup.h"
 #include "nn/data_source.h"
 #include "nn/threads.h"
@@ -124,6 +126,13 @@ int simulate(const ServerOptions& options) {
   config["simulation"] = sim_config_json(options.sim, n, spec.seed);
   run.write_config(config);
 
+  // summary.json's events get what the strategy reports (a ring re-formed after --fail).
+  nlohmann::json events = nlohmann::json::array();
+  StrategyEventSink event_sink([&](const StrategyEvent& e) {
+    events.push_back(strategy_event_json(e, schedule, plan.placement(), "virtual_s",
+                                         cluster.server_clock().now()));
+  });
+  ObserverFanout observers({&recorder, &event_sink});
   auto server = make_server_role(spec, schedule,
                                  ServerContext{.parameters = model->parameters(),
                                                .buffers = model->buffers(),
@@ -131,7 +140,7 @@ int simulate(const ServerOptions& options) {
                                                .uplink = uplink_codec_spec(spec, 0),
                                                .downlink = downlink_codec_spec(spec),
                                                .clock = &cluster.server_clock(),
-                                               .observer = &recorder});
+                                               .observer = &observers});
   // A write that fails (a full disk) ends the run as "failed: cannot write <file>: <reason>",
   // as in a real run; summary.json is still attempted, every file whole or absent.
   std::string status;
@@ -158,6 +167,7 @@ int simulate(const ServerOptions& options) {
                          {"events", result.events},
                          {"process_wall_seconds", wall_s},
                          {"peak_rss_bytes", rss}}}};
+  if (!events.empty()) extra["events"] = events;
   if (ok) extra["parameters_sha256"] = sha256_hex(model->parameters());
   recorder.finish(status, ok, server->iteration(), extra);  // IoError: the run's last word
   fmt::print(

@@ -83,6 +83,23 @@ void TimelineRecorder::on_round(const RoundStats& stats) {
   round_open_ = false;
 }
 
+void TimelineRecorder::on_event(const StrategyEvent& event) {
+  // Kept even when the budget of slices is spent: there are few, and they explain the rest.
+  events_.push_back({{"name", event.event},
+                     {"cat", "server"},
+                     {"ph", "i"},
+                     {"s", "g"},
+                     {"pid", 0},
+                     {"tid", 0},
+                     {"ts", micros(clock_->now() - origin_)},
+                     {"args",
+                      {{"iteration", event.iteration},
+                       {"lost", event.lost},
+                       {"members", event.members},
+                       {"ring_size", event.members.size()},
+                       {"adopted", event.adopted}}}});
+}
+
 nlohmann::json TimelineRecorder::to_json() const {
   nlohmann::json trace = nlohmann::json::array();
   auto meta = [&](int pid, const std::string& name) {

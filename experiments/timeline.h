@@ -48,6 +48,8 @@ class TimelineRecorder final : public ServerObserver {
   void start() { origin_ = clock_->now(); }
   void on_worker(NodeId worker, const WorkerReport& report) override;
   void on_round(const RoundStats& stats) override;
+  // An instant event on the server's track ("ring_reformed", with its members).
+  void on_event(const StrategyEvent& event) override;
 
   std::int64_t stride() const { return stride_; }
   std::size_t events() const { return events_.size(); }
@@ -82,6 +84,10 @@ class ObserverFanout final : public ServerObserver {
   void on_round(const RoundStats& stats) override {
     for (auto* o : observers_)
       o->on_round(stats);
+  }
+  void on_event(const StrategyEvent& event) override {
+    for (auto* o : observers_)
+      o->on_event(event);
   }
 
  private:

@@ -206,6 +206,9 @@ int main(int argc, char** argv) {
       psgd::WorkerState{.iteration = 10, .state = {1, 2, 3}, .params = {1.0f, 2.0f}},
       psgd::RingChunk{.round = 1, .step = 0, .chunk = 0, .values = {1.0f, 2.0f}},
       psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
+      psgd::RingHalt{.generation = 1},
+      psgd::RingHalted{.generation = 1, .iteration = 3, .params = {1.0f}, .state = {1, 2}},
+      psgd::RingReform{.generation = 1, .iteration = 3, .members = {0, 2}},
       psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload},
       psgd::CcdcCoded{.from = 1, .iteration = 2, .group = 3, .bits = {1u, 2u}},
       psgd::CcdcSlice{.from = 1, .iteration = 2, .values = {1.0f, 2.0f}}};

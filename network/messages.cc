@@ -161,6 +161,18 @@ void serialize(Archive& ar, AllreduceReport& m) {
      m.params, m.buffers);
 }
 template <class Archive>
+void serialize(Archive& ar, RingHalt& m) {
+  ar(m.generation);
+}
+template <class Archive>
+void serialize(Archive& ar, RingHalted& m) {
+  ar(m.generation, m.iteration, m.params, m.state);
+}
+template <class Archive>
+void serialize(Archive& ar, RingReform& m) {
+  ar(m.generation, m.iteration, m.members, m.params, m.state);
+}
+template <class Archive>
 void serialize(Archive& ar, PeerGradient& m) {
   ar(m.from, m.iteration, m.values);
 }

@@ -27,7 +27,9 @@
 //       WorkerState unasked at each checkpoint iteration (peer-to-peer).
 //   strategy (network/messages/strategy.h, psgd/ roles): the training itself.
 //       Parameter server: Params (server -> worker), Gradient or ModelDelta (worker -> server).
-//       allreduce: RingChunk (worker -> next worker), AllreduceReport (worker -> server).
+//       allreduce: RingChunk (worker -> next worker), AllreduceReport (worker -> server);
+//       after a lost worker (--allreduce_on_loss shrink) RingHalt (server -> worker),
+//       RingHalted (worker -> server), RingReform (server -> worker).
 //       broadcast: PeerGradient (worker -> every other worker); with --codec ccdc CcdcCoded and
 //       CcdcSlice instead (worker -> other workers), AllreduceReport (worker -> server).
 //
@@ -50,7 +52,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 14;
+inline constexpr std::uint16_t kProtocolVersion = 15;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -75,6 +77,7 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {14,
      "Job.model_file, Job.model_sha256 (--model script:FILE); Gradient.buffers, "
      "ModelDelta.buffers, AllreduceReport.buffers (a model's buffers, BatchNorm's statistics)"},
+    {15, "RingHalt, RingHalted, RingReform (--allreduce_on_loss shrink, psgd/allreduce.h)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {
@@ -124,6 +127,9 @@ enum class Channel : std::uint8_t { kLink, kAuth, kOrchestration, kStrategy };
   X(ModelDelta, ModelDelta, 18, Strategy)           \
   X(RingChunk, RingChunk, 19, Strategy)             \
   X(AllreduceReport, AllreduceReport, 20, Strategy) \
+  X(RingHalt, RingHalt, 25, Strategy)               \
+  X(RingHalted, RingHalted, 26, Strategy)           \
+  X(RingReform, RingReform, 27, Strategy)           \
   X(PeerGradient, PeerGradient, 21, Strategy)       \
   X(CcdcCoded, CcdcCoded, 40, Strategy)             \
   X(CcdcSlice, CcdcSlice, 41, Strategy)             \

@@ -1,4 +1,6 @@
 #include "psgd/allreduce.h"
+// Over 400 lines: the ring re-forming after a lost worker (--allreduce_on_loss shrink) changes
+// both roles, and is read best beside them.
 
 #include <cereal/types/vector.hpp>
 
@@ -24,12 +26,15 @@ std::uint64_t parameter_hash(std::span<const float> parameters) {
   return h == 0 ? 1 : h;
 }
 
-AllreduceServer::AllreduceServer(Schedule schedule, ServerContext context)
+AllreduceServer::AllreduceServer(Schedule schedule, ServerContext context, bool shrink)
     : schedule_(schedule),
       ctx_(context),
+      shrink_(shrink),
       last_(static_cast<std::size_t>(schedule.node_count), 0),
       buffers_(schedule.node_count, ctx_.buffers) {
   PSGD_CHECK(ctx_.clock != nullptr, "allreduce server needs a clock");
+  for (int w = 0; w < schedule.node_count; ++w)
+    members_.push_back(w);
 }
 
 namespace {
@@ -72,80 +77,193 @@ void AllreduceServer::on_start(Outbox& out) {
   broadcast(params_message(iteration_, *codec, ctx_.parameters), schedule_.node_count, out);
 }
 
-void AllreduceServer::on_message(NodeId from, const Message& message, Outbox&) {
+void AllreduceServer::on_message(NodeId from, const Message& message, Outbox& out) {
   if (from < 0 || from >= schedule_.node_count) {
     throw ProtocolError(fmt::format("allreduce server: message from unknown node {}", from));
   }
-  const auto* r = std::get_if<AllreduceReport>(&message);
-  if (r == nullptr) {
-    throw ProtocolError(fmt::format("allreduce server: worker {} sent {}, not AllreduceReport",
-                                    from, type_name(type_of(message))));
+  // A lost worker's last messages may still arrive (the simulator delivers what left before the
+  // loss): it is no member any more, and they are dropped.
+  if (std::find(members_.begin(), members_.end(), from) == members_.end()) return;
+  if (const auto* r = std::get_if<AllreduceReport>(&message)) {
+    on_report(from, *r);
+    if (!halting_) close_complete_rounds();
+    return;
   }
+  if (const auto* h = std::get_if<RingHalted>(&message); h != nullptr && shrink_) {
+    on_halted(from, *h, out);
+    return;
+  }
+  throw ProtocolError(fmt::format("allreduce server: worker {} sent {}, not AllreduceReport", from,
+                                  type_name(type_of(message))));
+}
+
+void AllreduceServer::on_report(NodeId from, const AllreduceReport& r) {
   const auto w = static_cast<std::size_t>(from);
-  if (r->iteration != last_[w] + 1 || r->iteration > schedule_.total_iterations()) {
+  if (r.iteration != last_[w] + 1 || r.iteration > schedule_.total_iterations()) {
     throw ProtocolError(fmt::format("allreduce server: worker {} reported iteration {} after {}",
-                                    from, r->iteration, last_[w]));
+                                    from, r.iteration, last_[w]));
   }
-  last_[w] = r->iteration;
-  const bool epoch_end = schedule_.epoch_end(r->iteration);
-  if (epoch_end && r->param_hash == 0) {
+  last_[w] = r.iteration;
+  const bool epoch_end = schedule_.epoch_end(r.iteration);
+  if (epoch_end && r.param_hash == 0) {
     throw ProtocolError(
         fmt::format("allreduce server: worker {} sent no parameter hash at the end of iteration {}",
-                    from, r->iteration));
+                    from, r.iteration));
   }
-  Round& round = rounds_[r->iteration];
+  const std::size_t n = last_.size();
+  Round& round = rounds_[r.iteration];
   if (round.workers.empty()) {
-    round.workers.resize(w + 1 > last_.size() ? w + 1 : last_.size());
-    round.hashes.assign(last_.size(), 0);
+    round.reported.assign(n, false);
+    round.workers.resize(n);
+    round.hashes.assign(n, 0);
   }
-  round.workers[w] = WorkerReport{.iteration = r->iteration - 1,
-                                  .loss = r->loss,
-                                  .samples = r->samples,
-                                  .times = r->times,
-                                  .payload_bytes = r->peer_bytes,
-                                  .multicast_bytes = r->multicast_bytes};
-  round.hashes[w] = r->param_hash;
-  buffers_.receive(from, r->buffers);
-  if (!r->params.empty()) {
-    if (r->params.size() != ctx_.parameters.size()) {
+  round.reported[w] = true;
+  round.workers[w] = WorkerReport{.iteration = r.iteration - 1,
+                                  .loss = r.loss,
+                                  .samples = r.samples,
+                                  .times = r.times,
+                                  .payload_bytes = r.peer_bytes,
+                                  .multicast_bytes = r.multicast_bytes};
+  round.hashes[w] = r.param_hash;
+  buffers_.receive(from, r.buffers);
+  if (!r.params.empty()) {
+    if (r.params.size() != ctx_.parameters.size()) {
       throw ProtocolError(fmt::format("allreduce server: worker {} sent {} parameters, not {}",
-                                      from, r->params.size(), ctx_.parameters.size()));
+                                      from, r.params.size(), ctx_.parameters.size()));
     }
-    round.params = r->params;
+    if (round.params.empty()) round.params = r.params;
   }
-  if (++round.reports < schedule_.node_count) return;
+}
+
+void AllreduceServer::close_complete_rounds() {
   // Rounds complete in order: a worker reports iteration i+1 only after iteration i.
-  PSGD_CHECK_EQ(r->iteration, iteration_ + 1, "allreduce server: rounds out of order");
-  close_round(round);
-  rounds_.erase(r->iteration);
+  for (auto it = rounds_.find(iteration_ + 1); it != rounds_.end();
+       it = rounds_.find(iteration_ + 1)) {
+    for (int m : members_)
+      if (!it->second.reported[static_cast<std::size_t>(m)]) return;
+    close_round(it->second);
+    rounds_.erase(it);
+  }
 }
 
 void AllreduceServer::close_round(Round& round) {
   const std::int64_t it = iteration_ + 1;
-  if (round.hashes[0] != 0) {
-    for (std::size_t w = 1; w < round.hashes.size(); ++w) {
-      if (round.hashes[w] != round.hashes[0]) {
+  int first = -1;  // the first worker that reported this round: the others must agree with it
+  for (std::size_t w = 0; w < round.reported.size(); ++w) {
+    if (round.reported[w] && first < 0) first = static_cast<int>(w);
+  }
+  PSGD_CHECK(first >= 0, "allreduce server: round {} closed without reports", it);
+  const auto f = static_cast<std::size_t>(first);
+  if (round.hashes[f] != 0) {
+    for (std::size_t w = 0; w < round.hashes.size(); ++w) {
+      if (round.reported[w] && round.hashes[w] != round.hashes[f]) {
         throw ProtocolError(fmt::format(
-            "allreduce: the models diverged: after iteration {} worker 0's parameters hash to "
+            "allreduce: the models diverged: after iteration {} worker {}'s parameters hash to "
             "{:016x} but worker {}'s to {:016x}",
-            it, round.hashes[0], w, round.hashes[w]));
+            it, first, round.hashes[f], w, round.hashes[w]));
       }
     }
     if (round.params.empty()) {
       throw ProtocolError(fmt::format(
-          "allreduce server: worker 0 sent no parameters at the end of iteration {}", it));
+          "allreduce server: no worker sent its parameters at the end of iteration {}", it));
     }
     std::copy(round.params.begin(), round.params.end(), ctx_.parameters.begin());
     buffers_.update();
   }
   iteration_ = it;
-  RoundStats stats{.iteration = it, .gradients = schedule_.node_count};
+  RoundStats stats{.iteration = it};
+  for (std::size_t w = 0; w < round.workers.size(); ++w)
+    stats.gradients += round.reported[w] ? 1 : 0;
+  stats.missing = schedule_.node_count - stats.gradients;
   for (std::size_t w = 0; w < round.workers.size(); ++w) {
-    stats.train_loss += round.workers[w].loss / schedule_.node_count;
+    if (!round.reported[w]) continue;
+    stats.train_loss += round.workers[w].loss / stats.gradients;
     stats.samples += round.workers[w].samples;
     if (ctx_.observer) ctx_.observer->on_worker(static_cast<NodeId>(w), round.workers[w]);
   }
   if (ctx_.observer) ctx_.observer->on_round(stats);
+}
+
+bool AllreduceServer::on_worker_lost(NodeId worker, Outbox& out) {
+  const auto m = std::find(members_.begin(), members_.end(), worker);
+  if (m == members_.end()) return true;  // lost before (a second report of one loss)
+  if (!shrink_) return false;
+  members_.erase(m);
+  lost_.push_back(worker);
+  if (members_.empty() || finished()) return true;
+  halt(out);
+  return true;
+}
+
+void AllreduceServer::halt(Outbox& out) {
+  // A loss during a halt starts another: the answers of the older generation are dropped.
+  ++generation_;
+  halting_ = true;
+  halted_.clear();
+  const auto message = std::make_shared<const Message>(RingHalt{.generation = generation_});
+  for (int m : members_)
+    out.push_back({m, message});
+}
+
+void AllreduceServer::on_halted(NodeId from, const RingHalted& h, Outbox& out) {
+  if (!halting_ || h.generation != generation_) return;  // an answer to an abandoned halt
+  if (h.iteration < iteration_ || h.iteration > schedule_.total_iterations() ||
+      h.iteration != last_[static_cast<std::size_t>(from)] ||
+      h.params.size() != ctx_.parameters.size()) {
+    throw ProtocolError(fmt::format(
+        "allreduce server: worker {} halted at iteration {} with {} parameters (it reported "
+        "iteration {}; the model has {})",
+        from, h.iteration, h.params.size(), last_[static_cast<std::size_t>(from)],
+        ctx_.parameters.size()));
+  }
+  halted_[from] = Halted{.iteration = h.iteration, .params = h.params, .state = h.state};
+  if (halted_.size() == members_.size()) reform(out);
+}
+
+void AllreduceServer::reform(Outbox& out) {
+  std::int64_t low = halted_.begin()->second.iteration;
+  std::int64_t high = low;
+  int donor = halted_.begin()->first;
+  for (const auto& [m, h] : halted_) {
+    low = std::min(low, h.iteration);
+    if (h.iteration > high) {
+      high = h.iteration;
+      donor = m;
+    }
+  }
+  if (high - low > 1) {
+    throw ProtocolError(fmt::format(
+        "allreduce: the ring's members halted {} iterations apart (at {} and {}); a ring cannot "
+        "be more than one apart",
+        high - low, low, high));
+  }
+  // Every member has reported every iteration it applied (reports leave before RingHalted), so
+  // the rounds up to `high` close now with the members that completed them.
+  while (iteration_ < high) {
+    auto it = rounds_.find(iteration_ + 1);
+    PSGD_CHECK(it != rounds_.end(), "allreduce server: no report of iteration {}", iteration_ + 1);
+    close_round(it->second);
+    rounds_.erase(it);
+  }
+  StrategyEvent event{
+      .event = "ring_reformed", .iteration = high, .lost = lost_, .members = members_};
+  const Halted& from = halted_.at(donor);
+  for (int m : members_) {
+    RingReform reform{.generation = generation_,
+                      .iteration = high,
+                      .members = std::vector<std::int32_t>(members_.begin(), members_.end())};
+    if (halted_.at(m).iteration < high) {
+      reform.params = from.params;
+      reform.state = from.state;
+      last_[static_cast<std::size_t>(m)] = high;  // it applies iteration `high` by adopting it
+      event.adopted.push_back(m);
+    }
+    out.push_back({m, std::make_shared<const Message>(std::move(reform))});
+  }
+  halting_ = false;
+  halted_.clear();
+  lost_.clear();
+  if (ctx_.observer) ctx_.observer->on_event(event);
 }
 
 namespace {
@@ -168,17 +286,24 @@ constexpr std::uint32_t kCompressedWorkerState = 0x50534744;  // "PSGD"
 
 AllreduceWorker::AllreduceWorker(WorkerContext context, Schedule schedule,
                                  const OptimizerSpec& optimizer, RingOptions ring,
-                                 std::unique_ptr<AllreduceCompression> compression)
+                                 std::unique_ptr<AllreduceCompression> compression, bool shrink)
     : ctx_(context),
       schedule_(schedule),
       optimiser_(
           make_optimizer(optimizer, context.learner ? context.learner->parameters().size() : 0)),
       compression_(plain_if_null(std::move(compression), schedule.node_count)),
-      ring_(context.id, schedule.node_count, with_precision(ring, *compression_)) {
+      ring_options_(with_precision(ring, *compression_)),
+      ring_(std::make_unique<RingAllreduce>(context.id, schedule.node_count, ring_options_)),
+      shrink_(shrink) {
   PSGD_CHECK(ctx_.learner != nullptr && ctx_.clock != nullptr,
              "allreduce worker needs a learner and a clock");
   PSGD_CHECK(ctx_.collective == nullptr || (compression_->rounds() == 1 && !compression_->half()),
              "allreduce worker: a compressed allreduce runs on the ring only");
+  // The job refuses shrink with a compression that cannot follow the ring's size.
+  PSGD_CHECK(!shrink_ || compression_->set_world(schedule.node_count),
+             "allreduce worker: this compression cannot follow a shrinking ring");
+  for (int w = 0; w < schedule.node_count; ++w)
+    members_.push_back(w);
 }
 
 // Without compression state the optimiser's bytes alone, as before compression existed (so old
@@ -213,12 +338,12 @@ void AllreduceWorker::restore(std::span<const std::uint8_t> state) {
 }
 
 bool send_iteration_report(AllreduceReport report, Learner& learner, const Schedule& schedule,
-                           NodeId worker, Outbox& out) {
+                           bool with_params, Outbox& out) {
   const std::int64_t done = report.iteration;
   if (schedule.epoch_end(done)) {
     const std::span<const float> params = learner.parameters();
     report.param_hash = parameter_hash(params);
-    if (worker == 0) report.params.assign(params.begin(), params.end());
+    if (with_params) report.params.assign(params.begin(), params.end());
     const std::span<const float> buffers = learner.buffers();
     report.buffers.assign(buffers.begin(), buffers.end());
   }
@@ -236,44 +361,141 @@ WorkerAction AllreduceWorker::on_message(const Message& message, Outbox& out) {
     make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
     started_ = true;
     iteration_ = p->iteration;  // 0, or the checkpoint's iteration on a resumed run
-    return {.compute = true};
+    return compute_next();
   }
-  const auto* chunk = std::get_if<RingChunk>(&message);
-  if (chunk == nullptr || ctx_.collective != nullptr) {
-    throw ProtocolError(fmt::format("allreduce worker {}: unexpected {} message", ctx_.id,
-                                    type_name(type_of(message))));
+  if (ctx_.collective == nullptr) {
+    if (const auto* chunk = std::get_if<RingChunk>(&message)) return on_chunk(*chunk, out);
+    if (shrink_) {
+      if (const auto* h = std::get_if<RingHalt>(&message)) return on_halt(*h, out);
+      if (const auto* r = std::get_if<RingReform>(&message)) return on_reform(*r, out);
+    }
   }
-  ring_.on_chunk(*chunk, out);
-  if (!reducing_ || !ring_.done()) return {};
-  peer_bytes_ += ring_.bytes_sent();
+  throw ProtocolError(fmt::format("allreduce worker {}: unexpected {} message", ctx_.id,
+                                  type_name(type_of(message))));
+}
+
+WorkerAction AllreduceWorker::on_chunk(const RingChunk& chunk, Outbox& out) {
+  const std::int64_t generation = chunk.round >> kGenerationShift;
+  if (generation < generation_) return {};  // of a ring abandoned after a loss
+  if (generation > generation_ || halted_) {
+    // The next ring's, from a member that got its RingReform first (a later one would be a
+    // generation no RingHalt has announced).
+    if (generation > generation_ || !shrink_) {
+      throw ProtocolError(
+          fmt::format("allreduce worker {}: a chunk of ring generation {} during {}", ctx_.id,
+                      generation, generation_));
+    }
+    early_.push_back(chunk);
+    return {};
+  }
+  ring_->on_chunk(chunk, out);
+  if (!reducing_ || !ring_->done()) return {};
+  peer_bytes_ += ring_->bytes_sent();
   if (++round_ < compression_->rounds() && !start_round({}, out)) return {};
   return finish_iteration(out);
 }
 
+WorkerAction AllreduceWorker::on_halt(const RingHalt& halt, Outbox& out) {
+  if (!started_ || halt.generation <= generation_) {
+    throw ProtocolError(fmt::format("allreduce worker {}: RingHalt of generation {} during {}",
+                                    ctx_.id, halt.generation, generation_));
+  }
+  generation_ = halt.generation;
+  halted_ = true;
+  early_.clear();
+  if (reducing_) {
+    // The ring stalled: keep the gradient (own_) to sum it again on the next ring.
+    reducing_ = false;
+    pending_ = true;
+  }
+  const std::span<const float> params = ctx_.learner->parameters();
+  out.push_back(
+      {kServer, std::make_shared<const Message>(RingHalted{.generation = generation_,
+                                                           .iteration = iteration_,
+                                                           .params = {params.begin(), params.end()},
+                                                           .state = snapshot()})});
+  return {};
+}
+
+WorkerAction AllreduceWorker::on_reform(const RingReform& reform, Outbox& out) {
+  const auto me = std::find(reform.members.begin(), reform.members.end(), ctx_.id);
+  if (!halted_ || reform.generation != generation_ || me == reform.members.end() ||
+      (reform.iteration != iteration_ && reform.iteration != iteration_ + 1)) {
+    throw ProtocolError(fmt::format(
+        "allreduce worker {} (generation {}, iteration {}): a RingReform of generation {} at "
+        "iteration {} that does not fit",
+        ctx_.id, generation_, iteration_, reform.generation, reform.iteration));
+  }
+  halted_ = false;
+  if (reform.iteration == iteration_ + 1) {
+    // The others completed the iteration whose ring this worker was in: its gradient is in
+    // their sum, so it takes their result instead of applying one of its own.
+    auto params = ctx_.learner->parameters();
+    if (reform.params.size() != params.size()) {
+      throw ProtocolError(fmt::format("allreduce worker {}: RingReform with {} parameters, not {}",
+                                      ctx_.id, reform.params.size(), params.size()));
+    }
+    std::copy(reform.params.begin(), reform.params.end(), params.begin());
+    restore(reform.state);
+    iteration_ = reform.iteration;
+    pending_ = false;
+  }
+  members_.assign(reform.members.begin(), reform.members.end());
+  const int rank = static_cast<int>(me - reform.members.begin());
+  const int k = static_cast<int>(members_.size());
+  PSGD_CHECK(compression_->set_world(k), "allreduce worker: the compression cannot shrink");
+  ring_ = std::make_unique<RingAllreduce>(rank, k, ring_options_,
+                                          members_[static_cast<std::size_t>((rank + 1) % k)]);
+  for (RingChunk& c : early_)
+    ring_->on_chunk(c, out);  // kept by the ring until its round starts
+  early_.clear();
+  if (iteration_ >= schedule_.total_iterations()) return {};  // done: the server will finish
+  if (pending_) {
+    pending_ = false;
+    return reduce(own_, out);
+  }
+  if (awaiting_compute_) return {};  // compute_step() will start the ring
+  return compute_next();
+}
+
 WorkerAction AllreduceWorker::compute_step(Outbox& out) {
-  PSGD_CHECK(started_ && !reducing_, "allreduce worker asked to compute out of turn");
+  PSGD_CHECK(started_ && !reducing_ && !pending_, "allreduce worker asked to compute out of turn");
+  awaiting_compute_ = false;
   Stopwatch sw(*ctx_.clock);
   step_ = ctx_.learner->compute_gradient();
   times_.compute_s = sw.seconds();
+  const auto g = ctx_.learner->gradients();
+  if (ctx_.collective != nullptr) {
+    reduce_start_ = ctx_.clock->now();
+    reducing_ = true;
+    round_ = 0;
+    peer_bytes_ = 0;
+    ctx_.collective->allreduce_sum(compression_->round_buffer(0, g));
+    return finish_iteration(out);
+  }
+  if (shrink_) own_.assign(g.begin(), g.end());  // to sum again if the ring loses a member
+  if (halted_) {
+    pending_ = true;  // the next ring sums it
+    return {};
+  }
+  return reduce(g, out);
+}
+
+WorkerAction AllreduceWorker::reduce(std::span<const float> gradient, Outbox& out) {
   reduce_start_ = ctx_.clock->now();
   reducing_ = true;
   round_ = 0;
   peer_bytes_ = 0;
-  if (ctx_.collective != nullptr) {
-    ctx_.collective->allreduce_sum(compression_->round_buffer(0, ctx_.learner->gradients()));
-    return finish_iteration(out);
-  }
-  if (start_round(ctx_.learner->gradients(), out)) return finish_iteration(out);
+  if (start_round(gradient, out)) return finish_iteration(out);
   return {};
 }
 
 bool AllreduceWorker::start_round(std::span<const float> gradient, Outbox& out) {
-  const int rounds = compression_->rounds();
   for (;;) {
-    ring_.start(iteration_ * rounds + round_, compression_->round_buffer(round_, gradient), out);
-    if (!ring_.done()) return false;
-    peer_bytes_ += ring_.bytes_sent();
-    if (++round_ == rounds) return true;
+    ring_->start(ring_round(), compression_->round_buffer(round_, gradient), out);
+    if (!ring_->done()) return false;
+    peer_bytes_ += ring_->bytes_sent();
+    if (++round_ == compression_->rounds()) return true;
   }
 }
 
@@ -281,6 +503,8 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   reducing_ = false;
   times_.wait_s = ctx_.clock->now() - reduce_start_;
   Stopwatch sw(*ctx_.clock);
+  // The mean over the ring's members (all n workers, or those left after a loss), or the
+  // compression's approximation of it.
   auto params = ctx_.learner->parameters();
   update_.resize(params.size());
   compression_->finish(update_);
@@ -299,8 +523,11 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   }
   report.multicast_bytes = report.peer_bytes;  // a ring sends each chunk to one peer
   times_ = PhaseTimes{};
-  return {.compute =
-              send_iteration_report(std::move(report), *ctx_.learner, schedule_, ctx_.id, out)};
+  const bool with_params = shrink_ || ctx_.id == members_.front();
+  if (send_iteration_report(std::move(report), *ctx_.learner, schedule_, with_params, out)) {
+    return compute_next();
+  }
+  return {};
 }
 
 }  // namespace psgd

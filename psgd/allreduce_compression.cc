@@ -13,6 +13,10 @@ class PlainAllreduce final : public AllreduceCompression {
  public:
   explicit PlainAllreduce(int world) : world_(world) {}
   int rounds() const override { return 1; }
+  bool set_world(int world) override {
+    world_ = world;
+    return true;
+  }
   std::span<float> round_buffer(int, std::span<const float> gradient) override {
     sum_.assign(gradient.begin(), gradient.end());
     return sum_;
@@ -71,6 +75,7 @@ constexpr AllreduceCompressionEntry kCompressions[] = {
     {.name = "plain",
      .summary = "exact fp32 sums",
      .ddp_hook = "allreduce_hook (DDP's default)",
+     .shrinks = true,
      .make = [](const AllreduceCompressionSpec& spec) -> std::unique_ptr<AllreduceCompression> {
        return std::make_unique<PlainAllreduce>(spec.world);
      }},

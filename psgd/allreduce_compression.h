@@ -38,6 +38,12 @@ class AllreduceCompression {
   virtual void finish(std::span<float> update) = 0;
   // Whether the ring carries fp16 (RingOptions::half).
   virtual bool half() const { return false; }
+  // The ring now has `world` members (--allreduce_on_loss shrink re-formed it after a loss);
+  // false when this compression cannot follow a ring that shrinks (the job refuses the pair).
+  virtual bool set_world(int world) {
+    (void)world;
+    return false;
+  }
   // State a checkpoint keeps (empty: none).
   virtual std::vector<std::uint8_t> snapshot() const { return {}; }
   virtual void restore(std::span<const std::uint8_t>) {}
@@ -56,6 +62,8 @@ struct AllreduceCompressionEntry {
   std::string_view ddp_hook;   // PyTorch's DDP communication hook doing the same
   unsigned options = 0;        // CodecOption bits (codecs/codec_table.h) it reads
   bool needs_tensors = false;  // reads the model's tensor shapes
+  // Follows a ring that shrinks after a loss (--allreduce_on_loss shrink): set_world() works.
+  bool shrinks = false;
   std::unique_ptr<AllreduceCompression> (*make)(const AllreduceCompressionSpec& spec) = nullptr;
 };
 

@@ -133,8 +133,8 @@ WorkerAction BroadcastWorker::try_finish(Outbox& out) {
                          .peer_bytes = sent_bytes_,
                          .multicast_bytes = multicast_bytes_};
   times_ = PhaseTimes{};
-  return {.compute =
-              send_iteration_report(std::move(report), *ctx_.learner, schedule_, ctx_.id, out)};
+  return {.compute = send_iteration_report(std::move(report), *ctx_.learner, schedule_,
+                                           ctx_.id == 0, out)};
 }
 
 }  // namespace psgd

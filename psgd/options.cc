@@ -61,6 +61,10 @@ void StrategyOptions::validate() const {
     throw ConfigError(
         fmt::format("--allreduce_backend {}: known backends are ring and gloo", allreduce_backend));
   }
+  if (allreduce_on_loss != "fail" && allreduce_on_loss != "shrink") {
+    throw ConfigError(
+        fmt::format("--allreduce_on_loss {}: choose fail or shrink", allreduce_on_loss));
+  }
 }
 
 }  // namespace psgd

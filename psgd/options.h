@@ -21,6 +21,9 @@ struct StrategyOptions {
   int sync_period = 0;                     // local_sgd: local steps between model averages (0: 4)
   int local_after_epochs = 0;              // local_sgd: epochs of H = 1 first
   std::string allreduce_backend = "ring";  // allreduce: ring (ours, peer TCP links) | gloo
+  // allreduce: what a worker lost during training does to the run (psgd/allreduce.h): fail (the
+  // run ends) | shrink (the others re-form the ring without it and go on).
+  std::string allreduce_on_loss = "fail";
 
   // Effective values of the options above for the strategy in use.
   int ssp_staleness() const { return staleness < 0 ? 2 : staleness; }
@@ -68,6 +71,14 @@ struct StrategyOptions {
     visit("allreduce_backend", self.allreduce_backend,
           "allreduce: ring (ours, pipelined over peer TCP links or shared memory) | gloo (c10d "
           "ProcessGroupGloo; real runs only, the simulator models the ring)");
+    visit("allreduce_on_loss", self.allreduce_on_loss,
+          "allreduce with the ring backend: what happens when a worker is lost during training "
+          "(killed, left on SIGTERM, or silent for --dead_after). fail (default): the run ends "
+          "with status failed, naming the worker. shrink: the remaining workers re-form the ring "
+          "without it at the next iteration boundary and go on; each later iteration averages "
+          "their gradients (the same --learn_rate, the same iterations per epoch), and the data "
+          "only the lost worker held is no longer trained on. summary.json's events say who was "
+          "lost, at which iteration, and what the ring became (ring_reformed)");
   }
   // --psgd's and --codec's help, listing the strategy, codec and coding tables.
   static std::string psgd_help();

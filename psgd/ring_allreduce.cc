@@ -25,8 +25,11 @@ std::pair<std::size_t, std::size_t> part(std::size_t length, int count, int i) {
 
 }  // namespace
 
-RingAllreduce::RingAllreduce(int rank, int world, RingOptions options)
-    : rank_(rank), world_(world), options_(options), next_(mod(rank + 1, world)) {
+RingAllreduce::RingAllreduce(int rank, int world, RingOptions options, NodeId next)
+    : rank_(rank),
+      world_(world),
+      options_(options),
+      next_(next >= 0 ? next : mod(rank + 1, world)) {
   PSGD_CHECK(world >= 1 && rank >= 0 && rank < world, "ring: rank {} of {}", rank, world);
   PSGD_CHECK(options_.chunk_elements > 0, "ring: chunk_elements must be positive");
 }

@@ -60,7 +60,10 @@ struct RingOptions {
 
 class RingAllreduce {
  public:
-  RingAllreduce(int rank, int world, RingOptions options = {});
+  // `next`: the node rank + 1 is, where this rank's chunks go; -1: node (rank + 1) mod world, as
+  // when ranks are worker ids. A ring re-formed over some of the workers
+  // (--allreduce_on_loss shrink) ranks its members 0 .. world-1 and names each one's successor.
+  RingAllreduce(int rank, int world, RingOptions options = {}, NodeId next = -1);
 
   // Starts summing `data` in place across the ring for `round` (rounds increase by one per
   // call). `data` must stay valid, the same length on every rank, and be changed by nobody else

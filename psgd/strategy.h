@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "network/messages.h"
@@ -46,6 +47,19 @@ struct WorkerReport {
   bool dropped = false;          // arrived too late for its round and was discarded
 };
 
+// Something a strategy did that the run's result depends on: an allreduce ring re-formed without
+// a lost worker (--allreduce_on_loss shrink). Drivers write it into summary.json's events and the
+// timeline (experiments/strategy_events.h).
+struct StrategyEvent {
+  std::string event;           // "ring_reformed"
+  std::int64_t iteration = 0;  // iterations applied before the new ring's first
+  std::vector<int> lost;       // the workers the ring lost since the previous one
+  std::vector<int> members;    // the ring from then on, in ring order
+  // Members that were one iteration behind and took the parameters and optimiser state of a
+  // member that had completed `iteration` (its sum already held their gradient).
+  std::vector<int> adopted;
+};
+
 class ServerObserver {
  public:
   virtual ~ServerObserver() = default;
@@ -53,6 +67,8 @@ class ServerObserver {
   // contribution that was discarded (report.dropped) is reported on its own, with no round.
   virtual void on_worker(NodeId worker, const WorkerReport& report) = 0;
   virtual void on_round(const RoundStats& stats) = 0;
+  // Rare (see StrategyEvent); between rounds. Default: ignored.
+  virtual void on_event(const StrategyEvent& event) { (void)event; }
 };
 
 class ServerRole {

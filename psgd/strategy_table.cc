@@ -22,7 +22,7 @@ constexpr std::string_view kAsgdOptions[] = {"staleness_lr", "delay_compensation
                                              "delay_compensation_mode"};
 constexpr std::string_view kSspOptions[] = {"staleness", "staleness_lr"};
 constexpr std::string_view kLocalSgdOptions[] = {"sync_period", "local_after_epochs"};
-constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend"};
+constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend", "allreduce_on_loss"};
 
 std::unique_ptr<WorkerRole> gradient_worker(const StrategyJob&, const Schedule&,
                                             WorkerContext context) {
@@ -58,6 +58,10 @@ void validate_ssgd(const StrategyJob& job) {
   }
 }
 
+bool shrinks(const StrategyJob& job) {
+  return job.allreduce_on_loss == "shrink";
+}
+
 LocalSgdOptions local_sgd_options(const StrategyJob& job) {
   return LocalSgdOptions{.sync_period = job.local_sync_period(),
                          .local_after_epochs = job.local_after_epochs};
@@ -86,6 +90,19 @@ void validate_allreduce(const StrategyJob& job) {
         "--codec {} with --allreduce_backend {}: compressed allreduce runs on psgd's ring only; "
         "use --allreduce_backend ring",
         job.codec, job.allreduce_backend));
+  }
+  if (shrinks(job) && job.allreduce_backend != "ring") {
+    throw ConfigError(fmt::format(
+        "--allreduce_on_loss shrink with --allreduce_backend {}: a Gloo group cannot change its "
+        "members; use --allreduce_backend ring",
+        job.allreduce_backend));
+  }
+  const AllreduceCompressionEntry* entry = find_allreduce_compression(job.codec);
+  if (shrinks(job) && entry != nullptr && !entry->shrinks) {
+    throw ConfigError(fmt::format(
+        "--allreduce_on_loss shrink with --codec {}: this compression cannot follow a ring that "
+        "shrinks (its state is per ring size); use --codec plain, or --allreduce_on_loss fail",
+        job.codec));
   }
 }
 
@@ -149,15 +166,17 @@ constexpr StrategyEntry kStrategies[] = {
      .allreduce_compressions = true,
      .server_holds_model = false,
      .options = kAllreduceOptions,
-     .make_server = [](const StrategyJob&, const Schedule& schedule,
+     .on_loss_hint = " (--allreduce_on_loss shrink lets the others carry on)",
+     .make_server = [](const StrategyJob& job, const Schedule& schedule,
                        ServerContext context) -> std::unique_ptr<ServerRole> {
-       return std::make_unique<AllreduceServer>(schedule, context);
+       return std::make_unique<AllreduceServer>(schedule, context, shrinks(job));
      },
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
        auto compression = make_allreduce_compression(job, schedule, context);
        return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule),
-                                                RingOptions{}, std::move(compression));
+                                                RingOptions{}, std::move(compression),
+                                                shrinks(job));
      },
      .validate = validate_allreduce},
     {.name = "broadcast",

@@ -117,6 +117,7 @@ void Client::on_frame(Message&& message, NodeId from, std::size_t bytes) {
     conn_->set_read_timeout(opts_.dead_after);
   }
   links_->received(from, bytes);
+  if (const auto* reform = std::get_if<RingReform>(&message)) on_ring_reform(*reform);
   deliver(message);
 }
 
@@ -342,8 +343,14 @@ void Client::on_finish(const Finish& finish) {
   exit_code_ = finish.ok ? 0 : 1;
   const std::int64_t iterations = role_ ? role_->iterations_done() : 0;
   if (finish.ok) {
-    say(fmt::format("done: {} ({} iterations in {})", finish.status, iterations,
-                    fmt_duration(clock_.now() - start_)));
+    // Peer-to-peer workers hold the model: its hash, to compare with summary.json's
+    // parameters_sha256 (the same on every worker of an allreduce ring).
+    std::string model;
+    if (parts_ && strategy_of(spec_).topology == Topology::kPeerToPeer) {
+      model = fmt::format("; parameters sha256 {}", sha256_hex(parts_->trainer().parameters()));
+    }
+    say(fmt::format("done: {} ({} iterations in {}){}", finish.status, iterations,
+                    fmt_duration(clock_.now() - start_), model));
   } else {
     fmt::print(stderr, "client[{}]: the job ended without completing: {}\n", worker_,
                finish.status);

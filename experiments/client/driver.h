@@ -11,6 +11,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "core/clock.h"
@@ -110,6 +111,8 @@ class Client {
   // Peer-to-peer strategies: link up with the other workers, then tell the server.
   void on_peer_table(const PeerTable& table);
   void on_peer_error(int peer, const std::string& why);
+  // --allreduce_on_loss shrink: a ring without the lost peers ends the wait for the verdict.
+  void on_ring_reform(const RingReform& reform);
   void give_up(const std::string& why, bool tell_server);
   void say(const std::string& line);
 
@@ -149,6 +152,8 @@ class Client {
   bool training_ = false;
   bool lost_server_ = false;
   bool peer_grace_armed_ = false;  // a peer was lost; waiting for the server's verdict
+  std::set<int> lost_peers_;       // --allreduce_on_loss shrink: peers whose links failed
+  std::set<int> ring_members_;     // the ring since the last RingReform (empty: every worker)
   int exit_code_ = 1;
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;

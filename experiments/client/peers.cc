@@ -1,6 +1,7 @@
 // A worker's links with its peers (experiments/client/driver.h): the peer mesh of the ring
 // allreduce and the all-to-all exchange, or the Gloo group.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <chrono>
 
 #include "core/error.h"
@@ -72,6 +73,23 @@ void Client::on_peer_error(int peer, const std::string& why) {
   if (role_ && role_->iterations_done() >= schedule_.total_iterations()) return;
   const std::string what = peer >= 0 ? fmt::format("lost peer worker {}: {}", peer, why)
                                      : fmt::format("peer links: {}", why);
+  if (spec_.allreduce_on_loss == "shrink" && peer >= 0 && conn_ && conn_->is_open()) {
+    // The server halts the ring and re-forms it without that peer (RingReform, on_ring_reform):
+    // the other links stay up. If no ring without it comes, the server did not lose it (a link
+    // between two live workers broke) and this worker cannot go on.
+    // A peer the ring has already left behind (a hung one whose link times out later): no news.
+    if (ring_members_.count(peer) == 0 && !ring_members_.empty()) return;
+    lost_peers_.insert(peer);
+    if (!peer_grace_armed_) {
+      peer_grace_armed_ = true;
+      peer_grace_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(2 * opts_.dead_after)));
+      peer_grace_.async_wait([this, what](std::error_code ec) {
+        if (!ec) give_up(what + " (the server re-formed no ring without it)", true);
+      });
+    }
+    return;
+  }
   // A peer that lost the server closes its links, and this worker may see that before its own
   // server link fails (a killed server): wait for the server's verdict first. A live server sends
   // the job's end at once (it lost that worker too); a dead one fails the server link, and this
@@ -87,6 +105,19 @@ void Client::on_peer_error(int peer, const std::string& why) {
     return;
   }
   if (!peer_grace_armed_) give_up(what, true);
+}
+
+void Client::on_ring_reform(const RingReform& reform) {
+  ring_members_ = std::set<int>(reform.members.begin(), reform.members.end());
+  if (!peer_grace_armed_) return;
+  for (const int member : reform.members) {
+    // A link to a member of the new ring is broken: the grace runs out and this worker gives up.
+    if (lost_peers_.count(member) > 0) return;
+  }
+  lost_peers_.clear();
+  peer_grace_armed_ = false;
+  peer_grace_.cancel();
+  say(fmt::format("the ring re-formed with workers {}", fmt::join(reform.members, ", ")));
 }
 
 }  // namespace psgd

@@ -23,6 +23,7 @@
 #include "experiments/run_dir.h"
 #include "experiments/server/checkpointer.h"
 #include "experiments/server/worker_table.h"
+#include "experiments/strategy_events.h"
 #include "experiments/tensorboard.h"
 #include "experiments/timeline.h"
 #include "network/auth.h"
@@ -141,7 +142,8 @@ class Server {
 
   std::unique_ptr<RunRecorder> recorder_;
   std::unique_ptr<TimelineRecorder> timeline_;      // --timeline
-  std::unique_ptr<ObserverFanout> observers_;       // recorder + timeline
+  std::unique_ptr<StrategyEventSink> event_sink_;   // the strategy's events into events_
+  std::unique_ptr<ObserverFanout> observers_;       // recorder, events, timeline
   std::unique_ptr<TensorBoardWriter> tensorboard_;  // --tensorboard
   SteadyClock clock_;
   nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers

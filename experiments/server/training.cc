@@ -1,6 +1,7 @@
 // init_server's TCP driver, part 2: training, lost, leaving and returning workers, and
 // checkpoints (experiments/server/driver.h). driver.cc joins and loads, ending.cc ends the run.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include "core/error.h"
 #include "experiments/format.h"
 #include "experiments/server/driver.h"
+#include "experiments/strategy_events.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -45,16 +47,24 @@ void Server::start_training() {
     workers_[w].link->set_read_timeout(opts_.dead_after);
     workers_[w].link->start_heartbeats(opts_.heartbeat_interval);
   }
-  ServerObserver* observer = recorder_.get();
+  // summary.json's events get what the strategy reports (a ring re-formed after a loss).
+  event_sink_ = std::make_unique<StrategyEventSink>([this](const StrategyEvent& e) {
+    events_.push_back(
+        strategy_event_json(e, schedule_, plan_->placement(), "wall_s", clock_.now()));
+    fmt::print("init_server: the ring re-formed after iteration {} with workers {} ({} of {})\n",
+               e.iteration, fmt::join(e.members, ", "), e.members.size(), spec_.node_count);
+    std::fflush(stdout);
+  });
+  std::vector<ServerObserver*> observers{recorder_.get(), event_sink_.get()};
   if (opts_.timeline) {
     timeline_ = std::make_unique<TimelineRecorder>(
         TimelineOptions{.node_count = spec_.node_count,
                         .total_iterations = schedule_.total_iterations()},
         &clock_);
-    observers_ = std::make_unique<ObserverFanout>(
-        std::vector<ServerObserver*>{recorder_.get(), timeline_.get()});
-    observer = observers_.get();
+    observers.push_back(timeline_.get());
   }
+  observers_ = std::make_unique<ObserverFanout>(std::move(observers));
+  ServerObserver* observer = observers_.get();
   transport_ = std::make_unique<WorkerTransport>(*this);
   role_ = make_server_role(spec_, schedule_,
                            ServerContext{.parameters = model_->parameters(),

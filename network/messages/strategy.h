@@ -92,6 +92,32 @@ struct AllreduceReport {
   std::vector<float> buffers;    // every worker's buffers at epoch ends (see Gradient)
 };
 
+// server -> every remaining worker (allreduce, --allreduce_on_loss shrink, psgd/allreduce.h): a
+// worker was lost; leave the ring of earlier generations and say where you are.
+struct RingHalt {
+  std::int64_t generation = 0;  // the ring to come (generations count up from 0)
+};
+
+// worker -> server: the answer to RingHalt. A worker's parameters and optimiser state after the
+// iterations it has applied, which the server hands to members that are one iteration behind.
+struct RingHalted {
+  std::int64_t generation = 0;
+  std::int64_t iteration = 0;  // iterations this worker has applied
+  std::vector<float> params;
+  std::vector<std::uint8_t> state;  // its optimiser's snapshot
+};
+
+// server -> every remaining worker: the new ring (its members in ring order) continues after
+// `iteration`. A worker still at iteration - 1 gets the parameters and optimiser state of a
+// member at `iteration` (empty for the others).
+struct RingReform {
+  std::int64_t generation = 0;
+  std::int64_t iteration = 0;
+  std::vector<std::int32_t> members;
+  std::vector<float> params;
+  std::vector<std::uint8_t> state;
+};
+
 // worker -> every other worker (broadcast): the encoded gradient of one batch.
 struct PeerGradient {
   std::int32_t from = 0;

@@ -405,8 +405,8 @@ WorkerAction CcdcWorker::progress(Outbox& out) {
                          .peer_bytes = peer_bytes_,
                          .multicast_bytes = multicast_bytes_};
   times_ = PhaseTimes{};
-  return {.compute =
-              send_iteration_report(std::move(report), *ctx_.learner, schedule_, ctx_.id, out)};
+  return {.compute = send_iteration_report(std::move(report), *ctx_.learner, schedule_,
+                                           ctx_.id == 0, out)};
 }
 
 }  // namespace psgd

@@ -122,6 +122,42 @@ TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
   EXPECT_EQ(JobSpec{}.local_sync_period(), 4);
 }
 
+// --allreduce_on_loss: allreduce's knob; shrink needs our ring (a Gloo group cannot change its
+// members) and is refused with --checkpoint_every (a checkpoint cannot record the shrunk ring).
+TEST(JobSpec, AllreduceOnLossIsRefusedWhereItCannotBeHonoured) {
+  JobSpec s;
+  s.allreduce_on_loss = "shrink";
+  EXPECT_NE(message_of(s).find("--allreduce_on_loss applies to --psgd allreduce only"),
+            std::string::npos)
+      << message_of(s);
+  s.psgd = "allreduce";
+  EXPECT_EQ(message_of(s), "no error");
+  s.allreduce_backend = "gloo";
+  EXPECT_NE(message_of(s).find("a Gloo group cannot change its members"), std::string::npos)
+      << message_of(s);
+  s.allreduce_backend = "ring";
+  // A compression whose state depends on the ring's size cannot follow it; plain can.
+  for (const char* codec : {"fp16", "powersgd"}) {
+    s.codec = codec;
+    EXPECT_NE(message_of(s).find("this compression cannot follow a ring that shrinks"),
+              std::string::npos)
+        << codec << ": " << message_of(s);
+  }
+  s.codec = "plain";
+  s.checkpoint_every = 10;
+  EXPECT_NE(message_of(s).find("--checkpoint_every with --allreduce_on_loss shrink"),
+            std::string::npos)
+      << message_of(s);
+  s.checkpoint_every = 0;
+  s.allreduce_on_loss = "wait";
+  EXPECT_NE(message_of(s).find("--allreduce_on_loss wait: choose fail or shrink"),
+            std::string::npos)
+      << message_of(s);
+  s.allreduce_on_loss = "fail";
+  s.checkpoint_every = 10;
+  EXPECT_EQ(message_of(s), "no error");
+}
+
 TEST(JobSpec, ModelAverageIsParsedAndRefusedWhereNoServerHoldsTheModel) {
   JobSpec s;
   EXPECT_EQ(s.model_average_decay(), 0.0) << "auto: ssgd evaluates its last iterate";

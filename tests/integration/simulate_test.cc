@@ -154,6 +154,50 @@ TEST(Simulate, AllreduceRingLearns) {
   EXPECT_GT(summary["virtual_seconds"].get<double>(), 0.0);
 }
 
+// --allreduce_on_loss shrink honoured by the simulator: a worker that --fail kills mid-epoch
+// leaves a ring of the others, which completes; the events say so, as a real run's. Without the
+// option the same failure ends the run.
+TEST(Simulate, AllreduceRingShrinksAfterASimulatedFailure) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  const auto flags = [&](const std::string& on_loss, const std::string& out) {
+    return with(kJob,
+                {"--simulate", "--psgd", "allreduce", "--output", dir.file(out), "--sim_compute",
+                 "fixed:5ms", "--fail", "1@0.2", "--allreduce_on_loss", on_loss});
+  };
+  auto r = testing::run(PSGD_INIT_SERVER, flags("shrink", "shrink"), dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto summary = nlohmann::json::parse(read_file(dir.file("shrink") + "/summary.json"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["iterations"], 2 * 47);
+  ASSERT_EQ(summary["events"].size(), 1u) << summary.dump(1);
+  const auto& e = summary["events"][0];
+  EXPECT_EQ(e["event"], "ring_reformed");
+  EXPECT_EQ(e["lost"], nlohmann::json::array({1}));
+  EXPECT_EQ(e["ring_size"], summary["nodes"].get<int>() - 1);
+  EXPECT_GT(e["iteration"].get<int>(), 0);
+  EXPECT_LT(e["iteration"].get<int>(), 47);
+  EXPECT_EQ(e["epoch"], 1) << "lost in the first epoch";
+  EXPECT_GT(e["virtual_s"].get<double>(), 0.19);
+  EXPECT_EQ(e["untrained_blocks"], nlohmann::json::array({1}));
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << "chance is 0.1";
+
+  // --redundancy 2 on 2 workers: the survivor holds every block, so no data is lost.
+  r = testing::run(PSGD_INIT_SERVER, with(flags("shrink", "r2"), {"--redundancy", "2"}), dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  summary = nlohmann::json::parse(read_file(dir.file("r2") + "/summary.json"));
+  ASSERT_EQ(summary["events"].size(), 1u) << summary.dump(1);
+  EXPECT_EQ(summary["events"][0]["untrained_blocks"], nlohmann::json::array());
+  EXPECT_EQ(summary["events"][0]["untrained_samples"], 0);
+
+  r = testing::run(PSGD_INIT_SERVER, flags("fail", "fail"), dir, 120);
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  summary = nlohmann::json::parse(read_file(dir.file("fail") + "/summary.json"));
+  EXPECT_NE(summary["status"].get<std::string>().find("worker 1 failed at 0.2 s"),
+            std::string::npos)
+      << summary["status"];
+}
+
 // asgd with delay compensation (DC-ASGD-a, the paper's lambda) through the whole stack: flags,
 // JobSpec, the server's compensation with worker momentum; it learns and reports its staleness.
 TEST(Simulate, AsgdWithDelayCompensationLearns) {

@@ -94,6 +94,19 @@ RingChunk sample(std::type_identity<RingChunk>, std::size_t n) {
 AllreduceReport sample(std::type_identity<AllreduceReport>, std::size_t n) {
   return {.iteration = 3, .param_hash = 7, .params = floats(n)};
 }
+RingHalt sample(std::type_identity<RingHalt>, std::size_t) {
+  return {.generation = 2};
+}
+RingHalted sample(std::type_identity<RingHalted>, std::size_t n) {
+  return {.generation = 2, .iteration = 5, .params = floats(n), .state = bytes(n)};
+}
+RingReform sample(std::type_identity<RingReform>, std::size_t n) {
+  return {.generation = 2,
+          .iteration = 5,
+          .members = std::vector<std::int32_t>(n, 1),
+          .params = floats(n),
+          .state = bytes(n)};
+}
 PeerGradient sample(std::type_identity<PeerGradient>, std::size_t n) {
   return {.from = 1, .values = payload(n)};
 }

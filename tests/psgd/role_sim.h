@@ -17,8 +17,10 @@ namespace psgd::testing {
 struct Reports final : ServerObserver {
   void on_worker(NodeId w, const WorkerReport& r) override { workers.emplace_back(w, r); }
   void on_round(const RoundStats& s) override { rounds.push_back(s); }
+  void on_event(const StrategyEvent& e) override { events.push_back(e); }
   std::vector<std::pair<NodeId, WorkerReport>> workers;
   std::vector<RoundStats> rounds;
+  std::vector<StrategyEvent> events;
 };
 
 struct RoleSim {

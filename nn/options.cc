@@ -88,7 +88,7 @@ std::string ModelOptions::model_help() {
       " or script:FILE.pt, your own network as a TorchScript module (in Python: "
       "torch.jit.script(model).save(FILE) or torch.jit.trace); the server sends the file to the "
       "workers with the job. Its forward() takes a batch N x C x H x W (tabular data: N x 1 x 1 x "
-      "F) and returns N x classes (--target xx: N x C*H*W).";
+      "F) and returns N x classes (--target xx: N x C*H*W; --target regression: N x targets).";
   return text;
 }
 

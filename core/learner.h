@@ -26,6 +26,13 @@ struct EvalStats {
   // The same two figures on the validation split (--validation_split), when there is one.
   std::optional<double> validation_loss;
   std::optional<double> validation_accuracy;
+  // Regression targets (--target regression): root mean squared error over every target value,
+  // and R^2 = 1 - SSE / SST (SST around each target column's mean on the evaluated set); none
+  // otherwise.
+  std::optional<double> rmse;
+  std::optional<double> r2;
+  std::optional<double> validation_rmse;
+  std::optional<double> validation_r2;
 };
 
 class Learner {

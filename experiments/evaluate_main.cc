@@ -1,16 +1,19 @@
 // evaluate: load a finished run's trained model and print its test accuracy.
 //
-//   evaluate RUN_DIR [--dataset SPEC] [--test_samples N] [--json]
+//   evaluate RUN_DIR [--model_file model_best.pt] [--dataset SPEC] [--test_samples N] [--json]
 //
 // The model, dataset, test-set size and seed come from RUN_DIR/config.json ("job"); the weights
-// from RUN_DIR/model.pt. The test rows are transformed by the run's own normaliser (config.json
+// from RUN_DIR/model.pt, or another model file of the run (--save_every_epoch: model_best.pt,
+// model_epoch_<E>.pt). The test rows are transformed by the run's own normaliser (config.json
 // data.normalizer, fitted on its training rows: --normalize), also when --dataset names other data,
 // because the model was trained on normalised inputs. With the run's own settings the accuracy
-// equals summary.json's final_test_accuracy (the same evaluation code on the same samples).
+// equals summary.json's final_test_accuracy (the same evaluation code on the same samples);
+// regression runs print RMSE and R^2.
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -53,7 +56,7 @@ psgd::nn::Normalizer run_normalizer(const nlohmann::json& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string run_dir, dataset;
+  std::string run_dir, dataset, model_file = "model.pt";
   std::int64_t test_samples = -1;
   bool json = false;
   CLI::App app{
@@ -62,6 +65,9 @@ int main(int argc, char** argv) {
       "RUN_DIR/config.json; the test rows are normalised as the run's were.",
       "evaluate"};
   app.add_option("run_dir", run_dir, "A finished run directory")->required();
+  app.add_option("--model_file", model_file,
+                 "Which model file of the run: model.pt (the final model, default), "
+                 "model_best.pt or model_epoch_<E>.pt (written with --save_every_epoch)");
   app.add_option(
       "--dataset", dataset,
       "Read the test set from here instead of the run's dataset (normalised with the run's "
@@ -76,6 +82,16 @@ int main(int argc, char** argv) {
   }
   try {
     namespace fs = std::filesystem;
+    // model<tag>.pt, as nn::Trainer::save names it.
+    const std::string stem = fs::path(model_file).stem().string();
+    if (fs::path(model_file).has_parent_path() || fs::path(model_file).extension() != ".pt" ||
+        !stem.starts_with("model")) {
+      throw psgd::ConfigError(fmt::format(
+          "--model_file {}: name a model file in the run directory (model.pt, model_best.pt, "
+          "model_epoch_<E>.pt)",
+          model_file));
+    }
+    const std::string tag = stem.substr(5);
     const nlohmann::json config = read_json(fs::path(run_dir) / "config.json");
     const nlohmann::json& job = config.at("job");
     const std::string model = job.at("model").get<std::string>();
@@ -87,7 +103,9 @@ int main(int argc, char** argv) {
     // sets' (nn/data_source.h), so a smaller subset could build a different model.
     psgd::nn::DataSplit split =
         psgd::nn::load_dataset(dataset, job.value("train_samples", std::int64_t{0}), test_samples,
-                               {.label_column = job.value("label_column", std::string())});
+                               {.label_column = job.value("label_column", std::string()),
+                                .regression = job.value("target", std::string()) == "regression",
+                                .image_layout = job.value("image_layout", std::string("auto"))});
     const psgd::nn::Normalizer normalizer = run_normalizer(config);
     normalizer.apply(split.test);
     auto data = std::make_shared<const psgd::nn::DataSplit>(std::move(split));
@@ -95,26 +113,38 @@ int main(int argc, char** argv) {
     // researcher's original file is not needed (it may have moved or changed since).
     const std::string built =
         model.starts_with(psgd::nn::kScriptPrefix)
-            ? psgd::nn::kScriptPrefix + (fs::path(run_dir) / "model.pt").string()
+            ? psgd::nn::kScriptPrefix + (fs::path(run_dir) / model_file).string()
             : model;
     psgd::nn::Trainer trainer(
         psgd::nn::TrainerOptions{.model = built,
+                                 .target = job.value("target", std::string("xy")),
                                  .batch_size = job.value("batch_size", 128),
                                  .seed = job.value("seed", std::uint64_t{1}),
                                  .device = job.value("device", std::string("auto"))},
         data, {});
-    trainer.load(run_dir);
+    trainer.load(run_dir, tag);
     const psgd::EvalStats eval = trainer.evaluate();
+    auto opt = [](const std::optional<double>& v) {
+      return v && !std::isnan(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    };
     if (json) {
       std::cout << nlohmann::json{{"run_dir", run_dir},
                                   {"model", model},
+                                  {"model_file", model_file},
                                   {"dataset", dataset},
                                   {"normalizer", normalizer.kind},
                                   {"test_samples", eval.samples},
                                   {"test_loss", eval.loss},
-                                  {"test_accuracy", eval.accuracy}}
+                                  {"test_accuracy", opt(eval.accuracy)},
+                                  {"test_rmse", opt(eval.rmse)},
+                                  {"test_r2", opt(eval.r2)}}
                        .dump()
                 << "\n";
+    } else if (eval.rmse) {
+      fmt::print(
+          "evaluate: {} ({}) on {} ({} test samples): test RMSE {:.6g}, R^2 {:.4f}, loss "
+          "{:.6g}\n",
+          model, model_file, dataset, eval.samples, *eval.rmse, eval.r2.value_or(NAN), eval.loss);
     } else {
       fmt::print(
           "evaluate: {} on {} ({} test samples): test accuracy {:.4f} ({:.2f}%), loss {:.4f}\n",

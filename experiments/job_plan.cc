@@ -60,7 +60,7 @@ JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
     script_ = std::make_shared<const std::string>(std::move(bytes));
   }
   nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
-                                          {.label_column = spec_.label_column});
+                                          spec_.source_options());
   notes_ = loaded.notes;
   // Validation rows are held out per seed; the normaliser sees the remaining training rows only.
   holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
@@ -140,7 +140,9 @@ nlohmann::json JobPlan::config_json(const std::string& command_line, const std::
       {"validation_samples", holdout_.validation.size()},
       {"blocks", placement_.blocks.size()},
       {"shape", {train_->channels, train_->height, train_->width}},
-      {"classes", train_->num_classes},
+      {"classes",
+       train_->target_dims > 0 ? nlohmann::json(nullptr) : nlohmann::json(train_->num_classes)},
+      {"regression_targets", train_->target_dims},
       {"target", spec_.target},
       // The statistics every process applies, (x - shift) * scale per feature.
       {"normalizer",

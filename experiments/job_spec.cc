@@ -40,6 +40,11 @@ void JobSpec::validate() const {
   if (model == "autoencoder" && target != "xx") {
     throw ConfigError("--model autoencoder reconstructs its input: it needs --target xx");
   }
+  if (target == "regression" && block_assignment == "non-iid") {
+    throw ConfigError(
+        "--block_assignment non-iid with --target regression: a label-skewed split needs class "
+        "labels; use iid or contiguous");
+  }
   if (checkpoint_every > 0 && !supports_checkpoints(*this)) {
     const CodingEntry* coding = coding_of(*this);
     throw ConfigError(fmt::format("--checkpoint_every with --psgd {} --codec {}: {}", psgd, codec,
@@ -74,8 +79,8 @@ void from_json(const nlohmann::json& j, JobSpec& spec) {
 std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256) {
   nlohmann::json j = spec;
   if (!model_sha256.empty()) j["model_sha256"] = model_sha256;
-  for (const char* key :
-       {"output", "threads", "join_timeout", "io_timeout", "working_ports", "checkpoint_every"}) {
+  for (const char* key : {"output", "threads", "join_timeout", "io_timeout", "working_ports",
+                          "checkpoint_every", "save_every_epoch"}) {
     j.erase(key);
   }
   const std::string text = j.dump();

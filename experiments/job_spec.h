@@ -31,6 +31,8 @@ struct RunOptions {
   // init_server --resume continues from it. Strategies whose entry says checkpoints.
   std::int64_t checkpoint_every = 0;
   bool ship_data = false;  // the server sends each worker its samples
+  // Keep model_epoch_<E>.pt per epoch and model_best.pt (lowest validation, else test, loss).
+  bool save_every_epoch = false;
 
   void validate() const;
 
@@ -57,6 +59,13 @@ struct RunOptions {
     visit("ship_data", self.ship_data,
           "Send each worker its samples (compressed, chunked, checksummed) instead of having it "
           "read the dataset; skipped for a worker holding the same data");
+    visit("save_every_epoch", self.save_every_epoch,
+          "Write the model evaluated at each epoch end as model_epoch_<E>.pt (with "
+          "state_dict_epoch_<E>.pt), and model_best.pt (state_dict_best.pt) whenever its loss is "
+          "the lowest so far: the validation loss with --validation_split, else the test loss "
+          "(summary.json best_model says which epoch and loss), as Keras' "
+          "ModelCheckpoint(save_best_only). Each file is written whole and read like model.pt "
+          "(evaluate RUN_DIR --model_file model_best.pt; torch.load in Python)");
   }
 };
 

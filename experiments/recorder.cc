@@ -83,11 +83,8 @@ void RunRecorder::start() {
   const EvalStats initial = s_.model->evaluate();
   MetricsRow row{.epoch = 0,
                  .virtual_s = s_.virtual_clock ? std::optional<double>(0.0) : std::nullopt,
-                 .test_loss = initial.loss,
-                 .test_accuracy = initial.accuracy,
-                 .validation_loss = initial.validation_loss,
-                 .validation_accuracy = initial.validation_accuracy,
                  .learn_rate = learn_rate_.rate(0)};
+  row.set_eval(initial);
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   if (on_epoch_) on_epoch_(row, {});
@@ -169,7 +166,8 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
   const double epoch_s = s_.wall->now() - epoch_wall_start_;
   PendingEpoch p;
   const double eval_start = s_.wall->now();
-  if (average_ && average_->average(averaged_)) {
+  const bool averaged = average_ && average_->average(averaged_);
+  if (averaged) {
     p.eval = evaluate(averaged_);
   } else {
     p.eval = evaluate({});
@@ -179,6 +177,14 @@ void RunRecorder::end_epoch(std::int64_t iteration) {
   // it waits for the average's evaluation, which counts as that wait always did).
   if (average_ && epoch_ == spec_.epochs) p.iterate = evaluate({});
   eval_seconds_ += s_.wall->now() - eval_start;
+  if (spec_.save_every_epoch) {
+    const std::span<const float> evaluated = averaged
+                                                 ? std::span<const float>(averaged_)
+                                                 : std::span<const float>(s_.model->parameters());
+    p.parameters.assign(evaluated.begin(), evaluated.end());
+    const std::span<const float> buffers = s_.model->buffers();
+    p.buffers.assign(buffers.begin(), buffers.end());
+  }
   Traffic total;
   std::vector<Traffic> now(rows_.size());
   for (int w = 0; w < spec_.node_count; ++w) {
@@ -234,10 +240,7 @@ void RunRecorder::write_evaluated(bool wait) {
     const EvalStats eval = p.eval.get();
     eval_seconds_ += s_.wall->now() - wait_start;
     MetricsRow& row = p.row;
-    row.test_loss = eval.loss;
-    row.test_accuracy = eval.accuracy;
-    row.validation_loss = eval.validation_loss;
-    row.validation_accuracy = eval.validation_accuracy;
+    row.set_eval(eval);
     if (!s_.evaluate_async) row.wall_s = wall_since_start();  // the evaluation held training up
     history_.push_back(row);
     if (row.epoch == spec_.epochs) final_wall_ = wall_since_start();
@@ -246,21 +249,63 @@ void RunRecorder::write_evaluated(bool wait) {
     if (row.virtual_s) vtime = fmt::format("  virtual {:.2f} s", *row.virtual_s);
     std::string validation;
     if (row.validation_loss) {
-      validation = fmt::format("  val_loss {:.4f}  val_acc {}", *row.validation_loss,
-                               percent(row.validation_accuracy.value_or(NAN)));
+      validation = row.validation_rmse
+                       ? fmt::format("  val_loss {:.4f}  val_rmse {:.4g}  val_r2 {:.4f}",
+                                     *row.validation_loss, *row.validation_rmse,
+                                     row.validation_r2.value_or(NAN))
+                       : fmt::format("  val_loss {:.4f}  val_acc {}", *row.validation_loss,
+                                     percent(row.validation_accuracy.value_or(NAN)));
     }
+    const std::string score = row.test_rmse
+                                  ? fmt::format("test_rmse {:.4g}  test_r2 {:.4f}", *row.test_rmse,
+                                                row.test_r2.value_or(NAN))
+                                  : fmt::format("test_acc {:>7}", percent(row.test_accuracy));
     fmt::print(
-        "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  test_acc {:>7}{}  "
+        "epoch {:>3}/{}  iter {:>6}  train_loss {:.4f}  test_loss {:.4f}  {}{}  "
         "{:>8} samples/s  elapsed {}  ETA {}{}\n",
-        row.epoch, spec_.epochs, row.iteration, *row.train_loss, row.test_loss,
-        percent(row.test_accuracy), validation, fmt_count(p.rate), fmt_duration(row.wall_s),
-        fmt_duration(p.eta), vtime);
+        row.epoch, spec_.epochs, row.iteration, *row.train_loss, row.test_loss, score, validation,
+        fmt_count(p.rate), fmt_duration(row.wall_s), fmt_duration(p.eta), vtime);
     std::fflush(stdout);
     s_.dir->append_metrics(row, s_.metrics_wall);
     for (const WorkerRow& r : p.workers)
       s_.dir->append_worker(r);
+    if (spec_.save_every_epoch) save_epoch_model(p);
     if (on_epoch_) on_epoch_(row, p.workers);
   }
+}
+
+double RunRecorder::monitored_loss(const MetricsRow& row) {
+  return row.validation_loss ? *row.validation_loss : row.test_loss;
+}
+
+void RunRecorder::save_epoch_model(const PendingEpoch& p) {
+  PSGD_CHECK(static_cast<bool>(s_.save_model), "--save_every_epoch without a model writer");
+  const std::span<float> own = s_.model->parameters();
+  const std::span<float> own_buffers = s_.model->buffers();
+  PSGD_CHECK_EQ(p.parameters.size(), own.size(), "epoch model of another size");
+  PSGD_CHECK_EQ(p.buffers.size(), own_buffers.size(), "epoch buffers of another size");
+  // The epoch's model goes into `model` for the writes, and the live one back afterwards (same
+  // thread as the role that updates it).
+  std::vector<float> live(own.begin(), own.end());
+  std::vector<float> live_buffers(own_buffers.begin(), own_buffers.end());
+  std::copy(p.parameters.begin(), p.parameters.end(), own.begin());
+  std::copy(p.buffers.begin(), p.buffers.end(), own_buffers.begin());
+  auto restore = [&] {
+    std::copy(live.begin(), live.end(), own.begin());
+    std::copy(live_buffers.begin(), live_buffers.end(), own_buffers.begin());
+  };
+  try {
+    s_.save_model(fmt::format("_epoch_{}", p.row.epoch));
+    const double loss = monitored_loss(p.row);
+    if (!std::isnan(loss) && (!best_model_ || loss < best_model_->second)) {
+      s_.save_model("_best");
+      best_model_ = std::make_pair(p.row.epoch, loss);
+    }
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
 }
 
 std::string RunRecorder::progress(std::int64_t iteration) const {

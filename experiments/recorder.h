@@ -19,6 +19,12 @@
 // (load_evaluated_model) are of the average; the last epoch also evaluates the last iterate
 // (summary.json final_iterate_test_accuracy), after the wall clock has stopped.
 //
+// Model files during the run (--save_every_epoch, with `save_model`): when an epoch's row is
+// written, the model that was evaluated for it (the epoch end's parameters, or their average, and
+// the buffers of that moment) is saved as model_epoch_<E>.pt, and as model_best.pt when its loss
+// is the lowest so far, as Keras' ModelCheckpoint(save_best_only): the validation loss when there
+// is a validation split, else the test loss (summary.json's best_model says which).
+//
 // Time: `wall` is real time; `virtual_clock` is the simulator's clock, or null in a real run (then
 // virtual_s stays empty and summary.json says virtual_seconds: null). A simulator sets
 // metrics_wall = false: metrics.csv's wall_s is then left empty so that two runs of one seed give
@@ -62,6 +68,9 @@ struct RecorderSetup {
   std::string log_prefix = "init_server";
   bool metrics_wall = true;  // write wall_s into metrics.csv
   double average_decay = 0;  // --model_average's BETA (JobSpec::model_average_decay); 0: off
+  // Writes `model` as <run dir>/model<tag>.pt and state_dict<tag>.pt (nn::Trainer::save); needed
+  // with --save_every_epoch.
+  std::function<void(const std::string& tag)> save_model;
 };
 
 class RunRecorder final : public ServerObserver {
@@ -137,7 +146,14 @@ class RunRecorder final : public ServerObserver {
     double eta = 0;
     std::shared_future<EvalStats> eval;
     std::shared_future<EvalStats> iterate;  // averaging, last epoch: the last iterate's
+    // --save_every_epoch: the evaluated parameters and the buffers at the epoch end.
+    std::vector<float> parameters, buffers;
   };
+  // --save_every_epoch: saves the epoch's model files for a row just written.
+  void save_epoch_model(const PendingEpoch& p);
+  // The loss model_best.pt is chosen by (validation, else test) and the best so far.
+  static double monitored_loss(const MetricsRow& row);
+  std::optional<std::pair<int, double>> best_model_;  // epoch, loss
   std::deque<PendingEpoch> pending_;
   std::optional<double> final_wall_;       // when the last epoch's evaluation ended
   std::unique_ptr<ModelAverage> average_;  // --model_average; null: off

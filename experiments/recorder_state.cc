@@ -32,13 +32,19 @@ nlohmann::json row_json(const MetricsRow& r) {
           {"bytes_down", r.bytes_down},
           {"samples", r.samples},
           {"validation_loss", opt(r.validation_loss)},
-          {"validation_accuracy", opt(r.validation_accuracy)}};
+          {"validation_accuracy", opt(r.validation_accuracy)},
+          {"test_rmse", opt(r.test_rmse)},
+          {"test_r2", opt(r.test_r2)},
+          {"validation_rmse", opt(r.validation_rmse)},
+          {"validation_r2", opt(r.validation_r2)}};
 }
 
 MetricsRow row_of(const nlohmann::json& j) {
   auto opt = [&](const char* key) {
     return j.at(key).is_null() ? std::nullopt : std::optional<double>(j.at(key).get<double>());
   };
+  // Absent in the checkpoints of runs before regression targets.
+  auto maybe = [&](const char* key) { return j.contains(key) ? opt(key) : std::nullopt; };
   return MetricsRow{.epoch = j.at("epoch").get<int>(),
                     .iteration = j.at("iteration").get<std::int64_t>(),
                     .wall_s = j.at("wall_s").get<double>(),
@@ -50,7 +56,11 @@ MetricsRow row_of(const nlohmann::json& j) {
                     .bytes_down = j.at("bytes_down").get<std::uint64_t>(),
                     .samples = j.at("samples").get<std::int64_t>(),
                     .validation_loss = opt("validation_loss"),
-                    .validation_accuracy = opt("validation_accuracy")};
+                    .validation_accuracy = opt("validation_accuracy"),
+                    .test_rmse = maybe("test_rmse"),
+                    .test_r2 = maybe("test_r2"),
+                    .validation_rmse = maybe("validation_rmse"),
+                    .validation_r2 = maybe("validation_r2")};
 }
 
 }  // namespace
@@ -127,6 +137,15 @@ void RunRecorder::resume(const nlohmann::json& j) {
   history_.clear();
   for (const auto& r : j.at("history"))
     history_.push_back(row_of(r));
+  // --save_every_epoch: model_best.pt holds the best of the epochs before the checkpoint, which
+  // the history says (the first of equals, as when they were written).
+  best_model_.reset();
+  for (const MetricsRow& r : history_) {
+    const double loss = monitored_loss(r);
+    if (r.epoch >= 1 && !std::isnan(loss) && (!best_model_ || loss < best_model_->second)) {
+      best_model_ = std::make_pair(r.epoch, loss);
+    }
+  }
   const auto& totals = j.at("totals");
   for (std::size_t w = 0; w < totals_.size() && w < totals.size(); ++w) {
     totals_[w].iterations = totals[w].at("iterations").get<std::int64_t>();

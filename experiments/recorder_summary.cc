@@ -52,6 +52,34 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
       has_validation && last->validation_accuracy && !std::isnan(*last->validation_accuracy);
   s["final_validation_accuracy"] =
       or_null(has_val_accuracy, has_val_accuracy ? *last->validation_accuracy : 0);
+  // --target regression: RMSE and R^2 instead of accuracy (null otherwise); best is the lowest
+  // RMSE of any evaluation.
+  auto last_of = [&](std::optional<double> MetricsRow::*field) {
+    return last && (last->*field) ? nlohmann::json(*(last->*field)) : nlohmann::json(nullptr);
+  };
+  s["final_test_rmse"] = last_of(&MetricsRow::test_rmse);
+  s["final_test_r2"] = last_of(&MetricsRow::test_r2);
+  s["final_validation_rmse"] = last_of(&MetricsRow::validation_rmse);
+  s["final_validation_r2"] = last_of(&MetricsRow::validation_r2);
+  std::optional<double> best_rmse, best_r2;
+  for (const auto& r : history_) {
+    if (r.test_rmse && !std::isnan(*r.test_rmse))
+      best_rmse = std::min(best_rmse.value_or(*r.test_rmse), *r.test_rmse);
+    if (r.test_r2 && !std::isnan(*r.test_r2))
+      best_r2 = std::max(best_r2.value_or(*r.test_r2), *r.test_r2);
+  }
+  s["best_test_rmse"] = best_rmse ? nlohmann::json(*best_rmse) : nlohmann::json(nullptr);
+  s["best_test_r2"] = best_r2 ? nlohmann::json(*best_r2) : nlohmann::json(nullptr);
+  // --save_every_epoch: which epoch model_best.pt holds, and by which loss it was chosen.
+  if (spec_.save_every_epoch) {
+    const bool by_validation = last && last->validation_loss.has_value();
+    s["best_model"] =
+        best_model_ ? nlohmann::json{{"file", "model_best.pt"},
+                                     {"epoch", best_model_->first},
+                                     {"monitor", by_validation ? "validation_loss" : "test_loss"},
+                                     {"loss", best_model_->second}}
+                    : nlohmann::json(nullptr);
+  }
   s["epochs"] = epoch_;
   s["iterations"] = iterations;
   // With background evaluation the run ends when the last one does.

@@ -23,7 +23,8 @@ namespace {
 
 constexpr const char* kMetricsHeader =
     "epoch,iteration,wall_s,virtual_s,train_loss,test_loss,test_accuracy,bytes_up,"
-    "bytes_down,samples,validation_loss,validation_accuracy,learn_rate\n";
+    "bytes_down,samples,validation_loss,validation_accuracy,learn_rate,test_rmse,test_r2,"
+    "validation_rmse,validation_r2\n";
 constexpr const char* kWorkersHeader =
     "epoch,worker,host,iterations,samples,compute_s,encode_s,wait_s,transfer_s,"
     "decode_s,apply_s,held_s,bytes_up,bytes_down,compression_error,local_steps,dropped,"
@@ -149,10 +150,11 @@ void RunDirectory::append_metrics(const MetricsRow& r, bool with_wall) {
     return v ? fmt::format("{:.6g}", *v) : std::string();
   };
   const std::string wall = with_wall ? fmt::format("{:.4f}", r.wall_s) : std::string();
-  metrics_.append(fmt::format("{},{},{},{},{},{:.6g},{:.6f},{},{},{},{},{},{:.8g}\n", r.epoch,
-                              r.iteration, wall, opt(r.virtual_s), opt(r.train_loss), r.test_loss,
-                              r.test_accuracy, r.bytes_up, r.bytes_down, r.samples,
-                              opt(r.validation_loss), opt(r.validation_accuracy), r.learn_rate));
+  metrics_.append(fmt::format(
+      "{},{},{},{},{},{:.6g},{:.6f},{},{},{},{},{},{:.8g},{},{},{},{}\n", r.epoch, r.iteration,
+      wall, opt(r.virtual_s), opt(r.train_loss), r.test_loss, r.test_accuracy, r.bytes_up,
+      r.bytes_down, r.samples, opt(r.validation_loss), opt(r.validation_accuracy), r.learn_rate,
+      opt(r.test_rmse), opt(r.test_r2), opt(r.validation_rmse), opt(r.validation_r2)));
 }
 
 void RunDirectory::append_worker(const WorkerRow& r) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/files.h"
+#include "core/learner.h"
 #include "core/metrics.h"
 #include "experiments/job_spec.h"
 
@@ -43,6 +44,23 @@ struct MetricsRow {
   // The learning rate in effect: the schedule's rate (core/lr_schedule.h) of the epoch's last
   // iteration (epoch 0: of the first).
   double learn_rate = 0;
+  // --target regression: RMSE and R^2 of the test set and of the validation split (EvalStats).
+  std::optional<double> test_rmse;
+  std::optional<double> test_r2;
+  std::optional<double> validation_rmse;
+  std::optional<double> validation_r2;
+
+  // The evaluation's figures into this row.
+  void set_eval(const EvalStats& e) {
+    test_loss = e.loss;
+    test_accuracy = e.accuracy;
+    validation_loss = e.validation_loss;
+    validation_accuracy = e.validation_accuracy;
+    test_rmse = e.rmse;
+    test_r2 = e.r2;
+    validation_rmse = e.validation_rmse;
+    validation_r2 = e.validation_r2;
+  }
 };
 
 struct WorkerRow {

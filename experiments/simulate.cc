@@ -109,7 +109,8 @@ int simulate(const ServerOptions& options) {
                                            .down = cluster.bytes_down(w)};
                           },
                       .metrics_wall = false,
-                      .average_decay = spec.model_average_decay()};
+                      .average_decay = spec.model_average_decay(),
+                      .save_model = [&](const std::string& tag) { model->save(run.path(), tag); }};
   RunRecorder recorder(setup);
   recorder.set_worker_hosts(std::vector<std::string>(static_cast<std::size_t>(n), "sim"));
   nlohmann::json hosts = nlohmann::json::array();

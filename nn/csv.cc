@@ -138,10 +138,72 @@ std::size_t find_label_column(const Table& t, const std::string& spec) {
                   t.header.empty() ? " (it has no header; give a 0-based index)" : ""));
 }
 
+// The target columns of a regression CSV: the comma-separated names or indices of `spec` ("":
+// the last column), each once.
+std::vector<std::size_t> find_target_columns(const Table& t, const std::string& spec) {
+  std::vector<std::size_t> columns;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t comma = spec.find(',', start);
+    const std::string one(trim(
+        std::string_view(spec).substr(start, comma == std::string::npos ? comma : comma - start)));
+    if (one.empty() && !spec.empty()) {
+      throw ConfigError(fmt::format("--label_column {}: an empty column name", spec));
+    }
+    const std::size_t c = find_label_column(t, one);
+    if (std::find(columns.begin(), columns.end(), c) != columns.end()) {
+      throw ConfigError(
+          fmt::format("--label_column {}: {} is named twice", spec, t.column_name(c)));
+    }
+    columns.push_back(c);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return columns;
+}
+
+Dataset read_regression(const Table& t, const std::string& spec) {
+  const std::vector<std::size_t> targets = find_target_columns(t, spec);
+  if (targets.size() >= t.columns) {
+    throw ConfigError(fmt::format("{}: no feature columns besides the target(s)", t.path));
+  }
+  Dataset d;
+  d.width = static_cast<std::int64_t>(t.columns - targets.size());
+  d.height = 1;
+  d.channels = 1;
+  d.target_dims = static_cast<std::int64_t>(targets.size());
+  d.num_classes = 1;
+  d.images.reserve(t.rows() * static_cast<std::size_t>(d.width));
+  d.targets.reserve(t.rows() * targets.size());
+  for (std::size_t r = 0; r < t.rows(); ++r) {
+    for (std::size_t c = 0; c < t.columns; ++c) {
+      if (std::find(targets.begin(), targets.end(), c) == targets.end()) {
+        d.images.push_back(static_cast<float>(t.values[r * t.columns + c]));
+      }
+    }
+    for (std::size_t c : targets)
+      d.targets.push_back(static_cast<float>(t.values[r * t.columns + c]));
+  }
+  d.labels.assign(t.rows(), 0);
+  return d;
+}
+
 }  // namespace
 
 Dataset read_csv(const std::string& path, const CsvOptions& options) {
   const Table t = read_table(path);
+  if (options.regression) {
+    if (options.label_column == "none") {
+      throw ConfigError("--label_column none: --target regression needs target columns");
+    }
+    return read_regression(t, options.label_column);
+  }
+  if (options.label_column.find(',') != std::string::npos) {
+    throw ConfigError(
+        fmt::format("--label_column {}: several columns are regression targets; they need --target "
+                    "regression (a class label is one column)",
+                    options.label_column));
+  }
   const bool labelled = options.label_column != "none";
   const std::size_t label = labelled ? find_label_column(t, options.label_column) : t.columns;
   const std::size_t features = labelled ? t.columns - 1 : t.columns;
@@ -162,16 +224,31 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
   return d;
 }
 
-Dataset read_csv_pair(const std::string& x_path, const std::string& y_path) {
+Dataset read_csv_pair(const std::string& x_path, const std::string& y_path,
+                      const CsvOptions& options) {
   const Table x = read_table(x_path);
   const Table y = read_table(y_path);
-  if (y.columns != 1) {
-    throw ConfigError(
-        fmt::format("{}: a label file has exactly one column, found {}", y_path, y.columns));
-  }
   if (x.rows() != y.rows()) {
     throw ConfigError(
         fmt::format("{} has {} rows but {} has {} labels", x_path, x.rows(), y_path, y.rows()));
+  }
+  if (options.regression) {
+    Dataset d;
+    d.width = static_cast<std::int64_t>(x.columns);
+    d.height = 1;
+    d.channels = 1;
+    d.images.assign(x.values.begin(), x.values.end());
+    d.targets.assign(y.values.begin(), y.values.end());
+    d.target_dims = static_cast<std::int64_t>(y.columns);
+    d.num_classes = 1;
+    d.labels.assign(y.rows(), 0);
+    return d;
+  }
+  if (y.columns != 1) {
+    throw ConfigError(
+        fmt::format("{}: a label file has exactly one column, found {} (several columns are "
+                    "regression targets: --target regression)",
+                    y_path, y.columns));
   }
   Dataset d;
   d.width = static_cast<std::int64_t>(x.columns);

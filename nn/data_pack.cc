@@ -12,8 +12,8 @@ namespace psgd::nn {
 namespace {
 
 constexpr char kMagic[8] = {'P', 'S', 'G', 'D', 'P', 'A', 'C', 'K'};
-constexpr std::uint32_t kVersion = 1;
-constexpr std::size_t kHeader = 8 + 4 + 3 * 8 + 4 + 8;
+constexpr std::uint32_t kVersion = 2;
+constexpr std::size_t kHeader = 8 + 4 + 3 * 8 + 4 + 8 + 8;
 
 template <class T>
 void put(std::vector<std::uint8_t>& out, T v) {
@@ -36,6 +36,7 @@ std::vector<std::uint8_t> header_of(const Dataset& d, std::uint64_t rows) {
   put(h, d.width);
   put(h, static_cast<std::int32_t>(d.num_classes));
   put(h, rows);
+  put(h, d.target_dims);
   return h;
 }
 
@@ -76,11 +77,13 @@ class Sha256 {
 std::vector<std::uint8_t> pack_dataset(const Dataset& d) {
   std::vector<std::uint8_t> out = header_of(d);
   const std::size_t labels = d.labels.size() * sizeof(std::int64_t);
+  const std::size_t targets = d.targets.size() * sizeof(float);
   const std::size_t values = d.images.size() * sizeof(float);
-  out.resize(kHeader + labels + values);
+  out.resize(kHeader + labels + targets + values);
   // An empty dataset's vectors may hold null, which memcpy must not be given even for 0 bytes.
   if (labels > 0) std::memcpy(out.data() + kHeader, d.labels.data(), labels);
-  if (values > 0) std::memcpy(out.data() + kHeader + labels, d.images.data(), values);
+  if (targets > 0) std::memcpy(out.data() + kHeader + labels, d.targets.data(), targets);
+  if (values > 0) std::memcpy(out.data() + kHeader + labels + targets, d.images.data(), values);
   return out;
 }
 
@@ -98,21 +101,28 @@ Dataset unpack_dataset(std::span<const std::uint8_t> b, std::string name) {
   d.width = get<std::int64_t>(b, 28);
   d.num_classes = get<std::int32_t>(b, 36);
   const auto count = get<std::uint64_t>(b, 40);
+  d.target_dims = get<std::int64_t>(b, 48);
   const auto side_ok = [](std::int64_t v) { return v >= 1 && v <= (1 << 16); };
-  if (!side_ok(d.channels) || !side_ok(d.height) || !side_ok(d.width) || d.num_classes < 0) {
+  if (!side_ok(d.channels) || !side_ok(d.height) || !side_ok(d.width) || d.num_classes < 0 ||
+      d.target_dims < 0 || d.target_dims > (1 << 16)) {
     throw ConfigError("shipped data pack has an implausible shape");
   }
   const auto numel = static_cast<std::uint64_t>(d.sample_numel());
-  const std::uint64_t per_sample = sizeof(std::int64_t) + numel * sizeof(float);
+  const auto dims = static_cast<std::uint64_t>(d.target_dims);
+  const std::uint64_t per_sample = sizeof(std::int64_t) + (dims + numel) * sizeof(float);
   if (count > (b.size() - kHeader) / per_sample || kHeader + count * per_sample != b.size()) {
     throw ConfigError(fmt::format("shipped data pack of {} bytes does not hold {} samples of {}",
                                   b.size(), count, numel));
   }
   d.labels.resize(count);
+  d.targets.resize(count * dims);
   d.images.resize(count * numel);
   if (count > 0) {  // an empty vector's data() may be null, which memcpy must not be given
-    std::memcpy(d.labels.data(), b.data() + kHeader, count * sizeof(std::int64_t));
-    std::memcpy(d.images.data(), b.data() + kHeader + count * sizeof(std::int64_t),
+    const std::size_t labels = count * sizeof(std::int64_t);
+    const std::size_t targets = d.targets.size() * sizeof(float);
+    std::memcpy(d.labels.data(), b.data() + kHeader, labels);
+    if (targets > 0) std::memcpy(d.targets.data(), b.data() + kHeader + labels, targets);
+    std::memcpy(d.images.data(), b.data() + kHeader + labels + targets,
                 d.images.size() * sizeof(float));
   }
   for (auto l : d.labels) {
@@ -128,6 +138,7 @@ std::string content_hash(const Dataset& d) {
   const auto header = header_of(d);
   h.add(header.data(), header.size());
   h.add(d.labels.data(), d.labels.size() * sizeof(std::int64_t));
+  h.add(d.targets.data(), d.targets.size() * sizeof(float));
   h.add(d.images.data(), d.images.size() * sizeof(float));
   return h.hex();
 }
@@ -141,6 +152,11 @@ std::string rows_hash(const Dataset& d, std::span<const std::int64_t> rows) {
       throw ConfigError(fmt::format("rows_hash: row {} of a dataset of {} rows", r, d.size()));
     }
     h.add(&d.labels[static_cast<std::size_t>(r)], sizeof(std::int64_t));
+  }
+  const auto dims = static_cast<std::size_t>(d.target_dims);
+  if (dims > 0) {
+    for (std::int64_t r : rows)
+      h.add(d.targets.data() + static_cast<std::size_t>(r) * dims, dims * sizeof(float));
   }
   const auto numel = static_cast<std::size_t>(d.sample_numel());
   for (std::int64_t r : rows)

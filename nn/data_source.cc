@@ -113,15 +113,19 @@ DataSplit load_csv(const std::string& spec, const std::string& rest, const Sourc
   }
   for (const auto& f : {train, test, x, y, tx, ty})
     if (!f.empty()) require_file(spec, f, /*pipe_ok=*/true);
-  const CsvOptions csv{.label_column = o.label_column};
+  const CsvOptions csv{.label_column = o.label_column, .regression = o.regression};
   DataSplit split;
-  split.train = train.empty() ? read_csv_pair(x, y) : read_csv(train, csv);
+  split.train = train.empty() ? read_csv_pair(x, y, csv) : read_csv(train, csv);
   if (!test.empty()) split.test = read_csv(test, csv);
-  if (!tx.empty()) split.test = read_csv_pair(tx, ty);
+  if (!tx.empty()) split.test = read_csv_pair(tx, ty, csv);
   return split;
 }
 
-DataSplit load_npy(const std::string& spec, const std::string& rest) {
+ArrayOptions array_options(const SourceOptions& o) {
+  return {.regression = o.regression, .layout = o.image_layout};
+}
+
+DataSplit load_npy(const std::string& spec, const std::string& rest, const SourceOptions& o) {
   auto files = parse_files(spec, rest);
   std::string x = take(files, "x"), y = take(files, "y");
   std::string tx = take(files, "test_x"), ty = take(files, "test_y");
@@ -137,12 +141,13 @@ DataSplit load_npy(const std::string& spec, const std::string& rest) {
   for (const auto& f : {x, y, tx, ty})
     if (!f.empty()) require_file(spec, f);
   DataSplit split;
-  split.train = dataset_from_arrays(read_npy(x), read_npy(y), x);
-  if (!tx.empty()) split.test = dataset_from_arrays(read_npy(tx), read_npy(ty), tx);
+  split.train = dataset_from_arrays(read_npy(x), read_npy(y), x, array_options(o), &split.notes);
+  if (!tx.empty())
+    split.test = dataset_from_arrays(read_npy(tx), read_npy(ty), tx, array_options(o));
   return split;
 }
 
-DataSplit load_npz(const std::string& spec, const std::string& path) {
+DataSplit load_npz(const std::string& spec, const std::string& path, const SourceOptions& o) {
   require_file(spec, path);
   auto members = read_npz(path);
   auto pick = [&](std::initializer_list<const char*> names) -> const NpyArray* {
@@ -165,8 +170,8 @@ DataSplit load_npz(const std::string& spec, const std::string& path) {
         path, names.empty() ? "nothing" : names));
   }
   DataSplit split;
-  split.train = dataset_from_arrays(*x, *y, path + ":x");
-  if (tx) split.test = dataset_from_arrays(*tx, *ty, path + ":x_test");
+  split.train = dataset_from_arrays(*x, *y, path + ":x", array_options(o), &split.notes);
+  if (tx) split.test = dataset_from_arrays(*tx, *ty, path + ":x_test", array_options(o));
   return split;
 }
 
@@ -174,6 +179,7 @@ void truncate(Dataset& d, std::int64_t limit) {
   if (limit <= 0 || static_cast<std::int64_t>(d.size()) <= limit) return;
   d.labels.resize(static_cast<std::size_t>(limit));
   d.images.resize(static_cast<std::size_t>(limit * d.sample_numel()));
+  d.targets.resize(static_cast<std::size_t>(limit * d.target_dims));
 }
 
 // Labels are class indices 0..K-1, K the largest label + 1 (the model gets K outputs). Classes
@@ -240,6 +246,11 @@ DataSplit finish(DataSplit split, const std::string& label, std::int64_t train_l
         fmt::format("dataset {}: training samples are {}x{}x{} but test samples {}x{}x{}", label,
                     a.channels, a.height, a.width, b.channels, b.height, b.width));
   }
+  if (a.target_dims != b.target_dims) {
+    throw ConfigError(
+        fmt::format("dataset {}: training samples have {} targets but test samples {}", label,
+                    a.target_dims, b.target_dims));
+  }
   for (const Dataset* d : {&a, &b}) {
     for (float v : d->images) {
       if (!std::isfinite(v)) {
@@ -259,6 +270,14 @@ DataSplit finish(DataSplit split, const std::string& label, std::int64_t train_l
 DataSplit load_dataset(const std::string& spec, std::int64_t train_limit, std::int64_t test_limit,
                        const SourceOptions& options) {
   std::error_code ec;
+  const std::string kind_of_spec = spec.substr(0, spec.find(':'));
+  if (options.regression && kind_of_spec != "csv" && kind_of_spec != "npy" &&
+      kind_of_spec != "npz") {
+    throw ConfigError(fmt::format(
+        "--target regression with --dataset {}: its labels are classes; float targets come from "
+        "csv:, npy: or npz: data",
+        spec));
+  }
   if (spec == "fashion-mnist") {
     const char* env = std::getenv("PSGD_FASHION_MNIST_DIR");
     const fs::path dir = env != nullptr && *env != '\0' ? env : kFashionMnistDir;
@@ -289,10 +308,10 @@ DataSplit load_dataset(const std::string& spec, std::int64_t train_limit, std::i
     return finish(load_csv(spec, rest, options), kind, train_limit, test_limit);
   }
   if (colon != std::string::npos && kind == "npy") {
-    return finish(load_npy(spec, rest), kind, train_limit, test_limit);
+    return finish(load_npy(spec, rest, options), kind, train_limit, test_limit);
   }
   if (colon != std::string::npos && kind == "npz") {
-    return finish(load_npz(spec, rest), kind, train_limit, test_limit);
+    return finish(load_npz(spec, rest, options), kind, train_limit, test_limit);
   }
   throw ConfigError(fmt::format(
       "unknown dataset '{}': expected fashion-mnist, mnist:DIR, idx:DIR (MNIST-format IDX files), "
@@ -301,6 +320,11 @@ DataSplit load_dataset(const std::string& spec, std::int64_t train_limit, std::i
 }
 
 std::string describe(const Dataset& d) {
+  if (d.target_dims > 0) {
+    return fmt::format("{}: {} samples of {}x{}x{}, {} regression target{}",
+                       d.name.empty() ? "dataset" : d.name, d.size(), d.channels, d.height, d.width,
+                       d.target_dims, d.target_dims == 1 ? "" : "s");
+  }
   return fmt::format("{}: {} samples of {}x{}x{}, {} classes", d.name.empty() ? "dataset" : d.name,
                      d.size(), d.channels, d.height, d.width, d.num_classes);
 }
@@ -311,7 +335,10 @@ Dataset subset(const Dataset& d, std::span<const std::int64_t> rows, std::string
   out.height = d.height;
   out.width = d.width;
   out.num_classes = d.num_classes;
+  out.target_dims = d.target_dims;
   out.name = std::move(name);
+  const auto t = static_cast<std::size_t>(d.target_dims);
+  out.targets.resize(rows.size() * t);
   const auto f = static_cast<std::size_t>(d.sample_numel());
   out.images.resize(rows.size() * f);
   out.labels.resize(rows.size());
@@ -323,6 +350,10 @@ Dataset subset(const Dataset& d, std::span<const std::int64_t> rows, std::string
     std::memcpy(out.images.data() + i * f, d.images.data() + static_cast<std::size_t>(r) * f,
                 f * sizeof(float));
     out.labels[i] = d.labels[static_cast<std::size_t>(r)];
+    if (t > 0) {
+      std::memcpy(out.targets.data() + i * t, d.targets.data() + static_cast<std::size_t>(r) * t,
+                  t * sizeof(float));
+    }
   }
   return out;
 }

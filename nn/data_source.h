@@ -27,7 +27,12 @@
 namespace psgd::nn {
 
 struct SourceOptions {
-  std::string label_column;  // csv only: a header name, a 0-based index, "" (last) or "none"
+  // csv only: a header name, a 0-based index, "" (last) or "none"; regression: one or several,
+  // comma-separated.
+  std::string label_column;
+  // Float targets (--target regression): csv, npy and npz only; other sources are refused.
+  bool regression = false;
+  std::string image_layout = "auto";  // npy / npz 4-D features: auto | nchw | nhwc (nn/npy.h)
 };
 
 // Loads the train and test sets named by `spec`; a limit > 0 keeps only the first samples of

@@ -6,6 +6,10 @@
 // read as pixel / 255 in [0, 1]; tabular sources (CSV, other NumPy dtypes) keep their values and
 // appear as 1 x 1 x F. A normaliser (nn/normalize.h) may transform them further. Torch-free on
 // purpose: the partitioner and the experiment drivers include this header.
+//
+// Regression data (--target regression) carry float targets, target_dims per sample, as read
+// (never normalised); their labels are all 0 and num_classes is 1, so that placement, hashing and
+// shipping treat every sample alike.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -21,6 +25,9 @@ struct Dataset {
   std::int64_t width = 0;
   int num_classes = 0;
   std::string name;  // e.g. "fashion-mnist train"
+  // Regression: size() * target_dims float targets, row-major; target_dims 0 for class labels.
+  std::vector<float> targets;
+  std::int64_t target_dims = 0;
 
   std::size_t size() const { return labels.size(); }
   std::int64_t sample_numel() const { return channels * height * width; }

@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -277,45 +278,102 @@ std::map<std::string, NpyArray> read_npz(const std::string& path) {
   return out;
 }
 
-Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& what) {
+std::string detect_layout(std::span<const std::int64_t> shape) {
+  if (shape.size() != 4) return "nchw";
+  const auto channel_like = [](std::int64_t v) { return v == 1 || v == 3 || v == 4; };
+  return channel_like(shape[3]) && !channel_like(shape[1]) ? "nhwc" : "nchw";
+}
+
+Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& what,
+                            const ArrayOptions& options, std::vector<std::string>* notes) {
   Dataset d;
   const auto& s = x.shape;
+  std::string layout = "nchw";
   if (s.size() == 2) {
     d.width = s[1];
   } else if (s.size() == 3) {
     d.height = s[1];
     d.width = s[2];
   } else if (s.size() == 4) {
-    d.channels = s[1];
-    d.height = s[2];
-    d.width = s[3];
+    layout = options.layout == "auto" ? detect_layout(s) : options.layout;
+    if (layout == "nhwc") {
+      d.height = s[1];
+      d.width = s[2];
+      d.channels = s[3];
+    } else {
+      d.channels = s[1];
+      d.height = s[2];
+      d.width = s[3];
+    }
+    if (notes && options.layout == "auto") {
+      notes->push_back(fmt::format(
+          "{}: shape ({}) read as {} (--image_layout auto; give --image_layout {} if that is "
+          "wrong)",
+          what, fmt::join(s, ", "),
+          layout == "nhwc" ? "channels-last N x H x W x C (Keras) and converted to N x C x H x W"
+                           : "channels-first N x C x H x W",
+          layout == "nhwc" ? "nchw" : "nhwc"));
+    }
   } else {
     throw ConfigError(
-        fmt::format("{}: features must have shape (N, F), (N, H, W) or (N, C, H, W), "
-                    "got ({})",
+        fmt::format("{}: features must have shape (N, F), (N, H, W), (N, C, H, W) or (N, H, W, C) "
+                    "(--image_layout), got ({})",
                     what, fmt::join(s, ", ")));
   }
   if (s.size() == 2) d.height = 1;
   if (s[0] == 0 || d.sample_numel() == 0) throw ConfigError(fmt::format("{}: empty array", what));
-  const bool y_ok = (y.shape.size() == 1) || (y.shape.size() == 2 && y.shape[1] == 1);
+  const bool y_ok = options.regression
+                        ? (y.shape.size() == 1 || y.shape.size() == 2)
+                        : (y.shape.size() == 1) || (y.shape.size() == 2 && y.shape[1] == 1);
   if (!y_ok) {
-    throw ConfigError(fmt::format("{}: labels must have shape (N) or (N, 1), got ({})", what,
-                                  fmt::join(y.shape, ", ")));
+    throw ConfigError(fmt::format(
+        "{}: {} must have shape {}, got ({})", what, options.regression ? "targets" : "labels",
+        options.regression ? "(N) or (N, T)" : "(N) or (N, 1)", fmt::join(y.shape, ", ")));
   }
   if (y.shape[0] != s[0]) {
     throw ConfigError(fmt::format("{}: {} feature rows but {} labels", what, s[0], y.shape[0]));
   }
-  if (y.dtype.find('f') != std::string::npos) {
-    throw ConfigError(fmt::format("{}: labels must have an integer dtype, got {}", what, y.dtype));
+  if (!options.regression && y.dtype.find('f') != std::string::npos) {
+    throw ConfigError(fmt::format(
+        "{}: labels must have an integer dtype, got {} (float targets: --target regression)", what,
+        y.dtype));
   }
   const bool pixels = x.dtype.find("u1") != std::string::npos;
   const auto n = static_cast<std::size_t>(x.numel());
   d.images.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const double v = element(x, i);
-    d.images[i] = static_cast<float>(pixels ? v / 255.0 : v);
+  if (layout == "nhwc") {
+    // (N, H, W, C) to (N, C, H, W): each sample's values gathered channel by channel.
+    const auto hw = static_cast<std::size_t>(d.height * d.width);
+    const auto c = static_cast<std::size_t>(d.channels);
+    const std::size_t per = hw * c;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t sample = i / per, within = i % per;
+      const std::size_t pixel = within / c, channel = within % c;
+      const double v = element(x, i);
+      d.images[sample * per + channel * hw + pixel] = static_cast<float>(pixels ? v / 255.0 : v);
+    }
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = element(x, i);
+      d.images[i] = static_cast<float>(pixels ? v / 255.0 : v);
+    }
   }
-  d.labels.resize(static_cast<std::size_t>(s[0]));
+  d.labels.assign(static_cast<std::size_t>(s[0]), 0);
+  if (options.regression) {
+    d.target_dims = y.shape.size() == 2 ? y.shape[1] : 1;
+    if (d.target_dims < 1) throw ConfigError(fmt::format("{}: targets have no columns", what));
+    d.targets.resize(static_cast<std::size_t>(y.numel()));
+    for (std::size_t i = 0; i < d.targets.size(); ++i) {
+      const double v = element(y, i);
+      if (!std::isfinite(v)) {
+        throw ConfigError(fmt::format("{}: target {} of sample {} is not finite", what, v,
+                                      i / static_cast<std::size_t>(d.target_dims)));
+      }
+      d.targets[i] = static_cast<float>(v);
+    }
+    d.num_classes = 1;
+    return d;
+  }
   for (std::size_t i = 0; i < d.labels.size(); ++i) {
     const double v = element(y, i);
     if (v < 0 || v > kMaxLabel) {

@@ -30,8 +30,24 @@ NpyArray read_npy(const std::string& path);
 // The members of an .npz archive by name without the ".npy" suffix.
 std::map<std::string, NpyArray> read_npz(const std::string& path);
 
-// A Dataset from a features array x ((N, F), (N, H, W) or (N, C, H, W); |u1 read as pixel/255,
-// other dtypes as they are) and a label array y ((N) or (N, 1), integer dtype, values 0..65535).
-Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& what);
+struct ArrayOptions {
+  // Float targets: y is (N) or (N, T), any dtype (Dataset::targets), instead of class labels.
+  bool regression = false;
+  // How a 4-D x is laid out: nchw (N, C, H, W; PyTorch), nhwc (N, H, W, C; Keras, channels
+  // last, converted to N x C x H x W here, at load) or auto: nhwc when the last dimension is 1, 3
+  // or 4 and the second is not, else nchw.
+  std::string layout = "auto";
+};
+
+// A Dataset from a features array x ((N, F), (N, H, W), or 4-D as options.layout says; |u1 read
+// as pixel/255, other dtypes as they are) and a label array y ((N) or (N, 1), integer dtype,
+// values 0..65535; regression: (N) or (N, T), any dtype). When `notes` is given, --image_layout
+// auto's decision on a 4-D x is added to it in one line.
+Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& what,
+                            const ArrayOptions& options = {},
+                            std::vector<std::string>* notes = nullptr);
+
+// What --image_layout auto makes of a 4-D shape (N, A, B, C): "nhwc" or "nchw".
+std::string detect_layout(std::span<const std::int64_t> shape);
 
 }  // namespace psgd::nn

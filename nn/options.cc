@@ -18,8 +18,28 @@ void DataOptions::validate() const {
     throw ConfigError(fmt::format("--normalize {}: unknown value; choose one of: {}", normalize,
                                   fmt::join(norms, ", ")));
   }
-  if (target != "xy" && target != "xx") {
-    throw ConfigError(fmt::format("--target {}: unknown value; choose one of: xy, xx", target));
+  if (target != "xy" && target != "xx" && target != "regression") {
+    throw ConfigError(
+        fmt::format("--target {}: unknown value; choose one of: xy, xx, regression", target));
+  }
+  if (target != "regression" && label_column.find(',') != std::string::npos) {
+    throw ConfigError(
+        fmt::format("--label_column {}: several columns are regression targets; they need --target "
+                    "regression (a class label is one column)",
+                    label_column));
+  }
+  if (target == "regression" && label_column == "none") {
+    throw ConfigError("--label_column none with --target regression: name the target column(s)");
+  }
+  if (image_layout != "auto" && image_layout != "nchw" && image_layout != "nhwc") {
+    throw ConfigError(fmt::format(
+        "--image_layout {}: unknown value; choose one of: auto, nchw, nhwc", image_layout));
+  }
+  if (image_layout != "auto" && !dataset.starts_with("npy:") && !dataset.starts_with("npz:")) {
+    throw ConfigError(fmt::format(
+        "--image_layout {} with --dataset {}: the layout option is for npy:/npz: arrays (the "
+        "other formats have one layout)",
+        image_layout, dataset));
   }
   if (!(validation_split >= 0.0 && validation_split < 1.0)) {
     throw ConfigError(fmt::format("--validation_split {}: must be in [0, 1)", validation_split));
@@ -68,7 +88,7 @@ std::string ModelOptions::model_help() {
       " or script:FILE.pt, your own network as a TorchScript module (in Python: "
       "torch.jit.script(model).save(FILE) or torch.jit.trace); the server sends the file to the "
       "workers with the job. Its forward() takes a batch N x C x H x W (tabular data: N x 1 x 1 x "
-      "F) and returns N x classes (--target xx: N x C*H*W).";
+      "F) and returns N x classes (--target xx: N x C*H*W; --target regression: N x targets).";
   return text;
 }
 

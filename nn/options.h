@@ -5,18 +5,27 @@
 #include <string>
 #include <vector>
 
+#include "nn/data_source.h"
+
 namespace psgd::nn {
 
 struct DataOptions {
   std::string dataset = "fashion-mnist";
   std::string label_column;        // csv: label column name or 0-based index ("": the last)
   std::string normalize = "none";  // none | scale | minmax | zscore (statistics: training rows)
-  std::string target = "xy";       // xy: classification; xx: reconstruction (MSE)
-  double validation_split = 0.0;   // fraction of the training set held out for validation
-  std::int64_t train_samples = 0;  // use only the first N training samples (0: all)
-  std::int64_t test_samples = 0;   // evaluate on the first N test samples (0: all)
+  std::string target = "xy";  // xy: classification; xx: reconstruction; regression: float targets
+  std::string image_layout = "auto";  // npy / npz 4-D features: auto | nchw | nhwc
+  double validation_split = 0.0;      // fraction of the training set held out for validation
+  std::int64_t train_samples = 0;     // use only the first N training samples (0: all)
+  std::int64_t test_samples = 0;      // evaluate on the first N test samples (0: all)
 
   void validate() const;
+  // How the readers take the data: label column(s), float targets, image layout.
+  SourceOptions source_options() const {
+    return {.label_column = label_column,
+            .regression = target == "regression",
+            .image_layout = image_layout};
+  }
 
   template <class Self, class Visit>
   static void fields(Self& self, Visit&& visit) {
@@ -27,13 +36,21 @@ struct DataOptions {
           "test set every 5th sample is held out as one");
     visit("label_column", self.label_column,
           "csv:FILE: the label column, by header name or 0-based index (default: the last; "
-          "none: no labels)");
+          "none: no labels); --target regression: one or several target columns, "
+          "comma-separated (e.g. y1,y2)");
     visit("normalize", self.normalize,
           "Feature normaliser, statistics from the training rows only: none | scale | minmax | "
           "zscore (none keeps values as read; 8-bit images are read as pixel/255)");
     visit("target", self.target,
           "xy: classify (cross-entropy, accuracy); xx: reconstruct the input (mean squared "
-          "error; accuracy is n/a)");
+          "error; accuracy is n/a); regression: predict float targets (csv: the --label_column "
+          "column(s); npy/npz: y of shape (N) or (N, T)) with mean squared error, reported as "
+          "RMSE and R^2 instead of accuracy; targets are used as read (not normalised)");
+    visit("image_layout", self.image_layout,
+          "npy:/npz: 4-D feature arrays: nchw (N x C x H x W, PyTorch) | nhwc (N x H x W x C, "
+          "Keras channels-last; converted to N x C x H x W when read) | auto (nhwc when the "
+          "last dimension is 1, 3 or 4 and the second is not; init_server says what it "
+          "decided)");
     visit("validation_split", self.validation_split,
           "Fraction of the training set held out (per seed) and evaluated every epoch");
     visit("train_samples", self.train_samples,

@@ -10,6 +10,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -86,13 +88,24 @@ std::string group_thousands(std::size_t value) {
   return out;
 }
 
-// A read-only tensor view of a Dataset's samples [first, first + count); the dataset outlives it.
+// A read-only tensor view of a Dataset's samples [first, first + count) and their labels (float
+// targets, count x target_dims, for regression data); the dataset outlives it.
 std::pair<torch::Tensor, torch::Tensor> view_of(const Dataset& d, std::int64_t first,
                                                 std::int64_t count) {
   auto* images = const_cast<float*>(d.images.data()) + first * d.sample_numel();
+  auto x = torch::from_blob(images, {count, d.channels, d.height, d.width}, torch::kFloat);
+  if (d.target_dims > 0) {
+    auto* targets = const_cast<float*>(d.targets.data()) + first * d.target_dims;
+    return {x, torch::from_blob(targets, {count, d.target_dims}, torch::kFloat)};
+  }
   auto* labels = const_cast<std::int64_t*>(d.labels.data()) + first;
-  return {torch::from_blob(images, {count, d.channels, d.height, d.width}, torch::kFloat),
-          torch::from_blob(labels, {count}, torch::kInt64)};
+  return {x, torch::from_blob(labels, {count}, torch::kInt64)};
+}
+
+// The shape and type of a batch's labels: N class indices, or N x T float targets.
+torch::Tensor empty_labels(std::int64_t n, std::int64_t target_dims) {
+  return target_dims > 0 ? torch::empty({n, target_dims}, torch::kFloat)
+                         : torch::empty({n}, torch::kInt64);
 }
 
 }  // namespace
@@ -108,8 +121,9 @@ struct Trainer::Impl {
   torch::Tensor rng_state;     // this trainer's generator (Dropout), swapped in for training
 
   // This worker's training samples, gathered once.
-  torch::Tensor train_x;  // N x C x H x W
-  torch::Tensor train_y;  // N
+  torch::Tensor train_x;         // N x C x H x W
+  torch::Tensor train_y;         // N (regression: N x T)
+  std::int64_t target_dims = 0;  // regression targets per sample (0: class labels)
   std::int64_t num_train = 0;
   std::int64_t batch = 0;  // min(batch_size, num_train)
 
@@ -130,9 +144,10 @@ struct Trainer::Impl {
   torch::Tensor batch_x;
   torch::Tensor batch_y;
 
-  // The width of the model's output: classes, or C*H*W for reconstruction.
+  // The width of the model's output: classes, C*H*W for reconstruction, or the targets.
   std::int64_t outputs(const Dataset& t) const {
     if (options.target == "xx") return t.sample_numel();
+    if (options.target == "regression") return t.target_dims;
     return std::max(data->train.num_classes, data->test.num_classes);
   }
 
@@ -224,8 +239,9 @@ struct Trainer::Impl {
             torch_reason(e)));
       }
     }
-    const std::string what =
-        options.target == "xx" ? "values per sample to reconstruct" : "classes";
+    const std::string what = options.target == "xx"           ? "values per sample to reconstruct"
+                             : options.target == "regression" ? "regression targets per sample"
+                                                              : "classes";
     if (out.dim() != 2 || out.size(0) != n || out.size(1) != want) {
       throw ConfigError(fmt::format(
           "--model {}: its output for a batch of {} has shape {}, but the data has {} {}: it "
@@ -243,9 +259,10 @@ struct Trainer::Impl {
     num_train = static_cast<std::int64_t>(indices.size());
     const std::int64_t numel = t.sample_numel();
     train_x = torch::empty({num_train, t.channels, t.height, t.width}, torch::kFloat);
-    train_y = torch::empty({num_train}, torch::kInt64);
+    train_y = empty_labels(num_train, target_dims);
     float* x = train_x.data_ptr<float>();
-    std::int64_t* y = train_y.data_ptr<std::int64_t>();
+    std::int64_t* y = target_dims > 0 ? nullptr : train_y.data_ptr<std::int64_t>();
+    float* ty = target_dims > 0 ? train_y.data_ptr<float>() : nullptr;
     for (std::int64_t i = 0; i < num_train; ++i) {
       const std::int64_t s = indices[i];
       if (s < 0 || s >= static_cast<std::int64_t>(t.size())) {
@@ -253,21 +270,26 @@ struct Trainer::Impl {
                                       t.name.empty() ? "the training set" : t.name, t.size()));
       }
       std::memcpy(x + i * numel, t.images.data() + s * numel, sizeof(float) * numel);
-      y[i] = t.labels[s];
+      if (ty != nullptr) {
+        std::memcpy(ty + i * target_dims, t.targets.data() + s * target_dims,
+                    sizeof(float) * target_dims);
+      } else {
+        y[i] = t.labels[s];
+      }
     }
     batch = std::min<std::int64_t>(options.batch_size, num_train);
     make_streams();
     batch_index = torch::empty({batch}, torch::kInt64);
     batch_x = torch::empty({batch, t.channels, t.height, t.width}, torch::kFloat);
-    batch_y = torch::empty({batch}, torch::kInt64);
+    batch_y = empty_labels(batch, target_dims);
   }
 
   // Mean loss of a batch; `reduction` sum for evaluation.
   torch::Tensor loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y,
                      bool sum) const {
     namespace F = torch::nn::functional;
-    if (options.target == "xx") {
-      const auto target = x.reshape({x.size(0), -1});
+    if (options.target == "xx" || options.target == "regression") {
+      const auto target = options.target == "xx" ? x.reshape({x.size(0), -1}) : y;
       return sum ? F::mse_loss(out, target, F::MSELossFuncOptions().reduction(torch::kSum)) /
                        static_cast<double>(target.size(1))
                  : F::mse_loss(out, target);
@@ -276,22 +298,48 @@ struct Trainer::Impl {
                : F::cross_entropy(out, y);
   }
 
-  // Mean loss and accuracy over a whole dataset, in chunks.
-  std::pair<double, double> evaluate(const Dataset& d) {
+  struct Scores {
+    double loss = 0;
+    double accuracy = 0;
+    std::optional<double> rmse, r2;
+  };
+
+  // Mean loss and accuracy (regression: RMSE and R^2) over a whole dataset, in chunks.
+  Scores evaluate(const Dataset& d) {
     const auto n = static_cast<std::int64_t>(d.size());
+    const bool regression = options.target == "regression";
     double loss_sum = 0.0;
     std::int64_t correct = 0;
+    // Regression: squared errors, and each target column's sum and sum of squares (for SST), in
+    // double.
+    double sse = 0.0;
+    torch::Tensor col_sum = torch::zeros({std::max<std::int64_t>(target_dims, 1)}, torch::kDouble);
+    torch::Tensor col_sq = torch::zeros_like(col_sum);
     for (std::int64_t first = 0; first < n; first += kEvalChunk) {
       const std::int64_t count = std::min(kEvalChunk, n - first);
       auto [x, y] = view_of(d, first, count);
       auto out = model.forward(x);
       loss_sum += loss(out, x, y, true).item<double>();
-      if (options.target != "xx") correct += out.argmax(1).eq(y).sum().item<std::int64_t>();
+      if (regression) {
+        const auto yd = y.to(torch::kDouble);
+        sse += (out.to(torch::kDouble) - yd).square().sum().item<double>();
+        col_sum += yd.sum(0);
+        col_sq += yd.square().sum(0);
+      } else if (options.target != "xx") {
+        correct += out.argmax(1).eq(y).sum().item<std::int64_t>();
+      }
     }
-    const double accuracy = options.target == "xx"
-                                ? std::numeric_limits<double>::quiet_NaN()
-                                : static_cast<double>(correct) / static_cast<double>(n);
-    return {loss_sum / static_cast<double>(n), accuracy};
+    Scores s;
+    s.loss = loss_sum / static_cast<double>(n);
+    s.accuracy = options.target == "xy" ? static_cast<double>(correct) / static_cast<double>(n)
+                                        : std::numeric_limits<double>::quiet_NaN();
+    if (regression) {
+      const double values = static_cast<double>(n * target_dims);
+      s.rmse = std::sqrt(sse / values);
+      const double sst = (col_sq - col_sum.square() / static_cast<double>(n)).sum().item<double>();
+      s.r2 = sst > 0 ? 1.0 - sse / sst : std::numeric_limits<double>::quiet_NaN();
+    }
+    return s;
   }
 
   // A training forward pass, with this trainer's generator in torch's default one.
@@ -362,7 +410,7 @@ struct Trainer::Impl {
       batch_index = torch::empty({st.batch}, torch::kInt64);
       batch_x = torch::empty({st.batch, train_x.size(1), train_x.size(2), train_x.size(3)},
                              torch::kFloat);
-      batch_y = torch::empty({st.batch}, torch::kInt64);
+      batch_y = empty_labels(st.batch, target_dims);
     }
     auto* idx = batch_index.data_ptr<std::int64_t>();
     for (std::int64_t i = 0; i < st.batch; ++i) {
@@ -387,9 +435,20 @@ Trainer::Trainer(TrainerOptions options, std::shared_ptr<const DataSplit> data,
   }
   impl_->options = std::move(options);
   impl_->data = std::move(data);
-  if (impl_->options.target != "xy" && impl_->options.target != "xx") {
-    throw ConfigError(fmt::format("unknown target '{}': expected xy or xx", impl_->options.target));
+  const std::string& target = impl_->options.target;
+  if (target != "xy" && target != "xx" && target != "regression") {
+    throw ConfigError(
+        fmt::format("unknown target '{}': expected xy, xx or regression", impl_->options.target));
   }
+  const Dataset& shape = impl_->data->train.size() > 0 ? impl_->data->train : impl_->data->test;
+  if ((target == "regression") != (shape.target_dims > 0)) {
+    throw ConfigError(target == "regression"
+                          ? "--target regression: the data have class labels, not float targets"
+                          : fmt::format("--target {}: the data have float regression targets "
+                                        "(use --target regression)",
+                                        target));
+  }
+  impl_->target_dims = shape.target_dims;
   impl_->device = pick_device(impl_->options.device);
   impl_->build_model();
   impl_->gather_train(train_indices);
@@ -451,13 +510,19 @@ EvalStats Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   m.model.train(false);
   if (test.size() > 0) {
-    std::tie(stats.loss, stats.accuracy) = m.evaluate(test);
+    const Impl::Scores s = m.evaluate(test);
+    stats.loss = s.loss;
+    stats.accuracy = s.accuracy;
+    stats.rmse = s.rmse;
+    stats.r2 = s.r2;
     stats.samples = static_cast<std::int64_t>(test.size());
   }
   if (validation.size() > 0) {
-    auto [loss, accuracy] = m.evaluate(validation);
-    stats.validation_loss = loss;
-    stats.validation_accuracy = accuracy;
+    const Impl::Scores s = m.evaluate(validation);
+    stats.validation_loss = s.loss;
+    stats.validation_accuracy = s.accuracy;
+    stats.validation_rmse = s.rmse;
+    stats.validation_r2 = s.r2;
   }
   m.model.train(true);
   return stats;

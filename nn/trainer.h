@@ -53,7 +53,9 @@ namespace psgd::nn {
 struct TrainerOptions {
   // A built-in model (nn/models_impl.h) or script:FILE, a TorchScript module.
   std::string model = "mlp";
-  std::string target = "xy";  // xy: classify (cross-entropy); xx: reconstruct the input (MSE)
+  // xy: classify (cross-entropy); xx: reconstruct the input (MSE); regression: the data's float
+  // targets (MSE; evaluate() adds RMSE and R^2)
+  std::string target = "xy";
   // --model script:FILE: the file's bytes (the server ships them with the job); null: read FILE.
   std::shared_ptr<const std::string> script;
   int batch_size = 128;
@@ -86,7 +88,8 @@ class Trainer final : public Learner {
   StepStats compute_gradient() override;
   // Mean loss and accuracy on data->test in chunks of 1000 (zeros if the test set is empty), and
   // on data->validation when it is not empty. The loss is the training loss: cross-entropy for
-  // target xy, mean squared error per value for xx (accuracy is then NaN).
+  // target xy, mean squared error per value for xx and regression (accuracy is then NaN;
+  // regression adds RMSE and R^2).
   EvalStats evaluate() override;
   // The fp32 buffers, flat (empty when the model has none).
   std::span<float> buffers() override;

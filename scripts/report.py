@@ -168,19 +168,29 @@ def mb(v):
     return fmt(None if v is None else v / 1e6, ",.1f")
 
 
+def is_regression(summary):
+    """--target regression: RMSE and R² stand where accuracy does."""
+    return summary.get("final_test_rmse") is not None
+
+
 def runs_table(runs, target):
     rows = []
+    regression = any(is_regression(r.summary) for r in runs)
     for r in runs:
         s = r.summary
+        scores = ([fmt(s.get("final_test_rmse"), ".4g"), fmt(s.get("best_test_rmse"), ".4g"),
+                   fmt(s.get("final_test_r2"), ".4f")] if regression else
+                  [pct(s.get("final_test_accuracy")), pct(s.get("best_test_accuracy"))])
         rows.append([r.name, r.psgd, r.codec, r.nodes, r.redundancy, r.assignment, r.seed, r.status,
-                     pct(s.get("final_test_accuracy")), pct(s.get("best_test_accuracy")),
+                     *scores,
                      s.get("epochs", "–"), fmt(s.get("wall_seconds")), fmt(s.get("virtual_seconds")),
                      fmt(r.time_to(target, "wall_s")), fmt(r.time_to(target, "virtual_s")),
                      mb(s.get("bytes_up")), mb(s.get("bytes_down")),
                      fmt(s.get("samples_per_second"), ",.0f")])
     return ("Runs", f"Time to target: wall (and virtual) seconds at the first evaluation with test accuracy ≥ "
             f"{100 * target:.0f} %; – when never reached.",
-            ["run", "psgd", "codec", "nodes", "r", "blocks", "seed", "status", "final acc", "best acc", "epochs",
+            ["run", "psgd", "codec", "nodes", "r", "blocks", "seed", "status",
+             *(["final RMSE", "best RMSE", "final R²"] if regression else ["final acc", "best acc"]), "epochs",
              "wall s", "virtual s", f"wall s to {100 * target:.0f}%", f"virtual s to {100 * target:.0f}%",
              "MB up", "MB down", "samples/s"], rows)
 
@@ -258,12 +268,16 @@ def failed_table(runs):
 
 def per_epoch_table(run):
     rows = []
+    regression = is_regression(run.summary)
     for m in run.metrics:
+        scores = ([fmt(num(m.get("test_rmse")), ".4g"), fmt(num(m.get("test_r2")), ".4f")] if regression
+                  else [pct(num(m.get("test_accuracy")))])
         rows.append([m.get("epoch"), m.get("iteration"), fmt(num(m.get("wall_s"))), fmt(num(m.get("virtual_s"))),
                      fmt(num(m.get("train_loss")), ".4f"), fmt(num(m.get("test_loss")), ".4f"),
-                     pct(num(m.get("test_accuracy"))), mb(num(m.get("bytes_up"))), mb(num(m.get("bytes_down")))])
+                     *scores, mb(num(m.get("bytes_up"))), mb(num(m.get("bytes_down")))])
     return ("Per epoch", "Epoch 0 is the initial model.",
-            ["epoch", "iteration", "wall s", "virtual s", "train loss", "test loss", "test acc", "MB up", "MB down"],
+            ["epoch", "iteration", "wall s", "virtual s", "train loss", "test loss",
+             *(["test RMSE", "test R²"] if regression else ["test acc"]), "MB up", "MB down"],
             rows)
 
 

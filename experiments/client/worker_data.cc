@@ -16,8 +16,7 @@ WorkerData::Start WorkerData::begin() {
   std::optional<nn::DataSplit> local;
   std::string why_not;
   try {
-    local =
-        nn::load_dataset(dataset_, spec_.train_samples, 1, {.label_column = spec_.label_column});
+    local = nn::load_dataset(dataset_, spec_.train_samples, 1, spec_.source_options());
   } catch (const ConfigError& e) {
     if (!spec_.ship_data) throw;
     why_not = e.what();

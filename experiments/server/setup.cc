@@ -108,7 +108,8 @@ void Server::prepare() {
       .evaluate_async =
           [this](std::span<const float> parameters) { return evaluate_in_background(parameters); },
       .traffic = [this](int w) { return traffic_of(w); },
-      .average_decay = spec_.model_average_decay()});
+      .average_decay = spec_.model_average_decay(),
+      .save_model = [this](const std::string& tag) { model_->save(run_->path(), tag); }});
   if (opts_.tensorboard) {
     tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
     recorder_->set_epoch_listener(

@@ -188,12 +188,51 @@ TEST(JobSpec, ModelAverageIsParsedAndRefusedWhereNoServerHoldsTheModel) {
   EXPECT_EQ(message_of(s), "no error");
 }
 
+// Regression targets and image layouts (issue 17): combinations that cannot work are refused in
+// one line naming the flags.
+TEST(JobSpec, TargetAndLayoutCombinationsThatCannotWorkAreRefused) {
+  JobSpec s;
+  s.target = "regression";
+  s.dataset = "csv:x.csv";
+  s.label_column = "y1,y2";
+  EXPECT_EQ(message_of(s), "no error");
+  s.block_assignment = "non-iid";
+  s.shards_per_node = 2;
+  EXPECT_NE(message_of(s).find("--block_assignment non-iid with --target regression"),
+            std::string::npos)
+      << message_of(s);
+  s = JobSpec{};
+  s.target = "regression";
+  s.model = "autoencoder";
+  EXPECT_NE(message_of(s).find("--target xx"), std::string::npos) << message_of(s);
+  s = JobSpec{};
+  s.target = "regression";
+  s.label_column = "none";
+  EXPECT_NE(message_of(s).find("--label_column none with --target regression"), std::string::npos);
+  s = JobSpec{};
+  s.label_column = "y1,y2";
+  EXPECT_NE(message_of(s).find("need --target regression"), std::string::npos) << message_of(s);
+  s = JobSpec{};
+  s.target = "regress";
+  EXPECT_NE(message_of(s).find("choose one of: xy, xx, regression"), std::string::npos);
+  s = JobSpec{};
+  s.image_layout = "nhwc";
+  EXPECT_NE(message_of(s).find("--image_layout nhwc with --dataset fashion-mnist"),
+            std::string::npos)
+      << message_of(s);
+  s.dataset = "npz:x.npz";
+  EXPECT_EQ(message_of(s), "no error");
+  s.image_layout = "hwc";
+  EXPECT_NE(message_of(s).find("choose one of: auto, nchw, nhwc"), std::string::npos);
+}
+
 TEST(JobSpec, ConfigHashIgnoresWhereTheRunIsWritten) {
   JobSpec a, b;
   b.output = "elsewhere";
   b.working_ports = {0};
   b.threads = 3;
   b.checkpoint_every = 7;
+  b.save_every_epoch = true;
   b.join_timeout = 1;
   EXPECT_EQ(job_config_hash(a), job_config_hash(b));
   b.seed = 2;

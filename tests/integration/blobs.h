@@ -9,7 +9,7 @@ namespace psgd::testing {
 
 // Two Gaussian blobs in 3 features (label 0 around -1, label 1 around +1), scaled by 100 so that
 // the normaliser matters; with a header and the label in the middle.
-std::string blobs_csv(int n, std::uint32_t seed) {
+inline std::string blobs_csv(int n, std::uint32_t seed) {
   std::mt19937 gen(seed);
   std::normal_distribution<double> g(0, 0.6);
   std::ostringstream out;

@@ -97,7 +97,8 @@ TEST(Data, AHandWrittenCsvTrainsWithZscoreAndAValidationSplit) {
   EXPECT_EQ(config["data"]["normalizer"]["kind"], "zscore");
   EXPECT_EQ(config["data"]["normalizer"]["shift"].size(), 3u);
   const std::string metrics = read_file(r.dir.file("run") + "/metrics.csv");
-  EXPECT_NE(metrics.find("samples,validation_loss,validation_accuracy,learn_rate\n"),
+  EXPECT_NE(metrics.find("samples,validation_loss,validation_accuracy,learn_rate,test_rmse,test_r2,"
+                         "validation_rmse,validation_r2\n"),
             std::string::npos);
   EXPECT_NE(r.server->out().find("csv train: 400 samples of 1x1x3, 2 classes"), std::string::npos)
       << r.logs();

@@ -23,75 +23,20 @@
 #include "experiments/server/server.h"
 #include "experiments/simulate.h"
 #include "tests/integration/blobs.h"
+#include "tests/integration/in_process.h"
 #include "tests/integration/process.h"
 #include "tests/script_models.h"
 
 namespace psgd {
 namespace {
 
+using testing::read_json;
+using testing::run_sim;
+using testing::run_tcp;
 using testing::TempDir;
 
 void write_blobs(const std::string& path, int n, std::uint32_t seed) {
   std::ofstream(path) << testing::blobs_csv(n, seed);
-}
-
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in) << path;
-  return nlohmann::json::parse(in);
-}
-
-ServerOptions parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "init_server");
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  ServerOptions options;
-  const int rc = parse_server_args(static_cast<int>(argv.size()), argv.data(), options);
-  EXPECT_EQ(rc, kContinue);
-  return options;
-}
-
-// init_server and its clients as threads of this process, over loopback TCP.
-int run_tcp(std::vector<std::string> flags, const TempDir& dir, int nodes) {
-  const std::string port_file = dir.file("port");
-  std::filesystem::remove(port_file);
-  flags.insert(flags.end(),
-               {"--working_ports", "0", "--port_file", port_file, "--output", dir.file("tcp")});
-  const ServerOptions options = parse(flags);
-  int server_code = -1;
-  std::thread server([&] { server_code = run_server(options); });
-  int port = 0;
-  for (int i = 0; i < 600 && port == 0; ++i) {
-    std::ifstream in(port_file);
-    if (!(in >> port)) {
-      port = 0;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  std::vector<int> codes(static_cast<std::size_t>(nodes), -1);
-  std::vector<std::thread> clients;
-  if (port > 0) {
-    for (int w = 0; w < nodes; ++w) {
-      clients.emplace_back([&, w] {
-        codes[static_cast<std::size_t>(w)] =
-            run_client(ClientOptions{.port = port, .threads = 1, .connect_timeout = 30});
-      });
-    }
-  }
-  for (auto& c : clients)
-    c.join();
-  server.join();
-  EXPECT_GT(port, 0) << "the server did not start listening";
-  for (int code : codes)
-    EXPECT_EQ(code, 0);
-  return server_code;
-}
-
-int run_sim(std::vector<std::string> flags, const TempDir& dir) {
-  flags.insert(flags.end(), {"--working_ports", "0", "--output", dir.file("sim"), "--simulate",
-                             "--sim_compute", "fixed:0.002"});
-  return run_simulation(parse(flags));
 }
 
 // config.json without what legitimately differs between two runs of one job: where and when it

@@ -2,11 +2,14 @@
 // that cannot be trained on the data is refused before training with one line and exit 2, by
 // init_server and by init_server --simulate alike; a run records the file's content hash, its
 // model.pt is the trained TorchScript module, and `evaluate` reads it without the original file;
-// --resume refuses a checkpoint when the file behind the same flags has changed.
+// --resume refuses a checkpoint when the file behind the same flags has changed; asgd, ssp,
+// local_sgd and broadcast train such a model with client processes; --save_every_epoch's files
+// are modules evaluate and Python read.
 // The models are written at test time by tests/python/make_models.py (tests/script_models.h).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +144,90 @@ TEST_P(FashionCnn, LearnsWithFourWorkers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Strategies, FashionCnn, ::testing::Values("ssgd", "allreduce"));
+
+// The strategies FashionCnn and drivers_test do not cover train a TorchScript model with
+// BatchNorm end to end: init_server and 4 client processes over loopback, 2 epochs on the blobs.
+class ScriptModelStrategy : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(ScriptModelStrategy, LearnsWithFourClientProcesses) {
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  ::setenv("PSGD_PASSPHRASE", "script model strategies", 1);  // no other test's client can join
+  testing::Cluster cluster;
+  auto args = blobs_job(cluster.dir, models + "/blobs_bn.pt");
+  // The case's own --learn_rate (Adam's) replaces the job's.
+  if (std::find(GetParam().begin(), GetParam().end(), "--learn_rate") != GetParam().end()) {
+    const auto at = std::find(args.begin(), args.end(), "--learn_rate");
+    args.erase(at, at + 2);
+  }
+  args.insert(args.end(), GetParam().begin(), GetParam().end());
+  ASSERT_NO_FATAL_FAILURE(cluster.start(4, args));
+  const auto code = cluster.server->wait(std::chrono::seconds(240));
+  ::unsetenv("PSGD_PASSPHRASE");
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  ASSERT_EQ(*code, 0) << cluster.logs();
+  const auto summary = testing::summary_in(cluster.dir.file("run"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.9) << "two well separated blobs\n"
+                                                               << summary.dump(1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Strategies, ScriptModelStrategy,
+    ::testing::Values(std::vector<std::string>{"--psgd", "asgd"},
+                      std::vector<std::string>{"--psgd", "ssp", "--staleness", "2"},
+                      std::vector<std::string>{"--psgd", "local_sgd", "--sync_period", "2"},
+                      std::vector<std::string>{"--psgd", "broadcast"},
+                      std::vector<std::string>{"--psgd", "asgd", "--optimizer", "adam",
+                                               "--learn_rate", "0.01"}),
+    [](const auto& info) {
+      std::string name = info.param[1];
+      if (info.param.size() > 2 && info.param[2] == "--optimizer") name += "_adam";
+      return name;
+    });
+
+// --save_every_epoch with a TorchScript model: model_best.pt is the TorchScript module like
+// model.pt; `evaluate --model_file` reads it and finds the loss summary.json's best_model names,
+// and Python loads both files (torch.jit.load, torch.load).
+TEST(ScriptModelRun, SaveEveryEpochWritesModulesEvaluateAndPythonRead) {
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  TempDir dir;
+  auto args = blobs_job(dir, models + "/blobs_bn.pt");
+  args.insert(args.end(), {"--output", dir.file("run"), "--node_count", "2", "--working_ports", "0",
+                           "--save_every_epoch", "--simulate"});
+  const auto r = run(PSGD_INIT_SERVER, args, dir, 240);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto summary = nlohmann::json::parse(read_file(dir.file("run/summary.json")));
+  const auto& best = summary["best_model"];
+  EXPECT_EQ(best["monitor"], "test_loss") << "no validation split";
+  const int epoch = best["epoch"];
+  EXPECT_GE(epoch, 1);
+  EXPECT_LE(epoch, 2);
+  const auto e =
+      run(PSGD_EVALUATE, {dir.file("run"), "--model_file", "model_best.pt", "--json"}, dir, 120);
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_NEAR(nlohmann::json::parse(e.out)["test_loss"].get<double>(), best["loss"].get<double>(),
+              1e-6 * best["loss"].get<double>())
+      << e.out;
+  const auto last =
+      run(PSGD_EVALUATE, {dir.file("run"), "--model_file", "model_epoch_2.pt", "--json"}, dir, 120);
+  ASSERT_EQ(last.code, 0) << last.err;
+  EXPECT_NEAR(nlohmann::json::parse(last.out)["test_loss"].get<double>(),
+              summary["final_test_loss"].get<double>(), 1e-9)
+      << "the last epoch's file is the final model";
+  const auto bad = run(PSGD_EVALUATE, {dir.file("run"), "--model_file", "../x.pt"}, dir, 60);
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  const auto py = run("/usr/bin/python3",
+                      {"-c",
+                       "import sys, torch\n"
+                       "m = torch.jit.load(sys.argv[1] + '/model_best.pt')\n"
+                       "d = torch.load(sys.argv[1] + '/state_dict_best.pt')\n"
+                       "names = set(dict(m.named_parameters())) | set(dict(m.named_buffers()))\n"
+                       "assert names == set(d), (names, set(d))\n"
+                       "print(len(d))\n",
+                       dir.file("run")},
+                      dir, 120);
+  EXPECT_EQ(py.code, 0) << py.out << py.err;
+}
 
 TEST(ScriptModelRun, ResumeRefusesACheckpointOfAnotherModelFile) {
   PSGD_SCRIPT_MODELS_OR_SKIP(models);

@@ -204,6 +204,8 @@ int main(int argc, char** argv) {
       psgd::Leave{.why = "interrupted by SIGTERM"},
       psgd::StateRequest{},
       psgd::WorkerState{.iteration = 10, .state = {1, 2, 3}, .params = {1.0f, 2.0f}},
+      psgd::WorkerLog{.log = "worker 0 of 2\n", .trace = "0.1,1,0,2.3,32,100,200\n", .last = true},
+      psgd::LogRequest{},
       psgd::RingChunk{.round = 1, .step = 0, .chunk = 0, .values = {1.0f, 2.0f}},
       psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
       psgd::PeerGradient{.from = 1, .iteration = 2, .values = payload},

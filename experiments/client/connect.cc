@@ -39,7 +39,8 @@ Client::Client(const ClientOptions& options, ClientSession& session)
       signals_(io_, SIGINT, SIGTERM),
       retry_timer_(io_),
       connect_timer_(io_),
-      peer_grace_(io_) {}
+      peer_grace_(io_),
+      results_timer_(io_) {}
 
 Client::~Client() {
   if (loader_.valid()) loader_.wait();  // it uses this object's members
@@ -149,12 +150,11 @@ void Client::on_signal(int sig) {
   exit_code_ = 128 + sig;
   const std::string why = fmt::format("interrupted by {}", signal_name(sig));
   const bool joined = conn_ && conn_->is_open() && handshake_ && handshake_->done();
-  fmt::print(stderr, "{}: {}: {}\n", worker_ >= 0 ? fmt::format("client[{}]", worker_) : "client",
-             why,
-             joined ? "leaving the job (the server goes on without this worker where its "
-                      "strategy can, as for a lost worker)"
-                    : "stopping");
-  std::fflush(stderr);
+  say(fmt::format("{}: {}", why,
+                  joined ? "leaving the job (the server goes on without this worker where its "
+                           "strategy can, as for a lost worker)"
+                         : "stopping"),
+      /*error=*/true);
   // A second signal ends the process at once (a load in progress is otherwise waited for).
   std::error_code ignored;
   signals_.clear(ignored);
@@ -162,7 +162,9 @@ void Client::on_signal(int sig) {
   connect_timer_.cancel();
   peer_grace_.cancel();
   if (dialing_) dialing_->close(ignored);
+  results_timer_.cancel();
   if (joined) {
+    send_results(/*last=*/true);
     conn_->send(Leave{.why = why});  // before the peer links drop, so the server hears it first
     conn_->close_after_writes();
   } else if (conn_) {
@@ -218,12 +220,9 @@ void Client::give_up(const std::string& why, bool tell_server) {
   if (done_) return;
   done_ = true;
   if (exit_code_ == 0) exit_code_ = 1;
-  if (worker_ >= 0) {
-    fmt::print(stderr, "client[{}]: {}\n", worker_, why);
-  } else {
-    fmt::print(stderr, "client: {}\n", why);
-  }
+  say(why, /*error=*/true);
   signals_.cancel();
+  results_timer_.cancel();
   retry_timer_.cancel();
   connect_timer_.cancel();
   peer_grace_.cancel();
@@ -231,6 +230,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
   if (dialing_) dialing_->close(ignored);
   if (mesh_) mesh_->close();
   if (tell_server && conn_ && conn_->is_open()) {
+    send_results(/*last=*/true);
     conn_->send(ErrorMessage{why});
     conn_->close_after_writes();
   } else if (conn_) {

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "experiments/cli.h"
 #include "experiments/client/worker_data.h"
+#include "experiments/worker_results.h"
 #include "experiments/worker_setup.h"
 #include "network/backoff.h"
 #include "network/handshake.h"
@@ -111,7 +112,14 @@ class Client {
   void on_peer_table(const PeerTable& table);
   void on_peer_error(int peer, const std::string& why);
   void give_up(const std::string& why, bool tell_server);
-  void say(const std::string& line);
+  // A line of this worker's output: printed (stdout, or stderr for `error`) and kept for the
+  // run directory's workers/<id>/log.txt.
+  void say(const std::string& line, bool error = false);
+  // Results come home (experiments/worker_results.h): the log and trace not sent yet, as
+  // WorkerLog pieces; about once a second from the Job on, and all of it (`last`) when the
+  // server asks at the end or this worker gives up or leaves.
+  void send_results(bool last);
+  void arm_results_timer();
 
   ClientOptions opts_;
   ClientSession& session_;
@@ -120,6 +128,9 @@ class Client {
   asio::steady_timer retry_timer_;    // the wait before the next attempt
   asio::steady_timer connect_timer_;  // an attempt that neither connects nor fails
   asio::steady_timer peer_grace_;     // a lost peer: the wait for the server's verdict
+  asio::steady_timer results_timer_;  // the next WorkerLog piece
+  WorkerLogOutbox results_;           // log lines and trace rows not sent yet
+  bool results_done_ = false;         // the last piece has been sent
   net::Backoff backoff_;
   std::optional<net::AuthKey> key_;
   double dial_deadline_ = 0;  // when the current run of connection attempts gives up

@@ -95,6 +95,35 @@ TEST(Results, EveryWorkersLogAndTraceLandInTheRunDirectory) {
   }
 }
 
+// --simulate keeps the same contract: the simulated workers' traces, in virtual seconds.
+TEST(Results, SimulatedWorkersTracesLandInTheSamePlace) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  testing::TempDir dir;
+  const std::string run = dir.file("run");
+  testing::Process server(
+      PSGD_INIT_SERVER,
+      {"--simulate", "--node_count", "3", "--train_samples", "1500", "--test_samples", "200",
+       "--epochs", "2", "--batch_size", "50", "--output", run},
+      dir.file("out"), dir.file("err"));
+  const auto code = server.wait(240s);
+  ASSERT_TRUE(code.has_value()) << "init_server --simulate hung";
+  ASSERT_EQ(*code, 0) << server.out() << server.err();
+  const auto summary = testing::summary_in(run);
+  const long long iterations = summary["iterations"].get<long long>();
+  ASSERT_EQ(summary["worker_files"].size(), 3u) << summary.dump(1);
+  for (int w = 0; w < 3; ++w) {
+    EXPECT_EQ(summary["worker_files"][static_cast<std::size_t>(w)]["complete"], true);
+    const auto rows = trace_of(run, w);
+    ASSERT_NO_FATAL_FAILURE(expect_sane(rows, 2, 50, w));
+    EXPECT_EQ(static_cast<long long>(rows.size()), iterations) << "worker " << w;
+    // Virtual time goes forward with the batches.
+    EXPECT_GT(rows.back().wall_s, rows.front().wall_s);
+    const std::string log = testing::read_file(run + "/workers/" + std::to_string(w) + "/log.txt");
+    EXPECT_NE(log.find("simulated worker " + std::to_string(w) + " of 3"), std::string::npos)
+        << log;
+  }
+}
+
 struct KillCase {
   std::string psgd;
   bool completes;

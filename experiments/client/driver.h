@@ -47,6 +47,9 @@ class GlooCollective final : public Collective {
 struct ClientSession {
   std::string job_id;  // empty until a server sent this worker a job
   int reconnects = 0;
+  std::optional<net::AuthKey> key;  // loaded once (standard input is read once): --serve
+  double wait_s = 0;                // how long to dial before the job: --connect_timeout, or
+                                    // --serve_timeout between a resident worker's jobs (0: ever)
 };
 
 class Client {
@@ -58,6 +61,9 @@ class Client {
   // The connection to the server broke after this worker got its job (not a refusal, not
   // Finish, not a signal): run_client() may redial and rejoin the same job.
   bool lost_server() const { return lost_server_; }
+  // The signal that stopped this worker (0: none), and whether it got a job.
+  int signalled() const { return signalled_; }
+  bool had_job() const { return worker_ >= 0; }
 
  private:
   // The worker's Transport: the server over its connection, peers over the peer mesh.
@@ -161,6 +167,7 @@ class Client {
   bool lost_server_ = false;
   bool peer_grace_armed_ = false;  // a peer was lost; waiting for the server's verdict
   int exit_code_ = 1;
+  int signalled_ = 0;
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> loading_guard_;

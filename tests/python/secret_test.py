@@ -88,6 +88,38 @@ tee "$log.stdin" | bash -c "${@: -1}"
 
 @unittest.skipUnless(BUILT and HAVE_DATA, "init_server and client not built (BUILD_DIR) or Fashion-MNIST missing")
 class LaunchSsh(unittest.TestCase):
+    def test_nodes_runs_one_authenticated_job_per_node_count(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
+            os.mkdir(bindir)
+            os.mkdir(logdir)
+            with open(os.path.join(bindir, "ssh"), "w") as f:
+                f.write(FAKE_SSH)
+            os.chmod(os.path.join(bindir, "ssh"), 0o755)
+            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            base = os.path.join(d, "run")
+            port = str(42001 + os.getpid() % 1000 * 8)
+            out = subprocess.run(
+                ["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--hosts", "a,b", "--nodes", "1,2",
+                 "--server_ip", "127.0.0.1", "--port", port, "--", "--passphrase_file", secret,
+                 "--bind", "127.0.0.1", "--output", base, "--train_samples", "512", "--test_samples", "256",
+                 "--epochs", "1", "--join_timeout", "60"],
+                capture_output=True, text=True, env=env, timeout=540)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertNotIn(text, out.stdout + out.stderr)
+            for n in (1, 2):
+                with open(f"{base}-n{n}/summary.json") as f:
+                    summary = json.load(f)
+                self.assertEqual(summary["status"], "completed")
+                self.assertEqual(summary["nodes"], n)
+                self.assertEqual(len(summary["worker_files"]), n)
+                for w in range(n):  # the workers' results came home
+                    self.assertTrue(os.path.exists(f"{base}-n{n}/workers/{w}/trace.csv"))
+            # Three clients in all (1 + 2), each over the stand-in ssh with the secret on stdin.
+            calls = sorted(f for f in os.listdir(logdir) if f.endswith(".args"))
+            self.assertEqual(len(calls), 3)
+
     def test_clients_get_the_passphrase_on_stdin_never_on_a_command_line(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)

@@ -287,7 +287,13 @@ def init_server_path():
     return os.path.join(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")), "experiments", "init_server")
 
 
+CLUSTER = None  # --cluster F: every run through launch_ssh.sh --cluster F
+
+
 def command_for(run, simulate):
+    if CLUSTER:
+        return (["bash", os.path.join(ROOT, "scripts", "launch_ssh.sh"), "--cluster", CLUSTER, "--"]
+                + run["args"] + ["--output", run["dir"]])
     if simulate:
         return [init_server_path()] + run["args"] + ["--output", run["dir"]]
     return ["bash", os.path.join(ROOT, "scripts", "run_local.sh")] + run["args"] + ["--output", run["dir"]]
@@ -432,7 +438,14 @@ def main(argv=None):
                     help="run every point with init_server --simulate instead (the manifest's network and "
                          "slow_worker as the simulator's flags), into <sweep dir>-simulated by default: the "
                          "simulator's prediction of an emulated or real sweep")
+    ap.add_argument("--cluster", metavar="F",
+                    help="run every point across the hosts of cluster file F, each run started by "
+                         "scripts/launch_ssh.sh --cluster F (ssh per run); a run whose node_count is not "
+                         "the file's slots is refused by init_server --check; not with --simulate, "
+                         "\"emulate\" or slow_worker")
     args = ap.parse_args(argv[1:])
+    global CLUSTER
+    CLUSTER = os.path.abspath(args.cluster) if args.cluster else None
     try:
         manifest = load_manifest(args.manifest)
         simulate = bool(manifest.get("simulate") or args.simulate)
@@ -441,6 +454,15 @@ def main(argv=None):
             default_dir += "-simulated"
         sweep_dir = os.path.abspath(args.out or default_dir)
         runs = plan(manifest, sweep_dir, simulate)
+        if CLUSTER:
+            if simulate or manifest.get("emulate"):
+                raise ManifestError("--cluster runs on the cluster's hosts; not with --simulate or \"emulate\"")
+            for r in runs:
+                if r["params"].get("slow_worker") not in (None, 1):
+                    raise ManifestError(f"{r['name']}: slow_worker is run_local.sh's; with --cluster give "
+                                        "the client's --slowdown on its host instead")
+                r["args"] = r["check"][0]
+                r["check"] = [c + ["--cluster", CLUSTER] for c in r["check"]]
     except ManifestError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2

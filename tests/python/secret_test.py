@@ -120,6 +120,51 @@ class LaunchSsh(unittest.TestCase):
             calls = sorted(f for f in os.listdir(logdir) if f.endswith(".args"))
             self.assertEqual(len(calls), 3)
 
+    def test_sweep_over_a_cluster_file_runs_and_resumes(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
+            os.mkdir(bindir)
+            os.mkdir(logdir)
+            with open(os.path.join(bindir, "ssh"), "w") as f:
+                f.write(FAKE_SSH)
+            os.chmod(os.path.join(bindir, "ssh"), 0o755)
+            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            port = 42002 + os.getpid() % 1000 * 8
+            cluster = os.path.join(d, "cluster.json")
+            with open(cluster, "w") as f:
+                json.dump({"server": {"address": "127.0.0.1", "port": port}, "passphrase_file": secret,
+                           "workers": [{"host": "a", "slots": 2}]}, f)
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "c", "grid": {"codec": ["plain", "fp16"]},
+                           "fixed": {"node_count": 2, "train_samples": 512, "test_samples": 256,
+                                     "epochs": 1, "bind": "127.0.0.1", "join_timeout": 60}}, f)
+            sweep_dir = os.path.join(d, "sweep")
+            cmd = ["python3", os.path.join(SCRIPTS, "sweep.py"), manifest, "--cluster", cluster, "--out", sweep_dir]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("launch_ssh.sh --cluster", out.stdout)
+            self.assertNotIn(text, out.stdout + out.stderr)
+            for name in os.listdir(sweep_dir):
+                if name.startswith("ssgd-"):
+                    with open(os.path.join(sweep_dir, name, "summary.json")) as f:
+                        self.assertEqual(json.load(f)["status"], "completed")
+            self.assertEqual(len([n for n in os.listdir(sweep_dir) if n.startswith("ssgd-")]), 2)
+            self.assertEqual(len([f for f in os.listdir(logdir) if f.endswith(".args")]), 4)
+            # Resumable as a local sweep: the completed runs are not run again.
+            again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+            self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+            self.assertIn("2 already completed, 0 to run", again.stdout)
+            self.assertEqual(len([f for f in os.listdir(logdir) if f.endswith(".args")]), 4)
+            # A run whose node_count is not the file's slots is refused before anything starts.
+            with open(manifest, "w") as f:
+                json.dump({"name": "c3", "fixed": {"node_count": 3, "epochs": 1}}, f)
+            bad = subprocess.run(cmd[:-1] + [sweep_dir + "3"], capture_output=True, text=True, env=env,
+                                 timeout=120)
+            self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
+            self.assertIn("node_count", bad.stdout + bad.stderr)
+
     def test_clients_get_the_passphrase_on_stdin_never_on_a_command_line(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)

@@ -2,7 +2,7 @@
 """Run a sweep manifest: the cross product of its grid, one run directory per point.
 
     scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run | --list | --check] [--only TEXT]
-                                   [--timeout_s S] [--simulate]
+                                   [--timeout_s S] [--simulate | --cluster F [--resident]]
 
 A manifest (experiments/manifests/*.json) is a JSON object:
 
@@ -23,6 +23,13 @@ Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>,
 -<key><value> for any other grid key, and run one after another (2-core machines: concurrent
 runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
 alone when "simulate" is true.
+
+Across a lab's hosts: `--cluster F` (a cluster file, README "Running on several machines") starts
+each run with scripts/launch_ssh.sh --cluster F (the server here, one client per slot over ssh);
+with `--resident` as well, the hosts already run resident workers (client --serve on the file's
+server address and port) and each run starts only init_server --cluster F here. Every run's
+node_count must be the file's slots (init_server --check refuses it otherwise, before anything
+starts); slow_worker, "emulate" and --simulate are refused with --cluster. Resumable as any sweep.
 
 Two keys are run_local.sh's rather than init_server's: `slow_worker` (the last client runs F times
 slower) and, with "emulate": true, the network: `net_bandwidth`, `server_bandwidth`,
@@ -288,9 +295,12 @@ def init_server_path():
 
 
 CLUSTER = None  # --cluster F: every run through launch_ssh.sh --cluster F
+RESIDENT = False  # --resident: init_server here; the cluster's resident workers (client --serve) join
 
 
 def command_for(run, simulate):
+    if CLUSTER and RESIDENT:
+        return [init_server_path()] + run["args"] + ["--cluster", CLUSTER, "--output", run["dir"]]
     if CLUSTER:
         return (["bash", os.path.join(ROOT, "scripts", "launch_ssh.sh"), "--cluster", CLUSTER, "--"]
                 + run["args"] + ["--output", run["dir"]])
@@ -443,9 +453,18 @@ def main(argv=None):
                          "scripts/launch_ssh.sh --cluster F (ssh per run); a run whose node_count is not "
                          "the file's slots is refused by init_server --check; not with --simulate, "
                          "\"emulate\" or slow_worker")
+    ap.add_argument("--resident", action="store_true",
+                    help="with --cluster: the cluster's hosts run resident workers (client --serve on the "
+                         "file's server address and port, one per slot); each run starts only init_server "
+                         "here, with --cluster F, and no ssh")
     args = ap.parse_args(argv[1:])
-    global CLUSTER
+    global CLUSTER, RESIDENT
     CLUSTER = os.path.abspath(args.cluster) if args.cluster else None
+    RESIDENT = args.resident
+    if RESIDENT and not CLUSTER:
+        print("sweep: --resident needs --cluster F (the server's address and port the resident workers dial)",
+              file=sys.stderr)
+        return 2
     try:
         manifest = load_manifest(args.manifest)
         simulate = bool(manifest.get("simulate") or args.simulate)

@@ -165,6 +165,46 @@ class LaunchSsh(unittest.TestCase):
             self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
             self.assertIn("node_count", bad.stdout + bad.stderr)
 
+    def test_sweep_over_resident_workers_needs_no_ssh(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            port = 42003 + os.getpid() % 1000 * 8
+            cluster = os.path.join(d, "cluster.json")
+            with open(cluster, "w") as f:
+                json.dump({"server": {"address": "127.0.0.1", "port": port}, "passphrase_file": secret,
+                           "workers": [{"host": "a", "slots": 2}]}, f)
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "r", "grid": {"codec": ["plain", "fp16"]},
+                           "fixed": {"node_count": 2, "train_samples": 512, "test_samples": 256,
+                                     "epochs": 1, "bind": "127.0.0.1", "join_timeout": 60}}, f)
+            client = os.path.join(BUILD, "experiments", "client")
+            residents = [subprocess.Popen([client, "--ip", "127.0.0.1", "--port", str(port), "--serve",
+                                           "--serve_timeout", "300", "--passphrase_file", secret],
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         for _ in range(2)]
+            try:
+                sweep_dir = os.path.join(d, "sweep")
+                cmd = ["python3", os.path.join(SCRIPTS, "sweep.py"), manifest, "--cluster", cluster, "--resident",
+                       "--out", sweep_dir]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, timeout=540)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                self.assertNotIn("launch_ssh", out.stdout)
+                runs = [n for n in os.listdir(sweep_dir) if n.startswith("ssgd-")]
+                self.assertEqual(len(runs), 2)
+                for name in runs:
+                    with open(os.path.join(sweep_dir, name, "summary.json")) as f:
+                        self.assertEqual(json.load(f)["status"], "completed")
+                again = subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, timeout=120)
+                self.assertIn("2 already completed, 0 to run", again.stdout)
+            finally:
+                for p in residents:
+                    p.terminate()
+                outputs = [p.communicate(timeout=30)[0] for p in residents]
+            for p, output in zip(residents, outputs):
+                self.assertEqual(p.returncode, 0, output)
+                self.assertIn("stopped by a signal after 2 job(s)", output)
+
     def test_clients_get_the_passphrase_on_stdin_never_on_a_command_line(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)

@@ -306,12 +306,27 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "on: when the server runs on this machine and offers it, exchange large frames "
                  "through shared memory instead of loopback TCP. off: TCP only (default on)")
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_flag("--serve", out.serve,
+               "Stay up as a resident worker: after a job ends (completed or not) wait for the "
+               "next job from a server at --ip:--port, dialling about every 2 s, with the same "
+               "passphrase and the same rules for a job's identity; SIGTERM or SIGINT stops it "
+               "(exit 0 between jobs, 128 + the signal during one)");
+  app.add_option("--serve_timeout", out.serve_timeout,
+                 "With --serve: seconds to wait for the next job before exiting with 0 (0: wait "
+                 "until stopped by a signal)")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     report(app, e);
+    return 2;
+  }
+  if (out.serve_timeout > 0 && !out.serve) {
+    fmt::print(stderr,
+               "client: --serve_timeout is the wait between jobs of a resident worker; give "
+               "--serve too (a one-job client waits --connect_timeout)\n");
     return 2;
   }
   return kContinue;

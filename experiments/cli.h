@@ -111,6 +111,10 @@ struct ClientOptions {
   double heartbeat_interval = 2;
   double dead_after = 10;  // seconds of silence from the server, once training, before giving up
   std::string shared_memory = "on";  // take up the server's shared-memory offer (same machine only)
+  // A resident worker (--serve): after each job it waits for the next one from a server at
+  // ip:port, for serve_timeout seconds between jobs (0: until SIGTERM or SIGINT).
+  bool serve = false;
+  double serve_timeout = 0;
   std::string command_line;
 };
 

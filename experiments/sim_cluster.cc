@@ -177,6 +177,17 @@ std::uint64_t SimCluster::bytes_down(int worker) const {
   return links_.front()->traffic(worker).sent;
 }
 
+LinkTraffic SimCluster::worker_traffic(int worker) const {
+  const Link& own = *links_.at(static_cast<std::size_t>(worker + 1));
+  LinkTraffic sum;
+  for (NodeId peer = kServer; peer < opts_.node_count; ++peer) {
+    const LinkTraffic t = own.traffic(peer);
+    sum.sent += t.sent;
+    sum.received += t.received;
+  }
+  return sum;
+}
+
 void SimCluster::post(NodeId from, Outbox&& out) {
   if (out.empty()) return;
   const double depart = clock_of(from).now();

@@ -89,6 +89,8 @@ class SimCluster {
   // as received once it has arrived).
   std::uint64_t bytes_up(int worker) const;
   std::uint64_t bytes_down(int worker) const;
+  // Everything worker `worker` has sent and received so far, over every link (its trace's bytes).
+  LinkTraffic worker_traffic(int worker) const;
 
  private:
   class Timed;

@@ -19,6 +19,7 @@
 #include "experiments/sim_options.h"
 #include "experiments/strategy_events.h"
 #include "experiments/timeline.h"
+#include "experiments/worker_results.h"
 #include "experiments/worker_setup.h"
 #include "nn/data_source.h"
 #include "nn/threads.h"
@@ -84,15 +85,24 @@ int simulate(const ServerOptions& options) {
   SimCluster cluster(cluster_opts);
   std::vector<std::unique_ptr<WorkerParts>> workers;
   std::vector<WorkerRole*> role_ptrs;
+  // Each simulated worker's log and trace, as a client streams them (experiments/worker_results.h)
+  // and within the same limits; written to workers/<id>/ at the end.
+  std::vector<WorkerLogOutbox> outboxes(static_cast<std::size_t>(n));
   for (int w = 0; w < n; ++w) {
     const WorkerSetup setup = plan.worker(w);
     sim::NodeClock& clock = cluster.worker_clock(w);
+    WorkerLogOutbox& outbox = outboxes[static_cast<std::size_t>(w)];
     workers.push_back(std::make_unique<WorkerParts>(
         spec, schedule, setup, shared_data, setup.samples,
         WorkerEnv{.clock = &clock,
                   .pause = [&clock](double s) { clock.advance(s); },
-                  .wrap = [&cluster, w](Learner* l) { return cluster.timed_learner(w, l); }}));
+                  .wrap = [&cluster, w](Learner* l) { return cluster.timed_learner(w, l); },
+                  .trace = [&outbox](const TraceRow& row) { outbox.row(row); },
+                  .traffic = [&cluster, w] { return cluster.worker_traffic(w); }}));
     role_ptrs.push_back(&workers.back()->role());
+    outbox.log(fmt::format("0.000 sim[{}]: simulated worker {} of {}: {} samples, {}, {} {}", w, w,
+                           n, setup.samples.size(), workers.back()->trainer().describe(), spec.psgd,
+                           spec.codec));
   }
 
   const std::string dir = spec.output.empty() ? default_run_dir(spec) : spec.output;
@@ -161,13 +171,27 @@ int simulate(const ServerOptions& options) {
     status = fmt::format("failed: {}", e.what());
     ok = false;
   }
+  // The simulated workers' logs and traces, where a real run's workers' land.
+  nlohmann::json worker_files;
+  try {
+    WorkerResults results(n);
+    for (int w = 0; w < n; ++w)
+      for (const WorkerLog& piece : outboxes[static_cast<std::size_t>(w)].take(/*last=*/true))
+        results.add(w, piece);
+    worker_files = results.write(run.path());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "init_server: {}\n", e.what());
+    if (ok) status = fmt::format("failed: {}", e.what());
+    ok = false;
+  }
   const double wall_s = wall.now();
   const std::uint64_t rss = peak_rss_bytes();
   nlohmann::json extra{{"simulation",
                         {{"virtual_seconds_total", result.virtual_s},
                          {"events", result.events},
                          {"process_wall_seconds", wall_s},
-                         {"peak_rss_bytes", rss}}}};
+                         {"peak_rss_bytes", rss}}},
+                       {"worker_files", worker_files}};
   if (!events.empty()) extra["events"] = events;
   if (ok) extra["parameters_sha256"] = sha256_hex(model->parameters());
   recorder.finish(status, ok, server->iteration(), extra);  // IoError: the run's last word
@@ -176,8 +200,10 @@ int simulate(const ServerOptions& options) {
       "real time, {} events, peak memory {:.0f} MB\n",
       status, recorder.epochs_done(), server->iteration(), result.virtual_s, wall_s, result.events,
       static_cast<double>(rss) / 1e6);
-  fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
-             run.path());
+  fmt::print(
+      "init_server: run directory {} (summary.json, metrics.csv, workers.csv, each simulated "
+      "worker's log.txt and trace.csv in workers/<id>/)\n",
+      run.path());
   std::fflush(stdout);
   return ok ? 0 : 1;
 }

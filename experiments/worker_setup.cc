@@ -13,6 +13,7 @@ WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const Wo
                          std::shared_ptr<const nn::DataSplit> data, std::vector<std::int64_t> rows,
                          const WorkerEnv& env) {
   const auto w = static_cast<std::uint64_t>(setup.worker);
+  const std::size_t held = rows.size();
   trainer_ = std::make_unique<nn::Trainer>(nn::TrainerOptions{.model = spec.model,
                                                               .target = spec.target,
                                                               .script = setup.script,
@@ -39,6 +40,12 @@ WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const Wo
     learner = straggler_.get();
   }
   if (env.wrap) learner = env.wrap(learner);
+  if (env.trace) {
+    trace_ =
+        std::make_unique<TraceLearner>(*learner, *env.clock, static_cast<std::int64_t>(held),
+                                       setup.start_batch, spec.batch_size, env.traffic, env.trace);
+    learner = trace_.get();
+  }
   std::vector<MatrixShape> tensors;
   const auto sizes = trainer_->tensor_sizes();
   const auto leading = trainer_->tensor_rows();

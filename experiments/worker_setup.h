@@ -7,6 +7,7 @@
 //   Straggler      --delay (every driver) and the client's --slowdown: a pause after each batch,
 //                  which a client sleeps and the simulator adds to the worker's virtual clock
 //   role           the strategy's WorkerRole with its codecs (psgd/factory.h)
+//   trace          when the driver asks: one trace row per batch (experiments/worker_results.h)
 //
 // What differs between drivers is only in WorkerEnv: the clocks, how a pause is taken, and a
 // learner decorator of the driver's own (the simulator's timed learner).
@@ -19,6 +20,7 @@
 #include "core/learner.h"
 #include "core/straggler.h"
 #include "experiments/job_plan.h"
+#include "experiments/worker_results.h"
 #include "psgd/strategy.h"
 
 namespace psgd {
@@ -33,6 +35,10 @@ struct WorkerEnv {
   Collective* collective = nullptr;  // allreduce on Gloo: the blocking engine
   // Wraps the learner the role drives (the simulator's timed learner); null: none.
   std::function<Learner*(Learner*)> wrap;
+  // Each batch's row of the worker's trace (experiments/worker_results.h), measured with `clock`;
+  // null: no trace. `traffic`: the worker's strategy bytes so far, for the rows.
+  std::function<void(const TraceRow&)> trace;
+  std::function<LinkTraffic()> traffic;
 };
 
 class WorkerParts {
@@ -53,6 +59,7 @@ class WorkerParts {
  private:
   std::unique_ptr<nn::Trainer> trainer_;
   std::unique_ptr<StragglerLearner> straggler_;
+  std::unique_ptr<TraceLearner> trace_;
   std::unique_ptr<WorkerRole> role_;
 };
 

@@ -87,6 +87,19 @@ void write_shipping_seeds(const std::filesystem::path& dir) {
   write(dir, 1, raw);
 }
 
+// Two workers' pieces: rows, a log, a last piece, one malformed row.
+void write_worker_log_seeds(const std::filesystem::path& dir) {
+  std::vector<std::uint8_t> pieces;
+  pieces.push_back(1);  // worker 0
+  piece(pieces, psgd::encode_body(psgd::Message(
+                    psgd::WorkerLog{.log = "client[0]: worker 0 of 2\n",
+                                    .trace = "0.1,1,0,2.3,32,100,200\n0.2,1,1,2.1,32,200,400\n"})));
+  pieces.push_back(2);  // worker 1
+  piece(pieces, psgd::encode_body(
+                    psgd::Message(psgd::WorkerLog{.trace = "0.1,1,0,2.3,32\n", .last = true})));
+  write(dir, 0, pieces);
+}
+
 // One valid file (or pair) per parser: IDX, CIFAR-10, CSV, CSV pair, .npy pair.
 void write_dataset_seeds(const std::filesystem::path& dir) {
   const auto be32 = [](std::vector<std::uint8_t>& v, std::uint32_t x) {
@@ -204,6 +217,8 @@ int main(int argc, char** argv) {
       psgd::Leave{.why = "interrupted by SIGTERM"},
       psgd::StateRequest{},
       psgd::WorkerState{.iteration = 10, .state = {1, 2, 3}, .params = {1.0f, 2.0f}},
+      psgd::WorkerLog{.log = "worker 0 of 2\n", .trace = "0.1,1,0,2.3,32,100,200\n", .last = true},
+      psgd::LogRequest{},
       psgd::RingChunk{.round = 1, .step = 0, .chunk = 0, .values = {1.0f, 2.0f}},
       psgd::AllreduceReport{.iteration = 1, .loss = 0.5, .samples = 32},
       psgd::RingHalt{.generation = 1},
@@ -270,6 +285,7 @@ int main(int argc, char** argv) {
   }
   write_handshake_seeds(out / "fuzz_handshake");
   write_shipping_seeds(out / "fuzz_shipping");
+  write_worker_log_seeds(out / "fuzz_worker_log");
   write_dataset_seeds(out / "fuzz_dataset");
   write_shm_seeds(out / "fuzz_shm");
   return 0;

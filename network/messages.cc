@@ -103,6 +103,12 @@ template <class Archive>
 void serialize(Archive& ar, WorkerState& m) {
   ar(m.iteration, m.state, m.params);
 }
+template <class Archive>
+void serialize(Archive& ar, WorkerLog& m) {
+  ar(m.log, m.trace, m.last);
+}
+template <class Archive>
+void serialize(Archive&, LogRequest&) {}
 
 // Authentication (network/messages/auth.h).
 template <class Archive>

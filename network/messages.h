@@ -25,6 +25,8 @@
 //       on each worker-to-worker link) -> PeersUp -> training.
 //       Checkpoints (--checkpoint_every): StateRequest -> WorkerState (parameter server), or
 //       WorkerState unasked at each checkpoint iteration (peer-to-peer).
+//       Results: WorkerLog pieces (the worker's log and per-batch trace) from Job on; at the end
+//       LogRequest -> WorkerLog with last set (experiments/worker_results.h).
 //   strategy (network/messages/strategy.h, psgd/ roles): the training itself.
 //       Parameter server: Params (server -> worker), Gradient or ModelDelta (worker -> server).
 //       allreduce: RingChunk (worker -> next worker), AllreduceReport (worker -> server);
@@ -52,7 +54,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 15;
+inline constexpr std::uint16_t kProtocolVersion = 16;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -78,6 +80,7 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
      "Job.model_file, Job.model_sha256 (--model script:FILE); Gradient.buffers, "
      "ModelDelta.buffers, AllreduceReport.buffers (a model's buffers, BatchNorm's statistics)"},
     {15, "RingHalt, RingHalted, RingReform (--allreduce_on_loss shrink, psgd/allreduce.h)"},
+    {16, "WorkerLog, LogRequest (each worker's log and per-batch trace reach the run directory)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {
@@ -118,6 +121,8 @@ enum class Channel : std::uint8_t { kLink, kAuth, kOrchestration, kStrategy };
   X(Leave, Leave, 30, Orchestration)                \
   X(StateRequest, StateRequest, 23, Orchestration)  \
   X(WorkerState, WorkerState, 24, Orchestration)    \
+  X(WorkerLog, WorkerLog, 31, Orchestration)        \
+  X(LogRequest, LogRequest, 32, Orchestration)      \
   X(AuthHello, AuthHello, 11, Auth)                 \
   X(AuthChallenge, AuthChallenge, 12, Auth)         \
   X(AuthProof, AuthProof, 13, Auth)                 \

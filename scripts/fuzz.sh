@@ -11,7 +11,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_message fuzz_payload fuzz_checkpoint fuzz_handshake fuzz_shm
-  fuzz_shipping fuzz_dataset)
+  fuzz_shipping fuzz_dataset fuzz_worker_log)
 build=$root/build-fuzz
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [ -n "$cxx" ] || { echo "fuzz.sh: no clang++; run scripts/setup_fuzz.sh" >&2; exit 2; }

@@ -11,6 +11,11 @@
 #                     passphrase file; init_server gets --cluster F too (config.json records it).
 #                     Not with --hosts, --host_prefix, --per_host, --server_ip or --port
 #   --per_host K      clients per host (default 1); --node_count is hosts x K
+#   --nodes N1,N2,..  one job per node count, one after the other, each on the first N slots of the
+#                     host list (hosts in order, --per_host each) with its own run directory
+#                     (init_server's --output D gives D-n<N>, else runs/<time>-ssh-n<N>); every
+#                     job's plan is checked before the first starts; exits 1 if any job failed.
+#                     Not with --cluster (its slots fix the node count)
 #   --server HOST     run init_server on HOST over ssh (default: on this machine)
 #   --server_ip IP    the address clients connect to (default: --server, or this machine's first
 #                     address from `hostname -I`)
@@ -33,13 +38,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_ssh: $*" >&2; exit 2; }
 
 hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
-ssh_cmd="ssh -o BatchMode=yes" dry=0 insecure=0 cluster="" 
+ssh_cmd="ssh -o BatchMode=yes" dry=0 insecure=0 cluster="" node_list=""
+all_args=("$@")
 while (($#)); do
   case "$1" in
+    --nodes) node_list=${2:-}; shift 2 ;;
     --hosts) hosts=${2:-}; shift 2 ;;
     --cluster) cluster=${2:-}; shift 2 ;;
     --per_host) per_host=${2:-}; shift 2 ;;
@@ -59,6 +66,45 @@ while (($#)); do
   esac
 done
 flags=("$@")
+if [[ -n $node_list ]]; then
+  # One job per node count: this script again for each, told how many slots to take.
+  [[ -z $cluster ]] || die "--nodes with --cluster: the cluster file's slots fix the node count; give --hosts or --host_prefix"
+  [[ $node_list =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--nodes $node_list: give node counts like 2,4,8"
+  base="" job_flags=() skip=0  # init_server's flags without --output: each job gets its own
+  for f in "${flags[@]}"; do
+    if ((skip)); then skip=0; base=$f; continue; fi
+    case "$f" in
+      --output) skip=1 ;;
+      --output=*) base=${f#--output=} ;;
+      *) job_flags+=("$f") ;;
+    esac
+  done
+  out_of() { [[ -n $base ]] && printf '%s\n' --output "$base-n$1"; }
+  rest=() skip=0  # this script's own options, without --nodes
+  for a in "${all_args[@]}"; do
+    [[ $a == -- ]] && break
+    if ((skip)); then skip=0; continue; fi
+    if [[ $a == --nodes ]]; then skip=1; continue; fi
+    rest+=("$a")
+  done
+  IFS=, read -r -a counts <<<"$node_list"
+  for n in "${counts[@]}"; do ((n >= 1)) || die "--nodes $node_list: every count must be at least 1"; done
+  # Every job's plan is checked before the first starts (a count beyond the hosts' slots, a
+  # refused flag).
+  for n in "${counts[@]}"; do
+    ((dry)) && break
+    mapfile -t o < <(out_of "$n")
+    LAUNCH_SSH_TAKE=$n bash "$0" "${rest[@]}" --dry_run -- "${job_flags[@]}" "${o[@]}" >/dev/null || exit 2
+  done
+  failed=()
+  for n in "${counts[@]}"; do
+    echo "launch_ssh: --nodes: the job with $n workers"
+    mapfile -t o < <(out_of "$n")
+    LAUNCH_SSH_TAKE=$n bash "$0" "${rest[@]}" -- "${job_flags[@]}" "${o[@]}" || { rc=$?; ((rc == 2)) && exit 2; failed+=("$n"); }
+  done
+  ((${#failed[@]} == 0)) || { echo "launch_ssh: --nodes: the jobs with ${failed[*]} workers failed" >&2; exit 1; }
+  exit 0
+fi
 list=() datasets=()
 if [[ -n $hosts && -n $prefix ]]; then die "give --hosts or --host_prefix/--first/--last, not both"; fi
 if [[ -n $cluster ]]; then
@@ -107,6 +153,12 @@ for i in "${!list[@]}"; do
   done
 done
 nodes=${#targets[@]}
+if [[ -n ${LAUNCH_SSH_TAKE:-} ]]; then  # --nodes: this job takes the first N slots
+  ((LAUNCH_SSH_TAKE <= nodes)) || die "--nodes: $LAUNCH_SSH_TAKE workers, but the hosts give only $nodes slot(s)"
+  nodes=$LAUNCH_SSH_TAKE
+  targets=("${targets[@]:0:nodes}")
+  client_data=("${client_data[@]:0:nodes}")
+fi
 if [[ -z $server_ip ]]; then
   if [[ -n $server ]]; then server_ip=$server; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
   [[ -n $server_ip ]] || die "cannot tell this machine's address; give --server_ip"
@@ -177,7 +229,7 @@ client_command() {  # client_command I: the remote command of client I
   [[ ${client_data[$1]} == - ]] || line+=" --dataset $(printf '%q' "${client_data[$1]}")"
   printf '%s' "$line"
 }
-echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host; server ${server:-this machine} ($server_ip:$port); run directory $out"
+echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host${LAUNCH_SSH_TAKE:+ (the first $nodes slots)}; server ${server:-this machine} ($server_ip:$port); run directory $out"
 if [[ -n $server ]]; then
   echo "  server: $ssh_cmd $server '$remote_server_line'$stdin_note"
 else

@@ -2,7 +2,7 @@
 """Run a sweep manifest: the cross product of its grid, one run directory per point.
 
     scripts/sweep.py MANIFEST.json [--out SWEEP_DIR] [--dry_run | --list | --check] [--only TEXT]
-                                   [--timeout_s S] [--simulate]
+                                   [--timeout_s S] [--simulate | --cluster F [--resident]]
 
 A manifest (experiments/manifests/*.json) is a JSON object:
 
@@ -23,6 +23,13 @@ Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>,
 -<key><value> for any other grid key, and run one after another (2-core machines: concurrent
 runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
 alone when "simulate" is true.
+
+Across a lab's hosts: `--cluster F` (a cluster file, README "Running on several machines") starts
+each run with scripts/launch_ssh.sh --cluster F (the server here, one client per slot over ssh);
+with `--resident` as well, the hosts already run resident workers (client --serve on the file's
+server address and port) and each run starts only init_server --cluster F here. Every run's
+node_count must be the file's slots (init_server --check refuses it otherwise, before anything
+starts); slow_worker, "emulate" and --simulate are refused with --cluster. Resumable as any sweep.
 
 Two keys are run_local.sh's rather than init_server's: `slow_worker` (the last client runs F times
 slower) and, with "emulate": true, the network: `net_bandwidth`, `server_bandwidth`,
@@ -287,7 +294,16 @@ def init_server_path():
     return os.path.join(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")), "experiments", "init_server")
 
 
+CLUSTER = None  # --cluster F: every run through launch_ssh.sh --cluster F
+RESIDENT = False  # --resident: init_server here; the cluster's resident workers (client --serve) join
+
+
 def command_for(run, simulate):
+    if CLUSTER and RESIDENT:
+        return [init_server_path()] + run["args"] + ["--cluster", CLUSTER, "--output", run["dir"]]
+    if CLUSTER:
+        return (["bash", os.path.join(ROOT, "scripts", "launch_ssh.sh"), "--cluster", CLUSTER, "--"]
+                + run["args"] + ["--output", run["dir"]])
     if simulate:
         return [init_server_path()] + run["args"] + ["--output", run["dir"]]
     return ["bash", os.path.join(ROOT, "scripts", "run_local.sh")] + run["args"] + ["--output", run["dir"]]
@@ -432,7 +448,23 @@ def main(argv=None):
                     help="run every point with init_server --simulate instead (the manifest's network and "
                          "slow_worker as the simulator's flags), into <sweep dir>-simulated by default: the "
                          "simulator's prediction of an emulated or real sweep")
+    ap.add_argument("--cluster", metavar="F",
+                    help="run every point across the hosts of cluster file F, each run started by "
+                         "scripts/launch_ssh.sh --cluster F (ssh per run); a run whose node_count is not "
+                         "the file's slots is refused by init_server --check; not with --simulate, "
+                         "\"emulate\" or slow_worker")
+    ap.add_argument("--resident", action="store_true",
+                    help="with --cluster: the cluster's hosts run resident workers (client --serve on the "
+                         "file's server address and port, one per slot); each run starts only init_server "
+                         "here, with --cluster F, and no ssh")
     args = ap.parse_args(argv[1:])
+    global CLUSTER, RESIDENT
+    CLUSTER = os.path.abspath(args.cluster) if args.cluster else None
+    RESIDENT = args.resident
+    if RESIDENT and not CLUSTER:
+        print("sweep: --resident needs --cluster F (the server's address and port the resident workers dial)",
+              file=sys.stderr)
+        return 2
     try:
         manifest = load_manifest(args.manifest)
         simulate = bool(manifest.get("simulate") or args.simulate)
@@ -441,6 +473,15 @@ def main(argv=None):
             default_dir += "-simulated"
         sweep_dir = os.path.abspath(args.out or default_dir)
         runs = plan(manifest, sweep_dir, simulate)
+        if CLUSTER:
+            if simulate or manifest.get("emulate"):
+                raise ManifestError("--cluster runs on the cluster's hosts; not with --simulate or \"emulate\"")
+            for r in runs:
+                if r["params"].get("slow_worker") not in (None, 1):
+                    raise ManifestError(f"{r['name']}: slow_worker is run_local.sh's; with --cluster give "
+                                        "the client's --slowdown on its host instead")
+                r["args"] = r["check"][0]
+                r["check"] = [c + ["--cluster", CLUSTER] for c in r["check"]]
     except ManifestError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2

@@ -39,22 +39,33 @@ Client::Client(const ClientOptions& options, ClientSession& session)
       signals_(io_, SIGINT, SIGTERM),
       retry_timer_(io_),
       connect_timer_(io_),
-      peer_grace_(io_) {}
+      peer_grace_(io_),
+      results_timer_(io_) {}
 
 Client::~Client() {
   if (loader_.valid()) loader_.wait();  // it uses this object's members
 }
 
 int Client::run() {
-  key_ = net::load_key(opts_.passphrase_file);
+  key_ = session_.key;
   signals_.async_wait([this](std::error_code ec, int sig) {
     if (!ec) on_signal(sig);
   });
+  const double wait = session_.wait_s > 0 ? session_.wait_s : 1e9;  // 0: about 30 years
   if (session_.job_id.empty()) {
-    say(fmt::format("connecting to {}:{} (retrying for up to {:.0f} s while the server starts)",
-                    opts_.ip, opts_.port, opts_.connect_timeout));
+    if (opts_.serve) {
+      say(session_.wait_s > 0
+              ? fmt::format("resident worker: waiting for a job from {}:{} (for up to {:.0f} s; "
+                            "SIGTERM stops it)",
+                            opts_.ip, opts_.port, wait)
+              : fmt::format("resident worker: waiting for a job from {}:{} (until SIGTERM)",
+                            opts_.ip, opts_.port));
+    } else {
+      say(fmt::format("connecting to {}:{} (retrying for up to {:.0f} s while the server starts)",
+                      opts_.ip, opts_.port, wait));
+    }
   }
-  dial_deadline_ = clock_.now() + opts_.connect_timeout;
+  dial_deadline_ = clock_.now() + wait;
   dial();
   io_.run();
   return exit_code_;
@@ -128,8 +139,9 @@ void Client::retry(const std::string& why, bool connected) {
   if (conn_) conn_->close();
   const double wait = backoff_.next();
   if (clock_.now() + wait >= dial_deadline_) {
-    const std::string what = fmt::format("cannot connect to {}:{} within {:.0f} s: {}", opts_.ip,
-                                         opts_.port, opts_.connect_timeout, why);
+    const std::string what =
+        fmt::format("cannot connect to {}:{} within {:.0f} s: {}", opts_.ip, opts_.port,
+                    session_.wait_s > 0 ? session_.wait_s : opts_.connect_timeout, why);
     give_up(session_.job_id.empty() ? what : "the server did not come back: " + what, false);
     return;
   }
@@ -147,14 +159,14 @@ void Client::on_signal(int sig) {
   if (done_) return;
   done_ = true;
   exit_code_ = 128 + sig;
+  signalled_ = sig;
   const std::string why = fmt::format("interrupted by {}", signal_name(sig));
   const bool joined = conn_ && conn_->is_open() && handshake_ && handshake_->done();
-  fmt::print(stderr, "{}: {}: {}\n", worker_ >= 0 ? fmt::format("client[{}]", worker_) : "client",
-             why,
-             joined ? "leaving the job (the server goes on without this worker where its "
-                      "strategy can, as for a lost worker)"
-                    : "stopping");
-  std::fflush(stderr);
+  say(fmt::format("{}: {}", why,
+                  joined ? "leaving the job (the server goes on without this worker where its "
+                           "strategy can, as for a lost worker)"
+                         : "stopping"),
+      /*error=*/true);
   // A second signal ends the process at once (a load in progress is otherwise waited for).
   std::error_code ignored;
   signals_.clear(ignored);
@@ -162,7 +174,9 @@ void Client::on_signal(int sig) {
   connect_timer_.cancel();
   peer_grace_.cancel();
   if (dialing_) dialing_->close(ignored);
+  results_timer_.cancel();
   if (joined) {
+    send_results(/*last=*/true);
     conn_->send(Leave{.why = why});  // before the peer links drop, so the server hears it first
     conn_->close_after_writes();
   } else if (conn_) {
@@ -218,12 +232,9 @@ void Client::give_up(const std::string& why, bool tell_server) {
   if (done_) return;
   done_ = true;
   if (exit_code_ == 0) exit_code_ = 1;
-  if (worker_ >= 0) {
-    fmt::print(stderr, "client[{}]: {}\n", worker_, why);
-  } else {
-    fmt::print(stderr, "client: {}\n", why);
-  }
+  say(why, /*error=*/true);
   signals_.cancel();
+  results_timer_.cancel();
   retry_timer_.cancel();
   connect_timer_.cancel();
   peer_grace_.cancel();
@@ -231,6 +242,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
   if (dialing_) dialing_->close(ignored);
   if (mesh_) mesh_->close();
   if (tell_server && conn_ && conn_->is_open()) {
+    send_results(/*last=*/true);
     conn_->send(ErrorMessage{why});
     conn_->close_after_writes();
   } else if (conn_) {
@@ -238,26 +250,95 @@ void Client::give_up(const std::string& why, bool tell_server) {
   }
 }
 
+namespace {
+
+// One job: join it, and rejoin it (at most --reconnects times) when its server goes away.
+struct JobEnd {
+  int code = 1;
+  int signal = 0;
+  bool had_job = false;
+};
+JobEnd run_job(const ClientOptions& options, const std::optional<net::AuthKey>& key,
+               double wait_s) {
+  ClientSession session{.key = key, .wait_s = wait_s};
+  while (true) {
+    Client client(options, session);
+    const int code = client.run();
+    const JobEnd end{.code = code, .signal = client.signalled(), .had_job = client.had_job()};
+    if (!client.lost_server()) return end;
+    if (session.reconnects >= options.reconnects) {
+      fmt::print(stderr, "client: lost the server; not reconnecting (--reconnects {}: {} used)\n",
+                 options.reconnects, session.reconnects);
+      return end;
+    }
+    ++session.reconnects;
+    session.wait_s = options.connect_timeout;
+    // The server died or the link broke: dial again (with backoff, for --connect_timeout) in
+    // case it comes back, and rejoin this job (a resumed server, or a lost slot taken over).
+    fmt::print(stderr,
+               "client: reconnecting to {}:{} to rejoin job {} (retrying for up to {:.0f} s; "
+               "reconnect {} of --reconnects {})\n",
+               options.ip, options.port, session.job_id.substr(0, 8), options.connect_timeout,
+               session.reconnects, options.reconnects);
+  }
+}
+
+// Waits `seconds` unless SIGTERM or SIGINT comes first; returns that signal, or 0.
+int pause_unless_signalled(double seconds) {
+  asio::io_context io;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer timer(io, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(seconds)));
+  int got = 0;
+  signals.async_wait([&](std::error_code ec, int sig) {
+    if (!ec) got = sig;
+    timer.cancel();
+  });
+  timer.async_wait([&](std::error_code) { signals.cancel(); });
+  io.run();
+  return got;
+}
+
+}  // namespace
+
 int run_client(const ClientOptions& options) {
   return exit_code_of("client", [&] {
-    ClientSession session;
+    const std::optional<net::AuthKey> key = net::load_key(options.passphrase_file);
+    if (!options.serve) return run_job(options, key, options.connect_timeout).code;
+    // A resident worker: job after job, each a fresh session (a new job id is welcome; within a
+    // job the rules of a one-job client hold), until a signal or --serve_timeout without a job.
+    int jobs = 0;
+    SteadyClock clock;
+    double idle_since = clock.now();
     while (true) {
-      Client client(options, session);
-      const int code = client.run();
-      if (!client.lost_server()) return code;
-      if (session.reconnects >= options.reconnects) {
-        fmt::print(stderr, "client: lost the server; not reconnecting (--reconnects {}: {} used)\n",
-                   options.reconnects, session.reconnects);
-        return code;
+      const double left =
+          options.serve_timeout > 0 ? options.serve_timeout - (clock.now() - idle_since) : 0;
+      if (options.serve_timeout > 0 && left <= 0) {
+        fmt::print(
+            "client: resident worker: no job came within --serve_timeout {:.0f} s after "
+            "{} job(s); stopping\n",
+            options.serve_timeout, jobs);
+        return 0;
       }
-      ++session.reconnects;
-      // The server died or the link broke: dial again (with backoff, for --connect_timeout) in
-      // case it comes back, and rejoin this job (a resumed server, or a lost slot taken over).
-      fmt::print(stderr,
-                 "client: reconnecting to {}:{} to rejoin job {} (retrying for up to {:.0f} s; "
-                 "reconnect {} of --reconnects {})\n",
-                 options.ip, options.port, session.job_id.substr(0, 8), options.connect_timeout,
-                 session.reconnects, options.reconnects);
+      const JobEnd end = run_job(options, key, options.serve_timeout > 0 ? left : 0);
+      if (end.signal != 0) {
+        fmt::print("client: resident worker stopped by a signal after {} job(s)\n", jobs);
+        std::fflush(stdout);
+        return end.had_job ? end.code : 0;
+      }
+      if (end.had_job) {
+        ++jobs;
+        idle_since = clock.now();
+        fmt::print("client: resident worker: job {} ended (exit {}); waiting for the next\n", jobs,
+                   end.code);
+        std::fflush(stdout);
+      }
+      // Whatever ended the attempt (a job's end, a full or refusing server), the next dial
+      // waits a moment: a finished server may still be closing its links.
+      if (const int sig = pause_unless_signalled(1.0); sig != 0) {
+        fmt::print("client: resident worker stopped by a signal after {} job(s)\n", jobs);
+        return 0;
+      }
     }
   });
 }

@@ -35,13 +35,28 @@
 
 namespace psgd {
 
-void Client::say(const std::string& line) {
-  if (worker_ >= 0) {
-    fmt::print("client[{}]: {}\n", worker_, line);
-  } else {
-    fmt::print("client: {}\n", line);
-  }
-  std::fflush(stdout);
+void Client::say(const std::string& line, bool error) {
+  const std::string who = worker_ >= 0 ? fmt::format("client[{}]", worker_) : "client";
+  std::FILE* out = error ? stderr : stdout;
+  fmt::print(out, "{}: {}\n", who, line);
+  std::fflush(out);
+  if (worker_ >= 0) results_.log(fmt::format("{:.3f} {}: {}", clock_.now(), who, line));
+}
+
+void Client::send_results(bool last) {
+  if (results_done_ || worker_ < 0 || !conn_ || !conn_->is_open()) return;
+  for (WorkerLog& piece : results_.take(last))
+    conn_->send(std::move(piece));
+  results_done_ = last;
+}
+
+void Client::arm_results_timer() {
+  results_timer_.expires_after(std::chrono::seconds(1));
+  results_timer_.async_wait([this](std::error_code ec) {
+    if (ec || done_) return;
+    send_results(/*last=*/false);
+    arm_results_timer();
+  });
 }
 
 void Client::background(std::function<void()> work, std::function<void()> done) {
@@ -105,6 +120,10 @@ void Client::on_frame(Message&& message, NodeId from, std::size_t bytes) {
   }
   if (std::holds_alternative<StateRequest>(message)) {
     send_state();
+    return;
+  }
+  if (std::holds_alternative<LogRequest>(message)) {
+    send_results(/*last=*/true);
     return;
   }
   if (!role_) {
@@ -199,6 +218,10 @@ void Client::on_job(const Job& job) {
     return;
   }
   worker_ = job.worker_id;
+  results_.log(fmt::format("{:.3f} client[{}]: worker {} of job {} (host {}, pid {})", clock_.now(),
+                           worker_, worker_, handshake_->server().job_id.substr(0, 8), host_name(),
+                           ::getpid()));
+  arm_results_timer();
   // From now on this worker belongs to this job: should the server go away, it rejoins only it.
   session_.job_id = handshake_->server().job_id;
   threads_ = opts_.threads > 0 ? opts_.threads : std::max(1, job.threads);
@@ -284,7 +307,18 @@ void Client::build_worker(nn::Dataset samples) {
           .pause = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); },
           .work = &cpu_clock_,
           .slowdown = opts_.slowdown,
-          .collective = gloo_.get()});
+          .collective = gloo_.get(),
+          .trace = [this](const TraceRow& row) { results_.row(row); },
+          .traffic =
+              [this] {
+                LinkTraffic sum;
+                for (NodeId peer = kServer; links_ && peer < spec_.node_count; ++peer) {
+                  const LinkTraffic t = links_->traffic(peer);
+                  sum.sent += t.sent;
+                  sum.received += t.received;
+                }
+                return sum;
+              }});
   if (parts_->trainer().num_parameters() != job_.num_parameters) {
     throw ConfigError(fmt::format(
         "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
@@ -356,6 +390,7 @@ void Client::on_finish(const Finish& finish) {
                finish.status);
   }
   signals_.cancel();
+  results_timer_.cancel();
   if (mesh_) mesh_->close();
   conn_->close();
 }

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "experiments/cli.h"
 #include "experiments/client/worker_data.h"
+#include "experiments/worker_results.h"
 #include "experiments/worker_setup.h"
 #include "network/backoff.h"
 #include "network/handshake.h"
@@ -47,6 +48,9 @@ class GlooCollective final : public Collective {
 struct ClientSession {
   std::string job_id;  // empty until a server sent this worker a job
   int reconnects = 0;
+  std::optional<net::AuthKey> key;  // loaded once (standard input is read once): --serve
+  double wait_s = 0;                // how long to dial before the job: --connect_timeout, or
+                                    // --serve_timeout between a resident worker's jobs (0: ever)
 };
 
 class Client {
@@ -58,6 +62,9 @@ class Client {
   // The connection to the server broke after this worker got its job (not a refusal, not
   // Finish, not a signal): run_client() may redial and rejoin the same job.
   bool lost_server() const { return lost_server_; }
+  // The signal that stopped this worker (0: none), and whether it got a job.
+  int signalled() const { return signalled_; }
+  bool had_job() const { return worker_ >= 0; }
 
  private:
   // The worker's Transport: the server over its connection, peers over the peer mesh.
@@ -114,7 +121,14 @@ class Client {
   // --allreduce_on_loss shrink: a ring without the lost peers ends the wait for the verdict.
   void on_ring_reform(const RingReform& reform);
   void give_up(const std::string& why, bool tell_server);
-  void say(const std::string& line);
+  // A line of this worker's output: printed (stdout, or stderr for `error`) and kept for the
+  // run directory's workers/<id>/log.txt.
+  void say(const std::string& line, bool error = false);
+  // Results come home (experiments/worker_results.h): the log and trace not sent yet, as
+  // WorkerLog pieces; about once a second from the Job on, and all of it (`last`) when the
+  // server asks at the end or this worker gives up or leaves.
+  void send_results(bool last);
+  void arm_results_timer();
 
   ClientOptions opts_;
   ClientSession& session_;
@@ -123,6 +137,9 @@ class Client {
   asio::steady_timer retry_timer_;    // the wait before the next attempt
   asio::steady_timer connect_timer_;  // an attempt that neither connects nor fails
   asio::steady_timer peer_grace_;     // a lost peer: the wait for the server's verdict
+  asio::steady_timer results_timer_;  // the next WorkerLog piece
+  WorkerLogOutbox results_;           // log lines and trace rows not sent yet
+  bool results_done_ = false;         // the last piece has been sent
   net::Backoff backoff_;
   std::optional<net::AuthKey> key_;
   double dial_deadline_ = 0;  // when the current run of connection attempts gives up
@@ -155,6 +172,7 @@ class Client {
   std::set<int> lost_peers_;       // --allreduce_on_loss shrink: peers whose links failed
   std::set<int> ring_members_;     // the ring since the last RingReform (empty: every worker)
   int exit_code_ = 1;
+  int signalled_ = 0;
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> loading_guard_;

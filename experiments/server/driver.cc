@@ -89,14 +89,21 @@ void Server::refuse(const ConnPtr& conn, const std::string& why) {
 }
 
 void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes) {
-  if (phase_ == Phase::kDone) return;
   if (auto it = pending_.find(conn); it != pending_.end()) {
+    if (phase_ == Phase::kDone) return;
     auto hs = it->second;  // on_handshake may erase the entry
     on_handshake(conn, *hs, message);
     return;
   }
   const int w = workers_.find(conn.get());
   if (w < 0) return;
+  // A piece of the worker's log and trace, in any phase until the run directory is written: kept
+  // in memory (bounded), never waited for.
+  if (const auto* piece = std::get_if<WorkerLog>(&message)) {
+    if (!results_closed_) results_.add(w, *piece);
+    return;
+  }
+  if (phase_ == Phase::kDone) return;
   if (const auto* leave = std::get_if<Leave>(&message)) {
     on_worker_left(conn, w, *leave);
     return;

@@ -7,6 +7,7 @@
 // only keeps the links alive.
 #include <asio.hpp>
 
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -26,6 +27,7 @@
 #include "experiments/strategy_events.h"
 #include "experiments/tensorboard.h"
 #include "experiments/timeline.h"
+#include "experiments/worker_results.h"
 #include "network/auth.h"
 #include "network/handshake.h"
 #include "network/tcp/connection.h"
@@ -100,6 +102,10 @@ class Server {
   // stay alive, then tells every worker the final status (a failed write turns "completed" into
   // "failed: cannot write ...") and closes once they have read it.
   void finish(const std::string& status, bool ok);
+  // Results come home (experiments/worker_results.h): asks every worker still linked for the rest
+  // of its log and trace, then `then` once all have answered or kResultsWaitSeconds have passed.
+  void collect_results(std::function<void()> then);
+  void await_results(double deadline, std::function<void()> then);
   void tell_workers(const std::string& status, bool ok);
   void close_when_drained(double deadline);
   // Returns the run's final status and whether it is ok.
@@ -113,7 +119,8 @@ class Server {
   asio::steady_timer join_timer_;
   asio::steady_timer progress_timer_;
   asio::steady_timer shutdown_timer_;
-  asio::steady_timer stop_timer_;  // how long a signalled server waits for its last checkpoint
+  asio::steady_timer stop_timer_;     // how long a signalled server waits for its last checkpoint
+  asio::steady_timer results_timer_;  // the wait for the workers' last log and trace pieces
   asio::signal_set signals_;
   int stopping_ = 0;  // the signal that asked for a last checkpoint, while it is awaited
   std::optional<net::AuthKey> key_;  // --passphrase_file / $PSGD_PASSPHRASE
@@ -138,6 +145,8 @@ class Server {
   std::unique_ptr<ServerRole> role_;
   std::unique_ptr<RunDirectory> run_;
   std::unique_ptr<Checkpointer> checkpointer_;
+  WorkerResults results_;              // the workers' logs and traces, for workers/<id>/
+  bool results_closed_ = false;        // being written: later pieces are ignored
   std::optional<Checkpoint> resumed_;  // --resume: the checkpoint continued from
 
   std::unique_ptr<RunRecorder> recorder_;

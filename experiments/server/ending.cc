@@ -108,10 +108,42 @@ void Server::finish(const std::string& status, bool ok) {
   signals_.cancel();
   // The outputs are written on a thread of their own: the links stay alive meanwhile (heartbeats),
   // and the workers learn the final status, which a failed write can still change, only then.
-  writing_.emplace(asio::make_work_guard(io_));
-  writer_ = std::async(std::launch::async, [this, status, ok, trained] {
-    const auto [final_status, final_ok] = write_outputs(status, ok, trained);
-    asio::post(io_, [this, s = final_status, o = final_ok] { tell_workers(s, o); });
+  // First the workers' last log and trace pieces (a few seconds at most).
+  collect_results([this, status, ok, trained] {
+    results_closed_ = true;
+    writing_.emplace(asio::make_work_guard(io_));
+    writer_ = std::async(std::launch::async, [this, status, ok, trained] {
+      const auto [final_status, final_ok] = write_outputs(status, ok, trained);
+      asio::post(io_, [this, s = final_status, o = final_ok] { tell_workers(s, o); });
+    });
+  });
+}
+
+void Server::collect_results(std::function<void()> then) {
+  if (!run_) {
+    then();  // no run directory to write them to
+    return;
+  }
+  for (int w = 0; w < workers_.size(); ++w) {
+    const auto& slot = workers_[w];
+    if (slot.link && slot.link->is_open() && !results_.complete(w)) slot.link->send(LogRequest{});
+  }
+  await_results(clock_.now() + kResultsWaitSeconds, std::move(then));
+}
+
+void Server::await_results(double deadline, std::function<void()> then) {
+  bool waiting = false;
+  for (int w = 0; w < workers_.size(); ++w) {
+    const auto& slot = workers_[w];
+    waiting = waiting || (slot.link && slot.link->is_open() && !results_.complete(w));
+  }
+  if (!waiting || clock_.now() >= deadline) {
+    then();
+    return;
+  }
+  results_timer_.expires_after(std::chrono::milliseconds(20));
+  results_timer_.async_wait([this, deadline, then = std::move(then)](std::error_code ec) mutable {
+    if (!ec) await_results(deadline, std::move(then));
   });
 }
 
@@ -172,13 +204,23 @@ std::pair<std::string, bool> Server::write_outputs(std::string status, bool ok, 
     });
   }
   if (timeline_) attempt([&] { timeline_->write(run_->file("timeline.json")); });
+  nlohmann::json worker_files;
+  if (run_) attempt([&] { worker_files = results_.write(run_->path()); });
+  for (const auto& entry : worker_files) {
+    if (entry.contains("missing")) {
+      fmt::print(stderr, "init_server: worker {}'s log and trace (workers/{}/): {}\n",
+                 entry["worker"].get<int>(), entry["worker"].get<int>(),
+                 entry["missing"].get<std::string>());
+    }
+  }
   if (recorder_) {
     nlohmann::json extra{{"events", events_},
                          {"lost_workers", workers_.lost_workers()},
                          {"checkpoints_written", checkpointer_ ? checkpointer_->written() : 0},
                          {"workers_at_end", workers_.present()},
                          {"resumed", resumed_.has_value()},
-                         {"job_id", id_.job_id}};
+                         {"job_id", id_.job_id},
+                         {"worker_files", worker_files}};
     // A fingerprint of the final global model: two runs that end with bit-identical
     // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
     if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());
@@ -201,8 +243,10 @@ std::pair<std::string, bool> Server::write_outputs(std::string status, bool ok, 
                    : fmt::format(", accuracy {:.2f}%", 100 * last.test_accuracy));
   }
   if (run_) {
-    fmt::print("init_server: run directory {} (summary.json, metrics.csv, workers.csv)\n",
-               run_->path());
+    fmt::print(
+        "init_server: run directory {} (summary.json, metrics.csv, workers.csv, each worker's "
+        "log.txt and trace.csv in workers/<id>/)\n",
+        run_->path());
   }
   std::fflush(stdout);
   return {status, ok};

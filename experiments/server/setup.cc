@@ -26,8 +26,10 @@ Server::Server(const ServerOptions& options)
       progress_timer_(io_),
       shutdown_timer_(io_),
       stop_timer_(io_),
+      results_timer_(io_),
       signals_(io_, SIGINT, SIGTERM),
-      workers_(options.spec.node_count) {}
+      workers_(options.spec.node_count),
+      results_(options.spec.node_count) {}
 
 Server::~Server() = default;
 
@@ -99,6 +101,7 @@ void Server::prepare() {
   }
   run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
                   : std::make_unique<RunDirectory>(dir);
+  if (resumed_) results_.load(dir);
   recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
       .spec = &spec_,
       .schedule = schedule_,

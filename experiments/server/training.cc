@@ -247,6 +247,7 @@ void Server::take_over(const ConnPtr& conn, const Hello& hello) {
     return;
   }
   workers_[w].samples = plan_->placement().samples_of(w);
+  results_.reopen(w);
   const Job job = make_job(w, worker_threads(w));
   fmt::print(
       "init_server: {} (pid {}) takes over lost worker {}'s slot: its data, continuing after "
@@ -293,6 +294,7 @@ void Server::drop_replacement(int w, const std::string& why) {
 }
 
 void Server::record_lost(int w, const std::string& why, bool carried_on) {
+  results_.lost(w, fmt::format("worker {} was lost: {}", w, why));
   events_.push_back({{"event", "worker_lost"},
                      {"worker", w},
                      {"host", workers_[w].host()},

@@ -139,6 +139,22 @@ struct WorkerState {
   std::vector<float> params;  // peer-to-peer only
 };
 
+// worker -> server, from the Job on, about once a second and before it leaves: the next piece
+// of this worker's log (lines it printed) and of its per-batch trace (CSV rows without a header,
+// experiments/worker_results.h kTraceColumns). Pieces are bounded (kWorkerLogPieceBytes each
+// field); the server keeps at most a bounded amount per worker and writes them to
+// workers/<id>/log.txt and trace.csv in the run directory. `last`: nothing follows (the answer
+// to LogRequest, or a worker that gives up or leaves).
+struct WorkerLog {
+  std::string log;
+  std::string trace;
+  bool last = false;
+};
+
+// server -> worker, when the run ends (completed, failed or interrupted) and before the run
+// directory is written: send what is left of your log and trace now (WorkerLog, last set).
+struct LogRequest {};
+
 // server -> worker: the job is over (status "completed" or why not).
 struct Finish {
   std::string status;

@@ -126,6 +126,35 @@ class LaunchSsh(unittest.TestCase):
         self.assertNotIn("from the environment", out.stdout + out.stderr)
 
     @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_nodes_plans_one_job_per_node_count_on_the_first_slots(self):
+        out = run("launch_ssh.sh", "--hosts", "a,b,c", "--per_host", "2", "--nodes", "2,6", "--server_ip",
+                  "10.0.0.1", "--dry_run", "--insecure", "--", "--epochs", "1", "--output", "/tmp/psgd-nodes")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("launch_ssh: --nodes: the job with 2 workers", out.stdout)
+        self.assertIn("2 workers on 3 host(s) x 2 (the first 2 slots)", out.stdout)
+        self.assertIn("--node_count 2 --working_ports 55555 --epochs 1", out.stdout)
+        self.assertIn("run directory /tmp/psgd-nodes-n2", out.stdout)
+        self.assertIn("run directory /tmp/psgd-nodes-n6", out.stdout)
+        self.assertIn("--node_count 6 ", out.stdout)
+        self.assertEqual(out.stdout.count("client: "), 8)
+        # The first two slots are host a's (--per_host 2).
+        first = out.stdout.split("the job with 6 workers")[0]
+        self.assertEqual(first.count("BatchMode=yes a "), 2)
+        self.assertNotIn("BatchMode=yes b ", first)
+
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_nodes_refusals_start_nothing(self):
+        cases = [(["--hosts", "a,b", "--nodes", "2,4"], "--nodes: 4 workers, but the hosts give only 2 slot(s)"),
+                 (["--hosts", "a,b", "--nodes", "2,x"], "--nodes 2,x: give node counts like 2,4,8"),
+                 (["--hosts", "a,b", "--nodes", "0"], "every count must be at least 1"),
+                 (["--cluster", "/nonexistent.json", "--nodes", "2"], "--nodes with --cluster")]
+        for args, why in cases:
+            out = run("launch_ssh.sh", *args, "--server_ip", "10.0.0.1", "--insecure")
+            self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+            self.assertIn(why, out.stderr)
+            self.assertNotIn("client: ", out.stdout)  # no job started, not even the first
+
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_prefix_first_last_addressing(self):
         out = run("launch_ssh.sh", "--host_prefix", "192.168.1.", "--first", "10", "--last", "17", "--per_host", "2",
                   "--server_ip", "10.0.0.1", "--dry_run", "--insecure", "--", "--epochs", "2")

@@ -88,6 +88,123 @@ tee "$log.stdin" | bash -c "${@: -1}"
 
 @unittest.skipUnless(BUILT and HAVE_DATA, "init_server and client not built (BUILD_DIR) or Fashion-MNIST missing")
 class LaunchSsh(unittest.TestCase):
+    def test_nodes_runs_one_authenticated_job_per_node_count(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
+            os.mkdir(bindir)
+            os.mkdir(logdir)
+            with open(os.path.join(bindir, "ssh"), "w") as f:
+                f.write(FAKE_SSH)
+            os.chmod(os.path.join(bindir, "ssh"), 0o755)
+            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            base = os.path.join(d, "run")
+            port = str(42001 + os.getpid() % 1000 * 8)
+            out = subprocess.run(
+                ["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--hosts", "a,b", "--nodes", "1,2",
+                 "--server_ip", "127.0.0.1", "--port", port, "--", "--passphrase_file", secret,
+                 "--bind", "127.0.0.1", "--output", base, "--train_samples", "512", "--test_samples", "256",
+                 "--epochs", "1", "--join_timeout", "60"],
+                capture_output=True, text=True, env=env, timeout=540)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertNotIn(text, out.stdout + out.stderr)
+            for n in (1, 2):
+                with open(f"{base}-n{n}/summary.json") as f:
+                    summary = json.load(f)
+                self.assertEqual(summary["status"], "completed")
+                self.assertEqual(summary["nodes"], n)
+                self.assertEqual(len(summary["worker_files"]), n)
+                for w in range(n):  # the workers' results came home
+                    self.assertTrue(os.path.exists(f"{base}-n{n}/workers/{w}/trace.csv"))
+            # Three clients in all (1 + 2), each over the stand-in ssh with the secret on stdin.
+            calls = sorted(f for f in os.listdir(logdir) if f.endswith(".args"))
+            self.assertEqual(len(calls), 3)
+
+    def test_sweep_over_a_cluster_file_runs_and_resumes(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
+            os.mkdir(bindir)
+            os.mkdir(logdir)
+            with open(os.path.join(bindir, "ssh"), "w") as f:
+                f.write(FAKE_SSH)
+            os.chmod(os.path.join(bindir, "ssh"), 0o755)
+            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            port = 42002 + os.getpid() % 1000 * 8
+            cluster = os.path.join(d, "cluster.json")
+            with open(cluster, "w") as f:
+                json.dump({"server": {"address": "127.0.0.1", "port": port}, "passphrase_file": secret,
+                           "workers": [{"host": "a", "slots": 2}]}, f)
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "c", "grid": {"codec": ["plain", "fp16"]},
+                           "fixed": {"node_count": 2, "train_samples": 512, "test_samples": 256,
+                                     "epochs": 1, "bind": "127.0.0.1", "join_timeout": 60}}, f)
+            sweep_dir = os.path.join(d, "sweep")
+            cmd = ["python3", os.path.join(SCRIPTS, "sweep.py"), manifest, "--cluster", cluster, "--out", sweep_dir]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("launch_ssh.sh --cluster", out.stdout)
+            self.assertNotIn(text, out.stdout + out.stderr)
+            for name in os.listdir(sweep_dir):
+                if name.startswith("ssgd-"):
+                    with open(os.path.join(sweep_dir, name, "summary.json")) as f:
+                        self.assertEqual(json.load(f)["status"], "completed")
+            self.assertEqual(len([n for n in os.listdir(sweep_dir) if n.startswith("ssgd-")]), 2)
+            self.assertEqual(len([f for f in os.listdir(logdir) if f.endswith(".args")]), 4)
+            # Resumable as a local sweep: the completed runs are not run again.
+            again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+            self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+            self.assertIn("2 already completed, 0 to run", again.stdout)
+            self.assertEqual(len([f for f in os.listdir(logdir) if f.endswith(".args")]), 4)
+            # A run whose node_count is not the file's slots is refused before anything starts.
+            with open(manifest, "w") as f:
+                json.dump({"name": "c3", "fixed": {"node_count": 3, "epochs": 1}}, f)
+            bad = subprocess.run(cmd[:-1] + [sweep_dir + "3"], capture_output=True, text=True, env=env,
+                                 timeout=120)
+            self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
+            self.assertIn("node_count", bad.stdout + bad.stderr)
+
+    def test_sweep_over_resident_workers_needs_no_ssh(self):
+        with tempfile.TemporaryDirectory() as d:
+            secret, text = write_secret(d)
+            port = 42003 + os.getpid() % 1000 * 8
+            cluster = os.path.join(d, "cluster.json")
+            with open(cluster, "w") as f:
+                json.dump({"server": {"address": "127.0.0.1", "port": port}, "passphrase_file": secret,
+                           "workers": [{"host": "a", "slots": 2}]}, f)
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "r", "grid": {"codec": ["plain", "fp16"]},
+                           "fixed": {"node_count": 2, "train_samples": 512, "test_samples": 256,
+                                     "epochs": 1, "bind": "127.0.0.1", "join_timeout": 60}}, f)
+            client = os.path.join(BUILD, "experiments", "client")
+            residents = [subprocess.Popen([client, "--ip", "127.0.0.1", "--port", str(port), "--serve",
+                                           "--serve_timeout", "300", "--passphrase_file", secret],
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         for _ in range(2)]
+            try:
+                sweep_dir = os.path.join(d, "sweep")
+                cmd = ["python3", os.path.join(SCRIPTS, "sweep.py"), manifest, "--cluster", cluster, "--resident",
+                       "--out", sweep_dir]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, timeout=540)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                self.assertNotIn("launch_ssh", out.stdout)
+                runs = [n for n in os.listdir(sweep_dir) if n.startswith("ssgd-")]
+                self.assertEqual(len(runs), 2)
+                for name in runs:
+                    with open(os.path.join(sweep_dir, name, "summary.json")) as f:
+                        self.assertEqual(json.load(f)["status"], "completed")
+                again = subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, timeout=120)
+                self.assertIn("2 already completed, 0 to run", again.stdout)
+            finally:
+                for p in residents:
+                    p.terminate()
+                outputs = [p.communicate(timeout=30)[0] for p in residents]
+            for p, output in zip(residents, outputs):
+                self.assertEqual(p.returncode, 0, output)
+                self.assertIn("stopped by a signal after 2 job(s)", output)
+
     def test_clients_get_the_passphrase_on_stdin_never_on_a_command_line(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)

@@ -1,0 +1,109 @@
+// Resident workers (issue 18): clients started once with --serve take job after job. Two of them
+// run two authenticated init_server jobs in a row on one port, then SIGTERM stops them cleanly.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+
+#include "tests/integration/cluster.h"
+
+namespace psgd {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A port nothing listens on now (the system's choice for a socket bound and closed at once).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(Serve, ResidentWorkersRunTwoJobsInARowThenStopOnSigterm) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  testing::TempDir dir;
+  std::ofstream(dir.file("secret")) << "resident workers' secret\n";
+  ::chmod(dir.file("secret").c_str(), 0600);
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  std::vector<std::unique_ptr<testing::Process>> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<testing::Process>(
+        PSGD_CLIENT,
+        std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port), "--serve",
+                                 "--serve_timeout", "300", "--passphrase_file", dir.file("secret")},
+        dir.file("client" + std::to_string(i) + ".out"),
+        dir.file("client" + std::to_string(i) + ".err")));
+  }
+  auto logs = [&] {
+    std::string s;
+    for (auto& c : clients)
+      s += "--- client\n" + c->out() + c->err();
+    return s;
+  };
+  std::vector<std::string> job_ids;
+  for (int job = 1; job <= 2; ++job) {
+    const std::string run = dir.file("run" + std::to_string(job));
+    testing::Process server(
+        PSGD_INIT_SERVER, {"--node_count",   "2",         "--working_ports",   std::to_string(port),
+                           "--bind",         "127.0.0.1", "--passphrase_file", dir.file("secret"),
+                           "--output",       run,         "--train_samples",   "1000",
+                           "--test_samples", "200",       "--epochs",          "1",
+                           "--batch_size",   "50",        "--join_timeout",    "120"},
+        dir.file("server.out"), dir.file("server.err"));
+    const auto code = server.wait(240s);
+    ASSERT_TRUE(code.has_value()) << "server hung\n" << server.out() << server.err() << logs();
+    ASSERT_EQ(*code, 0) << server.out() << server.err() << logs();
+    const auto summary = testing::summary_in(run);
+    EXPECT_EQ(summary["status"], "completed");
+    job_ids.push_back(summary["job_id"]);
+    // The resident workers' results came home for this job too.
+    for (const auto& entry : summary["worker_files"])
+      EXPECT_EQ(entry["complete"], true) << entry.dump();
+    // Both clients are still up, waiting for the next job.
+    for (auto& c : clients)
+      ASSERT_TRUE(c->running()) << logs();
+    for (auto& c : clients)
+      ASSERT_TRUE(
+          testing::wait_for_output(*c, "job " + std::to_string(job) + " ended (exit 0)", 60s))
+          << logs();
+  }
+  EXPECT_NE(job_ids[0], job_ids[1]);
+  for (auto& c : clients)
+    c->signal(SIGTERM);
+  for (auto& c : clients) {
+    const auto code = c->wait(30s);
+    ASSERT_TRUE(code.has_value()) << "a resident worker ignored SIGTERM\n" << logs();
+    EXPECT_EQ(*code, 0) << logs();
+    EXPECT_NE(c->out().find("stopped by a signal after 2 job(s)"), std::string::npos) << logs();
+  }
+}
+
+// --serve_timeout is a resident worker's wait: without --serve it is refused in one line.
+TEST(Serve, ServeTimeoutWithoutServeIsRefused) {
+  testing::TempDir dir;
+  testing::Process client(PSGD_CLIENT, {"--serve_timeout", "5"}, dir.file("out"), dir.file("err"));
+  const auto code = client.wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 2);
+  const std::string err = client.err();
+  EXPECT_NE(err.find("--serve_timeout is the wait between jobs"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+}  // namespace
+}  // namespace psgd

@@ -20,6 +20,9 @@ throughput and efficiency against node count, and the time split. Without matplo
 tables are written.
 
 (Over 400 lines: one report tool, tables and plots for runs and sweeps.)
+
+Over 400 lines: one self-contained script (reading runs, the tables, the plots, HTML and Markdown)
+that a researcher can copy next to their results without the rest of the repository.
 """
 import argparse
 import csv

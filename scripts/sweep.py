@@ -67,6 +67,9 @@ failed. SWEEP_DIR/sweep.json records the manifest, each run's status and the swe
 sweep_run.json (its command, exit code, status, duration).
 
 (Over 400 lines: the manifest format, its check and the resumable runner are one tool.)
+
+Over 400 lines: the manifest, the three ways to start a run (local, --simulate, --cluster) and
+resuming share their bookkeeping, which is clearest in one file.
 """
 import argparse
 import concurrent.futures

@@ -86,18 +86,24 @@ printf '%s\\n' "$@" > "$log.args"
 tee "$log.stdin" | bash -c "${@: -1}"
 """
 
+
+def stand_in_ssh(d):
+    """An environment whose `ssh` is FAKE_SSH (in d/bin), logging each call into d/ssh; returns
+    (env, logdir)."""
+    bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
+    os.mkdir(bindir)
+    os.mkdir(logdir)
+    with open(os.path.join(bindir, "ssh"), "w") as f:
+        f.write(FAKE_SSH)
+    os.chmod(os.path.join(bindir, "ssh"), 0o755)
+    return dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir), logdir
+
 @unittest.skipUnless(BUILT and HAVE_DATA, "init_server and client not built (BUILD_DIR) or Fashion-MNIST missing")
 class LaunchSsh(unittest.TestCase):
     def test_nodes_runs_one_authenticated_job_per_node_count(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)
-            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
-            os.mkdir(bindir)
-            os.mkdir(logdir)
-            with open(os.path.join(bindir, "ssh"), "w") as f:
-                f.write(FAKE_SSH)
-            os.chmod(os.path.join(bindir, "ssh"), 0o755)
-            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            env, logdir = stand_in_ssh(d)
             base = os.path.join(d, "run")
             port = str(42001 + os.getpid() % 1000 * 8)
             out = subprocess.run(
@@ -123,13 +129,7 @@ class LaunchSsh(unittest.TestCase):
     def test_sweep_over_a_cluster_file_runs_and_resumes(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)
-            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
-            os.mkdir(bindir)
-            os.mkdir(logdir)
-            with open(os.path.join(bindir, "ssh"), "w") as f:
-                f.write(FAKE_SSH)
-            os.chmod(os.path.join(bindir, "ssh"), 0o755)
-            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            env, logdir = stand_in_ssh(d)
             port = 42002 + os.getpid() % 1000 * 8
             cluster = os.path.join(d, "cluster.json")
             with open(cluster, "w") as f:
@@ -208,13 +208,7 @@ class LaunchSsh(unittest.TestCase):
     def test_clients_get_the_passphrase_on_stdin_never_on_a_command_line(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)
-            bindir, logdir = os.path.join(d, "bin"), os.path.join(d, "ssh")
-            os.mkdir(bindir)
-            os.mkdir(logdir)
-            with open(os.path.join(bindir, "ssh"), "w") as f:
-                f.write(FAKE_SSH)
-            os.chmod(os.path.join(bindir, "ssh"), 0o755)
-            env = dict(CLEAN_ENV, PATH=bindir + ":" + CLEAN_ENV["PATH"], FAKE_SSH_LOG=logdir)
+            env, logdir = stand_in_ssh(d)
             out_dir = os.path.join(d, "run")
             port = str(42000 + os.getpid() % 1000 * 8)
             launch = subprocess.Popen(

@@ -27,23 +27,10 @@ import subprocess
 import sys
 import time
 
+from ddp_compare import openblas_core_for_this_cpu  # the kernels psgd's programs use (nn/blas_core.cc)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPS = ("trainer", "trainer_glibc", "libtorch", "python")
-
-
-def openblas_core_for_this_cpu():
-    """The OpenBLAS kernels psgd's programs restart themselves with (nn/blas_core.cc), set for
-    every run here so that Python uses the same ones (ddp_compare.py does the same)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
-    except OSError:
-        return None
-    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
-        return "SkylakeX"
-    if {"avx2", "fma"} <= set(flags):
-        return "Haswell"
-    return None
 
 
 def run_one(args, loop, model, env):

@@ -19,11 +19,13 @@
 #include "nn/data_source.h"
 #include "nn/normalize.h"
 #include "nn/npy.h"
+#include "tests/nn/expect_error.h"
 #include "tests/nn/test_dir.h"
 
 namespace psgd::nn {
 namespace {
 
+using testing::expect_config_error;
 using testing::TempDir;
 using Bytes = std::vector<unsigned char>;
 
@@ -34,18 +36,6 @@ void write_bytes(const std::string& path, const Bytes& b) {
 void write_text(const std::string& path, const std::string& s) {
   std::ofstream out(path);
   out << s;
-}
-
-// Expects ConfigError whose message contains `part`.
-template <class F>
-void expect_error(F&& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning: " << part;
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line: " << e.what();
-  }
 }
 
 // --- CIFAR-10 ---------------------------------------------------------------------------------
@@ -80,17 +70,18 @@ TEST(Cifar, ReadsBatchesOfADirectory) {
 
 TEST(Cifar, Errors) {
   TempDir dir;
-  expect_error([&] { load_dataset("cifar10:" + dir.file("nope")); }, "does not exist");
-  expect_error([&] { load_dataset("cifar10:" + dir.path().string()); }, "data_batch_1.bin");
+  expect_config_error([&] { load_dataset("cifar10:" + dir.file("nope")); }, "does not exist");
+  expect_config_error([&] { load_dataset("cifar10:" + dir.path().string()); }, "data_batch_1.bin");
   Bytes bad = cifar_records(2, 0);
   write_bytes(dir.file("test_batch.bin"), bad);
   bad.pop_back();
   write_bytes(dir.file("data_batch_1.bin"), bad);
-  expect_error([&] { load_dataset("cifar10:" + dir.path().string()); }, "multiple of the 3073");
+  expect_config_error([&] { load_dataset("cifar10:" + dir.path().string()); },
+                      "multiple of the 3073");
   bad = cifar_records(2, 0);
   bad[3073] = 12;
   write_bytes(dir.file("data_batch_1.bin"), bad);
-  expect_error([&] { load_dataset("cifar10:" + dir.path().string()); }, "label 12");
+  expect_config_error([&] { load_dataset("cifar10:" + dir.path().string()); }, "label 12");
 }
 
 // --- CSV ----------------------------------------------------------------------------------------
@@ -125,18 +116,21 @@ TEST(Csv, WithoutHeaderLabelLastAndPairOfFiles) {
 TEST(Csv, ErrorsNameFileLineAndColumn) {
   TempDir dir;
   write_text(dir.file("bad.csv"), "f1,f2,label\n1,2,0\n3,x7,1\n");
-  expect_error([&] { read_csv(dir.file("bad.csv")); }, "bad.csv: line 3, column 2 ('f2'): 'x7'");
+  expect_config_error([&] { read_csv(dir.file("bad.csv")); },
+                      "bad.csv: line 3, column 2 ('f2'): 'x7'");
   write_text(dir.file("ragged.csv"), "1,2,0\n3,1\n");
-  expect_error([&] { read_csv(dir.file("ragged.csv")); }, "line 2 has 2 columns");
+  expect_config_error([&] { read_csv(dir.file("ragged.csv")); }, "line 2 has 2 columns");
   write_text(dir.file("neg.csv"), "1,2,0\n3,1,-1\n");
-  expect_error([&] { read_csv(dir.file("neg.csv")); }, "label -1 is out of range");
+  expect_config_error([&] { read_csv(dir.file("neg.csv")); }, "label -1 is out of range");
   write_text(dir.file("frac.csv"), "1,2,0.5\n");
-  expect_error([&] { read_csv(dir.file("frac.csv")); }, "label 0.5 is out of range");
+  expect_config_error([&] { read_csv(dir.file("frac.csv")); }, "label 0.5 is out of range");
   write_text(dir.file("x.csv"), "1,2\n3,4\n5,6\n");
   write_text(dir.file("y.csv"), "1\n0\n");
-  expect_error([&] { read_csv_pair(dir.file("x.csv"), dir.file("y.csv")); }, "has 3 rows but");
-  expect_error([&] { load_dataset("csv:" + dir.file("missing.csv")); }, "does not exist");
-  expect_error([&] { read_csv(dir.file("x.csv"), {.label_column = "nope"}); }, "no such column");
+  expect_config_error([&] { read_csv_pair(dir.file("x.csv"), dir.file("y.csv")); },
+                      "has 3 rows but");
+  expect_config_error([&] { load_dataset("csv:" + dir.file("missing.csv")); }, "does not exist");
+  expect_config_error([&] { read_csv(dir.file("x.csv"), {.label_column = "nope"}); },
+                      "no such column");
 }
 
 TEST(Csv, SourceHoldsOutEveryFifthRowWithoutATestSet) {
@@ -156,7 +150,7 @@ TEST(Csv, SourceHoldsOutEveryFifthRowWithoutATestSet) {
   EXPECT_EQ(k.train.size(), 10u);
   EXPECT_EQ(k.test.size(), 1u);
   write_text(dir.file("wide.csv"), "1,2,3,0\n");
-  expect_error(
+  expect_config_error(
       [&] { load_dataset("csv:train=" + dir.file("all.csv") + ",test=" + dir.file("wide.csv")); },
       "training samples are 1x1x1 but test samples 1x1x3");
 }
@@ -210,26 +204,28 @@ TEST(Npy, ReadsDtypesAndShapes) {
 TEST(Npy, Errors) {
   TempDir dir;
   const Bytes x = npy("<f4", "(3, 2)", raw<float>({1, 2, 3, 4, 5, 6}));
-  expect_error([&] { parse_npy(Bytes(x.begin(), x.end() - 1), "t.npy"); }, "t.npy is truncated");
-  expect_error([&] { parse_npy(Bytes(x.begin(), x.begin() + 30), "t.npy"); }, "truncated");
-  expect_error([&] { parse_npy(Bytes{1, 2, 3}, "t.npy"); }, "not a .npy file");
-  expect_error([&] { parse_npy(npy("<f4", "(1,)", raw<float>({1}), true), "t.npy"); },
-               "Fortran-ordered");
-  expect_error([&] { parse_npy(npy(">f4", "(1,)", raw<float>({1})), "t.npy"); }, "dtype '>f4'");
-  expect_error([&] { parse_npy(npy("<c8", "(1,)", Bytes(8)), "t.npy"); }, "not supported");
+  expect_config_error([&] { parse_npy(Bytes(x.begin(), x.end() - 1), "t.npy"); },
+                      "t.npy is truncated");
+  expect_config_error([&] { parse_npy(Bytes(x.begin(), x.begin() + 30), "t.npy"); }, "truncated");
+  expect_config_error([&] { parse_npy(Bytes{1, 2, 3}, "t.npy"); }, "not a .npy file");
+  expect_config_error([&] { parse_npy(npy("<f4", "(1,)", raw<float>({1}), true), "t.npy"); },
+                      "Fortran-ordered");
+  expect_config_error([&] { parse_npy(npy(">f4", "(1,)", raw<float>({1})), "t.npy"); },
+                      "dtype '>f4'");
+  expect_config_error([&] { parse_npy(npy("<c8", "(1,)", Bytes(8)), "t.npy"); }, "not supported");
   const NpyArray xs = parse_npy(x, "x");
-  expect_error(
+  expect_config_error(
       [&] {
         dataset_from_arrays(xs, parse_npy(npy("<i8", "(2,)", raw<std::int64_t>({0, 1})), "y"), "x");
       },
       "3 feature rows but 2 labels");
-  expect_error(
+  expect_config_error(
       [&] {
         dataset_from_arrays(xs, parse_npy(npy("<i8", "(3,)", raw<std::int64_t>({0, -1, 1})), "y"),
                             "x");
       },
       "label -1 of sample 1 is out of range");
-  expect_error(
+  expect_config_error(
       [&] {
         dataset_from_arrays(xs, parse_npy(npy("<f4", "(3,)", raw<float>({0, 1, 1})), "y"), "x");
       },
@@ -325,23 +321,24 @@ TEST(Npz, CorruptArchivesAreRefused) {
     write_bytes(dir.file("c.npz"), b);
     load_dataset("npz:" + dir.file("c.npz"));
   };
-  expect_error([&] { load_bytes(Bytes(good.begin(), good.end() - 30)); }, "end-of-central");
+  expect_config_error([&] { load_bytes(Bytes(good.begin(), good.end() - 30)); }, "end-of-central");
   Bytes flipped = good;
   flipped[60] ^= 0xff;  // inside the first member's deflate stream
-  expect_error([&] { load_bytes(flipped); }, "member x.npy");
+  expect_config_error([&] { load_bytes(flipped); }, "member x.npy");
   Bytes encrypted = good;
   std::uint32_t cd = 0;  // the central directory's offset, from the end record
   std::memcpy(&cd, &good[good.size() - 6], 4);
   encrypted[cd + 8] |= 1;
-  expect_error([&] { load_bytes(encrypted); }, "encrypted");
+  expect_config_error([&] { load_bytes(encrypted); }, "encrypted");
   Bytes zip64 = good;
   std::memset(&zip64[cd + 20], 0xff, 4);
-  expect_error([&] { load_bytes(zip64); }, "zip64");
+  expect_config_error([&] { load_bytes(zip64); }, "zip64");
   Bytes bounds = good;
   bounds[cd + 20] = 0xfe, bounds[cd + 21] = 0xff;  // compressed size beyond the file
-  expect_error([&] { load_bytes(bounds); }, "out of bounds");
+  expect_config_error([&] { load_bytes(bounds); }, "out of bounds");
   write_bytes(dir.file("nox.npz"), zip({npz_members(5)[1]}, false));
-  expect_error([&] { load_dataset("npz:" + dir.file("nox.npz")); }, "expected arrays x and y");
+  expect_config_error([&] { load_dataset("npz:" + dir.file("nox.npz")); },
+                      "expected arrays x and y");
 }
 
 // --- normalisers, hold-out, packs -----------------------------------------------------------

@@ -20,24 +20,16 @@
 #include "nn/data_source.h"
 #include "nn/npy.h"
 #include "nn/trainer.h"
+#include "tests/nn/expect_error.h"
 #include "tests/nn/test_dir.h"
 #include "tests/script_models.h"
 
 namespace psgd::nn {
 namespace {
 
+using testing::expect_config_error;
 using testing::TempDir;
 using Bytes = std::vector<unsigned char>;
-
-template <class F>
-void expect_config_error(F&& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError containing: " << part;
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 // A version-1 .npy image of `data` (C order).
 Bytes npy(const std::string& descr, const std::vector<std::int64_t>& shape, const void* data,

@@ -162,6 +162,7 @@ constexpr StrategyEntry kStrategies[] = {
      .summary = "no parameter server: the workers average their gradients among themselves "
                 "(--allreduce_backend) and each applies the same update",
      .topology = Topology::kPeerToPeer,
+     .worker_momentum = false,  // its workers apply the momentum in their own optimiser
      .compressors = false,
      .allreduce_compressions = true,
      .server_holds_model = false,

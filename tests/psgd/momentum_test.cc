@@ -47,6 +47,21 @@ TEST(MomentumAt, AutoIsWorkerForAsgdAndSspAndWhenErrorFeedbackIsOn) {
   EXPECT_FALSE(momentum_at_worker(s));
   s.momentum_at = "worker";
   EXPECT_THROW(s.validate(), ConfigError);
+  // allreduce's workers apply the update in their own optimiser, momentum included; "worker"
+  // would have taken it out of that optimiser with no codec to put it back (it was dropped).
+  s.psgd = "allreduce";
+  s.codec = "plain";
+  s.momentum_at = "auto";
+  EXPECT_FALSE(momentum_at_worker(s));
+  s.momentum_at = "worker";
+  try {
+    s.validate();
+    ADD_FAILURE() << "--momentum_at worker with --psgd allreduce was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("its workers already run their own optimiser"),
+              std::string::npos)
+        << e.what();
+  }
   s.psgd = "ssgd";
   s.momentum_at = "sometimes";
   EXPECT_THROW(s.validate(), ConfigError);

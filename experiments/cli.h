@@ -62,7 +62,7 @@ struct ServerFlags {
           "Write the port actually listened on to this file (useful with port 0)");
     visit("timeline", self.timeline,
           "Write timeline.json (Chrome trace of per-worker phases and server rounds) to the run "
-          "directory");
+          "directory; with --simulate its times are virtual");
     visit("tensorboard", self.tensorboard,
           "Write TensorBoard scalars (loss, accuracy, bytes, time split per epoch) under <run "
           "dir>/tensorboard/");

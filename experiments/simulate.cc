@@ -143,7 +143,18 @@ int simulate(const ServerOptions& options) {
     events.push_back(strategy_event_json(e, schedule, plan.placement(), "virtual_s",
                                          cluster.server_clock().now()));
   });
-  ObserverFanout observers({&recorder, &event_sink});
+  // --timeline: the same Chrome trace as a real run's, its times virtual seconds (the server's
+  // simulated clock, the workers' simulated phase times).
+  std::unique_ptr<TimelineRecorder> timeline;
+  std::vector<ServerObserver*> observer_list{&recorder, &event_sink};
+  if (options.timeline) {
+    timeline = std::make_unique<TimelineRecorder>(
+        TimelineOptions{.node_count = n, .total_iterations = schedule.total_iterations()},
+        &cluster.server_clock());
+    timeline->set_worker_hosts(std::vector<std::string>(static_cast<std::size_t>(n), "sim"));
+    observer_list.push_back(timeline.get());
+  }
+  ObserverFanout observers(std::move(observer_list));
   auto server = make_server_role(spec, schedule,
                                  ServerContext{.parameters = model->parameters(),
                                                .buffers = model->buffers(),
@@ -159,6 +170,7 @@ int simulate(const ServerOptions& options) {
   SimResult result;
   try {
     recorder.start();
+    if (timeline) timeline->start();
     result = cluster.run(*server, role_ptrs, [&] { recorder.after_dispatch(server->iteration()); });
     status = result.status;
     ok = result.ok;
@@ -166,6 +178,7 @@ int simulate(const ServerOptions& options) {
     recorder.write_evaluated(/*wait=*/true);
     recorder.load_evaluated_model();  // the averaged model, if any
     model->save(run.path());
+    if (timeline) timeline->write(run.file("timeline.json"));
   } catch (const IoError& e) {
     fmt::print(stderr, "init_server: {}\n", e.what());
     status = fmt::format("failed: {}", e.what());

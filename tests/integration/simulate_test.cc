@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <sstream>
 #include <thread>
 
@@ -45,13 +46,30 @@ std::vector<std::string> column(const std::string& csv, int col) {
 TEST(Simulate, LearnsAndWritesTheRunDirectoryWithVirtualTime) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   TempDir dir;
-  auto r =
-      testing::run(PSGD_INIT_SERVER,
-                   with(kJob, {"--simulate", "--output", dir.file("sim"), "--net_bandwidth",
-                               "100Mbps", "--net_latency", "1ms", "--sim_compute", "fixed:5ms"}),
-                   dir, 120);
+  auto r = testing::run(
+      PSGD_INIT_SERVER,
+      with(kJob, {"--simulate", "--output", dir.file("sim"), "--net_bandwidth", "100Mbps",
+                  "--net_latency", "1ms", "--sim_compute", "fixed:5ms", "--timeline"}),
+      dir, 120);
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   auto summary = nlohmann::json::parse(read_file(dir.file("sim") + "/summary.json"));
+  {
+    // --timeline: the real run's Chrome trace, in virtual time: every compute slice is the
+    // simulated 5 ms, and the trace ends when the virtual clock does.
+    SCOPED_TRACE("timeline.json");
+    const auto trace = nlohmann::json::parse(read_file(dir.file("sim") + "/timeline.json"));
+    int computes = 0;
+    double end_us = 0;
+    for (const auto& e : trace.at("traceEvents")) {
+      if (e.at("ph") != "X") continue;
+      end_us = std::max(end_us, e.at("ts").get<double>() + e.at("dur").get<double>());
+      if (e.at("name") != "compute") continue;
+      ++computes;
+      EXPECT_NEAR(e.at("dur").get<double>(), 5000.0, 1.0);
+    }
+    EXPECT_EQ(computes, 2 * 2 * 47);  // each worker computes every iteration
+    EXPECT_NEAR(end_us / 1e6, summary["virtual_seconds"].get<double>(), 1e-3);
+  }
   EXPECT_EQ(summary["status"], "completed");
   EXPECT_EQ(summary["iterations"], 2 * 47);  // ceil(3000 / (2 * 32)) per epoch
   EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << "chance is 0.1";

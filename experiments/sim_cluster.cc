@@ -287,6 +287,7 @@ void SimCluster::worker_lost(NodeId worker) {
     const bool go_on = server_->on_worker_lost(worker, out);
     server_clock_.end();
     free_at(kServer) = server_clock_.now();
+    if (on_lost_) on_lost_(worker, t, go_on);
     if (!go_on) {
       end(false, fmt::format("worker {} failed at {:g} s (simulated)", worker, t));
       return;

@@ -84,6 +84,13 @@ class SimCluster {
   SimResult run(ServerRole& server, std::span<WorkerRole* const> workers,
                 const std::function<void()>& after_server_event = {});
 
+  // Called when a worker fails (--fail W@T), after the server role has decided: the worker, the
+  // virtual time, and whether the strategy carries on without it (summary.json's worker_lost
+  // event, as a real run records it).
+  void on_worker_lost(std::function<void(NodeId worker, double at_s, bool carried_on)> f) {
+    on_lost_ = std::move(f);
+  }
+
   // Frame bytes the server has received from / sent to worker `worker` so far, as its Transport
   // counts them (network/transport.h: a message counts as sent when its handler hands it over,
   // as received once it has arrived).
@@ -132,6 +139,7 @@ class SimCluster {
   ServerRole* server_ = nullptr;
   std::vector<WorkerRole*> workers_;
   std::function<void()> after_server_event_;
+  std::function<void(NodeId, double, bool)> on_lost_;
   bool done_ = false;
   SimResult result_;
 };

@@ -163,6 +163,19 @@ int simulate(const ServerOptions& options) {
                                                .downlink = downlink_codec_spec(spec),
                                                .clock = &cluster.server_clock(),
                                                .observer = &observers});
+  // A simulated failure (--fail W@T) is recorded as a real run records a lost worker.
+  std::vector<std::pair<int, std::string>> lost;
+  cluster.on_worker_lost([&](NodeId w, double at_s, bool carried_on) {
+    const std::string why = fmt::format("failed at {:g} s of virtual time (--fail)", at_s);
+    events.push_back({{"event", "worker_lost"},
+                      {"worker", w},
+                      {"host", "sim"},
+                      {"iteration", server->iteration()},
+                      {"virtual_s", at_s},
+                      {"why", why},
+                      {"carried_on", carried_on}});
+    lost.emplace_back(w, why);
+  });
   // A write that fails (a full disk) ends the run as "failed: cannot write <file>: <reason>",
   // as in a real run; summary.json is still attempted, every file whole or absent.
   std::string status;
@@ -188,8 +201,15 @@ int simulate(const ServerOptions& options) {
   nlohmann::json worker_files;
   try {
     WorkerResults results(n);
+    std::vector<bool> gone(static_cast<std::size_t>(n), false);
+    for (const auto& [w, why] : lost) {
+      results.lost(w, fmt::format("worker {} was lost: {}", w, why));
+      gone[static_cast<std::size_t>(w)] = true;
+    }
+    // A failed worker's last piece never comes, as a dead client's does not.
     for (int w = 0; w < n; ++w)
-      for (const WorkerLog& piece : outboxes[static_cast<std::size_t>(w)].take(/*last=*/true))
+      for (const WorkerLog& piece :
+           outboxes[static_cast<std::size_t>(w)].take(/*last=*/!gone[static_cast<std::size_t>(w)]))
         results.add(w, piece);
     worker_files = results.write(run.path());
   } catch (const std::exception& e) {
@@ -205,6 +225,10 @@ int simulate(const ServerOptions& options) {
                          {"process_wall_seconds", wall_s},
                          {"peak_rss_bytes", rss}}},
                        {"worker_files", worker_files}};
+  nlohmann::json lost_workers = nlohmann::json::array();
+  for (const auto& entry : lost)
+    lost_workers.push_back(entry.first);
+  extra["lost_workers"] = lost_workers;
   if (!events.empty()) extra["events"] = events;
   if (ok) extra["parameters_sha256"] = sha256_hex(model->parameters());
   recorder.finish(status, ok, server->iteration(), extra);  // IoError: the run's last word

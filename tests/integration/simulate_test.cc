@@ -188,8 +188,17 @@ TEST(Simulate, AllreduceRingShrinksAfterASimulatedFailure) {
   auto summary = nlohmann::json::parse(read_file(dir.file("shrink") + "/summary.json"));
   EXPECT_EQ(summary["status"], "completed");
   EXPECT_EQ(summary["iterations"], 2 * 47);
-  ASSERT_EQ(summary["events"].size(), 1u) << summary.dump(1);
-  const auto& e = summary["events"][0];
+  // As in a real run: the loss (carried on), then the re-formed ring.
+  ASSERT_EQ(summary["events"].size(), 2u) << summary.dump(1);
+  const auto& loss = summary["events"][0];
+  EXPECT_EQ(loss["event"], "worker_lost");
+  EXPECT_EQ(loss["worker"], 1);
+  EXPECT_EQ(loss["carried_on"], true);
+  EXPECT_DOUBLE_EQ(loss["virtual_s"].get<double>(), 0.2);
+  EXPECT_EQ(summary["lost_workers"], nlohmann::json::array({1}));
+  EXPECT_EQ(summary["worker_files"][1]["complete"], false) << summary["worker_files"].dump();
+  EXPECT_EQ(summary["worker_files"][0]["complete"], true) << summary["worker_files"].dump();
+  const auto& e = summary["events"][1];
   EXPECT_EQ(e["event"], "ring_reformed");
   EXPECT_EQ(e["lost"], nlohmann::json::array({1}));
   EXPECT_EQ(e["ring_size"], summary["nodes"].get<int>() - 1);
@@ -204,9 +213,9 @@ TEST(Simulate, AllreduceRingShrinksAfterASimulatedFailure) {
   r = testing::run(PSGD_INIT_SERVER, with(flags("shrink", "r2"), {"--redundancy", "2"}), dir, 120);
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   summary = nlohmann::json::parse(read_file(dir.file("r2") + "/summary.json"));
-  ASSERT_EQ(summary["events"].size(), 1u) << summary.dump(1);
-  EXPECT_EQ(summary["events"][0]["untrained_blocks"], nlohmann::json::array());
-  EXPECT_EQ(summary["events"][0]["untrained_samples"], 0);
+  ASSERT_EQ(summary["events"].size(), 2u) << summary.dump(1);
+  EXPECT_EQ(summary["events"][1]["untrained_blocks"], nlohmann::json::array());
+  EXPECT_EQ(summary["events"][1]["untrained_samples"], 0);
 
   r = testing::run(PSGD_INIT_SERVER, flags("fail", "fail"), dir, 120);
   EXPECT_EQ(r.code, 1) << r.out << r.err;
@@ -214,6 +223,10 @@ TEST(Simulate, AllreduceRingShrinksAfterASimulatedFailure) {
   EXPECT_NE(summary["status"].get<std::string>().find("worker 1 failed at 0.2 s"),
             std::string::npos)
       << summary["status"];
+  ASSERT_EQ(summary["events"].size(), 1u) << summary.dump(1);
+  EXPECT_EQ(summary["events"][0]["event"], "worker_lost");
+  EXPECT_EQ(summary["events"][0]["carried_on"], false);
+  EXPECT_EQ(summary["lost_workers"], nlohmann::json::array({1}));
 }
 
 // asgd with delay compensation (DC-ASGD-a, the paper's lambda) through the whole stack: flags,

@@ -20,6 +20,7 @@
 #include "nn/normalize.h"
 #include "nn/npy.h"
 #include "tests/nn/expect_error.h"
+#include "tests/nn/npy_bytes.h"
 #include "tests/nn/test_dir.h"
 
 namespace psgd::nn {
@@ -159,18 +160,7 @@ TEST(Csv, SourceHoldsOutEveryFifthRowWithoutATestSet) {
 
 Bytes npy(const std::string& descr, const std::string& shape, const Bytes& data,
           bool fortran = false) {
-  std::string header = "{'descr': '" + descr +
-                       "', 'fortran_order': " + (fortran ? "True" : "False") +
-                       ", 'shape': " + shape + ", }";
-  while ((10 + header.size() + 1) % 64 != 0)
-    header += ' ';
-  header += '\n';
-  Bytes b{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  b.push_back(static_cast<unsigned char>(header.size() & 0xff));
-  b.push_back(static_cast<unsigned char>(header.size() >> 8));
-  b.insert(b.end(), header.begin(), header.end());
-  b.insert(b.end(), data.begin(), data.end());
-  return b;
+  return testing::npy_bytes(descr, shape, data, fortran);
 }
 
 template <class T>

@@ -21,6 +21,7 @@
 #include "nn/npy.h"
 #include "nn/trainer.h"
 #include "tests/nn/expect_error.h"
+#include "tests/nn/npy_bytes.h"
 #include "tests/nn/test_dir.h"
 #include "tests/script_models.h"
 
@@ -37,18 +38,8 @@ Bytes npy(const std::string& descr, const std::vector<std::int64_t>& shape, cons
   std::string dims;
   for (auto d : shape)
     dims += std::to_string(d) + ", ";
-  std::string header =
-      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
-  while ((10 + header.size() + 1) % 64 != 0)
-    header += ' ';
-  header += '\n';
-  Bytes b{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  b.push_back(static_cast<unsigned char>(header.size() & 0xff));
-  b.push_back(static_cast<unsigned char>(header.size() >> 8));
-  b.insert(b.end(), header.begin(), header.end());
   const auto* p = static_cast<const unsigned char*>(data);
-  b.insert(b.end(), p, p + bytes);
-  return b;
+  return testing::npy_bytes(descr, "(" + dims + ")", Bytes(p, p + bytes));
 }
 
 template <class T>

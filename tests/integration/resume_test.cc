@@ -61,8 +61,12 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   Passphrase passphrase;
   // The uninterrupted run.
+  // --save_every_epoch too: the model files of the epochs before the crash stay, and model_best.pt
+  // is chosen over the epochs of both server lives as in the run that was never interrupted.
+  std::vector<std::string> job = kJob;
+  job.push_back("--save_every_epoch");
   Cluster whole;
-  ASSERT_NO_FATAL_FAILURE(whole.start(2, kJob));
+  ASSERT_NO_FATAL_FAILURE(whole.start(2, job));
   auto code = whole.server->wait(120s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << whole.logs();
   ASSERT_EQ(*code, 0) << whole.logs();
@@ -74,7 +78,7 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
 
   // The same run, its server killed (SIGKILL, by itself) right after its 5th checkpoint: at
   // iteration 40, in the middle of epoch 2 (checkpoints at 10, 20, 30, 32 and 40).
-  std::vector<std::string> crashing = kJob;
+  std::vector<std::string> crashing = job;
   crashing.insert(crashing.end(), {"--crash_after_checkpoints", "5"});
   Cluster broken;
   ASSERT_NO_FATAL_FAILURE(broken.start(2, crashing));
@@ -109,6 +113,14 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   EXPECT_TRUE(recorded) << got.dump(1);
   // metrics.csv continues: every epoch once, in order.
   EXPECT_EQ(metrics_epochs(run), (std::vector<int>{0, 1, 2, 3}));
+  // The model files: byte-identical to the uninterrupted run's, epoch by epoch and the best.
+  EXPECT_EQ(got["best_model"], expected["best_model"]) << got["best_model"].dump();
+  for (const std::string tag : {"epoch_1", "epoch_2", "epoch_3", "best"}) {
+    const std::string file = "state_dict_" + tag + ".pt";
+    ASSERT_TRUE(std::filesystem::exists(run + "/" + file)) << file;
+    EXPECT_TRUE(read_file(run + "/" + file) == read_file(whole.dir.file("run") + "/" + file))
+        << file << " differs from the uninterrupted run's";
+  }
   EXPECT_NE(read_file(broken.dir.file("resumed.out")).find("resuming"), std::string::npos)
       << read_file(broken.dir.file("resumed.out"));
 }

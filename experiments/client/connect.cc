@@ -53,14 +53,14 @@ int Client::run() {
   });
   const double wait = session_.wait_s > 0 ? session_.wait_s : 1e9;  // 0: about 30 years
   if (session_.job_id.empty()) {
-    if (opts_.serve) {
+    if (opts_.serve && session_.last_refusal.empty()) {
       say(session_.wait_s > 0
               ? fmt::format("resident worker: waiting for a job from {}:{} (for up to {:.0f} s; "
                             "SIGTERM stops it)",
                             opts_.ip, opts_.port, wait)
               : fmt::format("resident worker: waiting for a job from {}:{} (until SIGTERM)",
                             opts_.ip, opts_.port));
-    } else {
+    } else if (!opts_.serve) {
       say(fmt::format("connecting to {}:{} (retrying for up to {:.0f} s while the server starts)",
                       opts_.ip, opts_.port, wait));
     }
@@ -232,7 +232,8 @@ void Client::give_up(const std::string& why, bool tell_server) {
   if (done_) return;
   done_ = true;
   if (exit_code_ == 0) exit_code_ = 1;
-  say(why, /*error=*/true);
+  if (had_job() || why != session_.last_refusal) say(why, /*error=*/true);
+  if (!had_job()) session_.last_refusal = why;
   signals_.cancel();
   results_timer_.cancel();
   retry_timer_.cancel();
@@ -258,13 +259,14 @@ struct JobEnd {
   int signal = 0;
   bool had_job = false;
 };
-JobEnd run_job(const ClientOptions& options, const std::optional<net::AuthKey>& key,
-               double wait_s) {
-  ClientSession session{.key = key, .wait_s = wait_s};
+JobEnd run_job(const ClientOptions& options, const std::optional<net::AuthKey>& key, double wait_s,
+               std::string& last_refusal) {
+  ClientSession session{.key = key, .wait_s = wait_s, .last_refusal = last_refusal};
   while (true) {
     Client client(options, session);
     const int code = client.run();
     const JobEnd end{.code = code, .signal = client.signalled(), .had_job = client.had_job()};
+    last_refusal = end.had_job ? "" : session.last_refusal;
     if (!client.lost_server()) return end;
     if (session.reconnects >= options.reconnects) {
       fmt::print(stderr, "client: lost the server; not reconnecting (--reconnects {}: {} used)\n",
@@ -304,12 +306,15 @@ int pause_unless_signalled(double seconds) {
 int run_client(const ClientOptions& options) {
   return exit_code_of("client", [&] {
     const std::optional<net::AuthKey> key = net::load_key(options.passphrase_file);
-    if (!options.serve) return run_job(options, key, options.connect_timeout).code;
+    std::string last_refusal;
+    if (!options.serve) return run_job(options, key, options.connect_timeout, last_refusal).code;
     // A resident worker: job after job, each a fresh session (a new job id is welcome; within a
     // job the rules of a one-job client hold), until a signal or --serve_timeout without a job.
     int jobs = 0;
     SteadyClock clock;
     double idle_since = clock.now();
+    int attempts_without_a_job = 0;
+    bool told_quiet = false;  // that a repeated refusal is no longer printed
     while (true) {
       const double left =
           options.serve_timeout > 0 ? options.serve_timeout - (clock.now() - idle_since) : 0;
@@ -320,7 +325,8 @@ int run_client(const ClientOptions& options) {
             options.serve_timeout, jobs);
         return 0;
       }
-      const JobEnd end = run_job(options, key, options.serve_timeout > 0 ? left : 0);
+      const std::string refused_before = last_refusal;
+      const JobEnd end = run_job(options, key, options.serve_timeout > 0 ? left : 0, last_refusal);
       if (end.signal != 0) {
         fmt::print("client: resident worker stopped by a signal after {} job(s)\n", jobs);
         std::fflush(stdout);
@@ -334,8 +340,23 @@ int run_client(const ClientOptions& options) {
         std::fflush(stdout);
       }
       // Whatever ended the attempt (a job's end, a full or refusing server), the next dial
-      // waits a moment: a finished server may still be closing its links.
-      if (const int sig = pause_unless_signalled(1.0); sig != 0) {
+      // waits a moment: a finished server may still be closing its links. Attempts refused one
+      // after another wait 1, 2, 4, then 5 s (a job that needs this worker waits at most that).
+      attempts_without_a_job = end.had_job ? 0 : attempts_without_a_job + 1;
+      const bool repeated =
+          !end.had_job && !refused_before.empty() && refused_before == last_refusal;
+      if (repeated && !told_quiet) {
+        fmt::print(
+            stderr,
+            "client: resident worker: refused again for the same reason; retrying at most "
+            "5 s apart without repeating it until a job takes this worker (SIGTERM stops it)\n");
+      }
+      told_quiet = repeated;
+      const double pause = attempts_without_a_job <= 1   ? 1.0
+                           : attempts_without_a_job == 2 ? 2.0
+                           : attempts_without_a_job == 3 ? 4.0
+                                                         : 5.0;
+      if (const int sig = pause_unless_signalled(pause); sig != 0) {
         fmt::print("client: resident worker stopped by a signal after {} job(s)\n", jobs);
         return 0;
       }

@@ -51,6 +51,9 @@ struct ClientSession {
   std::optional<net::AuthKey> key;  // loaded once (standard input is read once): --serve
   double wait_s = 0;                // how long to dial before the job: --connect_timeout, or
                                     // --serve_timeout between a resident worker's jobs (0: ever)
+  // --serve: why the last attempt without a job ended. The same refusal again (a full server, a
+  // wrong passphrase) is not printed again, nor the "waiting for a job" line before it.
+  std::string last_refusal;
 };
 
 class Client {

@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "tests/integration/cluster.h"
 
@@ -91,6 +92,45 @@ TEST(Serve, ResidentWorkersRunTwoJobsInARowThenStopOnSigterm) {
     EXPECT_EQ(*code, 0) << logs();
     EXPECT_NE(c->out().find("stopped by a signal after 2 job(s)"), std::string::npos) << logs();
   }
+}
+
+// A resident worker refused again and again (here: a server with another passphrase) says why
+// once, then that it retries quietly, instead of a line a second for as long as it is refused;
+// it still stops on SIGTERM at once.
+TEST(Serve, ARepeatedRefusalIsPrintedOnceAndRetriedWithBackoff) {
+  testing::TempDir dir;
+  std::ofstream(dir.file("server_secret")) << "the lab's secret\n";
+  std::ofstream(dir.file("worker_secret")) << "an old secret\n";
+  ::chmod(dir.file("server_secret").c_str(), 0600);
+  ::chmod(dir.file("worker_secret").c_str(), 0600);
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  testing::Process server(
+      PSGD_INIT_SERVER,
+      {"--node_count", "1", "--working_ports", std::to_string(port), "--bind", "127.0.0.1",
+       "--passphrase_file", dir.file("server_secret"), "--output", dir.file("run"),
+       "--train_samples", "200", "--test_samples", "100", "--join_timeout", "60"},
+      dir.file("server.out"), dir.file("server.err"));
+  testing::Process worker(PSGD_CLIENT,
+                          {"--ip", "127.0.0.1", "--port", std::to_string(port), "--serve",
+                           "--passphrase_file", dir.file("worker_secret")},
+                          dir.file("worker.out"), dir.file("worker.err"));
+  // Attempts at about 0, 1, 3, 7 and 12 s: four refusals and more within 14 s.
+  ASSERT_TRUE(testing::wait_for_output(worker, "retrying at most 5 s apart", 30s))
+      << worker.out() << worker.err();
+  std::this_thread::sleep_for(12s);
+  ASSERT_TRUE(worker.running()) << worker.out() << worker.err();
+  const std::string err = worker.err();
+  const std::string out = worker.out();
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 2) << err;  // the refusal, then the note
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;  // waiting for a job (once)
+  EXPECT_NE(server.out().find("passphrase"), std::string::npos) << server.out() << server.err();
+  worker.signal(SIGTERM);
+  const auto code = worker.wait(30s);
+  ASSERT_TRUE(code.has_value()) << "the resident worker ignored SIGTERM";
+  EXPECT_EQ(*code, 0);
+  server.signal(SIGTERM);
+  EXPECT_TRUE(server.wait(30s).has_value());
 }
 
 // --serve_timeout is a resident worker's wait: without --serve it is refused in one line.

@@ -133,6 +133,72 @@ TEST(Serve, ARepeatedRefusalIsPrintedOnceAndRetriedWithBackoff) {
   EXPECT_TRUE(server.wait(30s).has_value());
 }
 
+// SIGTERM to a resident worker during a job: it leaves that job as a one-job client does (the
+// server hears why and carries on without it) and exits with 128 + 15; the other resident worker
+// outlives the job and stops with 0 on its own SIGTERM between jobs.
+TEST(Serve, ASignalDuringAJobLeavesItAndExitsWithTheSignalsCode) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  testing::TempDir dir;
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  std::vector<std::unique_ptr<testing::Process>> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<testing::Process>(
+        PSGD_CLIENT,
+        std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port), "--serve",
+                                 "--serve_timeout", "300"},
+        dir.file("client" + std::to_string(i) + ".out"),
+        dir.file("client" + std::to_string(i) + ".err")));
+  }
+  const std::string run = dir.file("run");
+  // Long enough (hundreds of epochs) that the signals below come during training; asgd carries
+  // on without a worker that left.
+  testing::Process server(PSGD_INIT_SERVER,
+                          {"--node_count",    "2",         "--working_ports", std::to_string(port),
+                           "--bind",          "127.0.0.1", "--output",        run,
+                           "--train_samples", "2000",      "--test_samples",  "200",
+                           "--epochs",        "500",       "--batch_size",    "50",
+                           "--join_timeout",  "120",       "--psgd",          "asgd"},
+                          dir.file("server.out"), dir.file("server.err"));
+  auto logs = [&] {
+    std::string s = "--- server\n" + server.out() + server.err();
+    for (auto& c : clients)
+      s += "--- client\n" + c->out() + c->err();
+    return s;
+  };
+  for (auto& c : clients)
+    ASSERT_TRUE(testing::wait_for_output(*c, " of 2: ", 120s)) << logs();
+  clients[1]->signal(SIGTERM);
+  const auto left = clients[1]->wait(30s);
+  ASSERT_TRUE(left.has_value()) << "a resident worker ignored SIGTERM during a job\n" << logs();
+  EXPECT_EQ(*left, 128 + SIGTERM) << logs();
+  EXPECT_EQ(clients[1]->out().find("job 1 ended"), std::string::npos) << logs();
+  // The other worker trains on; then the server is stopped and its job ends for that worker.
+  ASSERT_TRUE(clients[0]->running()) << logs();
+  server.signal(SIGTERM);
+  const auto code = server.wait(60s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << logs();
+  const auto summary = testing::summary_in(run);
+  EXPECT_EQ(summary["status"], "interrupted") << summary.dump(1);
+  bool lost = false;
+  for (const auto& e : summary["events"]) {
+    if (e["event"] == "worker_lost") {
+      lost = true;
+      EXPECT_EQ(e["carried_on"], true) << e.dump();
+      EXPECT_NE(e["why"].get<std::string>().find("SIGTERM"), std::string::npos) << e.dump();
+    }
+  }
+  EXPECT_TRUE(lost) << summary.dump(1);
+  ASSERT_TRUE(testing::wait_for_output(*clients[0], "job 1 ended", 60s)) << logs();
+  ASSERT_TRUE(clients[0]->running()) << logs();
+  clients[0]->signal(SIGTERM);
+  const auto stayed = clients[0]->wait(30s);
+  ASSERT_TRUE(stayed.has_value()) << logs();
+  EXPECT_EQ(*stayed, 0) << logs();
+  EXPECT_NE(clients[0]->out().find("stopped by a signal after 1 job(s)"), std::string::npos)
+      << logs();
+}
+
 // --serve_timeout is a resident worker's wait: without --serve it is refused in one line.
 TEST(Serve, ServeTimeoutWithoutServeIsRefused) {
   testing::TempDir dir;

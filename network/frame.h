@@ -23,10 +23,14 @@ namespace psgd {
 
 inline constexpr std::size_t kFrameHeaderBytes = 16;
 
-// The largest frame body either side of a training link accepts once the model is known: the
-// biggest gradient a codec may produce for `num_parameters` values (twice fp32) plus headroom.
+// The largest frame body either side of a training link accepts once the model is known. The
+// biggest messages are not gradients (at most twice fp32) but a worker's whole state (WorkerState
+// for a checkpoint, RingHalted and RingReform when an allreduce ring shrinks): its parameters and
+// buffers, up to three optimiser slots per parameter (Adam with amsgrad, centred RMSprop with
+// momentum), an error-feedback residual and worker-side momentum, 4 B each: 24 B per value.
+// 32 B leaves headroom for the snapshot's framing; the limit guards against absurd sizes only.
 inline std::uint64_t training_frame_limit(std::size_t num_parameters) {
-  return 8 * static_cast<std::uint64_t>(num_parameters) + (1 << 20);
+  return 32 * static_cast<std::uint64_t>(num_parameters) + (1 << 20);
 }
 inline constexpr std::uint32_t kFrameMagic = 0x44475350;  // "PSGD" read as little-endian
 

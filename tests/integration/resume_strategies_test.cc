@@ -44,6 +44,11 @@ const Case kCases[] = {
     // PowerSGD's error feedback and warm-start Q are each worker's own state in the checkpoint.
     {"allreduce_powersgd", {"--psgd", "allreduce", "--codec", "powersgd", "--codec_rank", "2"}},
     {"allreduce_fp16", {"--psgd", "allreduce", "--codec", "fp16"}},
+    // A model of 1.6 M parameters with Adam's three slots (amsgrad): each worker's state is four
+    // times its parameters, more than a gradient frame ever is.
+    {"allreduce_adam_dnn",
+     {"--psgd", "allreduce", "--optimizer", "adam", "--amsgrad", "--model", "dnn", "--learn_rate",
+      "0.001"}},
     {"broadcast_sign", {"--psgd", "broadcast", "--codec", "sign"}},
     {"ccdc", {"--psgd", "broadcast", "--codec", "ccdc", "--redundancy", "2"}, 3},
     {"gc", {"--psgd", "ssgd", "--codec", "gc", "--redundancy", "2"}, 2, false},

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup_sshd.sh  # a real sshd for tests/python/sshd_test.py, installed without starting it
 scripts/build.sh
 cd "${BUILD_DIR:-build}"
 ctest -j 2 --output-on-failure --timeout 600 "$@"

@@ -57,7 +57,18 @@ ClusterFile read_cluster_file(const std::string& path) {
     throw ConfigError(fmt::format("{}: not valid JSON: {}", where, e.what()));
   }
   if (!c.json.is_object()) throw ConfigError(fmt::format("{}: expected a JSON object", where));
-  only_keys(c.json, {"server", "passphrase_file", "workers"}, where);
+  only_keys(c.json, {"server", "passphrase_file", "workers", "ssh"}, where);
+  if (c.json.contains("ssh")) {  // for the launchers (launch_ssh.sh); checked here all the same
+    const auto& ssh = c.json.at("ssh");
+    if (!ssh.is_object()) {
+      throw ConfigError(fmt::format(
+          "{}: \"ssh\" must be an object with port, identity_file or known_hosts", where));
+    }
+    only_keys(ssh, {"port", "identity_file", "known_hosts"}, where + " ssh");
+    integer(ssh, "port", where + " ssh", 22, 1, 65535);
+    text(ssh, "identity_file", where + " ssh", false);
+    text(ssh, "known_hosts", where + " ssh", false);
+  }
   if (!c.json.contains("server") || !c.json.at("server").is_object()) {
     throw ConfigError(fmt::format("{}: \"server\" must be an object with \"address\"", where));
   }

@@ -21,7 +21,16 @@
 #                     address from `hostname -I`)
 #   --port P          the server's port (default 55555)
 #   --repo DIR        the psgd checkout on every host (default: this one's path)
-#   --ssh CMD         the ssh command (default: "ssh -o BatchMode=yes")
+#   --ssh CMD         the ssh command (default: "ssh -o BatchMode=yes"; split at spaces)
+#   --ssh_port P      the port of sshd on every host (ssh -p P; default: ssh's own: 22, or what
+#                     ~/.ssh/config says)
+#   --ssh_identity F  the private key to log in with (ssh -i F -o IdentitiesOnly=yes)
+#   --ssh_known_hosts F  the hosts' public keys (ssh -o UserKnownHostsFile=F), checked strictly: a
+#                     host not in F, or with another key, is refused (StrictHostKeyChecking=yes)
+#                     With --cluster these three come from the file's "ssh" object (port,
+#                     identity_file, known_hosts; a relative path there is taken from the file's
+#                     directory) and are refused as flags. A relative path given as a flag is taken
+#                     from the directory this script was started in; ~/ is your home directory.
 #   --insecure        run without a passphrase: the server listens on every interface and anyone
 #                     who can reach its port can join the job or send it data
 #   --dry_run         print every command and start nothing
@@ -36,13 +45,16 @@
 # other than hosts x per_host is refused (a node_count equal to init_server's default, 4, cannot
 # be told from none and is replaced by hosts x per_host).
 set -euo pipefail
+export LAUNCH_SSH_START_DIR=${LAUNCH_SSH_START_DIR:-$PWD}  # relative paths are taken from here
+start_dir=$LAUNCH_SSH_START_DIR
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/experiments
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_ssh: $*" >&2; exit 2; }
 
 hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
 ssh_cmd="ssh -o BatchMode=yes" dry=0 insecure=0 cluster="" node_list=""
+ssh_port="" ssh_identity="" ssh_known_hosts=""
 all_args=("$@")
 while (($#)); do
   case "$1" in
@@ -58,6 +70,9 @@ while (($#)); do
     --server) server=${2:-}; shift 2 ;;
     --repo) repo=${2:-}; shift 2 ;;
     --ssh) ssh_cmd=${2:-}; shift 2 ;;
+    --ssh_port) ssh_port=${2:-}; shift 2 ;;
+    --ssh_identity) ssh_identity=${2:-}; shift 2 ;;
+    --ssh_known_hosts) ssh_known_hosts=${2:-}; shift 2 ;;
     --dry_run) dry=1; shift ;;
     --insecure) insecure=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -105,25 +120,43 @@ if [[ -n $node_list ]]; then
   ((${#failed[@]} == 0)) || { echo "launch_ssh: --nodes: the jobs with ${failed[*]} workers failed" >&2; exit 1; }
   exit 0
 fi
+# A path as given (relative to directory $2, ~/ for the home directory) made absolute.
+absolute() {
+  local f=$1
+  [[ -z $f ]] && return 0
+  [[ $f == "~/"* ]] && f=$HOME/${f#"~/"}
+  [[ $f == /* ]] || f=$2/$f
+  printf '%s' "$f"
+}
+[[ -z $cluster ]] || cluster=$(absolute "$cluster" "$start_dir")
 list=() datasets=()
 if [[ -n $hosts && -n $prefix ]]; then die "give --hosts or --host_prefix/--first/--last, not both"; fi
 if [[ -n $cluster ]]; then
   [[ -z $hosts && -z $prefix && $per_host == 1 && -z $server_ip && $port == 55555 ]] ||
     die "--cluster gives the hosts, the server's address and port; not with --hosts, --host_prefix, --per_host, --server_ip or --port"
-  # One line per client (ssh target, its --dataset or -), after the server's address and port;
+  [[ -z $ssh_port && -z $ssh_identity && -z $ssh_known_hosts ]] ||
+    die "--cluster gives the ssh options in its \"ssh\" object (port, identity_file, known_hosts); not with --ssh_port, --ssh_identity or --ssh_known_hosts"
+  # The server's address and port, the "ssh" object's port, identity_file and known_hosts (a line
+  # each, empty when not given), then one line per client (ssh target, its --dataset or -);
   # init_server --check below checks the whole file.
   mapfile -t entries < <(python3 -c '
 import json, sys
 c = json.load(open(sys.argv[1]))
 print(c["server"]["address"], c["server"].get("port", 55555))
+ssh = c.get("ssh", {})
+for key in ("port", "identity_file", "known_hosts"):
+    print(ssh.get(key, ""))
 for w in c["workers"]:
     target = (w["user"] + "@" if w.get("user") else "") + w["host"]
     for _ in range(w.get("slots", 1)):
         print(target, w.get("dataset", "-"))' "$cluster" 2>/dev/null) ||
     die "--cluster $cluster: not a cluster file (init_server --check --cluster $cluster says why)"
-  ((${#entries[@]} >= 2)) || die "--cluster $cluster: no workers"
+  ((${#entries[@]} >= 5)) || die "--cluster $cluster: no workers"
   read -r server_ip port <<<"${entries[0]}"
-  for e in "${entries[@]:1}"; do
+  ssh_port=${entries[1]}
+  ssh_identity=$(absolute "${entries[2]}" "$(dirname "$cluster")")
+  ssh_known_hosts=$(absolute "${entries[3]}" "$(dirname "$cluster")")
+  for e in "${entries[@]:4}"; do
     read -r target dataset <<<"$e"
     list+=("$target")
     datasets+=("$dataset")
@@ -139,6 +172,28 @@ else
   die "give the worker hosts: --hosts h1,h2 or --host_prefix P --first A --last B"
 fi
 for h in "${list[@]}"; do [[ -n $h && $h != *" "* ]] || die "empty or malformed host in the list"; done
+# The ssh command, as words, and the options for the hosts' sshd.
+read -r -a ssh_argv <<<"$ssh_cmd"
+((${#ssh_argv[@]})) || die "--ssh: give an ssh command"
+ssh_extra=()
+if [[ -n $ssh_port ]]; then
+  [[ $ssh_port =~ ^[0-9]+$ ]] && ((ssh_port >= 1 && ssh_port <= 65535)) || die "ssh port $ssh_port: not a port"
+  ssh_extra+=(-p "$ssh_port")
+fi
+if [[ -n $ssh_identity ]]; then
+  [[ $cluster ]] || ssh_identity=$(absolute "$ssh_identity" "$start_dir")
+  [[ -f $ssh_identity && -r $ssh_identity ]] || die "cannot read the ssh key $ssh_identity"
+  ssh_extra+=(-i "$ssh_identity" -o IdentitiesOnly=yes)
+fi
+if [[ -n $ssh_known_hosts ]]; then
+  [[ $cluster ]] || ssh_known_hosts=$(absolute "$ssh_known_hosts" "$start_dir")
+  [[ -f $ssh_known_hosts && -r $ssh_known_hosts ]] || die "cannot read the known_hosts file $ssh_known_hosts"
+  [[ $ssh_known_hosts != *[[:space:]]* ]] || die "the known_hosts file's path $ssh_known_hosts has a space, which ssh cannot take; move it"
+  ssh_extra+=(-o "UserKnownHostsFile=$ssh_known_hosts" -o StrictHostKeyChecking=yes)
+fi
+ssh_argv+=("${ssh_extra[@]}")
+ssh_shown=$ssh_cmd
+((${#ssh_extra[@]})) && ssh_shown+=" $(printf '%q ' "${ssh_extra[@]}")" && ssh_shown=${ssh_shown% }
 [[ $per_host =~ ^[0-9]+$ && $per_host -ge 1 ]] || die "--per_host must be a positive number"
 [[ $port =~ ^[0-9]+$ && $port -ge 1 && $port -le 65535 ]] || die "--port $port: not a port"
 for f in "${flags[@]}"; do
@@ -231,12 +286,12 @@ client_command() {  # client_command I: the remote command of client I
 }
 echo "launch_ssh: $nodes workers on ${#list[@]} host(s) x $per_host${LAUNCH_SSH_TAKE:+ (the first $nodes slots)}; server ${server:-this machine} ($server_ip:$port); run directory $out"
 if [[ -n $server ]]; then
-  echo "  server: $ssh_cmd $server '$remote_server_line'$stdin_note"
+  echo "  server: $ssh_shown $server '$remote_server_line'$stdin_note"
 else
   echo "  server: $server_line"
 fi
 for i in "${!targets[@]}"; do
-  echo "  client: $ssh_cmd ${targets[i]} '$(client_command "$i")'$stdin_note"
+  echo "  client: $ssh_shown ${targets[i]} '$(client_command "$i")'$stdin_note"
 done
 ((dry)) && exit 0
 
@@ -246,7 +301,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [[ -n $server ]]; then
-  secret_in | $ssh_cmd "$server" "$remote_server_line" > "$out/logs/server.log" 2>&1 &
+  secret_in | "${ssh_argv[@]}" "$server" "$remote_server_line" > "$out/logs/server.log" 2>&1 &
 else
   bash -c "$server_line" > "$out/logs/server.log" 2>&1 &
 fi
@@ -257,7 +312,7 @@ for i in "${!targets[@]}"; do
   h=${targets[i]}
   k=${seen[$h]:-0}
   seen[$h]=$((k + 1))
-  secret_in | $ssh_cmd "$h" "$(client_command "$i")" > "$out/logs/ssh-$h-$k.log" 2>&1 &
+  secret_in | "${ssh_argv[@]}" "$h" "$(client_command "$i")" > "$out/logs/ssh-$h-$k.log" 2>&1 &
   pids+=("$!")
 done
 rc=0

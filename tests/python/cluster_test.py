@@ -69,7 +69,13 @@ class ClusterFlag(unittest.TestCase):
                                        ("typo", {"server": {"address": "x"}, "workers": [{"hots": "a"}]},
                                         "workers[0]: unknown key \"hots\""),
                                        ("slots", {"server": {"address": "x"}, "workers": [{"host": "a", "slots": 0}]},
-                                        "\"slots\" must be an integer")):
+                                        "\"slots\" must be an integer"),
+                                       ("sshkey", {"server": {"address": "x"}, "workers": [{"host": "a"}],
+                                                   "ssh": {"identity": "k"}}, "ssh: unknown key \"identity\""),
+                                       ("sshport", {"server": {"address": "x"}, "workers": [{"host": "a"}],
+                                                    "ssh": {"port": 70000}}, "\"port\" must be an integer"),
+                                       ("sshtype", {"server": {"address": "x"}, "workers": [{"host": "a"}],
+                                                    "ssh": "-p 2222"}, "\"ssh\" must be an object")):
                 bad = write(os.path.join(d, name + ".json"), body if isinstance(body, str) else json.dumps(body))
                 cases.append((["--cluster", bad], reason))
             for args, reason in cases:
@@ -96,6 +102,24 @@ class ClusterFlag(unittest.TestCase):
                           out.stdout)
             self.assertIn(f"--cluster {path}", out.stdout)
             self.assertNotIn("s3cret", out.stdout + out.stderr)
+            # The "ssh" object: sshd's port, the key (relative to the file's directory) and known_hosts
+            # reach every ssh; init_server takes the file and records it whole; as flags they are refused.
+            for name in ("lab_key", "hosts"):
+                write(os.path.join(d, name), "x\n", 0o600)
+            cluster["ssh"] = {"port": 2222, "identity_file": "lab_key", "known_hosts": os.path.join(d, "hosts")}
+            write(path, json.dumps(cluster))
+            self.assertEqual(json.loads(check("--cluster", path).stdout)["cluster"], cluster)
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--dry_run",
+                                  "--", "--output", os.path.join(d, "run")],
+                                 capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout.count(
+                f"ssh -o BatchMode=yes -p 2222 -i {d}/lab_key -o IdentitiesOnly=yes -o UserKnownHostsFile={d}/hosts "
+                f"-o StrictHostKeyChecking=yes me@a '"), 2, out.stdout)
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--ssh_port", "22",
+                                  "--dry_run"], capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
+            self.assertEqual(out.returncode, 2)
+            self.assertIn("not with --ssh_port", out.stderr)
             out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--hosts", "x",
                                   "--dry_run"], capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
             self.assertEqual(out.returncode, 2)

@@ -203,6 +203,35 @@ class LaunchSsh(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("init_server --node_count 3 --working_ports 55555 --codec gc --redundancy 3", out.stdout)
 
+    @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
+    def test_ssh_port_key_and_known_hosts_reach_every_ssh(self):
+        with tempfile.TemporaryDirectory() as d:
+            key, known = os.path.join(d, "lab key"), os.path.join(d, "known_hosts")
+            for path in (key, known):
+                with open(path, "w") as f:
+                    f.write("x\n")
+            # A relative path is taken from where the script was started (here: d).
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--hosts", "a,b", "--server", "s",
+                                  "--ssh_port", "2222", "--ssh_identity", "lab key", "--ssh_known_hosts",
+                                  "known_hosts", "--dry_run", "--insecure"],
+                                 capture_output=True, text=True, timeout=30, env=CLEAN_ENV, cwd=d)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            opts = (f"ssh -o BatchMode=yes -p 2222 -i {d}/lab\\ key -o IdentitiesOnly=yes "
+                    f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes ")
+            self.assertIn("server: " + opts + "s '", out.stdout)
+            self.assertEqual(out.stdout.count("client: " + opts), 2)
+            for args, why in ((["--ssh_port", "0"], "ssh port 0: not a port"),
+                              (["--ssh_identity", os.path.join(d, "none")], "cannot read the ssh key"),
+                              (["--ssh_known_hosts", os.path.join(d, "none")], "cannot read the known_hosts file"),
+                              (["--ssh", ""], "--ssh: give an ssh command")):
+                with self.subTest(args=args):
+                    out = run("launch_ssh.sh", "--hosts", "a,b", "--server_ip", "10.0.0.1", "--dry_run", "--insecure",
+                              *args)
+                    self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+                    self.assertTrue(out.stderr.startswith("launch_ssh: "), out.stderr)
+                    self.assertIn(why, out.stderr)
+                    self.assertEqual(out.stderr.count("\n"), 1, out.stderr)
+
     def test_bad_arguments(self):
         for args in ([], ["--hosts", "a", "--host_prefix", "x"], ["--host_prefix", "h", "--first", "5", "--last", "2"],
                      ["--host_prefix", "h", "--first", "a", "--last", "2"], ["--hosts", "a", "--port", "0"],

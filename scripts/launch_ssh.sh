@@ -17,8 +17,8 @@
 #                     job's plan is checked before the first starts; exits 1 if any job failed.
 #                     Not with --cluster (its slots fix the node count)
 #   --server HOST     run init_server on HOST over ssh (default: on this machine)
-#   --server_ip IP    the address clients connect to (default: --server, or this machine's first
-#                     address from `hostname -I`)
+#   --server_ip IP    the address clients connect to (default: --server without its user@, or
+#                     this machine's first address from `hostname -I`)
 #   --port P          the server's port (default 55555)
 #   --repo DIR        the psgd checkout on every host (default: this one's path)
 #   --ssh CMD         the ssh command (default: "ssh -o BatchMode=yes"; split at spaces)
@@ -215,7 +215,7 @@ if [[ -n ${LAUNCH_SSH_TAKE:-} ]]; then  # --nodes: this job takes the first N sl
   client_data=("${client_data[@]:0:nodes}")
 fi
 if [[ -z $server_ip ]]; then
-  if [[ -n $server ]]; then server_ip=$server; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
+  if [[ -n $server ]]; then server_ip=${server#*@}; else server_ip=$(hostname -I 2>/dev/null | awk '{print $1}'); fi
   [[ -n $server_ip ]] || die "cannot tell this machine's address; give --server_ip"
 fi
 

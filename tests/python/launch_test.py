@@ -170,6 +170,11 @@ class LaunchSsh(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("server: ssh -o BatchMode=yes s ", out.stdout)
         self.assertIn("client --ip s --port 6000", out.stdout)
+        # A server given as user@host: the clients dial the host.
+        out = run("launch_ssh.sh", "--hosts", "a,b", "--server", "me@s", "--dry_run", "--insecure")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("server: ssh -o BatchMode=yes me@s ", out.stdout)
+        self.assertIn("client --ip s --port 55555", out.stdout)
 
     @unittest.skipUnless(BUILT, "init_server not built (BUILD_DIR): the launchers check the job with it")
     def test_the_job_from_init_server_check_decides(self):

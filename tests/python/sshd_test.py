@@ -1,20 +1,23 @@
 #!/usr/bin/python3
 """launch_ssh.sh and sweep.py --cluster against a real sshd (Debian's openssh-server), as a lab
 uses them: the test builds three hosts with scripts/netns.sh (the server's and two workers'), makes
-a host key per worker and a client key with ssh-keygen, runs `sshd -D -e` inside each worker's
-namespace on a port of its own (key login only, the test's public key the only authorised one),
-writes a cluster file whose "ssh" object gives that port, the key and a known_hosts file, and runs
-launch_ssh.sh --cluster and sweep.py --cluster inside the server's namespace. It checks that the
-real ssh refuses another key and an unknown host key, that the job and the sweep's run complete
-with both workers joined from their own addresses through sshd's authenticated sessions, that the
-passphrase is in no process's command line while they run, that workers/<id>/log.txt arrived, and
-that nothing the test made is left (sshd processes, namespaces, keys, /run/sshd when it made it).
+a host key per host and a client key with ssh-keygen, runs `sshd -D -e` inside each namespace on
+a port of its own (key login only, the test's public key the only authorised one), writes a cluster
+file whose "ssh" object gives that port, the key and a known_hosts file, and, from the server's
+namespace, runs launch_ssh.sh --cluster, sweep.py --cluster, and launch_ssh.sh with --hosts, the
+--ssh_* flags and the server itself started over ssh (--server). It checks that the real ssh refuses
+another key and an unknown host key, that the three runs complete with both workers joined from
+their own addresses through sshd's authenticated sessions, that the passphrase is in no process's
+command line while they run, that workers/<id>/log.txt arrived, and that nothing the test made is
+left (sshd processes, namespaces, keys, /run/sshd when it made it).
 Needs root, the ip tool and sshd (scripts/setup_sshd.sh); skipped with one line otherwise."""
 import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -58,9 +61,9 @@ def alive(pid):
     return True
 
 
-# Runs in its own bash (its pid owns the namespaces). Builds the hosts, starts sshd in the two
-# worker namespaces, tries two logins that must fail, then the launch and the sweep from the
-# server's namespace. Its EXIT trap removes the namespaces and with them every process inside
+# Runs in its own bash (its pid owns the namespaces). Builds the hosts, starts sshd in each
+# namespace, tries two logins that must fail, then the launches and the sweep from the server's
+# namespace. Its EXIT trap removes the namespaces and with them every process inside
 # (sshd and its sessions): netns_teardown.
 DRIVER = r"""
 set -euo pipefail
@@ -70,7 +73,7 @@ netns_trap
 netns_cluster_create server worker0 worker1
 : > "$WORK/known_hosts"
 : > "$WORK/sshd.pids"
-for i in 1 2; do
+for i in 0 1 2; do
   ip=$(netns_ip $i)
   ssh-keygen -q -t ed25519 -N '' -C "psgd sshd_test host $i" -f "$WORK/host_key.$i"
   # Key login only, for this user, with the test's key; StrictModes off because the key lies
@@ -101,7 +104,7 @@ EOF
   echo $! >> "$WORK/sshd.pids"
   echo "[$ip]:$SSH_PORT $(cut -d' ' -f1,2 "$WORK/host_key.$i.pub")" >> "$WORK/known_hosts"
 done
-for i in 1 2; do  # both sshd listen (at most 20 s)
+for i in 0 1 2; do  # every sshd listens (at most 20 s each)
   for ((t = 0; ; t++)); do
     netns_exec 0 timeout 2 bash -c "exec 3<>/dev/tcp/$(netns_ip $i)/$SSH_PORT" 2>/dev/null && break
     ((t < 100)) || { echo "sshd_test: sshd on $(netns_ip $i) never listened: $(cat "$WORK/sshd.$i.log")"; exit 1; }
@@ -137,6 +140,13 @@ echo "sshd_test: hosts $(netns_ip 0) (server), $(netns_ip 1), $(netns_ip 2) (ssh
 netns_exec 0 scripts/launch_ssh.sh --cluster "$WORK/cluster.json" -- --output "$WORK/run" --shared_memory off \
   --train_samples 1024 --test_samples 256 --epochs 1 --batch_size 32 --join_timeout 60
 netns_exec 0 python3 scripts/sweep.py "$WORK/manifest.json" --cluster "$WORK/cluster.json" --out "$WORK/sweep"
+# The flags instead of a cluster file, and init_server on the server's host over ssh as well.
+cd "$WORK"  # the key and known_hosts given relative to where the script starts
+netns_exec 0 "$ROOT/scripts/launch_ssh.sh" --hosts "$LOGIN@$(netns_ip 1),$LOGIN@$(netns_ip 2)" \
+  --server "$LOGIN@$(netns_ip 0)" --port 47101 --ssh_port "$SSH_PORT" \
+  --ssh_identity client_key --ssh_known_hosts known_hosts -- --passphrase_file "$WORK/secret" \
+  --output "$WORK/run_flags" --shared_memory off --train_samples 512 --test_samples 256 --epochs 1 \
+  --batch_size 32 --join_timeout 60
 """
 
 
@@ -145,6 +155,9 @@ class RealSshd(unittest.TestCase):
         why = why_not()
         if why:
             self.skipTest(why)
+        # ctest's timeout sends SIGTERM: unwind, so that the clean-up below runs.
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
         made_run_sshd = not os.path.exists("/run/sshd")
         if made_run_sshd:  # sshd's privilege-separation directory (the ssh service makes it)
             os.mkdir("/run/sshd", 0o755)
@@ -158,6 +171,7 @@ class RealSshd(unittest.TestCase):
                 subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "psgd sshd_test client", "-f",
                                 os.path.join(d, "client_key")], check=True, capture_output=True)
                 log = open(os.path.join(d, "driver.log"), "w+")
+                self.addCleanup(log.close)
                 driver = subprocess.Popen(["bash", "-c", DRIVER], stdout=log, stderr=subprocess.STDOUT, text=True,
                                           env=dict(CLEAN_ENV, ROOT=ROOT, WORK=d, SSHD=SSHD, LOGIN=login,
                                                    SSH_PORT=str(SSH_PORT)))
@@ -177,7 +191,6 @@ class RealSshd(unittest.TestCase):
                     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
                 log.seek(0)
                 output = log.read()
-                log.close()
                 with open(os.path.join(d, "sshd.pids")) as f:
                     pids = [int(p) for p in f.read().split()]
                 self.assertEqual(driver.returncode, 0, output)
@@ -189,20 +202,21 @@ class RealSshd(unittest.TestCase):
                 with open(os.path.join(d, "unknown_host.out")) as f:
                     self.assertIn("Host key verification failed", f.read())
                 sshd_logs = ""
-                for i in (1, 2):
+                for i in (0, 1, 2):
                     with open(os.path.join(d, f"sshd.{i}.log")) as f:
                         sshd_logs += f.read()
                 with open(os.path.join(d, "cluster.json")) as f:
                     cluster = json.load(f)
                 server_ip = cluster["server"]["address"]
                 workers = [w["host"] for w in cluster["workers"]]
-                # Two sessions per worker's sshd, the launch's client and the sweep's (the two refused
-                # logins never got one), each the test's key from the server's host.
+                # Three sessions on each worker's sshd (a client of each run), one on the server's
+                # (init_server of the last run), each the test's key from the server's host; the two
+                # refused logins got none.
                 accepted = [line for line in sshd_logs.splitlines() if "Accepted publickey" in line]
-                self.assertEqual(len(accepted), 4, sshd_logs)
+                self.assertEqual(len(accepted), 7, sshd_logs)
                 for line in accepted:
                     self.assertIn(f"for {login} from {server_ip} ", line)
-                for run in (os.path.join(d, "run"), *[os.path.join(d, "sweep", n) for n in os.listdir(
+                for run in (os.path.join(d, "run"), os.path.join(d, "run_flags"), *[os.path.join(d, "sweep", n) for n in os.listdir(
                         os.path.join(d, "sweep")) if n.startswith("ssgd-")]):
                     with self.subTest(run=run):
                         with open(os.path.join(run, "summary.json")) as f:
@@ -227,7 +241,7 @@ class RealSshd(unittest.TestCase):
         # Nothing left: the namespaces, the sshd processes (their sessions lived in the namespaces),
         # the temporary directory with the keys, /run/sshd when the test made it.
         self.assertNotIn(f"psgd-{driver.pid}-", listed)
-        self.assertEqual(len(pids), 2)
+        self.assertEqual(len(pids), 3)
         for pid in pids:
             self.assertFalse(alive(pid), f"sshd {pid} survived the test")
         self.assertFalse(os.path.exists(d))

@@ -124,6 +124,7 @@ fi
 absolute() {
   local f=$1
   [[ -z $f ]] && return 0
+  # shellcheck disable=SC2088  # a literal ~/ (from a file or a quoted flag) is the home directory
   [[ $f == "~/"* ]] && f=$HOME/${f#"~/"}
   [[ $f == /* ]] || f=$2/$f
   printf '%s' "$f"
@@ -177,7 +178,9 @@ read -r -a ssh_argv <<<"$ssh_cmd"
 ((${#ssh_argv[@]})) || die "--ssh: give an ssh command"
 ssh_extra=()
 if [[ -n $ssh_port ]]; then
-  [[ $ssh_port =~ ^[0-9]+$ ]] && ((ssh_port >= 1 && ssh_port <= 65535)) || die "ssh port $ssh_port: not a port"
+  if [[ ! $ssh_port =~ ^[0-9]+$ ]] || ((ssh_port < 1 || ssh_port > 65535)); then
+    die "ssh port $ssh_port: not a port"
+  fi
   ssh_extra+=(-p "$ssh_port")
 fi
 if [[ -n $ssh_identity ]]; then

@@ -123,6 +123,8 @@ TEST(Data, ShipDataFeedsClientsThatCannotReadTheDataset) {
   EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.85) << r.logs();
   EXPECT_GT(summary["data_bytes"].get<double>(), 1000) << r.logs();
   EXPECT_GT(summary["data_seconds"].get<double>(), 0);
+  ASSERT_EQ(summary["shipped_workers"].size(), 1u) << summary;
+  EXPECT_EQ(summary["shipped_workers"][0]["dataset"], "csv:/nonexistent/train.csv") << summary;
   const std::string c0 = r.clients[0]->out();
   EXPECT_NE(c0.find("the server ships"), std::string::npos) << r.logs();
   EXPECT_NE(c0.find("received 120 samples"), std::string::npos) << r.logs();

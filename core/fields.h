@@ -21,5 +21,21 @@
 //
 // Composite options (psgd::StrategyJob, the JobSpec) derive from the components' structs, so a
 // member keeps its flat name (spec.codec), and their fields() call each part's fields() in turn.
-// Supported member types: bool, int, std::int64_t, std::uint64_t, double, std::string and
-// std::vector<int>.
+// Supported member types: bool, int, std::int64_t, std::uint64_t, double, std::string,
+// std::vector<int> and FlagChoice below.
+#include <string>
+
+namespace psgd {
+
+// A word from a fixed set that may also be given as a bare flag, as a flag that used to be a bool
+// grows modes (--ship_data: never|auto|always, the bare flag meaning always). `bare` is what the
+// bare flag and, in JSON, `true` mean; `off` is what JSON `false` means, so files written when the
+// flag was a bool keep their meaning. The struct's validate() checks the word.
+struct FlagChoice {
+  std::string value;
+  const char* bare;
+  const char* off;
+  bool operator==(const char* word) const { return value == word; }
+};
+
+}  // namespace psgd

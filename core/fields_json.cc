@@ -43,6 +43,15 @@ T integer(const nlohmann::json& value, std::string_view key, std::string_view wh
 
 }  // namespace
 
+void read(const nlohmann::json& value, FlagChoice& member, std::string_view key,
+          std::string_view where) {
+  if (value.is_boolean()) {
+    member.value = value.get<bool>() ? member.bare : member.off;
+    return;
+  }
+  read(value, member.value, key, where);
+}
+
 void read(const nlohmann::json& value, bool& member, std::string_view key, std::string_view where) {
   if (!value.is_boolean())
     refuse(where, key, fmt::format("expected true or false, got {}", value.dump()));

@@ -12,7 +12,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/fields.h"
+
 namespace psgd {
+
+inline void to_json(nlohmann::json& j, const FlagChoice& choice) {
+  j = choice.value;
+}
 
 namespace fields_json {
 // Reads `value` into `member`; throws ConfigError "<where>: <key>: <why>".
@@ -28,6 +34,9 @@ void read(const nlohmann::json& value, std::string& member, std::string_view key
           std::string_view where);
 // A list of ints, or a single int (a port).
 void read(const nlohmann::json& value, std::vector<int>& member, std::string_view key,
+          std::string_view where);
+// A word, or a bool (its older spelling: true is choice.bare, false choice.off).
+void read(const nlohmann::json& value, FlagChoice& member, std::string_view key,
           std::string_view where);
 }  // namespace fields_json
 

@@ -88,7 +88,20 @@ void ChunkAssembler::add(const DataChunk& c) {
 DataShipper::Shipment DataShipper::answer(const DataOffer& offer,
                                           std::span<const std::int64_t> samples) {
   Shipment s;
-  if (!offer.hash.empty() && offer.hash == hash_) {
+  bool same = !offer.hash.empty() && offer.hash == hash_;
+  if (hash_.empty()) {  // auto: the worker's rows for its samples
+    same = !offer.rows_sha256.empty() && offer.rows_sha256 == nn::rows_hash(*train_, samples);
+    s.why = !offer.why.empty()          ? offer.why
+            : offer.rows_sha256.empty() ? std::string("it holds no copy")
+                                        : fmt::format(
+                                              "its rows differ from the server's "
+                                              "(sha256 {}... over its {} rows)",
+                                              offer.rows_sha256.substr(0, 12), samples.size());
+  } else if (!same) {
+    s.why = offer.why.empty() ? std::string("its copy differs from the server's") : offer.why;
+  }
+  if (same) {
+    s.why.clear();
     s.skipped = true;
     s.frames.push_back(
         std::make_shared<const EncodedFrame>(std::make_shared<const Message>(DataChunk{})));

@@ -46,7 +46,9 @@ class ChunkAssembler {
 };
 
 // The server's side: answers each worker's DataOffer with its samples' chunks, or with one empty
-// DataChunk when the worker's own copy has the server's content hash. Socket-free.
+// DataChunk when the worker's own copy will do: --ship_data always, when its whole training set
+// has the server's content hash `hash`; auto (`hash` empty), when the rows it holds for its
+// samples have the server's fingerprint (nn::rows_hash). Socket-free.
 class DataShipper {
  public:
   DataShipper(std::shared_ptr<const nn::Dataset> train, std::string hash)
@@ -54,7 +56,8 @@ class DataShipper {
 
   struct Shipment {
     std::vector<std::shared_ptr<const EncodedFrame>> frames;  // to send, in order
-    bool skipped = false;            // the worker holds the same training set
+    bool skipped = false;                                     // the worker's own copy will do
+    std::string why;                 // why its copy would not do (shipped only)
     std::uint64_t packed_bytes = 0;  // the pack, uncompressed
     std::uint64_t wire_bytes = 0;    // the frames
   };

@@ -66,7 +66,7 @@ JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
   holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
                           seeds::of(spec_.seed, seeds::kValidation));
   normalizer_ = nn::fit_normalizer(spec_.normalize, loaded.train, holdout_.train);
-  if (spec_.ship_data) data_hash_ = nn::content_hash(loaded.train);
+  if (spec_.ship_data == "always") data_hash_ = nn::content_hash(loaded.train);
   auto split = std::make_shared<nn::DataSplit>();
   if (!holdout_.validation.empty()) {
     split->validation =
@@ -147,7 +147,7 @@ nlohmann::json JobPlan::config_json(const std::string& command_line, const std::
       // The statistics every process applies, (x - shift) * scale per feature.
       {"normalizer",
        {{"kind", normalizer_.kind}, {"shift", normalizer_.shift}, {"scale", normalizer_.scale}}}};
-  if (spec_.ship_data) j["data"]["sha256"] = data_hash_;
+  if (spec_.ship_data == "always") j["data"]["sha256"] = data_hash_;
   j["schedule"] = {{"iterations_per_epoch", schedule_.iterations_per_epoch},
                    {"total_iterations", schedule_.total_iterations()},
                    {"global_batch", batches_per_round(spec_) * spec_.batch_size}};

@@ -24,6 +24,12 @@ void RunOptions::validate() const {
       !std::isfinite(io_timeout)) {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
   }
+  if (!(ship_data == "never" || ship_data == "auto" || ship_data == "always")) {
+    throw ConfigError(fmt::format(
+        "--ship_data {}: choose never (each worker reads its own copy; the default), auto (ship "
+        "only to workers whose rows differ) or always (the bare --ship_data)",
+        ship_data.value));
+  }
   if (checkpoint_every < 0) {
     throw ConfigError(fmt::format("--checkpoint_every {}: must not be negative (0: no checkpoints)",
                                   checkpoint_every));
@@ -83,6 +89,9 @@ std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256
                           "checkpoint_every", "save_every_epoch"}) {
     j.erase(key);
   }
+  // Where the rows come from does not change them (every worker's are checked); a bool keeps the
+  // hash of jobs written when --ship_data was one (a checkpoint of such a job still resumes).
+  j["ship_data"] = spec.ships_data();
   const std::string text = j.dump();
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fields.h"
 #include "core/straggler.h"
 #include "nn/options.h"
 #include "psgd/job.h"
@@ -30,7 +31,11 @@ struct RunOptions {
   // Write <run dir>/checkpoint.bin every this many iterations and at every epoch end (0: never);
   // init_server --resume continues from it. Strategies whose entry says checkpoints.
   std::int64_t checkpoint_every = 0;
-  bool ship_data = false;  // the server sends each worker its samples
+  // Where a worker's samples come from: "never" (its own copy; a copy whose rows differ stops the
+  // job), "auto" (its own copy when its rows match, else the server sends them), "always" (the
+  // server sends them, skipped for a copy identical to the server's). The bare flag is "always".
+  FlagChoice ship_data{"never", "always", "never"};
+  bool ships_data() const { return !(ship_data == "never"); }
   // Keep model_epoch_<E>.pt per epoch and model_best.pt (lowest validation, else test, loss).
   bool save_every_epoch = false;
 
@@ -57,8 +62,13 @@ struct RunOptions {
           "can be restarted with --resume (0: no checkpoints; every strategy, not with "
           "--simulate). Each write replaces the last one atomically");
     visit("ship_data", self.ship_data,
-          "Send each worker its samples (compressed, chunked, checksummed) instead of having it "
-          "read the dataset; skipped for a worker holding the same data");
+          "never|auto|always (the bare flag: always). Where a worker's training rows come from. "
+          "never (the default): its own copy of the dataset; a worker whose rows differ from the "
+          "server's stops the job naming it and its file. auto: its own copy when its rows match "
+          "the server's, else (another file, order or version, or no readable file) the server "
+          "sends it its rows and says so naming the worker and the file (summary.json "
+          "shipped_workers). always: the server sends every worker its rows (compressed, "
+          "chunked, checksummed), skipped for a worker whose whole copy is identical");
     visit("save_every_epoch", self.save_every_epoch,
           "Write the model evaluated at each epoch end as model_epoch_<E>.pt (with "
           "state_dict_epoch_<E>.pt), and model_best.pt (state_dict_best.pt) whenever its loss is "

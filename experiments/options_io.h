@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/fields.h"
+
 namespace psgd {
 
 namespace options_io {
@@ -18,6 +20,16 @@ inline CLI::Option* bind(CLI::App& app, const std::string& flag, bool& member,
 inline CLI::Option* bind(CLI::App& app, const std::string& flag, std::vector<int>& member,
                          const std::string& help) {
   return app.add_option(flag, member, help)->delimiter(',');
+}
+// --flag WORD, or the bare --flag meaning choice.bare (the help shows WORD and no default: the
+// struct's help text names both).
+inline CLI::Option* bind(CLI::App& app, const std::string& flag, FlagChoice& member,
+                         const std::string& help) {
+  CLI::callback_t set = [&member](const CLI::results_t& words) {
+    member.value = words.empty() || words[0].empty() ? member.bare : words[0];
+    return true;
+  };
+  return app.add_option(flag, set, help)->expected(0, 1)->type_name("WORD");
 }
 template <class T>
 CLI::Option* bind(CLI::App& app, const std::string& flag, T& member, const std::string& help) {

@@ -85,6 +85,10 @@ class RunRecorder final : public ServerObserver {
     data_seconds_ = seconds;
   }
 
+  // --ship_data auto / always: the workers the server sent their rows, one object each (worker,
+  // host, dataset, why, samples, wire_bytes): summary.json shipped_workers ([] when none was).
+  void set_shipped_workers(nlohmann::json workers) { shipped_ = std::move(workers); }
+
   // Called after every evaluation with its metrics row and that epoch's worker rows (none for
   // the initial evaluation, epoch 0): TensorBoard scalars and the like.
   using EpochListener =
@@ -191,6 +195,7 @@ class RunRecorder final : public ServerObserver {
   EpochListener on_epoch_;
   std::uint64_t data_bytes_ = 0;
   double data_seconds_ = 0;
+  nlohmann::json shipped_ = nlohmann::json::array();
 };
 
 }  // namespace psgd

@@ -99,6 +99,7 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["bytes_down"] = last ? last->bytes_down : 0;
   s["data_bytes"] = data_bytes_;  // --ship_data: sent before training, not in bytes_down
   s["data_seconds"] = data_seconds_;
+  if (spec_.ships_data()) s["shipped_workers"] = shipped_;
   s["target"] = spec_.target;
   s["normalize"] = spec_.normalize;
   s["nodes"] = spec_.node_count;

@@ -260,10 +260,12 @@ void check_simulatable(const ServerOptions& options) {
         "its own bytes)",
         spec.allreduce_backend));
   }
-  if (spec.ship_data) {
+  // --ship_data auto is honoured: every simulated worker reads this process's copy, so every
+  // worker's rows match and none is shipped (summary.json shipped_workers is empty).
+  if (spec.ship_data == "always") {
     throw ConfigError(
-        "--ship_data with --simulate: the simulated workers share this process's copy of the "
-        "data; nothing is shipped");
+        "--ship_data always with --simulate: the simulated workers share this process's copy of "
+        "the data; nothing is shipped (auto is accepted and ships nothing)");
   }
   if (!options.network_file.empty()) {
     throw ConfigError(

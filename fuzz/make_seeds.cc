@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
                 .worker_state = {4, 5, 6}},
       psgd::Ready{.worker_id = 1, .num_parameters = 40, .samples = 3, .detail = "blas"},
       psgd::Finish{.status = "completed"},
-      psgd::DataOffer{.hash = "abcd"},
+      psgd::DataOffer{.hash = "abcd", .rows_sha256 = "ef01", .dataset = "csv:x", .why = "no"},
       psgd::DataChunk{
           .index = 0, .count = 1, .total_bytes = 3, .raw_bytes = 3, .compressed = {1, 2, 3}},
       psgd::Params{.iteration = 3, .values = payload},

@@ -75,7 +75,7 @@ void serialize(Archive& ar, Finish& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, DataOffer& m) {
-  ar(m.hash);
+  ar(m.hash, m.rows_sha256, m.dataset, m.why);
 }
 template <class Archive>
 void serialize(Archive& ar, DataChunk& m) {

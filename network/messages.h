@@ -54,7 +54,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 16;
+inline constexpr std::uint16_t kProtocolVersion = 17;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -81,6 +81,7 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
      "ModelDelta.buffers, AllreduceReport.buffers (a model's buffers, BatchNorm's statistics)"},
     {15, "RingHalt, RingHalted, RingReform (--allreduce_on_loss shrink, psgd/allreduce.h)"},
     {16, "WorkerLog, LogRequest (each worker's log and per-batch trace reach the run directory)"},
+    {17, "DataOffer.rows_sha256, DataOffer.dataset, DataOffer.why (--ship_data auto)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "nn/data_pack.h"
 #include "nn/data_source.h"
@@ -18,11 +20,12 @@ WorkerData::Start WorkerData::begin() {
   try {
     local = nn::load_dataset(dataset_, spec_.train_samples, 1, spec_.source_options());
   } catch (const ConfigError& e) {
-    if (!spec_.ship_data) throw;
+    if (!spec_.ships_data()) throw;
     why_not = e.what();
   }
   Start start;
-  if (spec_.ship_data) {
+  if (spec_.ship_data == "auto") return offer_rows(std::move(local), why_not);
+  if (spec_.ship_data == "always") {
     std::string hash;
     if (local) {
       hash = nn::content_hash(local->train);
@@ -39,7 +42,7 @@ WorkerData::Start WorkerData::begin() {
                                     "no usable local data ({}); the server ships this "
                                     "worker's samples",
                                     why_not);
-    start.offer = DataOffer{.hash = hash};
+    start.offer = DataOffer{.hash = hash, .dataset = dataset_, .why = why_not};
     return start;
   }
   for (std::int64_t i : job_.samples) {
@@ -54,9 +57,43 @@ WorkerData::Start WorkerData::begin() {
   return start;
 }
 
+// --ship_data auto: this machine's rows for the job's samples, and their fingerprint for the
+// server, which ships the rows only when it differs from its own (or there is none).
+WorkerData::Start WorkerData::offer_rows(std::optional<nn::DataSplit> local, std::string why_not) {
+  Start start;
+  DataOffer offer{.dataset = dataset_};
+  if (local) {
+    const std::size_t size = local->train.size();
+    const bool fits = std::all_of(job_.samples.begin(), job_.samples.end(), [&](std::int64_t i) {
+      return i >= 0 && static_cast<std::size_t>(i) < size;
+    });
+    if (fits) {
+      local_samples_ = nn::subset(local->train, job_.samples, local->train.name);
+      offer.rows_sha256 = nn::content_hash(*local_samples_);
+    } else {
+      why_not = fmt::format("its {} has only {} training samples", dataset_, size);
+    }
+  }
+  offer.why = why_not;
+  start.note =
+      local_samples_
+          ? "read its rows from this machine's copy; the server checks them and ships "
+            "them only if they differ from its own"
+          : fmt::format("no usable local data ({}); the server ships this worker's rows", why_not);
+  start.offer = std::move(offer);
+  return start;
+}
+
 std::optional<nn::Dataset> WorkerData::on_chunk(const DataChunk& chunk) {
-  if (!spec_.ship_data || done_) {
+  if (!spec_.ships_data() || done_) {
     throw ProtocolError("the server sent DataChunk without --ship_data or after the data");
+  }
+  if (chunk.count == 0 && local_samples_) {
+    received_note_ = "the server confirmed this machine's rows; nothing shipped";
+    auto samples = std::move(*local_samples_);
+    local_samples_.reset();
+    done_ = true;
+    return samples;
   }
   if (chunk.count == 0) {
     if (!local_train_) {
@@ -75,6 +112,7 @@ std::optional<nn::Dataset> WorkerData::on_chunk(const DataChunk& chunk) {
     throw ProtocolError(fmt::format("the server shipped {} samples but assigned {}", samples.size(),
                                     job_.samples.size()));
   }
+  local_samples_.reset();
   received_note_ =
       fmt::format("received {} samples: {} bytes in {} chunk(s), {:.1f} KiB compressed",
                   samples.size(), assembler_.bytes().size(), chunk.count,

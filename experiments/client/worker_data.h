@@ -1,14 +1,16 @@
 #pragma once
 // A worker's training samples for its Job, socket-free: read from this machine's copy of the
-// dataset, or (--ship_data) received from the server in chunks, skipped when this machine's copy
-// has the server's content hash. The samples come back raw, in the Job's order; the worker
-// normalises them with the Job's statistics (experiments/worker_setup.h).
+// dataset, or (--ship_data always) received from the server in chunks, skipped when this
+// machine's copy has the server's content hash, or (auto) read here and received instead only
+// when their fingerprint differs from the server's. The samples come back raw, in the Job's order;
+// the worker normalises them with the Job's statistics (experiments/worker_setup.h).
 #include <optional>
 #include <string>
 
 #include "experiments/data_shipping.h"
 #include "experiments/job_spec.h"
 #include "network/messages.h"
+#include "nn/data_source.h"
 #include "nn/dataset.h"
 
 namespace psgd {
@@ -38,7 +40,11 @@ class WorkerData {
   const JobSpec& spec_;
   const Job& job_;
   std::string dataset_;
-  std::optional<nn::Dataset> local_train_;  // --ship_data: this machine's copy, if it matches
+  Start offer_rows(std::optional<nn::DataSplit> local, std::string why_not);
+
+  std::optional<nn::Dataset>
+      local_train_;  // --ship_data always: this machine's copy, if it matches
+  std::optional<nn::Dataset> local_samples_;  // auto: this machine's rows for the job's samples
   ChunkAssembler assembler_;
   bool done_ = false;
   std::string received_note_;

@@ -297,10 +297,24 @@ void Server::on_data_offer(int w, const DataOffer& offer) {
   const DataShipper::Shipment s = shipper_->answer(offer, slot.samples);
   for (const auto& frame : s.frames)
     slot.link->send_frame(frame);
-  if (s.skipped) {
+  if (s.skipped && spec_.ship_data == "auto") {
+    fmt::print("init_server: worker {} holds the rows assigned to it; not shipping\n", w);
+  } else if (s.skipped) {
     fmt::print("init_server: worker {} holds the same training set (sha256 {}...); not shipping\n",
                w, shipper_->hash().substr(0, 12));
   } else {
+    if (spec_.ship_data == "auto") {
+      fmt::print(
+          "init_server: worker {} ({}) cannot train on its own {}: {}; shipping it its rows\n", w,
+          slot.host(), offer.dataset, s.why);
+    }
+    shipped_.push_back({{"worker", w},
+                        {"host", slot.host()},
+                        {"dataset", offer.dataset},
+                        {"why", s.why},
+                        {"samples", slot.samples.size()},
+                        {"wire_bytes", s.wire_bytes}});
+    if (recorder_) recorder_->set_shipped_workers(shipped_);
     fmt::print(
         "init_server: shipping worker {} its {} samples: {} in {} chunk(s), {} compressed "
         "(packed in {})\n",
@@ -332,7 +346,7 @@ void Server::on_ready(int w, const Ready& ready) {
     const std::string why = fmt::format(
         "worker {} ({}) holds other training rows than the server assigned it: its {} gives "
         "sha256 {}... over its {} rows, the server's copy {}...; give every worker an identical "
-        "copy of the dataset (or --ship_data)",
+        "copy of the dataset (or --ship_data auto to send it the rows)",
         w, slot.host(), ready.dataset, ready.data_sha256.substr(0, 12), ready.samples,
         mine.substr(0, 12));
     if (slot.rejoining && phase_ == Phase::kTraining) {

@@ -137,6 +137,7 @@ class Server {
   std::unique_ptr<DataShipper> shipper_;  // --ship_data
   double ship_start_ = -1;
   double data_seconds_ = 0;
+  nlohmann::json shipped_ = nlohmann::json::array();  // summary.json shipped_workers
   std::unique_ptr<nn::Trainer> model_;
   // Evaluates a copy of the parameters at each epoch end on its own thread, so training goes on
   // meanwhile; one evaluation at a time.

@@ -81,7 +81,8 @@ void Server::prepare() {
   }
   model_ = plan_->make_model();
   schedule_ = plan_->schedule();
-  if (spec_.ship_data) shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());
+  if (spec_.ships_data())
+    shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());
   checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters(),
                                                  model_->num_buffers(), plan_->script_sha256());
   fmt::print(

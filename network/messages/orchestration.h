@@ -58,10 +58,17 @@ struct Job {
   std::string model_sha256;
 };
 
-// worker -> server, after a Job with ship_data: the content hash of the training set this
-// worker holds itself (empty: none, or not the job's). Equal to Job::data_hash: no transfer.
+// worker -> server, after a Job with --ship_data auto or always: what this worker holds itself.
+// always: `hash`, the content hash of its whole training set (empty: none, or not the job's);
+// equal to Job::data_hash: no transfer. auto: `rows_sha256`, the fingerprint of the rows it
+// assigned (nn::rows_hash, as in Ready::data_sha256; empty: it cannot read them); equal to the
+// server's: no transfer. `dataset` is where it looked (its --dataset) and `why` why its copy is
+// not usable, both for the server's log.
 struct DataOffer {
   std::string hash;
+  std::string rows_sha256;
+  std::string dataset;
+  std::string why;
 };
 
 // server -> worker: one piece of the worker's data pack (nn/data_pack.h), zlib-compressed.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "experiments/cli.h"
 #include "experiments/job_plan.h"
 #include "nn/data_pack.h"
 #include "psgd/coding_table.h"
@@ -288,6 +289,51 @@ TEST(JobSpec, AModelFileIsPartOfTheJobAndArrivesIntactOrNotAtAll) {
   EXPECT_THROW(received_model_file(spec, "", sha), ConfigError);
   spec.model = "mlp";  // a built-in model: nothing to receive
   EXPECT_EQ(received_model_file(spec, "", ""), nullptr);
+}
+
+// --ship_data grew from a bool into never|auto|always: the bare flag and JSON true still mean
+// always, JSON false never, so old configs, manifests and checkpoints keep their meaning.
+ServerOptions parse_flags(std::vector<std::string> args) {
+  args.insert(args.begin(), "init_server");
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  ServerOptions out;
+  EXPECT_EQ(parse_server_args(static_cast<int>(argv.size()), argv.data(), out), kContinue);
+  return out;
+}
+
+TEST(JobSpec, ShipDataKeepsItsOldSpellingsAndTakesAuto) {
+  EXPECT_EQ(JobSpec{}.ship_data.value, "never");
+  EXPECT_EQ(parse_flags({}).spec.ship_data.value, "never");
+  EXPECT_EQ(parse_flags({"--ship_data"}).spec.ship_data.value, "always");
+  EXPECT_EQ(parse_flags({"--ship_data", "--epochs", "3"}).spec.ship_data.value, "always");
+  EXPECT_EQ(parse_flags({"--ship_data", "auto"}).spec.ship_data.value, "auto");
+  EXPECT_EQ(parse_flags({"--ship_data=never"}).spec.ship_data.value, "never");
+  for (const auto& [json, word] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {true, "always"}, {false, "never"}, {"auto", "auto"}, {"always", "always"}}) {
+    JobSpec s;
+    from_json(nlohmann::json{{"ship_data", json}}, s);
+    EXPECT_EQ(s.ship_data.value, word) << json;
+    EXPECT_EQ(nlohmann::json(s)["ship_data"], word) << "config.json writes the word";
+  }
+  JobSpec s;
+  EXPECT_THROW(from_json(nlohmann::json{{"ship_data", 1}}, s), ConfigError);
+  s.ship_data.value = "sometimes";
+  EXPECT_NE(message_of(s).find("--ship_data sometimes: choose never"), std::string::npos)
+      << message_of(s);
+  // The hash of a job is what it was when the flag was a bool (a checkpoint still resumes), and
+  // auto and always fetch the same rows.
+  JobSpec never, always, autom;
+  always.ship_data.value = "always";
+  autom.ship_data.value = "auto";
+  EXPECT_EQ(job_config_hash(always), job_config_hash(autom));
+  EXPECT_NE(job_config_hash(never), job_config_hash(always));
+  nlohmann::json old = never;
+  old["ship_data"] = false;
+  JobSpec from_old;
+  from_json(old, from_old);
+  EXPECT_EQ(job_config_hash(from_old), job_config_hash(never));
 }
 
 }  // namespace

@@ -66,6 +66,12 @@ INSTANTIATE_TEST_SUITE_P(
         // Verified for issue 21 (fixed before it): each refused with its reason.
         BadCase{"ConfigIsADirectory", {"--config", "/tmp"}, "--config /tmp: not a file"},
         BadCase{"InfiniteLearnRate", {"--learn_rate", "inf"}, "--learn_rate inf"},
+        BadCase{"ShipDataUnknownWord",
+                {"--ship_data", "sometimes"},
+                "--ship_data sometimes: choose never"},
+        BadCase{"SimulateShipDataAlways",
+                {"--simulate", "--ship_data"},
+                "--ship_data always with --simulate"},
         BadCase{"DeadAfterBelowHeartbeat",
                 {"--dead_after", "1", "--heartbeat_interval", "2"},
                 "dead_after must be longer"}),

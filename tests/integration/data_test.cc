@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -122,6 +123,8 @@ TEST(Data, ShipDataFeedsClientsThatCannotReadTheDataset) {
   EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.85) << r.logs();
   EXPECT_GT(summary["data_bytes"].get<double>(), 1000) << r.logs();
   EXPECT_GT(summary["data_seconds"].get<double>(), 0);
+  ASSERT_EQ(summary["shipped_workers"].size(), 1u) << summary;
+  EXPECT_EQ(summary["shipped_workers"][0]["dataset"], "csv:/nonexistent/train.csv") << summary;
   const std::string c0 = r.clients[0]->out();
   EXPECT_NE(c0.find("the server ships"), std::string::npos) << r.logs();
   EXPECT_NE(c0.find("received 120 samples"), std::string::npos) << r.logs();
@@ -178,6 +181,74 @@ TEST(Data, AWorkerWithARowReversedCopyOfTheDataIsRefusedNamingItsFile) {
   EXPECT_EQ(summary["iterations"], 0) << "no training on the wrong rows";
   // The worker that read the server's own file was not blamed.
   EXPECT_EQ(err.find(honest), std::string::npos) << err;
+}
+
+// The worker id a client was given (worker ids go by join order), from its log's "client[N]".
+std::string worker_id_of(const Process& client) {
+  const std::string log = client.out() + client.err();
+  const auto at = log.find("client[");
+  if (at == std::string::npos) return "?";
+  return log.substr(at + 7, log.find(']', at) - at - 7);
+}
+
+// --ship_data auto: the worker that holds the server's rows trains on its own copy; one with a
+// row-reversed copy and one whose file does not exist are each sent their rows, named in one line
+// each by the server and in summary.json shipped_workers, and the run learns.
+TEST(Data, ShipDataAutoShipsExactlyToTheWorkersWhoseRowsDifferOrAreMissing) {
+  DataRun r;
+  const std::string csv = blobs_csv(300, 7);
+  write_text(r.dir.file("train.csv"), csv);
+  write_text(r.dir.file("reversed.csv"), reversed_rows(csv));
+  const std::string reversed = "csv:" + r.dir.file("reversed.csv");
+  ASSERT_NO_FATAL_FAILURE(
+      r.start(3,
+              {"--dataset", "csv:" + r.dir.file("train.csv"), "--label_column", "label",
+               "--ship_data", "auto", "--epochs", "2", "--batch_size", "16"},
+              {{"--dataset", reversed}, {"--dataset", "csv:/nonexistent.csv"}, {}}));
+  auto summary = r.finish();
+  EXPECT_EQ(summary["status"], "completed") << r.logs();
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.85) << r.logs();
+  const std::string out = r.server->out();
+  const std::string rev = worker_id_of(*r.clients[0]), missing = worker_id_of(*r.clients[1]),
+                    honest = worker_id_of(*r.clients[2]);
+  EXPECT_NE(out.find("worker " + rev + " ("), std::string::npos) << out;
+  EXPECT_NE(out.find("cannot train on its own " + reversed + ": its rows differ"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("cannot train on its own csv:/nonexistent.csv"), std::string::npos) << out;
+  EXPECT_NE(out.find("worker " + honest + " holds the rows assigned to it; not shipping"),
+            std::string::npos)
+      << out;
+  ASSERT_EQ(summary["shipped_workers"].size(), 2u) << summary;
+  std::map<std::string, std::string> shipped;  // worker id -> dataset
+  for (const auto& s : summary["shipped_workers"]) {
+    shipped[std::to_string(s["worker"].get<int>())] = s["dataset"];
+    EXPECT_EQ(s["samples"], 80) << s;  // 300 rows, every 5th held out as the test set, / 3
+    EXPECT_GT(s["wire_bytes"].get<double>(), 100) << s;
+  }
+  EXPECT_EQ(shipped[rev], reversed) << summary;
+  EXPECT_EQ(shipped[missing], "csv:/nonexistent.csv") << summary;
+  EXPECT_EQ(shipped.count(honest), 0u) << summary;
+  EXPECT_NE(r.clients[2]->out().find("nothing shipped"), std::string::npos) << r.logs();
+  EXPECT_NE(r.clients[0]->out().find("received 80 samples"), std::string::npos) << r.logs();
+}
+
+// --simulate honours --ship_data auto: its workers read the server's own copy, so every
+// worker's rows match and none is shipped.
+TEST(Data, SimulateTakesShipDataAutoAndShipsNothing) {
+  TempDir dir;
+  write_text(dir.file("train.csv"), blobs_csv(200, 9));
+  auto r =
+      testing::run(PSGD_INIT_SERVER,
+                   {"--simulate", "--node_count", "2", "--dataset", "csv:" + dir.file("train.csv"),
+                    "--label_column", "label", "--ship_data", "auto", "--epochs", "1",
+                    "--batch_size", "16", "--output", dir.file("run")},
+                   dir, 120);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const auto summary = nlohmann::json::parse(read_file(dir.file("run") + "/summary.json"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["shipped_workers"], nlohmann::json::array()) << summary;
+  EXPECT_EQ(summary["data_bytes"], 0);
 }
 
 TEST(Data, Resnet8TrainsOnAGeneratedCifar10Directory) {

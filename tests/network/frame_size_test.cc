@@ -56,7 +56,7 @@ Finish sample(std::type_identity<Finish>, std::size_t n) {
   return {.status = text(n), .ok = false};
 }
 DataOffer sample(std::type_identity<DataOffer>, std::size_t n) {
-  return {.hash = text(n)};
+  return {.hash = text(n), .rows_sha256 = text(n), .dataset = text(n), .why = text(n)};
 }
 DataChunk sample(std::type_identity<DataChunk>, std::size_t n) {
   return {.index = 1, .total_sha256 = text(n), .sha256 = text(n), .compressed = bytes(n)};

@@ -47,8 +47,12 @@ struct StrategyOptions {
           "w_t; when w_{t+1} arrives it sends that gradient at once and starts batch t+2 on "
           "w_{t+1}. So the server's update t+1 averages gradients computed on w_t: "
           "w_{t+1} = w_t - lr * mean g(w_{t-1}) from the second round on (the first uses w_0). "
-          "The server is unchanged. Default off. Not with --wait_for k < node_count, a "
-          "coded scheme or --checkpoint_every");
+          "The server is unchanged. Stale gradients and momentum do not mix: on a quadratic, "
+          "one step of delay is stable only while lr * curvature / (1 - momentum) < 1 (about "
+          "2 (1 + momentum) / (1 - momentum) times less than without delay), and the CNN at lr "
+          "0.05 with momentum 0.9 diverged (bench/README.md \"Overlap\"); lower --momentum "
+          "or --learn_rate with it. Default off. Not with --wait_for k < node_count, a coded "
+          "scheme or --checkpoint_every");
     visit("staleness", self.staleness,
           "ssp: iterations a worker may run ahead of the slowest before it waits (-1: the "
           "default, 2; 0 is lock-step like ssgd)");

@@ -58,6 +58,13 @@ void JobSpec::validate() const {
                                       ? std::string(coding->no_checkpoints_reason)
                                       : std::string("its roles cannot snapshot their state")));
   }
+  if (checkpoint_every > 0 && overlap) {
+    // A worker's gradient computed ahead has drawn a batch and moved its codec's state, and a
+    // checkpoint holds neither.
+    throw ConfigError(
+        "--checkpoint_every with --overlap: not supported (a checkpoint cannot hold the gradient "
+        "a worker computed ahead); choose one of the two");
+  }
   if (checkpoint_every > 0 && allreduce_on_loss == "shrink") {
     // A checkpoint holds every slot's worker; a resumed run would restart the full ring.
     throw ConfigError(

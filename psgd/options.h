@@ -14,6 +14,7 @@ struct StrategyOptions {
   // A compressor (codecs/codec_table.h) or a coded-redundancy scheme (psgd/coding_table.h).
   std::string codec = "plain";
   int wait_for = 0;               // ssgd: close each round with the first k gradients (0: all)
+  bool overlap = false;           // ssgd: compute the next batch while a gradient travels
   int staleness = -1;             // ssp: clocks a worker may run ahead of the slowest (-1: 2)
   bool staleness_lr = false;      // asgd, ssp: weight 1/max(n, staleness + 1), not 1/n
   double delay_compensation = 0;  // asgd: DC-ASGD's lambda (psgd/delay_compensation.h); 0: off
@@ -39,6 +40,19 @@ struct StrategyOptions {
     visit("wait_for", self.wait_for,
           "ssgd: close each round with the first k gradients (backup workers, Chen et al. "
           "2016); late ones are dropped and their worker resynchronised (0: all workers)");
+    visit("overlap", self.overlap,
+          "ssgd: compute the next batch while the last gradient travels (Parallel-SGD's fast "
+          "mode: double buffering, one step of delay). Right after sending the gradient of batch "
+          "t, computed on parameters w_t, a worker computes batch t+1's gradient on the same "
+          "w_t; when w_{t+1} arrives it sends that gradient at once and starts batch t+2 on "
+          "w_{t+1}. So the server's update t+1 averages gradients computed on w_t: "
+          "w_{t+1} = w_t - lr * mean g(w_{t-1}) from the second round on (the first uses w_0). "
+          "The server is unchanged. Stale gradients and momentum do not mix: on a quadratic, "
+          "one step of delay is stable only while lr * curvature / (1 - momentum) < 1 (about "
+          "2 (1 + momentum) / (1 - momentum) times less than without delay), and the CNN at lr "
+          "0.05 with momentum 0.9 diverged (bench/README.md \"Overlap\"); lower --momentum "
+          "or --learn_rate with it. Default off. Not with --wait_for k < node_count, a coded "
+          "scheme or --checkpoint_every");
     visit("staleness", self.staleness,
           "ssp: iterations a worker may run ahead of the slowest before it waits (-1: the "
           "default, 2; 0 is lock-step like ssgd)");

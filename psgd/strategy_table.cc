@@ -9,6 +9,7 @@
 #include "psgd/allreduce_compression.h"
 #include "psgd/asgd.h"
 #include "psgd/broadcast.h"
+#include "psgd/coding_table.h"
 #include "psgd/factory.h"
 #include "psgd/local_sgd.h"
 #include "psgd/ssgd.h"
@@ -17,7 +18,7 @@
 namespace psgd {
 namespace {
 
-constexpr std::string_view kSsgdOptions[] = {"wait_for"};
+constexpr std::string_view kSsgdOptions[] = {"wait_for", "overlap"};
 constexpr std::string_view kAsgdOptions[] = {"staleness_lr", "delay_compensation",
                                              "delay_compensation_mode"};
 constexpr std::string_view kSspOptions[] = {"staleness", "staleness_lr"};
@@ -56,6 +57,24 @@ void validate_ssgd(const StrategyJob& job) {
         "gradients (0: all)",
         job.wait_for, job.node_count));
   }
+  // A worker computing ahead needs the next parameters to be the next iteration's; a dropped
+  // gradient's worker is sent the current ones instead.
+  if (job.overlap && job.wait_for > 0 && job.wait_for < job.node_count) {
+    throw ConfigError(fmt::format(
+        "--overlap with --wait_for {} < --node_count {}: a worker computing ahead needs every "
+        "round to wait for it; drop one of the two",
+        job.wait_for, job.node_count));
+  }
+  if (job.overlap && find_coding(job.codec) != nullptr) {
+    throw ConfigError(fmt::format(
+        "--overlap with --codec {}: a coded scheme runs roles of its own, which do not compute "
+        "ahead; use a compressor or plain",
+        job.codec));
+  }
+}
+
+GradientWorkerOptions ssgd_worker_options(const StrategyJob& job, const Schedule& schedule) {
+  return {.overlap_iterations = job.overlap ? schedule.total_iterations() : 0};
 }
 
 bool shrinks(const StrategyJob& job) {
@@ -117,7 +136,10 @@ constexpr StrategyEntry kStrategies[] = {
        return std::make_unique<SsgdServer>(schedule, context,
                                            SsgdOptions{.wait_for = job.wait_for});
      },
-     .make_worker = gradient_worker,
+     .make_worker = [](const StrategyJob& job, const Schedule& schedule,
+                       WorkerContext context) -> std::unique_ptr<WorkerRole> {
+       return std::make_unique<GradientWorker>(context, ssgd_worker_options(job, schedule));
+     },
      .validate = validate_ssgd},
     {.name = "asgd",
      .summary = "asynchronous: one server update per gradient, nobody waits",

@@ -56,6 +56,7 @@ nlohmann::json comparable(nlohmann::json config) {
 struct DriverCase {
   const char* name;
   std::vector<std::string> flags;
+  double min_accuracy = 0;  // both runs' final test accuracy at least this (0: not checked)
   friend void PrintTo(const DriverCase& c, std::ostream* os) { *os << c.name; }
 };
 
@@ -106,6 +107,8 @@ TEST_P(OneJob, SameConfigInTheRealAndTheSimulatedRun) {
   EXPECT_EQ(tcp_summary["status"], "completed");
   EXPECT_EQ(sim_summary["status"], "completed");
   EXPECT_EQ(tcp_summary["iterations"], sim_summary["iterations"]);
+  EXPECT_GE(tcp_summary["final_test_accuracy"].get<double>(), GetParam().min_accuracy);
+  EXPECT_GE(sim_summary["final_test_accuracy"].get<double>(), GetParam().min_accuracy);
   EXPECT_FALSE(sim_summary["final_validation_accuracy"].is_null()) << sim_summary.dump(1);
   if (tcp["job"]["psgd"] == "ssgd" || tcp["job"]["psgd"] == "local_sgd" ||
       tcp["job"]["psgd"] == "allreduce") {
@@ -127,6 +130,10 @@ INSTANTIATE_TEST_SUITE_P(
     Drivers, OneJob,
     ::testing::Values(
         DriverCase{"ssgd", {"--psgd", "ssgd", "--delay", "fixed:0.001"}},
+        // One step of delay learns the blobs as well, and is the same in both drivers.
+        DriverCase{"ssgd_overlap",
+                   {"--psgd", "ssgd", "--overlap", "--momentum", "0", "--delay", "fixed:0.001"},
+                   0.9},
         DriverCase{"asgd", {"--psgd", "asgd"}},
         DriverCase{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "2"}},
         DriverCase{"allreduce", {"--psgd", "allreduce"}},

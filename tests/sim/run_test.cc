@@ -97,5 +97,43 @@ TEST(Simulate, AFailedWorkerEndsSsgdWithAClearStatus) {
   EXPECT_EQ(config["simulation"]["failures_at_s"]["3"], 0.5);
 }
 
+// --overlap on the virtual clock: a worker computes its next batch while its gradient crosses the
+// network, so an iteration costs about the longer of compute and communication, not their sum.
+TEST(Simulate, OverlapComputesWhileTheGradientTravels) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempRoot tmp;
+  auto job = [&](const char* name, bool overlap) {
+    ServerOptions o = small_job(tmp.path / name, "fixed:40ms");
+    o.sim.stragglers.clear();
+    o.sim.straggler_dist.clear();
+    o.sim.net_jitter = "0";
+    o.sim.net_bandwidth = "1Gbps";  // the MLP's 0.8 MB gradient: 6.5 ms alone on a link
+    o.spec.overlap = overlap;
+    // Plain SGD: a one-step-stale gradient under momentum 0.9 at this rate diverges (the README's
+    // --overlap line and bench/README.md "Overlap" say so).
+    o.spec.momentum = 0;
+    o.spec.learn_rate = 0.05;
+    o.spec.epochs = 3;
+    return o;
+  };
+  ASSERT_EQ(run_simulation(job("plain", false)), 0);
+  ASSERT_EQ(run_simulation(job("overlap", true)), 0);
+  const auto plain = nlohmann::json::parse(slurp(tmp.path / "plain" / "summary.json"));
+  const auto overlap = nlohmann::json::parse(slurp(tmp.path / "overlap" / "summary.json"));
+  ASSERT_EQ(overlap["status"], "completed");
+  EXPECT_EQ(overlap["iterations"], plain["iterations"]);
+  const double iterations = plain["iterations"].get<double>();
+  const double with = overlap["virtual_seconds"].get<double>();
+  const double without = plain["virtual_seconds"].get<double>();
+  // Without overlap each iteration is 40 ms of compute plus the gradients' and parameters'
+  // transfers; with it, the compute hides behind them.
+  EXPECT_GT(without, iterations * 0.040) << plain.dump(1);
+  EXPECT_LT(with, without - iterations * 0.030) << "overlap " << with << " s, without " << without;
+  // One step of delay still learns plain SGD: within a few points of undelayed ssgd.
+  EXPECT_GT(overlap["final_test_accuracy"].get<double>(), 0.6) << overlap.dump(1);
+  EXPECT_NEAR(overlap["final_test_accuracy"].get<double>(),
+              plain["final_test_accuracy"].get<double>(), 0.05);
+}
+
 }  // namespace
 }  // namespace psgd

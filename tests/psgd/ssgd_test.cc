@@ -248,8 +248,8 @@ TEST(MeanOf, BitIdenticalToTheSumInPartOrderThenOneScaling) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
   std::uniform_int_distribution<int> exponent(-30, 30);
-  for (const std::size_t n : {std::size_t{1}, std::size_t{2047}, std::size_t{2048},
-                              std::size_t{3 * 2048 + 17}, std::size_t{203530}}) {
+  for (const std::size_t n : {std::size_t{1}, std::size_t{8191}, std::size_t{8192},
+                              std::size_t{3 * 8192 + 17}, std::size_t{203530}}) {
     for (std::size_t count = 2; count <= 5; ++count) {
       std::vector<std::vector<float>> data(count, std::vector<float>(n));
       for (auto& part : data) {

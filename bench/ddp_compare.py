@@ -13,9 +13,10 @@ Runs, interleaved per repeat so that drift in the machine's speed hits every sys
   ddp_powersgd, allreduce_powersgd  DDP with powerSGD_hook rank 4 (start_powerSGD_iter 2, its
                                     minimum); psgd --codec powersgd --codec_rank 4 (on request)
 all on the MLP 784-256-10 (or with --model cnn psgd's `--model cnn`, the same network on the DDP
-side), Fashion-MNIST, batch 128 per worker, SGD lr 0.05 momentum 0.9, the same epochs, and prints samples/s (median of the repeats), test accuracy, the ratio to DDP with
-the same worker count and to the compute limit; then, for the psgd runs, where each worker's
-time went (workers.csv: compute, encode, wait, decode, apply, as seconds per iteration).
+side), Fashion-MNIST, batch 128 per worker, SGD lr 0.05 momentum 0.9, the same epochs, and
+prints samples/s (median of the repeats), test accuracy, the ratio to DDP with the same worker
+count and to the compute limit; then, for the psgd runs, where each worker's time went
+(workers.csv: compute, encode, wait, decode, apply, as seconds per iteration).
 
 Only the Python standard library is needed here; DDP runs under --python (Debian's
 /usr/bin/python3 with python3-torch: bench/setup_ddp.sh installs it).
@@ -314,7 +315,8 @@ def main():
                   + "".join(f"{m['split_ms'][c]:>9.2f}" for c in cols))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cores": cores, "model": args.model, "epochs": args.epochs, "repeats": args.repeats,
+            json.dump({"cores": cores, "model": args.model, "epochs": args.epochs,
+                       "repeats": args.repeats,
                        "compute_limit": limit,
                        "runs": [{"system": s, "workers": n, "results": results[(s, n)]}
                                 for s, n in plan]}, f, indent=1)

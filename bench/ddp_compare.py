@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """psgd against PyTorch DDP on the same job, with the machine's compute limit, in one run.
 
-    bench/ddp_compare.py [--epochs 2] [--workers 1,2,4] [--repeats 1] [--keep DIR]
+    bench/ddp_compare.py [--epochs 2] [--workers 1,2,4] [--repeats 1] [--keep DIR] [--model cnn]
 
 Runs, interleaved per repeat so that drift in the machine's speed hits every system alike:
   plain   the one-thread libtorch loop (build/bench/ssgd_vs_plain --plain_only): the yardstick;
@@ -12,10 +12,11 @@ Runs, interleaved per repeat so that drift in the machine's speed hits every sys
   ddp_fp16, allreduce_fp16          DDP with fp16_compress_hook; psgd --codec fp16 (on request)
   ddp_powersgd, allreduce_powersgd  DDP with powerSGD_hook rank 4 (start_powerSGD_iter 2, its
                                     minimum); psgd --codec powersgd --codec_rank 4 (on request)
-all on the MLP 784-256-10, Fashion-MNIST, batch 128 per worker, SGD lr 0.05 momentum 0.9, the
-same epochs, and prints samples/s (median of the repeats), test accuracy, the ratio to DDP with
-the same worker count and to the compute limit; then, for the psgd runs, where each worker's
-time went (workers.csv: compute, encode, wait, decode, apply, as seconds per iteration).
+all on the MLP 784-256-10 (or with --model cnn psgd's `--model cnn`, the same network on the DDP
+side), Fashion-MNIST, batch 128 per worker, SGD lr 0.05 momentum 0.9, the same epochs, and
+prints samples/s (median of the repeats), test accuracy, the ratio to DDP with the same worker
+count and to the compute limit; then, for the psgd runs, where each worker's time went
+(workers.csv: compute, encode, wait, decode, apply, as seconds per iteration).
 
 Only the Python standard library is needed here; DDP runs under --python (Debian's
 /usr/bin/python3 with python3-torch: bench/setup_ddp.sh installs it).
@@ -85,7 +86,8 @@ def data_flags(args):
 
 def run_plain(args, work):
     exe = os.path.join(args.build_dir, "bench", "ssgd_vs_plain")
-    out = run([exe, "--plain_only", "--epochs", str(args.epochs), "--batch_size", "128",
+    out = run([exe, "--plain_only", "--model", args.model, "--epochs", str(args.epochs),
+               "--batch_size", "128",
                "--repeats", "1", *data_flags(args)], os.path.join(work, "plain.log"), args.timeout)
     r = last_json_line(out, "ssgd_vs_plain --plain_only")
     return {"samples_per_second": r["samples_per_second"], "test_accuracy": r["test_accuracy"],
@@ -93,7 +95,8 @@ def run_plain(args, work):
 
 
 def run_ddp(args, n, work, hook="allreduce"):
-    cmd = [args.python, os.path.join(ROOT, "bench", "ddp", "ddp_mlp.py"), "--workers", str(n),
+    cmd = [args.python, os.path.join(ROOT, "bench", "ddp", "ddp_mlp.py"), "--model", args.model,
+           "--workers", str(n),
            "--epochs", str(args.epochs), "--batch_size", "128", "--lr", "0.05", "--momentum", "0.9",
            "--hook", hook, *data_flags(args)]
     if args.ddp_threads:
@@ -107,7 +110,8 @@ def run_ddp(args, n, work, hook="allreduce"):
 def run_psgd(args, system, n, run_dir):
     strategy = "allreduce" if system in CODECS else system
     cmd = ["bash", os.path.join(ROOT, "scripts", "run_local.sh"), "--node_count", str(n),
-           "--psgd", strategy, *CODECS.get(system, []), "--epochs", str(args.epochs),
+           "--psgd", strategy, *CODECS.get(system, []), "--model", args.model,
+           "--epochs", str(args.epochs),
            "--batch_size", "128",
            "--learn_rate", "0.05", "--momentum", "0.9", "--output", run_dir, *data_flags(args),
            *args.psgd_flag]
@@ -171,6 +175,9 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--epochs", type=int, default=2, help="epochs of every run (default 2)")
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp (784-256-10) or cnn (psgd's --model cnn: two 5x5 conv+pool layers, "
+                        "dense 128); the same network on every side (default mlp)")
     p.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated (default 1,2,4)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each; the median is reported (default 1)")
     p.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
@@ -273,7 +280,8 @@ def main():
              "allreduce": "psgd allreduce", "ddp_fp16": "DDP fp16 hook",
              "allreduce_fp16": "psgd allreduce fp16", "ddp_powersgd": "DDP powerSGD r4",
              "allreduce_powersgd": "psgd powersgd r4"}
-    print(f"\nMLP 784-256-10, Fashion-MNIST, batch 128 per worker, {args.epochs} epoch(s), "
+    model = "MLP 784-256-10" if args.model == "mlp" else "CNN (psgd's --model cnn)"
+    print(f"\n{model}, Fashion-MNIST, batch 128 per worker, {args.epochs} epoch(s), "
           f"median of {args.repeats}; {cores} cores; compute limit = cores x plain loop"
           + (f" = {limit:.0f} samples/s" if limit else " (not measured)")
           + "".join(f"; {k}={v}" for k, v in EXTRA_ENV.items()))
@@ -307,7 +315,8 @@ def main():
                   + "".join(f"{m['split_ms'][c]:>9.2f}" for c in cols))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cores": cores, "epochs": args.epochs, "repeats": args.repeats,
+            json.dump({"cores": cores, "model": args.model, "epochs": args.epochs,
+                       "repeats": args.repeats,
                        "compute_limit": limit,
                        "runs": [{"system": s, "workers": n, "results": results[(s, n)]}
                                 for s, n in plan]}, f, indent=1)

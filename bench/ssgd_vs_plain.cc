@@ -10,7 +10,9 @@
 // with one `client`, each run as its own process (the psgd side pays for its round trip to the
 // server and the server's optimiser step: that is what is measured). psgd runs twice per repeat:
 // with its default transport (the worker is on the server's machine, so frames go through shared
-// memory) and with `--shared_memory off` (every frame over loopback TCP).
+// memory) and with `--shared_memory off` (every frame over loopback TCP). The plain loop runs
+// with nn::keep_freed_memory() as every psgd process that trains does (the Trainer's malloc
+// settings), so the ratio compares the loops and not glibc's defaults.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -177,6 +179,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   psgd::nn::set_compute_threads(1);
+  // Like init_server and client: freed activations stay in the process between steps.
+  psgd::nn::keep_freed_memory();
   const auto data = psgd::nn::load_dataset("fashion-mnist", o.train_samples, o.test_samples);
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());

@@ -75,6 +75,7 @@ class SsgdServer final : public ServerRole {
   std::unique_ptr<Codec> downlink_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
   std::vector<float> sum_;                      // the mean gradient of the round
+  PayloadRecycler replies_;                     // the parameters sent when a round closes
   std::vector<std::vector<float>> slots_;       // each worker's decoded gradient
   std::vector<std::span<const float>> parts_;   // scratch: the received gradients in worker order
   std::vector<Pending> pending_;

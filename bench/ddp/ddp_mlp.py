@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """PyTorch DDP (Gloo, CPU) on the job psgd trains by default, for bench/ddp_compare.py.
 
-    /usr/bin/python3 bench/ddp/ddp_mlp.py --workers 4 [--epochs 2] [--threads T]
+    /usr/bin/python3 bench/ddp/ddp_mlp.py --workers 4 [--epochs 2] [--threads T] [--model cnn]
 
-The job, as psgd's defaults: MLP 784-256-10 (torch.nn.Linear's own initialisation, which is
-libtorch's too, seeded with torch.manual_seed(seed) as nn/trainer.cc does), Fashion-MNIST from
+The job, as psgd's defaults: MLP 784-256-10, or with --model cnn psgd's `--model cnn` (two 5x5
+conv + ReLU + 2x2 max-pool layers of 16 and 32 channels, dense 128, dense 10: nn/models.cc's
+network layer for layer, built by bench/engine/plain_loop.py's build()); torch.nn's own
+initialisation of Linear and Conv2d (Kaiming-uniform weights, uniform biases), which is
+libtorch's too, seeded with torch.manual_seed(seed) as nn/trainer.cc does; Fashion-MNIST from
 Debian's dataset-fashion-mnist (the IDX .gz files read directly; pixels / 255), batch 128 per
 worker, SGD lr 0.05 momentum 0.9, gradients averaged over the workers (DDP's allreduce, or with
 --hook fp16 / powersgd DDP's fp16_compress_hook / powerSGD_hook).
@@ -87,7 +90,11 @@ def worker(rank, args, port, queue):
         test_x, test_y = to_tensors(*load_split(args.data_dir, "test", args.test_samples))
 
     torch.manual_seed(args.seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    # The networks of nn/models.cc, defined once for the Python side (bench/engine/plain_loop.py).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "engine"))
+    from plain_loop import build
+    model = build(args.model, nn)
     ddp = nn.parallel.DistributedDataParallel(model)
     # --hook: DDP's communication hooks, the peers of psgd's --psgd allreduce --codec fp16|powersgd.
     if args.hook == "fp16":
@@ -143,6 +150,7 @@ def worker(rank, args, port, queue):
     if rank == 0:
         queue.put({
             "system": "ddp",
+            "model": args.model,
             "workers": n,
             "threads_per_process": args.threads,
             "epochs": args.epochs,
@@ -170,6 +178,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=4, help="DDP processes (default 4)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training set (default 2)")
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp (784-256-10, psgd's default) or cnn (psgd's --model cnn); default mlp")
     p.add_argument("--batch_size", type=int, default=128, help="samples per worker and step (128)")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (0.05, as psgd)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9, as psgd)")

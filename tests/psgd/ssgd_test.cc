@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <memory>
+#include <random>
 
 #include "core/error.h"
 #include "core/sgd.h"
@@ -188,6 +191,91 @@ TEST(Ssgd, WorkerReportsItsPhaseTimes) {
   h.workers[0]->on_message(*down[0].message, up2);
   h.workers[0]->compute_step(up2);
   EXPECT_DOUBLE_EQ(std::get<Gradient>(*up2[0].message).times.wait_s, 2.0);
+}
+
+// The parameters a closing round sends are encoded into the previous reply's buffer once no link
+// holds that reply any more; while one does, the new reply gets its own buffer and the old one is
+// left as it was sent.
+TEST(Ssgd, RoundRepliesReuseTheLastReplysBufferOnlyOnceItIsReleased) {
+  Harness h(2, SgdOptions{.learning_rate = 0.1f}, 1, 5);
+  auto bytes_of = [](const std::vector<float>& v) {
+    const auto* b = reinterpret_cast<const std::uint8_t*>(v.data());
+    return std::vector<std::uint8_t>(b, b + v.size() * sizeof(float));
+  };
+  auto close = [&](const std::vector<Envelope>& gradients) {
+    Outbox replies;
+    for (const auto& g : gradients)
+      h.server->on_message(g.to, *g.message, replies);
+    EXPECT_EQ(replies.size(), 2u);
+    return replies;
+  };
+  auto values = [](const Outbox& out) -> const Payload& {
+    return std::get<Params>(*out[0].message).values;
+  };
+  Outbox down;
+  h.server->on_start(down);
+  Outbox first = close(h.deliver_to_workers(down));
+  const std::uint8_t* buffer = values(first).bytes.data();
+  const auto first_bytes = bytes_of(h.params);
+  EXPECT_EQ(values(first).bytes, first_bytes);
+
+  // Still held (a link has not written it): the next reply may not touch it.
+  Outbox second = close(h.deliver_to_workers(first));
+  EXPECT_EQ(values(first).bytes, first_bytes);
+  EXPECT_NE(values(second).bytes.data(), buffer);
+  EXPECT_EQ(values(second).bytes, bytes_of(h.params));
+  EXPECT_NE(bytes_of(h.params), first_bytes);
+
+  // Released by every link: the next reply is encoded into its buffer, with the new parameters.
+  first.clear();
+  const std::uint8_t* second_buffer = values(second).bytes.data();
+  const auto gradients = h.deliver_to_workers(second);
+  second.clear();
+  // Had the buffer been freed with its reply, malloc would hand it to this block of its size.
+  const std::vector<std::uint8_t> decoy(first_bytes.size(), 1);
+  Outbox third = close(gradients);
+  EXPECT_NE(decoy.data(), second_buffer);
+  EXPECT_EQ(values(third).bytes.data(), second_buffer);
+  EXPECT_EQ(values(third).bytes, bytes_of(h.params));
+  EXPECT_EQ(std::get<Params>(*third[0].message).iteration, 3);
+}
+
+// The server's mean gradient is summed block by block (psgd/common.cc); it must stay bit for bit
+// the element-wise ((p0 + p1) + ...) * (1 / count) that pinned runs were recorded with, at every
+// block boundary and tail, with values of very different magnitudes (where the order of the
+// additions shows in the last bits).
+TEST(MeanOf, BitIdenticalToTheSumInPartOrderThenOneScaling) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-30, 30);
+  for (const std::size_t n : {std::size_t{1}, std::size_t{8191}, std::size_t{8192},
+                              std::size_t{3 * 8192 + 17}, std::size_t{203530}}) {
+    for (std::size_t count = 2; count <= 5; ++count) {
+      std::vector<std::vector<float>> data(count, std::vector<float>(n));
+      for (auto& part : data) {
+        for (float& v : part)
+          v = std::ldexp(mantissa(rng), exponent(rng));
+      }
+      std::vector<std::span<const float>> parts(data.begin(), data.end());
+      std::vector<float> expected(n);
+      const float inv = 1.0f / static_cast<float>(count);
+      for (std::size_t i = 0; i < n; ++i) {
+        float s = data[0][i];
+        for (std::size_t k = 1; k < count; ++k)
+          s += data[k][i];
+        expected[i] = s * inv;
+      }
+      std::vector<float> scratch(n, -1.0f);
+      const auto mean = mean_of(parts, scratch);
+      ASSERT_EQ(mean.data(), scratch.data());
+      EXPECT_EQ(std::memcmp(mean.data(), expected.data(), n * sizeof(float)), 0)
+          << n << " values, " << count << " parts";
+    }
+  }
+  // One part is returned as it is: no copy.
+  std::vector<float> one(10, 2.0f), scratch(10);
+  const std::vector<std::span<const float>> single{one};
+  EXPECT_EQ(mean_of(single, scratch).data(), one.data());
 }
 
 TEST(Schedule, IterationsPerEpochRoundUp) {

@@ -34,6 +34,22 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+// n resident workers (client --serve, --serve_timeout 300) dialling `port` on loopback, with the
+// extra flags given; their output goes to clientI.out / .err in `dir`.
+std::vector<std::unique_ptr<testing::Process>> resident_clients(
+    const testing::TempDir& dir, int port, int n, const std::vector<std::string>& extra = {}) {
+  std::vector<std::unique_ptr<testing::Process>> clients;
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> args{"--ip",    "127.0.0.1",       "--port", std::to_string(port),
+                                  "--serve", "--serve_timeout", "300"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    clients.push_back(std::make_unique<testing::Process>(
+        PSGD_CLIENT, args, dir.file("client" + std::to_string(i) + ".out"),
+        dir.file("client" + std::to_string(i) + ".err")));
+  }
+  return clients;
+}
+
 TEST(Serve, ResidentWorkersRunTwoJobsInARowThenStopOnSigterm) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   testing::TempDir dir;
@@ -41,15 +57,7 @@ TEST(Serve, ResidentWorkersRunTwoJobsInARowThenStopOnSigterm) {
   ::chmod(dir.file("secret").c_str(), 0600);
   const int port = free_port();
   ASSERT_GT(port, 0);
-  std::vector<std::unique_ptr<testing::Process>> clients;
-  for (int i = 0; i < 2; ++i) {
-    clients.push_back(std::make_unique<testing::Process>(
-        PSGD_CLIENT,
-        std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port), "--serve",
-                                 "--serve_timeout", "300", "--passphrase_file", dir.file("secret")},
-        dir.file("client" + std::to_string(i) + ".out"),
-        dir.file("client" + std::to_string(i) + ".err")));
-  }
+  auto clients = resident_clients(dir, port, 2, {"--passphrase_file", dir.file("secret")});
   auto logs = [&] {
     std::string s;
     for (auto& c : clients)
@@ -141,15 +149,7 @@ TEST(Serve, ASignalDuringAJobLeavesItAndExitsWithTheSignalsCode) {
   testing::TempDir dir;
   const int port = free_port();
   ASSERT_GT(port, 0);
-  std::vector<std::unique_ptr<testing::Process>> clients;
-  for (int i = 0; i < 2; ++i) {
-    clients.push_back(std::make_unique<testing::Process>(
-        PSGD_CLIENT,
-        std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port), "--serve",
-                                 "--serve_timeout", "300"},
-        dir.file("client" + std::to_string(i) + ".out"),
-        dir.file("client" + std::to_string(i) + ".err")));
-  }
+  auto clients = resident_clients(dir, port, 2);
   const std::string run = dir.file("run");
   // Long enough (hundreds of epochs) that the signals below come during training; asgd carries
   // on without a worker that left.

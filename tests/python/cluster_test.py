@@ -26,6 +26,17 @@ def netns_why_not():
     return None if out.returncode == 0 else out.stdout.strip() + out.stderr.strip()
 
 
+def stop_cluster(driver):
+    """Kills a namespace driver still running and removes whatever it built (its own trap removes it;
+    this covers a driver that was killed). Returns `ip netns list` afterwards."""
+    if driver.poll() is None:
+        driver.kill()
+        driver.wait()
+    subprocess.run(["bash", os.path.join(SCRIPTS, "netns.sh"), "teardown", str(driver.pid)],
+                   capture_output=True, timeout=60)
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
 def write(path, text, mode=0o644):
     with open(path, "w") as f:
         f.write(text)
@@ -200,14 +211,7 @@ class ClusterOnNamespaces(unittest.TestCase):
             try:
                 output, _ = driver.communicate(timeout=200)
             finally:
-                if driver.poll() is None:
-                    driver.kill()
-                    driver.wait()
-                # Whatever happened, nothing of this cluster stays behind (the driver's own trap
-                # removes it; this covers a driver that was killed).
-                subprocess.run(["bash", os.path.join(SCRIPTS, "netns.sh"), "teardown", str(driver.pid)],
-                               capture_output=True, timeout=60)
-            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+                listed = stop_cluster(driver)  # whatever happened, nothing of this cluster stays
             self.assertNotIn(f"psgd-{driver.pid}-", listed)
             self.assertEqual(driver.returncode, 0, output)
             self.assertNotIn(text, output)

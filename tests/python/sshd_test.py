@@ -22,7 +22,7 @@ import tempfile
 import time
 import unittest
 
-from cluster_test import BUILD, BUILT, CLEAN_ENV, HAVE_DATA, ROOT, SCRIPTS, netns_why_not, write
+from cluster_test import BUILD, BUILT, CLEAN_ENV, HAVE_DATA, ROOT, SCRIPTS, netns_why_not, stop_cluster, write
 from secret_test import processes_showing
 
 SSHD = "/usr/sbin/sshd"  # sshd re-executes itself, so it must be started by its absolute path
@@ -181,14 +181,7 @@ class RealSshd(unittest.TestCase):
                         shown += processes_showing(text)  # the secret never in a command line
                         time.sleep(0.05)
                 finally:
-                    if driver.poll() is None:
-                        driver.kill()
-                        driver.wait()
-                    # Whatever happened, nothing of this cluster stays (the driver's trap removes it;
-                    # this covers a driver that was killed).
-                    subprocess.run(["bash", os.path.join(SCRIPTS, "netns.sh"), "teardown", str(driver.pid)],
-                                   capture_output=True, timeout=60)
-                    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+                    listed = stop_cluster(driver)  # whatever happened, nothing of this cluster stays
                 log.seek(0)
                 output = log.read()
                 with open(os.path.join(d, "sshd.pids")) as f:

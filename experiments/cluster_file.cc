@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -76,7 +78,16 @@ ClusterFile read_cluster_file(const std::string& path) {
   only_keys(server, {"address", "port"}, where + " server");
   c.address = text(server, "address", where + " server", true);
   c.port = integer(server, "port", where + " server", 55555, 1, 65535);
+  // As the launchers take the "ssh" object's paths: a relative path from the file's directory,
+  // "~/" from the home directory, so the file means the same from wherever it is used.
   c.passphrase_file = text(c.json, "passphrase_file", where, false);
+  if (c.passphrase_file.starts_with("~/")) {
+    const char* home = std::getenv("HOME");
+    if (home != nullptr && *home != '\0') c.passphrase_file = home + c.passphrase_file.substr(1);
+  } else if (!c.passphrase_file.empty() && c.passphrase_file.front() != '/') {
+    const auto dir = std::filesystem::path(path).parent_path();
+    if (!dir.empty()) c.passphrase_file = (dir / c.passphrase_file).string();
+  }
   if (!c.json.contains("workers") || !c.json.at("workers").is_array() ||
       c.json.at("workers").empty()) {
     throw ConfigError(fmt::format("{}: \"workers\" must be a non-empty list of hosts", where));

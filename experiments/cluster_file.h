@@ -9,7 +9,8 @@
 //    "ssh": {"port": 2222, "identity_file": "~/.ssh/psgd_lab", "known_hosts": "~/.ssh/psgd_hosts"}}
 //
 // server.address is where workers connect (required); server.port defaults to 55555;
-// passphrase_file is optional (the launchers refuse to go without a secret unless --insecure);
+// passphrase_file is optional (the launchers refuse to go without a secret unless --insecure; a
+// relative path is taken from the cluster file's directory, "~/" from the home directory);
 // each worker entry needs host and may give slots (clients on that host, default 1), dataset
 // (where that host keeps the data, its client's --dataset) and user (the ssh user). The optional
 // "ssh" object is for scripts/launch_ssh.sh (the workers' sshd port, the private key, a

@@ -66,6 +66,24 @@ class ClusterFlag(unittest.TestCase):
             self.assertEqual(job["cluster"], cluster)
             self.assertEqual(check("--cluster", path, "--node_count", "3").returncode, 0)
 
+    def test_a_relative_passphrase_file_is_taken_from_the_cluster_files_directory(self):
+        with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as elsewhere:
+            os.mkdir(os.path.join(d, "lab"))
+            write(os.path.join(d, "lab", "secret"), "a lab's secret\n", 0o600)
+            cluster = {"server": {"address": "10.9.0.1"}, "passphrase_file": "secret",
+                       "workers": [{"host": "a"}, {"host": "b"}]}
+            path = write(os.path.join(d, "lab", "cluster.json"), json.dumps(cluster))
+            out = subprocess.run([INIT_SERVER, "--check", "--cluster", path], capture_output=True, text=True,
+                                 env=CLEAN_ENV, cwd=elsewhere)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(json.loads(out.stdout)["server"]["passphrase_file"], os.path.join(d, "lab", "secret"))
+            # ... and the launcher, started from another directory with a relative --cluster, finds it.
+            plan = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster",
+                                   os.path.relpath(path, elsewhere), "--dry_run"],
+                                  capture_output=True, text=True, env=CLEAN_ENV, cwd=elsewhere)
+            self.assertEqual(plan.returncode, 0, plan.stdout + plan.stderr)
+            self.assertIn("(passphrase on stdin)", plan.stdout)
+
     def test_contradictions_and_bad_files_are_refused_in_one_line(self):
         with tempfile.TemporaryDirectory() as d:
             good = {"server": {"address": "10.9.0.1"}, "workers": [{"host": "a"}, {"host": "b"}]}

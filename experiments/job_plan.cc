@@ -62,6 +62,15 @@ JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
   nn::DataSplit loaded = nn::load_dataset(spec_.dataset, spec_.train_samples, spec_.test_samples,
                                           spec_.source_options());
   notes_ = loaded.notes;
+  // Accepted but risky: one step of delay leaves SGD with momentum far less room (psgd/options.h).
+  if (spec_.overlap && spec_.optimizer == "sgd" && spec_.momentum > 0) {
+    notes_.push_back(fmt::format(
+        "--overlap with --momentum {}: gradients one step stale and momentum do not mix well (the "
+        "stable learning rate shrinks by 2(1 + m)/(1 - m), {:.0f}x here; the CNN at lr 0.05 and "
+        "momentum 0.9 diverged, bench/README.md \"Overlap\"); if the loss grows, lower "
+        "--learn_rate or --momentum",
+        spec_.momentum, 2 * (1 + spec_.momentum) / (1 - spec_.momentum)));
+  }
   // Validation rows are held out per seed; the normaliser sees the remaining training rows only.
   holdout_ = nn::hold_out(static_cast<std::int64_t>(loaded.train.size()), spec_.validation_split,
                           seeds::of(spec_.seed, seeds::kValidation));

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "tests/integration/cluster.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
@@ -92,6 +93,27 @@ TEST(Cli, ConfigFileValuesAndFlagsWin) {
   r = run(PSGD_INIT_SERVER, {"--config", dir.file("typo.json")}, dir, 30);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("node_cuont"), std::string::npos) << r.err;
+}
+
+// --overlap with SGD momentum is accepted, with one note naming the risk (bench/README.md
+// "Overlap": momentum 0.9 diverged with one step of delay); without momentum there is none.
+TEST(Cli, OverlapWithMomentumRunsWithANote) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  const std::vector<std::string> job{"--simulate",     "--overlap", "--node_count",    "2",
+                                     "--epochs",       "1",         "--train_samples", "400",
+                                     "--test_samples", "100"};
+  auto with = job;
+  with.insert(with.end(), {"--momentum", "0.5", "--output", dir.file("m")});
+  auto r = run(PSGD_INIT_SERVER, with, dir, 120);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("note: --overlap with --momentum 0.5"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("6x here"), std::string::npos) << r.out;  // 2 (1 + 0.5) / (1 - 0.5)
+  auto without = job;
+  without.insert(without.end(), {"--momentum", "0", "--output", dir.file("plain")});
+  r = run(PSGD_INIT_SERVER, without, dir, 120);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("--overlap with --momentum"), std::string::npos) << r.out;
 }
 
 TEST(Cli, ClientToAClosedPortFailsClearly) {

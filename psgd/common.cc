@@ -46,6 +46,14 @@ std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& cod
       Params{.iteration = iteration, .values = codec.encode(values)});
 }
 
+std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
+                                              std::span<const float> values,
+                                              PayloadRecycler& replies) {
+  Payload payload = replies.take();
+  codec.encode_into(values, payload);
+  return replies.keep(Params{.iteration = iteration, .values = std::move(payload)});
+}
+
 void broadcast(const std::shared_ptr<const Message>& message, int node_count, Outbox& out) {
   for (NodeId w = 0; w < node_count; ++w)
     out.push_back({w, message});

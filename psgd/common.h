@@ -38,6 +38,11 @@ class PayloadRecycler {
 // A Params message of `iteration` holding `values` encoded with `codec`.
 std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
                                               std::span<const float> values);
+// The same, encoded into the buffer of the last message `replies` kept once nothing else holds
+// it (no model-sized allocation per round; otherwise a fresh buffer), and kept for the next one.
+std::shared_ptr<const Message> params_message(std::int64_t iteration, Codec& codec,
+                                              std::span<const float> values,
+                                              PayloadRecycler& replies);
 
 // Sends `message` to every one of `node_count` workers (one shared message, encoded once).
 void broadcast(const std::shared_ptr<const Message>& message, int node_count, Outbox& out);

@@ -185,13 +185,7 @@ void SsgdServer::close_round(Outbox& out) {
                    .apply_s = apply_s,
                    .missing = schedule_.node_count - received_};
   std::shared_ptr<const Message> reply;
-  if (!finished()) {
-    // Encoded into the last round's buffer once every link has written that reply (no
-    // model-sized allocation per round; a link still holding it gets a fresh buffer instead).
-    Payload payload = replies_.take();
-    downlink_->encode_into(ctx_.parameters, payload);
-    reply = replies_.keep(Params{.iteration = iteration_, .values = std::move(payload)});
-  }
+  if (!finished()) reply = params_message(iteration_, *downlink_, ctx_.parameters, replies_);
   const double now = ctx_.clock->now();
   for (std::size_t w = 0; w < pending_.size(); ++w) {
     Pending& p = pending_[w];

@@ -170,7 +170,7 @@ void GcServer::close_round(Outbox& out) {
   RoundStats stats{
       .iteration = iteration_, .gradients = groups_, .decode_s = decode_s_, .apply_s = apply_s};
   std::shared_ptr<const Message> reply;
-  if (!finished()) reply = params_message(iteration_, *downlink_, ctx_.parameters);
+  if (!finished()) reply = params_message(iteration_, *downlink_, ctx_.parameters, replies_);
   const double now = ctx_.clock->now();
   for (std::size_t w = 0; w < pending_.size(); ++w) {
     Pending& p = pending_[w];

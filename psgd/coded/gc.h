@@ -74,6 +74,7 @@ class GcServer final : public ServerRole {
   int groups_;
   std::unique_ptr<Optimizer> optimiser_;
   std::unique_ptr<Codec> downlink_;
+  PayloadRecycler replies_;                // the parameters sent when a round closes
   std::unique_ptr<Codec> uplink_;          // fp32 decoder, stateless
   std::vector<std::vector<float>> slots_;  // each group's sum of block gradients this round
   std::vector<bool> covered_;

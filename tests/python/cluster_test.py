@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 import unittest
 
+from launch_test import free_ports
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(ROOT, "scripts")
 BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
@@ -160,7 +162,7 @@ class RunLocalCluster(unittest.TestCase):
     def test_run_local_runs_a_cluster_files_job_on_this_machine(self):
         with tempfile.TemporaryDirectory() as d:
             secret = write(os.path.join(d, "secret"), "local words\n", 0o600)
-            cluster = {"server": {"address": "127.0.0.1", "port": 43000 + os.getpid() % 1000 * 8},
+            cluster = {"server": {"address": "127.0.0.1", "port": free_ports()},
                        "passphrase_file": secret, "workers": [{"host": "localhost", "slots": 2}]}
             path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
             out = subprocess.run(["bash", os.path.join(SCRIPTS, "run_local.sh"), "--cluster", path, "--output",

@@ -5,6 +5,8 @@ real runs (run_local.sh, a local sweep over node counts {1, 2}) when the binarie
 (BUILD_DIR) and Fashion-MNIST is installed."""
 import json
 import os
+import random
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -17,6 +19,28 @@ BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
 BUILT = all(os.access(os.path.join(BUILD, "experiments", b), os.X_OK) for b in ("init_server", "client"))
 HAVE_DATA = os.path.exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TINY = {"train_samples": 512, "test_samples": 256, "epochs": 1}
+
+
+def free_ports(count=1):
+    """The first of `count` consecutive ports that nothing on this machine holds now, below the
+    kernel's ephemeral range (32768 up), so no outgoing connection or port-0 server of a test running
+    beside this one can take it before the server binds."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32768 - count)
+        held = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no free ports between 20000 and 32767")
 
 
 def run(script, *args, env=None, timeout=30):
@@ -34,8 +58,16 @@ class LaunchLocal(unittest.TestCase):
             self.assertIn(f"--node_count {n} --working_ports {port} --output /tmp/x/n{n} --epochs 1", out.stdout)
             self.assertIn(f"+ {n} x ", out.stdout)
 
+    def test_by_default_every_server_takes_a_free_port_and_tells_its_clients(self):
+        out = run("launch_local.sh", "--nodes", "1,2", "--out", "/tmp/x", "--dry_run")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for n in (1, 2):
+            self.assertIn(f"--node_count {n} --working_ports 0 --port_file /tmp/x/n{n}/logs/port --output /tmp/x/n{n}",
+                          out.stdout)
+            self.assertIn(f"+ {n} x ", out.stdout)
+
     def test_bad_arguments(self):
-        for args in (["--dry_run"], ["--nodes", "1,0", "--dry_run"], ["--nodes", "2", "--base_port", "80"],
+        for args in (["--dry_run"], ["--nodes", "1,0", "--dry_run"], ["--nodes", "2", "--base_port", "80"], ["--nodes", "2", "--base_port", "free"],
                      ["--nodes", "2", "--bogus"], ["--nodes", "2", "--dry_run", "--", "--node_count", "3"]):
             out = run("launch_local.sh", *args)
             self.assertEqual(out.returncode, 2, args)
@@ -47,14 +79,27 @@ class LaunchLocal(unittest.TestCase):
                          "init_server not built or Fashion-MNIST missing")
     def test_a_real_local_sweep(self):
         with tempfile.TemporaryDirectory() as d:
-            out = run("launch_local.sh", "--nodes", "1,2", "--base_port", str(41000 + os.getpid() % 1000 * 8),
-                      "--out", d, "--", "--train_samples", "1200", "--test_samples", "300", "--epochs", "1",
+            # Default ports: each server takes a free one (a fixed port may be any other test's).
+            out = run("launch_local.sh", "--nodes", "1,2", "--out", d, "--", "--train_samples", "1200", "--test_samples", "300", "--epochs", "1",
                       "--batch_size", "32", "--bind", "127.0.0.1", "--join_timeout", "60", timeout=180)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             for n in (1, 2):
                 summary = json.load(open(os.path.join(d, f"n{n}", "summary.json")))
                 self.assertEqual(summary["status"], "completed")
                 self.assertEqual(summary["nodes"], n)
+
+    @unittest.skipUnless(BUILT and HAVE_DATA, "init_server not built or Fashion-MNIST missing")
+    def test_a_run_that_fails_is_named_with_the_servers_reason_and_its_clients_are_stopped(self):
+        with tempfile.TemporaryDirectory() as d, socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            out = run("launch_local.sh", "--nodes", "1", "--base_port", str(port), "--out", d, "--",
+                      "--train_samples", "600", "--test_samples", "100", "--epochs", "1", "--bind", "127.0.0.1",
+                      timeout=60)
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn(f"n=1 finished with exit code 1 (init_server: cannot listen on 127.0.0.1:{port}", out.stdout)
+            self.assertIn("1 run(s) failed", out.stdout)
 
 
 def write_config(directory, **job):

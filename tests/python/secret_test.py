@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from launch_test import BUILD, BUILT, CLEAN_ENV, HAVE_DATA, SCRIPTS, run, write_secret
+from launch_test import BUILD, BUILT, CLEAN_ENV, HAVE_DATA, SCRIPTS, free_ports, run, write_secret
 
 
 def processes_showing(text):
@@ -105,7 +105,7 @@ class LaunchSsh(unittest.TestCase):
             secret, text = write_secret(d)
             env, logdir = stand_in_ssh(d)
             base = os.path.join(d, "run")
-            port = str(42001 + os.getpid() % 1000 * 8)
+            port = str(free_ports(2))
             out = subprocess.run(
                 ["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--hosts", "a,b", "--nodes", "1,2",
                  "--server_ip", "127.0.0.1", "--port", port, "--", "--passphrase_file", secret,
@@ -130,7 +130,7 @@ class LaunchSsh(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)
             env, logdir = stand_in_ssh(d)
-            port = 42002 + os.getpid() % 1000 * 8
+            port = free_ports()
             cluster = os.path.join(d, "cluster.json")
             with open(cluster, "w") as f:
                 json.dump({"server": {"address": "127.0.0.1", "port": port}, "passphrase_file": secret,
@@ -168,7 +168,7 @@ class LaunchSsh(unittest.TestCase):
     def test_sweep_over_resident_workers_needs_no_ssh(self):
         with tempfile.TemporaryDirectory() as d:
             secret, text = write_secret(d)
-            port = 42003 + os.getpid() % 1000 * 8
+            port = free_ports()
             cluster = os.path.join(d, "cluster.json")
             with open(cluster, "w") as f:
                 json.dump({"server": {"address": "127.0.0.1", "port": port}, "passphrase_file": secret,
@@ -210,7 +210,7 @@ class LaunchSsh(unittest.TestCase):
             secret, text = write_secret(d)
             env, logdir = stand_in_ssh(d)
             out_dir = os.path.join(d, "run")
-            port = str(42000 + os.getpid() % 1000 * 8)
+            port = str(free_ports())
             launch = subprocess.Popen(
                 ["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--hosts", "a,b", "--server", "s",
                  "--server_ip", "127.0.0.1", "--port", port, "--", "--passphrase_file", secret,

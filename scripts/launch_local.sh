@@ -41,7 +41,9 @@ if [[ $base_port != auto ]]; then
   [[ $base_port =~ ^[0-9]+$ && $base_port -ge 1024 && $((base_port + ${#counts[@]})) -le 65535 ]] ||
     die "--base_port $base_port: give auto (a free port per run) or 1024..$((65535 - ${#counts[@]}))"
 fi
+simulate=0
 for f in "${flags[@]}"; do
+  [[ $f == --simulate ]] && simulate=1
   case "$f" in
     --node_count* | --working_ports* | --output* | --port_file*) die "$f is set by this script" ;;
   esac
@@ -63,7 +65,11 @@ echo "launch_local: ${#counts[@]} run(s) in $out, $([[ $parallel == 1 ]] && echo
 for i in "${!counts[@]}"; do
   n=${counts[i]}
   echo "  n=$n: $(server_cmd "$n" "$i")"
-  echo "        + $n x $BIN/client --ip 127.0.0.1 --port $([[ $base_port == auto ]] && echo "<the port it took>" || port_of "$i")"
+  if ((simulate)); then
+    echo "        (its $n workers simulated by init_server: no clients)"
+  else
+    echo "        + $n x $BIN/client --ip 127.0.0.1 --port $([[ $base_port == auto ]] && echo "<the port it took>" || port_of "$i")"
+  fi
 done
 ((dry)) && exit 0
 
@@ -96,6 +102,7 @@ start_one() { # index; sets server_pid ("" when skipped or when the server never
   else
     port=$(port_of "$1")
   fi
+  ((simulate)) && return 0
   for ((w = 0; w < n; w++)); do
     "$BIN/client" --ip 127.0.0.1 --port "$port" > "$dir/logs/client-$w.log" 2>&1 &
     pids+=("$!")

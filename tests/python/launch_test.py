@@ -66,6 +66,12 @@ class LaunchLocal(unittest.TestCase):
                           out.stdout)
             self.assertIn(f"+ {n} x ", out.stdout)
 
+    def test_a_simulated_sweep_starts_no_clients(self):
+        out = run("launch_local.sh", "--nodes", "2", "--out", "/tmp/x", "--dry_run", "--", "--simulate")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("its 2 workers simulated by init_server: no clients", out.stdout)
+        self.assertNotIn("client --ip", out.stdout)
+
     def test_bad_arguments(self):
         for args in (["--dry_run"], ["--nodes", "1,0", "--dry_run"], ["--nodes", "2", "--base_port", "80"], ["--nodes", "2", "--base_port", "free"],
                      ["--nodes", "2", "--bogus"], ["--nodes", "2", "--dry_run", "--", "--node_count", "3"]):

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -135,9 +136,10 @@ struct LocalRun {
                                   "--test_samples",
                                   "2000",
                                   "--batch_size",
-                                  "32",
-                                  "--epochs",
-                                  "2"};
+                                  "32"};
+    // 2 epochs unless `extra` says otherwise.
+    if (std::find(extra.begin(), extra.end(), "--epochs") == extra.end())
+      extra.insert(extra.end(), {"--epochs", "2"});
     args.insert(args.end(), extra.begin(), extra.end());
     server = std::make_unique<Process>(PSGD_INIT_SERVER, args, dir.file("server.out"),
                                        dir.file("server.err"));
@@ -274,6 +276,63 @@ TEST(LocalData, AFileOfAnotherShapeIsRefusedNamingTheWorkerAndTheFile) {
                                            " holds samples of 1x1x3, but the job's model takes "
                                            "1x28x28")))
       << r.logs();
+}
+
+// Every strategy the mode accepts trains on the workers' own files: an asgd iteration is one
+// worker's batch (twice as many per epoch), local_sgd and allreduce workers count their steps.
+TEST(LocalData, AsgdLocalSgdAndAllreduceLearnOnTheWorkersOwnFiles) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed";
+  TempDir files;
+  const auto& fm = fashion_mnist();
+  const WorkerFile w0 = make_worker_dir(files, "w0", fm, 0, 4, 3000);
+  const WorkerFile w1 = make_worker_dir(files, "w1", fm, 5, 9, 2000);
+  for (const std::string psgd : {"asgd", "local_sgd", "allreduce"}) {
+    LocalRun r;
+    ASSERT_NO_FATAL_FAILURE(r.start({w0.spec, w1.spec}, {"--psgd", psgd}));
+    ASSERT_EQ(r.wait_server(), 0) << psgd << "\n" << r.logs();
+    for (auto& c : r.clients)
+      EXPECT_EQ(c->wait(30s).value_or(-1), 0) << r.logs();
+    const auto summary = testing::summary_in(r.dir.file("run"));
+    EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.5) << psgd << "\n" << r.logs();
+    EXPECT_EQ(summary["iterations"], psgd == "asgd" ? 316 : 158) << psgd;
+  }
+}
+
+// A client that takes over a lost worker's slot during training must bring that worker's file:
+// one with another size and histogram is dropped naming both, one with the same file rejoins.
+TEST(LocalData, ATakeOverNeedsTheLostWorkersFile) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed";
+  LocalRun r;
+  const auto& fm = fashion_mnist();
+  const WorkerFile w0 = make_worker_dir(r.dir, "w0", fm, 0, 4, 3000);
+  const WorkerFile w1 = make_worker_dir(r.dir, "w1", fm, 5, 9, 2000);
+  // 10 epochs with a 20 ms pause per batch: at least 16 s, time enough to replace a worker.
+  ASSERT_NO_FATAL_FAILURE(
+      r.start({w0.spec, w1.spec},
+              {"--psgd", "asgd", "--epochs", "10", "--delay", "fixed:0.02", "--dead_after", "3"}));
+  ASSERT_TRUE(testing::wait_for_output(*r.server, "training for 10 epochs")) << r.logs();
+  r.clients[1]->signal(SIGKILL);
+  ASSERT_TRUE(testing::wait_for_output(*r.server, "lost worker")) << r.logs();
+  const int port = std::stoi(read_file(r.dir.file("port")));
+  auto replacement = [&](const std::string& dataset, const std::string& name) {
+    return std::make_unique<Process>(
+        PSGD_CLIENT,
+        std::vector<std::string>{"--ip", "127.0.0.1", "--port", std::to_string(port),
+                                 "--connect_timeout", "10", "--dataset", dataset},
+        r.dir.file(name + ".out"), r.dir.file(name + ".err"));
+  };
+  // Client 1 was killed: its file is w1 or w0, whichever it was given (w1, by start()).
+  auto wrong = replacement(w0.spec, "wrong");
+  EXPECT_NE(wrong->wait(60s).value_or(0), 0) << r.logs();
+  EXPECT_NE(
+      (wrong->out() + wrong->err()).find("a client taking over a slot must bring the same file"),
+      std::string::npos)
+      << wrong->out() << wrong->err();
+  auto right = replacement(w1.spec, "right");
+  EXPECT_EQ(r.wait_server(), 0) << r.logs();
+  EXPECT_EQ(right->wait(30s).value_or(-1), 0) << r.logs() << right->out() << right->err();
+  EXPECT_NE(r.server->out().find("is back"), std::string::npos) << r.logs();
+  EXPECT_EQ(testing::summary_in(r.dir.file("run"))["status"], "completed");
 }
 
 // What --local_data cannot honour is refused before anything starts, in one line, exit 2.

@@ -132,6 +132,12 @@ void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& o
     throw ConfigError(
         fmt::format("--resume {}: cannot read config.json: {}", out.resume, e.what()));
   }
+  if (job.local_data) {
+    throw ConfigError(fmt::format(
+        "--resume {}: a --local_data run cannot be resumed yet (its workers' own files fix the "
+        "schedule as they join, and it writes no checkpoints); start it afresh",
+        out.resume));
+  }
   const JobSpec& given = out.spec;
   auto given_flag = [&](const char* name) { return app.get_option(name)->count() > 0; };
   if (given_flag("--working_ports")) job.working_ports = given.working_ports;

@@ -90,11 +90,7 @@ void Server::prepare() {
   checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters(),
                                                  model_->num_buffers(), plan_->script_sha256());
   if (spec_.local_data) {
-    if (!opts_.resume.empty()) {
-      throw ConfigError(
-          "--resume of a --local_data run: not supported (its workers' own files fix the "
-          "schedule as they join); start it afresh");
-    }
+    // --resume is refused with the job (experiments/cli.cc resume_job).
     local_salt_ = make_salt();
     local_test_hashes_ = salted_row_hashes(plan_->evaluation()->test, local_salt_);
     local_reports_ = nlohmann::json::array();

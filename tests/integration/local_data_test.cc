@@ -357,6 +357,15 @@ TEST(LocalData, SettingsItCannotHonourAreRefused) {
     EXPECT_EQ(p.wait(60s).value_or(-1), 2) << flags[0] << "\n" << p.out() << p.err();
     EXPECT_NE(p.err().find(expected), std::string::npos) << flags[0] << "\n" << p.err();
   }
+  // --resume of a run directory whose config.json is a --local_data job.
+  {
+    std::filesystem::create_directories(tmp.file("run"));
+    std::ofstream(tmp.file("run/config.json")) << R"({"job": {"local_data": true}})";
+    Process p(PSGD_INIT_SERVER, {"--resume", tmp.file("run")}, tmp.file("out"), tmp.file("err"));
+    EXPECT_EQ(p.wait(60s).value_or(-1), 2) << p.out() << p.err();
+    EXPECT_NE(p.err().find("a --local_data run cannot be resumed yet"), std::string::npos)
+        << p.err();
+  }
   // Accepted: the flag alone, as JSON in a --config file too.
   {
     std::ofstream(tmp.file("job.json")) << R"({"local_data": true, "node_count": 2})";

@@ -277,7 +277,8 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "the server included)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--dataset", out.dataset,
-                 "Read the data from here instead of the job's --dataset (same format)");
+                 "Read the data from here instead of the job's --dataset (same format); in a "
+                 "--local_data job: this worker's own training file, which only it reads");
   app.add_option("--connect_timeout", out.connect_timeout,
                  "Seconds to keep trying to join: a refused connection, one reset or closed by a "
                  "server that is starting, dying or full, or a server that does not answer is "

@@ -132,6 +132,12 @@ void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& o
     throw ConfigError(
         fmt::format("--resume {}: cannot read config.json: {}", out.resume, e.what()));
   }
+  if (job.local_data) {
+    throw ConfigError(fmt::format(
+        "--resume {}: a --local_data run cannot be resumed yet (its workers' own files fix the "
+        "schedule as they join, and it writes no checkpoints); start it afresh",
+        out.resume));
+  }
   const JobSpec& given = out.spec;
   auto given_flag = [&](const char* name) { return app.get_option(name)->count() > 0; };
   if (given_flag("--working_ports")) job.working_ports = given.working_ports;
@@ -271,7 +277,8 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "the server included)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--dataset", out.dataset,
-                 "Read the data from here instead of the job's --dataset (same format)");
+                 "Read the data from here instead of the job's --dataset (same format); in a "
+                 "--local_data job: this worker's own training file, which only it reads");
   app.add_option("--connect_timeout", out.connect_timeout,
                  "Seconds to keep trying to join: a refused connection, one reset or closed by a "
                  "server that is starting, dying or full, or a server that does not answer is "

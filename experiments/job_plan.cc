@@ -87,17 +87,30 @@ JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
   normalizer_.apply(split->test);
   train_ = std::make_shared<const nn::Dataset>(std::move(loaded.train));
   evaluation_ = split;
-  // Blocks are placed over the training rows left after the validation hold-out.
-  placement_ = place_data(spec_, *train_, holdout_.train);
+  // Blocks are placed over the training rows left after the validation hold-out. --local_data:
+  // none (each worker's file is its share); the schedule over the server's rows stands only until
+  // set_local_sizes() fixes it over the workers'.
+  if (!spec_.local_data) placement_ = place_data(spec_, *train_, holdout_.train);
   schedule_ = make_schedule(spec_, train_rows());
 }
 
+void JobPlan::set_local_sizes(nlohmann::json workers) {
+  std::int64_t sum = 0;
+  for (const auto& w : workers)
+    sum += w.at("samples").get<std::int64_t>();
+  PSGD_CHECK(spec_.local_data && sum > 0, "local sizes for a job without --local_data");
+  local_train_rows_ = sum;
+  local_workers_ = std::move(workers);
+  schedule_ = make_schedule(spec_, sum);
+}
+
 WorkerSetup JobPlan::worker(int w) const {
-  WorkerSetup s{.worker = w,
-                .samples = placement_.samples_of(w),
-                .normalizer = normalizer_,
-                .train_size = train_rows(),
-                .script = script_};
+  WorkerSetup s{
+      .worker = w,
+      .samples = spec_.local_data ? std::vector<std::int64_t>{} : placement_.samples_of(w),
+      .normalizer = normalizer_,
+      .train_size = train_rows(),
+      .script = script_};
   if (uses_block_streams(spec_)) {
     for (int b : placement_.placement.blocks_of_worker[static_cast<std::size_t>(w)]) {
       s.block_ids.push_back(b);
@@ -144,7 +157,8 @@ nlohmann::json JobPlan::config_json(const std::string& command_line, const std::
                     {"momentum_at_worker", momentum_at_worker(spec_)}};
   j["data"] = {
       {"dataset", spec_.dataset},
-      {"train_samples", holdout_.train.size()},
+      {"train_samples",
+       spec_.local_data ? local_train_rows_ : static_cast<std::int64_t>(holdout_.train.size())},
       {"test_samples", evaluation_->test.size()},
       {"validation_samples", holdout_.validation.size()},
       {"blocks", placement_.blocks.size()},
@@ -157,12 +171,26 @@ nlohmann::json JobPlan::config_json(const std::string& command_line, const std::
       {"normalizer",
        {{"kind", normalizer_.kind}, {"shift", normalizer_.shift}, {"scale", normalizer_.scale}}}};
   if (spec_.ship_data == "always") j["data"]["sha256"] = data_hash_;
+  // --local_data: the training rows are the workers' own (train_samples is their sum); the
+  // server's --dataset gave the test set, and its own training rows are not used.
+  if (spec_.local_data) j["data"]["server_train_samples_unused"] = holdout_.train.size();
   j["schedule"] = {{"iterations_per_epoch", schedule_.iterations_per_epoch},
                    {"total_iterations", schedule_.total_iterations()},
                    {"global_batch", batches_per_round(spec_) * spec_.batch_size}};
   j["seed"] = spec_.seed;
   nlohmann::json entries = nlohmann::json::array();
-  for (int w = 0; w < spec_.node_count; ++w) {
+  for (int w = 0; w < spec_.node_count && spec_.local_data; ++w) {
+    nlohmann::json e{{"worker", w}};
+    if (static_cast<std::size_t>(w) < local_workers_.size()) {
+      for (const char* key : {"samples", "label_histogram", "dataset", "test_rows"})
+        e[key] = local_workers_[static_cast<std::size_t>(w)].at(key);
+    }
+    if (workers.is_array() && static_cast<std::size_t>(w) < workers.size()) {
+      e.update(workers[static_cast<std::size_t>(w)]);
+    }
+    entries.push_back(std::move(e));
+  }
+  for (int w = 0; w < spec_.node_count && !spec_.local_data; ++w) {
     const auto samples = placement_.samples_of(w);
     nlohmann::json e{
         {"worker", w},

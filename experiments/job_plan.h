@@ -76,6 +76,10 @@ class JobPlan {
   const std::string& script_sha256() const { return script_sha256_; }
 
   WorkerSetup worker(int w) const;
+  // --local_data, once every worker has reported its own file (experiments/local_data.h): one
+  // entry per worker (local_data_json: samples, label_histogram, dataset, test_rows). Fixes the
+  // schedule over the sum of their samples; config_json() records them.
+  void set_local_sizes(nlohmann::json workers);
 
   // The model the server holds and evaluates (no training samples of its own).
   std::unique_ptr<nn::Trainer> make_model() const;
@@ -100,6 +104,8 @@ class JobPlan {
   std::vector<std::string> notes_;
   std::shared_ptr<const std::string> script_;
   std::string script_sha256_;
+  std::int64_t local_train_rows_ = 0;  // --local_data: the sum of the workers' samples
+  nlohmann::json local_workers_ = nlohmann::json::array();
 };
 
 // What a worker does with the model file its Job carries (--model script:FILE): the bytes, once

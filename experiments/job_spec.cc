@@ -65,11 +65,53 @@ void JobSpec::validate() const {
         "--checkpoint_every with --overlap: not supported (a checkpoint cannot hold the gradient "
         "a worker computed ahead); choose one of the two");
   }
+  if (local_data) validate_local_data();
   if (checkpoint_every > 0 && allreduce_on_loss == "shrink") {
     // A checkpoint holds every slot's worker; a resumed run would restart the full ring.
     throw ConfigError(
         "--checkpoint_every with --allreduce_on_loss shrink: not supported yet (a checkpoint "
         "taken after the ring shrank cannot record its members); choose one of the two");
+  }
+}
+
+// --local_data: what needs rows the server places, or rows it reads, cannot mean anything when
+// every worker brings its own file.
+void JobSpec::validate_local_data() const {
+  auto refuse = [](const std::string& what, const std::string& why) {
+    throw ConfigError(fmt::format("--local_data with {}: {}", what, why));
+  };
+  if (redundancy > 1) {
+    refuse(fmt::format("--redundancy {}", redundancy),
+           "each worker holds only its own file, so no block is held by several workers; use "
+           "--redundancy 1");
+  }
+  if (coding_of(*this) != nullptr) {
+    refuse(fmt::format("--codec {}", codec),
+           "a coded scheme computes on data blocks that several workers share, and local files "
+           "share none");
+  }
+  if (ships_data()) {
+    refuse(fmt::format("--ship_data {}", ship_data.value),
+           "the server never reads the workers' rows, so it has none to ship");
+  }
+  if (block_assignment != "iid" || dirichlet_alpha > 0 || shards_per_node > 0) {
+    refuse(fmt::format("--block_assignment {}", block_assignment),
+           "the server places no rows; each worker's file is its share (leave "
+           "--block_assignment, --dirichlet_alpha and --shards_per_node out)");
+  }
+  if (normalize != "none") {
+    refuse(fmt::format("--normalize {}", normalize),
+           "its statistics would come from the server's training rows, which no worker trains "
+           "on; normalise the files beforehand");
+  }
+  if (validation_split > 0) {
+    refuse("--validation_split",
+           "the server holds no training rows to hold out; give it a test set (its --dataset)");
+  }
+  if (checkpoint_every > 0) {
+    refuse("--checkpoint_every",
+           "a resumed run would need every worker's file again and is not supported yet; leave "
+           "--checkpoint_every out");
   }
 }
 
@@ -99,6 +141,8 @@ std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256
   // Where the rows come from does not change them (every worker's are checked); a bool keeps the
   // hash of jobs written when --ship_data was one (a checkpoint of such a job still resumes).
   j["ship_data"] = spec.ships_data();
+  // Jobs written before --local_data existed keep their hash.
+  if (!spec.local_data) j.erase("local_data");
   const std::string text = j.dump();
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);

@@ -91,6 +91,8 @@ struct JobSpec : StrategyJob,
   void validate() const;
   // Accepted spellings to their canonical form (StrategyJob::canonicalize); one note per rewrite.
   std::vector<std::string> canonicalize() { return StrategyJob::canonicalize(); }
+  // --local_data's refusals (the settings it cannot honour), one line each.
+  void validate_local_data() const;
 
   // Every field in the order --help lists them: Parallel-SGD's public flags first.
   template <class Self, class Visit>

@@ -267,6 +267,11 @@ void check_simulatable(const ServerOptions& options) {
         "--ship_data always with --simulate: the simulated workers share this process's copy of "
         "the data; nothing is shipped (auto is accepted and ships nothing)");
   }
+  if (spec.local_data) {
+    throw ConfigError(
+        "--local_data with --simulate: the simulated workers all read this process's --dataset; "
+        "run local data over TCP (init_server, and one client per worker with its own --dataset)");
+  }
   if (!options.network_file.empty()) {
     throw ConfigError(
         "--network_file with --simulate: it describes the real network of a run over TCP; the "

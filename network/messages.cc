@@ -62,7 +62,15 @@ template <class Archive>
 void serialize(Archive& ar, Job& m) {
   ar(m.worker_id, m.spec_json, m.samples, m.threads, m.num_parameters, m.data_hash, m.norm_shift,
      m.norm_scale, m.train_size, m.block_ids, m.block_sizes, m.start_batch, m.worker_state,
-     m.model_file, m.model_sha256);
+     m.model_file, m.model_sha256, m.test_salt, m.test_hashes);
+}
+template <class Archive>
+void serialize(Archive& ar, LocalData& m) {
+  ar(m.samples, m.label_histogram, m.shape, m.test_rows, m.dataset);
+}
+template <class Archive>
+void serialize(Archive& ar, LocalPlan& m) {
+  ar(m.train_size, m.classes);
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {

@@ -21,6 +21,7 @@
 //       Hello -> Job -> Ready ... Finish, ErrorMessage at any time; a worker that is told to stop
 //       (SIGTERM, SIGINT) says Leave and closes.
 //       With --ship_data: Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
+//       With --local_data: Hello -> Job -> LocalData -> (every worker's in) LocalPlan -> Ready ...
 //       Peer-to-peer strategies: ... Ready -> PeerTable -> the workers link up (PeerHello first
 //       on each worker-to-worker link) -> PeersUp -> training.
 //       Checkpoints (--checkpoint_every): StateRequest -> WorkerState (parameter server), or
@@ -54,7 +55,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 17;
+inline constexpr std::uint16_t kProtocolVersion = 18;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -82,6 +83,9 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {15, "RingHalt, RingHalted, RingReform (--allreduce_on_loss shrink, psgd/allreduce.h)"},
     {16, "WorkerLog, LogRequest (each worker's log and per-batch trace reach the run directory)"},
     {17, "DataOffer.rows_sha256, DataOffer.dataset, DataOffer.why (--ship_data auto)"},
+    {18,
+     "LocalData, LocalPlan, Job.test_salt, Job.test_hashes (--local_data: each worker trains on "
+     "its own file)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {
@@ -124,6 +128,8 @@ enum class Channel : std::uint8_t { kLink, kAuth, kOrchestration, kStrategy };
   X(WorkerState, WorkerState, 24, Orchestration)    \
   X(WorkerLog, WorkerLog, 31, Orchestration)        \
   X(LogRequest, LogRequest, 32, Orchestration)      \
+  X(LocalData, LocalData, 33, Orchestration)        \
+  X(LocalPlan, LocalPlan, 34, Orchestration)        \
   X(AuthHello, AuthHello, 11, Auth)                 \
   X(AuthChallenge, AuthChallenge, 12, Auth)         \
   X(AuthProof, AuthProof, 13, Auth)                 \

@@ -220,11 +220,17 @@ void check_classes(DataSplit& split, const std::string& label) {
 
 // Shapes, class counts, names and the held-out test set of a freshly read split.
 DataSplit finish(DataSplit split, const std::string& label, std::int64_t train_limit,
-                 std::int64_t test_limit) {
+                 std::int64_t test_limit, bool hold_out_test = true) {
   if (split.train.size() == 0)
     throw ConfigError(fmt::format("dataset {}: no training samples", label));
   check_classes(split, label);
-  if (split.test.size() == 0) {
+  if (split.test.size() == 0 && !hold_out_test) {
+    // No test set and none wanted: an empty one of the training set's shape.
+    split.test.channels = split.train.channels;
+    split.test.height = split.train.height;
+    split.test.width = split.train.width;
+    split.test.target_dims = split.train.target_dims;
+  } else if (split.test.size() == 0) {
     std::vector<std::int64_t> train, test;
     for (std::int64_t i = 0; i < static_cast<std::int64_t>(split.train.size()); ++i) {
       (i % kTestEvery == kTestEvery - 1 ? test : train).push_back(i);
@@ -305,13 +311,16 @@ DataSplit load_dataset(const std::string& spec, std::int64_t train_limit, std::i
     return finish(load_idx_dir(dir, train_limit, test_limit), kind, 0, 0);
   }
   if (colon != std::string::npos && kind == "csv") {
-    return finish(load_csv(spec, rest, options), kind, train_limit, test_limit);
+    return finish(load_csv(spec, rest, options), kind, train_limit, test_limit,
+                  options.hold_out_test);
   }
   if (colon != std::string::npos && kind == "npy") {
-    return finish(load_npy(spec, rest, options), kind, train_limit, test_limit);
+    return finish(load_npy(spec, rest, options), kind, train_limit, test_limit,
+                  options.hold_out_test);
   }
   if (colon != std::string::npos && kind == "npz") {
-    return finish(load_npz(spec, rest, options), kind, train_limit, test_limit);
+    return finish(load_npz(spec, rest, options), kind, train_limit, test_limit,
+                  options.hold_out_test);
   }
   throw ConfigError(fmt::format(
       "unknown dataset '{}': expected fashion-mnist, mnist:DIR, idx:DIR (MNIST-format IDX files), "

@@ -33,6 +33,10 @@ struct SourceOptions {
   // Float targets (--target regression): csv, npy and npz only; other sources are refused.
   bool regression = false;
   std::string image_layout = "auto";  // npy / npz 4-D features: auto | nchw | nhwc (nn/npy.h)
+  // A source without a test set holds out every 5th sample as one (true), or keeps every sample
+  // for training and has an empty test set (false: a worker of a --local_data job, which trains
+  // on its whole file and never evaluates).
+  bool hold_out_test = true;
 };
 
 // Loads the train and test sets named by `spec`; a limit > 0 keeps only the first samples of

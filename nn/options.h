@@ -18,6 +18,9 @@ struct DataOptions {
   double validation_split = 0.0;      // fraction of the training set held out for validation
   std::int64_t train_samples = 0;     // use only the first N training samples (0: all)
   std::int64_t test_samples = 0;      // evaluate on the first N test samples (0: all)
+  // Federated-style: each worker trains on its own local file (the client's --dataset, or its
+  // cluster-file host's); the server reads only its own test set (experiments/local_data.h).
+  bool local_data = false;
 
   void validate() const;
   // How the readers take the data: label column(s), float targets, image layout.
@@ -56,6 +59,18 @@ struct DataOptions {
     visit("train_samples", self.train_samples,
           "Use only the first N training samples (0: all); for quick experiments");
     visit("test_samples", self.test_samples, "Evaluate on the first N test samples (0: all)");
+    visit("local_data", self.local_data,
+          "Each worker trains on its OWN file (its client's --dataset, or the cluster file's "
+          "dataset for its host), which the server never reads: before training each worker "
+          "reports only its sample count, its label histogram and how many of its rows equal "
+          "one of the server's test rows (salted hashes, never rows; a worker holding any is "
+          "refused). The server evaluates on its own --dataset's test set. An epoch is "
+          "ceil(sum of the workers' samples / (node_count x batch_size)) iterations (asgd, "
+          "ssp: node_count times as many), each worker cycling through its own reshuffled "
+          "rows; every batch counts alike in an average, whatever its worker's size. "
+          "--train_samples applies to each worker's file. Not with --redundancy > 1, coded "
+          "codecs (gc, ndc, ccdc), --ship_data auto|always, a --block_assignment other than "
+          "iid, --normalize, --validation_split, --checkpoint_every / --resume, --simulate");
   }
 };
 

@@ -102,6 +102,10 @@ void Client::on_frame(Message&& message, NodeId from, std::size_t bytes) {
     on_job(*job);
     return;
   }
+  if (const auto* plan = std::get_if<LocalPlan>(&message)) {
+    on_local_plan(*plan);
+    return;
+  }
   if (const auto* chunk = std::get_if<DataChunk>(&message)) {
     try {
       on_data_chunk(*chunk);
@@ -229,6 +233,11 @@ void Client::on_job(const Job& job) {
   // Until training starts the server may be busy for a while (shipping data to others, its first
   // evaluation): silence is tolerated for --io_timeout, heartbeats or not.
   conn_->set_read_timeout(std::max(opts_.dead_after, spec_.io_timeout));
+  if (spec_.local_data) {
+    nn::set_compute_threads(threads_);
+    start_local();
+    return;
+  }
   try {
     nn::set_compute_threads(threads_);
     nn::keep_freed_memory();
@@ -293,6 +302,7 @@ void Client::build_worker(nn::Dataset samples) {
   data_sha256_ = nn::content_hash(samples);
   setup.normalizer.apply(samples);
   const auto count = static_cast<std::int64_t>(samples.size());
+  samples_ = count;
   auto split = std::make_shared<nn::DataSplit>();
   split->train = std::move(samples);
   std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
@@ -351,8 +361,9 @@ void Client::ready() {
                     job_.start_batch));
   }
   say(fmt::format("worker {} of {}: {} samples of {}, {}, {} thread(s), {} {}{}", worker_,
-                  spec_.node_count, fmt_count(static_cast<double>(job_.samples.size())),
-                  spec_.dataset, parts_->trainer().describe(), threads_, spec_.psgd, spec_.codec,
+                  spec_.node_count, fmt_count(static_cast<double>(samples_)),
+                  opts_.dataset.empty() ? spec_.dataset : opts_.dataset,
+                  parts_->trainer().describe(), threads_, spec_.psgd, spec_.codec,
                   parts_->straggling()
                       ? fmt::format(", slowdown {} delay {}", opts_.slowdown, spec_.delay)
                       : ""));
@@ -360,7 +371,7 @@ void Client::ready() {
     say(fmt::format("listening for its peers on {}:{}", conn_->local_address(), peer_port_));
   conn_->send(Ready{.worker_id = worker_,
                     .num_parameters = job_.num_parameters,
-                    .samples = static_cast<std::int64_t>(job_.samples.size()),
+                    .samples = samples_,
                     .threads = threads_,
                     .detail = nn::blas_description(),
                     .peer_port = peer_port_,

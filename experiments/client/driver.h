@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "experiments/cli.h"
 #include "experiments/client/worker_data.h"
+#include "experiments/local_data.h"
 #include "experiments/worker_results.h"
 #include "experiments/worker_setup.h"
 #include "network/backoff.h"
@@ -105,6 +106,10 @@ class Client {
   void on_error(const std::string& why);
   void on_job(const Job& job);
   void on_data_chunk(const DataChunk& chunk);
+  // local_data.cc (--local_data): read this worker's own file and report it (LocalData), then
+  // build the worker once the server's LocalPlan fixes the schedule.
+  void start_local();
+  void on_local_plan(const LocalPlan& plan);
   // Normalises this worker's samples (raw, in Job order) and builds the worker (on the loading
   // thread), then ready() says Ready.
   void start_with(nn::Dataset samples);
@@ -154,6 +159,8 @@ class Client {
   Job job_;                                    // the job, kept while data is being shipped
   std::shared_ptr<const std::string> script_;  // --model script:FILE: the file the server sent
   std::unique_ptr<WorkerData> data_;
+  std::unique_ptr<LocalFile> local_;  // --local_data: its own file, until LocalPlan
+  std::int64_t samples_ = 0;          // the samples this worker trains on
   double ship_start_ = 0;
   std::string data_sha256_;  // nn::content_hash of its samples as read (Ready::data_sha256)
   int threads_ = 1;

@@ -111,7 +111,7 @@ void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes)
   }
   const bool rejoining = workers_[w].rejoining;
   if (rejoining && !std::holds_alternative<Ready>(message) &&
-      !std::holds_alternative<DataOffer>(message)) {
+      !std::holds_alternative<DataOffer>(message) && !std::holds_alternative<LocalData>(message)) {
     drop_replacement(w, fmt::format("sent {} while loading", type_name(type_of(message))));
     return;
   }
@@ -125,6 +125,10 @@ void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes)
   }
   if (const auto* offer = std::get_if<DataOffer>(&message)) {
     on_data_offer(w, *offer);
+    return;
+  }
+  if (const auto* report = std::get_if<LocalData>(&message)) {
+    on_local_data(w, *report);
     return;
   }
   if (std::holds_alternative<PeersUp>(message)) {
@@ -247,6 +251,10 @@ Job Server::make_job(int w, int threads) const {
           .block_sizes = setup.block_sizes,
           .model_file = setup.script ? *setup.script : std::string(),
           .model_sha256 = plan_->script_sha256()};
+  if (spec_.local_data) {
+    job.test_salt = local_salt_;
+    job.test_hashes = local_test_hashes_;
+  }
   // A resumed run, or a slot taken over during training: continue that worker's batch order
   // (a resumed run also from the worker's own state; a replacement starts afresh).
   if (role_) {
@@ -264,7 +272,7 @@ void Server::send_jobs() {
   const std::size_t params = model_->num_parameters() + model_->num_buffers();
   for (int w = 0; w < workers_.size(); ++w) {
     auto& slot = workers_[w];
-    slot.samples = plan_->placement().samples_of(w);
+    if (!spec_.local_data) slot.samples = plan_->placement().samples_of(w);
     const Job job = make_job(w, worker_threads(w));
     slot.link->set_max_body_bytes(training_frame_limit(params));
     offer_shared_memory(*slot.link);
@@ -272,7 +280,8 @@ void Server::send_jobs() {
   }
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
-  if (!resumed_) {
+  // --local_data: config.json is written once the workers' files have fixed the schedule.
+  if (!resumed_ && !spec_.local_data) {
     try {
       run_->write_config(config_json());
     } catch (const IoError& e) {
@@ -340,8 +349,10 @@ void Server::on_ready(int w, const Ready& ready) {
   }
   // The worker proves which rows it holds: its fingerprint of its samples as it read them must
   // be the server's over the rows it assigned (another file, order or version trains silently on
-  // the wrong rows, possibly the server's test rows).
-  if (const std::string mine = nn::rows_hash(*plan_->train(), slot.samples);
+  // the wrong rows, possibly the server's test rows). --local_data: its own rows, checked by
+  // on_local_data() instead.
+  if (const std::string mine =
+          spec_.local_data ? ready.data_sha256 : nn::rows_hash(*plan_->train(), slot.samples);
       ready.data_sha256 != mine) {
     const std::string why = fmt::format(
         "worker {} ({}) holds other training rows than the server assigned it: its {} gives "

@@ -66,6 +66,13 @@ class Server {
   void send_jobs();
   void on_data_offer(int worker, const DataOffer& offer);
   void on_ready(int worker, const Ready& ready);
+  // local_data.cc (--local_data): a worker's report of its own file; once every worker's is in,
+  // the schedule, checkpointer and recorder are fixed over their sizes and LocalPlan goes out.
+  void on_local_data(int worker, const LocalData& report);
+  void fix_local_schedule();
+  // The recorder over schedule_: made in prepare(), remade (with the checkpointer) by --local_data
+  // once the workers' sizes fix the schedule.
+  void make_recorder();
   bool needs_peers() const;
   void send_peer_table();
   void on_peers_up(int worker);
@@ -138,6 +145,12 @@ class Server {
   double ship_start_ = -1;
   double data_seconds_ = 0;
   nlohmann::json shipped_ = nlohmann::json::array();  // summary.json shipped_workers
+  // --local_data: the test-row check's salt and hashes (experiments/local_data.h), each worker's
+  // report (summary.json local_data; null until it arrives).
+  std::string local_salt_;
+  std::vector<std::uint64_t> local_test_hashes_;
+  nlohmann::json local_reports_;
+  std::int64_t local_train_size_ = 0;  // the sum of their samples, once all are in
   std::unique_ptr<nn::Trainer> model_;
   // Evaluates a copy of the parameters at each epoch end on its own thread, so training goes on
   // meanwhile; one evaluation at a time.

@@ -221,6 +221,8 @@ std::pair<std::string, bool> Server::write_outputs(std::string status, bool ok, 
                          {"resumed", resumed_.has_value()},
                          {"job_id", id_.job_id},
                          {"worker_files", worker_files}};
+    // --local_data: each worker's own file as it reported it (null: it never did).
+    if (spec_.local_data) extra["local_data"] = local_reports_;
     // A fingerprint of the final global model: two runs that end with bit-identical
     // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
     if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "experiments/format.h"
+#include "experiments/local_data.h"
 #include "experiments/provenance.h"
 #include "experiments/server/driver.h"
 #include "experiments/server/server.h"
@@ -73,7 +74,10 @@ void Server::prepare() {
   plan_ = std::make_unique<JobPlan>(spec_);
   for (const std::string& note : plan_->notes())
     fmt::print("init_server: note: {}\n", note);
-  fmt::print("init_server: {}\ninit_server: {}\n", nn::describe(*plan_->train()),
+  fmt::print("init_server: {}{}\ninit_server: {}\n", nn::describe(*plan_->train()),
+             spec_.local_data ? " (its shape and classes only: --local_data trains on the "
+                                "workers' own files)"
+                              : "",
              nn::describe(plan_->evaluation()->test));
   if (!plan_->holdout().validation.empty()) {
     fmt::print("init_server: {} (held out of the training set)\n",
@@ -85,10 +89,24 @@ void Server::prepare() {
     shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());
   checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters(),
                                                  model_->num_buffers(), plan_->script_sha256());
-  fmt::print(
-      "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
-      model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
-      spec_.batch_size, schedule_.iterations_per_epoch);
+  if (spec_.local_data) {
+    // --resume is refused with the job (experiments/cli.cc resume_job).
+    local_salt_ = make_salt();
+    local_test_hashes_ = salted_row_hashes(plan_->evaluation()->test, local_salt_);
+    local_reports_ = nlohmann::json::array();
+    for (int w = 0; w < spec_.node_count; ++w)
+      local_reports_.push_back(nullptr);
+    fmt::print(
+        "init_server: {}; {} with codec {}, {} workers x batch {}; --local_data: each worker "
+        "trains on its own file, and the iterations per epoch are fixed once all have said how "
+        "many samples they hold\n",
+        model_->describe(), spec_.psgd, spec_.codec, spec_.node_count, spec_.batch_size);
+  } else {
+    fmt::print(
+        "init_server: {}; {} {} with codec {}, {} workers x batch {}, {} iterations per epoch\n",
+        model_->describe(), spec_.psgd, spec_.block_assignment, spec_.codec, spec_.node_count,
+        spec_.batch_size, schedule_.iterations_per_epoch);
+  }
   // Created only once the data and the model are known to work, so a bad flag leaves no debris.
   const std::string dir = spec_.output.empty() ? default_run_dir(spec_) : spec_.output;
   // The job's identity, told to every worker in the handshake: a worker that loses this server
@@ -103,24 +121,9 @@ void Server::prepare() {
   run_ = resumed_ ? std::make_unique<RunDirectory>(dir, resumed_->epochs_done)
                   : std::make_unique<RunDirectory>(dir);
   if (resumed_) results_.load(dir);
-  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
-      .spec = &spec_,
-      .schedule = schedule_,
-      .dir = run_.get(),
-      .model = model_.get(),
-      .wall = &clock_,
-      .evaluate_async =
-          [this](std::span<const float> parameters) { return evaluate_in_background(parameters); },
-      .traffic = [this](int w) { return traffic_of(w); },
-      .average_decay = spec_.model_average_decay(),
-      .save_model = [this](const std::string& tag) { model_->save(run_->path(), tag); }});
-  if (opts_.tensorboard) {
+  if (opts_.tensorboard)
     tensorboard_ = std::make_unique<TensorBoardWriter>(run_->file("tensorboard"));
-    recorder_->set_epoch_listener(
-        [this](const MetricsRow& row, const std::vector<WorkerRow>& workers) {
-          tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
-        });
-  }
+  make_recorder();
   if (resumed_) {
     // config.json stays as the first start wrote it; the resume is recorded in summary.json.
     try {
@@ -146,6 +149,26 @@ void Server::prepare() {
     return;
   }
   run_->write_config(config_json());
+}
+
+void Server::make_recorder() {
+  recorder_ = std::make_unique<RunRecorder>(RecorderSetup{
+      .spec = &spec_,
+      .schedule = schedule_,
+      .dir = run_.get(),
+      .model = model_.get(),
+      .wall = &clock_,
+      .evaluate_async =
+          [this](std::span<const float> parameters) { return evaluate_in_background(parameters); },
+      .traffic = [this](int w) { return traffic_of(w); },
+      .average_decay = spec_.model_average_decay(),
+      .save_model = [this](const std::string& tag) { model_->save(run_->path(), tag); }});
+  if (tensorboard_) {
+    recorder_->set_epoch_listener(
+        [this](const MetricsRow& row, const std::vector<WorkerRow>& workers) {
+          tensorboard_->add_scalars(row.epoch, epoch_scalars(row, workers));
+        });
+  }
 }
 
 void Server::listen() {

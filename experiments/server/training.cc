@@ -246,7 +246,7 @@ void Server::take_over(const ConnPtr& conn, const Hello& hello) {
                              spec_.node_count));
     return;
   }
-  workers_[w].samples = plan_->placement().samples_of(w);
+  if (!spec_.local_data) workers_[w].samples = plan_->placement().samples_of(w);
   results_.reopen(w);
   const Job job = make_job(w, worker_threads(w));
   fmt::print(

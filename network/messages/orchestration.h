@@ -2,6 +2,7 @@
 // Orchestration messages: the job around the training (experiments/ server and client).
 //   Hello -> Job -> Ready ... Finish, ErrorMessage at any time; Leave from a worker that stops.
 //   With --ship_data: Hello -> Job -> DataOffer -> DataChunk x n -> Ready ...
+//   With --local_data: Hello -> Job -> LocalData -> LocalPlan (once every worker's is in) -> Ready
 //   Peer-to-peer strategies: ... Ready -> PeerTable -> the workers link up (PeerHello first on each
 //   worker-to-worker link) -> PeersUp -> training.
 #include <cstdint>
@@ -56,6 +57,11 @@ struct Job {
   // checks before it loads them. Empty for a built-in model.
   std::string model_file;
   std::string model_sha256;
+  // --local_data: a random salt and, per row of the server's test set, the first 8 bytes of
+  // SHA-256(salt, the row's features) (experiments/local_data.h); the worker counts how many of
+  // its own rows hash alike (LocalData::test_rows) and never sees a test row. Empty otherwise.
+  std::string test_salt;
+  std::vector<std::uint64_t> test_hashes;
 };
 
 // worker -> server, after a Job with --ship_data auto or always: what this worker holds itself.
@@ -98,6 +104,25 @@ struct Ready {
   // fingerprint with its own over the rows it assigned and stops the job on a difference.
   std::string data_sha256;
   std::string dataset;
+};
+
+// worker -> server, after a Job with --local_data: what the worker's own file holds, and nothing
+// of its rows. The server checks the shape and classes against its model, refuses a worker
+// holding test rows, and fixes the schedule once every worker's report is in.
+struct LocalData {
+  std::int64_t samples = 0;                   // training rows in its file (after --train_samples)
+  std::vector<std::int64_t> label_histogram;  // samples per class 0..K-1 of its file
+  std::vector<std::int64_t> shape;            // channels, height, width, regression targets
+  std::int64_t test_rows = 0;  // its rows whose salted hash is one of Job::test_hashes
+  std::string dataset;         // where it read them (its --dataset), for the server's log
+};
+
+// server -> worker, --local_data, once every worker's LocalData is in (or at once to a worker
+// rejoining): the sum of the workers' samples, over which the schedule is fixed (an epoch is
+// ceil(train_size / (node_count x batch_size)) iterations), and the model's class count.
+struct LocalPlan {
+  std::int64_t train_size = 0;
+  std::int32_t classes = 0;
 };
 
 // server -> worker (peer-to-peer strategies, once every worker is Ready): where each worker

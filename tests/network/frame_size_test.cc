@@ -47,7 +47,9 @@ Job sample(std::type_identity<Job>, std::size_t n) {
           .norm_scale = floats(n),
           .block_ids = std::vector<std::int64_t>(n, 2),
           .block_sizes = std::vector<std::int64_t>(n, 4),
-          .start_batch = 5};
+          .start_batch = 5,
+          .test_salt = text(n),
+          .test_hashes = std::vector<std::uint64_t>(n, 11)};
 }
 Ready sample(std::type_identity<Ready>, std::size_t n) {
   return {.worker_id = 2, .detail = text(n), .data_sha256 = text(n), .dataset = text(n)};
@@ -57,6 +59,16 @@ Finish sample(std::type_identity<Finish>, std::size_t n) {
 }
 DataOffer sample(std::type_identity<DataOffer>, std::size_t n) {
   return {.hash = text(n), .rows_sha256 = text(n), .dataset = text(n), .why = text(n)};
+}
+LocalData sample(std::type_identity<LocalData>, std::size_t n) {
+  return {.samples = 3,
+          .label_histogram = std::vector<std::int64_t>(n, 7),
+          .shape = std::vector<std::int64_t>(n, 1),
+          .test_rows = 2,
+          .dataset = text(n)};
+}
+LocalPlan sample(std::type_identity<LocalPlan>, std::size_t) {
+  return {.train_size = 100, .classes = 10};
 }
 DataChunk sample(std::type_identity<DataChunk>, std::size_t n) {
   return {.index = 1, .total_sha256 = text(n), .sha256 = text(n), .compressed = bytes(n)};

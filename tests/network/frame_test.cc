@@ -116,11 +116,11 @@ TEST(Frame, WireIdsAreStable) {
   std::string ids;
   for (const MessageInfo& info : kMessageInfos)
     ids += fmt::format("{}={} ", info.name, static_cast<int>(info.type));
-  EXPECT_EQ(kProtocolVersion, 17);
+  EXPECT_EQ(kProtocolVersion, 18);
   EXPECT_EQ(ids,
             "Error=1 Hello=2 Job=3 Ready=4 Finish=5 DataOffer=6 DataChunk=7 PeerTable=8 "
             "PeerHello=9 PeersUp=10 Leave=30 StateRequest=23 WorkerState=24 WorkerLog=31 "
-            "LogRequest=32 AuthHello=11 "
+            "LogRequest=32 LocalData=33 LocalPlan=34 AuthHello=11 "
             "AuthChallenge=12 AuthProof=13 AuthOk=15 "
             "Params=16 Gradient=17 ModelDelta=18 RingChunk=19 AllreduceReport=20 "
             "RingHalt=25 RingHalted=26 RingReform=27 PeerGradient=21 CcdcCoded=40 CcdcSlice=41 "

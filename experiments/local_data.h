@@ -1,0 +1,57 @@
+#pragma once
+// --local_data (federated-style training): each worker trains on its own local file, which the
+// server never reads. Socket-free pieces shared by init_server (experiments/server/) and the
+// client (experiments/client/):
+//
+//   the test-row check   The server sends each worker a random salt and, per row of its own test
+//                        set, the first 8 bytes of SHA-256(salt, the row's features rounded to 4
+//                        decimals); the worker hashes its own rows alike and reports only how
+//                        many match. Rows never travel; a worker holding any test row is refused
+//                        (experiments/server/driver.cc) and summary.json records every count.
+//   the report           LocalData (network/messages/orchestration.h): samples, label
+//                        histogram, shape, the test-row count; checked against the server's
+//                        model (its shape and classes) by local_data_refusal().
+//   the epoch            Once every worker's report is in, the schedule is fixed over the sum of
+//                        their samples: ceil(sum / (node_count x batch_size)) iterations per epoch
+//                        (psgd::make_schedule), each worker cycling through its own rows.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "experiments/job_spec.h"
+#include "network/messages.h"
+#include "nn/dataset.h"
+
+namespace psgd {
+
+// The salted 8-byte hash of each row's features (rounded to 4 decimals, so a row written to a
+// CSV with 6 significant digits matches its 8-bit image as read, pixel / 255).
+std::vector<std::uint64_t> salted_row_hashes(const nn::Dataset& d, const std::string& salt);
+// How many rows of `own` hash to one of `test_hashes` under `salt`.
+std::int64_t count_test_rows(const nn::Dataset& own, const std::string& salt,
+                             const std::vector<std::uint64_t>& test_hashes);
+// A fresh random salt (hex).
+std::string make_salt();
+
+// A worker's own file, read for a --local_data job: every training row of `dataset` (a source
+// without a test set keeps all its rows; --train_samples keeps the first N), and its report.
+// ConfigError naming the file when it cannot be read.
+struct LocalFile {
+  nn::Dataset train;
+  LocalData report;
+};
+LocalFile read_local_file(const JobSpec& spec, const Job& job, const std::string& dataset);
+
+// The server's check of a worker's report against its model's data (`server_train`: shape,
+// classes, regression targets). "" when it may train; else one line naming the worker, its host
+// and its file.
+std::string local_data_refusal(const LocalData& report, const nn::Dataset& server_train, int worker,
+                               const std::string& host);
+// "classes 0-4", "classes 0, 3, 7-9", "no class": the classes with samples, for the join line.
+std::string classes_present(const std::vector<std::int64_t>& histogram);
+// summary.json's and config.json's entry for one worker's report.
+nlohmann::json local_data_json(int worker, const std::string& host, const LocalData& report);
+
+}  // namespace psgd

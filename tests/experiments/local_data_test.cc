@@ -1,0 +1,119 @@
+// --local_data's socket-free parts (experiments/local_data.h): the salted test-row hashes find
+// exactly the rows a worker shares with the server's test set, whatever the salt, and nothing
+// else; a report is checked against the model's shape and classes; the classes present read
+// well; a worker's own file is read whole (no test rows held out of it).
+#include "experiments/local_data.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "tests/integration/process.h"
+
+namespace psgd {
+namespace {
+
+nn::Dataset rows(std::vector<std::vector<float>> values, std::vector<std::int64_t> labels) {
+  nn::Dataset d;
+  d.channels = 1;
+  d.height = 1;
+  d.width = static_cast<std::int64_t>(values.front().size());
+  for (const auto& v : values)
+    d.images.insert(d.images.end(), v.begin(), v.end());
+  d.labels = std::move(labels);
+  d.num_classes = 3;
+  return d;
+}
+
+TEST(LocalData, SaltedHashesCountExactlyTheSharedRows) {
+  const nn::Dataset test = rows({{0.1f, 0.2f}, {0.3f, 0.4f}, {0.5f, 0.6f}}, {0, 1, 2});
+  // Two rows of the test set (one as a CSV would print 1/255-like values, to 6 digits), one not.
+  const nn::Dataset own =
+      rows({{0.3f, 0.4f}, {0.7f, 0.8f}, {0.500001f, 0.6f}, {0.3f, 0.40011f}}, {1, 0, 2, 1});
+  for (const std::string& salt : {make_salt(), make_salt()}) {
+    const auto hashes = salted_row_hashes(test, salt);
+    EXPECT_EQ(count_test_rows(own, salt, hashes), 2);
+    EXPECT_EQ(count_test_rows(test, salt, hashes), 3);
+    EXPECT_EQ(count_test_rows(own, salt, {}), 0);
+  }
+  // Another salt gives other hashes: a hash list says nothing without its salt.
+  EXPECT_NE(salted_row_hashes(test, "a"), salted_row_hashes(test, "b"));
+  EXPECT_NE(make_salt(), make_salt());
+}
+
+TEST(LocalData, AReportIsCheckedAgainstTheModelsShapeAndClasses) {
+  nn::Dataset server = rows({{0, 0}}, {0});
+  server.num_classes = 10;
+  LocalData ok{.samples = 5,
+               .label_histogram = {0, 2, 3},
+               .shape = {1, 1, 2, 0},
+               .dataset = "csv:/data/mine.csv"};
+  EXPECT_EQ(local_data_refusal(ok, server, 1, "node2"), "");
+  LocalData shape = ok;
+  shape.shape = {1, 28, 28, 0};
+  EXPECT_EQ(local_data_refusal(shape, server, 1, "node2"),
+            "worker 1 (node2): its own file csv:/data/mine.csv holds samples of 1x28x28, but the "
+            "job's model takes 1x1x2 (the server's --dataset); give every worker a file of the "
+            "same format");
+  LocalData classes = ok;
+  classes.label_histogram = std::vector<std::int64_t>(12, 0);
+  classes.label_histogram[11] = 5;
+  EXPECT_NE(local_data_refusal(classes, server, 1, "node2").find("labels up to 11"),
+            std::string::npos);
+  LocalData leak = ok;
+  leak.test_rows = 4;
+  EXPECT_NE(local_data_refusal(leak, server, 0, "a").find("holds 4 of the server's test rows"),
+            std::string::npos);
+  LocalData lying = ok;
+  lying.samples = 6;
+  EXPECT_NE(local_data_refusal(lying, server, 0, "a"), "");
+  LocalData empty = ok;
+  empty.samples = 0;
+  empty.label_histogram = {};
+  EXPECT_NE(local_data_refusal(empty, server, 0, "a").find("no training rows"), std::string::npos);
+}
+
+TEST(LocalData, ClassesPresentReadAsRanges) {
+  EXPECT_EQ(classes_present({3, 1, 2, 0, 0}), "classes 0-2");
+  EXPECT_EQ(classes_present({0, 0, 0, 0, 0, 1, 1, 1, 1, 1}), "classes 5-9");
+  EXPECT_EQ(classes_present({1, 0, 0, 4, 0, 2, 2}), "classes 0, 3, 5-6");
+  EXPECT_EQ(classes_present({0, 7}), "class 1");
+  EXPECT_EQ(classes_present({0, 0}), "no class");
+}
+
+TEST(LocalData, AWorkersFileIsReadWholeAndCounted) {
+  testing::TempDir tmp;
+  {
+    std::ofstream out(tmp.file("mine.csv"));
+    out << "a,b,label\n";
+    for (int i = 0; i < 10; ++i)
+      out << i << "," << 2 * i << "," << (i < 7 ? 0 : 2) << "\n";
+  }
+  JobSpec spec;
+  spec.local_data = true;
+  Job job;
+  job.test_salt = "salt";
+  job.test_hashes = salted_row_hashes(rows({{3, 6}, {9, 9}}, {0, 0}), "salt");
+  const LocalFile f = read_local_file(spec, job, "csv:" + tmp.file("mine.csv"));
+  // A file without a test set: every row trains (none held out as a test set).
+  EXPECT_EQ(f.train.size(), 10u);
+  EXPECT_EQ(f.report.samples, 10);
+  EXPECT_EQ(f.report.label_histogram, (std::vector<std::int64_t>{7, 0, 3}));
+  EXPECT_EQ(f.report.shape, (std::vector<std::int64_t>{1, 1, 2, 0}));
+  EXPECT_EQ(f.report.test_rows, 1);  // the row 3,6
+  spec.train_samples = 4;
+  EXPECT_EQ(read_local_file(spec, job, "csv:" + tmp.file("mine.csv")).report.samples, 4);
+  try {
+    read_local_file(spec, job, "csv:" + tmp.file("missing.csv"));
+    FAIL() << "a missing file was read";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read this worker's own file csv:" +
+                                         tmp.file("missing.csv")),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace psgd

@@ -52,8 +52,11 @@ void BucketedAllreduceWorker::make_rings() {
   const std::size_t total = ctx_.learner->gradients().size();
   const std::vector<std::size_t> layers = ctx_.learner->backward_cuts();
   buckets_ = make_buckets(total, layers, bucket_options_);
+  // Backward pauses after every layer, not only at the buckets' starts: between two pieces the
+  // driver delivers what arrived, and every delivery moves a started bucket's ring one hop on
+  // (a ring of n workers needs 2(n - 1) hops, each a turn of the receiving worker).
+  cuts_ = layers;
   for (const auto& [begin, end] : buckets_) {
-    if (begin > 0) cuts_.push_back(begin);
     rings_.push_back(std::make_unique<RingAllreduce>(ctx_.id, schedule_.node_count, ring_options_));
     rings_.back()->set_window(begin, total);
   }

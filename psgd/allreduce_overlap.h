@@ -9,13 +9,15 @@
 // ring starts early; DDP's 1 MiB) and then bucket_bytes (--bucket_mb, DDP's 25 MB) each; a layer
 // is never split. A model smaller than the first cap is one bucket: nothing to overlap.
 //
-// An iteration. compute_step() draws the batch, runs the forward pass and the backward pass down
-// to the first bucket's start (Learner::begin_gradient, continue_backward), starts that bucket's
-// ring and asks for another compute_step(), which runs backward to the next bucket's start, and
+// An iteration. compute_step() draws the batch, runs the forward pass and the backward pass of
+// the last layer (Learner::begin_gradient, continue_backward), starts the ring of every bucket
+// now final and asks for another compute_step(), which runs backward through the next layer, and
 // so on. Between two compute steps the driver delivers what arrived (the TCP client runs one turn
 // of its event loop, the simulator advances the virtual clock by the step's compute time), so the
-// first buckets' rings run while backward computes the rest. Once every bucket's ring is done the
-// worker applies the mean with its optimiser and reports, exactly as AllreduceWorker.
+// first buckets' rings run while backward computes the rest. A ring moves one hop per turn of
+// the receiving worker, and a worker computing a layer takes no turn: the pauses are per layer,
+// not per bucket, to give the rings as many turns as the model has layers. Once every bucket's ring
+// is done the worker applies the mean with its optimiser and reports, exactly as AllreduceWorker.
 //
 // Bit-identical to allreduce without --overlap. Each bucket's ring sums its values in the
 // segments one ring over the whole gradient would (RingAllreduce::set_window): the same ranks, the
@@ -82,7 +84,7 @@ class BucketedAllreduceWorker final : public WorkerRole {
   RingOptions ring_options_;
   BucketOptions bucket_options_;
   std::vector<std::pair<std::size_t, std::size_t>> buckets_;  // empty until the first step
-  std::vector<std::size_t> cuts_;                             // the buckets' starts but 0
+  std::vector<std::size_t> cuts_;                             // every layer's start but 0
   std::vector<std::unique_ptr<RingAllreduce>> rings_;         // one per bucket
   std::size_t started_buckets_ = 0;                           // of this iteration
   bool started_ = false;                                      // Params received

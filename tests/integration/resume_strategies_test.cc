@@ -297,7 +297,10 @@ TEST_P(ResumeAFailedRun, AKilledWorkerFailsTheRunAndResumeEndsBitIdentical) {
 
 INSTANTIATE_TEST_SUITE_P(Strategies, ResumeAFailedRun,
                          ::testing::Values(Case{"ssgd_sign", {"--psgd", "ssgd", "--codec", "sign"}},
-                                           Case{"allreduce", {"--psgd", "allreduce"}}),
+                                           Case{"allreduce", {"--psgd", "allreduce"}},
+                                           Case{"allreduce_overlap",
+                                                {"--psgd", "allreduce", "--overlap", "--bucket_mb",
+                                                 "0.1"}}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

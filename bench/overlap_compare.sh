@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# ssgd with and without --overlap on the same job, interleaved: samples/s and final accuracy of
-# real runs (init_server + local clients, scripts/run_local.sh), each the median of the repeats,
-# and the ratio overlap / without from the same invocation.
+# A strategy with and without --overlap on the same job, interleaved: samples/s and final accuracy
+# of real runs (init_server + local clients, scripts/run_local.sh), each the median of the
+# repeats, and the ratio overlap / without from the same invocation.
 #
 #   bench/overlap_compare.sh [--repeats R] [init_server flags...]
+#   bench/overlap_compare.sh --repeats 2 --psgd allreduce --bucket_mb 0.1
 #
 # Default job: --model cnn --node_count 4 --epochs 1 --learn_rate 0.05 --momentum 0.9 --psgd ssgd;
-# flags given after the script's own are added to every run (and replace a default they name).
+# flags given after the script's own are added to every run (and replace a default they name),
+# except --bucket_mb, which only the --overlap runs take (allreduce refuses it without).
+# allreduce --overlap is bit-identical to allreduce without it: the script then also checks that
+# both runs end with the same parameter hash (summary.json), and says so.
 # Prints the CPU model and load average before and after, as bench/README.md asks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +19,19 @@ if [[ ${1:-} == --repeats ]]; then
   repeats=$2
   shift 2
 fi
+# --bucket_mb X: for the --overlap runs only.
+args=()
+bucket=()
+while (($#)); do
+  if [[ $1 == --bucket_mb ]]; then
+    bucket=(--bucket_mb "$2")
+    shift 2
+  else
+    args+=("$1")
+    shift
+  fi
+done
+set -- "${args[@]}"
 work=$(mktemp -d /tmp/psgd-overlap-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 defaults=(--psgd ssgd --model cnn --node_count 4 --epochs 1 --learn_rate 0.05 --momentum 0.9)
@@ -28,7 +45,7 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= repeats; ++r)); do
   for mode in off on; do
     extra=()
-    [[ $mode == on ]] && extra=(--overlap)
+    [[ $mode == on ]] && extra=(--overlap "${bucket[@]}")
     out="$work/$mode-$r"
     if ! scripts/run_local.sh "${job[@]}" "$@" "${extra[@]}" --output "$out" >"$work/$mode-$r.log" 2>&1; then
       echo "run $mode-$r FAILED:"

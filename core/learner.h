@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 namespace psgd {
 
@@ -57,6 +58,25 @@ class Learner {
   // updates them. Strategies carry them to the server, which evaluates with their mean. Pure, so
   // that a decorator cannot forget to pass them on.
   virtual std::span<float> buffers() = 0;
+
+  // Staged backward (allreduce --overlap, psgd/allreduce_overlap.h): the gradient computed in
+  // steps, so that a worker can send the part that is final while the rest is being computed.
+  //
+  // backward_cuts(): the offsets into gradients() where the backward pass can pause, in
+  // decreasing order, each the start of a layer's parameters (backward makes the last layers'
+  // gradients final first). Empty: it cannot pause (the default; a TorchScript model).
+  virtual std::vector<std::size_t> backward_cuts() const { return {}; }
+  // begin_gradient(cuts): what compute_gradient() does up to the backward pass (the next batch,
+  // the forward pass), with the backward pass to pause at `cuts` (a subset of backward_cuts(),
+  // decreasing). continue_backward() then runs the backward pass to the next cut and returns the
+  // offset from which on every gradient value is final: the next cut, and 0 once the gradient is
+  // complete (the step is then over). The gradient and the stats are those of
+  // compute_gradient(), bit for bit. The default computes everything in begin_gradient().
+  virtual StepStats begin_gradient(std::span<const std::size_t> cuts) {
+    (void)cuts;
+    return compute_gradient();
+  }
+  virtual std::size_t continue_backward() { return 0; }
 };
 
 }  // namespace psgd

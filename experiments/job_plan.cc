@@ -63,7 +63,8 @@ JobPlan::JobPlan(const JobSpec& spec) : spec_(spec) {
                                           spec_.source_options());
   notes_ = loaded.notes;
   // Accepted but risky: one step of delay leaves SGD with momentum far less room (psgd/options.h).
-  if (spec_.overlap && spec_.optimizer == "sgd" && spec_.momentum > 0) {
+  // (ssgd's: allreduce's --overlap has no delay.)
+  if (spec_.overlap && spec_.psgd == "ssgd" && spec_.optimizer == "sgd" && spec_.momentum > 0) {
     notes_.push_back(fmt::format(
         "--overlap with --momentum {}: gradients one step stale and momentum do not mix well (the "
         "stable learning rate shrinks by 2(1 + m)/(1 - m), {:.0f}x here; the CNN at lr 0.05 and "

@@ -58,9 +58,10 @@ void JobSpec::validate() const {
                                       ? std::string(coding->no_checkpoints_reason)
                                       : std::string("its roles cannot snapshot their state")));
   }
-  if (checkpoint_every > 0 && overlap) {
+  if (checkpoint_every > 0 && overlap && psgd == "ssgd") {
     // A worker's gradient computed ahead has drawn a batch and moved its codec's state, and a
-    // checkpoint holds neither.
+    // checkpoint holds neither. (allreduce's --overlap computes nothing ahead: its checkpoints
+    // are those of allreduce without it.)
     throw ConfigError(
         "--checkpoint_every with --overlap: not supported (a checkpoint cannot hold the gradient "
         "a worker computed ahead); choose one of the two");

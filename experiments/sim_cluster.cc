@@ -39,8 +39,35 @@ class SimCluster::Timed final : public Learner {
     }
     return stats;
   }
+  // Staged (allreduce --overlap): with a fixed step time, the forward pass takes a third of it
+  // and each backward piece a share of the other two thirds in proportion to the parameters it
+  // makes final (a layer's multiply-adds, forward and backward, grow with its weights; backward
+  // does about twice the forward's). Measured time needs no split: each piece's CPU time is on
+  // the clock as it runs.
+  std::vector<std::size_t> backward_cuts() const override { return inner_->backward_cuts(); }
+  StepStats begin_gradient(std::span<const std::size_t> cuts) override {
+    const StepStats stats = inner_->begin_gradient(cuts);
+    ready_ = inner_->gradients().size();
+    if (!compute_.measured) clock_->advance(compute_.fixed_s * slowdown_ / 3);
+    if (extra_mean_s_ > 0) {
+      const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // [0, 1)
+      clock_->advance(-extra_mean_s_ * std::log1p(-u));
+    }
+    return stats;
+  }
+  std::size_t continue_backward() override {
+    const std::size_t ready = inner_->continue_backward();
+    const std::size_t total = inner_->gradients().size();
+    if (!compute_.measured && total > 0 && ready < ready_) {
+      clock_->advance(compute_.fixed_s * slowdown_ * 2 / 3 * static_cast<double>(ready_ - ready) /
+                      static_cast<double>(total));
+    }
+    ready_ = ready;
+    return ready;
+  }
 
  private:
+  std::size_t ready_ = 0;  // of the staged step: the gradient is final from here on
   Learner* inner_;
   sim::NodeClock* clock_;
   ComputeModel compute_;

@@ -76,6 +76,25 @@ TraceLearner::TraceLearner(Learner& inner, const Clock& clock, std::int64_t held
 
 StepStats TraceLearner::compute_gradient() {
   const StepStats stats = inner_.compute_gradient();
+  record(stats);
+  return stats;
+}
+
+StepStats TraceLearner::begin_gradient(std::span<const std::size_t> cuts) {
+  staged_ = inner_.begin_gradient(cuts);
+  return *staged_;
+}
+
+std::size_t TraceLearner::continue_backward() {
+  const std::size_t ready = inner_.continue_backward();
+  if (ready == 0 && staged_) {
+    record(*staged_);
+    staged_.reset();
+  }
+  return ready;
+}
+
+void TraceLearner::record(const StepStats& stats) {
   const LinkTraffic bytes = traffic_ ? traffic_() : LinkTraffic{};
   sink_(TraceRow{.wall_s = std::max(0.0, clock_.now() - origin_),
                  .epoch = 1 + seen_ / held_,
@@ -85,7 +104,6 @@ StepStats TraceLearner::compute_gradient() {
                  .bytes_sent = bytes.sent,
                  .bytes_received = bytes.received});
   seen_ += stats.samples;
-  return stats;
 }
 
 void WorkerLogOutbox::log(std::string_view line) {

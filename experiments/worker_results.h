@@ -78,9 +78,16 @@ class TraceLearner final : public Learner {
   StepStats compute_gradient() override;
   EvalStats evaluate() override { return inner_.evaluate(); }
   std::span<float> buffers() override { return inner_.buffers(); }
+  // Staged (allreduce --overlap): one row per step, written when its backward completes.
+  std::vector<std::size_t> backward_cuts() const override { return inner_.backward_cuts(); }
+  StepStats begin_gradient(std::span<const std::size_t> cuts) override;
+  std::size_t continue_backward() override;
 
  private:
+  void record(const StepStats& stats);
+
   Learner& inner_;
+  std::optional<StepStats> staged_;  // a staged step's stats, until its backward completes
   const Clock& clock_;
   double origin_;
   std::int64_t held_;

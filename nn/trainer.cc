@@ -344,17 +344,51 @@ struct Trainer::Impl {
 
   // A training forward pass, with this trainer's generator in torch's default one.
   torch::Tensor train_forward(const torch::Tensor& x) {
+    return with_own_generator([&] { return model.forward(x); });
+  }
+
+  // Runs `forward` with this trainer's generator swapped in (see the header).
+  template <typename F>
+  torch::Tensor with_own_generator(F&& forward) {
     std::lock_guard<std::mutex> lock(generator_mutex());
     const torch::Tensor saved = swap_generator_state(rng_state);
     torch::Tensor out;
     try {
-      out = model.forward(x);
+      out = forward();
     } catch (...) {
       rng_state = swap_generator_state(saved);
       throw;
     }
     rng_state = swap_generator_state(saved);
     return out;
+  }
+
+  // Staged backward (Learner::begin_gradient). The forward pass of the built-in Sequential cuts
+  // the graph before the children at the cuts: their input is a detached copy that requires a
+  // gradient (ins), the tensor it was cut from is kept (outs). continue_backward() runs the
+  // loss's backward first (down to the last cut), then each earlier piece from its output with
+  // the gradient its detached input received: the same kernels on the same values as one
+  // backward pass, so the same bits.
+  struct Staged {
+    torch::Tensor loss;
+    std::vector<torch::Tensor> outs, ins;  // per cut, in forward order
+    std::vector<std::size_t> at;           // per cut, its gradient offset
+    int next = -1;                         // the piece continue_backward() runs; -1: none
+  } staged;
+
+  // Per child of the built-in Sequential, the flat offset of its first parameter, and whether it
+  // has any.
+  std::vector<std::pair<std::size_t, bool>> child_offsets() const {
+    std::vector<std::pair<std::size_t, bool>> v;
+    std::size_t offset = 0;
+    for (const auto& child : model.builtin()->children()) {
+      std::size_t n = 0;
+      for (const auto& p : child->parameters())
+        n += static_cast<std::size_t>(p.numel());
+      v.emplace_back(offset, n > 0);
+      offset += n;
+    }
+    return v;
   }
 
   void make_streams() {
@@ -485,6 +519,88 @@ StepStats Trainer::compute_gradient() {
     throw Error(fmt::format("--model {}: the training step on a batch of {} failed: {}",
                             m.options.model, st.batch, torch_reason(e)));
   }
+}
+
+std::vector<std::size_t> Trainer::backward_cuts() const {
+  std::vector<std::size_t> cuts;
+  if (impl_->model.scripted()) return cuts;
+  for (const auto& [offset, has] : impl_->child_offsets())
+    if (has && offset > 0) cuts.insert(cuts.begin(), offset);
+  return cuts;
+}
+
+StepStats Trainer::begin_gradient(std::span<const std::size_t> cuts) {
+  Impl& m = *impl_;
+  m.staged = {};
+  if (cuts.empty() || m.model.scripted()) return compute_gradient();
+  if (m.num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
+  // The child each cut is taken before: the one whose parameters start there.
+  const auto offsets = m.child_offsets();
+  std::vector<std::size_t> cut_child;
+  for (auto c = cuts.rbegin(); c != cuts.rend(); ++c) {
+    std::size_t i = 0;
+    while (i < offsets.size() && !(offsets[i].second && offsets[i].first == *c))
+      ++i;
+    PSGD_CHECK(i < offsets.size() && i > 0, "begin_gradient: {} is not a backward cut", *c);
+    cut_child.push_back(i);
+    m.staged.at.push_back(*c);
+  }
+  Impl::Stream& st = m.streams[m.next_stream];
+  m.next_stream = (m.next_stream + 1) % m.streams.size();
+  auto [x, y] = m.next_batch(st);
+  m.model.train(true);
+  m.flat_grads.zero_();
+  try {
+    torch::nn::Sequential seq = m.model.builtin();
+    const torch::Tensor out = m.with_own_generator([&] {
+      torch::Tensor h = x;
+      std::size_t i = 0;
+      std::size_t next_cut = 0;
+      for (torch::nn::AnyModule& child : *seq) {
+        if (next_cut < cut_child.size() && cut_child[next_cut] == i) {
+          m.staged.outs.push_back(h);
+          m.staged.ins.push_back(h.detach().requires_grad_(true));
+          h = m.staged.ins.back();
+          ++next_cut;
+        }
+        h = child.forward(h);
+        ++i;
+      }
+      return h;
+    });
+    m.staged.loss = m.loss(out, x, y, false);
+    m.staged.next = static_cast<int>(cut_child.size());
+    return {m.staged.loss.item<double>(), st.batch};
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    m.staged = {};
+    throw Error(fmt::format("--model {}: the training step on a batch of {} failed: {}",
+                            m.options.model, st.batch, torch_reason(e)));
+  }
+}
+
+std::size_t Trainer::continue_backward() {
+  Impl& m = *impl_;
+  Impl::Staged& s = m.staged;
+  if (s.next < 0) return 0;
+  try {
+    const auto k = static_cast<std::size_t>(s.next);
+    if (k == s.ins.size()) {
+      s.loss.backward();
+    } else {
+      torch::autograd::backward({s.outs[k]}, {s.ins[k].grad()});
+    }
+  } catch (const std::exception& e) {
+    s = {};
+    throw Error(
+        fmt::format("--model {}: the backward pass failed: {}", m.options.model, torch_reason(e)));
+  }
+  if (s.next == 0) {
+    s = {};
+    return 0;
+  }
+  return s.at[static_cast<std::size_t>(--s.next)];
 }
 
 void Trainer::skip_batches(std::int64_t count) {

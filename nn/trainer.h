@@ -86,6 +86,11 @@ class Trainer final : public Learner {
   std::span<const float> gradients() const override;
   // Throws psgd::Error when the trainer has no training samples.
   StepStats compute_gradient() override;
+  // Staged backward (core/learner.h): built-in models pause before each layer with parameters
+  // (their children in the Sequential); a TorchScript model computes in one piece.
+  std::vector<std::size_t> backward_cuts() const override;
+  StepStats begin_gradient(std::span<const std::size_t> cuts) override;
+  std::size_t continue_backward() override;
   // Mean loss and accuracy on data->test in chunks of 1000 (zeros if the test set is empty), and
   // on data->validation when it is not empty. The loss is the training loss: cross-entropy for
   // target xy, mean squared error per value for xx and regression (accuracy is then NaN;

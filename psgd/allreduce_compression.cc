@@ -21,6 +21,15 @@ class PlainAllreduce final : public AllreduceCompression {
     sum_.assign(gradient.begin(), gradient.end());
     return sum_;
   }
+  bool bucketed() const override { return true; }
+  std::span<float> bucket_buffer(std::span<const float> gradient, std::size_t begin,
+                                 std::size_t end) override {
+    sum_.resize(gradient.size());
+    std::copy(gradient.begin() + static_cast<std::ptrdiff_t>(begin),
+              gradient.begin() + static_cast<std::ptrdiff_t>(end),
+              sum_.begin() + static_cast<std::ptrdiff_t>(begin));
+    return sum_;
+  }
   void finish(std::span<float> update) override {
     const float scale = 1.0f / static_cast<float>(world_);
     for (std::size_t i = 0; i < sum_.size(); ++i)
@@ -40,9 +49,14 @@ class Fp16Allreduce final : public AllreduceCompression {
   int rounds() const override { return 1; }
   bool half() const override { return true; }
   std::span<float> round_buffer(int, std::span<const float> gradient) override {
+    return bucket_buffer(gradient, 0, gradient.size());
+  }
+  bool bucketed() const override { return true; }
+  std::span<float> bucket_buffer(std::span<const float> gradient, std::size_t begin,
+                                 std::size_t end) override {
     const float scale = 1.0f / static_cast<float>(world_);
     sum_.resize(gradient.size());
-    for (std::size_t i = 0; i < gradient.size(); ++i)
+    for (std::size_t i = begin; i < end; ++i)
       sum_[i] = gradient[i] * scale;
     return sum_;
   }
@@ -76,12 +90,14 @@ constexpr AllreduceCompressionEntry kCompressions[] = {
      .summary = "exact fp32 sums",
      .ddp_hook = "allreduce_hook (DDP's default)",
      .shrinks = true,
+     .buckets = true,
      .make = [](const AllreduceCompressionSpec& spec) -> std::unique_ptr<AllreduceCompression> {
        return std::make_unique<PlainAllreduce>(spec.world);
      }},
     {.name = "fp16",
      .summary = "the ring carries IEEE half precision (half the bytes), sums in fp32",
      .ddp_hook = "fp16_compress_hook",
+     .buckets = true,
      .make = [](const AllreduceCompressionSpec& spec) -> std::unique_ptr<AllreduceCompression> {
        return std::make_unique<Fp16Allreduce>(spec.world);
      }},

@@ -36,6 +36,19 @@ class AllreduceCompression {
   // After the last round: the update, the same on every worker (the mean gradient, or its
   // approximation), written into `update` (the gradient's length).
   virtual void finish(std::span<float> update) = 0;
+  // Bucketed (allreduce --overlap, psgd/allreduce_overlap.h): whether round 0's buffer can be
+  // filled one part at a time, each value from the same value of the gradient alone (one round,
+  // value by value: plain and fp16, not PowerSGD's matrices).
+  virtual bool bucketed() const { return false; }
+  // Fills values [begin, end) of round 0's buffer (sized like `gradient`) as round_buffer(0,
+  // gradient) would, leaving the rest; returns the whole buffer. Only when bucketed().
+  virtual std::span<float> bucket_buffer(std::span<const float> gradient, std::size_t begin,
+                                         std::size_t end) {
+    (void)gradient;
+    (void)begin;
+    (void)end;
+    return {};
+  }
   // Whether the ring carries fp16 (RingOptions::half).
   virtual bool half() const { return false; }
   // The ring now has `world` members (--allreduce_on_loss shrink re-formed it after a loss);
@@ -64,6 +77,8 @@ struct AllreduceCompressionEntry {
   bool needs_tensors = false;  // reads the model's tensor shapes
   // Follows a ring that shrinks after a loss (--allreduce_on_loss shrink): set_world() works.
   bool shrinks = false;
+  // Sums bucket by bucket (allreduce --overlap): AllreduceCompression::bucketed().
+  bool buckets = false;
   std::unique_ptr<AllreduceCompression> (*make)(const AllreduceCompressionSpec& spec) = nullptr;
 };
 

@@ -50,6 +50,10 @@ void StrategyOptions::validate() const {
     throw ConfigError(fmt::format("--delay_compensation_mode {}: choose adaptive or constant",
                                   delay_compensation_mode));
   }
+  if (!(bucket_mb >= 0) || !(bucket_mb <= 1e6)) {
+    throw ConfigError(fmt::format(
+        "--bucket_mb {}: must be a size in MB from 0 (the default, 25) to 10^6", bucket_mb));
+  }
   if (sync_period < 0) {
     throw ConfigError(fmt::format("--sync_period {}: must be at least 1", sync_period));
   }

@@ -13,10 +13,12 @@ struct StrategyOptions {
   std::string psgd = "ssgd";  // synchronisation strategy (psgd/strategy_table.h)
   // A compressor (codecs/codec_table.h) or a coded-redundancy scheme (psgd/coding_table.h).
   std::string codec = "plain";
-  int wait_for = 0;               // ssgd: close each round with the first k gradients (0: all)
-  bool overlap = false;           // ssgd: compute the next batch while a gradient travels
-  int staleness = -1;             // ssp: clocks a worker may run ahead of the slowest (-1: 2)
-  bool staleness_lr = false;      // asgd, ssp: weight 1/max(n, staleness + 1), not 1/n
+  int wait_for = 0;           // ssgd: close each round with the first k gradients (0: all)
+  bool overlap = false;       // ssgd: compute the next batch while a gradient travels; allreduce:
+                              // sum the gradient in buckets while backward computes the rest
+  double bucket_mb = 0;       // allreduce --overlap: bucket size in MB (0: 25, DDP's bucket_cap_mb)
+  int staleness = -1;         // ssp: clocks a worker may run ahead of the slowest (-1: 2)
+  bool staleness_lr = false;  // asgd, ssp: weight 1/max(n, staleness + 1), not 1/n
   double delay_compensation = 0;  // asgd: DC-ASGD's lambda (psgd/delay_compensation.h); 0: off
   std::string delay_compensation_mode = "adaptive";  // adaptive (DC-ASGD-a) | constant (-c)
   int sync_period = 0;                     // local_sgd: local steps between model averages (0: 4)
@@ -29,6 +31,7 @@ struct StrategyOptions {
   // Effective values of the options above for the strategy in use.
   int ssp_staleness() const { return staleness < 0 ? 2 : staleness; }
   int local_sync_period() const { return sync_period > 0 ? sync_period : 4; }
+  double allreduce_bucket_mb() const { return bucket_mb > 0 ? bucket_mb : 25; }
 
   // The checks that need no other option (ranges and spellings).
   void validate() const;
@@ -51,8 +54,20 @@ struct StrategyOptions {
           "one step of delay is stable only while lr * curvature / (1 - momentum) < 1 (about "
           "2 (1 + momentum) / (1 - momentum) times less than without delay), and the CNN at lr "
           "0.05 with momentum 0.9 diverged (bench/README.md \"Overlap\"); lower --momentum "
-          "or --learn_rate with it. Default off. Not with --wait_for k < node_count, a coded "
-          "scheme or --checkpoint_every");
+          "or --learn_rate with it. Not with --wait_for k < node_count, a coded scheme or "
+          "--checkpoint_every. allreduce: PyTorch DDP's overlap, no delay: the gradient is "
+          "summed in buckets of layers (--bucket_mb), each bucket's ring started as soon as "
+          "backward has computed it, so the last layers' sums travel while backward computes "
+          "the first layers'. The result is bit-identical to allreduce without --overlap. Only "
+          "with --codec plain or fp16, --allreduce_backend ring and --allreduce_on_loss fail. "
+          "Default off");
+    visit("bucket_mb", self.bucket_mb,
+          "allreduce --overlap: the bucket size in MB (10^6 bytes of fp32 gradient), as DDP's "
+          "bucket_cap_mb: layers are grouped from the last one backwards into buckets of at "
+          "least this size, the first of at least 1 MiB (or this size, if smaller) so that the "
+          "first ring starts early, as DDP's first bucket (0: the default, 25). A model smaller "
+          "than 1 MiB of gradient "
+          "(the MLP, 0.8 MB) is one bucket: nothing overlaps; a smaller value cuts it finer");
     visit("staleness", self.staleness,
           "ssp: iterations a worker may run ahead of the slowest before it waits (-1: the "
           "default, 2; 0 is lock-step like ssgd)");

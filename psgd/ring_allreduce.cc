@@ -34,10 +34,27 @@ RingAllreduce::RingAllreduce(int rank, int world, RingOptions options, NodeId ne
   PSGD_CHECK(options_.chunk_elements > 0, "ring: chunk_elements must be positive");
 }
 
-RingAllreduce::Range RingAllreduce::chunk_range(int segment, int chunk) const {
-  const auto [seg_begin, seg_size] = part(data_.size(), world_, segment);
-  const auto [begin, size] = part(seg_size, chunks_, chunk);
-  return {seg_begin + begin, size};
+void RingAllreduce::set_window(std::size_t offset, std::size_t total) {
+  window_offset_ = offset;
+  window_total_ = total;
+}
+
+RingAllreduce::Range RingAllreduce::segment(int s) const {
+  if (window_total_ == 0) {
+    const auto [begin, size] = part(data_.size(), world_, s);
+    return {begin, size};
+  }
+  // The segment of the whole buffer, clipped to the window, in the window's coordinates.
+  const auto [begin, size] = part(window_total_, world_, s);
+  const std::size_t lo = std::max(begin, window_offset_);
+  const std::size_t hi = std::min(begin + size, window_offset_ + data_.size());
+  return lo < hi ? Range{lo - window_offset_, hi - lo} : Range{0, 0};
+}
+
+RingAllreduce::Range RingAllreduce::chunk_range(int s, int chunk) const {
+  const Range seg = segment(s);
+  const auto [begin, size] = part(seg.size, chunks_, chunk);
+  return {seg.begin + begin, size};
 }
 
 int RingAllreduce::segment_received_at(int step) const {
@@ -52,7 +69,11 @@ void RingAllreduce::start(std::int64_t round, std::span<float> data, Outbox& out
   received_ = 0;
   sent_ = 0;
   bytes_sent_ = 0;
-  const std::size_t max_segment = part(data.size(), world_, 0).second;
+  PSGD_CHECK(window_total_ == 0 || window_offset_ + data.size() <= window_total_,
+             "ring: a window of {} values at {} of {}", data.size(), window_offset_, window_total_);
+  std::size_t max_segment = 0;
+  for (int s = 0; s < world_; ++s)
+    max_segment = std::max(max_segment, segment(s).size);
   chunks_ = static_cast<int>(std::max<std::size_t>(
       1, (max_segment + options_.chunk_elements - 1) / options_.chunk_elements));
   expected_ = static_cast<std::int64_t>(2 * (world_ - 1)) * chunks_;
@@ -64,10 +85,10 @@ void RingAllreduce::start(std::int64_t round, std::span<float> data, Outbox& out
     if (!wire_ || wire_.use_count() > 1) wire_ = std::make_shared<std::vector<std::uint8_t>>();
     wire_->resize(2 * data.size() + 2 * static_cast<std::size_t>(world_ * chunks_));
   } else {
-    const auto [begin, size] = part(data.size(), world_, segment_received_at(world_ - 2));
+    const Range mine = segment(segment_received_at(world_ - 2));
     if (!stage_ || stage_.use_count() > 1) stage_ = std::make_shared<std::vector<float>>();
-    stage_->resize(size);
-    stage_begin_ = begin;
+    stage_->resize(mine.size);
+    stage_begin_ = mine.begin;
   }
   for (int c = 0; c < chunks_; ++c) {
     // Step 0: this rank's own values of the segment its successor receives at step 0.

@@ -65,6 +65,12 @@ class RingAllreduce {
   // (--allreduce_on_loss shrink) ranks its members 0 .. world-1 and names each one's successor.
   RingAllreduce(int rank, int world, RingOptions options = {}, NodeId next = -1);
 
+  // Bucketed (allreduce --overlap): `data` of every start() is the window [offset, offset +
+  // data.size()) of a buffer of `total` values, and each value is summed in the segment the whole
+  // buffer's ring would put it in (a segment clipped to the window, maybe empty: its chunks carry
+  // no values). So every value is summed by the same ranks in the same order, and rounded to fp16
+  // at the same points, as by one ring over the whole buffer: the same bits.
+  void set_window(std::size_t offset, std::size_t total);
   // Starts summing `data` in place across the ring for `round` (rounds increase by one per
   // call). `data` must stay valid, the same length on every rank, and be changed by nobody else
   // until done(); after that the caller may reuse it at once, even while the driver is still
@@ -90,6 +96,7 @@ class RingAllreduce {
     std::size_t begin = 0;
     std::size_t size = 0;
   };
+  Range segment(int s) const;  // in data_'s coordinates
   Range chunk_range(int segment, int chunk) const;
   int segment_received_at(int step) const;
   // Sends `size` values at `values` (not copied: see apply() for why they stay unchanged until
@@ -112,7 +119,9 @@ class RingAllreduce {
   std::int64_t round_ = -1;
   bool active_ = false;
   std::span<float> data_;
-  int chunks_ = 1;  // chunks per segment
+  std::size_t window_offset_ = 0;
+  std::size_t window_total_ = 0;  // 0: data_ is the whole buffer
+  int chunks_ = 1;                // chunks per segment
   std::int64_t expected_ = 0;
   std::int64_t received_ = 0;
   std::int64_t sent_ = 0;  // every rank sends as many chunks as it receives

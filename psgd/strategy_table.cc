@@ -7,6 +7,7 @@
 #include "core/seeds.h"
 #include "psgd/allreduce.h"
 #include "psgd/allreduce_compression.h"
+#include "psgd/allreduce_overlap.h"
 #include "psgd/asgd.h"
 #include "psgd/broadcast.h"
 #include "psgd/coding_table.h"
@@ -23,7 +24,8 @@ constexpr std::string_view kAsgdOptions[] = {"staleness_lr", "delay_compensation
                                              "delay_compensation_mode"};
 constexpr std::string_view kSspOptions[] = {"staleness", "staleness_lr"};
 constexpr std::string_view kLocalSgdOptions[] = {"sync_period", "local_after_epochs"};
-constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend", "allreduce_on_loss"};
+constexpr std::string_view kAllreduceOptions[] = {"allreduce_backend", "allreduce_on_loss",
+                                                  "overlap", "bucket_mb"};
 
 std::unique_ptr<WorkerRole> gradient_worker(const StrategyJob&, const Schedule&,
                                             WorkerContext context) {
@@ -123,6 +125,40 @@ void validate_allreduce(const StrategyJob& job) {
         "shrinks (its state is per ring size); use --codec plain, or --allreduce_on_loss fail",
         job.codec));
   }
+  // --overlap: the bucketed ring (psgd/allreduce_overlap.h).
+  if (job.bucket_mb > 0 && !job.overlap) {
+    throw ConfigError(
+        "--bucket_mb without --overlap: buckets are what --overlap sums one at a "
+        "time; add --overlap or drop --bucket_mb");
+  }
+  if (!job.overlap) return;
+  if (job.allreduce_backend != "ring") {
+    throw ConfigError(fmt::format(
+        "--overlap with --allreduce_backend {}: Gloo's allreduce is one blocking call, it cannot "
+        "start while backward runs; use --allreduce_backend ring",
+        job.allreduce_backend));
+  }
+  if (shrinks(job)) {
+    throw ConfigError(
+        "--overlap with --allreduce_on_loss shrink: a ring re-formed in the middle of an "
+        "iteration would have to re-form every bucket's; use --allreduce_on_loss fail, or drop "
+        "--overlap");
+  }
+  if (entry != nullptr && !entry->buckets) {
+    throw ConfigError(fmt::format(
+        "--overlap with --codec {}: it sums whole matrices in rounds of its own, not bucket by "
+        "bucket; use --codec plain or fp16, or drop --overlap",
+        job.codec));
+  }
+}
+
+// DDP's caps: 1 MiB for the first bucket, --bucket_mb for the others; a --bucket_mb below 1 MiB
+// caps the first one too.
+BucketOptions bucket_options(const StrategyJob& job) {
+  const auto bytes = std::max<std::size_t>(
+      sizeof(float), static_cast<std::size_t>(job.allreduce_bucket_mb() * 1e6));
+  return {.first_bucket_bytes = std::min(BucketOptions{}.first_bucket_bytes, bytes),
+          .bucket_bytes = bytes};
 }
 
 constexpr StrategyEntry kStrategies[] = {
@@ -197,6 +233,11 @@ constexpr StrategyEntry kStrategies[] = {
      .make_worker = [](const StrategyJob& job, const Schedule& schedule,
                        WorkerContext context) -> std::unique_ptr<WorkerRole> {
        auto compression = make_allreduce_compression(job, schedule, context);
+       if (job.overlap) {
+         return std::make_unique<BucketedAllreduceWorker>(
+             context, schedule, optimizer_spec(job, schedule), RingOptions{},
+             std::move(compression), bucket_options(job));
+       }
        return std::make_unique<AllreduceWorker>(context, schedule, optimizer_spec(job, schedule),
                                                 RingOptions{}, std::move(compression),
                                                 shrinks(job));

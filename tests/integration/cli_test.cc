@@ -114,6 +114,13 @@ TEST(Cli, OverlapWithMomentumRunsWithANote) {
   r = run(PSGD_INIT_SERVER, without, dir, 120);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.find("--overlap with --momentum"), std::string::npos) << r.out;
+  // allreduce's --overlap has no delay: momentum is as safe as without it, and no note.
+  auto allreduce = job;
+  allreduce.insert(allreduce.end(), {"--psgd", "allreduce", "--momentum", "0.9", "--bucket_mb",
+                                     "0.1", "--output", dir.file("allreduce")});
+  r = run(PSGD_INIT_SERVER, allreduce, dir, 120);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("--overlap with --momentum"), std::string::npos) << r.out;
 }
 
 TEST(Cli, ClientToAClosedPortFailsClearly) {

@@ -138,6 +138,12 @@ INSTANTIATE_TEST_SUITE_P(
         DriverCase{"local_sgd", {"--psgd", "local_sgd", "--sync_period", "2"}},
         DriverCase{"allreduce", {"--psgd", "allreduce"}},
         DriverCase{"allreduce_fp16", {"--psgd", "allreduce", "--codec", "fp16"}},
+        // Bucketed: each layer of the MLP a bucket of its own (0.0001 MB = 100 bytes).
+        DriverCase{"allreduce_overlap",
+                   {"--psgd", "allreduce", "--overlap", "--bucket_mb", "0.0001"}},
+        DriverCase{
+            "allreduce_overlap_fp16",
+            {"--psgd", "allreduce", "--codec", "fp16", "--overlap", "--bucket_mb", "0.0001"}},
         DriverCase{"allreduce_powersgd",
                    {"--psgd", "allreduce", "--codec", "powersgd", "--codec_rank", "1"}},
         DriverCase{"ssgd_script", {"--psgd", "ssgd", "--model", "script:blobs_bn.pt"}},
@@ -146,6 +152,43 @@ INSTANTIATE_TEST_SUITE_P(
                    {"--psgd", "ssgd", "--block_assignment", "non-iid", "--shards_per_node", "2"}},
         DriverCase{"ssgd_contiguous", {"--psgd", "ssgd", "--block_assignment", "contiguous"}}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// allreduce --overlap is DDP's overlap with no delay: over real TCP links, three clients, its
+// final parameters are those of allreduce without it, bit for bit (the hash of summary.json),
+// with plain and fp16 sums, with momentum.
+TEST(AllreduceOverlapOverTcp, SameParametersAsWithoutOverlap) {
+  for (const char* codec : {"plain", "fp16"}) {
+    SCOPED_TRACE(codec);
+    std::string hash[2];
+    for (int overlap = 0; overlap < 2; ++overlap) {
+      TempDir dir;
+      write_blobs(dir.file("train.csv"), 600, 1);
+      write_blobs(dir.file("test.csv"), 200, 2);
+      std::vector<std::string> flags{
+          "--node_count",   "3",
+          "--epochs",       "2",
+          "--batch_size",   "16",
+          "--threads",      "1",
+          "--dataset",      "csv:train=" + dir.file("train.csv") + ",test=" + dir.file("test.csv"),
+          "--label_column", "label",
+          "--normalize",    "zscore",
+          "--learn_rate",   "0.1",
+          "--momentum",     "0.9",
+          "--psgd",         "allreduce",
+          "--codec",        codec,
+          "--join_timeout", "60",
+          "--io_timeout",   "30"};
+      if (overlap) flags.insert(flags.end(), {"--overlap", "--bucket_mb", "0.0001"});
+      ASSERT_EQ(run_tcp(flags, dir, 3), 0);
+      const auto summary = read_json(dir.file("tcp") + "/summary.json");
+      ASSERT_EQ(summary["status"], "completed") << summary.dump(1);
+      EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.9) << summary.dump(1);
+      hash[overlap] = summary["parameters_sha256"].get<std::string>();
+    }
+    EXPECT_EQ(hash[0].size(), 64u);
+    EXPECT_EQ(hash[0], hash[1]);
+  }
+}
 
 }  // namespace
 }  // namespace psgd

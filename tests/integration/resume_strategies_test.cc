@@ -44,6 +44,9 @@ const Case kCases[] = {
     // PowerSGD's error feedback and warm-start Q are each worker's own state in the checkpoint.
     {"allreduce_powersgd", {"--psgd", "allreduce", "--codec", "powersgd", "--codec_rank", "2"}},
     {"allreduce_fp16", {"--psgd", "allreduce", "--codec", "fp16"}},
+    // Bucketed (--overlap): its checkpoints are allreduce's; the resumed run ends bit-identical.
+    {"allreduce_overlap",
+     {"--psgd", "allreduce", "--codec", "fp16", "--overlap", "--bucket_mb", "0.1"}},
     // A model of 1.6 M parameters with Adam's three slots (amsgrad): each worker's state is four
     // times its parameters, more than a gradient frame ever is.
     {"allreduce_adam_dnn",
@@ -294,7 +297,10 @@ TEST_P(ResumeAFailedRun, AKilledWorkerFailsTheRunAndResumeEndsBitIdentical) {
 
 INSTANTIATE_TEST_SUITE_P(Strategies, ResumeAFailedRun,
                          ::testing::Values(Case{"ssgd_sign", {"--psgd", "ssgd", "--codec", "sign"}},
-                                           Case{"allreduce", {"--psgd", "allreduce"}}),
+                                           Case{"allreduce", {"--psgd", "allreduce"}},
+                                           Case{"allreduce_overlap",
+                                                {"--psgd", "allreduce", "--overlap", "--bucket_mb",
+                                                 "0.1"}}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

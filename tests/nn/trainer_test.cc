@@ -3,8 +3,10 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -377,6 +379,61 @@ TEST(Threads, SetsTorchThreadsAndReportsBlas) {
   }
   EXPECT_EQ(torch_version().rfind(std::to_string(TORCH_VERSION_MAJOR) + ".", 0), 0u);
   std::cout << "torch " << torch_version() << ", BLAS: " << blas_description() << "\n";
+}
+
+// Staged backward (allreduce --overlap): paused before every layer with parameters, the backward
+// pass gives the gradient of one compute_gradient() bit for bit, step after step, and each pause
+// reports the offset from which the gradient is final, decreasing to 0.
+TEST(Trainer, StagedBackwardGivesTheSameGradientBits) {
+  auto data = std::make_shared<DataSplit>();
+  for (Dataset* d : {&data->train, &data->test}) {
+    d->height = d->width = 28;
+    d->num_classes = 10;
+    for (int i = 0; i < 16; ++i) {
+      d->labels.push_back(i % 10);
+      for (int p = 0; p < 784; ++p)
+        d->images.push_back(static_cast<float>((p * (i + 3)) % 251) / 251);
+    }
+  }
+  for (const char* model : {"mlp", "cnn", "resnet8"}) {
+    SCOPED_TRACE(model);
+    Trainer whole({.model = model, .batch_size = 8, .seed = 4}, data, all_indices(data->train));
+    Trainer staged({.model = model, .batch_size = 8, .seed = 4}, data, all_indices(data->train));
+    const std::vector<std::size_t> cuts = staged.backward_cuts();
+    ASSERT_FALSE(cuts.empty());
+    EXPECT_TRUE(std::is_sorted(cuts.rbegin(), cuts.rend()));
+    const auto sizes = staged.tensor_sizes();
+    for (int step = 0; step < 3; ++step) {
+      const StepStats a = whole.compute_gradient();
+      // Every cut the first step, every other one after: any subset works.
+      std::vector<std::size_t> some;
+      for (std::size_t i = 0; i < cuts.size(); ++i)
+        if (step == 0 || i % 2 == 0) some.push_back(cuts[i]);
+      const StepStats b = staged.begin_gradient(some);
+      EXPECT_EQ(a.loss, b.loss);
+      EXPECT_EQ(a.samples, b.samples);
+      std::vector<std::size_t> reported;
+      for (std::size_t ready = 1; ready > 0;) {
+        ready = staged.continue_backward();
+        reported.push_back(ready);
+        ASSERT_LE(reported.size(), some.size() + 1);
+      }
+      some.push_back(0);
+      EXPECT_EQ(reported, some);
+      const auto ga = copy_of(whole.gradients());
+      const auto gb = copy_of(staged.gradients());
+      ASSERT_EQ(ga.size(), gb.size());
+      EXPECT_EQ(std::memcmp(ga.data(), gb.data(), ga.size() * sizeof(float)), 0) << "step " << step;
+      // The same update on both keeps the parameters equal for the next step.
+      for (Trainer* t : {&whole, &staged}) {
+        auto p = t->parameters();
+        const auto g = t->gradients();
+        for (std::size_t i = 0; i < p.size(); ++i)
+          p[i] -= 0.05f * g[i];
+      }
+    }
+    EXPECT_GT(sizes.size(), 1u);
+  }
 }
 
 }  // namespace

@@ -340,6 +340,12 @@ def main():
              + (f", {measured / nominal:.2f} of nominal" if nominal else "")
              + "; 'vs limit' is against the measured one" if measured else "")
           + "".join(f"; {k}={v}" for k, v in EXTRA_ENV.items()))
+    if measured and nominal and measured < 0.8 * nominal:
+        print(f"note: {cores} plain loops side by side made {measured / nominal:.2f} of {cores} x one loop: "
+              "this run did not have the cores to itself (other processes, or on Linux other sessions: "
+              "the scheduler shares the CPU between sessions, not processes, when "
+              "/proc/sys/kernel/sched_autogroup_enabled is 1). Ratios within this run hold; "
+              "absolute figures and 'vs nominal' do not. bench/README.md, 'What limits the targets'.")
     header = (f"{'system':<22}{'workers':>8}{'threads':>8}{'samples/s':>11}{'accuracy':>10}{'vs DDP':>8}"
               f"{'vs limit':>9}{'vs nominal':>11}")
     # (vs DDP: against DDP with the same worker count and the matching hook, if any)

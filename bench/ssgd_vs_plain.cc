@@ -3,6 +3,7 @@
 //
 //   build/bench/ssgd_vs_plain [--epochs 3] [--batch_size 128] [--model mlp] [--repeats 3]
 //   build/bench/ssgd_vs_plain --plain_only [--epochs 2]   # the yardstick alone, one JSON line
+//   build/bench/ssgd_vs_plain --plain_only --start_together DIR --together 2   # x2, side by side
 //
 // Both sides: one torch thread, SGD (lr 0.05, momentum 0.9), Fashion-MNIST, one evaluation on the
 // test set per epoch; samples/s = training samples / wall time from the first step to the last
@@ -49,7 +50,27 @@ struct Options {
   std::int64_t train_samples = 0;
   std::int64_t test_samples = 0;
   std::string bin_dir = PSGD_BIN_DIR;
+  // --start_together DIR --together N: N --plain_only processes start their first step at once.
+  std::string start_together;
+  int together = 1;
 };
+
+// Announces this process in dir and waits (up to 120 s) until `count` processes have: several
+// copies of the plain loop started side by side (bench/ddp_compare.py's concurrent limit) then
+// time the same seconds, not their data loading. False on timeout.
+bool wait_for_peers(const std::string& dir, int count) {
+  const fs::path mine = fs::path(dir) / ("ready." + std::to_string(getpid()));
+  std::ofstream(mine) << "ready\n";
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    int ready = 0;
+    for (const auto& entry : fs::directory_iterator(dir))
+      ready += entry.path().filename().string().rfind("ready.", 0) == 0 ? 1 : 0;
+    if (ready >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
 
 torch::nn::Sequential build(const std::string& name) {
   namespace tnn = torch::nn;
@@ -176,7 +197,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--test_samples", o.test_samples, "Use the first N test samples (0: all)")
       ->capture_default_str();
+  app.add_option("--start_together", o.start_together,
+                 "With --plain_only and --together N: a directory in which N copies of this "
+                 "program meet after loading their data, so that their loops run side by side "
+                 "(bench/ddp_compare.py's measured compute limit)");
+  app.add_option("--together", o.together, "How many copies meet in --start_together")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (!o.start_together.empty() && (!o.plain_only || !fs::is_directory(o.start_together))) {
+    std::fprintf(stderr,
+                 "ssgd_vs_plain: --start_together needs --plain_only and an existing directory "
+                 "(got '%s')\n",
+                 o.start_together.c_str());
+    return 2;
+  }
 
   psgd::nn::set_compute_threads(1);
   // Like init_server and client: freed activations stay in the process between steps.
@@ -189,6 +224,11 @@ int main(int argc, char** argv) {
   if (o.plain_only) {
     std::vector<double> plain;
     double accuracy = 0;
+    if (!o.start_together.empty() && !wait_for_peers(o.start_together, o.together)) {
+      std::fprintf(stderr, "ssgd_vs_plain: fewer than %d copies reached %s within 120 s\n",
+                   o.together, o.start_together.c_str());
+      return 2;
+    }
     for (int r = 0; r < o.repeats; ++r)
       plain.push_back(plain_loop(o, data, &accuracy));
     std::printf("%s\n", nlohmann::json{{"system", "plain"},

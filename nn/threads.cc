@@ -41,7 +41,12 @@ bool keep_freed_memory() {
   // 32 MB is glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit).
   const bool mmap_ok = ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1;
   const bool trim_ok = ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024) == 1;
-  return mmap_ok && trim_ok;
+  // Blocks above the threshold's maximum too: evaluating the CNN on a chunk of 1,000 test
+  // samples allocates 50 MB for the first convolution's output, which glibc mmapped and unmapped
+  // per chunk (~140,000 page faults per evaluation of the test set). With no mmapped blocks at
+  // all they come from the heap and stay there for the next chunk.
+  const bool no_mmap_ok = ::mallopt(M_MMAP_MAX, 0) == 1;
+  return mmap_ok && trim_ok && no_mmap_ok;
 #else
   return false;
 #endif

@@ -16,7 +16,8 @@ void set_compute_threads(int n);
 
 // Makes glibc's malloc keep freed memory in the process instead of handing it back to the kernel
 // after every training step: the mmap threshold at its maximum (32 MB), so a batch's activations
-// (6-13 MB for resnet8 at batch 128) come from the heap, and the heap trimmed only above 1 GB.
+// (6-13 MB for resnet8 at batch 128) come from the heap, no block mmapped at all (so neither do
+// larger ones: 50 MB per evaluation chunk of the CNN), and the heap trimmed only above 1 GB.
 // Without it each step unmapped and re-faulted its activations page by page: perf showed ~29 %
 // of a one-thread resnet8 step in the kernel's page-fault and unmap paths (bench/README.md,
 // "The engine on convolutions", has the before/after figures). Process-wide; call once at

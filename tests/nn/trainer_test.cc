@@ -345,9 +345,9 @@ TEST(Trainer, RejectsBadConfiguration) {
   EXPECT_NO_THROW(Trainer({.device = "cpu"}, data, {}));
 }
 
-// keep_freed_memory (nn/threads.h): a block of a batch's size comes from the heap, not from a
-// fresh mapping that free() would hand back to the kernel (mallinfo2().hblkhd: bytes in mmapped
-// blocks).
+// keep_freed_memory (nn/threads.h): a block of a batch's size, or of an evaluation chunk's, comes
+// from the heap, not from a fresh mapping that free() would hand back to the kernel
+// (mallinfo2().hblkhd: bytes in mmapped blocks).
 TEST(Threads, KeepFreedMemoryServesBatchSizedBlocksFromTheHeap) {
 #if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
   GTEST_SKIP() << "glibc's own malloc only";
@@ -358,6 +358,11 @@ TEST(Threads, KeepFreedMemoryServesBatchSizedBlocksFromTheHeap) {
   ASSERT_NE(block, nullptr);
   EXPECT_EQ(::mallinfo2().hblkhd, before) << "an 8 MB block was mmapped";
   std::free(block);
+  // Above the largest mmap threshold glibc accepts (32 MB): the CNN's evaluation chunk needs 50 MB.
+  void* big = std::malloc(std::size_t{64} << 20);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(::mallinfo2().hblkhd, before) << "a 64 MB block was mmapped";
+  std::free(big);
 #endif
 }
 

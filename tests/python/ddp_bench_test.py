@@ -82,16 +82,28 @@ class CompareRun(unittest.TestCase):
             out = run(COMPARE, "--workers", "2", "--epochs", "1", *SMALL, "--json", os.path.join(d, "r.json"),
                       "--keep", os.path.join(d, "runs"), timeout=400)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-            rows = {tuple(line.split()[:-6]): line.split()[-6:] for line in out.stdout.splitlines()
+            cores = len(os.sched_getaffinity(0))
+            rows = {tuple(line.split()[:-7]): line.split()[-7:] for line in out.stdout.splitlines()
                     if line.startswith(("plain", "PyTorch", "psgd ssgd ", "psgd allreduce "))
                     and line.split()[-1] != "apply" and len(line.split()) >= 7 and "%" in line}
-            self.assertEqual(set(rows), {("plain", "libtorch", "loop"), ("PyTorch", "DDP", "(Gloo)"),
-                                         ("psgd", "ssgd"), ("psgd", "allreduce")}, out.stdout)
+            self.assertEqual(set(rows), {("plain", "libtorch", "loop"), ("plain", "loop", f"x{cores}", "together"),
+                                         ("PyTorch", "DDP", "(Gloo)"), ("psgd", "ssgd"), ("psgd", "allreduce")},
+                             out.stdout)
             with open(os.path.join(d, "r.json")) as f:
                 r = json.load(f)
             runs = {(x["system"], x["workers"]): x["results"][0] for x in r["runs"]}
-            self.assertEqual(set(runs), {("plain", 1), ("ddp", 2), ("ssgd", 2), ("allreduce", 2)})
-            self.assertAlmostEqual(r["compute_limit"], r["cores"] * runs[("plain", 1)]["samples_per_second"])
+            self.assertEqual(set(runs), {("plain", 1), ("plain_together", cores), ("ddp", 2), ("ssgd", 2),
+                                         ("allreduce", 2)})
+            self.assertAlmostEqual(r["nominal_compute_limit"],
+                                   r["cores"] * runs[("plain", 1)]["samples_per_second"])
+            # The yardstick is the measured limit: one plain loop per core, side by side, summed.
+            together = runs[("plain_together", cores)]
+            self.assertEqual(len(together["each"]), cores)
+            self.assertAlmostEqual(together["samples_per_second"], sum(together["each"]))
+            self.assertAlmostEqual(r["measured_compute_limit"], together["samples_per_second"])
+            self.assertAlmostEqual(r["compute_limit"], r["measured_compute_limit"])
+            ratio = runs[("ssgd", 2)]["samples_per_second"] / r["compute_limit"]
+            self.assertEqual(rows[("psgd", "ssgd")][5], f"{ratio:.2f}")
             for (system, n), m in runs.items():
                 self.assertGreater(m["samples_per_second"], 0, system)
                 self.assertGreater(m["test_accuracy"], 0.3, system)

@@ -2,8 +2,9 @@
 // its worker (experiments/worker_setup.h) on a loading thread, links up with its peers where the
 // strategy needs them (peers.cc), and drives the worker role until Finish. connect.cc dials the
 // server, runs the handshake (network/handshake.h), retries, rejoins and leaves. Everything but
-// the loading runs on the io_context's thread. Just over 400 lines: the client's states (job, data or
-// its own file under --local_data, peers, training) are one state machine, read best in one file.
+// the loading runs on the io_context's thread. Just over 400 lines: the client's states (job, data
+// or its own file under --local_data, peers, training) are one state machine, read best in one
+// file.
 #include <fmt/format.h>
 #include <unistd.h>
 #include <asio.hpp>

@@ -1,6 +1,6 @@
 // The Trainer's tests: steps, batch streams, the flat-parameter model, staged backward, threads and
-// the allocator. Over 400 lines because they test one translation unit (nn/trainer.cc) and share its
-// fixtures.
+// the allocator. Over 400 lines because they test one translation unit (nn/trainer.cc) and share
+// its fixtures.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

@@ -68,14 +68,9 @@ void BucketedAllreduceWorker::restore(std::span<const std::uint8_t> state) {
 
 WorkerAction BucketedAllreduceWorker::on_message(const Message& message, Outbox& out) {
   if (const auto* p = std::get_if<Params>(&message)) {
-    if (started_ || p->iteration < 0 || p->iteration >= schedule_.total_iterations()) {
-      throw ProtocolError(
-          fmt::format("allreduce worker: the server sent parameters of iteration {} {}",
-                      p->iteration, started_ ? "a second time" : "outside the run"));
-    }
-    make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
-    started_ = true;
-    iteration_ = p->iteration;
+    // 0, or the checkpoint's iteration on a resumed run
+    iteration_ = start_params("allreduce", *p, started_, schedule_.total_iterations(),
+                              ctx_.downlink, *ctx_.learner);
     return {.compute = true};
   }
   if (const auto* chunk = std::get_if<RingChunk>(&message)) {

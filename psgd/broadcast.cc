@@ -27,14 +27,9 @@ BroadcastWorker::BroadcastWorker(WorkerContext context, Schedule schedule,
 
 WorkerAction BroadcastWorker::on_message(const Message& message, Outbox& out) {
   if (const auto* p = std::get_if<Params>(&message)) {
-    if (started_ || p->iteration < 0 || p->iteration >= schedule_.total_iterations()) {
-      throw ProtocolError(
-          fmt::format("broadcast worker: the server sent parameters of iteration {} {}",
-                      p->iteration, started_ ? "a second time" : "outside the run"));
-    }
-    make_codec(ctx_.downlink)->decode(p->values, ctx_.learner->parameters());
-    started_ = true;
-    iteration_ = p->iteration;  // 0, or the checkpoint's iteration on a resumed run
+    // 0, or the checkpoint's iteration on a resumed run
+    iteration_ = start_params("broadcast", *p, started_, schedule_.total_iterations(),
+                              ctx_.downlink, *ctx_.learner);
     // Peers that started first may have sent gradients of earlier iterations: none can exist.
     payloads_.erase(payloads_.begin(), payloads_.lower_bound(iteration_));
     return {.compute = true};

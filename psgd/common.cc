@@ -77,6 +77,19 @@ std::int64_t install_params(const Message& message, std::int64_t last_iteration,
   return p->iteration;
 }
 
+std::int64_t start_params(const char* strategy, const Params& p, bool& started,
+                          std::int64_t total_iterations, const CodecSpec& downlink,
+                          Learner& learner) {
+  if (started || p.iteration < 0 || p.iteration >= total_iterations) {
+    throw ProtocolError(fmt::format("{} worker: the server sent parameters of iteration {} {}",
+                                    strategy, p.iteration,
+                                    started ? "a second time" : "outside the run"));
+  }
+  make_codec(downlink)->decode(p.values, learner.parameters());
+  started = true;
+  return p.iteration;
+}
+
 WorkerReport report_of(const Gradient& g) {
   return WorkerReport{.iteration = g.iteration,
                       .loss = g.loss,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "codecs/codec.h"
+#include "codecs/factory.h"
 #include "core/clock.h"
 #include "core/learner.h"
 #include "core/metrics.h"
@@ -53,6 +54,14 @@ void broadcast(const std::shared_ptr<const Message>& message, int node_count, Ou
 std::int64_t install_params(const Message& message, std::int64_t last_iteration,
                             double waiting_since, const Codec& downlink, Learner& learner,
                             const Clock& clock, PhaseTimes& times);
+
+// A peer-to-peer worker (allreduce, broadcast) receiving the one Params that starts its run:
+// refuses a second one or one outside the schedule's `total_iterations`, decodes the values into
+// the learner's parameters, sets `started` and returns the iteration (0, or the checkpoint's on a
+// resumed run).
+std::int64_t start_params(const char* strategy, const Params& p, bool& started,
+                          std::int64_t total_iterations, const CodecSpec& downlink,
+                          Learner& learner);
 
 // What the server records of a gradient as it arrives (held_s and staleness are filled later).
 WorkerReport report_of(const Gradient& gradient);

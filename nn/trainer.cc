@@ -455,6 +455,24 @@ struct Trainer::Impl {
     torch::index_select_out(batch_y, train_y, 0, batch_index);
     return {batch_x, batch_y};
   }
+
+  // A training step's start, staged or not: the next stream's batch (the streams take turns), the
+  // model in training mode and the gradient zeroed. Returns the batch's inputs, labels and size.
+  std::tuple<torch::Tensor, torch::Tensor, std::int64_t> start_step() {
+    if (num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
+    Stream& st = streams[next_stream];
+    next_stream = (next_stream + 1) % streams.size();
+    auto [x, y] = next_batch(st);
+    model.train(true);
+    flat_grads.zero_();
+    return {x, y, st.batch};
+  }
+
+  // A training step torch refused: one line naming the model and the batch size.
+  Error step_failed(std::int64_t batch, const std::exception& e) const {
+    return Error(fmt::format("--model {}: the training step on a batch of {} failed: {}",
+                             options.model, batch, torch_reason(e)));
+  }
 };
 
 Trainer::Trainer(TrainerOptions options, std::shared_ptr<const DataSplit> data,
@@ -501,23 +519,17 @@ std::span<const float> Trainer::gradients() const {
 
 StepStats Trainer::compute_gradient() {
   Impl& m = *impl_;
-  if (m.num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
-  Impl::Stream& st = m.streams[m.next_stream];
-  m.next_stream = (m.next_stream + 1) % m.streams.size();
-  auto [x, y] = m.next_batch(st);
-  m.model.train(true);
-  m.flat_grads.zero_();
+  auto [x, y, batch] = m.start_step();
   try {
     auto loss = m.loss(m.train_forward(x), x, y, false);
     loss.backward();
-    return {loss.item<double>(), st.batch};
+    return {loss.item<double>(), batch};
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     // A model that runs on the check's two samples may still fail in training mode (BatchNorm on
     // a batch of one sample): one line, not a crash.
-    throw Error(fmt::format("--model {}: the training step on a batch of {} failed: {}",
-                            m.options.model, st.batch, torch_reason(e)));
+    throw m.step_failed(batch, e);
   }
 }
 
@@ -533,7 +545,6 @@ StepStats Trainer::begin_gradient(std::span<const std::size_t> cuts) {
   Impl& m = *impl_;
   m.staged = {};
   if (cuts.empty() || m.model.scripted()) return compute_gradient();
-  if (m.num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
   // The child each cut is taken before: the one whose parameters start there.
   const auto offsets = m.child_offsets();
   std::vector<std::size_t> cut_child;
@@ -545,11 +556,7 @@ StepStats Trainer::begin_gradient(std::span<const std::size_t> cuts) {
     cut_child.push_back(i);
     m.staged.at.push_back(*c);
   }
-  Impl::Stream& st = m.streams[m.next_stream];
-  m.next_stream = (m.next_stream + 1) % m.streams.size();
-  auto [x, y] = m.next_batch(st);
-  m.model.train(true);
-  m.flat_grads.zero_();
+  auto [x, y, batch] = m.start_step();
   try {
     torch::nn::Sequential seq = m.model.builtin();
     const torch::Tensor out = m.with_own_generator([&] {
@@ -570,13 +577,12 @@ StepStats Trainer::begin_gradient(std::span<const std::size_t> cuts) {
     });
     m.staged.loss = m.loss(out, x, y, false);
     m.staged.next = static_cast<int>(cut_child.size());
-    return {m.staged.loss.item<double>(), st.batch};
+    return {m.staged.loss.item<double>(), batch};
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     m.staged = {};
-    throw Error(fmt::format("--model {}: the training step on a batch of {} failed: {}",
-                            m.options.model, st.batch, torch_reason(e)));
+    throw m.step_failed(batch, e);
   }
 }
 

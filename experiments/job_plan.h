@@ -80,6 +80,8 @@ class JobPlan {
   // entry per worker (local_data_json: samples, label_histogram, dataset, test_rows). Fixes the
   // schedule over the sum of their samples; config_json() records them.
   void set_local_sizes(nlohmann::json workers);
+  // --local_data: the sum of the workers' samples (0 until set_local_sizes()).
+  std::int64_t local_train_rows() const { return local_train_rows_; }
 
   // The model the server holds and evaluates (no training samples of its own).
   std::unique_ptr<nn::Trainer> make_model() const;

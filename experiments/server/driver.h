@@ -150,7 +150,6 @@ class Server {
   std::string local_salt_;
   std::vector<std::uint64_t> local_test_hashes_;
   nlohmann::json local_reports_;
-  std::int64_t local_train_size_ = 0;  // the sum of their samples, once all are in
   std::unique_ptr<nn::Trainer> model_;
   // Evaluates a copy of the parameters at each epoch end on its own thread, so training goes on
   // meanwhile; one evaluation at a time.

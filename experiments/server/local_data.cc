@@ -43,7 +43,7 @@ void Server::on_local_data(int w, const LocalData& report) {
       return;
     }
     slot.link->send(
-        LocalPlan{.train_size = local_train_size_, .classes = plan_->train()->num_classes});
+        LocalPlan{.train_size = plan_->local_train_rows(), .classes = plan_->train()->num_classes});
     return;
   }
   local_reports_[static_cast<std::size_t>(w)] = entry;
@@ -68,10 +68,7 @@ void Server::fix_local_schedule() {
   checkpointer_ = std::make_unique<Checkpointer>(spec_, schedule_, model_->num_parameters(),
                                                  model_->num_buffers(), plan_->script_sha256());
   make_recorder();
-  std::int64_t sum = 0;
-  for (const auto& r : local_reports_)
-    sum += r.at("samples").get<std::int64_t>();
-  local_train_size_ = sum;
+  const std::int64_t sum = plan_->local_train_rows();
   fmt::print("init_server: the workers hold {} samples in all: {} iterations per epoch\n",
              fmt_count(static_cast<double>(sum)), schedule_.iterations_per_epoch);
   std::fflush(stdout);

@@ -51,6 +51,15 @@ ServerOptions small_job(const fs::path& out, const std::string& compute) {
   return o;
 }
 
+// small_job on a steady cluster: no stragglers and no jitter, so virtual times compare exactly.
+ServerOptions steady_job(const fs::path& out, const std::string& compute) {
+  ServerOptions o = small_job(out, compute);
+  o.sim.stragglers.clear();
+  o.sim.straggler_dist.clear();
+  o.sim.net_jitter = "0";
+  return o;
+}
+
 TEST(Simulate, TwoRunsWithModelledComputeWriteByteIdenticalMetrics) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   TempRoot tmp;
@@ -103,10 +112,7 @@ TEST(Simulate, OverlapComputesWhileTheGradientTravels) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   TempRoot tmp;
   auto job = [&](const char* name, bool overlap) {
-    ServerOptions o = small_job(tmp.path / name, "fixed:40ms");
-    o.sim.stragglers.clear();
-    o.sim.straggler_dist.clear();
-    o.sim.net_jitter = "0";
+    ServerOptions o = steady_job(tmp.path / name, "fixed:40ms");
     o.sim.net_bandwidth = "1Gbps";  // the MLP's 0.8 MB gradient: 6.5 ms alone on a link
     o.spec.overlap = overlap;
     // Plain SGD: a one-step-stale gradient under momentum 0.9 at this rate diverges (the README's
@@ -145,10 +151,7 @@ TEST(Simulate, AllreduceOverlapStartsBucketsAsBackwardReachesThem) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   TempRoot tmp;
   auto job = [&](const char* name, bool overlap) {
-    ServerOptions o = small_job(tmp.path / name, "fixed:40ms");
-    o.sim.stragglers.clear();
-    o.sim.straggler_dist.clear();
-    o.sim.net_jitter = "0";
+    ServerOptions o = steady_job(tmp.path / name, "fixed:40ms");
     o.spec.psgd = "allreduce";
     o.spec.model = "resnet8";
     o.spec.train_samples = 1024;

@@ -109,6 +109,7 @@ void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& o
                                                 "--join_timeout",
                                                 "--io_timeout",
                                                 "--threads",
+                                                "--busy_poll_us",
                                                 "--checkpoint_every",
                                                 "--crash_after_checkpoints",
                                                 "--check"};
@@ -144,6 +145,7 @@ void resume_job(const CLI::App& app, const CLI::Option* resume, ServerOptions& o
   if (given_flag("--join_timeout")) job.join_timeout = given.join_timeout;
   if (given_flag("--io_timeout")) job.io_timeout = given.io_timeout;
   if (given_flag("--threads")) job.threads = given.threads;
+  if (given_flag("--busy_poll_us")) job.busy_poll_us = given.busy_poll_us;
   if (given_flag("--checkpoint_every")) job.checkpoint_every = given.checkpoint_every;
   job.output = out.resume;
   out.spec = job;

@@ -20,6 +20,11 @@ void RunOptions::validate() const {
     }
   }
   if (threads < 0) throw ConfigError(fmt::format("--threads {}: must not be negative", threads));
+  if (busy_poll_us < 0 || busy_poll_us > 1'000'000) {
+    throw ConfigError(fmt::format(
+        "--busy_poll_us {}: give microseconds from 0 (never poll; the default) to 1000000",
+        busy_poll_us));
+  }
   if (!(join_timeout > 0.0) || !(io_timeout > 0.0) || !std::isfinite(join_timeout) ||
       !std::isfinite(io_timeout)) {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
@@ -135,8 +140,8 @@ void from_json(const nlohmann::json& j, JobSpec& spec) {
 std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256) {
   nlohmann::json j = spec;
   if (!model_sha256.empty()) j["model_sha256"] = model_sha256;
-  for (const char* key : {"output", "threads", "join_timeout", "io_timeout", "working_ports",
-                          "checkpoint_every", "save_every_epoch"}) {
+  for (const char* key : {"output", "threads", "busy_poll_us", "join_timeout", "io_timeout",
+                          "working_ports", "checkpoint_every", "save_every_epoch"}) {
     j.erase(key);
   }
   // Where the rows come from does not change them (every worker's are checked); a bool keeps the

@@ -24,8 +24,11 @@ namespace psgd {
 // ship_data, which changes where the samples come from).
 struct RunOptions {
   std::vector<int> working_ports{55555};  // TCP ports the server listens on (0: any free port)
-  std::string output;         // run directory (empty: runs/<timestamp>-<psgd>-<codec>-n<nodes>)
-  int threads = 0;            // torch threads per worker (0: cores / processes on that host)
+  std::string output;  // run directory (empty: runs/<timestamp>-<psgd>-<codec>-n<nodes>)
+  int threads = 0;     // torch threads per worker (0: cores / processes on that host)
+  // Microseconds a process keeps polling its sockets after its last event before it sleeps
+  // (network/tcp/event_loop.h); 0: never (the default: on a shared machine polling slows a run).
+  int busy_poll_us = 0;
   double join_timeout = 300;  // seconds the server waits for all workers to join and load data
   double io_timeout = 120;    // seconds any single wait for a peer may last
   // Write <run dir>/checkpoint.bin every this many iterations and at every epoch end (0: never);
@@ -51,6 +54,14 @@ struct RunOptions {
     visit("threads", self.threads,
           "Torch threads per worker (0: that host's cores / psgd processes on it, this server "
           "included)");
+    visit("busy_poll_us", self.busy_poll_us,
+          "Microseconds init_server and each client keep polling their sockets after their last "
+          "message before they sleep, so that a reply is seen without a wake-up (tens of "
+          "microseconds on a virtual machine, twice per parameter-server round trip). Each "
+          "poller spends a core while it waits: use it only on machines with a core for every "
+          "psgd process and nothing else running (e.g. 2000 for a one-worker benchmark); on a "
+          "shared or busy machine it slows the run. 0 (the default): never. Results do not "
+          "depend on it; polling pauses while init_server evaluates. Not with --simulate");
     visit("join_timeout", self.join_timeout,
           "Seconds to wait for all workers to join and load their data");
     visit("io_timeout", self.io_timeout,

@@ -272,6 +272,12 @@ void check_simulatable(const ServerOptions& options) {
         "--local_data with --simulate: the simulated workers all read this process's --dataset; "
         "run local data over TCP (init_server, and one client per worker with its own --dataset)");
   }
+  if (spec.busy_poll_us > 0) {
+    throw ConfigError(fmt::format(
+        "--busy_poll_us {} with --simulate: the simulated nodes have no sockets to poll and the "
+        "virtual clock no wake-ups to save",
+        spec.busy_poll_us));
+  }
   if (!options.network_file.empty()) {
     throw ConfigError(
         "--network_file with --simulate: it describes the real network of a run over TCP; the "

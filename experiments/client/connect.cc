@@ -15,6 +15,7 @@
 #include "experiments/client/driver.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
+#include "network/tcp/event_loop.h"
 
 namespace psgd {
 namespace {
@@ -67,7 +68,7 @@ int Client::run() {
   }
   dial_deadline_ = clock_.now() + wait;
   dial();
-  io_.run();
+  net::run_event_loop(io_, [this] { return poll_window_; });
   return exit_code_;
 }
 

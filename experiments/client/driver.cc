@@ -231,6 +231,7 @@ void Client::on_job(const Job& job) {
   // From now on this worker belongs to this job: should the server go away, it rejoins only it.
   session_.job_id = handshake_->server().job_id;
   threads_ = opts_.threads > 0 ? opts_.threads : std::max(1, job.threads);
+  poll_window_ = std::chrono::microseconds(spec_.busy_poll_us);
   job_ = job;
   // Until training starts the server may be busy for a while (shipping data to others, its first
   // evaluation): silence is tolerated for --io_timeout, heartbeats or not.

@@ -6,6 +6,7 @@
 // model and the Gloo rendezvous, which run on a thread of their own (background()) so that the
 // links keep their heartbeats while they take.
 #include <asio.hpp>
+#include <chrono>
 
 #include <functional>
 #include <future>
@@ -164,6 +165,8 @@ class Client {
   double ship_start_ = 0;
   std::string data_sha256_;  // nn::content_hash of its samples as read (Ready::data_sha256)
   int threads_ = 1;
+  // How long the event loop polls before it sleeps (--busy_poll_us; network/tcp/event_loop.h).
+  std::chrono::microseconds poll_window_{0};
   int peer_port_ = 0;
   std::unique_ptr<WorkerParts> parts_;  // trainer, straggler, role (experiments/worker_setup.h)
   WorkerRole* role_ = nullptr;

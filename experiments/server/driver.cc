@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <future>
 
 #include "core/error.h"
 #include "experiments/format.h"
@@ -236,6 +237,15 @@ int Server::worker_threads(int w) const {
   return std::max(1, std::max(1, slot.hello.cores) / std::max(1, on_host));
 }
 
+std::chrono::microseconds Server::poll_window() const {
+  if (busy_poll_.count() <= 0) return busy_poll_;
+  if (evaluating_.valid() &&
+      evaluating_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    return std::chrono::microseconds(0);
+  }
+  return busy_poll_;
+}
+
 Job Server::make_job(int w, int threads) const {
   const WorkerSetup setup = plan_->worker(w);
   Job job{.worker_id = w,
@@ -278,6 +288,7 @@ void Server::send_jobs() {
     offer_shared_memory(*slot.link);
     slot.link->send(job);
   }
+  busy_poll_ = std::chrono::microseconds(spec_.busy_poll_us);
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
   // --local_data: config.json is written once the workers' files have fixed the schedule.

@@ -13,6 +13,7 @@
 #include "experiments/provenance.h"
 #include "experiments/server/driver.h"
 #include "experiments/server/server.h"
+#include "network/tcp/event_loop.h"
 #include "nn/data_source.h"
 #include "nn/threads.h"
 
@@ -53,7 +54,7 @@ int Server::run() {
   // of ending the process with nothing written; the loop then goes on until the links drain.
   while (true) {
     try {
-      io_.run();
+      net::run_event_loop(io_, [this] { return poll_window(); });
       break;
     } catch (const std::exception& e) {
       fail(e.what());

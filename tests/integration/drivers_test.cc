@@ -190,5 +190,41 @@ TEST(AllreduceOverlapOverTcp, SameParametersAsWithoutOverlap) {
   }
 }
 
+// --busy_poll_us: init_server and the clients poll their sockets instead of sleeping between
+// messages. Handlers run as before, so ssgd (a parameter server round trip per iteration) ends
+// with the same parameters, bit for bit, and allreduce (a ring) too.
+TEST(BusyPollOverTcp, SameParametersAsWithoutPolling) {
+  for (const char* strategy : {"ssgd", "allreduce"}) {
+    SCOPED_TRACE(strategy);
+    std::string hash[2];
+    for (int poll = 0; poll < 2; ++poll) {
+      TempDir dir;
+      write_blobs(dir.file("train.csv"), 400, 1);
+      write_blobs(dir.file("test.csv"), 200, 2);
+      std::vector<std::string> flags{
+          "--node_count",   "2",
+          "--epochs",       "2",
+          "--batch_size",   "16",
+          "--threads",      "1",
+          "--dataset",      "csv:train=" + dir.file("train.csv") + ",test=" + dir.file("test.csv"),
+          "--label_column", "label",
+          "--normalize",    "zscore",
+          "--learn_rate",   "0.1",
+          "--momentum",     "0.9",
+          "--psgd",         strategy,
+          "--busy_poll_us", poll ? "300" : "0",
+          "--join_timeout", "60",
+          "--io_timeout",   "30"};
+      ASSERT_EQ(run_tcp(flags, dir, 2), 0);
+      const auto summary = read_json(dir.file("tcp") + "/summary.json");
+      ASSERT_EQ(summary["status"], "completed") << summary.dump(1);
+      EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.9) << summary.dump(1);
+      hash[poll] = summary["parameters_sha256"].get<std::string>();
+    }
+    EXPECT_EQ(hash[0].size(), 64u);
+    EXPECT_EQ(hash[0], hash[1]);
+  }
+}
+
 }  // namespace
 }  // namespace psgd

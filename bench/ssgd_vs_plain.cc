@@ -53,6 +53,8 @@ struct Options {
   // --start_together DIR --together N: N --plain_only processes start their first step at once.
   std::string start_together;
   int together = 1;
+  // > 0: a fourth side, shared memory with init_server --busy_poll_us this many microseconds.
+  int busy_poll_us = 0;
 };
 
 // Announces this process in dir and waits (up to 120 s) until `count` processes have: several
@@ -141,7 +143,8 @@ int wait_exit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-double psgd_run(const Options& o, const fs::path& dir, bool shared_memory, double* accuracy) {
+double psgd_run(const Options& o, const fs::path& dir, bool shared_memory, int busy_poll_us,
+                double* accuracy) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string port_file = (dir / "port").string();
@@ -155,7 +158,8 @@ double psgd_run(const Options& o, const fs::path& dir, bool shared_memory, doubl
                                    "--bind",          "127.0.0.1",
                                    "--port_file",     port_file,
                                    "--output",        (dir / "run").string(),
-                                   "--shared_memory", shared_memory ? "on" : "off"};
+                                   "--shared_memory", shared_memory ? "on" : "off",
+                                   "--busy_poll_us",  std::to_string(busy_poll_us)};
   if (o.train_samples > 0)
     args.insert(args.end(), {"--train_samples", std::to_string(o.train_samples)});
   if (o.test_samples > 0)
@@ -204,6 +208,10 @@ int main(int argc, char** argv) {
   app.add_option("--together", o.together, "How many copies meet in --start_together")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  app.add_option("--busy_poll_us", o.busy_poll_us,
+                 "Also run psgd with shared memory and init_server --busy_poll_us N (0: not)")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!o.start_together.empty() && (!o.plain_only || !fs::is_directory(o.start_together))) {
     std::fprintf(stderr,
@@ -245,16 +253,21 @@ int main(int argc, char** argv) {
     return 0;
   }
   const fs::path tmp = fs::temp_directory_path() / ("psgd-bench-" + std::to_string(getpid()));
-  std::vector<double> plain, shm, tcp;
-  double plain_acc = 0, shm_acc = 0, tcp_acc = 0;
+  std::vector<double> plain, shm, tcp, poll;
+  double plain_acc = 0, shm_acc = 0, tcp_acc = 0, poll_acc = 0;
   // Interleaved so that drift in the machine's speed affects every side alike.
   for (int r = 0; r < o.repeats; ++r) {
     plain.push_back(plain_loop(o, data, &plain_acc));
-    shm.push_back(psgd_run(o, tmp / fmt::format("{}-shm", r), true, &shm_acc));
-    tcp.push_back(psgd_run(o, tmp / fmt::format("{}-tcp", r), false, &tcp_acc));
+    shm.push_back(psgd_run(o, tmp / fmt::format("{}-shm", r), true, 0, &shm_acc));
+    tcp.push_back(psgd_run(o, tmp / fmt::format("{}-tcp", r), false, 0, &tcp_acc));
+    if (o.busy_poll_us > 0) {
+      poll.push_back(psgd_run(o, tmp / fmt::format("{}-poll", r), true, o.busy_poll_us, &poll_acc));
+    }
     std::printf(
-        "repeat %d: plain %.0f samples/s, psgd ssgd 1 worker %.0f (shared memory), %.0f (TCP)\n",
+        "repeat %d: plain %.0f samples/s, psgd ssgd 1 worker %.0f (shared memory), %.0f (TCP)",
         r + 1, plain.back(), shm.back(), tcp.back());
+    if (!poll.empty()) std::printf(", %.0f (shared memory, busy polling)", poll.back());
+    std::printf("\n");
     std::fflush(stdout);
   }
   fs::remove_all(tmp);
@@ -264,6 +277,12 @@ int main(int argc, char** argv) {
   std::printf("%-40s %12.0f %9.2f%% %8.3f\n", "psgd ssgd, 1 worker (shared memory)", s,
               100 * shm_acc, s / p);
   std::printf("%-40s %12.0f %9.2f%% %8.3f\n", "psgd ssgd, 1 worker (TCP)", t, 100 * tcp_acc, t / p);
+  if (!poll.empty()) {
+    const double b = median(poll);
+    std::printf("%-40s %12.0f %9.2f%% %8.3f\n",
+                fmt::format("  the same, --busy_poll_us {}", o.busy_poll_us).c_str(), b,
+                100 * poll_acc, b / p);
+  }
   std::printf(
       "ratio psgd / plain: %.3f with shared memory, %.3f over TCP   (model %s, batch %d, "
       "%d epochs, median of %d)\n",

@@ -153,40 +153,48 @@ INSTANTIATE_TEST_SUITE_P(
         DriverCase{"ssgd_contiguous", {"--psgd", "ssgd", "--block_assignment", "contiguous"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// A real run over loopback TCP (server and `nodes` clients as threads) of a small blobs job with
+// momentum, plus `extra` flags; returns summary.json's parameters_sha256 after checking that the
+// run completed and learned.
+std::string blobs_parameters_hash(int nodes, const std::vector<std::string>& extra) {
+  TempDir dir;
+  write_blobs(dir.file("train.csv"), 200 * nodes, 1);
+  write_blobs(dir.file("test.csv"), 200, 2);
+  std::vector<std::string> flags{
+      "--node_count",   std::to_string(nodes),
+      "--epochs",       "2",
+      "--batch_size",   "16",
+      "--threads",      "1",
+      "--dataset",      "csv:train=" + dir.file("train.csv") + ",test=" + dir.file("test.csv"),
+      "--label_column", "label",
+      "--normalize",    "zscore",
+      "--learn_rate",   "0.1",
+      "--momentum",     "0.9",
+      "--join_timeout", "60",
+      "--io_timeout",   "30"};
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  if (run_tcp(flags, dir, nodes) != 0) {
+    ADD_FAILURE() << "the run with " << ::testing::PrintToString(extra) << " failed";
+    return "run failed";
+  }
+  const auto summary = read_json(dir.file("tcp") + "/summary.json");
+  EXPECT_EQ(summary["status"], "completed") << summary.dump(1);
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.9) << summary.dump(1);
+  const std::string hash = summary["parameters_sha256"].get<std::string>();
+  EXPECT_EQ(hash.size(), 64u);
+  return hash;
+}
+
 // allreduce --overlap is DDP's overlap with no delay: over real TCP links, three clients, its
 // final parameters are those of allreduce without it, bit for bit (the hash of summary.json),
 // with plain and fp16 sums, with momentum.
 TEST(AllreduceOverlapOverTcp, SameParametersAsWithoutOverlap) {
   for (const char* codec : {"plain", "fp16"}) {
     SCOPED_TRACE(codec);
-    std::string hash[2];
-    for (int overlap = 0; overlap < 2; ++overlap) {
-      TempDir dir;
-      write_blobs(dir.file("train.csv"), 600, 1);
-      write_blobs(dir.file("test.csv"), 200, 2);
-      std::vector<std::string> flags{
-          "--node_count",   "3",
-          "--epochs",       "2",
-          "--batch_size",   "16",
-          "--threads",      "1",
-          "--dataset",      "csv:train=" + dir.file("train.csv") + ",test=" + dir.file("test.csv"),
-          "--label_column", "label",
-          "--normalize",    "zscore",
-          "--learn_rate",   "0.1",
-          "--momentum",     "0.9",
-          "--psgd",         "allreduce",
-          "--codec",        codec,
-          "--join_timeout", "60",
-          "--io_timeout",   "30"};
-      if (overlap) flags.insert(flags.end(), {"--overlap", "--bucket_mb", "0.0001"});
-      ASSERT_EQ(run_tcp(flags, dir, 3), 0);
-      const auto summary = read_json(dir.file("tcp") + "/summary.json");
-      ASSERT_EQ(summary["status"], "completed") << summary.dump(1);
-      EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.9) << summary.dump(1);
-      hash[overlap] = summary["parameters_sha256"].get<std::string>();
-    }
-    EXPECT_EQ(hash[0].size(), 64u);
-    EXPECT_EQ(hash[0], hash[1]);
+    const std::vector<std::string> job{"--psgd", "allreduce", "--codec", codec};
+    std::vector<std::string> overlapped = job;
+    overlapped.insert(overlapped.end(), {"--overlap", "--bucket_mb", "0.0001"});
+    EXPECT_EQ(blobs_parameters_hash(3, job), blobs_parameters_hash(3, overlapped));
   }
 }
 
@@ -196,33 +204,8 @@ TEST(AllreduceOverlapOverTcp, SameParametersAsWithoutOverlap) {
 TEST(BusyPollOverTcp, SameParametersAsWithoutPolling) {
   for (const char* strategy : {"ssgd", "allreduce"}) {
     SCOPED_TRACE(strategy);
-    std::string hash[2];
-    for (int poll = 0; poll < 2; ++poll) {
-      TempDir dir;
-      write_blobs(dir.file("train.csv"), 400, 1);
-      write_blobs(dir.file("test.csv"), 200, 2);
-      std::vector<std::string> flags{
-          "--node_count",   "2",
-          "--epochs",       "2",
-          "--batch_size",   "16",
-          "--threads",      "1",
-          "--dataset",      "csv:train=" + dir.file("train.csv") + ",test=" + dir.file("test.csv"),
-          "--label_column", "label",
-          "--normalize",    "zscore",
-          "--learn_rate",   "0.1",
-          "--momentum",     "0.9",
-          "--psgd",         strategy,
-          "--busy_poll_us", poll ? "300" : "0",
-          "--join_timeout", "60",
-          "--io_timeout",   "30"};
-      ASSERT_EQ(run_tcp(flags, dir, 2), 0);
-      const auto summary = read_json(dir.file("tcp") + "/summary.json");
-      ASSERT_EQ(summary["status"], "completed") << summary.dump(1);
-      EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.9) << summary.dump(1);
-      hash[poll] = summary["parameters_sha256"].get<std::string>();
-    }
-    EXPECT_EQ(hash[0].size(), 64u);
-    EXPECT_EQ(hash[0], hash[1]);
+    EXPECT_EQ(blobs_parameters_hash(2, {"--psgd", strategy, "--busy_poll_us", "0"}),
+              blobs_parameters_hash(2, {"--psgd", strategy, "--busy_poll_us", "300"}));
   }
 }
 

@@ -71,7 +71,9 @@ WorkerAction BucketedAllreduceWorker::on_message(const Message& message, Outbox&
     // 0, or the checkpoint's iteration on a resumed run
     iteration_ = start_params("allreduce", *p, started_, schedule_.total_iterations(),
                               ctx_.downlink, *ctx_.learner);
-    return {.compute = true};
+    // Here, on the event thread and before the first step: compute_detached() reads cuts_.
+    if (buckets_.empty()) make_rings();
+    return {.compute = true, .detached = true};
   }
   if (const auto* chunk = std::get_if<RingChunk>(&message)) {
     if (buckets_.empty()) make_rings();  // a peer started before this worker's first step
@@ -89,21 +91,36 @@ WorkerAction BucketedAllreduceWorker::on_message(const Message& message, Outbox&
                                   type_name(type_of(message))));
 }
 
+// The detached part of a step: the forward pass (first piece) and the backward pass to the next
+// cut. It touches the learner and piece_ only; every flag the message handlers read (computing_,
+// reducing_, started_buckets_) changes in compute_step(), on the event thread, after it. So while
+// it runs on_message() finds the step either not begun (reducing_ false: nothing to finish) or
+// in progress (computing_ true), and a chunk only moves a ring on: rings sum in their own buffers
+// (AllreduceCompression::bucket_buffer), never in the gradient being computed.
+void BucketedAllreduceWorker::compute_detached() {
+  PSGD_CHECK(!piece_.ran, "allreduce worker: a second detached computation before compute_step");
+  Stopwatch sw(*ctx_.clock);
+  if (!computing_) piece_.stats = ctx_.learner->begin_gradient(cuts_);
+  piece_.ready = ctx_.learner->continue_backward();
+  piece_.seconds = sw.seconds();
+  piece_.ran = true;
+}
+
 WorkerAction BucketedAllreduceWorker::compute_step(Outbox& out) {
   PSGD_CHECK(started_ && (computing_ || !reducing_),
              "allreduce worker asked to compute out of turn");
-  Stopwatch sw(*ctx_.clock);
+  if (buckets_.empty()) make_rings();
+  if (!piece_.ran) compute_detached();  // a driver that does not detach
+  piece_.ran = false;
   if (!computing_) {
-    if (buckets_.empty()) make_rings();
-    step_ = ctx_.learner->begin_gradient(cuts_);
+    step_ = piece_.stats;
     computing_ = true;
     reducing_ = true;
     started_buckets_ = 0;
   }
-  const std::size_t ready = ctx_.learner->continue_backward();
-  times_.compute_s += sw.seconds();
-  start_ready(ready, out);
-  if (ready > 0) return {.compute = true};
+  times_.compute_s += piece_.seconds;
+  start_ready(piece_.ready, out);
+  if (piece_.ready > 0) return {.compute = true, .detached = true};
   computing_ = false;
   reduce_start_ = ctx_.clock->now();
   PSGD_CHECK(started_buckets_ == buckets_.size(), "allreduce worker: a bucket was not started");
@@ -152,7 +169,7 @@ WorkerAction BucketedAllreduceWorker::finish_iteration(Outbox& out) {
   report.multicast_bytes = bytes;
   times_ = PhaseTimes{};
   if (send_iteration_report(std::move(report), *ctx_.learner, schedule_, ctx_.id == 0, out)) {
-    return {.compute = true};
+    return {.compute = true, .detached = true};
   }
   return {};
 }

@@ -9,15 +9,18 @@
 // ring starts early; DDP's 1 MiB) and then bucket_bytes (--bucket_mb, DDP's 25 MB) each; a layer
 // is never split. A model smaller than the first cap is one bucket: nothing to overlap.
 //
-// An iteration. compute_step() draws the batch, runs the forward pass and the backward pass of
-// the last layer (Learner::begin_gradient, continue_backward), starts the ring of every bucket
-// now final and asks for another compute_step(), which runs backward through the next layer, and
-// so on. Between two compute steps the driver delivers what arrived (the TCP client runs one turn
-// of its event loop, the simulator advances the virtual clock by the step's compute time), so the
-// first buckets' rings run while backward computes the rest. A ring moves one hop per turn of
-// the receiving worker, and a worker computing a layer takes no turn: the pauses are per layer,
-// not per bucket, to give the rings as many turns as the model has layers. Once every bucket's ring
+// An iteration. A step's first piece draws the batch, runs the forward pass and the backward pass
+// of the last layer (Learner::begin_gradient, continue_backward); each further piece runs
+// backward through the next layer. Each piece is a detached computation (psgd/strategy.h,
+// WorkerRole::compute_detached): the TCP client runs it on its compute thread while its event
+// thread goes on delivering ring hops and heartbeats, and the simulator runs it on the worker's
+// virtual clock while the worker handles the messages that arrive meanwhile at their arrival
+// time (a core of its own). After each piece compute_step(), on the event thread, starts the
+// ring of every bucket now final and asks for the next piece; so the first buckets' rings run
+// while backward computes the rest, as with DDP's communication thread. Once every bucket's ring
 // is done the worker applies the mean with its optimiser and reports, exactly as AllreduceWorker.
+// A driver that does not detach (the in-memory tests) calls compute_step() alone, which then
+// computes the piece itself: the same bits, rings moving only between pieces.
 //
 // Bit-identical to allreduce without --overlap. Each bucket's ring sums its values in the
 // segments one ring over the whole gradient would (RingAllreduce::set_window): the same ranks, the
@@ -25,8 +28,8 @@
 // one backward pass; the compression's arithmetic per value is the same (bucket_buffer). So the
 // parameters after every iteration equal those of the same job without --overlap, bit for bit.
 //
-// No background thread: the roles stay event-driven (psgd/strategy.h). What it cannot do, and
-// the job refuses in one line: PowerSGD (its matrices need whole layers summed in two rounds),
+// The role owns no thread: the driver does (psgd/strategy.h). What it cannot do, and the job
+// refuses in one line: PowerSGD (its matrices need whole layers summed in two rounds),
 // the Gloo backend (a blocking call), and --allreduce_on_loss shrink (a ring re-formed mid
 // iteration would have to re-form every bucket's). Checkpoints: the worker's state is its
 // optimiser's, as without --overlap (the checkpoints are interchangeable).
@@ -62,6 +65,10 @@ class BucketedAllreduceWorker final : public WorkerRole {
                           RingOptions ring, std::unique_ptr<AllreduceCompression> compression,
                           BucketOptions buckets);
   WorkerAction on_message(const Message& message, Outbox& out) override;
+  // Each piece of the staged backward (and the forward pass with the first) may run detached
+  // (psgd/strategy.h): compute_detached() computes, compute_step() starts the rings of the
+  // buckets it made final.
+  void compute_detached() override;
   WorkerAction compute_step(Outbox& out) override;
   std::int64_t iterations_done() const override { return iteration_; }
   // The optimiser's state: that of AllreduceWorker with the same compression.
@@ -91,6 +98,13 @@ class BucketedAllreduceWorker final : public WorkerRole {
   bool computing_ = false;  // between begin_gradient and the last continue_backward
   bool reducing_ = false;   // this iteration's gradient is being summed
   std::int64_t iteration_ = 0;
+  // What compute_detached() hands to compute_step(): written by the one, read by the other.
+  struct Piece {
+    bool ran = false;       // computed, not yet taken by compute_step()
+    StepStats stats;        // of begin_gradient, on a step's first piece
+    std::size_t ready = 0;  // continue_backward(): the gradient is final from here on
+    double seconds = 0;
+  } piece_;
   std::vector<float> update_;
   StepStats step_;
   PhaseTimes times_;

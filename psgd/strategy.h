@@ -8,7 +8,8 @@
 // (network/transport.h), which sends them.
 //
 // Ordering: a driver delivers the messages of one sender to a role in the order they were sent,
-// and calls a role from one thread at a time.
+// and calls a role from one thread at a time (its event thread), with one exception a worker role
+// asks for: a detached computation (WorkerAction::detached, below).
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -126,6 +127,9 @@ class ServerRole {
 // What a worker role asks of its driver after handling an event.
 struct WorkerAction {
   bool compute = false;  // call compute_step() next (the driver times it, or models its time)
+  // With `compute`: the step's learner computation may run detached (WorkerRole::
+  // compute_detached). Ignored without `compute`.
+  bool detached = false;
 };
 
 class WorkerRole {
@@ -134,6 +138,22 @@ class WorkerRole {
   virtual WorkerAction on_message(const Message& message, Outbox& out) = 0;
   // One local computation (forward/backward, encode) requested by the last action.
   virtual WorkerAction compute_step(Outbox& out) = 0;
+  // Detached computation: the communication thread of PyTorch DDP, with the thread owned by the
+  // driver, never by the role. When an action says {.compute = true, .detached = true}, a driver
+  // may call compute_detached() away from the event thread (the TCP client: on a compute thread
+  // of its own; the simulator: inline, with its time on the worker's clock but the worker free
+  // for messages meanwhile), keep calling on_message() on the event thread while it runs, and
+  // call compute_step() on the event thread once it has returned (or carry its exception there).
+  // A driver that does not detach simply calls compute_step(), which then does the detached part
+  // itself: the results are the same either way, and in every order of messages around it.
+  //
+  // The role's side of the contract: compute_detached() is pure learner computation. It touches
+  // only learner memory that no message handler touches while it runs (the gradient of layers
+  // not yet final; the parameters, which no handler changes while a step is pending), reads only
+  // role members that no handler writes, and writes only members that only it and compute_step()
+  // use (the driver's hand-over orders the two). Sends nothing: what it produced, compute_step()
+  // sends. Never called twice without a compute_step() between. Default: nothing to detach.
+  virtual void compute_detached() {}
   virtual std::int64_t iterations_done() const = 0;
 
   // Checkpoint seam of a worker (psgd/checkpoint.h): what it carries from one iteration to the

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <memory>
 #include <numeric>
@@ -442,6 +443,58 @@ TEST(Trainer, StagedBackwardGivesTheSameGradientBits) {
     }
     EXPECT_GT(sizes.size(), 1u);
   }
+}
+
+// allreduce --overlap computes its staged steps on the client's compute thread
+// (experiments/client/compute_thread.h) while the event thread delivers messages: torch's
+// per-thread state there (grad mode, the intra-op thread count, which a new thread takes lazily
+// from the process-wide setting) must give the event thread's bits. Each piece on a new thread,
+// the harder case, with two intra-op threads.
+TEST(Trainer, StagedBackwardOnAnotherThreadGivesTheSameBits) {
+  auto data = std::make_shared<DataSplit>();
+  for (Dataset* d : {&data->train, &data->test}) {
+    d->height = d->width = 28;
+    d->num_classes = 10;
+    for (int i = 0; i < 16; ++i) {
+      d->labels.push_back(i % 10);
+      for (int p = 0; p < 784; ++p)
+        d->images.push_back(static_cast<float>((p * (i + 5)) % 241) / 241);
+    }
+  }
+  const int threads = torch::get_num_threads();
+  set_compute_threads(2);
+  for (const char* model : {"mlp", "cnn", "resnet8"}) {
+    SCOPED_TRACE(model);
+    Trainer here({.model = model, .batch_size = 8, .seed = 6}, data, all_indices(data->train));
+    Trainer there({.model = model, .batch_size = 8, .seed = 6}, data, all_indices(data->train));
+    const std::vector<std::size_t> cuts = there.backward_cuts();
+    for (int step = 0; step < 2; ++step) {
+      const StepStats a = here.begin_gradient(cuts);
+      while (here.continue_backward() > 0) {
+      }
+      StepStats b;
+      int seen_threads = 0;
+      std::async(std::launch::async, [&] {
+        b = there.begin_gradient(cuts);
+        seen_threads = torch::get_num_threads();
+      }).get();
+      for (std::size_t ready = 1; ready > 0;)
+        std::async(std::launch::async, [&] { ready = there.continue_backward(); }).get();
+      EXPECT_EQ(seen_threads, torch::get_num_threads());
+      EXPECT_EQ(a.loss, b.loss);
+      const auto ga = copy_of(here.gradients());
+      const auto gb = copy_of(there.gradients());
+      ASSERT_EQ(ga.size(), gb.size());
+      EXPECT_EQ(std::memcmp(ga.data(), gb.data(), ga.size() * sizeof(float)), 0) << "step " << step;
+      for (Trainer* t : {&here, &there}) {
+        auto p = t->parameters();
+        const auto g = t->gradients();
+        for (std::size_t i = 0; i < p.size(); ++i)
+          p[i] -= 0.05f * g[i];
+      }
+    }
+  }
+  set_compute_threads(threads);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <random>
 
@@ -88,11 +89,21 @@ struct JobRun {
   std::vector<std::vector<float>> params;  // per worker, at the end
   std::vector<int> staged_steps;
   std::size_t buckets = 0;
+  int detached = 0;                  // detached computations the driver ran
+  int delivered_while_detached = 0;  // messages a worker handled while its computation ran
+};
+
+// How the test driver runs a step the role offers to detach (WorkerAction::detached).
+enum class Detach {
+  kNever,   // compute_step() alone, as a driver without a compute thread
+  kEvents,  // compute_detached() and compute_step() as two events, messages in between
+  kThread,  // compute_detached() on a thread of its own while this thread delivers messages
 };
 
 // A whole allreduce job over the in-memory transport, every event (a delivery on one link, one
-// compute step) picked at random.
-JobRun run_job(const StrategyJob& spec, const std::vector<std::size_t>& layers, unsigned seed) {
+// compute step, or one half of a detached one) picked at random.
+JobRun run_job(const StrategyJob& spec, const std::vector<std::size_t>& layers, unsigned seed,
+               Detach detach = Detach::kNever) {
   const Schedule schedule{.node_count = spec.node_count, .iterations_per_epoch = 4, .epochs = 2};
   InMemoryNetwork net(spec.node_count);
   testing::ManualClock clock;
@@ -111,7 +122,23 @@ JobRun run_job(const StrategyJob& spec, const std::vector<std::size_t>& layers, 
     workers.push_back(make_worker_role(
         spec, schedule, WorkerContext{.learner = learners.back().get(), .clock = &clock, .id = w}));
   }
-  std::vector<bool> computing(workers.size(), false);
+  std::vector<bool> computing(workers.size(), false);      // asked for a compute step
+  std::vector<bool> detachable(workers.size(), false);     // ... and offered to detach it
+  std::vector<bool> detached(workers.size(), false);       // kEvents: compute_detached() has run
+  std::vector<std::future<void>> running(workers.size());  // kThread: computing now
+  JobRun run;
+  auto asked = [&](std::size_t w, const WorkerAction& a) {
+    if (!a.compute) return;
+    if (detach != Detach::kNever) {
+      EXPECT_FALSE(computing[w]) << "worker " << w << " asked twice";
+    }
+    computing[w] = true;
+    detachable[w] = a.detached && detach != Detach::kNever;
+    if (detachable[w] && detach == Detach::kThread) {
+      ++run.detached;
+      running[w] = std::async(std::launch::async, [&, w] { workers[w]->compute_detached(); });
+    }
+  };
   {
     Outbox out;
     server->on_start(out);
@@ -131,20 +158,29 @@ JobRun run_job(const StrategyJob& spec, const std::vector<std::size_t>& layers, 
     Outbox out;
     if (to == -2) {
       const auto w = static_cast<std::size_t>(from);
-      computing[w] = workers[w]->compute_step(out).compute;
+      if (detachable[w] && detach == Detach::kEvents && !detached[w]) {
+        ++run.detached;
+        workers[w]->compute_detached();  // sends nothing
+        detached[w] = true;
+        continue;
+      }
+      if (running[w].valid()) running[w].get();
+      computing[w] = detached[w] = false;
+      asked(w, workers[w]->compute_step(out));
       net.transport(from).send(out);
     } else if (to == kServer) {
       server->on_message(from, *net.take(from, to), out);
       net.transport(kServer).send(out);
     } else {
       const auto w = static_cast<std::size_t>(to);
-      const bool compute = workers[w]->on_message(*net.take(from, to), out).compute;
-      computing[w] = computing[w] || compute;
+      if (detached[w] || running[w].valid()) ++run.delivered_while_detached;
+      asked(w, workers[w]->on_message(*net.take(from, to), out));
       net.transport(to).send(out);
     }
   }
+  for (auto& r : running)
+    if (r.valid()) r.get();
   EXPECT_TRUE(server->finished());
-  JobRun run;
   for (std::size_t w = 0; w < workers.size(); ++w) {
     const auto p = learners[w]->parameters();
     run.params.emplace_back(p.begin(), p.end());
@@ -216,6 +252,35 @@ TEST(AllreduceOverlap, BucketsFollowBackwardOrderAndNeverSplitALayer) {
             (B{{0, 1000}}));
   EXPECT_EQ(make_buckets(1000, {}, {}), (B{{0, 1000}}));
   EXPECT_EQ(make_buckets(0, {}, {}), (B{{0, 0}}));
+}
+
+// The detached seam (WorkerRole::compute_detached): every piece of backward computed apart from
+// the message handling, which goes on meanwhile, as two events in random orders or on a thread of
+// its own beside this one, gives the same bits as allreduce without --overlap. The learner's
+// not-yet-final layers are NaN until computed, so a ring that read one, or a handler that touched
+// the gradient being computed, would poison the parameters.
+TEST(AllreduceOverlap, DetachedComputationKeepsTheBitsInEveryOrder) {
+  const std::vector<std::size_t> layers{1000, 3, 2500, 77, 1201};
+  for (const char* codec : {"plain", "fp16"}) {
+    for (int n : {2, 3, 4}) {
+      const JobRun without = run_job(allreduce_job(n, codec, false, 0), layers, 1);
+      for (Detach detach : {Detach::kEvents, Detach::kThread}) {
+        int delivered = 0;
+        for (unsigned seed : {1u, 2u, 3u, 4u}) {
+          SCOPED_TRACE(::testing::Message() << codec << " n " << n << " seed " << seed << " "
+                                            << (detach == Detach::kEvents ? "events" : "thread"));
+          const JobRun with =
+              run_job(allreduce_job(n, codec, true, 0.000004), layers, seed, detach);
+          // 8 iterations of 5 pieces (the forward pass rides with the first) per worker.
+          EXPECT_EQ(with.detached, n * 8 * 5);
+          delivered += with.delivered_while_detached;
+          for (const auto& p : with.params)
+            EXPECT_TRUE(same_bits(p, without.params[0]));
+        }
+        EXPECT_GT(delivered, 0) << "no message was handled during a computation";
+      }
+    }
+  }
 }
 
 // What --overlap cannot do under allreduce is refused in one line naming what to change.

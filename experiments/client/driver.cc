@@ -2,9 +2,9 @@
 // its worker (experiments/worker_setup.h) on a loading thread, links up with its peers where the
 // strategy needs them (peers.cc), and drives the worker role until Finish. connect.cc dials the
 // server, runs the handshake (network/handshake.h), retries, rejoins and leaves. Everything but
-// the loading runs on the io_context's thread. Just over 400 lines: the client's states (job, data
-// or its own file under --local_data, peers, training) are one state machine, read best in one
-// file.
+// the loading and a role's detached computation (compute_thread.h) runs on the io_context's
+// thread. About 450 lines: the client's states (job, data or its own file under --local_data,
+// peers, training) are one state machine, read best in one file.
 #include <fmt/format.h>
 #include <unistd.h>
 #include <asio.hpp>
@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "experiments/client/client.h"
+#include "experiments/client/compute_thread.h"
 #include "experiments/client/driver.h"
 #include "experiments/client/worker_data.h"
 #include "experiments/format.h"
@@ -153,7 +154,7 @@ void Client::deliver(const Message& message) {
     const WorkerAction action = role_->on_message(message, out);
     links_->send(out);
     offer_state();
-    if (action.compute) compute_next();
+    if (action.compute) compute_next(action.detached);
   } catch (const Error& e) {
     give_up(e.what(), true);
   }
@@ -188,20 +189,50 @@ void Client::offer_state() {
 // One compute step per turn of the event loop: between steps the links write what was queued,
 // read what arrived and send their heartbeats. (Steps run back to back in one call would starve
 // them: a strategy that computes many steps without waiting for a message, such as allreduce on
-// Gloo, sent no heartbeat and was declared dead after --dead_after.)
-void Client::compute_next() {
+// Gloo, sent no heartbeat and was declared dead after --dead_after.) A detached step (allreduce
+// --overlap) computes on the compute thread (compute_thread.h) while this thread goes on
+// delivering; compute_step() runs here once it is done.
+void Client::compute_next(bool detached) {
+  if (detached) {
+    if (!compute_) compute_ = std::make_unique<ComputeThread>(io_);
+    compute_->run([this] { role_->compute_detached(); },
+                  [this](std::exception_ptr error) {
+                    if (done_) return;
+                    try {
+                      if (error) std::rethrow_exception(error);
+                    } catch (const std::exception& e) {
+                      give_up(e.what(), true);
+                      return;
+                    }
+                    step();
+                  });
+    return;
+  }
   asio::post(io_, [this] {
-    if (done_) return;
-    try {
-      Outbox out;
-      const WorkerAction action = role_->compute_step(out);
-      links_->send(out);
-      offer_state();
-      if (action.compute) compute_next();
-    } catch (const Error& e) {
-      give_up(e.what(), true);
-    }
+    if (!done_) step();
   });
+}
+
+void Client::step() {
+  try {
+    Outbox out;
+    const WorkerAction action = role_->compute_step(out);
+    links_->send(out);
+    offer_state();
+    if (action.compute) compute_next(action.detached);
+  } catch (const Error& e) {
+    give_up(e.what(), true);
+  }
+}
+
+LinkTraffic Client::traffic() const {
+  LinkTraffic sum;
+  for (NodeId peer = kServer; links_ && peer < spec_.node_count; ++peer) {
+    const LinkTraffic t = links_->traffic(peer);
+    sum.sent += t.sent;
+    sum.received += t.received;
+  }
+  return sum;
 }
 
 void Client::on_job(const Job& job) {
@@ -315,23 +346,40 @@ void Client::build_worker(nn::Dataset samples) {
   schedule_ = make_schedule(spec_, job_.train_size);
   parts_ = std::make_unique<WorkerParts>(
       spec_, schedule_, setup, std::move(split), std::move(rows),
-      WorkerEnv{
-          .clock = &clock_,
-          .pause = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); },
-          .work = &cpu_clock_,
-          .slowdown = opts_.slowdown,
-          .collective = gloo_.get(),
-          .trace = [this](const TraceRow& row) { results_.row(row); },
-          .traffic =
-              [this] {
-                LinkTraffic sum;
-                for (NodeId peer = kServer; links_ && peer < spec_.node_count; ++peer) {
-                  const LinkTraffic t = links_->traffic(peer);
-                  sum.sent += t.sent;
-                  sum.received += t.received;
-                }
-                return sum;
-              }});
+      WorkerEnv{.clock = &clock_,
+                // On the compute thread a pause ends when the run does (ComputeThread::stop).
+                .pause =
+                    [this](double s) {
+                      if (compute_ && !io_.get_executor().running_in_this_thread()) {
+                        compute_->sleep(s);
+                      } else {
+                        std::this_thread::sleep_for(std::chrono::duration<double>(s));
+                      }
+                    },
+                .work = &cpu_clock_,
+                .slowdown = opts_.slowdown,
+                .collective = gloo_.get(),
+                // A detached step records its row on the compute thread: the links and the log
+                // belong to the event thread, so the row goes there (before the step's end, which
+                // is posted after it) and takes the bytes counted by then.
+                .trace =
+                    [this](const TraceRow& row) {
+                      if (io_.get_executor().running_in_this_thread()) {
+                        results_.row(row);
+                        return;
+                      }
+                      asio::post(io_, [this, r = row]() mutable {
+                        const LinkTraffic bytes = traffic();
+                        r.bytes_sent = bytes.sent;
+                        r.bytes_received = bytes.received;
+                        results_.row(r);
+                      });
+                    },
+                .traffic =
+                    [this] {
+                      return io_.get_executor().running_in_this_thread() ? traffic()
+                                                                         : LinkTraffic{};
+                    }});
   if (parts_->trainer().num_parameters() != job_.num_parameters) {
     throw ConfigError(fmt::format(
         "this worker's {} model has {} parameters but the server's has {}; run the same psgd "
@@ -405,6 +453,7 @@ void Client::on_finish(const Finish& finish) {
   }
   signals_.cancel();
   results_timer_.cancel();
+  if (compute_) compute_->stop();
   if (mesh_) mesh_->close();
   conn_->close();
 }

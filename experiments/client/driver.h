@@ -4,7 +4,8 @@
 // up with the other workers.
 // Threading: everything on the io_context's thread, except the loading of the worker's data and
 // model and the Gloo rendezvous, which run on a thread of their own (background()) so that the
-// links keep their heartbeats while they take.
+// links keep their heartbeats while they take, and a role's detached computation, which runs on
+// the compute thread (compute_thread.h) while the links deliver ring hops and heartbeats.
 #include <asio.hpp>
 #include <chrono>
 
@@ -19,6 +20,7 @@
 #include "core/collective.h"
 #include "core/error.h"
 #include "experiments/cli.h"
+#include "experiments/client/compute_thread.h"
 #include "experiments/client/worker_data.h"
 #include "experiments/local_data.h"
 #include "experiments/worker_results.h"
@@ -119,7 +121,13 @@ class Client {
   void on_finish(const Finish& finish);
   // A strategy message from the server or a peer: hand it to the role, compute while it asks.
   void deliver(const Message& message);
-  void compute_next();
+  // The next compute step, on a later turn of the event loop; `detached`: its computation on the
+  // compute thread first (WorkerAction::detached).
+  void compute_next(bool detached);
+  // compute_step(), its messages, and the next step if it asks for one.
+  void step();
+  // Everything this worker has sent and received so far, over every link.
+  LinkTraffic traffic() const;
   // Checkpoints: this worker's state to the server (StateRequest), and for peer-to-peer
   // strategies unasked, with the parameters, when its iterations reach a checkpoint.
   void send_state(bool with_params = false);
@@ -186,6 +194,9 @@ class Client {
   std::set<int> ring_members_;     // the ring since the last RingReform (empty: every worker)
   int exit_code_ = 1;
   int signalled_ = 0;
+  // Detached computation (allreduce --overlap): started when first needed; destroyed (joined)
+  // before the role and the trainer it computes with.
+  std::unique_ptr<ComputeThread> compute_;
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> loading_guard_;

@@ -80,7 +80,8 @@ SimCluster::SimCluster(SimClusterOptions options)
     : opts_(std::move(options)),
       net_(opts_.node_count, opts_.network),
       server_clock_(opts_.compute.measured, 1.0),
-      free_at_(static_cast<std::size_t>(opts_.node_count) + 1, 0.0) {
+      free_at_(static_cast<std::size_t>(opts_.node_count) + 1, 0.0),
+      detaching_(static_cast<std::size_t>(opts_.node_count), false) {
   for (NodeId node = kServer; node < opts_.node_count; ++node)
     links_.push_back(std::make_unique<Link>(*this, node));
   const auto n = static_cast<std::size_t>(opts_.node_count);
@@ -281,28 +282,52 @@ void SimCluster::deliver(NodeId from, NodeId to, MessagePtr message) {
     if (to == kServer) {
       after_server();
     } else if (action.compute) {
-      queue_.schedule(free_at(to), [this, to] { compute(to); });
+      PSGD_CHECK(!detaching_[static_cast<std::size_t>(to)],
+                 "worker {} asked to compute while its detached computation runs", to);
+      queue_.schedule(free_at(to), [this, to, d = action.detached] { compute(to, d); });
     }
   });
 }
 
-void SimCluster::compute(NodeId worker) {
-  at_node(worker, [this, worker] {
+void SimCluster::compute(NodeId worker, bool detached) {
+  at_node(worker, [this, worker, detached] {
+    const auto w = static_cast<std::size_t>(worker);
     Outbox out;
     sim::NodeClock& clock = clock_of(worker);
     clock.begin(queue_.now());
     WorkerAction action;
     try {
-      action = workers_[static_cast<std::size_t>(worker)]->compute_step(out);
+      if (detached) {
+        workers_[w]->compute_detached();
+      } else {
+        action = workers_[w]->compute_step(out);
+      }
     } catch (const ProtocolError& e) {
       clock.end();
       end(false, fmt::format("worker {}: {}", worker, e.what()));
       return;
     }
     clock.end();
+    if (detached) {
+      // The model of a communication thread (WorkerRole::compute_detached): the computation
+      // runs on a core of its own. Computed here at once, it ends at begin + its measured or
+      // modelled time, but the node stays free: messages that reach it meanwhile are handled at
+      // their arrival, each taking the time it measures (or none, modelled) on the event thread
+      // without delaying the computation, as with a spare core and no contention between the
+      // two. compute_step() then runs at the computation's end, or when the handler running at
+      // that moment returns.
+      detaching_[w] = true;
+      queue_.schedule(clock.now(), [this, worker] {
+        detaching_[static_cast<std::size_t>(worker)] = false;
+        compute(worker, false);
+      });
+      return;
+    }
     free_at(worker) = clock.now();
     post(worker, std::move(out));
-    if (action.compute) queue_.schedule(free_at(worker), [this, worker] { compute(worker); });
+    if (action.compute) {
+      queue_.schedule(free_at(worker), [this, worker, d = action.detached] { compute(worker, d); });
+    }
   });
 }
 

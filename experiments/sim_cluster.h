@@ -13,6 +13,10 @@
 //   - a compute step (WorkerAction::compute) takes the learner's measured CPU time, or the
 //     modelled ComputeModel::fixed_s, times the worker's slowdown, plus an optional
 //     exponentially distributed extra delay drawn from a per-worker seeded generator;
+//   - a detached compute step (WorkerAction::detached, allreduce --overlap) takes the same time
+//     on a core of its own: the worker handles the messages that arrive meanwhile at their
+//     arrival time, as the TCP client's event thread does beside its compute thread
+//     (SimCluster::compute says what the model assumes);
 //   - a worker fails at a given virtual time: from then on it neither sends nor receives, and the
 //     server role's fault policy (ServerRole::on_worker_lost) decides whether the run goes on.
 //
@@ -118,7 +122,9 @@ class SimCluster {
   void post(NodeId from, Outbox&& out);
   void network_changed();
   void deliver(NodeId from, NodeId to, MessagePtr message);
-  void compute(NodeId worker);
+  // A compute step of `worker`; `detached`: its detached computation (WorkerAction::detached),
+  // then compute_step() at the computation's end.
+  void compute(NodeId worker, bool detached);
   void worker_lost(NodeId worker);
   void after_server();
   void end(bool ok, std::string status);
@@ -130,6 +136,7 @@ class SimCluster {
   std::vector<std::unique_ptr<sim::NodeClock>> worker_clocks_;
   std::vector<std::unique_ptr<Timed>> timed_;
   std::vector<double> free_at_;               // index 0: the server, w + 1: worker w
+  std::vector<bool> detaching_;               // per worker: a detached computation is running
   std::vector<std::unique_ptr<Link>> links_;  // each node's Transport; index: node + 1
   std::vector<Leg> departing_;                // what the Transport of post()'s node hands over
   std::map<std::uint64_t, Leg> in_flight_;    // by the network model's message id

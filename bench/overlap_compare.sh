@@ -12,6 +12,9 @@
 # allreduce --overlap is bit-identical to allreduce without it: the script then also checks that
 # both runs end with the same parameter hash (summary.json), and says so.
 # Prints the CPU model and load average before and after, as bench/README.md asks.
+# The runs are scripts/run_local.sh's: its own flags work here too (--emulate --net_bandwidth
+# 100Mbps: an emulated LAN, root only), and BUILD_DIR=DIR takes init_server and client from
+# DIR/experiments (a build of another commit, to compare before and after a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=3
@@ -71,4 +74,10 @@ off, on = median("off", "samples_per_second"), median("on", "samples_per_second"
 acc_off, acc_on = median("off", "final_test_accuracy"), median("on", "final_test_accuracy")
 print(f"median: without {off:.1f} samples/s ({100 * acc_off:.2f} %), with --overlap {on:.1f} "
       f"samples/s ({100 * acc_on:.2f} %): {on / off:.2f}x, accuracy {100 * (acc_on - acc_off):+.2f} points")
+summaries = [json.load(open(f"{work}/{mode}-{r}/summary.json"))
+             for mode in ("off", "on") for r in range(1, repeats + 1)]
+if summaries[0].get("psgd") == "allreduce":
+    hashes = {s.get("parameters_sha256") for s in summaries}
+    print("parameters: bit-identical with and without --overlap in every repeat" if len(hashes) == 1
+          else f"parameters DIFFER between runs: {sorted(hashes)}")
 EOF

@@ -68,7 +68,10 @@ int Client::run() {
   }
   dial_deadline_ = clock_.now() + wait;
   dial();
-  net::run_event_loop(io_, [this] { return poll_window_; });
+  // No polling while the compute thread computes: it would take the core the step runs on.
+  net::run_event_loop(io_, [this] {
+    return compute_ && compute_->busy() ? std::chrono::microseconds(0) : poll_window_;
+  });
   return exit_code_;
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "nn/data_source.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
@@ -105,6 +106,26 @@ TEST(LocalData, RowsOfAsManyFeaturesTakeTheModelsShape) {
             "its rows of 3x1x2 (6 features) cannot take the model's "
             "shape malformed");
   EXPECT_EQ(model_shape(d), (std::vector<std::int64_t>{3, 1, 2, 0}));
+}
+
+// A label-skewed site's file holds a few of the model's classes (here 7-9 of 10, 120 rows): a
+// worker reads it (the server checks its labels against the model's classes), where the same
+// file as a job's --dataset is refused as labels that are not class indices.
+TEST(LocalData, ALabelSkewedFileWithFewOfTheClassesIsRead) {
+  testing::TempDir tmp;
+  {
+    std::ofstream out(tmp.file("site.csv"));
+    out << "a,b,label\n";
+    for (int i = 0; i < 120; ++i)
+      out << i << "," << 0.5 * i << "," << 7 + i % 3 << "\n";
+  }
+  const std::string spec_text = "csv:" + tmp.file("site.csv");
+  JobSpec spec;
+  spec.local_data = true;
+  const LocalFile f = read_local_file(spec, Job{}, spec_text);
+  EXPECT_EQ(f.report.samples, 120);
+  EXPECT_EQ(f.report.label_histogram, (std::vector<std::int64_t>{0, 0, 0, 0, 0, 0, 0, 40, 40, 40}));
+  EXPECT_THROW(nn::load_dataset(spec_text), ConfigError);
 }
 
 TEST(LocalData, ClassesPresentReadAsRanges) {

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The cluster file: init_server --cluster F (what it sets, what it refuses, config.json's record)
-and launch_ssh.sh --cluster F, ending in runs on
+and launch_ssh.sh --cluster F (also with BUILD_DIR naming another build), ending in runs on
 network namespaces (scripts/netns.sh; needs root, skipped with its reason elsewhere) in which `ssh`
 is a stand-in that runs each command in the namespace of the host it names: an authenticated
 4-host run, and a --local_data run whose two worker hosts each train on the file the cluster
@@ -158,6 +158,40 @@ class ClusterFlag(unittest.TestCase):
                                   "--dry_run"], capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
             self.assertEqual(out.returncode, 2)
             self.assertIn("not with --hosts", out.stderr)
+
+
+    def test_launch_ssh_runs_build_dirs_binaries_on_every_host(self):
+        # BUILD_DIR names the build every host runs, the server's too (here and over --server),
+        # as it names the one this machine's check runs: never the default build/ behind its back.
+        with tempfile.TemporaryDirectory() as d:
+            alt = os.path.join(d, "asan tree")  # a space, quoted on the remote command line
+            os.makedirs(os.path.join(alt, "experiments"))
+            for b in ("init_server", "client"):
+                os.symlink(os.path.join(BUILD, "experiments", b), os.path.join(alt, "experiments", b))
+            secret = write(os.path.join(d, "secret"), "s3cret words\n", 0o600)
+            cluster = {"server": {"address": "10.9.0.1", "port": 6001}, "passphrase_file": secret,
+                       "workers": [{"host": "a", "slots": 2}, {"host": "b", "dataset": "csv:/data/b.csv"}]}
+            path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
+            for server in ([], ["--server", "me@s"]):
+                with self.subTest(server=server):
+                    out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, *server,
+                                          "--dry_run", "--", "--output", os.path.join(d, "run")],
+                                         capture_output=True, text=True, env=dict(CLEAN_ENV, BUILD_DIR=alt),
+                                         timeout=60)
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                    shown = alt.replace(" ", "\\ ")
+                    lines = [line for line in out.stdout.splitlines() if line.startswith(("  server:", "  client:"))]
+                    self.assertEqual(len(lines), 4, out.stdout)
+                    for line in lines:
+                        self.assertIn(f"&& {shown}/experiments/", line)
+                        self.assertNotIn("&& build/experiments", line)
+                    self.assertEqual(out.stdout.count(f"{shown}/experiments/client --ip 10.9.0.1 --port 6001"), 3)
+            # A BUILD_DIR without binaries is refused before anything starts, naming it.
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--dry_run"],
+                                 capture_output=True, text=True, env=dict(CLEAN_ENV, BUILD_DIR=os.path.join(d, "none")),
+                                 timeout=60)
+            self.assertEqual(out.returncode, 2)
+            self.assertIn(f"{d}/none/experiments/init_server is not built on this machine", out.stderr)
 
 
 @unittest.skipUnless(BUILT and HAVE_DATA, "init_server not built (BUILD_DIR) or Fashion-MNIST missing")

@@ -105,6 +105,13 @@ void JobPlan::set_local_sizes(nlohmann::json workers) {
   schedule_ = make_schedule(spec_, sum);
 }
 
+std::vector<std::int64_t> JobPlan::local_samples() const {
+  std::vector<std::int64_t> samples;
+  for (const auto& w : local_workers_)
+    samples.push_back(w.at("samples").get<std::int64_t>());
+  return samples;
+}
+
 WorkerSetup JobPlan::worker(int w) const {
   WorkerSetup s{
       .worker = w,

@@ -82,6 +82,8 @@ class JobPlan {
   void set_local_sizes(nlohmann::json workers);
   // --local_data: the sum of the workers' samples (0 until set_local_sizes()).
   std::int64_t local_train_rows() const { return local_train_rows_; }
+  // --local_data: each worker's reported samples, by worker id (empty until set_local_sizes()).
+  std::vector<std::int64_t> local_samples() const;
 
   // The model the server holds and evaluates (no training samples of its own).
   std::unique_ptr<nn::Trainer> make_model() const;

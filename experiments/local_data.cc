@@ -57,6 +57,9 @@ std::string make_salt() {
 LocalFile read_local_file(const JobSpec& spec, const Job& job, const std::string& dataset) {
   nn::SourceOptions options = spec.source_options();
   options.hold_out_test = false;
+  // A label-skewed site holds a few of the model's classes (7-9 of 10): the server checks the
+  // labels against its model's classes (local_data_refusal), the reader only notes the empty ones.
+  options.refuse_sparse_labels = false;
   nn::DataSplit split;
   try {
     split = nn::load_dataset(dataset, spec.train_samples, 1, options);
@@ -77,24 +80,39 @@ LocalFile read_local_file(const JobSpec& spec, const Job& job, const std::string
   return file;
 }
 
+namespace {
+
+std::int64_t features(const std::vector<std::int64_t>& s) {
+  return s.size() == 4 ? s[0] * s[1] * s[2] : -1;
+}
+
+}  // namespace
+
+std::string shape_text(const std::vector<std::int64_t>& s) {
+  if (s.size() != 4 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 || s[3] < 0) return "malformed";
+  return fmt::format("{}x{}x{} ({} features{})", s[0], s[1], s[2], s[0] * s[1] * s[2],
+                     s[3] > 0 ? fmt::format(", {} targets", s[3]) : "");
+}
+
+std::vector<std::int64_t> model_shape(const nn::Dataset& d) {
+  return {d.channels, d.height, d.width, d.target_dims};
+}
+
 std::string local_data_refusal(const LocalData& r, const nn::Dataset& server, int w,
                                const std::string& host) {
   const std::string who = fmt::format("worker {} ({})", w, host);
   if (r.samples <= 0) {
     return fmt::format("{}: its own file {} holds no training rows", who, r.dataset);
   }
-  const std::vector<std::int64_t> expected{server.channels, server.height, server.width,
-                                           server.target_dims};
-  if (r.shape != expected) {
-    auto shape = [](const std::vector<std::int64_t>& s) {
-      return s.size() == 4 ? fmt::format("{}x{}x{}{}", s[0], s[1], s[2],
-                                         s[3] > 0 ? fmt::format(" with {} targets", s[3]) : "")
-                           : std::string("malformed");
-    };
+  // Another layout of as many features (a CSV's flat 1x1x784 rows beside an image server's
+  // 1x28x28) is taken: the worker reshapes its rows to the model's shape (take_model_shape).
+  const std::vector<std::int64_t> expected = model_shape(server);
+  if (shape_text(r.shape) == "malformed" || features(r.shape) != features(expected) ||
+      r.shape[3] != expected[3]) {
     return fmt::format(
         "{}: its own file {} holds samples of {}, but the job's model takes {} (the server's "
-        "--dataset); give every worker a file of the same format",
-        who, r.dataset, shape(r.shape), shape(expected));
+        "--dataset); give every worker a file with as many features per sample",
+        who, r.dataset, shape_text(r.shape), shape_text(expected));
   }
   std::int64_t counted = 0;
   for (std::int64_t c : r.label_histogram) {
@@ -141,6 +159,19 @@ std::string classes_present(const std::vector<std::int64_t>& histogram) {
     joined += (i ? ", " : "") + runs[i];
   return (runs.size() == 1 && runs[0].find('-') == std::string::npos ? "class " : "classes ") +
          joined;
+}
+
+std::string take_model_shape(nn::Dataset& d, const std::vector<std::int64_t>& shape) {
+  const std::vector<std::int64_t> own = model_shape(d);
+  if (own == shape) return {};
+  if (shape_text(shape) == "malformed" || features(own) != features(shape) || own[3] != shape[3]) {
+    return fmt::format("its rows of {} cannot take the model's shape {}", shape_text(own),
+                       shape_text(shape));
+  }
+  d.channels = shape[0];
+  d.height = shape[1];
+  d.width = shape[2];
+  return {};
 }
 
 nlohmann::json local_data_json(int w, const std::string& host, const LocalData& r) {

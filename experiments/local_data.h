@@ -10,7 +10,9 @@
 //                        (experiments/server/driver.cc) and summary.json records every count.
 //   the report           LocalData (network/messages/orchestration.h): samples, label
 //                        histogram, shape, the test-row count; checked against the server's
-//                        model (its shape and classes) by local_data_refusal().
+//                        model (its shape and classes) by local_data_refusal(); a file of
+//                        another layout with as many features per sample (a CSV beside an
+//                        image server) takes the model's shape from LocalPlan::shape.
 //   the epoch            Once every worker's report is in, the schedule is fixed over the sum of
 //                        their samples: ceil(sum / (node_count x batch_size)) iterations per epoch
 //                        (psgd::make_schedule), each worker cycling through its own rows.
@@ -46,9 +48,20 @@ LocalFile read_local_file(const JobSpec& spec, const Job& job, const std::string
 
 // The server's check of a worker's report against its model's data (`server_train`: shape,
 // classes, regression targets). "" when it may train; else one line naming the worker, its host
-// and its file.
+// and its file. A file of another layout with as many features per sample (a CSV's 1x1x784 rows
+// beside an image server's 1x28x28) may train: the worker takes the model's shape
+// (take_model_shape) from LocalPlan::shape.
 std::string local_data_refusal(const LocalData& report, const nn::Dataset& server_train, int worker,
                                const std::string& host);
+// channels, height, width and regression targets of `d`'s samples (LocalData::shape,
+// LocalPlan::shape).
+std::vector<std::int64_t> model_shape(const nn::Dataset& d);
+// "1x28x28 (784 features)", "1x1x5 (5 features, 2 targets)", or "malformed".
+std::string shape_text(const std::vector<std::int64_t>& shape);
+// Gives `d`'s rows the model's `shape` (LocalPlan::shape): nothing to do when it is theirs, a
+// reshape when they hold as many features (each row's values in order, C then H then W, as every
+// reader lays them out). "" when done; else the reason, and `d` is left as it was.
+std::string take_model_shape(nn::Dataset& d, const std::vector<std::int64_t>& shape);
 // "classes 0-4", "classes 0, 3, 7-9", "no class": the classes with samples, for the join line.
 std::string classes_present(const std::vector<std::int64_t>& histogram);
 // summary.json's and config.json's entry for one worker's report.

@@ -17,10 +17,13 @@ namespace psgd {
 // One "events" entry: what happened, when (iteration: the updates applied before the new ring's
 // first; epoch: the epoch, counted from 1, that first update belongs to; `time_key`: wall_s in a
 // real run, virtual_s in a simulated one), the ring from then on, and the data no member holds any
-// more (blocks held only by lost workers: no longer trained on).
+// more: blocks held only by lost workers (untrained_blocks and their samples), or, with
+// --local_data (`local_samples`: each worker's reported sample count; empty otherwise), the
+// samples of the lost workers' own files (no blocks, so no untrained_blocks).
 inline nlohmann::json strategy_event_json(const StrategyEvent& e, const Schedule& schedule,
                                           const DataPlacement& data, const char* time_key,
-                                          double seconds) {
+                                          double seconds,
+                                          const std::vector<std::int64_t>& local_samples = {}) {
   const std::set<int> members(e.members.begin(), e.members.end());
   std::vector<int> untrained;
   std::int64_t untrained_samples = 0;
@@ -34,23 +37,27 @@ inline nlohmann::json strategy_event_json(const StrategyEvent& e, const Schedule
     if (b < data.blocks.size())
       untrained_samples += static_cast<std::int64_t>(data.blocks[b].size());
   }
+  for (std::size_t w = 0; w < local_samples.size(); ++w)
+    if (members.count(static_cast<int>(w)) == 0) untrained_samples += local_samples[w];
   const auto epoch = e.iteration / schedule.iterations_per_epoch + 1;
-  return {{"event", e.event},
-          {"iteration", e.iteration},
-          {"epoch", epoch},
-          {time_key, seconds},
-          {"lost", e.lost},
-          {"members", e.members},
-          {"ring_size", e.members.size()},
-          {"adopted", e.adopted},
-          {"untrained_blocks", untrained},
-          {"untrained_samples", untrained_samples},
-          {"effect",
-           fmt::format("from iteration {} (in epoch {}) each update averages the gradients of {} "
-                       "workers instead of {}; {} training samples (blocks held only by lost "
-                       "workers) are no longer trained on",
-                       e.iteration + 1, epoch, e.members.size(), schedule.node_count,
-                       untrained_samples)}};
+  nlohmann::json j{
+      {"event", e.event},
+      {"iteration", e.iteration},
+      {"epoch", epoch},
+      {time_key, seconds},
+      {"lost", e.lost},
+      {"members", e.members},
+      {"ring_size", e.members.size()},
+      {"adopted", e.adopted},
+      {"untrained_samples", untrained_samples},
+      {"effect",
+       fmt::format("from iteration {} (in epoch {}) each update averages the gradients of {} "
+                   "workers instead of {}; {} training samples ({}) are no longer trained on",
+                   e.iteration + 1, epoch, e.members.size(), schedule.node_count, untrained_samples,
+                   local_samples.empty() ? "blocks held only by lost workers"
+                                         : "the lost workers' own files")}};
+  if (local_samples.empty()) j["untrained_blocks"] = untrained;
+  return j;
 }
 
 // A ServerObserver that hands each strategy event to `sink` (the driver's events list).

@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
                       .shape = {1, 28, 28, 0},
                       .test_rows = 0,
                       .dataset = "idx:/data/w0"},
-      psgd::LocalPlan{.train_size = 100, .classes = 10},
+      psgd::LocalPlan{.train_size = 100, .classes = 10, .shape = {1, 28, 28, 0}},
       psgd::DataChunk{
           .index = 0, .count = 1, .total_bytes = 3, .raw_bytes = 3, .compressed = {1, 2, 3}},
       psgd::Params{.iteration = 3, .values = payload},

@@ -70,7 +70,7 @@ void serialize(Archive& ar, LocalData& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, LocalPlan& m) {
-  ar(m.train_size, m.classes);
+  ar(m.train_size, m.classes, m.shape);
 }
 template <class Archive>
 void serialize(Archive& ar, Ready& m) {

@@ -55,7 +55,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 18;
+inline constexpr std::uint16_t kProtocolVersion = 19;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -86,6 +86,9 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {18,
      "LocalData, LocalPlan, Job.test_salt, Job.test_hashes (--local_data: each worker trains on "
      "its own file)"},
+    {19,
+     "LocalPlan.shape (--local_data: a worker's file with as many features per sample as the "
+     "model, e.g. a CSV beside an image server, takes the model's shape)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {

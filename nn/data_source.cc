@@ -185,9 +185,10 @@ void truncate(Dataset& d, std::int64_t limit) {
 // Labels are class indices 0..K-1, K the largest label + 1 (the model gets K outputs). Classes
 // without a single sample are said in a note. When most classes are empty although there are
 // samples enough to fill them (10 per class), the labels are not class indices (a stray 255 in
-// 10-class data, a column of measurements) and the data are refused; CIFAR-10 has its 10 classes
-// by format. Counted over everything read, before --train_samples / --test_samples keep a part.
-void check_classes(DataSplit& split, const std::string& label) {
+// 10-class data, a column of measurements) and the data are refused (unless `refuse_sparse` is
+// false: a --local_data worker's own file); CIFAR-10 has its 10 classes by format. Counted over
+// everything read, before --train_samples / --test_samples keep a part.
+void check_classes(DataSplit& split, const std::string& label, bool refuse_sparse) {
   const int classes = std::max(split.train.num_classes, split.test.num_classes);
   if (classes <= 0) return;
   std::vector<std::int64_t> count(static_cast<std::size_t>(classes), 0);
@@ -204,7 +205,7 @@ void check_classes(DataSplit& split, const std::string& label) {
     which += fmt::format("{}{}", i ? ", " : "", empty[i]);
   if (empty.size() > 5) which += fmt::format(", ... ({} in all)", empty.size());
   const auto samples = static_cast<std::int64_t>(split.train.size() + split.test.size());
-  if (label != "cifar10" && static_cast<int>(empty.size()) > used &&
+  if (refuse_sparse && label != "cifar10" && static_cast<int>(empty.size()) > used &&
       samples >= std::int64_t{10} * classes) {
     throw ConfigError(fmt::format(
         "dataset {}: labels go up to {}, so the model would have {} classes, but only {} of them "
@@ -220,10 +221,11 @@ void check_classes(DataSplit& split, const std::string& label) {
 
 // Shapes, class counts, names and the held-out test set of a freshly read split.
 DataSplit finish(DataSplit split, const std::string& label, std::int64_t train_limit,
-                 std::int64_t test_limit, bool hold_out_test = true) {
+                 std::int64_t test_limit, const SourceOptions& options) {
+  const bool hold_out_test = options.hold_out_test;
   if (split.train.size() == 0)
     throw ConfigError(fmt::format("dataset {}: no training samples", label));
-  check_classes(split, label);
+  check_classes(split, label, options.refuse_sparse_labels);
   if (split.test.size() == 0 && !hold_out_test) {
     // No test set and none wanted: an empty one of the training set's shape.
     split.test.channels = split.train.channels;
@@ -293,7 +295,7 @@ DataSplit load_dataset(const std::string& spec, std::int64_t train_limit, std::i
           "(scripts/setup.sh does), set PSGD_FASHION_MNIST_DIR, or use --dataset mnist:DIR",
           dir.string()));
     }
-    return finish(load_idx_dir(dir, train_limit, test_limit), "fashion-mnist", 0, 0);
+    return finish(load_idx_dir(dir, train_limit, test_limit), "fashion-mnist", 0, 0, options);
   }
   const std::size_t colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
@@ -307,20 +309,17 @@ DataSplit load_dataset(const std::string& spec, std::int64_t train_limit, std::i
       throw ConfigError(fmt::format("dataset {}: directory '{}' does not exist", spec, rest));
     }
     if (kind == "cifar10")
-      return finish(read_cifar10_dir(rest, train_limit, test_limit), kind, 0, 0);
-    return finish(load_idx_dir(dir, train_limit, test_limit), kind, 0, 0);
+      return finish(read_cifar10_dir(rest, train_limit, test_limit), kind, 0, 0, options);
+    return finish(load_idx_dir(dir, train_limit, test_limit), kind, 0, 0, options);
   }
   if (colon != std::string::npos && kind == "csv") {
-    return finish(load_csv(spec, rest, options), kind, train_limit, test_limit,
-                  options.hold_out_test);
+    return finish(load_csv(spec, rest, options), kind, train_limit, test_limit, options);
   }
   if (colon != std::string::npos && kind == "npy") {
-    return finish(load_npy(spec, rest, options), kind, train_limit, test_limit,
-                  options.hold_out_test);
+    return finish(load_npy(spec, rest, options), kind, train_limit, test_limit, options);
   }
   if (colon != std::string::npos && kind == "npz") {
-    return finish(load_npz(spec, rest, options), kind, train_limit, test_limit,
-                  options.hold_out_test);
+    return finish(load_npz(spec, rest, options), kind, train_limit, test_limit, options);
   }
   throw ConfigError(fmt::format(
       "unknown dataset '{}': expected fashion-mnist, mnist:DIR, idx:DIR (MNIST-format IDX files), "

@@ -37,6 +37,11 @@ struct SourceOptions {
   // for training and has an empty test set (false: a worker of a --local_data job, which trains
   // on its whole file and never evaluates).
   bool hold_out_test = true;
+  // Refuse labels of which most classes 0..max have no sample (a stray 255, a column of
+  // measurements), or only note the empty classes (false: a worker of a --local_data job, whose
+  // own file may hold a few classes of the server's model, which fixes the classes and checks the
+  // labels against them).
+  bool refuse_sparse_labels = true;
 };
 
 // Loads the train and test sets named by `spec`; a limit > 0 keeps only the first samples of

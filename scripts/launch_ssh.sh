@@ -40,6 +40,10 @@
 # the worker hosts. Without a passphrase the launch is refused unless --insecure is given.
 # Every host needs the same build in --repo and the dataset; clients retry connecting for 30 s, so
 # start order does not matter. Client logs: <run dir>/logs/ssh-<host>-<k>.log on this machine.
+# The build: every host (the server's too) runs $BUILD_DIR/experiments/ (the environment variable,
+# as for scripts/build.sh; default build), so BUILD_DIR=build-asan scripts/launch_ssh.sh ... runs
+# the sanitizer build everywhere. A relative BUILD_DIR is taken from --repo on each host (and
+# from this checkout for the check below), an absolute one as it is: the same path on every host.
 # Before anything starts, this machine's init_server --check validates the server's flags (and
 # --config) and says the job's output directory; a job whose flags or --config name a node_count
 # other than hosts x per_host is refused (a node_count equal to init_server's default, 4, cannot
@@ -48,8 +52,10 @@ set -euo pipefail
 export LAUNCH_SSH_START_DIR=${LAUNCH_SSH_START_DIR:-$PWD}  # relative paths are taken from here
 start_dir=$LAUNCH_SSH_START_DIR
 cd "$(dirname "$0")/.."
-BIN=${BUILD_DIR:-build}/experiments
-usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
+build_dir=${BUILD_DIR:-build}
+BIN=$build_dir/experiments
+# The comment block at the top, up to the first line that is not a comment.
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "launch_ssh: $*" >&2; exit 2; }
 
 hosts="" prefix="" first="" last="" per_host=1 server="" server_ip="" port=55555 repo=$PWD
@@ -276,9 +282,11 @@ if [[ -z $out ]]; then
 fi
 
 q() { printf '%q ' "$@"; }
-server_line="cd $(q "$repo") && build/experiments/init_server $(q "${flags[@]}")"
-remote_server_line="cd $(q "$repo") && build/experiments/init_server $(q "${remote_flags[@]}")"
-client_line="cd $(q "$repo") && build/experiments/client --ip $server_ip --port $port"
+# Every host runs $BUILD_DIR's binaries (relative: from --repo there), as this machine's check did.
+remote_bin=$(printf '%q' "$build_dir")/experiments
+server_line="cd $(q "$repo") && $remote_bin/init_server $(q "${flags[@]}")"
+remote_server_line="cd $(q "$repo") && $remote_bin/init_server $(q "${remote_flags[@]}")"
+client_line="cd $(q "$repo") && $remote_bin/client --ip $server_ip --port $port"
 ((${#client_secret[@]})) && client_line+=" --passphrase_file -"
 stdin_note=""
 ((${#client_secret[@]})) && stdin_note=" (passphrase on stdin)"

@@ -44,7 +44,17 @@ void Client::on_local_plan(const LocalPlan& plan) {
             true);
     return;
   }
-  // The schedule is over every worker's samples; the model has the job's classes.
+  // The schedule is over every worker's samples; the model has the job's classes and the server's
+  // sample shape, which a file of another layout with as many features takes (a CSV's rows).
+  const std::vector<std::int64_t> own = model_shape(local_->train);
+  if (const std::string why = take_model_shape(local_->train, plan.shape); !why.empty()) {
+    give_up(fmt::format("--local_data: its own file {}: {}", local_->report.dataset, why), true);
+    return;
+  }
+  if (own != plan.shape) {
+    say(fmt::format("--local_data: its rows of {} are taken as the model's {}", shape_text(own),
+                    shape_text(plan.shape)));
+  }
   job_.train_size = plan.train_size;
   nn::Dataset samples = std::move(local_->train);
   samples.num_classes = plan.classes;

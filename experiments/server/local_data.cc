@@ -42,8 +42,9 @@ void Server::on_local_data(int w, const LocalData& report) {
       drop_replacement(w, refusal);
       return;
     }
-    slot.link->send(
-        LocalPlan{.train_size = plan_->local_train_rows(), .classes = plan_->train()->num_classes});
+    slot.link->send(LocalPlan{.train_size = plan_->local_train_rows(),
+                              .classes = plan_->train()->num_classes,
+                              .shape = model_shape(*plan_->train())});
     return;
   }
   local_reports_[static_cast<std::size_t>(w)] = entry;
@@ -51,11 +52,15 @@ void Server::on_local_data(int w, const LocalData& report) {
     fail(refusal);
     return;
   }
+  const std::vector<std::int64_t> shape = model_shape(*plan_->train());
   fmt::print(
       "init_server: worker {} ({}) trains on its own {}: {} samples, {}, none of the "
-      "server's test rows\n",
+      "server's test rows{}\n",
       w, slot.host(), report.dataset, fmt_count(static_cast<double>(report.samples)),
-      classes_present(report.label_histogram));
+      classes_present(report.label_histogram),
+      report.shape == shape ? std::string()
+                            : fmt::format(" (its rows of {} taken as the model's {})",
+                                          shape_text(report.shape), shape_text(shape)));
   std::fflush(stdout);
   for (const auto& r : local_reports_)
     if (r.is_null()) return;
@@ -78,7 +83,9 @@ void Server::fix_local_schedule() {
     fail(e.what());
     return;
   }
-  const LocalPlan plan{.train_size = sum, .classes = plan_->train()->num_classes};
+  const LocalPlan plan{.train_size = sum,
+                       .classes = plan_->train()->num_classes,
+                       .shape = model_shape(*plan_->train())};
   for (int w = 0; w < workers_.size(); ++w)
     workers_[w].link->send(plan);
 }

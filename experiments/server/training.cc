@@ -49,8 +49,8 @@ void Server::start_training() {
   }
   // summary.json's events get what the strategy reports (a ring re-formed after a loss).
   event_sink_ = std::make_unique<StrategyEventSink>([this](const StrategyEvent& e) {
-    events_.push_back(
-        strategy_event_json(e, schedule_, plan_->placement(), "wall_s", clock_.now()));
+    events_.push_back(strategy_event_json(e, schedule_, plan_->placement(), "wall_s", clock_.now(),
+                                          plan_->local_samples()));
     fmt::print("init_server: the ring re-formed after iteration {} with workers {} ({} of {})\n",
                e.iteration, fmt::join(e.members, ", "), e.members.size(), spec_.node_count);
     std::fflush(stdout);

@@ -119,10 +119,13 @@ struct LocalData {
 
 // server -> worker, --local_data, once every worker's LocalData is in (or at once to a worker
 // rejoining): the sum of the workers' samples, over which the schedule is fixed (an epoch is
-// ceil(train_size / (node_count x batch_size)) iterations), and the model's class count.
+// ceil(train_size / (node_count x batch_size)) iterations), the model's class count, and the
+// model's sample shape (channels, height, width, regression targets), which a worker whose file
+// lays out as many features otherwise (a CSV's flat rows) gives its rows.
 struct LocalPlan {
   std::int64_t train_size = 0;
   std::int32_t classes = 0;
+  std::vector<std::int64_t> shape;
 };
 
 // server -> worker (peer-to-peer strategies, once every worker is Ready): where each worker

@@ -1,7 +1,8 @@
 // --local_data's socket-free parts (experiments/local_data.h): the salted test-row hashes find
 // exactly the rows a worker shares with the server's test set, whatever the salt, and nothing
-// else; a report is checked against the model's shape and classes; the classes present read
-// well; a worker's own file is read whole (no test rows held out of it).
+// else; a report is checked against the model's shape and classes (as many features in another
+// layout may train, and take the model's shape); the classes present read well; a worker's own file
+// is read whole (no test rows held out of it).
 #include "experiments/local_data.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "nn/data_source.h"
 #include "tests/integration/process.h"
 
 namespace psgd {
@@ -53,9 +55,22 @@ TEST(LocalData, AReportIsCheckedAgainstTheModelsShapeAndClasses) {
   LocalData shape = ok;
   shape.shape = {1, 28, 28, 0};
   EXPECT_EQ(local_data_refusal(shape, server, 1, "node2"),
-            "worker 1 (node2): its own file csv:/data/mine.csv holds samples of 1x28x28, but the "
-            "job's model takes 1x1x2 (the server's --dataset); give every worker a file of the "
-            "same format");
+            "worker 1 (node2): its own file csv:/data/mine.csv holds samples of 1x28x28 (784 "
+            "features), but the job's model takes 1x1x2 (2 features) (the server's --dataset); "
+            "give every worker a file with as many features per sample");
+  // As many features in another layout (a CSV's flat rows beside an image server) may train;
+  // regression targets must agree too.
+  LocalData flat = ok;
+  flat.shape = {2, 1, 1, 0};
+  EXPECT_EQ(local_data_refusal(flat, server, 1, "node2"), "");
+  LocalData targets = ok;
+  targets.shape = {1, 1, 2, 1};
+  EXPECT_NE(local_data_refusal(targets, server, 1, "node2").find("1x1x2 (2 features, 1 targets)"),
+            std::string::npos);
+  LocalData malformed = ok;
+  malformed.shape = {1, 2};
+  EXPECT_NE(local_data_refusal(malformed, server, 1, "node2").find("samples of malformed"),
+            std::string::npos);
   LocalData classes = ok;
   classes.label_histogram = std::vector<std::int64_t>(12, 0);
   classes.label_histogram[11] = 5;
@@ -72,6 +87,45 @@ TEST(LocalData, AReportIsCheckedAgainstTheModelsShapeAndClasses) {
   empty.samples = 0;
   empty.label_histogram = {};
   EXPECT_NE(local_data_refusal(empty, server, 0, "a").find("no training rows"), std::string::npos);
+}
+
+// A worker's flat CSV rows beside an image server take the model's C x H x W, values in order;
+// rows of another feature count are left as they were, with the reason.
+TEST(LocalData, RowsOfAsManyFeaturesTakeTheModelsShape) {
+  nn::Dataset d = rows({{1, 2, 3, 4, 5, 6}, {7, 8, 9, 10, 11, 12}}, {0, 1});
+  const std::vector<float> values = d.images;
+  EXPECT_EQ(take_model_shape(d, {1, 1, 6, 0}), "");
+  EXPECT_EQ(model_shape(d), (std::vector<std::int64_t>{1, 1, 6, 0}));
+  EXPECT_EQ(take_model_shape(d, {3, 1, 2, 0}), "");
+  EXPECT_EQ(model_shape(d), (std::vector<std::int64_t>{3, 1, 2, 0}));
+  EXPECT_EQ(d.images, values);
+  EXPECT_EQ(d.sample_numel(), 6);
+  EXPECT_EQ(take_model_shape(d, {1, 28, 28, 0}),
+            "its rows of 3x1x2 (6 features) cannot take the model's shape 1x28x28 (784 features)");
+  EXPECT_EQ(take_model_shape(d, {}),
+            "its rows of 3x1x2 (6 features) cannot take the model's "
+            "shape malformed");
+  EXPECT_EQ(model_shape(d), (std::vector<std::int64_t>{3, 1, 2, 0}));
+}
+
+// A label-skewed site's file holds a few of the model's classes (here 7-9 of 10, 120 rows): a
+// worker reads it (the server checks its labels against the model's classes), where the same
+// file as a job's --dataset is refused as labels that are not class indices.
+TEST(LocalData, ALabelSkewedFileWithFewOfTheClassesIsRead) {
+  testing::TempDir tmp;
+  {
+    std::ofstream out(tmp.file("site.csv"));
+    out << "a,b,label\n";
+    for (int i = 0; i < 120; ++i)
+      out << i << "," << 0.5 * i << "," << 7 + i % 3 << "\n";
+  }
+  const std::string spec_text = "csv:" + tmp.file("site.csv");
+  JobSpec spec;
+  spec.local_data = true;
+  const LocalFile f = read_local_file(spec, Job{}, spec_text);
+  EXPECT_EQ(f.report.samples, 120);
+  EXPECT_EQ(f.report.label_histogram, (std::vector<std::int64_t>{0, 0, 0, 0, 0, 0, 0, 40, 40, 40}));
+  EXPECT_THROW(nn::load_dataset(spec_text), ConfigError);
 }
 
 TEST(LocalData, ClassesPresentReadAsRanges) {

@@ -67,8 +67,8 @@ LocalData sample(std::type_identity<LocalData>, std::size_t n) {
           .test_rows = 2,
           .dataset = text(n)};
 }
-LocalPlan sample(std::type_identity<LocalPlan>, std::size_t) {
-  return {.train_size = 100, .classes = 10};
+LocalPlan sample(std::type_identity<LocalPlan>, std::size_t n) {
+  return {.train_size = 100, .classes = 10, .shape = std::vector<std::int64_t>(n, 1)};
 }
 DataChunk sample(std::type_identity<DataChunk>, std::size_t n) {
   return {.index = 1, .total_sha256 = text(n), .sha256 = text(n), .compressed = bytes(n)};

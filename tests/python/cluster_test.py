@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """The cluster file: init_server --cluster F (what it sets, what it refuses, config.json's record)
-and launch_ssh.sh --cluster F, ending in an authenticated 4-host run on network namespaces
-(scripts/netns.sh; needs root, skipped with its reason elsewhere) in which `ssh` is a stand-in
-that runs each command in the namespace of the host it names."""
+and launch_ssh.sh --cluster F (also with BUILD_DIR naming another build), ending in runs on
+network namespaces (scripts/netns.sh; needs root, skipped with its reason elsewhere) in which `ssh`
+is a stand-in that runs each command in the namespace of the host it names: an authenticated
+4-host run, and a --local_data run whose two worker hosts each train on the file the cluster
+file's "dataset" names for them (an IDX directory and a CSV)."""
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -157,6 +160,40 @@ class ClusterFlag(unittest.TestCase):
             self.assertIn("not with --hosts", out.stderr)
 
 
+    def test_launch_ssh_runs_build_dirs_binaries_on_every_host(self):
+        # BUILD_DIR names the build every host runs, the server's too (here and over --server),
+        # as it names the one this machine's check runs: never the default build/ behind its back.
+        with tempfile.TemporaryDirectory() as d:
+            alt = os.path.join(d, "asan tree")  # a space, quoted on the remote command line
+            os.makedirs(os.path.join(alt, "experiments"))
+            for b in ("init_server", "client"):
+                os.symlink(os.path.join(BUILD, "experiments", b), os.path.join(alt, "experiments", b))
+            secret = write(os.path.join(d, "secret"), "s3cret words\n", 0o600)
+            cluster = {"server": {"address": "10.9.0.1", "port": 6001}, "passphrase_file": secret,
+                       "workers": [{"host": "a", "slots": 2}, {"host": "b", "dataset": "csv:/data/b.csv"}]}
+            path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
+            for server in ([], ["--server", "me@s"]):
+                with self.subTest(server=server):
+                    out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, *server,
+                                          "--dry_run", "--", "--output", os.path.join(d, "run")],
+                                         capture_output=True, text=True, env=dict(CLEAN_ENV, BUILD_DIR=alt),
+                                         timeout=60)
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                    shown = alt.replace(" ", "\\ ")
+                    lines = [line for line in out.stdout.splitlines() if line.startswith(("  server:", "  client:"))]
+                    self.assertEqual(len(lines), 4, out.stdout)
+                    for line in lines:
+                        self.assertIn(f"&& {shown}/experiments/", line)
+                        self.assertNotIn("&& build/experiments", line)
+                    self.assertEqual(out.stdout.count(f"{shown}/experiments/client --ip 10.9.0.1 --port 6001"), 3)
+            # A BUILD_DIR without binaries is refused before anything starts, naming it.
+            out = subprocess.run(["bash", os.path.join(SCRIPTS, "launch_ssh.sh"), "--cluster", path, "--dry_run"],
+                                 capture_output=True, text=True, env=dict(CLEAN_ENV, BUILD_DIR=os.path.join(d, "none")),
+                                 timeout=60)
+            self.assertEqual(out.returncode, 2)
+            self.assertIn(f"{d}/none/experiments/init_server is not built on this machine", out.stderr)
+
+
 @unittest.skipUnless(BUILT and HAVE_DATA, "init_server not built (BUILD_DIR) or Fashion-MNIST missing")
 class RunLocalCluster(unittest.TestCase):
     def test_run_local_runs_a_cluster_files_job_on_this_machine(self):
@@ -215,7 +252,106 @@ tee "$log.stdin" | ip netns exec "$ns" bash -c "${@: -1}"
 """
 
 
+# --local_data over the cluster file: a server and two worker hosts, each worker's "dataset" its own
+# file (an IDX directory on one host, a CSV on the other, both cut from Fashion-MNIST's training
+# split by the test); the server evaluates on its own fashion-mnist test set.
+LOCAL_DRIVER = r"""
+set -euo pipefail
+cd "$ROOT"
+source scripts/netns.sh
+netns_trap
+netns_cluster_create server site_a site_b
+: > "$WORK/hosts"
+for i in 0 1 2; do echo "$(netns_ip $i) $(netns_ns $i)" >> "$WORK/hosts"; done
+python3 - "$WORK" "$(netns_ip 0)" "$(netns_ip 1)" "$(netns_ip 2)" <<'EOF'
+import json, sys
+work, server, a, b = sys.argv[1:]
+json.dump({"server": {"address": server, "port": 47010}, "passphrase_file": work + "/secret",
+           "workers": [{"host": a, "dataset": "idx:" + work + "/site_a"},
+                       {"host": b, "dataset": "csv:" + work + "/site_b.csv"}]},
+          open(work + "/cluster.json", "w"))
+EOF
+PATH="$WORK/bin:$PATH" scripts/launch_ssh.sh --cluster "$WORK/cluster.json" --server "$(netns_ip 0)" -- --local_data \
+  --output "$WORK/run" --shared_memory off --test_samples 2000 --epochs 2 --batch_size 32 \
+  --learn_rate 0.05 --join_timeout 60
+"""
+
+
+def fashion_mnist_train():
+    """Fashion-MNIST's training split as (images: one bytes object of 784 pixels per row, labels)."""
+    import gzip
+    with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") as f:
+        data = f.read()[16:]
+    with gzip.open("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz") as f:
+        labels = list(f.read()[8:])
+    return [data[i * 784:(i + 1) * 784] for i in range(len(labels))], labels
+
+
+def write_idx(directory, prefix, rows, labels):
+    import struct
+    with open(os.path.join(directory, prefix + "-images-idx3-ubyte"), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, len(rows), 28, 28) + b"".join(rows))
+    with open(os.path.join(directory, prefix + "-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">II", 0x801, len(labels)) + bytes(labels))
+
+
 class ClusterOnNamespaces(unittest.TestCase):
+    def test_local_data_from_the_cluster_files_per_host_datasets_learns(self):
+        why = netns_why_not() if BUILT and HAVE_DATA else "init_server not built or Fashion-MNIST missing"
+        if why:
+            self.skipTest(why)
+        images, labels = fashion_mnist_train()
+        with tempfile.TemporaryDirectory() as d:
+            # Site a: 3,000 rows of classes 0-4 (an IDX directory; its t10k files, which a local-data
+            # worker does not train on, 10 rows); site b: 2,000 rows of classes 5-9 as a CSV of 784
+            # pixel columns (pixel / 255) and the label.
+            a = [i for i, label in enumerate(labels) if label <= 4][:3000]
+            b = [i for i, label in enumerate(labels) if label >= 5][:2000]
+            os.mkdir(os.path.join(d, "site_a"))
+            write_idx(os.path.join(d, "site_a"), "train", [images[i] for i in a], [labels[i] for i in a])
+            write_idx(os.path.join(d, "site_a"), "t10k", [images[i] for i in b[:10]], [labels[i] for i in b[:10]])
+            with open(os.path.join(d, "site_b.csv"), "w") as f:
+                f.write(",".join(f"p{k}" for k in range(784)) + ",label\n")
+                for i in b:
+                    f.write(",".join(f"{v / 255:.6g}" for v in images[i]) + f",{labels[i]}\n")
+            write(os.path.join(d, "secret"), "two sites' words\n", 0o600)
+            os.mkdir(os.path.join(d, "bin"))
+            os.mkdir(os.path.join(d, "ssh"))
+            write(os.path.join(d, "bin", "ssh"), FAKE_SSH, 0o755)
+            driver = subprocess.Popen(["bash", "-c", LOCAL_DRIVER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=dict(CLEAN_ENV, ROOT=ROOT, WORK=d))
+            try:
+                output, _ = driver.communicate(timeout=400)
+            finally:
+                listed = stop_cluster(driver)
+            self.assertNotIn(f"psgd-{driver.pid}-", listed)
+            with open(os.path.join(d, "run", "logs", "server.log")) as f:
+                server_log = f.read()
+            self.assertEqual(driver.returncode, 0, output + server_log)
+            with open(os.path.join(d, "run", "summary.json")) as f:
+                summary = json.load(f)
+            self.assertEqual(summary["status"], "completed")
+            self.assertGreater(summary["final_test_accuracy"], 0.5, server_log)
+            with open(os.path.join(d, "cluster.json")) as f:
+                cluster = json.load(f)
+            # Each worker trained on the file the cluster file names for its host, and joined from it.
+            histograms = [[sum(labels[i] == c for i in rows) for c in range(10)] for rows in (a, b)]
+            expected = {w["dataset"]: (w["host"], len(rows), h)
+                        for w, rows, h in zip(cluster["workers"], (a, b), histograms)}
+            self.assertEqual(len(summary["local_data"]), 2)
+            for entry in summary["local_data"]:
+                host, samples, histogram = expected[entry["dataset"]]
+                self.assertEqual(entry["samples"], samples, entry)
+                self.assertEqual((entry["label_histogram"] + [0] * 10)[:10], histogram, entry)
+                self.assertEqual(entry["test_rows"], 0)
+                self.assertRegex(server_log, rf"worker {entry['worker']} joined from \S+ \({re.escape(host)}:")
+                self.assertIn(f"trains on its own {entry['dataset']}: {samples:,} samples", server_log)
+            with open(os.path.join(d, "run", "config.json")) as f:
+                config = json.load(f)
+            self.assertEqual(config["cluster"], cluster)
+            self.assertEqual(config["data"]["train_samples"], 5000)
+
+
     def test_an_authenticated_four_host_run_from_the_cluster_file_completes(self):
         why = netns_why_not() if BUILT and HAVE_DATA else "init_server not built or Fashion-MNIST missing"
         if why:

@@ -5,7 +5,8 @@ a host key per host and a client key with ssh-keygen, runs `sshd -D -e` inside e
 a port of its own (key login only, the test's public key the only authorised one), writes a cluster
 file whose "ssh" object gives that port, the key and a known_hosts file, and, from the server's
 namespace, runs launch_ssh.sh --cluster, sweep.py --cluster, and launch_ssh.sh with --hosts, the
---ssh_* flags and the server itself started over ssh (--server). It checks that the real ssh refuses
+--ssh_* flags, the server itself started over ssh (--server) and another build (BUILD_DIR, whose
+binaries every host must run). It checks that the real ssh refuses
 another key and an unknown host key, that the three runs complete with both workers joined from
 their own addresses through sshd's authenticated sessions, that the passphrase is in no process's
 command line while they run, that workers/<id>/log.txt arrived, and that nothing the test made is
@@ -33,8 +34,6 @@ def why_not():
     """Why this machine cannot run the test, or None."""
     if not BUILT or not HAVE_DATA:
         return "init_server and client not built (BUILD_DIR) or Fashion-MNIST missing"
-    if os.path.realpath(BUILD) != os.path.realpath(os.path.join(ROOT, "build")):
-        return "launch_ssh.sh runs the hosts' build/experiments/ in --repo; BUILD_DIR is elsewhere"
     if os.geteuid() != 0:
         return "not root: network namespaces and sshd need root"
     if shutil.which("ip") is None:
@@ -140,9 +139,19 @@ echo "sshd_test: hosts $(netns_ip 0) (server), $(netns_ip 1), $(netns_ip 2) (ssh
 netns_exec 0 scripts/launch_ssh.sh --cluster "$WORK/cluster.json" -- --output "$WORK/run" --shared_memory off \
   --train_samples 1024 --test_samples 256 --epochs 1 --batch_size 32 --join_timeout 60
 netns_exec 0 python3 scripts/sweep.py "$WORK/manifest.json" --cluster "$WORK/cluster.json" --out "$WORK/sweep"
-# The flags instead of a cluster file, and init_server on the server's host over ssh as well.
+# The flags instead of a cluster file, and init_server on the server's host over ssh as well, from
+# another build (BUILD_DIR): wrappers that note which host ran them, then run the real binaries.
+mkdir -p "$WORK/alt/experiments"
+for b in init_server client; do
+  cat > "$WORK/alt/experiments/$b" <<EOF
+#!/bin/bash
+echo "$b \$(hostname -I | awk '{print \$1}') \$*" >> "$WORK/alt/ran"
+exec "$REAL_BIN/$b" "\$@"
+EOF
+  chmod 755 "$WORK/alt/experiments/$b"
+done
 cd "$WORK"  # the key and known_hosts given relative to where the script starts
-netns_exec 0 "$ROOT/scripts/launch_ssh.sh" --hosts "$LOGIN@$(netns_ip 1),$LOGIN@$(netns_ip 2)" \
+netns_exec 0 env BUILD_DIR="$WORK/alt" "$ROOT/scripts/launch_ssh.sh" --hosts "$LOGIN@$(netns_ip 1),$LOGIN@$(netns_ip 2)" \
   --server "$LOGIN@$(netns_ip 0)" --port 47101 --ssh_port "$SSH_PORT" \
   --ssh_identity client_key --ssh_known_hosts known_hosts -- --passphrase_file "$WORK/secret" \
   --output "$WORK/run_flags" --shared_memory off --train_samples 512 --test_samples 256 --epochs 1 \
@@ -174,7 +183,8 @@ class RealSshd(unittest.TestCase):
                 self.addCleanup(log.close)
                 driver = subprocess.Popen(["bash", "-c", DRIVER], stdout=log, stderr=subprocess.STDOUT, text=True,
                                           env=dict(CLEAN_ENV, ROOT=ROOT, WORK=d, SSHD=SSHD, LOGIN=login,
-                                                   SSH_PORT=str(SSH_PORT)))
+                                                   SSH_PORT=str(SSH_PORT),
+                                                   REAL_BIN=os.path.join(BUILD, "experiments")))
                 try:
                     deadline = time.monotonic() + 540
                     while driver.poll() is None and time.monotonic() < deadline:
@@ -226,6 +236,12 @@ class RealSshd(unittest.TestCase):
                             with open(os.path.join(run, "workers", str(w), "log.txt")) as f:
                                 self.assertTrue(f.read().strip(), f"workers/{w}/log.txt is empty")
                 self.assertEqual(len([n for n in os.listdir(os.path.join(d, "sweep")) if n.startswith("ssgd-")]), 1)
+                # BUILD_DIR reached every host of the last launch: its init_server ran over ssh on
+                # the server's host (besides this machine's --check) and its client on each worker.
+                with open(os.path.join(d, "alt", "ran")) as f:
+                    ran = [line.split()[:2] for line in f if " --check" not in line]
+                self.assertEqual(sorted(ran), sorted([["init_server", server_ip]] +
+                                                     [["client", w] for w in workers]), ran)
                 with open(os.path.join(d, "run", "config.json")) as f:
                     self.assertEqual(json.load(f)["cluster"], cluster)
         finally:

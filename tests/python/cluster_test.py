@@ -4,7 +4,8 @@ and launch_ssh.sh --cluster F (also with BUILD_DIR naming another build), ending
 network namespaces (scripts/netns.sh; needs root, skipped with its reason elsewhere) in which `ssh`
 is a stand-in that runs each command in the namespace of the host it names: an authenticated
 4-host run, and a --local_data run whose two worker hosts each train on the file the cluster
-file's "dataset" names for them (an IDX directory and a CSV)."""
+file's "dataset" names for them (an IDX directory and a CSV). Just over 400 lines: the runs share
+one namespace fixture, which is read best beside them."""
 import json
 import os
 import re

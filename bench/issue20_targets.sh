@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Every figure issue 20 sets a target for, in one invocation, for a session that finds a quiet
+# machine or another CPU (an Intel VM): one worker against the plain loop, four workers against
+# DDP and the compute limit (MLP and CNN), psgd's engine against the same loop in Python, the
+# compressed allreduces against DDP's hooks, and allreduce --overlap on the CNN. Each part is an
+# existing benchmark (bench/README.md says what each measures and how to read it); this script
+# only runs them one after another, with the CPU model and the load average before and after
+# each, and keeps every output in one directory.
+#
+#   bench/issue20_targets.sh [OUT_DIR]      # default /tmp/psgd-issue20-<time>; about 15 minutes
+#
+# Needs a build (scripts/build.sh) and Debian's python3-torch (bench/setup_ddp.sh checks). Run it
+# on an otherwise idle machine: other processes on the cores change every ratio (bench/README.md,
+# "What limits the targets on the shared AMD VM").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-/tmp/psgd-issue20-$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+build=${BUILD_DIR:-build}
+if [[ ! -x $build/bench/ssgd_vs_plain || ! -x $build/experiments/init_server ]]; then
+  echo "issue20_targets: no build in $build (run scripts/build.sh, or set BUILD_DIR)" >&2
+  exit 2
+fi
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo "issue20_targets: $cpu, $(nproc) cores; outputs in $out"
+
+# part NAME COMMAND...: runs one benchmark, its output to $out/NAME.txt, with the load around it.
+part() {
+  local name=$1
+  shift
+  echo "== $name: $*"
+  {
+    echo "cpu: $cpu"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "command: $*"
+    "$@"
+    echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  } >"$out/$name.txt" 2>&1 || echo "   (exit $?; see $out/$name.txt)"
+  tail -n 12 "$out/$name.txt" | sed 's/^/   /'
+}
+
+part one_worker "$build/bench/ssgd_vs_plain" --epochs 2 --repeats 5
+part mlp_4_workers bench/ddp_compare.py --epochs 2 --workers 4 --repeats 2
+part cnn_4_workers bench/ddp_compare.py --model cnn --epochs 1 --workers 4 --repeats 2
+part engine bench/engine_compare.py --repeats 3 --steps 60
+part compressed bench/ddp_compare.py --epochs 2 --workers 4 --repeats 1 \
+  --systems ddp,allreduce,ddp_fp16,allreduce_fp16,ddp_powersgd,allreduce_powersgd
+part overlap_cnn bench/overlap_compare.sh --repeats 2 --psgd allreduce --bucket_mb 0.1
+echo "issue20_targets: done; every output with its load in $out"

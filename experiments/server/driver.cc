@@ -238,12 +238,14 @@ int Server::worker_threads(int w) const {
 }
 
 std::chrono::microseconds Server::poll_window() const {
-  if (busy_poll_.count() <= 0) return busy_poll_;
+  const std::chrono::microseconds none(0);
+  // The default (0) returns before the evaluation's future is asked, once per handler.
+  if (phase_ == Phase::kJoining || spec_.busy_poll_us <= 0) return none;
   if (evaluating_.valid() &&
       evaluating_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    return std::chrono::microseconds(0);
+    return none;
   }
-  return busy_poll_;
+  return std::chrono::microseconds(spec_.busy_poll_us);
 }
 
 Job Server::make_job(int w, int threads) const {
@@ -288,7 +290,6 @@ void Server::send_jobs() {
     offer_shared_memory(*slot.link);
     slot.link->send(job);
   }
-  busy_poll_ = std::chrono::microseconds(spec_.busy_poll_us);
   fmt::print("init_server: all {} workers joined; they are loading their data\n", spec_.node_count);
   std::fflush(stdout);
   // --local_data: config.json is written once the workers' files have fixed the schedule.

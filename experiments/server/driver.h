@@ -62,8 +62,8 @@ class Server {
   void refuse(const ConnPtr& conn, const std::string& why);
   Job make_job(int worker, int threads) const;
   int worker_threads(int worker) const;
-  // How long the event loop polls before it sleeps now: --busy_poll_us from the jobs' sending
-  // on, 0 while an evaluation computes beside it (network/tcp/event_loop.h).
+  // How long the event loop polls before it sleeps now: --busy_poll_us once the jobs are out
+  // (phase kLoading on), 0 while an evaluation computes beside it (network/tcp/event_loop.h).
   std::chrono::microseconds poll_window() const;
   void offer_shared_memory(Conn& conn);
   void send_jobs();
@@ -158,7 +158,6 @@ class Server {
   // meanwhile; one evaluation at a time.
   std::unique_ptr<nn::Trainer> eval_model_;
   std::shared_future<EvalStats> evaluating_;
-  std::chrono::microseconds busy_poll_{0};  // set by send_jobs()
   std::unique_ptr<ServerRole> role_;
   std::unique_ptr<RunDirectory> run_;
   std::unique_ptr<Checkpointer> checkpointer_;

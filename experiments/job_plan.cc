@@ -11,6 +11,7 @@
 #include "nn/data_pack.h"
 #include "nn/partition.h"
 #include "nn/trainer.h"
+#include "psgd/allreduce_overlap.h"
 #include "psgd/factory.h"
 
 namespace psgd {
@@ -137,6 +138,15 @@ std::unique_ptr<nn::Trainer> JobPlan::make_model() const {
                                                           .seed = spec_.seed,
                                                           .device = spec_.device},
                                        evaluation_, std::vector<std::int64_t>{});
+}
+
+std::vector<std::string> JobPlan::model_notes(const nn::Trainer& model) const {
+  std::vector<std::string> notes;
+  if (spec_.overlap && spec_.psgd == "allreduce") {
+    notes.push_back(
+        describe_buckets(model.gradients().size(), model.backward_cuts(), bucket_options(spec_)));
+  }
+  return notes;
 }
 
 nlohmann::json JobPlan::config_json(const std::string& command_line, const std::string& run_dir,

@@ -87,6 +87,9 @@ class JobPlan {
 
   // The model the server holds and evaluates (no training samples of its own).
   std::unique_ptr<nn::Trainer> make_model() const;
+  // What the job will do with that model worth saying at its start, one line each (allreduce
+  // --overlap: its buckets, or why nothing overlaps). init_server and --simulate print them.
+  std::vector<std::string> model_notes(const nn::Trainer& model) const;
 
   // config.json as every driver writes it: the job, provenance, model, data (with the normaliser
   // and the hold-out), schedule and one entry per worker (its blocks, samples and label

@@ -67,6 +67,8 @@ int simulate(const ServerOptions& options) {
                nn::describe(plan.evaluation()->validation));
   }
   std::unique_ptr<nn::Trainer> model = plan.make_model();
+  for (const std::string& note : plan.model_notes(*model))
+    fmt::print("init_server: note: {}\n", note);
   const Schedule& schedule = plan.schedule();
   fmt::print(
       "init_server: simulating {} workers: {}; {} {} with codec {}, batch {}, {} iterations per "

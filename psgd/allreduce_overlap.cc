@@ -2,20 +2,34 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "codecs/factory.h"
 #include "codecs/payload_io.h"
 #include "core/error.h"
 #include "psgd/allreduce.h"
 #include "psgd/common.h"
+#include "psgd/job.h"
 
 namespace psgd {
+
+namespace {
+
+// Where the first bucket closes, in bytes.
+std::size_t first_cap(std::size_t total, const BucketOptions& options) {
+  const auto share = static_cast<std::size_t>(options.first_bucket_share *
+                                              static_cast<double>(total * sizeof(float)));
+  return std::min(options.first_bucket_bytes, std::max(share, sizeof(float)));
+}
+
+}  // namespace
 
 std::vector<std::pair<std::size_t, std::size_t>> make_buckets(std::size_t total,
                                                               std::span<const std::size_t> cuts,
                                                               const BucketOptions& options) {
   std::vector<std::pair<std::size_t, std::size_t>> buckets;
   std::size_t end = total;  // of the bucket being filled
-  std::size_t cap = options.first_bucket_bytes;
+  std::size_t cap = first_cap(total, options);
   for (std::size_t cut : cuts) {
     // The layer [cut, previous cut) joins the bucket; the bucket closes once it reaches the cap.
     if (cut == 0 || cut >= end) continue;
@@ -27,6 +41,41 @@ std::vector<std::pair<std::size_t, std::size_t>> make_buckets(std::size_t total,
   }
   if (end > 0 || buckets.empty()) buckets.emplace_back(0, end);
   return buckets;
+}
+
+BucketOptions bucket_options(const StrategyJob& job) {
+  const auto bytes = std::max<std::size_t>(
+      sizeof(float), static_cast<std::size_t>(job.allreduce_bucket_mb() * 1e6));
+  return {.first_bucket_bytes = std::min(BucketOptions{}.first_bucket_bytes, bytes),
+          .bucket_bytes = bytes};
+}
+
+std::string describe_buckets(std::size_t total, std::span<const std::size_t> cuts,
+                             const BucketOptions& options) {
+  const auto mb = [](std::size_t values) {
+    return static_cast<double>(values * sizeof(float)) / 1e6;
+  };
+  const auto buckets = make_buckets(total, cuts, options);
+  if (buckets.size() == 1) {
+    if (cuts.empty()) {
+      return "allreduce --overlap: this model's backward pass cannot pause between layers (a "
+             "TorchScript model, or one layer), so its gradient is one bucket and nothing "
+             "overlaps; the run is that of allreduce without --overlap";
+    }
+    return fmt::format(
+        "allreduce --overlap: the gradient ({:.2f} MB) is one bucket: the layers after the first "
+        "hold {:.3g} MB, less than the first bucket's {:.3g} MB, and a layer is never split; "
+        "nothing overlaps (the run is that of allreduce without --overlap)",
+        mb(total), mb(total - cuts.back()), static_cast<double>(first_cap(total, options)) / 1e6);
+  }
+  std::string sizes;
+  for (const auto& [begin, end] : buckets)
+    sizes += fmt::format("{}{:.3g} MB", sizes.empty() ? "" : ", ", mb(end - begin));
+  return fmt::format(
+      "allreduce --overlap: the gradient ({:.2f} MB) is summed in {} buckets, in the order "
+      "backward makes them final: {}; each bucket's ring starts while backward computes the "
+      "next (--bucket_mb sets their size)",
+      mb(total), buckets.size(), sizes);
 }
 
 BucketedAllreduceWorker::BucketedAllreduceWorker(WorkerContext context, Schedule schedule,
@@ -52,10 +101,14 @@ void BucketedAllreduceWorker::make_rings() {
   const std::size_t total = ctx_.learner->gradients().size();
   const std::vector<std::size_t> layers = ctx_.learner->backward_cuts();
   buckets_ = make_buckets(total, layers, bucket_options_);
-  // Backward pauses after every layer, not only at the buckets' starts: between two pieces the
-  // driver delivers what arrived, and every delivery moves a started bucket's ring one hop on
-  // (a ring of n workers needs 2(n - 1) hops, each a turn of the receiving worker).
-  cuts_ = layers;
+  // Backward pauses after every layer once the first bucket is final, not only at the buckets'
+  // starts: between two pieces the driver delivers what arrived, and every delivery moves a
+  // started bucket's ring one hop on (a ring of n workers needs 2(n - 1) hops, each a turn of the
+  // receiving worker). Before that no ring runs, so a pause would only cost a hand-off; a
+  // gradient of one bucket is computed in one piece.
+  cuts_.clear();
+  for (std::size_t cut : layers)
+    if (cut <= buckets_.front().first) cuts_.push_back(cut);
   for (const auto& [begin, end] : buckets_) {
     rings_.push_back(std::make_unique<RingAllreduce>(ctx_.id, schedule_.node_count, ring_options_));
     rings_.back()->set_window(begin, total);

@@ -35,6 +35,8 @@
 // optimiser's, as without --overlap (the checkpoints are interchangeable).
 #include <cstddef>
 #include <memory>
+#include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -49,7 +51,18 @@ namespace psgd {
 struct BucketOptions {
   std::size_t first_bucket_bytes = std::size_t{1} << 20;  // DDP's first bucket: 1 MiB
   std::size_t bucket_bytes = 25 * 1000 * 1000;            // --bucket_mb 25 (DDP's bucket_cap_mb)
+  // The first bucket also closes once it holds this share of the gradient, so that a model
+  // smaller than DDP's 1 MiB (the CNN: 0.86 MB, 93 % of it in its first dense layer) is not one
+  // bucket with nothing to overlap: the last layers' ring then runs while backward computes the
+  // convolutions. 1: DDP's rule alone.
+  double first_bucket_share = 0.25;
 };
+
+struct StrategyJob;
+
+// The job's caps: DDP's 1 MiB for the first bucket and --bucket_mb for the others; a --bucket_mb
+// below 1 MiB caps the first one too.
+BucketOptions bucket_options(const StrategyJob& job);
 
 // The buckets of a gradient of `total` values with backward cuts `cuts` (decreasing), in the order
 // backward makes them final: [begin, end) ranges, the first ending at `total`, the last beginning
@@ -57,6 +70,12 @@ struct BucketOptions {
 std::vector<std::pair<std::size_t, std::size_t>> make_buckets(std::size_t total,
                                                               std::span<const std::size_t> cuts,
                                                               const BucketOptions& options);
+
+// What --overlap does with such a gradient, in one line for the job's start (init_server and
+// --simulate print it): the buckets' sizes in the order their rings start, or why there is one
+// bucket and so nothing to overlap.
+std::string describe_buckets(std::size_t total, std::span<const std::size_t> cuts,
+                             const BucketOptions& options);
 
 class BucketedAllreduceWorker final : public WorkerRole {
  public:

@@ -64,10 +64,12 @@ struct StrategyOptions {
     visit("bucket_mb", self.bucket_mb,
           "allreduce --overlap: the bucket size in MB (10^6 bytes of fp32 gradient), as DDP's "
           "bucket_cap_mb: layers are grouped from the last one backwards into buckets of at "
-          "least this size, the first of at least 1 MiB (or this size, if smaller) so that the "
-          "first ring starts early, as DDP's first bucket (0: the default, 25). A model smaller "
-          "than 1 MiB of gradient "
-          "(the MLP, 0.8 MB) is one bucket: nothing overlaps; a smaller value cuts it finer");
+          "least this size (0: the default, 25). The first bucket closes sooner, so that its "
+          "ring starts while backward computes the rest: at 1 MiB (DDP's first bucket), this "
+          "size or a quarter of the gradient, whichever is smallest (the CNN: its dense layers, "
+          "0.81 MB, then its convolutions). A layer is never split: a model whose last layers "
+          "reach a quarter only with the first one (the MLP) is one bucket, and nothing "
+          "overlaps; the job's start says which buckets it made");
     visit("staleness", self.staleness,
           "ssp: iterations a worker may run ahead of the slowest before it waits (-1: the "
           "default, 2; 0 is lock-step like ssgd)");

@@ -152,15 +152,6 @@ void validate_allreduce(const StrategyJob& job) {
   }
 }
 
-// DDP's caps: 1 MiB for the first bucket, --bucket_mb for the others; a --bucket_mb below 1 MiB
-// caps the first one too.
-BucketOptions bucket_options(const StrategyJob& job) {
-  const auto bytes = std::max<std::size_t>(
-      sizeof(float), static_cast<std::size_t>(job.allreduce_bucket_mb() * 1e6));
-  return {.first_bucket_bytes = std::min(BucketOptions{}.first_bucket_bytes, bytes),
-          .bucket_bytes = bytes};
-}
-
 constexpr StrategyEntry kStrategies[] = {
     {.name = "ssgd",
      .summary = "synchronous rounds: the server averages every worker's gradient, then sends the "

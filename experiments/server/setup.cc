@@ -85,6 +85,8 @@ void Server::prepare() {
                nn::describe(plan_->evaluation()->validation));
   }
   model_ = plan_->make_model();
+  for (const std::string& note : plan_->model_notes(*model_))
+    fmt::print("init_server: note: {}\n", note);
   schedule_ = plan_->schedule();
   if (spec_.ships_data())
     shipper_ = std::make_unique<DataShipper>(plan_->train(), plan_->data_hash());

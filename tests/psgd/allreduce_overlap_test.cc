@@ -220,13 +220,15 @@ TEST(AllreduceOverlap, BitIdenticalToAllreduceWithoutOverlap) {
         ASSERT_TRUE(same_bits(p, without.params[0])) << codec << " n " << n;
         ASSERT_TRUE(std::isfinite(p[0]));
       }
-      // 0.000004 MB: a bucket per layer; 0.006: [1003, 4781) and [0, 1003); 25: one bucket.
+      // 0.000004 MB: a bucket per layer. 0.006: the last layer alone (it holds a quarter of the
+      // gradient, BucketOptions::first_bucket_share), [1003, 3580) and [0, 1003). 25: the last
+      // layer and the rest.
       for (double mb : {0.000004, 0.006, 25.0}) {
         for (unsigned seed : {1u, 2u, 3u}) {
           SCOPED_TRACE(::testing::Message()
                        << codec << " n " << n << " bucket_mb " << mb << " seed " << seed);
           const JobRun with = run_job(allreduce_job(n, codec, true, mb), layers, seed);
-          EXPECT_EQ(with.buckets, mb < 1e-3 ? layers.size() : mb < 1 ? 2u : 1u);
+          EXPECT_EQ(with.buckets, mb < 1e-3 ? layers.size() : mb < 1 ? 3u : 2u);
           EXPECT_EQ(with.staged_steps[0], 8) << "every step computed in stages";
           for (const auto& p : with.params)
             EXPECT_TRUE(same_bits(p, without.params[0]));
@@ -240,18 +242,47 @@ TEST(AllreduceOverlap, BucketsFollowBackwardOrderAndNeverSplitALayer) {
   const std::vector<std::size_t> cuts{900, 500, 100};  // layers [900,1000) [500,900) ...
   using B = std::vector<std::pair<std::size_t, std::size_t>>;
   // Caps in bytes: 4 values per 16 bytes.
-  EXPECT_EQ(make_buckets(1000, cuts, {.first_bucket_bytes = 4, .bucket_bytes = 4}),
+  EXPECT_EQ(make_buckets(1000, cuts,
+                         {.first_bucket_bytes = 4, .bucket_bytes = 4, .first_bucket_share = 1}),
             (B{{900, 1000}, {500, 900}, {100, 500}, {0, 100}}));
   // The first bucket closes at 100 values (400 bytes); the next ones at 2000 bytes: the 1600
   // bytes of [500, 900) are not enough, [100, 900) is; what is left is the last bucket.
-  EXPECT_EQ(make_buckets(1000, cuts, {.first_bucket_bytes = 400, .bucket_bytes = 2000}),
-            (B{{900, 1000}, {100, 900}, {0, 100}}));
-  EXPECT_EQ(make_buckets(1000, cuts, {.first_bucket_bytes = 401, .bucket_bytes = 1600}),
-            (B{{500, 1000}, {100, 500}, {0, 100}}));
-  EXPECT_EQ(make_buckets(1000, cuts, {.first_bucket_bytes = 4000, .bucket_bytes = 4}),
+  EXPECT_EQ(
+      make_buckets(1000, cuts,
+                   {.first_bucket_bytes = 400, .bucket_bytes = 2000, .first_bucket_share = 1}),
+      (B{{900, 1000}, {100, 900}, {0, 100}}));
+  EXPECT_EQ(
+      make_buckets(1000, cuts,
+                   {.first_bucket_bytes = 401, .bucket_bytes = 1600, .first_bucket_share = 1}),
+      (B{{500, 1000}, {100, 500}, {0, 100}}));
+  EXPECT_EQ(make_buckets(1000, cuts,
+                         {.first_bucket_bytes = 4000, .bucket_bytes = 4, .first_bucket_share = 1}),
             (B{{0, 1000}}));
+  // The first bucket also closes at a share of the gradient: a quarter (the default) of 4000
+  // bytes is 1000, 250 values: [900, 1000) is not enough, [500, 1000) is. So a gradient below
+  // DDP's 1 MiB is not one bucket unless its last layer holds all but a quarter of it.
+  EXPECT_EQ(make_buckets(1000, cuts, {.first_bucket_bytes = 4000, .bucket_bytes = 4}),
+            (B{{500, 1000}, {100, 500}, {0, 100}}));
+  EXPECT_EQ(make_buckets(1000, cuts, {}), (B{{500, 1000}, {0, 500}}));
+  EXPECT_EQ(make_buckets(1000, std::vector<std::size_t>{100}, {}), (B{{100, 1000}, {0, 100}}));
+  EXPECT_EQ(make_buckets(1000, std::vector<std::size_t>{950}, {}), (B{{0, 1000}}));
+  // The CNN's layers (values): conv1 416, conv2 12832, fc1 200832, fc2 1290.
+  const std::vector<std::size_t> cnn{213248 + 832, 13248, 416};
+  EXPECT_EQ(make_buckets(215370, cnn, {}), (B{{13248, 215370}, {0, 13248}}));
   EXPECT_EQ(make_buckets(1000, {}, {}), (B{{0, 1000}}));
   EXPECT_EQ(make_buckets(0, {}, {}), (B{{0, 0}}));
+}
+
+TEST(AllreduceOverlap, TheJobStartSaysWhatItsBucketsAre) {
+  const std::vector<std::size_t> cnn{214080, 13248, 416};
+  const std::string two = describe_buckets(215370, cnn, {});
+  EXPECT_NE(two.find("2 buckets"), std::string::npos) << two;
+  EXPECT_NE(two.find("0.808 MB, 0.053 MB"), std::string::npos) << two;
+  const std::string one = describe_buckets(1000, std::vector<std::size_t>{950}, {});
+  EXPECT_NE(one.find("one bucket"), std::string::npos) << one;
+  EXPECT_NE(one.find("nothing overlaps"), std::string::npos) << one;
+  const std::string script = describe_buckets(1000, {}, {});
+  EXPECT_NE(script.find("cannot pause"), std::string::npos) << script;
 }
 
 // The detached seam (WorkerRole::compute_detached): every piece of backward computed apart from

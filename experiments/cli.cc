@@ -304,12 +304,15 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "standard input, as the launchers pass it over ssh; else $PSGD_PASSPHRASE; "
                  "never printed or sent)");
   app.add_option("--heartbeat_interval", out.heartbeat_interval,
-                 "Send a heartbeat on a link idle for this many seconds")
+                 "Send a heartbeat to the server on a link idle for this many seconds; shortened "
+                 "(and said in one line) to a third of the server's --dead_after when that is "
+                 "less, so that an idle worker is never taken for a dead one")
       ->check(CLI::PositiveNumber);
   app.add_option("--dead_after", out.dead_after,
                  "The server silent this many seconds is lost (until training starts, the job's "
                  "--io_timeout at least: the server may be busy); the client then redials it "
-                 "(see --reconnects)")
+                 "(see --reconnects). The server is told, and sends its heartbeats to this "
+                 "worker at least three times within it")
       ->check(CLI::PositiveNumber);
   app.add_option("--shared_memory", out.shared_memory,
                  "on: when the server runs on this machine and offers it, exchange large frames "

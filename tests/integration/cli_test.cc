@@ -79,6 +79,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"SimulateBusyPoll",
                 {"--simulate", "--busy_poll_us", "100"},
                 "--busy_poll_us 100 with --simulate"},
+        // The simulated links have no heartbeats: a liveness flag of one's own is refused.
+        BadCase{"SimulateDeadAfter",
+                {"--simulate", "--dead_after", "3"},
+                "--heartbeat_interval 2 / --dead_after 3 with --simulate"},
+        BadCase{"SimulateHeartbeatInterval",
+                {"--simulate", "--heartbeat_interval", "0.5"},
+                "--heartbeat_interval 0.5 / --dead_after 10 with --simulate"},
         BadCase{"DeadAfterBelowHeartbeat",
                 {"--dead_after", "1", "--heartbeat_interval", "2"},
                 "dead_after must be longer"}),

@@ -118,7 +118,7 @@ void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes)
     return;
   }
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
-    fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].host(), err->text));
+    fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].where(), err->text));
     return;
   }
   if (const auto* ready = std::get_if<Ready>(&message)) {

@@ -59,7 +59,7 @@ struct ServerFlags {
           "training the strategy decides whether the run goes on. Every worker is told it and "
           "sends its heartbeats at least three times within it, whatever its own "
           "--heartbeat_interval. Also how long a SIGTERM'd server waits for the update it "
-          "checkpoints (must exceed --heartbeat_interval). Real links only: --simulate refuses "
+          "checkpoints. Real links only: --simulate refuses "
           "a value of its own for either");
     visit("shared_memory", self.shared_memory,
           "on: workers on this machine exchange large frames (gradients, parameters) with the "

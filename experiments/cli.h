@@ -15,9 +15,11 @@ struct ServerFlags {
   // Empty: 127.0.0.1 without a passphrase, 0.0.0.0 with one (--bind overrides; a non-loopback
   // address without a passphrase is warned about).
   std::string bind;
-  std::string passphrase_file;    // else $PSGD_PASSPHRASE; else no authentication (network/auth.h)
-  double heartbeat_interval = 2;  // seconds of idle link before a Heartbeat is sent
-  double dead_after = 10;         // seconds of silence after which a joined worker is lost
+  std::string passphrase_file;  // else $PSGD_PASSPHRASE; else no authentication (network/auth.h)
+  // Seconds of idle link before a Heartbeat is sent, and of silence after which a joined worker
+  // is lost. Each side beats within the other's dead_after (network/liveness.h).
+  double heartbeat_interval = 2;
+  double dead_after = 10;
   // Offer workers on this machine a shared-memory channel for large frames
   // (network/tcp/shm_channel.h); off: every frame over TCP.
   std::string shared_memory = "on";
@@ -48,12 +50,17 @@ struct ServerFlags {
           "Authenticate workers with the passphrase on this file's first line (- : the first "
           "line of standard input; else $PSGD_PASSPHRASE; never printed or sent)");
     visit("heartbeat_interval", self.heartbeat_interval,
-          "Send a heartbeat on a link idle for this many seconds");
+          "Send a heartbeat on a worker's link idle for this many seconds; shortened on that "
+          "link (and said in one line) to a third of the worker's own --dead_after when that "
+          "is less");
     visit("dead_after", self.dead_after,
           "A worker silent this many seconds is lost, from when it joined (heartbeats go both "
           "ways, so a worker may wait for the others as long as --join_timeout allows); during "
-          "training the strategy decides whether the run goes on. Also how long a SIGTERM'd "
-          "server waits for the update it checkpoints (must exceed --heartbeat_interval)");
+          "training the strategy decides whether the run goes on. Every worker is told it and "
+          "sends its heartbeats at least three times within it, whatever its own "
+          "--heartbeat_interval. Also how long a SIGTERM'd server waits for the update it "
+          "checkpoints. Real links only: --simulate refuses "
+          "a value of its own for either");
     visit("shared_memory", self.shared_memory,
           "on: workers on this machine exchange large frames (gradients, parameters) with the "
           "server through shared memory instead of copying them through loopback TCP; results "
@@ -106,9 +113,9 @@ struct ClientOptions {
   double connect_timeout = 30;  // seconds to keep retrying the connection
   // Times a worker that lost its server during a job redials it and rejoins that job.
   int reconnects = 3;
-  double slowdown = 1;          // stretch this worker's compute time F-fold (straggler studies)
-  std::string passphrase_file;  // else $PSGD_PASSPHRASE; else no authentication
-  double heartbeat_interval = 2;
+  double slowdown = 1;            // stretch this worker's compute time F-fold (straggler studies)
+  std::string passphrase_file;    // else $PSGD_PASSPHRASE; else no authentication
+  double heartbeat_interval = 2;  // at most a third of the server's --dead_after, on its link
   double dead_after = 10;  // seconds of silence from the server, once training, before giving up
   std::string shared_memory = "on";  // take up the server's shared-memory offer (same machine only)
   // A resident worker (--serve): after each job it waits for the next one from a server at

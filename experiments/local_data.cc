@@ -99,8 +99,8 @@ std::vector<std::int64_t> model_shape(const nn::Dataset& d) {
 }
 
 std::string local_data_refusal(const LocalData& r, const nn::Dataset& server, int w,
-                               const std::string& host) {
-  const std::string who = fmt::format("worker {} ({})", w, host);
+                               const std::string& where) {
+  const std::string who = fmt::format("worker {} ({})", w, where);
   if (r.samples <= 0) {
     return fmt::format("{}: its own file {} holds no training rows", who, r.dataset);
   }

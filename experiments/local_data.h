@@ -47,12 +47,12 @@ struct LocalFile {
 LocalFile read_local_file(const JobSpec& spec, const Job& job, const std::string& dataset);
 
 // The server's check of a worker's report against its model's data (`server_train`: shape,
-// classes, regression targets). "" when it may train; else one line naming the worker, its host
-// and its file. A file of another layout with as many features per sample (a CSV's 1x1x784 rows
-// beside an image server's 1x28x28) may train: the worker takes the model's shape
-// (take_model_shape) from LocalPlan::shape.
+// classes, regression targets). "" when it may train; else one line naming the worker (its id,
+// and `where`: how the server sees its machine, e.g. "10.0.0.3, host node2") and its file. A file
+// of another layout with as many features per sample (a CSV's 1x1x784 rows beside an image server's
+// 1x28x28) may train: the worker takes the model's shape (take_model_shape) from LocalPlan::shape.
 std::string local_data_refusal(const LocalData& report, const nn::Dataset& server_train, int worker,
-                               const std::string& host);
+                               const std::string& where);
 // channels, height, width and regression targets of `d`'s samples (LocalData::shape,
 // LocalPlan::shape).
 std::vector<std::int64_t> model_shape(const nn::Dataset& d);

@@ -280,6 +280,18 @@ void check_simulatable(const ServerOptions& options) {
         "virtual clock no wake-ups to save",
         spec.busy_poll_us));
   }
+  // The simulated links carry no heartbeats and a --fail'ed worker is lost at its virtual time,
+  // as a killed process is at once over TCP (a hung one is not modelled); nothing to checkpoint
+  // on SIGTERM either. These flags would change nothing, so a value of one's own is refused.
+  const ServerFlags defaults;
+  if (options.heartbeat_interval != defaults.heartbeat_interval ||
+      options.dead_after != defaults.dead_after) {
+    throw ConfigError(fmt::format(
+        "--heartbeat_interval {:g} / --dead_after {:g} with --simulate: they watch real links "
+        "for silent processes; the simulator has none (a --fail'ed worker is lost at its virtual "
+        "time, as a killed process is at once over TCP); leave them out",
+        options.heartbeat_interval, options.dead_after));
+  }
   if (!options.network_file.empty()) {
     throw ConfigError(
         "--network_file with --simulate: it describes the real network of a run over TCP; the "

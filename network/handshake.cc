@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "network/liveness.h"
+
 namespace psgd::net {
 namespace {
 
@@ -61,7 +63,8 @@ HandshakeStep ServerHandshake::on_message(const Message& message) {
     AuthChallenge challenge{.nonce = server_nonce_,
                             .required = key_.has_value(),
                             .job_id = id_.job_id,
-                            .server_id = id_.server_id};
+                            .server_id = id_.server_id,
+                            .dead_after = id_.dead_after};
     if (key_) {
       challenge.proof = auth_proof(*key_, AuthRole::kServer, kProtocolVersion, worker_nonce_,
                                    server_nonce_, identity_);
@@ -97,6 +100,10 @@ HandshakeStep ServerHandshake::on_message(const Message& message) {
           fmt::format("this server speaks psgd protocol v{}, the client v{}; run the same psgd "
                       "version everywhere",
                       kProtocolVersion, hello->protocol));
+    }
+    if (!valid_dead_after(hello->dead_after)) {
+      return refuse(
+          fmt::format("Hello with --dead_after {}: not positive seconds", hello->dead_after));
     }
     stage_ = Stage::kDone;
     HandshakeStep s;
@@ -142,12 +149,16 @@ HandshakeStep ClientHandshake::on_message(const Message& message) {
     return refuse(fmt::format("the server refused this worker: {}", err->text));
   }
   if (const auto* c = std::get_if<AuthChallenge>(&message); c && stage_ == Stage::kChallenge) {
-    server_ = {.job_id = c->job_id, .server_id = c->server_id};
+    server_ = {.job_id = c->job_id, .server_id = c->server_id, .dead_after = c->dead_after};
     if (!job_id_.empty() && c->job_id != job_id_) {
       return refuse(fmt::format(
           "the server now runs another job (job {}), not the one this worker joined (job "
           "{}); not joining it (start a new client for that job)",
           c->job_id.empty() ? "without an id" : c->job_id, job_id_));
+    }
+    if (!valid_dead_after(c->dead_after)) {
+      return refuse(
+          fmt::format("the server announced --dead_after {}: not positive seconds", c->dead_after));
     }
     if (key_ && !c->required) {
       return refuse(

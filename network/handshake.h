@@ -8,12 +8,14 @@
 //   start()           -> AuthHello
 //                                            AuthHello  -> AuthChallenge (its nonce, its proof,
 //                                                          the job's id and its own)
-//   AuthChallenge     -> AuthProof (or refuse: the server could not prove the passphrase, or a
-//                                   worker that has joined a job meets a server running another)
+//   AuthChallenge     -> AuthProof (or refuse: the server could not prove the passphrase, a
+//                                   worker that has joined a job meets a server running another,
+//                                   or the server's dead_after is not positive seconds)
 //                                            AuthProof  -> AuthOk (or refuse: wrong passphrase)
 //   AuthOk            -> Hello, done
 //                                            Hello      -> done (the Hello must name the identity
-//                                                          the worker authenticated as)
+//                                                          the worker authenticated as, and a
+//                                                          positive dead_after)
 //
 // Until a side is done, only the next expected message type may arrive (expects(): a driver's
 // Connection type filter, so anything else is refused before its body is read); an ErrorMessage
@@ -37,10 +39,13 @@ struct HandshakeStep {
 };
 
 // Who a server is, as its AuthChallenge says: the job it runs (random, drawn when the run started
-// and kept by --resume) and this server process (random per process).
+// and kept by --resume) and this server process (random per process); and its --dead_after, how
+// long it waits for a silent worker (the worker's heartbeats fit three times into it,
+// network/liveness.h).
 struct ServerIdentity {
   std::string job_id;
   std::string server_id;
+  double dead_after = 10;
 };
 
 // A random identifier of `bytes` bytes, as hex (job and server ids).
@@ -79,7 +84,7 @@ class ClientHandshake {
   bool done() const { return stage_ == Stage::kDone; }
   // The server proved the passphrase (both sides have one).
   bool authenticated() const { return key_.has_value() && stage_ == Stage::kDone; }
-  // Who the server said it is (empty before its AuthChallenge).
+  // Who the server said it is, and its dead_after (empty before its AuthChallenge).
   const ServerIdentity& server() const { return server_; }
 
  private:

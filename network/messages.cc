@@ -56,7 +56,7 @@ void load(wire::InputArchive& ar, ErrorMessage& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Hello& m) {
-  ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version, m.slowdown);
+  ar(m.protocol, m.host, m.pid, m.cores, m.threads, m.version, m.slowdown, m.dead_after);
 }
 template <class Archive>
 void serialize(Archive& ar, Job& m) {
@@ -125,7 +125,7 @@ void serialize(Archive& ar, AuthHello& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, AuthChallenge& m) {
-  ar(m.nonce, m.proof, m.required, m.job_id, m.server_id);
+  ar(m.nonce, m.proof, m.required, m.job_id, m.server_id, m.dead_after);
 }
 template <class Archive>
 void serialize(Archive& ar, AuthProof& m) {

@@ -10,7 +10,8 @@
 //   link (network/messages/link.h): between the two ends of one TCP link, handled inside
 //     net::Connection. They form LinkMessage, not Message: the link's owner never sees them.
 //       Heartbeat       either way, once the handshake is done, on a link idle for
-//                       --heartbeat_interval
+//                       --heartbeat_interval (shortened to a third of the other side's
+//                       --dead_after, told in the handshake: network/liveness.h)
 //       ShmOffer        either way, to a peer on the same machine: a shared-memory segment
 //       ShmReply        the answer: mapped, or why not
 //       ShmFrame        in place of a frame whose body went through a shared-memory slot
@@ -55,7 +56,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 19;
+inline constexpr std::uint16_t kProtocolVersion = 20;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -89,6 +90,9 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {19,
      "LocalPlan.shape (--local_data: a worker's file with as many features per sample as the "
      "model, e.g. a CSV beside an image server, takes the model's shape)"},
+    {20,
+     "AuthChallenge.dead_after, Hello.dead_after (each end of a worker's link beats within the "
+     "other's --dead_after, network/liveness.h)"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {

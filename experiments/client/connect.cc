@@ -15,6 +15,7 @@
 #include "experiments/client/driver.h"
 #include "experiments/format.h"
 #include "experiments/provenance.h"
+#include "network/liveness.h"
 #include "network/tcp/event_loop.h"
 
 namespace psgd {
@@ -122,7 +123,8 @@ void Client::on_connected(asio::ip::tcp::socket socket) {
             .cores = static_cast<std::int32_t>(std::thread::hardware_concurrency()),
             .threads = opts_.threads,
             .version = psgd_revision(),
-            .slowdown = opts_.slowdown},
+            .slowdown = opts_.slowdown,
+            .dead_after = opts_.dead_after},
       session_.job_id);
   // Until the handshake is done only its next message (or a refusal) is read.
   conn_->set_type_filter([hs = handshake_.get()](MessageType t) { return hs->expects(t); });
@@ -206,9 +208,19 @@ void Client::on_handshake(const Message& message) {
   conn_->set_max_body_bytes(kJobFrameLimit);
   conn_->accept_shared_memory(opts_.shared_memory == "on");
   // Heartbeats both ways from now on: this worker may wait for the others as long as the server's
-  // --join_timeout allows, and a server that dies or hangs meanwhile is noticed.
+  // --join_timeout allows, and a server that dies or hangs meanwhile is noticed. They come at
+  // least three times within the server's --dead_after, whatever this worker's own interval
+  // (network/liveness.h), so an idle worker is never taken for a dead one.
   conn_->set_read_timeout(opts_.dead_after);
-  conn_->start_heartbeats(opts_.heartbeat_interval);
+  const double server_dead_after = handshake_->server().dead_after;
+  const double beat = net::heartbeat_interval_for(opts_.heartbeat_interval, server_dead_after);
+  conn_->start_heartbeats(beat);
+  if (beat < opts_.heartbeat_interval) {
+    say(
+        fmt::format("--heartbeat_interval {:g} shortened to {:g} s: the server gives up a worker "
+                    "silent for {:g} s (its --dead_after)",
+                    opts_.heartbeat_interval, beat, server_dead_after));
+  }
   const std::string job = handshake_->server().job_id.substr(0, 8);
   if (!session_.job_id.empty()) {
     say(fmt::format("the server is back (job {}, server {}); rejoining the job", job,

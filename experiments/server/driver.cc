@@ -16,6 +16,7 @@
 #include "experiments/format.h"
 #include "experiments/provenance.h"
 #include "experiments/server/server.h"
+#include "network/liveness.h"
 #include "nn/data_pack.h"
 #include "nn/data_source.h"
 #include "nn/threads.h"
@@ -117,7 +118,7 @@ void Server::on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes)
     return;
   }
   if (const auto* err = std::get_if<ErrorMessage>(&message)) {
-    fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].host(), err->text));
+    fail(fmt::format("worker {} ({}) gave up: {}", w, workers_[w].where(), err->text));
     return;
   }
   if (const auto* ready = std::get_if<Ready>(&message)) {
@@ -203,16 +204,27 @@ void Server::on_hello(const ConnPtr& conn, const Hello& hello) {
     refuse(conn, fmt::format("this job already has its {} workers", spec_.node_count));
     return;
   }
-  // Heartbeats both ways from now on: a worker may wait for the others as long as --join_timeout
-  // allows, and one that dies or hangs meanwhile is noticed within --dead_after.
-  conn->set_read_timeout(opts_.dead_after);
-  conn->start_heartbeats(opts_.heartbeat_interval);
   fmt::print("init_server: worker {} joined from {} ({}, pid {}{}) [{}/{}]\n", w, hello.host,
              conn->peer(), hello.pid,
              hello.slowdown != 1.0 ? fmt::format(", slowdown {}", hello.slowdown) : "",
              workers_.joined(), spec_.node_count);
+  // Heartbeats both ways from now on: a worker may wait for the others as long as --join_timeout
+  // allows, and one that dies or hangs meanwhile is noticed within --dead_after.
+  watch(w, *conn, hello, /*say=*/true);
   std::fflush(stdout);
   if (workers_.joined() == spec_.node_count) send_jobs();
+}
+
+void Server::watch(int w, Conn& conn, const Hello& hello, bool say) {
+  const double beat = net::heartbeat_interval_for(opts_.heartbeat_interval, hello.dead_after);
+  conn.set_read_timeout(opts_.dead_after);
+  conn.start_heartbeats(beat);
+  if (say && beat < opts_.heartbeat_interval) {
+    fmt::print(
+        "init_server: worker {} gives up a server silent for {:g} s (its --dead_after): "
+        "heartbeats to it every {:g} s instead of --heartbeat_interval {:g}\n",
+        w, hello.dead_after, beat, opts_.heartbeat_interval);
+  }
 }
 
 // A worker on this machine gets a shared-memory channel for its large frames (it maps it only if

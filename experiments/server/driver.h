@@ -59,6 +59,10 @@ class Server {
   void on_connection_error(const ConnPtr& conn, const std::string& why);
   void on_handshake(const ConnPtr& conn, net::ServerHandshake& hs, const Message& message);
   void on_hello(const ConnPtr& conn, const Hello& hello);
+  // Heartbeats both ways on worker `w`'s link (its Hello's): one silent for --dead_after is lost,
+  // and this server beats on it at least three times within the worker's own --dead_after
+  // (network/liveness.h). With `say`, a shortened --heartbeat_interval is said in one line.
+  void watch(int w, Conn& conn, const Hello& hello, bool say);
   void refuse(const ConnPtr& conn, const std::string& why);
   Job make_job(int worker, int threads) const;
   int worker_threads(int worker) const;
@@ -134,7 +138,8 @@ class Server {
   asio::signal_set signals_;
   int stopping_ = 0;  // the signal that asked for a last checkpoint, while it is awaited
   std::optional<net::AuthKey> key_;  // --passphrase_file / $PSGD_PASSPHRASE
-  net::ServerIdentity id_;           // the job's id and this process's, told in every handshake
+  // The job's id, this process's and --dead_after, told in every handshake.
+  net::ServerIdentity id_;
   // Connected, not through the handshake yet; each handshake is shared with its connection's
   // type filter.
   std::map<ConnPtr, std::shared_ptr<net::ServerHandshake>> pending_;

@@ -24,7 +24,7 @@ void Server::on_local_data(int w, const LocalData& report) {
     return;
   }
   const nlohmann::json entry = local_data_json(w, slot.host(), report);
-  std::string refusal = local_data_refusal(report, *plan_->train(), w, slot.host());
+  std::string refusal = local_data_refusal(report, *plan_->train(), w, slot.where());
   if (rejoining) {
     // A client taking over the slot must bring the file the schedule was fixed with.
     const auto& before = local_reports_[static_cast<std::size_t>(w)];
@@ -34,7 +34,7 @@ void Server::on_local_data(int w, const LocalData& report) {
           "worker {} ({}): its own file {} holds {} samples ({}), but the job's schedule was "
           "fixed with worker {}'s file of {} samples ({}); a client taking over a slot must "
           "bring the same file",
-          w, slot.host(), report.dataset, report.samples, classes_present(report.label_histogram),
+          w, slot.where(), report.dataset, report.samples, classes_present(report.label_histogram),
           w, before.at("samples").get<std::int64_t>(),
           classes_present(before.at("label_histogram").get<std::vector<std::int64_t>>()));
     }
@@ -56,7 +56,7 @@ void Server::on_local_data(int w, const LocalData& report) {
   fmt::print(
       "init_server: worker {} ({}) trains on its own {}: {} samples, {}, none of the "
       "server's test rows{}\n",
-      w, slot.host(), report.dataset, fmt_count(static_cast<double>(report.samples)),
+      w, slot.where(), report.dataset, fmt_count(static_cast<double>(report.samples)),
       classes_present(report.label_histogram),
       report.shape == shape ? std::string()
                             : fmt::format(" (its rows of {} taken as the model's {})",

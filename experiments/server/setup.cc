@@ -115,7 +115,8 @@ void Server::prepare() {
   // The job's identity, told to every worker in the handshake: a worker that loses this server
   // rejoins only a server of the same job (a resumed one keeps the id from config.json).
   id_ = {.job_id = opts_.resume.empty() ? net::random_id() : job_id_of(dir),
-         .server_id = net::random_id(8)};
+         .server_id = net::random_id(8),
+         .dead_after = opts_.dead_after};
   if (!opts_.resume.empty()) {
     resumed_ = checkpointer_->load(spec_.output);
     auto params = model_->parameters();

@@ -44,8 +44,7 @@ void Server::start_training() {
   join_timer_.cancel();
   // From here on both sides send heartbeats on an idle link, so silence means a dead peer.
   for (int w = 0; w < workers_.size(); ++w) {
-    workers_[w].link->set_read_timeout(opts_.dead_after);
-    workers_[w].link->start_heartbeats(opts_.heartbeat_interval);
+    watch(w, *workers_[w].link, workers_[w].hello, /*say=*/false);
   }
   // summary.json's events get what the strategy reports (a ring re-formed after a loss).
   event_sink_ = std::make_unique<StrategyEventSink>([this](const StrategyEvent& e) {
@@ -255,8 +254,7 @@ void Server::take_over(const ConnPtr& conn, const Hello& hello) {
       hello.host, hello.pid, w, job.start_batch);
   std::fflush(stdout);
   conn->set_max_body_bytes(training_frame_limit(model_->num_parameters() + model_->num_buffers()));
-  conn->set_read_timeout(opts_.dead_after);  // heartbeats both ways while it loads
-  conn->start_heartbeats(opts_.heartbeat_interval);
+  watch(w, *conn, hello, /*say=*/true);  // heartbeats both ways while it loads
   offer_shared_memory(*conn);
   conn->send(job);
 }
@@ -269,8 +267,7 @@ void Server::on_rejoined(int w) {
   }
   workers_.rejoined(w);
   auto& slot = workers_[w];
-  slot.link->set_read_timeout(opts_.dead_after);
-  slot.link->start_heartbeats(opts_.heartbeat_interval);
+  watch(w, *slot.link, slot.hello, /*say=*/false);
   events_.push_back({{"event", "worker_rejoined"},
                      {"worker", w},
                      {"host", slot.host()},

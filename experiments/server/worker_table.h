@@ -35,6 +35,10 @@ class WorkerTable {
     int peer_port = 0;       // peer-to-peer strategies: where it accepts peer links
     bool peers_up = false;   // peer-to-peer strategies: its PeersUp has arrived
     const std::string& host() const { return hello.host; }
+    // How the server's messages name the worker's machine: the address it connected from, which
+    // tells workers apart even where they share a host name (network namespaces, containers, one
+    // machine), and the host name it gave.
+    std::string where() const { return address + ", host " + hello.host; }
   };
 
   explicit WorkerTable(int node_count) : slots_(static_cast<std::size_t>(node_count)) {}

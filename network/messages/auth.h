@@ -21,15 +21,19 @@ struct AuthHello {
   bool has_key = false;             // the worker was given a passphrase
 };
 
-// server -> worker: the server's nonce and, with a passphrase, its proof (network/auth.h), and who
-// it is: the job it runs and this server process. A worker that has joined a job and lost its
-// server rejoins only a server running the same job (a resumed server keeps the job's id).
+// server -> worker: the server's nonce and, with a passphrase, its proof (network/auth.h), who it
+// is (the job it runs and this server process) and how long it waits for a silent worker. A worker
+// that has joined a job and lost its server rejoins only a server running the same job (a resumed
+// server keeps the job's id).
 struct AuthChallenge {
   std::vector<std::uint8_t> nonce;
   std::vector<std::uint8_t> proof;  // empty when the server has no passphrase
   bool required = false;            // the server has a passphrase
   std::string job_id;               // random, drawn when the run started, kept by --resume
   std::string server_id;            // random, drawn when this server process started
+  // The server's --dead_after: it gives up a worker silent this long, so the worker's heartbeats
+  // come at least three times within it (network/liveness.h).
+  double dead_after = 10;
 };
 
 // worker -> server: the worker's proof; Hello follows at once.

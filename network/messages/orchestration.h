@@ -30,6 +30,9 @@ struct Hello {
   std::int32_t threads = 0;  // torch threads asked for on the client's command line (0: auto)
   std::string version;       // psgd build (git revision), for the run's provenance
   double slowdown = 1;       // the client's --slowdown (injected compute slowness), for the record
+  // The client's --dead_after: it gives up a server silent this long, so the server's heartbeats
+  // on this link come at least three times within it (network/liveness.h).
+  double dead_after = 10;
 };
 
 // server -> worker: the job and this worker's share of the data.

@@ -15,7 +15,9 @@
 // is ever decoded.
 //
 // Liveness: after start_heartbeats(interval), a Heartbeat frame goes out whenever nothing else
-// has been written for `interval` seconds; received Heartbeats are consumed here (they only
+// has been written for `interval` seconds (checked every interval, so frames are at most about
+// 1.9 intervals apart; network/liveness.h picks an interval from the peer's read timeout);
+// received Heartbeats are consumed here (they only
 // refresh the read deadline). A deadline that expires while bytes wait unread in the socket
 // (this process was busy, not the peer silent) is extended instead of failing.
 //

@@ -79,9 +79,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"SimulateBusyPoll",
                 {"--simulate", "--busy_poll_us", "100"},
                 "--busy_poll_us 100 with --simulate"},
-        BadCase{"DeadAfterBelowHeartbeat",
-                {"--dead_after", "1", "--heartbeat_interval", "2"},
-                "dead_after must be longer"}),
+        // The simulated links have no heartbeats: a liveness flag of one's own is refused.
+        BadCase{"SimulateDeadAfter",
+                {"--simulate", "--dead_after", "3"},
+                "--heartbeat_interval 2 / --dead_after 3 with --simulate"},
+        BadCase{"SimulateHeartbeatInterval",
+                {"--simulate", "--heartbeat_interval", "0.5"},
+                "--heartbeat_interval 0.5 / --dead_after 10 with --simulate"},
+        BadCase{"DeadAfterZero", {"--dead_after", "0"}, "--dead_after 0: must be positive"},
+        BadCase{"HeartbeatNegative",
+                {"--heartbeat_interval", "-1"},
+                "--heartbeat_interval -1: must be positive"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(Cli, ConfigFileValuesAndFlagsWin) {
@@ -127,6 +135,17 @@ TEST(Cli, OverlapWithMomentumRunsWithANote) {
   r = run(PSGD_INIT_SERVER, allreduce, dir, 120);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.find("--overlap with --momentum"), std::string::npos) << r.out;
+}
+
+// Each end of a link beats within the other's --dead_after (network/liveness.h), so a server's
+// --dead_after shorter than its own --heartbeat_interval is a working pair, no longer refused.
+TEST(Cli, ADeadAfterShorterThanTheHeartbeatIntervalIsAccepted) {
+  TempDir dir;
+  const auto r =
+      run(PSGD_INIT_SERVER,
+          {"--dead_after", "1", "--heartbeat_interval", "2", "--working_ports", "0", "--check"},
+          dir, 30);
+  EXPECT_EQ(r.code, 0) << r.err;
 }
 
 TEST(Cli, ClientToAClosedPortFailsClearly) {

@@ -2,7 +2,7 @@
 // clients started by hand: a worker whose own file is a CSV (flat rows of 784
 // features) trains beside an IDX worker under a server on Fashion-MNIST's IDX
 // files (1x28x28), its rows taken as the model's shape; a CSV of another
-// feature count is refused naming the worker, its host, its file and both
+// feature count is refused naming the worker, its address, its file and both
 // shapes. And an allreduce ring that shrinks after losing a worker
 // (--allreduce_on_loss shrink) reports the lost worker's own samples as no
 // longer trained on.
@@ -90,15 +90,19 @@ TEST(LocalData, ACsvOfAnotherFeatureCountIsRefusedNamingBothShapes) {
                            " holds samples of 1x1x783 (783 features), but the job's model takes "
                            "1x28x28 (784 features) (the server's --dataset); give every worker a "
                            "file with as many features per sample";
-  // One line: "... worker W (HOST): " then the reason, naming the file and both
-  // shapes.
+  // One line: "... worker W (ADDRESS, host HOST): " then the reason, naming the
+  // file and both shapes. The address is the one the server saw the worker
+  // connect from (here loopback): host names alone do not tell workers apart
+  // in network namespaces, where every worker has the same one.
   const std::string err = r.server->err();
   const auto at = err.find(line);
   ASSERT_NE(at, std::string::npos) << r.logs();
   const auto newline = err.rfind('\n', at);
   const std::size_t from = newline == std::string::npos ? 0 : newline + 1;
   const std::string before = err.substr(from, at - from);
-  EXPECT_TRUE(std::regex_search(before, std::regex("worker [01] \\([^)]+\\): $"))) << before;
+  EXPECT_TRUE(
+      std::regex_search(before, std::regex("worker [01] \\(127\\.0\\.0\\.1, host [^)]+\\): $")))
+      << before;
   EXPECT_NE(testing::summary_in(r.dir.file("run"))["status"].get<std::string>().find(line),
             std::string::npos);
 }

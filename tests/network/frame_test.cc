@@ -34,7 +34,10 @@ TEST(Frame, RoundTripEveryMessageType) {
             .cores = 2,
             .threads = 1,
             .version = "abc",
-            .slowdown = 4},
+            .slowdown = 4,
+            .dead_after = 1.5},
+      AuthChallenge{
+          .nonce = {1, 2}, .required = true, .job_id = "j", .server_id = "s", .dead_after = 2.5},
       Job{.worker_id = 3,
           .spec_json = "{}",
           .samples = {5, 1, 9},
@@ -116,7 +119,7 @@ TEST(Frame, WireIdsAreStable) {
   std::string ids;
   for (const MessageInfo& info : kMessageInfos)
     ids += fmt::format("{}={} ", info.name, static_cast<int>(info.type));
-  EXPECT_EQ(kProtocolVersion, 19);
+  EXPECT_EQ(kProtocolVersion, 20);
   EXPECT_EQ(ids,
             "Error=1 Hello=2 Job=3 Ready=4 Finish=5 DataOffer=6 DataChunk=7 PeerTable=8 "
             "PeerHello=9 PeersUp=10 Leave=30 StateRequest=23 WorkerState=24 WorkerLog=31 "

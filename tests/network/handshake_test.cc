@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace psgd::net {
 namespace {
 
@@ -169,6 +171,52 @@ TEST(Handshake, AWorkerThatJoinedAJobRejoinsOnlyThatJob) {
               std::string::npos)
         << o.client_refusal;
     EXPECT_EQ(o.server_refusal, "");  // it was sent no proof at all
+  }
+}
+
+// Liveness (network/liveness.h): each side learns the other's --dead_after in the handshake, the
+// worker from the AuthChallenge and the server from the Hello, with or without a passphrase.
+TEST(Handshake, EachSideLearnsTheOthersDeadAfter) {
+  for (const bool with_key : {false, true}) {
+    SCOPED_TRACE(with_key ? "with a passphrase" : "without");
+    const std::optional<AuthKey> key =
+        with_key ? std::optional<AuthKey>(derive_key("p")) : std::nullopt;
+    ServerHandshake server(key,
+                           {.job_id = random_id(), .server_id = random_id(8), .dead_after = 1.5});
+    Hello hello = hello_of("h", 1);
+    hello.dead_after = 40;
+    ClientHandshake client(key, "h:1", hello);
+    const Outcome o = run(server, client);
+    ASSERT_TRUE(o.server_done) << o.server_refusal << o.client_refusal;
+    EXPECT_EQ(client.server().dead_after, 1.5);
+    ASSERT_TRUE(o.hello);
+    EXPECT_EQ(o.hello->dead_after, 40);
+  }
+}
+
+// A --dead_after that is not positive seconds cannot be honoured (a heartbeat interval from it
+// would be zero or undefined): refused on either side, naming it.
+TEST(Handshake, ADeadAfterThatIsNotPositiveSecondsIsRefused) {
+  for (const double bad : {0.0, -1.0, std::nan(""), HUGE_VAL}) {
+    SCOPED_TRACE(bad);
+    {
+      ServerHandshake server(std::nullopt, {.dead_after = bad});
+      ClientHandshake client(std::nullopt, "h:1", hello_of("h", 1));
+      const Outcome o = run(server, client);
+      EXPECT_FALSE(o.client_done);
+      EXPECT_NE(o.client_refusal.find("the server announced --dead_after"), std::string::npos)
+          << o.client_refusal;
+    }
+    {
+      ServerHandshake server(std::nullopt);
+      Hello hello = hello_of("h", 1);
+      hello.dead_after = bad;
+      ClientHandshake client(std::nullopt, "h:1", hello);
+      const Outcome o = run(server, client);
+      EXPECT_FALSE(o.server_done);
+      EXPECT_NE(o.server_refusal.find("Hello with --dead_after"), std::string::npos)
+          << o.server_refusal;
+    }
   }
 }
 

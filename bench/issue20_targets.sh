@@ -7,7 +7,7 @@
 # only runs them one after another, with the CPU model and the load average before and after
 # each, and keeps every output in one directory.
 #
-#   bench/issue20_targets.sh [OUT_DIR]      # default /tmp/psgd-issue20-<time>; about 15 minutes
+#   bench/issue20_targets.sh [OUT_DIR]      # default /tmp/psgd-issue20-<time>; about 18 minutes
 #
 # Needs a build (scripts/build.sh) and Debian's python3-torch (bench/setup_ddp.sh checks). Run it
 # on an otherwise idle machine: other processes on the cores change every ratio (bench/README.md,

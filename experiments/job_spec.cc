@@ -29,6 +29,12 @@ void RunOptions::validate() const {
       !std::isfinite(io_timeout)) {
     throw ConfigError("--join_timeout / --io_timeout: must be positive seconds");
   }
+  if (on_divergence != "stop" && on_divergence != "continue") {
+    throw ConfigError(fmt::format(
+        "--on_divergence {}: choose stop (end a run whose loss is NaN or infinite; the default) "
+        "or continue (train on regardless)",
+        on_divergence));
+  }
   if (!(ship_data == "never" || ship_data == "auto" || ship_data == "always")) {
     throw ConfigError(fmt::format(
         "--ship_data {}: choose never (each worker reads its own copy; the default), auto (ship "
@@ -140,8 +146,9 @@ void from_json(const nlohmann::json& j, JobSpec& spec) {
 std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256) {
   nlohmann::json j = spec;
   if (!model_sha256.empty()) j["model_sha256"] = model_sha256;
-  for (const char* key : {"output", "threads", "busy_poll_us", "join_timeout", "io_timeout",
-                          "working_ports", "checkpoint_every", "save_every_epoch"}) {
+  for (const char* key :
+       {"output", "threads", "busy_poll_us", "join_timeout", "io_timeout", "working_ports",
+        "checkpoint_every", "save_every_epoch", "on_divergence"}) {
     j.erase(key);
   }
   // Where the rows come from does not change them (every worker's are checked); a bool keeps the

@@ -41,6 +41,11 @@ struct RunOptions {
   bool ships_data() const { return !(ship_data == "never"); }
   // Keep model_epoch_<E>.pt per epoch and model_best.pt (lowest validation, else test, loss).
   bool save_every_epoch = false;
+  // What a run does when a loss stops being a number (experiments/divergence.h): "stop" ends it
+  // at once with status "diverged: ..."; "continue" trains on (and notes it in summary.json).
+  // Not in job_config_hash: it changes nothing computed before the divergence, so a checkpoint
+  // resumes under either.
+  std::string on_divergence = "stop";
 
   void validate() const;
 
@@ -87,6 +92,14 @@ struct RunOptions {
           "(summary.json best_model says which epoch and loss), as Keras' "
           "ModelCheckpoint(save_best_only). Each file is written whole and read like model.pt "
           "(evaluate RUN_DIR --model_file model_best.pt; torch.load in Python)");
+    visit("on_divergence", self.on_divergence,
+          "stop|continue: what to do when training diverges, i.e. a round's training loss (the "
+          "workers' mean batch loss) or the server's test or validation loss is NaN or "
+          "infinite. stop (the default): end the run at once, saying where and what to try "
+          "(a lower --learn_rate, --normalize zscore, a lower --momentum), with summary.json "
+          "status \"diverged: ...\" and exit code 1; metrics.csv keeps the epochs recorded. "
+          "continue: train every epoch regardless (to study divergence); summary.json "
+          "divergence still says where it began");
   }
 };
 

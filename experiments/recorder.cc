@@ -85,6 +85,7 @@ void RunRecorder::start() {
                  .virtual_s = s_.virtual_clock ? std::optional<double>(0.0) : std::nullopt,
                  .learn_rate = learn_rate_.rate(0)};
   row.set_eval(initial);
+  divergence_.evaluated(0, 0, "test loss", initial.loss);
   s_.dir->append_metrics(row, s_.metrics_wall);
   history_.push_back(row);
   if (on_epoch_) on_epoch_(row, {});
@@ -157,6 +158,7 @@ void RunRecorder::on_worker(NodeId w, const WorkerReport& report) {
 void RunRecorder::on_round(const RoundStats& stats) {
   if (stats.missing > 0) ++rounds_short_;
   epoch_loss_sum_ += stats.train_loss;
+  divergence_.round(epoch_ + 1, stats.iteration, stats.train_loss);
   epoch_rounds_ += 1;
   samples_total_ += stats.samples;
 }
@@ -241,6 +243,10 @@ void RunRecorder::write_evaluated(bool wait) {
     eval_seconds_ += s_.wall->now() - wait_start;
     MetricsRow& row = p.row;
     row.set_eval(eval);
+    divergence_.evaluated(row.epoch, row.iteration, "test loss", eval.loss);
+    if (row.validation_loss) {
+      divergence_.evaluated(row.epoch, row.iteration, "validation loss", *row.validation_loss);
+    }
     if (!s_.evaluate_async) row.wall_s = wall_since_start();  // the evaluation held training up
     history_.push_back(row);
     if (row.epoch == spec_.epochs) final_wall_ = wall_since_start();

@@ -42,6 +42,7 @@
 #include "core/learner.h"
 #include "core/lr_schedule.h"
 #include "core/model_average.h"
+#include "experiments/divergence.h"
 #include "experiments/job_spec.h"
 #include "experiments/run_dir.h"
 #include "psgd/context.h"
@@ -133,6 +134,11 @@ class RunRecorder final : public ServerObserver {
   // parameters, for saving once training is over; nothing without averaging.
   void load_evaluated_model();
 
+  // The first loss that was not finite (experiments/divergence.h): a round's training loss or an
+  // evaluation's test or validation loss; null while every loss is a number. Drivers check it
+  // after every after_dispatch() and end the run with --on_divergence stop.
+  const std::optional<Divergence>& divergence() const { return divergence_.divergence(); }
+
   int epochs_done() const { return epoch_; }
   bool started() const { return started_; }
   const std::vector<MetricsRow>& history() const { return history_; }
@@ -196,6 +202,7 @@ class RunRecorder final : public ServerObserver {
   std::uint64_t data_bytes_ = 0;
   double data_seconds_ = 0;
   nlohmann::json shipped_ = nlohmann::json::array();
+  DivergenceWatch divergence_;
 };
 
 }  // namespace psgd

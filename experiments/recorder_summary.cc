@@ -30,6 +30,8 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   auto or_null = [](bool has, auto v) { return has ? nlohmann::json(v) : nlohmann::json(nullptr); };
   s["status"] = status;
   s["ok"] = ok;
+  // The first loss that was not finite, also when --on_divergence continue trained on (null: none).
+  s["divergence"] = divergence_json(divergence_.divergence());
   s["final_test_accuracy"] = or_null(has_accuracy, has_accuracy ? last->test_accuracy : 0);
   s["final_test_loss"] = or_null(last, last ? last->test_loss : 0);
   s["final_train_loss"] =

@@ -126,6 +126,13 @@ void SimCluster::end(bool ok, std::string status) {
   result_.status = ok ? std::move(status) : "failed: " + status;
 }
 
+void SimCluster::stop(std::string status) {
+  if (done_) return;
+  done_ = true;
+  result_.ok = false;
+  result_.status = std::move(status);
+}
+
 SimResult SimCluster::run(ServerRole& server, std::span<WorkerRole* const> workers,
                           const std::function<void()>& after_server_event) {
   PSGD_CHECK_EQ(workers.size(), static_cast<std::size_t>(opts_.node_count),

@@ -88,6 +88,10 @@ class SimCluster {
   SimResult run(ServerRole& server, std::span<WorkerRole* const> workers,
                 const std::function<void()>& after_server_event = {});
 
+  // Ends the run from `after_server_event` with `status` as it is (not ok): the driver's own reason
+  // to stop, e.g. "diverged: ...". Nothing more happens after the event that called it.
+  void stop(std::string status);
+
   // Called when a worker fails (--fail W@T), after the server role has decided: the worker, the
   // virtual time, and whether the strategy carries on without it (summary.json's worker_lost
   // event, as a real run records it).

@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "experiments/divergence.h"
 #include "experiments/format.h"
 #include "experiments/job_plan.h"
 #include "experiments/provenance.h"
@@ -186,11 +187,36 @@ int simulate(const ServerOptions& options) {
   try {
     recorder.start();
     if (timeline) timeline->start();
-    result = cluster.run(*server, role_ptrs, [&] { recorder.after_dispatch(server->iteration()); });
+    // A diverged run (experiments/divergence.h) stops after the update that showed it, with
+    // --on_divergence stop; with continue it is said once and the run goes on.
+    const bool stop_on_divergence = spec.on_divergence == "stop";
+    bool divergence_said = false;
+    auto check_divergence = [&] {
+      const auto& d = recorder.divergence();
+      if (!d || divergence_said) return false;
+      divergence_said = true;
+      fmt::print(stderr, "init_server: {}\n", divergence_line(*d, spec, stop_on_divergence));
+      std::fflush(stderr);
+      events.push_back({{"event", "diverged"},
+                        {"iteration", d->iteration},
+                        {"virtual_s", cluster.server_clock().now()},
+                        {"what", d->what}});
+      return stop_on_divergence;
+    };
+    result = cluster.run(*server, role_ptrs, [&] {
+      recorder.after_dispatch(server->iteration());
+      if (check_divergence()) cluster.stop(divergence_status(*recorder.divergence(), spec));
+    });
     status = result.status;
     ok = result.ok;
-    if (!result.ok) fmt::print(stderr, "init_server: {}\n", result.status);
+    if (!result.ok && result.status.rfind("diverged", 0) != 0)
+      fmt::print(stderr, "init_server: {}\n", result.status);
     recorder.write_evaluated(/*wait=*/true);
+    // An evaluation that ended after the last update (the last epoch's) can show it too.
+    if (check_divergence() && ok) {
+      status = divergence_status(*recorder.divergence(), spec);
+      ok = false;
+    }
     recorder.load_evaluated_model();  // the averaged model, if any
     model->save(run.path());
     if (timeline) timeline->write(run.file("timeline.json"));
@@ -237,8 +263,8 @@ int simulate(const ServerOptions& options) {
   fmt::print(
       "init_server: {} after {} epochs ({} iterations): {:.6g} s of virtual time in {:.1f} s of "
       "real time, {} events, peak memory {:.0f} MB\n",
-      status, recorder.epochs_done(), server->iteration(), result.virtual_s, wall_s, result.events,
-      static_cast<double>(rss) / 1e6);
+      status.rfind("diverged", 0) == 0 ? "diverged (above)" : status, recorder.epochs_done(),
+      server->iteration(), result.virtual_s, wall_s, result.events, static_cast<double>(rss) / 1e6);
   fmt::print(
       "init_server: run directory {} (summary.json, metrics.csv, workers.csv, each simulated "
       "worker's log.txt and trace.csv in workers/<id>/)\n",

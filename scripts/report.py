@@ -265,7 +265,9 @@ def split_table(runs):
 
 def failed_table(runs):
     rows = [[r.name, r.psgd, r.codec, r.nodes, r.status] for r in runs if not r.completed]
-    return ("Failed runs", "Runs that did not complete, with the reason their run directory or the sweep recorded.",
+    return ("Failed or diverged runs",
+            "Runs that did not complete, with the reason their run directory or the sweep recorded "
+            "(diverged: a loss became NaN or infinite and init_server stopped the run; the status says where).",
             ["run", "psgd", "codec", "nodes", "status"], rows)
 
 

@@ -61,8 +61,9 @@ init_server is BUILD_DIR/experiments/init_server (default build/).
 Resumable: a run whose summary.json says "completed" is skipped (unless its sweep_run.json shows
 other flags than the manifest now gives); any other existing run directory is moved to
 SWEEP_DIR/.attempts/ and the run starts again. A run that fails once started (a crash, a lost
-worker, a timeout) is recorded as failed and the sweep continues; the exit code is 1 when any run
-failed. SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
+worker, a timeout) is recorded as failed and the sweep continues; so is a run whose training
+diverged (status "diverged: ...", counted apart); the exit code is 1 when any run failed or
+diverged. SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
 (git revision, host, Python and library versions, command line, seeds); each run directory gets
 sweep_run.json (its command, exit code, status, duration).
 
@@ -523,7 +524,7 @@ def main(argv=None):
               "runs": [{"name": r["name"], "params": r["params"],
                         "status": "completed" if r["state"] == "completed" else "pending"} for r in runs]}
     write_json(record_path, record)
-    failed = 0
+    failed = diverged = 0
     for i, r in enumerate(runs):
         entry = record["runs"][i]
         if r["state"] == "completed":
@@ -538,7 +539,9 @@ def main(argv=None):
               + " ".join(shlex.quote(a) for a in command_for(r, simulate)), flush=True)
         rc, status, seconds = execute(r, simulate, timeout_s)
         entry.update(status=status, exit_code=rc, seconds=round(seconds, 3))
-        if status != "completed":
+        if status.startswith("diverged"):
+            diverged += 1
+        elif status != "completed":
             failed += 1
         summary = read_summary(r["dir"]) or {}
         acc = summary.get("final_test_accuracy")
@@ -549,9 +552,10 @@ def main(argv=None):
     record["provenance"]["finished_utc"] = utc_now()
     write_json(record_path, record)
     done = sum(1 for e in record["runs"] if e["status"] == "completed")
-    print(f"sweep: {done}/{len(runs)} runs completed, {failed} failed; "
-          f"report with: scripts/report.py {sweep_dir}")
-    return 1 if failed else 0
+    print(f"sweep: {done}/{len(runs)} runs completed, {failed} failed"
+          + (f", {diverged} diverged (a loss became NaN or infinite: their status says where)" if diverged else "")
+          + f"; report with: scripts/report.py {sweep_dir}")
+    return 1 if failed or diverged else 0
 
 
 if __name__ == "__main__":

@@ -112,6 +112,12 @@ class Server {
   void record_interrupted(int sig, const std::string& note);  // the summary's event
   void stop(int sig, const std::string& note);                // status "interrupted", exit 128+sig
   void fail(const std::string& why, int exit_code = 1);
+  // A loss that is not a number (experiments/divergence.h), checked after every dispatch: says so
+  // once (and records a "diverged" event); with --on_divergence stop ends the run with status
+  // "diverged: ..." (exit 1, the workers told as for a failed run) and returns true.
+  bool check_divergence();
+  // Says and records it once; null while the losses are numbers.
+  const Divergence* note_divergence();
   // Ends the run: stops accepting, writes the outputs on a thread of their own while the links
   // stay alive, then tells every worker the final status (a failed write turns "completed" into
   // "failed: cannot write ...") and closes once they have read it.
@@ -178,6 +184,7 @@ class Server {
   SteadyClock clock_;
   nlohmann::json events_ = nlohmann::json::array();  // summary.json "events": lost workers
   int exit_code_ = 1;
+  bool divergence_said_ = false;
   // finish(): the outputs being written, and the io_context kept running meanwhile.
   std::future<void> writer_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> writing_;

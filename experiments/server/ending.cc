@@ -7,6 +7,7 @@
 #include <csignal>
 
 #include "core/error.h"
+#include "experiments/divergence.h"
 #include "experiments/format.h"
 #include "experiments/server/driver.h"
 
@@ -88,6 +89,31 @@ void Server::fail(const std::string& why, int exit_code) {
   fmt::print(stderr, "init_server: {}\n", why);
   exit_code_ = exit_code;
   finish(fmt::format("failed: {}", why), false);
+}
+
+const Divergence* Server::note_divergence() {
+  if (!recorder_ || !recorder_->divergence()) return nullptr;
+  const Divergence& d = *recorder_->divergence();
+  if (!divergence_said_) {
+    divergence_said_ = true;
+    fmt::print(stderr, "init_server: {}\n",
+               divergence_line(d, spec_, spec_.on_divergence == "stop"));
+    std::fflush(stderr);
+    events_.push_back({{"event", "diverged"},
+                       {"iteration", d.iteration},
+                       {"wall_s", clock_.now()},
+                       {"what", d.what}});
+  }
+  return &d;
+}
+
+bool Server::check_divergence() {
+  if (phase_ != Phase::kTraining || divergence_said_) return false;
+  const Divergence* d = note_divergence();
+  if (!d || spec_.on_divergence != "stop") return false;
+  exit_code_ = 1;
+  finish(divergence_status(*d, spec_), false);
+  return true;
 }
 
 void Server::finish(const std::string& status, bool ok) {
@@ -197,6 +223,13 @@ std::pair<std::string, bool> Server::write_outputs(std::string status, bool ok, 
     }
   };
   if (recorder_) attempt([&] { recorder_->write_evaluated(/*wait=*/true); });
+  // The last evaluations (in the background, experiments/recorder.h) may show a divergence only
+  // now: a run that had completed has then diverged after all.
+  if (const Divergence* d = note_divergence(); d && ok && spec_.on_divergence == "stop") {
+    status = divergence_status(*d, spec_);
+    ok = false;
+    exit_code_ = 1;
+  }
   if (trained) {
     attempt([&] {
       if (recorder_) recorder_->load_evaluated_model();  // the averaged model, if any

@@ -130,6 +130,7 @@ void Server::dispatch(int w, const Message& message) {
   }
   transport_->send(out);
   recorder_->after_dispatch(role_->iteration());
+  if (check_divergence()) return;
   if (role_->finished()) {
     finish("completed", true);
     return;

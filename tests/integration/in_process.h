@@ -39,8 +39,10 @@ inline ServerOptions parse(std::vector<std::string> args) {
   return options;
 }
 
-// init_server and its clients as threads of this process, over loopback TCP.
-inline int run_tcp(std::vector<std::string> flags, const TempDir& dir, int nodes) {
+// init_server and its clients as threads of this process, over loopback TCP; each client is
+// expected to exit with `client_code` (1: the job ended without completing).
+inline int run_tcp(std::vector<std::string> flags, const TempDir& dir, int nodes,
+                   int client_code = 0) {
   const std::string port_file = dir.file("port");
   std::filesystem::remove(port_file);
   flags.insert(flags.end(),
@@ -71,7 +73,7 @@ inline int run_tcp(std::vector<std::string> flags, const TempDir& dir, int nodes
   server.join();
   EXPECT_GT(port, 0) << "the server did not start listening";
   for (int code : codes)
-    EXPECT_EQ(code, 0);
+    EXPECT_EQ(code, client_code);
   return server_code;
 }
 

@@ -56,7 +56,7 @@ class SweepReport(unittest.TestCase):
         self.assertIn("<table>", self.html)
 
     def test_tables(self):
-        for title in ("## Runs", "## Scaling over node count", "## Where the workers' time went", "## Failed runs",
+        for title in ("## Runs", "## Scaling over node count", "## Where the workers' time went", "## Failed or diverged runs",
                       "## Sweep provenance", "## Run provenance"):
             self.assertIn(title, self.md)
         # Scaling rows: configuration, nodes, seeds, samples/s, speedup, efficiency.
@@ -92,7 +92,7 @@ class SingleRunReport(unittest.TestCase):
             self.assertIn("# psgd run: ssgd / plain / 2 workers", md)
             self.assertIn("## Per epoch", md)
             self.assertNotIn("## Scaling", md)
-            self.assertNotIn("## Failed runs", md)
+            self.assertNotIn("## Failed or diverged runs", md)
             if have_matplotlib():
                 self.assertTrue(os.path.exists(os.path.join(run, "accuracy_time.png")))
 

@@ -243,5 +243,44 @@ class CommandLine(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "s")))
 
 
+class Diverged(unittest.TestCase):
+    def test_a_diverged_run_is_counted_apart_and_shown_by_the_report(self):
+        # Real simulated runs: the README's example (features ~100, two classes) diverges without
+        # --normalize and completes with zscore; the sweep and the report say which.
+        build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+        if not os.access(os.path.join(build, "experiments", "init_server"), os.X_OK):
+            self.skipTest(f"no init_server in {build}")
+        import random
+        with tempfile.TemporaryDirectory() as d:
+            rng = random.Random(1)
+            for n, name in ((800, "train.csv"), (200, "test.csv")):
+                with open(os.path.join(d, name), "w") as f:
+                    f.write("a,label,b,c\n")
+                    for i in range(n):
+                        m = -1 if i % 2 == 0 else 1
+                        f.write(",".join([f"{100 * rng.gauss(m, 1):.3f}", str(i % 2)]
+                                         + [f"{100 * rng.gauss(m, 1):.3f}" for _ in range(2)]) + "\n")
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "diverge", "simulate": True, "grid": {"normalize": ["none", "zscore"]},
+                           "fixed": {"node_count": 2, "epochs": 5, "batch_size": 16, "label_column": "label",
+                                     "dataset": f"csv:train={d}/train.csv,test={d}/test.csv"}}, f)
+            out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "sweep.py"), manifest,
+                                  "--out", os.path.join(d, "sweep")], capture_output=True, text=True,
+                                 timeout=200, env=dict(os.environ, BUILD_DIR=build))
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn("1/2 runs completed, 0 failed, 1 diverged", out.stdout)
+            record = json.load(open(os.path.join(d, "sweep", "sweep.json")))
+            status = {r["params"]["normalize"]: r["status"] for r in record["runs"]}
+            self.assertTrue(status["none"].startswith("diverged: training loss"), status)
+            self.assertEqual(status["zscore"], "completed")
+            rep = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "report.py"),
+                                  os.path.join(d, "sweep")], capture_output=True, text=True, timeout=200)
+            self.assertEqual(rep.returncode, 0, rep.stderr)
+            md = open(os.path.join(d, "sweep", "report.md")).read()
+            self.assertIn("## Failed or diverged runs", md)
+            self.assertIn("diverged: training loss", md)
+
+
 if __name__ == "__main__":
     unittest.main()

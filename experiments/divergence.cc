@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 namespace psgd {
@@ -92,6 +93,13 @@ nlohmann::json divergence_json(const std::optional<Divergence>& d) {
           {"last_finite_train_loss", d->last_finite ? nlohmann::json(*d->last_finite) : nullptr},
           {"last_finite_iteration",
            d->last_finite ? nlohmann::json(d->last_finite_iteration) : nullptr}};
+}
+
+nlohmann::json announce_divergence(const Divergence& d, const JobSpec& spec, const char* clock_key,
+                                   double now) {
+  fmt::print(stderr, "init_server: {}\n", divergence_line(d, spec, spec.on_divergence == "stop"));
+  std::fflush(stderr);
+  return {{"event", "diverged"}, {"iteration", d.iteration}, {clock_key, now}, {"what", d.what}};
 }
 
 }  // namespace psgd

@@ -53,5 +53,10 @@ std::string divergence_status(const Divergence& d, const JobSpec& spec);
 std::string divergence_line(const Divergence& d, const JobSpec& spec, bool stopping);
 // summary.json's "divergence" (null when the run did not diverge) and its "diverged" event.
 nlohmann::json divergence_json(const std::optional<Divergence>& d);
+// What both drivers do when they first see `d`: print divergence_line() to stderr (with the
+// "init_server: " prefix) and return the "diverged" event for summary.json, its time under
+// `clock_key` ("wall_s" over TCP, "virtual_s" under --simulate).
+nlohmann::json announce_divergence(const Divergence& d, const JobSpec& spec, const char* clock_key,
+                                   double now);
 
 }  // namespace psgd

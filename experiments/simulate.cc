@@ -195,12 +195,7 @@ int simulate(const ServerOptions& options) {
       const auto& d = recorder.divergence();
       if (!d || divergence_said) return false;
       divergence_said = true;
-      fmt::print(stderr, "init_server: {}\n", divergence_line(*d, spec, stop_on_divergence));
-      std::fflush(stderr);
-      events.push_back({{"event", "diverged"},
-                        {"iteration", d->iteration},
-                        {"virtual_s", cluster.server_clock().now()},
-                        {"what", d->what}});
+      events.push_back(announce_divergence(*d, spec, "virtual_s", cluster.server_clock().now()));
       return stop_on_divergence;
     };
     result = cluster.run(*server, role_ptrs, [&] {

@@ -96,13 +96,7 @@ const Divergence* Server::note_divergence() {
   const Divergence& d = *recorder_->divergence();
   if (!divergence_said_) {
     divergence_said_ = true;
-    fmt::print(stderr, "init_server: {}\n",
-               divergence_line(d, spec_, spec_.on_divergence == "stop"));
-    std::fflush(stderr);
-    events_.push_back({{"event", "diverged"},
-                       {"iteration", d.iteration},
-                       {"wall_s", clock_.now()},
-                       {"what", d.what}});
+    events_.push_back(announce_divergence(d, spec_, "wall_s", clock_.now()));
   }
   return &d;
 }

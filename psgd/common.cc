@@ -130,6 +130,23 @@ std::span<const float> mean_of(std::span<const std::span<const float>> parts,
   return scratch;
 }
 
+void add_to_sum(std::span<float> sum, std::span<const float> part, bool first) {
+  PSGD_CHECK_EQ(part.size(), sum.size(), "a part of the sum has the wrong size");
+  if (first) {
+    std::copy(part.begin(), part.end(), sum.begin());
+    return;
+  }
+  float* __restrict__ dst = sum.data();
+  const float* __restrict__ src = part.data();
+  for (std::size_t i = 0; i < sum.size(); ++i)
+    dst[i] += src[i];
+}
+
+void scale(std::span<float> values, float factor) {
+  for (float& v : values)
+    v *= factor;
+}
+
 std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,
                                      const std::vector<bool>& use, std::span<float> scratch) {
   std::vector<std::span<const float>> parts;

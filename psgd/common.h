@@ -72,6 +72,12 @@ WorkerReport report_of(const Gradient& gradient);
 std::span<const float> mean_of(std::span<const std::span<const float>> parts,
                                std::span<float> scratch);
 
+// mean_of in steps, for a sum that grows as the parts arrive: add_to_sum(sum, part, first) for
+// each part in order (the first is copied, each later one added), then scale(sum, 1 / count).
+// The same operations on every element as mean_of: the same bits.
+void add_to_sum(std::span<float> sum, std::span<const float> part, bool first);
+void scale(std::span<float> values, float factor);
+
 // The mean of the used slots: summed in slot order (deterministic whatever the arrival order),
 // then scaled once by 1/count. With one used slot that slot itself is returned (no copy);
 // otherwise the result is written to `scratch` and returned.

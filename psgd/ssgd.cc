@@ -131,9 +131,12 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
   }
   Stopwatch sw(*ctx_.clock);
   // Each worker's gradient is decoded into its own slot (or, for plain fp32, kept where it was
-  // received) and the gradients are summed in worker order when the round closes: float addition
-  // is not associative, and summing in arrival order would make two runs with the same seed
-  // differ in the last bits.
+  // received) and added to the round's sum in worker order: float addition is not associative,
+  // and summing in arrival order would make two runs with the same seed differ in the last bits.
+  // The order is kept while the sum grows as the gradients arrive: worker w's gradient is added as
+  // soon as those of workers 0 .. w-1 are in, so when the last one arrives only the gradients
+  // still waiting for it are left to add, instead of all n while every worker waits (the close is
+  // the one stretch of the round in which the server works alone).
   // Only a payload that views a received frame is kept: copying it copies no bytes, and the copy
   // keeps the frame alive. A payload that owns its bytes (in-process drivers) is decoded.
   if (g.values.frame) p.values = uplink_[w]->view_decoded(g.values, slots_[w].size());
@@ -143,12 +146,29 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
     uplink_[w]->decode(g.values, slots_[w]);
     p.values = slots_[w];
   }
-  decode_s_ += sw.seconds();
   p.received = true;
   p.arrival = ctx_.clock->now();
   p.report = report_of(g);
   received_mask_[w] = true;
+  sum_in_worker_order(false);
+  decode_s_ += sw.seconds();
   if (++received_ == wait_for_) close_round(out);
+}
+
+void SsgdServer::sum_in_worker_order(bool closing) {
+  while (next_to_sum_ < pending_.size()) {
+    Pending& p = pending_[next_to_sum_];
+    if (!p.received) {
+      if (!closing) return;  // its gradient may still come and must be added before the next
+    } else {
+      add_to_sum(sum_, p.values, summed_++ == 0);
+      // Added: the frame (a shared-memory slot, or the socket's buffer) goes back to its link now
+      // rather than when the round closes.
+      p.held = Payload{};
+      p.values = {};
+    }
+    ++next_to_sum_;
+  }
 }
 
 void SsgdServer::drop_late(NodeId from, const Gradient& g, Outbox& out) {
@@ -170,11 +190,10 @@ void SsgdServer::drop_late(NodeId from, const Gradient& g, Outbox& out) {
 
 void SsgdServer::close_round(Outbox& out) {
   Stopwatch sw(*ctx_.clock);
-  parts_.clear();
-  for (const Pending& p : pending_) {
-    if (p.received) parts_.push_back(p.values);
-  }
-  optimiser_->step(ctx_.parameters, mean_of(parts_, sum_), iteration_);
+  sum_in_worker_order(true);
+  // The mean: ((g0 + g1) + ...) * (1 / count), bit for bit what mean_of gives for these parts.
+  if (summed_ > 1) scale(sum_, 1.0f / static_cast<float>(summed_));
+  optimiser_->step(ctx_.parameters, sum_, iteration_);
   buffers_.update();
   const double apply_s = sw.seconds();
   ++iteration_;
@@ -203,6 +222,8 @@ void SsgdServer::close_round(Outbox& out) {
   }
   if (ctx_.observer) ctx_.observer->on_round(stats);
   received_ = 0;
+  next_to_sum_ = 0;
+  summed_ = 0;
   decode_s_ = 0;
 }
 

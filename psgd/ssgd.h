@@ -56,6 +56,10 @@ class SsgdServer final : public ServerRole {
  private:
   void close_round(Outbox& out);
   void drop_late(NodeId from, const Gradient& g, Outbox& out);
+  // Adds the received gradients to sum_ in worker order as far as that order allows: worker w's
+  // once every worker before it is in, or, at the close (`closing`), skipping the workers the
+  // round closes without. See on_message.
+  void sum_in_worker_order(bool closing);
 
   struct Pending {
     bool received = false;
@@ -74,16 +78,17 @@ class SsgdServer final : public ServerRole {
   WorkerBuffers buffers_;  // the model's buffers: the mean of the workers' latest
   std::unique_ptr<Codec> downlink_;
   std::vector<std::unique_ptr<Codec>> uplink_;  // one decoder per worker
-  std::vector<float> sum_;                      // the mean gradient of the round
+  std::vector<float> sum_;                      // the round's sum so far, then its mean
   PayloadRecycler replies_;                     // the parameters sent when a round closes
   std::vector<std::vector<float>> slots_;       // each worker's decoded gradient
-  std::vector<std::span<const float>> parts_;   // scratch: the received gradients in worker order
   std::vector<Pending> pending_;
   std::vector<bool> received_mask_;
   std::vector<std::int64_t> last_sent_;  // iteration of the parameters each worker computes on
   std::vector<std::int64_t> batches_;    // gradients received from each worker (used or dropped)
   int received_ = 0;
-  int alive_ = 0;  // workers not lost
+  std::size_t next_to_sum_ = 0;  // workers before it are in sum_ (or not in this round)
+  int summed_ = 0;               // gradients in sum_
+  int alive_ = 0;                // workers not lost
   double decode_s_ = 0;
   std::int64_t iteration_ = 0;
 };

@@ -2,12 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <random>
 
+#include "codecs/factory.h"
 #include "core/error.h"
+#include "core/optimizer.h"
 #include "core/sgd.h"
 #include "psgd/factory.h"
 #include "tests/psgd/toy_learner.h"
@@ -270,12 +274,74 @@ TEST(MeanOf, BitIdenticalToTheSumInPartOrderThenOneScaling) {
       ASSERT_EQ(mean.data(), scratch.data());
       EXPECT_EQ(std::memcmp(mean.data(), expected.data(), n * sizeof(float)), 0)
           << n << " values, " << count << " parts";
+      // The same sum in steps, as the ssgd server grows it while the gradients arrive.
+      std::vector<float> steps(n, -1.0f);
+      for (std::size_t k = 0; k < count; ++k)
+        add_to_sum(steps, parts[k], k == 0);
+      scale(steps, inv);
+      EXPECT_EQ(std::memcmp(steps.data(), expected.data(), n * sizeof(float)), 0)
+          << n << " values, " << count << " parts, in steps";
     }
   }
   // One part is returned as it is: no copy.
   std::vector<float> one(10, 2.0f), scratch(10);
   const std::vector<std::span<const float>> single{one};
   EXPECT_EQ(mean_of(single, scratch).data(), one.data());
+}
+
+// The server adds each gradient to the round's sum as soon as those of the workers before it are
+// in. Whatever the arrival order, and with backup workers (--wait_for) whichever workers the round
+// closes with, the update must be bit for bit the step on mean_of of the round's gradients in
+// worker order. Gradients of very different magnitudes make any other order show in the last bits.
+TEST(Ssgd, TheRoundsSumIsBitIdenticalInEveryArrivalOrder) {
+  constexpr int n = 4;
+  constexpr std::size_t size = 3 * 1024 + 5;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-20, 20);
+  std::vector<std::vector<float>> gradients(n, std::vector<float>(size));
+  for (auto& g : gradients) {
+    for (float& v : g)
+      v = std::ldexp(mantissa(rng), exponent(rng));
+  }
+  std::vector<float> initial(size);
+  for (std::size_t i = 0; i < size; ++i)
+    initial[i] = 0.001f * static_cast<float>(i % 97) - 0.05f;
+  const SgdOptions sgd{.learning_rate = 0.1f, .momentum = 0.9f};
+  auto plain = make_codec(CodecSpec{});
+
+  for (const int wait_for : {n, n - 1}) {
+    std::array<int, n> order{0, 1, 2, 3};
+    do {
+      std::vector<float> params = initial;
+      ManualClock clock;
+      SsgdServer server(
+          Schedule{.node_count = n, .iterations_per_epoch = 2, .epochs = 1},
+          ServerContext{.parameters = params, .optimizer = sgd_spec(sgd), .clock = &clock},
+          SsgdOptions{.wait_for = wait_for});
+      Outbox out;
+      server.on_start(out);
+      out.clear();
+      std::vector<bool> in_round(n, false);
+      for (int k = 0; k < wait_for; ++k) {
+        const int w = order[static_cast<std::size_t>(k)];
+        Gradient g{.iteration = 0, .samples = 1};
+        plain->encode_into(gradients[static_cast<std::size_t>(w)], g.values);
+        server.on_message(w, g, out);
+        in_round[static_cast<std::size_t>(w)] = true;
+      }
+      ASSERT_EQ(server.iteration(), 1);
+      std::vector<std::span<const float>> parts;
+      for (int w = 0; w < n; ++w) {
+        if (in_round[static_cast<std::size_t>(w)]) parts.emplace_back(gradients[w]);
+      }
+      std::vector<float> mean(size), expected = initial;
+      make_optimizer(sgd_spec(sgd), size)->step(expected, mean_of(parts, mean), 0);
+      EXPECT_EQ(std::memcmp(params.data(), expected.data(), size * sizeof(float)), 0)
+          << "wait_for " << wait_for << ", arrival order " << order[0] << order[1] << order[2]
+          << order[3];
+    } while (std::next_permutation(order.begin(), order.end()));
+  }
 }
 
 TEST(Schedule, IterationsPerEpochRoundUp) {

@@ -114,6 +114,13 @@ void Server::dispatch(int w, const Message& message) {
   } catch (const ProtocolError& e) {
     fail(fmt::format("worker {} broke the protocol: {}", w, e.what()));
     return;
+  } catch (const IoError& e) {
+    // Roles do no I/O; their observers do: the recorder writes an epoch's rows (and with
+    // --save_every_epoch its model) when the round that ends it closes. A disk that fails is this
+    // machine's fault, not the fault of the worker whose gradient closed the round: left to the
+    // link's handler, an IoError would drop that worker.
+    fail(e.what());
+    return;
   }
   // A signalled server checkpoints the next update (peer-to-peer workers offer their state only
   // at the iterations psgd::checkpoint_due names, so there it waits for the next of those).
@@ -129,7 +136,12 @@ void Server::dispatch(int w, const Message& message) {
         workers_[v].link->send(request);
   }
   transport_->send(out);
-  recorder_->after_dispatch(role_->iteration());
+  try {
+    recorder_->after_dispatch(role_->iteration());  // an epoch's rows once its evaluation is done
+  } catch (const IoError& e) {
+    fail(e.what());  // as above: the disk's failure, not the worker's
+    return;
+  }
   if (check_divergence()) return;
   if (role_->finished()) {
     finish("completed", true);

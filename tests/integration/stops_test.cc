@@ -279,6 +279,51 @@ TEST(FullDisk, EndsTheRunWithAClearStatusAndEveryFileWhole) {
   EXPECT_EQ(summary_in(copy)["status"], "completed");
 }
 
+// A write that fails at an epoch's end (--save_every_epoch's model, the epoch's rows) is the
+// machine's failure, not a worker's: the run ends "failed: cannot write ...", no worker is
+// dropped as lost (the recorder writes while the round that ends the epoch is dispatched, and an
+// I/O error there once dropped the worker whose gradient closed it), and every file left is whole.
+TEST(FullDisk, AFailedEpochEndWriteEndsTheRunAndBlamesNoWorker) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  for (const std::string strategy : {"ssgd", "asgd"}) {
+    SCOPED_TRACE(strategy);
+    Cluster cluster;
+    const std::string run = cluster.dir.file("run");
+    std::filesystem::create_directories(run);
+    // 512 KB: the small files fit, the first epoch's model (0.8 MB for the MLP) does not.
+    if (std::system(
+            ("mount -t tmpfs -o size=512k psgd-full-disk " + run + " 2>/dev/null").c_str()) != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?)";
+    }
+    struct Unmount {
+      std::string path;
+      ~Unmount() { (void)!std::system(("umount -l " + path + " 2>/dev/null").c_str()); }
+    } unmount{run};
+    ASSERT_NO_FATAL_FAILURE(
+        cluster.start(2, {"--psgd", strategy, "--train_samples", "2000", "--test_samples", "300",
+                          "--epochs", "3", "--batch_size", "32", "--save_every_epoch"}));
+    auto code = cluster.server->wait(90s);
+    ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+    EXPECT_EQ(*code, 1) << cluster.logs();
+    const auto summary = summary_in(run);
+    const std::string status = summary["status"];
+    EXPECT_EQ(status.rfind("failed: cannot write " + run + "/", 0), 0u) << status;
+    EXPECT_NE(status.find("No space left on device"), std::string::npos) << status;
+    for (const auto& e : summary["events"])
+      EXPECT_NE(e["event"], "worker_lost") << summary.dump(1);
+    EXPECT_EQ(cluster.server->out().find("lost worker"), std::string::npos) << cluster.logs();
+    EXPECT_EQ(cluster.server->err().find("lost worker"), std::string::npos) << cluster.logs();
+    for (auto& c : cluster.clients) {
+      EXPECT_EQ(c->wait(30s).value_or(-1), 1) << cluster.logs();
+      EXPECT_NE(c->err().find("No space left on device"), std::string::npos) << cluster.logs();
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(run))
+      EXPECT_NE(entry.path().extension(), ".tmp") << entry.path();
+    expect_whole_rows(run + "/metrics.csv");
+  }
+}
+
 // The same in a simulated run, without root: a file size limit (ulimit -f, 500 KB) lets the small
 // files through but not the model (EFBIG, "File too large", where a full disk says ENOSPC).
 TEST(FullDisk, AFailedWriteEndsASimulatedRunTheSameWay) {

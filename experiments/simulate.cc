@@ -180,7 +180,8 @@ int simulate(const ServerOptions& options) {
     lost.emplace_back(w, why);
   });
   // A write that fails (a full disk) ends the run as "failed: cannot write <file>: <reason>",
-  // as in a real run; summary.json is still attempted, every file whole or absent.
+  // and any other failure as "failed: <reason>", as in a real run; summary.json is still
+  // attempted, every file whole or absent.
   std::string status;
   bool ok = false;
   SimResult result;
@@ -215,7 +216,11 @@ int simulate(const ServerOptions& options) {
     recorder.load_evaluated_model();  // the averaged model, if any
     model->save(run.path());
     if (timeline) timeline->write(run.file("timeline.json"));
-  } catch (const IoError& e) {
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception& e) {
+    // Anything else that stops the run (a model that fails on a batch it was not checked with,
+    // say) ends it as failed, with the summary written, as in a real run.
     fmt::print(stderr, "init_server: {}\n", e.what());
     status = fmt::format("failed: {}", e.what());
     ok = false;

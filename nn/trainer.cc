@@ -318,8 +318,19 @@ struct Trainer::Impl {
     for (std::int64_t first = 0; first < n; first += kEvalChunk) {
       const std::int64_t count = std::min(kEvalChunk, n - first);
       auto [x, y] = view_of(d, first, count);
-      auto out = model.forward(x);
-      loss_sum += loss(out, x, y, true).item<double>();
+      torch::Tensor out;
+      try {
+        out = model.forward(x);
+        loss_sum += loss(out, x, y, true).item<double>();
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        // A model that passed the start's check (a batch of 2) may still refuse another batch
+        // size: one line naming it, not torch's traceback.
+        throw Error(
+            fmt::format("--model {}: the evaluation's forward pass on a batch of {} failed: {}",
+                        options.model, count, torch_reason(e)));
+      }
       if (regression) {
         const auto yd = y.to(torch::kDouble);
         sse += (out.to(torch::kDouble) - yd).square().sum().item<double>();

@@ -88,7 +88,12 @@ void Server::start_training() {
   if (timeline_) timeline_->set_worker_hosts(workers_.hosts());
   recorder_->set_worker_hosts(workers_.hosts());
   recorder_->set_data_traffic(shipper_ ? shipper_->wire_bytes() : 0, data_seconds_);
-  recorder_->start();
+  try {
+    recorder_->start();  // evaluates the initial model
+  } catch (const Error& e) {
+    fail(e.what());  // the server's failure, not that of the worker whose Ready started training
+    return;
+  }
   if (timeline_) timeline_->start();
   phase_ = Phase::kTraining;
   arm_progress_timer();
@@ -114,11 +119,12 @@ void Server::dispatch(int w, const Message& message) {
   } catch (const ProtocolError& e) {
     fail(fmt::format("worker {} broke the protocol: {}", w, e.what()));
     return;
-  } catch (const IoError& e) {
-    // Roles do no I/O; their observers do: the recorder writes an epoch's rows (and with
-    // --save_every_epoch its model) when the round that ends it closes. A disk that fails is this
-    // machine's fault, not the fault of the worker whose gradient closed the round: left to the
-    // link's handler, an IoError would drop that worker.
+  } catch (const Error& e) {
+    // Roles do no I/O; their observers do: the recorder evaluates the model and writes an
+    // epoch's rows (and with --save_every_epoch its model) when the round that ends it closes. A
+    // disk that fails, or a model that fails on the test set, is this machine's failure, not that
+    // of the worker whose gradient closed the round: left to the link's handler, the error would
+    // drop that worker as lost.
     fail(e.what());
     return;
   }
@@ -138,8 +144,8 @@ void Server::dispatch(int w, const Message& message) {
   transport_->send(out);
   try {
     recorder_->after_dispatch(role_->iteration());  // an epoch's rows once its evaluation is done
-  } catch (const IoError& e) {
-    fail(e.what());  // as above: the disk's failure, not the worker's
+  } catch (const Error& e) {
+    fail(e.what());  // as above: the server's failure, not the worker's
     return;
   }
   if (check_divergence()) return;

@@ -87,6 +87,45 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param).name + (std::get<1>(info.param) ? "Simulated" : "Tcp");
     });
 
+// A model that passes the start's check (a batch of 2) but fails on the evaluation's batch: the
+// run ends "failed: --model script:...: the evaluation's forward pass on a batch of 100 failed:
+// ..." in one line (not torch's traceback), exit 1, with summary.json written, over TCP (the
+// workers are told) and under --simulate alike.
+TEST(ScriptModelRun, AModelThatFailsOnALaterBatchEndsTheRunInOneLine) {
+  PSGD_SCRIPT_MODELS_OR_SKIP(models);
+  for (const bool simulate : {true, false}) {
+    SCOPED_TRACE(simulate ? "--simulate" : "tcp");
+    testing::Cluster cluster;
+    auto args = blobs_job(cluster.dir, models + "/fixed_batch.pt");
+    std::string err;
+    int code = -1;
+    if (simulate) {
+      args.insert(args.end(),
+                  {"--simulate", "--node_count", "2", "--output", cluster.dir.file("run")});
+      const auto r = run(PSGD_INIT_SERVER, args, cluster.dir, 60);
+      code = r.code;
+      err = r.err;
+    } else {
+      ASSERT_NO_FATAL_FAILURE(cluster.start(2, args));
+      const auto done = cluster.server->wait(std::chrono::seconds(60));
+      ASSERT_TRUE(done.has_value()) << "server hung\n" << cluster.logs();
+      code = *done;
+      err = cluster.server->err();
+      for (auto& c : cluster.clients)
+        EXPECT_EQ(c->wait(std::chrono::seconds(30)).value_or(-1), 1) << cluster.logs();
+    }
+    EXPECT_EQ(code, 1) << err;
+    const auto summary = testing::summary_in(cluster.dir.file("run"));
+    const std::string status = summary["status"];
+    EXPECT_EQ(status.rfind("failed: --model script:", 0), 0u) << status;
+    EXPECT_NE(status.find("the evaluation's forward pass on a batch of 100 failed"),
+              std::string::npos)
+        << status;
+    EXPECT_EQ(status.find('\n'), std::string::npos) << status;
+    EXPECT_EQ(err.find("Traceback"), std::string::npos) << err;
+  }
+}
+
 TEST(ScriptModelRun, RecordsTheFileHashAndEvaluateReadsTheTrainedModule) {
   PSGD_SCRIPT_MODELS_OR_SKIP(models);
   TempDir dir;

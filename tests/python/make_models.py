@@ -79,6 +79,15 @@ def main():
         def forward(self, x):
             return torch.flatten(x, 1)[:, :2]
 
+    class FixedBatch(nn.Module):
+        """Reshapes its input to a batch of exactly 2: passes the start's check, fails on others."""
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x.reshape(2, 3))
+
     def script(module, name):
         torch.jit.script(module).save(os.path.join(out, name))
 
@@ -90,8 +99,10 @@ def main():
     script(BlobsNet(classes=7), "wrong_output.pt")
     script(TupleOut(), "tuple_output.pt")
     script(NoParameters(), "no_parameters.pt")
+    torch.jit.trace(FixedBatch(), torch.zeros(2, 1, 1, 3)).save(
+        os.path.join(out, "fixed_batch.pt"))
     torch.save(BlobsNet().state_dict(), os.path.join(out, "state_dict.pt"))
-    print(f"make_models: wrote 8 files to {out}")
+    print(f"make_models: wrote 9 files to {out}")
     return 0
 
 

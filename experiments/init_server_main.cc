@@ -7,16 +7,28 @@
 #include <csignal>
 #include <cstdio>
 
+#include "core/error.h"
 #include "core/fields_json.h"
 #include "experiments/cli.h"
 #include "experiments/server/server.h"
 #include "experiments/simulate.h"
+#include "network/auth.h"
 
 int main(int argc, char** argv) {
   psgd::keep_freed_memory();
   psgd::ServerOptions options;
   if (int rc = psgd::parse_server_args(argc, argv, options); rc != psgd::kContinue) return rc;
   if (options.check) {
+    // The passphrase, as a run reads it (an unreadable or empty file, an empty $PSGD_PASSPHRASE
+    // refuse the run, so they refuse the check); not from standard input, which only a run reads.
+    if (options.passphrase_file != "-") {
+      try {
+        (void)psgd::net::load_key(options.passphrase_file);
+      } catch (const psgd::ConfigError& e) {
+        std::fprintf(stderr, "init_server: %s\n", e.what());
+        return 2;
+      }
+    }
     nlohmann::json server, simulation;
     psgd::fields_to_json(static_cast<const psgd::ServerFlags&>(options), server);
     psgd::fields_to_json(options.sim, simulation);

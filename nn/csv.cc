@@ -72,6 +72,8 @@ Table read_table(const std::string& path) {
   bool first = true;
   while (std::getline(in, line)) {
     ++line_no;
+    // A UTF-8 byte-order mark (spreadsheets' "CSV UTF-8" export) is not part of the first cell.
+    if (line_no == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     if (trim(line).empty()) continue;
     const auto cells = split(line);
     if (first) {
@@ -133,9 +135,13 @@ std::size_t find_label_column(const Table& t, const std::string& spec) {
     }
     return index;
   }
-  throw ConfigError(
-      fmt::format("--label_column {}: {} has no such column{}", spec, t.path,
-                  t.header.empty() ? " (it has no header; give a 0-based index)" : ""));
+  std::string columns;
+  for (std::size_t c = 0; c < t.header.size(); ++c)
+    columns += fmt::format("{}'{}'", c == 0 ? "" : ", ", t.header[c]);
+  throw ConfigError(fmt::format(
+      "--label_column {}: {} has no such column{}", spec, t.path,
+      t.header.empty() ? " (it has no header; give a 0-based index)"
+                       : fmt::format(" (its columns: {}; or give a 0-based index)", columns)));
 }
 
 // The target columns of a regression CSV: the comma-separated names or indices of `spec` ("":

@@ -148,6 +148,26 @@ TEST(Cli, ADeadAfterShorterThanTheHeartbeatIntervalIsAccepted) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
+// --check reads the passphrase file as a run does: a file a run would refuse fails the check
+// (run_local.sh and the launchers rely on it) with the run's own line.
+TEST(Cli, CheckRefusesThePassphraseFileARunWouldRefuse) {
+  TempDir dir;
+  { std::ofstream(dir.file("empty")) << ""; }
+  auto r = run(PSGD_INIT_SERVER, {"--passphrase_file", dir.file("empty"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.err.find("--passphrase_file " + dir.file("empty") + " holds an empty passphrase"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  r = run(PSGD_INIT_SERVER, {"--passphrase_file", dir.file("missing"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.err.find("cannot read --passphrase_file " + dir.file("missing")), std::string::npos)
+      << r.err;
+  { std::ofstream(dir.file("good")) << "a passphrase\n"; }
+  r = run(PSGD_INIT_SERVER, {"--passphrase_file", dir.file("good"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
 TEST(Cli, ClientToAClosedPortFailsClearly) {
   TempDir dir;
   auto r =

@@ -97,6 +97,17 @@ TEST(Csv, WithHeaderAndLabelColumnByName) {
   EXPECT_EQ(d.labels, (std::vector<std::int64_t>{0, 2, 1}));
   EXPECT_EQ(d.images, (std::vector<float>{1.5f, 2, -3, 40, 5, 6}));
   EXPECT_EQ(read_csv(dir.file("a.csv"), {.label_column = "1"}).labels, d.labels);
+  // The same file as a spreadsheet's "CSV UTF-8" export writes it: a byte-order mark first.
+  write_text(dir.file("bom.csv"),
+             "\xEF\xBB\xBF"
+             "label,f1\n0,1.5\n2,-3\n1,5\n");
+  const Dataset bom = read_csv(dir.file("bom.csv"), {.label_column = "label"});
+  EXPECT_EQ(bom.labels, d.labels) << "the first column found by its name behind the mark";
+  EXPECT_EQ(bom.images, (std::vector<float>{1.5f, -3, 5}));
+  write_text(dir.file("bom_no_header.csv"),
+             "\xEF\xBB\xBF"
+             "1,2,1\n3,4,0\n");
+  EXPECT_EQ(read_csv(dir.file("bom_no_header.csv")).labels, (std::vector<std::int64_t>{1, 0}));
 }
 
 TEST(Csv, WithoutHeaderLabelLastAndPairOfFiles) {
@@ -131,7 +142,10 @@ TEST(Csv, ErrorsNameFileLineAndColumn) {
                       "has 3 rows but");
   expect_config_error([&] { load_dataset("csv:" + dir.file("missing.csv")); }, "does not exist");
   expect_config_error([&] { read_csv(dir.file("x.csv"), {.label_column = "nope"}); },
-                      "no such column");
+                      "no such column (it has no header");
+  write_text(dir.file("named.csv"), "f1,f2,label\n1,2,0\n");
+  expect_config_error([&] { read_csv(dir.file("named.csv"), {.label_column = "lable"}); },
+                      "no such column (its columns: 'f1', 'f2', 'label'; or give a 0-based index)");
 }
 
 TEST(Csv, SourceHoldsOutEveryFifthRowWithoutATestSet) {

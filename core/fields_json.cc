@@ -36,7 +36,18 @@ T integer(const nlohmann::json& value, std::string_view key, std::string_view wh
     return static_cast<T>(v);
   }
   if (value.is_number_float()) {
-    refuse(where, key, fmt::format("{} is not a whole number", value.dump()));
+    // 1e3 or 1000.0 is the whole number 1000 (JSON has one number type; some writers give every
+    // number a fraction or an exponent). 1000.5 is not, nor is a number past T's range.
+    const double v = value.get<double>();
+    if (!std::isfinite(v) || v != std::floor(v))
+      refuse(where, key, fmt::format("{} is not a whole number", value.dump()));
+    if (v < static_cast<double>(std::numeric_limits<T>::min()) ||
+        v >= std::ldexp(1.0, std::numeric_limits<T>::digits)) {
+      refuse(where, key,
+             fmt::format("{} is out of range ({} to {})", value.dump(),
+                         std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+    }
+    return static_cast<T>(v);
   }
   refuse(where, key, fmt::format("expected a whole number, got {}", value.dump()));
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -84,11 +85,34 @@ nlohmann::json read_network_file(const std::string& path) {
   return j;
 }
 
-void report(const CLI::App& app, const CLI::ParseError& e) {
+void report(const CLI::App& app, const CLI::ParseError& e, const char* extras_hint = nullptr) {
   // One clear line for the error, then where to look for help.
-  std::cerr << app.get_name() << ": " << e.what() << "\n"
+  std::cerr << app.get_name() << ": " << e.what();
+  if (extras_hint != nullptr && dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr)
+    std::cerr << " (" << extras_hint << ")";
+  std::cerr << "\n"
             << "Run '" << app.get_name() << " --help' to see every option and its default.\n";
 }
+
+// CLI11's PositiveNumber and NonNegativeNumber say "Value 0 not in range 0.000000 to " and then
+// the largest double in 309 digits; these say what is wanted.
+double number_or_nan(const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  return end == text.c_str() || *end != '\0' ? std::nan("") : v;
+}
+const CLI::Validator kPositive(
+    [](std::string& text) -> std::string {
+      const double v = number_or_nan(text);
+      return v > 0 ? "" : "expected a number greater than 0, got " + text;
+    },
+    "> 0");
+const CLI::Validator kNonNegative(
+    [](std::string& text) -> std::string {
+      const double v = number_or_nan(text);
+      return v >= 0 ? "" : "expected a number of 0 or more, got " + text;
+    },
+    ">= 0");
 
 // --resume RUN_DIR: the job is the one in RUN_DIR/config.json. Flags that only say where and how
 // this server runs may be given; any other would change the job and is refused.
@@ -277,7 +301,7 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
   app.add_option("--threads", out.threads,
                  "Torch threads (0: the server's suggestion, cores / psgd processes on this host, "
                  "the server included)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   app.add_option("--dataset", out.dataset,
                  "Read the data from here instead of the job's --dataset (same format); in a "
                  "--local_data job: this worker's own training file, which only it reads");
@@ -285,13 +309,13 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "Seconds to keep trying to join: a refused connection, one reset or closed by a "
                  "server that is starting, dying or full, or a server that does not answer is "
                  "retried with a growing, jittered wait (0.1 s doubling to 2 s) until then")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--reconnects", out.reconnects,
                  "Times a worker whose server went away during its job redials it (each time for "
                  "up to --connect_timeout) and rejoins that job if it comes back (a server "
                  "resumed with --resume, or one that gives it its lost slot); it never joins "
                  "another job. 0: exit at once")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   app.add_option("--slowdown", out.slowdown,
                  "Make this worker a straggler, as if its machine were F times slower: after "
                  "each batch it sleeps (F-1) x the batch's compute time (its CPU time, at most "
@@ -307,13 +331,13 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
                  "Send a heartbeat to the server on a link idle for this many seconds; shortened "
                  "(and said in one line) to a third of the server's --dead_after when that is "
                  "less, so that an idle worker is never taken for a dead one")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--dead_after", out.dead_after,
                  "The server silent this many seconds is lost (until training starts, the job's "
                  "--io_timeout at least: the server may be busy); the client then redials it "
                  "(see --reconnects). The server is told, and sends its heartbeats to this "
                  "worker at least three times within it")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--shared_memory", out.shared_memory,
                  "on: when the server runs on this machine and offers it, exchange large frames "
                  "through shared memory instead of loopback TCP. off: TCP only (default on)")
@@ -326,13 +350,15 @@ int parse_client_args(int argc, char** argv, ClientOptions& out) {
   app.add_option("--serve_timeout", out.serve_timeout,
                  "With --serve: seconds to wait for the next job before exiting with 0 (0: wait "
                  "until stopped by a signal)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    report(app, e);
+    report(app, e,
+           "a client takes its job from init_server: the job's flags, such as --epochs or "
+           "--psgd, go to init_server");
     return 2;
   }
   if (out.serve_timeout > 0 && !out.serve) {

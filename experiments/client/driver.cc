@@ -448,8 +448,7 @@ void Client::on_finish(const Finish& finish) {
     say(fmt::format("done: {} ({} iterations in {}){}", finish.status, iterations,
                     fmt_duration(clock_.now() - start_), model));
   } else {
-    fmt::print(stderr, "client[{}]: the job ended without completing: {}\n", worker_,
-               finish.status);
+    say(fmt::format("the job ended without completing: {}", finish.status), /*error=*/true);
   }
   signals_.cancel();
   results_timer_.cancel();

@@ -1,5 +1,6 @@
 // Bad input to init_server and client: one clear line on stderr, a non-zero exit, no hang.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <fstream>
@@ -189,6 +190,38 @@ TEST(Cli, ConfigIntegersOutOfRangeAreRefused) {
   r = run(PSGD_INIT_SERVER, {"--config", dir.file("seed.json"), "--check"}, dir, 30);
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("\"seed\": -1 is out of range"), std::string::npos) << r.err;
+  // JSON has one number type: 1e3 is the whole number 1000; 2.5 and 2^64 are refused.
+  { std::ofstream(dir.file("exp.json")) << R"({"epochs": 1e3, "node_count": 2.0})"; }
+  r = run(PSGD_INIT_SERVER, {"--config", dir.file("exp.json"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto job = nlohmann::json::parse(r.out)["job"];
+  EXPECT_EQ(job["epochs"], 1000);
+  EXPECT_EQ(job["node_count"], 2);
+  { std::ofstream(dir.file("half.json")) << R"({"epochs": 2.5})"; }
+  r = run(PSGD_INIT_SERVER, {"--config", dir.file("half.json"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("\"epochs\": 2.5 is not a whole number"), std::string::npos) << r.err;
+  { std::ofstream(dir.file("big.json")) << R"({"seed": 18446744073709551616})"; }
+  r = run(PSGD_INIT_SERVER, {"--config", dir.file("big.json"), "--check"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("is out of range"), std::string::npos) << r.err;
+}
+
+// A client's flag errors say what is wanted, and a job flag given to a client says where it goes.
+TEST(Cli, ClientFlagErrorsSayWhatIsWanted) {
+  TempDir dir;
+  auto r = run(PSGD_CLIENT, {"--connect_timeout", "0"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--connect_timeout: expected a number greater than 0, got 0"),
+            std::string::npos)
+      << r.err;
+  EXPECT_LT(r.err.size(), 300u) << r.err;
+  r = run(PSGD_CLIENT, {"--reconnects", "-1"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("expected a number of 0 or more, got -1"), std::string::npos) << r.err;
+  r = run(PSGD_CLIENT, {"--epochs", "3"}, dir, 30);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("go to init_server"), std::string::npos) << r.err;
 }
 
 // An empty $PSGD_PASSPHRASE is refused by both programs in one line (issue 21), not taken for

@@ -43,6 +43,18 @@ bool completed_run(const std::string& dir) {
   return !summary.is_discarded() && summary.is_object() && summary.value("ok", false);
 }
 
+// Whether the run in `dir` stopped before its first update, with nothing trained and nothing to
+// resume: its summary.json counts no iteration and it wrote no checkpoint.
+bool stopped_before_training(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "checkpoint.bin", ec)) return false;
+  std::ifstream in(fs::path(dir) / "summary.json");
+  if (!in) return false;
+  const nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
+  return !summary.is_discarded() && summary.is_object() && summary.contains("iterations") &&
+         summary["iterations"] == 0;
+}
+
 }  // namespace
 
 std::vector<std::string> run_files_in(const std::string& dir) {
@@ -59,6 +71,13 @@ void RunDirectory::check_new(const std::string& path) {
   if (completed_run(path)) {
     throw ConfigError(fmt::format(
         "--output {}: holds a finished run (summary.json); choose another directory", path));
+  }
+  if (stopped_before_training(path)) {
+    throw ConfigError(fmt::format(
+        "--output {}: holds a run that stopped before its first update ({}; its summary.json "
+        "counts 0 iterations): nothing in it was trained, so remove it (rm -r {}) or choose "
+        "another directory",
+        path, fmt::join(existing, ", "), path));
   }
   throw ConfigError(fmt::format(
       "--output {}: holds a run that did not complete ({}); continue it with init_server --resume "

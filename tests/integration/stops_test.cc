@@ -227,6 +227,28 @@ TEST(ServerSigterm, WithoutCheckpointsStopsAtOnce) {
     EXPECT_EQ(c->wait(30s).value_or(-1), 1) << cluster.logs();
 }
 
+// A server stopped while it still waits for its workers trained nothing: its summary says
+// "interrupted" with 0 iterations, and a new job given that directory is refused with what to do
+// (remove it), not sent to a --resume that has no checkpoint to resume.
+TEST(ServerSigterm, WhileJoiningLeavesADirectoryThatSaysItHoldsNothingTrained) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.start(2, {"--train_samples", "1000"}, {}, /*start_clients=*/0));
+  ASSERT_TRUE(wait_for_output(*cluster.server, "waiting for 2 workers")) << cluster.logs();
+  cluster.server->signal(SIGINT);
+  ASSERT_EQ(cluster.server->wait(30s).value_or(-1), 128 + SIGINT) << cluster.logs();
+  const std::string run = cluster.dir.file("run");
+  const auto summary = summary_in(run);
+  EXPECT_EQ(summary["status"], "interrupted");
+  EXPECT_EQ(summary["iterations"], 0);
+  auto again =
+      testing::run(PSGD_INIT_SERVER, {"--output", run, "--working_ports", "0"}, cluster.dir, 60);
+  EXPECT_EQ(again.code, 2) << again.err;
+  EXPECT_NE(again.err.find("holds a run that stopped before its first update"), std::string::npos)
+      << again.err;
+  EXPECT_NE(again.err.find("rm -r " + run), std::string::npos) << again.err;
+}
+
 // A small tmpfs mounted as the run directory (root only): the first checkpoint fits, the second
 // does not. The run ends "failed: cannot write <run>/checkpoint.bin: No space left on device",
 // the workers are told and exit 1, every file left is whole (no .tmp), and the first checkpoint

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -97,6 +98,13 @@ Table read_table(const std::string& path) {
       if (!v) {
         throw ConfigError(fmt::format("{}: line {}, {}: '{}' is not a number", path, line_no,
                                       t.column_name(c), cells[c]));
+      }
+      // Every value becomes a 32-bit float (features, targets, labels): one past its range would
+      // be an infinity there.
+      if (std::abs(*v) > std::numeric_limits<float>::max()) {
+        throw ConfigError(fmt::format(
+            "{}: line {}, {}: '{}' is too large for a 32-bit float (at most {:.3g} in magnitude)",
+            path, line_no, t.column_name(c), cells[c], std::numeric_limits<float>::max()));
       }
       t.values.push_back(*v);
     }

@@ -134,6 +134,9 @@ TEST(Csv, ErrorsNameFileLineAndColumn) {
   expect_config_error([&] { read_csv(dir.file("ragged.csv")); }, "line 2 has 2 columns");
   write_text(dir.file("neg.csv"), "1,2,0\n3,1,-1\n");
   expect_config_error([&] { read_csv(dir.file("neg.csv")); }, "label -1 is out of range");
+  write_text(dir.file("huge.csv"), "f1,f2,label\n1,2,0\n3,1e40,1\n");
+  expect_config_error([&] { read_csv(dir.file("huge.csv")); },
+                      "huge.csv: line 3, column 2 ('f2'): '1e40' is too large for a 32-bit float");
   write_text(dir.file("frac.csv"), "1,2,0.5\n");
   expect_config_error([&] { read_csv(dir.file("frac.csv")); }, "label 0.5 is out of range");
   write_text(dir.file("x.csv"), "1,2\n3,4\n5,6\n");

@@ -63,6 +63,11 @@ class ClusterFlag(unittest.TestCase):
                        "workers": [{"host": "a", "slots": 2, "user": "me"},
                                    {"host": "b", "dataset": "csv:/data/train.csv"}]}
             path = write(os.path.join(d, "cluster.json"), json.dumps(cluster))
+            # --check reads the passphrase file as a run does: without it, the check fails.
+            out = check("--cluster", path)
+            self.assertEqual(out.returncode, 2, out.stderr)
+            self.assertIn("cannot read --passphrase_file " + cluster["passphrase_file"], out.stderr)
+            write(cluster["passphrase_file"], "a lab's secret\n", 0o600)
             out = check("--cluster", path)
             self.assertEqual(out.returncode, 0, out.stderr)
             job = json.loads(out.stdout)

@@ -56,6 +56,10 @@ struct Cluster {
   std::unique_ptr<Process> server;
   std::vector<std::unique_ptr<Process>> clients;
   int port = 0;
+  // Each client's --connect_timeout, which is also how long it redials a server that went away.
+  // Tests that restart the server give it more: a resumed server under ASan on a loaded 2-core
+  // machine has taken over 10 s to load its data and checkpoint and listen again.
+  std::string client_connect_timeout = "10";
 
   // Starts init_server with `extra` flags and `nodes` clients (the first `start_clients` of them
   // when given; add_client() starts the others); client i also gets client_extra[i] when given.
@@ -81,8 +85,12 @@ struct Cluster {
   // Starts the next client.
   void add_client() {
     const std::size_t i = clients.size();
-    std::vector<std::string> args{
-        "--ip", "127.0.0.1", "--port", std::to_string(port), "--connect_timeout", "10"};
+    std::vector<std::string> args{"--ip",
+                                  "127.0.0.1",
+                                  "--port",
+                                  std::to_string(port),
+                                  "--connect_timeout",
+                                  client_connect_timeout};
     if (i < client_extra_.size()) {
       args.insert(args.end(), client_extra_[i].begin(), client_extra_[i].end());
     }

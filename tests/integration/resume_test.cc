@@ -81,6 +81,7 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   std::vector<std::string> crashing = job;
   crashing.insert(crashing.end(), {"--crash_after_checkpoints", "5"});
   Cluster broken;
+  broken.client_connect_timeout = "60";  // they redial while the resumed server starts
   ASSERT_NO_FATAL_FAILURE(broken.start(2, crashing));
   code = broken.server->wait(120s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << broken.logs();

@@ -2,6 +2,8 @@
 // SIGTERM on a worker of each strategy (the README's fault table), SIGTERM on the server with and
 // without checkpoints, a full disk under the run directory, a crashed run's directory refused,
 // and peer links on the server link's interface.
+// Over 400 lines: the signal and full-disk cases share this file's helpers (summary_in,
+// expect_whole_rows, resume_with_new_clients) and are read best together.
 #include <gtest/gtest.h>
 #include <unistd.h>
 

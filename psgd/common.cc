@@ -100,6 +100,23 @@ WorkerReport report_of(const Gradient& g) {
                       .compression_error = g.compression_error};
 }
 
+void add_to_sum(std::span<float> sum, std::span<const float> part, bool first) {
+  PSGD_CHECK_EQ(part.size(), sum.size(), "a part of the sum has the wrong size");
+  if (first) {
+    std::copy(part.begin(), part.end(), sum.begin());
+    return;
+  }
+  float* __restrict__ dst = sum.data();
+  const float* __restrict__ src = part.data();
+  for (std::size_t i = 0; i < sum.size(); ++i)
+    dst[i] += src[i];
+}
+
+void scale(std::span<float> values, float factor) {
+  for (float& v : values)
+    v *= factor;
+}
+
 std::span<const float> mean_of(std::span<const std::span<const float>> parts,
                                std::span<float> scratch) {
   PSGD_CHECK(!parts.empty(), "mean of nothing");
@@ -117,34 +134,12 @@ std::span<const float> mean_of(std::span<const std::span<const float>> parts,
   const std::size_t n = scratch.size();
   for (std::size_t first = 0; first < n; first += kBlock) {
     const std::size_t len = std::min(kBlock, n - first);
-    float* __restrict__ dst = scratch.data() + first;
-    std::copy_n(parts[0].data() + first, len, dst);
-    for (std::size_t k = 1; k < parts.size(); ++k) {
-      const float* __restrict__ src = parts[k].data() + first;
-      for (std::size_t i = 0; i < len; ++i)
-        dst[i] += src[i];
-    }
-    for (std::size_t i = 0; i < len; ++i)
-      dst[i] *= inv;
+    const std::span<float> block = scratch.subspan(first, len);
+    for (std::size_t k = 0; k < parts.size(); ++k)
+      add_to_sum(block, parts[k].subspan(first, len), k == 0);
+    scale(block, inv);
   }
   return scratch;
-}
-
-void add_to_sum(std::span<float> sum, std::span<const float> part, bool first) {
-  PSGD_CHECK_EQ(part.size(), sum.size(), "a part of the sum has the wrong size");
-  if (first) {
-    std::copy(part.begin(), part.end(), sum.begin());
-    return;
-  }
-  float* __restrict__ dst = sum.data();
-  const float* __restrict__ src = part.data();
-  for (std::size_t i = 0; i < sum.size(); ++i)
-    dst[i] += src[i];
-}
-
-void scale(std::span<float> values, float factor) {
-  for (float& v : values)
-    v *= factor;
 }
 
 std::span<const float> mean_of_slots(std::span<const std::vector<float>> slots,

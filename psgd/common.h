@@ -72,9 +72,9 @@ WorkerReport report_of(const Gradient& gradient);
 std::span<const float> mean_of(std::span<const std::span<const float>> parts,
                                std::span<float> scratch);
 
-// mean_of in steps, for a sum that grows as the parts arrive: add_to_sum(sum, part, first) for
+// mean_of's two steps, for a sum that grows as the parts arrive: add_to_sum(sum, part, first) for
 // each part in order (the first is copied, each later one added), then scale(sum, 1 / count).
-// The same operations on every element as mean_of: the same bits.
+// mean_of applies the same two block by block: the same bits.
 void add_to_sum(std::span<float> sum, std::span<const float> part, bool first);
 void scale(std::span<float> values, float factor);
 

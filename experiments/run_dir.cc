@@ -35,12 +35,18 @@ constexpr const char* kRunFiles[] = {"config.json",   "metrics.csv",    "workers
                                      "summary.json",  "checkpoint.bin", "model.pt",
                                      "state_dict.pt", "timeline.json",  "tensorboard"};
 
+// The run's summary.json in `dir`: an object, or null when there is none or it does not parse.
+nlohmann::json summary_in(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "summary.json");
+  if (!in) return nullptr;
+  nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
+  return summary.is_object() ? summary : nullptr;
+}
+
 // Whether the run in `dir` completed, as its summary.json says.
 bool completed_run(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / "summary.json");
-  if (!in) return false;
-  const nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
-  return !summary.is_discarded() && summary.is_object() && summary.value("ok", false);
+  const nlohmann::json summary = summary_in(dir);
+  return summary.is_object() && summary.value("ok", false);
 }
 
 // Whether the run in `dir` stopped before its first update, with nothing trained and nothing to
@@ -48,11 +54,8 @@ bool completed_run(const std::string& dir) {
 bool stopped_before_training(const std::string& dir) {
   std::error_code ec;
   if (fs::exists(fs::path(dir) / "checkpoint.bin", ec)) return false;
-  std::ifstream in(fs::path(dir) / "summary.json");
-  if (!in) return false;
-  const nlohmann::json summary = nlohmann::json::parse(in, nullptr, false);
-  return !summary.is_discarded() && summary.is_object() && summary.contains("iterations") &&
-         summary["iterations"] == 0;
+  const nlohmann::json summary = summary_in(dir);
+  return summary.is_object() && summary.contains("iterations") && summary["iterations"] == 0;
 }
 
 }  // namespace

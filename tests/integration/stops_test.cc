@@ -251,6 +251,23 @@ TEST(ServerSigterm, WhileJoiningLeavesADirectoryThatSaysItHoldsNothingTrained) {
   EXPECT_NE(again.err.find("rm -r " + run), std::string::npos) << again.err;
 }
 
+// A tmpfs of `size` mounted on `dir` (root only): a disk that fills. Unmounted when it goes out
+// of scope, before the test's directory is removed, whatever happens.
+struct Tmpfs {
+  Tmpfs(std::string dir, const std::string& size) : path(std::move(dir)) {
+    mounted =
+        std::system(("mount -t tmpfs -o size=" + size + " psgd-full-disk " + path + " 2>/dev/null")
+                        .c_str()) == 0;
+  }
+  ~Tmpfs() {
+    if (mounted) (void)!std::system(("umount -l " + path + " 2>/dev/null").c_str());
+  }
+  Tmpfs(const Tmpfs&) = delete;
+  Tmpfs& operator=(const Tmpfs&) = delete;
+  std::string path;
+  bool mounted = false;
+};
+
 // A small tmpfs mounted as the run directory (root only): the first checkpoint fits, the second
 // does not. The run ends "failed: cannot write <run>/checkpoint.bin: No space left on device",
 // the workers are told and exit 1, every file left is whole (no .tmp), and the first checkpoint
@@ -263,15 +280,9 @@ TEST(FullDisk, EndsTheRunWithAClearStatusAndEveryFileWhole) {
   std::filesystem::create_directories(run);
   // MLP: 203,530 parameters; a checkpoint (parameters and momentum) is about 1.6 MB, the model
   // 0.8 MB: 2 MB hold one checkpoint and the small files, not a second checkpoint or the model.
-  if (std::system(("mount -t tmpfs -o size=2m psgd-full-disk " + run + " 2>/dev/null").c_str()) !=
-      0) {
+  const Tmpfs disk(run, "2m");
+  if (!disk.mounted)
     GTEST_SKIP() << "cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?)";
-  }
-  // Unmounted before the cluster's directory is removed, whatever happens.
-  struct Unmount {
-    std::string path;
-    ~Unmount() { (void)!std::system(("umount -l " + path + " 2>/dev/null").c_str()); }
-  } unmount{run};
   // Checkpoints at the epoch ends only: the first (epoch 1) fits, the second does not, and
   // metrics.csv and workers.csv hold rows of both epochs by then.
   auto flags = kCheckpointedJob;
@@ -316,14 +327,9 @@ TEST(FullDisk, AFailedEpochEndWriteEndsTheRunAndBlamesNoWorker) {
     const std::string run = cluster.dir.file("run");
     std::filesystem::create_directories(run);
     // 512 KB: the small files fit, the first epoch's model (0.8 MB for the MLP) does not.
-    if (std::system(
-            ("mount -t tmpfs -o size=512k psgd-full-disk " + run + " 2>/dev/null").c_str()) != 0) {
+    const Tmpfs disk(run, "512k");
+    if (!disk.mounted)
       GTEST_SKIP() << "cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?)";
-    }
-    struct Unmount {
-      std::string path;
-      ~Unmount() { (void)!std::system(("umount -l " + path + " 2>/dev/null").c_str()); }
-    } unmount{run};
     ASSERT_NO_FATAL_FAILURE(
         cluster.start(2, {"--psgd", strategy, "--train_samples", "2000", "--test_samples", "300",
                           "--epochs", "3", "--batch_size", "32", "--save_every_epoch"}));

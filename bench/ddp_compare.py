@@ -12,6 +12,8 @@ Runs, interleaved per repeat so that drift in the machine's speed hits every sys
   ddp     bench/ddp/ddp_mlp.py (PyTorch DDP, Gloo, CPU) with each worker count
   ssgd    psgd --psgd ssgd (parameter server + clients, scripts/run_local.sh), each worker count
   allreduce  psgd --psgd allreduce (ring between the clients), each worker count
+  allreduce_shm  psgd --psgd allreduce --allreduce_backend shm (one shared-memory segment; the
+             last worker to arrive sums), each worker count
   ddp_fp16, allreduce_fp16          DDP with fp16_compress_hook; psgd --codec fp16 (on request)
   ddp_powersgd, allreduce_powersgd  DDP with powerSGD_hook rank 4 (start_powerSGD_iter 2, its
                                     minimum); psgd --codec powersgd --codec_rank 4 (on request)
@@ -36,14 +38,15 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SYSTEMS = ("plain", "plain_together", "ddp", "ssgd", "allreduce", "ddp_fp16", "allreduce_fp16", "ddp_powersgd",
-           "allreduce_powersgd")
-DEFAULT_SYSTEMS = ("plain", "plain_together", "ddp", "ssgd", "allreduce")
+SYSTEMS = ("plain", "plain_together", "ddp", "ssgd", "allreduce", "allreduce_shm", "ddp_fp16", "allreduce_fp16",
+           "ddp_powersgd", "allreduce_powersgd")
+DEFAULT_SYSTEMS = ("plain", "plain_together", "ddp", "ssgd", "allreduce", "allreduce_shm")
 # Compressed allreduce: DDP's communication hook and psgd's --codec under --psgd allreduce.
 HOOKS = {"ddp_fp16": "fp16", "ddp_powersgd": "powersgd"}
 CODECS = {"allreduce_fp16": ["--codec", "fp16"],
-          "allreduce_powersgd": ["--codec", "powersgd", "--codec_rank", "4"]}
-PEER = {"ssgd": "ddp", "allreduce": "ddp", "allreduce_fp16": "ddp_fp16",
+          "allreduce_powersgd": ["--codec", "powersgd", "--codec_rank", "4"],
+          "allreduce_shm": ["--allreduce_backend", "shm"]}
+PEER = {"ssgd": "ddp", "allreduce": "ddp", "allreduce_shm": "ddp", "allreduce_fp16": "ddp_fp16",
         "allreduce_powersgd": "ddp_powersgd"}
 PHASES = ("compute_s", "encode_s", "wait_s", "held_s", "decode_s", "apply_s")
 
@@ -329,7 +332,8 @@ def main():
     # The yardstick: the measured limit when it was run, else the nominal one.
     limit = measured or nominal
     names = {"plain": "plain libtorch loop", "plain_together": f"plain loop x{cores} together", "ddp": "PyTorch DDP (Gloo)", "ssgd": "psgd ssgd",
-             "allreduce": "psgd allreduce", "ddp_fp16": "DDP fp16 hook",
+             "allreduce": "psgd allreduce", "allreduce_shm": "psgd allreduce shm",
+             "ddp_fp16": "DDP fp16 hook",
              "allreduce_fp16": "psgd allreduce fp16", "ddp_powersgd": "DDP powerSGD r4",
              "allreduce_powersgd": "psgd powersgd r4"}
     model = "MLP 784-256-10" if args.model == "mlp" else "CNN (psgd's --model cnn)"

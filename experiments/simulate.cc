@@ -284,8 +284,8 @@ void check_simulatable(const ServerOptions& options) {
   }
   if (spec.allreduce_backend != "ring") {
     throw ConfigError(fmt::format(
-        "--allreduce_backend {} with --simulate: the simulator models our ring only (Gloo moves "
-        "its own bytes)",
+        "--allreduce_backend {} with --simulate: the simulator models our ring only (gloo and shm "
+        "move their own bytes, outside any network); simulate --allreduce_backend ring",
         spec.allreduce_backend));
   }
   // --ship_data auto is honoured: every simulated worker reads this process's copy, so every

@@ -61,9 +61,9 @@ void StrategyOptions::validate() const {
     throw ConfigError(
         fmt::format("--local_after_epochs {}: must not be negative", local_after_epochs));
   }
-  if (allreduce_backend != "ring" && allreduce_backend != "gloo") {
-    throw ConfigError(
-        fmt::format("--allreduce_backend {}: known backends are ring and gloo", allreduce_backend));
+  if (allreduce_backend != "ring" && allreduce_backend != "gloo" && allreduce_backend != "shm") {
+    throw ConfigError(fmt::format("--allreduce_backend {}: known backends are ring, shm and gloo",
+                                  allreduce_backend));
   }
   if (allreduce_on_loss != "fail" && allreduce_on_loss != "shrink") {
     throw ConfigError(

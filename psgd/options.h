@@ -23,7 +23,7 @@ struct StrategyOptions {
   std::string delay_compensation_mode = "adaptive";  // adaptive (DC-ASGD-a) | constant (-c)
   int sync_period = 0;                     // local_sgd: local steps between model averages (0: 4)
   int local_after_epochs = 0;              // local_sgd: epochs of H = 1 first
-  std::string allreduce_backend = "ring";  // allreduce: ring (ours, peer TCP links) | gloo
+  std::string allreduce_backend = "ring";  // allreduce: ring (ours, peer links) | shm | gloo
   // allreduce: what a worker lost during training does to the run (psgd/allreduce.h): fail (the
   // run ends) | shrink (the others re-form the ring without it and go on).
   std::string allreduce_on_loss = "fail";
@@ -100,8 +100,10 @@ struct StrategyOptions {
           "local_sgd: run the first E epochs with H = 1, then H = --sync_period (post-local "
           "SGD, Lin et al. 2020)");
     visit("allreduce_backend", self.allreduce_backend,
-          "allreduce: ring (ours, pipelined over peer TCP links or shared memory) | gloo (c10d "
-          "ProcessGroupGloo; real runs only, the simulator models the ring)");
+          "allreduce: ring (ours, pipelined over peer TCP links or shared memory) | shm (every "
+          "worker on one machine: one shared-memory segment, the last worker to arrive sums; "
+          "for more workers than cores) | gloo (c10d ProcessGroupGloo). shm and gloo are real "
+          "runs only (the simulator models the ring)");
     visit("allreduce_on_loss", self.allreduce_on_loss,
           "allreduce with the ring backend: what happens when a worker is lost during training "
           "(killed, left on SIGTERM, or silent for --dead_after). fail (default): the run ends "

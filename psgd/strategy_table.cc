@@ -108,14 +108,14 @@ std::unique_ptr<AllreduceCompression> make_allreduce_compression(const StrategyJ
 void validate_allreduce(const StrategyJob& job) {
   if (job.codec != "plain" && job.allreduce_backend != "ring") {
     throw ConfigError(fmt::format(
-        "--codec {} with --allreduce_backend {}: compressed allreduce runs on psgd's ring only; "
-        "use --allreduce_backend ring",
+        "--codec {} with --allreduce_backend {}: compressed allreduce runs on psgd's ring only "
+        "(its rounds are messages on the ring); use --allreduce_backend ring",
         job.codec, job.allreduce_backend));
   }
   if (shrinks(job) && job.allreduce_backend != "ring") {
     throw ConfigError(fmt::format(
-        "--allreduce_on_loss shrink with --allreduce_backend {}: a Gloo group cannot change its "
-        "members; use --allreduce_backend ring",
+        "--allreduce_on_loss shrink with --allreduce_backend {}: its group cannot change its "
+        "members once formed; use --allreduce_backend ring",
         job.allreduce_backend));
   }
   const AllreduceCompressionEntry* entry = find_allreduce_compression(job.codec);
@@ -134,7 +134,7 @@ void validate_allreduce(const StrategyJob& job) {
   if (!job.overlap) return;
   if (job.allreduce_backend != "ring") {
     throw ConfigError(fmt::format(
-        "--overlap with --allreduce_backend {}: Gloo's allreduce is one blocking call, it cannot "
+        "--overlap with --allreduce_backend {}: its allreduce is one blocking call, it cannot "
         "start while backward runs; use --allreduce_backend ring",
         job.allreduce_backend));
   }

@@ -308,11 +308,19 @@ void Client::on_data_chunk(const DataChunk& chunk) {
 
 void Client::start_with(nn::Dataset samples) {
   try {
-    if (spec_.psgd == "allreduce" && spec_.allreduce_backend == "gloo") {
-      gloo_ = std::make_unique<GlooCollective>();
-      if (worker_ == 0) {
-        gloo_->store = std::make_unique<nn::GlooStoreHost>(spec_.node_count, 0, spec_.io_timeout);
-        peer_port_ = gloo_->store->port();
+    if (spec_.psgd == "allreduce" && spec_.allreduce_backend == "shm" &&
+        opts_.shared_memory == "off") {
+      throw ConfigError(
+          "--allreduce_backend shm sums the workers' gradients in shared memory, and this client "
+          "runs with --shared_memory off (as on an emulated LAN): run the job with "
+          "--allreduce_backend ring, or this client without --shared_memory off");
+    }
+    if (spec_.psgd == "allreduce" && spec_.allreduce_backend != "ring") {
+      collective_ = std::make_unique<JoinedCollective>(spec_.allreduce_backend);
+      if (spec_.allreduce_backend == "gloo" && worker_ == 0) {
+        collective_->store =
+            std::make_unique<nn::GlooStoreHost>(spec_.node_count, 0, spec_.io_timeout);
+        peer_port_ = collective_->store->port();
       }
     }
   } catch (const Error& e) {
@@ -358,7 +366,7 @@ void Client::build_worker(nn::Dataset samples) {
                     },
                 .work = &cpu_clock_,
                 .slowdown = opts_.slowdown,
-                .collective = gloo_.get(),
+                .collective = collective_.get(),
                 // A detached step records its row on the compute thread: the links and the log
                 // belong to the event thread, so the row goes there (before the step's end, which
                 // is posted after it) and takes the bytes counted by then.
@@ -397,7 +405,7 @@ void Client::ready() {
   const std::size_t model_values =
       parts_->trainer().num_parameters() + parts_->trainer().num_buffers();
   links_ = std::make_unique<Links>(*this, spec_.node_count);
-  if (!gloo_ && strategy_of(spec_).topology == Topology::kPeerToPeer) {
+  if (!collective_ && strategy_of(spec_).topology == Topology::kPeerToPeer) {
     mesh_ = std::make_unique<net::PeerMesh>(
         io_, worker_, spec_.node_count,
         net::ConnectionOptions{.max_body_bytes = training_frame_limit(model_values),

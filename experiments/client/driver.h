@@ -34,17 +34,21 @@
 
 namespace psgd {
 
-// The allreduce role is built before the Gloo group exists (the group forms after the peer
-// table): it holds this, which forwards to the group once it is joined.
-class GlooCollective final : public Collective {
+// The allreduce role is built before a blocking backend's group exists (the group forms after
+// the peer table): it holds this, which forwards to the group once it is joined.
+class JoinedCollective final : public Collective {
  public:
+  explicit JoinedCollective(std::string backend) : backend_(std::move(backend)) {}
   void allreduce_sum(std::span<float> data) override {
-    PSGD_CHECK(group != nullptr, "gloo allreduce before the group was joined");
+    PSGD_CHECK(group != nullptr, "allreduce before the group was joined");
     group->allreduce_sum(data);
   }
-  std::string name() const override { return "gloo"; }
-  std::unique_ptr<nn::GlooStoreHost> store;  // worker 0
-  std::unique_ptr<nn::GlooAllreduce> group;
+  std::string name() const override { return backend_; }
+  std::unique_ptr<nn::GlooStoreHost> store;  // gloo: worker 0's rendezvous
+  std::unique_ptr<Collective> group;         // nn::GlooAllreduce or net::ShmAllreduce
+
+ private:
+  std::string backend_;
 };
 
 // What outlives one Client (a join of a job) when the server is lost mid-job and the worker
@@ -180,8 +184,9 @@ class Client {
   WorkerRole* role_ = nullptr;
   std::unique_ptr<Links> links_;
   Schedule schedule_;
-  std::unique_ptr<net::PeerMesh> mesh_;   // --psgd allreduce --allreduce_backend ring
-  std::unique_ptr<GlooCollective> gloo_;  // --psgd allreduce --allreduce_backend gloo
+  std::unique_ptr<net::PeerMesh> mesh_;  // --psgd allreduce --allreduce_backend ring
+  // --psgd allreduce --allreduce_backend gloo or shm: the blocking group
+  std::unique_ptr<JoinedCollective> collective_;
   SteadyClock clock_;
   ProcessCpuClock cpu_clock_;  // how long this worker's steps kept it busy (--slowdown)
   double start_ = 0;

@@ -1,5 +1,5 @@
 // A worker's links with its peers (experiments/client/driver.h): the peer mesh of the ring
-// allreduce and the all-to-all exchange, or the Gloo group.
+// allreduce and the all-to-all exchange, or the Gloo or shared-memory group.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <chrono>
@@ -7,11 +7,37 @@
 #include "core/error.h"
 #include "experiments/client/driver.h"
 #include "experiments/format.h"
+#include "network/shm_allreduce.h"
 
 namespace psgd {
 
 void Client::on_peer_table(const PeerTable& table) {
-  if (gloo_ && table.hosts.size() == static_cast<std::size_t>(spec_.node_count) &&
+  if (collective_ && collective_->name() == "shm") {
+    if (table.key.size() != net::kAuthNonceBytes) {
+      give_up("the server's PeerTable has no valid peer key", true);
+      return;
+    }
+    // Worker 0 creates the segment, the others wait for it: on a thread of its own, as Gloo's.
+    const double t0 = clock_.now();
+    const std::string name = net::shm_allreduce_name(table.key);
+    background(
+        [this, name] {
+          auto group = net::ShmAllreduce::join(name, worker_, spec_.node_count, job_.num_parameters,
+                                               spec_.io_timeout);
+          // A wait for a worker that is stopped, not dead, ends when the server ends the run.
+          group->set_interrupt([conn = conn_]() -> std::string {
+            return conn->peer_hung_up() ? "the server closed the connection" : "";
+          });
+          collective_->group = std::move(group);
+        },
+        [this, t0] {
+          say(fmt::format("joined the shared-memory allreduce of {} in {}", spec_.node_count,
+                          fmt_duration(clock_.now() - t0)));
+          conn_->send(PeersUp{.links = spec_.node_count - 1});
+        });
+    return;
+  }
+  if (collective_ && table.hosts.size() == static_cast<std::size_t>(spec_.node_count) &&
       table.ports.size() == table.hosts.size()) {
     // The rendezvous waits for every rank: on a thread of its own, so this worker's link to the
     // server keeps its heartbeats meanwhile.
@@ -24,7 +50,8 @@ void Client::on_peer_table(const PeerTable& table) {
                                   .timeout_s = spec_.io_timeout};
     background(
         [this, options] {
-          gloo_->group = std::make_unique<nn::GlooAllreduce>(options, gloo_->store.get());
+          collective_->group =
+              std::make_unique<nn::GlooAllreduce>(options, collective_->store.get());
         },
         [this, t0] {
           say(fmt::format("joined the gloo group of {} in {}", spec_.node_count,

@@ -400,7 +400,9 @@ void Server::on_ready(int w, const Ready& ready) {
     return;
   }
   workers_.set_ready(w, ready.peer_port);
-  if (needs_peers() && ready.peer_port <= 0 && (w == 0 || spec_.allreduce_backend == "ring")) {
+  // Peer ports: the ring's links need everyone's, Gloo worker 0's (its store), shm none.
+  if (needs_peers() && ready.peer_port <= 0 &&
+      (spec_.allreduce_backend == "ring" || (w == 0 && spec_.allreduce_backend == "gloo"))) {
     fail(fmt::format("worker {} opened no port for its peers; --psgd {} needs one", w, spec_.psgd));
     return;
   }
@@ -426,6 +428,19 @@ bool Server::needs_peers() const {
 // only worker 0's rendezvous store matters), links up, and says PeersUp; training starts when all
 // have. The join timeout still runs, so a mesh that cannot form ends the run.
 void Server::send_peer_table() {
+  // shm: one segment in one /dev/shm. Workers that name different machines would wait for it
+  // until --io_timeout; say so now.
+  if (spec_.allreduce_backend == "shm") {
+    for (int w = 1; w < workers_.size(); ++w) {
+      if (workers_[w].host() != workers_[0].host()) {
+        fail(fmt::format(
+            "--allreduce_backend shm needs every worker on one machine, but worker 0 runs on {} "
+            "and worker {} on {}; use --allreduce_backend ring",
+            workers_[0].host(), w, workers_[w].host()));
+        return;
+      }
+    }
+  }
   auto table = std::make_shared<const Message>([&] {
     PeerTable t;
     for (int w = 0; w < workers_.size(); ++w) {

@@ -123,8 +123,8 @@ TEST(JobSpec, StrategyFlagsThatDoNotFitAreRefusedByName) {
   EXPECT_EQ(JobSpec{}.local_sync_period(), 4);
 }
 
-// --allreduce_on_loss: allreduce's knob; shrink needs our ring (a Gloo group cannot change its
-// members) and is refused with --checkpoint_every (a checkpoint cannot record the shrunk ring).
+// --allreduce_on_loss: allreduce's knob; shrink needs our ring (a Gloo or shm group cannot change
+// its members) and is refused with --checkpoint_every (a checkpoint cannot record the shrunk ring).
 TEST(JobSpec, AllreduceOnLossIsRefusedWhereItCannotBeHonoured) {
   JobSpec s;
   s.allreduce_on_loss = "shrink";
@@ -133,9 +133,12 @@ TEST(JobSpec, AllreduceOnLossIsRefusedWhereItCannotBeHonoured) {
       << message_of(s);
   s.psgd = "allreduce";
   EXPECT_EQ(message_of(s), "no error");
-  s.allreduce_backend = "gloo";
-  EXPECT_NE(message_of(s).find("a Gloo group cannot change its members"), std::string::npos)
-      << message_of(s);
+  for (const char* backend : {"gloo", "shm"}) {
+    s.allreduce_backend = backend;
+    EXPECT_NE(message_of(s).find("its group cannot change its members once formed"),
+              std::string::npos)
+        << message_of(s);
+  }
   s.allreduce_backend = "ring";
   // A compression whose state depends on the ring's size cannot follow it; plain can.
   for (const char* codec : {"fp16", "powersgd"}) {

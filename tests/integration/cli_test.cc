@@ -74,6 +74,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"SimulateShipDataAlways",
                 {"--simulate", "--ship_data"},
                 "--ship_data always with --simulate"},
+        // The simulator models psgd's ring; a blocking backend moves its own bytes.
+        BadCase{"SimulateShmAllreduce",
+                {"--simulate", "--psgd", "allreduce", "--allreduce_backend", "shm"},
+                "--allreduce_backend shm with --simulate: the simulator models our ring only"},
+        BadCase{"UnknownAllreduceBackend",
+                {"--psgd", "allreduce", "--allreduce_backend", "nccl"},
+                "--allreduce_backend nccl: known backends are ring, shm and gloo"},
         BadCase{"BusyPollNegative",
                 {"--busy_poll_us", "-5"},
                 "--busy_poll_us -5: give microseconds from 0"},

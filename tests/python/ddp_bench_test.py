@@ -87,13 +87,14 @@ class CompareRun(unittest.TestCase):
                     if line.startswith(("plain", "PyTorch", "psgd ssgd ", "psgd allreduce "))
                     and line.split()[-1] != "apply" and len(line.split()) >= 7 and "%" in line}
             self.assertEqual(set(rows), {("plain", "libtorch", "loop"), ("plain", "loop", f"x{cores}", "together"),
-                                         ("PyTorch", "DDP", "(Gloo)"), ("psgd", "ssgd"), ("psgd", "allreduce")},
+                                         ("PyTorch", "DDP", "(Gloo)"), ("psgd", "ssgd"), ("psgd", "allreduce"),
+                                         ("psgd", "allreduce", "shm")},
                              out.stdout)
             with open(os.path.join(d, "r.json")) as f:
                 r = json.load(f)
             runs = {(x["system"], x["workers"]): x["results"][0] for x in r["runs"]}
             self.assertEqual(set(runs), {("plain", 1), ("plain_together", cores), ("ddp", 2), ("ssgd", 2),
-                                         ("allreduce", 2)})
+                                         ("allreduce", 2), ("allreduce_shm", 2)})
             self.assertAlmostEqual(r["nominal_compute_limit"],
                                    r["cores"] * runs[("plain", 1)]["samples_per_second"])
             # The yardstick is the measured limit: one plain loop per core, side by side, summed.
@@ -108,9 +109,9 @@ class CompareRun(unittest.TestCase):
                 self.assertGreater(m["samples_per_second"], 0, system)
                 self.assertGreater(m["test_accuracy"], 0.3, system)
                 # The ratio column is this system's samples/s over DDP's with as many workers.
-                if system in ("ssgd", "allreduce"):
+                if system in ("ssgd", "allreduce", "allreduce_shm"):
                     ratio = m["samples_per_second"] / runs[("ddp", n)]["samples_per_second"]
-                    self.assertEqual(rows[("psgd", system)][4], f"{ratio:.2f}")
+                    self.assertEqual(rows[("psgd", *system.split("_"))][4], f"{ratio:.2f}")
                     self.assertTrue(os.path.exists(os.path.join(d, "runs", f"{system}-n{n}-r1", "summary.json")))
                     self.assertGreater(m["split_ms"]["compute_s"], 0)
 

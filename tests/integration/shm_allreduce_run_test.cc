@@ -1,0 +1,151 @@
+// --psgd allreduce --allreduce_backend shm with real processes: it learns and the workers agree
+// (the server compares their parameter hashes every epoch); a worker killed or stopped mid-run
+// ends the run, naming it, and every other client exits instead of waiting in the shared segment;
+// a client that may not use shared memory is refused with the reason.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "tests/integration/cluster.h"
+
+namespace psgd {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Cluster;
+
+nlohmann::json summary_of(const Cluster& cluster) {
+  return testing::summary_in(cluster.dir.file("run"));
+}
+
+const std::vector<std::string> kShm{"--psgd", "allreduce", "--allreduce_backend", "shm"};
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(ShmAllreduceRun, FourWorkersLearnWithIdenticalModels) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(
+      cluster.start(4, with(kShm, {"--train_samples", "4000", "--test_samples", "1000", "--epochs",
+                                   "2", "--batch_size", "32", "--seed", "5"})));
+  const auto code = cluster.server->wait(120s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 0) << cluster.logs();
+  for (auto& c : cluster.clients)
+    EXPECT_EQ(c->wait(30s).value_or(-1), 0) << cluster.logs();
+  const auto summary = summary_of(cluster);
+  EXPECT_EQ(summary["status"], "completed");
+  // 4000 / (4 x 32) = 32 iterations an epoch (rounded up); the hashes matched at every epoch end.
+  EXPECT_EQ(summary["iterations"], 2 * 32);
+  EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << summary.dump(1);
+  EXPECT_NE(cluster.clients[0]->out().find("joined the shared-memory allreduce of 4"),
+            std::string::npos)
+      << cluster.logs();
+}
+
+class ShmAllreduceLoss : public ::testing::TestWithParam<int> {};
+
+TEST_P(ShmAllreduceLoss, EndsTheRunAndEveryOtherClientExits) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const int sig = GetParam();
+  Cluster cluster;
+  // Slow batches so that the run is still under way when a worker goes.
+  ASSERT_NO_FATAL_FAILURE(
+      cluster.start(3, with(kShm, {"--train_samples", "3000", "--test_samples", "300", "--epochs",
+                                   "3", "--batch_size", "32", "--delay", "fixed:0.05",
+                                   "--dead_after", "3", "--heartbeat_interval", "0.5"})));
+  const auto start = std::chrono::steady_clock::now();
+  auto joined = [&] {  // every client is in the group: training is under way
+    for (auto& c : cluster.clients)
+      if (c->out().find("joined the shared-memory allreduce") == std::string::npos) return false;
+    return true;
+  };
+  while (!joined()) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 60s) << cluster.logs();
+    ASSERT_TRUE(cluster.server->running()) << cluster.logs();
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(500ms);
+  const auto lost_at = std::chrono::steady_clock::now();
+  cluster.clients[2]->signal(sig);
+  const auto code = cluster.server->wait(60s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 1) << cluster.logs();
+  const std::string status = summary_of(cluster)["status"];
+  EXPECT_NE(status.find("lost worker"), std::string::npos) << status << cluster.logs();
+  // No hint at --allreduce_on_loss shrink: a shm group cannot re-form.
+  EXPECT_EQ(status.find("shrink"), std::string::npos) << status;
+  // The others were blocked in the segment: they see the dead process, or (stopped, not dead)
+  // the server hanging up, and exit rather than wait out --io_timeout (30 s here).
+  for (int i = 0; i < 2; ++i) {
+    const auto c = cluster.clients[static_cast<std::size_t>(i)]->wait(20s);
+    EXPECT_TRUE(c.has_value()) << "client " << i << " hung\n" << cluster.logs();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - lost_at, 25s) << cluster.logs();
+  cluster.clients[2]->kill();
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, ShmAllreduceLoss, ::testing::Values(SIGKILL, SIGSTOP),
+                         [](const auto& info) {
+                           return std::string(info.param == SIGKILL ? "killed" : "stopped");
+                         });
+
+TEST(ShmAllreduceRun, AClientWithoutSharedMemoryIsRefusedWithTheReason) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.start(
+      2, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}),
+      {{}, {"--shared_memory", "off"}}));
+  const auto refused = cluster.clients[1]->wait(60s);
+  ASSERT_TRUE(refused.has_value()) << "client hung\n" << cluster.logs();
+  EXPECT_NE(*refused, 0);
+  const std::string said = cluster.clients[1]->out() + cluster.clients[1]->err();
+  EXPECT_NE(said.find("--allreduce_backend shm sums the workers' gradients in shared memory"),
+            std::string::npos)
+      << cluster.logs();
+  const auto code = cluster.server->wait(90s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_NE(*code, 0) << cluster.logs();
+  cluster.clients[0]->wait(30s);
+}
+
+// A worker on another machine (here: a client whose hostname differs, in a UTS namespace of its
+// own) cannot open the segment; the server says so when the peers would link up, instead of
+// letting the workers wait for it until --io_timeout.
+TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a UTS namespace (unshare --uts)";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.start(
+      2, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
+      /*start_clients=*/1));
+  testing::Process other(
+      "/usr/bin/unshare",
+      {"--uts", "/bin/sh", "-c",
+       "hostname psgd-other-host && exec " + std::string(PSGD_CLIENT) + " --ip 127.0.0.1 --port " +
+           std::to_string(cluster.port) + " --connect_timeout 10"},
+      cluster.dir.file("other.out"), cluster.dir.file("other.err"));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto code = cluster.server->wait(60s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_NE(*code, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "waited for --io_timeout";
+  const std::string status = summary_of(cluster)["status"];
+  EXPECT_NE(status.find("--allreduce_backend shm needs every worker on one machine"),
+            std::string::npos)
+      << status << cluster.logs();
+  EXPECT_NE(status.find("psgd-other-host"), std::string::npos) << status;
+  other.wait(30s);
+}
+
+}  // namespace
+}  // namespace psgd

@@ -1,10 +1,12 @@
-// allreduce_bench: our ring allreduce (psgd/tcp_ring.h) against Gloo's (c10d ProcessGroupGloo),
-// same ranks, same buffers, same loopback, in one run, so the figure is a ratio. (Over 400
-// lines: a benchmark driver with both backends, its rank processes and its checks in one file.)
+// allreduce_bench: our ring allreduce (psgd/tcp_ring.h), or with --ours shm our one-machine
+// shared-memory allreduce (network/shm_allreduce.h, --allreduce_backend shm), against Gloo's (c10d
+// ProcessGroupGloo), same ranks, same buffers, same machine, in one run, so the figure is a ratio.
+// (Over 400 lines: a benchmark driver with its backends, its rank processes and its checks in one
+// file.)
 //
 //   build/bench/allreduce_bench [--sizes_mb 1,100] [--worlds 2,4] [--seconds 2] [--chunk_kb auto]
 //                               [--repeats 1] [--backends ours,gloo] [--threads_as_ranks]
-//                               [--transport shm|tcp] [--shm_slots 16]
+//                               [--ours ring|shm] [--transport shm|tcp] [--shm_slots 16]
 //
 // Each rank is a process of its own (this binary started again in a hidden worker mode), as in a
 // real job; --threads_as_ranks runs the ranks as threads of this process instead. For each size
@@ -18,7 +20,8 @@
 //
 // Worker protocol (process mode), one line per step, JSON from the worker on its stdout, plain
 // text from the driver on its stdin; every wait on either side has a timeout:
-//   worker: {"port":P}           ours: its ring listener; gloo: rank 0's TCPStore (others 0)
+//   worker: {"port":P}           ours: its ring listener (--ours shm: 0); gloo: rank 0's TCPStore
+//                                (others 0)
 //   driver: "P0 P1 ... Pn-1"     every rank's port
 //   worker: {"ready":true}       linked, warm-up allreduce done and its result checked
 //   driver: "go"
@@ -54,6 +57,7 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
+#include "network/shm_allreduce.h"
 #include "nn/gloo_allreduce.h"
 #include "psgd/tcp_ring.h"
 
@@ -69,6 +73,7 @@ struct Options {
   std::vector<int> worlds{2, 4};
   double seconds = 2;
   int chunk_kb = 0;               // 0: 1024 with shared memory, 256 over TCP
+  std::string ours = "ring";      // which of ours: the ring, or the shm backend's segment
   std::string transport = "shm";  // our ring's links: shared memory (as the client's) or TCP
   int shm_slots = 16;
   std::vector<std::string> backends{"ours", "gloo"};
@@ -84,8 +89,18 @@ struct WorkerArgs {
   int world = 0;
   std::size_t floats = 0;
   int iters = 1;
-  int parent = 0;  // the driver's pid
+  int parent = 0;        // the driver's pid
+  std::string shm_name;  // --ours shm: the segment of this measurement
 };
+
+// A segment name of its own for each measurement.
+std::string fresh_segment_name() {
+  static int count = 0;
+  const std::string seed =
+      fmt::format("{}-{}-{}", ::getpid(), ++count, Clock::now().time_since_epoch().count());
+  return psgd::net::shm_allreduce_name(
+      std::span(reinterpret_cast<const std::uint8_t*>(seed.data()), seed.size()));
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
@@ -201,6 +216,13 @@ psgd::TcpRingOptions ring_options(const Options& o) {
 
 Timing run_threads(const std::string& backend, int world, std::size_t floats, int iters,
                    const Options& o) {
+  if (backend == "ours" && o.ours == "shm") {
+    const std::string name = fresh_segment_name();
+    return time_allreduce_threads(world, floats, iters, [&](int r) {
+      return std::unique_ptr<psgd::Collective>(
+          psgd::net::ShmAllreduce::join(name, r, world, floats, o.timeout_s));
+    });
+  }
   if (backend == "ours") {
     std::vector<std::unique_ptr<psgd::TcpRing>> rings;
     std::vector<psgd::net::PeerAddress> addresses;
@@ -272,7 +294,9 @@ int worker_main(const WorkerArgs& a, const Options& o) {
     std::unique_ptr<psgd::TcpRing> ring;
     std::unique_ptr<psgd::nn::GlooStoreHost> host;
     int port = 0;
-    if (a.backend == "ours") {
+    if (a.backend == "ours" && o.ours == "shm") {
+      port = 0;  // the segment's name came with the arguments
+    } else if (a.backend == "ours") {
       ring = std::make_unique<psgd::TcpRing>(a.rank, a.world, ring_options(o));
       port = ring->listen("127.0.0.1");
     } else if (a.rank == 0) {
@@ -290,7 +314,10 @@ int worker_main(const WorkerArgs& a, const Options& o) {
           fmt::format("worker: {} ports for {} ranks", ports.size(), a.world));
 
     std::unique_ptr<psgd::Collective> collective;
-    if (ring) {
+    if (a.backend == "ours" && o.ours == "shm") {
+      collective =
+          psgd::net::ShmAllreduce::join(a.shm_name, a.rank, a.world, a.floats, o.timeout_s);
+    } else if (ring) {
       std::vector<psgd::net::PeerAddress> addresses;
       for (int p : ports)
         addresses.push_back({"127.0.0.1", p});
@@ -516,6 +543,7 @@ class Workers {
 Timing run_processes(const std::string& backend, int world, std::size_t floats, int iters,
                      const Options& o) {
   std::vector<std::vector<std::string>> argvs;
+  const std::string segment = fresh_segment_name();
   for (int r = 0; r < world; ++r)
     argvs.push_back({"--worker",    backend,
                      "--rank",      std::to_string(r),
@@ -526,6 +554,8 @@ Timing run_processes(const std::string& backend, int world, std::size_t floats, 
                      "--transport", o.transport,
                      "--shm_slots", std::to_string(o.shm_slots),
                      "--timeout_s", fmt::format("{}", o.timeout_s),
+                     "--ours",      o.ours,
+                     "--shm_name",  segment,
                      "--parent",    std::to_string(::getpid())});
   Workers workers(argvs);
   std::string table;
@@ -559,6 +589,11 @@ int main(int argc, char** argv) {
                  "Our ring's chunk size in KB (default: 1024 with --transport shm, where a chunk "
                  "is one slot and fewer, larger chunks mean fewer notices; 256 over TCP)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--ours", o.ours,
+                 "Which of psgd's allreduces is 'ours': ring (psgd/tcp_ring.h, the default "
+                 "backend) or shm (--allreduce_backend shm: one shared-memory segment, the last "
+                 "rank to arrive sums; network/shm_allreduce.h)")
+      ->check(CLI::IsMember({"ring", "shm"}));
   app.add_option("--transport", o.transport,
                  "How our ring's chunks travel between ranks: shm (shared-memory slots, the "
                  "socket carrying a notice; what the client's peer links use by default) or tcp "
@@ -587,6 +622,7 @@ int main(int argc, char** argv) {
   app.add_option("--floats", w.floats)->group("");
   app.add_option("--iters", w.iters)->group("");
   app.add_option("--parent", w.parent)->group("");
+  app.add_option("--shm_name", w.shm_name)->group("");
   CLI11_PARSE(app, argc, argv);
 
   if (o.chunk_kb == 0) o.chunk_kb = o.transport == "shm" ? 1024 : 256;
@@ -594,12 +630,14 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // a worker that died makes writes to it fail, not this process
 
   try {
-    fmt::print("# ranks are {}; loopback; ours over {}; load average {}\n",
+    fmt::print("# ranks are {}; loopback; ours is {}; load average {}\n",
                o.threads_as_ranks ? "threads of one process" : "processes (one per rank)",
-               o.transport == "shm" ? fmt::format("shared memory ({} slots of {} KB per link "
-                                                  "and direction)",
-                                                  o.shm_slots, o.chunk_kb)
-                                    : std::string("TCP"),
+               o.ours == "shm" ? std::string("the shm backend (one segment, the last rank sums)")
+               : o.transport == "shm"
+                   ? fmt::format("the ring over shared memory ({} slots of {} KB per link "
+                                 "and direction)",
+                                 o.shm_slots, o.chunk_kb)
+                   : std::string("the ring over TCP"),
                load_average());
     fmt::print("{:>6} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n", "ranks", "MB",
                "ours ms", "gloo ms", "ours GB/s", "gloo GB/s", "ours cpu", "gloo cpu", "ours/gloo");

@@ -6,6 +6,7 @@
 // on return each rank's buffer holds the element-wise sum over the ranks (identical bits on every
 // rank). A rank that fails or disappears makes the others throw psgd::Error, not hang. One thread
 // at a time.
+#include <algorithm>
 #include <span>
 #include <string>
 
@@ -15,6 +16,18 @@ class Collective {
  public:
   virtual ~Collective() = default;
   virtual void allreduce_sum(std::span<float> data) = 0;
+  // out = (the element-wise sum over the ranks of their `in`) * scale: the sum rounded first,
+  // then the product, so the bits are those of allreduce_sum() followed by the multiplication.
+  // `in` is left as it is. This default copies `in` into `out`; a backend that reads `in` and
+  // writes `out` itself (net::ShmAllreduce) saves two passes over the buffer.
+  virtual void allreduce_scaled(std::span<const float> in, std::span<float> out, float scale) {
+    std::copy(in.begin(), in.end(), out.begin());
+    allreduce_sum(out);
+    if (scale != 1.0f) {
+      for (float& x : out)
+        x *= scale;
+    }
+  }
   virtual std::string name() const = 0;
 };
 

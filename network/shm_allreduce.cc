@@ -234,11 +234,26 @@ void ShmAllreduce::fail_all(std::uint32_t why, int who) {
 }
 
 void ShmAllreduce::allreduce_sum(std::span<float> data) {
+  allreduce_scaled(data, data, 1.0f);
+}
+
+void ShmAllreduce::allreduce_scaled(std::span<const float> data, std::span<float> out,
+                                    float scale) {
   if (data.size() > capacity_) {
     throw IoError(fmt::format("allreduce (shm): {} values, the group was made for {}", data.size(),
                               capacity_));
   }
-  if (world_ == 1) return;
+  if (out.size() != data.size()) {
+    throw IoError(fmt::format("allreduce (shm): {} values in, {} out", data.size(), out.size()));
+  }
+  if (world_ == 1) {
+    if (out.data() != data.data()) std::copy(data.begin(), data.end(), out.begin());
+    if (scale != 1.0f) {
+      for (float& x : out)
+        x *= scale;
+    }
+    return;
+  }
   const std::size_t stride = Layout::stride(capacity_);
   std::uint8_t* slots = base_ + Layout::data(world_);
   auto slot = [&](int r) { return reinterpret_cast<float*>(slots + r * stride); };
@@ -264,11 +279,11 @@ void ShmAllreduce::allreduce_sum(std::span<float> data) {
                         length, rank_, data.size()));
       }
     }
-    float* out = slot(world_);
+    float* result = slot(world_);
     for (std::size_t begin = 0; begin < data.size(); begin += kBlock) {
       const std::size_t n = std::min(kBlock, data.size() - begin);
       const float* first = slot(0) + begin;
-      float* sum = out + begin;
+      float* sum = result + begin;
       std::copy(first, first + n, sum);
       for (int r = 1; r < world_; ++r) {
         const float* in = slot(r) + begin;
@@ -282,7 +297,13 @@ void ShmAllreduce::allreduce_sum(std::span<float> data) {
   } else {
     wait_for_round(g);
   }
-  std::memcpy(data.data(), slot(world_), data.size_bytes());
+  const float* sum = slot(world_);
+  if (scale == 1.0f) {
+    std::memcpy(out.data(), sum, out.size_bytes());
+  } else {
+    for (std::size_t i = 0; i < out.size(); ++i)
+      out[i] = sum[i] * scale;
+  }
 }
 
 void ShmAllreduce::wait_for_round(std::uint32_t g) {

@@ -65,6 +65,8 @@ class ShmAllreduce final : public Collective {
   // Every rank calls it with a buffer of the same length, at most capacity(); on return it holds
   // the sum over the ranks.
   void allreduce_sum(std::span<float> data) override;
+  // Copies `in` into this rank's slot and the scaled sum straight into `out`.
+  void allreduce_scaled(std::span<const float> in, std::span<float> out, float scale) override;
   std::string name() const override { return "shm"; }
   // Checked with the others every 50 ms while this rank waits: a non-empty answer ends the wait
   // with that reason (the client's: its server hung up, so the run is over).

@@ -465,7 +465,9 @@ WorkerAction AllreduceWorker::compute_step(Outbox& out) {
     reducing_ = true;
     round_ = 0;
     peer_bytes_ = 0;
-    ctx_.collective->allreduce_sum(compression_->round_buffer(0, g));
+    // The mean straight into the update (the plain compression's sum times 1/n, as finish()).
+    update_.resize(g.size());
+    ctx_.collective->allreduce_scaled(g, update_, 1.0f / static_cast<float>(schedule_.node_count));
     return finish_iteration(out);
   }
   if (shrink_) own_.assign(g.begin(), g.end());  // to sum again if the ring loses a member
@@ -502,7 +504,7 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   // compression's approximation of it.
   auto params = ctx_.learner->parameters();
   update_.resize(params.size());
-  compression_->finish(update_);
+  if (ctx_.collective == nullptr) compression_->finish(update_);  // else the collective's mean
   optimiser_->step(params, update_, iteration_);
   times_.apply_s = sw.seconds();
   ++iteration_;

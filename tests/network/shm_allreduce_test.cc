@@ -94,6 +94,41 @@ TEST(ShmAllreduce, EveryRankGetsTheRankOrderSumWhateverOrderTheyArriveIn) {
   }
 }
 
+// allreduce_scaled: the bits of allreduce_sum() then the product, with `in` left as it was; the
+// Collective default (copy, sum, scale) gives the same bits.
+TEST(ShmAllreduce, TheScaledSumIsTheSumTimesTheScaleAndLeavesTheInputAlone) {
+  constexpr int kWorld = 3;
+  constexpr std::size_t kCount = 9'000;
+  const float scale = 1.0f / 3.0f;
+  std::vector<std::vector<float>> scaled(kWorld), summed(kWorld), inputs(kWorld);
+  const auto errors = run_ranks(fresh_name(), kWorld, kCount, 10, [&](int r, ShmAllreduce& g) {
+    const auto i = static_cast<std::size_t>(r);
+    inputs[i] = values(kCount, 100 + static_cast<unsigned>(r));
+    const std::vector<float> before = inputs[i];
+    scaled[i].resize(kCount);
+    g.allreduce_scaled(inputs[i], scaled[i], scale);
+    EXPECT_EQ(inputs[i], before);
+    summed[i] = inputs[i];
+    g.Collective::allreduce_scaled(before, summed[i], scale);  // the default: copy, sum, scale
+  });
+  for (const auto& e : errors)
+    ASSERT_EQ(e, "");
+  for (int r = 0; r < kWorld; ++r) {
+    const auto i = static_cast<std::size_t>(r);
+    ASSERT_EQ(std::memcmp(scaled[i].data(), summed[i].data(), kCount * sizeof(float)), 0) << r;
+    ASSERT_EQ(std::memcmp(scaled[i].data(), scaled[0].data(), kCount * sizeof(float)), 0) << r;
+  }
+  std::vector<float> expected = values(kCount, 100);
+  for (int r = 1; r < kWorld; ++r) {
+    const auto in = values(kCount, 100 + static_cast<unsigned>(r));
+    for (std::size_t i = 0; i < kCount; ++i)
+      expected[i] += in[i];
+  }
+  for (auto& x : expected)
+    x *= scale;
+  EXPECT_EQ(std::memcmp(scaled[0].data(), expected.data(), kCount * sizeof(float)), 0);
+}
+
 TEST(ShmAllreduce, NothingIsLeftInDevShmOnceEveryRankJoined) {
   const std::string name = fresh_name();
   const std::filesystem::path file = "/dev/shm" + name;

@@ -41,6 +41,8 @@ const Case kCases[] = {
     {"local_sgd", {"--psgd", "local_sgd", "--sync_period", "3"}},
     {"allreduce", {"--psgd", "allreduce"}},
     {"allreduce_gloo", {"--psgd", "allreduce", "--allreduce_backend", "gloo"}},
+    // The resumed server's workers make a new segment (a new peer key).
+    {"allreduce_shm", {"--psgd", "allreduce", "--allreduce_backend", "shm"}},
     // PowerSGD's error feedback and warm-start Q are each worker's own state in the checkpoint.
     {"allreduce_powersgd", {"--psgd", "allreduce", "--codec", "powersgd", "--codec_rank", "2"}},
     {"allreduce_fp16", {"--psgd", "allreduce", "--codec", "fp16"}},

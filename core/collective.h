@@ -7,6 +7,7 @@
 // rank). A rank that fails or disappears makes the others throw psgd::Error, not hang. One thread
 // at a time.
 #include <algorithm>
+#include <cstdint>
 #include <span>
 #include <string>
 
@@ -29,6 +30,12 @@ class Collective {
     }
   }
   virtual std::string name() const = 0;
+  // Bytes one rank sends to its peers over the network per allreduce of `bytes` among `world`
+  // ranks (summary.json's peer bytes). Default: a ring's 2(n-1)/n of the buffer (Gloo's).
+  virtual std::uint64_t peer_bytes(std::uint64_t bytes, int world) const {
+    const auto n = static_cast<std::uint64_t>(world);
+    return n == 0 ? 0 : 2 * (n - 1) * bytes / n;
+  }
 };
 
 }  // namespace psgd

@@ -118,7 +118,8 @@ ShmAllreduce::ShmAllreduce(std::string name, int rank, int world, std::size_t ca
       mapped_(mapped) {}
 
 std::unique_ptr<ShmAllreduce> ShmAllreduce::join(const std::string& name, int rank, int world,
-                                                 std::size_t capacity, double timeout_s) {
+                                                 std::size_t capacity, double timeout_s,
+                                                 std::function<std::string()> interrupt) {
   if (world < 1 || world > kMaxWorld || rank < 0 || rank >= world || capacity == 0 ||
       capacity > (std::size_t{1} << 32)) {
     throw IoError(fmt::format("allreduce (shm): rank {} of {} with {} values is not a group", rank,
@@ -193,6 +194,11 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::join(const std::string& name, int ra
         throw IoError(
             fmt::format("allreduce (shm): cannot open {}: {}", name, std::strerror(errno)));
       }
+      if (interrupt) {
+        if (const std::string why = interrupt(); !why.empty()) {
+          throw IoError("allreduce (shm): " + why);
+        }
+      }
       if (now_s() > deadline) {
         throw IoError(fmt::format(
             "allreduce (shm): worker 0's shared memory {} did not appear within {:g} s. "
@@ -205,6 +211,7 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::join(const std::string& name, int ra
   }
   std::unique_ptr<ShmAllreduce> self(
       new ShmAllreduce(name, rank, world, capacity, timeout_s, base, mapped));
+  self->interrupt_ = std::move(interrupt);
   std::uint8_t* line = self->base_ + Layout::kRanks + static_cast<std::size_t>(rank) * kLine;
   at<std::int32_t>(line + offsetof(RankLine, pid))
       .store(static_cast<std::int32_t>(::getpid()), std::memory_order_release);
@@ -319,7 +326,8 @@ void ShmAllreduce::wait_for_round(std::uint32_t g) {
     const auto why = static_cast<std::uint32_t>(failure);
     const auto who = static_cast<std::uint32_t>(failure >> 32);
     if (why == kLeft) {
-      throw IoError(fmt::format("allreduce (shm): worker {} left the group", who));
+      throw IoError(fmt::format(
+          "allreduce (shm): worker {} left the group (it gave up, or its run had ended)", who));
     }
     if (why == kLengths) {
       throw IoError("allreduce (shm): the workers called the allreduce with different lengths");

@@ -56,8 +56,11 @@ class ShmAllreduce final : public Collective {
   // Rank 0 creates the segment (its memory reserved now, so a full /dev/shm is an error here);
   // the others wait up to `timeout_s` for it. `timeout_s` also bounds each wait for the other
   // ranks in allreduce_sum(). Throws IoError naming the cause.
+  // `interrupt`, checked every 20 ms while a rank waits for rank 0's segment, ends that wait
+  // with its reason (empty: go on); it is then kept for the allreduces' waits (set_interrupt).
   static std::unique_ptr<ShmAllreduce> join(const std::string& name, int rank, int world,
-                                            std::size_t capacity, double timeout_s);
+                                            std::size_t capacity, double timeout_s,
+                                            std::function<std::string()> interrupt = {});
   ~ShmAllreduce() override;
   ShmAllreduce(const ShmAllreduce&) = delete;
   ShmAllreduce& operator=(const ShmAllreduce&) = delete;
@@ -68,6 +71,8 @@ class ShmAllreduce final : public Collective {
   // Copies `in` into this rank's slot and the scaled sum straight into `out`.
   void allreduce_scaled(std::span<const float> in, std::span<float> out, float scale) override;
   std::string name() const override { return "shm"; }
+  // None: the gradients never leave the machine's memory.
+  std::uint64_t peer_bytes(std::uint64_t, int) const override { return 0; }
   // Checked with the others every 50 ms while this rank waits: a non-empty answer ends the wait
   // with that reason (the client's: its server hung up, so the run is over).
   void set_interrupt(std::function<std::string()> check) { interrupt_ = std::move(check); }

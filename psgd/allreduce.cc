@@ -456,26 +456,39 @@ WorkerAction AllreduceWorker::on_reform(const RingReform& reform, Outbox& out) {
 WorkerAction AllreduceWorker::compute_step(Outbox& out) {
   PSGD_CHECK(started_ && !reducing_ && !pending_, "allreduce worker asked to compute out of turn");
   awaiting_compute_ = false;
+  if (ctx_.collective != nullptr) {
+    if (!collective_done_) compute_detached();  // a driver that does not detach
+    collective_done_ = false;
+    reducing_ = true;
+    round_ = 0;
+    peer_bytes_ = 0;
+    return finish_iteration(out);
+  }
   Stopwatch sw(*ctx_.clock);
   step_ = ctx_.learner->compute_gradient();
   times_.compute_s = sw.seconds();
   const auto g = ctx_.learner->gradients();
-  if (ctx_.collective != nullptr) {
-    reduce_start_ = ctx_.clock->now();
-    reducing_ = true;
-    round_ = 0;
-    peer_bytes_ = 0;
-    // The mean straight into the update (the plain compression's sum times 1/n, as finish()).
-    update_.resize(g.size());
-    ctx_.collective->allreduce_scaled(g, update_, 1.0f / static_cast<float>(schedule_.node_count));
-    return finish_iteration(out);
-  }
   if (shrink_) own_.assign(g.begin(), g.end());  // to sum again if the ring loses a member
   if (halted_) {
     pending_ = true;  // the next ring sums it
     return {};
   }
   return reduce(g, out);
+}
+
+void AllreduceWorker::compute_detached() {
+  if (ctx_.collective == nullptr) return;  // the ring's hops are messages: all on the event thread
+  PSGD_CHECK(!collective_done_, "allreduce worker: a second detached step before compute_step");
+  Stopwatch sw(*ctx_.clock);
+  step_ = ctx_.learner->compute_gradient();
+  times_.compute_s = sw.seconds();
+  const auto g = ctx_.learner->gradients();
+  // The mean straight into the update (the plain compression's sum times 1/n, as its finish()).
+  reduce_start_ = ctx_.clock->now();
+  update_.resize(g.size());
+  ctx_.collective->allreduce_scaled(g, update_, 1.0f / static_cast<float>(schedule_.node_count));
+  times_.wait_s = ctx_.clock->now() - reduce_start_;
+  collective_done_ = true;
 }
 
 WorkerAction AllreduceWorker::reduce(std::span<const float> gradient, Outbox& out) {
@@ -498,7 +511,7 @@ bool AllreduceWorker::start_round(std::span<const float> gradient, Outbox& out) 
 
 WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
   reducing_ = false;
-  times_.wait_s = ctx_.clock->now() - reduce_start_;
+  if (ctx_.collective == nullptr) times_.wait_s = ctx_.clock->now() - reduce_start_;
   Stopwatch sw(*ctx_.clock);
   // The mean over the ring's members (all n workers, or those left after a loss), or the
   // compression's approximation of it.
@@ -514,9 +527,8 @@ WorkerAction AllreduceWorker::finish_iteration(Outbox& out) {
                          .times = times_,
                          .peer_bytes = ctx_.collective ? 0 : peer_bytes_};
   if (ctx_.collective) {
-    // Gloo's ring moves 2(n-1)/n of the buffer per rank, as ours.
-    const auto n = static_cast<std::uint64_t>(schedule_.node_count);
-    report.peer_bytes = 2 * (n - 1) * update_.size() * sizeof(float) / n;
+    report.peer_bytes =
+        ctx_.collective->peer_bytes(update_.size() * sizeof(float), schedule_.node_count);
   }
   report.multicast_bytes = report.peer_bytes;  // a ring sends each chunk to one peer
   times_ = PhaseTimes{};

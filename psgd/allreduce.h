@@ -16,8 +16,11 @@
 //
 // Backends: with WorkerContext::collective null the worker runs RingAllreduce itself, as
 // RingChunk messages to the next worker (the TCP client routes them over peer links, the
-// simulator over its network model); otherwise compute_step() calls the blocking collective
-// (Gloo) and the role sends no peer messages.
+// simulator over its network model); otherwise the step's detached part (compute_detached(),
+// psgd/strategy.h) computes the gradient and calls the blocking collective (Gloo, shm), and the
+// role sends no peer messages. Detached, so that the TCP client's event thread keeps answering
+// heartbeats while a worker waits in the collective for a slower one: a worker that waited
+// longer than the server's --dead_after was otherwise taken for the lost one.
 //
 // A lost worker (ServerRole::on_worker_lost). With --allreduce_on_loss fail the run ends. With
 // shrink (ring backend only) the server re-forms the ring among the remaining members:
@@ -130,6 +133,8 @@ class AllreduceWorker final : public WorkerRole {
                   bool shrink = false);
   WorkerAction on_message(const Message& message, Outbox& out) override;
   WorkerAction compute_step(Outbox& out) override;
+  // With a blocking collective: the gradient and its allreduce (nothing without one).
+  void compute_detached() override;
   std::int64_t iterations_done() const override { return iteration_; }
   // The optimiser's state (the same on every worker: they apply the same updates), and the
   // compression's own (PowerSGD's error feedback and Q: each worker's).
@@ -149,7 +154,7 @@ class AllreduceWorker final : public WorkerRole {
   WorkerAction finish_iteration(Outbox& out);
   WorkerAction compute_next() {
     awaiting_compute_ = true;
-    return {.compute = true};
+    return {.compute = true, .detached = ctx_.collective != nullptr};
   }
   std::int64_t ring_round() const {
     return (generation_ << kGenerationShift) | (iteration_ * compression_->rounds() + round_);
@@ -178,6 +183,7 @@ class AllreduceWorker final : public WorkerRole {
   StepStats step_;
   PhaseTimes times_;
   double reduce_start_ = 0;
+  bool collective_done_ = false;  // compute_detached() left the mean in update_
 };
 
 }  // namespace psgd

@@ -6,7 +6,7 @@
 #
 # runs `INIT_SERVER --check flags...` (it validates exactly as a run would and loads no data) and
 # sets the array `job` to: node_count psgd codec output simulate (yes|no) passphrase_file (empty
-# when none). When init_server refuses the flags, its reason is already on stderr and job_of
+# when none) allreduce_backend. When init_server refuses the flags, its reason is already on stderr and job_of
 # returns 2.
 job_of() {
   local bin=$1 json
@@ -17,9 +17,9 @@ import json, sys
 d = json.loads(sys.argv[1])
 j = d["job"]
 for v in (j["node_count"], j["psgd"], j["codec"], j["output"], "yes" if d["simulate"] else "no",
-          d["server"]["passphrase_file"]):
+          d["server"]["passphrase_file"], j["allreduce_backend"]):
     print(v)' "$json" 2>/dev/null)
-  if ((${#job[@]} != 6)); then
+  if ((${#job[@]} != 7)); then
     echo "$bin --check printed no job; rebuild it with scripts/build.sh" >&2
     return 2
   fi

@@ -72,6 +72,8 @@ if [[ $emulate == yes ]]; then
   source scripts/netns.sh
   die() { echo "run_local: --emulate: $*" >&2; exit 2; }
   [[ $simulate == no ]] || die "--simulate models the network itself; give its --net_* flags without --emulate"
+  [[ $psgd != allreduce || ${job[6]} != shm ]] ||
+    die "--allreduce_backend shm sums in one machine's shared memory, which emulated hosts do not share; use --allreduce_backend ring"
   for f in "${args[@]}"; do
     case "$f" in
       --bind | --bind=* | --shared_memory | --shared_memory=* | --network_file | --network_file=*)

@@ -176,7 +176,7 @@ void Client::on_signal(int sig) {
   // A second signal ends the process at once (a load in progress is otherwise waited for).
   std::error_code ignored;
   signals_.clear(ignored);
-  if (compute_) compute_->stop();  // a straggler's pause ends now; a step in hand runs out
+  stop_computing();  // a straggler's pause ends now; a step in hand runs out
   retry_timer_.cancel();
   connect_timer_.cancel();
   peer_grace_.cancel();
@@ -256,7 +256,7 @@ void Client::give_up(const std::string& why, bool tell_server) {
   retry_timer_.cancel();
   connect_timer_.cancel();
   peer_grace_.cancel();
-  if (compute_) compute_->stop();  // a straggler's pause ends now; a step in hand runs out
+  stop_computing();  // a straggler's pause ends now; a step in hand runs out
   std::error_code ignored;
   if (dialing_) dialing_->close(ignored);
   if (mesh_) mesh_->close();

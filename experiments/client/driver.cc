@@ -460,7 +460,7 @@ void Client::on_finish(const Finish& finish) {
   }
   signals_.cancel();
   results_timer_.cancel();
-  if (compute_) compute_->stop();
+  stop_computing();
   if (mesh_) mesh_->close();
   conn_->close();
 }

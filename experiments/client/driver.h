@@ -7,6 +7,8 @@
 // links keep their heartbeats while they take, and a role's detached computation, which runs on
 // the compute thread (compute_thread.h) while the links deliver ring hops and heartbeats.
 #include <asio.hpp>
+
+#include <atomic>
 #include <chrono>
 
 #include <functional>
@@ -42,6 +44,13 @@ class JoinedCollective final : public Collective {
   void allreduce_sum(std::span<float> data) override {
     PSGD_CHECK(group != nullptr, "allreduce before the group was joined");
     group->allreduce_sum(data);
+  }
+  void allreduce_scaled(std::span<const float> in, std::span<float> out, float scale) override {
+    PSGD_CHECK(group != nullptr, "allreduce before the group was joined");
+    group->allreduce_scaled(in, out, scale);
+  }
+  std::uint64_t peer_bytes(std::uint64_t bytes, int world) const override {
+    return group ? group->peer_bytes(bytes, world) : Collective::peer_bytes(bytes, world);
   }
   std::string name() const override { return backend_; }
   std::unique_ptr<nn::GlooStoreHost> store;  // gloo: worker 0's rendezvous
@@ -202,6 +211,13 @@ class Client {
   // Detached computation (allreduce --overlap): started when first needed; destroyed (joined)
   // before the role and the trainer it computes with.
   std::unique_ptr<ComputeThread> compute_;
+  // The run is over for this worker (set with compute_->stop()): ends a wait in the shm group
+  // (its join on the loading thread, its allreduces on the compute thread).
+  std::shared_ptr<std::atomic<bool>> run_over_ = std::make_shared<std::atomic<bool>>(false);
+  void stop_computing() {
+    run_over_->store(true);
+    if (compute_) compute_->stop();
+  }
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> loading_guard_;

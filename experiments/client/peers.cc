@@ -20,15 +20,15 @@ void Client::on_peer_table(const PeerTable& table) {
     // Worker 0 creates the segment, the others wait for it: on a thread of its own, as Gloo's.
     const double t0 = clock_.now();
     const std::string name = net::shm_allreduce_name(table.key);
+    // The collective runs on the compute thread (AllreduceWorker::compute_detached), so the
+    // event thread keeps the links alive. A wait for a worker that is stopped, not dead, or for a
+    // worker 0 that never made the segment, ends when this client's run does (the server ended
+    // it, or a signal).
     background(
-        [this, name] {
-          auto group = net::ShmAllreduce::join(name, worker_, spec_.node_count, job_.num_parameters,
-                                               spec_.io_timeout);
-          // A wait for a worker that is stopped, not dead, ends when the server ends the run.
-          group->set_interrupt([conn = conn_]() -> std::string {
-            return conn->peer_hung_up() ? "the server closed the connection" : "";
-          });
-          collective_->group = std::move(group);
+        [this, name, over = run_over_] {
+          collective_->group = net::ShmAllreduce::join(
+              name, worker_, spec_.node_count, job_.num_parameters, spec_.io_timeout,
+              [over]() -> std::string { return over->load() ? "this worker's run ended" : ""; });
         },
         [this, t0] {
           say(fmt::format("joined the shared-memory allreduce of {} in {}", spec_.node_count,

@@ -3,8 +3,6 @@
 // spread one state machine across files.
 #include "network/tcp/connection.h"
 
-#include <poll.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -243,14 +241,6 @@ std::string Connection::local_address() const {
   std::error_code ec;
   const auto local = socket_.local_endpoint(ec);
   return ec ? std::string() : local.address().to_string();
-}
-
-bool Connection::peer_hung_up() const {
-  if (!is_open()) return true;
-  pollfd p{.fd = const_cast<asio::ip::tcp::socket&>(socket_).native_handle(),
-           .events = POLLRDHUP,
-           .revents = 0};
-  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 bool Connection::peer_on_this_host() const {

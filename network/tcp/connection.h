@@ -101,9 +101,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool peer_on_this_host() const;
   // This end's address (the interface the link goes through); empty once closed.
   std::string local_address() const;
-  // Whether the peer has closed its end (or the socket failed), without reading anything: for a
-  // thread of the link's own that is blocked outside the event loop (a blocking collective).
-  bool peer_hung_up() const;
   // Whether frames travel through shared memory on this link (both ends agreed).
   bool shared_memory() const { return shm_ != nullptr; }
   // Frames whose body went through shared memory (the rest went over the socket).

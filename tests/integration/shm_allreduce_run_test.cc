@@ -47,6 +47,8 @@ TEST(ShmAllreduceRun, FourWorkersLearnWithIdenticalModels) {
   // 4000 / (4 x 32) = 32 iterations an epoch (rounded up); the hashes matched at every epoch end.
   EXPECT_EQ(summary["iterations"], 2 * 32);
   EXPECT_GT(summary["final_test_accuracy"].get<double>(), 0.6) << summary.dump(1);
+  // Nothing crossed a network.
+  EXPECT_EQ(summary["peer_bytes_per_worker"].get<double>(), 0) << summary.dump(1);
   EXPECT_NE(cluster.clients[0]->out().find("joined the shared-memory allreduce of 4"),
             std::string::npos)
       << cluster.logs();
@@ -76,12 +78,22 @@ TEST_P(ShmAllreduceLoss, EndsTheRunAndEveryOtherClientExits) {
   }
   std::this_thread::sleep_for(500ms);
   const auto lost_at = std::chrono::steady_clock::now();
+  const auto victim_pid = cluster.clients[2]->pid();
   cluster.clients[2]->signal(sig);
   const auto code = cluster.server->wait(60s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
   EXPECT_EQ(*code, 1) << cluster.logs();
   const std::string status = summary_of(cluster)["status"];
   EXPECT_NE(status.find("lost worker"), std::string::npos) << status << cluster.logs();
+  // The worker named is the one signalled (config.json has each worker's pid): the others, waiting
+  // for it in the segment, kept answering heartbeats (the collective runs on the compute thread).
+  const auto config =
+      nlohmann::json::parse(testing::read_file(cluster.dir.file("run") + "/config.json"));
+  int victim = -1;
+  for (const auto& w : config["workers"])
+    if (w["pid"].get<int>() == victim_pid) victim = w["worker"].get<int>();
+  EXPECT_NE(status.find("lost worker " + std::to_string(victim)), std::string::npos)
+      << status << cluster.logs();
   // No hint at --allreduce_on_loss shrink: a shm group cannot re-form.
   EXPECT_EQ(status.find("shrink"), std::string::npos) << status;
   // The others were blocked in the segment: they see the dead process, or (stopped, not dead)

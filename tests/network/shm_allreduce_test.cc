@@ -238,6 +238,22 @@ TEST(ShmAllreduce, JoiningWithoutWorker0OrWithAnotherJobSaysSo) {
   }
 }
 
+// A rank waiting for worker 0's segment stops when its owner says the run is over (the client:
+// worker 0 gave up before it made the segment), not at the timeout.
+TEST(ShmAllreduce, AnInterruptEndsTheWaitForWorker0) {
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    ShmAllreduce::join(fresh_name(), 1, 2, 16, 60, [&]() -> std::string {
+      return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(100) ? "run over"
+                                                                                    : "";
+    });
+    ADD_FAILURE() << "joined without worker 0";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "allreduce (shm): run over");
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
 TEST(ShmAllreduce, DifferentLengthsFailEveryRank) {
   const auto errors = run_ranks(fresh_name(), 2, 32, 10, [](int r, ShmAllreduce& g) {
     std::vector<float> v(r == 0 ? 32 : 31, 1.0f);

@@ -169,9 +169,10 @@ void Server::on_connection_error(const ConnPtr& conn, const std::string& why) {
     return;
   }
   const std::string host = workers_[w].host();
+  const char* stage = stage_before_training();  // before the loss changes who is ready
   record_lost(w, why, false);
   workers_.lose(w);
-  fail(fmt::format("lost worker {} ({}) while the workers were loading: {}", w, host, why));
+  fail(fmt::format("lost worker {} ({}) while the workers were {}: {}", w, host, stage, why));
 }
 
 void Server::on_handshake(const ConnPtr& conn, net::ServerHandshake& hs, const Message& message) {
@@ -418,6 +419,10 @@ void Server::on_ready(int w, const Ready& ready) {
       start_training();
     }
   }
+}
+
+const char* Server::stage_before_training() const {
+  return needs_peers() && workers_.all_ready() ? "linking up with each other" : "loading";
 }
 
 bool Server::needs_peers() const {

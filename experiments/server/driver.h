@@ -81,6 +81,8 @@ class Server {
   // once the workers' sizes fix the schedule.
   void make_recorder();
   bool needs_peers() const;
+  // What the workers were doing before training, for a loss then: "loading" or "linking up".
+  const char* stage_before_training() const;
   void send_peer_table();
   void on_peers_up(int worker);
   nlohmann::json config_json() const;

@@ -354,10 +354,11 @@ void Server::on_worker_left(const ConnPtr& conn, int w, const Leave& leave) {
     on_worker_lost(w, why);  // exactly as for a worker that died
     return;
   }
+  const char* stage = stage_before_training();  // before the loss changes who is ready
   record_lost(w, why, false);
   workers_.lose(w);
-  fail(fmt::format("lost worker {} ({}) while the workers were loading: {}", w, workers_[w].host(),
-                   why));
+  fail(fmt::format("lost worker {} ({}) while the workers were {}: {}", w, workers_[w].host(),
+                   stage, why));
 }
 
 }  // namespace psgd

@@ -159,5 +159,44 @@ TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
   other.wait(30s);
 }
 
+// Worker 0 in a /dev/shm of its own (a private mount namespace: as on another machine that
+// reports the same host name) makes a segment the others never see; killed while they wait for
+// it, the run ends naming it and what the workers were doing, and the others stop waiting then,
+// not at --io_timeout (30 s here).
+TEST(ShmAllreduceRun, AWorker0LostWhileTheOthersWaitForItsSegmentEndsEveryWait) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a mount namespace (unshare -m)";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.start(
+      3, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
+      /*start_clients=*/0));
+  testing::Process first(
+      "/usr/bin/unshare",
+      {"-m", "/bin/sh", "-c",
+       "mount -t tmpfs -o size=16M tmpfs /dev/shm && exec " + std::string(PSGD_CLIENT) +
+           " --ip 127.0.0.1 --port " + std::to_string(cluster.port) + " --connect_timeout 10"},
+      cluster.dir.file("first.out"), cluster.dir.file("first.err"));
+  ASSERT_TRUE(testing::wait_for_output(*cluster.server, "worker 0 joined", 30s))
+      << cluster.logs() << first.out() << first.err();
+  cluster.add_client();
+  cluster.add_client();
+  ASSERT_TRUE(testing::wait_for_output(*cluster.server, "linking up with each other", 60s))
+      << cluster.logs() << first.out() << first.err();
+  std::this_thread::sleep_for(500ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  first.signal(SIGKILL);
+  const auto code = cluster.server->wait(30s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  const std::string status = summary_of(cluster)["status"];
+  EXPECT_NE(status.find("lost worker 0"), std::string::npos) << status << cluster.logs();
+  EXPECT_NE(status.find("while the workers were linking up with each other"), std::string::npos)
+      << status;
+  for (auto& c : cluster.clients) {
+    EXPECT_TRUE(c->wait(15s).has_value()) << "a client waited on\n" << cluster.logs();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s) << cluster.logs();
+  first.wait(10s);
+}
+
 }  // namespace
 }  // namespace psgd

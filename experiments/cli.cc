@@ -271,6 +271,12 @@ int parse_server_args(int argc, char** argv, ServerOptions& out) {
     out.notes = out.spec.canonicalize();
     out.spec.validate();
     out.ServerFlags::validate();
+    if (out.shared_memory == "off" && out.spec.psgd == "allreduce" &&
+        out.spec.allreduce_backend == "shm") {
+      throw ConfigError(
+          "--shared_memory off with --allreduce_backend shm: the workers would still sum their "
+          "gradients in shared memory; use --allreduce_backend ring, or drop --shared_memory off");
+    }
     out.sim.validate();
     if (out.sim.enabled) check_simulatable(out);  // what the simulator cannot honour, refused
     if (!out.network_file.empty()) out.network = read_network_file(out.network_file);

@@ -11,6 +11,8 @@
 #include <span>
 #include <string>
 
+#include "core/error.h"
+
 namespace psgd {
 
 class Collective {
@@ -22,6 +24,8 @@ class Collective {
   // `in` is left as it is. This default copies `in` into `out`; a backend that reads `in` and
   // writes `out` itself (net::ShmAllreduce) saves two passes over the buffer.
   virtual void allreduce_scaled(std::span<const float> in, std::span<float> out, float scale) {
+    PSGD_CHECK(out.size() == in.size(), "allreduce_scaled: {} values in, {} out", in.size(),
+               out.size());
     std::copy(in.begin(), in.end(), out.begin());
     allreduce_sum(out);
     if (scale != 1.0f) {

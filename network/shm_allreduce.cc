@@ -28,7 +28,7 @@ namespace psgd::net {
 namespace {
 
 constexpr std::uint64_t kMagic = 0x3152414D48534750;  // "PGSHMAR1" read as little-endian
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kLine = 64;
 constexpr int kMaxWorld = 4096;
@@ -51,7 +51,15 @@ struct RankLine {
   std::int32_t pid;      // 0 until the rank attached
   std::uint32_t round;   // the generation it arrived at last, plus one (0: none yet)
   std::uint64_t length;  // the length of its last call
+  std::uint64_t pid_ns;  // its PID namespace (/proc/self/ns/pid's inode; 0: unknown)
 };
+
+// This process's PID namespace: a pid names a process only inside its own (containers that share
+// /dev/shm may not share one), so only the pids of ranks in ours are checked.
+std::uint64_t pid_namespace() {
+  struct stat st {};
+  return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
 
 std::size_t round_up(std::size_t n, std::size_t to) {
   return (n + to - 1) / to * to;
@@ -86,7 +94,8 @@ struct ShmAllreduce::Layout {
   static constexpr std::size_t kArrived = 2 * kLine;
   static constexpr std::size_t kGeneration = 3 * kLine;
   static constexpr std::size_t kFailure = 4 * kLine;  // who << 32 | why (0: none)
-  static constexpr std::size_t kRanks = 5 * kLine;
+  static constexpr std::size_t kSummer = 5 * kLine;   // the rank summing the round, plus one
+  static constexpr std::size_t kRanks = 6 * kLine;
 
   static std::size_t data(int world) { return round_up(kRanks + world * kLine, kPage); }
   static std::size_t stride(std::size_t capacity) { return round_up(capacity * 4, kPage); }
@@ -212,7 +221,10 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::join(const std::string& name, int ra
   std::unique_ptr<ShmAllreduce> self(
       new ShmAllreduce(name, rank, world, capacity, timeout_s, base, mapped));
   self->interrupt_ = std::move(interrupt);
+  self->pid_ns_ = pid_namespace();
   std::uint8_t* line = self->base_ + Layout::kRanks + static_cast<std::size_t>(rank) * kLine;
+  at<std::uint64_t>(line + offsetof(RankLine, pid_ns))
+      .store(pid_namespace(), std::memory_order_relaxed);
   at<std::int32_t>(line + offsetof(RankLine, pid))
       .store(static_cast<std::int32_t>(::getpid()), std::memory_order_release);
   const auto attached =
@@ -226,7 +238,9 @@ ShmAllreduce::~ShmAllreduce() {
   // when every rank has seen the last result): a waiter looks at the generation first, so the
   // mark only ends waits that could never finish.
   fail_all(kLeft, rank_);
-  if (rank_ == 0) ::shm_unlink(name_.c_str());
+  // Every rank removes the name (idempotent; each run has a fresh one), so a segment whose worker 0
+  // died before the others had opened it goes with the first of them to leave.
+  ::shm_unlink(name_.c_str());
   ::munmap(base_, mapped_);
 }
 
@@ -275,6 +289,8 @@ void ShmAllreduce::allreduce_scaled(std::span<const float> data, std::span<float
   auto arrived = at<std::uint32_t>(base_ + Layout::kArrived);
   if (static_cast<int>(arrived.fetch_add(1, std::memory_order_acq_rel)) + 1 == world_) {
     // Last to arrive: every input is in. Check the lengths, sum in rank order, publish.
+    at<std::uint32_t>(base_ + Layout::kSummer)
+        .store(static_cast<std::uint32_t>(rank_) + 1, std::memory_order_relaxed);
     for (int r = 0; r < world_; ++r) {
       const auto length =
           at<std::uint64_t>(base_ + Layout::kRanks + r * kLine + offsetof(RankLine, length))
@@ -323,6 +339,8 @@ void ShmAllreduce::wait_for_round(std::uint32_t g) {
     if (generation.load(std::memory_order_acquire) != g) return;
     const std::uint64_t failure =
         at<std::uint64_t>(base_ + Layout::kFailure).load(std::memory_order_acquire);
+    // A round that completed while this rank looked elsewhere is not failed by a later mark.
+    if (failure != 0 && generation.load(std::memory_order_acquire) != g) return;
     const auto why = static_cast<std::uint32_t>(failure);
     const auto who = static_cast<std::uint32_t>(failure >> 32);
     if (why == kLeft) {
@@ -335,13 +353,23 @@ void ShmAllreduce::wait_for_round(std::uint32_t g) {
     if (why == kGone) {
       throw IoError(fmt::format("allreduce (shm): worker {}'s process is gone", who));
     }
+    // Whose process to look at: the ranks that have not arrived, or, when all have, the one
+    // summing (it may have died in the sum).
     std::vector<int> missing;
     for (int r = 0; r < world_; ++r) {
       std::uint8_t* line = base_ + Layout::kRanks + static_cast<std::size_t>(r) * kLine;
-      if (at<std::uint32_t>(line + offsetof(RankLine, round)).load() == g + 1) continue;
-      missing.push_back(r);
+      if (at<std::uint32_t>(line + offsetof(RankLine, round)).load() != g + 1) missing.push_back(r);
+    }
+    std::vector<int> watched = missing;
+    if (missing.empty()) {
+      const auto summer = at<std::uint32_t>(base_ + Layout::kSummer).load();
+      if (summer > 0) watched.push_back(static_cast<int>(summer) - 1);
+    }
+    for (int r : watched) {
+      std::uint8_t* line = base_ + Layout::kRanks + static_cast<std::size_t>(r) * kLine;
       const std::int32_t pid = at<std::int32_t>(line + offsetof(RankLine, pid)).load();
-      if (pid > 0 && process_gone(pid)) {
+      const std::uint64_t ns = at<std::uint64_t>(line + offsetof(RankLine, pid_ns)).load();
+      if (pid > 0 && ns != 0 && ns == pid_ns_ && process_gone(pid)) {
         fail_all(kGone, r);  // tell the others at once rather than on their next check
         throw IoError(fmt::format("allreduce (shm): worker {}'s process (pid {}) is gone", r, pid));
       }
@@ -352,6 +380,10 @@ void ShmAllreduce::wait_for_round(std::uint32_t g) {
       }
     }
     if (now_s() > deadline) {
+      if (missing.empty()) {
+        throw IoError(fmt::format("allreduce (shm): waited {:g} s for worker {} to finish the sum",
+                                  timeout_s_, watched.empty() ? -1 : watched.front()));
+      }
       throw IoError(fmt::format("allreduce (shm): waited {:g} s for worker(s) {} to arrive",
                                 timeout_s_, fmt::join(missing, ", ")));
     }

@@ -12,8 +12,9 @@
 // is rank 0's + rank 1's + ...). It is not the ring's bits: the ring adds in another order.
 //
 // Segment layout: a header line, one line each for `attached`, `arrived`, the generation (a futex
-// word) and the failure word, one line per rank (its pid and the length it called with), then
-// n + 1 page-aligned slots of `capacity` floats: the inputs of ranks 0 .. n-1 and the result.
+// word), the failure word and the rank summing, one line per rank (its pid, its PID namespace and
+// the length it called with), then n + 1 page-aligned slots of `capacity` floats: the inputs of
+// ranks 0 .. n-1 and the result.
 //
 // Rounds: a rank reads the generation g, fills its input, and adds one to `arrived`. The rank that
 // makes it n resets `arrived`, sums, stores g + 1 and wakes the sleepers (FUTEX_WAKE on the
@@ -23,15 +24,18 @@
 //
 // Rendezvous: rank 0 creates the segment under `name` (O_EXCL); the others open it, retrying until
 // rank 0 has published it (the header's `ready` word) or the timeout passes. The last rank to
-// attach removes the name, so nothing is left in /dev/shm once every rank has joined; rank 0
-// removes it too when it is destroyed (a rank that never came). The client derives the name from
-// the job's peer key (shm_allreduce_name), fresh for every start of a server.
+// attach removes the name, so nothing is left in /dev/shm once every rank has joined; every rank
+// removes it too when it is destroyed (a worker 0 that died before the others opened it). The
+// client derives the name from the job's peer key (shm_allreduce_name), fresh for every start of a
+// server.
 //
 // Failures never hang: a waiting rank wakes every 50 ms to check (after the generation) whether a
 // rank left or failed (the failure word, set by a destructor that runs while the others may still
-// need it, and by a rank that saw lengths differ), whether a rank's process is gone (kill(pid, 0),
-// or a zombie), whether its owner wants the wait to end (set_interrupt) and whether the timeout
-// has passed since it arrived; each throws IoError naming the cause.
+// need it, and by a rank that saw lengths differ), whether the process of a rank that has not
+// arrived, or of the rank summing, is gone (kill(pid, 0), or a zombie; only for ranks in this
+// process's PID namespace, where a pid means that process), whether its owner wants the wait to
+// end (set_interrupt) and whether the timeout has passed since it arrived; each throws IoError
+// naming the cause.
 //
 // Trust: every rank maps the segment writable, so it is only for the workers of one job that
 // authenticated with its server, as the shared memory of links (network/tcp/shm_channel.h).
@@ -95,6 +99,8 @@ class ShmAllreduce final : public Collective {
   std::uint8_t* base_;
   std::size_t mapped_;
   std::function<std::string()> interrupt_;
+  std::uint64_t pid_ns_ = 0;  // this process's PID namespace (pids of others are checked only
+                              // when they are in the same one)
 };
 
 }  // namespace psgd::net

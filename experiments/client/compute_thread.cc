@@ -67,11 +67,6 @@ void ComputeThread::stop() {
   stopped_.notify_all();
 }
 
-bool ComputeThread::stopping() {
-  std::lock_guard lock(mutex_);
-  return stop_;
-}
-
 void ComputeThread::join() {
   if (joined_) return;
   joined_ = true;

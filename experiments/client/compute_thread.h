@@ -42,9 +42,6 @@ class ComputeThread {
   // The run is over (the client gives up, leaves or finishes): a sleep in hand ends at once, the
   // task in hand runs to its end, and no task starts any more. Does not wait; any thread.
   void stop();
-  // stop() was called: for a task that waits on something else (a blocking collective) to end
-  // its wait. Any thread.
-  bool stopping();
   // stop(), then waits for the task in hand, if any, and ends the thread. Safe to call more than
   // once.
   void join();

@@ -45,6 +45,10 @@ Client::Client(const ClientOptions& options, ClientSession& session)
       results_timer_(io_) {}
 
 Client::~Client() {
+  // However the run ended (an exception past the event loop included), a wait in the shm group
+  // (a join on the loading thread, an allreduce on the compute thread) ends now, not at
+  // --io_timeout.
+  stop_computing();
   if (loader_.valid()) loader_.wait();  // it uses this object's members
 }
 

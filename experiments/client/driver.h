@@ -208,8 +208,9 @@ class Client {
   std::set<int> ring_members_;     // the ring since the last RingReform (empty: every worker)
   int exit_code_ = 1;
   int signalled_ = 0;
-  // Detached computation (allreduce --overlap): started when first needed; destroyed (joined)
-  // before the role and the trainer it computes with.
+  // Detached computation (allreduce --overlap, and every step of allreduce on gloo or shm):
+  // started when first needed; destroyed (joined) before the role and the trainer it computes
+  // with, and before collective_.
   std::unique_ptr<ComputeThread> compute_;
   // The run is over for this worker (set with compute_->stop()): ends a wait in the shm group
   // (its join on the loading thread, its allreduces on the compute thread).

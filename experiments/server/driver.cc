@@ -439,8 +439,8 @@ void Server::send_peer_table() {
     for (int w = 1; w < workers_.size(); ++w) {
       if (workers_[w].host() != workers_[0].host()) {
         fail(fmt::format(
-            "--allreduce_backend shm needs every worker on one machine, but worker 0 runs on {} "
-            "and worker {} on {}; use --allreduce_backend ring",
+            "--allreduce_backend shm needs every worker on one machine, but worker 0 reports the "
+            "host name {} and worker {} {}; use --allreduce_backend ring",
             workers_[0].host(), w, workers_[w].host()));
         return;
       }

@@ -219,6 +219,31 @@ TEST(ShmAllreduce, AWorkerWhoseProcessDiesIsNamed) {
   ::waitpid(child, &status, 0);
 }
 
+// Worker 0 dies right after making the segment, before the others have all opened it: the first
+// of them to leave removes the name, so nothing stays in /dev/shm.
+TEST(ShmAllreduce, ASegmentWhoseWorker0DiedGoesWithTheFirstWorkerToLeave) {
+  const std::string name = fresh_name();
+  const std::filesystem::path file = "/dev/shm" + name;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    try {
+      ShmAllreduce::join(name, 0, 3, 16, 5).release();  // no destructor: as if killed
+    } catch (...) {
+    }
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  {
+    auto b = ShmAllreduce::join(name, 1, 3, 16, 5);  // waits for the child to make it
+    EXPECT_TRUE(std::filesystem::exists(file));      // worker 2 has not opened it yet
+    std::vector<float> x(16);
+    EXPECT_THROW(b->allreduce_sum(x), IoError);  // worker 0's process is gone
+  }
+  EXPECT_FALSE(std::filesystem::exists(file));
+  int status = 0;
+  ::waitpid(child, &status, 0);
+}
+
 TEST(ShmAllreduce, JoiningWithoutWorker0OrWithAnotherJobSaysSo) {
   const std::string name = fresh_name();
   try {

@@ -23,14 +23,16 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "network/shm_pages.h"
 
 namespace psgd::net {
 namespace {
 
 constexpr std::uint64_t kMagic = 0x3152414D48534750;  // "PGSHMAR1" read as little-endian
 constexpr std::uint32_t kVersion = 2;
-constexpr std::size_t kPage = 4096;
-constexpr std::size_t kLine = 64;
+using shm::kLine;
+using shm::kPage;
+using shm::round_up;
 constexpr int kMaxWorld = 4096;
 constexpr std::size_t kBlock = 8192;  // floats summed at a time, so the sum stays in the cache
 
@@ -59,10 +61,6 @@ struct RankLine {
 std::uint64_t pid_namespace() {
   struct stat st {};
   return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
-}
-
-std::size_t round_up(std::size_t n, std::size_t to) {
-  return (n + to - 1) / to * to;
 }
 
 template <class T>

@@ -10,14 +10,16 @@
 #include <random>
 
 #include "core/error.h"
+#include "network/shm_pages.h"
 
 namespace psgd::net {
 namespace {
 
 constexpr std::uint64_t kMagic = 0x314D485344475350;  // "PSGDSHM1" read as little-endian
 constexpr std::uint32_t kVersion = 1;
-constexpr std::size_t kPage = 4096;
-constexpr std::size_t kLine = 64;
+using shm::kLine;
+using shm::kPage;
+using shm::round_up;
 constexpr std::uint32_t kFree = 0;
 constexpr std::uint32_t kFull = 1;
 constexpr std::uint32_t kTaken = 2;
@@ -28,10 +30,6 @@ struct Header {
   std::uint32_t slots;
   std::uint64_t slot_bytes;
 };
-
-std::size_t round_up(std::size_t n, std::size_t to) {
-  return (n + to - 1) / to * to;
-}
 
 std::size_t states_offset() {
   return kLine;

@@ -459,9 +459,6 @@ WorkerAction AllreduceWorker::compute_step(Outbox& out) {
   if (ctx_.collective != nullptr) {
     if (!collective_done_) compute_detached();  // a driver that does not detach
     collective_done_ = false;
-    reducing_ = true;
-    round_ = 0;
-    peer_bytes_ = 0;
     return finish_iteration(out);
   }
   Stopwatch sw(*ctx_.clock);

@@ -129,4 +129,9 @@ struct Cluster {
   }
 };
 
+// The run's summary.json.
+inline nlohmann::json summary_of(const Cluster& cluster) {
+  return summary_in(cluster.dir.file("run"));
+}
+
 }  // namespace psgd::testing

@@ -36,9 +36,7 @@ std::vector<std::uint8_t> header(std::uint16_t version, std::uint16_t type, std:
   return h;
 }
 
-nlohmann::json summary_of(const Cluster& cluster) {
-  return nlohmann::json::parse(read_file(cluster.dir.file("run") + "/summary.json"));
-}
+using testing::summary_of;
 
 void expect_completed(Cluster& cluster, std::chrono::seconds timeout = 90s) {
   auto code = cluster.server->wait(timeout);

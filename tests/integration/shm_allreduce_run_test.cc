@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -20,11 +21,23 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Cluster;
 
-nlohmann::json summary_of(const Cluster& cluster) {
-  return testing::summary_in(cluster.dir.file("run"));
-}
+using testing::summary_of;
 
 const std::vector<std::string> kShm{"--psgd", "allreduce", "--allreduce_backend", "shm"};
+
+// A client of `cluster` in a namespace of its own: `unshare <flag>`, then `setup` (a shell
+// command, as root inside it), then the client; its output goes to <name>.out/.err.
+std::unique_ptr<testing::Process> client_unshared(const Cluster& cluster, const std::string& flag,
+                                                  const std::string& setup,
+                                                  const std::string& name) {
+  return std::make_unique<testing::Process>(
+      "/usr/bin/unshare",
+      std::vector<std::string>{flag, "/bin/sh", "-c",
+                               setup + " && exec " + std::string(PSGD_CLIENT) +
+                                   " --ip 127.0.0.1 --port " + std::to_string(cluster.port) +
+                                   " --connect_timeout 10"},
+      cluster.dir.file(name + ".out"), cluster.dir.file(name + ".err"));
+}
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -140,12 +153,7 @@ TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
   ASSERT_NO_FATAL_FAILURE(cluster.start(
       2, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
       /*start_clients=*/1));
-  testing::Process other(
-      "/usr/bin/unshare",
-      {"--uts", "/bin/sh", "-c",
-       "hostname psgd-other-host && exec " + std::string(PSGD_CLIENT) + " --ip 127.0.0.1 --port " +
-           std::to_string(cluster.port) + " --connect_timeout 10"},
-      cluster.dir.file("other.out"), cluster.dir.file("other.err"));
+  const auto other = client_unshared(cluster, "--uts", "hostname psgd-other-host", "other");
   const auto t0 = std::chrono::steady_clock::now();
   const auto code = cluster.server->wait(60s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
@@ -156,7 +164,7 @@ TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
             std::string::npos)
       << status << cluster.logs();
   EXPECT_NE(status.find("psgd-other-host"), std::string::npos) << status;
-  other.wait(30s);
+  other->wait(30s);
 }
 
 // Worker 0 in a /dev/shm of its own (a private mount namespace: as on another machine that
@@ -170,21 +178,17 @@ TEST(ShmAllreduceRun, AWorker0LostWhileTheOthersWaitForItsSegmentEndsEveryWait) 
   ASSERT_NO_FATAL_FAILURE(cluster.start(
       3, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
       /*start_clients=*/0));
-  testing::Process first(
-      "/usr/bin/unshare",
-      {"-m", "/bin/sh", "-c",
-       "mount -t tmpfs -o size=16M tmpfs /dev/shm && exec " + std::string(PSGD_CLIENT) +
-           " --ip 127.0.0.1 --port " + std::to_string(cluster.port) + " --connect_timeout 10"},
-      cluster.dir.file("first.out"), cluster.dir.file("first.err"));
+  const auto first =
+      client_unshared(cluster, "-m", "mount -t tmpfs -o size=16M tmpfs /dev/shm", "first");
   ASSERT_TRUE(testing::wait_for_output(*cluster.server, "worker 0 joined", 30s))
-      << cluster.logs() << first.out() << first.err();
+      << cluster.logs() << first->out() << first->err();
   cluster.add_client();
   cluster.add_client();
   ASSERT_TRUE(testing::wait_for_output(*cluster.server, "linking up with each other", 60s))
-      << cluster.logs() << first.out() << first.err();
+      << cluster.logs() << first->out() << first->err();
   std::this_thread::sleep_for(500ms);
   const auto t0 = std::chrono::steady_clock::now();
-  first.signal(SIGKILL);
+  first->signal(SIGKILL);
   const auto code = cluster.server->wait(30s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
   const std::string status = summary_of(cluster)["status"];
@@ -195,7 +199,7 @@ TEST(ShmAllreduceRun, AWorker0LostWhileTheOthersWaitForItsSegmentEndsEveryWait) 
     EXPECT_TRUE(c->wait(15s).has_value()) << "a client waited on\n" << cluster.logs();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s) << cluster.logs();
-  first.wait(10s);
+  first->wait(10s);
 }
 
 }  // namespace

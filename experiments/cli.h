@@ -64,7 +64,8 @@ struct ServerFlags {
     visit("shared_memory", self.shared_memory,
           "on: workers on this machine exchange large frames (gradients, parameters) with the "
           "server through shared memory instead of copying them through loopback TCP; results "
-          "are identical, only faster. off: TCP only (default on)");
+          "are identical, only faster. off: TCP only (default on); refused with "
+          "--allreduce_backend shm, whose workers sum their gradients in shared memory");
     visit("port_file", self.port_file,
           "Write the port actually listened on to this file (useful with port 0)");
     visit("timeline", self.timeline,

@@ -167,9 +167,17 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::join(const std::string& name, int ra
     std::atomic_ref<std::uint32_t>(top->ready).store(1, std::memory_order_release);
   } else {
     // Rank 0 may not have created it yet, or not finished: retry until it is published.
+    bool seen = false;  // the name existed: a rank giving up removes it (below)
+    auto give_up = [&](const std::string& why) {
+      // Worker 0 made the name but never published the segment (killed while reserving it):
+      // the run is over for this rank, and nobody else would remove it. Each run has its own name.
+      if (seen) ::shm_unlink(name.c_str());
+      throw IoError(why);
+    };
     for (;;) {
       const int fd = ::shm_open(name.c_str(), O_RDWR, 0);
       if (fd >= 0) {
+        seen = true;
         // Map what is there (at least the header's page) to read the header, whatever its size.
         struct stat st {};
         std::size_t size = 0;
@@ -202,12 +210,16 @@ std::unique_ptr<ShmAllreduce> ShmAllreduce::join(const std::string& name, int ra
             fmt::format("allreduce (shm): cannot open {}: {}", name, std::strerror(errno)));
       }
       if (interrupt) {
-        if (const std::string why = interrupt(); !why.empty()) {
-          throw IoError("allreduce (shm): " + why);
-        }
+        if (const std::string why = interrupt(); !why.empty()) give_up("allreduce (shm): " + why);
       }
       if (now_s() > deadline) {
-        throw IoError(fmt::format(
+        if (seen) {
+          give_up(
+              fmt::format("allreduce (shm): worker 0 made {} but did not finish it within {:g} "
+                          "s (it stopped or died while reserving it)",
+                          name, timeout_s));
+        }
+        give_up(fmt::format(
             "allreduce (shm): worker 0's shared memory {} did not appear within {:g} s. "
             "--allreduce_backend shm needs every worker on worker 0's machine (and its /dev/shm); "
             "workers on several machines use --allreduce_backend ring",
@@ -360,14 +372,21 @@ void ShmAllreduce::wait_for_round(std::uint32_t g) {
     }
     std::vector<int> watched = missing;
     if (missing.empty()) {
+      // Every rank, the recorded summer first: a last arrival killed before it recorded itself
+      // leaves the previous round's summer there.
       const auto summer = at<std::uint32_t>(base_ + Layout::kSummer).load();
       if (summer > 0) watched.push_back(static_cast<int>(summer) - 1);
+      for (int r = 0; r < world_; ++r) {
+        if (r != rank_ && r != static_cast<int>(summer) - 1) watched.push_back(r);
+      }
     }
     for (int r : watched) {
       std::uint8_t* line = base_ + Layout::kRanks + static_cast<std::size_t>(r) * kLine;
       const std::int32_t pid = at<std::int32_t>(line + offsetof(RankLine, pid)).load();
       const std::uint64_t ns = at<std::uint64_t>(line + offsetof(RankLine, pid_ns)).load();
       if (pid > 0 && ns != 0 && ns == pid_ns_ && process_gone(pid)) {
+        // It may have finished this round and left since the generation was read.
+        if (generation.load(std::memory_order_acquire) != g) return;
         fail_all(kGone, r);  // tell the others at once rather than on their next check
         throw IoError(fmt::format("allreduce (shm): worker {}'s process (pid {}) is gone", r, pid));
       }

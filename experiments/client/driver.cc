@@ -200,6 +200,15 @@ void Client::compute_next(bool detached) {
                     if (done_) return;
                     try {
                       if (error) std::rethrow_exception(error);
+                    } catch (const IoError& e) {
+                      // The collective (shm, Gloo) failed, usually because another worker died
+                      // or left: the server's verdict names the cause, as for a ring's peer.
+                      if (collective_) {
+                        on_peer_error(-1, e.what());
+                      } else {
+                        give_up(e.what(), true);
+                      }
+                      return;
                     } catch (const std::exception& e) {
                       give_up(e.what(), true);
                       return;
@@ -245,6 +254,16 @@ void Client::on_job(const Job& job) {
     spec_.validate();
   } catch (const std::exception& e) {
     give_up(fmt::format("cannot read the job the server sent: {}", e.what()), true);
+    return;
+  }
+  if (spec_.psgd == "allreduce" && spec_.allreduce_backend == "shm" &&
+      opts_.shared_memory == "off") {
+    // Before any data is shipped or loaded.
+    give_up(
+        "--allreduce_backend shm sums the workers' gradients in shared memory, and this client "
+        "runs with --shared_memory off (as on an emulated LAN): run the job with "
+        "--allreduce_backend ring, or this client without --shared_memory off",
+        true);
     return;
   }
   try {
@@ -308,13 +327,6 @@ void Client::on_data_chunk(const DataChunk& chunk) {
 
 void Client::start_with(nn::Dataset samples) {
   try {
-    if (spec_.psgd == "allreduce" && spec_.allreduce_backend == "shm" &&
-        opts_.shared_memory == "off") {
-      throw ConfigError(
-          "--allreduce_backend shm sums the workers' gradients in shared memory, and this client "
-          "runs with --shared_memory off (as on an emulated LAN): run the job with "
-          "--allreduce_backend ring, or this client without --shared_memory off");
-    }
     if (spec_.psgd == "allreduce" && spec_.allreduce_backend != "ring") {
       collective_ = std::make_unique<JoinedCollective>(spec_.allreduce_backend);
       if (spec_.allreduce_backend == "gloo" && worker_ == 0) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,6 +38,14 @@ std::unique_ptr<testing::Process> client_unshared(const Cluster& cluster, const 
                                    " --ip 127.0.0.1 --port " + std::to_string(cluster.port) +
                                    " --connect_timeout 10"},
       cluster.dir.file(name + ".out"), cluster.dir.file(name + ".err"));
+}
+
+// Whether `unshare <flag> sh -c <setup>` works here: root is not enough in a container without
+// CAP_SYS_ADMIN or under a profile that denies mounts.
+bool can_unshare(const std::string& flag, const std::string& setup) {
+  const std::string command =
+      "/usr/bin/unshare " + flag + " /bin/sh -c '" + setup + "' >/dev/null 2>&1";
+  return std::system(command.c_str()) == 0;
 }
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -149,6 +158,9 @@ TEST(ShmAllreduceRun, AClientWithoutSharedMemoryIsRefusedWithTheReason) {
 TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for a UTS namespace (unshare --uts)";
+  if (!can_unshare("--uts", "hostname psgd-other-host")) {
+    GTEST_SKIP() << "cannot make a UTS namespace here (unshare --uts failed)";
+  }
   Cluster cluster;
   ASSERT_NO_FATAL_FAILURE(cluster.start(
       2, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
@@ -174,6 +186,9 @@ TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
 TEST(ShmAllreduceRun, AWorker0LostWhileTheOthersWaitForItsSegmentEndsEveryWait) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for a mount namespace (unshare -m)";
+  if (!can_unshare("-m", "mount -t tmpfs -o size=16M tmpfs /dev/shm")) {
+    GTEST_SKIP() << "cannot mount a tmpfs in a mount namespace here (unshare -m failed)";
+  }
   Cluster cluster;
   ASSERT_NO_FATAL_FAILURE(cluster.start(
       3, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},

@@ -472,6 +472,7 @@ void Client::on_finish(const Finish& finish) {
   }
   signals_.cancel();
   results_timer_.cancel();
+  peer_grace_.cancel();  // the verdict it waited for (else the process lingers until it fires)
   stop_computing();
   if (mesh_) mesh_->close();
   conn_->close();

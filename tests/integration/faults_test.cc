@@ -247,5 +247,41 @@ INSTANTIATE_TEST_SUITE_P(Faults, WorkerLoss,
                                            LossCase{"local_sgd", false, true}),
                          [](const auto& info) { return info.param.psgd; });
 
+// A worker of an allreduce killed mid-run: the server ends the run naming it, and the others,
+// which saw a peer link or the collective fail first and wait for that verdict, exit with it, not
+// when their wait (the client's --dead_after, 30 s here) runs out.
+class AllreduceWorkerLoss : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AllreduceWorkerLoss, TheOthersExitWithTheServersVerdict) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  const std::vector<std::string> patient{"--dead_after", "30"};
+  ASSERT_NO_FATAL_FAILURE(cluster.start(
+      3,
+      {"--train_samples", "3000", "--test_samples", "300", "--epochs", "50", "--batch_size", "32",
+       "--psgd", "allreduce", "--allreduce_backend", GetParam()},
+      {patient, patient, patient}));
+  ASSERT_TRUE(testing::wait_for_output(*cluster.server, "training for", 60s)) << cluster.logs();
+  std::this_thread::sleep_for(500ms);
+  cluster.clients[2]->signal(SIGKILL);
+  const auto code = cluster.server->wait(60s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 1) << cluster.logs();
+  const std::string status = summary_of(cluster)["status"];
+  EXPECT_NE(status.find("lost worker"), std::string::npos) << status;
+  const auto verdict = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) {
+    const auto exit = cluster.clients[static_cast<std::size_t>(i)]->wait(45s);
+    ASSERT_TRUE(exit.has_value()) << "client " << i << " hung\n" << cluster.logs();
+    EXPECT_EQ(*exit, 1) << cluster.logs();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - verdict, 20s)
+      << "a client waited out its --dead_after after the verdict\n"
+      << cluster.logs();
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, AllreduceWorkerLoss, ::testing::Values("ring", "gloo", "shm"),
+                         [](const auto& info) { return info.param; });
+
 }  // namespace
 }  // namespace psgd

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -26,18 +27,21 @@ using testing::summary_of;
 
 const std::vector<std::string> kShm{"--psgd", "allreduce", "--allreduce_backend", "shm"};
 
-// A client of `cluster` in a namespace of its own: `unshare <flag>`, then `setup` (a shell
-// command, as root inside it), then the client; its output goes to <name>.out/.err.
-std::unique_ptr<testing::Process> client_unshared(const Cluster& cluster, const std::string& flag,
-                                                  const std::string& setup,
-                                                  const std::string& name) {
+// A client of `cluster` in a namespace of its own: `unshare <flags>`, then `setup` (a shell
+// command, as root inside it), then the client; its output goes to <name>.out/.err. The client
+// replaces the shell, unless `fork` (then it is the shell's child: the pid after setup's);
+// `args` are more of the client's flags.
+std::unique_ptr<testing::Process> client_unshared(const Cluster& cluster,
+                                                  std::vector<std::string> flags,
+                                                  const std::string& setup, const std::string& name,
+                                                  bool fork = false, const std::string& args = "") {
+  const std::string client = std::string(PSGD_CLIENT) + " --ip 127.0.0.1 --port " +
+                             std::to_string(cluster.port) + " --connect_timeout 10 " + args;
+  flags.insert(flags.end(),
+               {"/bin/sh", "-c",
+                fork ? setup + " && " + client + "; exit $?" : setup + " && exec " + client});
   return std::make_unique<testing::Process>(
-      "/usr/bin/unshare",
-      std::vector<std::string>{flag, "/bin/sh", "-c",
-                               setup + " && exec " + std::string(PSGD_CLIENT) +
-                                   " --ip 127.0.0.1 --port " + std::to_string(cluster.port) +
-                                   " --connect_timeout 10"},
-      cluster.dir.file(name + ".out"), cluster.dir.file(name + ".err"));
+      "/usr/bin/unshare", flags, cluster.dir.file(name + ".out"), cluster.dir.file(name + ".err"));
 }
 
 // Whether `unshare <flag> sh -c <setup>` works here: root is not enough in a container without
@@ -165,7 +169,7 @@ TEST(ShmAllreduceRun, WorkersOnTwoMachinesAreRefusedBeforeTraining) {
   ASSERT_NO_FATAL_FAILURE(cluster.start(
       2, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
       /*start_clients=*/1));
-  const auto other = client_unshared(cluster, "--uts", "hostname psgd-other-host", "other");
+  const auto other = client_unshared(cluster, {"--uts"}, "hostname psgd-other-host", "other");
   const auto t0 = std::chrono::steady_clock::now();
   const auto code = cluster.server->wait(60s);
   ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
@@ -194,7 +198,7 @@ TEST(ShmAllreduceRun, AWorker0LostWhileTheOthersWaitForItsSegmentEndsEveryWait) 
       3, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "1"}), {},
       /*start_clients=*/0));
   const auto first =
-      client_unshared(cluster, "-m", "mount -t tmpfs -o size=16M tmpfs /dev/shm", "first");
+      client_unshared(cluster, {"-m"}, "mount -t tmpfs -o size=16M tmpfs /dev/shm", "first");
   ASSERT_TRUE(testing::wait_for_output(*cluster.server, "worker 0 joined", 30s))
       << cluster.logs() << first->out() << first->err();
   cluster.add_client();
@@ -215,6 +219,40 @@ TEST(ShmAllreduceRun, AWorker0LostWhileTheOthersWaitForItsSegmentEndsEveryWait) 
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s) << cluster.logs();
   first->wait(10s);
+}
+
+// A worker in a PID namespace of its own (a container sharing /dev/shm) records a pid that means
+// nothing here: the others must not take it for dead. Its pid is made one that no process outside
+// can have (above this machine's pid_max), so that checking it here would fail the run; it is
+// slowed so that the other worker waits for it, and checks.
+TEST(ShmAllreduceRun, AWorkerInAnotherPidNamespaceIsNotTakenForDead) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a PID namespace (unshare --pid)";
+  const std::string high_pid = "echo 4000000 > /proc/sys/kernel/ns_last_pid";
+  if (!can_unshare("--pid --fork --mount-proc", high_pid)) {
+    GTEST_SKIP() << "cannot make a PID namespace here (unshare --pid failed)";
+  }
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(cluster.start(
+      2, with(kShm, {"--train_samples", "2000", "--test_samples", "200", "--epochs", "2"}), {},
+      /*start_clients=*/1));
+  const auto other = client_unshared(cluster, {"--pid", "--fork", "--mount-proc", "--kill-child"},
+                                     high_pid, "other", /*fork=*/true,
+                                     // Slow (80x its compute): the other waits for it in the
+                                     // segment long enough to check its pid every 50 ms.
+                                     "--slowdown 80");
+  const auto code = cluster.server->wait(120s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 0) << cluster.logs() << other->out() << other->err();
+  EXPECT_EQ(summary_of(cluster)["status"], "completed");
+  EXPECT_EQ(other->wait(30s).value_or(-1), 0) << other->out() << other->err();
+  // The premise: the worker reported a pid above any this machine's own processes can have.
+  const auto config =
+      nlohmann::json::parse(testing::read_file(cluster.dir.file("run") + "/config.json"));
+  int highest = 0;
+  for (const auto& w : config["workers"])
+    highest = std::max(highest, w["pid"].get<int>());
+  EXPECT_GT(highest, 4'000'000) << config["workers"].dump();
 }
 
 }  // namespace

@@ -1,3 +1,6 @@
+// The shared-memory allreduce (its protocol and layout: shm_allreduce.h). About 410 lines: joining,
+// the round and the wait with its liveness checks all read and write one segment layout, and are
+// read best together.
 #include "network/shm_allreduce.h"
 
 #include <fcntl.h>

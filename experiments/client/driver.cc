@@ -3,7 +3,7 @@
 // strategy needs them (peers.cc), and drives the worker role until Finish. connect.cc dials the
 // server, runs the handshake (network/handshake.h), retries, rejoins and leaves. Everything but
 // the loading and a role's detached computation (compute_thread.h) runs on the io_context's
-// thread. About 450 lines: the client's states (job, data or its own file under --local_data,
+// thread. About 480 lines: the client's states (job, data or its own file under --local_data,
 // peers, training) are one state machine, read best in one file.
 #include <fmt/format.h>
 #include <unistd.h>

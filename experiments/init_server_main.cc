@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   // A write beyond a file size limit (ulimit -f) fails with EFBIG and ends the run with "failed:
   // cannot write ..." (core/files.h), instead of SIGXFSZ killing the process with nothing said.
   std::signal(SIGXFSZ, SIG_IGN);
+  // A write to a closed socket or pipe fails with EPIPE and is reported, not a silent SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   // Warnings (refused connections and the like) go to stderr, prefixed like every other line.
   spdlog::set_default_logger(spdlog::stderr_color_mt("init_server"));
   spdlog::set_pattern("%n: %l: %v");

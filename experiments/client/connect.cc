@@ -42,6 +42,7 @@ Client::Client(const ClientOptions& options, ClientSession& session)
       retry_timer_(io_),
       connect_timer_(io_),
       peer_grace_(io_),
+      abandon_timer_(io_),
       results_timer_(io_) {}
 
 Client::~Client() {

@@ -10,6 +10,8 @@
 #include <asio.hpp>
 
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -197,6 +199,7 @@ void Client::compute_next(bool detached) {
     if (!compute_) compute_ = std::make_unique<ComputeThread>(io_);
     compute_->run([this] { role_->compute_detached(); },
                   [this](std::exception_ptr error) {
+                    abandon_timer_.cancel();
                     if (done_) return;
                     try {
                       if (error) std::rethrow_exception(error);
@@ -219,6 +222,23 @@ void Client::compute_next(bool detached) {
   }
   asio::post(io_, [this] {
     if (!done_) step();
+  });
+}
+
+void Client::abandon_stuck_collective() {
+  if (opts_.serve || !compute_ || !compute_->busy() || !collective_ ||
+      collective_->name() != "gloo") {
+    return;
+  }
+  abandon_timer_.expires_after(std::chrono::seconds(2));
+  abandon_timer_.async_wait([this](std::error_code ec) {
+    if (ec || !compute_ || !compute_->busy()) return;
+    say("the Gloo allreduce in progress cannot be interrupted (a peer stopped without leaving): "
+        "exiting without waiting for it to time out (--io_timeout)",
+        /*error=*/true);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(exit_code_);  // its threads and Gloo's are inside the allreduce: no destructors
   });
 }
 

@@ -167,6 +167,7 @@ class Client {
   asio::steady_timer retry_timer_;    // the wait before the next attempt
   asio::steady_timer connect_timer_;  // an attempt that neither connects nor fails
   asio::steady_timer peer_grace_;     // a lost peer: the wait for the server's verdict
+  asio::steady_timer abandon_timer_;  // abandon_stuck_collective()
   asio::steady_timer results_timer_;  // the next WorkerLog piece
   WorkerLogOutbox results_;           // log lines and trace rows not sent yet
   bool results_done_ = false;         // the last piece has been sent
@@ -218,7 +219,12 @@ class Client {
   void stop_computing() {
     run_over_->store(true);
     if (compute_) compute_->stop();
+    abandon_stuck_collective();
   }
+  // Gloo's allreduce cannot be interrupted: once the run is over, a compute thread still inside
+  // one (a peer stopped, not dead) would hold this process until --io_timeout. A one-job client
+  // exits instead when it is still there 2 s later (a resident one, --serve, waits it out).
+  void abandon_stuck_collective();
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> loading_guard_;

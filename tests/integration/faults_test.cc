@@ -280,6 +280,36 @@ TEST_P(AllreduceWorkerLoss, TheOthersExitWithTheServersVerdict) {
       << cluster.logs();
 }
 
+// A worker stopped (SIGSTOP: alive, silent) mid-run: the server declares it lost after its
+// --dead_after (3 s), and the others, blocked in the allreduce with it, exit soon after; with Gloo,
+// whose allreduce cannot be interrupted, without waiting it out (the job's --io_timeout, 30 s).
+TEST_P(AllreduceWorkerLoss, TheOthersExitSoonAfterAStoppedOneIsDeclaredLost) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Cluster cluster;
+  ASSERT_NO_FATAL_FAILURE(
+      cluster.start(3, {"--train_samples", "3000", "--test_samples", "300", "--epochs", "50",
+                        "--batch_size", "32", "--psgd", "allreduce", "--allreduce_backend",
+                        GetParam(), "--dead_after", "3", "--heartbeat_interval", "0.5"}));
+  ASSERT_TRUE(testing::wait_for_output(*cluster.server, "training for", 60s)) << cluster.logs();
+  std::this_thread::sleep_for(500ms);
+  cluster.clients[2]->signal(SIGSTOP);
+  const auto code = cluster.server->wait(60s);
+  ASSERT_TRUE(code.has_value()) << "server hung\n" << cluster.logs();
+  EXPECT_EQ(*code, 1) << cluster.logs();
+  const std::string status = summary_of(cluster)["status"];
+  EXPECT_NE(status.find("lost worker"), std::string::npos) << status;
+  const auto verdict = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) {
+    const auto exit = cluster.clients[static_cast<std::size_t>(i)]->wait(45s);
+    ASSERT_TRUE(exit.has_value()) << "client " << i << " hung\n" << cluster.logs();
+    EXPECT_EQ(*exit, 1) << cluster.logs();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - verdict, 15s)
+      << "a client waited out --io_timeout after the verdict\n"
+      << cluster.logs();
+  cluster.clients[2]->kill();
+}
+
 INSTANTIATE_TEST_SUITE_P(Faults, AllreduceWorkerLoss, ::testing::Values("ring", "gloo", "shm"),
                          [](const auto& info) { return info.param; });
 

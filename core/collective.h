@@ -40,6 +40,9 @@ class Collective {
     const auto n = static_cast<std::uint64_t>(world);
     return n == 0 ? 0 : 2 * (n - 1) * bytes / n;
   }
+  // Whether an allreduce in progress ends soon once its owner's run is over (it checks an
+  // interrupt while it waits). Default: no, it runs until its peers answer or its timeout (Gloo).
+  virtual bool interruptible() const { return false; }
 };
 
 }  // namespace psgd

@@ -80,6 +80,7 @@ class ShmAllreduce final : public Collective {
   // Checked with the others every 50 ms while this rank waits: a non-empty answer ends the wait
   // with that reason (the client's: its server hung up, so the run is over).
   void set_interrupt(std::function<std::string()> check) { interrupt_ = std::move(check); }
+  bool interruptible() const override { return static_cast<bool>(interrupt_); }
   std::size_t capacity() const { return capacity_; }
   int rank() const { return rank_; }
 

@@ -3,7 +3,7 @@
 // strategy needs them (peers.cc), and drives the worker role until Finish. connect.cc dials the
 // server, runs the handshake (network/handshake.h), retries, rejoins and leaves. Everything but
 // the loading and a role's detached computation (compute_thread.h) runs on the io_context's
-// thread. About 480 lines: the client's states (job, data or its own file under --local_data,
+// thread. About 500 lines: the client's states (job, data or its own file under --local_data,
 // peers, training) are one state machine, read best in one file.
 #include <fmt/format.h>
 #include <unistd.h>
@@ -227,14 +227,15 @@ void Client::compute_next(bool detached) {
 
 void Client::abandon_stuck_collective() {
   if (opts_.serve || !compute_ || !compute_->busy() || !collective_ ||
-      collective_->name() != "gloo") {
+      collective_->interruptible()) {
     return;
   }
   abandon_timer_.expires_after(std::chrono::seconds(2));
   abandon_timer_.async_wait([this](std::error_code ec) {
     if (ec || !compute_ || !compute_->busy()) return;
-    say("the Gloo allreduce in progress cannot be interrupted (a peer stopped without leaving): "
-        "exiting without waiting for it to time out (--io_timeout)",
+    say(fmt::format("the {} allreduce in progress cannot be interrupted (a peer stopped without "
+                    "leaving): exiting without waiting for it to time out (--io_timeout)",
+                    collective_->name()),
         /*error=*/true);
     std::fflush(stdout);
     std::fflush(stderr);

@@ -53,6 +53,7 @@ class JoinedCollective final : public Collective {
     return group ? group->peer_bytes(bytes, world) : Collective::peer_bytes(bytes, world);
   }
   std::string name() const override { return backend_; }
+  bool interruptible() const override { return group != nullptr && group->interruptible(); }
   std::unique_ptr<nn::GlooStoreHost> store;  // gloo: worker 0's rendezvous
   std::unique_ptr<Collective> group;         // nn::GlooAllreduce or net::ShmAllreduce
 
@@ -221,9 +222,9 @@ class Client {
     if (compute_) compute_->stop();
     abandon_stuck_collective();
   }
-  // Gloo's allreduce cannot be interrupted: once the run is over, a compute thread still inside
-  // one (a peer stopped, not dead) would hold this process until --io_timeout. A one-job client
-  // exits instead when it is still there 2 s later (a resident one, --serve, waits it out).
+  // A collective that cannot be interrupted (Gloo's): once the run is over, a compute thread still
+  // inside one (a peer stopped, not dead) would hold this process until --io_timeout. A one-job
+  // client exits instead when it is still there 2 s later (a resident one, --serve, waits it out).
   void abandon_stuck_collective();
   // Loading in the background (last member: destroyed, i.e. waited for, first).
   bool loading_ = false;

@@ -150,7 +150,9 @@ void SsgdServer::on_message(NodeId from, const Message& message, Outbox& out) {
   p.arrival = ctx_.clock->now();
   p.report = report_of(g);
   received_mask_[w] = true;
-  sum_in_worker_order(false);
+  // A round of one gradient (one worker, or --wait_for 1) is stepped from where that gradient
+  // lies (close_round), without first copying it into the sum.
+  if (wait_for_ > 1) sum_in_worker_order(false);
   decode_s_ += sw.seconds();
   if (++received_ == wait_for_) close_round(out);
 }
@@ -190,10 +192,21 @@ void SsgdServer::drop_late(NodeId from, const Gradient& g, Outbox& out) {
 
 void SsgdServer::close_round(Outbox& out) {
   Stopwatch sw(*ctx_.clock);
-  sum_in_worker_order(true);
-  // The mean: ((g0 + g1) + ...) * (1 / count), bit for bit what mean_of gives for these parts.
-  if (summed_ > 1) scale(sum_, 1.0f / static_cast<float>(summed_));
-  optimiser_->step(ctx_.parameters, sum_, iteration_);
+  if (wait_for_ == 1) {
+    // The round's one gradient is its mean: stepped from where it lies (a shared-memory slot,
+    // the socket's buffer or its decoded slot), one model-sized copy fewer than through sum_.
+    const auto lone =
+        std::find_if(pending_.begin(), pending_.end(), [](const Pending& p) { return p.received; });
+    PSGD_CHECK(lone != pending_.end(), "ssgd: a round closed without a gradient");
+    optimiser_->step(ctx_.parameters, lone->values, iteration_);
+    lone->held = Payload{};
+    lone->values = {};
+  } else {
+    sum_in_worker_order(true);
+    // The mean: ((g0 + g1) + ...) * (1 / count), bit for bit what mean_of gives for these parts.
+    if (summed_ > 1) scale(sum_, 1.0f / static_cast<float>(summed_));
+    optimiser_->step(ctx_.parameters, sum_, iteration_);
+  }
   buffers_.update();
   const double apply_s = sw.seconds();
   ++iteration_;

@@ -293,6 +293,7 @@ TEST(MeanOf, BitIdenticalToTheSumInPartOrderThenOneScaling) {
 // in. Whatever the arrival order, and with backup workers (--wait_for) whichever workers the round
 // closes with, the update must be bit for bit the step on mean_of of the round's gradients in
 // worker order. Gradients of very different magnitudes make any other order show in the last bits.
+// --wait_for 1 (as one worker) steps from the round's one gradient where it lies, without the sum.
 TEST(Ssgd, TheRoundsSumIsBitIdenticalInEveryArrivalOrder) {
   constexpr int n = 4;
   constexpr std::size_t size = 3 * 1024 + 5;
@@ -310,7 +311,7 @@ TEST(Ssgd, TheRoundsSumIsBitIdenticalInEveryArrivalOrder) {
   const SgdOptions sgd{.learning_rate = 0.1f, .momentum = 0.9f};
   auto plain = make_codec(CodecSpec{});
 
-  for (const int wait_for : {n, n - 1}) {
+  for (const int wait_for : {n, n - 1, 1}) {
     std::array<int, n> order{0, 1, 2, 3};
     do {
       std::vector<float> params = initial;

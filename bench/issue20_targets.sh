@@ -12,6 +12,12 @@
 # Needs a build (scripts/build.sh) and Debian's python3-torch (bench/setup_ddp.sh checks). Run it
 # on an otherwise idle machine: other processes on the cores change every ratio (bench/README.md,
 # "What limits the targets on the shared AMD VM").
+#
+# On a KVM guest the figures for one worker also depend on the guest's halt polling (how long an
+# idle vCPU spins before it halts: /sys/module/haltpoll/parameters/guest_halt_poll_ns; a VM whose
+# kernel command line sets it to 0 halts at once, and every wake-up is a VM exit and entry). The
+# script prints it with the CPU. GUEST_HALT_POLL_NS=N (root) sets it to N for the run and restores
+# it at the end (bench/README.md, "Guest halt polling").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/psgd-issue20-$(date -u +%Y%m%d-%H%M%S)}
@@ -22,6 +28,24 @@ if [[ ! -x $build/bench/ssgd_vs_plain || ! -x $build/experiments/init_server ]];
   exit 2
 fi
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+cpu+=" (family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')"
+cpu+=" model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | tr -d ' '))"
+halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [[ -n ${GUEST_HALT_POLL_NS:-} ]]; then
+  if [[ ! -w $halt_poll ]]; then
+    echo "issue20_targets: GUEST_HALT_POLL_NS needs root and a KVM guest with the haltpoll driver" \
+      "($halt_poll is not writable here)" >&2
+    exit 2
+  fi
+  previous_halt_poll=$(cat "$halt_poll")
+  trap 'echo "$previous_halt_poll" >"$halt_poll"' EXIT
+  echo "$GUEST_HALT_POLL_NS" >"$halt_poll"
+fi
+if [[ -r $halt_poll ]]; then
+  cpu+=", guest halt polling $(cat "$halt_poll") ns"
+else
+  cpu+=", no guest halt polling driver"
+fi
 echo "issue20_targets: $cpu, $(nproc) cores; outputs in $out"
 
 # part NAME COMMAND...: runs one benchmark, its output to $out/NAME.txt, with the load around it.

@@ -152,12 +152,29 @@ void validate_allreduce(const StrategyJob& job) {
   }
 }
 
+// ssgd lost a worker it cannot do without: every round waits for all of them (then backup
+// workers would help), or fewer are left than a round waits for.
+std::string ssgd_loss_hint(const StrategyJob& job, int workers_left) {
+  if (job.node_count == 1) return "";  // its only worker
+  if (job.wait_for > 0 && job.wait_for < job.node_count) {
+    return fmt::format(" (each round needs --wait_for {} gradients and {} {} left)", job.wait_for,
+                       workers_left, workers_left == 1 ? "worker is" : "workers are");
+  }
+  return " (--wait_for k < node_count lets ssgd carry on with the survivors)";
+}
+
+// Only psgd's ring can re-form; a Gloo or shm group cannot change its members.
+std::string allreduce_loss_hint(const StrategyJob& job, int /*workers_left*/) {
+  if (job.node_count == 1 || job.allreduce_backend != "ring") return "";
+  return " (--allreduce_on_loss shrink lets the others carry on)";
+}
+
 constexpr StrategyEntry kStrategies[] = {
     {.name = "ssgd",
      .summary = "synchronous rounds: the server averages every worker's gradient, then sends the "
                 "new parameters",
      .options = kSsgdOptions,
-     .on_loss_hint = " (--wait_for k < node_count lets ssgd carry on with the survivors)",
+     .on_loss_hint = ssgd_loss_hint,
      .make_server = [](const StrategyJob& job, const Schedule& schedule,
                        ServerContext context) -> std::unique_ptr<ServerRole> {
        return std::make_unique<SsgdServer>(schedule, context,
@@ -216,7 +233,7 @@ constexpr StrategyEntry kStrategies[] = {
      .allreduce_compressions = true,
      .server_holds_model = false,
      .options = kAllreduceOptions,
-     .on_loss_hint = " (--allreduce_on_loss shrink lets the others carry on)",
+     .on_loss_hint = allreduce_loss_hint,
      .make_server = [](const StrategyJob& job, const Schedule& schedule,
                        ServerContext context) -> std::unique_ptr<ServerRole> {
        return std::make_unique<AllreduceServer>(schedule, context, shrinks(job));

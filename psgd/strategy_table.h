@@ -50,8 +50,10 @@ struct StrategyEntry {
   bool checkpoints = true;
   // The StrategyOptions flags this strategy reads (any other one set is refused).
   std::span<const std::string_view> options;
-  // Appended to "lost worker N: ...; <strategy> cannot continue without it" (may be empty).
-  std::string_view on_loss_hint;
+  // Appended to "lost worker N: ...; <strategy> cannot continue without it": what would let the
+  // run go on, or why it cannot with the flags given (`workers_left` after the loss); "" for
+  // nothing to say. May be null.
+  std::string (*on_loss_hint)(const StrategyJob& job, int workers_left) = nullptr;
 
   std::unique_ptr<ServerRole> (*make_server)(const StrategyJob& job, const Schedule& schedule,
                                              ServerContext context) = nullptr;

@@ -232,10 +232,9 @@ void Server::on_worker_lost(int w, const std::string& why) {
   if (!role_->on_worker_lost(w, out)) {
     record_lost(w, why, false);
     workers_.lose(w);  // summary.json lost_workers names it
-    // Only psgd's ring can re-form (gloo and shm groups cannot change their members).
-    const bool hint = spec_.psgd != "allreduce" || spec_.allreduce_backend == "ring";
+    const auto hint = strategy_of(spec_).on_loss_hint;
     fail(fmt::format("{}; {} cannot continue without it{}", what, spec_.psgd,
-                     hint ? strategy_of(spec_).on_loss_hint : std::string_view()));
+                     hint ? hint(spec_, workers_.present()) : std::string()));
     return;
   }
   fmt::print(stderr, "init_server: {}; {} carries on with the other workers\n", what, spec_.psgd);

@@ -74,6 +74,9 @@ void RunRecorder::start() {
       at_start_.down += marks_[w].down;
     }
     wall_start_ = epoch_wall_start_ = s_.wall->now();
+    // The epoch's rate counts from here, samples as well as time: those before the resume were
+    // trained in the earlier process's time.
+    samples_at_epoch_start_ = samples_total_;
     started_ = true;
     fmt::print("{}: resuming at epoch {}/{} ({:.1f} s trained before)\n", s_.log_prefix, epoch_,
                spec_.epochs, wall_before_);

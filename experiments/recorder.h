@@ -120,8 +120,8 @@ class RunRecorder final : public ServerObserver {
   // write_evaluated(true) first: no evaluation may be pending), and
   // a fresh recorder continuing from them. resume() is called instead of the initial evaluation
   // of start(): start() then only restarts the clocks, and wall_s, bytes and samples continue
-  // from the checkpoint's values. Per-worker rows of the epoch the checkpoint fell into count
-  // from the resume on.
+  // from the checkpoint's values. Per-worker rows of the epoch the checkpoint fell into, and its
+  // samples/s on the console, count from the resume on.
   nlohmann::json snapshot(std::int64_t iteration) const;
   void resume(const nlohmann::json& state);
   // The model average (--model_average) as bytes for the checkpoint (empty when off), and back:

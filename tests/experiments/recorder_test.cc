@@ -38,6 +38,12 @@ int lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
 
+// A wall clock the test moves.
+struct ManualWall final : Clock {
+  double now() const override { return t; }
+  double t = 0;
+};
+
 struct Fixture {
   std::filesystem::path path =
       std::filesystem::temp_directory_path() / ("psgd-recorder-" + std::to_string(::getpid()));
@@ -48,7 +54,7 @@ struct Fixture {
   std::vector<std::promise<EvalStats>> promises;  // one per background evaluation asked for
   std::unique_ptr<RunRecorder> recorder;
 
-  Fixture() {
+  explicit Fixture(const Clock* wall = nullptr) {
     std::filesystem::remove_all(path);
     spec.node_count = 1;
     spec.epochs = 2;
@@ -59,7 +65,7 @@ struct Fixture {
                       .schedule = {.node_count = 1, .iterations_per_epoch = 2, .epochs = 2},
                       .dir = dir.get(),
                       .model = &model,
-                      .wall = &clock,
+                      .wall = wall ? wall : &clock,
                       .evaluate_async =
                           [this](std::span<const float>) {
                             promises.emplace_back();
@@ -103,6 +109,29 @@ TEST(RunRecorder, BackgroundEvaluationsAreWrittenInEpochOrderOnceDone) {
   EXPECT_DOUBLE_EQ(f.recorder->history()[2].test_accuracy, 0.8);
   EXPECT_EQ(lines(f.metrics()), 4);
   EXPECT_EQ(lines(slurp(f.path / "workers.csv")), 3);  // header, epochs 1 and 2
+}
+
+// A run resumed in the middle of an epoch counts that epoch's rate (the progress line and the
+// epoch's console line) from the resume, samples and time alike: the samples before it were
+// trained in another process's time.
+TEST(RunRecorder, AResumedEpochsRateCountsOnlyTheSamplesSinceTheResume) {
+  ManualWall wall;
+  nlohmann::json state;
+  {
+    Fixture f(&wall);
+    f.recorder->start();
+    f.round();  // the first of epoch 1's two rounds: 8 samples
+    wall.t = 1;
+    state = f.recorder->snapshot(1);
+  }
+  Fixture f(&wall);
+  f.recorder->resume(state);
+  wall.t = 100;  // the server was down meanwhile
+  f.recorder->start();
+  wall.t = 102;
+  f.round();  // 8 samples in the 2 s since the resume
+  const std::string line = f.recorder->progress(2);
+  EXPECT_NE(line.find(" 4 samples/s"), std::string::npos) << line;
 }
 
 TEST(RunRecorder, FinishWaitsForTheLastEvaluation) {

@@ -9,6 +9,7 @@
 #include "experiments/tensorboard.h"
 #include "experiments/timeline.h"
 #include "tests/experiments/event_reader.h"
+#include "tests/manual_clock.h"
 
 namespace psgd {
 namespace {
@@ -55,14 +56,8 @@ TEST(TensorBoard, WriterFileParses) {
   std::filesystem::remove_all(dir);
 }
 
-class FakeClock final : public Clock {
- public:
-  double now() const override { return t; }
-  double t = 0;
-};
-
 TEST(Timeline, OneTrackPerWorkerAndSlicesEndAtArrival) {
-  FakeClock clock;
+  testing::ManualClock clock;
   TimelineRecorder tl(TimelineOptions{.node_count = 2, .total_iterations = 3}, &clock);
   tl.start();
   for (int it = 0; it < 3; ++it) {
@@ -98,7 +93,7 @@ TEST(Timeline, OneTrackPerWorkerAndSlicesEndAtArrival) {
 }
 
 TEST(Timeline, SamplesIterationsToStayUnderTheEventCap) {
-  FakeClock clock;
+  testing::ManualClock clock;
   TimelineRecorder tl(
       TimelineOptions{.node_count = 4, .total_iterations = 1000, .max_events = 1800}, &clock);
   EXPECT_EQ(tl.stride(), 10);  // 18 events per iteration

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/manual_clock.h"
+
 namespace psgd {
 namespace {
 
@@ -37,12 +39,6 @@ std::string slurp(const std::filesystem::path& p) {
 int lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
-
-// A wall clock the test moves.
-struct ManualWall final : Clock {
-  double now() const override { return t; }
-  double t = 0;
-};
 
 struct Fixture {
   std::filesystem::path path =
@@ -115,7 +111,7 @@ TEST(RunRecorder, BackgroundEvaluationsAreWrittenInEpochOrderOnceDone) {
 // epoch's console line) from the resume, samples and time alike: the samples before it were
 // trained in another process's time.
 TEST(RunRecorder, AResumedEpochsRateCountsOnlyTheSamplesSinceTheResume) {
-  ManualWall wall;
+  testing::ManualClock wall;
   nlohmann::json state;
   {
     Fixture f(&wall);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/clock.h"
+#include "tests/manual_clock.h"
 
 namespace psgd {
 namespace {
@@ -80,15 +81,10 @@ class CountingLearner final : public Learner {
   int steps_ = 0;
 };
 
-class StepClock final : public Clock {
- public:
-  double now() const override { return t; }
-  double t = 100;
-};
-
 TEST(TraceLearner, GivesEveryBatchItsRow) {
   CountingLearner inner;
-  StepClock clock;
+  testing::ManualClock clock;
+  clock.t = 100;
   std::vector<TraceRow> rows;
   std::uint64_t sent = 0;
   // 25 samples held, resuming after 1 batch of 10.

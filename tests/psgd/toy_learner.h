@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/learner.h"
+#include "tests/manual_clock.h"
 
 namespace psgd::testing {
 
@@ -50,10 +51,4 @@ class ToyLearner final : public Learner {
 };
 
 // A clock the test moves by hand.
-class ManualClock final : public Clock {
- public:
-  double now() const override { return t; }
-  double t = 0;
-};
-
 }  // namespace psgd::testing

@@ -1,6 +1,6 @@
 // init_server's TCP driver, part 1: accepting and authenticating connections, joining and loading
 // (experiments/server/driver.h). setup.cc sets the server up; training.cc drives the training and
-// ends the run. Just over 400 lines: joining and loading are one state machine per connection,
+// ends the run. About 475 lines: joining and loading are one state machine per connection,
 // read best in one file.
 #include "experiments/server/driver.h"
 

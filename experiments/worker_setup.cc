@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/seeds.h"
+#include "core/state_io.h"
 #include "nn/trainer.h"
 #include "psgd/factory.h"
 
@@ -64,5 +65,26 @@ WorkerParts::WorkerParts(const JobSpec& spec, const Schedule& schedule, const Wo
 }
 
 WorkerParts::~WorkerParts() = default;
+
+std::vector<std::uint8_t> WorkerParts::snapshot() const {
+  std::vector<std::uint8_t> out;
+  StateWriter w(out);
+  w.put_bytes(role_->snapshot());
+  w.put_floats(trainer_->buffers());
+  return out;
+}
+
+void WorkerParts::restore(std::span<const std::uint8_t> state) {
+  if (state.empty()) {
+    role_->restore(state);
+    return;
+  }
+  StateReader r(state, "worker state");
+  const auto role = r.get_bytes();
+  const auto buffers = r.get_floats(trainer_->num_buffers());
+  r.expect_end();
+  role_->restore(role);
+  std::copy(buffers.begin(), buffers.end(), trainer_->buffers().begin());
+}
 
 }  // namespace psgd

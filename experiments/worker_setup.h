@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/clock.h"
@@ -55,6 +56,14 @@ class WorkerParts {
   nn::Trainer& trainer() { return *trainer_; }
   WorkerRole& role() { return *role_; }
   bool straggling() const { return straggler_ != nullptr; }
+
+  // The worker's own state for a checkpoint (WorkerState.state): its role's snapshot and its
+  // model's buffers (BatchNorm's running statistics), which every training batch moves and which
+  // the parameters the server holds do not include. restore() takes it back on a freshly built
+  // worker, before its first message; empty state is a fresh worker (a new client taking over a
+  // lost worker's slot). Throws ProtocolError for state that does not fit this worker.
+  std::vector<std::uint8_t> snapshot() const;
+  void restore(std::span<const std::uint8_t> state);
 
  private:
   std::unique_ptr<nn::Trainer> trainer_;

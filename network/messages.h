@@ -56,7 +56,7 @@ namespace psgd {
 
 // Bump whenever a message layout, a wire id or the frame header changes, and say what changed in
 // kProtocolChanges (the build checks that its last entry is this version).
-inline constexpr std::uint16_t kProtocolVersion = 20;
+inline constexpr std::uint16_t kProtocolVersion = 21;
 
 struct ProtocolChange {
   std::uint16_t version;
@@ -93,6 +93,9 @@ inline constexpr ProtocolChange kProtocolChanges[] = {
     {20,
      "AuthChallenge.dead_after, Hello.dead_after (each end of a worker's link beats within the "
      "other's --dead_after, network/liveness.h)"},
+    {21,
+     "WorkerState.state and Job.worker_state hold the worker's model buffers after its role's "
+     "snapshot (experiments/worker_setup.h), so a resumed worker keeps BatchNorm's statistics"},
 };
 namespace detail {
 constexpr bool protocol_changes_complete() {

@@ -36,21 +36,12 @@ constexpr std::uint64_t kBlockOrderStream = 0x626c6f636b000000;  // "block", the
 constexpr std::uint64_t kDropoutStream = 0x64726f706f7574;       // "dropout"
 constexpr std::int64_t kEvalChunk = 1000;
 
-// Held while a trainer builds its model (torch::manual_seed, then the initial weights) or swaps
-// its own generator into torch's default one for a forward pass: trainers in one process (the
+// Held while a trainer builds its model (torch::manual_seed, then the initial weights) or seeds
+// torch's default generator for a training forward pass: trainers in one process (the
 // simulator's workers, the drivers test's clients) must not interleave their draws.
 std::mutex& generator_mutex() {
   static std::mutex m;
   return m;
-}
-
-// Replaces the state of torch's default CPU generator, returning the old one.
-torch::Tensor swap_generator_state(const torch::Tensor& state) {
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  torch::Tensor old = gen.get_state();
-  gen.set_state(state);
-  return old;
 }
 
 // The bytes of a file; ConfigError naming the flag when it cannot be read.
@@ -117,8 +108,10 @@ struct Trainer::Impl {
   Net model;
   torch::Tensor flat_params;
   torch::Tensor flat_grads;
-  torch::Tensor flat_buffers;  // the fp32 buffers (empty tensor: none)
-  torch::Tensor rng_state;     // this trainer's generator (Dropout), swapped in for training
+  torch::Tensor flat_buffers;       // the fp32 buffers (empty tensor: none)
+  std::uint64_t dropout_seed = 0;   // of this trainer's Dropout stream (see the header)
+  std::uint64_t batches_drawn = 0;  // training batches started or skipped so far
+  std::uint64_t batch_seed = 0;     // the Dropout seed of the current training batch
 
   // This worker's training samples, gathered once.
   torch::Tensor train_x;         // N x C x H x W
@@ -208,9 +201,7 @@ struct Trainer::Impl {
       b.set_data(view);
       offset += n;
     }
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(
-        derive_seed(options.seed, kDropoutStream + options.batch_stream));
-    rng_state = gen.get_state();
+    dropout_seed = derive_seed(options.seed, kDropoutStream + options.batch_stream);
   }
 
   // One forward pass on two samples, in evaluation mode: does the model take the data and give
@@ -353,24 +344,35 @@ struct Trainer::Impl {
     return s;
   }
 
-  // A training forward pass, with this trainer's generator in torch's default one.
+  // A training forward pass, with torch's default generator seeded for the current batch.
   torch::Tensor train_forward(const torch::Tensor& x) {
     return with_own_generator([&] { return model.forward(x); });
   }
 
-  // Runs `forward` with this trainer's generator swapped in (see the header).
+  // Runs `forward` with torch's default generator seeded with the current batch's Dropout seed,
+  // then gives the generator its previous state back (see the header).
   template <typename F>
   torch::Tensor with_own_generator(F&& forward) {
     std::lock_guard<std::mutex> lock(generator_mutex());
-    const torch::Tensor saved = swap_generator_state(rng_state);
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    torch::Tensor saved;
+    {
+      std::lock_guard<std::mutex> g(gen.mutex());
+      saved = gen.get_state();
+      gen.set_current_seed(batch_seed);
+    }
+    auto restore = [&] {
+      std::lock_guard<std::mutex> g(gen.mutex());
+      gen.set_state(saved);
+    };
     torch::Tensor out;
     try {
       out = forward();
     } catch (...) {
-      rng_state = swap_generator_state(saved);
+      restore();
       throw;
     }
-    rng_state = swap_generator_state(saved);
+    restore();
     return out;
   }
 
@@ -473,6 +475,7 @@ struct Trainer::Impl {
     if (num_train == 0) throw Error("compute_gradient: this trainer has no training samples");
     Stream& st = streams[next_stream];
     next_stream = (next_stream + 1) % streams.size();
+    batch_seed = derive_seed(dropout_seed, batches_drawn++);
     auto [x, y] = next_batch(st);
     model.train(true);
     flat_grads.zero_();
@@ -623,6 +626,7 @@ std::size_t Trainer::continue_backward() {
 void Trainer::skip_batches(std::int64_t count) {
   Impl& m = *impl_;
   if (count <= 0 || m.num_train == 0) return;
+  m.batches_drawn += static_cast<std::uint64_t>(count);
   for (std::int64_t b = 0; b < count; ++b) {
     Impl::Stream& st = m.streams[m.next_stream];
     m.next_stream = (m.next_stream + 1) % m.streams.size();

@@ -27,10 +27,12 @@
 // samples checks that the module takes the data's N x C x H x W batches and returns N x outputs
 // (classes, or C*H*W for reconstruction); otherwise ConfigError says which, in one line.
 //
-// Randomness in forward passes (Dropout) draws from a generator of this trainer's own, seeded by
-// (seed, batch_stream): it is swapped into torch's default CPU generator for each training forward
-// pass, under a process-wide lock, so a worker's dropout masks do not depend on what other
-// trainers in the same process (the simulator's workers) drew.
+// Randomness in forward passes (Dropout) draws from torch's default CPU generator seeded afresh for
+// each training batch from (seed, batch_stream, the batch's number in this trainer's batch order),
+// under a process-wide lock, and restored afterwards. So a worker's dropout masks do not depend on
+// what other trainers in the same process (the simulator's workers) drew, and a batch's masks are
+// the same whether the batches before it were computed or skipped (skip_batches: a resumed
+// worker's masks are the uninterrupted run's).
 //
 // Device. Only CPU is supported for now: "auto" and "cpu" run on the CPU; "cuda" throws
 // ConfigError (not available, or not yet supported by the flat-parameter path, whose spans
@@ -100,7 +102,8 @@ class Trainer final : public Learner {
   std::span<float> buffers() override;
   // Advances the batch order past `count` batches without computing them, exactly as `count`
   // compute_gradient() calls would (a worker resuming a checkpoint, or taking over a lost
-  // worker's slot, continues that worker's batch order). Cheap: no forward or backward.
+  // worker's slot, continues that worker's batch order and Dropout masks). Cheap: no forward or
+  // backward.
   void skip_batches(std::int64_t count);
 
   std::size_t num_parameters() const;

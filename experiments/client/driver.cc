@@ -167,7 +167,7 @@ void Client::send_state(bool with_params) {
     give_up("the server asked for this worker's state before the job", true);
     return;
   }
-  WorkerState state{.iteration = role_->iterations_done(), .state = role_->snapshot()};
+  WorkerState state{.iteration = role_->iterations_done(), .state = parts_->snapshot()};
   if (with_params) {
     const auto params = parts_->trainer().parameters();
     state.params.assign(params.begin(), params.end());
@@ -428,7 +428,7 @@ void Client::build_worker(nn::Dataset samples) {
         spec_.model, parts_->trainer().num_parameters(), job_.num_parameters));
   }
   // A resumed run: continue from this worker's state at the checkpoint.
-  parts_->role().restore(job_.worker_state);
+  parts_->restore(job_.worker_state);
   job_.worker_state = {};
 }
 

@@ -53,8 +53,9 @@ struct Job {
   // Batches this worker id has already drawn from its batch order (a resumed run, or a slot taken
   // over from a lost worker): the worker skips them, so it continues the same batch order.
   std::int64_t start_batch = 0;
-  // A resumed run: the worker's own state at the checkpoint (WorkerRole::snapshot: its
-  // optimiser's momentum, its codecs' residuals and random streams); empty: a fresh worker.
+  // A resumed run: the worker's own state at the checkpoint (WorkerParts::snapshot: its role's
+  // snapshot, i.e. its optimiser's momentum, its codecs' residuals and random streams, then its
+  // model's buffers); empty: a fresh worker.
   std::vector<std::uint8_t> worker_state;
   // --model script:FILE: the TorchScript file's bytes and their SHA-256 (hex), which the worker
   // checks before it loads them. Empty for a built-in model.
@@ -172,9 +173,9 @@ struct StateRequest {};
 // StateRequest, or unasked (peer-to-peer strategies) when its iteration count reaches a
 // checkpoint; then it also carries the worker's parameters, which only the workers hold.
 struct WorkerState {
-  std::int64_t iteration = 0;  // the worker's iterations_done() when it took the snapshot
-  std::vector<std::uint8_t> state;
-  std::vector<float> params;  // peer-to-peer only
+  std::int64_t iteration = 0;       // the worker's iterations_done() when it took the snapshot
+  std::vector<std::uint8_t> state;  // WorkerParts::snapshot(): the role's, and the model buffers
+  std::vector<float> params;        // peer-to-peer only
 };
 
 // worker -> server, from the Job on, about once a second and before it leaves: the next piece

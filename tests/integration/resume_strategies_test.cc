@@ -38,6 +38,8 @@ std::ostream& operator<<(std::ostream& os, const Case& c) {
 const Case kCases[] = {
     // sign: error feedback and momentum on the workers (--momentum_at auto).
     {"ssgd_sign", {"--psgd", "ssgd", "--codec", "sign"}},
+    // Dropout (cnn_bn): a resumed worker draws the masks of the batches it continues with.
+    {"ssgd_dropout", {"--psgd", "ssgd", "--model", "cnn_bn"}},
     {"local_sgd", {"--psgd", "local_sgd", "--sync_period", "3"}},
     {"allreduce", {"--psgd", "allreduce"}},
     {"allreduce_gloo", {"--psgd", "allreduce", "--allreduce_backend", "gloo"}},

@@ -119,7 +119,7 @@ TEST(Frame, WireIdsAreStable) {
   std::string ids;
   for (const MessageInfo& info : kMessageInfos)
     ids += fmt::format("{}={} ", info.name, static_cast<int>(info.type));
-  EXPECT_EQ(kProtocolVersion, 20);
+  EXPECT_EQ(kProtocolVersion, 21);
   EXPECT_EQ(ids,
             "Error=1 Hello=2 Job=3 Ready=4 Finish=5 DataOffer=6 DataChunk=7 PeerTable=8 "
             "PeerHello=9 PeersUp=10 Leave=30 StateRequest=23 WorkerState=24 WorkerLog=31 "

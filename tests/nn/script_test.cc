@@ -213,5 +213,38 @@ TEST(Dropout, EachTrainerDrawsFromItsOwnStream) {
       std::equal(a->gradients().begin(), a->gradients().end(), other->gradients().begin()));
 }
 
+TEST(Dropout, ASkippedBatchLeavesTheNextBatchesMasksAsTheyWere) {
+  // A worker resumed from a checkpoint skips the batches it had computed (skip_batches) and must
+  // then draw the masks the uninterrupted worker draws: cnn_bn's Dropout(0.5) makes the gradients
+  // differ otherwise. The parameters never change here, so only the batch and its masks matter.
+  auto data = std::make_shared<DataSplit>();
+  data->train.channels = 1;
+  data->train.height = data->train.width = 8;
+  data->train.num_classes = 3;
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(0, 1);
+  for (int i = 0; i < 48; ++i) {
+    for (int k = 0; k < 64; ++k)
+      data->train.images.push_back(u(gen));
+    data->train.labels.push_back(i % 3);
+  }
+  data->test = data->train;
+  const TrainerOptions options{.model = "cnn_bn", .batch_size = 16, .seed = 9, .batch_stream = 2};
+  for (int k : {1, 4}) {  // 4: past the end of the first pass over the 48 samples
+    Trainer whole(options, data, all(data->train));
+    Trainer resumed(options, data, all(data->train));
+    for (int i = 0; i < k; ++i)
+      whole.compute_gradient();
+    resumed.skip_batches(k);
+    for (int i = 0; i < 2; ++i) {
+      whole.compute_gradient();
+      resumed.compute_gradient();
+      EXPECT_TRUE(std::equal(whole.gradients().begin(), whole.gradients().end(),
+                             resumed.gradients().begin()))
+          << "after " << k << " skipped batches, step " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace psgd::nn

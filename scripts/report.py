@@ -77,6 +77,23 @@ def find_runs(root):
     return found
 
 
+# Job settings (config.json's "job", "server", "simulation"; sweep_run.json's params) that do not make
+# the job another one: where it writes and listens, how long it waits for others, checkpointing, and
+# what it records besides the results. Together with the node count and the seed (the axes a scaling
+# curve averages over and runs along), these are left out of a run's configuration (Run.settings).
+NOT_THE_JOB = {"output", "working_ports", "port_file", "bind", "join_timeout", "io_timeout", "dead_after",
+               "heartbeat_interval", "checkpoint_every", "save_every_epoch", "crash_after_checkpoints",
+               "resume", "timeline", "tensorboard", "passphrase_file", "cluster", "network_file", "simulate",
+               "check", "config"}
+PER_CURVE = {"node_count", "nodes", "seed"}
+# Shown by Run.label itself (psgd/codec, r, the block assignment with its non-iid kind).
+IN_LABEL = {"psgd", "codec", "redundancy", "block_assignment", "shards_per_node", "dirichlet_alpha"}
+
+
+def hashable(v):
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
 class Run:
     def __init__(self, path, root):
         self.path = path
@@ -112,10 +129,43 @@ class Run:
         self.epochs_planned = job.get("epochs", params.get("epochs"))
         self.status = self.summary.get("status") or self.sweep_run.get("status") or "unknown (no summary.json)"
         self.completed = self.status == "completed"
+        self.settings = self.job_settings()
+        self.distinct = []  # the settings that tell this run's configuration from others' (distinguish)
+
+    def job_settings(self):
+        """{setting: value} of every job setting the run recorded but NOT_THE_JOB and PER_CURVE:
+        config.json's job and, when simulated, the simulator's flags (else, for a run that failed
+        before writing config.json, sweep_run.json's params); the emulated network and a slow
+        worker from sweep_run.json's params and config.json's workers."""
+        out = {}
+        params = self.sweep_run.get("params", {})
+        job = self.config.get("job")
+        if isinstance(job, dict):
+            out.update(job)
+            sim = self.config.get("simulation")
+            if isinstance(sim, dict) and isinstance(sim.get("flags"), dict):
+                out.update(sim["flags"])
+            out["simulated"] = sim is not None
+        else:
+            out.update(params)
+        for key in ("net_bandwidth", "server_bandwidth", "host_bandwidth", "net_latency", "net_mtu", "slow_worker"):
+            if key in params and key not in out:
+                out[key] = params[key]
+        slow = sorted({w.get("slowdown") for w in self.config.get("workers") or []
+                       if isinstance(w, dict) and w.get("slowdown") not in (None, 1, 1.0)})
+        if slow and "slow_worker" not in out:
+            out["slow_worker"] = ",".join(f"{v:g}" for v in slow)
+        if out.get("stragglers") and self.nodes:  # sweep.py --simulate's slow_worker: the last worker
+            out["stragglers"] = ",".join(("last" + x[len(str(self.nodes - 1)):]) if x.startswith(f"{self.nodes - 1}:")
+                                         else x for x in str(out["stragglers"]).split(","))
+        out.update(psgd=self.psgd, codec=self.codec, redundancy=self.redundancy, block_assignment=self.assignment)
+        return {k: hashable(v) for k, v in out.items()
+                if k not in NOT_THE_JOB and k not in PER_CURVE and k not in ("shards_per_node", "dirichlet_alpha")}
 
     def group(self):
-        """Everything but the node count and seed: the runs of one scaling curve."""
-        return (self.psgd, self.codec, self.redundancy, self.assignment, self.model, self.batch)
+        """Every job setting but the node count and seed (and NOT_THE_JOB): the runs of one scaling
+        curve, whose seeds are averaged."""
+        return tuple(sorted(self.settings.items(), key=lambda kv: kv[0]))
 
     def label(self, with_nodes=True):
         s = f"{self.psgd}/{self.codec}"
@@ -123,9 +173,13 @@ class Run:
             s += f" r{self.redundancy}"
         if self.assignment != "iid":
             s += f" {self.assignment}"
+        for key in self.distinct:
+            value = self.settings.get(key)
+            s += f" {key}={'–' if value is None else value}"
         if with_nodes:
             s += f" n{self.nodes}"
         return s
+
 
     def series(self, column):
         return [num(r.get(column)) for r in self.metrics]
@@ -145,6 +199,15 @@ class Run:
             for k in ("compute_s", "encode_s", "wait_s", "transfer_s", "decode_s", "apply_s", "held_s"):
                 t[k] = t.get(k, 0.0) + (num(r.get(k)) or 0.0)
         return dict(sorted(totals.items()))
+
+
+def distinguish(runs):
+    """Sets each run's `distinct`: the settings (beyond Run.label's own) whose values differ between
+    the runs' configurations, so that every configuration has a label of its own."""
+    keys = sorted({k for r in runs for k in r.settings} - IN_LABEL)
+    differ = [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
+    for r in runs:
+        r.distinct = differ
 
 
 def split_of(t):
@@ -541,6 +604,7 @@ def main(argv=None):
         print(f"report: {root} holds no psgd run directory (summary.json) or sweep runs", file=sys.stderr)
         return 1
     runs.sort(key=lambda r: (r.psgd, r.codec, str(r.redundancy), r.assignment, r.nodes, str(r.seed), r.name))
+    distinguish([r for r in runs if r.completed])  # the runs that plots and scaling curves show
     sweep = read_json(os.path.join(root, "sweep.json"))
     single = len(runs) == 1 and runs[0].path == root
     target = args.target_accuracy

@@ -118,6 +118,37 @@ class SingleRunReport(unittest.TestCase):
             self.assertEqual(labels, ["ssgd/plain n4", "ssgd/plain non-iid 2 shards/node n4",
                                       "ssgd/plain non-iid Dirichlet(0.5) n4"])
 
+    def test_runs_of_other_settings_are_other_configurations(self):
+        # Same seed, same psgd/codec/nodes: only the optimiser (or the learning rate) differs. Each is
+        # a scaling curve of its own (not a mean over them counted as seeds) with a label of its own.
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
+        import report as report_module
+        with tempfile.TemporaryDirectory() as d:
+            for n in (1, 2):
+                for name, optimizer, lr, thr in (("sgd", "sgd", 0.05, 1000.0), ("adam", "adam", 0.05, 500.0),
+                                                 ("sgd-lr0.1", "sgd", 0.1, 2000.0)):
+                    run = make_run(os.path.join(d, f"{name}-n{n}"), nodes=n, samples_per_second=thr * n)
+                    with open(os.path.join(run, "config.json")) as f:
+                        config = json.load(f)
+                    # What does not make another job (where it writes, its port) does not split them.
+                    config["job"].update(optimizer=optimizer, learn_rate=lr, output=run, working_ports=[40000 + n])
+                    with open(os.path.join(run, "config.json"), "w") as f:
+                        json.dump(config, f)
+            out = report(d)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            with open(os.path.join(d, "report.md")) as f:
+                md = f.read()
+            for label in ("ssgd/plain learn_rate=0.05 optimizer=sgd", "ssgd/plain learn_rate=0.05 optimizer=adam",
+                          "ssgd/plain learn_rate=0.1 optimizer=sgd"):
+                self.assertIn(f"| {label} | 1 | 1 |", md)
+                self.assertIn(f"| {label} | 2 | 1 | ", md)
+            self.assertIn("| ssgd/plain learn_rate=0.05 optimizer=adam | 2 | 1 | 1,000 | 2.00 | 100 % |", md)
+            runs = [report_module.Run(os.path.join(d, name), d) for name in sorted(os.listdir(d))
+                    if os.path.isdir(os.path.join(d, name))]
+            report_module.distinguish(runs)
+            self.assertEqual(len({r.group() for r in runs}), 3)
+            self.assertEqual(len({r.label() for r in runs}), 6)  # every legend entry its own
+
     def test_errors(self):
         with tempfile.TemporaryDirectory() as d:
             self.assertEqual(report(os.path.join(d, "missing")).returncode, 1)

@@ -29,9 +29,17 @@
 # workers prove a passphrase (a random one unless $PSGD_PASSPHRASE or --passphrase_file is given).
 # config.json records the network under "network". Everything the run made (namespaces, links,
 # processes) is removed when it ends, fails or is interrupted.
+#
+# Relative paths (--output, --config, --model script:F, --dataset npy:..., a passphrase file) are
+# the caller's: every process starts in the directory the script was run from, as init_server
+# itself would. Without --output the run goes to runs/<time>-<psgd>-<codec>-n<nodes> there (the
+# repository's runs/ when run from the repository, as the README's commands are). A relative
+# BUILD_DIR (default build) is the repository's, as for scripts/build.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=${BUILD_DIR:-build}/experiments
+ROOT=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+build_dir=${BUILD_DIR:-build}
+[[ $build_dir == /* ]] || build_dir=$ROOT/$build_dir
+BIN=$build_dir/experiments
 [[ -x $BIN/init_server && -x $BIN/client ]] || {
   echo "run_local: $BIN/init_server not built; run scripts/build.sh first" >&2
   exit 1
@@ -59,7 +67,7 @@ done
 # Without --emulate the network flags are init_server's (--simulate's, or refused by it).
 [[ $emulate == yes ]] || args+=("${net[@]}")
 # The job as init_server reads it; a refusal is on stderr already.
-source scripts/job_check.sh
+source "$ROOT/scripts/job_check.sh"
 job_of "$BIN/init_server" "${args[@]}" || exit 2
 nodes=${job[0]} psgd=${job[1]} codec=${job[2]} output=${job[3]} simulate=${job[4]}
 passphrase_file=${job[5]}
@@ -69,7 +77,7 @@ if [[ $simulate == yes && $slow != 1 ]]; then
 fi
 
 if [[ $emulate == yes ]]; then
-  source scripts/netns.sh
+  source "$ROOT/scripts/netns.sh"
   die() { echo "run_local: --emulate: $*" >&2; exit 2; }
   [[ $simulate == no ]] || die "--simulate models the network itself; give its --net_* flags without --emulate"
   [[ $psgd != allreduce || ${job[6]} != shm ]] ||

@@ -149,6 +149,44 @@ class RunLocal(unittest.TestCase):
                     self.assertFalse(os.path.exists(out_dir))
 
 
+    def test_relative_paths_are_the_callers(self):
+        # From another directory than the repository: --dataset, --passphrase_file and --output are
+        # read from where the script was started, by the server and by its clients.
+        port = next((p for p in range(48000, 48100) if port_is_free(p)), None)
+        if port is None:
+            self.skipTest("no free port in 48000-48099")
+        with tempfile.TemporaryDirectory() as d:
+            rng = random.Random(1)
+            for n, name in ((128, "train.csv"), (64, "test.csv")):
+                with open(os.path.join(d, name), "w") as f:
+                    f.write("a,label,b\n")
+                    for i in range(n):
+                        m = -1 if i % 2 == 0 else 1
+                        f.write(f"{rng.gauss(m, 1):.3f},{i % 2},{rng.gauss(m, 1):.3f}\n")
+            write_secret(d)
+            data = ["--label_column", "label", "--dataset", "csv:train=train.csv,test=test.csv", "--epochs", "1",
+                    "--batch_size", "16", "--node_count", "2"]
+            for name, extra in (("simulated", ["--simulate"]),
+                                ("real", ["--passphrase_file", "passphrase", "--working_ports", str(port)])):
+                with self.subTest(name):
+                    out = subprocess.run(["bash", os.path.join(SCRIPTS, "run_local.sh"), *data, *extra,
+                                          "--output", f"out/{name}"], capture_output=True, text=True, timeout=120,
+                                         env=CLEAN_ENV, cwd=d)
+                    self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                    with open(os.path.join(d, "out", name, "summary.json")) as f:
+                        self.assertEqual(json.load(f)["status"], "completed")
+                    self.assertFalse(os.path.exists(os.path.join(ROOT, "out", name)))
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+            return True
+        except OSError:
+            return False
+
+
 def write_secret(directory, text="correct horse battery staple 4711"):
     path = os.path.join(directory, "passphrase")
     with open(path, "w") as f:

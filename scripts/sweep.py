@@ -19,6 +19,17 @@ A manifest (experiments/manifests/*.json) is a JSON object:
     }
 
 Every grid and fixed key is an init_server flag (`--key value`; true adds `--key`, false omits it).
+Not `config` (nor `--config` in "flags"): run names, the resume check and slow_worker's worker are
+read from the manifest's own flags, which a --config file's settings would bypass; give them in
+"fixed" instead. `output`, `working_ports`, `port_file` and `check` are the sweep's own.
+
+Relative paths in a manifest's flags ("model": "script:net.pt", "dataset": "npy:x.npy,y.npy", a
+"flags" file) are read from the manifest's own directory, wherever the sweep is started from: every
+run and its check start there (so a manifest kept beside its files works from any directory, and a
+resumed sweep reads the same files). Paths on the command line (MANIFEST, --out, --cluster) are
+the caller's: relative to the directory sweep.py is run from. With --cluster F and no --resident
+each run goes through launch_ssh.sh, which runs init_server and every client from the repository
+(--repo) on each host, so relative paths there are the repository's.
 Runs are named <psgd>-<codec>-n<nodes>-r<redundancy>-<block_assignment>-s<seed>, plus
 -<key><value> for any other grid key, and run one after another (2-core machines: concurrent
 runs would distort each other's timings) through scripts/run_local.sh, or init_server --simulate
@@ -63,7 +74,13 @@ other flags than the manifest now gives); any other existing run directory is mo
 SWEEP_DIR/.attempts/ and the run starts again. A run that fails once started (a crash, a lost
 worker, a timeout) is recorded as failed and the sweep continues; so is a run whose training
 diverged (status "diverged: ...", counted apart); the exit code is 1 when any run failed or
-diverged. SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
+diverged.
+
+Stopping: SIGINT (Ctrl-C), SIGTERM (kill, timeout, Slurm) and SIGHUP all stop a sweep alike: the
+current run's whole process group (run_local.sh, init_server, the clients) gets SIGTERM, then
+SIGKILL after 10 s for whatever is left; the run is recorded as "interrupted: ..." in sweep.json and
+its sweep_run.json, runs not started stay "pending", and the sweep exits 128 + the signal's number
+(130, 143, 129). Running the same command again resumes it (the interrupted run starts again). SWEEP_DIR/sweep.json records the manifest, each run's status and the sweep's provenance
 (git revision, host, Python and library versions, command line, seeds); each run directory gets
 sweep_run.json (its command, exit code, status, duration).
 
@@ -144,11 +161,16 @@ def validate(m, where="manifest"):
             if key in source:
                 raise ManifestError(f"{where}: '{key}' is set by both {source[key]} and grid axis '{axis}'")
             source[key] = f"grid axis '{axis}'"
-    reserved = {"output", "working_ports", "port_file", "config", "check"} & set(source)
+    reserved = {"output", "working_ports", "port_file", "check"} & set(source)
     if reserved:
         raise ManifestError(f"{where}: {sorted(reserved)} are set by the sweep itself")
     if not isinstance(m.get("flags", []), list):
         raise ManifestError(f"{where}: 'flags' must be a list of strings")
+    if "config" in source or any(str(f) == "--config" or str(f).startswith("--config=") for f in m.get("flags", [])):
+        raise ManifestError(f"{where}: 'config' (an init_server --config file) cannot be used in a manifest: "
+                            "run names, the resume check (a completed run whose flags changed is run again) "
+                            "and slow_worker's worker are read from the manifest's own flags, and a --config "
+                            "file's settings would bypass them; give its settings in 'fixed' instead")
     if m.get("simulate") and m.get("emulate"):
         raise ManifestError(f"{where}: 'simulate' and 'emulate' exclude each other (the simulator models "
                             "the network itself; give the network keys with either)")
@@ -295,11 +317,22 @@ def write_json(path, obj):
 
 
 def init_server_path():
-    return os.path.join(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")), "experiments", "init_server")
+    # A relative BUILD_DIR is the repository's (as for scripts/build.sh and run_local.sh).
+    return os.path.join(ROOT, os.environ.get("BUILD_DIR") or "build", "experiments", "init_server")
 
 
 CLUSTER = None  # --cluster F: every run through launch_ssh.sh --cluster F
 RESIDENT = False  # --resident: init_server here; the cluster's resident workers (client --serve) join
+MANIFEST_DIR = None  # the manifest's directory: relative paths in its flags are read from there
+
+
+def run_cwd():
+    """Where every run (and its init_server --check) starts, so that relative paths in the manifest's
+    flags mean the same to both: the manifest's directory; with --cluster (no --resident) the
+    repository, where launch_ssh.sh runs init_server (and every host its client) anyway."""
+    if CLUSTER and not RESIDENT:
+        return ROOT
+    return MANIFEST_DIR or os.getcwd()
 
 
 def command_for(run, simulate):
@@ -322,7 +355,7 @@ def init_server_check(args):
     else (None, the first line it printed: its reason)."""
     binary = init_server_path()
     try:
-        p = subprocess.run([binary, "--check"] + args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        p = subprocess.run([binary, "--check"] + args, cwd=run_cwd(), capture_output=True, text=True, timeout=120)
     except OSError as e:
         raise CheckUnavailable(f"cannot run {binary} ({e.strerror}); build it with scripts/build.sh")
     except subprocess.TimeoutExpired:
@@ -388,36 +421,112 @@ def last_error_line(run_dir, output):
     return lines[-1] if lines else ""
 
 
+# Stopping the sweep. A run has a session of its own (so a terminal's Ctrl-C reaches only the
+# sweep, which then stops the run in order); SIGINT, SIGTERM (Slurm, timeout, kill) and SIGHUP are
+# all handled alike: the run's whole process group gets SIGTERM (run_local.sh then removes what it
+# made, an emulated LAN's namespaces included), SIGKILL after STOP_GRACE_S for whatever is left, the
+# run is recorded as interrupted and the sweep exits 128 + the signal's number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE_S = 10.0
+STOP = {"signal": None, "deferred": False}  # the first stop signal; deferred: a run is in hand
+
+
+class Interrupted(Exception):
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def on_stop_signal(signum, frame):
+    if STOP["signal"] is None:
+        STOP["signal"] = signum
+    if not STOP["deferred"]:
+        STOP["deferred"] = True  # raised once; the sweep's own bookkeeping then finishes
+        raise Interrupted(signum)
+
+
+def group_alive(pgid):
+    """Whether any process of group pgid is still running (zombies, reaped by their parent, do not
+    count)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = None
+    if entries is None:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def stop_run(proc, grace_s=None):
+    """SIGTERM to the run's process group (proc leads it: run_local.sh, init_server, the clients),
+    SIGKILL to what is left of it after grace_s; returns proc's exit code once none is left."""
+    grace_s = STOP_GRACE_S if grace_s is None else grace_s
+
+    def to_group(sig):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    to_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not group_alive(proc.pid):
+            return proc.returncode
+        time.sleep(0.05)
+    to_group(signal.SIGKILL)
+    rc = proc.wait()
+    deadline = time.monotonic() + 5
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rc
+
+
 def execute(run, simulate, timeout_s):
-    """Runs one point; returns (exit code, status)."""
+    """Runs one point; returns (exit code, status, seconds). A stop signal (STOP) during the run
+    stops it (stop_run) and gives the status "interrupted: ..."."""
     os.makedirs(os.path.join(run["dir"], "logs"), exist_ok=True)
     cmd = command_for(run, simulate)
     log_path = os.path.join(run["dir"], "logs", "sweep.log")
     load_before = os.getloadavg()
     start = time.time()
+    timed_out = interrupted = False
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout_s)
-            timed_out = False
-        except KeyboardInterrupt:
-            # Ctrl-C reaches only this process (the run has a session of its own): stop the run,
-            # which removes what it made (an emulated LAN's namespaces included), then stop.
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-            raise
-        except subprocess.TimeoutExpired:
-            # Our own child's process group: run_local.sh, its init_server and clients.
-            os.killpg(proc.pid, signal.SIGTERM)
+        proc = subprocess.Popen(cmd, cwd=run_cwd(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if STOP["signal"] is not None:
+                rc, interrupted = stop_run(proc), True
+                break
             try:
-                rc = proc.wait(timeout=15)
+                rc = proc.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+                break
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                rc = proc.wait()
-            timed_out = True
+                if time.monotonic() >= deadline:
+                    rc, timed_out = stop_run(proc), True
+                    break
     seconds = time.time() - start
     summary = read_summary(run["dir"])
-    if timed_out:
+    if interrupted and not (summary and summary.get("status") == "completed" and rc == 0):
+        status = (f"interrupted: the sweep got {signal.Signals(STOP['signal']).name} after {seconds:.0f} s of "
+                  "this run, which was stopped (a resumed sweep runs it again)")
+    elif timed_out:
         status = f"failed: timed out after {timeout_s:.0f} s"
     elif summary and summary.get("status"):
         status = summary["status"]
@@ -435,11 +544,29 @@ def execute(run, simulate, timeout_s):
 
 
 def main(argv=None):
+    """Stop signals (STOP_SIGNALS) are handled while main runs, and the previous handlers restored."""
+    previous = {sig: signal.signal(sig, on_stop_signal) for sig in STOP_SIGNALS}
+    STOP.update(signal=None, deferred=False)
+    try:
+        return sweep_main(argv)
+    except Interrupted as e:
+        print(f"sweep: stopped by {e} before any run started", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def sweep_main(argv=None):
     argv = sys.argv if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 epilog="See the module docstring (head -55 scripts/sweep.py) for the manifest format.")
-    ap.add_argument("manifest")
-    ap.add_argument("--out", help="sweep directory (default runs/sweeps/<manifest name>)")
+                                 epilog="See the module docstring (head -90 scripts/sweep.py) for the manifest format, "
+                                        "relative paths and stopping (SIGINT/SIGTERM/SIGHUP: the current run "
+                                        "is stopped and recorded as interrupted; exit 128 + the signal).")
+    ap.add_argument("manifest", help="the manifest (JSON); relative paths in its flags are read from its own "
+                                     "directory, where every run starts")
+    ap.add_argument("--out", help="sweep directory (default runs/sweeps/<manifest name>; relative paths here and "
+                                  "in --cluster are the current directory's)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
     mode.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
@@ -462,8 +589,9 @@ def main(argv=None):
                          "file's server address and port, one per slot); each run starts only init_server "
                          "here, with --cluster F, and no ssh")
     args = ap.parse_args(argv[1:])
-    global CLUSTER, RESIDENT
+    global CLUSTER, RESIDENT, MANIFEST_DIR
     CLUSTER = os.path.abspath(args.cluster) if args.cluster else None
+    MANIFEST_DIR = os.path.dirname(os.path.abspath(args.manifest))
     RESIDENT = args.resident
     if RESIDENT and not CLUSTER:
         print("sweep: --resident needs --cluster F (the server's address and port the resident workers dial)",
@@ -525,8 +653,11 @@ def main(argv=None):
                         "status": "completed" if r["state"] == "completed" else "pending"} for r in runs]}
     write_json(record_path, record)
     failed = diverged = 0
+    STOP["deferred"] = True  # from here a stop signal is seen between runs, or stops the current one
     for i, r in enumerate(runs):
         entry = record["runs"][i]
+        if STOP["signal"] is not None:
+            break
         if r["state"] == "completed":
             entry["skipped"] = True
             continue
@@ -539,6 +670,10 @@ def main(argv=None):
               + " ".join(shlex.quote(a) for a in command_for(r, simulate)), flush=True)
         rc, status, seconds = execute(r, simulate, timeout_s)
         entry.update(status=status, exit_code=rc, seconds=round(seconds, 3))
+        if status.startswith("interrupted"):
+            write_json(record_path, record)
+            print(f"sweep: [{i + 1}/{len(runs)}] {r['name']}: {status}", file=sys.stderr, flush=True)
+            break
         if status.startswith("diverged"):
             diverged += 1
         elif status != "completed":
@@ -549,6 +684,15 @@ def main(argv=None):
               + (f", test accuracy {100 * acc:.2f}%" if acc is not None and status == "completed" else "")
               + f" ({seconds:.1f} s)", flush=True)
         write_json(record_path, record)
+    if STOP["signal"] is not None:
+        name = signal.Signals(STOP["signal"]).name
+        record["provenance"]["interrupted_utc"] = utc_now()
+        record["interrupted_by"] = name
+        write_json(record_path, record)
+        left = sum(1 for e in record["runs"] if e["status"] == "pending")
+        print(f"sweep: stopped by {name}; {left} run(s) not started; {record_path} has every run's state; "
+              "run the same command again to resume", file=sys.stderr, flush=True)
+        return 128 + STOP["signal"]
     record["provenance"]["finished_utc"] = utc_now()
     write_json(record_path, record)
     done = sum(1 for e in record["runs"] if e["status"] == "completed")

@@ -5,9 +5,12 @@ import glob
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -280,6 +283,218 @@ class Diverged(unittest.TestCase):
             md = open(os.path.join(d, "sweep", "report.md")).read()
             self.assertIn("## Failed or diverged runs", md)
             self.assertIn("diverged: training loss", md)
+
+
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+BUILT = os.access(os.path.join(BUILD, "experiments", "init_server"), os.X_OK)
+
+
+def write_csv_data(d, train=256, test=64):
+    """A two-feature, two-class CSV pair in d (train.csv, test.csv): a simulated epoch of it takes
+    about 10 ms."""
+    import random
+    rng = random.Random(1)
+    for n, name in ((train, "train.csv"), (test, "test.csv")):
+        with open(os.path.join(d, name), "w") as f:
+            f.write("a,label,b\n")
+            for i in range(n):
+                m = -1 if i % 2 == 0 else 1
+                f.write(f"{rng.gauss(m, 1):.3f},{i % 2},{rng.gauss(m, 1):.3f}\n")
+
+
+def processes():
+    """{pid: (ppid, pgid, state, cwd)} of every process this user can see."""
+    out = {}
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cwd = os.readlink(f"/proc/{e}/cwd")
+        except OSError:
+            continue
+        out[int(e)] = (int(fields[1]), int(fields[2]), fields[0], cwd)
+    return out
+
+
+def survivors(pgid, directory):
+    """Live processes of group pgid, or started in (below) directory."""
+    return {pid: p for pid, p in processes().items()
+            if p[2] not in ("Z", "X") and (p[1] == pgid or p[3] == directory or p[3].startswith(directory + "/"))}
+
+
+def wait_for(what, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.05)
+    return None
+
+
+def port_is_free(port):
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+            return True
+        except OSError:
+            return False
+
+
+def kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Stopping(unittest.TestCase):
+    """SIGTERM (kill, timeout, Slurm) and SIGHUP stop a sweep as Ctrl-C does: the current run's whole
+    process group is stopped, it is recorded as interrupted, the sweep exits 128 + the signal."""
+
+    @unittest.skipUnless(BUILT, f"no init_server in {BUILD}")
+    def test_sigterm_stops_a_simulated_run_and_records_it(self):
+        # Each run: about 25 s of simulated training, stopped after its first epochs.
+        self.sigterm_mid_run(simulate=True, flags=[])
+
+    @unittest.skipUnless(BUILT and os.access(os.path.join(BUILD, "experiments", "client"), os.X_OK),
+                         f"no init_server and client in {BUILD}")
+    def test_sigterm_stops_run_local_its_server_and_its_clients(self):
+        # run_local.sh, init_server and two clients (their own processes, on a port of 48000-48199).
+        port = next((p for p in range(48100, 48200) if port_is_free(p)), None)
+        if port is None:
+            self.skipTest("no free port in 48100-48199")
+        self.sigterm_mid_run(simulate=False, flags=["--working_ports", str(port)])
+
+    def sigterm_mid_run(self, simulate, flags):
+        with tempfile.TemporaryDirectory() as d:
+            d = os.path.realpath(d)
+            write_csv_data(d)
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "stop", "simulate": simulate, "grid": {"seed": [1, 2]}, "flags": flags,
+                           "fixed": {"node_count": 2, "epochs": 2000, "batch_size": 16, "label_column": "label",
+                                     "dataset": f"csv:train={d}/train.csv,test={d}/test.csv"}}, f)
+            sweep_dir = os.path.join(d, "sweep")
+            with open(os.path.join(d, "sweep.out"), "w") as out:
+                proc = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "scripts", "sweep.py"), manifest,
+                                         "--out", sweep_dir], stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True, env=dict(os.environ, BUILD_DIR=BUILD))
+            leader = None
+            try:
+                # The run's leader: the sweep's child in a session of its own, once it has trained a while.
+                leader = wait_for(lambda: next((pid for pid, p in processes().items()
+                                                if p[0] == proc.pid and p[1] == pid), None), 15)
+                self.assertIsNotNone(leader, "the sweep started no run")
+                metrics = os.path.join(sweep_dir, "ssgd-plain-n2-r1-iid-s1", "metrics.csv")
+                self.assertTrue(wait_for(lambda: os.path.exists(metrics), 10), "the run never started training")
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait(timeout=20)
+                with open(os.path.join(d, "sweep.out")) as f:
+                    log = f.read()
+                self.assertEqual(survivors(leader, d), {}, "processes of the run outlived the sweep")
+                self.assertEqual(rc, 143, log)
+                self.assertIn("stopped by SIGTERM; 1 run(s) not started", log)
+                record = sweep.read_json_file(os.path.join(sweep_dir, "sweep.json"))
+                first, second = record["runs"]
+                self.assertTrue(first["status"].startswith("interrupted: the sweep got SIGTERM"), first)
+                self.assertEqual(second["status"], "pending")
+                self.assertEqual(record["interrupted_by"], "SIGTERM")
+                self.assertNotIn("finished_utc", record["provenance"])
+                run_record = sweep.read_json_file(os.path.join(sweep_dir, first["name"], "sweep_run.json"))
+                self.assertEqual(run_record["status"], first["status"])
+                # Resuming runs the interrupted run again, then the one never started.
+                m = sweep.load_manifest(manifest)
+                self.assertEqual([r["state"] for r in sweep.plan(m, sweep_dir)], ["retry", "new"])
+            finally:
+                kill_group(proc.pid)
+                if leader:
+                    kill_group(leader)
+                proc.wait()
+
+    def test_sighup_kills_what_ignores_sigterm_after_the_grace(self):
+        # A stand-in run that ignores SIGTERM and has a child of its own (as run_local.sh's clients
+        # are): SIGKILL reaches the whole group after the grace. In this process: the stop signal
+        # is sent to the test itself, which sweep.main handles and then restores.
+        with tempfile.TemporaryDirectory() as d:
+            d = os.path.realpath(d)
+            manifest = os.path.join(d, "m.json")
+            with open(manifest, "w") as f:
+                json.dump({"name": "hup", "grid": {"codec": ["plain", "topk"]}}, f)
+            marker = os.path.join(d, "started")
+            stand_in = f"trap '' TERM; sleep 60 & echo $$ > {marker}; sleep 60; wait"
+            old = sweep.command_for, sweep.refused_runs, sweep.STOP_GRACE_S
+            sweep.command_for = lambda run, simulate: ["bash", "-c", stand_in]
+            sweep.refused_runs = lambda runs: []
+            sweep.STOP_GRACE_S = 1.0
+            leader = []
+
+            def hang_up():
+                pid = wait_for(lambda: os.path.exists(marker) and open(marker).read().strip(), 15)
+                if pid:
+                    leader.append(int(pid))
+                    time.sleep(0.2)
+                os.kill(os.getpid(), signal.SIGHUP)
+
+            before = signal.getsignal(signal.SIGHUP)
+            thread = threading.Thread(target=hang_up)
+            start = time.monotonic()
+            try:
+                thread.start()
+                with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
+                    rc = sweep.main(["sweep.py", manifest, "--out", os.path.join(d, "sweep")])
+            finally:
+                sweep.command_for, sweep.refused_runs, sweep.STOP_GRACE_S = old
+                thread.join()
+                for pid in leader:
+                    kill_group(pid)
+            self.assertEqual(rc, 129, err.getvalue())
+            self.assertEqual(len(leader), 1)
+            self.assertLess(time.monotonic() - start, 15)
+            self.assertEqual(survivors(leader[0], d), {})
+            self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+            record = sweep.read_json_file(os.path.join(d, "sweep", "sweep.json"))
+            self.assertTrue(record["runs"][0]["status"].startswith("interrupted: the sweep got SIGHUP"), record)
+            self.assertEqual(record["runs"][1]["status"], "pending")
+
+
+class RelativePaths(unittest.TestCase):
+    @unittest.skipUnless(BUILT, f"no init_server in {BUILD}")
+    def test_a_manifests_relative_paths_are_read_from_its_directory_and_out_from_the_callers(self):
+        with tempfile.TemporaryDirectory() as d:
+            d = os.path.realpath(d)
+            here, elsewhere = os.path.join(d, "experiment"), os.path.join(d, "elsewhere")
+            os.makedirs(here)
+            os.makedirs(elsewhere)
+            write_csv_data(here)
+            with open(os.path.join(here, "m.json"), "w") as f:
+                json.dump({"name": "rel", "simulate": True, "grid": {"seed": [1]},
+                           "fixed": {"node_count": 2, "epochs": 1, "batch_size": 16, "label_column": "label",
+                                     "dataset": "csv:train=train.csv,test=test.csv"}}, f)
+            env = dict(os.environ, BUILD_DIR=BUILD)
+            cmd = ["/usr/bin/python3", os.path.join(ROOT, "scripts", "sweep.py"), "../experiment/m.json"]
+            out = subprocess.run(cmd + ["--out", "out"], capture_output=True, text=True, timeout=60, cwd=elsewhere,
+                                 env=env)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            summary = sweep.read_summary(os.path.join(elsewhere, "out", "ssgd-plain-n2-r1-iid-s1"))
+            self.assertEqual(summary["status"], "completed")
+            self.assertFalse(os.path.exists(os.path.join(here, "out")))
+            # Started from the manifest's own directory, the same sweep reads the same files: it resumes.
+            out = subprocess.run(cmd[:2] + ["m.json", "--out", "../elsewhere/out"], capture_output=True, text=True,
+                                 timeout=60, cwd=here, env=env)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("1 already completed, 0 to run", out.stdout)
+
+    def test_config_in_a_manifest_is_refused_with_the_reason(self):
+        for m in ({"name": "c", "fixed": {"config": "job.json"}}, {"name": "c", "flags": ["--config", "job.json"]},
+                  {"name": "c", "grid": {"x": [{"config": "a.json"}]}}):
+            with self.assertRaises(sweep.ManifestError, msg=str(m)) as caught:
+                sweep.validate(m)
+            self.assertIn("run names, the resume check", str(caught.exception))
+            self.assertNotIn("set by the sweep itself", str(caught.exception))
 
 
 if __name__ == "__main__":

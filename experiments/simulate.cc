@@ -19,6 +19,7 @@
 #include "experiments/sim_cluster.h"
 #include "experiments/sim_options.h"
 #include "experiments/strategy_events.h"
+#include "experiments/tensorboard.h"
 #include "experiments/timeline.h"
 #include "experiments/worker_results.h"
 #include "experiments/worker_setup.h"
@@ -126,6 +127,15 @@ int simulate(const ServerOptions& options) {
                       .save_model = [&](const std::string& tag) { model->save(run.path(), tag); }};
   RunRecorder recorder(setup);
   recorder.set_worker_hosts(std::vector<std::string>(static_cast<std::size_t>(n), "sim"));
+  // --tensorboard: the same scalars as a real run's, with time/virtual_s.
+  std::unique_ptr<TensorBoardWriter> tensorboard;
+  if (options.tensorboard) {
+    tensorboard = std::make_unique<TensorBoardWriter>(run.file("tensorboard"));
+    recorder.set_epoch_listener(
+        [&tensorboard](const MetricsRow& row, const std::vector<WorkerRow>& workers) {
+          tensorboard->add_scalars(row.epoch, epoch_scalars(row, workers));
+        });
+  }
   nlohmann::json hosts = nlohmann::json::array();
   for (int w = 0; w < n; ++w) {
     hosts.push_back({{"host", "sim"},

@@ -3,9 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
+#include "tests/experiments/event_reader.h"
 #include "tests/integration/cluster.h"
 #include "tests/integration/process.h"
 
@@ -46,11 +48,11 @@ std::vector<std::string> column(const std::string& csv, int col) {
 TEST(Simulate, LearnsAndWritesTheRunDirectoryWithVirtualTime) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   TempDir dir;
-  auto r = testing::run(
-      PSGD_INIT_SERVER,
-      with(kJob, {"--simulate", "--output", dir.file("sim"), "--net_bandwidth", "100Mbps",
-                  "--net_latency", "1ms", "--sim_compute", "fixed:5ms", "--timeline"}),
-      dir, 120);
+  auto r = testing::run(PSGD_INIT_SERVER,
+                        with(kJob, {"--simulate", "--output", dir.file("sim"), "--net_bandwidth",
+                                    "100Mbps", "--net_latency", "1ms", "--sim_compute", "fixed:5ms",
+                                    "--timeline", "--tensorboard"}),
+                        dir, 120);
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   auto summary = nlohmann::json::parse(read_file(dir.file("sim") + "/summary.json"));
   {
@@ -69,6 +71,22 @@ TEST(Simulate, LearnsAndWritesTheRunDirectoryWithVirtualTime) {
     }
     EXPECT_EQ(computes, 2 * 2 * 47);  // each worker computes every iteration
     EXPECT_NEAR(end_us / 1e6, summary["virtual_seconds"].get<double>(), 1e-3);
+  }
+  {
+    // --tensorboard: a real run's scalars per epoch, and the virtual time (it wrote nothing).
+    SCOPED_TRACE("tensorboard");
+    std::vector<std::string> files;
+    for (const auto& f : std::filesystem::directory_iterator(dir.file("sim") + "/tensorboard"))
+      files.push_back(f.path().string());
+    ASSERT_EQ(files.size(), 1u);
+    const auto events = testing::read_events(files[0]);
+    ASSERT_EQ(events.size(), 4u);  // file version, epochs 0, 1, 2
+    const auto& last = events.back();
+    EXPECT_EQ(last.step, 2);
+    EXPECT_FLOAT_EQ(last.scalars.at("accuracy/test"),
+                    static_cast<float>(summary["final_test_accuracy"].get<double>()));
+    EXPECT_FLOAT_EQ(last.scalars.at("time/virtual_s"),
+                    static_cast<float>(summary["virtual_seconds"].get<double>()));
   }
   EXPECT_EQ(summary["status"], "completed");
   EXPECT_EQ(summary["iterations"], 2 * 47);  // ceil(3000 / (2 * 32)) per epoch

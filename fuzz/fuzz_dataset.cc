@@ -88,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto x_bytes = in.piece();
         const auto x = psgd::nn::parse_npy(x_bytes, "x.npy");
         const auto y = psgd::nn::parse_npy(in.rest(), "y.npy");
-        check(psgd::nn::dataset_from_arrays(x, y, "fuzz"));
+        check(psgd::nn::dataset_from_arrays(x, y, "fuzz", "fuzz"));
         break;
       }
       case 6: {  // .npz

@@ -141,9 +141,9 @@ DataSplit load_npy(const std::string& spec, const std::string& rest, const Sourc
   for (const auto& f : {x, y, tx, ty})
     if (!f.empty()) require_file(spec, f);
   DataSplit split;
-  split.train = dataset_from_arrays(read_npy(x), read_npy(y), x, array_options(o), &split.notes);
+  split.train = dataset_from_arrays(read_npy(x), read_npy(y), x, y, array_options(o), &split.notes);
   if (!tx.empty())
-    split.test = dataset_from_arrays(read_npy(tx), read_npy(ty), tx, array_options(o));
+    split.test = dataset_from_arrays(read_npy(tx), read_npy(ty), tx, ty, array_options(o));
   return split;
 }
 
@@ -170,8 +170,12 @@ DataSplit load_npz(const std::string& spec, const std::string& path, const Sourc
         path, names.empty() ? "nothing" : names));
   }
   DataSplit split;
-  split.train = dataset_from_arrays(*x, *y, path + ":x", array_options(o), &split.notes);
-  if (tx) split.test = dataset_from_arrays(*tx, *ty, path + ":x_test", array_options(o));
+  split.train =
+      dataset_from_arrays(*x, *y, path + ":x", path + ":y", array_options(o), &split.notes);
+  if (tx) {
+    split.test =
+        dataset_from_arrays(*tx, *ty, path + ":x_test", path + ":y_test", array_options(o));
+  }
   return split;
 }
 

@@ -285,7 +285,8 @@ std::string detect_layout(std::span<const std::int64_t> shape) {
 }
 
 Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& what,
-                            const ArrayOptions& options, std::vector<std::string>* notes) {
+                            const std::string& y_name, const ArrayOptions& options,
+                            std::vector<std::string>* notes) {
   Dataset d;
   const auto& s = x.shape;
   std::string layout = "nchw";
@@ -327,16 +328,17 @@ Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::str
                         : (y.shape.size() == 1) || (y.shape.size() == 2 && y.shape[1] == 1);
   if (!y_ok) {
     throw ConfigError(fmt::format(
-        "{}: {} must have shape {}, got ({})", what, options.regression ? "targets" : "labels",
+        "{}: {} must have shape {}, got ({})", y_name, options.regression ? "targets" : "labels",
         options.regression ? "(N) or (N, T)" : "(N) or (N, 1)", fmt::join(y.shape, ", ")));
   }
   if (y.shape[0] != s[0]) {
-    throw ConfigError(fmt::format("{}: {} feature rows but {} labels", what, s[0], y.shape[0]));
+    throw ConfigError(
+        fmt::format("{} has {} feature rows but {} has {} labels", what, s[0], y_name, y.shape[0]));
   }
   if (!options.regression && y.dtype.find('f') != std::string::npos) {
     throw ConfigError(fmt::format(
-        "{}: labels must have an integer dtype, got {} (float targets: --target regression)", what,
-        y.dtype));
+        "{}: labels must have an integer dtype, got {} (float targets: --target regression)",
+        y_name, y.dtype));
   }
   const bool pixels = x.dtype.find("u1") != std::string::npos;
   const auto n = static_cast<std::size_t>(x.numel());
@@ -361,12 +363,12 @@ Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::str
   d.labels.assign(static_cast<std::size_t>(s[0]), 0);
   if (options.regression) {
     d.target_dims = y.shape.size() == 2 ? y.shape[1] : 1;
-    if (d.target_dims < 1) throw ConfigError(fmt::format("{}: targets have no columns", what));
+    if (d.target_dims < 1) throw ConfigError(fmt::format("{}: targets have no columns", y_name));
     d.targets.resize(static_cast<std::size_t>(y.numel()));
     for (std::size_t i = 0; i < d.targets.size(); ++i) {
       const double v = element(y, i);
       if (!std::isfinite(v)) {
-        throw ConfigError(fmt::format("{}: target {} of sample {} is not finite", what, v,
+        throw ConfigError(fmt::format("{}: target {} of sample {} is not finite", y_name, v,
                                       i / static_cast<std::size_t>(d.target_dims)));
       }
       d.targets[i] = static_cast<float>(v);
@@ -377,8 +379,8 @@ Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::str
   for (std::size_t i = 0; i < d.labels.size(); ++i) {
     const double v = element(y, i);
     if (v < 0 || v > kMaxLabel) {
-      throw ConfigError(
-          fmt::format("{}: label {} of sample {} is out of range (0..{})", what, v, i, kMaxLabel));
+      throw ConfigError(fmt::format("{}: label {} of sample {} is out of range (0..{})", y_name, v,
+                                    i, kMaxLabel));
     }
     d.labels[i] = static_cast<std::int64_t>(v);
   }

@@ -41,10 +41,11 @@ struct ArrayOptions {
 
 // A Dataset from a features array x ((N, F), (N, H, W), or 4-D as options.layout says; |u1 read
 // as pixel/255, other dtypes as they are) and a label array y ((N) or (N, 1), integer dtype,
-// values 0..65535; regression: (N) or (N, T), any dtype). When `notes` is given, --image_layout
+// values 0..65535; regression: (N) or (N, T), any dtype). `x_name` and `y_name` (file names, or
+// archive:member) name each array in errors about it. When `notes` is given, --image_layout
 // auto's decision on a 4-D x is added to it in one line.
-Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& what,
-                            const ArrayOptions& options = {},
+Dataset dataset_from_arrays(const NpyArray& x, const NpyArray& y, const std::string& x_name,
+                            const std::string& y_name, const ArrayOptions& options = {},
                             std::vector<std::string>* notes = nullptr);
 
 // What --image_layout auto makes of a 4-D shape (N, A, B, C): "nhwc" or "nchw".

@@ -197,8 +197,8 @@ TEST(Npy, ReadsDtypesAndShapes) {
   EXPECT_EQ(s.train.num_classes, 3);
   write_bytes(dir.file("img.npy"), npy("|u1", "(2, 1, 2, 2)", Bytes{0, 255, 51, 0, 1, 2, 3, 4}));
   write_bytes(dir.file("lab.npy"), npy("<i4", "(2, 1)", raw<std::int32_t>({4, 2})));
-  const Dataset d =
-      dataset_from_arrays(read_npy(dir.file("img.npy")), read_npy(dir.file("lab.npy")), "img");
+  const Dataset d = dataset_from_arrays(read_npy(dir.file("img.npy")),
+                                        read_npy(dir.file("lab.npy")), "img", "lab");
   EXPECT_EQ(d.channels, 1);
   EXPECT_EQ(d.height, 2);
   EXPECT_EQ(d.num_classes, 5);
@@ -220,23 +220,33 @@ TEST(Npy, Errors) {
   expect_config_error([&] { parse_npy(npy(">f4", "(1,)", raw<float>({1})), "t.npy"); },
                       "dtype '>f4'");
   expect_config_error([&] { parse_npy(npy("<c8", "(1,)", Bytes(8)), "t.npy"); }, "not supported");
-  const NpyArray xs = parse_npy(x, "x");
+  const NpyArray xs = parse_npy(x, "x.npy");
+  // Each error names the file at fault: the labels' problems name the label file.
+  const auto labels = [&](const char* dtype, const char* shape, const Bytes& values) {
+    return parse_npy(npy(dtype, shape, values), "y.npy");
+  };
   expect_config_error(
       [&] {
-        dataset_from_arrays(xs, parse_npy(npy("<i8", "(2,)", raw<std::int64_t>({0, 1})), "y"), "x");
+        dataset_from_arrays(xs, labels("<i8", "(2,)", raw<std::int64_t>({0, 1})), "x.npy", "y.npy");
       },
-      "3 feature rows but 2 labels");
+      "x.npy has 3 feature rows but y.npy has 2 labels");
   expect_config_error(
       [&] {
-        dataset_from_arrays(xs, parse_npy(npy("<i8", "(3,)", raw<std::int64_t>({0, -1, 1})), "y"),
-                            "x");
+        dataset_from_arrays(xs, labels("<i8", "(3,)", raw<std::int64_t>({0, -1, 1})), "x.npy",
+                            "y.npy");
       },
-      "label -1 of sample 1 is out of range");
+      "y.npy: label -1 of sample 1 is out of range");
   expect_config_error(
       [&] {
-        dataset_from_arrays(xs, parse_npy(npy("<f4", "(3,)", raw<float>({0, 1, 1})), "y"), "x");
+        dataset_from_arrays(xs, labels("<f4", "(3,)", raw<float>({0, 1, 1})), "x.npy", "y.npy");
       },
-      "integer dtype");
+      "y.npy: labels must have an integer dtype");
+  expect_config_error(
+      [&] {
+        dataset_from_arrays(xs, labels("<i8", "(3, 2)", raw<std::int64_t>({0, 1, 1, 0, 1, 0})),
+                            "x.npy", "y.npy");
+      },
+      "y.npy: labels must have shape (N) or (N, 1), got (3, 2)");
 }
 
 // A zip archive as Python's zipfile writes it (local headers, central directory, end record);

@@ -119,13 +119,13 @@ TEST(Regression, NpyTargetsOfOneOrSeveralColumns) {
   const NpyArray x = array<float>("<f4", {3, 2}, {1, 2, 3, 4, 5, 6});
   const NpyArray y1 = array<float>("<f4", {3}, {0.5f, 1.5f, 2.5f});
   const NpyArray y2 = array<double>("<f8", {3, 2}, {1, 2, 3, 4, 5, 6});
-  const Dataset a = dataset_from_arrays(x, y1, "x", {.regression = true});
+  const Dataset a = dataset_from_arrays(x, y1, "x", "y", {.regression = true});
   EXPECT_EQ(a.target_dims, 1);
   EXPECT_EQ(a.targets, (std::vector<float>{0.5f, 1.5f, 2.5f}));
-  const Dataset b = dataset_from_arrays(x, y2, "x", {.regression = true});
+  const Dataset b = dataset_from_arrays(x, y2, "x", "y", {.regression = true});
   EXPECT_EQ(b.target_dims, 2);
   EXPECT_EQ(b.targets, (std::vector<float>{1, 2, 3, 4, 5, 6}));
-  expect_config_error([&] { dataset_from_arrays(x, y1, "x"); }, "--target regression");
+  expect_config_error([&] { dataset_from_arrays(x, y1, "x", "y"); }, "--target regression");
 }
 
 TEST(Regression, TargetsTravelThroughSubsetsPacksAndHashes) {
@@ -264,8 +264,9 @@ Images images(int n, int h, int w, std::uint32_t seed) {
 TEST(ImageLayout, ChannelsLastIsReadAsItsChannelsFirstCopy) {
   const Images im = images(6, 8, 10, 1);
   std::vector<std::string> notes;
-  const Dataset last = dataset_from_arrays(im.nhwc, im.labels, "x", {.layout = "auto"}, &notes);
-  const Dataset first = dataset_from_arrays(im.nchw, im.labels, "x", {.layout = "nchw"});
+  const Dataset last =
+      dataset_from_arrays(im.nhwc, im.labels, "x", "y", {.layout = "auto"}, &notes);
+  const Dataset first = dataset_from_arrays(im.nchw, im.labels, "x", "y", {.layout = "nchw"});
   EXPECT_EQ(last.channels, 3);
   EXPECT_EQ(last.height, 8);
   EXPECT_EQ(last.width, 10);
@@ -275,10 +276,10 @@ TEST(ImageLayout, ChannelsLastIsReadAsItsChannelsFirstCopy) {
   EXPECT_NE(notes[0].find("--image_layout nchw"), std::string::npos) << notes[0];
   // Said explicitly, nothing is noted; auto on the channels-first copy keeps it.
   notes.clear();
-  EXPECT_EQ(dataset_from_arrays(im.nhwc, im.labels, "x", {.layout = "nhwc"}, &notes).images,
+  EXPECT_EQ(dataset_from_arrays(im.nhwc, im.labels, "x", "y", {.layout = "nhwc"}, &notes).images,
             first.images);
   EXPECT_TRUE(notes.empty());
-  EXPECT_EQ(dataset_from_arrays(im.nchw, im.labels, "x", {.layout = "auto"}, &notes).images,
+  EXPECT_EQ(dataset_from_arrays(im.nchw, im.labels, "x", "y", {.layout = "auto"}, &notes).images,
             first.images);
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0].find("channels-first"), std::string::npos) << notes[0];
@@ -292,10 +293,10 @@ TEST(ImageLayout, ChannelsLastTrainsBitIdenticallyToItsChannelsFirstCopy) {
   const Images test = images(16, 8, 8, 2);
   auto split = [&](bool last, const std::string& layout) {
     auto s = std::make_shared<DataSplit>();
-    s->train =
-        dataset_from_arrays(last ? train.nhwc : train.nchw, train.labels, "x", {.layout = layout});
-    s->test =
-        dataset_from_arrays(last ? test.nhwc : test.nchw, test.labels, "x", {.layout = layout});
+    s->train = dataset_from_arrays(last ? train.nhwc : train.nchw, train.labels, "x", "y",
+                                   {.layout = layout});
+    s->test = dataset_from_arrays(last ? test.nhwc : test.nchw, test.labels, "x", "y",
+                                  {.layout = layout});
     return s;
   };
   std::vector<std::int64_t> all(64);
@@ -309,7 +310,8 @@ TEST(ImageLayout, ChannelsLastTrainsBitIdenticallyToItsChannelsFirstCopy) {
   EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)), 0);
   EXPECT_EQ(a.evaluate().loss, b.evaluate().loss);
   // Read the wrong way round, the same bytes are 8 channels of 8 x 3: another model altogether.
-  EXPECT_EQ(dataset_from_arrays(train.nhwc, train.labels, "x", {.layout = "nchw"}).channels, 8);
+  EXPECT_EQ(dataset_from_arrays(train.nhwc, train.labels, "x", "y", {.layout = "nchw"}).channels,
+            8);
 }
 
 }  // namespace

@@ -53,6 +53,14 @@ psgd::nn::Normalizer run_normalizer(const nlohmann::json& config) {
   return n;
 }
 
+// summary.json when it is there and valid (a run still going has none); null otherwise.
+nlohmann::json read_summary(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return nullptr;
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return j.is_discarded() ? nlohmann::json(nullptr) : j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -93,6 +101,14 @@ int main(int argc, char** argv) {
     }
     const std::string tag = stem.substr(5);
     const nlohmann::json config = read_json(fs::path(run_dir) / "config.json");
+    if (!fs::exists(fs::path(run_dir) / model_file)) {
+      throw psgd::IoError(
+          fmt::format("{}: no such file: the run saved no {} (see its summary.json status{})",
+                      (fs::path(run_dir) / model_file).string(), model_file,
+                      model_file == "model.pt" ? ""
+                                               : "; --save_every_epoch writes model_best.pt and "
+                                                 "model_epoch_<E>.pt"));
+    }
     const nlohmann::json& job = config.at("job");
     const std::string model = job.at("model").get<std::string>();
     if (dataset.empty()) dataset = job.at("dataset").get<std::string>();
@@ -124,6 +140,21 @@ int main(int argc, char** argv) {
         data, {});
     trainer.load(run_dir, tag);
     const psgd::EvalStats eval = trainer.evaluate();
+    // model.pt holds the run's last parameters; summary.json's final figures are of its last
+    // evaluation, earlier when the run was interrupted or failed between two: say so.
+    std::string note;
+    const nlohmann::json summary = read_summary(fs::path(run_dir) / "summary.json");
+    if (model_file == "model.pt" && summary.is_object() &&
+        summary.value("final_test_iteration", nlohmann::json()).is_number_integer() &&
+        summary.value("iterations", nlohmann::json()).is_number_integer() &&
+        summary["final_test_iteration"] != summary["iterations"]) {
+      note = fmt::format(
+          "model.pt holds the parameters after iteration {}; summary.json's final_test_* figures "
+          "are of the last evaluation, at iteration {} (the run ended \"{}\" between two "
+          "evaluations), so they differ from these",
+          summary["iterations"].get<std::int64_t>(),
+          summary["final_test_iteration"].get<std::int64_t>(), summary.value("status", "?"));
+    }
     auto opt = [](const std::optional<double>& v) {
       return v && !std::isnan(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
     };
@@ -137,7 +168,9 @@ int main(int argc, char** argv) {
                                   {"test_loss", eval.loss},
                                   {"test_accuracy", opt(eval.accuracy)},
                                   {"test_rmse", opt(eval.rmse)},
-                                  {"test_r2", opt(eval.r2)}}
+                                  {"test_r2", opt(eval.r2)},
+                                  {"note",
+                                   note.empty() ? nlohmann::json(nullptr) : nlohmann::json(note)}}
                        .dump()
                 << "\n";
     } else if (eval.rmse) {
@@ -150,6 +183,7 @@ int main(int argc, char** argv) {
           "evaluate: {} on {} ({} test samples): test accuracy {:.4f} ({:.2f}%), loss {:.4f}\n",
           model, dataset, eval.samples, eval.accuracy, 100 * eval.accuracy, eval.loss);
     }
+    if (!note.empty() && !json) fmt::print("evaluate: note: {}\n", note);
     return 0;
   } catch (const psgd::ConfigError& e) {
     fmt::print(stderr, "evaluate: {}\n", e.what());

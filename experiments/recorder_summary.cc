@@ -37,6 +37,10 @@ void RunRecorder::finish(const std::string& status, bool ok, std::int64_t iterat
   s["final_train_loss"] =
       or_null(last && last->train_loss, last && last->train_loss ? *last->train_loss : 0);
   s["best_test_accuracy"] = or_null(has_accuracy, best);
+  // The iteration of the evaluation the final_* figures are of: the run's last iteration when it
+  // ended at an evaluation; earlier when it was interrupted or failed between two, while model.pt
+  // holds the parameters of its last iteration (`evaluate` says so).
+  s["final_test_iteration"] = or_null(last != nullptr, last ? last->iteration : 0);
   // Which model the test figures are of, and the last iterate's own figures (the same model when
   // nothing is averaged).
   s["evaluated_model"] = average_ ? fmt::format("ema:{}", average_->decay()) : "last iterate";

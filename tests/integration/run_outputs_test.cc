@@ -142,6 +142,9 @@ void check_EvaluateGivesTheRunsFinalAccuracy() {
   EXPECT_DOUBLE_EQ(result["test_accuracy"].get<double>(),
                    summary["final_test_accuracy"].get<double>());
   EXPECT_NEAR(result["test_loss"].get<double>(), summary["final_test_loss"].get<double>(), 1e-9);
+  // A completed run ends at an evaluation: model.pt is the model the summary's figures are of.
+  EXPECT_EQ(summary["final_test_iteration"], summary["iterations"]);
+  EXPECT_TRUE(result["note"].is_null()) << result.dump();
 }
 
 TEST(Evaluate, RefusesADirectoryWithoutAModel) {

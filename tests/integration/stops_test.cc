@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -217,6 +218,7 @@ TEST(ServerSigterm, WithoutCheckpointsStopsAtOnce) {
   flags.resize(flags.size() - 2);  // no --checkpoint_every
   ASSERT_NO_FATAL_FAILURE(cluster.start(2, flags));
   ASSERT_TRUE(wait_for_output(*cluster.server, "initial test loss")) << cluster.logs();
+  std::this_thread::sleep_for(500ms);  // some iterations (30 ms each) before the next evaluation
   cluster.server->signal(SIGINT);
   ASSERT_EQ(cluster.server->wait(30s).value_or(-1), 128 + SIGINT) << cluster.logs();
   const auto summary = summary_in(cluster.dir.file("run"));
@@ -227,6 +229,18 @@ TEST(ServerSigterm, WithoutCheckpointsStopsAtOnce) {
             std::string::npos);
   for (auto& c : cluster.clients)
     EXPECT_EQ(c->wait(30s).value_or(-1), 1) << cluster.logs();
+  // The final figures are of the last evaluation (the initial one, an epoch is 47 iterations);
+  // model.pt holds the parameters of the last iteration, and evaluate says the two differ.
+  EXPECT_EQ(summary["final_test_iteration"], 0);
+  ASSERT_GT(summary["iterations"].get<std::int64_t>(), 0) << summary.dump(1);
+  const auto out =
+      testing::run(PSGD_EVALUATE, {cluster.dir.file("run"), "--json"}, cluster.dir, 60);
+  ASSERT_EQ(out.code, 0) << out.out << out.err;
+  const auto eval = nlohmann::json::parse(out.out);
+  EXPECT_NE(eval["note"].get<std::string>().find(
+                fmt::format("after iteration {}", summary["iterations"].get<std::int64_t>())),
+            std::string::npos)
+      << out.out;
 }
 
 // A server stopped while it still waits for its workers trained nothing: its summary says

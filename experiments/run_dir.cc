@@ -4,7 +4,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -88,13 +94,47 @@ void RunDirectory::check_new(const std::string& path) {
       path, fmt::join(existing, ", "), path));
 }
 
+void RunDirectory::lock(const char* flag) {
+  lock_fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (lock_fd_ < 0) {
+    throw ConfigError(
+        fmt::format("{} {}: cannot open the run directory: {}", flag, path_, std::strerror(errno)));
+  }
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) == 0) return;
+  const int err = errno;
+  ::close(lock_fd_);
+  lock_fd_ = -1;
+  if (err == EWOULDBLOCK) {
+    throw ConfigError(fmt::format(
+        "{} {}: another init_server is running this run now (its config.json provenance names "
+        "its host and pid); a run that is still going cannot be resumed or written again: wait "
+        "for it to end, or stop it first",
+        flag, path_));
+  }
+  throw ConfigError(
+      fmt::format("{} {}: cannot lock the run directory: {}", flag, path_, std::strerror(err)));
+}
+
+RunDirectory::~RunDirectory() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
 RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
   check_new(path_);
   std::error_code ec;
+  made_directory_ = !fs::exists(path_, ec);
   fs::create_directories(path_, ec);
   if (ec) {
     throw ConfigError(
         fmt::format("--output {}: cannot create the run directory: {}", path_, ec.message()));
+  }
+  lock("--output");
+  // Another server may have written its files between the check and the lock.
+  try {
+    check_new(path_);
+  } catch (...) {
+    made_directory_ = false;
+    throw;
   }
   try {
     write_file_atomic(file("metrics.csv"), std::string_view(kMetricsHeader));
@@ -102,8 +142,19 @@ RunDirectory::RunDirectory(std::string path) : path_(std::move(path)) {
     metrics_ = AppendFile(file("metrics.csv"));
     workers_ = AppendFile(file("workers.csv"));
   } catch (const IoError& e) {
+    discard();
     throw ConfigError(fmt::format("--output {}: {}", path_, e.what()));
   }
+}
+
+void RunDirectory::discard() noexcept {
+  if (resumed_) return;
+  metrics_ = AppendFile();
+  workers_ = AppendFile();
+  std::error_code ec;
+  for (const char* name : {"config.json", "metrics.csv", "workers.csv"})
+    fs::remove(fs::path(path_) / name, ec);
+  if (made_directory_) fs::remove(path_, ec);  // only when empty
 }
 
 namespace {
@@ -133,10 +184,12 @@ void keep_rows_up_to(const std::string& path, int last_epoch) {
 
 }  // namespace
 
-RunDirectory::RunDirectory(std::string path, int epochs_done) : path_(std::move(path)) {
+RunDirectory::RunDirectory(std::string path, int epochs_done)
+    : path_(std::move(path)), resumed_(true) {
   if (!fs::is_directory(path_)) {
     throw ConfigError(fmt::format("--resume {}: not a run directory", path_));
   }
+  lock("--resume");
   if (completed_run(path_)) {
     throw ConfigError(fmt::format("--resume {}: this run already completed (summary.json)", path_));
   }

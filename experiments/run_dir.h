@@ -100,6 +100,11 @@ class RunDirectory {
   // Creates the directory (and parents) for a new run. Throws ConfigError if it cannot be
   // created, or if it already holds a run, finished or not (run_files_in() finds any): a crashed
   // run is continued with --resume, never overwritten.
+  //
+  // Either constructor also takes an exclusive lock on the directory for this object's lifetime
+  // (flock; the kernel drops it when the process ends, however it ends): a second init_server
+  // given the same directory while a run is still going there, a --resume of a live run above
+  // all, is refused with ConfigError instead of rewriting the live run's files.
   explicit RunDirectory(std::string path);
   // The same check, alone: drivers call it before they spend time loading data.
   static void check_new(const std::string& path);
@@ -121,11 +126,24 @@ class RunDirectory {
   void write_summary(const nlohmann::json& summary);
   // Makes the rows appended so far durable (before a checkpoint that counts on them).
   void sync();
+  // A new run that could not start (its port taken, say) leaves nothing behind: removes the files
+  // this object wrote, and the directory when it made it and nothing else is in it, so the same
+  // --output works next time. A resumed run's directory is left as it is. Never throws.
+  void discard() noexcept;
+
+  RunDirectory(const RunDirectory&) = delete;
+  RunDirectory& operator=(const RunDirectory&) = delete;
+  ~RunDirectory();
 
  private:
+  void lock(const char* flag);
+
   std::string path_;
   AppendFile metrics_;
   AppendFile workers_;
+  int lock_fd_ = -1;
+  bool resumed_ = false;
+  bool made_directory_ = false;
 };
 
 // The files of a run (config.json, metrics.csv, checkpoint.bin, ...) found in `dir`; empty when

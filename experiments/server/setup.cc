@@ -37,8 +37,15 @@ Server::~Server() = default;
 
 int Server::run() {
   key_ = net::load_key(opts_.passphrase_file);
-  prepare();
-  listen();
+  try {
+    prepare();
+    listen();
+  } catch (...) {
+    // Nothing ran (a port taken, a full disk): a new run's directory goes, so that the same
+    // --output works next time; a resumed run's stays as it was.
+    if (run_) run_->discard();
+    throw;
+  }
   wait_for_signal();
   join_timer_.expires_after(seconds(spec_.join_timeout));
   join_timer_.async_wait([this](std::error_code ec) {

@@ -54,6 +54,15 @@ class Server {
   void prepare();
   static std::string job_id_of(const std::string& dir);
   void listen();
+  // What to run next, with the flags this server was given that its workers depend on: the
+  // command a worker joins with (its passphrase too), and the --resume command that continues
+  // this run where the redialling workers find it (same ports, address and passphrase).
+  std::string client_command() const;
+  std::string resume_command() const;
+  // The iterations done: the role's once training began, before that a resumed run's checkpoint's.
+  std::int64_t iterations_done() const {
+    return role_ ? role_->iteration() : resumed_ ? resumed_->iteration : 0;
+  }
   void accept(asio::ip::tcp::acceptor& acceptor);
   void on_frame(const ConnPtr& conn, Message&& message, std::size_t bytes);
   void on_connection_error(const ConnPtr& conn, const std::string& why);

@@ -57,13 +57,11 @@ void Server::interrupt(int sig, const std::string& checkpoint_note) {
   std::string note = checkpoint_note;
   const std::int64_t last = checkpointer_ ? checkpointer_->last_iteration() : -1;
   if (last >= 0) {
-    note += fmt::format(
-        "; checkpoint.bin holds iteration {}: continue the run with init_server "
-        "--resume {}",
-        last, run_->path());
+    note += fmt::format("; checkpoint.bin holds iteration {}: continue the run with {}", last,
+                        resume_command());
   } else if (resumed_) {
-    note += fmt::format("; checkpoint.bin still holds iteration {}: init_server --resume {}",
-                        resumed_->iteration, run_->path());
+    note += fmt::format("; checkpoint.bin still holds iteration {}: {}", resumed_->iteration,
+                        resume_command());
   }
   record_interrupted(sig, note);
   stop(sig, note);
@@ -72,7 +70,7 @@ void Server::interrupt(int sig, const std::string& checkpoint_note) {
 void Server::record_interrupted(int sig, const std::string& note) {
   events_.push_back({{"event", "interrupted"},
                      {"signal", signal_name(sig)},
-                     {"iteration", role_ ? role_->iteration() : 0},
+                     {"iteration", iterations_done()},
                      {"wall_s", clock_.now()},
                      {"checkpoint", note}});
 }
@@ -254,7 +252,7 @@ std::pair<std::string, bool> Server::write_outputs(std::string status, bool ok, 
     // parameters (an interrupted-and-resumed run and an uninterrupted one) have the same.
     if (trained) extra["parameters_sha256"] = sha256_hex(model_->parameters());
     try {
-      recorder_->finish(status, ok, role_ ? role_->iteration() : 0, extra);
+      recorder_->finish(status, ok, iterations_done(), extra);
     } catch (const std::exception& e) {
       fmt::print(stderr, "init_server: the run's summary could not be written: {}\n", e.what());
       if (ok) status = fmt::format("failed: {}", e.what());

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -12,6 +13,8 @@
 #include "experiments/local_data.h"
 #include "experiments/provenance.h"
 #include "experiments/server/driver.h"
+
+#include <filesystem>
 #include "experiments/server/server.h"
 #include "network/tcp/event_loop.h"
 #include "nn/data_source.h"
@@ -52,8 +55,9 @@ int Server::run() {
     if (ec || phase_ == Phase::kTraining || phase_ == Phase::kDone) return;
     fail(phase_ == Phase::kJoining
              ? fmt::format("only {} of {} workers joined within --join_timeout {} s; start each "
-                           "with: client --ip <this host> --port {}",
-                           workers_.joined(), spec_.node_count, spec_.join_timeout, ports_.front())
+                           "with: {}",
+                           workers_.joined(), spec_.node_count, spec_.join_timeout,
+                           client_command())
              : fmt::format("only {} of {} workers were ready within --join_timeout {} s",
                            workers_.ready(), spec_.node_count, spec_.join_timeout));
   });
@@ -214,13 +218,36 @@ void Server::listen() {
   for (auto& a : acceptors_)
     accept(*a);
   if (!opts_.port_file.empty()) write_file_atomic(opts_.port_file, fmt::format("{}\n", ports_[0]));
-  fmt::print(
-      "init_server: listening on {}:{}{}; waiting for {} workers (start each with: client "
-      "--ip <this host> --port {})\n",
-      opts_.bind, fmt::join(ports_, ","),
-      key_ ? " (workers must prove the passphrase)" : " (no passphrase)", spec_.node_count,
-      ports_.front());
+  fmt::print("init_server: listening on {}:{}{}; waiting for {} workers (start each with: {})\n",
+             opts_.bind, fmt::join(ports_, ","),
+             key_ ? " (workers must prove the passphrase)" : " (no passphrase)", spec_.node_count,
+             client_command());
   std::fflush(stdout);
+}
+
+namespace {
+
+// How a command given to the user names this server's passphrase: its file (absolute, so the
+// command works from any directory), or the environment variable it came from.
+std::string passphrase_flag(const std::string& file) {
+  if (file == "-") return " --passphrase_file - (the passphrase on standard input)";
+  if (!file.empty()) return " --passphrase_file " + std::filesystem::absolute(file).string();
+  return fmt::format(" (with ${} set to the same passphrase)", net::kPassphraseEnv);
+}
+
+}  // namespace
+
+std::string Server::client_command() const {
+  return fmt::format("client --ip <this host> --port {}{}", ports_.empty() ? 0 : ports_.front(),
+                     key_ ? passphrase_flag(opts_.passphrase_file) : "");
+}
+
+std::string Server::resume_command() const {
+  std::string cmd = fmt::format("init_server --resume {}", run_ ? run_->path() : spec_.output);
+  if (!ports_.empty()) cmd += fmt::format(" --working_ports {}", fmt::join(ports_, " "));
+  if (!opts_.bind.empty()) cmd += " --bind " + opts_.bind;
+  if (key_) cmd += passphrase_flag(opts_.passphrase_file);
+  return cmd;
 }
 
 // The job id a run directory's config.json records (a new one for a run written before ids).

@@ -180,10 +180,8 @@ void Server::finish_checkpoint(bool abandon) {
   const bool last = !abandon && stopping_ != 0;
   std::string note;
   if (last) {
-    note = fmt::format(
-        "checkpoint.bin holds iteration {}: continue the run with init_server "
-        "--resume {}",
-        role_->iteration(), run_->path());
+    note = fmt::format("checkpoint.bin holds iteration {}: continue the run with {}",
+                       role_->iteration(), resume_command());
     record_interrupted(stopping_, note);
   }
   bool wrote = false;
@@ -315,7 +313,7 @@ void Server::record_lost(int w, const std::string& why, bool carried_on) {
   events_.push_back({{"event", "worker_lost"},
                      {"worker", w},
                      {"host", workers_[w].host()},
-                     {"iteration", role_ ? role_->iteration() : 0},
+                     {"iteration", iterations_done()},
                      {"wall_s", clock_.now()},
                      {"why", why},
                      {"carried_on", carried_on}});

@@ -126,6 +126,41 @@ TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
       << read_file(broken.dir.file("resumed.out"));
 }
 
+// A resumed server stopped (SIGTERM) before its workers rejoin: its summary keeps the
+// checkpoint's iteration (it said 0), and the interrupted event's command to continue names what
+// the redialling workers need: the same port, address and passphrase.
+TEST(Resume, AResumedServerStoppedBeforeItsWorkersRejoinKeepsTheCheckpointsIteration) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Passphrase passphrase;
+  std::vector<std::string> crashing = kJob;
+  crashing.insert(crashing.end(), {"--crash_after_checkpoints", "2"});
+  Cluster broken;
+  ASSERT_NO_FATAL_FAILURE(broken.start(2, crashing));
+  ASSERT_EQ(broken.server->wait(120s).value_or(-1), 128 + SIGKILL) << broken.logs();
+  for (auto& c : broken.clients)
+    c->kill();  // nobody rejoins the resumed server
+  const std::string run = broken.dir.file("run");
+  Process resumed(PSGD_INIT_SERVER,
+                  {"--resume", run, "--working_ports", "0", "--port_file", broken.dir.file("port2"),
+                   "--bind", "127.0.0.1", "--join_timeout", "60"},
+                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
+  const int port = testing::wait_for_port(broken.dir.file("port2"), resumed);
+  ASSERT_GT(port, 0) << resumed.err();
+  resumed.signal(SIGTERM);
+  ASSERT_EQ(resumed.wait(30s).value_or(-1), 128 + SIGTERM) << resumed.out() << resumed.err();
+  const auto summary = summary_in(run);
+  EXPECT_EQ(summary["status"], "interrupted");
+  EXPECT_EQ(summary["iterations"], 20) << summary.dump(1);  // checkpoints at 10 and 20
+  const auto& event = summary["events"].back();
+  EXPECT_EQ(event["event"], "interrupted");
+  EXPECT_EQ(event["iteration"], 20);
+  const std::string next = event["checkpoint"];
+  EXPECT_NE(next.find("init_server --resume " + run + " --working_ports " + std::to_string(port) +
+                      " --bind 127.0.0.1 (with $PSGD_PASSPHRASE set"),
+            std::string::npos)
+      << next;
+}
+
 // Runs init_server --resume on `run` and returns {exit code, stderr}.
 std::pair<int, std::string> try_resume(const std::string& run, const testing::TempDir& dir) {
   auto r = testing::run(PSGD_INIT_SERVER, {"--resume", run, "--working_ports", "0"}, dir, 60);

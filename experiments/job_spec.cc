@@ -143,6 +143,22 @@ void from_json(const nlohmann::json& j, JobSpec& spec) {
   }
 }
 
+std::string loss_hint(const JobSpec& spec, int workers_left) {
+  const auto hint = strategy_of(spec).on_loss_hint;
+  if (hint == nullptr) return "";
+  const LossHint h = hint(spec, workers_left);
+  if (h.change != nullptr) {
+    JobSpec changed = spec;
+    h.change(changed);
+    try {
+      changed.validate();
+    } catch (const ConfigError&) {
+      return "";
+    }
+  }
+  return h.text;
+}
+
 std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256) {
   nlohmann::json j = spec;
   if (!model_sha256.empty()) j["model_sha256"] = model_sha256;

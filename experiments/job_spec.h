@@ -141,4 +141,10 @@ void from_json(const nlohmann::json& j, JobSpec& spec);
 // part of it: the same flags with another model file are another job.
 std::string job_config_hash(const JobSpec& spec, const std::string& model_sha256 = "");
 
+// What to say after a worker loss the job's strategy cannot survive (StrategyEntry::on_loss_hint),
+// `workers_left` after it: the strategy's hint, or "" when the change it suggests would make a
+// job that the whole job's checks refuse (a compression that cannot shrink, checkpoints with a
+// shrinking ring, --overlap with --wait_for).
+std::string loss_hint(const JobSpec& spec, int workers_left);
+
 }  // namespace psgd

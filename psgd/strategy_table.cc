@@ -154,19 +154,22 @@ void validate_allreduce(const StrategyJob& job) {
 
 // ssgd lost a worker it cannot do without: every round waits for all of them (then backup
 // workers would help), or fewer are left than a round waits for.
-std::string ssgd_loss_hint(const StrategyJob& job, int workers_left) {
-  if (job.node_count == 1) return "";  // its only worker
+LossHint ssgd_loss_hint(const StrategyJob& job, int workers_left) {
+  if (job.node_count == 1) return {};  // its only worker
   if (job.wait_for > 0 && job.wait_for < job.node_count) {
-    return fmt::format(" (each round needs --wait_for {} gradients and {} {} left)", job.wait_for,
-                       workers_left, workers_left == 1 ? "worker is" : "workers are");
+    return {fmt::format(" (each round needs --wait_for {} gradients and {} {} left)", job.wait_for,
+                        workers_left, workers_left == 1 ? "worker is" : "workers are")};
   }
-  return " (--wait_for k < node_count lets ssgd carry on with the survivors)";
+  return {" (--wait_for k < node_count lets ssgd carry on with the survivors)",
+          [](StrategyJob& j) { j.wait_for = j.node_count - 1; }};
 }
 
-// Only psgd's ring can re-form; a Gloo or shm group cannot change its members.
-std::string allreduce_loss_hint(const StrategyJob& job, int /*workers_left*/) {
-  if (job.node_count == 1 || job.allreduce_backend != "ring") return "";
-  return " (--allreduce_on_loss shrink lets the others carry on)";
+// Only psgd's ring can re-form; a Gloo or shm group cannot change its members (and the whole
+// job's checks refuse the hint then, as they do for compressions that cannot shrink).
+LossHint allreduce_loss_hint(const StrategyJob& job, int /*workers_left*/) {
+  if (job.node_count == 1) return {};
+  return {" (--allreduce_on_loss shrink lets the others carry on)",
+          [](StrategyJob& j) { j.allreduce_on_loss = "shrink"; }};
 }
 
 constexpr StrategyEntry kStrategies[] = {

@@ -32,6 +32,15 @@ enum class AutoMomentum {
   kServer,             // where the optimiser runs (local_sgd's workers run their own)
 };
 
+// What a strategy says after a loss it cannot survive (StrategyEntry::on_loss_hint).
+struct LossHint {
+  std::string text;  // " (...)", appended to the failure; "" for nothing to say
+  // The change of flags the text suggests, or null when it only says how things stand. The driver
+  // shows the text only if the job with this change passes every check of the whole job (a hint
+  // must never suggest what --check would refuse): experiments/job_spec.h loss_hint().
+  void (*change)(StrategyJob& job) = nullptr;
+};
+
 struct StrategyEntry {
   std::string_view name;
   std::string_view summary;  // one line, for --help and the README
@@ -51,9 +60,8 @@ struct StrategyEntry {
   // The StrategyOptions flags this strategy reads (any other one set is refused).
   std::span<const std::string_view> options;
   // Appended to "lost worker N: ...; <strategy> cannot continue without it": what would let the
-  // run go on, or why it cannot with the flags given (`workers_left` after the loss); "" for
-  // nothing to say. May be null.
-  std::string (*on_loss_hint)(const StrategyJob& job, int workers_left) = nullptr;
+  // run go on, or why it cannot with the flags given (`workers_left` after the loss). May be null.
+  LossHint (*on_loss_hint)(const StrategyJob& job, int workers_left) = nullptr;
 
   std::unique_ptr<ServerRole> (*make_server)(const StrategyJob& job, const Schedule& schedule,
                                              ServerContext context) = nullptr;

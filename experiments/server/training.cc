@@ -230,9 +230,8 @@ void Server::on_worker_lost(int w, const std::string& why) {
   if (!role_->on_worker_lost(w, out)) {
     record_lost(w, why, false);
     workers_.lose(w);  // summary.json lost_workers names it
-    const auto hint = strategy_of(spec_).on_loss_hint;
     fail(fmt::format("{}; {} cannot continue without it{}", what, spec_.psgd,
-                     hint ? hint(spec_, workers_.present()) : std::string()));
+                     loss_hint(spec_, workers_.present())));
     return;
   }
   fmt::print(stderr, "init_server: {}; {} carries on with the other workers\n", what, spec_.psgd);

@@ -355,5 +355,48 @@ TEST(JobSpec, ShipDataKeepsItsOldSpellingsAndTakesAuto) {
   EXPECT_EQ(job_config_hash(from_old), job_config_hash(never));
 }
 
+// After a loss the strategy cannot survive, the server suggests a change only when the whole job
+// with it would pass the checks: never a flag --check would then refuse (found by hand: shrink
+// was suggested to a powersgd or checkpointing ring, --wait_for to ssgd --overlap).
+TEST(JobSpecLossHint, NeverSuggestsAJobThatWouldBeRefused) {
+  auto job = [](const std::string& psgd) {
+    JobSpec spec;
+    spec.psgd = psgd;
+    spec.node_count = 3;
+    return spec;
+  };
+  JobSpec ring = job("allreduce");
+  EXPECT_EQ(loss_hint(ring, 2), " (--allreduce_on_loss shrink lets the others carry on)");
+  for (const char* codec : {"powersgd", "fp16"}) {  // compressions that cannot follow a shrink
+    JobSpec compressed = ring;
+    compressed.codec = codec;
+    compressed.validate();
+    EXPECT_EQ(loss_hint(compressed, 2), "") << codec;
+  }
+  JobSpec checkpointed = ring;
+  checkpointed.checkpoint_every = 30;
+  checkpointed.validate();
+  EXPECT_EQ(loss_hint(checkpointed, 2), "");
+  for (const char* backend : {"gloo", "shm"}) {  // their groups cannot change members
+    JobSpec group = ring;
+    group.allreduce_backend = backend;
+    group.validate();
+    EXPECT_EQ(loss_hint(group, 2), "") << backend;
+  }
+
+  JobSpec ssgd = job("ssgd");
+  EXPECT_EQ(loss_hint(ssgd, 2),
+            " (--wait_for k < node_count lets ssgd carry on with the survivors)");
+  JobSpec overlap = ssgd;
+  overlap.overlap = true;
+  overlap.validate();
+  EXPECT_EQ(loss_hint(overlap, 2), "");
+  // What only says how things stand needs no check.
+  JobSpec waiting = ssgd;
+  waiting.wait_for = 2;
+  EXPECT_EQ(loss_hint(waiting, 1),
+            " (each round needs --wait_for 2 gradients and 1 worker is left)");
+}
+
 }  // namespace
 }  // namespace psgd

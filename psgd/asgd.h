@@ -43,6 +43,7 @@ class AsgdServer final : public ServerRole {
   bool on_worker_lost(NodeId, Outbox&) override { return true; }
   // A replacement is sent the current parameters and pushes gradients like any worker.
   bool on_worker_rejoined(NodeId worker, Outbox& out) override;
+  bool takes_replacements() const override { return !finished(); }
   std::int64_t worker_batches(NodeId worker) const override;
   // Checkpoint: the version and optimiser (AsyncUpdate), each worker's gradient count and, with
   // --delay_compensation, the compensation's per-worker history. What each worker was last sent

@@ -49,6 +49,7 @@ class SsgdServer final : public ServerRole {
   // A replacement counts as alive again and is sent the current parameters (or, when its
   // predecessor's gradient is already in the open round, the parameters that round produces).
   bool on_worker_rejoined(NodeId worker, Outbox& out) override;
+  bool takes_replacements() const override { return !finished(); }
   std::vector<std::uint8_t> snapshot() const override;
   void restore(std::span<const std::uint8_t> state) override;
   std::int64_t worker_batches(NodeId worker) const override;

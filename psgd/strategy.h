@@ -103,6 +103,10 @@ class ServerRole {
     (void)out;
     return false;
   }
+  // Whether on_worker_rejoined() would take a replacement now: asked before a client is given a
+  // lost worker's slot, so that one this strategy cannot take is refused at once, not after it
+  // loaded its data. Default: false.
+  virtual bool takes_replacements() const { return false; }
 
   // Checkpoint seam (psgd/checkpoint.h). A driver calls snapshot() only between two messages,
   // after an update, at a point where it also holds every worker's own state (WorkerRole::

@@ -254,6 +254,12 @@ void Server::on_worker_lost(int w, const std::string& why) {
 }
 
 void Server::take_over(const ConnPtr& conn, const Hello& hello) {
+  if (!role_->takes_replacements()) {
+    refuse(conn, fmt::format("{} cannot take a replacement worker (a new client in a lost "
+                             "worker's slot): the run goes on with the workers it has",
+                             spec_.psgd));
+    return;
+  }
   const std::string address = conn->peer().substr(0, conn->peer().rfind(':'));
   const int w = workers_.take_over(conn, hello, address);
   if (w < 0) {

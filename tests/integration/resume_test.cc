@@ -218,6 +218,35 @@ TEST(Resume, DamagedCheckpointsAndChangedJobsAreRefusedInOneLine) {
   expect_refused("another model");
 }
 
+// A strategy that carries on without a lost worker but cannot take a new one (local_sgd) refuses
+// the client that comes for the lost slot at once, before it loads anything (it was announced as
+// taking over, sent the job and dropped only after loading), and the run completes without it.
+TEST(Rejoin, AStrategyThatCannotTakeAReplacementRefusesItAtOnce) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Passphrase passphrase;
+  Cluster cluster;
+  // clang-format off
+  ASSERT_NO_FATAL_FAILURE(cluster.start(3, {
+      "--train_samples", "3000", "--test_samples", "300", "--epochs", "3", "--batch_size", "32",
+      "--delay", "fixed:0.03", "--psgd", "local_sgd", "--sync_period", "2", "--dead_after", "3",
+      "--heartbeat_interval", "0.5"}));
+  // clang-format on
+  ASSERT_TRUE(wait_for_output(*cluster.server, "initial test loss")) << cluster.logs();
+  cluster.clients[2]->kill();
+  ASSERT_TRUE(wait_for_output(*cluster.server, "lost worker")) << cluster.logs();
+  cluster.add_client();  // client 3 comes for the lost slot
+  const auto refused = cluster.clients[3]->wait(60s);
+  ASSERT_TRUE(refused.has_value()) << cluster.logs();
+  EXPECT_NE(*refused, 0);
+  EXPECT_NE(cluster.clients[3]->err().find("local_sgd cannot take a replacement worker"),
+            std::string::npos)
+      << cluster.clients[3]->err();
+  ASSERT_EQ(cluster.server->wait(120s).value_or(-1), 0) << cluster.logs();
+  EXPECT_EQ(cluster.server->out().find("takes over lost worker"), std::string::npos)
+      << cluster.server->out();
+  EXPECT_EQ(summary_in(cluster.dir.file("run"))["workers_at_end"], 2);
+}
+
 // kill -9 one of 3 ssgd workers (--wait_for 2) mid-run, start a new client: it takes over the
 // dead worker's slot (same data, continuing its batch order), the run completes with 3 workers,
 // and summary.json records the loss and the rejoin.

@@ -104,6 +104,8 @@ class Server {
   void dispatch(int worker, const Message& message);
   void on_worker_state(int worker, WorkerState&& state);
   void on_worker_lost(int worker, const std::string& why);
+  // Every worker is lost and the strategy takes replacements: wait --join_timeout for one.
+  void wait_for_replacements();
   void take_over(const ConnPtr& conn, const Hello& hello);
   void on_rejoined(int worker);
   void drop_replacement(int worker, const std::string& why);

@@ -240,8 +240,11 @@ void Server::on_worker_lost(int w, const std::string& why) {
   workers_.lose(w);
   transport_->send(out);
   if (workers_.all_lost()) {
-    fail("every worker was lost");
-    return;
+    if (!role_->takes_replacements()) {
+      fail("every worker was lost");
+      return;
+    }
+    wait_for_replacements();
   }
   if (checkpointer_->collecting()) {
     // Its state will not come: this checkpoint is abandoned (the previous one stays), and what
@@ -251,6 +254,25 @@ void Server::on_worker_lost(int w, const std::string& why) {
     if (phase_ != Phase::kTraining) return;
   }
   if (role_->finished()) finish("completed", true);
+}
+
+void Server::wait_for_replacements() {
+  fmt::print(
+      stderr,
+      "init_server: every worker was lost; {} waits up to --join_timeout {} s for clients to "
+      "take the lost slots (workers whose link broke redial by themselves; a new one: {})\n",
+      spec_.psgd, spec_.join_timeout, client_command());
+  std::fflush(stderr);
+  join_timer_.expires_after(seconds(spec_.join_timeout));
+  join_timer_.async_wait([this](std::error_code ec) {
+    if (ec || phase_ != Phase::kTraining || !workers_.all_lost()) return;
+    if (workers_.joined() > 0) {  // a replacement is still loading: give it the time it needs
+      wait_for_replacements();
+      return;
+    }
+    fail(fmt::format("every worker was lost and no client came back within --join_timeout {} s",
+                     spec_.join_timeout));
+  });
 }
 
 void Server::take_over(const ConnPtr& conn, const Hello& hello) {

@@ -247,6 +247,34 @@ TEST(Rejoin, AStrategyThatCannotTakeAReplacementRefusesItAtOnce) {
   EXPECT_EQ(summary_in(cluster.dir.file("run"))["workers_at_end"], 2);
 }
 
+// asgd with every worker lost (both killed): the server waits --join_timeout for clients to take
+// the lost slots, as when a link to all of them broke for a while (it ended the run at once:
+// "every worker was lost"), and two new clients finish the run.
+TEST(Rejoin, EveryWorkerLostIsWaitedForAndNewClientsFinishTheRun) {
+  if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Passphrase passphrase;
+  Cluster cluster;
+  // clang-format off
+  ASSERT_NO_FATAL_FAILURE(cluster.start(2, {
+      "--train_samples", "2000", "--test_samples", "300", "--epochs", "2", "--batch_size", "32",
+      "--delay", "fixed:0.03", "--psgd", "asgd", "--dead_after", "3",
+      "--heartbeat_interval", "0.5"}));
+  // clang-format on
+  ASSERT_TRUE(wait_for_output(*cluster.server, "initial test loss")) << cluster.logs();
+  cluster.clients[0]->kill();
+  cluster.clients[1]->kill();
+  ASSERT_TRUE(wait_for_output(*cluster.server, "every worker was lost; asgd waits up to"))
+      << cluster.logs();
+  cluster.add_client();
+  cluster.add_client();
+  ASSERT_EQ(cluster.server->wait(120s).value_or(-1), 0) << cluster.logs();
+  const auto summary = summary_in(cluster.dir.file("run"));
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["workers_at_end"], 2);
+  for (int c : {2, 3})
+    EXPECT_EQ(cluster.clients[c]->wait(30s).value_or(-1), 0) << cluster.logs();
+}
+
 // kill -9 one of 3 ssgd workers (--wait_for 2) mid-run, start a new client: it takes over the
 // dead worker's slot (same data, continuing its batch order), the run completes with 3 workers,
 // and summary.json records the loss and the rejoin.

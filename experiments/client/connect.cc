@@ -156,9 +156,12 @@ void Client::retry(const std::string& why, bool connected) {
     give_up(session_.job_id.empty() ? what : "the server did not come back: " + what, false);
     return;
   }
-  if (connected) {
-    say(fmt::format("{}:{}: {}; trying again (for up to {:.0f} s more)", opts_.ip, opts_.port, why,
-                    dial_deadline_ - clock_.now()));
+  if (connected && why != last_retry_why_) {
+    say(
+        fmt::format("{}:{}: {}; trying again (for up to {:.0f} s more; the same failure again is "
+                    "not repeated here)",
+                    opts_.ip, opts_.port, why, dial_deadline_ - clock_.now()));
+    last_retry_why_ = why;
   }
   retry_timer_.expires_after(seconds(wait));
   retry_timer_.async_wait([this](std::error_code ec) {

@@ -173,6 +173,7 @@ class Client {
   WorkerLogOutbox results_;           // log lines and trace rows not sent yet
   bool results_done_ = false;         // the last piece has been sent
   net::Backoff backoff_;
+  std::string last_retry_why_;  // said once: the same failure again is retried without a line
   std::optional<net::AuthKey> key_;
   double dial_deadline_ = 0;  // when the current run of connection attempts gives up
   std::unique_ptr<asio::ip::tcp::socket> dialing_;

@@ -1,12 +1,18 @@
 // Joining without a clock, and rejoining only one's own job (issue 21), against real processes on
-// loopback: clients started by hand minutes apart, a worker whose data take long to load, a worker
-// that meets another job on its server's port, and a server killed and resumed while its clients
-// redial, ten times in a row.
+// loopback: clients started by hand minutes apart, a worker whose data take long to load, a client
+// at a port where another program answers, a worker that meets another job on its server's port,
+// and a server killed and resumed while its clients redial, ten times in a row.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -105,6 +111,55 @@ TEST(Joins, AClientLockedOutByIdleConnectionsJoinsOnceTheServerDropsThem) {
   EXPECT_NE(client.out().find("trying again"), std::string::npos) << client.out();
   EXPECT_NE(cluster.server->err().find("connections are already authenticating"), std::string::npos)
       << cluster.logs();
+}
+
+// A client pointed at a port where another program answers (here: an HTTP-like reply, then the
+// connection closes) says why once and then retries quietly until --connect_timeout (it printed
+// the same "not a psgd peer" line at every attempt, two dozen in 30 s).
+TEST(Joins, AClientAtANonPsgdServiceSaysWhyOnce) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0};
+  std::thread service([&] {
+    while (!stop) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const int c = ::accept(listener, nullptr, nullptr);
+      if (c < 0) continue;
+      const char reply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+      (void)!::write(c, reply, sizeof reply - 1);
+      ::close(c);
+      ++answered;
+    }
+  });
+  testing::TempDir dir;
+  Process client(PSGD_CLIENT,
+                 {"--ip", "127.0.0.1", "--port", std::to_string(ntohs(addr.sin_port)),
+                  "--connect_timeout", "4"},
+                 dir.file("client.out"), dir.file("client.err"));
+  const auto code = client.wait(30s);
+  stop = true;
+  service.join();
+  ::close(listener);
+  ASSERT_TRUE(code.has_value()) << "the client hung";
+  EXPECT_EQ(*code, 1) << client.out() << client.err();
+  EXPECT_GE(answered.load(), 2) << "it tried again";
+  const std::string said = client.out() + client.err();
+  std::size_t lines = 0;
+  for (auto at = said.find("not a psgd peer"); at != std::string::npos;
+       at = said.find("not a psgd peer", at + 1))
+    ++lines;
+  // Once when it is first seen, once more in the final line that gives up.
+  EXPECT_LE(lines, 2u) << said;
+  EXPECT_GE(lines, 1u) << said;
 }
 
 // A worker whose server died redials its port and finds another job there (the same flags, even:

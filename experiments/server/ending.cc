@@ -85,6 +85,12 @@ void Server::stop(int sig, const std::string& note) {
 void Server::fail(const std::string& why, int exit_code) {
   if (phase_ == Phase::kDone) return;
   fmt::print(stderr, "init_server: {}\n", why);
+  // A failed run resumes from its last checkpoint (README "Checkpoint and resume"): say how.
+  const std::int64_t last = checkpointer_ ? checkpointer_->last_iteration() : -1;
+  if (last >= 0 || resumed_) {
+    fmt::print(stderr, "init_server: checkpoint.bin holds iteration {}: continue the run with {}\n",
+               last >= 0 ? last : resumed_->iteration, resume_command());
+  }
   exit_code_ = exit_code;
   finish(fmt::format("failed: {}", why), false);
 }

@@ -276,6 +276,10 @@ TEST_P(ResumeAFailedRun, AKilledWorkerFailsTheRunAndResumeEndsBitIdentical) {
       status.starts_with("failed: lost worker") ||
       (status.starts_with("failed: ") && status.find("lost peer worker") != std::string::npos))
       << failed.dump(1);
+  // It says how to continue.
+  EXPECT_NE(broken.server->err().find("continue the run with init_server --resume " + run),
+            std::string::npos)
+      << broken.server->err();
 
   Process resumed(PSGD_INIT_SERVER,
                   {"--resume", run, "--working_ports", "0", "--port_file", broken.dir.file("port2"),

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,17 @@ inline bool have_fashion_mnist() {
 // A run directory's summary.json.
 inline nlohmann::json summary_in(const std::string& run) {
   return nlohmann::json::parse(read_file(run + "/summary.json"));
+}
+
+// The epoch of each of a run directory's metrics.csv rows, in order.
+inline std::vector<int> metrics_epochs(const std::string& run) {
+  std::istringstream in(read_file(run + "/metrics.csv"));
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<int> epochs;
+  while (std::getline(in, line))
+    epochs.push_back(std::stoi(line.substr(0, line.find(','))));
+  return epochs;
 }
 
 // Waits (at most `timeout`) until `what` appears in the process's stdout or stderr; false when it
@@ -116,6 +128,16 @@ struct Cluster {
       ASSERT_TRUE(client_code.has_value()) << logs();
       EXPECT_EQ(*client_code, 0) << logs();
     }
+  }
+
+  // init_server --resume of this cluster's run on a free port (written to the file port2), for
+  // new clients to join; its output in resumed.out and resumed.err.
+  std::unique_ptr<Process> start_resumed() {
+    return std::make_unique<Process>(
+        PSGD_INIT_SERVER,
+        std::vector<std::string>{"--resume", dir.file("run"), "--working_ports", "0", "--port_file",
+                                 dir.file("port2"), "--bind", "127.0.0.1", "--join_timeout", "60"},
+        dir.file("resumed.out"), dir.file("resumed.err"));
   }
 
   std::vector<std::vector<std::string>> client_extra_;

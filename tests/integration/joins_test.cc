@@ -2,11 +2,8 @@
 // loopback: clients started by hand minutes apart, a worker whose data take long to load, a client
 // at a port where another program answers, a worker that meets another job on its server's port,
 // and a server killed and resumed while its clients redial, ten times in a row.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,22 +114,15 @@ TEST(Joins, AClientLockedOutByIdleConnectionsJoinsOnceTheServerDropsThem) {
 // connection closes) says why once and then retries quietly until --connect_timeout (it printed
 // the same "not a psgd peer" line at every attempt, two dozen in 30 s).
 TEST(Joins, AClientAtANonPsgdServiceSaysWhyOnce) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 8), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const testing::LoopbackListener listener;
+  ASSERT_TRUE(listener.ok());
   std::atomic<bool> stop{false};
   std::atomic<int> answered{0};
   std::thread service([&] {
     while (!stop) {
-      pollfd p{listener, POLLIN, 0};
+      pollfd p{listener.fd(), POLLIN, 0};
       if (::poll(&p, 1, 50) <= 0) continue;
-      const int c = ::accept(listener, nullptr, nullptr);
+      const int c = ::accept(listener.fd(), nullptr, nullptr);
       if (c < 0) continue;
       const char reply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
       (void)!::write(c, reply, sizeof reply - 1);
@@ -141,14 +131,13 @@ TEST(Joins, AClientAtANonPsgdServiceSaysWhyOnce) {
     }
   });
   testing::TempDir dir;
-  Process client(PSGD_CLIENT,
-                 {"--ip", "127.0.0.1", "--port", std::to_string(ntohs(addr.sin_port)),
-                  "--connect_timeout", "4"},
-                 dir.file("client.out"), dir.file("client.err"));
+  Process client(
+      PSGD_CLIENT,
+      {"--ip", "127.0.0.1", "--port", std::to_string(listener.port()), "--connect_timeout", "4"},
+      dir.file("client.out"), dir.file("client.err"));
   const auto code = client.wait(30s);
   stop = true;
   service.join();
-  ::close(listener);
   ASSERT_TRUE(code.has_value()) << "the client hung";
   EXPECT_EQ(*code, 1) << client.out() << client.err();
   EXPECT_GE(answered.load(), 2) << "it tried again";

@@ -19,6 +19,7 @@ namespace psgd {
 namespace {
 
 using testing::Cluster;
+using testing::metrics_epochs;
 using testing::Process;
 using testing::read_file;
 using testing::summary_in;
@@ -71,16 +72,6 @@ std::vector<std::string> job_flags(const Case& c) {
                                  "--dead_after",    "20",   "--checkpoint_every", "10"};
   flags.insert(flags.end(), c.flags.begin(), c.flags.end());
   return flags;
-}
-
-std::vector<int> metrics_epochs(const std::string& run) {
-  std::istringstream in(read_file(run + "/metrics.csv"));
-  std::string line;
-  std::getline(in, line);  // header
-  std::vector<int> epochs;
-  while (std::getline(in, line))
-    epochs.push_back(std::stoi(line.substr(0, line.find(','))));
-  return epochs;
 }
 
 // So that a client redialling a freed port cannot join another test's server.
@@ -281,12 +272,9 @@ TEST_P(ResumeAFailedRun, AKilledWorkerFailsTheRunAndResumeEndsBitIdentical) {
             std::string::npos)
       << broken.server->err();
 
-  Process resumed(PSGD_INIT_SERVER,
-                  {"--resume", run, "--working_ports", "0", "--port_file", broken.dir.file("port2"),
-                   "--bind", "127.0.0.1", "--join_timeout", "60"},
-                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
-  const int port = testing::wait_for_port(broken.dir.file("port2"), resumed);
-  ASSERT_GT(port, 0) << resumed.err();
+  const auto resumed = broken.start_resumed();
+  const int port = testing::wait_for_port(broken.dir.file("port2"), *resumed);
+  ASSERT_GT(port, 0) << resumed->err();
   std::vector<std::unique_ptr<Process>> clients;
   for (int i = 0; i < 2; ++i) {
     clients.push_back(std::make_unique<Process>(
@@ -294,14 +282,14 @@ TEST_P(ResumeAFailedRun, AKilledWorkerFailsTheRunAndResumeEndsBitIdentical) {
         broken.dir.file("new" + std::to_string(i) + ".out"),
         broken.dir.file("new" + std::to_string(i) + ".err")));
   }
-  ASSERT_EQ(resumed.wait(120s).value_or(-1), 0) << resumed.out() << resumed.err();
+  ASSERT_EQ(resumed->wait(120s).value_or(-1), 0) << resumed->out() << resumed->err();
   for (auto& c : clients)
     EXPECT_EQ(c->wait(30s).value_or(-1), 0) << c->out() << c->err();
   const auto got = summary_in(run);
   EXPECT_EQ(got["status"], "completed");
   EXPECT_EQ(got["resumed"], true);
   EXPECT_EQ(got["iterations"], expected["iterations"]);
-  EXPECT_EQ(got["parameters_sha256"], expected["parameters_sha256"]) << resumed.out();
+  EXPECT_EQ(got["parameters_sha256"], expected["parameters_sha256"]) << resumed->out();
 }
 
 INSTANTIATE_TEST_SUITE_P(Strategies, ResumeAFailedRun,

@@ -15,6 +15,7 @@ namespace psgd {
 namespace {
 
 using testing::Cluster;
+using testing::metrics_epochs;
 using testing::Process;
 using testing::read_file;
 using testing::summary_in;
@@ -46,16 +47,6 @@ struct Passphrase {
   Passphrase() { ::setenv("PSGD_PASSPHRASE", "resume test", 1); }
   ~Passphrase() { ::unsetenv("PSGD_PASSPHRASE"); }
 };
-
-std::vector<int> metrics_epochs(const std::string& run) {
-  std::istringstream in(read_file(run + "/metrics.csv"));
-  std::string line;
-  std::getline(in, line);  // header
-  std::vector<int> epochs;
-  while (std::getline(in, line))
-    epochs.push_back(std::stoi(line.substr(0, line.find(','))));
-  return epochs;
-}
 
 TEST(Resume, KilledServerResumedEndsWithTheParametersOfAnUninterruptedRun) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
@@ -140,14 +131,11 @@ TEST(Resume, AResumedServerStoppedBeforeItsWorkersRejoinKeepsTheCheckpointsItera
   for (auto& c : broken.clients)
     c->kill();  // nobody rejoins the resumed server
   const std::string run = broken.dir.file("run");
-  Process resumed(PSGD_INIT_SERVER,
-                  {"--resume", run, "--working_ports", "0", "--port_file", broken.dir.file("port2"),
-                   "--bind", "127.0.0.1", "--join_timeout", "60"},
-                  broken.dir.file("resumed.out"), broken.dir.file("resumed.err"));
-  const int port = testing::wait_for_port(broken.dir.file("port2"), resumed);
-  ASSERT_GT(port, 0) << resumed.err();
-  resumed.signal(SIGTERM);
-  ASSERT_EQ(resumed.wait(30s).value_or(-1), 128 + SIGTERM) << resumed.out() << resumed.err();
+  const auto resumed = broken.start_resumed();
+  const int port = testing::wait_for_port(broken.dir.file("port2"), *resumed);
+  ASSERT_GT(port, 0) << resumed->err();
+  resumed->signal(SIGTERM);
+  ASSERT_EQ(resumed->wait(30s).value_or(-1), 128 + SIGTERM) << resumed->out() << resumed->err();
   const auto summary = summary_in(run);
   EXPECT_EQ(summary["status"], "interrupted");
   EXPECT_EQ(summary["iterations"], 20) << summary.dump(1);  // checkpoints at 10 and 20

@@ -2,38 +2,24 @@
 // leaves none behind (experiments/run_dir.h), with real processes: a --resume of a run that is
 // still going is refused and the live run's files stay whole; a server whose port is taken exits
 // with the reason and the same --output then works.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <sstream>
 
 #include "tests/integration/cluster.h"
+#include "tests/integration/raw_peer.h"
 
 namespace psgd {
 namespace {
 
 using testing::Cluster;
+using testing::metrics_epochs;
 using testing::read_file;
 using testing::summary_in;
 using testing::wait_for_output;
 using namespace std::chrono_literals;
-
-// The epochs of metrics.csv's rows.
-std::vector<int> metrics_epochs(const std::string& run) {
-  std::istringstream in(read_file(run + "/metrics.csv"));
-  std::string line;
-  std::getline(in, line);  // header
-  std::vector<int> epochs;
-  while (std::getline(in, line))
-    epochs.push_back(std::stoi(line.substr(0, line.find(','))));
-  return epochs;
-}
 
 TEST(RunDirectoryGuard, ARunStillGoingIsNotResumed) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
@@ -59,23 +45,15 @@ TEST(RunDirectoryGuard, ARunStillGoingIsNotResumed) {
 TEST(RunDirectoryGuard, AServerWhosePortIsTakenLeavesNoRunDirectory) {
   if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   // A port someone else listens on (127.0.0.1, a free one the kernel picks).
-  const int taken = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(taken, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(taken, 1), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const std::string port = std::to_string(ntohs(addr.sin_port));
+  const testing::LoopbackListener taken;
+  ASSERT_TRUE(taken.ok());
+  const std::string port = std::to_string(taken.port());
   testing::TempDir dir;
   const std::string run = dir.file("run");
   const auto out = testing::run(PSGD_INIT_SERVER,
                                 {"--working_ports", port, "--bind", "127.0.0.1", "--output", run,
                                  "--train_samples", "500", "--test_samples", "100"},
                                 dir, 60);
-  ::close(taken);
   EXPECT_EQ(out.code, 1) << out.out << out.err;
   EXPECT_NE(out.err.find("cannot listen on 127.0.0.1:" + port), std::string::npos) << out.err;
   EXPECT_FALSE(std::filesystem::exists(run)) << "the failed start left " << run;

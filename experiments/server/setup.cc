@@ -13,8 +13,6 @@
 #include "experiments/local_data.h"
 #include "experiments/provenance.h"
 #include "experiments/server/driver.h"
-
-#include <filesystem>
 #include "experiments/server/server.h"
 #include "network/tcp/event_loop.h"
 #include "nn/data_source.h"

@@ -111,7 +111,19 @@ int main(int argc, char** argv) {
     }
     const nlohmann::json& job = config.at("job");
     const std::string model = job.at("model").get<std::string>();
-    if (dataset.empty()) dataset = job.at("dataset").get<std::string>();
+    if (dataset.empty()) {
+      dataset = job.at("dataset").get<std::string>();
+      // The job's relative paths are those of the directory the run was started in
+      // (config.json provenance.working_directory): read them from there, wherever this runs.
+      const auto started_in = config.value("provenance", nlohmann::json::object())
+                                  .value("working_directory", std::string());
+      std::error_code ec;
+      if (!started_in.empty() && fs::is_directory(started_in, ec) &&
+          !fs::equivalent(started_in, fs::current_path(), ec)) {
+        run_dir = fs::absolute(run_dir).string();
+        fs::current_path(started_in, ec);
+      }
+    }
     if (test_samples < 0) test_samples = job.value("test_samples", std::int64_t{0});
     psgd::nn::set_compute_threads(1);
     psgd::nn::keep_freed_memory();

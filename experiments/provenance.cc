@@ -6,6 +6,7 @@
 #include <cereal/version.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "nn/version.h"
@@ -23,6 +24,12 @@ std::string psgd_revision() {
   return PSGD_GIT_REVISION;
 }
 
+std::string working_directory() {
+  std::error_code ec;
+  const auto cwd = std::filesystem::current_path(ec);
+  return ec ? std::string() : cwd.string();
+}
+
 nlohmann::json provenance(const std::string& command_line) {
   const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   return {
@@ -31,6 +38,9 @@ nlohmann::json provenance(const std::string& command_line) {
       {"cores", std::thread::hardware_concurrency()},
       {"started_utc", fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(t))},
       {"command_line", command_line},
+      // Relative paths in the job (--dataset, --model script:F) are this directory's:
+      // `evaluate RUN_DIR` reads them from here wherever it is run.
+      {"working_directory", working_directory()},
       {"compiler", __VERSION__},
       {"libraries",
        {{"torch", nn::torch_version()},

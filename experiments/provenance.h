@@ -8,6 +8,8 @@ namespace psgd {
 
 std::string host_name();
 std::string psgd_revision();  // git revision the binary was built from
+// The process's working directory ("" if it cannot be read): where a job's relative paths point.
+std::string working_directory();
 nlohmann::json provenance(const std::string& command_line);
 
 }  // namespace psgd

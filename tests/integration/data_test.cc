@@ -105,6 +105,35 @@ TEST(Data, AHandWrittenCsvTrainsWithZscoreAndAValidationSplit) {
       << r.logs();
 }
 
+// A run started with relative data paths is evaluated from any directory: evaluate reads the
+// job's relative paths from where the run was started (config.json provenance.working_directory);
+// from elsewhere it said "file 'train.csv' does not exist".
+TEST(Data, EvaluateReadsARunsRelativeDataPathsFromWhereItWasStarted) {
+  TempDir dir;
+  const std::string started = dir.file("lab");
+  std::filesystem::create_directories(started);
+  std::filesystem::create_directories(dir.file("elsewhere"));
+  write_text(started + "/train.csv", blobs_csv(300, 5));
+  write_text(started + "/test.csv", blobs_csv(100, 6));
+  Process run(
+      PSGD_INIT_SERVER,
+      {"--simulate", "--node_count", "2", "--dataset", "csv:train=train.csv,test=test.csv",
+       "--label_column", "label", "--epochs", "2", "--batch_size", "16", "--output", "runs/csv"},
+      dir.file("run.out"), dir.file("run.err"), started);
+  ASSERT_EQ(run.wait(120s).value_or(-1), 0) << run.out() << run.err();
+  const std::string run_dir = started + "/runs/csv";
+  const auto summary = nlohmann::json::parse(read_file(run_dir + "/summary.json"));
+  Process eval(PSGD_EVALUATE, {run_dir, "--json"}, dir.file("eval.out"), dir.file("eval.err"),
+               dir.file("elsewhere"));
+  ASSERT_EQ(eval.wait(60s).value_or(-1), 0) << eval.out() << eval.err();
+  const auto result = nlohmann::json::parse(eval.out());
+  EXPECT_DOUBLE_EQ(result["test_accuracy"].get<double>(),
+                   summary["final_test_accuracy"].get<double>());
+  EXPECT_EQ(
+      nlohmann::json::parse(read_file(run_dir + "/config.json"))["provenance"]["working_directory"],
+      std::filesystem::canonical(started).string());
+}
+
 TEST(Data, ShipDataFeedsClientsThatCannotReadTheDataset) {
   DataRun r;
   write_text(r.dir.file("train.csv"), blobs_csv(300, 3));

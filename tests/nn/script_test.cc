@@ -179,21 +179,28 @@ TEST(BuiltinModels, CnnBnHasBuffersAndDnnIsParallelSgds) {
   EXPECT_EQ(dnn.num_buffers(), 0u);
 }
 
-TEST(Dropout, EachTrainerDrawsFromItsOwnStream) {
-  // Two trainers of one worker (same seed and batch stream) compute the same gradients even when
-  // a third trainer's dropout draws fall between their steps: the masks are the trainer's own.
+// `n` random 1 x 8 x 8 images of 3 classes (labels i % 3), the same set for training and test:
+// enough for cnn_bn's Dropout to draw masks.
+std::shared_ptr<DataSplit> random_images(int n, unsigned seed) {
   auto data = std::make_shared<DataSplit>();
   data->train.channels = 1;
   data->train.height = data->train.width = 8;
   data->train.num_classes = 3;
-  std::mt19937 gen(3);
+  std::mt19937 gen(seed);
   std::uniform_real_distribution<float> u(0, 1);
-  for (int i = 0; i < 64; ++i) {
+  for (int i = 0; i < n; ++i) {
     for (int k = 0; k < 64; ++k)
       data->train.images.push_back(u(gen));
     data->train.labels.push_back(i % 3);
   }
   data->test = data->train;
+  return data;
+}
+
+TEST(Dropout, EachTrainerDrawsFromItsOwnStream) {
+  // Two trainers of one worker (same seed and batch stream) compute the same gradients even when
+  // a third trainer's dropout draws fall between their steps: the masks are the trainer's own.
+  const auto data = random_images(64, 3);
   auto make = [&](std::uint64_t stream) {
     return std::make_unique<Trainer>(
         TrainerOptions{.model = "cnn_bn", .batch_size = 16, .batch_stream = stream}, data,
@@ -217,18 +224,7 @@ TEST(Dropout, ASkippedBatchLeavesTheNextBatchesMasksAsTheyWere) {
   // A worker resumed from a checkpoint skips the batches it had computed (skip_batches) and must
   // then draw the masks the uninterrupted worker draws: cnn_bn's Dropout(0.5) makes the gradients
   // differ otherwise. The parameters never change here, so only the batch and its masks matter.
-  auto data = std::make_shared<DataSplit>();
-  data->train.channels = 1;
-  data->train.height = data->train.width = 8;
-  data->train.num_classes = 3;
-  std::mt19937 gen(5);
-  std::uniform_real_distribution<float> u(0, 1);
-  for (int i = 0; i < 48; ++i) {
-    for (int k = 0; k < 64; ++k)
-      data->train.images.push_back(u(gen));
-    data->train.labels.push_back(i % 3);
-  }
-  data->test = data->train;
+  const auto data = random_images(48, 5);
   const TrainerOptions options{.model = "cnn_bn", .batch_size = 16, .seed = 9, .batch_stream = 2};
   for (int k : {1, 4}) {  // 4: past the end of the first pass over the 48 samples
     Trainer whole(options, data, all(data->train));
